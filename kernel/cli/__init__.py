@@ -1,0 +1,163 @@
+"""The ``pallet`` command: global options, lazily imported command groups, one-line errors.
+
+Commands are listed in ``COMMANDS`` with their help text, so ``pallet --help`` imports no
+command module and scans no entry point.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from kernel import __version__
+
+# name -> (module, attribute, short help). Top-level shortcuts point at the same objects as
+# the group subcommands, as Docker's do.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "container": ("kernel.cli.container", "container", "Manage containers"),
+    "image": ("kernel.cli.image", "image", "Manage images"),
+    "network": ("kernel.cli.network", "network", "Manage networks"),
+    "volume": ("kernel.cli.volume", "volume", "Manage volumes"),
+    "plugins": ("kernel.cli.plugins", "plugins", "List and check plugins"),
+    "storage": ("kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
+    "security": ("kernel.cli.security", "security", "Security profiles and checks"),
+    "system": ("kernel.cli.system", "system", "Manage pallet (info, df, prune)"),
+    "info": ("kernel.cli.system", "info", "Display system-wide information"),
+    "version": ("kernel.cli.system", "version", "Show the pallet version"),
+    "run": ("kernel.cli.container", "run", "Create and run a new container from an image"),
+    "create": ("kernel.cli.container", "create", "Create a new container"),
+    "start": ("kernel.cli.container", "start", "Start one or more stopped containers"),
+    "stop": ("kernel.cli.container", "stop", "Stop one or more running containers"),
+    "restart": ("kernel.cli.container", "restart", "Restart one or more containers"),
+    "kill": ("kernel.cli.container", "kill", "Kill one or more running containers"),
+    "pause": ("kernel.cli.container", "pause", "Pause all processes within containers"),
+    "unpause": ("kernel.cli.container", "unpause", "Unpause all processes within containers"),
+    "rm": ("kernel.cli.container", "rm", "Remove one or more containers"),
+    "ps": ("kernel.cli.container", "ls", "List containers"),
+    "logs": ("kernel.cli.container", "logs", "Fetch the logs of a container"),
+    "exec": ("kernel.cli.container", "exec_", "Execute a command in a running container"),
+    "wait": ("kernel.cli.container", "wait", "Block until containers stop, then print their exit codes"),
+    "inspect": ("kernel.cli.container", "inspect_any", "Return low-level information on objects"),
+    "top": ("kernel.cli.container", "top", "Display the running processes of a container"),
+    "stats": ("kernel.cli.container", "stats", "Display resource usage statistics"),
+    "cp": ("kernel.cli.container", "cp", "Copy files between a container and the host"),
+    "diff": ("kernel.cli.container", "diff", "Inspect changes to a container's filesystem"),
+    "export": ("kernel.cli.container", "export", "Export a container's filesystem as a tar archive"),
+    "commit": ("kernel.cli.container", "commit", "Create a new image from a container's changes"),
+    "port": ("kernel.cli.container", "port", "List port mappings of a container"),
+    "rename": ("kernel.cli.container", "rename", "Rename a container"),
+    "pull": ("kernel.cli.image", "pull", "Download an image from a registry"),
+    "push": ("kernel.cli.image", "push", "Upload an image to a registry"),
+    "images": ("kernel.cli.image", "ls", "List images"),
+    "rmi": ("kernel.cli.image", "rm", "Remove one or more images"),
+    "tag": ("kernel.cli.image", "tag", "Create a tag that refers to an image"),
+    "save": ("kernel.cli.image", "save", "Save images to a tar archive"),
+    "load": ("kernel.cli.image", "load", "Load images from a tar archive"),
+    "import": ("kernel.cli.image", "import_", "Import a root filesystem tarball as an image"),
+    "history": ("kernel.cli.image", "history", "Show the history of an image"),
+    "login": ("kernel.cli.image", "login", "Log in to a registry"),
+    "logout": ("kernel.cli.image", "logout", "Log out from a registry"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in ``COMMANDS``-style tables and are imported when invoked."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            module_name, attr, _help = self.lazy[name]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                return _missing_command(name)
+            command = getattr(module, attr, None)
+            return command if command is not None else _missing_command(name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        groups = [n for n in self.list_commands(ctx) if n in GROUP_NAMES]
+        verbs = [n for n in self.list_commands(ctx) if n not in GROUP_NAMES]
+        for title, names in (("Management Commands", groups), ("Commands", verbs)):
+            rows = [(n, self.lazy[n][2] if n in self.lazy else "") for n in names]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", "security", "system"}
+
+
+def _missing_command(name: str) -> click.Command:
+    from kernel.errors import NotImplementedYet
+
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def missing():
+        raise NotImplementedYet(f'"pallet {name}" is not implemented yet in this version of pallet')
+
+    return missing
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.version_option(__version__, "-v", "--version", prog_name="pallet", message="%(prog)s version %(version)s")
+@click.option("--root", envvar="PALLET_ROOT", metavar="DIR", help="State directory [default: /var/lib/pallet].")
+@click.option("--run-root", envvar="PALLET_RUN_ROOT", metavar="DIR", help="Runtime state directory [default: /run/pallet].")
+@click.option("--storage-driver", "-s", envvar="PALLET_STORAGE_DRIVER", metavar="NAME",
+              help="Storage driver to use (overlay2, btrfs, zfs, devicemapper, vfs, or a plugin's).")
+@click.option("--storage-opt", multiple=True, metavar="KEY=VALUE", help="Storage driver option (repeatable).")
+@click.option("--config", "config_path", metavar="FILE", help="Config file [default: /etc/pallet/pallet.toml; env PALLET_CONFIG].")
+@click.option("--debug", "-D", is_flag=True, envvar="PALLET_DEBUG", help="Show tracebacks for internal errors.")
+@click.pass_context
+def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, debug):
+    """A container engine whose storage, network, security and registry drivers are plugins."""
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt))
+    ctx.obj.debug = debug
+
+
+def main(argv=None) -> None:
+    """Console entry point: run the CLI and turn every user-facing failure into one line and an exit code."""
+    from kernel.errors import PalletError
+
+    debug = os.environ.get("PALLET_DEBUG") or "--debug" in (argv or sys.argv) or "-D" in (argv or sys.argv)
+    try:
+        code = cli.main(args=argv, prog_name="pallet", standalone_mode=False)
+    except PalletError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(141)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

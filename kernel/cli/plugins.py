@@ -1,0 +1,70 @@
+"""``pallet plugins``: list every plugin with its origin, version and availability on this host."""
+
+from __future__ import annotations
+
+import click
+
+from kernel.cli.output import emit, format_option, json_option
+from kernel.plugins import DRIVER_KINDS, GROUPS
+
+
+@click.group("plugins")
+def plugins():
+    """List and check plugins."""
+
+
+def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
+    """One row per driver, plus one per plugin that is broken or disabled (it registered nothing)."""
+    manager = engine.plugins
+    groups = {DRIVER_KINDS[k][0] for k in kinds} if kinds else set(GROUPS)
+    manager.load(*sorted(groups))
+    all_plugins = manager.all_plugins()
+    rows = []
+    for kind, drivers in manager.drivers.items():
+        if kinds and kind not in kinds:
+            continue
+        for name, record in sorted(drivers.items()):
+            availability = record.availability()
+            plugin = record.plugin
+            rows.append({
+                "Name": name,
+                "Kind": kind,
+                "Plugin": plugin.name,
+                "Distribution": plugin.distribution,
+                "Version": plugin.version,
+                "Origin": plugin.origin,
+                "Status": "available" if availability.available else "unavailable",
+                "Implemented": bool(record.cls.implemented),
+                "Reason": availability.reason,
+            })
+    listed = {(r["Plugin"]) for r in rows}
+    group_kind = {group: kind for kind, group in GROUPS.items()}
+    for plugin in all_plugins:
+        if plugin.state == "loaded" and plugin.name in listed:
+            continue
+        kind = group_kind[plugin.group]
+        if plugin.state == "loaded" or (kinds and kind not in kinds):
+            continue
+        rows.append({
+            "Name": plugin.name, "Kind": kind, "Plugin": plugin.name,
+            "Distribution": plugin.distribution, "Version": plugin.version, "Origin": plugin.origin,
+            "Status": plugin.state, "Implemented": False, "Reason": plugin.error,
+        })
+    return rows
+
+
+@plugins.command("ls")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(DRIVER_KINDS)),
+              help="Only this kind of driver (repeatable).")
+@format_option
+@json_option
+@click.pass_obj
+def ls(engine, kinds, fmt, as_json):
+    """List plugins and the drivers they provide, with availability on this host."""
+    rows = plugin_rows(engine, tuple(kinds))
+    for row in rows:
+        row["Availability"] = row["Status"] + (f": {row['Reason']}" if row["Reason"] else "")
+        if row["Status"] == "available" and not row["Implemented"]:
+            row["Availability"] += " (not implemented yet)"
+    emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ORIGIN", "Origin"), ("DISTRIBUTION", "Distribution"),
+                ("VERSION", "Version"), ("AVAILABILITY", "Availability")], fmt=fmt, as_json=as_json)

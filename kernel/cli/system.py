@@ -1,0 +1,141 @@
+"""``pallet info``, ``pallet version`` and the ``system`` group."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kernel import __version__
+from kernel.cli.output import json_option
+from kernel.errors import PalletError
+
+
+@click.group("system")
+def system():
+    """Manage pallet."""
+
+
+def storage_block(engine) -> dict:
+    """The Storage Driver block of ``info``: never fails, reports the reason instead."""
+    try:
+        name, source = engine.select_storage_driver()
+    except PalletError as exc:
+        return {"Driver": None, "Error": str(exc)}
+    block = {"Driver": name, "ChosenBy": source}
+    record = engine.plugins.drivers["storage"].get(name)
+    if record is None:
+        block["Error"] = f'storage driver "{name}" is not registered by any loaded plugin'
+        return block
+    availability = record.availability(engine.root / name, engine.config.storage_options(name))
+    block["Availability"] = str(availability)
+    if availability.available and record.cls.implemented:
+        try:
+            driver = record.cls(engine.root / name, engine.config.storage_options(name))
+            block["Status"] = [[key, value] for key, value in driver.status()]
+        except Exception as exc:  # a vendor driver's status() must not break info
+            block["Status"] = [["Error", f"{type(exc).__name__}: {exc}"]]
+    elif availability.available:
+        block["Status"] = [["Note", "not implemented yet"]]
+    return block
+
+
+def info_data(engine) -> dict:
+    from kernel import host
+
+    manager = engine.plugins
+    manager.load()
+    cgroups = host.cgroup_info()
+    counts: dict[str, dict[str, int]] = {}
+    for plugin in manager.all_plugins():
+        kind = plugin.group.split(".", 1)[1]
+        counts.setdefault(kind, {"loaded": 0, "broken": 0, "disabled": 0})[plugin.state] += 1
+    security = []
+    for name, record in sorted(manager.drivers["security"].items(), key=lambda kv: kv[1].cls.order):
+        if record.cls.default_enabled and record.availability().available and record.cls.implemented:
+            security.append(name)
+    return {
+        "ServerVersion": __version__,
+        "RootDir": str(engine.root),
+        "RunRoot": str(engine.run_root),
+        "ConfigFile": str(engine.config.config_path),
+        "Storage": storage_block(engine),
+        "DefaultNetwork": engine.config.section("network").get("default", "bridge"),
+        "Networks": sorted(manager.drivers["network"]),
+        "SecurityOptions": security,
+        "Cgroup": {
+            "Version": cgroups.version,
+            "V1Controllers": sorted(cgroups.v1),
+            "V2Mount": cgroups.v2_mount,
+            "V2Controllers": cgroups.v2_controllers,
+        },
+        "Kernel": host.kernel_release(),
+        "KernelFeatures": host.kernel_features(),
+        "Plugins": counts,
+        "BrokenPlugins": [
+            {"Name": p.name, "Group": p.group, "Distribution": p.distribution, "Error": p.error}
+            for p in manager.all_plugins() if p.state == "broken"
+        ],
+    }
+
+
+@click.command("info")
+@json_option
+@click.option("--format", "fmt", metavar="TEMPLATE", help="'json' or a Go-style template like '{{.Storage.Driver}}'.")
+@click.pass_obj
+def info(engine, as_json, fmt):
+    """Display system-wide information."""
+    data = info_data(engine)
+    if as_json or fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    if fmt:
+        from kernel.cli.output import render_template
+        click.echo(render_template(fmt, data))
+        return
+    storage = data["Storage"]
+    lines = [
+        f"Server Version: {data['ServerVersion']}",
+        f"Root Dir: {data['RootDir']}",
+        f"Run Root: {data['RunRoot']}",
+        f"Storage Driver: {storage.get('Driver') or '(none)'}",
+    ]
+    if "Error" in storage:
+        lines.append(f" Error: {storage['Error']}")
+    for key, value in storage.get("Status", []):
+        lines.append(f" {key}: {value}")
+    cg = data["Cgroup"]
+    lines += [
+        f"Cgroup Version: {cg['Version']}",
+        f" v1 controllers: {', '.join(cg['V1Controllers']) or '-'}",
+        f" v2 mount: {cg['V2Mount'] or '-'} ({', '.join(cg['V2Controllers']) or 'no controllers'})",
+        f"Default Network: {data['DefaultNetwork']}",
+        f"Network drivers: {', '.join(data['Networks'])}",
+        f"Security Options: {', '.join(data['SecurityOptions']) or '-'}",
+        f"Kernel Version: {data['Kernel']}",
+        "Kernel Features: " + ", ".join(k for k, v in data["KernelFeatures"].items() if v),
+        "Plugins: " + "; ".join(
+            f"{kind} {c['loaded']} loaded" + (f", {c['broken']} broken" if c["broken"] else "")
+            + (f", {c['disabled']} disabled" if c["disabled"] else "")
+            for kind, c in sorted(data["Plugins"].items())
+        ),
+    ]
+    for broken in data["BrokenPlugins"]:
+        lines.append(f" Broken: {broken['Name']} ({broken['Distribution'] or 'unknown'}): {broken['Error']}")
+    click.echo("\n".join(lines))
+
+
+@click.command("version")
+@json_option
+def version(as_json):
+    """Show the pallet version."""
+    import platform
+
+    data = {"Version": __version__, "Python": platform.python_version(), "Os": "linux", "Arch": platform.machine()}
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        click.echo("\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+system.add_command(info)

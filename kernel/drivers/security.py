@@ -1,0 +1,39 @@
+"""Security profile contract: each profile contributes its part to a container's OCI spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kernel.drivers.base import Driver
+
+
+@dataclass
+class SecurityContext:
+    """What a profile may read while applying: the container's security-relevant settings."""
+
+    options: dict[str, str] = field(default_factory=dict)   # --security-opt NAME=VALUE routed to this profile
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    user: str = ""                                           # "uid[:gid]" or a name, as given by -u
+    read_only: bool = False
+
+
+class SecurityProfile(Driver):
+    """A confinement mechanism (capabilities, seccomp, an LSM …).
+
+    ``order`` sorts profiles (lower applies first). ``default_enabled`` profiles apply to
+    every container on hosts where ``probe`` says available; others only when the user
+    names them with ``--security-opt NAME=…``.
+    """
+
+    kind = "security"
+    order = 50
+    default_enabled = True
+
+    def validate(self, options: dict[str, str]) -> None:
+        """Reject bad ``--security-opt`` values with a ``kernel.errors.UsageError`` naming the option."""
+
+    def apply(self, spec: dict, ctx: SecurityContext) -> None:
+        """Write this profile's part into the OCI runtime-spec dict ``spec``, in place."""
+        raise NotImplementedError

@@ -1,0 +1,30 @@
+"""Transport contract: where images come from and go to (a registry, an OCI layout, an archive)."""
+
+from __future__ import annotations
+
+from kernel.drivers.base import Driver
+
+
+class Transport(Driver):
+    """Move images between a location and pallet's image store.
+
+    A reference is ``NAME:LOCATION`` (``docker://busybox:latest``, ``oci:/tmp/layout:tag``);
+    the core strips the prefix and passes the location.
+    """
+
+    kind = "registry"
+
+    def __init__(self, options: dict | None = None):
+        self.options = dict(options or {})
+
+    def pull(self, location: str, store, progress=None) -> str:
+        """Copy the image at ``location`` into ``store`` (a :class:`kernel.images.ImageStore`); return its image id."""
+        raise NotImplementedError
+
+    def push(self, image_id: str, location: str, store, progress=None) -> str:
+        """Copy the stored image ``image_id`` to ``location``; return the manifest digest written."""
+        raise NotImplementedError
+
+    def list_tags(self, location: str) -> list[str]:
+        """Tags known at ``location``'s repository."""
+        raise NotImplementedError

@@ -1,0 +1,126 @@
+"""The engine a command works with: config, plugins and the selected storage driver, each made on first use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from kernel.config import Config
+from kernel.errors import Conflict, PalletError
+from kernel.fsutil import atomic_write
+
+# Autodetect order when nothing chooses a driver (moby and containers/storage use the same idea).
+STORAGE_PRIORITY = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
+DRIVER_RECORD = "storage-driver"
+
+
+class Engine:
+    """Built once per CLI invocation; every property is lazy so ``--help`` loads nothing."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    @property
+    def run_root(self) -> Path:
+        return self.config.run_root
+
+    @cached_property
+    def plugins(self):
+        from kernel.plugins import PluginManager
+        return PluginManager()
+
+    # --- storage ------------------------------------------------------------------------
+    def recorded_storage_driver(self) -> str | None:
+        try:
+            return (self.root / DRIVER_RECORD).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def storage_data_present(self) -> list[str]:
+        """Names of drivers whose home under the root holds data."""
+        candidates = set(self.plugins.names("storage")) | set(STORAGE_PRIORITY)
+        recorded = self.recorded_storage_driver()
+        if recorded:
+            candidates.add(recorded)
+        return sorted(name for name in candidates if _has_data(self.root / name))
+
+    def select_storage_driver(self) -> tuple[str, str]:
+        """Return ``(driver name, how it was chosen)`` following the documented precedence."""
+        cfg = self.config
+        for name, source in (
+            (cfg.storage_driver_flag, "flag or PALLET_STORAGE_DRIVER"),
+            (cfg.storage_driver_configured, f"config {cfg.config_path}"),
+        ):
+            if name:
+                self.plugins.driver("storage", name)  # unknown / broken -> clear error
+                self._refuse_foreign_data(name)
+                return name, source
+        recorded = self.recorded_storage_driver()
+        if recorded:
+            return recorded, f"recorded in {self.root / DRIVER_RECORD}"
+        present = self.storage_data_present()
+        if len(present) == 1:
+            return present[0], "data found on disk"
+        if len(present) > 1:
+            raise Conflict(
+                f"{self.root} holds data of several storage drivers ({', '.join(present)}); "
+                "choose one with --storage-driver"
+            )
+        return self._autodetect(), "autodetected"
+
+    def _refuse_foreign_data(self, wanted: str) -> None:
+        others = [name for name in self.storage_data_present() if name != wanted]
+        if len(others) == 1:
+            raise Conflict(
+                f'storage driver "{wanted}" requested, but {self.root} holds data of "{others[0]}"; '
+                f'run "pallet storage migrate --to {wanted}" or choose --storage-driver {others[0]}'
+            )
+        if others:
+            listed = ", ".join(f'"{name}"' for name in others)
+            raise Conflict(
+                f'storage driver "{wanted}" requested, but {self.root} holds data of {listed}; '
+                "migrate or remove all but one first"
+            )
+
+    def _autodetect(self) -> str:
+        names = self.plugins.names("storage")
+        ordered = [n for n in STORAGE_PRIORITY if n in names] + sorted(set(names) - set(STORAGE_PRIORITY))
+        reasons = []
+        for name in ordered:
+            record = self.plugins.drivers["storage"][name]
+            availability = record.availability(self.root / name, self.config.storage_options(name))
+            if availability.available and record.cls.implemented:
+                return name
+            reasons.append(f"{name}: {availability if not availability.available else 'not implemented yet'}")
+        raise PalletError("no usable storage driver on this host (" + "; ".join(reasons) + ")")
+
+    @cached_property
+    def storage_driver_name(self) -> str:
+        return self.select_storage_driver()[0]
+
+    @cached_property
+    def storage(self):
+        """The selected storage driver instance; records the choice in the root."""
+        name = self.storage_driver_name
+        record = self.plugins.driver("storage", name)
+        options = self.config.storage_options(name)
+        availability = record.availability(self.root / name, options)
+        if not availability.available:
+            raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
+        if not record.cls.implemented:
+            raise record.cls.not_implemented(name, "see the storage backends issue")
+        driver = record.cls(self.root / name, options)
+        if self.recorded_storage_driver() != name:
+            atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
+        return driver
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return any(path.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return False

@@ -1,0 +1,30 @@
+"""Errors a user can cause: each one becomes one line on stderr and an exit code, never a traceback."""
+
+
+class PalletError(Exception):
+    """A failure the user can act on. ``str(err)`` is the whole message; ``exit_code`` is returned."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(PalletError):
+    """A wrong flag, name or argument: exit code 2, as click uses for usage errors."""
+
+    exit_code = 2
+
+
+class NotFound(PalletError):
+    """A named object (image, container, network, volume) does not exist."""
+
+
+class Conflict(PalletError):
+    """The request contradicts existing state (name in use, container running, data of another driver)."""
+
+
+class NotImplementedYet(PalletError):
+    """A plugin exists and probes the host, but the operation is not written yet."""

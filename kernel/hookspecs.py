@@ -1,0 +1,145 @@
+"""The plugin contract: every hook a pallet plugin may implement, on one page.
+
+A plugin is a module (or object) named by an entry point in one of the groups
+``pallet.storage``, ``pallet.network``, ``pallet.security`` or ``pallet.registry``.
+Pallet imports it with stevedore, registers it with one pluggy ``PluginManager("pallet")``
+and validates every ``pallet_*`` function against the specs below; a function whose name
+starts with ``pallet_`` but matches no spec, or whose arguments are not a subset of the
+spec's, marks the plugin *broken* (shown by ``pallet plugins ls``) and the engine goes on
+without it.
+
+Two kinds of hooks:
+
+* **Registration hooks** (``pallet_register_*``) are called once when pallet loads a kind
+  of plugin. Each receives ``register(name, cls)``; call it once per driver the plugin
+  provides. ``cls`` subclasses the matching base in :mod:`kernel.drivers`, whose
+  docstrings say what each method must do. Pallet then uses drivers as objects: exactly
+  one storage driver per root, a network driver per network, every enabled security
+  profile in order, the transport named by a reference's prefix.
+* **Broadcast hooks** (``pallet_container_*``, ``pallet_image_*``, ``pallet_spec_amend``)
+  are called on every plugin that implements them, in pluggy's order (last registered
+  first). Their return values are ignored unless the spec says otherwise. An exception
+  raised by an observer is reported and does not stop the operation.
+
+Write implementations with ``kernel.hookimpl``::
+
+    from kernel import hookimpl
+
+    @hookimpl
+    def pallet_register_storage_drivers(register):
+        register("mydriver", MyDriver)
+
+Keep the module cheap to import: import heavy libraries inside driver methods.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("pallet")
+
+
+# --- registration hooks -------------------------------------------------------------------
+
+@hookspec
+def pallet_register_storage_drivers(register):
+    """Register storage (graph) drivers.
+
+    Called once when pallet needs storage (``run``, ``pull``, ``images`` …).
+    ``register(name, cls)`` takes the driver's name as users type it with
+    ``--storage-driver`` and a subclass of :class:`kernel.drivers.StorageDriver`.
+    A driver that only implements create/mount/remove gets the diff operations
+    (diff, changes, apply_diff, diff_size) from the naive fallback in the base class.
+    Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_network_drivers(register):
+    """Register network drivers.
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.NetworkDriver`,
+    selected by ``--network``/``pallet network create -d NAME``. Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_ipam_drivers(register):
+    """Register IP address managers.
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.IpamDriver`,
+    selected by ``pallet network create --ipam-driver NAME`` (default ``default``).
+    Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_volume_drivers(register):
+    """Register volume drivers.
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.VolumeDriver`,
+    selected by ``pallet volume create -d NAME`` (default ``local``). Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_security_profiles(register):
+    """Register security profiles.
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.SecurityProfile`.
+    Every available profile contributes to each container's OCI spec, in the order of
+    their ``order`` attribute; ``--security-opt NAME=VALUE`` options are routed to the
+    profile called NAME. Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_transports(register):
+    """Register image transports (registries and archive formats).
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.Transport`; the
+    name is the reference prefix users type (``docker`` for ``docker://…``, ``oci`` for
+    ``oci:PATH``). Return nothing.
+    """
+
+
+# --- broadcast hooks ----------------------------------------------------------------------
+
+@hookspec
+def pallet_spec_amend(spec, container):
+    """Amend a container's OCI runtime-spec ``config.json`` before it is written.
+
+    Called after every security profile has applied, for every plugin that implements
+    it. ``spec`` is the runtime-spec dict (change it in place); ``container`` is the
+    :class:`kernel.containers.ContainerRecord` being created. Return nothing.
+    """
+
+
+@hookspec
+def pallet_container_created(container):
+    """Observe: a container record and its bundle were written. Return nothing."""
+
+
+@hookspec
+def pallet_container_started(container):
+    """Observe: a container's process was started (``container.pid`` is set). Return nothing."""
+
+
+@hookspec
+def pallet_container_stopped(container, exit_code):
+    """Observe: a container's process exited with ``exit_code`` (128+N for signal N). Return nothing."""
+
+
+@hookspec
+def pallet_container_removed(container):
+    """Observe: a container and its read-write layer were removed. Return nothing."""
+
+
+@hookspec
+def pallet_image_pulled(reference, image_id):
+    """Observe: ``reference`` (a string) was pulled or loaded and is stored as ``image_id``. Return nothing."""
+
+
+@hookspec
+def pallet_image_removed(image_id):
+    """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""

@@ -1,0 +1,129 @@
+"""What this host offers: cgroup version and controllers, kernel filesystems and features."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class CgroupInfo:
+    """``version`` is 1, 2 or "hybrid"; ``v1`` maps controller -> mount, ``v2_controllers`` lists the unified ones."""
+
+    version: str
+    v1: dict[str, str] = field(default_factory=dict)
+    v2_mount: str = ""
+    v2_controllers: list[str] = field(default_factory=list)
+
+
+def cgroup_info(mounts_file: str = "/proc/self/mounts") -> CgroupInfo:
+    v1: dict[str, str] = {}
+    v2_mount = ""
+    with open(mounts_file) as handle:
+        for line in handle:
+            _dev, mountpoint, fstype, options = line.split()[:4]
+            if fstype == "cgroup2":
+                v2_mount = v2_mount or mountpoint
+            elif fstype == "cgroup":
+                for option in options.split(","):
+                    if option in KNOWN_V1_CONTROLLERS or option.startswith("name="):
+                        v1[option] = mountpoint
+    v2_controllers: list[str] = []
+    if v2_mount:
+        try:
+            v2_controllers = Path(v2_mount, "cgroup.controllers").read_text().split()
+        except OSError:
+            pass
+    real_v1 = {k: v for k, v in v1.items() if not k.startswith("name=")}
+    if real_v1 and v2_mount:
+        version = "hybrid"
+    elif real_v1:
+        version = "1"
+    else:
+        version = "2"
+    return CgroupInfo(version, real_v1, v2_mount, v2_controllers)
+
+
+KNOWN_V1_CONTROLLERS = {
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
+    "net_prio", "hugetlb", "pids", "rdma", "misc",
+}
+
+
+def filesystems() -> set[str]:
+    """Filesystem types this kernel supports (``/proc/filesystems``)."""
+    with open("/proc/filesystems") as handle:
+        return {line.split()[-1] for line in handle if line.strip()}
+
+
+def kernel_features() -> dict[str, bool]:
+    fs = filesystems()
+    return {
+        "overlay": "overlay" in fs,
+        "btrfs": "btrfs" in fs,
+        "fuse": "fuse" in fs,
+        "seccomp": _seccomp_available(),
+        "user_namespaces": os.path.exists("/proc/self/ns/user"),
+        "cgroup_namespaces": os.path.exists("/proc/self/ns/cgroup"),
+        "device_mapper": os.path.exists("/dev/mapper/control"),
+        "apparmor": os.path.isdir("/sys/kernel/security/apparmor"),
+        "selinux": os.path.isdir("/sys/fs/selinux") and os.path.exists("/sys/fs/selinux/enforce"),
+        "landlock": landlock_abi() > 0,
+    }
+
+
+def landlock_abi() -> int:
+    """Landlock ABI version (0 when absent): ``landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)``."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    version = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # same number on x86_64 and arm64
+    return max(version, 0)
+
+
+def _seccomp_available() -> bool:
+    return "Seccomp:" in _read("/proc/self/status")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def kernel_release() -> str:
+    return platform.release()
+
+
+def nearest_existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def filesystem_of(path) -> tuple[str, str]:
+    """``(fstype, mountpoint)`` of the mount holding ``path`` (or its nearest existing ancestor)."""
+    target = os.path.realpath(nearest_existing(Path(path)))
+    best = ("", "/")
+    best_len = -1
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            mountpoint = left.split()[4].replace("\\040", " ")
+            fstype = right.split()[0]
+            inside = target == mountpoint or target.startswith(mountpoint.rstrip("/") + "/")
+            if inside and len(mountpoint) >= best_len:
+                best, best_len = (fstype, mountpoint), len(mountpoint)
+    return best
+
+
+def which(command: str) -> str | None:
+    import shutil
+    return shutil.which(command)

@@ -1,0 +1,241 @@
+"""Find plugins with stevedore, validate and call them with pluggy, and keep the table of drivers.
+
+Only the entry-point groups a command needs are loaded. A plugin that fails to import, or
+whose hooks do not match ``kernel/hookspecs.py``, becomes a *broken* row with the reason:
+one warning on stderr, and the rest of the engine keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import pluggy
+
+from kernel import hookspecs
+from kernel.drivers import Availability, Driver
+from kernel.errors import PalletError, UsageError
+
+GROUPS = {
+    "storage": "pallet.storage",
+    "network": "pallet.network",
+    "security": "pallet.security",
+    "registry": "pallet.registry",
+}
+
+# Driver kind -> (entry-point group whose plugins provide it, registration hook).
+DRIVER_KINDS = {
+    "storage": ("storage", "pallet_register_storage_drivers"),
+    "volume": ("storage", "pallet_register_volume_drivers"),
+    "network": ("network", "pallet_register_network_drivers"),
+    "ipam": ("network", "pallet_register_ipam_drivers"),
+    "security": ("security", "pallet_register_security_profiles"),
+    "registry": ("registry", "pallet_register_transports"),
+}
+
+BUILTIN_DISTRIBUTION = "pallet"
+
+
+@dataclass
+class PluginRecord:
+    """One entry point: where it came from and whether it loaded."""
+
+    name: str
+    group: str
+    target: str
+    state: str = "loaded"          # loaded | broken | disabled
+    error: str = ""
+    module: object = None
+    distribution: str = ""
+    version: str = ""
+
+    @property
+    def origin(self) -> str:
+        return "built-in" if self.distribution == BUILTIN_DISTRIBUTION else "third-party"
+
+    def describe(self) -> str:
+        dist = f"{self.distribution} {self.version}".strip() or "unknown distribution"
+        return f'plugin "{self.name}" ({self.group}, from {dist})'
+
+
+@dataclass
+class DriverRecord:
+    """One driver registered by a plugin."""
+
+    name: str
+    kind: str
+    cls: type[Driver]
+    plugin: PluginRecord
+    _availability: Availability | None = field(default=None, repr=False)
+
+    def availability(self, home=None, options: dict | None = None) -> Availability:
+        """Probe the host once per process for the plain listing; always afresh for a given home/options."""
+        specific = home is not None or bool(options)
+        if self._availability is None or specific:
+            try:
+                result = self.cls.probe(home, options or {})
+            except Exception as exc:  # a vendor's probe must not take the listing down
+                result = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
+            if specific:
+                return result
+            self._availability = result
+        return self._availability
+
+
+def disabled_names() -> set[str]:
+    raw = os.environ.get("PALLET_DISABLE_PLUGINS", "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginManager:
+    """Loads plugin groups on demand and answers "which driver is called NAME"."""
+
+    def __init__(self, warn=None):
+        self.pm = pluggy.PluginManager("pallet")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[tuple[str, str], PluginRecord] = {}
+        self.drivers: dict[str, dict[str, DriverRecord]] = {kind: {} for kind in DRIVER_KINDS}
+        self._loaded_groups: set[str] = set()
+        self._warn = warn or _warn_stderr
+        self._dists: dict[tuple[str, str], tuple[str, str]] | None = None
+
+    # --- loading ------------------------------------------------------------------------
+    def load(self, *groups: str) -> None:
+        """Import and register every enabled plugin of ``groups`` (default: all), then collect drivers."""
+        for group in groups or tuple(GROUPS):
+            if group not in self._loaded_groups:
+                self._load_group(group)
+                self._loaded_groups.add(group)
+
+    def _load_group(self, group: str) -> None:
+        from stevedore import NamedExtensionManager
+
+        namespace = GROUPS[group]
+        disabled = disabled_names()
+        # An empty name list loads nothing but gives stevedore's cached entry-point listing.
+        entry_points = NamedExtensionManager(namespace, names=[]).list_entry_points()
+        wanted = []
+        for ep in entry_points:
+            record = PluginRecord(ep.name, namespace, ep.value)
+            self.plugins[(namespace, ep.name)] = record
+            if ep.name in disabled:
+                record.state, record.error = "disabled", "disabled by PALLET_DISABLE_PLUGINS"
+            else:
+                wanted.append(ep.name)
+
+        def on_failure(_manager, ep, err):
+            self._mark_broken(self.plugins[(namespace, ep.name)], f"{type(err).__name__}: {err}")
+
+        manager = NamedExtensionManager(
+            namespace, names=wanted, on_load_failure_callback=on_failure, name_order=True
+        )
+        new = []
+        for ext in manager:
+            record = self.plugins[(namespace, ext.name)]
+            record.module = ext.plugin
+            if self._register(record):
+                new.append(record)
+        for record in new:
+            self._collect_drivers(record)
+
+    def _register(self, record: PluginRecord) -> bool:
+        plugin_name = f"{record.group}:{record.name}"
+        try:
+            self.pm.register(record.module, name=plugin_name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(record.module):
+                self.pm.unregister(record.module)
+            self._mark_broken(record, f"does not match the hook specs: {exc}")
+            return False
+        except ValueError as exc:  # the same module registered twice under two entry points
+            self._mark_broken(record, str(exc))
+            return False
+        return True
+
+    def _collect_drivers(self, record: PluginRecord) -> None:
+        for kind, (_group, hook_name) in DRIVER_KINDS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                if impl.plugin is not record.module:
+                    continue
+                try:
+                    impl.function(register=self._registrar(kind, record))
+                except Exception as exc:
+                    self._mark_broken(record, f"{hook_name} failed: {type(exc).__name__}: {exc}")
+
+    def _registrar(self, kind: str, record: PluginRecord):
+        def register(name: str, cls: type) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Driver)):
+                raise TypeError(f"{name!r} is not a pallet driver class")
+            existing = self.drivers[kind].get(name)
+            if existing is not None and existing.plugin is not record:
+                self._warn(
+                    f'{record.describe()} registers {kind} driver "{name}", already provided by '
+                    f"{existing.plugin.describe()}; keeping the first"
+                )
+                return
+            self.drivers[kind][name] = DriverRecord(name, kind, cls, record)
+        return register
+
+    def _mark_broken(self, record: PluginRecord, error: str) -> None:
+        record.state, record.error = "broken", error
+        self._fill_distribution(record)
+        self._warn(f"{record.describe()} is broken and was skipped: {error}")
+
+    # --- metadata -----------------------------------------------------------------------
+    def _fill_distribution(self, record: PluginRecord) -> None:
+        """Name the distribution that declares this entry point (read only when something is shown)."""
+        if record.distribution:
+            return
+        if self._dists is None:
+            import importlib.metadata as md
+
+            self._dists = {}
+            for dist in md.distributions():
+                for ep in dist.entry_points:
+                    if ep.group in GROUPS.values():
+                        self._dists.setdefault((ep.group, ep.name), (dist.metadata["Name"], dist.version))
+        record.distribution, record.version = self._dists.get((record.group, record.name), ("", ""))
+
+    def all_plugins(self) -> list[PluginRecord]:
+        for record in self.plugins.values():
+            self._fill_distribution(record)
+        return list(self.plugins.values())
+
+    # --- lookup -------------------------------------------------------------------------
+    def driver(self, kind: str, name: str) -> DriverRecord:
+        """The driver ``name`` of ``kind``, or a clear error: unknown (exit 2), broken, disabled."""
+        self.load(DRIVER_KINDS[kind][0])
+        found = self.drivers[kind].get(name)
+        if found is not None:
+            return found
+        group = GROUPS[DRIVER_KINDS[kind][0]]
+        record = self.plugins.get((group, name))
+        if record is not None and record.state != "loaded":
+            self._fill_distribution(record)
+            raise PalletError(f'{kind} driver "{name}" cannot be used: {record.describe()} is {record.state}: {record.error}')
+        names = ", ".join(self.names(kind)) or "none"
+        raise UsageError(f'unknown {kind} driver "{name}" (available: {names})')
+
+    def names(self, kind: str) -> list[str]:
+        self.load(DRIVER_KINDS[kind][0])
+        return list(self.drivers[kind])
+
+    def hook(self):
+        """The pluggy hook relay, for broadcast hooks (observers of lifecycle events)."""
+        return self.pm.hook
+
+    def broadcast(self, hook_name: str, **kwargs) -> None:
+        """Call an observer hook on every loaded plugin; an observer's exception is reported, not raised."""
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                self._warn(f'plugin "{impl.plugin_name}" failed in {hook_name}: {type(exc).__name__}: {exc}')
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"pallet: warning: {message}", file=sys.stderr)

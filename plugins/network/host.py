@@ -1,0 +1,21 @@
+"""host network driver: the container shares the host's network namespace."""
+
+from __future__ import annotations
+
+from kernel import hookimpl
+from kernel.drivers import Availability, NetworkDriver
+
+
+class HostNetwork(NetworkDriver):
+    description = "share the host's network namespace"
+    needs_sandbox = False
+    implemented = False
+
+    @classmethod
+    def probe(cls, home=None, options=None):
+        return Availability.ok()
+
+
+@hookimpl
+def pallet_register_network_drivers(register):
+    register("host", HostNetwork)

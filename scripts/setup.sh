@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything pallet and its test suite need on a fresh Debian 12 machine (run as root):
+# system packages (runtimes and peers to compare with, storage and network tools, a local registry,
+# etcd, busybox for the default image) and pallet itself in editable mode with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  busybox-static                                   # the embedded default image
+  runc crun                                        # peer runtimes (the bundle must run under runc)
+  skopeo umoci docker-registry apache2-utils       # registry peers and test-image tools
+  btrfs-progs libbtrfsutil-dev zfs-fuse thin-provisioning-tools lvm2 e2fsprogs xfsprogs
+  nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store
+  libseccomp-dev libseccomp2 uidmap                # security
+  procps psmisc util-linux hyperfine               # process tools, benchmarks
+)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian starts some of these as services where an init system runs; pallet's tests start their own.
+python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs]'

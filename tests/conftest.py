@@ -1,0 +1,56 @@
+"""Fixtures shared by every room's tests: a private pallet root per test and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+class Pallet:
+    """Runs the real ``pallet`` command against a private ``--root``/``--run-root``."""
+
+    def __init__(self, root: Path, run_root: Path, env: dict[str, str] | None = None):
+        self.root = root
+        self.run_root = run_root
+        self.env = dict(os.environ)
+        self.env.pop("PALLET_STORAGE_DRIVER", None)
+        self.env.pop("PALLET_DISABLE_PLUGINS", None)
+        self.env["PALLET_CONFIG"] = str(root.parent / "pallet.toml")
+        self.env.update(env or {})
+        (root.parent / "pallet.toml").touch()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
+                 check: bool = False) -> Result:
+        cmd = [sys.executable, "-m", "kernel.cli", "--root", str(self.root), "--run-root", str(self.run_root), *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                              env={**self.env, **(env or {})}, cwd=str(REPO))
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pallet {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return result
+
+
+@pytest.fixture
+def pallet(tmp_path) -> Pallet:
+    root = tmp_path / "root"
+    run_root = tmp_path / "run"
+    return Pallet(root, run_root)
