@@ -44,7 +44,8 @@ class Config:
         engine = data.get("engine", {})
         return cls(
             root=Path(root or engine.get("root") or DEFAULT_ROOT),
-            run_root=Path(run_root or engine.get("run_root") or DEFAULT_RUN_ROOT),
+            # With only --root given, runtime state lives inside it, so a root is self-contained.
+            run_root=Path(run_root or engine.get("run_root") or (Path(root) / "run" if root else DEFAULT_RUN_ROOT)),
             config_path=path,
             storage_driver_flag=storage_driver or None,
             storage_opt_flags=parse_key_values(storage_opts, "--storage-opt"),

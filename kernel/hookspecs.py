@@ -1,7 +1,8 @@
 """The plugin contract: every hook a pallet plugin may implement, on one page.
 
 A plugin is a module (or object) named by an entry point in one of the groups
-``pallet.storage``, ``pallet.network``, ``pallet.security`` or ``pallet.registry``.
+``pallet.storage``, ``pallet.network``, ``pallet.security``, ``pallet.registry`` or
+``pallet.runtime``.
 Pallet imports it with stevedore, registers it with one pluggy ``PluginManager("pallet")``
 and validates every ``pallet_*`` function against the specs below; a function whose name
 starts with ``pallet_`` but matches no spec, or whose arguments are not a subset of the
@@ -100,6 +101,16 @@ def pallet_register_transports(register):
     ``register(name, cls)`` with a subclass of :class:`kernel.drivers.Transport`; the
     name is the reference prefix users type (``docker`` for ``docker://…``, ``oci`` for
     ``oci:PATH``). Return nothing.
+    """
+
+
+@hookspec
+def pallet_register_runtimes(register):
+    """Register OCI runtimes that execute a container bundle.
+
+    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.Runtime`, selected
+    by ``--runtime NAME`` (default ``pallet``, the built-in one; ``runc`` and ``crun`` run
+    the same ``config.json``). Return nothing.
     """
 
 

@@ -22,6 +22,7 @@ GROUPS = {
     "network": "pallet.network",
     "security": "pallet.security",
     "registry": "pallet.registry",
+    "runtime": "pallet.runtime",
 }
 
 # Driver kind -> (entry-point group whose plugins provide it, registration hook).
@@ -32,6 +33,7 @@ DRIVER_KINDS = {
     "ipam": ("network", "pallet_register_ipam_drivers"),
     "security": ("security", "pallet_register_security_profiles"),
     "registry": ("registry", "pallet_register_transports"),
+    "runtime": ("runtime", "pallet_register_runtimes"),
 }
 
 BUILTIN_DISTRIBUTION = "pallet"

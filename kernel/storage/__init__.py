@@ -1,0 +1,1 @@
+"""Storage support shared by drivers: safe tar handling, the naive diff fallback, the conformance kit."""
