@@ -1,0 +1,63 @@
+"""Route ``--security-opt`` options to security profiles and let each enabled profile shape the OCI spec."""
+
+from __future__ import annotations
+
+from kernel.drivers import SecurityContext
+from kernel.errors import PalletError, UsageError
+
+# Options Docker accepts without NAME=VALUE form, mapped to the profile that owns them.
+BARE_OPTIONS = {"no-new-privileges": "capabilities"}
+# Docker spells the SELinux option "label"; pallet's profile is "selinux".
+ALIASES = {"label": "selinux"}
+
+
+def split_security_opts(opts: list[str]) -> dict[str, dict[str, str]]:
+    """``["seccomp=/p.json", "label=type:x", "no-new-privileges"]`` -> ``{profile: {option: value}}``."""
+    routed: dict[str, dict[str, str]] = {}
+    for raw in opts or ():
+        key, sep, value = raw.partition("=")
+        if not sep:
+            key, sep, value = raw.partition(":")  # Docker's legacy "seccomp:PATH" form
+        key = key.strip()
+        if not sep and key in BARE_OPTIONS:
+            routed.setdefault(BARE_OPTIONS[key], {})[key] = "true"
+            continue
+        if not sep or not key:
+            raise UsageError(f'invalid --security-opt "{raw}": expected NAME=VALUE')
+        profile = BARE_OPTIONS.get(key) or ALIASES.get(key, key)
+        routed.setdefault(profile, {})[key] = value
+    return routed
+
+
+def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: list[str]) -> list[str]:
+    """Apply every default-enabled available profile, plus those named in ``security_opts``; return their names.
+
+    Naming a profile that is unknown, broken or unavailable on this host is an error (as
+    Docker refuses ``apparmor=…`` where AppArmor is off); unimplemented ones are skipped
+    only when nobody asked for them.
+    """
+    routed = split_security_opts(security_opts)
+    known = plugins.names("security")
+    for name in routed:
+        if name not in known:
+            raise UsageError(f'invalid --security-opt "{name}": no security profile of that name '
+                             f'(available: {", ".join(known)})')
+    applied = []
+    records = sorted(plugins.drivers["security"].values(), key=lambda r: (r.cls.order, r.name))
+    for record in records:
+        asked = routed.get(record.name)
+        if not asked and not record.cls.default_enabled:
+            continue
+        availability = record.availability()
+        if not availability.available or not record.cls.implemented:
+            if asked:
+                why = availability.reason if not availability.available else "it is not implemented yet"
+                raise PalletError(f'security profile "{record.name}" requested, but {why}')
+            continue
+        profile = record.cls()
+        options = asked or {}
+        profile.validate(options)
+        ctx.options = options
+        profile.apply(spec, ctx)
+        applied.append(record.name)
+    return applied
