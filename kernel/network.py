@@ -366,7 +366,6 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
                                   mac=mac if mac is not None else config.get("MacAddress", ""),
                                   port_bindings=ports)
     ip_address, _, prefix = endpoint.address.partition("/")
-    hostname = config.get("Hostname") or record.id[:12]
     if net.predefined:
         dns_servers, options = host_nameservers(), []
     else:
@@ -376,7 +375,7 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
         "ip_address": ip_address, "ip_prefix_len": int(prefix), "gateway": endpoint.gateway,
         "mac_address": endpoint.mac_address, "interface": endpoint.interface,
         "dns_servers": dns_servers, "dns_search": [], "dns_options": options,
-        "hosts": [f"{ip_address}\t{hostname}"],
+        "addresses": [endpoint.address], "extra_hosts": [],
         "ports": endpoint.ports,
         "networks": {net.name: endpoint_settings(net, endpoint, record)},
         "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
