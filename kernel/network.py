@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernel.errors import Conflict, NotFound, PalletError, UsageError
-from kernel.fsutil import atomic_write_json, locked
+from kernel.fsutil import atomic_write, atomic_write_json, locked
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
+CLUSTER = "/pallet/"
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
 
 
@@ -45,7 +46,8 @@ class NetworkRecord:
 
     @property
     def materialized(self) -> bool:
-        return bool(self.pools)
+        """Whether the driver built the network on this host (a global network may exist only elsewhere yet)."""
+        return bool(self.driver_data)
 
 
 @dataclass
@@ -86,6 +88,8 @@ class NetworkStore:
         atomic_write_json(self._path(record.id), dataclasses.asdict(record))
 
     def all(self) -> list[NetworkRecord]:
+        if self.cluster_store:
+            self._sync_cluster()
         records = self._read_all()
         if not {r.name for r in records} >= set(PREDEFINED):
             with self.lock():
@@ -135,7 +139,11 @@ class NetworkStore:
     def driver(self, name: str):
         found = self.engine.plugins.driver("network", name)
         home = Path(self.engine.root) / "network" / name
-        options = {"cluster-store": self.cluster_store} if self.cluster_store else {}
+        options = {"run-root": str(self.engine.run_root)}
+        if self.cluster_store:
+            options["cluster-store"] = self.cluster_store
+        if self.settings.get("advertise_address"):
+            options["advertise-address"] = self.settings["advertise_address"]
         availability = found.availability(home, options)
         if not availability.available:
             raise PalletError(f'network driver "{name}" is unavailable on this host: {availability.reason}')
@@ -170,6 +178,8 @@ class NetworkStore:
         network_driver = self.driver(driver)
         if not network_driver.needs_sandbox:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if network_driver.scope == "global" and ipam_driver == "default":
+            ipam_driver = "cluster"  # addresses must be unique across hosts
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=driver, scope=network_driver.scope,
                                created=_now(), internal=internal, labels=dict(labels or {}),
                                options=dict(options or {}), ipam_driver=ipam_driver,
@@ -179,7 +189,14 @@ class NetworkStore:
         with self.lock():
             if any(r.name == name for r in self._read_all()):
                 raise Conflict(f"network with name {name} already exists")
-            self._materialize(record, network_driver)
+            if record.scope == "global":
+                self._claim_cluster_name(record)
+            try:
+                self._materialize(record, network_driver)
+            except BaseException:
+                if record.scope == "global":
+                    self._cluster().delete(f"{CLUSTER}names/{record.name}")
+                raise
         return record
 
     def _materialize(self, record: NetworkRecord, network_driver) -> None:
@@ -188,26 +205,36 @@ class NetworkStore:
 
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
+        reserved = not record.pools  # a global network adopted from the cluster has its pool already
         # Host-wide: choosing a subnet "not routed yet" and routing it must not interleave with another root.
         with host_lock():
-            pool_id, cidr = ipam.request_pool(config.get("Subnet", ""), config.get("IPRange", ""),
-                                              dict(record.ipam_options))
+            if reserved:
+                pool_id, cidr = ipam.request_pool(config.get("Subnet", ""), config.get("IPRange", ""),
+                                                  dict(record.ipam_options))
+            else:
+                pool_id, cidr = record.pools[0], config["Subnet"]
             try:
-                gw = ipam.request_address(pool_id, config.get("Gateway", ""), GATEWAY_REQUEST)
-                record.pools = [pool_id]
-                record.ipam_config = [{"Subnet": cidr, "Gateway": gw.split("/")[0],
-                                       **({"IPRange": config["IPRange"]} if config.get("IPRange") else {})}]
-                self.save(record)
+                if reserved:
+                    gw = ipam.request_address(pool_id, config.get("Gateway", ""), GATEWAY_REQUEST)
+                    record.pools = [pool_id]
+                    record.ipam_config = [{"Subnet": cidr, "Gateway": gw.split("/")[0],
+                                           **({"IPRange": config["IPRange"]} if config.get("IPRange") else {})}]
+                    self.save(record)
+                gw = record.ipam_config[0]["Gateway"]
                 options = dict(record.options, internal="true" if record.internal else "false")
                 record.driver_data = network_driver.create_network(record.id, options,
                                                                    [{"pool": cidr, "gateway": gw}])
+                if record.scope == "global":
+                    self._join_cluster(record)
                 self.save(record)
             except BaseException:
                 with contextlib.suppress(Exception):
                     network_driver.delete_network(record.id, record.driver_data)
-                ipam.release_pool(pool_id)
-                if record.predefined:
+                record.driver_data = {}
+                if reserved:
+                    ipam.release_pool(pool_id)
                     record.pools, record.ipam_config = [], [config] if config else []
+                if record.predefined or not reserved:
                     self.save(record)
                 else:
                     self._path(record.id).unlink(missing_ok=True)
@@ -229,22 +256,31 @@ class NetworkStore:
         from plugins.network import dns
 
         dns.stop(self, record)
+        network_driver = self.driver(record.driver)
         if record.materialized:
-            self.driver(record.driver).delete_network(record.id, record.driver_data)
+            network_driver.delete_network(record.id, record.driver_data)
+        if record.scope != "global" or self._leave_cluster(record, network_driver):
             ipam = self.ipam(record.ipam_driver)
             for pool_id in record.pools:
                 ipam.release_pool(pool_id)
         with contextlib.suppress(OSError):
             (self.dir / "endpoints" / record.id).rmdir()
+        (self.dir / "endpoints" / f"{record.id}.remote").unlink(missing_ok=True)
         self._path(record.id).unlink(missing_ok=True)
 
     def teardown_all(self) -> None:
         """Remove every network of this root, predefined ones' devices included (tests, ``system reset``)."""
+        errors = []
         with self.lock():
             for record in self._read_all():
-                for endpoint in self.endpoints(record.id):
-                    self._detach(record, endpoint)
-                self._teardown(record)
+                try:
+                    for endpoint in self.endpoints(record.id):
+                        self._detach(record, endpoint)
+                    self._teardown(record)
+                except Exception as exc:  # keep going: leave as little behind as possible
+                    errors.append(f"{record.name}: {exc}")
+        if errors:
+            raise PalletError("network teardown incomplete: " + "; ".join(errors))
 
     # --- endpoints ----------------------------------------------------------------------
     def connect(self, container, sandbox: str, network: str, aliases=(), ip: str = "", mac: str = "",
@@ -271,7 +307,8 @@ class NetworkStore:
                                       aliases=[a for a in aliases if a])
             self._save_endpoint(endpoint)
             try:
-                options = {"mac_address": mac, "port_bindings": port_bindings or {}}
+                options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
+                           "container_name": container.name, "aliases": endpoint.aliases}
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
                                                       EndpointInfo(address=address), options)
                 endpoint.mac_address, endpoint.gateway = info.mac_address, info.gateway
@@ -314,6 +351,64 @@ class NetworkStore:
         if record.pools and endpoint.address:
             self.ipam(record.ipam_driver).release_address(record.pools[0], endpoint.address)
         self._endpoint_path(record.id, endpoint.container_id).unlink(missing_ok=True)
+
+    # --- the cluster store (global-scope networks) -------------------------------------------
+    def _cluster(self):
+        from plugins.network.etcd import Etcd
+
+        if not hasattr(self, "_etcd"):
+            self._etcd = Etcd(self.cluster_store)
+        return self._etcd
+
+    def host_id(self) -> str:
+        path = Path(self.engine.root) / "network" / "host-id"
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, os.urandom(16).hex().encode())
+        return path.read_text().strip()
+
+    def _claim_cluster_name(self, record: NetworkRecord) -> None:
+        if not self._cluster().create(f"{CLUSTER}names/{record.name}", record.id):
+            raise Conflict(f"network with name {record.name} already exists in the cluster")
+
+    def _join_cluster(self, record: NetworkRecord) -> None:
+        """Publish the network (first host) and register this host as a user of it."""
+        etcd = self._cluster()
+        if "vni" in record.driver_data:
+            record.options.setdefault("com.docker.network.driver.overlay.vxlanid_list", str(record.driver_data["vni"]))
+        shared = dict(dataclasses.asdict(record), driver_data={}, predefined=False)
+        etcd.put(f"{CLUSTER}networks/{record.id}", shared)
+        etcd.put(f"{CLUSTER}hosts/{record.id}/{self.host_id()}", record.driver_data.get("vtep", ""))
+
+    def _leave_cluster(self, record: NetworkRecord, network_driver) -> bool:
+        """Unregister this host; the last host to leave removes the network from the cluster. True if last."""
+        etcd = self._cluster()
+        etcd.delete(f"{CLUSTER}hosts/{record.id}/{self.host_id()}")
+        if etcd.range(f"{CLUSTER}hosts/{record.id}/")[0]:
+            return False
+        if etcd.get(f"{CLUSTER}names/{record.name}") == record.id:
+            etcd.delete(f"{CLUSTER}names/{record.name}")
+        etcd.delete(f"{CLUSTER}networks/{record.id}")
+        etcd.delete(f"{CLUSTER}endpoints/{record.id}/", prefix=True)
+        release = getattr(network_driver, "release_cluster", None)
+        if release:
+            release(record.id, record.options)
+        return True
+
+    def _sync_cluster(self) -> None:
+        """Adopt global networks created on other hosts; forget unused ones the cluster no longer has."""
+        shared, _rev = self._cluster().range(f"{CLUSTER}networks/")
+        with self.lock():
+            local = {r.id: r for r in self._read_all()}
+            for value in shared.values():
+                if isinstance(value, dict) and value.get("id") not in local:
+                    known = {f.name for f in dataclasses.fields(NetworkRecord)}
+                    self.save(NetworkRecord(**{k: v for k, v in value.items() if k in known}))
+            ids = {v.get("id") for v in shared.values() if isinstance(v, dict)}
+            for record in local.values():
+                if record.scope == "global" and record.id not in ids and not record.materialized:
+                    self._path(record.id).unlink(missing_ok=True)
 
     # --- views --------------------------------------------------------------------------
     def inspect(self, record: NetworkRecord) -> dict:

@@ -197,6 +197,8 @@ class Responder:
                 names = {ep["container_name"].lower(), ep["container_id"][:12], *(a.lower() for a in ep["aliases"])}
                 if name in names and ep.get("address"):
                     found.append(ep["address"].split("/")[0])
+        with contextlib.suppress(OSError, ValueError):  # remote endpoints of an overlay, kept by its agent
+            found += json.loads(self.endpoints.with_name(f"{self.endpoints.name}.remote").read_text()).get(name, [])
         return found or None
 
     def _forward(self, sock, packet: bytes, peer) -> None:

@@ -6,6 +6,9 @@ import contextlib
 import errno
 import os
 
+NTF_SELF = 0x02
+NUD_PERMANENT = 0x80
+
 
 @contextlib.contextmanager
 def iproute(netns: str | None = None):
@@ -67,6 +70,12 @@ def create_veth(host_name: str, peer_name: str, bridge: str, mtu: int | None) ->
         if master is None:
             raise RuntimeError(f"bridge {bridge} does not exist")
         ipr.link("set", index=link_index(ipr, host_name), master=master, state="up")
+
+
+def create_veth_pair(host_name: str, peer_name: str, mtu: int | None) -> None:
+    with iproute() as ipr:
+        kwargs = {"mtu": mtu} if mtu else {}
+        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, **kwargs}, **kwargs)
 
 
 def move_and_configure(peer_name: str, sandbox: str, ifname: str, mac: str, address: str, prefixlen: int,
@@ -138,3 +147,70 @@ def _ignore_exists():
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
+
+
+def create_vxlan_in(ns: str, name: str, vni: int, local: str, bridge: str, mtu: int) -> None:
+    """Make the VXLAN device here (its UDP socket stays in this, the underlay, namespace) and move it into ``ns``."""
+    temp = f"vx{vni}"[:15]
+    with iproute() as ipr:
+        if link_index(ipr, temp) is not None:
+            ipr.link("del", index=link_index(ipr, temp))
+        ipr.link("add", ifname=temp, kind="vxlan", vxlan_id=vni, vxlan_local=local, vxlan_port=4789,
+                 vxlan_learning=0, vxlan_proxy=1, mtu=mtu)
+        fd = os.open(ns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ipr.link("set", index=link_index(ipr, temp), net_ns_fd=fd)
+        finally:
+            os.close(fd)
+    with iproute(ns) as ipr:
+        index = link_index(ipr, temp)
+        ipr.link("set", index=index, ifname=name)
+        ipr.link("set", index=index, master=link_index(ipr, bridge), state="up")
+
+
+def ensure_bridge_in(ns: str, name: str, mtu: int) -> None:
+    with iproute(ns) as ipr:
+        if link_index(ipr, name) is None:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        ipr.link("set", index=link_index(ipr, name), state="up")
+        lo = link_index(ipr, "lo")
+        ipr.link("set", index=lo, state="up")
+
+
+def move_to_bridge_in(ns: str, link: str, bridge: str) -> None:
+    """Move host-side ``link`` into ``ns`` and enslave it to ``bridge`` there."""
+    fd = os.open(ns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with iproute() as ipr:
+            ipr.link("set", index=link_index(ipr, link), net_ns_fd=fd)
+    finally:
+        os.close(fd)
+    with iproute(ns) as ipr:
+        ipr.link("set", index=link_index(ipr, link), master=link_index(ipr, bridge), state="up")
+
+
+def program_peer(ipr, vxlan: str, ip: str, mac: str, vtep: str, present: bool) -> None:
+    """Add or remove the FDB entry (MAC behind VTEP) and the proxy-ARP entry (IP is MAC) of a remote endpoint."""
+    from pyroute2 import NetlinkError
+
+    index = link_index(ipr, vxlan)
+    if index is None:
+        return
+    try:
+        if present:
+            # NTF_SELF: the entry belongs to the VXLAN device (MAC behind a VTEP), not to br0's table.
+            ipr.fdb("replace", ifindex=index, lladdr=mac, dst=vtep, flags=NTF_SELF, state=NUD_PERMANENT)
+            ipr.neigh("replace", ifindex=index, dst=ip, lladdr=mac, state=NUD_PERMANENT)
+        else:
+            ipr.fdb("del", ifindex=index, lladdr=mac, dst=vtep, flags=NTF_SELF)
+            ipr.neigh("del", ifindex=index, dst=ip, lladdr=mac)
+    except NetlinkError as exc:
+        if present or exc.code not in (errno.ENOENT, errno.ESRCH):
+            raise
+
+
+def source_address_towards(destination: str) -> str:
+    """The local address the kernel would use to reach ``destination`` (the VTEP of this host)."""
+    with iproute() as ipr:
+        routes = ipr.route("get", dst=destination)
+        return routes[0].get_attr("RTA_PREFSRC")
