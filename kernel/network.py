@@ -311,9 +311,7 @@ class NetworkStore:
                            "container_name": container.name, "aliases": endpoint.aliases}
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
                                                       EndpointInfo(address=address), options)
-                endpoint.mac_address, endpoint.gateway = info.mac_address, info.gateway
-                endpoint.ports = info.extra.get("ports", {})
-                self._save_endpoint(endpoint)
+                endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), {})
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway

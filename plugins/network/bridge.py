@@ -112,11 +112,12 @@ class BridgeNetwork(NetworkDriver):
         self._save(network_id, state)
         try:
             netlink.create_veth(endpoint["veth"], endpoint["peer"], state["bridge"], state["mtu"])
-            # Host-wide lock: another root may be publishing the same port at this moment.
-            with ports.host_lock():
-                endpoint["ports"] = ports.allocate(options.get("port_bindings") or {}, self._ports_in_use())
-                self._save(network_id, state)
-                self._apply_rules()
+            if options.get("port_bindings"):
+                # Host-wide lock: another root may be publishing the same port at this moment.
+                with ports.host_lock():
+                    endpoint["ports"] = ports.allocate(options["port_bindings"], self._ports_in_use())
+                    self._save(network_id, state)
+                    self._apply_rules()
         except BaseException:
             self.delete_endpoint(network_id, endpoint_id, data)
             raise
@@ -142,17 +143,11 @@ class BridgeNetwork(NetworkDriver):
 
         state = self._load(network_id)
         endpoint = state["endpoints"][endpoint_id]
-        existing = netlink.sandbox_interfaces(sandbox_key)
-        ifname = next(f"eth{i}" for i in range(len(existing) + 1) if f"eth{i}" not in existing)
         network = ipaddress.IPv4Network(state["subnet"])
-        gateway = None
-        if not state["internal"] and not netlink.sandbox_has_default_route(sandbox_key):
-            gateway = state["gateway"]
-        netlink.move_and_configure(endpoint["peer"], sandbox_key, ifname, endpoint["mac"],
-                                   endpoint["address"].split("/")[0], network.prefixlen, gateway, state["mtu"])
-        endpoint["ifname"] = ifname
-        self._save(network_id, state)
-        return JoinInfo(interface=ifname, gateway=gateway or "", extra={"ifname": ifname})
+        ifname, routed = netlink.move_and_configure(
+            endpoint["peer"], sandbox_key, endpoint["mac"], endpoint["address"].split("/")[0], network.prefixlen,
+            None if state["internal"] else state["gateway"], state["mtu"])
+        return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
         from plugins.network import netlink
