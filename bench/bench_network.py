@@ -91,7 +91,7 @@ def bridge(ns: Namespaces, engine) -> tuple[float, float]:
     a, b = ns.new(), ns.new()
     ra = net.connect(engine, FakeContainer(uuid.uuid4().hex * 2, "a", "benchnet"), a)
     net.connect(engine, FakeContainer(uuid.uuid4().hex * 2, "b", "benchnet"), b)
-    rate = throughput(a, b, ra["ip_address"])
+    rate = throughput(a, b, ra["IPAddress"])
     costs = []
     for _ in range(10):
         sandbox = ns.new()
@@ -115,10 +115,10 @@ def overlay(ns: Namespaces, tmp: Path) -> float:
         ra = json.loads(host_a.driver("connect", "benchov", ids[0], "a", a))
         host_b.driver("connect", "benchov", ids[1], "b", b)
         for _ in range(50):  # the agents program FDB/ARP from etcd's watch
-            if subprocess.run(["nsenter", f"--net={b}", "busybox", "ping", "-c1", "-W1", ra["ip_address"]],
+            if subprocess.run(["nsenter", f"--net={b}", "busybox", "ping", "-c1", "-W1", ra["IPAddress"]],
                               capture_output=True).returncode == 0:
                 break
-        rate = throughput(a, b, ra["ip_address"])
+        rate = throughput(a, b, ra["IPAddress"])
         host_a.driver("disconnect", ids[0])
         host_b.driver("disconnect", ids[1])
         host_b.pallet("network", "rm", "benchov")

@@ -464,13 +464,13 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
     else:
         dns_servers, options = ["127.0.0.11"], ["ndots:0"]
     return {
-        "network": net.name,
-        "ip_address": ip_address, "ip_prefix_len": int(prefix), "gateway": endpoint.gateway,
-        "mac_address": endpoint.mac_address, "interface": endpoint.interface,
+        # Docker's NetworkSettings fields, so ``inspect`` can show this dict as it is.
+        "Networks": {net.name: endpoint_settings(net, endpoint, record)}, "Ports": endpoint.ports,
+        "IPAddress": ip_address, "IPPrefixLen": int(prefix), "Gateway": endpoint.gateway,
+        "MacAddress": endpoint.mac_address,
+        # What the sandbox's /etc files and ``pallet port`` need.
+        "addresses": [endpoint.address], "extra_hosts": [], "ports": endpoint.ports,
         "dns_servers": dns_servers, "dns_search": [], "dns_options": options,
-        "addresses": [endpoint.address], "extra_hosts": [],
-        "ports": endpoint.ports,
-        "networks": {net.name: endpoint_settings(net, endpoint, record)},
         "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
                        + (f"options {' '.join(options)}\n" if options else ""),
     }

@@ -22,14 +22,14 @@ def test_two_sandboxes_on_one_network_reach_each_other(engine, sandbox, containe
     a, b = sandbox(), sandbox()
     ra = net.connect(engine, container(network_mode="front"), a)
     rb = net.connect(engine, container(network_mode="front"), b)
-    assert ra["ip_address"] == "10.231.7.2" and rb["ip_address"] == "10.231.7.3"
-    assert ra["gateway"] == "10.231.7.1"
-    assert ra["mac_address"] == "02:42:0a:e7:07:02"
+    assert ra["IPAddress"] == "10.231.7.2" and rb["IPAddress"] == "10.231.7.3"
+    assert ra["Gateway"] == "10.231.7.1"
+    assert ra["MacAddress"] == "02:42:0a:e7:07:02"
     assert ra["dns_servers"] == ["127.0.0.11"]
     addr = run_in(a, "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert "10.231.7.2/24" in addr
     assert "default via 10.231.7.1 dev eth0" in run_in(a, "ip", "route").stdout
-    assert ping(a, rb["ip_address"]) and ping(b, ra["ip_address"])
+    assert ping(a, rb["IPAddress"]) and ping(b, ra["IPAddress"])
 
 
 def test_default_bridge_network_is_made_on_first_use(engine, sandbox, container):
@@ -52,7 +52,7 @@ def test_networks_are_isolated_from_each_other(engine, sandbox, container):
     ra = net.connect(engine, container(network_mode="red"), a)
     net.connect(engine, container(network_mode="blue"), b)
     assert ping(b, "10.231.9.1"), "a sandbox reaches its own gateway"
-    assert not ping(b, ra["ip_address"]), "blue must not reach red"
+    assert not ping(b, ra["IPAddress"]), "blue must not reach red"
 
 
 def test_internal_network_has_no_default_route(engine, sandbox, container):
@@ -68,8 +68,8 @@ def test_fixed_ip_mac_and_mtu(engine, sandbox, container):
     a, b = sandbox(), sandbox()
     ra = net.connect(engine, container(network_mode="fixed"), a, ip="10.231.11.50", mac="02:11:22:33:44:55")
     rb = net.connect(engine, container(network_mode="fixed"), b)
-    assert ra["ip_address"] == "10.231.11.50"
-    assert rb["ip_address"] == "10.231.11.129", "automatic addresses come from --ip-range"
+    assert ra["IPAddress"] == "10.231.11.50"
+    assert rb["IPAddress"] == "10.231.11.129", "automatic addresses come from --ip-range"
     shown = run_in(a, "ip", "-o", "link", "show", "eth0").stdout
     assert "02:11:22:33:44:55" in shown and "mtu 1400" in shown
     with pytest.raises(Conflict):
@@ -87,7 +87,7 @@ def test_disconnect_releases_address_and_links(engine, sandbox, container):
     net.disconnect(engine, c)  # idempotent
     assert links() == before
     again = net.connect(engine, container(network_mode="cycle"), sandbox())
-    assert again["ip_address"] == first["ip_address"]
+    assert again["IPAddress"] == first["IPAddress"]
 
 
 def test_disconnect_after_the_sandbox_vanished(engine, sandbox, container):
