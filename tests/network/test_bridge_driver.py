@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 
@@ -10,7 +11,11 @@ import pytest
 from kernel import network as net
 from kernel.errors import Conflict, PalletError
 from kernel.network import NetworkStore
-from tests.network.conftest import links, run_in
+from tests.network.conftest import links, root_links, run_in
+
+
+def veths_of(engine) -> set[str]:
+    return {name for name in root_links(engine.root) if name.startswith("pv")}
 
 
 def ping(sandbox: str, ip: str) -> bool:
@@ -79,13 +84,13 @@ def test_fixed_ip_mac_and_mtu(engine, sandbox, container):
 def test_disconnect_releases_address_and_links(engine, sandbox, container):
     store = NetworkStore(engine)
     store.create("cycle", subnet="10.231.12.0/24")
-    before = links()
     c = container(network_mode="cycle")
     first = net.connect(engine, c, sandbox())
-    assert len(links() - before) == 1, "one host-side veth per endpoint"
+    veths = veths_of(engine)
+    assert len(veths) == 1 and veths <= links(), "one host-side veth per endpoint"
     net.disconnect(engine, c)
     net.disconnect(engine, c)  # idempotent
-    assert links() == before
+    assert not veths & links() and not veths_of(engine)
     again = net.connect(engine, container(network_mode="cycle"), sandbox())
     assert again["IPAddress"] == first["IPAddress"]
 
@@ -94,13 +99,13 @@ def test_disconnect_after_the_sandbox_vanished(engine, sandbox, container):
     import subprocess
 
     NetworkStore(engine).create("crash", subnet="10.231.13.0/24")
-    before = links()
     c = container(network_mode="crash")
     path = sandbox()
     net.connect(engine, c, path)
+    veths = veths_of(engine)
     subprocess.run(["ip", "netns", "del", path.rsplit("/", 1)[1]], check=True)
     net.disconnect(engine, c)
-    assert links() == before
+    assert not veths & links() and not veths_of(engine)
     assert NetworkStore(engine).endpoints() == []
 
 
@@ -132,10 +137,12 @@ def test_published_port_reaches_the_sandbox_from_localhost(engine, sandbox, cont
     body = _fetch(f"http://127.0.0.1:{port}/")
     assert body == "hello from the sandbox"
 
-    before = links()
+    before = veths_of(engine)
     with pytest.raises(Conflict, match="port is already allocated"):
         net.connect(engine, container(port_bindings={"80/tcp": [{"HostIp": "", "HostPort": str(port)}]}), sandbox())
-    assert links() == before and len(NetworkStore(engine).endpoints()) == 1
+    assert veths_of(engine) == before and len(NetworkStore(engine).endpoints()) == 1
+    bridge = NetworkStore(engine).get("bridge").driver_data["bridge"]
+    assert set(os.listdir(f"/sys/class/net/{bridge}/brif")) == before, "no veth left by the failure"
 
 
 def test_random_host_port(engine, sandbox, container):
