@@ -39,7 +39,9 @@ def cli(pallet):
 
 
 def wget(cli, network: str, url: str):
-    return cli("run", "--rm", "--network", network, "busybox", "busybox", "wget", "-q", "-T", "3", "-O", "-", url)
+    # sh stays PID 1 so timeout's watchdog can kill wget (PID 1 ignores signals it has no handler for);
+    # busybox-static's own ``wget -T`` crashes, hence timeout.
+    return cli("run", "--rm", "--network", network, "busybox", "sh", "-c", f"busybox timeout 4 busybox wget -q -O - {url}")
 
 
 def wait_until_serving(cli, network: str, url: str):
