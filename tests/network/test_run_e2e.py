@@ -41,7 +41,9 @@ def cli(pallet):
 def wget(cli, network: str, url: str):
     # sh stays PID 1 so timeout's watchdog can kill wget (PID 1 ignores signals it has no handler for);
     # busybox-static's own ``wget -T`` crashes, hence timeout.
-    return cli("run", "--rm", "--network", network, "busybox", "sh", "-c", f"busybox timeout 4 busybox wget -q -O - {url}")
+    # "; exit $?" keeps sh from exec-ing the command in its own place.
+    return cli("run", "--rm", "--network", network, "busybox", "sh", "-c",
+               f"busybox timeout 4 busybox wget -q -O - {url}; exit $?", timeout=60)
 
 
 def wait_until_serving(cli, network: str, url: str):
