@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -111,11 +112,19 @@ class NetworkStore:
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=name, created=_now(), predefined=True,
                                attachable=False)
         if name == "bridge":
-            record.options = {"com.docker.network.bridge.name": self.settings.get("bridge_name", DEFAULT_BRIDGE_DEVICE),
+            record.options = {"com.docker.network.bridge.name": self.settings.get("bridge_name") or self.bridge_device(),
                               "com.docker.network.bridge.default_bridge": "true"}
             if self.settings.get("default_subnet"):
                 record.ipam_config = [{"Subnet": self.settings["default_subnet"]}]
         return record
+
+    def bridge_device(self) -> str:
+        """``pallet0`` for the default root; other roots get their own device so they never share one."""
+        from kernel.config import DEFAULT_ROOT
+
+        if Path(self.engine.root) == DEFAULT_ROOT:
+            return DEFAULT_BRIDGE_DEVICE
+        return "pb-" + hashlib.sha256(str(Path(self.engine.root).resolve()).encode()).hexdigest()[:10]
 
     def get(self, ref: str) -> NetworkRecord:
         records = self.all()

@@ -14,6 +14,7 @@ from kernel.fsutil import atomic_write_json
 
 MTU_OPTIONS = ("com.docker.network.driver.mtu", "mtu")
 NAME_OPTION = "com.docker.network.bridge.name"
+REGISTRY = Path("/run/pallet-network")
 
 
 class BridgeNetwork(NetworkDriver):
@@ -69,6 +70,7 @@ class BridgeNetwork(NetworkDriver):
         bridge = options.get(NAME_OPTION) or f"br-{network_id[:12]}"
         if len(bridge) > 15:
             raise UsageError(f'bridge name "{bridge}" is longer than 15 characters')
+        collect_orphans()
         state = {"id": network_id, "bridge": bridge, "subnet": str(subnet), "gateway": gateway, "mtu": mtu,
                  "internal": options.get("internal") == "true", "endpoints": {}}
         self._save(network_id, state)  # first, so a crash below leaves something delete_network can find
@@ -169,7 +171,39 @@ class BridgeNetwork(NetworkDriver):
         from plugins.network import nft
 
         nets = self._all()
-        nft.replace_table(nft.table_name(self.root), render_rules(nets) if nets else None)
+        table = nft.table_name(self.root)
+        nft.replace_table(table, render_rules(nets) if nets else None)
+        record = REGISTRY / f"{table}.json"
+        if nets:
+            atomic_write_json(record, {"root": str(self.root), "bridges": [n["bridge"] for n in nets]})
+        else:
+            record.unlink(missing_ok=True)
+
+
+def collect_orphans() -> list[str]:
+    """Remove tables and bridges of roots that were deleted while their networks existed (test roots).
+
+    Links and nft tables outlive a root directory; each root registers what it made in REGISTRY
+    (on tmpfs, like the links themselves), so another pallet can clean up after it. Returns the
+    names of the tables removed.
+    """
+    from plugins.network import netlink, nft
+
+    removed = []
+    for record in sorted(REGISTRY.glob("*.json")):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if (Path(data["root"]) / "network" / "bridge").is_dir():
+            continue
+        for bridge in data.get("bridges", []):
+            netlink.delete_link(bridge)
+        if nft.table_exists(record.stem):
+            nft.replace_table(record.stem, None)
+        record.unlink(missing_ok=True)
+        removed.append(record.stem)
+    return removed
 
 
 def render_rules(nets: list[dict]) -> str:
