@@ -26,7 +26,8 @@ def cli(pallet):
     from tests.network.conftest import teardown_root
 
     config = pallet.root.parent / "pallet.toml"
-    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\n')
+    # Explicit subnets: the default pools may be taken by whatever else runs on this host.
+    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "10.231.80.0/24"\n')
     pallet("image", "build-busybox", check=True)
     try:
         yield pallet
@@ -56,8 +57,8 @@ def wait_until_serving(cli, network: str, url: str):
 
 
 def test_containers_find_each_other_by_name_and_alias_and_other_networks_cannot_reach(cli):
-    for name in ("front", "side", "apart"):
-        cli("network", "create", name, check=True)
+    for i, name in enumerate(("front", "side", "apart")):
+        cli("network", "create", "--subnet", f"10.231.{81 + i}.0/24", name, check=True)
     cli("run", "-d", "--name", "web", "--network", "front", "busybox", "sh", "-c", SERVE, check=True)
     by_name = wait_until_serving(cli, "front", "http://web/")
     assert by_name.returncode == 0, by_name.stderr
