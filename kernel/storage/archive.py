@@ -326,19 +326,13 @@ class _Extractor:
     def clear_slot(self, path: str) -> None:
         self.replaced(remove_path(path))
 
-    def owner_mode(self, path: str, h: _Header, fd: int | None = None) -> None:
+    def owner_mode(self, path: str, h: _Header) -> None:
+        """Owner, mode and xattrs of a directory or special file we just created at ``path``."""
         if self.as_root:
-            if fd is not None:
-                os.fchown(fd, h.uid, h.gid)
-            else:
-                os.chown(path, h.uid, h.gid, follow_symlinks=False)
-        # After chown, which clears setuid/setgid bits.
-        if fd is not None:
-            os.fchmod(fd, h.mode & 0o7777)
-        else:
-            os.chmod(path, h.mode & 0o7777)
+            os.chown(path, h.uid, h.gid, follow_symlinks=False)
+        os.chmod(path, h.mode & 0o7777)  # after chown, which clears setuid/setgid bits
         if h.xattrs:
-            self.set_xattrs(fd if fd is not None else path, h.xattrs)
+            self.set_xattrs(path, h.xattrs)
 
     @staticmethod
     def set_xattrs(target, xattrs: dict[str, bytes]) -> None:
@@ -368,7 +362,7 @@ class _Extractor:
                     _write_all(fd, memoryview(data)[:size])
                 else:
                     _copy_to(fd, read, size, padded)
-            # Inlined owner_mode: this is the per-file hot path.
+            # owner_mode by fd, inlined: this is the per-file hot path.
             if self.as_root:
                 os.fchown(fd, h.uid, h.gid)
             os.fchmod(fd, h.mode & 0o7777)  # after chown, which clears setuid/setgid
@@ -408,7 +402,6 @@ class _Extractor:
             if self.as_root:
                 os.chown(path, h.uid, h.gid, follow_symlinks=False)
             os.utime(path, ns=(h.mtime_ns, h.mtime_ns), follow_symlinks=False)
-            self.replaced(True)
         else:
             self.owner_mode(path, h)
             os.utime(path, ns=(h.mtime_ns, h.mtime_ns), follow_symlinks=False)
