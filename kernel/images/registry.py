@@ -121,6 +121,8 @@ class RegistryClient:
             response = self.client.get(realm + ("&" if "?" in realm else "?") + urlencode(query), auth=basic)
         except httpx.HTTPError as exc:
             raise RegistryError(f"cannot reach the token server {realm}: {exc}") from None
+        if response.status_code in (401, 403) and not self.credentials:
+            raise RegistryError(f"unauthorized: registry {self.host} needs a login (pallet login {self.host})")
         if response.status_code in (401, 403):
             raise RegistryError(f"unauthorized: the token server for {self.host} refused the credentials "
                                 f"(HTTP {response.status_code}; incorrect username or password?)")

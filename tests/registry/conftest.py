@@ -172,3 +172,100 @@ def skopeo(*args: str, creds: str | None = None) -> subprocess.CompletedProcess:
 def push_with_skopeo(source: str, registry: Registry, name: str, *extra: str) -> None:
     creds = ["--dest-creds", f"{registry.user}:{registry.password}"] if registry.user else []
     skopeo("copy", "--dest-tls-verify=false", *creds, *extra, source, f"docker://{registry.host}/{name}")
+
+
+# --- Bearer token auth: the real registry verifies JWTs a small token server signs -------
+
+def _b64url(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues registry JWTs (RS256, x5c header) to ``tester``/``s3cret``; signs with the openssl command."""
+
+    def __init__(self, workdir: Path, service: str, issuer: str):
+        self.key = workdir / "token-key.pem"
+        self.cert = workdir / "token-cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-days", "1", "-subj", "/CN=pallet-test-token"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        import base64
+        self.x5c = base64.b64encode(der).decode()
+        self.service, self.issuer = service, issuer
+        self.issued: list[str] = []
+        self.refused = 0
+
+    def token(self, scopes: list[str]) -> str:
+        import json as _json
+        now = int(time.time())
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else (scope, "", "")
+            access.append({"type": kind, "name": name, "actions": actions.split(",") if actions else []})
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.issuer, "sub": "tester", "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = f"{_b64url(_json.dumps(header).encode())}.{_b64url(_json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=signing_input.encode(), check=True, capture_output=True).stdout
+        self.issued.extend(scopes)
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def serve(self):
+        import base64
+        import http.server
+        import json as _json
+        import threading
+        from urllib.parse import parse_qs, urlparse
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                query = parse_qs(urlparse(self.path).query)
+                given = self.headers.get("Authorization", "")
+                expected = "Basic " + base64.b64encode(b"tester:s3cret").decode()
+                if given != expected or query.get("service") != [owner.service]:
+                    owner.refused += 1
+                    body, code = b'{"details":"incorrect username or password"}', 401
+                else:
+                    token = owner.token(query.get("scope", []))
+                    body, code = _json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode(), 200
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    """The real registry with ``auth: token`` trusting a token server started here."""
+    workdir = tmp_path / "token"
+    workdir.mkdir()
+    tokens = TokenServer(workdir, "pallet-test-registry", "pallet-test-issuer")
+    server = tokens.serve()
+    realm = f"http://127.0.0.1:{server.server_address[1]}/token"
+    auth = (f"auth:\n  token:\n    realm: {realm}\n    service: {tokens.service}\n    issuer: {tokens.issuer}\n"
+            f"    rootcertbundle: {tokens.cert}\n")
+    try:
+        proc, handle, reg = start_registry(tmp_path / "registry", auth)
+        reg.user, reg.password = "tester", "s3cret"
+        reg.tokens = tokens
+        try:
+            yield reg
+        finally:
+            stop_registry(proc, handle)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -65,3 +65,29 @@ def test_docker_config_json_credentials_are_used(auth_registry, rpallet, tmp_pat
     rpallet("tag", "busybox", target, check=True)
     rpallet("push", target, check=True)
     assert auth_registry.requests("PUT /v2/from/docker/manifests/cfg")
+
+
+def test_bearer_token_flow_against_the_real_registry(token_registry, rpallet, tmp_path):
+    rpallet("image", "build-busybox", check=True)
+    target = f"{token_registry.host}/tok/bb:1"
+    rpallet("tag", "busybox", target, check=True)
+    before = snapshot(rpallet.root)
+    refused = rpallet("push", target)
+    assert refused.returncode == 1 and "needs a login" in refused.stderr
+    assert snapshot(rpallet.root) == before and token_registry.tokens.refused >= 1
+
+    wrong = rpallet("login", "-u", "tester", "-p", "nope", token_registry.host)
+    assert wrong.returncode == 1 and "incorrect username or password" in wrong.stderr
+    rpallet("login", "-u", "tester", "-p", "s3cret", token_registry.host, check=True)
+    rpallet("push", target, check=True)
+    assert "repository:tok/bb:pull,push" in token_registry.tokens.issued
+    rpallet("rmi", target, check=True)
+    rpallet("rmi", "busybox", check=True)
+    rpallet("pull", target, check=True)
+    assert "repository:tok/bb:pull" in token_registry.tokens.issued
+    # skopeo with the same credentials sees what pallet pushed.
+    from tests.registry.conftest import skopeo
+    remote = json.loads(skopeo("inspect", "--tls-verify=false", "--creds", "tester:s3cret",
+                               f"docker://{target}").stdout)
+    ours = json.loads(rpallet("image", "inspect", target, check=True).stdout)[0]
+    assert remote["Digest"] == ours["Descriptor"]["digest"]
