@@ -72,7 +72,8 @@ class PalletRuntime(Runtime):
             state = self.state(container_id)
         except NotFound:
             return False
-        return process_start_time(state.pid) == state.start_time
+        stat = _proc_stat(state.pid)
+        return stat is not None and stat[0] not in (b"Z", b"X") and int(stat[19]) == state.start_time
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -142,16 +143,19 @@ class PalletRuntime(Runtime):
         return Cgroup.from_dirs(state.cgroup)
 
 
-def process_start_time(pid: int) -> int:
-    """Start time in clock ticks since boot, 0 when the process is gone (or a zombie being reaped)."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat from the state field on (index 0 = state, 19 = start time)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
+            return handle.read().rsplit(b")", 1)[1].split()
     except OSError:
-        return 0
-    if fields[0] in (b"Z", b"X"):
-        return 0
-    return int(fields[19])
+        return None
+
+
+def process_start_time(pid: int) -> int:
+    """Start time in clock ticks since boot (also of a zombie: its pid cannot be reused yet); 0 when gone."""
+    stat = _proc_stat(pid)
+    return int(stat[19]) if stat else 0
 
 
 def receive_console(sock) -> int:
