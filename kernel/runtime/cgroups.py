@@ -78,7 +78,9 @@ class Cgroup:
         path = relative_path(linux_spec.get("cgroupsPath") or f"pallet/{container_id}")
         info = info or host.cgroup_info()
         if info.v1:
-            return cls({name: Path(mount) / path for name, mount in sorted(info.v1.items())}, 1)
+            hierarchies = {name: Path(mount) for name, mount in info.v1.items()}
+            hierarchies.update(named_v1_hierarchies())
+            return cls({name: mount / path for name, mount in hierarchies.items()}, 1)
         return cls({"unified": Path(info.v2_mount or root) / path}, 2)
 
     @classmethod
@@ -339,6 +341,17 @@ class Cgroup:
             return _keyed(_read(path / name)).get("oom_kill", 0) > 0 if path else False
         except OSError:
             return False
+
+
+def named_v1_hierarchies(mounts_file: str = "/proc/self/mounts") -> dict[str, Path]:
+    """v1 hierarchies without a controller (``name=systemd``): processes are placed in them too, as runc does."""
+    found = {}
+    with open(mounts_file) as handle:
+        for line in handle:
+            _dev, mountpoint, fstype, options = line.split()[:4]
+            if fstype == "cgroup" and any(o.startswith("name=") for o in options.split(",")):
+                found[os.path.basename(mountpoint)] = Path(mountpoint)
+    return found
 
 
 def relative_path(cgroups_path: str) -> str:

@@ -83,7 +83,8 @@ def test_rlimit_is_clamped_to_our_hard_limit(runner):
     import resource
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    result = runner.run(["sh", "-c", "ulimit -n; ulimit -Hn"])
+    limits = [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}]
+    result = runner.run(["sh", "-c", "ulimit -n; ulimit -Hn"], rlimits=limits)
     assert result.stdout.split() == [str(hard), str(hard)]
 
 
