@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from pathlib import Path
 
 from kernel.errors import PalletError
 
 ROOT = Path("/sys/fs/cgroup")
+SIGKILL = 9
 
 
 class CgroupError(PalletError):
@@ -145,9 +145,9 @@ class Cgroup:
                 continue
         return sorted(found)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = SIGKILL) -> None:
         unified = self._dir("unified") if self.version == 2 else None
-        if sig == signal.SIGKILL and unified and (unified / "cgroup.kill").exists():
+        if sig == SIGKILL and unified and (unified / "cgroup.kill").exists():
             _write(unified / "cgroup.kill", 1)
             return
         for pid in self.pids():
@@ -191,7 +191,7 @@ class Cgroup:
         if not any(path.exists() for path in self._dirs.values()):
             return
         try:
-            self.kill(signal.SIGKILL)
+            self.kill(SIGKILL)
             if self.is_frozen():
                 self.thaw()
         except (OSError, CgroupError):
@@ -206,7 +206,7 @@ class Cgroup:
                 except OSError as err:
                     if err.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise CgroupError(f"cannot remove cgroup {path}: {err.strerror}") from None
-                    self.kill(signal.SIGKILL)
+                    self.kill(SIGKILL)
                     time.sleep(0.01)
 
     # --- resources -------------------------------------------------------------------------------

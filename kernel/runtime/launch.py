@@ -32,7 +32,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     plan.unshare = new_flags & linux.CLONE_NEWCGROUP
     new_flags &= ~linux.CLONE_NEWCGROUP
     if not new_flags & linux.CLONE_NEWNS:
-        raise init.ExecError("the spec must ask for a mount namespace", init.SETUP_FAILED)
+        raise init.ContainerStartError("the spec must ask for a mount namespace", init.SETUP_FAILED)
     process.seccomp = _seccomp(linux_spec)
     _preload(plan)
     cgroup = Cgroup.for_spec(container_id, linux_spec)
@@ -72,7 +72,7 @@ def _namespaces(entries: list[dict]) -> tuple[int, list[tuple[str, int]]]:
         try:
             flag = linux.NAMESPACES[entry["type"]][0]
         except KeyError:
-            raise init.ExecError(f"unknown namespace type {entry.get('type')!r}", init.SETUP_FAILED) from None
+            raise init.ContainerStartError(f"unknown namespace type {entry.get('type')!r}", init.SETUP_FAILED) from None
         if entry.get("path"):
             joins.append((entry["path"], flag))
         else:
@@ -124,10 +124,11 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
     for fd in opened:
         os.close(fd)
     try:
-        if cgroup is not None:
-            cgroup.add(pid)
         if before_release is not None:
             before_release(pid)
+        os.write(sync_w, b"\0")
+        if cgroup is not None:
+            cgroup.add(pid)
         os.write(sync_w, b"\0")
     except BaseException:
         os.close(sync_w)
@@ -138,10 +139,8 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
     report = _read_all(error_r)
     if report:
         _reap(pid)
-        from plugins.runtime.builtin import ContainerStartError
-
         failure = json.loads(report)
-        raise ContainerStartError(failure["message"], exit_code=failure["code"])
+        raise init.ContainerStartError(failure["message"], failure["code"])
     return pid
 
 

@@ -3,7 +3,8 @@
 ``run`` clones the container's process straight into its new namespaces (it is PID 1 of its
 PID namespace and the caller's child, so the caller reaps it), moves it into its cgroup, writes
 its uid/gid maps, then lets it go and waits only until it has exec'd: an exec failure comes back
-on a close-on-exec pipe and is raised as :class:`ContainerStartError` with Docker's exit code.
+on a close-on-exec pipe and is raised as :class:`kernel.runtime.init.ContainerStartError` (a
+``PalletError``) whose ``exit_code`` is Docker's: 127 not found, 126 not executable, 125 other.
 Call it from a single-threaded process (see :func:`kernel.runtime.linux.clone`).
 
 Terminal: when ``process.terminal`` is true and ``console_socket`` is a unix socket path, the
@@ -21,10 +22,6 @@ from pathlib import Path
 from kernel import hookimpl
 from kernel.drivers import Availability, Runtime
 from kernel.errors import NotFound, PalletError
-
-
-class ContainerStartError(PalletError):
-    """The container's process could not be started; ``exit_code`` is Docker's (125, 126 or 127)."""
 
 
 @dataclass

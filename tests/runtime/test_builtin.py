@@ -209,3 +209,18 @@ def test_sysctl_is_written_in_the_container(runner):
     result = runner.run(["cat", "/proc/sys/net/ipv4/ip_forward"], sysctl={"net.ipv4.ip_forward": "1"})
     assert result.stdout.strip() == "1"
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() in ("0", "1")
+
+
+def test_ambient_capabilities_survive_a_non_root_user(runner):
+    capabilities = {k: ["CAP_NET_BIND_SERVICE"] for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    result = runner.run(["grep", "-E", "^Cap(Eff|Amb):", "/proc/self/status"], capabilities=capabilities,
+                        user={"uid": 1000, "gid": 1000})
+    assert result.stdout.split() == ["CapEff:", "0000000000000400", "CapAmb:", "0000000000000400"]
+
+
+def test_apparmor_profile_on_a_kernel_without_apparmor_is_a_clear_error(runner):
+    if os.path.isdir("/sys/kernel/security/apparmor"):
+        pytest.skip("AppArmor is enabled here: the live profile test belongs to the security room")
+    result = runner.run(["true"], apparmorProfile="docker-default")
+    assert result.status == 125
+    assert result.stderr == "AppArmor profile 'docker-default' was requested but AppArmor is not enabled in this kernel"

@@ -52,9 +52,9 @@ def test_rlimits_are_clamped_and_unknown_ones_refused():
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     plan = init.plan_process({"args": ["x"], "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10 ** 9, "hard": 10 ** 9}]})
     assert plan.rlimits == [(resource.RLIMIT_NOFILE, hard, hard)]
-    with pytest.raises(init.ExecError, match="unknown rlimit"):
+    with pytest.raises(init.ContainerStartError, match="unknown rlimit"):
         init.plan_process({"args": ["x"], "rlimits": [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]})
-    with pytest.raises(init.ExecError, match="process.args is empty"):
+    with pytest.raises(init.ContainerStartError, match="process.args is empty"):
         init.plan_process({"args": []})
 
 
@@ -81,6 +81,6 @@ def test_find_executable_follows_path(tmp_path):
     tool.chmod(0o755)
     (tmp_path / "bin" / "data").write_text("")
     assert init.find_executable("tool", [f"PATH=/nowhere:{tmp_path}/bin"]) == str(tool)
-    with pytest.raises(init.ExecError) as failure:
+    with pytest.raises(init.ContainerStartError) as failure:
         init.find_executable("data", [f"PATH={tmp_path}/bin"])
-    assert failure.value.code == 127
+    assert failure.value.exit_code == 127
