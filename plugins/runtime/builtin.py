@@ -109,10 +109,10 @@ class PalletRuntime(Runtime):
         os.kill(state.pid, signal)
 
     def pause(self, container_id):
-        self._cgroup(container_id).freeze()
+        self.cgroup(container_id).freeze()
 
     def resume(self, container_id):
-        self._cgroup(container_id).thaw()
+        self.cgroup(container_id).thaw()
 
     def delete(self, container_id, force=False):
         try:
@@ -131,7 +131,8 @@ class PalletRuntime(Runtime):
 
         shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
 
-    def _cgroup(self, container_id):
+    def cgroup(self, container_id):
+        """The container's :class:`kernel.runtime.cgroups.Cgroup` (stats, oom_killed, freeze) while it is known."""
         from kernel.runtime.cgroups import Cgroup
 
         state = self.state(container_id)

@@ -224,3 +224,20 @@ def test_apparmor_profile_on_a_kernel_without_apparmor_is_a_clear_error(runner):
     result = runner.run(["true"], apparmorProfile="docker-default")
     assert result.status == 125
     assert result.stderr == "AppArmor profile 'docker-default' was requested but AppArmor is not enabled in this kernel"
+
+
+def test_joining_namespaces_by_path(runner):
+    ours = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("net", "ipc", "pid_for_children")}
+    first, first_pid, _out, _err = runner.start(["sleep", "60"], hostname="first")
+    namespaces = [{"type": "mount"}, {"type": "uts"}, {"type": "cgroup"},
+                  {"type": "network", "path": f"/proc/{first_pid}/ns/net"},
+                  {"type": "ipc", "path": f"/proc/{first_pid}/ns/ipc"},
+                  {"type": "pid", "path": f"/proc/{first_pid}/ns/pid"}]
+    result = runner.run(["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; cat /proc/1/cmdline; echo; echo $$"],
+                        namespaces=namespaces)
+    assert result.status == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [os.readlink(f"/proc/{first_pid}/ns/net"), os.readlink(f"/proc/{first_pid}/ns/ipc")]
+    assert lines[2].startswith("sleep") and lines[3] != "1"
+    # and the caller came back to its own namespaces
+    assert {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ours} == ours
