@@ -35,10 +35,15 @@ def mask(names: list[str]) -> int:
 
 
 def masks(capabilities: dict | None) -> dict[str, int] | None:
-    """The spec's capability object -> a mask per set; None when the spec has no capabilities (keep all)."""
+    """The spec's capability object -> a mask per set; None when the spec has no capabilities (keep all).
+
+    A capability this process does not hold itself (CAP_SYS_RESOURCE on this build host) cannot be
+    granted: it is left out rather than failing, so ``--privileged`` means "everything we have".
+    """
     if capabilities is None:
         return None
-    return {name: mask(capabilities.get(name) or []) for name in SETS}
+    held = linux.capget()[1]
+    return {name: mask(capabilities.get(name) or []) & held for name in SETS}
 
 
 def to_drop(bounding: int) -> list[int]:

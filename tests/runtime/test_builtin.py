@@ -241,3 +241,12 @@ def test_joining_namespaces_by_path(runner):
     assert lines[2].startswith("sleep") and lines[3] != "1"
     # and the caller came back to its own namespaces
     assert {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ours} == ours
+
+
+def test_privileged_gets_every_capability_this_host_allows(runner):
+    from kernel.runtime import caps, linux
+
+    everything = {k: ["CAP_" + name for name in caps.NAMES] for k in ("bounding", "effective", "permitted")}
+    result = runner.run(["grep", "^CapEff:", "/proc/self/status"], capabilities=everything)
+    assert result.status == 0, result.stderr
+    assert int(result.stdout.split()[1], 16) == linux.capget()[1]
