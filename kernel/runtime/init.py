@@ -8,7 +8,9 @@ command, or reports why it could not on a close-on-exec pipe and exits with Dock
 
 from __future__ import annotations
 
+import _signal
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -121,10 +123,13 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
     """Runs in the cloned child; never returns."""
     code = SETUP_FAILED
     try:
+        _reset_signals()
         if plan.stdio is not None:
-            for target, fd in enumerate(plan.stdio):
-                if fd != target:
-                    os.dup2(fd, target)
+            # Via fds >= 3 first, so that a permutation such as (1, 0, 2) does not clobber itself.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in plan.stdio]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)
+                os.close(fd)
         _wait_for_parent(sync_fd)  # id maps written
         for fd, nstype in plan.join:
             linux.setns(fd, nstype)
@@ -160,6 +165,13 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
     except BaseException as err:  # noqa: BLE001 - anything else is still a setup failure to report
         _report(error_fd, code, f"{type(err).__name__}: {err}")
     os._exit(code)
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and the caller may block signals: exec would keep both."""
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def _wait_for_parent(sync_fd: int) -> None:

@@ -116,8 +116,8 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
         opened.append(fd)
         (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
     plan.join.sort(key=lambda item: item[1] != linux.CLONE_NEWUSER)
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
+    error_r, error_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     pid = _clone_in(here, new_flags, plan, sync_r, error_w)
     os.close(sync_r)
     os.close(error_w)
@@ -142,6 +142,20 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
         failure = json.loads(report)
         raise init.ContainerStartError(failure["message"], failure["code"])
     return pid
+
+
+def _above_stdio(fds: tuple[int, int]) -> tuple[int, int]:
+    """A caller running with fd 0-2 closed (a daemon) must not get our pipes where the child puts stdio."""
+    import fcntl
+
+    moved = []
+    for fd in fds:
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        moved.append(fd)
+    return moved[0], moved[1]
 
 
 def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, sync_r: int, error_w: int) -> int:

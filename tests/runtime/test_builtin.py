@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -250,3 +251,28 @@ def test_privileged_gets_every_capability_this_host_allows(runner):
     result = runner.run(["grep", "^CapEff:", "/proc/self/status"], capabilities=everything)
     assert result.status == 0, result.stderr
     assert int(result.stdout.split()[1], 16) == linux.capget()[1]
+
+
+def test_signals_are_not_ignored_or_blocked_in_the_container(runner):
+    import signal as sig
+
+    sig.pthread_sigmask(sig.SIG_BLOCK, [sig.SIGUSR1])
+    try:
+        result = runner.run(["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"])
+    finally:
+        sig.pthread_sigmask(sig.SIG_UNBLOCK, [sig.SIGUSR1])
+    assert result.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+
+
+def test_stdio_may_be_any_permutation_of_fds(runner):
+    import subprocess
+
+    script = "import os, sys; sys.path.insert(0, %r); " % str(Path(__file__).parent)
+    script += (
+        "from pathlib import Path; import ocispec; from plugins.runtime.builtin import PalletRuntime; "
+        "b = ocispec.write_bundle(Path(%r), Path(%r), ocispec.spec(['sh', '-c', 'echo out; echo err >&2'])); "
+        "rt = PalletRuntime(Path(%r)); pid = rt.run(%r, b, (0, 2, 1)); os.waitpid(pid, 0); rt.delete(%r)"
+    ) % (str(runner.tmp / "perm"), str(runner.rootfs), str(runner.tmp / "perm-state"), runner.new_id(), runner.ids[-1])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert (proc.stdout, proc.stderr) == ("err\n", "out\n")
