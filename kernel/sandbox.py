@@ -1,0 +1,135 @@
+"""A container's network sandbox and the /etc/hosts, /etc/hostname, /etc/resolv.conf files it sees.
+
+For ``--network none`` pallet lets the runtime create the network namespace (the spec lists
+``network`` without a path; the runtime brings ``lo`` up). That saves an unshare, a bind mount
+and its cleanup on every start. Drivers that must configure the namespace before the container
+starts (bridge, overlay) get a *sandbox*: a namespace bind-mounted at ``<run_root>/netns/<id>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import re
+import socket
+import struct
+from pathlib import Path
+
+from kernel.errors import PalletError
+from kernel.fsutil import atomic_write
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MNT_DETACH = 0x2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _libc():
+    lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return lib
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def sandbox_path(run_root: Path, cid: str) -> Path:
+    return Path(run_root) / "netns" / cid
+
+
+def create_sandbox(run_root: Path, cid: str) -> Path:
+    """Make a new network namespace with ``lo`` up, pinned by a bind mount; the caller stays in its own."""
+    libc = _libc()
+    path = sandbox_path(run_root, cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            _check(libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None), "bind netns")
+            _loopback_up()
+        finally:
+            _check(libc.setns(original, CLONE_NEWNET), "setns back to the host netns")
+    except OSError as exc:
+        remove_sandbox(run_root, cid)
+        raise PalletError(f"cannot create network sandbox: {exc}") from None
+    finally:
+        os.close(original)
+    return path
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def remove_sandbox(run_root: Path, cid: str) -> None:
+    """Unmount and delete the sandbox; missing is fine (idempotent, also after a crash)."""
+    path = sandbox_path(run_root, cid)
+    if not path.exists():
+        return
+    result = _libc().umount2(str(path).encode(), MNT_DETACH)
+    if result != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        raise PalletError(f"cannot unmount network sandbox {path}: {os.strerror(ctypes.get_errno())}")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+# --- /etc files ----------------------------------------------------------------------------
+
+def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict) -> dict[str, Path]:
+    """Write hosts, hostname, resolv.conf for the container; return {container path: host file}."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if network_mode == "host":
+        hosts = _read("/etc/hosts") or _default_hosts()
+    else:
+        hosts = _default_hosts()
+        for address in net.get("addresses", []):
+            hosts += f"{address.split('/')[0]}\t{hostname}\n"
+        for line in net.get("extra_hosts", []):
+            hosts += line.rstrip("\n") + "\n"
+    files = {
+        "/etc/hostname": (run_dir / "hostname", hostname + "\n"),
+        "/etc/hosts": (run_dir / "hosts", hosts),
+        "/etc/resolv.conf": (run_dir / "resolv.conf", _resolv_conf(network_mode, net.get("dns_servers") or [])),
+    }
+    for _dest, (path, text) in files.items():
+        atomic_write(path, text.encode())
+    return {dest: path for dest, (path, _text) in files.items()}
+
+
+def _default_hosts() -> str:
+    return ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+
+def _resolv_conf(network_mode: str, dns_servers: list[str]) -> str:
+    host = _read("/etc/resolv.conf")
+    if network_mode == "host":
+        return host
+    if dns_servers:
+        lines = [f"nameserver {s}" for s in dns_servers]
+        lines += [line for line in host.splitlines() if line.startswith(("search", "options"))]
+        return "\n".join(lines) + "\n"
+    # As Docker: drop loopback resolvers the container cannot reach, fall back to public ones.
+    kept = [line for line in host.splitlines()
+            if not re.match(r"^\s*nameserver\s+(127\.|::1\b)", line)]
+    if not any(line.strip().startswith("nameserver") for line in kept):
+        kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(kept) + "\n"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
