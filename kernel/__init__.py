@@ -1,7 +1,14 @@
 """pallet's core: the plugin contract, the plugin manager, config, stores, runtime and CLI."""
 
-import pluggy
-
 __version__ = "0.1.0"
 
-hookimpl = pluggy.HookimplMarker("pallet")
+
+def __getattr__(name):
+    # ``hookimpl`` is made on first use so that ``pallet --help``/``--version`` never import pluggy.
+    if name == "hookimpl":
+        import pluggy
+
+        global hookimpl
+        hookimpl = pluggy.HookimplMarker("pallet")
+        return hookimpl
+    raise AttributeError(f"module 'kernel' has no attribute {name!r}")

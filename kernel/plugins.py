@@ -149,7 +149,8 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(record.module):
                 self.pm.unregister(record.module)
-            self._mark_broken(record, f"does not match the hook specs: {exc}")
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            self._mark_broken(record, f"does not match the hook specs: {detail}")
             return False
         except ValueError as exc:  # the same module registered twice under two entry points
             self._mark_broken(record, str(exc))

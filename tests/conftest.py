@@ -28,7 +28,7 @@ class Result:
 class Pallet:
     """Runs the real ``pallet`` command against a private ``--root``/``--run-root``."""
 
-    def __init__(self, root: Path, run_root: Path, env: dict[str, str] | None = None):
+    def __init__(self, root: Path, run_root: Path | None, env: dict[str, str] | None = None):
         self.root = root
         self.run_root = run_root
         self.env = dict(os.environ)
@@ -40,7 +40,10 @@ class Pallet:
 
     def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
                  check: bool = False) -> Result:
-        cmd = [sys.executable, "-m", "kernel.cli", "--root", str(self.root), "--run-root", str(self.run_root), *args]
+        cmd = [sys.executable, "-m", "kernel.cli", "--root", str(self.root)]
+        if self.run_root is not None:
+            cmd += ["--run-root", str(self.run_root)]
+        cmd += args
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
                               env={**self.env, **(env or {})}, cwd=str(REPO))
         result = Result(proc.returncode, proc.stdout, proc.stderr)

@@ -16,9 +16,13 @@ def storage():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def status(engine, as_json):
-    """Show the storage driver for this root, how it was chosen, and its status."""
+    """Show the storage driver for this root, how it was chosen, and its status.
+
+    Unlike ``info``, this fails when no driver can be selected, with the reason.
+    """
     from kernel.cli.system import storage_block
 
+    engine.select_storage_driver()
     block = storage_block(engine)
     block["DataPresent"] = engine.storage_data_present()
     if as_json:

@@ -17,6 +17,10 @@ class Transport(Driver):
     def __init__(self, options: dict | None = None):
         self.options = dict(options or {})
 
+    def resolve(self, location: str) -> str:
+        """Return the manifest digest (``sha256:…``) that ``location`` names now, without copying anything."""
+        raise NotImplementedError
+
     def pull(self, location: str, store, progress=None) -> str:
         """Copy the image at ``location`` into ``store`` (a :class:`kernel.images.ImageStore`); return its image id."""
         raise NotImplementedError

@@ -20,3 +20,31 @@ def test_unknown_command_is_a_usage_error(pallet):
     result = pallet("frobnicate")
     assert result.returncode == 2
     assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_help_and_version_load_no_plugins(pallet):
+    """Start-up stays cheap: neither stevedore nor any plugin module is imported for --help/--version."""
+    import subprocess
+    import sys
+
+    for flag in ("--help", "--version"):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kernel.cli", flag],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+        assert not {name for name in imported if name.startswith(("stevedore", "plugins", "pluggy"))}
+
+
+def test_shell_completion_offers_commands(pallet):
+    result = pallet(env={"_PALLET_COMPLETE": "bash_complete", "COMP_WORDS": "pallet plu", "COMP_CWORD": "1"})
+    assert result.returncode == 0
+    assert "plain,plugins" in result.stdout.splitlines()
+
+
+def test_wrongly_typed_config_value_is_a_one_line_error(pallet, tmp_path):
+    config = tmp_path / "cfg.toml"
+    config.write_text("[storage]\ndriver = 5\n")
+    result = pallet("--config", str(config), "storage", "status")
+    assert result.returncode in (1, 2)
+    assert "Traceback" not in result.stderr
+    assert len(result.error_lines) == 1

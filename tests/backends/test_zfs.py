@@ -1,0 +1,77 @@
+"""The zfs driver on a real zfs-fuse pool: datasets, clones of snapshots, quotas, status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kernel.errors import PalletError
+from plugins.storage.zfs import ZfsDriver
+
+
+def _zfs_names(fsname: str) -> list[str]:
+    out = subprocess.run(["zfs", "list", "-H", "-o", "name", "-t", "all", "-r", fsname],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line != fsname]
+
+
+def test_child_is_a_clone_of_a_snapshot_of_its_parent(zfs_fsname, tmp_path):
+    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver.create("base")
+    (driver.get("base") / "file").write_text("parent")
+    driver.create_rw("ctr", "base")
+    child = driver.get("ctr")
+    assert child == tmp_path / "zfs" / "graph" / "ctr"
+    assert driver.metadata("ctr")["Origin"] == f"{zfs_fsname}/base@ctr"
+    assert (child / "file").read_text() == "parent"
+    (child / "file").write_text("child")
+    assert (driver.get("base") / "file").read_text() == "parent"
+    assert driver.layers() == ["base", "ctr"]
+    driver.remove("ctr")
+    assert _zfs_names(zfs_fsname) == [f"{zfs_fsname}/base"]
+    assert not child.exists()
+    driver.remove("base")
+    driver.remove("base")
+    assert _zfs_names(zfs_fsname) == []
+
+
+def test_size_sets_a_quota_on_the_container_dataset(zfs_fsname, tmp_path):
+    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver.create("base")
+    driver.create_rw("ctr", "base", {"size": "4M"})
+    assert driver.metadata("ctr")["Quota"] == str(4 << 20)
+    with pytest.raises(OSError):
+        with open(driver.get("ctr") / "big", "wb") as handle:
+            for _ in range(16):
+                handle.write(b"x" * (1 << 20))
+                handle.flush()
+    driver.remove("ctr")
+    driver.remove("base")
+
+
+def test_options_are_checked(zfs_fsname, tmp_path):
+    with pytest.raises(PalletError, match='unknown option "zfs.nope"'):
+        ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname, "zfs.nope": "1"})
+    with pytest.raises(PalletError, match="is not on a zfs dataset"):
+        ZfsDriver(tmp_path / "zfs")
+    availability = ZfsDriver.probe(tmp_path / "zfs", {"zfs.fsname": zfs_fsname + "/missing"})
+    assert not availability.available and "does not exist" in availability.reason
+
+
+def test_without_fsname_layers_go_under_the_dataset_holding_the_root(pallet, zfs_pool, zfs_fsname):
+    mountpoint = subprocess.run(["zfs", "get", "-H", "-o", "value", "mountpoint", zfs_fsname],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    pallet.root = Path(mountpoint) / "root"
+    result = pallet("--storage-driver", "zfs", "storage", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    block = json.loads(result.stdout)
+    rows = dict(block["Status"])
+    assert block["Driver"] == "zfs"
+    assert rows["Zpool"] == zfs_pool.name
+    assert rows["Parent Dataset"] == zfs_fsname
+    assert rows["Zpool Health"] == "ONLINE"
+    assert rows["Compression"] == "off"
+    assert "Space Available" in rows
