@@ -16,6 +16,7 @@ from kernel.errors import Conflict, NotImplementedYet, PalletError
 from kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
+EXIT_FILE = "exit-code"           # in the run dir: written by the log pump the moment the process is reaped
 
 
 @dataclass
@@ -219,13 +220,18 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     pid = runtime.run(record.id, bundle, stdio, console_socket)
     record = ContainerStore(engine).update(
         record.id, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
-        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(), network=record.network)
+        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
+        monitor_start_time=procs.start_time(os.getpid()), network=record.network)
+    with contextlib.suppress(FileNotFoundError):
+        (ContainerStore(engine).run_dir(record.id) / EXIT_FILE).unlink()
     engine.plugins.broadcast("pallet_container_started", container=record)
     return pid
 
 
 def start_error_code(exc: BaseException) -> int | None:
-    """Docker's 127/126 for a command that is missing or not executable, when the runtime raises for it."""
+    """Docker's 125/126/127 when the runtime could not start the command (it raises with the code)."""
+    if getattr(exc, "exit_code", None) in (125, 126, 127):
+        return exc.exit_code
     text = str(exc).lower()
     if "not found" in text or "no such file" in text:
         return 127
@@ -252,19 +258,16 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
     return record
 
 
-def oom_killed(record: ContainerRecord) -> bool:
+def container_cgroup(record: ContainerRecord):
+    """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
+    from kernel.runtime.cgroups import Cgroup
     from kernel.spec import cgroups_path
 
-    try:
-        from kernel.runtime import cgroups
-        return bool(cgroups.oom_killed(cgroups_path(record.id)))
-    except ImportError:
-        pass
-    try:
-        text = Path(f"/sys/fs/cgroup/memory{cgroups_path(record.id)}/memory.oom_control").read_text()
-    except OSError:
-        return False
-    return any(line.startswith("oom_kill ") and int(line.split()[1]) > 0 for line in text.splitlines())
+    return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})
+
+
+def oom_killed(record: ContainerRecord) -> bool:
+    return container_cgroup(record).oom_killed()
 
 
 def release(engine, record: ContainerRecord) -> None:
@@ -309,21 +312,31 @@ def release(engine, record: ContainerRecord) -> None:
         raise PalletError(f"cleaning up container {record.short_id}: " + "; ".join(errors))
 
 
+def monitor_alive(record: ContainerRecord) -> bool:
+    return record.monitor_pid != os.getpid() and procs.alive(record.monitor_pid, record.monitor_start_time)
+
+
 def refresh(engine, record: ContainerRecord) -> ContainerRecord:
-    """The truth about a record whose monitor may have died (kill -9, reboot): a dead pid means exited."""
-    if record.status not in ("running", "paused"):
+    """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
+
+    While a live monitor is still recording the exit, the code it published is shown without
+    writing; with no monitor left the record is corrected on disk (code 255 if none was published).
+    """
+    if record.status not in ("running", "paused") or procs.alive(record.pid, record.pid_start_time):
         return record
-    if procs.alive(record.pid, record.pid_start_time):
+    store = ContainerStore(engine)
+    published = None
+    with contextlib.suppress(OSError, ValueError):
+        published = int((store.run_dir(record.id) / EXIT_FILE).read_text())
+    if monitor_alive(record):
+        record.status, record.exit_code = "exited", published if published is not None else record.exit_code
         return record
-    monitor_alive = record.monitor_pid and record.monitor_pid != os.getpid() and procs.start_time(record.monitor_pid)
-    if monitor_alive:
-        time.sleep(0.05)  # the monitor is recording the exit right now
-        fresh = ContainerStore(engine).load(record.id)
+    with contextlib.suppress(PalletError):
+        fresh = store.load(record.id)
         if fresh.status not in ("running", "paused"):
             return fresh
-    with contextlib.suppress(PalletError):
-        return ContainerStore(engine).update(record.id, status="exited", exit_code=255, pid=0, monitor_pid=0,
-                                             finished_at=time.time())
+        return store.update(record.id, status="exited", exit_code=255 if published is None else published,
+                            pid=0, monitor_pid=0, finished_at=time.time())
     return record
 
 
@@ -361,20 +374,23 @@ def kill(engine, record: ContainerRecord, sig: int) -> None:
 
 
 def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
-    """Wait until the process is gone and the monitor has recorded it (or recover if the monitor is gone)."""
+    """Wait until the process is gone and its exit is recorded on disk (by the monitor, or here if it died)."""
     deadline = time.monotonic() + timeout
     store = ContainerStore(engine)
     delay = 0.005
     while time.monotonic() < deadline:
         if not procs.alive(record.pid, record.pid_start_time):
             try:
-                fresh = refresh(engine, store.load(record.id))
+                fresh = store.load(record.id)
             except PalletError:
                 return True
-            if not fresh.running:
+            if fresh.status not in ("running", "paused"):
+                return True
+            if not monitor_alive(fresh):
+                refresh(engine, fresh)
                 return True
         time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        delay = min(delay * 2, 0.05)
     return False
 
 
@@ -386,7 +402,8 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
             raise Conflict(f"You cannot remove a running container {record.id}. "
                            "Stop the container before attempting removal or force remove")
         kill(engine, record, 9)
-        wait_stopped(engine, record, 30)
+    if record.running or monitor_alive(record):
+        wait_stopped(engine, record, 30)  # let the monitor finish its own clean-up first
         with contextlib.suppress(PalletError):
             record = store.load(record.id)
     release(engine, record)

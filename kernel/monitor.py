@@ -1,16 +1,16 @@
 """Watch a container's process: the foreground CLI for ``run``, or a small detached monitor for ``run -d``.
 
-The detached monitor is a double-forked copy of the CLI process (no new interpreter: it
-starts in microseconds and shares the CLI's already-loaded pages). It becomes the child
-subreaper, starts the container through the runtime, tells the CLI the outcome over a pipe,
-writes the json-file log, reaps the process, records the exit code and OOM kill, fires the
-lifecycle hooks and honours ``--rm``.
+The detached monitor is a double-forked copy of the CLI process (no new interpreter before
+the start, so ``run -d`` stays fast). It becomes the child subreaper, starts the container
+through the runtime and tells the CLI the outcome over a pipe. Then it ``execve``s into
+:mod:`kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
+memory; when the container exits that process records the exit code and OOM kill, fires the
+lifecycle hooks and honours ``--rm`` (:func:`after_exit`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -20,6 +20,7 @@ from pathlib import Path
 from kernel import lifecycle, procs
 from kernel.containers import ContainerStore
 from kernel.errors import PalletError
+from kernel.fsutil import atomic_write_json
 from kernel.stdio import ConsoleSocket, JsonLog, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -139,52 +140,80 @@ def spawn(engine, record, bundle: Path) -> None:
 
 
 def _monitor(engine, record, bundle: Path, status_w: int) -> None:
-    """The monitor process's whole life; never returns."""
+    """The monitor process: start the container, report to the CLI, then become the light log pump."""
     store = ContainerStore(engine)
-    code = 0
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+    errors = os.open(bundle / "monitor.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    for fd, target in ((0, devnull), (1, devnull), (2, errors)):
+        os.dup2(target, fd)
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
     procs.set_subreaper()
-    gc.collect()
-    gc.freeze()  # no collector pass will touch (and so copy) the pages shared with the CLI
     tty_mode = bool(record.config.get("Tty"))
     console = ConsoleSocket(bundle / "console.sock") if tty_mode else None
-    stdin_r = stdin_w = None
+    keep = []
+    stdin_r = None
     if record.config.get("OpenStdin"):
-        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)  # held open so `-di` shells wait for input, as Docker's do
+        stdin_r, stdin_w = os.pipe()  # held open so `-di` shells wait for input, as Docker's do
+        keep.append(stdin_w)
+    if tty_mode:
+        stdio, sources = (devnull, devnull, devnull), {}
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdio, sources = (stdin_r if stdin_r is not None else devnull, out_w, err_w), {out_r: "stdout", err_r: "stderr"}
+    try:
+        pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
+    except BaseException as exc:
+        failed = _start_failed(engine, record, exc) if isinstance(exc, PalletError) else None
+        os.write(status_w, json.dumps({"error": str(exc), "code": failed}).encode())
+        os._exit(1)
+    os.write(status_w, json.dumps({"pid": pid}).encode())
+    os.close(status_w)
     try:
         if tty_mode:
-            stdio, sources = (devnull, devnull, devnull), {}
+            sources = {console.receive_master(): "stdout"}
+            console.close()
         else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            stdio, sources = (stdin_r if stdin_r is not None else devnull, out_w, err_w), {out_r: "stdout", err_r: "stderr"}
-        try:
-            pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
-        except BaseException as exc:
-            failed = _start_failed(engine, record, exc) if isinstance(exc, PalletError) else None
-            os.write(status_w, json.dumps({"error": str(exc), "code": failed}).encode())
-            os._exit(1)
-        os.write(status_w, json.dumps({"pid": pid}).encode())
-        os.close(status_w)
-        if not tty_mode:
             os.close(out_w)
             os.close(err_w)
-        else:
-            master = console.receive_master()
-            console.close()
-            sources = {master: "stdout"}
         if stdin_r is not None:
             os.close(stdin_r)
-        log = JsonLog(store.log_path(record.id))
-        pump(pid, sources, log, None)
-        exit_code = procs.wait_for(pid)
-        log.close()
-        lifecycle.finish(engine, store.load(record.id), exit_code)
+        for fd in [*sources, *keep]:
+            os.set_inheritable(fd, True)
+        params = bundle / "monitor.json"
+        config = engine.config
+        atomic_write_json(params, {
+            "id": record.id, "root": str(config.root), "run_root": str(config.run_root),
+            "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
+            "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
+        })
+        script = Path(__file__).with_name("logpump.py")
+        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
+                                  str(store.log_path(record.id)), str(params),
+                                  *(f"{fd}:{stream}" for fd, stream in sources.items())])
     except BaseException:
-        code = 1
+        import traceback
+
+        traceback.print_exc()
+        exit_code = procs.wait_for(pid)
+        lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
-        os._exit(code)
+        os._exit(1)
+
+
+def after_exit(params_path: str, exit_code: int) -> None:
+    """Called by the log pump once the container has exited: record it, clean up, honour --rm."""
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    params = json.loads(Path(params_path).read_text())
+    config_path = params["config_path"] if Path(params["config_path"]).exists() else None
+    engine = Engine(Config.load(params["root"], params["run_root"], config_path,
+                                params["storage_driver"], params["storage_opts"]))
+    engine.plugins.load("storage", "network", "security", "runtime")
+    try:
+        record = ContainerStore(engine).load(params["id"])
+    except PalletError:
+        return  # removed meanwhile (rm -f already cleaned up)
+    lifecycle.finish(engine, record, exit_code)

@@ -11,43 +11,10 @@ import signal
 import socket
 import struct
 import termios
-import time
 import tty
 from pathlib import Path
 
-
-def rfc3339_nano(ns: int | None = None) -> str:
-    ns = time.time_ns() if ns is None else ns
-    seconds, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
-
-
-class JsonLog:
-    """Docker's json-file driver: one ``{"log", "stream", "time"}`` object per line of output."""
-
-    def __init__(self, path: Path):
-        self.handle = open(path, "ab", buffering=0)
-        self.partial: dict[str, bytes] = {}
-
-    def write(self, stream: str, data: bytes) -> None:
-        buffered = self.partial.pop(stream, b"") + data
-        lines = buffered.split(b"\n")
-        self.partial[stream] = lines.pop()
-        if lines:
-            now = rfc3339_nano()
-            out = b"".join(
-                json.dumps({"log": line.decode("utf-8", "replace") + "\n", "stream": stream, "time": now}).encode()
-                + b"\n" for line in lines)
-            self.handle.write(out)
-
-    def close(self) -> None:
-        now = rfc3339_nano()
-        for stream, rest in self.partial.items():
-            if rest:
-                self.handle.write(json.dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
-                                              "time": now}).encode() + b"\n")
-        self.partial.clear()
-        self.handle.close()
+from kernel.logpump import JsonLog, rfc3339_nano  # noqa: F401  (re-exported)
 
 
 def read_log(path: Path):

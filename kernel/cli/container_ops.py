@@ -146,13 +146,9 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
 # --- top and stats -------------------------------------------------------------------------
 
 def container_pids(record) -> list[int]:
-    from kernel.spec import cgroups_path
+    from kernel.lifecycle import container_cgroup
 
-    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        path = Path(base + cgroups_path(record.id)) / "cgroup.procs"
-        with contextlib.suppress(OSError):
-            return sorted(int(p) for p in path.read_text().split())
-    return [record.pid] if record.pid else []
+    return sorted(container_cgroup(record).pids()) or ([record.pid] if record.pid else [])
 
 
 @click.command("top")
@@ -182,47 +178,19 @@ def top(engine, name, ps_args):
 
 
 def cgroup_stats(record) -> dict:
-    """Memory, CPU, pids and block I/O counters of the container's cgroup (v1 here; v2 files when present)."""
-    from kernel.spec import cgroups_path
+    """Counters of the container's cgroup: memory_usage/limit, cpu_usage (ns), pids, blkio read/write."""
+    from kernel.lifecycle import container_cgroup
 
-    path = cgroups_path(record.id)
-    with contextlib.suppress(ImportError, AttributeError, TypeError):
-        from kernel.runtime import cgroups
-        stats = cgroups.stats(path)
-        if isinstance(stats, dict) and stats:
-            return stats
-
-    def read(*candidates):
-        for candidate in candidates:
-            with contextlib.suppress(OSError, ValueError):
-                return Path(candidate).read_text().strip()
-        return ""
-
-    def number(*candidates):
-        text = read(*candidates)
-        return int(text) if text.isdigit() else 0
-
-    v1 = "/sys/fs/cgroup"
-    usage = number(f"{v1}/memory{path}/memory.usage_in_bytes")
-    limit = number(f"{v1}/memory{path}/memory.limit_in_bytes")
-    cache = 0
-    for line in read(f"{v1}/memory{path}/memory.stat").splitlines():
-        key, _sep, value = line.partition(" ")
-        if key == "total_inactive_file":
-            cache = int(value)
-    io_read = io_write = 0
-    for line in read(f"{v1}/blkio{path}/blkio.throttle.io_service_bytes").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == "Read":
-            io_read += int(parts[2])
-        elif len(parts) == 3 and parts[1] == "Write":
-            io_write += int(parts[2])
-    return {
-        "memory_usage": max(usage - cache, 0), "memory_limit": limit,
-        "cpu_usage_ns": number(f"{v1}/cpuacct{path}/cpuacct.usage"),
-        "pids": number(f"{v1}/pids{path}/pids.current"),
-        "blkio_read": io_read, "blkio_write": io_write,
-    }
+    cgroup = container_cgroup(record)
+    stats = {"memory_usage": 0, "memory_limit": 0, "cpu_usage": 0, "pids": 0, "blkio_read": 0, "blkio_write": 0}
+    stats.update(cgroup.stats())
+    blkio = cgroup.dirs().get("blkio")
+    with contextlib.suppress(OSError, TypeError):
+        for line in (Path(blkio) / "blkio.throttle.io_service_bytes").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in ("Read", "Write"):
+                stats["blkio_" + parts[1].lower()] += int(parts[2])
+    return stats
 
 
 def human_size(value: float) -> str:
@@ -259,7 +227,7 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
             before, t0 = first[record.id]
             now = cgroup_stats(record)
             elapsed = (time.monotonic() - t0) * 1e9
-            cpu = 100.0 * (now["cpu_usage_ns"] - before["cpu_usage_ns"]) / elapsed if record.running else 0.0
+            cpu = 100.0 * (now["cpu_usage"] - before["cpu_usage"]) / elapsed if record.running else 0.0
             limit = now["memory_limit"] if 0 < now["memory_limit"] < memtotal else memtotal
             rows.append({
                 "Container": record.id if no_trunc else record.short_id, "ID": record.id, "Name": record.name,
