@@ -58,7 +58,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
     if not tty_mode:
         for signum in FORWARDED:
             signal.signal(signum, forward)
-    console = ConsoleSocket(bundle / "console.sock") if tty_mode else None
+    console = ConsoleSocket() if tty_mode else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     keep_log = not record.host_config.get("AutoRemove")
     pipes = {}
@@ -150,7 +150,7 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     procs.set_subreaper()
     tty_mode = bool(record.config.get("Tty"))
-    console = ConsoleSocket(bundle / "console.sock") if tty_mode else None
+    console = ConsoleSocket() if tty_mode else None
     keep = []
     stdin_r = None
     if record.config.get("OpenStdin"):

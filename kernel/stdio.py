@@ -99,12 +99,17 @@ def _write_all(fd: int, data: bytes) -> None:
 # --- terminals ------------------------------------------------------------------------------
 
 class ConsoleSocket:
-    """The OCI ``--console-socket``: the runtime sends the pty master over it (SCM_RIGHTS)."""
+    """The OCI ``--console-socket``: the runtime sends the pty master over it (SCM_RIGHTS).
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+    It lives in a fresh private directory under /tmp because a unix socket path must be shorter
+    than 108 bytes, which a bundle path under a deep ``--run-root`` may not be.
+    """
+
+    def __init__(self):
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="pallet-console-"))
+        self.path = self.dir / "sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.bind(str(self.path))
         self.sock.listen(1)
@@ -122,6 +127,8 @@ class ConsoleSocket:
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
 
 
 def copy_window_size(src_fd: int, dst_fd: int) -> None:

@@ -115,7 +115,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
     runtime = lifecycle.runtime_for(engine, record)
     procs.set_subreaper()
     run_dir = _store(engine).run_dir(record.id)
-    console = ConsoleSocket(run_dir / f"exec-{os.getpid()}.sock") if tty else None
+    console = ConsoleSocket() if tty else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         stdin = 0 if interactive else devnull
