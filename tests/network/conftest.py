@@ -71,7 +71,8 @@ def engine(tmp_path):
     """An engine on a private root; its default bridge device has a per-test name."""
     prefix = "pt" + uuid.uuid4().hex[:6]
     config_file = tmp_path / "pallet.toml"
-    config_file.write_text(f'[network]\nbridge_name = "{prefix}0"\n')
+    # Pools of our own: the defaults may already be routed by whatever else runs on this host.
+    config_file.write_text(f'[network]\nbridge_name = "{prefix}0"\ndefault_address_pools = "10.232.0.0/16:24"\n')
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config_file)))
     engine.test_prefix = prefix
     try:

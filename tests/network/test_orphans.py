@@ -15,7 +15,7 @@ def test_tables_and_bridges_of_a_deleted_root_are_collected(engine, sandbox, con
     from kernel.config import Config
     from kernel.engine import Engine
 
-    (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "empty.toml").write_text('[network]\ndefault_address_pools = "10.232.0.0/16:24"\n')
     doomed = Engine(Config.load(root=str(tmp_path / "doomed"), config_path=str(tmp_path / "empty.toml")))
     store = NetworkStore(doomed)
     bridge = store.create("left", subnet="10.231.70.0/24").driver_data["bridge"]

@@ -27,7 +27,8 @@ def cli(pallet):
 
     config = pallet.root.parent / "pallet.toml"
     # Explicit subnets: the default pools may be taken by whatever else runs on this host.
-    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "10.231.80.0/24"\n')
+    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "10.231.80.0/24"\n'
+                      'default_address_pools = "10.232.0.0/16:24"\n')
     pallet("image", "build-busybox", check=True)
     try:
         yield pallet
