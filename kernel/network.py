@@ -348,7 +348,23 @@ class NetworkStore:
                 if path.exists():
                     self._detach(record, _load(EndpointRecord, path))
                     left.append(record.name)
+                    if record.predefined and record.materialized and not self.endpoints(record.id):
+                        self._release_default_bridge(record)
         return left
+
+    def _release_default_bridge(self, record: NetworkRecord) -> None:
+        """The last container left the implicit ``bridge`` network: take its device, rules and pool down.
+
+        As Podman's netavark does: a daemonless engine leaves nothing on the host while no container
+        uses the default network. It comes back on the next connect (with ``default_subnet`` if set).
+        """
+        self.driver(record.driver).delete_network(record.id, record.driver_data)
+        ipam = self.ipam(record.ipam_driver)
+        for pool_id in record.pools:
+            ipam.release_pool(pool_id)
+        fresh = self._predefined(record.name)
+        record.driver_data, record.pools, record.ipam_config = {}, [], fresh.ipam_config
+        self.save(record)
 
     def _detach(self, record: NetworkRecord, endpoint: EndpointRecord) -> None:
         """Every step tolerates what is already gone, so this also cleans up after a crash."""

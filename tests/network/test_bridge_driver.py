@@ -46,7 +46,23 @@ def test_default_bridge_network_is_made_on_first_use(engine, sandbox, container)
     assert bridge.materialized and bridge.driver_data["bridge"] == engine.test_prefix + "0"
     assert engine.test_prefix + "0" in links()
     assert result["dns_servers"] and "127.0.0.11" not in result["dns_servers"]
-    assert run_in(sandbox(), "true").returncode == 0
+
+
+def test_default_bridge_goes_away_with_its_last_container(engine, sandbox, container):
+    from plugins.network.nft import table_exists, table_name
+
+    store = NetworkStore(engine)
+    first, second = container(), container()
+    net.connect(engine, first, sandbox())
+    net.connect(engine, second, sandbox())
+    device = store.get("bridge").driver_data["bridge"]
+    net.disconnect(engine, first)
+    assert device in links(), "still in use by the second container"
+    net.disconnect(engine, second)
+    assert device not in links() and not table_exists(table_name(engine.root))
+    assert not store.get("bridge").materialized and store.ipam("default").pools() == {}
+    again = net.connect(engine, container(), sandbox())
+    assert again["Gateway"] and device in links()
 
 
 def test_networks_are_isolated_from_each_other(engine, sandbox, container):
