@@ -28,7 +28,7 @@ def prefix_end(prefix: str) -> str:
 
 
 class Etcd:
-    def __init__(self, url: str, timeout: float = 5.0):
+    def __init__(self, url: str, timeout: float = 10.0):
         parsed = urlparse(url)
         if parsed.scheme not in ("etcd", "http") or not parsed.hostname:
             raise UsageError(f'invalid cluster store "{url}": expected etcd://HOST:PORT')
