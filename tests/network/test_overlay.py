@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.network.conftest import run_in
+from tests.network.conftest import NET, run_in
 
-UNDERLAY = "10.231.200"
+UNDERLAY = f"{NET}.200"
 
 
 def free_port() -> int:
@@ -142,7 +142,7 @@ def ping_eventually(sandbox: str, ip: str, expect: bool = True, seconds: float =
 
 def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sandbox):
     a, b, c = cluster
-    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", "10.231.220.0/24", "ov").stdout.strip()
+    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", f"{NET}.220.0/24", "ov").stdout.strip()
     listed = b.pallet("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.ID}}").stdout
     assert f"ov overlay global {network_id[:12]}" in listed, "a network created on one host is known on the others"
 
@@ -153,7 +153,7 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
         results[host.name] = json.loads(host.driver("connect", "ov", ids[host.name], name, boxes[host.name],
                                                     f"{name}-alias"))
     addresses = {r["IPAddress"] for r in results.values()}
-    assert len(addresses) == 3 and all(ip.startswith("10.231.220.") for ip in addresses)
+    assert len(addresses) == 3 and all(ip.startswith(f"{NET}.220.") for ip in addresses)
 
     beta_ip = results["host-b"]["IPAddress"]
     assert ping_eventually(boxes["host-a"], beta_ip)
@@ -189,7 +189,7 @@ def test_addresses_never_collide_across_hosts(cluster):
 
     store = cluster[0].store
     ipam = ClusterIpam("/nonexistent", {"cluster-store": store})
-    pool, _ = ipam.request_pool("10.231.221.0/26")
+    pool, _ = ipam.request_pool(f"{NET}.221.0/26")
     try:
         with ThreadPoolExecutor(8) as pool_exec:
             got = list(pool_exec.map(lambda _: ClusterIpam("/x", {"cluster-store": store}).request_address(pool),
