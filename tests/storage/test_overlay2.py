@@ -120,3 +120,10 @@ def test_bad_ids_and_options_are_refused(scratch, driver_cls):
         driver.create_rw("rw", None, {"size": "10G"})
     with pytest.raises(PalletError, match="does not exist"):
         driver.create("child", "missing-parent")
+
+
+def test_changes_list_what_an_opaque_dir_hides(overlay):
+    overlay.apply_diff("base", None, tar_of(D("o"), F("o/old1"), F("o/old2"), F("o/kept")))
+    overlay.apply_diff("top", "base", tar_of(D("o"), F("o/.wh..wh..opq"), F("o/kept", b"new")))
+    assert [(c.kind, c.path) for c in overlay.changes("top", "base")] == [
+        ("C", "/o"), ("C", "/o/kept"), ("D", "/o/old1"), ("D", "/o/old2")]
