@@ -245,6 +245,8 @@ def _apply_pax(h: _Header, records: dict[str, bytes]) -> None:
             h.gid = int(value)
         elif key == "mtime":
             h.mtime_ns = _pax_time_ns(value)
+        elif key.startswith("GNU.sparse."):
+            raise PalletError(f'layer entry "{h.name}": GNU sparse files are not supported')
         elif key.startswith("SCHILY.xattr."):
             if h.xattrs is None:
                 h.xattrs = {}

@@ -200,3 +200,18 @@ def test_extraction_matches_gnu_tar(scratch, fmt):
     with open(layer, "rb") as stream:
         archive.extract(stream, by_pallet)
     assert snapshot(by_pallet) == snapshot(by_tar)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_members_are_refused_clearly(scratch, fmt):
+    import subprocess
+
+    with open(scratch / "sparse", "wb") as handle:
+        handle.truncate(1 << 20)
+        handle.seek(1 << 20)
+        handle.write(b"x")
+    layer = scratch / "layer.tar"
+    subprocess.run(["tar", "-C", str(scratch), "--sparse", f"--format={fmt}", "-cf", str(layer), "sparse"], check=True)
+    (scratch / "out").mkdir()
+    with open(layer, "rb") as stream, pytest.raises(PalletError, match="sparse files are not supported"):
+        archive.extract(stream, scratch / "out")
