@@ -80,8 +80,7 @@ class Overlay2Driver(StorageDriver):
             lower = "l/" + self._read(parent, "link") + (":" + parent_lower if parent_lower else "")
         (self.home / "l").mkdir(parents=True, exist_ok=True)
         link = base64.b32encode(os.urandom(16)).decode()[:26]
-        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             tmp.mkdir(0o700)
             (tmp / "diff").mkdir(0o755)
@@ -112,7 +111,7 @@ class Overlay2Driver(StorageDriver):
         if os.path.ismount(merged):
             from kernel.storage import mounts
             mounts.umount(str(merged), mounts.MNT_DETACH)
-        doomed = self.home / f".rm-{layer_id}-{os.getpid()}"
+        doomed = self.home / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         os.rename(path, doomed)
         if link:
             try:
