@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kernel.drivers import SecurityContext
-from sec_helpers import RuncBundle, base_spec
+from tests.security.sec_helpers import RuncBundle, base_spec
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 MOBY_SECCOMP = SHARED / "testdata" / "moby-profiles" / "seccomp"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MOBY_SECCOMP
+from tests.security.conftest import MOBY_SECCOMP
 from tests.conftest import Pallet
 
 
