@@ -45,6 +45,7 @@ class DeleteWhiteouts:
     """Whiteouts for drivers whose layers are full trees (vfs, naive): really delete."""
 
     creates_parents = False
+    tracks_unpacked = True  # an opaque dir keeps what this layer unpacked into it
 
     def whiteout(self, directory: str, name: str) -> bool:
         return remove_path(os.path.join(directory, name))
