@@ -340,11 +340,11 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
     finally:
         progress.close()
-        if kind == "docker" and not all_tags:
-            from kernel.images import reference as refs
-            click.echo(str(refs.parse(location)))
-        elif quiet:
-            click.echo(image_id)
+    if kind == "docker" and not all_tags:
+        from kernel.images import reference as refs
+        click.echo(str(refs.parse(location)))
+    elif quiet:
+        click.echo(image_id)
 
 
 @image.command("push")
