@@ -368,8 +368,10 @@ def push(ctx, name, destination, quiet, tls_verify):
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
-    if not quiet:
-        click.echo(f"digest: {digest} size: {store.blobs.size(digest) if store.blobs.has(digest) else ''}".rstrip())
+    if quiet:
+        click.echo(destination or name)
+    elif kind != "docker":
+        click.echo(f"Wrote {digest} to {destination or name}")
 
 
 @image.command("save")
