@@ -109,24 +109,6 @@ def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
     emit(_image_rows(records, digests, no_trunc), columns, fmt, as_json)
 
 
-def inspect_document(store, record) -> dict:
-    config = record.config
-    driver = store.engine.storage
-    top = record.top_layer
-    return {
-        "Id": record.id, "RepoTags": record.repo_tags, "RepoDigests": record.repo_digests, "Parent": "",
-        "Comment": (config.get("history") or [{}])[-1].get("comment", ""), "Created": record.created,
-        "Author": config.get("author", ""), "Config": record.runtime_config,
-        "Architecture": config.get("architecture", ""), "Variant": config.get("variant", ""),
-        "Os": config.get("os", ""), "Size": record.size,
-        "GraphDriver": {"Name": store.engine.storage_driver_name,
-                        "Data": driver.metadata(top) if top and driver.exists(top) else {}},
-        "RootFS": {"Type": "layers", "Layers": config.get("rootfs", {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": record.added},
-        "Descriptor": {"mediaType": record.manifest_media_type, "digest": record.manifest_digest},
-    }
-
-
 @image.command("inspect")
 @click.argument("images", nargs=-1, required=True)
 @format_option
@@ -136,7 +118,7 @@ def inspect(ctx, images, fmt):
     from kernel.cli.output import render_template
 
     store = _store(ctx)
-    documents = [inspect_document(store, store.resolve(name)) for name in images]
+    documents = [store.inspect(store.resolve(name)) for name in images]
     if fmt and fmt != "json":
         for document in documents:
             click.echo(render_template(fmt, document))

@@ -224,3 +224,14 @@ def test_oci_layout_with_missing_blob(populated, tmp_path):
     result = fresh("pull", f"oci:{out}:t")
     assert result.returncode == 1 and "lacks blob" in result.stderr
     assert snapshot(fresh.root) == before
+
+
+def test_zstd_layer_is_pulled(registry, rpallet, tmp_path):
+    import subprocess
+    raw = layer_tar({"z.txt": b"zstd layer\n"})
+    packed = subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True, check=True).stdout
+    push_raw(registry, "ok/zstd", "t", [(packed, raw, "application/vnd.oci.image.layer.v1.tar+zstd")])
+    name = f"{registry.host}/ok/zstd:t"
+    rpallet("pull", name, check=True)
+    doc = json.loads(rpallet("image", "inspect", name, check=True).stdout)[0]
+    assert open(doc["GraphDriver"]["Data"]["Dir"] + "/z.txt").read() == "zstd layer\n"
