@@ -98,9 +98,8 @@ class DockerTransport(Transport):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        try:
-            import httpx  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("httpx") is None:
             return Availability.no("the httpx Python package is not installed")
         return Availability.ok()
 
