@@ -79,6 +79,7 @@ class _ZlibReader:
         self.source = source
         self.decoder = zlib.decompressobj(wbits=31)
         self.buffer = b""
+        self.pos = 0
         self.eof = False
         self.queue = None
         if threaded:
@@ -121,7 +122,9 @@ class _ZlibReader:
                 return out
 
     def read(self, n: int = -1) -> bytes:
-        while not self.eof and (n < 0 or len(self.buffer) < n):
+        # The buffer is consumed by offset: tar readers ask for 512-byte headers, and slicing
+        # the rest of a megabyte off each time would copy it over and over.
+        while not self.eof and (n < 0 or len(self.buffer) - self.pos < n):
             data = self.queue.get() if self.queue is not None else self._next()
             if isinstance(data, BaseException):
                 self.eof = True
@@ -129,11 +132,11 @@ class _ZlibReader:
             if data is None:
                 self.eof = True
                 break
-            self.buffer = self.buffer + data if self.buffer else data
-        if n < 0 or n >= len(self.buffer):
-            data, self.buffer = self.buffer, b""
-        else:
-            data, self.buffer = self.buffer[:n], self.buffer[n:]
+            self.buffer = self.buffer[self.pos:] + data if self.pos < len(self.buffer) else data
+            self.pos = 0
+        end = len(self.buffer) if n < 0 else min(len(self.buffer), self.pos + n)
+        data = self.buffer[self.pos:end]
+        self.pos = end
         return data
 
     def close(self) -> None:
