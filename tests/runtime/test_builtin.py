@@ -184,7 +184,8 @@ def test_terminal_master_is_sent_over_the_console_socket(runner):
         server.bind(path)
         server.listen(1)
         container_id = runner.new_id()
-        bundle = runner.bundle(container_id, ["sh", "-c", "tty; echo hello"], terminal=True)
+        bundle = runner.bundle(container_id, ["sh", "-c", "tty; stty size; echo hello"], terminal=True,
+                               consoleSize={"height": 33, "width": 101})
         pid = runner.runtime.run(container_id, bundle, (0, 1, 2), console_socket=path)
         master = receive_console(server)
     output = b""
@@ -193,7 +194,7 @@ def test_terminal_master_is_sent_over_the_console_socket(runner):
         output += os.read(master, 4096)
     os.waitpid(pid, 0)
     os.close(master)
-    assert output.split() == [b"/dev/pts/0", b"hello"]
+    assert output.split() == [b"/dev/pts/0", b"33", b"101", b"hello"]
 
 
 def test_user_namespace_with_mappings(runner):
