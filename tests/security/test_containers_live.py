@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MOBY_SECCOMP
+from tests.security.sec_helpers import MOBY_SECCOMP
 from tests.conftest import Pallet
 
 

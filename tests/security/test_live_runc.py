@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import MOBY_SECCOMP
-from sec_helpers import run_probe
+from tests.security.sec_helpers import MOBY_SECCOMP
+from tests.security.sec_helpers import run_probe
 
 
 def test_default_container_is_confined_like_dockers(secure_spec, runc):

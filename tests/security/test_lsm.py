@@ -14,7 +14,7 @@ from plugins.security import apparmor, selinux_labels as sl
 from plugins.security.apparmor import AppArmorProfile
 from plugins.security.selinux import SELinuxProfile, container_labels
 
-from conftest import MOBY_APPARMOR
+from tests.security.sec_helpers import MOBY_APPARMOR
 
 APPARMOR = AppArmorProfile.probe()
 SELINUX = SELinuxProfile.probe()

@@ -12,9 +12,9 @@ from kernel.errors import PalletError, UsageError
 from plugins.security import seccomp_format
 from plugins.security.capabilities import DEFAULT_CAPABILITIES
 from plugins.security.seccomp_default import default_profile
-from sec_helpers import seccomp_decision
+from tests.security.sec_helpers import seccomp_decision
 
-from conftest import MOBY_SECCOMP
+from tests.security.sec_helpers import MOBY_SECCOMP
 
 AMD64 = ("SCMP_ARCH_X86_64", "amd64")
 CLONE_THREAD_FLAGS = 0x3D0F00  # what glibc's pthread_create passes
@@ -180,7 +180,7 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     from kernel.engine import Engine
     from kernel.plugins import PluginManager
     from kernel.security import apply_profiles
-    from sec_helpers import base_spec
+    from tests.security.sec_helpers import base_spec
 
     config = tmp_path / "pallet.toml"
     config.write_text(f'[security]\nseccomp_profile = "{MOBY_SECCOMP / "fixtures" / "example.json"}"\n')
