@@ -25,8 +25,7 @@ from kernel import hookimpl
 from kernel.drivers import Availability, SecurityProfile
 from kernel.errors import UsageError
 # Imported eagerly: the runtime imports this module before pivot_root and calls restrict_self
-# after it, when pallet's own files are no longer reachable. (ctypes is already loaded by
-# the seccomp plugin, so this costs nothing at start-up.)
+# after it, when pallet's own files are no longer reachable (ctypes costs ~1 ms here).
 from plugins.security import landlock_sys as sys_
 
 ANNOTATION = "run.pallet.landlock"
