@@ -47,6 +47,10 @@ class SeccompProfile(SecurityProfile):
             return Availability.no("libseccomp is not installed (apt-get install libseccomp2)")
         return Availability.ok()
 
+    @classmethod
+    def opts_out(cls, options):
+        return options == {"seccomp": UNCONFINED}
+
     def validate(self, options):
         for key, value in options.items():
             if key != "seccomp":
