@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from kernel import hookimpl
 from kernel.drivers import Availability, SecurityProfile
 from kernel.errors import UsageError
@@ -61,8 +63,10 @@ class SeccompProfile(SecurityProfile):
     def apply(self, spec, ctx):
         from plugins.security import seccomp_format
 
-        source, profile = select_profile(ctx.options.get("seccomp"), ctx.settings.get("seccomp_profile"),
-                                         ctx.privileged)
+        host_default = ctx.settings.get("seccomp_profile")
+        if host_default and host_default != UNCONFINED and not os.path.isabs(host_default):
+            host_default = str(ctx.engine.config.config_path.parent / host_default)  # relative to pallet.toml
+        source, profile = select_profile(ctx.options.get("seccomp"), host_default, ctx.privileged)
         linux = spec.setdefault("linux", {})
         if profile is None:
             linux.pop("seccomp", None)

@@ -191,6 +191,14 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     spec = base_spec()
     apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), ["seccomp=unconfined"])
     assert "seccomp" not in spec["linux"]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.json").write_text(json.dumps(
+        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7}]}))
+    config.write_text('[security]\nseccomp_profile = "profiles/mine.json"\n')
+    engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
+    spec = base_spec()
+    apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), [])
+    assert seccomp_decision(spec["linux"]["seccomp"], "uname", ()) == ("SCMP_ACT_ERRNO", 7)
 
 
 def test_cli_prints_the_default_profile_that_loads_back(pallet, tmp_path):
