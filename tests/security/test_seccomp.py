@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,9 +10,7 @@ from kernel.errors import PalletError, UsageError
 from plugins.security import seccomp_format
 from plugins.security.capabilities import DEFAULT_CAPABILITIES
 from plugins.security.seccomp_default import default_profile
-from tests.security.sec_helpers import seccomp_decision
-
-from tests.security.sec_helpers import MOBY_SECCOMP
+from tests.security.sec_helpers import MOBY_SECCOMP, seccomp_decision
 
 AMD64 = ("SCMP_ARCH_X86_64", "amd64")
 CLONE_THREAD_FLAGS = 0x3D0F00  # what glibc's pthread_create passes
