@@ -13,9 +13,9 @@ def test_check_passes_for_overlay2(pallet):
 def test_check_of_unavailable_driver_prints_the_reason(pallet):
     result = pallet("plugins", "check", "storage", "devicemapper")
     assert result.returncode == 1
-    assert result.error_lines == [
-        'Error: storage driver "devicemapper" is unavailable on this host: '
-        "device-mapper is not supported by this kernel"]
+    assert len(result.error_lines) == 1
+    assert result.error_lines[0].startswith('Error: storage driver "devicemapper" is unavailable on this host: ')
+    assert "device-mapper" in result.error_lines[0]
 
 
 def test_check_of_unknown_driver_is_a_usage_error(pallet):
