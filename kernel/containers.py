@@ -33,6 +33,7 @@ class ContainerRecord:
     pid: int = 0
     pid_start_time: int = 0             # /proc/<pid>/stat field 22: tells a live pid from a reused one
     monitor_pid: int = 0
+    monitor_start_time: int = 0
     exit_code: int = 0
     oom_killed: bool = False
     started_at: float = 0.0

@@ -1,4 +1,4 @@
-"""seccomp profile: system call filtering with Docker's JSON profile format, via libseccomp."""
+"""seccomp profile: system call filtering with Docker's JSON profile format, enforced by the runtime via libseccomp."""
 
 from __future__ import annotations
 
@@ -6,12 +6,33 @@ import ctypes.util
 
 from kernel import hookimpl
 from kernel.drivers import Availability, SecurityProfile
+from kernel.errors import UsageError
+
+UNCONFINED = "unconfined"
+
+
+def select_profile(option: str | None, host_default: str | None, privileged: bool) -> tuple[str, dict | None]:
+    """Which profile a container gets: ``(description, Docker-format dict or None for no filter)``.
+
+    Precedence as Docker's: --privileged runs unfiltered; then --security-opt seccomp=…;
+    then the host default from ``[security] seccomp_profile``; then pallet's built-in default.
+    """
+    from plugins.security import seccomp_format
+    from plugins.security.seccomp_default import default_profile
+
+    if privileged:
+        return "privileged", None
+    for chosen in (option, host_default):
+        if chosen == UNCONFINED:
+            return UNCONFINED, None
+        if chosen:
+            return chosen, seccomp_format.load(chosen)
+    return "pallet-default", default_profile()
 
 
 class SeccompProfile(SecurityProfile):
     description = "system call filter (Docker JSON profiles)"
     order = 20
-    implemented = False
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -22,6 +43,26 @@ class SeccompProfile(SecurityProfile):
         if ctypes.util.find_library("seccomp") is None:
             return Availability.no("libseccomp is not installed (apt-get install libseccomp2)")
         return Availability.ok()
+
+    def validate(self, options):
+        for key, value in options.items():
+            if key != "seccomp":
+                raise UsageError(f'invalid --security-opt "{key}" for the seccomp profile')
+            if not value:
+                raise UsageError('invalid --security-opt "seccomp=": expected a profile path or "unconfined"')
+
+    def apply(self, spec, ctx):
+        from plugins.security import seccomp_format
+
+        source, profile = select_profile(ctx.options.get("seccomp"), ctx.settings.get("seccomp_profile"),
+                                         ctx.privileged)
+        linux = spec.setdefault("linux", {})
+        if profile is None:
+            linux.pop("seccomp", None)
+            return
+        # Conditional rules look at the bounding set, which the capabilities profile (order 10) wrote.
+        caps = spec.get("process", {}).get("capabilities", {}).get("bounding", [])
+        linux["seccomp"] = seccomp_format.to_oci(profile, caps, source=source)
 
 
 @hookimpl

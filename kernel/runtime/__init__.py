@@ -1,0 +1,1 @@
+"""pallet's own OCI runtime pieces: syscalls, rootfs, capabilities, seccomp and cgroups."""

@@ -1,0 +1,193 @@
+"""The one thin syscall module: namespaces, mounts, pivot_root, clone, prctl and capabilities via cffi.
+
+Everything else in the runtime calls these as Python functions that raise ``OSError``. Python's
+``os`` module already covers most of the rest (mknod, chdir, execve, setrlimit via ``resource``).
+Credentials are changed with raw syscalls, not glibc's wrappers: glibc broadcasts set*id calls to
+every thread it knows of, and a child made by :func:`clone` inherits glibc's view of the parent's
+threads (the same reason runc's nsexec uses raw syscalls).
+"""
+
+from __future__ import annotations
+
+import os
+
+from kernel.runtime._ffi import ffi
+
+libc = ffi.dlopen(None)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+SIGCHLD = 17
+
+# OCI namespace type -> (clone flag, /proc/<pid>/ns/ file name)
+NAMESPACES = {
+    "mount": (CLONE_NEWNS, "mnt"),
+    "pid": (CLONE_NEWPID, "pid"),
+    "uts": (CLONE_NEWUTS, "uts"),
+    "ipc": (CLONE_NEWIPC, "ipc"),
+    "network": (CLONE_NEWNET, "net"),
+    "cgroup": (CLONE_NEWCGROUP, "cgroup"),
+    "user": (CLONE_NEWUSER, "user"),
+}
+NS_FILES = {flag: name for flag, name in NAMESPACES.values()}
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_SYSCALLS = {
+    "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116},
+    "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159},
+}
+_NR = _SYSCALLS[os.uname().machine]
+
+
+def _check(result: int, *paths) -> int:
+    if result < 0:
+        err = ffi.errno
+        raise OSError(err, os.strerror(err), *[p for p in paths[:1] if p is not None])
+    return result
+
+
+def _syscall(name: str, *args) -> int:
+    return _check(libc.syscall(ffi.cast("long", _NR[name]), *[ffi.cast("long", a) for a in args]))
+
+
+def _c(text: str | None):
+    return ffi.NULL if text is None else os.fsencode(text)
+
+
+def unshare(flags: int) -> None:
+    _check(libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(libc.setns(fd, nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    _check(libc.mount(_c(source), _c(target), _c(fstype), flags, _c(data)), target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(libc.umount2(_c(target), flags), target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    new, old = ffi.new("char[]", os.fsencode(new_root)), ffi.new("char[]", os.fsencode(put_old))
+    _check(libc.syscall(ffi.cast("long", _NR["pivot_root"]), new, old), new_root)
+
+
+def sethostname(name: str) -> None:
+    data = name.encode()
+    _check(libc.sethostname(data, len(data)))
+
+
+def setdomainname(name: str) -> None:
+    data = name.encode()
+    _check(libc.setdomainname(data, len(data)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(libc.prctl(option, arg2, arg3, arg4, arg5))
+
+
+def setresuid(uid: int) -> None:
+    _syscall("setresuid", uid, uid, uid)
+
+
+def setresgid(gid: int) -> None:
+    _syscall("setresgid", gid, gid, gid)
+
+
+def setgroups(gids: list[int]) -> None:
+    array = ffi.new("unsigned int[]", gids or [0])
+    _check(libc.syscall(ffi.cast("long", _NR["setgroups"]), ffi.cast("long", len(gids)), array))
+
+
+def capget() -> tuple[int, int, int]:
+    """``(effective, permitted, inheritable)`` of this thread as 64-bit masks."""
+    header = ffi.new("cap_header *", {"version": _LINUX_CAPABILITY_VERSION_3, "pid": 0})
+    data = ffi.new("cap_data[2]")
+    _check(libc.capget(header, data))
+    return tuple((getattr(data[1], f) << 32) | getattr(data[0], f) for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    header = ffi.new("cap_header *", {"version": _LINUX_CAPABILITY_VERSION_3, "pid": 0})
+    data = ffi.new("cap_data[2]")
+    for i in (0, 1):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _check(libc.capset(header, data))
+
+
+def clone(flags: int) -> int:
+    """fork(2) into new namespaces: like ``os.fork()`` but with ``CLONE_NEW*`` ``flags``.
+
+    A raw ``clone`` with no new stack returns twice, as fork does; Python's own fork
+    bookkeeping runs around it (``PyOS_*Fork*``, through ctypes: they need the GIL held,
+    and cffi releases it for every call). The child is PID 1 of a new PID
+    namespace when ``CLONE_NEWPID`` is set, and its namespaces are owned by the new user
+    namespace when ``CLONE_NEWUSER`` is set, which ``unshare`` cannot give without a
+    second fork. Call it from a single-threaded process (glibc's state is not reset).
+    """
+    from ctypes import pythonapi
+
+    pythonapi.PyOS_BeforeFork()
+    pid = libc.syscall(ffi.cast("long", _NR["clone"]), ffi.cast("long", flags | SIGCHLD),
+                       ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0))
+    if pid == 0:
+        pythonapi.PyOS_AfterFork_Child()
+        return 0
+    err = ffi.errno
+    pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
+
+
+def open_pty() -> tuple[int, str]:
+    """Open a pseudo-terminal master from ``/dev/ptmx``; return ``(master_fd, slave_path)``."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    _check(libc.unlockpt(master))
+    buf = ffi.new("char[]", 128)
+    if libc.ptsname_r(master, buf, 128) != 0:
+        raise OSError(ffi.errno, "ptsname")
+    return master, ffi.string(buf).decode()
