@@ -80,8 +80,7 @@ class Overlay2Driver(StorageDriver):
             lower = "l/" + self._read(parent, "link") + (":" + parent_lower if parent_lower else "")
         (self.home / "l").mkdir(parents=True, exist_ok=True)
         link = base64.b32encode(os.urandom(16)).decode()[:26]
-        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             tmp.mkdir(0o700)
             (tmp / "diff").mkdir(0o755)
@@ -112,7 +111,7 @@ class Overlay2Driver(StorageDriver):
         if os.path.ismount(merged):
             from kernel.storage import mounts
             mounts.umount(str(merged), mounts.MNT_DETACH)
-        doomed = self.home / f".rm-{layer_id}-{os.getpid()}"
+        doomed = self.home / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         os.rename(path, doomed)
         if link:
             try:
@@ -214,11 +213,16 @@ class Overlay2Driver(StorageDriver):
 
         lowers = self._lower_dirs(layer_id)
         found = []
-        for name, _path, st in archive.walk(str(self._dir(layer_id) / "diff")):
+        for name, path, st in archive.walk(str(self._dir(layer_id) / "diff")):
             if _is_whiteout(st):
                 found.append(Change("D", "/" + name))
-            else:
-                found.append(Change("C" if _in_lowers(lowers, name) else "A", "/" + name))
+                continue
+            below = _in_lowers(lowers, name)
+            found.append(Change("C" if below else "A", "/" + name))
+            if below and stat.S_ISDIR(st.st_mode) and _is_opaque(path):
+                kept = set(os.listdir(path))
+                found += [Change("D", f"/{name}/{child}") for child in _lower_children(lowers, name) - kept]
+        found.sort(key=lambda change: change.path)
         return found
 
     def diff_size(self, layer_id: str, parent: str | None) -> int:
@@ -291,6 +295,28 @@ def _in_lowers(lowers: list[str], name: str) -> bool:
             continue
         return not _is_whiteout(st)
     return False
+
+
+def _lower_children(lowers: list[str], name: str) -> set[str]:
+    """Names inside directory ``name`` as the lower layers together show it."""
+    children: set[str] = set()
+    hidden: set[str] = set()
+    for lower in lowers:
+        directory = lower + "/" + name
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name in hidden or entry.name in children:
+                continue
+            if _is_whiteout(entry.stat(follow_symlinks=False)):
+                hidden.add(entry.name)
+            else:
+                children.add(entry.name)
+        if _is_opaque(directory):
+            break
+    return children
 
 
 @hookimpl
