@@ -174,7 +174,12 @@ def run(ctx, image, command, detach, **opts):
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
     record = _create(engine, image, command, opts)
-    bundle = lifecycle.prepare(engine, record)
+    try:
+        bundle = lifecycle.prepare(engine, record)
+    except BaseException:
+        if opts["auto_remove"]:
+            lifecycle.remove(engine, record)
+        raise
     if detach:
         monitor.spawn(engine, record, bundle)
         click.echo(record.id)
