@@ -23,6 +23,7 @@ class SecurityContext:
     engine: object = None
     container_id: str = ""
     userns: str = ""                                         # --userns: "" or "host"
+    relabel: list[tuple[str, str]] = field(default_factory=list)  # (bind source, "z"|"Z"), filled by apply_profiles
 
     @property
     def settings(self) -> dict:

@@ -196,8 +196,13 @@ class ImageStore:
 
     # --- adding images ------------------------------------------------------------------
     def add_image(self, txn: Transaction, manifest_digest: str, names: list[refs.Reference] = (),
-                  index_digest: str | None = None, repo_digest_names: list[str] = ()) -> ImageRecord:
-        """Register the image whose manifest blob (and config and layer blobs) ``txn`` stored; unpack it; tag it."""
+                  index_digest: str | None = None, repo_digest_names: list[str] = (), ready=None,
+                  progress=None) -> ImageRecord:
+        """Register the image whose manifest blob (and config and layer blobs) ``txn`` stored; unpack it; tag it.
+
+        ``ready(index)``, when given, is called before layer ``index`` is used and may block
+        until its blob is stored (so unpacking overlaps downloads).
+        """
         manifest = mf.parse_manifest(self.blobs.read(manifest_digest))
         if not self.blobs.has(manifest.config.digest):
             raise PalletError(f"manifest {manifest_digest} references missing config blob {manifest.config.digest}")
@@ -205,14 +210,15 @@ class ImageStore:
         diff_ids = mf.config_diff_ids(config)
         if len(diff_ids) != len(manifest.layers):
             raise PalletError(f"image config lists {len(diff_ids)} layers but the manifest has {len(manifest.layers)}")
-        for layer in manifest.layers:
-            if not self.blobs.has(layer.digest):
-                raise PalletError(f"manifest {manifest_digest} references missing blob {layer.digest}")
         chains = layerlib.chain_ids(diff_ids)
         total = 0
         for index, (descriptor, diff_id, chain_id) in enumerate(zip(manifest.layers, diff_ids, chains)):
+            if ready:
+                ready(index)
+            if not self.blobs.has(descriptor.digest) and not self.layer_path(chain_id).exists():
+                raise PalletError(f"manifest {manifest_digest} references missing blob {descriptor.digest}")
             parent = chains[index - 1] if index else None
-            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent).size
+            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent, progress).size
         image_id = manifest.config.digest
         previous = self.image_path(image_id).exists()
         record = read_image(self.image_path(image_id)) if previous else ImageRecord(
@@ -232,7 +238,7 @@ class ImageStore:
         return self.load(image_id)
 
     def _register_layer(self, txn: Transaction, descriptor: mf.Descriptor, diff_id: str, chain_id: str,
-                        parent: str | None) -> LayerRecord:
+                        parent: str | None, progress=None) -> LayerRecord:
         path = self.layer_path(chain_id)
         if path.exists():
             existing = read_layer(path)
@@ -240,8 +246,15 @@ class ImageStore:
                 return existing
         record = LayerRecord(chain_id, diff_id, parent, descriptor.digest, descriptor.media_type,
                              descriptor.size, 0)
+        if path.exists() and not self.blobs.has(descriptor.digest):
+            record = existing
+        key = descriptor.digest.split(":", 1)[1][:12]
+        if progress:
+            progress.finish(key, "Extracting")
         record.size = self._unpack(txn, record)
         write_layer(path, record)
+        if progress:
+            progress.finish(key, "Pull complete")
         return record
 
     def _unpack(self, txn: Transaction, record: LayerRecord) -> int:
@@ -281,6 +294,14 @@ class ImageStore:
         return record.top_layer
 
     # --- tags and removal ---------------------------------------------------------------
+    def add_repo_digest(self, image_id: str, entry: str) -> None:
+        """Remember that ``entry`` (``NAME@DIGEST``) names this image, as ``docker push`` does."""
+        with self.locked():
+            record = read_image(self.image_path(image_id))
+            if entry not in record.repo_digests:
+                record.repo_digests.append(entry)
+                write_image(self.image_path(image_id), record)
+
     def tag(self, source: str, target: str) -> ImageRecord:
         record = self.resolve(source)
         ref = refs.parse(target)

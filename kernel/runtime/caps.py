@@ -35,23 +35,37 @@ def mask(names: list[str]) -> int:
 
 
 def masks(capabilities: dict | None) -> dict[str, int] | None:
-    """The spec's capability object -> a mask per set; None when the spec has no capabilities (keep all)."""
+    """The spec's capability object -> a mask per set; None when the spec has no capabilities (keep all).
+
+    A capability this process does not hold itself (CAP_SYS_RESOURCE on this build host) cannot be
+    granted: it is left out rather than failing, so ``--privileged`` means "everything we have".
+    """
     if capabilities is None:
         return None
-    return {name: mask(capabilities.get(name) or []) for name in SETS}
+    held = linux.capget()[1]
+    return {name: mask(capabilities.get(name) or []) & held for name in SETS}
 
 
-def drop_bounding(bounding: int) -> None:
+def to_drop(bounding: int) -> list[int]:
+    """Capabilities in our bounding set that the container's lacks (computed in the parent)."""
+    current = 0
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("CapBnd:"):
+                current = int(line.split()[1], 16)
+    return [n for n in range(last_cap() + 1) if current & (1 << n) and not bounding & (1 << n)]
+
+
+def drop_bounding(numbers: list[int]) -> None:
     """Needs CAP_SETPCAP, so it runs before the user switch."""
-    for number in range(last_cap() + 1):
-        if not bounding & (1 << number) and linux.prctl(linux.PR_CAPBSET_READ, number) == 1:
-            linux.prctl(linux.PR_CAPBSET_DROP, number)
+    for number in numbers:
+        linux.prctl(linux.PR_CAPBSET_DROP, number)
 
 
 def apply(sets: dict[str, int]) -> None:
     """After the user switch (with PR_SET_KEEPCAPS): the three thread sets, then the ambient set."""
     linux.capset(sets["effective"], sets["permitted"], sets["inheritable"])
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
-    for number in range(last_cap() + 1):
+    for number in range(len(NAMES)):
         if sets["ambient"] & (1 << number):
             linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, number)

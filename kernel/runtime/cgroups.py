@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from pathlib import Path
 
 from kernel.errors import PalletError
 
 ROOT = Path("/sys/fs/cgroup")
+SIGKILL = 9
 
 
 class CgroupError(PalletError):
@@ -78,7 +78,9 @@ class Cgroup:
         path = relative_path(linux_spec.get("cgroupsPath") or f"pallet/{container_id}")
         info = info or host.cgroup_info()
         if info.v1:
-            return cls({name: Path(mount) / path for name, mount in sorted(info.v1.items())}, 1)
+            hierarchies = {name: Path(mount) for name, mount in info.v1.items()}
+            hierarchies.update(named_v1_hierarchies())
+            return cls({name: mount / path for name, mount in hierarchies.items()}, 1)
         return cls({"unified": Path(info.v2_mount or root) / path}, 2)
 
     @classmethod
@@ -143,9 +145,9 @@ class Cgroup:
                 continue
         return sorted(found)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = SIGKILL) -> None:
         unified = self._dir("unified") if self.version == 2 else None
-        if sig == signal.SIGKILL and unified and (unified / "cgroup.kill").exists():
+        if sig == SIGKILL and unified and (unified / "cgroup.kill").exists():
             _write(unified / "cgroup.kill", 1)
             return
         for pid in self.pids():
@@ -189,7 +191,7 @@ class Cgroup:
         if not any(path.exists() for path in self._dirs.values()):
             return
         try:
-            self.kill(signal.SIGKILL)
+            self.kill(SIGKILL)
             if self.is_frozen():
                 self.thaw()
         except (OSError, CgroupError):
@@ -204,7 +206,7 @@ class Cgroup:
                 except OSError as err:
                     if err.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise CgroupError(f"cannot remove cgroup {path}: {err.strerror}") from None
-                    self.kill(signal.SIGKILL)
+                    self.kill(SIGKILL)
                     time.sleep(0.01)
 
     # --- resources -------------------------------------------------------------------------------
@@ -339,6 +341,17 @@ class Cgroup:
             return _keyed(_read(path / name)).get("oom_kill", 0) > 0 if path else False
         except OSError:
             return False
+
+
+def named_v1_hierarchies(mounts_file: str = "/proc/self/mounts") -> dict[str, Path]:
+    """v1 hierarchies without a controller (``name=systemd``): processes are placed in them too, as runc does."""
+    found = {}
+    with open(mounts_file) as handle:
+        for line in handle:
+            _dev, mountpoint, fstype, options = line.split()[:4]
+            if fstype == "cgroup" and any(o.startswith("name=") for o in options.split(",")):
+                found[os.path.basename(mountpoint)] = Path(mountpoint)
+    return found
 
 
 def relative_path(cgroups_path: str) -> str:

@@ -8,13 +8,16 @@ command, or reports why it could not on a close-on-exec pipe and exits with Dock
 
 from __future__ import annotations
 
+import _signal
 import errno
+import fcntl
 import json
 import os
 import resource
 import stat
 from dataclasses import dataclass, field
 
+from kernel.errors import PalletError
 from kernel.runtime import caps, linux, rootfs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -24,12 +27,11 @@ NOT_FOUND = 127
 TIOCSCTTY = 0x540E
 
 
-class ExecError(Exception):
-    """The command could not be executed: carries Docker's exit code."""
+class ContainerStartError(PalletError):
+    """The container's process could not be started; ``exit_code`` is Docker's (125, 126 or 127)."""
 
     def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, exit_code=code)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class ProcessPlan:
     umask: int | None = None
     terminal: bool = False
     capabilities: dict[str, int] | None = None
+    drop_bounding: list[int] = field(default_factory=list)
     no_new_privileges: bool = False
     rlimits: list[tuple[int, int, int]] = field(default_factory=list)
     oom_score_adj: int | None = None
@@ -59,7 +62,7 @@ class InitPlan:
     stdio: tuple[int, int, int] | None = None
     console_fd: int | None = None
     join: list[tuple[int, int]] = field(default_factory=list)  # (fd, CLONE_NEW*) for setns in the child
-    unshare: int = 0  # namespaces unshared after the parent moved the child into its cgroup
+    unshare: int = 0  # namespaces unshared after the parent moved the child into its cgroup (cgroup ns)
     setup_user: bool = False  # a new user namespace: become its root once the parent wrote the maps
     hostname: str | None = None
     domainname: str | None = None
@@ -86,15 +89,22 @@ def plan_process(process: dict, spec: dict | None = None) -> ProcessPlan:
         selinux_label=process.get("selinuxLabel") or "",
     )
     if not plan.args:
-        raise ExecError("process.args is empty", SETUP_FAILED)
+        raise ContainerStartError("process.args is empty", SETUP_FAILED)
+    if plan.capabilities is not None:
+        plan.drop_bounding = caps.to_drop(plan.capabilities["bounding"])
     for limit in process.get("rlimits") or []:
         number = getattr(resource, limit["type"], None)
         if number is None:
-            raise ExecError(f"unknown rlimit {limit['type']}", SETUP_FAILED)
+            raise ContainerStartError(f"unknown rlimit {limit['type']}", SETUP_FAILED)
         # Without CAP_SYS_RESOURCE a hard limit cannot be raised: clamp to what we have.
         _soft, our_hard = resource.getrlimit(number)
         hard = _clamp(int(limit["hard"]), our_hard)
         plan.rlimits.append((number, _clamp(int(limit["soft"]), hard), hard))
+    if plan.apparmor_profile and not os.path.isdir("/sys/kernel/security/apparmor"):
+        raise ContainerStartError(f"AppArmor profile {plan.apparmor_profile!r} was requested but AppArmor is not enabled "
+                        "in this kernel", SETUP_FAILED)
+    if plan.selinux_label and not os.path.exists("/sys/fs/selinux/enforce"):
+        plan.selinux_label = ""  # as runc and Docker: a label means nothing on a host without SELinux
     annotations = (spec or {}).get("annotations") or {}
     if "run.pallet.landlock" in annotations:
         plan.landlock = json.loads(annotations["run.pallet.landlock"])
@@ -113,21 +123,20 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
     """Runs in the cloned child; never returns."""
     code = SETUP_FAILED
     try:
+        _reset_signals()
         if plan.stdio is not None:
-            for target, fd in enumerate(plan.stdio):
-                if fd != target:
-                    os.dup2(fd, target)
-        if os.read(sync_fd, 1) != b"\0":
-            os._exit(SETUP_FAILED)  # the parent gave up before releasing us
-        os.close(sync_fd)
+            # Via fds >= 3 first, so that a permutation such as (1, 0, 2) does not clobber itself.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in plan.stdio]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)
+                os.close(fd)
+        _wait_for_parent(sync_fd)  # id maps written
         for fd, nstype in plan.join:
             linux.setns(fd, nstype)
             os.close(fd)
         if plan.setup_user:
             linux.setresgid(0)
             linux.setresuid(0)
-        if plan.unshare:
-            linux.unshare(plan.unshare)
         if plan.rootfs is not None:
             rootfs.prepare(plan.rootfs)
         if plan.hostname is not None:
@@ -141,15 +150,33 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
                 handle.write(value)
         if plan.rootfs is not None:
             rootfs.finalize(plan.rootfs)
+        # The parent moved us into the cgroup meanwhile (the first cgroup v1 move of a burst waits
+        # for an RCU grace period, ~10-20 ms: overlapping it with our setup halves start latency).
+        _wait_for_parent(sync_fd)
+        os.close(sync_fd)
+        if plan.unshare:
+            linux.unshare(plan.unshare)
         become(plan.process, plan.console_fd)
-    except ExecError as err:
-        code = err.code
+    except ContainerStartError as err:
+        code = err.exit_code
         _report(error_fd, code, str(err))
     except OSError as err:
         _report(error_fd, code, _describe(err))
     except BaseException as err:  # noqa: BLE001 - anything else is still a setup failure to report
         _report(error_fd, code, f"{type(err).__name__}: {err}")
     os._exit(code)
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and the caller may block signals: exec would keep both."""
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+
+
+def _wait_for_parent(sync_fd: int) -> None:
+    if os.read(sync_fd, 1) != b"\0":
+        os._exit(SETUP_FAILED)  # the parent gave up on us
 
 
 def become(process: ProcessPlan, console_fd: int | None) -> None:
@@ -170,7 +197,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while we still have it.
         process.seccomp.load()
     if process.capabilities is not None:
-        caps.drop_bounding(process.capabilities["bounding"])
+        caps.drop_bounding(process.drop_bounding)
         linux.prctl(linux.PR_SET_KEEPCAPS, 1)
     _switch_user(process)
     if process.umask is not None:
@@ -181,7 +208,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
     try:
         os.chdir(process.cwd)
     except OSError as err:
-        raise ExecError(f"chdir to cwd ({process.cwd!r}) set in config.json failed: {err.strerror}",
+        raise ContainerStartError(f"chdir to cwd ({process.cwd!r}) set in config.json failed: {err.strerror}",
                         SETUP_FAILED) from None
     if process.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
@@ -215,10 +242,10 @@ def find_executable(name: str, env: list[str]) -> str:
         try:
             mode = os.stat(name).st_mode
         except OSError as err:
-            raise ExecError(f'exec: "{name}": stat {name}: {err.strerror.lower()}',
+            raise ContainerStartError(f'exec: "{name}": stat {name}: {err.strerror.lower()}',
                             NOT_FOUND if err.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE) from None
         if stat.S_ISDIR(mode):
-            raise ExecError(f'exec: "{name}": is a directory', NOT_EXECUTABLE)
+            raise ContainerStartError(f'exec: "{name}": is a directory', NOT_EXECUTABLE)
         return name
     path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
     for directory in path.split(":"):
@@ -229,12 +256,12 @@ def find_executable(name: str, env: list[str]) -> str:
             continue
         if stat.S_ISREG(mode) and mode & 0o111:
             return candidate
-    raise ExecError(f'exec: "{name}": executable file not found in $PATH', NOT_FOUND)
+    raise ContainerStartError(f'exec: "{name}": executable file not found in $PATH', NOT_FOUND)
 
 
-def _exec_error(name: str, err: OSError) -> ExecError:
+def _exec_error(name: str, err: OSError) -> ContainerStartError:
     code = NOT_FOUND if err.errno == errno.ENOENT else NOT_EXECUTABLE
-    return ExecError(f'exec: "{name}": {err.strerror.lower()}', code)
+    return ContainerStartError(f'exec: "{name}": {err.strerror.lower()}', code)
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:
@@ -287,8 +314,8 @@ def _loopback_up() -> None:
 
 
 def _describe(err: OSError) -> str:
-    where = f" {err.filename}" if err.filename else ""
-    return f"container init failed:{where}: {err.strerror}"
+    where = f"{err.filename}: " if err.filename else ""
+    return f"container init failed: {where}{err.strerror or err}"
 
 
 def _report(fd: int, code: int, message: str) -> None:

@@ -32,7 +32,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     plan.unshare = new_flags & linux.CLONE_NEWCGROUP
     new_flags &= ~linux.CLONE_NEWCGROUP
     if not new_flags & linux.CLONE_NEWNS:
-        raise init.ExecError("the spec must ask for a mount namespace", init.SETUP_FAILED)
+        raise init.ContainerStartError("the spec must ask for a mount namespace", init.SETUP_FAILED)
     process.seccomp = _seccomp(linux_spec)
     _preload(plan)
     cgroup = Cgroup.for_spec(container_id, linux_spec)
@@ -72,7 +72,7 @@ def _namespaces(entries: list[dict]) -> tuple[int, list[tuple[str, int]]]:
         try:
             flag = linux.NAMESPACES[entry["type"]][0]
         except KeyError:
-            raise init.ExecError(f"unknown namespace type {entry.get('type')!r}", init.SETUP_FAILED) from None
+            raise init.ContainerStartError(f"unknown namespace type {entry.get('type')!r}", init.SETUP_FAILED) from None
         if entry.get("path"):
             joins.append((entry["path"], flag))
         else:
@@ -116,18 +116,19 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
         opened.append(fd)
         (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
     plan.join.sort(key=lambda item: item[1] != linux.CLONE_NEWUSER)
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
+    error_r, error_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     pid = _clone_in(here, new_flags, plan, sync_r, error_w)
     os.close(sync_r)
     os.close(error_w)
     for fd in opened:
         os.close(fd)
     try:
-        if cgroup is not None:
-            cgroup.add(pid)
         if before_release is not None:
             before_release(pid)
+        os.write(sync_w, b"\0")
+        if cgroup is not None:
+            cgroup.add(pid)
         os.write(sync_w, b"\0")
     except BaseException:
         os.close(sync_w)
@@ -138,11 +139,23 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
     report = _read_all(error_r)
     if report:
         _reap(pid)
-        from plugins.runtime.builtin import ContainerStartError
-
         failure = json.loads(report)
-        raise ContainerStartError(failure["message"], exit_code=failure["code"])
+        raise init.ContainerStartError(failure["message"], failure["code"])
     return pid
+
+
+def _above_stdio(fds: tuple[int, int]) -> tuple[int, int]:
+    """A caller running with fd 0-2 closed (a daemon) must not get our pipes where the child puts stdio."""
+    import fcntl
+
+    moved = []
+    for fd in fds:
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        moved.append(fd)
+    return moved[0], moved[1]
 
 
 def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, sync_r: int, error_w: int) -> int:

@@ -10,7 +10,6 @@ threads (the same reason runc's nsexec uses raw syscalls).
 from __future__ import annotations
 
 import os
-import platform
 
 from kernel.runtime._ffi import ffi
 
@@ -75,7 +74,7 @@ _SYSCALLS = {
     "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116},
     "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159},
 }
-_NR = _SYSCALLS[platform.machine()]
+_NR = _SYSCALLS[os.uname().machine]
 
 
 def _check(result: int, *paths) -> int:

@@ -12,9 +12,9 @@ Extraction policy (why it is stricter than GNU tar, and how it compares with Doc
 - Hard links must name a path inside the layer (same rules) that this extraction can see.
 - ``trusted.overlay.*`` xattrs in a tar are dropped: they would steer overlayfs.
 
-The reader parses headers itself (``tarfile.TarInfo.frombuf`` for the ustar block, PAX and
-GNU long names by hand) and copies file data with large reads, because ``tarfile``'s stream
-mode re-buffers every byte in small pieces. It never holds more than one buffer of the stream.
+The reader parses headers itself (ustar blocks with one ``struct`` call, PAX and GNU long
+names) and copies file data with large reads: ``tarfile``'s header parsing and its stream
+mode's small re-buffering cost about as much as the syscalls. It holds one buffer at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import errno
 import os
 import shutil
 import stat
+import struct
 import tarfile
 from typing import BinaryIO, Iterable, Iterator
 
@@ -56,6 +57,7 @@ class OverlayWhiteouts:
     """Whiteouts for an overlayfs upper/diff dir: a 0/0 char device, or ``trusted.overlay.opaque=y``."""
 
     creates_parents = True
+    tracks_unpacked = False
 
     def whiteout(self, directory: str, name: str) -> bool:
         path = os.path.join(directory, name)
@@ -134,8 +136,60 @@ def _pax_time_ns(value: bytes) -> int:
     return int(whole) * 1_000_000_000 + sign * int((frac + "000000000")[:9])
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+_ZERO_BLOCK = bytes(BLOCK)
+_POSIX_MAGIC = b"ustar\x00"
+_META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+def _number(field: bytes) -> int:
+    if field[0] & 0x80:  # GNU base-256 for values that do not fit in octal
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * len(field) - 8)) if field[0] == 0xFF else value
+    digits = field.split(b"\0", 1)[0].strip()
+    return int(digits, 8) if digits else 0
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _parse_block(buf: bytes) -> _Header:
+    (name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, _version, _uname, _gname,
+     devmajor, devminor, prefix) = _USTAR.unpack_from(buf)
+    h = _Header()
+    h.type = kind
+    h.xattrs = None
+    h.devmajor = h.devminor = 0
+    try:
+        # Fast path: plain NUL-terminated octal, as GNU tar, Go and Python write them.
+        checksum = int(chksum[:6], 8)
+        h.mode, h.uid, h.gid = int(mode[:-1], 8), int(uid[:-1], 8), int(gid[:-1], 8)
+        h.size, mtime_s = int(size[:-1], 8), int(mtime[:-1], 8)
+    except ValueError:
+        try:
+            checksum = _number(chksum)
+            h.mode, h.uid, h.gid = _number(mode), _number(uid), _number(gid)
+            h.size, mtime_s = _number(size), _number(mtime)
+        except ValueError:
+            raise PalletError(f'layer tar is damaged: bad number in the header of "{_text(name)}"') from None
+    if checksum != sum(buf) - sum(chksum) + 256:
+        raise PalletError("layer tar is damaged: bad header checksum")
+    h.mtime_ns = mtime_s * 1_000_000_000
+    h.name = _text(name)
+    if magic == _POSIX_MAGIC and prefix[0]:
+        h.name = _text(prefix) + "/" + h.name
+    h.linkname = _text(linkname) if linkname[0] else ""
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        try:
+            h.devmajor, h.devminor = _number(devmajor), _number(devminor)
+        except ValueError:
+            raise PalletError(f'layer tar is damaged: bad device number for "{h.name}"') from None
+    return h
+
+
 def read_headers(stream: BinaryIO) -> Iterator[tuple[_Header, object]]:
-    """Yield ``(header, read)`` per member; the caller consumes exactly ``header.size`` bytes via the data helpers."""
+    """Yield ``(header, read)`` per member; the caller consumes the member's data (padded) with ``read``."""
     read = stream.read
     global_pax: dict[str, bytes] = {}
     pax: dict[str, bytes] = {}
@@ -146,42 +200,34 @@ def read_headers(stream: BinaryIO) -> Iterator[tuple[_Header, object]]:
             if not buf:
                 return
             buf += _read_exact(read, BLOCK - len(buf))
-        try:
-            info = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
-        except tarfile.EOFHeaderError:
+        if buf == _ZERO_BLOCK:
             while read(COPY_CHUNK):  # drain: callers may be hashing the whole stream
                 pass
             return
-        except tarfile.HeaderError as exc:
-            raise PalletError(f"layer tar is damaged: {exc}") from None
-        kind = info.type
-        if kind in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-            payload = _read_exact(read, _padded(info.size))[:info.size]
+        h = _parse_block(buf)
+        kind = h.type
+        if kind in _META_TYPES:
+            payload = _read_exact(read, _padded(h.size))[:h.size]
             if kind == tarfile.XHDTYPE:
                 pax.update(_parse_pax(payload))
             elif kind == tarfile.XGLTYPE:
                 global_pax.update(_parse_pax(payload))
             elif kind == tarfile.GNUTYPE_LONGNAME:
-                long_name = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             else:
-                long_link = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                long_link = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             continue
         if kind == tarfile.GNUTYPE_SPARSE:
-            raise PalletError(f'layer entry "{info.name}": GNU sparse files are not supported')
-        records = {**global_pax, **pax} if global_pax else pax
-        h = _Header()
-        h.name, h.linkname, h.type, h.size = info.name, info.linkname, kind, info.size
-        h.mode, h.uid, h.gid = info.mode, info.uid, info.gid
-        h.mtime_ns = int(info.mtime) * 1_000_000_000
-        h.devmajor, h.devminor = info.devmajor, info.devminor
-        h.xattrs = None
+            raise PalletError(f'layer entry "{h.name}": GNU sparse files are not supported')
         if long_name is not None:
-            h.name = long_name
+            h.name, long_name = long_name, None
         if long_link is not None:
-            h.linkname = long_link
-        if records:
-            _apply_pax(h, records)
-        pax, long_name, long_link = {}, None, None
+            h.linkname, long_link = long_link, None
+        if pax or global_pax:
+            _apply_pax(h, {**global_pax, **pax})
+            pax = {}
+        if kind in _REGULAR and h.name.endswith("/"):
+            h.type = tarfile.DIRTYPE  # old V7 archives mark directories only by the slash
         yield h, read
 
 
@@ -280,26 +326,24 @@ class _Extractor:
     def clear_slot(self, path: str) -> None:
         self.replaced(remove_path(path))
 
-    def owner_mode(self, path: str, h: _Header, fd: int | None = None) -> None:
+    def owner_mode(self, path: str, h: _Header) -> None:
+        """Owner, mode and xattrs of a directory or special file we just created at ``path``."""
         if self.as_root:
-            if fd is not None:
-                os.fchown(fd, h.uid, h.gid)
-            else:
-                os.chown(path, h.uid, h.gid, follow_symlinks=False)
-        # After chown, which clears setuid/setgid bits.
-        if fd is not None:
-            os.fchmod(fd, h.mode & 0o7777)
-        else:
-            os.chmod(path, h.mode & 0o7777)
+            os.chown(path, h.uid, h.gid, follow_symlinks=False)
+        os.chmod(path, h.mode & 0o7777)  # after chown, which clears setuid/setgid bits
         if h.xattrs:
-            for key, value in h.xattrs.items():
-                if key.startswith(OVERLAY_XATTR_PREFIX):
-                    continue
-                try:
-                    os.setxattr(fd if fd is not None else path, key, value, follow_symlinks=fd is not None)
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
-                        raise
+            self.set_xattrs(path, h.xattrs)
+
+    @staticmethod
+    def set_xattrs(target, xattrs: dict[str, bytes]) -> None:
+        for key, value in xattrs.items():
+            if key.startswith(OVERLAY_XATTR_PREFIX):
+                continue
+            try:
+                os.setxattr(target, key, value, follow_symlinks=not isinstance(target, str))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
+                    raise
 
     def write_file(self, path: str, h: _Header, read) -> None:
         try:
@@ -310,18 +354,25 @@ class _Extractor:
         try:
             size = h.size
             if size:
-                padded = _padded(size)
+                padded = (size + BLOCK - 1) & ~(BLOCK - 1)
                 if padded <= COPY_CHUNK:
-                    data = _read_exact(read, padded)
+                    data = read(padded)
+                    if len(data) != padded:
+                        data += _read_exact(read, padded - len(data))
                     _write_all(fd, memoryview(data)[:size])
                 else:
                     _copy_to(fd, read, size, padded)
-            self.owner_mode(path, h, fd)
+            # owner_mode by fd, inlined: this is the per-file hot path.
+            if self.as_root:
+                os.fchown(fd, h.uid, h.gid)
+            os.fchmod(fd, h.mode & 0o7777)  # after chown, which clears setuid/setgid
+            if h.xattrs:
+                self.set_xattrs(fd, h.xattrs)
             os.utime(fd, ns=(h.mtime_ns, h.mtime_ns))
         finally:
             os.close(fd)
 
-    def make_dir(self, parts: list[str], path: str, h: _Header) -> None:
+    def make_dir(self, name: str, path: str, h: _Header) -> None:
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -330,7 +381,7 @@ class _Extractor:
                 os.mkdir(path, 0o700)
         self.owner_mode(path, h)
         self.dir_times.append((path, h.mtime_ns))
-        self.dirs["/".join(parts)] = path
+        self.dirs[name] = path
 
     def make_node(self, path: str, h: _Header, entry: str) -> None:
         if h.type == tarfile.SYMTYPE:
@@ -351,7 +402,6 @@ class _Extractor:
             if self.as_root:
                 os.chown(path, h.uid, h.gid, follow_symlinks=False)
             os.utime(path, ns=(h.mtime_ns, h.mtime_ns), follow_symlinks=False)
-            self.replaced(True)
         else:
             self.owner_mode(path, h)
             os.utime(path, ns=(h.mtime_ns, h.mtime_ns), follow_symlinks=False)
@@ -420,37 +470,49 @@ def extract(stream: BinaryIO, root, whiteouts=None) -> int:
     with the same two methods). Unsafe entries raise ``PalletError`` naming the entry.
     """
     x = _Extractor(str(root), whiteouts or DeleteWhiteouts())
+    track = getattr(x.whiteouts, "tracks_unpacked", True)
+    dirs = x.dirs
     applied = 0
     for h, read in read_headers(stream):
-        entry = h.name
-        parts = _split(entry, entry)
-        if not parts:
-            _skip(read, h.size)  # the layer root itself: keep the driver's own
-            continue
-        base = parts[-1]
+        entry = name = h.name
+        if name.startswith("./"):
+            name = name[2:]
+        name = name.rstrip("/")
+        if not name or name[0] in "/." or "//" in name or "/." in name:
+            # The rare shapes (absolute, dot components, dot files) take the checking path.
+            parts = _split(entry, entry)
+            if not parts:
+                _skip(read, h.size)  # the layer root itself: keep the driver's own
+                continue
+            name = "/".join(parts)
+        key, _, base = name.rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
             _skip(read, h.size)
-            _whiteout(x, parts, entry)
+            _whiteout(x, name.split("/"), entry)
             continue
-        parent = x.resolve_dir(parts[:-1], entry)
+        parent = dirs.get(key)
+        if parent is None:
+            parent = x.resolve_dir(key.split("/") if key else [], entry)
+            dirs = x.dirs
         path = parent + "/" + base
         kind = h.type
         if kind in _REGULAR:
             x.write_file(path, h, read)
             applied += h.size
-        elif kind == tarfile.DIRTYPE:
-            _skip(read, h.size)
-            x.make_dir(parts, path, h)
-        elif kind == tarfile.LNKTYPE:
-            _skip(read, h.size)
-            x.make_hardlink(path, h, entry)
-        elif kind in (tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
-            _skip(read, h.size)
-            x.make_node(path, h, entry)
         else:
-            _skip(read, h.size)
-            continue
-        x.unpacked.add(path)
+            if h.size:
+                _skip(read, h.size)
+            if kind == tarfile.DIRTYPE:
+                x.make_dir(name, path, h)
+            elif kind == tarfile.LNKTYPE:
+                x.make_hardlink(path, h, entry)
+            elif kind in (tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+                x.make_node(path, h, entry)
+            else:
+                continue
+            dirs = x.dirs
+        if track:
+            x.unpacked.add(path)
     x.finish()
     return applied
 

@@ -3,7 +3,8 @@
 ``run`` clones the container's process straight into its new namespaces (it is PID 1 of its
 PID namespace and the caller's child, so the caller reaps it), moves it into its cgroup, writes
 its uid/gid maps, then lets it go and waits only until it has exec'd: an exec failure comes back
-on a close-on-exec pipe and is raised as :class:`ContainerStartError` with Docker's exit code.
+on a close-on-exec pipe and is raised as :class:`kernel.runtime.init.ContainerStartError` (a
+``PalletError``) whose ``exit_code`` is Docker's: 127 not found, 126 not executable, 125 other.
 Call it from a single-threaded process (see :func:`kernel.runtime.linux.clone`).
 
 Terminal: when ``process.terminal`` is true and ``console_socket`` is a unix socket path, the
@@ -21,10 +22,6 @@ from pathlib import Path
 from kernel import hookimpl
 from kernel.drivers import Availability, Runtime
 from kernel.errors import NotFound, PalletError
-
-
-class ContainerStartError(PalletError):
-    """The container's process could not be started; ``exit_code`` is Docker's (125, 126 or 127)."""
 
 
 @dataclass
@@ -72,7 +69,8 @@ class PalletRuntime(Runtime):
             state = self.state(container_id)
         except NotFound:
             return False
-        return process_start_time(state.pid) == state.start_time
+        stat = _proc_stat(state.pid)
+        return stat is not None and stat[0] not in (b"Z", b"X") and int(stat[19]) == state.start_time
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -111,10 +109,10 @@ class PalletRuntime(Runtime):
         os.kill(state.pid, signal)
 
     def pause(self, container_id):
-        self._cgroup(container_id).freeze()
+        self.cgroup(container_id).freeze()
 
     def resume(self, container_id):
-        self._cgroup(container_id).thaw()
+        self.cgroup(container_id).thaw()
 
     def delete(self, container_id, force=False):
         try:
@@ -133,7 +131,8 @@ class PalletRuntime(Runtime):
 
         shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
 
-    def _cgroup(self, container_id):
+    def cgroup(self, container_id):
+        """The container's :class:`kernel.runtime.cgroups.Cgroup` (stats, oom_killed, freeze) while it is known."""
         from kernel.runtime.cgroups import Cgroup
 
         state = self.state(container_id)
@@ -142,16 +141,19 @@ class PalletRuntime(Runtime):
         return Cgroup.from_dirs(state.cgroup)
 
 
-def process_start_time(pid: int) -> int:
-    """Start time in clock ticks since boot, 0 when the process is gone (or a zombie being reaped)."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat from the state field on (index 0 = state, 19 = start time)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
+            return handle.read().rsplit(b")", 1)[1].split()
     except OSError:
-        return 0
-    if fields[0] in (b"Z", b"X"):
-        return 0
-    return int(fields[19])
+        return None
+
+
+def process_start_time(pid: int) -> int:
+    """Start time in clock ticks since boot (also of a zombie: its pid cannot be reused yet); 0 when gone."""
+    stat = _proc_stat(pid)
+    return int(stat[19]) if stat else 0
 
 
 def receive_console(sock) -> int:

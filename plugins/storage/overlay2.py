@@ -252,11 +252,10 @@ class Overlay2Driver(StorageDriver):
         from kernel import host
         from kernel.storage import mounts
 
-        self.home.mkdir(parents=True, exist_ok=True)
         return [
             ("Home", str(self.home)),
             ("Backing Filesystem", host.filesystem_of(self.home)[0]),
-            ("Supports d_type", str(mounts.supports_d_type(str(self.home))).lower()),
+            ("Supports d_type", str(mounts.supports_d_type(str(host.nearest_existing(self.home)))).lower()),
             ("Native Overlay Diff", "true"),
             ("Mount API", "fsopen with lowerdir+"),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,8 @@ DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats", "/sys/firmware",
           "/sys/devices/virtual/powercap"]
+# runc fails rather than clamp when a hard limit is above ours (no CAP_SYS_RESOURCE here).
+NOFILE_HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -43,7 +46,7 @@ def spec(args, hostname="box", terminal=False, **extra) -> dict:
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
             "cwd": "/",
             "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": NOFILE_HARD, "soft": NOFILE_HARD}],
             "noNewPrivileges": False,
         },
         "root": {"path": "rootfs", "readonly": False},
@@ -67,7 +70,8 @@ def spec(args, hostname="box", terminal=False, **extra) -> dict:
             "readonlyPaths": list(READONLY),
             "resources": {"devices": [{"allow": False, "access": "rwm"}]
                           + [{"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
-                             for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, -1))]},
+                             for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2))]
+                          + [{"allow": True, "type": "c", "major": 136, "access": "rwm"}]},
         },
     }
     for key, value in extra.items():
@@ -82,7 +86,6 @@ def spec(args, hostname="box", terminal=False, **extra) -> dict:
 
 def write_bundle(bundle: Path, rootfs: Path, config: dict) -> Path:
     bundle.mkdir(parents=True, exist_ok=True)
-    if not (bundle / "rootfs").exists():
-        os.symlink(rootfs, bundle / "rootfs")
+    config = dict(config, root=dict(config["root"], path=str(rootfs)))  # runc refuses a symlinked rootfs
     (bundle / "config.json").write_text(json.dumps(config, indent=2))
     return bundle

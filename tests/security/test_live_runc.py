@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from conftest import MOBY_SECCOMP
@@ -61,3 +64,24 @@ def test_non_root_user_has_only_added_capabilities(secure_spec, runc):
     spec, _ = secure_spec(user="1000", cap_add=["NET_BIND_SERVICE"])
     seen = run_probe(runc, spec)
     assert seen["CapEff"] == seen["CapAmb"] == f"{1 << 10:016x}"
+
+
+def give_file_capability(path, number: int) -> None:
+    """Write a ``security.capability`` xattr (vfs_cap_data revision 2, effective bit) granting one capability."""
+    import struct
+
+    low, high = (1 << number) & 0xFFFFFFFF, (1 << number) >> 32
+    os.setxattr(path, "security.capability", struct.pack("<IIIII", 0x02000000 | 1, low, 0, high, 0))
+
+
+@pytest.mark.parametrize("nnp, expected", [(False, f"{1 << 10:016x}"), (True, "0000000000000000")])
+def test_file_capabilities_work_for_non_root_unless_no_new_privileges(secure_spec, runc, nnp, expected):
+    tool = runc.base / "bundle" / "rootfs" / "opt" / "busybox"
+    tool.parent.mkdir()
+    shutil.copy("/bin/busybox", tool)
+    give_file_capability(tool, 10)  # CAP_NET_BIND_SERVICE, one of the defaults in the bounding set
+    spec, _ = secure_spec(["no-new-privileges"] if nnp else [], user="1000")
+    spec["process"]["args"] = ["/opt/busybox", "awk", "/^CapEff:/ {print $2}", "/proc/self/status"]
+    done = runc.run(spec)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

@@ -98,6 +98,8 @@ def test_whiteouts_become_overlay_markers(scratch):
     ([entry("evil", tarfile.SYMTYPE, linkname="a/../../outside"), entry("evil/x", tarfile.DIRTYPE),
       entry("evil/x/escaped")], "outside/x/escaped"),
     ([entry("hard", tarfile.LNKTYPE, linkname="../victim")], "root/hard"),
+    ([entry("a", tarfile.DIRTYPE), entry("a/f"), entry("a", tarfile.SYMTYPE, linkname="../outside"),
+      entry("a/escaped-after-swap")], "outside/escaped-after-swap"),
 ])
 def test_malicious_entries_are_refused_and_nothing_escapes(scratch, members, escaped):
     root = scratch / "root"
