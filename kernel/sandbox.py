@@ -100,7 +100,8 @@ def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict) 
     files = {
         "/etc/hostname": (run_dir / "hostname", hostname + "\n"),
         "/etc/hosts": (run_dir / "hosts", hosts),
-        "/etc/resolv.conf": (run_dir / "resolv.conf", _resolv_conf(network_mode, net.get("dns_servers") or [])),
+        "/etc/resolv.conf": (run_dir / "resolv.conf",
+                             net.get("resolv_conf") or _resolv_conf(network_mode, net.get("dns_servers") or [])),
     }
     for _dest, (path, text) in files.items():
         atomic_write(path, text.encode())
