@@ -8,6 +8,7 @@ sender/receiver in every case, so the ratios compare the paths, not the tools.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -131,8 +132,10 @@ def run_latency(tmp: Path) -> dict[str, float] | None:
     cmd = [sys.executable, "-m", "kernel.cli", "--root", str(tmp / "runroot")]
     env_config = tmp / "run.toml"
     env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n')
-    env = {"PALLET_CONFIG": str(env_config), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    if subprocess.run([*cmd, "image", "build-busybox"], capture_output=True, cwd=REPO, env=env).returncode != 0:
+    env = {**os.environ, "PALLET_CONFIG": str(env_config)}
+    built = subprocess.run([*cmd, "image", "build-busybox"], capture_output=True, text=True, cwd=REPO, env=env)
+    if built.returncode != 0:
+        print(f"  (build-busybox failed: {built.stderr.strip()})")
         return None
     results = {}
     try:
@@ -141,8 +144,9 @@ def run_latency(tmp: Path) -> dict[str, float] | None:
             for _ in range(5):
                 start = time.perf_counter()
                 proc = subprocess.run([*cmd, "run", "--rm", "--network", mode, "busybox", "true"],
-                                      capture_output=True, cwd=REPO, env=env)
+                                      capture_output=True, text=True, cwd=REPO, env=env)
                 if proc.returncode != 0:
+                    print(f"  (run --network {mode} failed: {proc.stderr.strip()})")
                     return None
                 times.append(time.perf_counter() - start)
             results[mode] = min(results.get(mode, 1e9), statistics.median(times))
