@@ -127,11 +127,17 @@ def overlay(ns: Namespaces, tmp: Path) -> float:
     return rate
 
 
-def run_latency(tmp: Path) -> dict[str, float] | None:
-    """Mean wall time of ``pallet run --rm busybox true`` per network mode, or None without containers."""
-    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(tmp / "runroot")]
-    env_config = tmp / "run.toml"
-    env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n')
+def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
+    """Median wall time of ``pallet run --rm busybox true`` per network mode, or None without containers.
+
+    ``keep_bridge``: the default bridge stays up between runs (warm, as Docker's docker0), else it is
+    created and removed with each container (pallet's default, as Podman's netavark).
+    """
+    root = tmp / f"runroot-{keep_bridge}"
+    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(root)]
+    env_config = tmp / f"run-{keep_bridge}.toml"
+    env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n'
+                          f'keep_default_bridge = {"true" if keep_bridge else "false"}\n')
     env = {**os.environ, "PALLET_CONFIG": str(env_config)}
     built = subprocess.run([*cmd, "image", "build-busybox"], capture_output=True, text=True, cwd=REPO, env=env)
     if built.returncode != 0:
@@ -155,7 +161,7 @@ def run_latency(tmp: Path) -> dict[str, float] | None:
         from kernel.engine import Engine
         from kernel.network import NetworkStore
 
-        NetworkStore(Engine(Config.load(root=str(tmp / "runroot"), config_path=str(env_config)))).teardown_all()
+        NetworkStore(Engine(Config.load(root=str(root), config_path=str(env_config)))).teardown_all()
     return results
 
 
@@ -182,13 +188,15 @@ def main() -> None:
     print(f"  pallet bridge    {gbit(over_bridge):6.2f} Gbit/s   {over_bridge / base:.2f} of veth")
     print(f"  pallet overlay   {gbit(over_overlay):6.2f} Gbit/s   {over_overlay / base:.2f} of veth")
     print(f"bridge connect+disconnect per container: {connect_cost * 1000:.1f} ms")
-    latency = run_latency(tmp)
-    if latency is None:
-        print("run --rm latency: skipped (pallet run with busybox is not available in this tree)")
-    else:
+    for keep, label in ((False, "bridge made per run (default)"), (True, "bridge kept up (keep_default_bridge)")):
+        latency = run_latency(tmp, keep)
+        if latency is None:
+            print("run --rm latency: skipped (pallet run with busybox is not available in this tree)")
+            break
         added = latency["bridge"] - latency["none"]
-        print(f"run --rm busybox true: none {latency['none'] * 1000:.0f} ms, bridge {latency['bridge'] * 1000:.0f} ms "
-              f"(bridge adds {added * 1000:.0f} ms, ratio {latency['bridge'] / latency['none']:.2f})")
+        print(f"run --rm busybox true, {label}: none {latency['none'] * 1000:.0f} ms, "
+              f"bridge {latency['bridge'] * 1000:.0f} ms (adds {added * 1000:.0f} ms, "
+              f"ratio {latency['bridge'] / latency['none']:.2f})")
 
 
 if __name__ == "__main__":

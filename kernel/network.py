@@ -348,7 +348,8 @@ class NetworkStore:
                 if path.exists():
                     self._detach(record, _load(EndpointRecord, path))
                     left.append(record.name)
-                    if record.predefined and record.materialized and not self.endpoints(record.id):
+                    if (record.predefined and record.materialized and not self.endpoints(record.id)
+                            and not self.settings.get("keep_default_bridge", False)):
                         self._release_default_bridge(record)
         return left
 

@@ -66,6 +66,15 @@ def test_default_bridge_goes_away_with_its_last_container(engine, sandbox, conta
     assert again["Gateway"] and device in links()
 
 
+def test_default_bridge_can_be_kept_up(engine, sandbox, container):
+    engine.config.file["network"]["keep_default_bridge"] = True
+    c = container()
+    net.connect(engine, c, sandbox())
+    net.disconnect(engine, c)
+    assert NetworkStore(engine).get("bridge").materialized
+    assert NetworkStore(engine).get("bridge").driver_data["bridge"] in links()
+
+
 def test_networks_are_isolated_from_each_other(engine, sandbox, container):
     store = NetworkStore(engine)
     store.create("red", subnet=f"{NET}.8.0/24")
