@@ -384,12 +384,6 @@ def migrate(engine, target_name: str, keep_old: bool = False, say=print) -> Repo
             _delete_home(root / journal.source)
         (root / JOURNAL).unlink()
         report.seconds = time.monotonic() - started
-        missing = {k: v for k, v in journal.target_options.items()
-                   if configured_options(engine, target_name).get(k) != v}
-        if missing:
-            report.notes.append(f"{target_name} needs " + " ".join(f"--storage-opt {k}={v}" for k, v in missing.items())
-                                + f" on every command, or [storage.options.{target_name}] in "
-                                f"{engine.config.config_path}")
         configured = engine.config.storage_driver_flag or engine.config.storage_driver_configured
         if configured and configured != target_name:
             report.notes.append(f'storage driver "{configured}" is still chosen by the flag, PALLET_STORAGE_DRIVER '
