@@ -118,14 +118,15 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
         host_config=host_config, runtime=host_config.get("Runtime") or "pallet",
     )
+    record.image_top_layer = image_store(engine).ensure_layers(image)
+    record.storage_driver = engine.storage_driver_name
     store = ContainerStore(engine)
     store.add(record)  # refuses a duplicate name before any layer exists
     try:
-        record.image_top_layer = image_store(engine).ensure_layers(image)
-        record.storage_driver = engine.storage_driver_name
         engine.storage.create_rw(cid, record.image_top_layer)
         record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [])
-        store.save(record)
+        if record.anonymous_volumes:
+            store.save(record)
     except BaseException:
         with contextlib.suppress(Exception):
             engine.storage.remove(cid)
@@ -193,7 +194,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
-        atomic_write_json(run_dir / "config.json", spec)
+        atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
         release(engine, record)
         raise
@@ -240,7 +241,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     runtime = runtime_for(engine, record)
     pid = runtime.run(record.id, bundle, stdio, console_socket)
     record = ContainerStore(engine).update(
-        record.id, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
+        record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
         finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
     with contextlib.suppress(FileNotFoundError):
@@ -268,11 +269,16 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
     oom = oom_killed(record)
     store = ContainerStore(engine)
     release(engine, record)
-    try:
-        record = store.update(record.id, status="exited", exit_code=exit_code, oom_killed=oom,
-                              finished_at=time.time(), pid=0, monitor_pid=0)
-    except PalletError:
-        return record  # removed meanwhile (rm -f)
+    changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
+                   monitor_pid=0)
+    if record.host_config.get("AutoRemove"):
+        for key, value in changes.items():  # about to be removed: no point writing it first
+            setattr(record, key, value)
+    else:
+        try:
+            record = store.update(record.id, **changes)
+        except PalletError:
+            return record  # removed meanwhile (rm -f)
     engine.plugins.broadcast("pallet_container_stopped", container=record, exit_code=exit_code)
     if record.host_config.get("AutoRemove"):
         remove(engine, record, volumes=True)

@@ -127,3 +127,22 @@ def test_changes_list_what_an_opaque_dir_hides(overlay):
     overlay.apply_diff("top", "base", tar_of(D("o"), F("o/.wh..wh..opq"), F("o/kept", b"new")))
     assert [(c.kind, c.path) for c in overlay.changes("top", "base")] == [
         ("C", "/o"), ("C", "/o/kept"), ("D", "/o/old1"), ("D", "/o/old2")]
+
+
+def test_legacy_mount_api_with_short_relative_links(scratch):
+    driver = Overlay2Driver(scratch / "overlay2", {"overlay2.mount_api": "legacy"})
+    try:
+        parent = None
+        for index in range(60):
+            driver.apply_diff(f"l{index}", parent, tar_of(D("stack"), F(f"stack/{index}", b"x")))
+            parent = f"l{index}"
+        root = str(driver.get(parent))
+        try:
+            assert len(os.listdir(os.path.join(root, "stack"))) == 60
+            assert os.path.ismount(root)
+        finally:
+            driver.put(parent)
+        assert not os.path.ismount(root)
+    finally:
+        for layer in reversed(driver.layers()):
+            driver.remove(layer)
