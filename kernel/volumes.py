@@ -207,13 +207,10 @@ class VolumeStore:
         tells the caller to copy the image's content at the mount point into the volume, as
         Docker does for an empty volume.
         """
-        with self._lock():
-            try:
-                record = self._load(name)
-            except NotFound:
-                record = None
-        if record is None:
-            record = self.create(name)
+        try:
+            self._load(name)
+        except NotFound:
+            self.create(name)  # returns the existing volume if another container made it meanwhile
         with self._lock():
             record = self._load(name)
             volume_driver = self.driver(record.driver)
