@@ -239,7 +239,10 @@ def _move(engine, source, target, step: Step) -> int:
         applied = _replay_blob(engine, target, step)
     if applied is None:
         if not source.exists(step.layer_id):
-            raise PalletError(f"layer {step.layer_id} ({step.what}) is missing from the source driver and "
+            if step.container:
+                raise PalletError(f"{step.what} has no read-write layer on the old driver; remove it "
+                                  f"(pallet rm {step.container[:12]}) and run the migration again")
+            raise PalletError(f"layer {step.layer_id} ({step.what}) is missing from the old driver and "
                               "the image store has no blob for it")
         chunks = source.diff(step.layer_id, step.parent)
         try:
