@@ -110,8 +110,9 @@ def open_driver(engine, name: str, options: dict[str, str]):
 
 
 def source_driver_name(engine) -> str:
+    """The driver whose data is to move: the recorded one, else the only one with data."""
     recorded = engine.recorded_storage_driver()
-    present = [n for n in engine.storage_data_present()]
+    present = engine.storage_data_present()
     if recorded and (recorded in present or not present):
         return recorded
     if len(present) == 1:
@@ -125,12 +126,8 @@ def source_driver_name(engine) -> str:
 # --- what to move ------------------------------------------------------------------------------
 def running_containers(engine) -> list[str]:
     from kernel.containers import ContainerStore
+    from kernel.lifecycle import refresh
 
-    try:
-        from kernel.lifecycle import refresh
-    except ImportError:  # before the containers room's lifecycle exists, trust the records
-        def refresh(_engine, record):
-            return record
     return sorted(r.name or r.id[:12] for r in ContainerStore(engine).all() if refresh(engine, r).running)
 
 
@@ -138,13 +135,10 @@ def plan(engine, source_name: str) -> list[Step]:
     """Image layers in parent order, then every container's read-write layer on the source."""
     steps: list[Step] = []
     seen: set[str] = set()
-    try:
-        from kernel.images import ImageStore
-    except ImportError:
-        images = []
-    else:
-        images = sorted(ImageStore(engine).all(), key=lambda r: r.id)
-    for image in images:
+    from kernel.containers import ContainerStore
+    from kernel.images import ImageStore
+
+    for image in sorted(ImageStore(engine).all(), key=lambda r: r.id):
         name = image.repo_tags[0] if image.repo_tags else image.id.split(":", 1)[1][:12]
         parent = None
         for chain_id in image.layers:
@@ -153,8 +147,6 @@ def plan(engine, source_name: str) -> list[Step]:
                 seen.add(layer_id)
                 steps.append(Step(layer_id, parent, f"image {name}", chain_id=chain_id))
             parent = layer_id
-    from kernel.containers import ContainerStore
-
     for record in sorted(ContainerStore(engine).all(), key=lambda r: r.created):
         if record.storage_driver and record.storage_driver != source_name:
             continue
