@@ -171,3 +171,14 @@ def test_a_layer_zfs_cannot_hold_stops_the_migration_and_abort_restores(pallet, 
     assert moved.returncode == 0, moved.stderr
     assert pallet("run", "--rm", "--network", "none", "busybox", "echo", "on zfs", check=True).stdout == "on zfs\n"
     assert json.loads(pallet("storage", "status", "--json", check=True).stdout)["Driver"] == "zfs"
+
+
+def test_migrate_usage_errors(pallet):
+    assert pallet("storage", "migrate").error_lines == ['Error: missing option "--to DRIVER"']
+    unknown = pallet("storage", "migrate", "--to", "nosuchfs")
+    assert unknown.returncode == 2 and unknown.error_lines[0].startswith('Error: unknown storage driver "nosuchfs"')
+    nothing = pallet("storage", "migrate", "--abort")
+    assert nothing.returncode == 1 and nothing.error_lines == ["Error: no storage migration is in progress"]
+    empty = pallet("storage", "migrate", "--to", "vfs")
+    assert empty.returncode == 1
+    assert empty.error_lines == [f"Error: {pallet.root} holds no storage driver data: there is nothing to migrate"]
