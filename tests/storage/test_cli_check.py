@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_check_passes_for_overlay2(pallet, scratch):
     result = pallet("plugins", "check", "storage", "overlay2", "--home", str(scratch), timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "14 passed" in result.stdout
+    assert " passed" in result.stdout and " failed" not in result.stdout
     assert 'storage driver "overlay2" passed the conformance kit' in result.stdout
     assert list(scratch.iterdir()) == [], "the kit left files in --home"
 
