@@ -76,11 +76,11 @@ class Overlay2Driver(StorageDriver):
         final = self._dir(layer_id)
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
-        (self.home / "l").mkdir(parents=True, exist_ok=True)
         lower = ""
+        if parent and not self.exists(parent):
+            raise NotFound(f'parent layer "{parent}" does not exist')
+        (self.home / "l").mkdir(parents=True, exist_ok=True)
         if parent:
-            if not self.exists(parent):
-                raise NotFound(f'parent layer "{parent}" does not exist')
             parent_lower, parent_link = self._read(parent, "lower"), self._read(parent, "link")
             self._ensure_link(parent, parent_link)
             lower = "l/" + parent_link + (":" + parent_lower if parent_lower else "")
