@@ -144,7 +144,12 @@ class OverlayNetwork(NetworkDriver):
         prefixlen = ipaddress.IPv4Network(data["subnet"]).prefixlen
         ifname, _ = netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, endpoint["mac"], endpoint["ip"],
                                                prefixlen, None, OVERLAY_MTU)
-        sync_peers(self.etcd, network_id, data)  # do not wait for the agent to see what already exists
+        # Do not wait for the agent: peers and their names must be known before the container starts.
+        from kernel.fsutil import atomic_write_json
+
+        known, _ = sync_peers(self.etcd, network_id, data)
+        names = self.root / "networks" / "endpoints" / f"{network_id}.remote"
+        _write_names(atomic_write_json, names, known, data["vtep"])
         return JoinInfo(interface=ifname, gateway="")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:

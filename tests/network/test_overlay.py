@@ -198,3 +198,29 @@ def test_addresses_never_collide_across_hosts(cluster):
     finally:
         ipam.release_pool(pool)
     assert not Etcd(store).range("/pallet/")[0]
+
+
+@pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
+                    reason="the containers room's run command is not in this tree yet")
+def test_pallet_run_on_two_hosts_reach_each_other_by_name(cluster):
+    a, b, _c = cluster
+    for host in (a, b):
+        host.pallet("image", "build-busybox")
+    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", f"{NET}.222.0/24", "ov").stdout.strip()
+    a.pallet("run", "-d", "--name", "alpha", "--network", "ov", "busybox", "sleep", "120")
+    try:
+        reply = b.pallet("run", "--rm", "--network", "ov", "busybox", "ping", "-c", "1", "alpha", check=False)
+        assert reply.returncode == 0 and f"{NET}.222.2" in reply.stdout, reply.stdout + reply.stderr
+        keep = b.pallet("run", "-d", "--name", "beta", "--network", "ov", "busybox", "sleep", "120")
+        assert keep.stdout.strip()
+    finally:
+        a.pallet("rm", "-f", "alpha", check=False)
+    # alpha is gone: host b's overlay namespace forgets its address.
+    ov_ns = f"{b.root}/run/netns/ov-{network_id[:12]}"
+    deadline = time.monotonic() + 5
+    while f"{NET}.222.2 " in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout:
+        assert time.monotonic() < deadline, "alpha's ARP entry is still programmed on host b"
+        time.sleep(0.1)
+    b.pallet("rm", "-f", "beta")
+    for host in (b, a):
+        host.pallet("network", "rm", "ov")
