@@ -9,6 +9,7 @@ sender/receiver in every case, so the ratios compare the paths, not the tools.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,8 +181,10 @@ def main() -> None:
         over_bridge, connect_cost = bridge(ns, engine)
         over_overlay = overlay(ns, tmp)
     finally:
-        NetworkStore(engine).teardown_all()
-        ns.close()
+        try:
+            NetworkStore(engine).teardown_all()
+        finally:
+            ns.close()
     gbit = lambda rate: rate * 8 / 1e9  # noqa: E731
     print(f"TCP throughput (Python sender, {SECONDS:.0f} s each)")
     print(f"  veth pair only   {gbit(base):6.2f} Gbit/s   1.00")
@@ -197,6 +200,7 @@ def main() -> None:
         print(f"run --rm busybox true, {label}: none {latency['none'] * 1000:.0f} ms, "
               f"bridge {latency['bridge'] * 1000:.0f} ms (adds {added * 1000:.0f} ms, "
               f"ratio {latency['bridge'] / latency['none']:.2f})")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
