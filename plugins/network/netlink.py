@@ -105,11 +105,6 @@ def delete_link(name: str, netns: str | None = None) -> bool:
         raise
 
 
-def link_exists(name: str) -> bool:
-    with iproute() as ipr:
-        return link_index(ipr, name) is not None
-
-
 def create_veth(host_name: str, peer_name: str, bridge: str, mtu: int | None) -> None:
     """A veth pair with the host end enslaved to ``bridge`` and up; the peer waits to be moved."""
     with iproute() as ipr:
