@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from kernel.runtime import init, linux, rootfs
 
@@ -165,6 +166,8 @@ def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, 
         for fd, flag in here:
             saved.append((os.open(f"/proc/thread-self/ns/{linux.NS_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
             linux.setns(fd, flag)
+        if _other_threads():
+            return _clone_from_fork(new_flags, plan, sync_r, error_w)
         pid = linux.clone(new_flags)
         if pid == 0:
             init.child_main(plan, sync_r, error_w)
@@ -173,6 +176,36 @@ def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, 
         for fd, flag in reversed(saved):
             linux.setns(fd, flag)
             os.close(fd)
+
+
+def _other_threads() -> bool:
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.active_count() > 1
+
+
+def _clone_from_fork(new_flags: int, plan: init.InitPlan, sync_r: int, error_w: int) -> int:
+    """With other threads alive, a raw clone is not safe (their locks are copied held): ``os.fork``
+    first, which handles Python's and glibc's locks, and clone from that single-threaded child,
+    which exits at once. The container is then re-parented to us, a child subreaper (pallet's
+    monitor and CLI already are; we become one otherwise) and we reap it as usual."""
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.close(pid_r)
+            pid = linux.clone(new_flags)
+            if pid == 0:
+                init.child_main(plan, sync_r, error_w)
+            os.write(pid_w, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(pid_w)
+    reported = _read_all(pid_r)
+    os.waitpid(middle, 0)
+    if not reported:
+        raise init.ContainerStartError("could not clone the container's process", init.SETUP_FAILED)
+    return int(reported)
 
 
 def _write_id_maps(pid: int, linux_spec: dict) -> None:

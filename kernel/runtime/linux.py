@@ -61,6 +61,7 @@ MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -161,23 +162,28 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 def clone(flags: int) -> int:
     """fork(2) into new namespaces: like ``os.fork()`` but with ``CLONE_NEW*`` ``flags``.
 
-    A raw ``clone`` with no new stack returns twice, as fork does; Python's own fork
-    bookkeeping runs around it (``PyOS_*Fork*``, through ctypes: they need the GIL held,
-    and cffi releases it for every call). The child is PID 1 of a new PID
-    namespace when ``CLONE_NEWPID`` is set, and its namespaces are owned by the new user
-    namespace when ``CLONE_NEWUSER`` is set, which ``unshare`` cannot give without a
-    second fork. Call it from a single-threaded process (glibc's state is not reset).
+    A raw ``clone`` with no new stack returns twice, as fork does. It is called through
+    ``ctypes.PyDLL`` so that the GIL stays held across it (cffi would release it, and a child
+    cloned while another thread holds the GIL could never take it back), with Python's own fork
+    bookkeeping around it (``PyOS_*Fork*``), as ``os.fork()`` does. The child is PID 1 of a new
+    PID namespace when ``CLONE_NEWPID`` is set, and its namespaces are owned by the new user
+    namespace when ``CLONE_NEWUSER`` is set, which ``unshare`` cannot give without a second fork.
+    glibc's atfork handlers do not run: call it from a process whose other threads (if any) are
+    not inside libc's allocator, ideally a single-threaded one.
     """
-    from ctypes import pythonapi
+    import ctypes
 
-    pythonapi.PyOS_BeforeFork()
-    pid = libc.syscall(ffi.cast("long", _NR["clone"]), ffi.cast("long", flags | SIGCHLD),
-                       ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0))
+    raw = ctypes.PyDLL(None, use_errno=True).syscall
+    raw.restype = ctypes.c_long
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = raw(ctypes.c_long(_NR["clone"]), ctypes.c_long(flags | SIGCHLD), ctypes.c_long(0), ctypes.c_long(0),
+              ctypes.c_long(0), ctypes.c_long(0))
     if pid == 0:
-        pythonapi.PyOS_AfterFork_Child()
+        api.PyOS_AfterFork_Child()
         return 0
-    err = ffi.errno
-    pythonapi.PyOS_AfterFork_Parent()
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(err, f"clone: {os.strerror(err)}")
     return pid

@@ -303,3 +303,25 @@ def test_exec_with_a_terminal(runner):
     os.waitpid(exec_pid, 0)
     os.close(master)
     assert output.split() == [b"/dev/pts/0", b"done"]
+
+
+@pytest.mark.timeout(120)
+def test_run_while_other_python_threads_are_busy(runner):
+    import threading
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(100))
+
+    threads = [threading.Thread(target=spin) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        results = [runner.run(["sh", "-c", "echo $$"]) for _ in range(15)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert [(r.status, r.stdout) for r in results] == [(0, "1\n")] * 15
