@@ -70,6 +70,7 @@ class InitPlan:
     domainname: str | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
     loopback_up: bool = False
+    close_fds: list[int] = field(default_factory=list)  # the parent's ends of our pipes
 
 
 def plan_process(process: dict, spec: dict | None = None) -> ProcessPlan:
@@ -132,6 +133,8 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
     """Runs in the cloned child; never returns."""
     code = SETUP_FAILED
     try:
+        for fd in plan.close_fds:
+            os.close(fd)
         _reset_signals()
         if plan.stdio is not None:
             # Via fds >= 3 first, so that a permutation such as (1, 0, 2) does not clobber itself.

@@ -119,6 +119,8 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
     plan.join.sort(key=lambda item: item[1] != linux.CLONE_NEWUSER)
     sync_r, sync_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     error_r, error_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
+    # The child must not hold the parent's ends: each side has to see EOF when the other dies.
+    plan.close_fds = [sync_w, error_r]
     pid = _clone_in(here, new_flags, plan, sync_r, error_w)
     os.close(sync_r)
     os.close(error_w)
@@ -193,7 +195,9 @@ def _clone_from_fork(new_flags: int, plan: init.InitPlan, sync_r: int, error_w: 
     middle = os.fork()
     if middle == 0:
         try:
-            os.close(pid_r)
+            for fd in [pid_r, *plan.close_fds]:
+                os.close(fd)
+            plan.close_fds = [pid_w]
             pid = linux.clone(new_flags)
             if pid == 0:
                 init.child_main(plan, sync_r, error_w)
