@@ -5,7 +5,8 @@ PID namespace and the caller's child, so the caller reaps it), moves it into its
 its uid/gid maps, then lets it go and waits only until it has exec'd: an exec failure comes back
 on a close-on-exec pipe and is raised as :class:`kernel.runtime.init.ContainerStartError` (a
 ``PalletError``) whose ``exit_code`` is Docker's: 127 not found, 126 not executable, 125 other.
-Call it from a single-threaded process (see :func:`kernel.runtime.linux.clone`).
+With other threads alive it forks first and the container is re-parented to the caller, made a
+child subreaper (see ``docs/runtime.md``).
 
 Terminal: when ``process.terminal`` is true and ``console_socket`` is a unix socket path, the
 container opens a pty in its own devpts and sends the master over that socket with SCM_RIGHTS,
