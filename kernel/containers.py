@@ -33,6 +33,7 @@ class ContainerRecord:
     pid: int = 0
     pid_start_time: int = 0             # /proc/<pid>/stat field 22: tells a live pid from a reused one
     monitor_pid: int = 0
+    monitor_start_time: int = 0
     exit_code: int = 0
     oom_killed: bool = False
     started_at: float = 0.0
@@ -140,16 +141,19 @@ class ContainerStore:
         return matches[0]
 
     # --- writing ------------------------------------------------------------------------
-    def save(self, record: ContainerRecord) -> None:
-        atomic_write_json(self.dir(record.id) / RECORD_FILE, record.to_json())
+    def save(self, record: ContainerRecord, durable: bool = True) -> None:
+        atomic_write_json(self.dir(record.id) / RECORD_FILE, record.to_json(), durable=durable)
 
-    def update(self, cid: str, **changes) -> ContainerRecord:
-        """Read-modify-write one record under the store lock (monitor and CLI both write it)."""
+    def update(self, cid: str, durable: bool = True, **changes) -> ContainerRecord:
+        """Read-modify-write one record under the store lock (monitor and CLI both write it).
+
+        ``durable=False`` for facts a reboot makes stale anyway (a running pid): atomic, not fsynced.
+        """
         with self.lock():
             record = self.load(cid)
             for key, value in changes.items():
                 setattr(record, key, value)
-            self.save(record)
+            self.save(record, durable)
             return record
 
     def add(self, record: ContainerRecord) -> ContainerRecord:

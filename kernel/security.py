@@ -9,6 +9,10 @@ from kernel.errors import PalletError, UsageError
 BARE_OPTIONS = {"no-new-privileges": "capabilities"}
 # Docker spells the SELinux option "label"; pallet's profile is "selinux".
 ALIASES = {"label": "selinux"}
+# Options that may be repeated and add up (label=type:x --security-opt label=level:s0).
+ACCUMULATE = {"label"}
+# Bind-mount options that ask the LSM to relabel the source; runtimes do not know them.
+RELABEL_OPTIONS = {"z", "Z"}
 
 
 def split_security_opts(opts: list[str]) -> dict[str, dict[str, str]]:
@@ -25,8 +29,26 @@ def split_security_opts(opts: list[str]) -> dict[str, dict[str, str]]:
         if not sep or not key:
             raise UsageError(f'invalid --security-opt "{raw}": expected NAME=VALUE')
         profile = BARE_OPTIONS.get(key) or ALIASES.get(key, key)
-        routed.setdefault(profile, {})[key] = value
+        options = routed.setdefault(profile, {})
+        if key in ACCUMULATE and options.get(key):
+            value = f"{options[key]},{value}"
+        options[key] = value
     return routed
+
+
+def take_relabel_requests(spec: dict) -> list[tuple[str, str]]:
+    """Remove ``z``/``Z`` from bind mounts' options; return ``(source, option)`` for the SELinux profile.
+
+    Hosts without SELinux ignore them, as Docker does.
+    """
+    requests = []
+    for mount in spec.get("mounts", []):
+        options = mount.get("options") or []
+        asked = [o for o in options if o in RELABEL_OPTIONS]
+        if asked:
+            mount["options"] = [o for o in options if o not in RELABEL_OPTIONS]
+            requests.append((mount.get("source", ""), asked[-1]))
+    return requests
 
 
 def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: list[str]) -> list[str]:
@@ -37,6 +59,7 @@ def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: lis
     only when nobody asked for them.
     """
     routed = split_security_opts(security_opts)
+    ctx.relabel = take_relabel_requests(spec)
     known = plugins.names("security")
     for name in routed:
         if name not in known:
@@ -50,7 +73,7 @@ def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: lis
             continue
         availability = record.availability()
         if not availability.available or not record.cls.implemented:
-            if asked:
+            if asked and not record.cls.opts_out(asked):
                 why = availability.reason if not availability.available else "it is not implemented yet"
                 raise PalletError(f'security profile "{record.name}" requested, but {why}')
             continue

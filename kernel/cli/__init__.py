@@ -121,15 +121,18 @@ def _missing_command(name: str) -> click.Command:
               help="Storage driver to use (overlay2, btrfs, zfs, devicemapper, vfs, or a plugin's).")
 @click.option("--storage-opt", multiple=True, metavar="KEY=VALUE", help="Storage driver option (repeatable).")
 @click.option("--config", "config_path", metavar="FILE", help="Config file [default: /etc/pallet/pallet.toml; env PALLET_CONFIG].")
+@click.option("--cluster-store", envvar="PALLET_CLUSTER_STORE", metavar="URL",
+              help="Cluster store for multi-host networks (etcd://HOST:2379) [config: network.cluster_store].")
 @click.option("--debug", "-D", is_flag=True, envvar="PALLET_DEBUG", help="Show tracebacks for internal errors.")
 @click.pass_context
-def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, debug):
+def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_store, debug):
     """A container engine whose storage, network, security and registry drivers are plugins."""
     from kernel.config import Config
     from kernel.engine import Engine
 
     ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt))
     ctx.obj.debug = debug
+    ctx.obj.cluster_store = cluster_store
 
 
 def main(argv=None) -> None:

@@ -68,3 +68,51 @@ def ls(engine, kinds, fmt, as_json):
             row["Availability"] += " (not implemented yet)"
     emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ORIGIN", "Origin"), ("DISTRIBUTION", "Distribution"),
                 ("VERSION", "Version"), ("AVAILABILITY", "Availability")], fmt=fmt, as_json=as_json)
+
+
+@plugins.command("check")
+@click.argument("kind", type=click.Choice(["storage"]))
+@click.argument("name")
+@click.option("--home", type=click.Path(file_okay=False), help="Directory for the drivers' test homes (default /tmp).")
+@click.option("--storage-opt", "storage_opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
+@click.pass_obj
+def check(engine, kind, name, home, storage_opts):
+    """Run the conformance kit against a driver; exit 0 when it passes."""
+    import os
+
+    from kernel.errors import PalletError, UsageError
+
+    record = engine.plugins.driver(kind, name)
+    options = {}
+    for opt in storage_opts:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            raise UsageError(f'invalid --storage-opt "{opt}" (want KEY=VALUE)')
+        options[key] = value
+    probe_home = os.path.join(home or "/tmp", name)
+    availability = record.availability(probe_home, options)
+    if not availability.available:
+        raise PalletError(f'{kind} driver "{name}" is unavailable on this host: {availability.reason}')
+    if not record.cls.implemented:
+        raise PalletError(f'{kind} driver "{name}" is not implemented yet')
+    try:
+        import pytest
+    except ImportError:
+        raise PalletError("the conformance kit needs pytest (pip install pytest)") from None
+
+    from kernel.storage import conformance
+
+    args = [conformance.suite_path(), "--pallet-storage-driver", name, "-p", "no:cacheprovider",
+            "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(conformance.suite_path())]
+    if home:
+        args += ["--pallet-storage-home", home]
+    for opt in storage_opts:
+        args += ["--pallet-storage-opt", opt]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "kernel.storage.conformance"]
+    engine.plugins.all_plugins()  # fills in each plugin's distribution for the line below
+    click.echo(f"Running the pallet storage conformance kit against {name} ({record.plugin.describe()})")
+    code = pytest.main(args)
+    if code != 0:
+        raise PalletError(f'{kind} driver "{name}" failed the conformance kit')
+    click.echo(f'{kind} driver "{name}" passed the conformance kit')

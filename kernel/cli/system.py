@@ -23,6 +23,7 @@ def storage_block(engine) -> dict:
     except PalletError as exc:
         return {"Driver": None, "Error": str(exc)}
     block = {"Driver": name, "ChosenBy": source}
+    engine.plugins.load("storage")  # a recorded driver is chosen without loading any plugin
     record = engine.plugins.drivers["storage"].get(name)
     if record is None:
         block["Error"] = f'storage driver "{name}" is not registered by any loaded plugin'

@@ -17,6 +17,18 @@ class SecurityContext:
     cap_drop: list[str] = field(default_factory=list)
     user: str = ""                                           # "uid[:gid]" or a name, as given by -u
     read_only: bool = False
+    # Added by the security room; all optional so older callers keep working. The containers
+    # room passes ``engine`` (host defaults come from its ``[security]`` config section, state
+    # such as MCS allocations lives under its root), the container id and ``--userns``.
+    engine: object = None
+    container_id: str = ""
+    userns: str = ""                                         # --userns: "" or "host"
+    relabel: list[tuple[str, str]] = field(default_factory=list)  # (bind source, "z"|"Z"), filled by apply_profiles
+
+    @property
+    def settings(self) -> dict:
+        """The ``[security]`` section of pallet.toml (host defaults: seccomp_profile, userns_remap …)."""
+        return self.engine.config.section("security") if self.engine is not None else {}
 
 
 class SecurityProfile(Driver):
@@ -30,6 +42,14 @@ class SecurityProfile(Driver):
     kind = "security"
     order = 50
     default_enabled = True
+
+    @classmethod
+    def opts_out(cls, options: dict[str, str]) -> bool:
+        """True when ``options`` only turn this profile off (``apparmor=unconfined``, ``label=disable``).
+
+        Such a request is honoured silently on hosts where the profile is unavailable.
+        """
+        return False
 
     def validate(self, options: dict[str, str]) -> None:
         """Reject bad ``--security-opt`` values with a ``kernel.errors.UsageError`` naming the option."""

@@ -8,7 +8,13 @@ from kernel.drivers.base import Driver
 
 
 class VolumeDriver(Driver):
-    """Create volumes and give the core a host path to bind-mount."""
+    """Create volumes and give the core a host path to bind-mount.
+
+    ``home`` is ``<root>/volumes``; the core (``kernel.volumes.VolumeStore``) keeps each
+    volume's record in ``<home>/<name>/volume.json`` and counts the containers using it, so a
+    driver sees ``mount`` when the first container mounts a volume and ``unmount`` when the
+    last one leaves.
+    """
 
     kind = "volume"
 
@@ -17,9 +23,11 @@ class VolumeDriver(Driver):
         self.options = dict(options or {})
 
     def create(self, name: str, options: dict[str, str]) -> None:
+        """Create volume ``name`` with the ``-o`` options; reject options it does not know (UsageError)."""
         raise NotImplementedError
 
     def remove(self, name: str) -> None:
+        """Delete the volume's data. The core has checked that no container uses it."""
         raise NotImplementedError
 
     def mount(self, name: str, container_id: str) -> Path:
@@ -27,10 +35,13 @@ class VolumeDriver(Driver):
         raise NotImplementedError
 
     def unmount(self, name: str, container_id: str) -> None:
+        """Undo ``mount``; the volume's data stays."""
         raise NotImplementedError
 
     def path(self, name: str) -> Path:
+        """The host path of the volume's data (``volume inspect``'s Mountpoint), mounted or not."""
         raise NotImplementedError
 
     def list(self) -> list[str]:
+        """Names of the volumes the driver holds."""
         raise NotImplementedError

@@ -2,17 +2,145 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+from pathlib import Path
+
 from kernel import hookimpl
 from kernel.drivers import Availability, IpamDriver
+from kernel.errors import Conflict, PalletError, UsageError
+from kernel.fsutil import atomic_write_json, locked
+
+# Docker's default-address-pools: 172.17-31.x/16, then 192.168.x/20.
+DEFAULT_POOLS = "172.17.0.0/16:16,172.18.0.0/15:16,172.20.0.0/14:16,172.24.0.0/13:16,192.168.0.0/16:20"
+GATEWAY_REQUEST = "com.docker.network.gateway"
+
+
+def parse_pools(spec: str) -> list[tuple[ipaddress.IPv4Network, int]]:
+    """``"BASE/LEN:SIZE,…"`` -> [(base network, size of each subnet)]."""
+    result = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        base, _, size = part.partition(":")
+        try:
+            network = ipaddress.IPv4Network(base, strict=True)
+            result.append((network, int(size or network.prefixlen)))
+        except ValueError as exc:
+            raise UsageError(f'invalid address pool "{part}": {exc}') from None
+    return result
 
 
 class DefaultIpam(IpamDriver):
     description = "local pools and addresses with on-disk state"
-    implemented = False
+    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
         return Availability.ok()
+
+    @property
+    def _state_file(self) -> Path:
+        return Path(self.home) / "state.json"
+
+    def _lock(self):
+        return locked(Path(self.home) / "state.lock")
+
+    def _load(self) -> dict:
+        try:
+            return json.loads(self._state_file.read_text())
+        except FileNotFoundError:
+            return {"pools": {}}
+
+    def _save(self, state: dict) -> None:
+        atomic_write_json(self._state_file, state)
+
+    # --- pools --------------------------------------------------------------------------
+    def request_pool(self, pool: str = "", sub_pool: str = "", options: dict | None = None) -> tuple[str, str]:
+        options = options or {}
+        with self._lock():
+            state = self._load()
+            taken = [ipaddress.IPv4Network(cidr) for cidr in state["pools"]]
+            if pool:
+                network = _network(pool, "subnet")
+                if any(network.overlaps(other) for other in taken):
+                    raise Conflict(f"Pool overlaps with other one on this address space: {network}")
+            else:
+                network = self._free_pool(taken, options.get("avoid", []))
+            if sub_pool:
+                sub = _network(sub_pool, "ip-range")
+                if not sub.subnet_of(network):
+                    raise UsageError(f"ip-range {sub} is not inside subnet {network}")
+            state["pools"][str(network)] = {"range": sub_pool, "allocated": []}
+            self._save(state)
+            return str(network), str(network)
+
+    def _free_pool(self, taken, avoid) -> ipaddress.IPv4Network:
+        from plugins.network.netlink import host_routes
+
+        busy = list(taken) + [ipaddress.IPv4Network(f"{n}/{p}", strict=False) for n, p in host_routes()]
+        busy += [ipaddress.IPv4Network(cidr) for cidr in avoid]
+        for base, size in parse_pools(self.options.get("pools") or DEFAULT_POOLS):
+            for candidate in base.subnets(new_prefix=size):
+                if not any(candidate.overlaps(other) for other in busy):
+                    return candidate
+        raise PalletError("could not find an available, non-overlapping IPv4 address pool among the defaults "
+                          "to assign to the network")
+
+    def release_pool(self, pool_id: str) -> None:
+        with self._lock():
+            state = self._load()
+            if state["pools"].pop(pool_id, None) is not None:
+                self._save(state)
+
+    def pools(self) -> dict:
+        with self._lock():
+            return self._load()["pools"]
+
+    # --- addresses ----------------------------------------------------------------------
+    def request_address(self, pool_id: str, address: str = "", options: dict | None = None) -> str:
+        options = options or {}
+        network = ipaddress.IPv4Network(pool_id)
+        with self._lock():
+            state = self._load()
+            pool = state["pools"].get(pool_id)
+            if pool is None:
+                raise PalletError(f"address pool {pool_id} is not known to IPAM")
+            allocated = set(pool["allocated"])
+            if address:
+                ip = ipaddress.IPv4Address(address.split("/")[0])
+                if ip not in network or ip in (network.network_address, network.broadcast_address):
+                    raise UsageError(f"address {ip} is not a usable address of {network}")
+                if str(ip) in allocated:
+                    raise Conflict(f"Address already in use: {ip}")
+            else:
+                ip = self._next_free(network, pool, allocated, options.get("RequestAddressType") == GATEWAY_REQUEST)
+            pool["allocated"].append(str(ip))
+            self._save(state)
+            return f"{ip}/{network.prefixlen}"
+
+    @staticmethod
+    def _next_free(network, pool, allocated, gateway: bool):
+        # The gateway takes the first address of the subnet, containers come from --ip-range if given.
+        scope = network if gateway or not pool["range"] else ipaddress.IPv4Network(pool["range"])
+        for ip in scope.hosts():
+            if str(ip) not in allocated:
+                return ip
+        raise PalletError(f"no available IPv4 addresses on this network's address pool {network}")
+
+    def release_address(self, pool_id: str, address: str) -> None:
+        ip = address.split("/")[0]
+        with self._lock():
+            state = self._load()
+            pool = state["pools"].get(pool_id)
+            if pool and ip in pool["allocated"]:
+                pool["allocated"].remove(ip)
+                self._save(state)
+
+
+def _network(text: str, what: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as exc:
+        raise UsageError(f'invalid {what} "{text}": {exc}') from None
 
 
 @hookimpl

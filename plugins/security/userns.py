@@ -1,18 +1,151 @@
-"""userns profile: user namespace remapping from /etc/subuid and /etc/subgid."""
+"""userns profile: run containers in a user namespace mapped onto subordinate IDs (``[security] userns_remap``).
+
+Configuration (``/etc/pallet/pallet.toml``)::
+
+    [security]
+    userns_remap = "default"        # or "USER" / "USER:GROUP"; "default" means the user "pallet"
+    subuid_file = "/etc/subuid"     # optional, where the ranges are read
+    subgid_file = "/etc/subgid"
+
+``pallet security userns setup`` writes a ``pallet`` entry into both files. A container
+opts out with ``--userns=host``. Image layers must then be owned by the mapped IDs:
+``shift_ownership`` re-owns a tree; keeping ID-shifted layers in a per-remap storage home is
+the chosen design (docs/security.md says why not idmapped mounts, and what is still missing).
+"""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
 
 from kernel import hookimpl
 from kernel.drivers import Availability, SecurityProfile
+from kernel.errors import PalletError, UsageError
+
+DEFAULT_REMAP_USER = "pallet"
+RANGE_SIZE = 65536
+FIRST_SUBORDINATE = 100000
+
+
+@dataclass(frozen=True)
+class IdRange:
+    start: int
+    count: int
+
+
+def parse_remap(value: str) -> tuple[str, str]:
+    """``default`` -> ``("pallet", "pallet")``; ``USER[:GROUP]`` -> names (GROUP defaults to USER)."""
+    value = value.strip()
+    if value == "default":
+        return DEFAULT_REMAP_USER, DEFAULT_REMAP_USER
+    user, _, group = value.partition(":")
+    if not user:
+        raise UsageError(f'invalid userns_remap "{value}": expected default or USER[:GROUP]')
+    return user, group or user
+
+
+def read_ranges(path: Path, name: str, numeric_id: int | None = None) -> list[IdRange]:
+    """The ranges ``path`` (subuid/subgid format ``name:start:count``) grants to ``name`` or its numeric id."""
+    ranges = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            raise PalletError(f"{path}:{number}: malformed line (expected name:start:count)")
+        if parts[0] == name or (numeric_id is not None and parts[0] == str(numeric_id)):
+            ranges.append(IdRange(int(parts[1]), int(parts[2])))
+    return ranges
+
+
+def mappings(ranges: list[IdRange]) -> list[dict]:
+    """OCI ``uidMappings``/``gidMappings``: the ranges laid end to end from container ID 0."""
+    out, inside = [], 0
+    for item in ranges:
+        out.append({"containerID": inside, "hostID": item.start, "size": item.count})
+        inside += item.count
+    return out
+
+
+def remap_ids(settings: dict) -> tuple[list[dict], list[dict]] | None:
+    """``(uid mappings, gid mappings)`` for the configured remap, or None when remapping is off."""
+    value = settings.get("userns_remap")
+    if not value:
+        return None
+    user, group = parse_remap(str(value))
+    uid = _lookup(pwd.getpwnam, user, "pw_uid")
+    gid = _lookup(grp.getgrnam, group, "gr_gid")
+    subuid = Path(settings.get("subuid_file", "/etc/subuid"))
+    subgid = Path(settings.get("subgid_file", "/etc/subgid"))
+    uids, gids = read_ranges(subuid, user, uid), read_ranges(subgid, group, gid)
+    for ranges, path, name in ((uids, subuid, user), (gids, subgid, group)):
+        if not ranges:
+            hint = ' (run "pallet security userns setup")' if name == DEFAULT_REMAP_USER else ""
+            raise PalletError(f'userns_remap: {path} has no subordinate range for "{name}"{hint}')
+    return mappings(uids), mappings(gids)
+
+
+def _lookup(getter, name: str, attr: str) -> int | None:
+    try:
+        return getattr(getter(name), attr)
+    except KeyError:
+        return int(name) if name.isdigit() else None
+
+
+def add_entry(path: Path, name: str, size: int = RANGE_SIZE) -> IdRange:
+    """Give ``name`` a range in ``path`` unless it has one: the first free ``size`` IDs from 100000 up."""
+    from kernel.fsutil import atomic_write, locked
+
+    path = Path(path)
+    with locked(path.parent / f".{path.name}.pallet.lock"):
+        existing = read_ranges(path, name)
+        if existing:
+            return existing[0]
+        text = path.read_text() if path.exists() else ""
+        taken = []
+        for line in text.splitlines():
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                taken.append((int(parts[1]), int(parts[1]) + int(parts[2])))
+        start = FIRST_SUBORDINATE
+        for low, high in sorted(taken):
+            if start + size <= low:
+                break
+            start = max(start, high)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        atomic_write(path, f"{text}{name}:{start}:{size}\n".encode(), mode)
+        return IdRange(start, size)
+
+
+def shift_ownership(root: str, uid_map: list[dict], gid_map: list[dict]) -> None:
+    """Re-own a tree for a user namespace: each file's IDs go through the mappings (container -> host)."""
+    def shift(value: int, table: list[dict]) -> int:
+        for entry in table:
+            if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
+                return entry["hostID"] + value - entry["containerID"]
+        return 65534  # unmapped: the overflow ID, as the kernel shows it
+    for base, dirs, files in os.walk(root):
+        for name in [None, *dirs, *files]:
+            path = base if name is None else os.path.join(base, name)
+            st = os.lstat(path)
+            os.lchown(path, shift(st.st_uid, uid_map), shift(st.st_gid, gid_map))
+            if not os.path.islink(path):
+                os.chmod(path, st.st_mode & 0o7777)  # chown clears setuid/setgid; keep them
 
 
 class UsernsProfile(SecurityProfile):
-    description = "user namespace ID remapping"
+    description = "user namespace ID remapping ([security] userns_remap)"
     order = 5
-    default_enabled = False
-    implemented = False
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -25,6 +158,24 @@ class UsernsProfile(SecurityProfile):
         except OSError:
             pass
         return Availability.ok()
+
+    def validate(self, options):
+        if options:
+            raise UsageError('user namespaces are configured with [security] userns_remap and --userns, '
+                             'not --security-opt')
+
+    def apply(self, spec, ctx):
+        if ctx.userns not in ("", "host"):
+            raise UsageError(f'invalid --userns "{ctx.userns}": only "host" is supported')
+        maps = None if ctx.userns == "host" else remap_ids(ctx.settings)
+        if maps is None:
+            return
+        if ctx.privileged:
+            raise UsageError("privileged mode is incompatible with user namespaces; run it with --userns=host")
+        linux = spec.setdefault("linux", {})
+        namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
+        linux["namespaces"] = [{"type": "user"}, *namespaces]
+        linux["uidMappings"], linux["gidMappings"] = maps
 
 
 @hookimpl

@@ -22,6 +22,7 @@ from kernel.drivers import Availability, StorageDriver
 from kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 OPTIONS = ("zfs.fsname", "size")
+REMOVED = ".removed."             # prefix of removed layers whose snapshots still have clones
 
 
 class ZfsError(PalletError):
@@ -42,15 +43,13 @@ class ZfsCommands:
             raise ZfsError(f"{' '.join(args[:2])} timed out after {self.timeout}s") from None
         if result.returncode != 0:
             lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            raise ZfsError(f"{' '.join(args[:2])}: {lines[-1] if lines else f'exit {result.returncode}'}")
+            # zfs explains on the first line and may list datasets after it ("use '-R' to destroy …").
+            detail = "; ".join(line.strip() for line in lines) or f"exit {result.returncode}"
+            raise ZfsError(f"{' '.join(args[:2])}: {detail}")
         return result.stdout
 
     def pools(self) -> list[str]:
         return self.run("zpool", "list", "-H", "-o", "name").split()
-
-    def datasets(self, parent: str, depth: int = 1) -> list[str]:
-        out = self.run("zfs", "list", "-H", "-o", "name", "-t", "filesystem", "-d", str(depth), "-r", parent)
-        return [line for line in out.splitlines() if line and line != parent]
 
     def mounted_at(self, mountpoint: str) -> str | None:
         """The dataset mounted at ``mountpoint``, if any."""
@@ -59,6 +58,15 @@ class ZfsCommands:
             if where == mountpoint:
                 return name
         return None
+
+    def properties(self, name: str, *props: str) -> dict[str, str] | None:
+        """Like ``get``, but None when the dataset does not exist."""
+        try:
+            return self.get(name, *props)
+        except ZfsError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
 
     def exists(self, name: str) -> bool:
         try:
@@ -85,9 +93,20 @@ class ZfsCommands:
     def clone(self, snapshot: str, name: str, properties: dict[str, str]) -> None:
         self.run("zfs", "clone", *_property_args(properties), snapshot, name)
 
+    def rename(self, name: str, new_name: str) -> None:
+        self._retry_busy("zfs", "rename", name, new_name)
+
+    def mount(self, name: str) -> None:
+        self._retry_busy("zfs", "mount", name)
+
+    def unmount(self, name: str) -> None:
+        self._retry_busy("zfs", "unmount", name)
+
     def destroy(self, name: str, recursive: bool = False) -> None:
-        """Destroy a dataset or snapshot; zfs-fuse may call a just-used dataset busy, so retry briefly."""
-        args = ["zfs", "destroy", *(["-r"] if recursive else []), name]
+        self._retry_busy("zfs", "destroy", *(["-r"] if recursive else []), name)
+
+    def _retry_busy(self, *args: str) -> None:
+        """zfs-fuse may call a dataset busy for a moment after its last use: retry briefly."""
         for attempt in range(50):
             try:
                 self.run(*args)
@@ -181,59 +200,137 @@ class ZfsDriver(StorageDriver):
             properties["quota"] = str(parse_size(size, "size"))
         self._create(layer_id, parent, properties)
 
+    def _record(self, layer_id: str) -> Path:
+        """``<home>/layers/ID`` holds the parent's id: exists() and layers() without asking the daemon."""
+        return self.home / "layers" / layer_id
+
     def _create(self, layer_id: str, parent: str | None, properties: dict[str, str]) -> None:
+        from kernel.fsutil import atomic_write
+
         dataset = self._dataset(layer_id)
-        if self.commands.exists(dataset):
+        if self.exists(layer_id):
             raise Conflict(f"layer {layer_id} already exists")
-        properties = {"mountpoint": str(self._mountpoint(layer_id)), **properties}
+        if parent and not self.exists(parent):
+            raise NotFound(f"parent layer {parent} does not exist")
+        # noauto: zfs mounts the dataset only when get() asks, so an unused layer holds no mount.
+        properties = {"mountpoint": str(self._mountpoint(layer_id)), "canmount": "noauto", **properties}
         self.graph.mkdir(parents=True, exist_ok=True)
-        if parent:
-            origin = self._dataset(parent)
-            if not self.commands.exists(origin):
-                raise NotFound(f"parent layer {parent} does not exist")
-            snapshot = f"{origin}@{layer_id}"
+        # The record goes first: after a crash, remove() finds and destroys a half-made layer.
+        atomic_write(self._record(layer_id), (parent or "").encode())
+        try:
+            if not parent:
+                self.commands.create(dataset, properties)
+                return
+            snapshot = f"{self._dataset(parent)}@{layer_id}"
             self.commands.snapshot(snapshot)
             try:
                 self.commands.clone(snapshot, dataset, properties)
             except ZfsError:
                 self.commands.destroy(snapshot)
                 raise
-        else:
-            self.commands.create(dataset, properties)
+        except BaseException:
+            self._record(layer_id).unlink(missing_ok=True)
+            raise
 
     def remove(self, layer_id):
+        from kernel.fsutil import locked
+
         dataset = self._dataset(layer_id)
-        if not self.commands.exists(dataset):
-            return
-        origin = self.commands.get(dataset, "origin").get("origin", "-")
-        self.commands.destroy(dataset, recursive=True)
-        if origin not in ("", "-") and self.commands.exists(origin):
-            self.commands.destroy(origin)
-        try:
-            os.rmdir(self._mountpoint(layer_id))
-        except FileNotFoundError:
-            pass
+        with locked(self.home / "lock"):
+            try:
+                parent = self._record(layer_id).read_text() or None
+            except FileNotFoundError:
+                return
+            if _is_mountpoint(self._mountpoint(layer_id)):
+                self.commands.unmount(dataset)
+            self._count_file(layer_id).unlink(missing_ok=True)
+            if parent and self.exists(parent):
+                origin = f"{self._dataset(parent)}@{layer_id}"
+            else:  # the parent was removed first and lives on under a hidden name
+                props = self.commands.properties(dataset, "origin") or {}
+                origin = props.get("origin", "-")
+            try:
+                self.commands.destroy(dataset, recursive=True)
+            except ZfsError as exc:
+                if "dependent clones" in str(exc):
+                    # Children are clones of this layer's snapshots: keep its blocks under a hidden
+                    # name until the last child goes (removing a parent first must not break children).
+                    self.commands.rename(dataset, f"{self.fsname}/{REMOVED}{layer_id}.{os.urandom(4).hex()}")
+                    origin = "-"
+                elif "does not exist" not in str(exc):
+                    raise
+            self._collect(origin)
+            self._record(layer_id).unlink()
+            try:
+                os.rmdir(self._mountpoint(layer_id))
+            except FileNotFoundError:
+                pass
+
+    def _collect(self, origin: str) -> None:
+        """Destroy the snapshot a removed child was cloned from, then any hidden parent left with no children."""
+        while origin not in ("", "-"):
+            parent = origin.split("@", 1)[0]
+            try:
+                self.commands.destroy(origin)
+                if not parent.startswith(f"{self.fsname}/{REMOVED}"):
+                    return
+                origin = self.commands.get(parent, "origin").get("origin", "-")
+                self.commands.destroy(parent, recursive=True)
+            except ZfsError as exc:
+                if "dependent clones" in str(exc) or "does not exist" in str(exc):
+                    return
+                raise
 
     def get(self, layer_id, mount_label=""):
+        from kernel.fsutil import locked
+
         dataset = self._dataset(layer_id)
-        if not self.commands.exists(dataset):
-            raise NotFound(f"layer {layer_id} does not exist")
-        props = self.commands.get(dataset, "mounted", "mountpoint")
-        if props.get("mounted") != "yes":
-            self.commands.run("zfs", "mount", dataset)
-        return Path(props["mountpoint"])
+        mountpoint = self._mountpoint(layer_id)
+        with locked(self.home / "lock"):
+            if not self.exists(layer_id):
+                raise NotFound(f"layer {layer_id} does not exist")
+            mounted = _is_mountpoint(mountpoint)
+            count = self._count(layer_id) if mounted else 0  # a count without a mount is stale (reboot)
+            if not mounted:
+                try:
+                    self.commands.mount(dataset)
+                except ZfsError as exc:
+                    if "does not exist" in str(exc):
+                        raise NotFound(f"layer {layer_id} does not exist") from None
+                    raise
+            self._count_file(layer_id).parent.mkdir(parents=True, exist_ok=True)
+            self._count_file(layer_id).write_text(str(count + 1))
+            return mountpoint
 
     def put(self, layer_id):
-        """Nothing to release: zfs keeps the dataset mounted at its mountpoint."""
+        from kernel.fsutil import locked
+
+        with locked(self.home / "lock"):
+            count = self._count(layer_id) - 1
+            if count > 0:
+                self._count_file(layer_id).write_text(str(count))
+                return
+            if _is_mountpoint(self._mountpoint(layer_id)):
+                self.commands.unmount(self._dataset(layer_id))
+            self._count_file(layer_id).unlink(missing_ok=True)
+
+    def _count_file(self, layer_id: str) -> Path:
+        return self.home / "mounts" / layer_id
+
+    def _count(self, layer_id: str) -> int:
+        try:
+            return int(self._count_file(layer_id).read_text() or 0)
+        except FileNotFoundError:
+            return 0
 
     def exists(self, layer_id):
-        return self.commands.exists(self._dataset(layer_id))
+        return self._record(layer_id).exists()
 
     def layers(self):
-        if not self.commands.exists(self.fsname):
+        try:
+            return sorted(name for name in os.listdir(self.home / "layers") if not name.startswith("."))
+        except FileNotFoundError:
             return []
-        prefix = self.fsname + "/"
-        return sorted(name[len(prefix):] for name in self.commands.datasets(self.fsname))
 
     def metadata(self, layer_id):
         dataset = self._dataset(layer_id)
@@ -256,6 +353,13 @@ class ZfsDriver(StorageDriver):
             ("Parent Quota", "no" if props.get("quota") in ("0", "none", "") else props["quota"]),
             ("Layers", str(len(self.layers()))),
         ]
+
+
+def _is_mountpoint(path: Path) -> bool:
+    """Read the mount table rather than ask zfs: one daemon round trip less per get/put."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as handle:
+        return any(line.split()[4].replace("\\040", " ") == target for line in handle)
 
 
 @hookimpl

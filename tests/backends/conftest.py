@@ -101,11 +101,19 @@ class ZfsPool:
         _run("zpool", "create", "-m", str(self.base / "pool"), self.name, str(vdev))
 
     def stop(self) -> None:
+        failure = None
         if _run("zpool", "list", "-H", self.name, check=False).returncode == 0:
+            # zfs-fuse may still think a dataset is mounted ("pool is busy"); unmount ours first.
+            names = _run("zfs", "list", "-H", "-o", "name", "-r", self.name, check=False).stdout.split()
+            for name in reversed(names):
+                _run("zfs", "unmount", name, check=False)
             for _ in range(50):
-                if _run("zpool", "destroy", "-f", self.name, check=False).returncode == 0:
+                result = _run("zpool", "destroy", "-f", self.name, check=False)
+                if result.returncode == 0:
                     break
                 time.sleep(0.2)
+            else:
+                failure = f"zpool destroy {self.name} failed: {result.stderr.strip()}"
         if self.daemon is not None:
             self.daemon.send_signal(signal.SIGTERM)
             try:
@@ -113,6 +121,8 @@ class ZfsPool:
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
+        if failure:
+            raise RuntimeError(failure)
 
 
 @pytest.fixture(scope="session")

@@ -101,3 +101,9 @@ def test_storage_status_shows_backing_filesystem_and_versions(pallet, btrfs_dir)
     assert rows["Backing Filesystem"] == "btrfs"
     assert rows["Build Version"].startswith("btrfs-progs v")
     assert rows["Library Version"] == "btrfsutil 6.12"
+
+
+def test_the_driver_passes_the_conformance_kit(pallet, btrfs_dir):
+    result = pallet("plugins", "check", "storage", "btrfs", "--home", str(btrfs_dir / "kit"), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'storage driver "btrfs" passed the conformance kit' in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,11 +31,40 @@ def test_child_is_a_clone_of_a_snapshot_of_its_parent(zfs_fsname, tmp_path):
     (child / "file").write_text("child")
     assert (driver.get("base") / "file").read_text() == "parent"
     assert driver.layers() == ["base", "ctr"]
+    driver.put("ctr")
+    driver.put("base")
+    assert not os.path.ismount(child), "put() must unmount the dataset"
     driver.remove("ctr")
     assert _zfs_names(zfs_fsname) == [f"{zfs_fsname}/base"]
     assert not child.exists()
     driver.remove("base")
     driver.remove("base")
+    assert _zfs_names(zfs_fsname) == []
+
+
+def test_removing_a_parent_first_keeps_its_children_and_frees_it_later(zfs_fsname, tmp_path):
+    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver.create("base")
+    (driver.get("base") / "file").write_text("from base")
+    driver.put("base")
+    driver.create("mid", "base")
+    driver.create("top", "mid")
+    driver.remove("base")
+    driver.remove("mid")
+    assert driver.layers() == ["top"]
+    assert not driver.exists("base")
+    assert (driver.get("top") / "file").read_text() == "from base"
+    driver.put("top")
+    assert len(_zfs_names(zfs_fsname)) == 5  # top, two hidden parents and their two snapshots
+    driver.remove("top")
+    assert _zfs_names(zfs_fsname) == []
+
+
+def test_the_driver_passes_the_conformance_kit(pallet, zfs_fsname, tmp_path):
+    result = pallet("plugins", "check", "storage", "zfs", "--home", str(tmp_path / "kit"),
+                    "--storage-opt", f"zfs.fsname={zfs_fsname}", timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'storage driver "zfs" passed the conformance kit' in result.stdout
     assert _zfs_names(zfs_fsname) == []
 
 
@@ -48,6 +78,7 @@ def test_size_sets_a_quota_on_the_container_dataset(zfs_fsname, tmp_path):
             for _ in range(16):
                 handle.write(b"x" * (1 << 20))
                 handle.flush()
+    driver.put("ctr")
     driver.remove("ctr")
     driver.remove("base")
 

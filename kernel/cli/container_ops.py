@@ -1,0 +1,476 @@
+"""Container commands that look inside a container: logs, exec, top, stats, cp, diff, export, commit, prune."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kernel.errors import Conflict, PalletError, UsageError
+
+
+def _store(engine):
+    from kernel.containers import ContainerStore
+    return ContainerStore(engine)
+
+
+def _running(engine, name):
+    from kernel import lifecycle
+
+    engine.plugins.load("storage", "runtime")
+    record = lifecycle.refresh(engine, _store(engine).get(name))
+    if not record.running:
+        raise Conflict(f"Container {record.id} is not running")
+    return record
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) -> None:
+    from kernel import lifecycle
+    from kernel.stdio import read_log
+
+    path = _store(engine).log_path(record.id)
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+
+    def emit(stream, stamp, text):
+        line = (f"{stamp} {text}" if timestamps else text).encode()
+        out[stream].write(line)
+        out[stream].flush()
+
+    entries = list(read_log(path))
+    if tail is not None:
+        entries = entries[-tail:] if tail else []
+    for entry in entries:
+        emit(*entry)
+    if not follow:
+        return
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                offset += len(complete)
+                for raw in complete.splitlines():
+                    with contextlib.suppress(ValueError):
+                        entry = json.loads(raw)
+                        emit(entry["stream"], entry["time"], entry["log"])
+        try:
+            current = lifecycle.refresh(engine, _store(engine).load(record.id))
+        except PalletError:
+            return
+        if not current.running and current.status != "created":
+            if not complete:
+                return
+            continue
+        time.sleep(0.1)
+
+
+# --- exec ----------------------------------------------------------------------------------
+
+@click.command("exec", context_settings={"help_option_names": ["--help"], "allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
+@click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, name, command):
+    """Execute a command in a running container."""
+    from kernel import lifecycle, procs, runopts, spec as specmod
+    from kernel.stdio import ConsoleSocket, pump, raw_terminal
+
+    engine = ctx.obj
+    record = _running(engine, name)
+    if record.status == "paused":
+        raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
+    if workdir and not workdir.startswith("/"):
+        raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+    base = lifecycle.bundle_config(engine, record)
+    process = dict(base["process"])
+    process["args"] = list(command)
+    process["env"] = runopts.merge_env(process.get("env") or [], runopts.parse_env(env, env_file))
+    process["terminal"] = tty
+    if workdir:
+        process["cwd"] = workdir
+    if user:
+        found = specmod.resolve_user(Path(base["root"]["path"]), user)
+        process["user"] = {"uid": found["uid"], "gid": found["gid"], "additionalGids": found["additional_gids"]}
+    if privileged and "capabilities" in process:
+        every = sorted(set().union(*[set(v) for v in process["capabilities"].values()]))
+        process["capabilities"] = {k: every for k in ("bounding", "effective", "permitted")}
+    runtime = lifecycle.runtime_for(engine, record)
+    procs.set_subreaper()
+    run_dir = _store(engine).run_dir(record.id)
+    console = ConsoleSocket() if tty else None
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        stdin = 0 if interactive else devnull
+        stdio = (devnull,) * 3 if tty else (stdin, devnull, devnull) if detach else (stdin, 1, 2)
+        try:
+            pid = runtime.exec(record.id, process, stdio, str(console.path) if console else None)
+        except PalletError as exc:
+            code = lifecycle.start_error_code(exc)
+            if code is None:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(code)
+        if detach:
+            return
+        if tty:
+            master = console.receive_master()
+            with raw_terminal(master) if interactive else contextlib.nullcontext():
+                pump(pid, {master: "stdout"}, None, {"stdout": 1}, stdin_to=master if interactive else None)
+            os.close(master)
+        code = procs.wait_for(pid)
+    finally:
+        os.close(devnull)
+        if console:
+            console.close()
+    ctx.exit(code)
+
+
+# --- top and stats -------------------------------------------------------------------------
+
+def container_pids(record) -> list[int]:
+    from kernel.lifecycle import container_cgroup
+
+    return sorted(container_cgroup(record).pids()) or ([record.pid] if record.pid else [])
+
+
+@click.command("top")
+@click.argument("name")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def top(engine, name, ps_args):
+    """Display the running processes of a container (host ``ps`` filtered to the container's pids)."""
+    import subprocess
+
+    record = _running(engine, name)
+    pids = set(container_pids(record))
+    args = list(ps_args) or ["-ef"]
+    result = subprocess.run(["ps", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PalletError(f"ps: {result.stderr.strip()}")
+    lines = result.stdout.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise PalletError("Couldn't find PID field in ps output")
+    column = header.index("PID")
+    click.echo(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            click.echo(line)
+
+
+def cgroup_stats(record) -> dict:
+    """Counters of the container's cgroup: memory_usage/limit, cpu_usage (ns), pids, blkio read/write."""
+    from kernel.lifecycle import container_cgroup
+
+    cgroup = container_cgroup(record)
+    stats = {"memory_usage": 0, "memory_limit": 0, "cpu_usage": 0, "pids": 0, "blkio_read": 0, "blkio_write": 0}
+    stats.update(cgroup.stats())
+    blkio = cgroup.dirs().get("blkio")
+    with contextlib.suppress(OSError, TypeError):
+        for line in (Path(blkio) / "blkio.throttle.io_service_bytes").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in ("Read", "Write"):
+                stats["blkio_" + parts[1].lower()] += int(parts[2])
+    return stats
+
+
+def human_size(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.4g}{unit}" if unit != "B" else f"{int(value)}B"
+        value /= 1024
+    return f"{value}B"
+
+
+@click.command("stats")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", default=None, help="Format output using a Go-style template.")
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def stats(engine, show_all, no_stream, no_trunc, fmt, names):
+    """Display a live stream of container resource usage statistics (cgroup counters)."""
+    from kernel import lifecycle
+    from kernel.cli.output import emit
+
+    store = _store(engine)
+    records = [store.get(n) for n in names] if names else store.all()
+    records = [lifecycle.refresh(engine, r) for r in records]
+    if not names and not show_all:
+        records = [r for r in records if r.running]
+    memtotal = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    while True:
+        first = {r.id: (cgroup_stats(r), time.monotonic()) for r in records}
+        time.sleep(0.5)
+        rows = []
+        for record in records:
+            before, t0 = first[record.id]
+            now = cgroup_stats(record)
+            elapsed = (time.monotonic() - t0) * 1e9
+            cpu = 100.0 * (now["cpu_usage"] - before["cpu_usage"]) / elapsed if record.running else 0.0
+            limit = now["memory_limit"] if 0 < now["memory_limit"] < memtotal else memtotal
+            rows.append({
+                "Container": record.id if no_trunc else record.short_id, "ID": record.id, "Name": record.name,
+                "CPUPerc": f"{cpu:.2f}%",
+                "MemUsage": f"{human_size(now['memory_usage'])} / {human_size(limit)}",
+                "MemPerc": f"{100.0 * now['memory_usage'] / limit:.2f}%" if limit else "0.00%",
+                "NetIO": "0B / 0B",
+                "BlockIO": f"{human_size(now['blkio_read'])} / {human_size(now['blkio_write'])}",
+                "PIDs": str(now["pids"]),
+            })
+        emit(rows, [("CONTAINER ID", "Container"), ("NAME", "Name"), ("CPU %", "CPUPerc"),
+                    ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"), ("NET I/O", "NetIO"),
+                    ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")], fmt=fmt)
+        if no_stream:
+            return
+
+
+# --- filesystem ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def mounted_rootfs(engine, record):
+    """The container's rootfs: its live mount when running, or a temporary ``get``/``put``."""
+    engine.plugins.load("storage")
+    rootfs = Path(engine.storage.get(record.id))
+    try:
+        yield rootfs
+    finally:
+        engine.storage.put(record.id)
+
+
+def _split_container_path(arg: str):
+    if arg.startswith(("/", ".")) or ":" not in arg:
+        return None, arg
+    name, _sep, path = arg.partition(":")
+    return name, path
+
+
+@click.command("cp")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_obj
+def cp(engine, follow_link, src, dest):
+    """Copy files between a container and the host (CONTAINER:SRC DEST or SRC CONTAINER:DEST).
+
+    Paths inside the container are resolved as the container sees them: a symlink can never
+    lead outside its root filesystem.
+    """
+    import shutil
+
+    from kernel.rootpath import resolve_in_root
+
+    src_name, src_path = _split_container_path(src)
+    dest_name, dest_path = _split_container_path(dest)
+    if (src_name is None) == (dest_name is None):
+        raise UsageError("copying between containers or between host paths is not supported; "
+                         "use CONTAINER:PATH for exactly one side")
+    if src_name is not None:
+        record = _store(engine).get(src_name)
+        with mounted_rootfs(engine, record) as rootfs:
+            source = resolve_in_root(rootfs, src_path, follow_last=follow_link)
+            if not source.exists() and not source.is_symlink():
+                raise PalletError(f"Could not find the file {src_path} in container {src_name}")
+            target = Path(dest_path)
+            if target.is_dir():
+                target = target / source.name
+            if source.is_dir() and not source.is_symlink():
+                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target, follow_symlinks=False)
+        return
+    record = _store(engine).get(dest_name)
+    source = Path(src_path)
+    if not source.exists():
+        raise PalletError(f"lstat {src_path}: no such file or directory")
+    with mounted_rootfs(engine, record) as rootfs:
+        target = resolve_in_root(rootfs, dest_path)
+        if target.is_dir():
+            dest_path = dest_path.rstrip("/") + "/" + source.name
+        _copy_into(rootfs, source, dest_path)
+
+
+def _copy_into(rootfs: Path, source: Path, dest_path: str) -> None:
+    """Copy a host tree to ``dest_path`` in the container, resolving every destination inside the root."""
+    import shutil
+
+    from kernel.rootpath import resolve_in_root
+
+    def place(src: Path, inner: str):
+        target = resolve_in_root(rootfs, inner, follow_last=False)
+        if src.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+            os.symlink(os.readlink(src), target)
+        elif src.is_dir():
+            target.mkdir(exist_ok=True)
+            shutil.copystat(src, target)
+            for child in sorted(src.iterdir()):
+                place(child, inner.rstrip("/") + "/" + child.name)
+        else:
+            if target.is_symlink():
+                target.unlink()
+            shutil.copy2(src, target, follow_symlinks=False)
+
+    place(source, dest_path)
+
+
+@click.command("diff")
+@click.argument("name")
+@click.pass_obj
+def diff(engine, name):
+    """Inspect changes to files or directories on a container's filesystem."""
+    record = _store(engine).get(name)
+    engine.plugins.load("storage")
+    for change in engine.storage.changes(record.id, record.image_top_layer):
+        click.echo(f"{change.kind} {change.path}")
+
+
+@click.command("export")
+@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
+@click.argument("name")
+@click.pass_obj
+def export(engine, output, name):
+    """Export a container's filesystem as a tar archive."""
+    import tarfile
+
+    record = _store(engine).get(name)
+    if output is None and sys.stdout.isatty():
+        raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    with mounted_rootfs(engine, record) as rootfs:
+        target = open(output, "wb") if output else sys.stdout.buffer
+        try:
+            with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for entry in sorted(rootfs.iterdir()):
+                    tar.add(entry, arcname=entry.name, recursive=True)
+        finally:
+            if output:
+                target.close()
+
+
+class _IterStream(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (a driver's diff) without buffering it all."""
+
+    def __init__(self, chunks):
+        self.chunks = iter(chunks)
+        self.rest = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self.rest:
+            try:
+                self.rest = next(self.chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.rest))
+        buffer[:size] = self.rest[:size]
+        self.rest = self.rest[size:]
+        return size
+
+
+@click.command("commit")
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-a", "--author", default="", help="Author.")
+@click.option("-c", "--change", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV, WORKDIR, ENTRYPOINT, USER, LABEL).")
+@click.option("-p/--no-pause", "--pause/--no-pause", "pause_it", default=True, help="Pause container during commit.")
+@click.argument("name")
+@click.argument("repository", required=False)
+@click.pass_obj
+def commit(engine, message, author, change, pause_it, name, repository):
+    """Create a new image from a container's changes."""
+    from kernel import lifecycle
+
+    engine.plugins.load("storage", "runtime")
+    record = lifecycle.refresh(engine, _store(engine).get(name))
+    store = lifecycle.image_store(engine)
+    parent = store.resolve(record.image_id) if record.image_id else None
+    config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
+                                                  "Volumes", "Labels", "StopSignal")}
+    config.update(_apply_changes(change))
+    froze = False
+    if pause_it and record.status == "running":
+        with contextlib.suppress(Exception):
+            lifecycle.runtime_for(engine, record).pause(record.id)
+            froze = True
+    try:
+        stream = io.BufferedReader(_IterStream(engine.storage.diff(record.id, record.image_top_layer)))
+        image_id = store.commit(stream, parent, config, message or f"commit of {record.short_id}",
+                                [repository] if repository else [])
+    finally:
+        if froze:
+            lifecycle.runtime_for(engine, record).resume(record.id)
+    click.echo(image_id)
+
+
+def _apply_changes(changes) -> dict:
+    import shlex
+
+    result: dict = {}
+    for line in changes:
+        instruction, _sep, rest = line.strip().partition(" ")
+        instruction, rest = instruction.upper(), rest.strip()
+
+        def as_list():
+            return json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
+
+        if instruction == "CMD":
+            result["Cmd"] = as_list()
+        elif instruction == "ENTRYPOINT":
+            result["Entrypoint"] = as_list()
+        elif instruction == "ENV":
+            key, _s, value = rest.replace("=", " ", 1).partition(" ")
+            result.setdefault("Env", []).append(f"{key}={value.strip()}")
+        elif instruction == "WORKDIR":
+            result["WorkingDir"] = rest
+        elif instruction == "USER":
+            result["User"] = rest
+        elif instruction == "LABEL":
+            for item in shlex.split(rest):
+                key, _s, value = item.partition("=")
+                result.setdefault("Labels", {})[key] = value
+        else:
+            raise UsageError(f"{instruction} is not a valid change command")
+    return result
+
+
+def prune_containers(engine, filters) -> tuple[list[str], int]:
+    from kernel import lifecycle
+    from kernel.cli.container import _label_match
+
+    removed, reclaimed = [], 0
+    for record in _store(engine).all():
+        record = lifecycle.refresh(engine, record)
+        if record.running:
+            continue
+        if any(k == "label" and not _label_match(record.labels, v) for k, v in filters):
+            continue
+        with contextlib.suppress(Exception):
+            reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)
+        try:
+            lifecycle.remove(engine, record)
+            removed.append(record.id)
+        except PalletError as exc:
+            click.echo(f"Error: {exc}", err=True)
+    return removed, reclaimed

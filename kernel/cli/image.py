@@ -1,0 +1,432 @@
+"""``pallet image …`` and the everyday shortcuts (pull, push, images, rmi, tag, save, load, import, history, login)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+
+import click
+
+from kernel.cli.output import emit, format_option, json_option
+from kernel.errors import Conflict, PalletError, UsageError
+
+
+def _store(ctx):
+    from kernel.images import ImageStore
+    return ImageStore(ctx.obj)
+
+
+def _containers_using(engine) -> dict[str, list[str]]:
+    """image id -> ids of containers created from it (empty until the containers room's store exists)."""
+    try:
+        from kernel.containers import ContainerStore
+    except ImportError:
+        return {}
+    using: dict[str, list[str]] = {}
+    for container in ContainerStore(engine).all():
+        using.setdefault(container.image_id, []).append(container.id)
+    return using
+
+
+@click.group("image", context_settings={"help_option_names": ["-h", "--help"]})
+def image():
+    """Manage images."""
+
+
+# --- listing and inspecting -------------------------------------------------------------
+
+def _image_rows(records, digests: bool, no_trunc: bool) -> list[dict]:
+    from kernel.images import humanize
+    from kernel.images import reference as refs
+
+    rows = []
+    for record in records:
+        image_id = record.id if no_trunc else record.short_id
+        digest_by_repo = {}
+        for entry in record.repo_digests:
+            name, _, digest = entry.partition("@")
+            digest_by_repo[refs.parse(name, default_tag=False).familiar_name] = digest
+        names = record.repo_tags or ["<none>:<none>"]
+        for name in names:
+            repo, _, tag = name.rpartition(":")
+            rows.append({"Repository": repo, "Tag": tag, "Digest": digest_by_repo.get(repo, "<none>"),
+                         "ID": image_id, "CreatedSince": humanize.since(record.created),
+                         "CreatedAt": record.created, "Size": humanize.size(record.size)})
+    return rows
+
+
+def _filter(records, filters: tuple[str, ...]):
+    from kernel.images import reference as refs
+
+    for spec in filters:
+        key, sep, value = spec.partition("=")
+        if not sep:
+            raise UsageError(f'bad format of filter (expected name=value): "{spec}"')
+        if key == "dangling":
+            if value not in ("true", "false", "1", "0"):
+                raise UsageError(f'invalid filter "dangling={value}"')
+            want = value in ("true", "1")
+            records = [r for r in records if (not r.repo_tags) == want]
+        elif key == "reference":
+            def matches(record):
+                for tag in record.repo_tags:
+                    ref = refs.parse(tag)
+                    if fnmatch.fnmatch(ref.familiar_name, value) or fnmatch.fnmatch(ref.familiar(), value):
+                        return True
+                return False
+            records = [r for r in records if matches(r)]
+        else:
+            raise UsageError(f'invalid filter "{key}" (supported: dangling, reference)')
+    return records
+
+
+@image.command("ls")
+@click.argument("repository", required=False)
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all images (intermediate ones too).")
+@click.option("--digests", is_flag=True, help="Show digests.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", help="dangling=true|false, reference=PATTERN.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@format_option
+@json_option
+@click.pass_context
+def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
+    """List images."""
+    records = _filter(_store(ctx).all(), filters + ((f"reference={repository}",) if repository else ()))
+    if quiet:
+        seen = []
+        for record in records:
+            value = record.id if no_trunc else record.short_id
+            if value not in seen:
+                seen.append(value)
+                click.echo(value)
+        return
+    columns = [("REPOSITORY", "Repository"), ("TAG", "Tag")]
+    if digests:
+        columns.append(("DIGEST", "Digest"))
+    columns += [("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
+    emit(_image_rows(records, digests, no_trunc), columns, fmt, as_json)
+
+
+@image.command("inspect")
+@click.argument("images", nargs=-1, required=True)
+@format_option
+@click.pass_context
+def inspect(ctx, images, fmt):
+    """Display detailed information on one or more images."""
+    from kernel.cli.output import render_template
+
+    store = _store(ctx)
+    documents = [store.inspect(store.resolve(name)) for name in images]
+    if fmt and fmt != "json":
+        for document in documents:
+            click.echo(render_template(fmt, document))
+    else:
+        click.echo(json.dumps(documents, indent=4))
+
+
+@image.command("history")
+@click.argument("name")
+@click.option("-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@format_option
+@json_option
+@click.pass_context
+def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
+    """Show the history of an image."""
+    from kernel.images import humanize
+
+    store = _store(ctx)
+    record = store.resolve(name)
+    layer_sizes = [store.layer(chain).size for chain in record.layers]
+    rows = []
+    for entry in reversed(record.config.get("history") or []):
+        size = 0 if entry.get("empty_layer") or not layer_sizes else layer_sizes.pop()
+        created_by = entry.get("created_by", "")
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append({"ID": "<missing>", "CreatedSince": humanize.since(entry.get("created", "")) if human
+                     else entry.get("created", ""), "CreatedAt": entry.get("created", ""),
+                     "CreatedBy": created_by, "Size": humanize.size(size) if human else str(size),
+                     "Comment": entry.get("comment", "")})
+    if rows:
+        rows[0]["ID"] = record.id if no_trunc else record.short_id
+    if quiet:
+        for row in rows:
+            click.echo(row["ID"])
+        return
+    emit(rows, [("IMAGE", "ID"), ("CREATED", "CreatedSince"), ("CREATED BY", "CreatedBy"), ("SIZE", "Size"),
+                ("COMMENT", "Comment")], fmt, as_json)
+
+
+# --- tags and removal -------------------------------------------------------------------
+
+@image.command("tag")
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag(ctx, source, target):
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    _store(ctx).tag(source, target)
+
+
+@image.command("rm")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@click.option("--no-prune", is_flag=True, help="Do not delete untagged parents (accepted for compatibility).")
+@click.pass_context
+def rm(ctx, images, force, no_prune):
+    """Remove one or more images."""
+    from kernel.images import reference as refs
+
+    store = _store(ctx)
+    errors = []
+    for name in images:
+        try:
+            record = store.resolve(name)
+            used_by = _containers_using(ctx.obj).get(record.id, [])
+            by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
+            if by_tag and len(record.repo_tags) > 1 and not force:
+                store.untag(name)
+                click.echo(f"Untagged: {refs.parse(name).familiar()}")
+                continue
+            if not by_tag and len(record.repo_tags) > 1 and not force:
+                raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
+                               "multiple repositories")
+            if used_by and not force:
+                raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
+                               f"{used_by[0][:12]} is using its referenced image {record.short_id}")
+            for tagged in record.repo_tags:
+                store.untag(tagged)
+                click.echo(f"Untagged: {tagged}")
+            if used_by:
+                continue  # forced: the image stays (untagged) for the containers that use it
+            for deleted in store.remove(record.id):
+                click.echo(f"Deleted: {deleted}")
+            ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
+        except PalletError as exc:
+            errors.append(str(exc))
+    if errors:
+        for message in errors[:-1]:
+            click.echo(f"Error: {message}", err=True)
+        raise PalletError(errors[-1])
+
+
+@image.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def prune(ctx, all_, force):
+    """Remove unused images."""
+    from kernel.images import humanize
+
+    if not force:
+        what = "images without at least one container associated to them" if all_ else "dangling images"
+        if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
+            return
+    store = _store(ctx)
+    used = _containers_using(ctx.obj)
+    reclaimed, deleted = 0, []
+    for record in store.all():
+        if record.id in used or (record.repo_tags and not all_):
+            continue
+        for tagged in record.repo_tags:
+            store.untag(tagged)
+            deleted.append(f"untagged: {tagged}")
+        before = sum(store.blobs.size(d) for d in store.blobs.digests())
+        deleted += [f"deleted: {item}" for item in store.remove(record.id)]
+        reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+    if deleted:
+        click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
+    click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+
+
+# --- making images locally --------------------------------------------------------------
+
+@image.command("build-busybox")
+@click.option("-t", "--tag", "tag_", default="busybox:latest", show_default=True, help="Name the image.")
+@click.option("--binary", default="/bin/busybox", show_default=True, help="A static busybox binary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.pass_context
+def build_busybox(ctx, tag_, binary, quiet):
+    """Build a busybox image from the host's static busybox (no registry needed)."""
+    from pathlib import Path
+
+    from kernel.images.build import build_busybox as build
+
+    record = build(_store(ctx), tag_, Path(binary))
+    click.echo(record.id if quiet else f"Built {', '.join(record.repo_tags)} {record.id}")
+
+
+@image.command("import")
+@click.argument("source")
+@click.argument("repository", required=False)
+@click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV …).")
+@click.option("-m", "--message", default="", help="Commit message for the imported image.")
+@click.option("--platform", default=None, help="Set the platform (accepted: the host's).")
+@click.pass_context
+def import_(ctx, source, repository, changes, message, platform):
+    """Import the contents from a tarball (file or '-') to create a filesystem image."""
+    from kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
+
+    config: dict = {"Env": [DEFAULT_PATH]}
+    for change in changes:
+        parse_change(change, config)
+    if source == "-":
+        stream, close = sys.stdin.buffer, None
+    else:
+        try:
+            stream = close = open(source, "rb")
+        except OSError as exc:
+            raise PalletError(f"cannot open {source}: {exc.strerror}") from None
+    try:
+        image_id = _store(ctx).commit(maybe_decompress(stream), None, config, message,
+                                      [repository] if repository else [],
+                                      created_by=f"import {source}")
+    finally:
+        if close:
+            close.close()
+    click.echo(image_id)
+
+
+@image.command("pull")
+@click.argument("name")
+@click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
+@click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to select from a manifest list.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.pass_context
+def pull(ctx, name, all_tags, platform, quiet, tls_verify):
+    """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
+    from kernel.images import transfer
+    from kernel.images.progress import reporter
+
+    engine = ctx.obj
+    kind, location = transfer.split(engine, name)
+    driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    locations = [location]
+    if all_tags:
+        if kind != "docker":
+            raise UsageError("--all-tags works with registries only")
+        from kernel.images import reference as refs
+        base = refs.parse(location, default_tag=False)
+        locations = [str(base.with_tag(t)) for t in driver.list_tags(location)]
+    store = _store(ctx)
+    engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
+    progress = reporter(quiet)
+    try:
+        for where in locations:
+            image_id = driver.pull(where, store, progress)
+            engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+    finally:
+        progress.close()
+    if kind == "docker" and not all_tags:
+        from kernel.images import reference as refs
+        click.echo(str(refs.parse(location)))
+    elif quiet:
+        click.echo(image_id)
+
+
+@image.command("push")
+@click.argument("name")
+@click.argument("destination", required=False)
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.pass_context
+def push(ctx, name, destination, quiet, tls_verify):
+    """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
+    from kernel.images import transfer
+    from kernel.images.progress import reporter
+
+    engine = ctx.obj
+    store = _store(ctx)
+    record = store.resolve(name)
+    kind, location = transfer.split(engine, destination or name)
+    driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
+    progress = reporter(quiet)
+    try:
+        digest = driver.push(record.id, location, store, progress)
+    finally:
+        progress.close()
+    if quiet:
+        click.echo(destination or name)
+    elif kind != "docker":
+        click.echo(f"Wrote {digest} to {destination or name}")
+
+
+@image.command("save")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]), default="docker-archive",
+              show_default=True, help="Archive format.")
+@click.pass_context
+def save(ctx, images, output, fmt):
+    """Save one or more images to a tar archive (streamed to STDOUT by default)."""
+    from kernel.images import archive
+
+    if output is None and sys.stdout.isatty():
+        raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    store = _store(ctx)
+    records = [(name, store.resolve(name)) for name in images]
+    archive.save(store, records, output, fmt)
+
+
+@image.command("load")
+@click.option("-i", "--input", "input_", default=None, help="Read from tar archive file, instead of STDIN.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@click.pass_context
+def load(ctx, input_, quiet):
+    """Load images from a tar archive (docker-archive or oci-archive)."""
+    from kernel.images import archive
+
+    store = _store(ctx)
+    ctx.obj.storage
+    loaded = archive.load(store, input_)
+    if not quiet:
+        for line in loaded:
+            click.echo(line)
+
+
+# --- credentials ------------------------------------------------------------------------
+
+@image.command("login")
+@click.argument("server", required=False)
+@click.option("-u", "--username", default=None, help="Username.")
+@click.option("-p", "--password", default=None, help="Password.")
+@click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.pass_context
+def login(ctx, server, username, password, password_stdin, tls_verify):
+    """Log in to a registry (credentials are checked, then stored in the auth file)."""
+    from kernel.images import auth
+    from kernel.images.registry import RegistryClient
+
+    server = auth.normalise_server(server or "docker.io")
+    if password_stdin:
+        if password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.read().rstrip("\n")
+    if not username:
+        username = click.prompt("Username")
+    if not password:
+        password = click.prompt("Password", hide_input=True)
+    client = RegistryClient(ctx.obj, server, tls_verify=tls_verify, credentials=(username, password))
+    client.check_login()
+    path = auth.store_credentials(server, username, password)
+    click.echo(f"Login Succeeded (credentials in {path})")
+
+
+@image.command("logout")
+@click.argument("server", required=False)
+@click.pass_context
+def logout(ctx, server):
+    """Log out from a registry."""
+    from kernel.images import auth
+
+    server = auth.normalise_server(server or "docker.io")
+    if not auth.remove_credentials(server):
+        raise PalletError(f"not logged in to {server}")
+    click.echo(f"Removing login credentials for {server}")
+

@@ -1,0 +1,189 @@
+"""``pallet network``: create, list, inspect, remove, prune networks; connect and disconnect containers."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kernel.cli.output import emit, format_option
+from kernel.config import parse_key_values
+
+
+@click.group("network")
+def network():
+    """Manage networks."""
+
+
+@network.command("create")
+@click.argument("name")
+@click.option("--driver", "-d", default="bridge", show_default=True, help="Driver to manage the network.")
+@click.option("--subnet", default="", help="Subnet in CIDR format.")
+@click.option("--gateway", default="", help="IPv4 gateway for the subnet.")
+@click.option("--ip-range", default="", help="Allocate container addresses from a sub-range.")
+@click.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@click.option("--attachable", is_flag=True, help="Accepted for compatibility (every network is attachable).")
+@click.option("--label", multiple=True, metavar="KEY=VALUE", help="Set metadata on the network.")
+@click.option("--opt", "-o", multiple=True, metavar="KEY=VALUE", help="Driver specific options.")
+@click.option("--ipam-driver", default="default", show_default=True, help="IP address management driver.")
+@click.option("--ipam-opt", multiple=True, metavar="KEY=VALUE", help="IPAM driver specific options.")
+@click.pass_obj
+def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt):
+    """Create a network."""
+    from kernel.network import NetworkStore
+
+    record = NetworkStore(engine).create(
+        name, driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
+        labels=parse_key_values(label, "--label"), options=parse_key_values(opt, "--opt"),
+        ipam_driver=ipam_driver, ipam_options=parse_key_values(ipam_opt, "--ipam-opt"))
+    click.echo(record.id)
+
+
+@network.command("ls")
+@click.option("--quiet", "-q", is_flag=True, help="Only display network IDs.")
+@click.option("--filter", "-f", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Filter output (driver, name, id, label, scope, type=custom|builtin).")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+@format_option
+@click.pass_obj
+def ls(engine, quiet, filters, no_trunc, fmt):
+    """List networks."""
+    from kernel.network import NetworkStore
+
+    records = [r for r in NetworkStore(engine).all() if _matches(r, filters)]
+    rows = [{"ID": r.id if no_trunc else r.id[:12], "Name": r.name, "Driver": r.driver, "Scope": r.scope,
+             "Internal": r.internal, "Labels": ",".join(f"{k}={v}" for k, v in r.labels.items()),
+             "CreatedAt": r.created} for r in records]
+    emit(rows, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")],
+         fmt=fmt, quiet=quiet, quiet_field="ID")
+
+
+def _matches(record, filters) -> bool:
+    for key, value in parse_key_values(filters, "--filter").items():
+        if key == "driver" and record.driver != value:
+            return False
+        if key == "name" and value not in record.name:
+            return False
+        if key == "id" and not record.id.startswith(value):
+            return False
+        if key == "scope" and record.scope != value:
+            return False
+        if key == "type" and (value == "custom") == record.predefined:
+            return False
+        if key == "label":
+            k, _, v = value.partition("=")
+            if k not in record.labels or (v and record.labels[k] != v):
+                return False
+    return True
+
+
+@network.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@format_option
+@click.pass_obj
+def inspect(engine, names, fmt):
+    """Display detailed information on one or more networks."""
+    from kernel.cli.output import render_template
+    from kernel.network import NetworkStore
+
+    store = NetworkStore(engine)
+    views = [store.inspect(store.get(name)) for name in names]
+    if fmt:
+        for view in views:
+            click.echo(render_template(fmt, view))
+    else:
+        click.echo(json.dumps(views, indent=4))
+
+
+@network.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def rm(engine, names):
+    """Remove one or more networks."""
+    from kernel.errors import PalletError
+    from kernel.network import NetworkStore
+
+    store = NetworkStore(engine)
+    failed = None
+    for name in names:
+        try:
+            store.remove(name)
+            click.echo(name)
+        except PalletError as exc:
+            failed = exc
+            if len(names) > 1:
+                click.echo(f"Error: {exc}", err=True)
+    if failed is not None:
+        if len(names) > 1:
+            raise SystemExit(1)
+        raise failed
+
+
+@network.command("prune")
+@click.option("--force", "-f", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Provide filter values (label=…).")
+@click.pass_obj
+def prune(engine, force, filters):
+    """Remove all unused custom networks."""
+    from kernel.network import NetworkStore
+
+    if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
+                                       "container.\nAre you sure you want to continue?"):
+        return
+    store = NetworkStore(engine)
+    removed = []
+    for record in store.all():
+        if record.predefined or not _matches(record, filters) or store.endpoints(record.id):
+            continue
+        store.remove(record.id)
+        removed.append(record.name)
+    if removed:
+        click.echo("Deleted Networks:\n" + "\n".join(removed))
+
+
+@network.command("connect")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+@click.option("--alias", multiple=True, help="Add network-scoped alias for the container.")
+@click.option("--ip", default="", help="IPv4 address (e.g. 172.30.100.104).")
+@click.pass_obj
+def connect(engine, network_name, container, alias, ip):
+    """Connect a running container to a network."""
+    from kernel.network import connect as net_connect, sandbox_of
+    from kernel.errors import PalletError
+
+    record, sandbox = sandbox_of(engine, container)
+    if sandbox is None:
+        raise PalletError(f"container {record.name} is not running")
+    result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip)
+    _record_attachment(engine, record, result)
+
+
+def _record_attachment(engine, record, result) -> None:
+    from kernel.containers import ContainerStore
+
+    networks = dict(record.network.get("Networks", {}))
+    networks.update(result["Networks"])
+    record.network = {**record.network, "Networks": networks}
+    ContainerStore(engine).save(record)
+
+
+@network.command("disconnect")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+@click.option("--force", "-f", is_flag=True, help="Force the container to disconnect from a network.")
+@click.pass_obj
+def disconnect(engine, network_name, container, force):
+    """Disconnect a container from a network."""
+    from kernel.containers import ContainerStore
+    from kernel.errors import PalletError
+    from kernel.network import NetworkStore
+
+    store = NetworkStore(engine)
+    net = store.get(network_name)
+    record = ContainerStore(engine).get(container)
+    if not store.disconnect(record.id, net.id) and not force:
+        raise PalletError(f"container {record.id[:12]} is not connected to network {net.name}")
+    networks = {k: v for k, v in record.network.get("Networks", {}).items() if k != net.name}
+    record.network = {**record.network, "Networks": networks}
+    ContainerStore(engine).save(record)

@@ -1,0 +1,358 @@
+"""The image store under ``<root>/images``: blobs, image and layer records, tags; unpacking through the storage driver.
+
+Layout::
+
+    images/blobs/sha256/<hex>      manifests, indexes, configs, layer blobs (verified before visible)
+    images/records/images/<hex>    ImageRecord per image (hex of the config digest = image id)
+    images/records/layers/<hex>    LayerRecord per chain id
+    images/tags.json               {"docker.io/library/busybox:latest": "sha256:<image id>"}
+    images/lock                    flock held by every mutation
+
+A mutation runs in a :class:`Transaction`: blobs it adds and layers it unpacks are removed
+again if it fails, so a failed pull leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kernel.errors import Conflict, NotFound, PalletError
+from kernel.fsutil import atomic_write_json, locked
+from kernel.images import layers as layerlib
+from kernel.images import manifest as mf
+from kernel.images import reference as refs
+from kernel.images.blobs import BlobStore, DigestMismatch
+from kernel.images.records import ImageRecord, LayerRecord, read_image, read_layer, write_image, write_layer
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Transaction:
+    """What one mutation added, so it can be undone; blob writes go through it."""
+
+    def __init__(self, store: ImageStore):
+        self.store = store
+        self.new_blobs: list[str] = []
+        self.new_layers: list[str] = []
+
+    def has_blob(self, digest: str) -> bool:
+        return self.store.blobs.has(digest)
+
+    def ingest(self, chunks, expected: str | None = None, size: int | None = None, on_chunk=None,
+               on_open=None) -> str:
+        existed = expected is not None and self.store.blobs.has(expected)
+        digest = self.store.blobs.ingest(chunks, expected, size, on_chunk, on_open)
+        if not existed and digest not in self.new_blobs and (expected or not self._referenced(digest)):
+            self.new_blobs.append(digest)
+        return digest
+
+    def ingest_file(self, source, expected: str | None = None, size: int | None = None, on_chunk=None) -> str:
+        return self.ingest(iter(lambda: source.read(1 << 20), b""), expected, size, on_chunk)
+
+    def put_bytes(self, data: bytes, expected: str | None = None) -> str:
+        return self.ingest([data], expected, len(data) if expected else None)
+
+    def _referenced(self, digest: str) -> bool:
+        return digest in self.store.live_blobs()
+
+    def rollback(self) -> None:
+        store = self.store
+        for chain_id in reversed(self.new_layers):
+            with contextlib.suppress(Exception):
+                store.driver.remove(layerlib.layer_id(chain_id))
+            with contextlib.suppress(FileNotFoundError):
+                store.layer_path(chain_id).unlink()
+        for digest in self.new_blobs:
+            store.blobs.remove(digest)
+
+
+class ImageStore:
+    """Images of one pallet root. ``resolve``, ``ensure_layers`` and ``commit`` are the containers room's API."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.root = Path(engine.root) / "images"
+        self.blobs = BlobStore(self.root)
+        self.images_dir = self.root / "records" / "images"
+        self.layers_dir = self.root / "records" / "layers"
+        self.tags_path = self.root / "tags.json"
+        self.lock_path = self.root / "lock"
+        self._lock_depth = 0
+
+    @property
+    def driver(self):
+        return self.engine.storage
+
+    # --- locking and transactions -------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self):
+        """Exclusive store lock; re-entrant within this object."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with locked(self.lock_path):
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self.locked():
+            txn = Transaction(self)
+            try:
+                yield txn
+            except BaseException:
+                txn.rollback()
+                raise
+
+    # --- paths and reading --------------------------------------------------------------
+    def image_path(self, image_id: str) -> Path:
+        return self.images_dir / image_id.split(":", 1)[1]
+
+    def layer_path(self, chain_id: str) -> Path:
+        return self.layers_dir / chain_id.split(":", 1)[1]
+
+    def tags(self) -> dict[str, str]:
+        try:
+            return json.loads(self.tags_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_tags(self, tags: dict[str, str]) -> None:
+        atomic_write_json(self.tags_path, dict(sorted(tags.items())))
+
+    def load(self, image_id: str, tags: dict[str, str] | None = None) -> ImageRecord:
+        try:
+            record = read_image(self.image_path(image_id))
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {image_id}") from None
+        tags = self.tags() if tags is None else tags
+        record.repo_tags = sorted(refs.parse(name).familiar() for name, iid in tags.items() if iid == record.id)
+        record.config = json.loads(self.blobs.read(record.id))
+        return record
+
+    def all(self) -> list[ImageRecord]:
+        if not self.images_dir.is_dir():
+            return []
+        tags = self.tags()
+        result = []
+        for path in self.images_dir.iterdir():
+            if len(path.name) == 64:
+                with contextlib.suppress(FileNotFoundError):
+                    result.append(self.load("sha256:" + path.name, tags))
+        return sorted(result, key=lambda r: r.added, reverse=True)
+
+    def layer(self, chain_id: str) -> LayerRecord:
+        try:
+            return read_layer(self.layer_path(chain_id))
+        except FileNotFoundError:
+            raise PalletError(f"layer {chain_id} is not in the image store") from None
+
+    def resolve(self, ref_or_id: str) -> ImageRecord:
+        """The image a user names by reference (``busybox``, ``x@sha256:…``) or id / unique id prefix."""
+        tags = self.tags()
+        try:
+            ref = refs.parse(ref_or_id)
+        except PalletError:
+            ref = None
+        if ref is not None and ref.digest is None and str(ref) in tags:
+            return self.load(tags[str(ref)], tags)
+        if ref is not None and ref.digest:
+            for record in self.all():
+                if f"{ref.name}@{ref.digest}" in record.repo_digests:
+                    return record
+        if refs.looks_like_id(ref_or_id):
+            hex_part = ref_or_id.removeprefix("sha256:")
+            matches = [p.name for p in self.images_dir.glob(hex_part + "*")] if self.images_dir.is_dir() else []
+            if len(matches) == 1:
+                return self.load("sha256:" + matches[0], tags)
+            if len(matches) > 1:
+                raise Conflict(f"image id prefix {ref_or_id} is ambiguous ({len(matches)} images)")
+        raise NotFound(f"No such image: {ref_or_id}")
+
+    def live_blobs(self) -> set[str]:
+        """Every blob a stored image needs: manifests, indexes, configs and layer blobs."""
+        live: set[str] = set()
+        for path in (self.images_dir.iterdir() if self.images_dir.is_dir() else ()):
+            with contextlib.suppress(FileNotFoundError, PalletError):
+                record = read_image(path)
+                live.update({record.id, record.manifest_digest})
+                if record.index_digest:
+                    live.add(record.index_digest)
+                for layer in mf.parse_manifest(self.blobs.read(record.manifest_digest)).layers:
+                    live.add(layer.digest)
+        return live
+
+    # --- adding images ------------------------------------------------------------------
+    def add_image(self, txn: Transaction, manifest_digest: str, names: list[refs.Reference] = (),
+                  index_digest: str | None = None, repo_digest_names: list[str] = (), ready=None,
+                  progress=None) -> ImageRecord:
+        """Register the image whose manifest blob (and config and layer blobs) ``txn`` stored; unpack it; tag it.
+
+        ``ready(index)``, when given, is called before layer ``index`` is used. It returns
+        None once the layer's blob is stored, or a stream of the blob still being downloaded
+        (read to its end only after the download verified it), so unpacking overlaps downloads.
+        """
+        manifest = mf.parse_manifest(self.blobs.read(manifest_digest))
+        if not self.blobs.has(manifest.config.digest):
+            raise PalletError(f"manifest {manifest_digest} references missing config blob {manifest.config.digest}")
+        config = mf.load_json(self.blobs.read(manifest.config.digest), "image config")
+        diff_ids = mf.config_diff_ids(config)
+        if len(diff_ids) != len(manifest.layers):
+            raise PalletError(f"image config lists {len(diff_ids)} layers but the manifest has {len(manifest.layers)}")
+        chains = layerlib.chain_ids(diff_ids)
+        total = 0
+        for index, (descriptor, diff_id, chain_id) in enumerate(zip(manifest.layers, diff_ids, chains)):
+            source = ready(index) if ready else None
+            if source is None and not self.blobs.has(descriptor.digest) and not self.layer_path(chain_id).exists():
+                raise PalletError(f"manifest {manifest_digest} references missing blob {descriptor.digest}")
+            parent = chains[index - 1] if index else None
+            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent, progress, source).size
+        image_id = manifest.config.digest
+        previous = self.image_path(image_id).exists()
+        record = read_image(self.image_path(image_id)) if previous else ImageRecord(
+            id=image_id, manifest_digest=manifest_digest, manifest_media_type=manifest.media_type,
+            layers=chains, created=str(config.get("created") or ""), size=total, added=now_rfc3339())
+        record.manifest_digest, record.manifest_media_type = manifest_digest, manifest.media_type
+        record.index_digest = index_digest or record.index_digest
+        for name in repo_digest_names:
+            entry = f"{name}@{index_digest or manifest_digest}"
+            if entry not in record.repo_digests:
+                record.repo_digests.append(entry)
+        write_image(self.image_path(image_id), record)
+        if names:
+            tags = self.tags()
+            tags.update({str(name): image_id for name in names if name.tag})
+            self._write_tags(tags)
+        return self.load(image_id)
+
+    def _register_layer(self, txn: Transaction, descriptor: mf.Descriptor, diff_id: str, chain_id: str,
+                        parent: str | None, progress=None, source=None) -> LayerRecord:
+        path = self.layer_path(chain_id)
+        if path.exists():
+            existing = read_layer(path)
+            if self.driver.exists(layerlib.layer_id(chain_id)):
+                return existing
+        record = LayerRecord(chain_id, diff_id, parent, descriptor.digest, descriptor.media_type,
+                             descriptor.size, 0)
+        if path.exists() and not self.blobs.has(descriptor.digest) and source is None:
+            record = existing
+        key = descriptor.digest.split(":", 1)[1][:12]
+        if progress:
+            progress.finish(key, "Extracting")
+        record.size = self._unpack(txn, record, source)
+        write_layer(path, record)
+        if progress:
+            progress.finish(key, "Pull complete")
+        return record
+
+    def _unpack(self, txn: Transaction, record: LayerRecord, source=None) -> int:
+        """Apply the layer's blob (or ``source``, its bytes still arriving) through the storage driver.
+
+        The diff id is checked; returns the layer's uncompressed size.
+        """
+        driver = self.driver
+        lid = layerlib.layer_id(record.chain_id)
+        if driver.exists(lid):
+            driver.remove(lid)   # left over by an interrupted unpack: nothing records it
+        parent = layerlib.layer_id(record.parent) if record.parent else None
+        compression = mf.LAYER_COMPRESSION.get(record.media_type)
+        blob_path = self.blobs.path(record.blob)
+        if source is None and not blob_path.exists():
+            raise PalletError(f"blob {record.blob} of layer {record.chain_id} is missing from the image store")
+        txn.new_layers.append(record.chain_id)
+        with layerlib.uncompressed(source or blob_path, compression) as stream:
+            reader = layerlib.HashingReader(stream)
+            driver.apply_diff(lid, parent, reader)
+            reader.drain()
+        if reader.digest != record.diff_id:
+            raise DigestMismatch(f"layer {record.blob} does not match its diff id: expected {record.diff_id}, "
+                                 f"got {reader.digest}")
+        return reader.count
+
+    def ensure_layers(self, record: ImageRecord) -> str | None:
+        """Unpack every layer of ``record`` missing from the current storage driver; return the top layer id."""
+        if not record.layers:
+            return None
+        driver = self.driver
+        if all(driver.exists(layerlib.layer_id(c)) for c in record.layers):
+            return record.top_layer
+        with self.transaction() as txn:
+            for chain_id in record.layers:
+                if not driver.exists(layerlib.layer_id(chain_id)):
+                    self._unpack(txn, self.layer(chain_id))
+        return record.top_layer
+
+    # --- tags and removal ---------------------------------------------------------------
+    def add_repo_digest(self, image_id: str, entry: str) -> None:
+        """Remember that ``entry`` (``NAME@DIGEST``) names this image, as ``docker push`` does."""
+        with self.locked():
+            record = read_image(self.image_path(image_id))
+            if entry not in record.repo_digests:
+                record.repo_digests.append(entry)
+                write_image(self.image_path(image_id), record)
+
+    def tag(self, source: str, target: str) -> ImageRecord:
+        record = self.resolve(source)
+        ref = refs.parse(target)
+        if ref.digest:
+            raise PalletError(f'refusing to create a tag with a digest reference: "{target}"')
+        with self.locked():
+            tags = self.tags()
+            tags[str(ref)] = record.id
+            self._write_tags(tags)
+        return record
+
+    def untag(self, name: str) -> str | None:
+        """Remove the tag ``name``; return the image id it pointed at, or None."""
+        with self.locked():
+            tags = self.tags()
+            image_id = tags.pop(str(refs.parse(name)), None)
+            if image_id:
+                self._write_tags(tags)
+            return image_id
+
+    def remove(self, image_id: str) -> list[str]:
+        """Delete an image record, its tags, and the layers and blobs no other image needs; return deleted ids."""
+        with self.locked():
+            record = self.load(image_id)
+            tags = {k: v for k, v in self.tags().items() if v != record.id}
+            self._write_tags(tags)
+            self.image_path(record.id).unlink()
+            live_layers = {c for other in self.all() for c in other.layers}
+            deleted = [record.id]
+            for chain_id in reversed(record.layers):
+                if chain_id in live_layers:
+                    continue
+                with contextlib.suppress(PalletError):
+                    self.driver.remove(layerlib.layer_id(chain_id))
+                with contextlib.suppress(FileNotFoundError):
+                    self.layer_path(chain_id).unlink()
+                deleted.append(chain_id)
+            self.collect_blobs()
+            return deleted
+
+    def collect_blobs(self) -> None:
+        live = self.live_blobs()
+        for path in self.layers_dir.iterdir() if self.layers_dir.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                live.add(read_layer(path).blob)
+        for digest in self.blobs.digests() - live:
+            self.blobs.remove(digest)
+        if self.blobs.tmp.is_dir():
+            for leftover in self.blobs.tmp.iterdir():
+                with contextlib.suppress(OSError):
+                    if leftover.stat().st_mtime < datetime.now().timestamp() - 3600:
+                        os.unlink(leftover)

@@ -1,0 +1,37 @@
+"""Choose the transport a reference names (``docker://``, ``oci:``, ``docker-archive:``, ``dir:``) and run pulls/pushes."""
+
+from __future__ import annotations
+
+from kernel.errors import PalletError
+
+
+def split(engine, text: str) -> tuple[str, str]:
+    """``("docker", "busybox")`` for ``busybox`` or ``docker://busybox``; ``("oci", "/p:tag")`` for ``oci:/p:tag``."""
+    if text.startswith("docker://"):
+        return "docker", text[len("docker://"):]
+    name, sep, location = text.partition(":")
+    if sep and "/" not in name and name in engine.plugins.names("registry") and name != "docker":
+        return name, location
+    return "docker", text
+
+
+def transport(engine, name: str, options: dict):
+    record = engine.plugins.driver("registry", name)
+    if not record.cls.implemented:
+        raise record.cls.not_implemented(name, "see the images issue")
+    availability = record.availability()
+    if not availability.available:
+        raise PalletError(f'transport "{name}" is unavailable on this host: {availability.reason}')
+    return record.cls({**options, "engine": engine})
+
+
+def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True):
+    """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this)."""
+    from kernel.images import ImageStore
+
+    kind, location = split(engine, name)
+    driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    store = ImageStore(engine)
+    image_id = driver.pull(location, store, progress)
+    engine.plugins.broadcast("pallet_image_pulled", reference=location, image_id=image_id)
+    return store.load(image_id)

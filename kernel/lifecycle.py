@@ -1,0 +1,501 @@
+"""Container lifecycle shared by the CLI and the monitor: create, prepare a bundle, start, finish, remove."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernel import procs
+from kernel.containers import ContainerRecord, ContainerStore, new_container_id
+from kernel.errors import Conflict, NotImplementedYet, PalletError
+from kernel.fsutil import atomic_write_json
+
+MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
+EXIT_FILE = "exit-code"           # in the run dir: written by the log pump the moment the process is reaped
+
+
+@dataclass
+class CreateRequest:
+    """What ``create``/``run`` were asked for, already parsed by :mod:`kernel.runopts`."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str = ""
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    tty: bool = False
+    stdin_open: bool = False
+    labels: dict = field(default_factory=dict)
+    network: str = ""
+    port_specs: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    host_config: dict = field(default_factory=dict)
+
+
+def image_store(engine):
+    try:
+        from kernel.images import ImageStore
+    except ImportError:
+        raise NotImplementedYet("the image store is not available in this build of pallet") from None
+    return ImageStore(engine)
+
+
+def runtime_for(engine, record: ContainerRecord):
+    name = record.runtime or "pallet"
+    driver = engine.plugins.driver("runtime", name)
+    availability = driver.availability()
+    if not availability.available:
+        raise PalletError(f'runtime "{name}" is unavailable on this host: {availability.reason}')
+    if not driver.cls.implemented:
+        raise driver.cls.not_implemented(name, "see the runtime issue")
+    return driver.cls(Path(engine.run_root) / "runtime" / name)
+
+
+def default_network(engine) -> str:
+    """``[containers] default_network`` from the config, else ``bridge`` once a bridge driver is
+    implemented, else ``none`` (documented in ``run --help``)."""
+    configured = engine.config.section("containers").get("default_network")
+    if configured:
+        return configured
+    record = engine.plugins.drivers.get("network", {}).get("bridge")
+    if record is not None and record.cls.implemented:
+        with contextlib.suppress(ImportError):
+            import kernel.network  # noqa: F401
+            return "bridge"
+    return "none"
+
+
+def create(engine, request: CreateRequest) -> ContainerRecord:
+    from kernel import runopts
+
+    engine.plugins.load("network")
+    image = image_store(engine).resolve(request.image)
+    image_config = (image.config or {}).get("config") or {}
+    network = request.network or default_network(engine)
+    check_network(engine, network)
+    cid = new_container_id()
+    if request.entrypoint is not None:
+        entrypoint = [request.entrypoint] if request.entrypoint else []
+        cmd = list(request.command)
+    else:
+        entrypoint = list(image_config.get("Entrypoint") or [])
+        cmd = list(request.command) or list(image_config.get("Cmd") or [])
+    hostname = request.hostname or (None if network == "host" else cid[:12]) or os.uname().nodename
+    config = {
+        "Hostname": hostname,
+        "User": request.user or image_config.get("User") or "",
+        "Env": runopts.merge_env(image_config.get("Env") or [], request.env),
+        "Cmd": cmd,
+        "Entrypoint": entrypoint,
+        "WorkingDir": request.workdir or image_config.get("WorkingDir") or "",
+        "Tty": request.tty,
+        "OpenStdin": request.stdin_open,
+        "Image": request.image,
+        "Labels": {**(image_config.get("Labels") or {}), **request.labels},
+        "StopSignal": request.host_config.pop("StopSignal", None) or image_config.get("StopSignal") or "SIGTERM",
+        "StopTimeout": request.host_config.pop("StopTimeout", None),
+        "ExposedPorts": image_config.get("ExposedPorts") or {},
+        "Volumes": image_config.get("Volumes") or {},
+    }
+    if not entrypoint and not cmd:
+        raise PalletError("No command specified")
+    ports = runopts.parse_ports(request.port_specs, request.publish_all, config["ExposedPorts"])
+    for spec_port in ports:
+        config["ExposedPorts"].setdefault(spec_port, {})
+    host_config = {**request.host_config, "NetworkMode": network, "PortBindings": ports,
+                   "PublishAllPorts": request.publish_all}
+    record = ContainerRecord(
+        id=cid, name=request.name, image_id=image.id, image_ref=request.image, created=time.time(),
+        network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
+        host_config=host_config, runtime=host_config.get("Runtime") or "pallet",
+    )
+    record.image_top_layer = image_store(engine).ensure_layers(image)
+    record.storage_driver = engine.storage_driver_name
+    store = ContainerStore(engine)
+    store.add(record)  # refuses a duplicate name before any layer exists
+    try:
+        engine.storage.create_rw(cid, record.image_top_layer)
+        record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [])
+        if record.anonymous_volumes:
+            store.save(record)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            engine.storage.remove(cid)
+        store.remove(cid)
+        raise
+    engine.plugins.broadcast("pallet_container_created", container=record)
+    return record
+
+
+def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
+    """``-v /path`` gets a fresh anonymous volume, named now so that ``rm -v`` can find it."""
+    wanted = [m for m in mounts if m["Type"] == "volume" and not m["Source"]]
+    if not wanted:
+        return []
+    store = volume_store(engine)
+    for mount in wanted:
+        mount["Source"] = store.create().name
+    return [m["Source"] for m in wanted]
+
+
+def volume_store(engine):
+    try:
+        from kernel.volumes import VolumeStore
+    except ImportError:
+        raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
+    return VolumeStore(engine)
+
+
+def check_network(engine, network: str) -> None:
+    if network.startswith("container:"):
+        raise NotImplementedYet("--network container:NAME is not implemented yet")
+    if network in ("none", "host"):
+        return
+    try:
+        from kernel.network import NetworkStore
+    except ImportError:
+        raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
+                                '(only "none" and "host" are)') from None
+    NetworkStore(engine).get(network)  # "network X not found" before anything is created
+
+
+# --- start --------------------------------------------------------------------------------
+
+def prepare(engine, record: ContainerRecord) -> Path:
+    """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
+    from kernel import sandbox, spec as specmod
+
+    store = ContainerStore(engine)
+    run_dir = store.run_dir(record.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        rootfs = mount_rootfs(engine, record)
+        mounts = resolve_mounts(engine, record, rootfs)
+        netns_path, net = None, {}
+        if record.network_mode not in ("none", "host"):
+            import kernel.network as network
+
+            netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
+            net = network.connect(engine, record, netns_path) or {}
+            record.network = {**net, "sandbox": netns_path}
+        etc = sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net)
+        workdir = record.config.get("WorkingDir")
+        if workdir:
+            from kernel.rootpath import resolve_in_root
+            resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
+        spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
+        specmod.finalize_spec(engine, spec, record)
+        atomic_write_json(run_dir / "config.json", spec, durable=False)
+    except BaseException:
+        release(engine, record)
+        raise
+    return run_dir
+
+
+def mount_rootfs(engine, record: ContainerRecord) -> Path:
+    mark = ContainerStore(engine).run_dir(record.id) / MOUNTED_MARK
+    rootfs = Path(engine.storage.get(record.id))
+    mark.touch()
+    return rootfs
+
+
+def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
+    from kernel.spec import user_mount
+
+    host = record.host_config
+    result = []
+    for target, options in (host.get("Tmpfs") or {}).items():
+        result.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec"] + ([o for o in options.split(",") if o] or [])})
+    for mount in host.get("Mounts") or []:
+        if mount["Type"] == "volume":
+            result.append(user_mount(mount, str(_mount_volume(engine, record, mount, rootfs))))
+        else:
+            if mount["Type"] == "bind" and mount.get("CreateSource"):
+                Path(mount["Source"]).mkdir(parents=True, exist_ok=True)
+            result.append(user_mount(mount))
+    return result
+
+
+def _mount_volume(engine, record: ContainerRecord, mount: dict, rootfs: Path) -> Path:
+    host_path, created_empty = volume_store(engine).mount(mount["Source"], record.id)
+    if created_empty and not mount.get("NoCopy"):
+        from kernel.rootpath import resolve_in_root
+        source = resolve_in_root(rootfs, mount["Target"])
+        if source.is_dir():
+            shutil.copytree(source, host_path, symlinks=True, dirs_exist_ok=True)
+    return Path(host_path)
+
+
+def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_socket=None) -> int:
+    """Run the bundle; the caller must already be the subreaper. Marks the record running."""
+    runtime = runtime_for(engine, record)
+    pid = runtime.run(record.id, bundle, stdio, console_socket)
+    record = ContainerStore(engine).update(
+        record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
+        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
+        monitor_start_time=procs.start_time(os.getpid()), network=record.network)
+    with contextlib.suppress(FileNotFoundError):
+        (ContainerStore(engine).run_dir(record.id) / EXIT_FILE).unlink()
+    engine.plugins.broadcast("pallet_container_started", container=record)
+    return pid
+
+
+def start_error_code(exc: BaseException) -> int | None:
+    """Docker's 125/126/127 when the runtime could not start the command (it raises with the code)."""
+    if getattr(exc, "exit_code", None) in (125, 126, 127):
+        return exc.exit_code
+    text = str(exc).lower()
+    if "not found" in text or "no such file" in text:
+        return 127
+    if "permission denied" in text or "exec format" in text or "is a directory" in text:
+        return 126
+    return None
+
+
+# --- stop ---------------------------------------------------------------------------------
+
+def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
+    """After the container's process was reaped: record the exit, release resources, honour --rm."""
+    oom = oom_killed(record)
+    store = ContainerStore(engine)
+    release(engine, record)
+    changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
+                   monitor_pid=0)
+    if record.host_config.get("AutoRemove"):
+        for key, value in changes.items():  # about to be removed: no point writing it first
+            setattr(record, key, value)
+    else:
+        try:
+            record = store.update(record.id, **changes)
+        except PalletError:
+            return record  # removed meanwhile (rm -f)
+    engine.plugins.broadcast("pallet_container_stopped", container=record, exit_code=exit_code)
+    if record.host_config.get("AutoRemove"):
+        remove(engine, record, volumes=True)
+    return record
+
+
+def container_cgroup(record: ContainerRecord):
+    """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
+    from kernel.runtime.cgroups import Cgroup
+    from kernel.spec import cgroups_path
+
+    return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})
+
+
+def oom_killed(record: ContainerRecord) -> bool:
+    return container_cgroup(record).oom_killed()
+
+
+def release(engine, record: ContainerRecord) -> None:
+    """Undo ``prepare``: runtime state and cgroup, network, volumes, rootfs mount. Idempotent."""
+    from kernel import sandbox
+
+    store = ContainerStore(engine)
+    errors = []
+    with contextlib.suppress(PalletError):
+        runtime = runtime_for(engine, record)
+        try:
+            runtime.delete(record.id, force=True)
+        except Exception as exc:
+            errors.append(f"runtime: {exc}")
+    if record.network_mode not in ("none", "host"):
+        with contextlib.suppress(ImportError):
+            import kernel.network as network
+            try:
+                network.disconnect(engine, record)
+            except Exception as exc:
+                errors.append(f"network: {exc}")
+    try:
+        sandbox.remove_sandbox(engine.run_root, record.id)
+    except PalletError as exc:
+        errors.append(str(exc))
+    for mount in record.host_config.get("Mounts") or []:
+        if mount["Type"] == "volume":
+            with contextlib.suppress(ImportError):
+                from kernel.volumes import VolumeStore
+                try:
+                    VolumeStore(engine).unmount(mount["Source"], record.id)
+                except Exception as exc:
+                    errors.append(f"volume {mount['Source']}: {exc}")
+    mark = store.run_dir(record.id) / MOUNTED_MARK
+    if mark.exists():
+        try:
+            engine.storage.put(record.id)
+            mark.unlink()
+        except Exception as exc:
+            errors.append(f"rootfs: {exc}")
+    if errors:
+        raise PalletError(f"cleaning up container {record.short_id}: " + "; ".join(errors))
+
+
+def monitor_alive(record: ContainerRecord) -> bool:
+    return record.monitor_pid != os.getpid() and procs.alive(record.monitor_pid, record.monitor_start_time)
+
+
+def refresh(engine, record: ContainerRecord) -> ContainerRecord:
+    """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
+
+    While a live monitor is still recording the exit, the code it published is shown without
+    writing; with no monitor left the record is corrected on disk (code 255 if none was published).
+    """
+    if record.status not in ("running", "paused") or procs.alive(record.pid, record.pid_start_time):
+        return record
+    store = ContainerStore(engine)
+    published = None
+    with contextlib.suppress(OSError, ValueError):
+        published = int((store.run_dir(record.id) / EXIT_FILE).read_text())
+    if monitor_alive(record):
+        record.status, record.exit_code = "exited", published if published is not None else record.exit_code
+        return record
+    with contextlib.suppress(PalletError):
+        fresh = store.load(record.id)
+        if fresh.status not in ("running", "paused"):
+            return fresh
+        return store.update(record.id, status="exited", exit_code=255 if published is None else published,
+                            pid=0, monitor_pid=0, finished_at=time.time())
+    return record
+
+
+def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:
+    from kernel.runopts import parse_signal
+
+    record = refresh(engine, record)
+    if not record.running:
+        return record
+    if timeout is None:
+        timeout = record.config.get("StopTimeout")
+        timeout = 10 if timeout is None else timeout
+    kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
+    if wait_stopped(engine, record, timeout):
+        return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
+    kill(engine, record, 9)
+    wait_stopped(engine, record, 30)
+    try:
+        return ContainerStore(engine).load(record.id)
+    except PalletError:
+        return record
+
+
+def kill(engine, record: ContainerRecord, sig: int) -> None:
+    if not procs.alive(record.pid, record.pid_start_time):
+        raise Conflict(f"Container {record.id} is not running")
+    try:
+        runtime_for(engine, record).kill(record.id, sig)
+    except Exception:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, sig)
+    if record.status == "paused" and sig in (9, 15):
+        with contextlib.suppress(Exception):
+            runtime_for(engine, record).resume(record.id)
+
+
+def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
+    """Wait until the process is gone and its exit is recorded on disk (by the monitor, or here if it died)."""
+    deadline = time.monotonic() + timeout
+    store = ContainerStore(engine)
+    delay = 0.005
+    while time.monotonic() < deadline:
+        if not procs.alive(record.pid, record.pid_start_time):
+            try:
+                fresh = store.load(record.id)
+            except PalletError:
+                return True
+            if fresh.status not in ("running", "paused"):
+                return True
+            if not monitor_alive(fresh):
+                refresh(engine, fresh)
+                return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return False
+
+
+def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+    store = ContainerStore(engine)
+    record = refresh(engine, record)
+    if record.running:
+        if not force:
+            raise Conflict(f"You cannot remove a running container {record.id}. "
+                           "Stop the container before attempting removal or force remove")
+        kill(engine, record, 9)
+    if record.running or monitor_alive(record):
+        wait_stopped(engine, record, 30)  # let the monitor finish its own clean-up first
+        with contextlib.suppress(PalletError):
+            record = store.load(record.id)
+    release(engine, record)
+    engine.storage.remove(record.id)
+    if volumes and record.anonymous_volumes:
+        for name in record.anonymous_volumes:
+            try:
+                volume_store(engine).remove(name, force=True, ignore_container=record.id)
+            except PalletError as exc:
+                print(f"pallet: warning: volume {name} kept: {exc}", file=sys.stderr)
+    if store.dir(record.id).exists():
+        store.remove(record.id)
+        engine.plugins.broadcast("pallet_container_removed", container=record)
+
+
+def inspect(engine, record: ContainerRecord) -> dict:
+    """Docker's ``inspect`` shape, derived from the record."""
+    from datetime import datetime, timezone
+
+    def iso(ts):
+        if not ts:
+            return "0001-01-01T00:00:00Z"
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    store = ContainerStore(engine)
+    config = record.config
+    return {
+        "Id": record.id,
+        "Created": iso(record.created),
+        "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
+        "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
+        "State": {
+            "Status": record.status, "Running": record.status in ("running", "paused"),
+            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
+            "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
+            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
+            "FinishedAt": iso(record.finished_at),
+        },
+        "Image": record.image_id,
+        "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),
+        "HostnamePath": str(store.run_dir(record.id) / "hostname"),
+        "HostsPath": str(store.run_dir(record.id) / "hosts"),
+        "LogPath": str(store.log_path(record.id)),
+        "Name": "/" + record.name,
+        "RestartCount": record.restart_count,
+        "Driver": record.storage_driver,
+        "Platform": "linux",
+        "HostConfig": record.host_config,
+        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
+                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
+        "Config": {**config, "Labels": record.labels},
+        "NetworkSettings": network_settings(record),
+    }
+
+
+def network_settings(record: ContainerRecord) -> dict:
+    net = record.network or {}
+    return {
+        "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
+        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
+        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
+        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
+    }
+
+
+def bundle_config(engine, record: ContainerRecord) -> dict:
+    path = ContainerStore(engine).run_dir(record.id) / "config.json"
+    return json.loads(path.read_text())

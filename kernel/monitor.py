@@ -1,0 +1,219 @@
+"""Watch a container's process: the foreground CLI for ``run``, or a small detached monitor for ``run -d``.
+
+The detached monitor is a double-forked copy of the CLI process (no new interpreter before
+the start, so ``run -d`` stays fast). It becomes the child subreaper, starts the container
+through the runtime and tells the CLI the outcome over a pipe. Then it ``execve``s into
+:mod:`kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
+memory; when the container exits that process records the exit code and OOM kill, fires the
+lifecycle hooks and honours ``--rm`` (:func:`after_exit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from kernel import lifecycle, procs
+from kernel.containers import ContainerStore
+from kernel.errors import PalletError
+from kernel.fsutil import atomic_write_json
+from kernel.stdio import ConsoleSocket, JsonLog, pump, raw_terminal
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _start_failed(engine, record, exc: BaseException) -> int:
+    """A start the runtime refused: release everything; return Docker's 126/127 or re-raise."""
+    code = lifecycle.start_error_code(exc)
+    with contextlib.suppress(Exception):
+        lifecycle.release(engine, record)
+    store = ContainerStore(engine)
+    with contextlib.suppress(PalletError):
+        store.update(record.id, status="created" if code is None else "exited",
+                     exit_code=code if code is not None else 128, pid=0, monitor_pid=0)
+    if record.host_config.get("AutoRemove"):
+        with contextlib.suppress(Exception):
+            lifecycle.remove(engine, store.load(record.id))
+    return code
+
+
+# --- foreground ---------------------------------------------------------------------------
+
+def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
+    """Run the container with this process as its (sub)reaper; stream its output; return its exit code."""
+    store = ContainerStore(engine)
+    procs.set_subreaper()
+    target = {"pid": 0}
+
+    def forward(signum, _frame):
+        if target["pid"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target["pid"], signum)
+
+    tty_mode = bool(record.config.get("Tty"))
+    if not tty_mode:
+        for signum in FORWARDED:
+            signal.signal(signum, forward)
+    console = ConsoleSocket() if tty_mode else None
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    keep_log = not record.host_config.get("AutoRemove")
+    pipes = {}
+    try:
+        if tty_mode:
+            stdio = (devnull, devnull, devnull)
+        elif keep_log:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            pipes = {out_r: "stdout", err_r: "stderr"}
+            stdio = (0 if interactive else devnull, out_w, err_w)
+        else:
+            stdio = (0 if interactive else devnull, 1, 2)  # nothing to log: hand over our own streams
+        try:
+            pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
+        except PalletError as exc:
+            code = _start_failed(engine, record, exc)
+            if code is None:
+                raise
+            print(f"Error: {exc}", file=sys.stderr)
+            return code
+        target["pid"] = pid
+        for fd in (stdio[1], stdio[2]) if pipes else ():
+            os.close(fd)
+        log = JsonLog(store.log_path(record.id)) if keep_log else None
+        if tty_mode:
+            master = console.receive_master()
+            with raw_terminal(master) if interactive else contextlib.nullcontext():
+                pump(pid, {master: "stdout"}, log, {"stdout": 1}, stdin_to=master if interactive else None)
+            os.close(master)
+        elif pipes:
+            pump(pid, pipes, log, {"stdout": 1, "stderr": 2})
+        code = procs.wait_for(pid)
+        if log is not None:
+            log.close()
+    finally:
+        os.close(devnull)
+        for fd in pipes:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if console:
+            console.close()
+    lifecycle.finish(engine, store.load(record.id), code)
+    return code
+
+
+# --- detached -----------------------------------------------------------------------------
+
+def spawn(engine, record, bundle: Path) -> None:
+    """Double-fork a monitor that starts the container; return once it runs (or raise why it did not)."""
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        code = 0
+        try:
+            os.close(status_r)
+            os.setsid()
+            if os.fork() == 0:
+                _monitor(engine, record, bundle, status_w)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(status_w)
+    os.waitpid(child, 0)
+    with os.fdopen(status_r, "rb") as handle:
+        raw = handle.read()
+    try:
+        message = json.loads(raw or b"{}")
+    except ValueError:
+        message = {}
+    if "pid" in message:
+        return
+    if message.get("code") is not None:
+        raise PalletError(message.get("error") or "container failed to start", exit_code=message["code"])
+    raise PalletError(message.get("error") or "the container monitor exited before starting the container")
+
+
+def _monitor(engine, record, bundle: Path, status_w: int) -> None:
+    """The monitor process: start the container, report to the CLI, then become the light log pump."""
+    store = ContainerStore(engine)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    errors = os.open(bundle / "monitor.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    for fd, target in ((0, devnull), (1, devnull), (2, errors)):
+        os.dup2(target, fd)
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_IGN)
+    procs.set_subreaper()
+    tty_mode = bool(record.config.get("Tty"))
+    console = ConsoleSocket() if tty_mode else None
+    keep = []
+    stdin_r = None
+    if record.config.get("OpenStdin"):
+        stdin_r, stdin_w = os.pipe()  # held open so `-di` shells wait for input, as Docker's do
+        keep.append(stdin_w)
+    if tty_mode:
+        stdio, sources = (devnull, devnull, devnull), {}
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdio, sources = (stdin_r if stdin_r is not None else devnull, out_w, err_w), {out_r: "stdout", err_r: "stderr"}
+    try:
+        pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
+    except BaseException as exc:
+        failed = _start_failed(engine, record, exc) if isinstance(exc, PalletError) else None
+        os.write(status_w, json.dumps({"error": str(exc), "code": failed}).encode())
+        os._exit(1)
+    os.write(status_w, json.dumps({"pid": pid}).encode())
+    os.close(status_w)
+    try:
+        if tty_mode:
+            sources = {console.receive_master(): "stdout"}
+            console.close()
+        else:
+            os.close(out_w)
+            os.close(err_w)
+        if stdin_r is not None:
+            os.close(stdin_r)
+        for fd in [*sources, *keep]:
+            os.set_inheritable(fd, True)
+        params = bundle / "monitor.json"
+        config = engine.config
+        atomic_write_json(params, {
+            "id": record.id, "root": str(config.root), "run_root": str(config.run_root),
+            "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
+            "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
+        }, durable=False)
+        script = Path(__file__).with_name("logpump.py")
+        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
+                                  str(store.log_path(record.id)), str(params),
+                                  *(f"{fd}:{stream}" for fd, stream in sources.items())])
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        exit_code = procs.wait_for(pid)
+        lifecycle.finish(engine, store.load(record.id), exit_code)
+    finally:
+        os._exit(1)
+
+
+def after_exit(params_path: str, exit_code: int) -> None:
+    """Called by the log pump once the container has exited: record it, clean up, honour --rm."""
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    params = json.loads(Path(params_path).read_text())
+    config_path = params["config_path"] if Path(params["config_path"]).exists() else None
+    engine = Engine(Config.load(params["root"], params["run_root"], config_path,
+                                params["storage_driver"], params["storage_opts"]))
+    engine.plugins.load("storage", "network", "security", "runtime")
+    try:
+        record = ContainerStore(engine).load(params["id"])
+    except PalletError:
+        return  # removed meanwhile (rm -f already cleaned up)
+    lifecycle.finish(engine, record, exit_code)

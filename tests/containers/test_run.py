@@ -1,0 +1,145 @@
+"""``pallet run``: the main job, what a default container looks like inside, and run's flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from tests.containers.conftest import container_ids, record
+
+
+def test_run_rm_echo_hello_prints_hello_and_leaves_no_container(bb):
+    (bb.root.parent / "pallet.toml").write_text("")  # the real default network
+    result = bb("run", "--rm", "busybox", "echo", "hello")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", ""), result.stderr
+    assert container_ids(bb.root) == []
+    netns = bb.run_root / "netns"
+    assert not netns.exists() or os.listdir(netns) == []
+
+
+def test_default_container_is_confined_like_dockers(bb):
+    script = ("echo pid=$$; hostname; grep -E '^(CapEff|Seccomp):' /proc/self/status; "
+              "echo kcore=$(cat /proc/kcore 2>/dev/null | wc -c); "
+              "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-denied")
+    result = bb("run", "--name", "conf", "busybox", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    cid = record(bb, "conf")["Id"]
+    assert lines[0] == "pid=1"
+    assert lines[1] == cid[:12]
+    assert "CapEff:\t00000000a80425fb" in lines
+    assert "Seccomp:\t2" in lines
+    assert "kcore=0" in lines
+    assert "mount-denied" in lines
+
+
+def test_exit_code_of_run_is_the_containers(bb):
+    assert bb("run", "--rm", "busybox", "sh", "-c", "exit 42").returncode == 42
+
+
+def test_env_workdir_user_entrypoint_and_hostname_flags(bb, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=1\nOVER=file\n")
+    result = bb("run", "--rm", "-e", "A=b c", "--env-file", str(env_file), "-e", "OVER=flag", "-w", "/work/dir",
+                "-u", "nobody", "-h", "myhost", "--entrypoint", "sh", "busybox", "-c",
+                'echo "$A|$FROM_FILE|$OVER|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b c|1|flag|/work/dir|65534:65534|myhost|myhost\n"
+    numeric = bb("run", "--rm", "-u", "1234:55", "busybox", "sh", "-c", "echo $(id -u):$(id -g)")
+    assert numeric.stdout == "1234:55\n"
+
+
+def test_bind_mounts_read_only_and_read_write_and_tmpfs(bb, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("from host\n")
+    result = bb("run", "--rm", "-v", f"{data}:/data", "-v", f"{data}:/ro:ro", "--tmpfs", "/scratch",
+                "--mount", f"type=bind,source={data},target=/m,readonly", "busybox", "sh", "-c",
+                "cat /data/in.txt; echo new > /data/out.txt; touch /ro/x 2>/dev/null || echo ro-denied; "
+                "touch /m/x 2>/dev/null || echo m-denied; grep ' /scratch ' /proc/mounts | cut -d' ' -f3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from host\nro-denied\nm-denied\ntmpfs\n"
+    assert (data / "out.txt").read_text() == "new\n"
+
+
+def test_read_only_rootfs(bb):
+    result = bb("run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x 2>/dev/null || echo denied")
+    assert result.stdout == "denied\n"
+
+
+def test_network_none_has_only_loopback_and_host_shares_the_hosts(bb):
+    none = bb("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert none.stdout.split() == ["lo"]
+    before = os.listdir("/sys/class/net")
+    host = bb("run", "--rm", "--network", "host", "busybox", "sh", "-c", "hostname; ls /sys/class/net")
+    lines = host.stdout.split()
+    assert lines[0] == socket.gethostname()
+    # Other tests create links meanwhile: compare with what existed both before and after.
+    assert set(before) & set(os.listdir("/sys/class/net")) <= set(lines[1:])
+
+
+def test_unknown_network_is_refused_before_anything_is_created(bb):
+    result = bb("run", "--rm", "--network", "nosuchnet", "busybox", "true")
+    assert result.returncode == 1
+    assert result.error_lines == ["Error: network nosuchnet not found"]
+    assert container_ids(bb.root) == []
+
+
+def test_memory_limit_oom_kill_is_137_and_reported(bb):
+    result = bb("run", "--name", "oom", "-m", "32m", "busybox", "sh", "-c",
+                "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived")
+    assert result.returncode == 137
+    state = record(bb, "oom")["State"]
+    assert state["OOMKilled"] is True and state["ExitCode"] == 137
+
+
+def test_pids_limit_stops_a_fork_bomb(bb):
+    bomb = "n=0; while true; do sleep 30 & n=$((n+1)); echo $n; done"
+    result = bb("run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", bomb, timeout=60)
+    assert "can't fork" in result.stderr
+    assert int(result.stdout.split()[-1]) < 10  # the shell itself is one of the ten
+
+
+def test_resource_flags_reach_the_cgroup(bb):
+    bb("run", "-d", "--name", "res", "--cpus", "0.5", "--cpu-shares", "512", "--memory", "64m",
+       "--pids-limit", "50", "busybox", "sleep", "30", check=True)
+    cid = record(bb, "res")["Id"]
+    cg = f"/sys/fs/cgroup/%s/pallet/{cid}/%s"
+    assert open(cg % ("memory", "memory.limit_in_bytes")).read().strip() == str(64 << 20)
+    assert open(cg % ("cpu", "cpu.cfs_quota_us")).read().strip() == "50000"
+    assert open(cg % ("cpu", "cpu.shares")).read().strip() == "512"
+    assert open(cg % ("pids", "pids.max")).read().strip() == "50"
+    bb("rm", "-f", "res", check=True)
+    assert not os.path.exists(cg % ("memory", ""))
+
+
+def test_labels_ports_and_inspect(bb):
+    bb("create", "--name", "lab", "-l", "a=b", "-p", "127.0.0.1:8080:80", "-p", "53/udp", "busybox", "true",
+       check=True)
+    info = record(bb, "lab")
+    assert info["Config"]["Labels"] == {"a": "b"}
+    assert info["HostConfig"]["PortBindings"] == {
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}], "53/udp": [{"HostIp": "", "HostPort": ""}]}
+    assert info["State"]["Status"] == "created"
+    fmt = bb("ps", "-a", "--filter", "label=a=b", "--format", "{{.Names}} {{.Status}}")
+    assert fmt.stdout == "lab Created\n"
+    as_json = json.loads(bb("ps", "-a", "--format", "json").stdout)
+    assert as_json[0]["Names"] == "lab"
+
+
+def test_named_volume_persists_and_starts_with_the_images_content(bb):
+    first = bb("run", "--rm", "-v", "vol1:/etc", "busybox", "sh", "-c", "ls /etc/passwd && echo kept > /etc/mine")
+    assert first.returncode == 0, first.stderr
+    second = bb("run", "--rm", "-v", "vol1:/data", "busybox", "cat", "/data/mine")
+    assert second.stdout == "kept\n"
+    assert bb("volume", "rm", "vol1").returncode == 0
+
+
+def test_anonymous_volume_goes_with_rm_v(bb):
+    bb("run", "--name", "anon", "-v", "/scratch", "busybox", "sh", "-c", "echo x > /scratch/f", check=True)
+    volume = record(bb, "anon")["Mounts"][0]["Source"]
+    assert len(volume) == 64
+    assert volume in bb("volume", "ls", "-q").stdout.split()
+    assert bb("rm", "-v", "anon").returncode == 0
+    assert volume not in bb("volume", "ls", "-q").stdout.split()

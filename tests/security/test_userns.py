@@ -1,0 +1,137 @@
+"""User namespaces: subordinate ranges, mappings in the spec, ID shifting, and root-in-container unprivileged on the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kernel.errors import PalletError, UsageError
+from plugins.security import userns
+from tests.security.sec_helpers import RuncBundle, base_spec
+
+RANGE_START = 300000
+
+
+@pytest.fixture
+def remap_engine(tmp_path):
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    (tmp_path / "subuid").write_text(f"someone:100000:65536\npallet:{RANGE_START}:65536\n")
+    (tmp_path / "subgid").write_text(f"pallet:{RANGE_START}:1000\npallet:{RANGE_START + 5000}:64536\n")
+    config = tmp_path / "pallet.toml"
+    config.write_text(f'[security]\nuserns_remap = "default"\nsubuid_file = "{tmp_path / "subuid"}"\n'
+                      f'subgid_file = "{tmp_path / "subgid"}"\n')
+    return Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
+
+
+def test_remap_value_forms():
+    assert userns.parse_remap("default") == ("pallet", "pallet")
+    assert userns.parse_remap("alice") == ("alice", "alice")
+    assert userns.parse_remap("alice:staff") == ("alice", "staff")
+    with pytest.raises(UsageError):
+        userns.parse_remap(":staff")
+
+
+def test_ranges_are_laid_end_to_end(tmp_path):
+    path = tmp_path / "subgid"
+    path.write_text("# comment\n1000:500000:10\nbob:600000:20\n")
+    assert userns.mappings(userns.read_ranges(path, "bob", 1000)) == [
+        {"containerID": 0, "hostID": 500000, "size": 10}, {"containerID": 10, "hostID": 600000, "size": 20}]
+    path.write_text("bob:x:1\n")
+    with pytest.raises(PalletError, match="subgid:1: malformed"):
+        userns.read_ranges(path, "bob")
+
+
+def test_spec_gets_user_namespace_and_mappings(secure_spec, remap_engine):
+    spec, applied = secure_spec(engine=remap_engine)
+    assert "userns" in applied
+    linux = spec["linux"]
+    assert linux["namespaces"][0] == {"type": "user"}
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": RANGE_START, "size": 65536}]
+    assert [m["containerID"] for m in linux["gidMappings"]] == [0, 1000]
+
+
+def test_userns_host_opts_out_and_privileged_needs_it(secure_spec, remap_engine):
+    spec, _ = secure_spec(engine=remap_engine, userns="host")
+    assert "uidMappings" not in spec["linux"]
+    with pytest.raises(UsageError, match="--userns=host"):
+        secure_spec(engine=remap_engine, privileged=True)
+    spec, _ = secure_spec(engine=remap_engine, privileged=True, userns="host")
+    assert "uidMappings" not in spec["linux"]
+
+
+def test_missing_range_names_the_fix(secure_spec, tmp_path):
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    (tmp_path / "subuid").write_text("")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[security]\nuserns_remap = "default"\nsubuid_file = "{tmp_path / "subuid"}"\n')
+    engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
+    with pytest.raises(PalletError, match="pallet security userns setup"):
+        secure_spec(engine=engine)
+
+
+def test_add_entry_picks_a_free_range_once(tmp_path):
+    path = tmp_path / "subuid"
+    path.write_text("a:100000:65536\nb:300000:65536")
+    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
+    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
+    assert path.read_text().splitlines()[-1] == "pallet:165536:65536"
+    assert userns.add_entry(path, "other", size=200000) == userns.IdRange(365536, 200000)
+
+
+def test_cli_setup_writes_both_files(pallet, tmp_path):
+    uid_file, gid_file = tmp_path / "subuid", tmp_path / "subgid"
+    done = pallet("security", "userns", "setup", "--subuid-file", str(uid_file), "--subgid-file", str(gid_file))
+    assert done.returncode == 0, done.stderr
+    assert uid_file.read_text() == gid_file.read_text() == "pallet:100000:65536\n"
+    assert "pallet:100000:65536" in done.stdout
+
+
+def test_shift_ownership_maps_every_file(tmp_path):
+    tree = tmp_path / "rootfs"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "f").write_text("x")
+    os.chown(tree / "etc" / "f", 1000, 50)
+    os.symlink("f", tree / "etc" / "link")
+    userns.shift_ownership(str(tree), [{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+                           [{"containerID": 0, "hostID": RANGE_START, "size": 65536}])
+    st = os.lstat(tree / "etc" / "f")
+    assert (st.st_uid, st.st_gid) == (RANGE_START + 1000, RANGE_START + 50)
+    assert os.lstat(tree / "etc" / "link").st_uid == RANGE_START
+    assert os.stat(tree).st_uid == RANGE_START
+
+
+@pytest.fixture
+def open_dir():
+    """A world-traversable scratch dir (pytest's tmp is 0700, which a remapped root cannot enter)."""
+    path = Path(tempfile.mkdtemp(prefix=f"pallet-sec-userns-{os.getpid()}-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_container_root_is_an_unprivileged_uid_on_the_host(secure_spec, remap_engine, open_dir):
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    out = open_dir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    spec = base_spec(args=["/bin/busybox", "sh", "-c", "touch /out/made && cat /proc/self/uid_map"])
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+    spec, _ = secure_spec(spec=spec, engine=remap_engine)
+    bundle = RuncBundle(open_dir)
+    (open_dir / "bundle" / "rootfs" / "out").mkdir()
+    done = bundle.run(spec)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:3] == ["0", str(RANGE_START), "65536"]
+    made = os.stat(out / "made")
+    assert (made.st_uid, made.st_gid) == (RANGE_START, RANGE_START)

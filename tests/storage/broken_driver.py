@@ -1,0 +1,46 @@
+"""A deliberately wrong storage driver: the conformance kit must fail it, with readable messages.
+
+Its children share their parent's directory (no isolation), whiteouts are ignored, and
+diff_size counts nothing.
+"""
+
+from __future__ import annotations
+
+import io
+
+from kernel.storage import archive
+from plugins.storage.vfs import VfsDriver
+
+
+class BrokenDriver(VfsDriver):
+    def create(self, layer_id, parent=None):
+        if parent:
+            self._dirs.mkdir(parents=True, exist_ok=True)
+            (self._dirs / layer_id).symlink_to(self._path(parent))  # shares the parent's tree
+        else:
+            super().create(layer_id, parent)
+
+    def remove(self, layer_id):
+        path = self._path(layer_id)
+        if path.is_symlink():
+            path.unlink()
+        else:
+            super().remove(layer_id)
+
+    def apply_diff(self, layer_id, parent, stream):
+        if not self.exists(layer_id):
+            self.create(layer_id, parent)
+
+        class IgnoreWhiteouts:
+            creates_parents = False
+
+            def whiteout(self, directory, name):
+                return False
+
+            def opaque(self, directory, unpacked):
+                return False
+
+        return archive.extract(stream, self.get(layer_id), IgnoreWhiteouts())
+
+    def diff_size(self, layer_id, parent):
+        return 0
