@@ -13,7 +13,8 @@ import sys
 from kernel.runtime import init, linux, rootfs
 
 
-def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None):
+def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None,
+                    seccomp_cache=None):
     """Start the spec's process in new namespaces; return ``(host pid, cgroup dirs, namespace paths)``."""
     from kernel.runtime.cgroups import Cgroup
 
@@ -34,7 +35,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     new_flags &= ~linux.CLONE_NEWCGROUP
     if not new_flags & linux.CLONE_NEWNS:
         raise init.ContainerStartError("the spec must ask for a mount namespace", init.SETUP_FAILED)
-    process.seccomp = _seccomp(linux_spec)
+    process.seccomp = _seccomp(linux_spec, seccomp_cache)
     _preload(plan)
     cgroup = Cgroup.for_spec(container_id, linux_spec)
     cgroup.create()
@@ -50,7 +51,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
 
 
 def exec_in_container(container_pid: int, spec: dict, process: dict, cgroup_dirs: dict, stdio,
-                      console_socket: str | None) -> int:
+                      console_socket: str | None, seccomp_cache=None) -> int:
     """Start ``process`` in the namespaces of ``container_pid``, in its cgroup, with the same security."""
     from kernel.runtime.cgroups import Cgroup
 
@@ -62,7 +63,7 @@ def exec_in_container(container_pid: int, spec: dict, process: dict, cgroup_dirs
         path = f"/proc/{container_pid}/ns/{ns}"
         if os.path.exists(path) and os.stat(path).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
             joins.append((path, flag))
-    plan.process.seccomp = _seccomp(spec.get("linux") or {})
+    plan.process.seccomp = _seccomp(spec.get("linux") or {}, seccomp_cache)
     _preload(plan)
     return _launch(plan, 0, joins, Cgroup.from_dirs(cgroup_dirs) if cgroup_dirs else None, console_socket, None)
 
@@ -81,13 +82,13 @@ def _namespaces(entries: list[dict]) -> tuple[int, list[tuple[str, int]]]:
     return new_flags, joins
 
 
-def _seccomp(linux_spec: dict):
-    """The filter is compiled by libseccomp in the parent; the child only loads it."""
+def _seccomp(linux_spec: dict, cache_dir):
+    """The filter is compiled to BPF in the parent (or read from the cache); the child only loads it."""
     if not linux_spec.get("seccomp"):
         return None
-    from kernel.runtime.seccomp import Filter
+    from kernel.runtime.seccomp import compile_oci
 
-    return Filter.from_oci(linux_spec["seccomp"])
+    return compile_oci(linux_spec["seccomp"], cache_dir)
 
 
 def _preload(plan: init.InitPlan) -> None:

@@ -72,8 +72,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _SYSCALLS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116},
-    "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159},
+    "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116, "seccomp": 317},
+    "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159,
+                "seccomp": 277},
 }
 _NR = _SYSCALLS[os.uname().machine]
 
@@ -139,6 +140,15 @@ def setresgid(gid: int) -> None:
 def setgroups(gids: list[int]) -> None:
     array = ffi.new("unsigned int[]", gids or [0])
     _check(libc.syscall(ffi.cast("long", _NR["setgroups"]), ffi.cast("long", len(gids)), array))
+
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_set_filter(program, flags: int = 0) -> None:
+    """Install a compiled BPF program (a ``struct sock_fprog *`` made with this module's ffi)."""
+    _check(libc.syscall(ffi.cast("long", _NR["seccomp"]), ffi.cast("long", SECCOMP_SET_MODE_FILTER),
+                        ffi.cast("long", flags), program))
 
 
 def capget() -> tuple[int, int, int]:

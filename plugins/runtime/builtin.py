@@ -49,6 +49,11 @@ class PalletRuntime(Runtime):
 
     # --- state ---------------------------------------------------------------------------------
 
+    @property
+    def _seccomp_cache(self) -> Path:
+        """Compiled seccomp programs by content (a dot name: never a container id)."""
+        return self.state_dir / ".seccomp"
+
     def _state_path(self, container_id: str) -> Path:
         return self.state_dir / container_id / "state.json"
 
@@ -89,7 +94,8 @@ class PalletRuntime(Runtime):
             raise PalletError(f"cannot read {bundle / 'config.json'}: {err}") from None
         if self._state_path(container_id).exists():
             raise PalletError(f"container {container_id} already exists in the runtime")
-        pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio, console_socket)
+        pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio, console_socket,
+                                                              self._seccomp_cache)
         self._save(RuntimeState(container_id, pid, process_start_time(pid), str(bundle), cgroup_dirs, namespaces))
         return pid
 
@@ -100,7 +106,8 @@ class PalletRuntime(Runtime):
         if not self.alive(container_id):
             raise PalletError(f"container {container_id} is not running")
         spec = json.loads((Path(state.bundle) / "config.json").read_text())
-        return launch.exec_in_container(state.pid, spec, process, state.cgroup, stdio, console_socket)
+        return launch.exec_in_container(state.pid, spec, process, state.cgroup, stdio, console_socket,
+                                        self._seccomp_cache)
 
     def kill(self, container_id, signal, all_processes=False):
         state = self.state(container_id)

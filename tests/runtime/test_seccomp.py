@@ -67,3 +67,18 @@ def test_dockers_default_profile_in_a_container(runner):
     assert lines[:3] == ["Seccomp:\t2", "unshare-denied", "mount-denied"]
     assert int(lines[3]) > 3
     assert "Operation not permitted" in result.stderr
+
+
+def test_compiled_programs_are_cached_by_content(tmp_path):
+    from kernel.runtime import seccomp
+
+    config = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+              "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO"}]}
+    first = seccomp.compile_oci(config, tmp_path)
+    cached = list(tmp_path.iterdir())
+    assert len(cached) == 1 and cached[0].read_bytes() == first.code
+    assert first.code == seccomp.Filter.from_oci(config).export() and first.flags == 2
+    cached[0].write_bytes(b"garbage")  # not a multiple of 8 bytes: recompiled, not loaded
+    assert seccomp.compile_oci(config, tmp_path).code == first.code
+    other = seccomp.compile_oci(dict(config, defaultErrnoRet=38), tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 and other.code != first.code
