@@ -14,8 +14,12 @@ from kernel.runtime import init, linux, rootfs
 
 
 def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None,
-                    seccomp_cache=None):
-    """Start the spec's process in new namespaces; return ``(host pid, cgroup dirs, namespace paths)``."""
+                    seccomp_cache=None, on_cgroup=None):
+    """Start the spec's process in new namespaces; return ``(host pid, cgroup dirs, namespace paths)``.
+
+    ``on_cgroup(dirs)`` is called once the cgroup exists, so that the caller can record it before
+    anything else can fail (a ``kill -9`` of the caller then still leaves it findable by ``delete``).
+    """
     from kernel.runtime.cgroups import Cgroup
 
     linux_spec = spec.get("linux") or {}
@@ -40,6 +44,8 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     cgroup = Cgroup.for_spec(container_id, linux_spec)
     cgroup.create()
     try:
+        if on_cgroup is not None:
+            on_cgroup(cgroup.dirs())
         cgroup.apply(linux_spec.get("resources") or {})
         plan.rootfs.cgroup_dirs = cgroup.container_dirs()
         pid = _launch(plan, new_flags, joins, cgroup, console_socket,

@@ -79,7 +79,7 @@ class PalletRuntime(Runtime):
             state = self.state(container_id)
         except NotFound:
             return False
-        stat = _proc_stat(state.pid)
+        stat = _proc_stat(state.pid) if state.pid else None
         return stat is not None and stat[0] not in (b"Z", b"X") and int(stat[19]) == state.start_time
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -94,8 +94,16 @@ class PalletRuntime(Runtime):
             raise PalletError(f"cannot read {bundle / 'config.json'}: {err}") from None
         if self._state_path(container_id).exists():
             raise PalletError(f"container {container_id} already exists in the runtime")
-        pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio, console_socket,
-                                                              self._seccomp_cache)
+        # Recorded with pid 0 as soon as the cgroup exists: delete() can clean up after a crash here.
+        record = lambda dirs: self._save(RuntimeState(container_id, 0, 0, str(bundle), dirs))  # noqa: E731
+        try:
+            pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio,
+                                                                  console_socket, self._seccomp_cache, record)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
+            raise
         self._save(RuntimeState(container_id, pid, process_start_time(pid), str(bundle), cgroup_dirs, namespaces))
         return pid
 
@@ -138,7 +146,7 @@ class PalletRuntime(Runtime):
 
             Cgroup.from_dirs(state.cgroup).destroy()
         elif force and self.alive(container_id):
-            os.kill(state.pid, 9)
+            os.kill(state.pid, 9)  # no cgroup: only the first process can be found
         import shutil
 
         shutil.rmtree(self.state_dir / container_id, ignore_errors=True)

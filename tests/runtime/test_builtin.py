@@ -325,3 +325,24 @@ def test_run_while_other_python_threads_are_busy(runner):
         for thread in threads:
             thread.join()
     assert [(r.status, r.stdout) for r in results] == [(0, "1\n")] * 5
+
+
+def test_failed_start_leaves_no_state_or_cgroup(runner):
+    result = runner.run(["no-such-command"])
+    assert result.status == 127
+    container_id = runner.ids[-1]
+    assert not (runner.runtime.state_dir / container_id).exists()
+    assert not any(Path(f"/sys/fs/cgroup/{c}/pallet/{container_id}").exists() for c in ("memory", "pids", "cpu"))
+
+
+def test_delete_cleans_up_a_start_that_died_half_way(runner):
+    from kernel.runtime.cgroups import Cgroup
+    from plugins.runtime.builtin import RuntimeState
+
+    container_id = runner.new_id()
+    group = Cgroup.for_spec(container_id, {})
+    group.create()  # as if the caller was killed between creating the cgroup and starting the process
+    runner.runtime._save(RuntimeState(container_id, 0, 0, str(runner.tmp), group.dirs()))
+    assert not runner.runtime.alive(container_id)
+    runner.runtime.delete(container_id)
+    assert not any(Path(d).exists() for d in group.dirs().values())
