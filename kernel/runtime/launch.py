@@ -110,29 +110,39 @@ def _preload(plan: init.InitPlan) -> None:
 def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, before_release) -> int:
     """Clone the child (with path-joined namespaces entered around the clone), release it, wait for exec."""
     opened: list[int] = []
-    if plan.process.terminal and console_socket:
-        import socket
-
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(console_socket)
-        plan.console_fd = sock.detach()
-        opened.append(plan.console_fd)
-    # user and mount namespaces can only be entered by a single-threaded process: the child does it.
     here: list[tuple[int, int]] = []
-    for path, flag in joins:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        opened.append(fd)
-        (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
+    try:
+        if plan.process.terminal and console_socket:
+            import socket
+
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(console_socket)
+                plan.console_fd = sock.detach()
+            opened.append(plan.console_fd)
+        # user and mount namespaces can only be entered by a single-threaded process: the child does it.
+        for path, flag in joins:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(fd)
+            (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
+    except OSError as err:
+        for fd in opened:
+            os.close(fd)
+        raise init.ContainerStartError(f"cannot open {err.filename or console_socket}: {err.strerror}",
+                                       init.SETUP_FAILED) from None
     plan.join.sort(key=lambda item: item[1] != linux.CLONE_NEWUSER)
     sync_r, sync_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     error_r, error_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     # The child must not hold the parent's ends: each side has to see EOF when the other dies.
     plan.close_fds = [sync_w, error_r]
-    pid = _clone_in(here, new_flags, plan, sync_r, error_w)
-    os.close(sync_r)
-    os.close(error_w)
-    for fd in opened:
-        os.close(fd)
+    try:
+        pid = _clone_in(here, new_flags, plan, sync_r, error_w)
+    except OSError as err:
+        for fd in (sync_w, error_r):
+            os.close(fd)
+        raise init.ContainerStartError(f"cannot start the container's process: {err}", init.SETUP_FAILED) from None
+    finally:
+        for fd in (sync_r, error_w, *opened):
+            os.close(fd)
     try:
         if before_release is not None:
             before_release(pid)

@@ -346,3 +346,10 @@ def test_delete_cleans_up_a_start_that_died_half_way(runner):
     assert not runner.runtime.alive(container_id)
     runner.runtime.delete(container_id)
     assert not any(Path(d).exists() for d in group.dirs().values())
+
+
+def test_joining_a_namespace_that_does_not_exist_is_a_clear_error(runner):
+    namespaces = [{"type": "mount"}, {"type": "network", "path": "/run/no-such-netns"}]
+    result = runner.run(["true"], namespaces=namespaces)
+    assert (result.status, result.stderr) == (125, "cannot open /run/no-such-netns: No such file or directory")
+    assert not (runner.runtime.state_dir / runner.ids[-1]).exists()
