@@ -205,8 +205,10 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
     os.setsid()
     if process.terminal and console_fd is not None:
         _attach_terminal(console_fd, process.uid, process.gid, process.console_size)
-    if process.seccomp is not None and not process.no_new_privileges:
-        # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while we still have it.
+    # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while we still have it.
+    # Landlock sets no_new_privs itself, and must not depend on the filter allowing its syscalls.
+    seccomp_last = process.no_new_privileges or process.landlock is not None
+    if process.seccomp is not None and not seccomp_last:
         process.seccomp.load()
     if process.capabilities is not None:
         caps.drop_bounding(process.drop_bounding)
@@ -226,12 +228,12 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     executable = find_executable(process.args[0], process.env)
     _cloexec_all()
-    if process.seccomp is not None and process.no_new_privileges:
-        process.seccomp.load()
     if process.landlock is not None:
         from plugins.security.landlock import restrict_self
 
         restrict_self(process.landlock)
+    if process.seccomp is not None and seccomp_last:
+        process.seccomp.load()
     try:
         os.execve(executable, process.args, _env_dict(process.env))
     except OSError as err:

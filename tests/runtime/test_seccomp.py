@@ -82,3 +82,17 @@ def test_compiled_programs_are_cached_by_content(tmp_path):
     assert seccomp.compile_oci(config, tmp_path).code == first.code
     other = seccomp.compile_oci(dict(config, defaultErrnoRet=38), tmp_path)
     assert len(list(tmp_path.iterdir())) == 2 and other.code != first.code
+
+
+def test_landlock_annotation_with_dockers_seccomp_profile(runner):
+    from kernel import host
+
+    if host.landlock_abi() <= 0:
+        pytest.skip("Landlock is not enabled in this kernel")
+    profile = docker_to_oci(json.loads(MOBY_DEFAULT.read_text()), DOCKER_CAPS)
+    rules = {"paths": [{"path": "/", "access": "ro"}]}
+    result = runner.run(["sh", "-c", "head -1 /etc/passwd; touch /tmp/x || echo write-denied"], seccomp=profile,
+                        annotations={"run.pallet.landlock": json.dumps(rules)})
+    assert result.status == 0, result.stderr
+    assert result.stdout.splitlines() == ["root:x:0:0:root:/root:/bin/sh", "write-denied"]
+    assert "Permission denied" in result.stderr
