@@ -87,3 +87,21 @@ def test_kill_pause_resume_and_state(oci, runner):
     assert exit_code(status) == 137
     runtime.delete(container_id)
     created.remove(container_id)
+
+
+def test_runc_run_of_the_same_bundle_gives_the_same_output(runner):
+    import subprocess
+
+    if shutil.which("runc") is None:
+        pytest.fail("runc is not installed (scripts/setup.sh installs it)")
+    container_id = runner.new_id()
+    bundle = runner.bundle(container_id, ["sh", "-c", PROBE])
+    state = runner.tmp / "runc-run-state"
+    try:
+        theirs = subprocess.run(["runc", "--root", str(state), "run", "-b", str(bundle), container_id],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(state), "delete", "--force", container_id], capture_output=True)
+    ours = runner.run(["sh", "-c", PROBE])
+    assert (ours.status, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert ours.stdout.startswith("1\nbox\n")
