@@ -353,3 +353,11 @@ def test_joining_a_namespace_that_does_not_exist_is_a_clear_error(runner):
     result = runner.run(["true"], namespaces=namespaces)
     assert (result.status, result.stderr) == (125, "cannot open /run/no-such-netns: No such file or directory")
     assert not (runner.runtime.state_dir / runner.ids[-1]).exists()
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate"])
+def test_rootfs_propagation(runner, propagation):
+    result = runner.run(["awk", "$5 == \"/\"", "/proc/self/mountinfo"],
+                        linux_rootfsPropagation=propagation)
+    assert result.status == 0, result.stderr
+    assert ("shared:" in result.stdout) == (propagation == "rshared")
