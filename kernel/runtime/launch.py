@@ -150,6 +150,8 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
         if cgroup is not None:
             cgroup.add(pid)
         os.write(sync_w, b"\0")
+    except BrokenPipeError:
+        pass  # the child already failed during its setup: its report is on the error pipe
     except BaseException:
         os.close(sync_w)
         os.close(error_r)

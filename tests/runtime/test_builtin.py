@@ -361,3 +361,10 @@ def test_rootfs_propagation(runner, propagation):
                         linux_rootfsPropagation=propagation)
     assert result.status == 0, result.stderr
     assert ("shared:" in result.stdout) == (propagation == "rshared")
+
+
+def test_a_mount_that_fails_is_reported_with_the_operation(runner):
+    result = runner.run(["true"], mounts=[{"destination": "/x", "type": "nosuchfs", "source": "none"}])
+    assert result.status == 125
+    assert result.stderr.startswith("container init failed: mount nosuchfs on ")
+    assert result.stderr.endswith("/x: No such device")
