@@ -223,7 +223,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
         os.chdir(process.cwd)
     except OSError as err:
         raise ContainerStartError(f"chdir to cwd ({process.cwd!r}) set in config.json failed: {err.strerror}",
-                        SETUP_FAILED) from None
+                                  SETUP_FAILED) from None
     if process.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     executable = find_executable(process.args[0], process.env)
@@ -256,8 +256,8 @@ def find_executable(name: str, env: list[str]) -> str:
         try:
             mode = os.stat(name).st_mode
         except OSError as err:
-            raise ContainerStartError(f'exec: "{name}": stat {name}: {err.strerror.lower()}',
-                            NOT_FOUND if err.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE) from None
+            code = NOT_FOUND if err.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
+            raise ContainerStartError(f'exec: "{name}": stat {name}: {err.strerror.lower()}', code) from None
         if stat.S_ISDIR(mode):
             raise ContainerStartError(f'exec: "{name}": is a directory', NOT_EXECUTABLE)
         return name
