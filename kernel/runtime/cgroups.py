@@ -52,6 +52,20 @@ def _device_rule(rule: dict) -> str:
     return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
 
 
+def _fill_cpuset(path: Path) -> None:
+    """A new v1 cpuset is empty and no task can join an empty cpuset: inherit the parent's, top-down
+    (another pallet may have just made a parent and not filled it yet)."""
+    empty = []
+    probe = path
+    while (probe / "cpuset.cpus").exists() and not _read(probe / "cpuset.cpus").strip():
+        empty.append(probe)
+        probe = probe.parent
+    for directory in reversed(empty):
+        for key in ("cpuset.cpus", "cpuset.mems"):
+            if not _read(directory / key).strip():
+                _write(directory / key, _read(directory.parent / key).strip())
+
+
 def shares_to_weight(shares: int) -> int:
     """cpu.shares (2..262144) -> cpu.weight (1..10000), the conversion runc and crun use."""
     return 1 + ((shares - 2) * 9999) // 262142 if shares else 0
@@ -100,26 +114,19 @@ class Cgroup:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def create(self) -> None:
+        """Make the directories (several pallets may create the same parents at once)."""
         for name, path in self._dirs.items():
             if self.version == 2:
                 self._create_v2(path)
                 continue
-            missing = []
-            probe = path
-            while not probe.exists():
-                missing.append(probe)
-                probe = probe.parent
-            for directory in reversed(missing):
-                directory.mkdir()
-                if name == "cpuset":
-                    # A new v1 cpuset is empty, and no task can join an empty cpuset: inherit the parent's.
-                    for key in ("cpuset.cpus", "cpuset.mems"):
-                        _write(directory / key, _read(directory.parent / key).strip())
+            path.mkdir(parents=True, exist_ok=True)
+            if name == "cpuset":
+                _fill_cpuset(path)
 
     def _create_v2(self, path: Path) -> None:
         missing = []
         probe = path
-        while not probe.exists():
+        while not (probe / "cgroup.controllers").exists() and probe != probe.parent:
             missing.append(probe)
             probe = probe.parent
         for directory in reversed(missing):
