@@ -368,3 +368,27 @@ def test_a_mount_that_fails_is_reported_with_the_operation(runner):
     assert result.status == 125
     assert result.stderr.startswith("container init failed: mount nosuchfs on ")
     assert result.stderr.endswith("/x: No such device")
+
+
+def test_cpu_quota_throttles_a_busy_loop(runner):
+    script = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; cat /sys/fs/cgroup/cpu/cpu.stat"
+    result = runner.run(["sh", "-c", script], resources={"cpu": {"quota": 10000, "period": 100000}})
+    stats = dict(line.split() for line in result.stdout.splitlines())
+    assert int(stats["nr_throttled"]) > 0
+
+
+def test_exec_into_a_user_namespaced_container(runner):
+    namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")]
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    container_id, pid, _out, _err = runner.start(["sleep", "60"], namespaces=namespaces, uidMappings=mapping,
+                                                 gidMappings=mapping)
+    read, write = os.pipe()
+    exec_pid = runner.runtime.exec(container_id, {"args": ["sh", "-c", "id -u; cat /proc/self/uid_map"],
+                                                  "user": {"uid": 1000, "gid": 1000}}, (0, write, 2))
+    os.close(write)
+    output = b""
+    while chunk := os.read(read, 4096):
+        output += chunk
+    os.close(read)
+    assert os.waitstatus_to_exitcode(os.waitpid(exec_pid, 0)[1]) == 0
+    assert output.decode().split() == ["1000", "0", "100000", "65536"]
