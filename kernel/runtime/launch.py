@@ -99,8 +99,10 @@ def _seccomp(linux_spec: dict, cache_dir):
 
 def _preload(plan: init.InitPlan) -> None:
     """Import in the parent what the child will use, so the child's ``import`` is a dict lookup."""
-    if plan.loopback_up or plan.process.terminal:
-        import fcntl  # noqa: F401
+    if plan.loopback_up:
+        import _socket  # noqa: F401
+        import struct  # noqa: F401
+    if plan.process.terminal:
         import socket  # noqa: F401
         import struct  # noqa: F401
     if plan.process.landlock is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kernel import host
-from kernel.runtime.cgroups import (Cgroup, CgroupError, blkio_to_io_weight, named_v1_hierarchies, relative_path,
+from kernel.runtime.cgroups import (Cgroup, CgroupError, blkio_to_io_weight, hierarchies, relative_path,
                                     shares_to_weight)
 
 V1 = host.cgroup_info().v1
@@ -206,6 +206,21 @@ def test_v1_parents_created_concurrently(tmp_path):
     finally:
         for group in groups:
             group.destroy()
-        for mount in [*V1.values(), *named_v1_hierarchies().values()]:
+        for mount in hierarchies()[0].values():
             with contextlib.suppress(FileNotFoundError):
                 Path(mount, parent).rmdir()
+
+
+def test_hierarchies_from_a_hybrid_mount_table(tmp_path):
+    table = tmp_path / "mounts"
+    table.write_text(
+        "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,cpu,cpuacct 0 0\n"
+        "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+        "cgroup /sys/fs/cgroup/systemd cgroup rw,xattr,name=systemd 0 0\n"
+        "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nsdelegate 0 0\n"
+        "proc /proc proc rw 0 0\n")
+    v1, v2 = hierarchies(str(table))
+    assert {k: str(p) for k, p in v1.items()} == {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+        "memory": "/sys/fs/cgroup/memory", "systemd": "/sys/fs/cgroup/systemd"}
+    assert v2 == "/sys/fs/cgroup/unified"
