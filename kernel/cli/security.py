@@ -58,6 +58,7 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
 
     Exits 1 when a default (non --privileged) container gets through any check.
     """
+    import os
     import subprocess
     import sys
 
@@ -70,7 +71,10 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
         argv += ["--config", str(engine.config.config_path)]
     if engine.config.storage_driver_flag:
         argv += ["--storage-driver", engine.config.storage_driver_flag]
-    argv += ["run", "--rm", "--network", "none"]
+    with open("/proc/self/comm") as handle:
+        comm = handle.read().strip()
+    argv += ["run", "--rm", "--network", "none", "-e", f"PALLET_CHECK_HOST_PID={os.getpid()}",
+             "-e", f"PALLET_CHECK_HOST_COMM={comm}"]
     argv += ["--privileged"] if privileged else []
     for flag, values in (("--security-opt", security_opt), ("--cap-add", cap_add), ("--cap-drop", cap_drop)):
         for value in values:
