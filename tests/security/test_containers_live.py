@@ -168,3 +168,15 @@ def test_landlock_rules_confine_the_container_process(bb, tmp_path):
               "echo ok > /tmp/x && cat /tmp/x; cat /etc/passwd >/dev/null 2>&1 && echo READ-ETC; true")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok"], done.stdout
+
+
+def test_relabel_volume_modes_are_ignored_without_selinux(bb, tmp_path):
+    from plugins.security.selinux import SELinuxProfile
+
+    if SELinuxProfile.probe().available:
+        pytest.skip("SELinux is enabled here: :Z would relabel the directory")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    done = bb("run", "--rm", "--network", "none", "-v", f"{shared}:/d:Z", "busybox", "sh", "-c", "echo hi > /d/f")
+    assert done.returncode == 0, done.stderr
+    assert (shared / "f").read_text() == "hi\n"
