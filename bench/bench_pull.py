@@ -66,6 +66,28 @@ def rm_tree(path: Path) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
 
 
+def unpack_layer(tar: Path, work: Path, rounds: int) -> None:
+    """One uncompressed layer: pallet's safe extraction (what apply_diff runs) vs ``tar -xf``."""
+    from kernel.storage import archive
+
+    ours, theirs = [], []
+    for round_ in range(rounds):
+        target = work / f"unpack-pallet-{round_}"
+        target.mkdir()
+        start = time.perf_counter()
+        with open(tar, "rb") as handle:
+            archive.extract(handle, target)
+        ours.append(time.perf_counter() - start)
+        rm_tree(target)
+        target = work / f"unpack-tar-{round_}"
+        target.mkdir()
+        theirs.append(timed(["tar", "-xf", str(tar), "-C", str(target)]))
+        rm_tree(target)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"\nunpack of one {tar.stat().st_size / 1e6:.0f} MB layer: pallet {a:.2f} s, tar -xf {b:.2f} s, "
+          f"ratio pallet/tar = {a / b:.2f} (goal <= 1.3)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=150, help="total uncompressed size")
@@ -115,6 +137,8 @@ def main() -> None:
         ratio = medians["skopeo copy docker:// oci:"] / medians["pallet pull"]
         print(f"\nratio skopeo time / pallet time = {ratio:.2f} (>= 1.0: pallet at least as fast; pallet also "
               f"unpacks every layer into {args.driver}, skopeo only stores blobs)")
+
+        unpack_layer(work / "layer0.tar", work, args.rounds)
 
         blob = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
         start = time.perf_counter()
