@@ -143,3 +143,11 @@ def test_import_from_stdin(vpallet):
                            "fromstdin:1"], input=_rootfs_tar(), capture_output=True, env=vpallet.env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert vpallet("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split() == ["fromstdin:1"]
+
+
+def test_load_of_something_else_is_one_line_error(vpallet, tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_text("not a tar\n")
+    result = vpallet("load", "-i", str(junk))
+    assert result.returncode == 1
+    assert result.error_lines == [f"Error: invalid archive: {junk} is not a tar archive"]
