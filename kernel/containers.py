@@ -141,16 +141,19 @@ class ContainerStore:
         return matches[0]
 
     # --- writing ------------------------------------------------------------------------
-    def save(self, record: ContainerRecord) -> None:
-        atomic_write_json(self.dir(record.id) / RECORD_FILE, record.to_json())
+    def save(self, record: ContainerRecord, durable: bool = True) -> None:
+        atomic_write_json(self.dir(record.id) / RECORD_FILE, record.to_json(), durable=durable)
 
-    def update(self, cid: str, **changes) -> ContainerRecord:
-        """Read-modify-write one record under the store lock (monitor and CLI both write it)."""
+    def update(self, cid: str, durable: bool = True, **changes) -> ContainerRecord:
+        """Read-modify-write one record under the store lock (monitor and CLI both write it).
+
+        ``durable=False`` for facts a reboot makes stale anyway (a running pid): atomic, not fsynced.
+        """
         with self.lock():
             record = self.load(cid)
             for key, value in changes.items():
                 setattr(record, key, value)
-            self.save(record)
+            self.save(record, durable)
             return record
 
     def add(self, record: ContainerRecord) -> ContainerRecord:

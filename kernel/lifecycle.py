@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,11 @@ def runtime_for(engine, record: ContainerRecord):
 
 
 def default_network(engine) -> str:
-    """``bridge`` once a bridge driver is implemented, else ``none`` (documented in ``run --help``)."""
+    """``[containers] default_network`` from the config, else ``bridge`` once a bridge driver is
+    implemented, else ``none`` (documented in ``run --help``)."""
+    configured = engine.config.section("containers").get("default_network")
+    if configured:
+        return configured
     record = engine.plugins.drivers.get("network", {}).get("bridge")
     if record is not None and record.cls.implemented:
         with contextlib.suppress(ImportError):
@@ -113,13 +118,15 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
         host_config=host_config, runtime=host_config.get("Runtime") or "pallet",
     )
+    record.image_top_layer = image_store(engine).ensure_layers(image)
+    record.storage_driver = engine.storage_driver_name
     store = ContainerStore(engine)
     store.add(record)  # refuses a duplicate name before any layer exists
     try:
-        record.image_top_layer = image_store(engine).ensure_layers(image)
-        record.storage_driver = engine.storage_driver_name
         engine.storage.create_rw(cid, record.image_top_layer)
-        store.save(record)
+        record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [])
+        if record.anonymous_volumes:
+            store.save(record)
     except BaseException:
         with contextlib.suppress(Exception):
             engine.storage.remove(cid)
@@ -129,16 +136,36 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     return record
 
 
+def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
+    """``-v /path`` gets a fresh anonymous volume, named now so that ``rm -v`` can find it."""
+    wanted = [m for m in mounts if m["Type"] == "volume" and not m["Source"]]
+    if not wanted:
+        return []
+    store = volume_store(engine)
+    for mount in wanted:
+        mount["Source"] = store.create().name
+    return [m["Source"] for m in wanted]
+
+
+def volume_store(engine):
+    try:
+        from kernel.volumes import VolumeStore
+    except ImportError:
+        raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
+    return VolumeStore(engine)
+
+
 def check_network(engine, network: str) -> None:
     if network.startswith("container:"):
         raise NotImplementedYet("--network container:NAME is not implemented yet")
     if network in ("none", "host"):
         return
     try:
-        import kernel.network  # noqa: F401
+        from kernel.network import NetworkStore
     except ImportError:
         raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
                                 '(only "none" and "host" are)') from None
+    NetworkStore(engine).get(network)  # "network X not found" before anything is created
 
 
 # --- start --------------------------------------------------------------------------------
@@ -159,7 +186,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
 
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
             net = network.connect(engine, record, netns_path) or {}
-            record.network = net
+            record.network = {**net, "sandbox": netns_path}
         etc = sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net)
         workdir = record.config.get("WorkingDir")
         if workdir:
@@ -167,7 +194,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
-        atomic_write_json(run_dir / "config.json", spec)
+        atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
         release(engine, record)
         raise
@@ -200,12 +227,7 @@ def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
 
 
 def _mount_volume(engine, record: ContainerRecord, mount: dict, rootfs: Path) -> Path:
-    try:
-        from kernel.volumes import VolumeStore
-    except ImportError:
-        raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
-    name = mount["Source"]
-    host_path, created_empty = VolumeStore(engine).mount(name, record.id)
+    host_path, created_empty = volume_store(engine).mount(mount["Source"], record.id)
     if created_empty and not mount.get("NoCopy"):
         from kernel.rootpath import resolve_in_root
         source = resolve_in_root(rootfs, mount["Target"])
@@ -219,7 +241,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     runtime = runtime_for(engine, record)
     pid = runtime.run(record.id, bundle, stdio, console_socket)
     record = ContainerStore(engine).update(
-        record.id, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
+        record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
         finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
     with contextlib.suppress(FileNotFoundError):
@@ -247,11 +269,16 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
     oom = oom_killed(record)
     store = ContainerStore(engine)
     release(engine, record)
-    try:
-        record = store.update(record.id, status="exited", exit_code=exit_code, oom_killed=oom,
-                              finished_at=time.time(), pid=0, monitor_pid=0)
-    except PalletError:
-        return record  # removed meanwhile (rm -f)
+    changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
+                   monitor_pid=0)
+    if record.host_config.get("AutoRemove"):
+        for key, value in changes.items():  # about to be removed: no point writing it first
+            setattr(record, key, value)
+    else:
+        try:
+            record = store.update(record.id, **changes)
+        except PalletError:
+            return record  # removed meanwhile (rm -f)
     engine.plugins.broadcast("pallet_container_stopped", container=record, exit_code=exit_code)
     if record.host_config.get("AutoRemove"):
         remove(engine, record, volumes=True)
@@ -409,11 +436,11 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     release(engine, record)
     engine.storage.remove(record.id)
     if volumes and record.anonymous_volumes:
-        with contextlib.suppress(ImportError):
-            from kernel.volumes import VolumeStore
-            for name in record.anonymous_volumes:
-                with contextlib.suppress(Exception):
-                    VolumeStore(engine).remove(name)
+        for name in record.anonymous_volumes:
+            try:
+                volume_store(engine).remove(name, force=True, ignore_container=record.id)
+            except PalletError as exc:
+                print(f"pallet: warning: volume {name} kept: {exc}", file=sys.stderr)
     if store.dir(record.id).exists():
         store.remove(record.id)
         engine.plugins.broadcast("pallet_container_removed", container=record)
@@ -455,7 +482,17 @@ def inspect(engine, record: ContainerRecord) -> dict:
         "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
                     "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
         "Config": {**config, "Labels": record.labels},
-        "NetworkSettings": {"NetworkMode": record.network_mode, "Ports": record.port_bindings, **record.network},
+        "NetworkSettings": network_settings(record),
+    }
+
+
+def network_settings(record: ContainerRecord) -> dict:
+    net = record.network or {}
+    return {
+        "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
+        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
+        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
+        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
     }
 
 

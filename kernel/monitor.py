@@ -187,7 +187,7 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
             "id": record.id, "root": str(config.root), "run_root": str(config.run_root),
             "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
-        })
+        }, durable=False)
         script = Path(__file__).with_name("logpump.py")
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
                                   str(store.log_path(record.id)), str(params),

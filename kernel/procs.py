@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 
@@ -33,8 +31,9 @@ def alive(pid: int, started: int) -> bool:
 
 def set_subreaper() -> None:
     """Become the reaper of orphaned descendants, so a runtime that forks away still hands us the exit status."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    from kernel.runtime import linux
+
+    linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def exit_code_from_status(status: int) -> int:

@@ -9,8 +9,6 @@ starts (bridge, overlay) get a *sandbox*: a namespace bind-mounted at ``<run_roo
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -22,21 +20,7 @@ from pathlib import Path
 from kernel.errors import PalletError
 from kernel.fsutil import atomic_write
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MNT_DETACH = 0x2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-
-
-def _libc():
-    lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return lib
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def sandbox_path(run_root: Path, cid: str) -> Path:
@@ -45,18 +29,19 @@ def sandbox_path(run_root: Path, cid: str) -> Path:
 
 def create_sandbox(run_root: Path, cid: str) -> Path:
     """Make a new network namespace with ``lo`` up, pinned by a bind mount; the caller stays in its own."""
-    libc = _libc()
+    from kernel.runtime import linux
+
     path = sandbox_path(run_root, cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        linux.unshare(linux.CLONE_NEWNET)
         try:
-            _check(libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None), "bind netns")
+            linux.mount("/proc/thread-self/ns/net", str(path), None, linux.MS_BIND)
             _loopback_up()
         finally:
-            _check(libc.setns(original, CLONE_NEWNET), "setns back to the host netns")
+            linux.setns(original, linux.CLONE_NEWNET)
     except OSError as exc:
         remove_sandbox(run_root, cid)
         raise PalletError(f"cannot create network sandbox: {exc}") from None
@@ -74,12 +59,16 @@ def _loopback_up() -> None:
 
 def remove_sandbox(run_root: Path, cid: str) -> None:
     """Unmount and delete the sandbox; missing is fine (idempotent, also after a crash)."""
+    from kernel.runtime import linux
+
     path = sandbox_path(run_root, cid)
     if not path.exists():
         return
-    result = _libc().umount2(str(path).encode(), MNT_DETACH)
-    if result != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
-        raise PalletError(f"cannot unmount network sandbox {path}: {os.strerror(ctypes.get_errno())}")
+    try:
+        linux.umount2(str(path), linux.MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise PalletError(f"cannot unmount network sandbox {path}: {exc.strerror}") from None
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
 
@@ -100,10 +89,11 @@ def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict) 
     files = {
         "/etc/hostname": (run_dir / "hostname", hostname + "\n"),
         "/etc/hosts": (run_dir / "hosts", hosts),
-        "/etc/resolv.conf": (run_dir / "resolv.conf", _resolv_conf(network_mode, net.get("dns_servers") or [])),
+        "/etc/resolv.conf": (run_dir / "resolv.conf",
+                             net.get("resolv_conf") or _resolv_conf(network_mode, net.get("dns_servers") or [])),
     }
     for _dest, (path, text) in files.items():
-        atomic_write(path, text.encode())
+        atomic_write(path, text.encode(), durable=False)  # the run dir does not outlive a reboot
     return {dest: path for dest, (path, _text) in files.items()}
 
 

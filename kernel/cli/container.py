@@ -45,8 +45,9 @@ def create_options(func):
         click.option("--stop-signal", default=None, help="Signal to stop the container (default SIGTERM)."),
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
         click.option("--network", "--net", "network", default="",
-                     help='Connect to a network: none, host, bridge or a network name. Default: "bridge" when '
-                          'a bridge driver is implemented, else "none".'),
+                     help='Connect to a network: none, host, bridge or a network name. Default: [containers] '
+                          'default_network in the config, else "bridge" when a bridge driver is implemented, '
+                          'else "none".'),
         click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]CTR[/PROTO]",
                      help="Publish a container's port(s) to the host."),
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
@@ -82,12 +83,6 @@ def build_request(image, command, opts):
             import os
             if not os.path.exists(mount["Source"]):
                 raise UsageError(f'invalid mount config for type "bind": bind source path does not exist: {mount["Source"]}')
-    anonymous = []
-    for mount in mounts:
-        if mount["Type"] == "volume" and not mount["Source"]:
-            import os
-            mount["Source"] = os.urandom(32).hex()
-            anonymous.append(mount["Source"])
     targets = [m["Target"] for m in mounts] + [runopts.parse_tmpfs(t)[0] for t in opts["tmpfs"]]
     duplicate = next((t for t in targets if targets.count(t) > 1), None)
     if duplicate:
@@ -130,19 +125,13 @@ def build_request(image, command, opts):
     )
     if opts["workdir"] and not opts["workdir"].startswith("/"):
         raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")
-    return request, anonymous
+    return request
 
 
 def _create(engine, image, command, opts):
     from kernel import lifecycle
-    from kernel.containers import ContainerStore
 
-    request, anonymous = build_request(image, command, opts)
-    record = lifecycle.create(engine, request)
-    if anonymous:
-        record.anonymous_volumes = anonymous
-        ContainerStore(engine).save(record)
-    return record
+    return lifecycle.create(engine, build_request(image, command, opts))
 
 
 @container.command("create", context_settings=RUN_SETTINGS)
@@ -174,7 +163,12 @@ def run(ctx, image, command, detach, **opts):
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
     record = _create(engine, image, command, opts)
-    bundle = lifecycle.prepare(engine, record)
+    try:
+        bundle = lifecycle.prepare(engine, record)
+    except BaseException:
+        if opts["auto_remove"]:
+            lifecycle.remove(engine, record)
+        raise
     if detach:
         monitor.spawn(engine, record, bundle)
         click.echo(record.id)

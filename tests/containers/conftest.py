@@ -57,6 +57,8 @@ def cleanup_root(pallet: Pallet) -> list[str]:
 def bb(tmp_path) -> Pallet:
     """``pallet`` on a private root that holds ``busybox:latest``; everything is removed afterwards."""
     pallet = Pallet(tmp_path / "root", tmp_path / "run")
+    # Most tests are not about networking: keep them off the shared host bridge unless they ask.
+    (tmp_path / "pallet.toml").write_text('[containers]\ndefault_network = "none"\n')
     pallet("image", "build-busybox", check=True)
     try:
         yield pallet

@@ -10,9 +10,12 @@ from tests.containers.conftest import container_ids, record
 
 
 def test_run_rm_echo_hello_prints_hello_and_leaves_no_container(bb):
+    (bb.root.parent / "pallet.toml").write_text("")  # the real default network
     result = bb("run", "--rm", "busybox", "echo", "hello")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", ""), result.stderr
     assert container_ids(bb.root) == []
+    netns = bb.run_root / "netns"
+    assert not netns.exists() or os.listdir(netns) == []
 
 
 def test_default_container_is_confined_like_dockers(bb):
@@ -76,15 +79,11 @@ def test_network_none_has_only_loopback_and_host_shares_the_hosts(bb):
     assert set(before) & set(os.listdir("/sys/class/net")) <= set(lines[1:])
 
 
-def test_network_bridge_without_a_bridge_driver_is_a_clear_error(bb):
-    try:
-        import kernel.network  # noqa: F401
-    except ImportError:
-        result = bb("run", "--rm", "--network", "bridge", "busybox", "true")
-        assert result.returncode == 1
-        assert result.error_lines == [
-            'Error: network "bridge" is not implemented yet in this version of pallet (only "none" and "host" are)']
-        assert container_ids(bb.root) == []
+def test_unknown_network_is_refused_before_anything_is_created(bb):
+    result = bb("run", "--rm", "--network", "nosuchnet", "busybox", "true")
+    assert result.returncode == 1
+    assert result.error_lines == ["Error: network nosuchnet not found"]
+    assert container_ids(bb.root) == []
 
 
 def test_memory_limit_oom_kill_is_137_and_reported(bb):
@@ -127,3 +126,20 @@ def test_labels_ports_and_inspect(bb):
     assert fmt.stdout == "lab Created\n"
     as_json = json.loads(bb("ps", "-a", "--format", "json").stdout)
     assert as_json[0]["Names"] == "lab"
+
+
+def test_named_volume_persists_and_starts_with_the_images_content(bb):
+    first = bb("run", "--rm", "-v", "vol1:/etc", "busybox", "sh", "-c", "ls /etc/passwd && echo kept > /etc/mine")
+    assert first.returncode == 0, first.stderr
+    second = bb("run", "--rm", "-v", "vol1:/data", "busybox", "cat", "/data/mine")
+    assert second.stdout == "kept\n"
+    assert bb("volume", "rm", "vol1").returncode == 0
+
+
+def test_anonymous_volume_goes_with_rm_v(bb):
+    bb("run", "--name", "anon", "-v", "/scratch", "busybox", "sh", "-c", "echo x > /scratch/f", check=True)
+    volume = record(bb, "anon")["Mounts"][0]["Source"]
+    assert len(volume) == 64
+    assert volume in bb("volume", "ls", "-q").stdout.split()
+    assert bb("rm", "-v", "anon").returncode == 0
+    assert volume not in bb("volume", "ls", "-q").stdout.split()
