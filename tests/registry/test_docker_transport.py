@@ -118,3 +118,27 @@ def test_all_tags_and_unknown_tag(registry, rpallet, tmp_path):
     missing = rpallet("pull", f"{registry.host}/tags/img:three")
     assert missing.returncode == 1
     assert missing.error_lines == [f"Error: manifest unknown: {registry.host}/tags/img:three not found"]
+
+
+def test_concurrent_pulls_of_one_image_share_the_store(registry, rpallet, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    source = umoci_image(tmp_path, [layer_tar({f"f{i}": bytes(1000) * i for i in range(1, 30)}),
+                                    layer_tar({"g": b"g"})])
+    push_with_skopeo(source, registry, "conc/img:t")
+    name = f"{registry.host}/conc/img:t"
+    rpallet("image", "ls", check=True)
+    argv = [sys.executable, "-m", "kernel.cli", "--root", str(rpallet.root), "pull", "-q", name]
+    procs = [subprocess.Popen(argv, cwd=REPO, env=rpallet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    results = [(p.wait(), p.stderr.read().decode()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert [code for code, _ in results] == [0, 0, 0], results
+    listed = rpallet("images", "--digests", check=True).stdout.splitlines()
+    assert len(listed) == 2 and "sha256:" in listed[1]
+    # Blobs were fetched once: the other pulls waited for the store lock and found them.
+    assert len(registry.requests("GET /v2/conc/img/blobs/")) == 3
