@@ -142,3 +142,34 @@ def test_concurrent_pulls_of_one_image_share_the_store(registry, rpallet, tmp_pa
     assert len(listed) == 2 and "sha256:" in listed[1]
     # Blobs were fetched once: the other pulls waited for the store lock and found them.
     assert len(registry.requests("GET /v2/conc/img/blobs/")) == 3
+
+
+def test_kill_9_during_pull_leaves_nothing_visible(registry, rpallet, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    rng = random.Random(7)
+    layers = [layer_tar({f"big{i}": rng.randbytes(4_000_000)}) for i in range(4)]
+    push_with_skopeo(umoci_image(tmp_path, layers), registry, "kill/img:t")
+    name = f"{registry.host}/kill/img:t"
+    rpallet("image", "build-busybox", check=True)
+    argv = [sys.executable, "-m", "kernel.cli", "--root", str(rpallet.root), "pull", name]
+    proc = subprocess.Popen(argv, cwd=REPO, env=rpallet.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        for line in proc.stdout:
+            if "Extracting" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert rpallet("images", "--format", "{{.Repository}}", check=True).stdout.split() == ["busybox"]
+    assert rpallet("image", "inspect", name).returncode == 1
+    rpallet("pull", name, check=True)
+    doc = json.loads(rpallet("image", "inspect", name, check=True).stdout)[0]
+    assert sorted(os.listdir(doc["GraphDriver"]["Data"]["Dir"])) == ["big0", "big1", "big2", "big3"]
