@@ -265,9 +265,8 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.argument("repository", required=False)
 @click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV …).")
 @click.option("-m", "--message", default="", help="Commit message for the imported image.")
-@click.option("--platform", default=None, help="Set the platform (accepted: the host's).")
 @click.pass_context
-def import_(ctx, source, repository, changes, message, platform):
+def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
     from kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
 
@@ -303,6 +302,8 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     from kernel.images import transfer
     from kernel.images.progress import reporter
 
+    from kernel.images import reference as refs
+
     engine = ctx.obj
     kind, location = transfer.split(engine, name)
     driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
@@ -310,23 +311,19 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     if all_tags:
         if kind != "docker":
             raise UsageError("--all-tags works with registries only")
-        from kernel.images import reference as refs
         base = refs.parse(location, default_tag=False)
         locations = [str(base.with_tag(t)) for t in driver.list_tags(location)]
     store = _store(ctx)
     engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
-    progress = reporter(quiet)
-    try:
-        for where in locations:
+    for where in locations:
+        progress = reporter(quiet)
+        try:
             image_id = driver.pull(where, store, progress)
-            engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
-    finally:
-        progress.close()
-    if kind == "docker" and not all_tags:
-        from kernel.images import reference as refs
-        click.echo(str(refs.parse(location)))
-    elif quiet:
-        click.echo(image_id)
+        finally:
+            progress.close()
+        engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+        # Docker ends with the full reference; other transports have none, so print the id.
+        click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
 
 
 @image.command("push")
