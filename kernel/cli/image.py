@@ -295,7 +295,8 @@ def import_(ctx, source, repository, changes, message):
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
 @click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to select from a manifest list.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
@@ -330,7 +331,8 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
 @click.argument("name")
 @click.argument("destination", required=False)
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def push(ctx, name, destination, quiet, tls_verify):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
@@ -393,7 +395,8 @@ def load(ctx, input_, quiet):
 @click.option("-u", "--username", default=None, help="Username.")
 @click.option("-p", "--password", default=None, help="Password.")
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def login(ctx, server, username, password, password_stdin, tls_verify):
     """Log in to a registry (credentials are checked, then stored in the auth file)."""
