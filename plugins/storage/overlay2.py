@@ -77,12 +77,13 @@ class Overlay2Driver(StorageDriver):
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
         lower = ""
-        if parent:
-            if not self.exists(parent):
-                raise NotFound(f'parent layer "{parent}" does not exist')
-            parent_lower = self._read(parent, "lower")
-            lower = "l/" + self._read(parent, "link") + (":" + parent_lower if parent_lower else "")
+        if parent and not self.exists(parent):
+            raise NotFound(f'parent layer "{parent}" does not exist')
         (self.home / "l").mkdir(parents=True, exist_ok=True)
+        if parent:
+            parent_lower, parent_link = self._read(parent, "lower"), self._read(parent, "link")
+            self._ensure_link(parent, parent_link)
+            lower = "l/" + parent_link + (":" + parent_lower if parent_lower else "")
         link = base64.b32encode(os.urandom(16)).decode()[:26]
         tmp = self.home / leftover_name("tmp", layer_id)
         try:
@@ -100,7 +101,14 @@ class Overlay2Driver(StorageDriver):
                 raise Conflict(f'layer "{layer_id}" already exists') from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        os.symlink(f"../{layer_id}/diff", self.home / "l" / link)
+        self._ensure_link(layer_id, link)
+
+    def _ensure_link(self, layer_id: str, link: str) -> None:
+        """Recreate ``l/LINK`` if a process died between renaming the layer into place and linking it."""
+        try:
+            os.symlink(f"../{layer_id}/diff", self.home / "l" / link)
+        except FileExistsError:
+            pass
 
     def create_rw(self, layer_id: str, parent: str | None = None, opts: dict[str, str] | None = None) -> None:
         refuse_options("overlay2", opts)

@@ -42,13 +42,13 @@ class VfsDriver(StorageDriver):
         final = self._path(layer_id)
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
+        source = self._path(parent) if parent else None
+        if source is not None and not source.is_dir():
+            raise NotFound(f'parent layer "{parent}" does not exist')
         self._dirs.mkdir(parents=True, exist_ok=True)
         tmp = self._dirs / leftover_name("tmp", layer_id)
         try:
-            if parent:
-                source = self._path(parent)
-                if not source.is_dir():
-                    raise NotFound(f'parent layer "{parent}" does not exist')
+            if source is not None:
                 proc = subprocess.run(["cp", "-a", "--reflink=auto", str(source), str(tmp)],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:

@@ -164,3 +164,14 @@ def test_layers_sweeps_what_killed_operations_left(scratch, driver_cls):
     assert sorted(name for name in os.listdir(store) if name.startswith(".")) == [f".tmp-busy-{os.getpid()}-0000"]
     if driver_cls is Overlay2Driver:
         assert os.listdir(store / "l") == [(store / "base/link").read_text()]
+
+
+def test_a_missing_short_link_is_recreated_for_children(overlay):
+    overlay.apply_diff("base", None, tar_of(F("file", b"x")))
+    os.unlink(overlay.home / "l" / (overlay.home / "base/link").read_text())  # killed before linking
+    overlay.create("child", "base")
+    root = str(overlay.get("child"))
+    try:
+        assert os.listdir(root) == ["file"]
+    finally:
+        overlay.put("child")
