@@ -430,3 +430,8 @@ def logout(ctx, server):
         raise PalletError(f"not logged in to {server}")
     click.echo(f"Removing login credentials for {server}")
 
+
+
+# Docker's aliases for the group's subcommands.
+image.add_command(ls, "list")
+image.add_command(rm, "remove")
