@@ -29,6 +29,15 @@ def _containers_using(engine) -> dict[str, list[str]]:
     return using
 
 
+def _container_ids(engine) -> set[str] | None:
+    """Every container id (their read-write layers live in the driver), or None when containers are unknown."""
+    try:
+        from kernel.containers import ContainerStore
+    except ImportError:
+        return None
+    return {container.id for container in ContainerStore(engine).all()}
+
+
 @click.group("image", context_settings={"help_option_names": ["-h", "--help"]})
 def image():
     """Manage images."""
@@ -238,6 +247,9 @@ def prune(ctx, all_, force):
         before = sum(store.blobs.size(d) for d in store.blobs.digests())
         deleted += [f"deleted: {item}" for item in store.remove(record.id)]
         reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+    before = sum(store.blobs.size(d) for d in store.blobs.digests())
+    deleted += [f"deleted: {layer} (left by an interrupted operation)" for layer in store.sweep(_container_ids(ctx.obj))]
+    reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
     if deleted:
         click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
     click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -383,6 +384,32 @@ class ImageStore:
             self.blobs.remove(digest)
         if self.blobs.tmp.is_dir():
             for leftover in self.blobs.tmp.iterdir():
+                # Blob temp files are only written under the store lock, which the caller holds.
                 with contextlib.suppress(OSError):
-                    if leftover.stat().st_mtime < datetime.now().timestamp() - 3600:
+                    if leftover.name.startswith("blob-") or leftover.stat().st_mtime < time.time() - 3600:
                         os.unlink(leftover)
+
+    def sweep(self, container_ids: set[str] | None) -> list[str]:
+        """Remove what interrupted operations (``kill -9``) left: layers no image uses, their blobs, temp files.
+
+        Driver layers named like image layers (64 hex) that are neither an image's chain id
+        nor one of ``container_ids`` are removed too (not at all when ``container_ids`` is
+        None: without the container store a read-write layer cannot be told apart). Returns
+        the removed layer ids.
+        """
+        removed = []
+        with self.locked():
+            live = {c for record in self.all() for c in record.layers}
+            for path in list(self.layers_dir.iterdir()) if self.layers_dir.is_dir() else []:
+                chain_id = "sha256:" + path.name
+                if chain_id not in live:
+                    self.driver.remove(path.name)
+                    path.unlink()
+                    removed.append(chain_id)
+            for lid in self.driver.layers() if container_ids is not None else ():
+                if len(lid) == 64 and "sha256:" + lid not in live and lid not in container_ids \
+                        and all(c in "0123456789abcdef" for c in lid):
+                    self.driver.remove(lid)
+                    removed.append("sha256:" + lid)
+            self.collect_blobs()
+        return removed

@@ -152,7 +152,8 @@ def test_kill_9_during_pull_leaves_nothing_visible(registry, rpallet, tmp_path):
 
     from tests.conftest import REPO
     rng = random.Random(7)
-    layers = [layer_tar({f"big{i}": rng.randbytes(4_000_000)}) for i in range(4)]
+    # Small first layer, large later ones: the kill lands after layer 0 is recorded, before the image is.
+    layers = [layer_tar({f"big{i}": rng.randbytes(1_000_000 if i == 0 else 15_000_000)}) for i in range(4)]
     push_with_skopeo(umoci_image(tmp_path, layers), registry, "kill/img:t")
     name = f"{registry.host}/kill/img:t"
     rpallet("image", "build-busybox", check=True)
@@ -161,7 +162,7 @@ def test_kill_9_during_pull_leaves_nothing_visible(registry, rpallet, tmp_path):
                             text=True)
     try:
         for line in proc.stdout:
-            if "Extracting" in line:
+            if "Pull complete" in line:
                 proc.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -170,6 +171,12 @@ def test_kill_9_during_pull_leaves_nothing_visible(registry, rpallet, tmp_path):
         proc.stdout.close()
     assert rpallet("images", "--format", "{{.Repository}}", check=True).stdout.split() == ["busybox"]
     assert rpallet("image", "inspect", name).returncode == 1
+    pruned = rpallet("image", "prune", "-f", check=True).stdout
+    assert "left by an interrupted operation" in pruned
+    busybox = json.loads(rpallet("image", "inspect", "busybox", check=True).stdout)[0]
+    layer_dirs = os.listdir(rpallet.root / "vfs" / "dir")
+    assert layer_dirs == [busybox["GraphDriver"]["Data"]["Dir"].rsplit("/", 1)[1]]
+    assert not [p for p in os.listdir(rpallet.root / "images" / "tmp") if p.startswith("blob-")]
     rpallet("pull", name, check=True)
     doc = json.loads(rpallet("image", "inspect", name, check=True).stdout)[0]
     assert sorted(os.listdir(doc["GraphDriver"]["Data"]["Dir"])) == ["big0", "big1", "big2", "big3"]
