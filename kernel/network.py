@@ -311,6 +311,8 @@ class NetworkStore:
             ipam = self.ipam(record.ipam_driver)
             pool_id = record.pools[0]
             address = ipam.request_address(pool_id, ip)
+            # The container's interfaces are eth0, eth1 … in the order it joined networks.
+            position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
                                       aliases=[a for a in aliases if a])
@@ -318,10 +320,15 @@ class NetworkStore:
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
                            "container_name": container.name, "aliases": endpoint.aliases}
+                gateway = "" if record.internal else record.ipam_config[0].get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
-                                                      EndpointInfo(address=address), options)
+                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac),
+                                                      options)
                 endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
-                joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), {})
+                # What a driver without state of its own needs to configure the sandbox (libnetwork's JoinInfo).
+                join_options = {"address": address, "mac_address": info.mac_address, "interface": f"eth{position}",
+                                "gateway": gateway if position == 0 else ""}
+                joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway
                 self._save_endpoint(endpoint)
