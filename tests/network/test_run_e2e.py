@@ -113,3 +113,12 @@ def test_concurrent_runs_get_distinct_addresses_released_on_rm(cli):
     cli("run", "-d", "--name", "again", "--network", "busy", "busybox", "sleep", "60", check=True)
     again = json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]["Containers"]
     assert [c["IPv4Address"] for c in again.values()] == [f"{NET}.60.2/24"], "freed addresses are reused"
+
+
+def test_connect_refuses_a_container_without_a_sandbox(cli):
+    cli("network", "create", "--subnet", f"{NET}.61.0/24", "lonely", check=True)
+    cli("run", "-d", "--name", "isolated", "--network", "none", "busybox", "sleep", "60", check=True)
+    result = cli("network", "connect", "lonely", "isolated")
+    assert result.returncode == 1
+    assert result.error_lines == ["Error: container isolated uses network mode none and cannot be connected to "
+                                  "other networks"]
