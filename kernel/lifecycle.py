@@ -77,7 +77,8 @@ def default_network(engine) -> str:
 def create(engine, request: CreateRequest) -> ContainerRecord:
     from kernel import runopts
 
-    engine.plugins.load("network")
+    if request.network not in ("none", "host"):
+        engine.plugins.load("network")
     image = image_store(engine).resolve(request.image)
     image_config = (image.config or {}).get("config") or {}
     network = request.network or default_network(engine)
@@ -184,6 +185,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
         if record.network_mode not in ("none", "host"):
             import kernel.network as network
 
+            engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
             net = network.connect(engine, record, netns_path) or {}
             record.network = {**net, "sandbox": netns_path}
@@ -312,6 +314,7 @@ def release(engine, record: ContainerRecord) -> None:
     if record.network_mode not in ("none", "host"):
         with contextlib.suppress(ImportError):
             import kernel.network as network
+            engine.plugins.load("network")
             try:
                 network.disconnect(engine, record)
             except Exception as exc:

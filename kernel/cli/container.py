@@ -20,7 +20,12 @@ def container():
     """Manage containers."""
 
 
-def _engine(ctx_obj, groups=("storage", "network", "security", "runtime")):
+def _engine(ctx_obj, groups=("storage", "security", "runtime")):
+    """Load the plugin groups every container command uses, so their lifecycle hooks observe it.
+
+    Network plugins load only for containers on a network that needs them (not none/host),
+    which keeps ``run --network none`` start-up short.
+    """
     ctx_obj.plugins.load(*groups)
     return ctx_obj
 

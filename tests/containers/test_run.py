@@ -10,12 +10,13 @@ from tests.containers.conftest import container_ids, record
 
 
 def test_run_rm_echo_hello_prints_hello_and_leaves_no_container(bb):
-    (bb.root.parent / "pallet.toml").write_text("")  # the real default network
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # the real default network
     result = bb("run", "--rm", "busybox", "echo", "hello")
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", ""), result.stderr
     assert container_ids(bb.root) == []
     netns = bb.run_root / "netns"
     assert not netns.exists() or os.listdir(netns) == []
+    assert os.path.exists(f"/sys/class/net/{bb.bridge}")  # it did run on the bridge
 
 
 def test_default_container_is_confined_like_dockers(bb):
