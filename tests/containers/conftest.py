@@ -82,6 +82,11 @@ def teardown_networks(pallet: Pallet) -> None:
 
     if (pallet.root / "networks").exists():
         NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
+    from plugins.network.nft import table_exists, table_name
+
+    table = table_name(pallet.root)
+    if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
 def record(pallet: Pallet, name: str) -> dict:
