@@ -46,7 +46,10 @@ class Engine:
         recorded = self.recorded_storage_driver()
         if recorded:
             candidates.add(recorded)
-        return sorted(name for name in candidates if _has_data(self.root / name))
+        from kernel.storage.migrate import kept_drivers
+
+        kept = set(kept_drivers(self.root))  # backups left by "storage migrate --keep-old"
+        return sorted(name for name in candidates if name not in kept and _has_data(self.root / name))
 
     def select_storage_driver(self) -> tuple[str, str]:
         """Return ``(driver name, how it was chosen)`` following the documented precedence."""
@@ -105,7 +108,14 @@ class Engine:
     @cached_property
     def storage(self):
         """The selected storage driver instance; records the choice in the root."""
+        from kernel.storage.migrate import in_progress
+
         name = self.storage_driver_name
+        journal = in_progress(self.root)
+        if journal is not None:
+            raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress or '
+                           f'was interrupted; run "pallet storage migrate --to {journal.target}" to finish it '
+                           '(or "pallet storage migrate --abort")')
         record = self.plugins.driver("storage", name)
         options = self.config.storage_options(name)
         availability = record.availability(self.root / name, options)

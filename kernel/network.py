@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -111,11 +112,19 @@ class NetworkStore:
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=name, created=_now(), predefined=True,
                                attachable=False)
         if name == "bridge":
-            record.options = {"com.docker.network.bridge.name": self.settings.get("bridge_name", DEFAULT_BRIDGE_DEVICE),
+            record.options = {"com.docker.network.bridge.name": self.settings.get("bridge_name") or self.bridge_device(),
                               "com.docker.network.bridge.default_bridge": "true"}
             if self.settings.get("default_subnet"):
                 record.ipam_config = [{"Subnet": self.settings["default_subnet"]}]
         return record
+
+    def bridge_device(self) -> str:
+        """``pallet0`` for the default root; other roots get their own device so they never share one."""
+        from kernel.config import DEFAULT_ROOT
+
+        if Path(self.engine.root) == DEFAULT_ROOT:
+            return DEFAULT_BRIDGE_DEVICE
+        return "pb-" + hashlib.sha256(str(Path(self.engine.root).resolve()).encode()).hexdigest()[:10]
 
     def get(self, ref: str) -> NetworkRecord:
         records = self.all()
@@ -311,9 +320,7 @@ class NetworkStore:
                            "container_name": container.name, "aliases": endpoint.aliases}
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
                                                       EndpointInfo(address=address), options)
-                endpoint.mac_address, endpoint.gateway = info.mac_address, info.gateway
-                endpoint.ports = info.extra.get("ports", {})
-                self._save_endpoint(endpoint)
+                endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), {})
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway
@@ -466,13 +473,13 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
     else:
         dns_servers, options = ["127.0.0.11"], ["ndots:0"]
     return {
-        "network": net.name,
-        "ip_address": ip_address, "ip_prefix_len": int(prefix), "gateway": endpoint.gateway,
-        "mac_address": endpoint.mac_address, "interface": endpoint.interface,
+        # Docker's NetworkSettings fields, so ``inspect`` can show this dict as it is.
+        "Networks": {net.name: endpoint_settings(net, endpoint, record)}, "Ports": endpoint.ports,
+        "IPAddress": ip_address, "IPPrefixLen": int(prefix), "Gateway": endpoint.gateway,
+        "MacAddress": endpoint.mac_address,
+        # What the sandbox's /etc files and ``pallet port`` need.
+        "addresses": [endpoint.address], "extra_hosts": [], "ports": endpoint.ports,
         "dns_servers": dns_servers, "dns_search": [], "dns_options": options,
-        "addresses": [endpoint.address], "extra_hosts": [],
-        "ports": endpoint.ports,
-        "networks": {net.name: endpoint_settings(net, endpoint, record)},
         "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
                        + (f"options {' '.join(options)}\n" if options else ""),
     }

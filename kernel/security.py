@@ -73,7 +73,7 @@ def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: lis
             continue
         availability = record.availability()
         if not availability.available or not record.cls.implemented:
-            if asked:
+            if asked and not record.cls.opts_out(asked):
                 why = availability.reason if not availability.available else "it is not implemented yet"
                 raise PalletError(f'security profile "{record.name}" requested, but {why}')
             continue

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install everything, then show what pallet finds on this host.
+# Install everything, build the embedded busybox image, and run the main job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 set -x
-pallet plugins ls
-pallet info
+pallet image build-busybox
+pallet images
+pallet run --rm busybox echo hello

@@ -109,24 +109,6 @@ def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
     emit(_image_rows(records, digests, no_trunc), columns, fmt, as_json)
 
 
-def inspect_document(store, record) -> dict:
-    config = record.config
-    driver = store.engine.storage
-    top = record.top_layer
-    return {
-        "Id": record.id, "RepoTags": record.repo_tags, "RepoDigests": record.repo_digests, "Parent": "",
-        "Comment": (config.get("history") or [{}])[-1].get("comment", ""), "Created": record.created,
-        "Author": config.get("author", ""), "Config": record.runtime_config,
-        "Architecture": config.get("architecture", ""), "Variant": config.get("variant", ""),
-        "Os": config.get("os", ""), "Size": record.size,
-        "GraphDriver": {"Name": store.engine.storage_driver_name,
-                        "Data": driver.metadata(top) if top and driver.exists(top) else {}},
-        "RootFS": {"Type": "layers", "Layers": config.get("rootfs", {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": record.added},
-        "Descriptor": {"mediaType": record.manifest_media_type, "digest": record.manifest_digest},
-    }
-
-
 @image.command("inspect")
 @click.argument("images", nargs=-1, required=True)
 @format_option
@@ -136,7 +118,7 @@ def inspect(ctx, images, fmt):
     from kernel.cli.output import render_template
 
     store = _store(ctx)
-    documents = [inspect_document(store, store.resolve(name)) for name in images]
+    documents = [store.inspect(store.resolve(name)) for name in images]
     if fmt and fmt != "json":
         for document in documents:
             click.echo(render_template(fmt, document))
@@ -340,11 +322,11 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
     finally:
         progress.close()
-        if kind == "docker" and not all_tags:
-            from kernel.images import reference as refs
-            click.echo(str(refs.parse(location)))
-        elif quiet:
-            click.echo(image_id)
+    if kind == "docker" and not all_tags:
+        from kernel.images import reference as refs
+        click.echo(str(refs.parse(location)))
+    elif quiet:
+        click.echo(image_id)
 
 
 @image.command("push")
@@ -368,8 +350,10 @@ def push(ctx, name, destination, quiet, tls_verify):
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
-    if not quiet:
-        click.echo(f"digest: {digest} size: {store.blobs.size(digest) if store.blobs.has(digest) else ''}".rstrip())
+    if quiet:
+        click.echo(destination or name)
+    elif kind != "docker":
+        click.echo(f"Wrote {digest} to {destination or name}")
 
 
 @image.command("save")

@@ -162,9 +162,9 @@ def connect(engine, network_name, container, alias, ip):
 def _record_attachment(engine, record, result) -> None:
     from kernel.containers import ContainerStore
 
-    networks = dict(record.network.get("networks", {}))
-    networks.update(result["networks"])
-    record.network = {**record.network, "networks": networks}
+    networks = dict(record.network.get("Networks", {}))
+    networks.update(result["Networks"])
+    record.network = {**record.network, "Networks": networks}
     ContainerStore(engine).save(record)
 
 
@@ -184,6 +184,6 @@ def disconnect(engine, network_name, container, force):
     record = ContainerStore(engine).get(container)
     if not store.disconnect(record.id, net.id) and not force:
         raise PalletError(f"container {record.id[:12]} is not connected to network {net.name}")
-    networks = {k: v for k, v in record.network.get("networks", {}).items() if k != net.name}
-    record.network = {**record.network, "networks": networks}
+    networks = {k: v for k, v in record.network.get("Networks", {}).items() if k != net.name}
+    record.network = {**record.network, "Networks": networks}
     ContainerStore(engine).save(record)

@@ -95,7 +95,10 @@ def check(engine, kind, name, home, storage_opts):
         raise PalletError(f'{kind} driver "{name}" is unavailable on this host: {availability.reason}')
     if not record.cls.implemented:
         raise PalletError(f'{kind} driver "{name}" is not implemented yet')
-    import pytest
+    try:
+        import pytest
+    except ImportError:
+        raise PalletError("the conformance kit needs pytest (pip install pytest)") from None
 
     from kernel.storage import conformance
 

@@ -43,6 +43,14 @@ class SecurityProfile(Driver):
     order = 50
     default_enabled = True
 
+    @classmethod
+    def opts_out(cls, options: dict[str, str]) -> bool:
+        """True when ``options`` only turn this profile off (``apparmor=unconfined``, ``label=disable``).
+
+        Such a request is honoured silently on hosts where the profile is unavailable.
+        """
+        return False
+
     def validate(self, options: dict[str, str]) -> None:
         """Reject bad ``--security-opt`` values with a ``kernel.errors.UsageError`` naming the option."""
 

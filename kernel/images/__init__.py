@@ -23,4 +23,23 @@ class ImageStore(_Store):
                       created_by, author)
 
 
+    def inspect(self, record: ImageRecord) -> dict:
+        """The ``docker image inspect`` document for ``record``."""
+        config = record.config
+        driver = self.engine.storage
+        top = record.top_layer
+        return {
+            "Id": record.id, "RepoTags": record.repo_tags, "RepoDigests": record.repo_digests, "Parent": "",
+            "Comment": (config.get("history") or [{}])[-1].get("comment", ""), "Created": record.created,
+            "Author": config.get("author", ""), "Config": record.runtime_config,
+            "Architecture": config.get("architecture", ""), "Variant": config.get("variant", ""),
+            "Os": config.get("os", ""), "Size": record.size,
+            "GraphDriver": {"Name": self.engine.storage_driver_name,
+                            "Data": driver.metadata(top) if top and driver.exists(top) else {}},
+            "RootFS": {"Type": "layers", "Layers": config.get("rootfs", {}).get("diff_ids", [])},
+            "Metadata": {"LastTagTime": record.added},
+            "Descriptor": {"mediaType": record.manifest_media_type, "digest": record.manifest_digest},
+        }
+
+
 __all__ = ["ImageStore", "ImageRecord", "LayerRecord"]

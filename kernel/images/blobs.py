@@ -68,17 +68,20 @@ class BlobStore:
         return self.ingest([data], expected, len(data) if expected else None)
 
     def ingest(self, chunks: Iterable[bytes], expected: str | None = None, size: int | None = None,
-               on_chunk: Callable[[int], None] | None = None) -> str:
+               on_chunk: Callable[[int], None] | None = None, on_open: Callable[[str], None] | None = None) -> str:
         """Write ``chunks`` to a temp file, check size and digest, then rename into place; return the digest.
 
         With ``expected`` None the digest is computed and the blob stored under it (for
-        content pallet produced itself).
+        content pallet produced itself). ``on_open(temp_path)`` lets a reader follow the
+        file while it is written (each chunk is flushed before ``on_chunk`` reports it).
         """
         if expected:
             split_digest(expected)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        if on_open:
+            on_open(tmp)
         try:
             hasher = hashlib.sha256()
             written = 0
@@ -86,6 +89,8 @@ class BlobStore:
                 for chunk in chunks:
                     hasher.update(chunk)
                     handle.write(chunk)
+                    if on_open:
+                        handle.flush()
                     written += len(chunk)
                     if on_chunk:
                         on_chunk(len(chunk))

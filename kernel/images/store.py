@@ -44,9 +44,10 @@ class Transaction:
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)
 
-    def ingest(self, chunks, expected: str | None = None, size: int | None = None, on_chunk=None) -> str:
+    def ingest(self, chunks, expected: str | None = None, size: int | None = None, on_chunk=None,
+               on_open=None) -> str:
         existed = expected is not None and self.store.blobs.has(expected)
-        digest = self.store.blobs.ingest(chunks, expected, size, on_chunk)
+        digest = self.store.blobs.ingest(chunks, expected, size, on_chunk, on_open)
         if not existed and digest not in self.new_blobs and (expected or not self._referenced(digest)):
             self.new_blobs.append(digest)
         return digest
@@ -200,8 +201,9 @@ class ImageStore:
                   progress=None) -> ImageRecord:
         """Register the image whose manifest blob (and config and layer blobs) ``txn`` stored; unpack it; tag it.
 
-        ``ready(index)``, when given, is called before layer ``index`` is used and may block
-        until its blob is stored (so unpacking overlaps downloads).
+        ``ready(index)``, when given, is called before layer ``index`` is used. It returns
+        None once the layer's blob is stored, or a stream of the blob still being downloaded
+        (read to its end only after the download verified it), so unpacking overlaps downloads.
         """
         manifest = mf.parse_manifest(self.blobs.read(manifest_digest))
         if not self.blobs.has(manifest.config.digest):
@@ -213,12 +215,11 @@ class ImageStore:
         chains = layerlib.chain_ids(diff_ids)
         total = 0
         for index, (descriptor, diff_id, chain_id) in enumerate(zip(manifest.layers, diff_ids, chains)):
-            if ready:
-                ready(index)
-            if not self.blobs.has(descriptor.digest) and not self.layer_path(chain_id).exists():
+            source = ready(index) if ready else None
+            if source is None and not self.blobs.has(descriptor.digest) and not self.layer_path(chain_id).exists():
                 raise PalletError(f"manifest {manifest_digest} references missing blob {descriptor.digest}")
             parent = chains[index - 1] if index else None
-            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent, progress).size
+            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent, progress, source).size
         image_id = manifest.config.digest
         previous = self.image_path(image_id).exists()
         record = read_image(self.image_path(image_id)) if previous else ImageRecord(
@@ -238,7 +239,7 @@ class ImageStore:
         return self.load(image_id)
 
     def _register_layer(self, txn: Transaction, descriptor: mf.Descriptor, diff_id: str, chain_id: str,
-                        parent: str | None, progress=None) -> LayerRecord:
+                        parent: str | None, progress=None, source=None) -> LayerRecord:
         path = self.layer_path(chain_id)
         if path.exists():
             existing = read_layer(path)
@@ -246,19 +247,22 @@ class ImageStore:
                 return existing
         record = LayerRecord(chain_id, diff_id, parent, descriptor.digest, descriptor.media_type,
                              descriptor.size, 0)
-        if path.exists() and not self.blobs.has(descriptor.digest):
+        if path.exists() and not self.blobs.has(descriptor.digest) and source is None:
             record = existing
         key = descriptor.digest.split(":", 1)[1][:12]
         if progress:
             progress.finish(key, "Extracting")
-        record.size = self._unpack(txn, record)
+        record.size = self._unpack(txn, record, source)
         write_layer(path, record)
         if progress:
             progress.finish(key, "Pull complete")
         return record
 
-    def _unpack(self, txn: Transaction, record: LayerRecord) -> int:
-        """Apply the layer's blob through the storage driver, checking its diff id; return its uncompressed size."""
+    def _unpack(self, txn: Transaction, record: LayerRecord, source=None) -> int:
+        """Apply the layer's blob (or ``source``, its bytes still arriving) through the storage driver.
+
+        The diff id is checked; returns the layer's uncompressed size.
+        """
         driver = self.driver
         lid = layerlib.layer_id(record.chain_id)
         if driver.exists(lid):
@@ -266,12 +270,10 @@ class ImageStore:
         parent = layerlib.layer_id(record.parent) if record.parent else None
         compression = mf.LAYER_COMPRESSION.get(record.media_type)
         blob_path = self.blobs.path(record.blob)
-        if not blob_path.exists():
+        if source is None and not blob_path.exists():
             raise PalletError(f"blob {record.blob} of layer {record.chain_id} is missing from the image store")
-        if compression is None and record.media_type not in mf.LAYER_COMPRESSION:
-            compression = layerlib.detect_compression(blob_path)
         txn.new_layers.append(record.chain_id)
-        with layerlib.uncompressed(blob_path, compression) as stream:
+        with layerlib.uncompressed(source or blob_path, compression) as stream:
             reader = layerlib.HashingReader(stream)
             driver.apply_diff(lid, parent, reader)
             reader.drain()

@@ -23,3 +23,15 @@ def transport(engine, name: str, options: dict):
     if not availability.available:
         raise PalletError(f'transport "{name}" is unavailable on this host: {availability.reason}')
     return record.cls({**options, "engine": engine})
+
+
+def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True):
+    """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this)."""
+    from kernel.images import ImageStore
+
+    kind, location = split(engine, name)
+    driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    store = ImageStore(engine)
+    image_id = driver.pull(location, store, progress)
+    engine.plugins.broadcast("pallet_image_pulled", reference=location, image_id=image_id)
+    return store.load(image_id)

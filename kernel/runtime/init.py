@@ -25,6 +25,7 @@ SETUP_FAILED = 125
 NOT_EXECUTABLE = 126
 NOT_FOUND = 127
 TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
 
 
 class ContainerStartError(PalletError):
@@ -44,6 +45,7 @@ class ProcessPlan:
     groups: list[int] = field(default_factory=list)
     umask: int | None = None
     terminal: bool = False
+    console_size: tuple[int, int] | None = None  # (rows, columns)
     capabilities: dict[str, int] | None = None
     drop_bounding: list[int] = field(default_factory=list)
     no_new_privileges: bool = False
@@ -82,6 +84,7 @@ def plan_process(process: dict, spec: dict | None = None) -> ProcessPlan:
         groups=[int(g) for g in user.get("additionalGids") or []],
         umask=user.get("umask"),
         terminal=bool(process.get("terminal")),
+        console_size=_console_size(process.get("consoleSize")),
         capabilities=caps.masks(process.get("capabilities")),
         no_new_privileges=bool(process.get("noNewPrivileges")),
         oom_score_adj=process.get("oomScoreAdj"),
@@ -109,6 +112,12 @@ def plan_process(process: dict, spec: dict | None = None) -> ProcessPlan:
     if "run.pallet.landlock" in annotations:
         plan.landlock = json.loads(annotations["run.pallet.landlock"])
     return plan
+
+
+def _console_size(size: dict | None) -> tuple[int, int] | None:
+    if not size or not size.get("height") or not size.get("width"):
+        return None
+    return int(size["height"]), int(size["width"])
 
 
 def _clamp(value: int, ceiling: int) -> int:
@@ -192,7 +201,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
         _write_attr("exec", "/proc/self/attr/exec", process.selinux_label)
     os.setsid()
     if process.terminal and console_fd is not None:
-        _attach_terminal(console_fd, process.uid, process.gid)
+        _attach_terminal(console_fd, process.uid, process.gid, process.console_size)
     if process.seccomp is not None and not process.no_new_privileges:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while we still have it.
         process.seccomp.load()
@@ -285,10 +294,10 @@ def _write_attr(new_name: str, old_path: str, value: str) -> None:
         handle.write(value)
 
 
-def _attach_terminal(console_fd: int, uid: int, gid: int) -> None:
+def _attach_terminal(console_fd: int, uid: int, gid: int, size: tuple[int, int] | None) -> None:
     """Open a pty in the container's devpts, send the master over the console socket (SCM_RIGHTS)."""
-    import fcntl
     import socket
+    import struct
 
     master, slave_path = linux.open_pty()
     os.chown(slave_path, uid, gid)
@@ -296,6 +305,8 @@ def _attach_terminal(console_fd: int, uid: int, gid: int) -> None:
         socket.send_fds(sock, [slave_path.encode()], [master])
     os.close(master)
     slave = os.open(slave_path, os.O_RDWR)
+    if size is not None:
+        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for target in (0, 1, 2):
         os.dup2(slave, target)
@@ -303,7 +314,6 @@ def _attach_terminal(console_fd: int, uid: int, gid: int) -> None:
 
 
 def _loopback_up() -> None:
-    import fcntl
     import socket
     import struct
 

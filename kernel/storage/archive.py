@@ -45,6 +45,7 @@ class DeleteWhiteouts:
     """Whiteouts for drivers whose layers are full trees (vfs, naive): really delete."""
 
     creates_parents = False
+    tracks_unpacked = True  # an opaque dir keeps what this layer unpacked into it
 
     def whiteout(self, directory: str, name: str) -> bool:
         return remove_path(os.path.join(directory, name))
@@ -245,6 +246,8 @@ def _apply_pax(h: _Header, records: dict[str, bytes]) -> None:
             h.gid = int(value)
         elif key == "mtime":
             h.mtime_ns = _pax_time_ns(value)
+        elif key.startswith("GNU.sparse."):
+            raise PalletError(f'layer entry "{h.name}": GNU sparse files are not supported')
         elif key.startswith("SCHILY.xattr."):
             if h.xattrs is None:
                 h.xattrs = {}
@@ -274,6 +277,7 @@ class _Extractor:
         self.dir_times: list[tuple[str, int]] = []
         self.unpacked: set[str] = set()
         self.as_root = os.geteuid() == 0
+        self.umask = _current_umask()
 
     def resolve_dir(self, parts: list[str], entry: str, create: bool = True) -> str | None:
         """The real path of directory ``parts``, created if missing, never leaving the root."""
@@ -346,11 +350,12 @@ class _Extractor:
                     raise
 
     def write_file(self, path: str, h: _Header, read) -> None:
+        mode = h.mode & 0o7777
         try:
-            fd = os.open(path, _O_CREATE, 0o600)
+            fd = os.open(path, _O_CREATE, mode & 0o777)
         except FileExistsError:
             self.clear_slot(path)
-            fd = os.open(path, _O_CREATE, 0o600)
+            fd = os.open(path, _O_CREATE, mode & 0o777)
         try:
             size = h.size
             if size:
@@ -365,7 +370,8 @@ class _Extractor:
             # owner_mode by fd, inlined: this is the per-file hot path.
             if self.as_root:
                 os.fchown(fd, h.uid, h.gid)
-            os.fchmod(fd, h.mode & 0o7777)  # after chown, which clears setuid/setgid
+            if mode & (0o7000 | self.umask):  # set at open unless umask or chown (setuid) interfered
+                os.fchmod(fd, mode)
             if h.xattrs:
                 self.set_xattrs(fd, h.xattrs)
             os.utime(fd, ns=(h.mtime_ns, h.mtime_ns))
@@ -434,6 +440,17 @@ class _Extractor:
                 os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
             except FileNotFoundError:
                 pass  # removed later by a whiteout in the same layer
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o7777  # unknown: always chmod
 
 
 def _copy_to(fd: int, read, size: int, padded: int) -> None:

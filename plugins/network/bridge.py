@@ -14,6 +14,7 @@ from kernel.fsutil import atomic_write_json
 
 MTU_OPTIONS = ("com.docker.network.driver.mtu", "mtu")
 NAME_OPTION = "com.docker.network.bridge.name"
+REGISTRY = Path("/run/pallet-network")
 
 
 class BridgeNetwork(NetworkDriver):
@@ -69,6 +70,7 @@ class BridgeNetwork(NetworkDriver):
         bridge = options.get(NAME_OPTION) or f"br-{network_id[:12]}"
         if len(bridge) > 15:
             raise UsageError(f'bridge name "{bridge}" is longer than 15 characters')
+        collect_orphans()
         state = {"id": network_id, "bridge": bridge, "subnet": str(subnet), "gateway": gateway, "mtu": mtu,
                  "internal": options.get("internal") == "true", "endpoints": {}}
         self._save(network_id, state)  # first, so a crash below leaves something delete_network can find
@@ -112,11 +114,12 @@ class BridgeNetwork(NetworkDriver):
         self._save(network_id, state)
         try:
             netlink.create_veth(endpoint["veth"], endpoint["peer"], state["bridge"], state["mtu"])
-            # Host-wide lock: another root may be publishing the same port at this moment.
-            with ports.host_lock():
-                endpoint["ports"] = ports.allocate(options.get("port_bindings") or {}, self._ports_in_use())
-                self._save(network_id, state)
-                self._apply_rules()
+            if options.get("port_bindings"):
+                # Host-wide lock: another root may be publishing the same port at this moment.
+                with ports.host_lock():
+                    endpoint["ports"] = ports.allocate(options["port_bindings"], self._ports_in_use())
+                    self._save(network_id, state)
+                    self._apply_rules()
         except BaseException:
             self.delete_endpoint(network_id, endpoint_id, data)
             raise
@@ -142,17 +145,11 @@ class BridgeNetwork(NetworkDriver):
 
         state = self._load(network_id)
         endpoint = state["endpoints"][endpoint_id]
-        existing = netlink.sandbox_interfaces(sandbox_key)
-        ifname = next(f"eth{i}" for i in range(len(existing) + 1) if f"eth{i}" not in existing)
         network = ipaddress.IPv4Network(state["subnet"])
-        gateway = None
-        if not state["internal"] and not netlink.sandbox_has_default_route(sandbox_key):
-            gateway = state["gateway"]
-        netlink.move_and_configure(endpoint["peer"], sandbox_key, ifname, endpoint["mac"],
-                                   endpoint["address"].split("/")[0], network.prefixlen, gateway, state["mtu"])
-        endpoint["ifname"] = ifname
-        self._save(network_id, state)
-        return JoinInfo(interface=ifname, gateway=gateway or "", extra={"ifname": ifname})
+        ifname, routed = netlink.move_and_configure(
+            endpoint["peer"], sandbox_key, endpoint["mac"], endpoint["address"].split("/")[0], network.prefixlen,
+            None if state["internal"] else state["gateway"], state["mtu"])
+        return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
         from plugins.network import netlink
@@ -174,7 +171,39 @@ class BridgeNetwork(NetworkDriver):
         from plugins.network import nft
 
         nets = self._all()
-        nft.replace_table(nft.table_name(self.root), render_rules(nets) if nets else None)
+        table = nft.table_name(self.root)
+        nft.replace_table(table, render_rules(nets) if nets else None)
+        record = REGISTRY / f"{table}.json"
+        if nets:
+            atomic_write_json(record, {"root": str(self.root), "bridges": [n["bridge"] for n in nets]})
+        else:
+            record.unlink(missing_ok=True)
+
+
+def collect_orphans() -> list[str]:
+    """Remove tables and bridges of roots that were deleted while their networks existed (test roots).
+
+    Links and nft tables outlive a root directory; each root registers what it made in REGISTRY
+    (on tmpfs, like the links themselves), so another pallet can clean up after it. Returns the
+    names of the tables removed.
+    """
+    from plugins.network import netlink, nft
+
+    removed = []
+    for record in sorted(REGISTRY.glob("*.json")):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if (Path(data["root"]) / "network" / "bridge").is_dir():
+            continue
+        for bridge in data.get("bridges", []):
+            netlink.delete_link(bridge)
+        if nft.table_exists(record.stem):
+            nft.replace_table(record.stem, None)
+        record.unlink(missing_ok=True)
+        removed.append(record.stem)
+    return removed
 
 
 def render_rules(nets: list[dict]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import ctypes
 import json
 import os
 import selectors
@@ -25,7 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
 DNS_ADDRESS = ("127.0.0.11", 53)
 
 
@@ -78,32 +76,16 @@ def _hand_over(control: Path, endpoint) -> None:
 
 
 def socket_in_netns(sandbox: str) -> socket.socket:
-    """A UDP socket bound to 127.0.0.11:53 in the namespace at ``sandbox``; setns only touches a helper thread."""
-    result: dict = {}
+    """A UDP socket bound to 127.0.0.11:53 in the namespace at ``sandbox``."""
+    from plugins.network.netlink import in_netns
 
-    def work():
-        libc = ctypes.CDLL(None, use_errno=True)
-        try:
-            fd = os.open(sandbox, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), sandbox)
-            finally:
-                os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(DNS_ADDRESS)
-            result["sock"] = sock
-        except OSError as exc:
-            result["error"] = exc
+    def bound():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(DNS_ADDRESS)
+        return sock
 
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sock"]
+    return in_netns(sandbox, bound)
 
 
 def stop(store, record) -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
+import socket
+import threading
 
+CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
 
@@ -14,15 +19,53 @@ NUD_PERMANENT = 0x80
 def iproute(netns: str | None = None):
     """An IPRoute socket in the host, or in the network namespace bind-mounted at ``netns`` (a path).
 
-    ``flags=0`` so a vanished sandbox is an error rather than a namespace silently created there.
+    The namespace must exist: a vanished sandbox raises FileNotFoundError rather than a namespace
+    being created there.
     """
     from pyroute2 import IPRoute
 
-    ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
+    if netns:
+        sock = in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
+        ipr = IPRoute(use_socket=sock)
+    else:
+        ipr = IPRoute()
     try:
         yield ipr
     finally:
         ipr.close()
+
+
+def in_netns(path: str, func):
+    """Run ``func`` in a helper thread that entered the namespace at ``path``; return its result.
+
+    setns(2) changes only the calling thread, and a socket keeps the namespace it was made in, so
+    this is how to get sockets inside a sandbox without forking (pyroute2's NetNS forks a helper).
+    """
+    result: dict = {}
+
+    def work():
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc().setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err), path)
+            finally:
+                os.close(fd)
+            result["value"] = func()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def link_index(ipr, name: str) -> int | None:
@@ -78,9 +121,13 @@ def create_veth_pair(host_name: str, peer_name: str, mtu: int | None) -> None:
         ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, **kwargs}, **kwargs)
 
 
-def move_and_configure(peer_name: str, sandbox: str, ifname: str, mac: str, address: str, prefixlen: int,
-                       gateway: str | None, mtu: int | None) -> None:
-    """Move ``peer_name`` into the sandbox, rename it, give it its MAC and address, bring it up, route."""
+def move_and_configure(peer_name: str, sandbox: str, mac: str, address: str, prefixlen: int,
+                       gateway: str | None, mtu: int | None) -> tuple[str, bool]:
+    """Move ``peer_name`` into the sandbox as the next free ``ethN`` with its MAC and address, up.
+
+    The default route via ``gateway`` is added only if the sandbox has none yet (the first
+    network a container joins gives it). Returns ``(interface name, default route added)``.
+    """
     fd = os.open(sandbox, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with iproute() as ipr:
@@ -88,6 +135,8 @@ def move_and_configure(peer_name: str, sandbox: str, ifname: str, mac: str, addr
     finally:
         os.close(fd)
     with iproute(sandbox) as ipr:
+        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
         index = link_index(ipr, peer_name)
         kwargs = {"mtu": mtu} if mtu else {}
         ipr.link("set", index=index, ifname=ifname, address=mac, **kwargs)
@@ -96,19 +145,11 @@ def move_and_configure(peer_name: str, sandbox: str, ifname: str, mac: str, addr
         lo = link_index(ipr, "lo")
         if lo is not None:
             ipr.link("set", index=lo, state="up")
-        if gateway:
-            with _ignore_exists():
-                ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-
-
-def sandbox_interfaces(sandbox: str) -> list[str]:
-    with iproute(sandbox) as ipr:
-        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
-
-
-def sandbox_has_default_route(sandbox: str) -> bool:
-    with iproute(sandbox) as ipr:
-        return any(route.get_attr("RTA_DST") is None for route in ipr.get_routes(family=2, table=254))
+        routed = False
+        if gateway and not any(r.get_attr("RTA_DST") is None for r in ipr.get_routes(family=socket.AF_INET, table=254)):
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+            routed = True
+    return ifname, routed
 
 
 def sysctl(key: str, value: str) -> None:

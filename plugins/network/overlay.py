@@ -140,12 +140,10 @@ class OverlayNetwork(NetworkDriver):
     def join(self, network_id, endpoint_id, data, sandbox_key, options) -> JoinInfo:
         from plugins.network import netlink
 
-        existing = netlink.sandbox_interfaces(sandbox_key)
-        ifname = next(f"eth{i}" for i in range(len(existing) + 1) if f"eth{i}" not in existing)
         endpoint = self.etcd.get(f"{PREFIX}endpoints/{network_id}/{endpoint_id}")
         prefixlen = ipaddress.IPv4Network(data["subnet"]).prefixlen
-        netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, ifname, endpoint["mac"], endpoint["ip"],
-                                   prefixlen, None, OVERLAY_MTU)
+        ifname, _ = netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, endpoint["mac"], endpoint["ip"],
+                                               prefixlen, None, OVERLAY_MTU)
         sync_peers(self.etcd, network_id, data)  # do not wait for the agent to see what already exists
         return JoinInfo(interface=ifname, gateway="")
 

@@ -20,6 +20,76 @@ from kernel.images.blobs import sha256_digest
 from kernel.images.progress import Quiet
 
 PARALLEL_DOWNLOADS = 4
+STREAMABLE = {None, "gzip"}
+
+
+class _Download:
+    """One layer download that the unpacker may follow while it is written (tail of a growing temp file)."""
+
+    def __init__(self, store, digest: str):
+        self.store, self.digest = store, digest
+        self.cond = threading.Condition()
+        self.path: str | None = None
+        self.written = 0
+        self.finished = False
+        self.error: BaseException | None = None
+
+    def opened(self, path: str) -> None:
+        with self.cond:
+            self.path = path
+            self.cond.notify_all()
+
+    def advanced(self, amount: int) -> None:
+        with self.cond:
+            self.written += amount
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self.cond:
+            if self.finished:
+                return
+            self.finished, self.error = True, error
+            self.cond.notify_all()
+
+    def reader(self):
+        return _Follow(self)
+
+
+class _Follow:
+    """Reads what a :class:`_Download` has written so far; EOF only once the blob was verified."""
+
+    def __init__(self, download: _Download):
+        self.download = download
+        self.handle = None
+        self.offset = 0
+
+    def read(self, n: int = -1) -> bytes:
+        d = self.download
+        with d.cond:
+            while True:
+                if d.error is not None:
+                    raise d.error
+                if self.handle is None and d.path is not None:
+                    try:
+                        # Opened before the rename, the handle keeps reading the same file afterwards.
+                        self.handle = open(d.path, "rb") if not d.finished else d.store.blobs.open(d.digest)
+                    except FileNotFoundError:   # renamed or removed just now: finish() follows
+                        while not d.finished:
+                            d.cond.wait()
+                        continue
+                available = d.written - self.offset
+                if self.handle is not None and available > 0:
+                    break
+                if d.finished and self.handle is not None:
+                    return b""
+                d.cond.wait()
+        data = self.handle.read(available if n < 0 else min(n, available))
+        self.offset += len(data)
+        return data
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 class DockerTransport(Transport):
@@ -28,9 +98,8 @@ class DockerTransport(Transport):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        try:
-            import httpx  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("httpx") is None:
             return Availability.no("the httpx Python package is not installed")
         return Availability.ok()
 
@@ -92,9 +161,12 @@ class DockerTransport(Transport):
                     self._download(client, ref, txn, manifest.config, None)
                 futures = self._start_downloads(client, ref, txn, manifest.layers, progress)
                 try:
-                    record = store.add_image(
-                        txn, manifest_digest, [ref] if ref.tag else [], index_digest, [ref.name],
-                        ready=lambda i: futures[i] and futures[i].result(), progress=progress)
+                    record = store.add_image(txn, manifest_digest, [ref] if ref.tag else [], index_digest,
+                                             [ref.name], ready=lambda i: self._ready(futures[i], manifest.layers[i]),
+                                             progress=progress)
+                    for future in futures:
+                        if future is not None:
+                            future[0].result()
                 finally:
                     self._cancel(futures)
         finally:
@@ -115,18 +187,42 @@ class DockerTransport(Transport):
                 futures.append(None)
             else:
                 progress.start(key, layer.size, "Pulling fs layer")
-                futures.append(executor.submit(self._download, client, ref, txn, layer, progress))
+                download = _Download(txn.store, layer.digest)
+                futures.append((executor.submit(self._download, client, ref, txn, layer, progress, download),
+                                download))
         executor.shutdown(wait=False)
         return futures
+
+    @staticmethod
+    def _ready(future, descriptor):
+        """None when the layer's blob is stored; else a stream following its download (gzip/plain only)."""
+        if future is None:
+            return None
+        task, download = future
+        if task.done() or mf.LAYER_COMPRESSION.get(descriptor.media_type) not in STREAMABLE:
+            task.result()
+            return None
+        return download.reader()
 
     def _cancel(self, futures) -> None:
         self._stop.set()
         for future in futures:
             if future is not None:
-                future.cancel()
+                future[0].cancel()
+                future[1].finish(PalletError("pull cancelled"))
         self._executor.shutdown(wait=True)
 
-    def _download(self, client, ref, txn, descriptor, progress) -> None:
+    def _download(self, client, ref, txn, descriptor, progress, download=None) -> None:
+        try:
+            self._fetch(client, ref, txn, descriptor, progress, download)
+        except BaseException as exc:
+            if download is not None:
+                download.finish(exc)
+            raise
+        if download is not None:
+            download.finish()
+
+    def _fetch(self, client, ref, txn, descriptor, progress, download) -> None:
         key = descriptor.digest.split(":", 1)[1][:12]
         response = client.download_blob(ref.path, descriptor.digest)
         stop = getattr(self, "_stop", None)
@@ -138,8 +234,14 @@ class DockerTransport(Transport):
                 yield chunk
 
         try:
-            txn.ingest(chunks(), descriptor.digest, descriptor.size,
-                       (lambda n: progress.advance(key, n)) if progress else None)
+            def advanced(n):
+                if download is not None:
+                    download.advanced(n)
+                if progress:
+                    progress.advance(key, n)
+
+            txn.ingest(chunks(), descriptor.digest, descriptor.size, advanced,
+                       download.opened if download is not None else None)
         finally:
             response.close()
         if progress:

@@ -125,6 +125,10 @@ class AppArmorProfile(SecurityProfile):
             return Availability.no("apparmor_parser is not installed")
         return Availability.ok()
 
+    @classmethod
+    def opts_out(cls, options):
+        return options == {"apparmor": UNCONFINED}
+
     def validate(self, options):
         for key, value in options.items():
             if key != "apparmor":

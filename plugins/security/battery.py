@@ -44,7 +44,8 @@ else report ptrace closed "no CAP_SYS_PTRACE; other PID namespaces are not addre
 
 kcore=$($bb head -c 16 /proc/kcore 2>/dev/null | $bb wc -c)
 if [ "$kcore" -gt 0 ]; then report kcore open "read $kcore bytes"
-else report kcore closed "nothing readable"; fi
+elif [ -e /proc/kcore ]; then report kcore closed "masked: nothing readable"
+else report kcore closed "this kernel has no /proc/kcore"; fi
 
 value=$($bb cat /proc/sys/kernel/printk_ratelimit 2>/dev/null)
 if [ -n "$value" ] && (echo "$value" > /proc/sys/kernel/printk_ratelimit) 2>/dev/null; then

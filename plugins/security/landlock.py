@@ -24,6 +24,9 @@ import stat
 from kernel import hookimpl
 from kernel.drivers import Availability, SecurityProfile
 from kernel.errors import UsageError
+# Imported eagerly: the runtime imports this module before pivot_root and calls restrict_self
+# after it, when pallet's own files are no longer reachable (ctypes costs ~1 ms here).
+from plugins.security import landlock_sys as sys_
 
 ANNOTATION = "run.pallet.landlock"
 
@@ -103,8 +106,6 @@ def restrict_self(rules: dict) -> int:
     Rights newer than the running kernel's ABI are dropped (best effort, as Landlock intends);
     a missing path or a kernel without Landlock raises OSError, so the runtime fails the start.
     """
-    from plugins.security import landlock_sys as sys_
-
     rules = parse_rules(rules, "given to restrict_self")
     abi = sys_.abi_version()
     if abi <= 0:

@@ -41,6 +41,13 @@ class SELinuxProfile(SecurityProfile):
             return Availability.no("SELinux is compiled into this kernel but not enabled (no policy loaded)")
         return Availability.ok()
 
+    @classmethod
+    def opts_out(cls, options):
+        from plugins.security.selinux_labels import parse_option
+
+        values = [v for k, v in options.items() if k in ("label", "selinux")]
+        return len(values) == len(options) == 1 and parse_option(values[0]) == {"disable": "true"}
+
     def validate(self, options):
         from plugins.security.selinux_labels import parse_option
 

@@ -8,16 +8,16 @@ Configuration (``/etc/pallet/pallet.toml``)::
     subgid_file = "/etc/subgid"
 
 ``pallet security userns setup`` writes a ``pallet`` entry into both files. A container
-opts out with ``--userns=host``. Image layers must then be owned by the mapped IDs: pallet
-shifts them when unpacking into a per-remap storage root (see docs/security.md for why
-not idmapped mounts).
+opts out with ``--userns=host``. Image layers must then be owned by the mapped IDs:
+``shift_ownership`` re-owns a tree; keeping ID-shifted layers in a per-remap storage home is
+the chosen design (docs/security.md says why not idmapped mounts, and what is still missing).
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
-import grp
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -11,7 +11,9 @@ On disk (``<home>``)::
     <id>/merged/         mount point, reference counted across processes (``<id>/mount-count``)
 
 Mounts use the new mount API with one ``lowerdir+`` per layer (see kernel/storage/mounts.py),
-so 100+ layers mount without hitting the 4096-byte option string limit. ``index=off``,
+so 100+ layers mount without hitting the 4096-byte option string limit. On older kernels
+(or with ``--storage-opt overlay2.mount_api=legacy``) it falls back to ``mount(2)`` run
+inside the home with relative ``l/SHORT`` paths, as moby does: about 120 layers fit. ``index=off``,
 ``redirect_dir=off`` and ``metacopy=off`` keep the upper dir a complete, self-describing diff:
 that is what lets ``diff``/``changes`` read it directly instead of comparing two trees.
 """
@@ -19,9 +21,11 @@ that is what lets ``diff``/``changes`` read it directly instead of comparing two
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -80,8 +84,7 @@ class Overlay2Driver(StorageDriver):
             lower = "l/" + self._read(parent, "link") + (":" + parent_lower if parent_lower else "")
         (self.home / "l").mkdir(parents=True, exist_ok=True)
         link = base64.b32encode(os.urandom(16)).decode()[:26]
-        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             tmp.mkdir(0o700)
             (tmp / "diff").mkdir(0o755)
@@ -112,7 +115,7 @@ class Overlay2Driver(StorageDriver):
         if os.path.ismount(merged):
             from kernel.storage import mounts
             mounts.umount(str(merged), mounts.MNT_DETACH)
-        doomed = self.home / f".rm-{layer_id}-{os.getpid()}"
+        doomed = self.home / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         os.rename(path, doomed)
         if link:
             try:
@@ -171,15 +174,33 @@ class Overlay2Driver(StorageDriver):
     def _mount(self, path: Path, lowers: list[str], mount_label: str) -> None:
         from kernel.storage import mounts
 
-        options: list[tuple[str, str | None]] = [("lowerdir+", lower) for lower in lowers]
-        options += [("upperdir", str(path / "diff")), ("workdir", str(path / "work")),
-                    ("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")]
+        common = [("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")]
         if mount_label:
-            options.append(("context", mount_label))
-        try:
-            mounts.mount_fs("overlay", str(path / "merged"), options, source="overlay")
-        except OSError as exc:
-            raise PalletError(f'overlay2: mounting layer "{path.name}" failed: {exc.strerror}') from None
+            common.append(("context", mount_label))
+        if self.options.get("overlay2.mount_api", "new") != "legacy":
+            options = [("lowerdir+", lower) for lower in lowers]
+            options += [("upperdir", str(path / "diff")), ("workdir", str(path / "work")), *common]
+            try:
+                mounts.mount_fs("overlay", str(path / "merged"), options, source="overlay")
+                return
+            except OSError as exc:
+                old_kernel = exc.errno == errno.ENOSYS or (exc.errno == errno.EINVAL and "lowerdir+" in str(exc))
+                if not old_kernel:
+                    raise PalletError(f'overlay2: mounting layer "{path.name}" failed: {exc.strerror}') from None
+        self._legacy_mount(path, common)
+
+    def _legacy_mount(self, path: Path, common: list[tuple[str, str]]) -> None:
+        """mount(2) for kernels before 6.8, run in the home so the option string holds short relative paths."""
+        lower = self._read(path.name, "lower")
+        data = f"lowerdir={lower},upperdir={path.name}/diff,workdir={path.name}/work," + \
+            ",".join(f"{key}={value}" for key, value in common)
+        if len(data) >= 4096:
+            raise PalletError(f'overlay2: layer "{path.name}" has too many parents for the legacy mount API '
+                              "(Linux 6.8+ mounts any depth)")
+        proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", data, f"{path.name}/merged"],
+                              cwd=self.home, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PalletError(f'overlay2: mounting layer "{path.name}" failed: {proc.stderr.strip()}')
 
     def cleanup(self) -> None:
         """Nothing is held per process: mounts belong to their reference counts on disk."""
@@ -214,11 +235,16 @@ class Overlay2Driver(StorageDriver):
 
         lowers = self._lower_dirs(layer_id)
         found = []
-        for name, _path, st in archive.walk(str(self._dir(layer_id) / "diff")):
+        for name, path, st in archive.walk(str(self._dir(layer_id) / "diff")):
             if _is_whiteout(st):
                 found.append(Change("D", "/" + name))
-            else:
-                found.append(Change("C" if _in_lowers(lowers, name) else "A", "/" + name))
+                continue
+            below = _in_lowers(lowers, name)
+            found.append(Change("C" if below else "A", "/" + name))
+            if below and stat.S_ISDIR(st.st_mode) and _is_opaque(path):
+                kept = set(os.listdir(path))
+                found += [Change("D", f"/{name}/{child}") for child in _lower_children(lowers, name) - kept]
+        found.sort(key=lambda change: change.path)
         return found
 
     def diff_size(self, layer_id: str, parent: str | None) -> int:
@@ -291,6 +317,28 @@ def _in_lowers(lowers: list[str], name: str) -> bool:
             continue
         return not _is_whiteout(st)
     return False
+
+
+def _lower_children(lowers: list[str], name: str) -> set[str]:
+    """Names inside directory ``name`` as the lower layers together show it."""
+    children: set[str] = set()
+    hidden: set[str] = set()
+    for lower in lowers:
+        directory = lower + "/" + name
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name in hidden or entry.name in children:
+                continue
+            if _is_whiteout(entry.stat(follow_symlinks=False)):
+                hidden.add(entry.name)
+            else:
+                children.add(entry.name)
+        if _is_opaque(directory):
+            break
+    return children
 
 
 @hookimpl

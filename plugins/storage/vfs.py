@@ -43,8 +43,7 @@ class VfsDriver(StorageDriver):
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
         self._dirs.mkdir(parents=True, exist_ok=True)
-        tmp = self._dirs / f".tmp-{layer_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self._dirs / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             if parent:
                 source = self._path(parent)
@@ -69,7 +68,7 @@ class VfsDriver(StorageDriver):
 
     def remove(self, layer_id: str) -> None:
         path = self._path(layer_id)
-        doomed = self._dirs / f".rm-{layer_id}-{os.getpid()}"
+        doomed = self._dirs / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             os.rename(path, doomed)  # disappears at once, even if the delete below is interrupted
         except FileNotFoundError:

@@ -51,10 +51,6 @@ class ZfsCommands:
     def pools(self) -> list[str]:
         return self.run("zpool", "list", "-H", "-o", "name").split()
 
-    def datasets(self, parent: str, depth: int = 1) -> list[str]:
-        out = self.run("zfs", "list", "-H", "-o", "name", "-t", "filesystem", "-d", str(depth), "-r", parent)
-        return [line for line in out.splitlines() if line and line != parent]
-
     def mounted_at(self, mountpoint: str) -> str | None:
         """The dataset mounted at ``mountpoint``, if any."""
         for line in self.run("zfs", "list", "-H", "-o", "name,mountpoint", "-t", "filesystem").splitlines():
@@ -98,7 +94,7 @@ class ZfsCommands:
         self.run("zfs", "clone", *_property_args(properties), snapshot, name)
 
     def rename(self, name: str, new_name: str) -> None:
-        self.run("zfs", "rename", name, new_name)
+        self._retry_busy("zfs", "rename", name, new_name)
 
     def mount(self, name: str) -> None:
         self._retry_busy("zfs", "mount", name)
@@ -204,32 +200,36 @@ class ZfsDriver(StorageDriver):
             properties["quota"] = str(parse_size(size, "size"))
         self._create(layer_id, parent, properties)
 
+    def _record(self, layer_id: str) -> Path:
+        """``<home>/layers/ID`` holds the parent's id: exists() and layers() without asking the daemon."""
+        return self.home / "layers" / layer_id
+
     def _create(self, layer_id: str, parent: str | None, properties: dict[str, str]) -> None:
-        # No existence checks first: each zfs call costs a round trip to the daemon, and zfs
-        # itself refuses an existing name or a missing parent.
+        from kernel.fsutil import atomic_write
+
         dataset = self._dataset(layer_id)
+        if self.exists(layer_id):
+            raise Conflict(f"layer {layer_id} already exists")
+        if parent and not self.exists(parent):
+            raise NotFound(f"parent layer {parent} does not exist")
         # noauto: zfs mounts the dataset only when get() asks, so an unused layer holds no mount.
         properties = {"mountpoint": str(self._mountpoint(layer_id)), "canmount": "noauto", **properties}
         self.graph.mkdir(parents=True, exist_ok=True)
+        # The record goes first: after a crash, remove() finds and destroys a half-made layer.
+        atomic_write(self._record(layer_id), (parent or "").encode())
         try:
             if not parent:
                 self.commands.create(dataset, properties)
                 return
             snapshot = f"{self._dataset(parent)}@{layer_id}"
-            try:
-                self.commands.snapshot(snapshot)
-            except ZfsError as exc:
-                if "does not exist" in str(exc):
-                    raise NotFound(f"parent layer {parent} does not exist") from None
-                raise
+            self.commands.snapshot(snapshot)
             try:
                 self.commands.clone(snapshot, dataset, properties)
             except ZfsError:
                 self.commands.destroy(snapshot)
                 raise
-        except ZfsError as exc:
-            if "already exists" in str(exc):
-                raise Conflict(f"layer {layer_id} already exists") from None
+        except BaseException:
+            self._record(layer_id).unlink(missing_ok=True)
             raise
 
     def remove(self, layer_id):
@@ -237,23 +237,30 @@ class ZfsDriver(StorageDriver):
 
         dataset = self._dataset(layer_id)
         with locked(self.home / "lock"):
-            props = self.commands.properties(dataset, "mounted", "origin")
-            if props is None:
+            try:
+                parent = self._record(layer_id).read_text() or None
+            except FileNotFoundError:
                 return
-            if props.get("mounted") == "yes":
+            if _is_mountpoint(self._mountpoint(layer_id)):
                 self.commands.unmount(dataset)
             self._count_file(layer_id).unlink(missing_ok=True)
-            origin = props.get("origin", "-")
+            if parent and self.exists(parent):
+                origin = f"{self._dataset(parent)}@{layer_id}"
+            else:  # the parent was removed first and lives on under a hidden name
+                props = self.commands.properties(dataset, "origin") or {}
+                origin = props.get("origin", "-")
             try:
                 self.commands.destroy(dataset, recursive=True)
             except ZfsError as exc:
-                if "dependent clones" not in str(exc):
+                if "dependent clones" in str(exc):
+                    # Children are clones of this layer's snapshots: keep its blocks under a hidden
+                    # name until the last child goes (removing a parent first must not break children).
+                    self.commands.rename(dataset, f"{self.fsname}/{REMOVED}{layer_id}.{os.urandom(4).hex()}")
+                    origin = "-"
+                elif "does not exist" not in str(exc):
                     raise
-                # Children are clones of this layer's snapshots: keep its blocks under a hidden name
-                # until the last child goes (removing a parent first must not break its children).
-                self.commands.rename(dataset, f"{self.fsname}/{REMOVED}{layer_id}.{os.urandom(4).hex()}")
-                origin = "-"
             self._collect(origin)
+            self._record(layer_id).unlink()
             try:
                 os.rmdir(self._mountpoint(layer_id))
             except FileNotFoundError:
@@ -280,6 +287,8 @@ class ZfsDriver(StorageDriver):
         dataset = self._dataset(layer_id)
         mountpoint = self._mountpoint(layer_id)
         with locked(self.home / "lock"):
+            if not self.exists(layer_id):
+                raise NotFound(f"layer {layer_id} does not exist")
             mounted = _is_mountpoint(mountpoint)
             count = self._count(layer_id) if mounted else 0  # a count without a mount is stale (reboot)
             if not mounted:
@@ -315,14 +324,13 @@ class ZfsDriver(StorageDriver):
             return 0
 
     def exists(self, layer_id):
-        return self.commands.exists(self._dataset(layer_id))
+        return self._record(layer_id).exists()
 
     def layers(self):
-        if not self.commands.exists(self.fsname):
+        try:
+            return sorted(name for name in os.listdir(self.home / "layers") if not name.startswith("."))
+        except FileNotFoundError:
             return []
-        prefix = self.fsname + "/"
-        names = (name[len(prefix):] for name in self.commands.datasets(self.fsname))
-        return sorted(name for name in names if not name.startswith(REMOVED))
 
     def metadata(self, layer_id):
         dataset = self._dataset(layer_id)

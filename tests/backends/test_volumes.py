@@ -151,3 +151,61 @@ def test_prune_removes_only_unused_anonymous_volumes_unless_all(pallet):
     result = pallet("volume", "prune", "-f", "--all", "--filter", "label=keep", check=True)
     assert result.stdout.splitlines()[:2] == ["Deleted Volumes:", "labelled"]
     assert pallet("volume", "ls", "-q").stdout == "named\n"
+
+
+# --- with real containers -------------------------------------------------------------------------
+@pytest.fixture
+def with_busybox(pallet):
+    pallet("--storage-driver", "vfs", "image", "build-busybox", check=True)
+    return pallet
+
+
+def run(pallet, *args, check=True):
+    return pallet("run", "--rm", "--network", "none", *args, check=check)
+
+
+def test_named_volume_is_populated_from_the_image_and_outlives_its_containers(with_busybox):
+    pallet = with_busybox
+    assert "passwd" in run(pallet, "-v", "etcdata:/etc", "busybox", "ls", "/etc").stdout.split()
+    data = pallet.root / "volumes" / "etcdata" / "_data"
+    assert (data / "passwd").is_file()
+    run(pallet, "-v", "etcdata:/etc", "busybox", "sh", "-c", "echo written > /etc/note")
+    assert run(pallet, "--mount", "type=volume,source=etcdata,target=/other", "busybox",
+               "cat", "/other/note").stdout == "written\n"
+    readonly = run(pallet, "-v", "etcdata:/etc:ro", "busybox", "sh", "-c", "echo x > /etc/more", check=False)
+    assert readonly.returncode != 0 and "Read-only file system" in readonly.stderr
+    assert not (data / "more").exists()
+    assert json.loads(pallet("volume", "inspect", "etcdata", check=True).stdout)[0]["Mountpoint"] == str(data)
+    assert pallet("volume", "rm", "etcdata", check=True).stdout == "etcdata\n"
+
+
+def test_a_volume_used_by_a_stopped_container_cannot_be_removed(with_busybox):
+    pallet = with_busybox
+    pallet("run", "--network", "none", "--name", "holder", "-v", "held:/data", "busybox", "true", check=True)
+    cid = pallet("inspect", "--format", "{{.Id}}", "holder", check=True).stdout.strip()
+    refused = pallet("volume", "rm", "held")
+    assert refused.returncode == 1
+    assert refused.error_lines == [f"Error: remove held: volume is in use - [{cid}]"]
+    assert pallet("volume", "ls", "-q", "--filter", "dangling=true", check=True).stdout == ""
+    pallet("rm", "holder", check=True)
+    assert pallet("volume", "ls", "-q", "--filter", "dangling=true", check=True).stdout == "held\n"
+    pallet("volume", "rm", "held", check=True)
+
+
+def test_anonymous_volume_goes_with_rm_v(with_busybox):
+    pallet = with_busybox
+    pallet("run", "--network", "none", "--name", "anon", "-v", "/scratch", "busybox", "touch", "/scratch/f", check=True)
+    [name] = pallet("volume", "ls", "-q", check=True).stdout.split()
+    assert re.fullmatch(r"[0-9a-f]{64}", name)
+    assert (pallet.root / "volumes" / name / "_data" / "f").exists()
+    pallet("rm", "-v", "anon", check=True)
+    assert pallet("volume", "ls", "-q", check=True).stdout == ""
+
+
+def test_tmpfs_volume_in_a_container(with_busybox):
+    pallet = with_busybox
+    pallet("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "mem", check=True)
+    mounts = run(pallet, "-v", "mem:/mem", "busybox", "grep", " /mem ", "/proc/mounts").stdout
+    assert mounts.startswith("tmpfs /mem tmpfs ") and "size=1024k" in mounts
+    data = pallet.root / "volumes" / "mem" / "_data"
+    assert fstype_at(data) is None, "the tmpfs must be unmounted when the last container is gone"

@@ -132,3 +132,14 @@ def test_prune_removes_dangling_only(vpallet, tmp_path):
     out = vpallet("image", "prune", "-f", check=True).stdout
     assert f"deleted: {dangling}" in out and "Total reclaimed space:" in out
     assert vpallet("images", "--format", "{{.Repository}}", check=True).stdout.split() == ["busybox"]
+
+
+def test_import_from_stdin(vpallet):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    proc = subprocess.run([sys.executable, "-m", "kernel.cli", "--root", str(vpallet.root), "import", "-",
+                           "fromstdin:1"], input=_rootfs_tar(), capture_output=True, env=vpallet.env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert vpallet("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split() == ["fromstdin:1"]

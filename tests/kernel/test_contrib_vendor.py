@@ -29,9 +29,19 @@ def test_vendor_storage_driver_is_selected_and_recorded(pallet, vendor_site):
     assert ["Vendor", "pallet-vendor-example"] in status["Status"]
 
 
-def test_vendor_storage_driver_works_through_the_driver_api(tmp_path, vendor_site, monkeypatch):
-    """Create, stack, read back and remove layers through the same calls the core makes."""
+@pytest.fixture
+def vendor_in_process(vendor_site, monkeypatch):
+    """The vendor package importable in this process; stevedore's per-process entry-point cache reset around it."""
+    from stevedore import ExtensionManager
+
     monkeypatch.syspath_prepend(str(vendor_site))
+    ExtensionManager.ENTRY_POINT_CACHE.clear()
+    yield vendor_site
+    ExtensionManager.ENTRY_POINT_CACHE.clear()
+
+
+def test_vendor_storage_driver_works_through_the_driver_api(tmp_path, vendor_in_process):
+    """Create, stack, read back and remove layers through the same calls the core makes."""
     from kernel.config import Config
     from kernel.engine import Engine
 
@@ -84,8 +94,7 @@ def sandboxes():
             subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_site, monkeypatch, host_parent_link, sandboxes):
-    monkeypatch.syspath_prepend(str(vendor_site))
+def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_in_process, host_parent_link, sandboxes):
     from kernel.drivers import EndpointInfo
     from kernel.plugins import PluginManager
 

@@ -135,3 +135,25 @@ def test_root_alone_keeps_runtime_state_inside_it(pallet):
     data = json.loads(result.stdout)
     assert data["RootDir"] == str(pallet.root)
     assert data["RunRoot"].startswith(str(pallet.root) + "/")
+
+
+def _snapshot(paths):
+    listing = set()
+    for top in paths:
+        for dirpath, dirnames, filenames in os.walk(top):
+            listing.update(os.path.join(dirpath, name) for name in dirnames + filenames)
+    return listing
+
+
+def test_root_alone_leaves_nothing_outside_it(pallet):
+    from tests.conftest import Pallet
+
+    outside = ["/var/lib/pallet", "/run/pallet", "/etc/pallet", os.path.expanduser("~/.config/pallet")]
+    before = _snapshot(outside)
+    only_root = Pallet(pallet.root, None)
+    only_root("image", "build-busybox", check=True)
+    result = only_root("run", "--rm", "--network", "none", "busybox", "echo", "inside")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "inside\n"
+    assert _snapshot(outside) == before
+    assert (pallet.root / "run").is_dir()

@@ -34,30 +34,52 @@ def run_in(sandbox: str, *cmd: str, timeout: float = 10) -> subprocess.Completed
     return subprocess.run(["nsenter", f"--net={sandbox}", *cmd], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def engine(tmp_path):
-    """An engine on a private root; its default bridge device has a per-test name."""
+def root_links(root: Path) -> set[str]:
+    """Links the bridge driver of ``root`` made (bridges and host-side veths), from its state files.
+
+    Leak checks look only at these: other tests on this machine create and delete links concurrently.
+    """
+    import json
+
+    names = set()
+    for state in (Path(root) / "network" / "bridge").glob("*.json"):
+        data = json.loads(state.read_text())
+        names.add(data["bridge"])
+        names.update(ep["veth"] for ep in data["endpoints"].values())
+    return names
+
+
+def teardown_root(engine) -> list[str]:
+    """Remove every network of the engine's root; return what had to be removed by force (leaks)."""
     from kernel.network import NetworkStore
     from plugins.network.nft import table_exists, table_name
 
+    made = root_links(engine.root)
+    NetworkStore(engine).teardown_all()
+    leaked = sorted(made & links())
+    for name in leaked:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    table = table_name(engine.root)
+    if table_exists(table):
+        subprocess.run(["nft", "delete", "table", "ip", table])
+        leaked.append(f"nft table {table}")
+    return leaked
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """An engine on a private root; its default bridge device has a per-test name."""
     prefix = "pt" + uuid.uuid4().hex[:6]
     config_file = tmp_path / "pallet.toml"
-    config_file.write_text(f'[network]\nbridge_name = "{prefix}0"\n')
+    # Pools of our own: the defaults may already be routed by whatever else runs on this host.
+    config_file.write_text(f'[network]\nbridge_name = "{prefix}0"\ndefault_address_pools = "10.232.0.0/16:24"\n')
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config_file)))
     engine.test_prefix = prefix
-    before = links()
     try:
         yield engine
     finally:
-        NetworkStore(engine).teardown_all()
-        leaked = {name for name in links() - before if name.startswith(("br-", "pv", "pc", prefix))}
-        table = table_name(engine.root)
-        if table_exists(table):
-            subprocess.run(["nft", "delete", "table", "ip", table])
-            leaked.add(f"nft table {table}")
-        for name in leaked - {f"nft table {table}"}:
-            subprocess.run(["ip", "link", "del", name], capture_output=True)
-        assert not leaked, f"left behind: {sorted(leaked)}"
+        leaked = teardown_root(engine)
+        assert not leaked, f"left behind: {leaked}"
 
 
 @pytest.fixture

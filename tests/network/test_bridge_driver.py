@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 
@@ -10,7 +11,11 @@ import pytest
 from kernel import network as net
 from kernel.errors import Conflict, PalletError
 from kernel.network import NetworkStore
-from tests.network.conftest import links, run_in
+from tests.network.conftest import links, root_links, run_in
+
+
+def veths_of(engine) -> set[str]:
+    return {name for name in root_links(engine.root) if name.startswith("pv")}
 
 
 def ping(sandbox: str, ip: str) -> bool:
@@ -22,14 +27,14 @@ def test_two_sandboxes_on_one_network_reach_each_other(engine, sandbox, containe
     a, b = sandbox(), sandbox()
     ra = net.connect(engine, container(network_mode="front"), a)
     rb = net.connect(engine, container(network_mode="front"), b)
-    assert ra["ip_address"] == "10.231.7.2" and rb["ip_address"] == "10.231.7.3"
-    assert ra["gateway"] == "10.231.7.1"
-    assert ra["mac_address"] == "02:42:0a:e7:07:02"
+    assert ra["IPAddress"] == "10.231.7.2" and rb["IPAddress"] == "10.231.7.3"
+    assert ra["Gateway"] == "10.231.7.1"
+    assert ra["MacAddress"] == "02:42:0a:e7:07:02"
     assert ra["dns_servers"] == ["127.0.0.11"]
     addr = run_in(a, "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert "10.231.7.2/24" in addr
     assert "default via 10.231.7.1 dev eth0" in run_in(a, "ip", "route").stdout
-    assert ping(a, rb["ip_address"]) and ping(b, ra["ip_address"])
+    assert ping(a, rb["IPAddress"]) and ping(b, ra["IPAddress"])
 
 
 def test_default_bridge_network_is_made_on_first_use(engine, sandbox, container):
@@ -52,7 +57,7 @@ def test_networks_are_isolated_from_each_other(engine, sandbox, container):
     ra = net.connect(engine, container(network_mode="red"), a)
     net.connect(engine, container(network_mode="blue"), b)
     assert ping(b, "10.231.9.1"), "a sandbox reaches its own gateway"
-    assert not ping(b, ra["ip_address"]), "blue must not reach red"
+    assert not ping(b, ra["IPAddress"]), "blue must not reach red"
 
 
 def test_internal_network_has_no_default_route(engine, sandbox, container):
@@ -68,8 +73,8 @@ def test_fixed_ip_mac_and_mtu(engine, sandbox, container):
     a, b = sandbox(), sandbox()
     ra = net.connect(engine, container(network_mode="fixed"), a, ip="10.231.11.50", mac="02:11:22:33:44:55")
     rb = net.connect(engine, container(network_mode="fixed"), b)
-    assert ra["ip_address"] == "10.231.11.50"
-    assert rb["ip_address"] == "10.231.11.129", "automatic addresses come from --ip-range"
+    assert ra["IPAddress"] == "10.231.11.50"
+    assert rb["IPAddress"] == "10.231.11.129", "automatic addresses come from --ip-range"
     shown = run_in(a, "ip", "-o", "link", "show", "eth0").stdout
     assert "02:11:22:33:44:55" in shown and "mtu 1400" in shown
     with pytest.raises(Conflict):
@@ -79,28 +84,28 @@ def test_fixed_ip_mac_and_mtu(engine, sandbox, container):
 def test_disconnect_releases_address_and_links(engine, sandbox, container):
     store = NetworkStore(engine)
     store.create("cycle", subnet="10.231.12.0/24")
-    before = links()
     c = container(network_mode="cycle")
     first = net.connect(engine, c, sandbox())
-    assert len(links() - before) == 1, "one host-side veth per endpoint"
+    veths = veths_of(engine)
+    assert len(veths) == 1 and veths <= links(), "one host-side veth per endpoint"
     net.disconnect(engine, c)
     net.disconnect(engine, c)  # idempotent
-    assert links() == before
+    assert not veths & links() and not veths_of(engine)
     again = net.connect(engine, container(network_mode="cycle"), sandbox())
-    assert again["ip_address"] == first["ip_address"]
+    assert again["IPAddress"] == first["IPAddress"]
 
 
 def test_disconnect_after_the_sandbox_vanished(engine, sandbox, container):
     import subprocess
 
     NetworkStore(engine).create("crash", subnet="10.231.13.0/24")
-    before = links()
     c = container(network_mode="crash")
     path = sandbox()
     net.connect(engine, c, path)
+    veths = veths_of(engine)
     subprocess.run(["ip", "netns", "del", path.rsplit("/", 1)[1]], check=True)
     net.disconnect(engine, c)
-    assert links() == before
+    assert not veths & links() and not veths_of(engine)
     assert NetworkStore(engine).endpoints() == []
 
 
@@ -132,10 +137,12 @@ def test_published_port_reaches_the_sandbox_from_localhost(engine, sandbox, cont
     body = _fetch(f"http://127.0.0.1:{port}/")
     assert body == "hello from the sandbox"
 
-    before = links()
+    before = veths_of(engine)
     with pytest.raises(Conflict, match="port is already allocated"):
         net.connect(engine, container(port_bindings={"80/tcp": [{"HostIp": "", "HostPort": str(port)}]}), sandbox())
-    assert links() == before and len(NetworkStore(engine).endpoints()) == 1
+    assert veths_of(engine) == before and len(NetworkStore(engine).endpoints()) == 1
+    bridge = NetworkStore(engine).get("bridge").driver_data["bridge"]
+    assert set(os.listdir(f"/sys/class/net/{bridge}/brif")) == before, "no veth left by the failure"
 
 
 def test_random_host_port(engine, sandbox, container):

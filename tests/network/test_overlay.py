@@ -152,12 +152,12 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
     for host, name in zip(cluster, ("alpha", "beta", "gamma")):
         results[host.name] = json.loads(host.driver("connect", "ov", ids[host.name], name, boxes[host.name],
                                                     f"{name}-alias"))
-    addresses = {r["ip_address"] for r in results.values()}
+    addresses = {r["IPAddress"] for r in results.values()}
     assert len(addresses) == 3 and all(ip.startswith("10.231.220.") for ip in addresses)
 
-    beta_ip = results["host-b"]["ip_address"]
+    beta_ip = results["host-b"]["IPAddress"]
     assert ping_eventually(boxes["host-a"], beta_ip)
-    assert ping_eventually(boxes["host-c"], results["host-a"]["ip_address"])
+    assert ping_eventually(boxes["host-c"], results["host-a"]["IPAddress"])
     lookup = ""
     for _ in range(25):
         lookup = run_in(boxes["host-a"], "busybox", "nslookup", "beta-alias", "127.0.0.11").stdout

@@ -76,7 +76,8 @@ def _fails_cleanly(p, name: str, expect: str) -> None:
     assert result.returncode == 1, result.stdout
     assert len(result.error_lines) == 1 and result.error_lines[0].startswith("Error: "), result.stderr
     assert expect in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "Status:" not in result.stdout
+    assert name not in result.stdout.splitlines()
     assert snapshot(p.root) == before
 
 
@@ -100,7 +101,7 @@ def test_truncated_gzip_layer_with_matching_digest(registry, populated):
     raw = layer_tar({"big.bin": bytes(range(256)) * 400})
     cut = gzip.compress(raw)[:-200]
     push_raw(registry, "bad/gzip", "t", [(cut, raw, GZ)])
-    _fails_cleanly(populated, f"{registry.host}/bad/gzip:t", "corrupt or truncated")
+    _fails_cleanly(populated, f"{registry.host}/bad/gzip:t", "layer is truncated")
 
 
 def test_layer_not_matching_its_diff_id(registry, populated):
@@ -223,3 +224,14 @@ def test_oci_layout_with_missing_blob(populated, tmp_path):
     result = fresh("pull", f"oci:{out}:t")
     assert result.returncode == 1 and "lacks blob" in result.stderr
     assert snapshot(fresh.root) == before
+
+
+def test_zstd_layer_is_pulled(registry, rpallet, tmp_path):
+    import subprocess
+    raw = layer_tar({"z.txt": b"zstd layer\n"})
+    packed = subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True, check=True).stdout
+    push_raw(registry, "ok/zstd", "t", [(packed, raw, "application/vnd.oci.image.layer.v1.tar+zstd")])
+    name = f"{registry.host}/ok/zstd:t"
+    rpallet("pull", name, check=True)
+    doc = json.loads(rpallet("image", "inspect", name, check=True).stdout)[0]
+    assert open(doc["GraphDriver"]["Data"]["Dir"] + "/z.txt").read() == "zstd layer\n"

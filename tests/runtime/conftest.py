@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import ocispec  # noqa: E402
+from tests.runtime import ocispec
 
 
 @dataclass

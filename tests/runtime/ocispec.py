@@ -77,7 +77,7 @@ def spec(args, hostname="box", terminal=False, **extra) -> dict:
     for key, value in extra.items():
         if key in ("resources", "seccomp", "cgroupsPath", "namespaces", "sysctl", "uidMappings", "gidMappings"):
             config["linux"][key] = value
-        elif key in config["process"] or key in ("oomScoreAdj", "apparmorProfile"):
+        elif key in config["process"] or key in ("oomScoreAdj", "apparmorProfile", "selinuxLabel", "consoleSize"):
             config["process"][key] = value
         else:
             config[key] = value

@@ -184,7 +184,8 @@ def test_terminal_master_is_sent_over_the_console_socket(runner):
         server.bind(path)
         server.listen(1)
         container_id = runner.new_id()
-        bundle = runner.bundle(container_id, ["sh", "-c", "tty; echo hello"], terminal=True)
+        bundle = runner.bundle(container_id, ["sh", "-c", "tty; stty size; echo hello"], terminal=True,
+                               consoleSize={"height": 33, "width": 101})
         pid = runner.runtime.run(container_id, bundle, (0, 1, 2), console_socket=path)
         master = receive_console(server)
     output = b""
@@ -193,7 +194,7 @@ def test_terminal_master_is_sent_over_the_console_socket(runner):
         output += os.read(master, 4096)
     os.waitpid(pid, 0)
     os.close(master)
-    assert output.split() == [b"/dev/pts/0", b"hello"]
+    assert output.split() == [b"/dev/pts/0", b"33", b"101", b"hello"]
 
 
 def test_user_namespace_with_mappings(runner):
@@ -276,3 +277,29 @@ def test_stdio_may_be_any_permutation_of_fds(runner):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=str(Path(__file__).resolve().parents[2]))
     assert (proc.stdout, proc.stderr) == ("err\n", "out\n")
+
+
+def test_oom_score_adj_and_cgroup_namespace(runner):
+    result = runner.run(["sh", "-c", "cat /proc/self/oom_score_adj; grep memory /proc/self/cgroup"], oomScoreAdj=500)
+    score, memory = result.stdout.split()
+    assert score == "500" and memory.endswith(":memory:/")  # the container sees its cgroup as the root
+
+
+def test_exec_with_a_terminal(runner):
+    from plugins.runtime.builtin import receive_console
+
+    container_id, _pid, _out, _err = runner.start(["sleep", "60"])
+    path = str(runner.tmp / "exec-console.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        exec_pid = runner.runtime.exec(container_id, {"args": ["sh", "-c", "tty; echo done"], "terminal": True},
+                                       (0, 1, 2), console_socket=path)
+        master = receive_console(server)
+    output = b""
+    deadline = time.monotonic() + 10
+    while b"done" not in output and time.monotonic() < deadline:
+        output += os.read(master, 4096)
+    os.waitpid(exec_pid, 0)
+    os.close(master)
+    assert output.split() == [b"/dev/pts/0", b"done"]

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from conftest import exit_code
+from tests.runtime.conftest import exit_code
 
 # Everything here must print the same under every runtime (mount tables differ in detail, so no `mount`).
 PROBE = ("echo $$; hostname; grep -E '^(CapEff|CapBnd|CapPrm|Seccomp|NoNewPrivs):' /proc/self/status; "

@@ -38,7 +38,7 @@ def test_secure_join_keeps_symlinks_inside_the_rootfs(tmp_path):
 
 
 def test_capability_masks():
-    from ocispec import DOCKER_CAPS
+    from tests.runtime.ocispec import DOCKER_CAPS
 
     assert caps.mask(DOCKER_CAPS) == 0xA80425FB
     assert caps.mask(["CAP_SYS_ADMIN", "net_admin", "CAP_FUTURE_THING"]) == (1 << 21) | (1 << 12)

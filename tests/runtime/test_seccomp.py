@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ocispec import DOCKER_CAPS
+from tests.runtime.ocispec import DOCKER_CAPS
 
 MOBY_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "moby-profiles" / "seccomp" / "default.json"
 ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[platform.machine()]

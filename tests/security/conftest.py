@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from kernel.drivers import SecurityContext
-from sec_helpers import RuncBundle, base_spec
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-MOBY_SECCOMP = SHARED / "testdata" / "moby-profiles" / "seccomp"
-MOBY_APPARMOR = SHARED / "testdata" / "moby-profiles" / "apparmor"
+from tests.security.sec_helpers import RuncBundle, base_spec
 
 
 @pytest.fixture(scope="session")

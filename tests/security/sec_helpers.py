@@ -8,6 +8,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+# Beside the repository (the layout CI uses), else the machine's shared folder.
+SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared", Path("/work/shared")) if p.is_dir()),
+              Path("/work/shared"))
+MOBY_SECCOMP = SHARED / "testdata" / "moby-profiles" / "seccomp"
+MOBY_APPARMOR = SHARED / "testdata" / "moby-profiles" / "apparmor"
+
 
 def base_spec(args=("true",), uid: int = 0) -> dict:
     """A minimal runtime spec: the host's /usr read-only under a busybox-style root, new namespaces."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kernel.errors import UsageError
-from sec_helpers import base_spec
+from tests.security.sec_helpers import base_spec
 from plugins.security.capabilities import (
     DEFAULT_CAPABILITIES, capability_mask, host_capabilities, normalize, resolve_capabilities,
 )

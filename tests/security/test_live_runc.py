@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import MOBY_SECCOMP
-from sec_helpers import run_probe
+from tests.security.sec_helpers import MOBY_SECCOMP
+from tests.security.sec_helpers import run_probe
 
 
 def test_default_container_is_confined_like_dockers(secure_spec, runc):
@@ -85,3 +85,13 @@ def test_file_capabilities_work_for_non_root_unless_no_new_privileges(secure_spe
     done = runc.run(spec)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("cap_add", [[], ["SYS_ADMIN"]])
+def test_pallet_default_answers_like_dockers_default_live(secure_spec, runc, cap_add):
+    calls = ("unshare_user", "keyctl", "clone3", "personality_query", "personality_bad", "mount", "chroot")
+    spec, _ = secure_spec(cap_add=cap_add)
+    ours = run_probe(runc, spec)
+    spec, _ = secure_spec([f"seccomp={MOBY_SECCOMP / 'default.json'}"], cap_add=cap_add)
+    dockers = run_probe(runc, spec)
+    assert {c: ours[c] for c in calls} == {c: dockers[c] for c in calls}

@@ -14,7 +14,7 @@ from plugins.security import apparmor, selinux_labels as sl
 from plugins.security.apparmor import AppArmorProfile
 from plugins.security.selinux import SELinuxProfile, container_labels
 
-from conftest import MOBY_APPARMOR
+from tests.security.sec_helpers import MOBY_APPARMOR
 
 APPARMOR = AppArmorProfile.probe()
 SELINUX = SELinuxProfile.probe()
@@ -194,3 +194,12 @@ def test_relabel_private_bind_mount_live(tmp_path):
     mount = sl.Label.parse("system_u:object_r:container_file_t:s0:c1,c2")
     sl.relabel(str(tmp_path), mount)
     assert subprocess.run(["ls", "-Zd", str(tmp_path)], capture_output=True, text=True).stdout.startswith(str(mount))
+
+
+@pytest.mark.skipif(APPARMOR.available or SELINUX.available, reason="an LSM is enabled on this host")
+def test_turning_an_absent_lsm_off_is_accepted(secure_spec):
+    spec, applied = secure_spec(["apparmor=unconfined", "label=disable"])
+    assert "apparmor" not in applied and "selinux" not in applied
+    assert "apparmorProfile" not in spec["process"] and "selinuxLabel" not in spec["process"]
+    with pytest.raises(PalletError, match="SELinux"):
+        secure_spec(["label=disable", "label=type:spc_t"])

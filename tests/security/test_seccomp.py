@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,9 +10,7 @@ from kernel.errors import PalletError, UsageError
 from plugins.security import seccomp_format
 from plugins.security.capabilities import DEFAULT_CAPABILITIES
 from plugins.security.seccomp_default import default_profile
-from sec_helpers import seccomp_decision
-
-from conftest import MOBY_SECCOMP
+from tests.security.sec_helpers import MOBY_SECCOMP, seccomp_decision
 
 AMD64 = ("SCMP_ARCH_X86_64", "amd64")
 CLONE_THREAD_FLAGS = 0x3D0F00  # what glibc's pthread_create passes
@@ -180,7 +176,7 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     from kernel.engine import Engine
     from kernel.plugins import PluginManager
     from kernel.security import apply_profiles
-    from sec_helpers import base_spec
+    from tests.security.sec_helpers import base_spec
 
     config = tmp_path / "pallet.toml"
     config.write_text(f'[security]\nseccomp_profile = "{MOBY_SECCOMP / "fixtures" / "example.json"}"\n')
@@ -191,6 +187,14 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     spec = base_spec()
     apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), ["seccomp=unconfined"])
     assert "seccomp" not in spec["linux"]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.json").write_text(json.dumps(
+        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7}]}))
+    config.write_text('[security]\nseccomp_profile = "profiles/mine.json"\n')
+    engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
+    spec = base_spec()
+    apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), [])
+    assert seccomp_decision(spec["linux"]["seccomp"], "uname", ()) == ("SCMP_ACT_ERRNO", 7)
 
 
 def test_cli_prints_the_default_profile_that_loads_back(pallet, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from kernel.errors import PalletError, UsageError
 from plugins.security import userns
-from sec_helpers import RuncBundle, base_spec
+from tests.security.sec_helpers import RuncBundle, base_spec
 
 RANGE_START = 300000
 

@@ -160,3 +160,58 @@ def test_tar_tree_round_trips(scratch):
     assert (dst / "d/g").read_bytes() == b"data" * 1000
     assert os.readlink(dst / "d/l") == "f"
     assert os.getxattr(dst / "d/f", "user.k") == b"\xff\x00v"
+
+
+def snapshot(root):
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            content = open(path, "rb").read() if stat.S_ISREG(st.st_mode) else None
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+            found[os.path.relpath(path, root)] = (st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_nlink,
+                                                  content, target)
+    return found
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_extraction_matches_gnu_tar(scratch, fmt):
+    import subprocess
+
+    src = scratch / "src"
+    deep = src / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    (deep / ("f" * 90)).write_bytes(b"long name")
+    os.symlink("t" * 150, deep / "longlink")
+    os.link(deep / ("f" * 90), src / "hard")
+    (src / "setgid").mkdir(mode=0o2775)
+    os.chmod(src / "setgid", 0o2775)
+    os.chown(src / "setgid", 0, 44)
+    (src / "setgid/inherit").write_text("x")
+    os.chown(src / "setgid/inherit", 12, 0)
+    os.utime(src / "hard", (1_234_567_890, 1_234_567_890))
+    layer = scratch / "layer.tar"
+    subprocess.run(["tar", f"--format={fmt}", "-C", str(src), "-cf", str(layer), "."], check=True)
+    by_tar, by_pallet = scratch / "tar", scratch / "pallet"
+    by_tar.mkdir()
+    by_pallet.mkdir()
+    subprocess.run(["tar", "-C", str(by_tar), "-xf", str(layer)], check=True)
+    with open(layer, "rb") as stream:
+        archive.extract(stream, by_pallet)
+    assert snapshot(by_pallet) == snapshot(by_tar)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_members_are_refused_clearly(scratch, fmt):
+    import subprocess
+
+    with open(scratch / "sparse", "wb") as handle:
+        handle.truncate(1 << 20)
+        handle.seek(1 << 20)
+        handle.write(b"x")
+    layer = scratch / "layer.tar"
+    subprocess.run(["tar", "-C", str(scratch), "--sparse", f"--format={fmt}", "-cf", str(layer), "sparse"], check=True)
+    (scratch / "out").mkdir()
+    with open(layer, "rb") as stream, pytest.raises(PalletError, match="sparse files are not supported"):
+        archive.extract(stream, scratch / "out")

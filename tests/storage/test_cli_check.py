@@ -22,3 +22,9 @@ def test_check_of_unknown_driver_is_a_usage_error(pallet):
     result = pallet("plugins", "check", "storage", "nosuchdriver")
     assert result.returncode == 2
     assert 'unknown storage driver "nosuchdriver"' in result.stderr
+
+
+def test_check_passes_for_vfs_with_a_home(pallet, scratch):
+    result = pallet("plugins", "check", "storage", "vfs", "--home", str(scratch), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(scratch.iterdir()) == [], "the kit left files in --home"

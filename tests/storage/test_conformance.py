@@ -14,7 +14,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
 
-@pytest.fixture(params=["vfs", "overlay2"])
+# module:Class rather than the registered names: looking names up in-process would fill
+# stevedore's process-wide entry-point cache before other tests add plugins to sys.path.
+# The registered names go through ``pallet plugins check`` in test_cli_check.py.
+@pytest.fixture(params=["plugins.storage.vfs:VfsDriver", "plugins.storage.overlay2:Overlay2Driver"],
+                ids=["vfs", "overlay2"])
 def storage_driver_name(request):  # noqa: F811 - overrides the suite's option-driven fixture
     return request.param
 

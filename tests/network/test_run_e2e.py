@@ -1,0 +1,114 @@
+"""End to end with ``pallet run``: name and alias resolution, isolation, published ports, concurrent runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
+                                reason="the containers room's run command is not in this tree yet")
+
+SERVE = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec busybox httpd -f -p 80 -h /www"
+
+
+@pytest.fixture
+def cli(pallet):
+    """The real CLI on a private root with its own default bridge device; everything removed afterwards."""
+    from kernel.config import Config
+    from kernel.engine import Engine
+    from tests.network.conftest import teardown_root
+
+    config = pallet.root.parent / "pallet.toml"
+    # Explicit subnets: the default pools may be taken by whatever else runs on this host.
+    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "10.231.80.0/24"\n'
+                      'default_address_pools = "10.232.0.0/16:24"\n')
+    pallet("image", "build-busybox", check=True)
+    try:
+        yield pallet
+    finally:
+        ids = pallet("ps", "-aq", "--no-trunc").stdout.split()
+        if ids:
+            pallet("rm", "-f", *ids)
+        leaked = teardown_root(Engine(Config.load(root=str(pallet.root), config_path=str(config))))
+        assert not leaked, f"left behind: {leaked}"
+
+
+def wget(cli, network: str, url: str):
+    # sh stays PID 1 so timeout's watchdog can kill wget (PID 1 ignores signals it has no handler for);
+    # busybox-static's own ``wget -T`` crashes, hence timeout.
+    # "; exit $?" keeps sh from exec-ing the command in its own place.
+    return cli("run", "--rm", "--network", network, "busybox", "sh", "-c",
+               f"busybox timeout 4 busybox wget -q -O - {url}; exit $?", timeout=60)
+
+
+def wait_until_serving(cli, network: str, url: str):
+    for _ in range(20):
+        result = wget(cli, network, url)
+        if result.returncode == 0:
+            return result
+        time.sleep(0.2)
+    return result
+
+
+def test_containers_find_each_other_by_name_and_alias_and_other_networks_cannot_reach(cli):
+    for i, name in enumerate(("front", "side", "apart")):
+        cli("network", "create", "--subnet", f"10.231.{81 + i}.0/24", name, check=True)
+    cli("run", "-d", "--name", "web", "--network", "front", "busybox", "sh", "-c", SERVE, check=True)
+    by_name = wait_until_serving(cli, "front", "http://web/")
+    assert by_name.returncode == 0, by_name.stderr
+    assert by_name.stdout.startswith("hello-from-")
+
+    cli("network", "connect", "--alias", "www", "side", "web", check=True)
+    by_alias = wget(cli, "side", "http://www/")
+    assert by_alias.returncode == 0 and by_alias.stdout == by_name.stdout, by_alias.stderr
+
+    web_ip = json.loads(cli("inspect", "web", check=True).stdout)[0]["NetworkSettings"]["Networks"]["front"]["IPAddress"]
+    assert not wget(cli, "apart", f"http://{web_ip}/").stdout, "a container on another network must not reach it"
+    assert wget(cli, "apart", "http://web/").returncode != 0, "nor resolve its name"
+
+
+def test_published_port_serves_localhost_and_a_second_claim_fails_cleanly(cli):
+    from plugins.network.ports import _random_port
+
+    port = _random_port("tcp", "127.0.0.1", set())
+    cli("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE, check=True)
+    body = ""
+    for _ in range(30):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                body = response.read().decode()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert body.startswith("hello-from-")
+    assert cli("port", "pub", check=True).stdout.strip() == f"80/tcp -> 127.0.0.1:{port}"
+
+    endpoints_before = cli("network", "inspect", "bridge", check=True).stdout
+    second = cli("run", "-d", "--name", "pub2", "-p", f"127.0.0.1:{port}:80", "busybox", "true")
+    assert second.returncode != 0
+    assert "port is already allocated" in second.stderr
+    assert cli("network", "inspect", "bridge", check=True).stdout == endpoints_before
+
+
+def test_concurrent_runs_get_distinct_addresses_released_on_rm(cli):
+    cli("network", "create", "--subnet", "10.231.60.0/24", "busy", check=True)
+    names = [f"n{i}" for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: cli("run", "-d", "--name", n, "--network", "busy", "busybox",
+                                              "sleep", "60"), names))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    view = json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]
+    addresses = [c["IPv4Address"] for c in view["Containers"].values()]
+    assert len(addresses) == 4 and len(set(addresses)) == 4
+    cli("rm", "-f", *names, check=True)
+    assert json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]["Containers"] == {}
+    cli("run", "-d", "--name", "again", "--network", "busy", "busybox", "sleep", "60", check=True)
+    again = json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]["Containers"]
+    assert [c["IPv4Address"] for c in again.values()] == ["10.231.60.2/24"], "freed addresses are reused"
