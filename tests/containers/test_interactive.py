@@ -63,7 +63,7 @@ def finish(pid, master) -> int:
 def test_run_it_has_a_tty_with_our_window_size_and_ctrl_c_reaches_the_container(bb):
     pid, master = spawn(bb, "run", "--rm", "-it", "busybox", "sh")
     read_until(master, "#")
-    os.write(master, b"tty; sleep 0.2; stty size; echo $((6*7))\r")
+    os.write(master, b"tty; stty size; echo $((6*7))\r")
     out = read_until(master, "42\r\n")
     assert "/dev/pts/" in out and "33 91" in out
     os.write(master, b"sleep 100\r")
