@@ -408,7 +408,11 @@ def commit(engine, message, author, change, pause_it, name, repository):
     parent = store.resolve(record.image_id) if record.image_id else None
     config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
                                                   "Volumes", "Labels", "StopSignal")}
-    config.update(_apply_changes(change))
+    changes = _apply_changes(change)
+    if "Env" in changes:
+        from kernel.runopts import merge_env
+        changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
+    config.update(changes)
     froze = False
     if pause_it and record.status == "running":
         with contextlib.suppress(Exception):

@@ -133,3 +133,17 @@ def test_twenty_parallel_run_rm_all_succeed(bb):
     assert container_ids(bb.root) == []
     assert bb("ps", "-a", "-q").stdout == ""
     assert mounts_under(bb.root) == []
+
+
+def test_after_a_reboot_a_reused_pid_is_not_mistaken_for_the_container(bb):
+    """Simulate a reboot: the record says running, but its pid now belongs to another process."""
+    import json
+
+    bb("create", "--name", "stale", "busybox", "true", check=True)
+    path = bb.root / "containers" / record(bb, "stale")["Id"] / "container.json"
+    data = json.loads(path.read_text())
+    data.update(status="running", pid=os.getpid(), pid_start_time=1, monitor_pid=1, monitor_start_time=1)
+    path.write_text(json.dumps(data))
+    assert bb("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.startswith("stale Exited (255)")
+    assert bb("rm", "stale").returncode == 0
+    assert container_ids(bb.root) == []
