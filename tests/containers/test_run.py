@@ -144,3 +144,29 @@ def test_anonymous_volume_goes_with_rm_v(bb):
     assert volume in bb("volume", "ls", "-q").stdout.split()
     assert bb("rm", "-v", "anon").returncode == 0
     assert volume not in bb("volume", "ls", "-q").stdout.split()
+
+
+def test_mount_flag_tmpfs_and_volume_forms(bb):
+    result = bb("run", "--rm", "--mount", "type=tmpfs,target=/t,tmpfs-size=1m", "--mount",
+                "type=volume,source=mvol,target=/v", "busybox", "sh", "-c",
+                "grep ' /t ' /proc/mounts | grep -o 'size=[0-9]*k'; echo hi > /v/f && cat /v/f")
+    assert result.stdout == "size=1024k\nhi\n", result.stderr
+    assert bb("volume", "rm", "mvol").returncode == 0
+
+
+def test_rlimits_are_capped_at_the_callers_hard_limit(bb):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    result = bb("run", "--rm", "--ulimit", "nofile=1000000:1000000", "busybox", "sh", "-c", "ulimit -n")
+    expected = 1000000 if hard == resource.RLIM_INFINITY else min(1000000, hard)
+    assert result.stdout == f"{expected}\n"
+    assert bb("run", "--rm", "busybox", "sh", "-c", "ulimit -n").stdout == "1024\n"
+
+
+def test_port_lists_the_published_ports(bb):
+    bb("create", "--name", "pp", "-p", "127.0.0.1:8080:80", "-p", "9000:90/udp", "busybox", "true", check=True)
+    assert bb("port", "pp").stdout == "80/tcp -> 127.0.0.1:8080\n90/udp -> 0.0.0.0:9000\n"
+    assert bb("port", "pp", "80").stdout == "127.0.0.1:8080\n"
+    missing = bb("port", "pp", "81")
+    assert missing.returncode == 1 and "No public port '81/tcp' published for pp" in missing.stderr
