@@ -449,56 +449,6 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
         engine.plugins.broadcast("pallet_container_removed", container=record)
 
 
-def inspect(engine, record: ContainerRecord) -> dict:
-    """Docker's ``inspect`` shape, derived from the record."""
-    from datetime import datetime, timezone
-
-    def iso(ts):
-        if not ts:
-            return "0001-01-01T00:00:00Z"
-        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    store = ContainerStore(engine)
-    config = record.config
-    return {
-        "Id": record.id,
-        "Created": iso(record.created),
-        "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
-        "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
-        "State": {
-            "Status": record.status, "Running": record.status in ("running", "paused"),
-            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
-            "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
-            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
-            "FinishedAt": iso(record.finished_at),
-        },
-        "Image": record.image_id,
-        "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),
-        "HostnamePath": str(store.run_dir(record.id) / "hostname"),
-        "HostsPath": str(store.run_dir(record.id) / "hosts"),
-        "LogPath": str(store.log_path(record.id)),
-        "Name": "/" + record.name,
-        "RestartCount": record.restart_count,
-        "Driver": record.storage_driver,
-        "Platform": "linux",
-        "HostConfig": record.host_config,
-        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
-                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
-        "Config": {**config, "Labels": record.labels},
-        "NetworkSettings": network_settings(record),
-    }
-
-
-def network_settings(record: ContainerRecord) -> dict:
-    net = record.network or {}
-    return {
-        "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
-        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
-        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
-        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
-    }
-
-
 def bundle_config(engine, record: ContainerRecord) -> dict:
     path = ContainerStore(engine).run_dir(record.id) / "config.json"
     return json.loads(path.read_text())

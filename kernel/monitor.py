@@ -21,7 +21,8 @@ from kernel import lifecycle, procs
 from kernel.containers import ContainerStore
 from kernel.errors import PalletError
 from kernel.fsutil import atomic_write_json
-from kernel.stdio import ConsoleSocket, JsonLog, pump, raw_terminal
+from kernel.logpump import JsonLog
+from kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 

@@ -14,7 +14,6 @@ import termios
 import tty
 from pathlib import Path
 
-from kernel.logpump import JsonLog, rfc3339_nano  # noqa: F401  (re-exported)
 
 
 def read_log(path: Path):

@@ -461,14 +461,14 @@ def _apply_changes(changes) -> dict:
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:
     from kernel import lifecycle
-    from kernel.cli.container import _label_match
+    from kernel.cli.container_list import label_match
 
     removed, reclaimed = [], 0
     for record in _store(engine).all():
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not _label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)
