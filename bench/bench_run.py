@@ -24,10 +24,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+CPU = []  # CPU seconds (user + sys) of the last timed command and its children
+
+
 def timed(cmd, **kwargs) -> float:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[:] = [(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)]
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed: {result.stderr.decode().strip()}")
     return elapsed
@@ -120,13 +128,18 @@ def main() -> None:
         for cmd in contenders.values():  # warm-up: page cache, bytecode
             timed(cmd, env=env)
         samples = {name: [] for name in contenders}
+        cpu = {name: [] for name in contenders}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():
                 samples[name].append(timed(cmd, env=env))
+                cpu[name].append(CPU[0])
         medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
-        print(f"start latency, /bin/true, {args.rounds} interleaved rounds (median ms):")
+        cpu_medians = {name: statistics.median(values) * 1000 for name, values in cpu.items()}
+        print(f"start latency, /bin/true, {args.rounds} interleaved rounds (median ms; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
         for name, value in medians.items():
-            print(f"  {name:8s} {value:8.1f}   ({value / medians['runc']:.2f}x runc)")
+            print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
+                  f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
         if "podman" in medians:
             print(f"  pallet/podman = {medians['pallet'] / medians['podman']:.2f}")
         for note in skipped:
