@@ -17,7 +17,9 @@ from kernel.errors import Conflict, NotImplementedYet, PalletError
 from kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
-EXIT_FILE = "exit-code"           # in the run dir: written by the log pump the moment the process is reaped
+EXIT_FILE = "exit-code"
+LOCAL_MODES = ("none", "host")   # network modes that need no network plugin
+           # in the run dir: written by the log pump the moment the process is reaped
 
 
 @dataclass
@@ -77,12 +79,11 @@ def default_network(engine) -> str:
 def create(engine, request: CreateRequest) -> ContainerRecord:
     from kernel import runopts
 
-    if request.network not in ("none", "host"):
+    if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
     image = image_store(engine).resolve(request.image)
     image_config = (image.config or {}).get("config") or {}
-    network = request.network or default_network(engine)
-    check_network(engine, network)
+    network = check_network(engine, request.network or default_network(engine))
     cid = new_container_id()
     if request.entrypoint is not None:
         entrypoint = [request.entrypoint] if request.entrypoint else []
@@ -156,17 +157,31 @@ def volume_store(engine):
     return VolumeStore(engine)
 
 
-def check_network(engine, network: str) -> None:
+def check_network(engine, network: str) -> str:
+    """Refuse an unknown network before anything is created; return the mode to record."""
     if network.startswith("container:"):
-        raise NotImplementedYet("--network container:NAME is not implemented yet")
-    if network in ("none", "host"):
-        return
+        # Recorded by id, so a rename of the other container does not break this one.
+        return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
+    if network in LOCAL_MODES:
+        return network
     try:
         from kernel.network import NetworkStore
     except ImportError:
         raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
                                 '(only "none" and "host" are)') from None
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
+    return network
+
+
+def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path]]:
+    """``--network container:ID``: the other container's netns path and its hosts/resolv.conf files."""
+    other = refresh(engine, ContainerStore(engine).load(record.network_mode.partition(":")[2]))
+    if other.status != "running":
+        raise Conflict(f"cannot join network of a non running container: {other.id}")
+    if other.network_mode == "host":
+        raise Conflict("cannot join the network of a container that uses the host's network")
+    other_dir = ContainerStore(engine).run_dir(other.id)
+    return f"/proc/{other.pid}/ns/net", {"/etc/hosts": other_dir / "hosts", "/etc/resolv.conf": other_dir / "resolv.conf"}
 
 
 # --- start --------------------------------------------------------------------------------
@@ -181,15 +196,18 @@ def prepare(engine, record: ContainerRecord) -> Path:
     try:
         rootfs = mount_rootfs(engine, record)
         mounts = resolve_mounts(engine, record, rootfs)
-        netns_path, net = None, {}
-        if record.network_mode not in ("none", "host"):
+        netns_path, net, shared_etc = None, {}, {}
+        if record.network_mode.startswith("container:"):
+            netns_path, shared_etc = shared_network(engine, record)
+        elif record.network_mode not in LOCAL_MODES:
             import kernel.network as network
 
             engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
             net = network.connect(engine, record, netns_path) or {}
             record.network = {**net, "sandbox": netns_path}
-        etc = sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net)
+        etc = {**sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net),
+               **shared_etc}
         workdir = record.config.get("WorkingDir")
         if workdir:
             from kernel.rootpath import resolve_in_root
@@ -311,7 +329,7 @@ def release(engine, record: ContainerRecord) -> None:
             runtime.delete(record.id, force=True)
         except Exception as exc:
             errors.append(f"runtime: {exc}")
-    if record.network_mode not in ("none", "host"):
+    if record.network_mode not in LOCAL_MODES and not record.network_mode.startswith("container:"):
         with contextlib.suppress(ImportError):
             import kernel.network as network
             engine.plugins.load("network")

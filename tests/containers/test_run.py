@@ -170,3 +170,16 @@ def test_port_lists_the_published_ports(bb):
     assert bb("port", "pp", "80").stdout == "127.0.0.1:8080\n"
     missing = bb("port", "pp", "81")
     assert missing.returncode == 1 and "No public port '81/tcp' published for pp" in missing.stderr
+
+
+def test_network_container_mode_shares_the_other_containers_namespace(bb):
+    bb("run", "-d", "--name", "owner", "busybox", "sleep", "100", check=True)
+    theirs = bb("exec", "owner", "readlink", "/proc/self/ns/net").stdout
+    ours = bb("run", "--rm", "--network", "container:owner", "busybox", "readlink", "/proc/self/ns/net")
+    assert ours.returncode == 0 and ours.stdout == theirs and theirs.startswith("net:[")
+    assert bb("run", "--rm", "--network", "container:ghost", "busybox", "true").error_lines == [
+        "Error: No such container: ghost"]
+    bb("stop", "-t", "0", "owner", check=True)
+    stopped = bb("run", "--rm", "--network", "container:owner", "busybox", "true")
+    assert stopped.returncode == 1 and "cannot join network of a non running container" in stopped.stderr
+    assert container_ids(bb.root) == [record(bb, "owner")["Id"]]
