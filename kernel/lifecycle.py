@@ -288,7 +288,10 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
     """After the container's process was reaped: record the exit, release resources, honour --rm."""
     oom = oom_killed(record)
     store = ContainerStore(engine)
-    release(engine, record)
+    try:
+        release(engine, record)
+    except PalletError as exc:  # the exit code still counts; `rm` retries the clean-up
+        print(f"pallet: warning: {exc}", file=sys.stderr)
     changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
                    monitor_pid=0)
     if record.host_config.get("AutoRemove"):
