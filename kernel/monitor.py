@@ -102,7 +102,10 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 os.close(fd)
         if console:
             console.close()
-    lifecycle.finish(engine, store.load(record.id), code)
+    try:
+        lifecycle.finish(engine, store.load(record.id), code)
+    except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
+        print(f"Error: {exc}", file=sys.stderr)
     return code
 
 
