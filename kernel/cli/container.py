@@ -158,7 +158,7 @@ def run(ctx, image, command, detach, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
     Without --network the container gets [containers] default_network from the config, else
-    "bridge" when a bridge network driver is implemented (it is in this build), else "none"
+    "bridge" when a bridge network driver is implemented, else "none"
     (a private network namespace with only lo).
     """
     from kernel import lifecycle, monitor
