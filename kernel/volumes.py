@@ -131,14 +131,10 @@ class VolumeStore:
 
     def in_use_by(self, name: str, ignore_container: str | None = None) -> list[str]:
         """Ids of containers that mount the volume now or reference it in their configuration."""
+        from kernel.containers import ContainerStore
+
         users = set(self._load(name).mounted_by)
-        try:
-            from kernel.containers import ContainerStore
-        except ImportError:
-            containers = []
-        else:
-            containers = ContainerStore(self.engine).all()
-        for container in containers:
+        for container in ContainerStore(self.engine).all():
             for mount in (container.host_config or {}).get("Mounts") or []:
                 if mount.get("Type") == "volume" and mount.get("Source") == name:
                     users.add(container.id)
@@ -207,13 +203,10 @@ class VolumeStore:
         tells the caller to copy the image's content at the mount point into the volume, as
         Docker does for an empty volume.
         """
-        with self._lock():
-            try:
-                record = self._load(name)
-            except NotFound:
-                record = None
-        if record is None:
-            record = self.create(name)
+        try:
+            self._load(name)
+        except NotFound:
+            self.create(name)  # returns the existing volume if another container made it meanwhile
         with self._lock():
             record = self._load(name)
             volume_driver = self.driver(record.driver)

@@ -669,19 +669,25 @@ class ChunkReader:
     def __init__(self, chunks: Iterable[bytes]):
         self._chunks = iter(chunks)
         self._buffer = b""
+        self._pos = 0
 
     def read(self, size: int = -1) -> bytes:
         if size < 0:
-            data = self._buffer + b"".join(self._chunks)
-            self._buffer = b""
+            data = self._buffer[self._pos:] + b"".join(self._chunks)
+            self._buffer, self._pos = b"", 0
             return data
-        while len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        parts = []
+        while size > 0:
+            if self._pos >= len(self._buffer):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._buffer, self._pos = chunk, 0
+            piece = self._buffer[self._pos:self._pos + size]
+            self._pos += len(piece)
+            size -= len(piece)
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readable(self) -> bool:
         return True

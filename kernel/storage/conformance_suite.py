@@ -391,3 +391,14 @@ def test_apply_diff_refuses_escapes(driver, storage_home):
     with pytest.raises(PalletError):
         driver.apply_diff("base", None, tar_of(F(f"../../../../../../{marker.lstrip('/')}", b"x")))
     assert not os.path.exists(marker), "a ../ entry was written outside the layer"
+
+
+def test_status_and_metadata_are_reportable(driver):
+    driver.create("base")
+    rows = driver.status()
+    assert isinstance(rows, list) and all(
+        isinstance(row, tuple) and len(row) == 2 and all(isinstance(cell, str) for cell in row) for row in rows), \
+        f"status() must return a list of (name, value) string pairs for pallet info, got {rows!r}"
+    meta = driver.metadata("base")
+    assert isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()), \
+        f"metadata() must return a dict of strings for inspect, got {meta!r}"

@@ -1,8 +1,11 @@
-"""Layer id checks shared by the built-in storage drivers (ids become directory names)."""
+"""Layer ids and hidden work names shared by the built-in storage drivers (ids become directory names)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 
 from kernel.errors import PalletError
 
@@ -20,3 +23,35 @@ def refuse_options(driver: str, opts: dict[str, str] | None, supported: tuple[st
     for key in opts or {}:
         if key not in supported:
             raise PalletError(f'storage option "{key}" is not supported by the {driver} driver')
+
+
+def leftover_name(kind: str, layer_id: str) -> str:
+    """A hidden name for a layer being created (``tmp``) or deleted (``rm``) by this process."""
+    return f".{kind}-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def sweep_leftovers(directory: Path) -> None:
+    """Delete what creations and removals killed half-way left behind (their process is gone)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not (name.startswith(".tmp-") or name.startswith(".rm-")):
+            continue
+        try:
+            pid = int(name.rsplit("-", 2)[1])
+        except (IndexError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(directory / name, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -110,8 +110,9 @@ def open_driver(engine, name: str, options: dict[str, str]):
 
 
 def source_driver_name(engine) -> str:
+    """The driver whose data is to move: the recorded one, else the only one with data."""
     recorded = engine.recorded_storage_driver()
-    present = [n for n in engine.storage_data_present()]
+    present = engine.storage_data_present()
     if recorded and (recorded in present or not present):
         return recorded
     if len(present) == 1:
@@ -125,12 +126,8 @@ def source_driver_name(engine) -> str:
 # --- what to move ------------------------------------------------------------------------------
 def running_containers(engine) -> list[str]:
     from kernel.containers import ContainerStore
+    from kernel.lifecycle import refresh
 
-    try:
-        from kernel.lifecycle import refresh
-    except ImportError:  # before the containers room's lifecycle exists, trust the records
-        def refresh(_engine, record):
-            return record
     return sorted(r.name or r.id[:12] for r in ContainerStore(engine).all() if refresh(engine, r).running)
 
 
@@ -138,13 +135,10 @@ def plan(engine, source_name: str) -> list[Step]:
     """Image layers in parent order, then every container's read-write layer on the source."""
     steps: list[Step] = []
     seen: set[str] = set()
-    try:
-        from kernel.images import ImageStore
-    except ImportError:
-        images = []
-    else:
-        images = sorted(ImageStore(engine).all(), key=lambda r: r.id)
-    for image in images:
+    from kernel.containers import ContainerStore
+    from kernel.images import ImageStore
+
+    for image in sorted(ImageStore(engine).all(), key=lambda r: r.id):
         name = image.repo_tags[0] if image.repo_tags else image.id.split(":", 1)[1][:12]
         parent = None
         for chain_id in image.layers:
@@ -153,8 +147,6 @@ def plan(engine, source_name: str) -> list[Step]:
                 seen.add(layer_id)
                 steps.append(Step(layer_id, parent, f"image {name}", chain_id=chain_id))
             parent = layer_id
-    from kernel.containers import ContainerStore
-
     for record in sorted(ContainerStore(engine).all(), key=lambda r: r.created):
         if record.storage_driver and record.storage_driver != source_name:
             continue
@@ -239,7 +231,10 @@ def _move(engine, source, target, step: Step) -> int:
         applied = _replay_blob(engine, target, step)
     if applied is None:
         if not source.exists(step.layer_id):
-            raise PalletError(f"layer {step.layer_id} ({step.what}) is missing from the source driver and "
+            if step.container:
+                raise PalletError(f"{step.what} has no read-write layer on the old driver; remove it "
+                                  f"(pallet rm {step.container[:12]}) and run the migration again")
+            raise PalletError(f"layer {step.layer_id} ({step.what}) is missing from the old driver and "
                               "the image store has no blob for it")
         chunks = source.diff(step.layer_id, step.parent)
         try:
@@ -384,12 +379,6 @@ def migrate(engine, target_name: str, keep_old: bool = False, say=print) -> Repo
             _delete_home(root / journal.source)
         (root / JOURNAL).unlink()
         report.seconds = time.monotonic() - started
-        missing = {k: v for k, v in journal.target_options.items()
-                   if configured_options(engine, target_name).get(k) != v}
-        if missing:
-            report.notes.append(f"{target_name} needs " + " ".join(f"--storage-opt {k}={v}" for k, v in missing.items())
-                                + f" on every command, or [storage.options.{target_name}] in "
-                                f"{engine.config.config_path}")
         configured = engine.config.storage_driver_flag or engine.config.storage_driver_configured
         if configured and configured != target_name:
             report.notes.append(f'storage driver "{configured}" is still chosen by the flag, PALLET_STORAGE_DRIVER '

@@ -58,7 +58,8 @@ def mount_fs(fstype: str, target: str, options: list[tuple[str, str | None]], so
             else:
                 result = _libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
             _check(result, f"fsconfig {key}={value}", fs_fd)
-        _check(_libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0), f"creating {fstype} mount", fs_fd)
+        _check(_libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0),
+               f"creating {fstype} mount", fs_fd)
         mnt_fd = _check(_libc.syscall(_SYS_FSMOUNT, fs_fd, _FSMOUNT_CLOEXEC, 0), "fsmount", fs_fd)
     finally:
         os.close(fs_fd)

@@ -33,7 +33,7 @@ from kernel import hookimpl
 from kernel.drivers import Availability, Change, StorageDriver
 from kernel.errors import Conflict, NotFound, PalletError
 from kernel.fsutil import locked
-from kernel.storage.layerids import check_layer_id, refuse_options
+from kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -77,14 +77,15 @@ class Overlay2Driver(StorageDriver):
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
         lower = ""
-        if parent:
-            if not self.exists(parent):
-                raise NotFound(f'parent layer "{parent}" does not exist')
-            parent_lower = self._read(parent, "lower")
-            lower = "l/" + self._read(parent, "link") + (":" + parent_lower if parent_lower else "")
+        if parent and not self.exists(parent):
+            raise NotFound(f'parent layer "{parent}" does not exist')
         (self.home / "l").mkdir(parents=True, exist_ok=True)
+        if parent:
+            parent_lower, parent_link = self._read(parent, "lower"), self._read(parent, "link")
+            self._ensure_link(parent, parent_link)
+            lower = "l/" + parent_link + (":" + parent_lower if parent_lower else "")
         link = base64.b32encode(os.urandom(16)).decode()[:26]
-        tmp = self.home / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = self.home / leftover_name("tmp", layer_id)
         try:
             tmp.mkdir(0o700)
             (tmp / "diff").mkdir(0o755)
@@ -100,7 +101,14 @@ class Overlay2Driver(StorageDriver):
                 raise Conflict(f'layer "{layer_id}" already exists') from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        os.symlink(f"../{layer_id}/diff", self.home / "l" / link)
+        self._ensure_link(layer_id, link)
+
+    def _ensure_link(self, layer_id: str, link: str) -> None:
+        """Recreate ``l/LINK`` if a process died between renaming the layer into place and linking it."""
+        try:
+            os.symlink(f"../{layer_id}/diff", self.home / "l" / link)
+        except FileExistsError:
+            pass
 
     def create_rw(self, layer_id: str, parent: str | None = None, opts: dict[str, str] | None = None) -> None:
         refuse_options("overlay2", opts)
@@ -115,7 +123,7 @@ class Overlay2Driver(StorageDriver):
         if os.path.ismount(merged):
             from kernel.storage import mounts
             mounts.umount(str(merged), mounts.MNT_DETACH)
-        doomed = self.home / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
+        doomed = self.home / leftover_name("rm", layer_id)
         os.rename(path, doomed)
         if link:
             try:
@@ -128,10 +136,16 @@ class Overlay2Driver(StorageDriver):
         return (self._dir(layer_id) / "diff").is_dir()
 
     def layers(self) -> list[str]:
+        """The layers, after sweeping what a killed create/remove left (hidden dirs, dangling links)."""
+        sweep_leftovers(self.home)
         try:
             names = os.listdir(self.home)
+            links = os.listdir(self.home / "l")
         except FileNotFoundError:
             return []
+        for link in links:
+            if not (self.home / "l" / link).exists():
+                os.unlink(self.home / "l" / link)
         return sorted(n for n in names if n != "l" and not n.startswith(".") and (self.home / n / "diff").is_dir())
 
     # --- mounts -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from kernel import hookimpl
 from kernel.drivers import Availability, StorageDriver
 from kernel.errors import Conflict, NotFound, PalletError
-from kernel.storage.layerids import check_layer_id, refuse_options
+from kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
 
 
 class VfsDriver(StorageDriver):
@@ -42,13 +42,13 @@ class VfsDriver(StorageDriver):
         final = self._path(layer_id)
         if final.exists():
             raise Conflict(f'layer "{layer_id}" already exists')
+        source = self._path(parent) if parent else None
+        if source is not None and not source.is_dir():
+            raise NotFound(f'parent layer "{parent}" does not exist')
         self._dirs.mkdir(parents=True, exist_ok=True)
-        tmp = self._dirs / f".tmp-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = self._dirs / leftover_name("tmp", layer_id)
         try:
-            if parent:
-                source = self._path(parent)
-                if not source.is_dir():
-                    raise NotFound(f'parent layer "{parent}" does not exist')
+            if source is not None:
                 proc = subprocess.run(["cp", "-a", "--reflink=auto", str(source), str(tmp)],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
@@ -68,7 +68,7 @@ class VfsDriver(StorageDriver):
 
     def remove(self, layer_id: str) -> None:
         path = self._path(layer_id)
-        doomed = self._dirs / f".rm-{layer_id}-{os.getpid()}-{os.urandom(4).hex()}"
+        doomed = self._dirs / leftover_name("rm", layer_id)
         try:
             os.rename(path, doomed)  # disappears at once, even if the delete below is interrupted
         except FileNotFoundError:
@@ -88,6 +88,8 @@ class VfsDriver(StorageDriver):
         return self._path(layer_id).is_dir()
 
     def layers(self) -> list[str]:
+        """The layers, after sweeping what a killed create/remove left behind."""
+        sweep_leftovers(self._dirs)
         try:
             return sorted(name for name in os.listdir(self._dirs) if not name.startswith("."))
         except FileNotFoundError:

@@ -144,7 +144,7 @@ class ZfsDriver(StorageDriver):
             return Availability.no("no zfs pool is imported")
         fsname = options.get("zfs.fsname")
         if home is not None and not fsname:
-            fsname = cls.dataset_of(home)
+            fsname = cls.recorded_fsname(home) or cls.dataset_of(home)
             if not fsname:
                 return Availability.no(f"{home} is not on a zfs dataset; set --storage-opt zfs.fsname=POOL/DATASET")
         if fsname and not cls.commands.exists(fsname):
@@ -156,11 +156,22 @@ class ZfsDriver(StorageDriver):
         unknown = sorted(set(self.options) - set(OPTIONS))
         if unknown:
             raise UsageError(f'unknown option "{unknown[0]}" for storage driver "zfs" (known: {", ".join(OPTIONS)})')
-        self.fsname = self.options.get("zfs.fsname", "").strip("/") or self.dataset_of(self.home)
+        recorded = self.recorded_fsname(self.home)
+        self.fsname = self.options.get("zfs.fsname", "").strip("/") or recorded or self.dataset_of(self.home)
         if not self.fsname:
             raise UsageError(f"{self.home} is not on a zfs dataset; set --storage-opt zfs.fsname=POOL/DATASET")
+        if recorded and recorded != self.fsname:
+            raise UsageError(f'{self.home} holds layers in zfs dataset "{recorded}", not "{self.fsname}"')
         self.default_size = self.options.get("size")
         self.graph = self.home / "graph"
+
+    @staticmethod
+    def recorded_fsname(home) -> str | None:
+        """The parent dataset the first layer was made in (``<home>/fsname``), so later commands need no option."""
+        try:
+            return (Path(home) / "fsname").read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     @classmethod
     def dataset_of(cls, home) -> str | None:
@@ -215,6 +226,8 @@ class ZfsDriver(StorageDriver):
         # noauto: zfs mounts the dataset only when get() asks, so an unused layer holds no mount.
         properties = {"mountpoint": str(self._mountpoint(layer_id)), "canmount": "noauto", **properties}
         self.graph.mkdir(parents=True, exist_ok=True)
+        if not self.recorded_fsname(self.home):
+            atomic_write(self.home / "fsname", (self.fsname + "\n").encode())
         # The record goes first: after a crash, remove() finds and destroys a half-made layer.
         atomic_write(self._record(layer_id), (parent or "").encode())
         try:

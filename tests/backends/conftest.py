@@ -115,6 +115,11 @@ class ZfsPool:
             else:
                 failure = f"zpool destroy {self.name} failed: {result.stderr.strip()}"
         if self.daemon is not None:
+            # Another test session may have found our daemon and made its own pool: let it finish.
+            deadline = time.monotonic() + 120
+            while _run("zpool", "list", "-H", "-o", "name", check=False).stdout.split() and \
+                    time.monotonic() < deadline:
+                time.sleep(0.5)
             self.daemon.send_signal(signal.SIGTERM)
             try:
                 self.daemon.wait(timeout=20)

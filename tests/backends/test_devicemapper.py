@@ -112,3 +112,13 @@ def test_thin_layers_live(tmp_path):
         for layer in ("ctr", "base-layer"):
             driver.remove(layer)
         driver.cleanup()
+
+
+def test_conformance_check_reports_why_devicemapper_cannot_run(pallet):
+    availability = DeviceMapperDriver.probe(None, {})
+    if availability.available:
+        pytest.skip("device-mapper works here: the live test covers it")
+    result = pallet("plugins", "check", "storage", "devicemapper")
+    assert result.returncode == 1
+    assert result.error_lines == [
+        f'Error: storage driver "devicemapper" is unavailable on this host: {availability.reason}']

@@ -147,8 +147,7 @@ def test_keep_old_leaves_a_backup_that_selection_ignores(filled):
     assert json.loads(pallet("storage", "status", "--json").stdout)["KeptOld"] == []
 
 
-def test_a_layer_the_target_cannot_hold_stops_the_migration_and_abort_restores(pallet, btrfs_dir, zfs_fsname,
-                                                                               tmp_path):
+def test_a_layer_zfs_cannot_hold_stops_the_migration_and_abort_restores(pallet, btrfs_dir, zfs_fsname, tmp_path):
     pallet.root = btrfs_dir / "root"
     rootfs_tar(tmp_path / "x.tar", xattr=True)
     pallet("--storage-driver", "btrfs", "import", str(tmp_path / "x.tar"), "tagged:1", check=True)
@@ -165,3 +164,21 @@ def test_a_layer_the_target_cannot_hold_stops_the_migration_and_abort_restores(p
     assert image_files(pallet, tmp_path, "tagged:1") == before
     status = json.loads(pallet("storage", "status", "--json", check=True).stdout)
     assert status["Driver"] == "btrfs" and "Migration" not in status
+    # Without the xattr the same move succeeds, and the root then runs on zfs with no option.
+    pallet("rmi", "tagged:1", check=True)
+    pallet("image", "build-busybox", check=True)
+    moved = pallet("--storage-opt", f"zfs.fsname={zfs_fsname}", "storage", "migrate", "--to", "zfs", timeout=240)
+    assert moved.returncode == 0, moved.stderr
+    assert pallet("run", "--rm", "--network", "none", "busybox", "echo", "on zfs", check=True).stdout == "on zfs\n"
+    assert json.loads(pallet("storage", "status", "--json", check=True).stdout)["Driver"] == "zfs"
+
+
+def test_migrate_usage_errors(pallet):
+    assert pallet("storage", "migrate").error_lines == ['Error: missing option "--to DRIVER"']
+    unknown = pallet("storage", "migrate", "--to", "nosuchfs")
+    assert unknown.returncode == 2 and unknown.error_lines[0].startswith('Error: unknown storage driver "nosuchfs"')
+    nothing = pallet("storage", "migrate", "--abort")
+    assert nothing.returncode == 1 and nothing.error_lines == ["Error: no storage migration is in progress"]
+    empty = pallet("storage", "migrate", "--to", "vfs")
+    assert empty.returncode == 1
+    assert empty.error_lines == [f"Error: {pallet.root} holds no storage driver data: there is nothing to migrate"]

@@ -106,3 +106,15 @@ def test_without_fsname_layers_go_under_the_dataset_holding_the_root(pallet, zfs
     assert rows["Zpool Health"] == "ONLINE"
     assert rows["Compression"] == "off"
     assert "Space Available" in rows
+
+
+def test_the_parent_dataset_is_remembered_after_the_first_layer(zfs_fsname, tmp_path):
+    home = tmp_path / "zfs"
+    driver = ZfsDriver(home, {"zfs.fsname": zfs_fsname})
+    assert ZfsDriver.probe(home, {}).available is False  # nothing recorded before a layer exists
+    driver.create("base")
+    assert ZfsDriver.probe(home, {}).available
+    assert ZfsDriver(home).fsname == zfs_fsname
+    with pytest.raises(PalletError, match=f'holds layers in zfs dataset "{zfs_fsname}"'):
+        ZfsDriver(home, {"zfs.fsname": zfs_fsname.split("/")[0]})
+    driver.remove("base")

@@ -146,3 +146,32 @@ def test_legacy_mount_api_with_short_relative_links(scratch):
     finally:
         for layer in reversed(driver.layers()):
             driver.remove(layer)
+
+
+@pytest.mark.parametrize("driver_cls", [Overlay2Driver, VfsDriver])
+def test_layers_sweeps_what_killed_operations_left(scratch, driver_cls):
+    driver = driver_cls(scratch / "home")
+    driver.create("base")
+    store = driver.home if driver_cls is Overlay2Driver else driver.home / "dir"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (store / f".tmp-half-{dead.pid}-0000").mkdir()
+    (store / f".rm-gone-{dead.pid}-0000").mkdir()
+    (store / f".tmp-busy-{os.getpid()}-0000").mkdir()  # a live process is still working on it
+    if driver_cls is Overlay2Driver:
+        os.symlink("../gone/diff", store / "l" / "DANGLING")
+    assert driver.layers() == ["base"]
+    assert sorted(name for name in os.listdir(store) if name.startswith(".")) == [f".tmp-busy-{os.getpid()}-0000"]
+    if driver_cls is Overlay2Driver:
+        assert os.listdir(store / "l") == [(store / "base/link").read_text()]
+
+
+def test_a_missing_short_link_is_recreated_for_children(overlay):
+    overlay.apply_diff("base", None, tar_of(F("file", b"x")))
+    os.unlink(overlay.home / "l" / (overlay.home / "base/link").read_text())  # killed before linking
+    overlay.create("child", "base")
+    root = str(overlay.get("child"))
+    try:
+        assert os.listdir(root) == ["file"]
+    finally:
+        overlay.put("child")
