@@ -40,6 +40,7 @@ class CreateRequest:
     network: str = ""
     port_specs: list[str] = field(default_factory=list)
     publish_all: bool = False
+    pull: str = "missing"            # Docker's --pull: missing | always | never
     host_config: dict = field(default_factory=dict)
 
 
@@ -49,6 +50,26 @@ def image_store(engine):
     except ImportError:
         raise NotImplementedYet("the image store is not available in this build of pallet") from None
     return ImageStore(engine)
+
+
+def resolve_image(engine, ref: str, policy: str = "missing"):
+    """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
+    from kernel.errors import NotFound
+
+    store = image_store(engine)
+    if policy != "always":
+        try:
+            return store.resolve(ref)
+        except NotFound:
+            if policy == "never":
+                raise
+    if policy == "missing":
+        shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
+    from kernel.images import transfer
+
+    engine.plugins.load("registry")
+    return transfer.pull(engine, ref)
 
 
 def runtime_for(engine, record: ContainerRecord):
@@ -81,7 +102,7 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
 
     if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
-    image = image_store(engine).resolve(request.image)
+    image = resolve_image(engine, request.image, request.pull)
     image_config = (image.config or {}).get("config") or {}
     network = check_network(engine, request.network or default_network(engine))
     cid = new_container_id()

@@ -70,6 +70,8 @@ def create_options(func):
         click.option("--ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="Ulimit options."),
         click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)."),
         click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
+                     show_default=True, help="Pull the image before running."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -124,7 +126,7 @@ def build_request(image, command, opts):
         env=runopts.parse_env(opts["env"], opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
         hostname=opts["hostname"], tty=opts["tty"], stdin_open=opts["interactive"],
         labels=runopts.parse_labels(opts["label"]), network=opts["network"], port_specs=list(opts["publish"]),
-        publish_all=opts["publish_all"], host_config=host_config,
+        publish_all=opts["publish_all"], pull=opts["pull"], host_config=host_config,
     )
     if opts["workdir"] and not opts["workdir"].startswith("/"):
         raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")

@@ -14,10 +14,14 @@ import pytest
 from tests.containers.conftest import container_ids, mounts_under, record
 
 
-def test_nonexistent_image_is_one_line_and_creates_nothing(bb):
-    result = bb("run", "--rm", "nosuchimage", "true")
-    assert result.returncode == 1
-    assert len(result.error_lines) == 1 and "No such image: nosuchimage" in result.stderr
+def test_nonexistent_image_is_an_error_and_creates_nothing(bb):
+    never = bb("run", "--rm", "--pull", "never", "nosuchimage", "true")
+    assert (never.returncode, never.error_lines) == (1, ["Error: No such image: nosuchimage"])
+    # Default --pull missing tries a pull first, as Docker does; here no registry is reachable.
+    missing = bb("run", "--rm", "nosuchimage", "true")
+    assert missing.returncode == 1
+    assert missing.error_lines[0] == "Unable to find image 'nosuchimage:latest' locally"
+    assert len(missing.error_lines) == 2 and missing.error_lines[1].startswith("Error: ")
     assert container_ids(bb.root) == []
 
 

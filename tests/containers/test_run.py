@@ -183,3 +183,13 @@ def test_network_container_mode_shares_the_other_containers_namespace(bb):
     stopped = bb("run", "--rm", "--network", "container:owner", "busybox", "true")
     assert stopped.returncode == 1 and "cannot join network of a non running container" in stopped.stderr
     assert container_ids(bb.root) == [record(bb, "owner")["Id"]]
+
+
+def test_run_pulls_a_missing_image_from_a_local_oci_layout(bb, tmp_path):
+    layout = tmp_path / "layout"
+    assert bb("push", "busybox", f"oci:{layout}:bb").returncode == 0
+    fresh = type(bb)(tmp_path / "root2", tmp_path / "run2", env={"PALLET_CONFIG": str(tmp_path / "pallet.toml")})
+    result = fresh("run", "--rm", f"oci:{layout}:bb", "echo", "pulled")
+    assert (result.returncode, result.stdout) == (0, "pulled\n"), result.stderr
+    assert result.stderr == f"Unable to find image 'oci:{layout}:bb' locally\n"
+    assert fresh("images", "-q").stdout.strip()
