@@ -9,6 +9,10 @@ so machine noise hits all alike) and prints medians (ms) and ratios to runc and 
 * ``runc run`` / ``crun run``: the peers on the same bundle (crun in a mount namespace without the
   controller-less cgroup2 mount, which it refuses on hybrid hosts).
 * ``python3 -c pass`` and ``python3 import runtime``: where the interpreter's share goes.
+
+Every runtime runs two bundles: ``plain`` (namespaces, mounts, masked paths, 14 capabilities,
+cgroups) and ``seccomp`` (the same plus Docker's default seccomp profile, as a default container
+has; pallet compiles it once and caches the BPF, runc and crun compile it at every start).
 """
 
 from __future__ import annotations
@@ -66,7 +70,15 @@ def main() -> None:
     os.chmod(work, 0o755)
     try:
         rootfs = ocispec.make_rootfs(work / "rootfs")
-        bundle = ocispec.write_bundle(work / "bundle", rootfs, ocispec.spec(["/bin/true"]))
+        bundles = {"plain": ocispec.write_bundle(work / "plain", rootfs, ocispec.spec(["/bin/true"]))}
+        profile = REPO.parent / "shared" / "testdata" / "moby-profiles" / "seccomp" / "default.json"
+        if profile.exists():
+            from test_seccomp import docker_to_oci
+
+            import json
+
+            oci = docker_to_oci(json.loads(profile.read_text()), ocispec.DOCKER_CAPS)
+            bundles["seccomp"] = ocispec.write_bundle(work / "seccomp", rootfs, ocispec.spec(["/bin/true"], seccomp=oci))
         # Measure what an installed pallet pays: with bytecode caches (this sandbox sets the variable).
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -75,39 +87,46 @@ def main() -> None:
         hybrid = host.cgroup_info().version == "hybrid"
         tag = f"b{os.getpid()}"
 
-        def pallet_new_python(i):
-            return timed([sys.executable, "-c", CHILD, str(work / "state"), f"{tag}p{i}", str(bundle)], env=env)
+        def pallet_new_python(bundle):
+            return lambda i: timed([sys.executable, "-c", CHILD, str(work / "state"), f"{tag}p{i}", str(bundle)],
+                                   env=env)
 
-        def pallet_in_process(i):
-            start = time.perf_counter()
-            with open(os.devnull, "r+") as null:
-                pid = in_process.run(f"{tag}i{i}", bundle, (null.fileno(),) * 3)
-                os.waitpid(pid, 0)
-                in_process.delete(f"{tag}i{i}")
-            return (time.perf_counter() - start) * 1000
+        def pallet_in_process(bundle):
+            def run(i):
+                start = time.perf_counter()
+                with open(os.devnull, "r+") as null:
+                    pid = in_process.run(f"{tag}i{i}", bundle, (null.fileno(),) * 3)
+                    os.waitpid(pid, 0)
+                    in_process.delete(f"{tag}i{i}")
+                return (time.perf_counter() - start) * 1000
+            return run
+
+        def peer(tool, bundle, preexec=None):
+            return lambda i: timed([tool, "--root", str(work / tool), "run", "-b", str(bundle), f"{tag}{tool}{i}"],
+                                   preexec_fn=preexec)
 
         variants = {
             "python3 -c pass": lambda i: timed([sys.executable, "-c", "pass"], env=env),
             "python3 import runtime": lambda i: timed([sys.executable, "-c", IMPORTS], env=env),
-            "pallet (new python)": pallet_new_python,
-            "pallet (in process)": pallet_in_process,
         }
-        if shutil.which("runc"):
-            variants["runc run"] = lambda i: timed(["runc", "--root", str(work / "runc"), "run", "-b", str(bundle),
-                                                    f"{tag}r{i}"])
-        if shutil.which("crun"):
-            variants["crun run"] = lambda i: timed(["crun", "--root", str(work / "crun"), "run", "-b", str(bundle),
-                                                    f"{tag}c{i}"], preexec_fn=without_cgroup2 if hybrid else None)
+        for label, bundle in bundles.items():
+            variants[f"pallet new python {label}"] = pallet_new_python(bundle)
+            variants[f"pallet in process {label}"] = pallet_in_process(bundle)
+            if shutil.which("runc"):
+                variants[f"runc run {label}"] = peer("runc", bundle)
+            if shutil.which("crun"):
+                variants[f"crun run {label}"] = peer("crun", bundle, without_cgroup2 if hybrid else None)
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for i in range(args.runs):
             for name, run in variants.items():
                 samples[name].append(run(i))
         medians = {name: statistics.median(values) for name, values in samples.items()}
-        print(f"{'variant':<24} {'median ms':>10} {'x runc':>8} {'x crun':>8}")
+        print(f"{'variant':<30} {'median ms':>10} {'x runc':>8} {'x crun':>8}")
         for name, value in medians.items():
-            runc = value / medians["runc run"] if "runc run" in medians else float("nan")
-            crun = value / medians["crun run"] if "crun run" in medians else float("nan")
-            print(f"{name:<24} {value:>10.1f} {runc:>8.2f} {crun:>8.2f}")
+            label = name.rsplit(" ", 1)[-1]
+            runc, crun = medians.get(f"runc run {label}"), medians.get(f"crun run {label}")
+            print(f"{name:<30} {value:>10.1f} {value / runc if runc else float('nan'):>8.2f} "
+                  f"{value / crun if crun else float('nan'):>8.2f}")
         print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -52,6 +52,20 @@ def _device_rule(rule: dict) -> str:
     return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
 
 
+def _fill_cpuset(path: Path) -> None:
+    """A new v1 cpuset is empty and no task can join an empty cpuset: inherit the parent's, top-down
+    (another pallet may have just made a parent and not filled it yet)."""
+    empty = []
+    probe = path
+    while (probe / "cpuset.cpus").exists() and not _read(probe / "cpuset.cpus").strip():
+        empty.append(probe)
+        probe = probe.parent
+    for directory in reversed(empty):
+        for key in ("cpuset.cpus", "cpuset.mems"):
+            if not _read(directory / key).strip():
+                _write(directory / key, _read(directory.parent / key).strip())
+
+
 def shares_to_weight(shares: int) -> int:
     """cpu.shares (2..262144) -> cpu.weight (1..10000), the conversion runc and crun use."""
     return 1 + ((shares - 2) * 9999) // 262142 if shares else 0
@@ -73,15 +87,12 @@ class Cgroup:
 
     @classmethod
     def for_spec(cls, container_id: str, linux_spec: dict, info=None, root: Path = ROOT) -> Cgroup:
-        from kernel import host
-
+        """``info`` (``v1`` controller -> mount, ``v2_mount``) defaults to this host's mounts."""
         path = relative_path(linux_spec.get("cgroupsPath") or f"pallet/{container_id}")
-        info = info or host.cgroup_info()
-        if info.v1:
-            hierarchies = {name: Path(mount) for name, mount in info.v1.items()}
-            hierarchies.update(named_v1_hierarchies())
-            return cls({name: mount / path for name, mount in hierarchies.items()}, 1)
-        return cls({"unified": Path(info.v2_mount or root) / path}, 2)
+        v1, v2_mount = (info.v1, info.v2_mount) if info is not None else hierarchies()
+        if v1:
+            return cls({name: Path(mount) / path for name, mount in v1.items()}, 1)
+        return cls({"unified": Path(v2_mount or root) / path}, 2)
 
     @classmethod
     def from_dirs(cls, dirs: dict[str, str]) -> Cgroup:
@@ -100,26 +111,19 @@ class Cgroup:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def create(self) -> None:
+        """Make the directories (several pallets may create the same parents at once)."""
         for name, path in self._dirs.items():
             if self.version == 2:
                 self._create_v2(path)
                 continue
-            missing = []
-            probe = path
-            while not probe.exists():
-                missing.append(probe)
-                probe = probe.parent
-            for directory in reversed(missing):
-                directory.mkdir()
-                if name == "cpuset":
-                    # A new v1 cpuset is empty, and no task can join an empty cpuset: inherit the parent's.
-                    for key in ("cpuset.cpus", "cpuset.mems"):
-                        _write(directory / key, _read(directory.parent / key).strip())
+            path.mkdir(parents=True, exist_ok=True)
+            if name == "cpuset":
+                _fill_cpuset(path)
 
     def _create_v2(self, path: Path) -> None:
         missing = []
         probe = path
-        while not probe.exists():
+        while not (probe / "cgroup.controllers").exists() and probe != probe.parent:
             missing.append(probe)
             probe = probe.parent
         for directory in reversed(missing):
@@ -343,15 +347,27 @@ class Cgroup:
             return False
 
 
-def named_v1_hierarchies(mounts_file: str = "/proc/self/mounts") -> dict[str, Path]:
-    """v1 hierarchies without a controller (``name=systemd``): processes are placed in them too, as runc does."""
-    found = {}
+def hierarchies(mounts_file: str = "/proc/self/mounts") -> tuple[dict[str, Path], str]:
+    """``(v1 hierarchy name -> mount, cgroup2 mount)``; v1 names are controllers and, for hierarchies
+    without one (``name=systemd``), the mount's base name: processes join those too, as with runc."""
+    v1: dict[str, Path] = {}
+    v2_mount = ""
     with open(mounts_file) as handle:
         for line in handle:
             _dev, mountpoint, fstype, options = line.split()[:4]
-            if fstype == "cgroup" and any(o.startswith("name=") for o in options.split(",")):
-                found[os.path.basename(mountpoint)] = Path(mountpoint)
-    return found
+            if fstype == "cgroup2":
+                v2_mount = v2_mount or mountpoint
+            elif fstype == "cgroup":
+                names = [o for o in options.split(",") if o in V1_CONTROLLERS]
+                if not names and any(o.startswith("name=") for o in options.split(",")):
+                    names = [os.path.basename(mountpoint)]
+                for name in names:
+                    v1[name] = Path(mountpoint)
+    return v1, v2_mount
+
+
+V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
+                  "net_prio", "hugetlb", "pids", "rdma", "misc"}
 
 
 def relative_path(cgroups_path: str) -> str:

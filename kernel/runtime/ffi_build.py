@@ -41,6 +41,12 @@ int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
                            unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
 int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(const scmp_filter_ctx ctx);
+int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+struct scmp_version { unsigned int major; unsigned int minor; unsigned int micro; };
+const struct scmp_version *seccomp_version(void);
+
+struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
+struct sock_fprog { unsigned short len; struct sock_filter *filter; };
 """
 
 TARGET = Path(__file__).with_name("_ffi.py")

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from kernel.runtime import init, linux, rootfs
 
 
-def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None):
-    """Start the spec's process in new namespaces; return ``(host pid, cgroup dirs, namespace paths)``."""
+def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None,
+                    seccomp_cache=None, on_cgroup=None):
+    """Start the spec's process in new namespaces; return ``(host pid, cgroup dirs, namespace paths)``.
+
+    ``on_cgroup(dirs)`` is called once the cgroup exists, so that the caller can record it before
+    anything else can fail (a ``kill -9`` of the caller then still leaves it findable by ``delete``).
+    """
     from kernel.runtime.cgroups import Cgroup
 
     linux_spec = spec.get("linux") or {}
@@ -33,11 +39,13 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     new_flags &= ~linux.CLONE_NEWCGROUP
     if not new_flags & linux.CLONE_NEWNS:
         raise init.ContainerStartError("the spec must ask for a mount namespace", init.SETUP_FAILED)
-    process.seccomp = _seccomp(linux_spec)
+    process.seccomp = _seccomp(linux_spec, seccomp_cache)
     _preload(plan)
     cgroup = Cgroup.for_spec(container_id, linux_spec)
     cgroup.create()
     try:
+        if on_cgroup is not None:
+            on_cgroup(cgroup.dirs())
         cgroup.apply(linux_spec.get("resources") or {})
         plan.rootfs.cgroup_dirs = cgroup.container_dirs()
         pid = _launch(plan, new_flags, joins, cgroup, console_socket,
@@ -49,7 +57,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
 
 
 def exec_in_container(container_pid: int, spec: dict, process: dict, cgroup_dirs: dict, stdio,
-                      console_socket: str | None) -> int:
+                      console_socket: str | None, seccomp_cache=None) -> int:
     """Start ``process`` in the namespaces of ``container_pid``, in its cgroup, with the same security."""
     from kernel.runtime.cgroups import Cgroup
 
@@ -61,7 +69,7 @@ def exec_in_container(container_pid: int, spec: dict, process: dict, cgroup_dirs
         path = f"/proc/{container_pid}/ns/{ns}"
         if os.path.exists(path) and os.stat(path).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
             joins.append((path, flag))
-    plan.process.seccomp = _seccomp(spec.get("linux") or {})
+    plan.process.seccomp = _seccomp(spec.get("linux") or {}, seccomp_cache)
     _preload(plan)
     return _launch(plan, 0, joins, Cgroup.from_dirs(cgroup_dirs) if cgroup_dirs else None, console_socket, None)
 
@@ -80,19 +88,21 @@ def _namespaces(entries: list[dict]) -> tuple[int, list[tuple[str, int]]]:
     return new_flags, joins
 
 
-def _seccomp(linux_spec: dict):
-    """The filter is compiled by libseccomp in the parent; the child only loads it."""
+def _seccomp(linux_spec: dict, cache_dir):
+    """The filter is compiled to BPF in the parent (or read from the cache); the child only loads it."""
     if not linux_spec.get("seccomp"):
         return None
-    from kernel.runtime.seccomp import Filter
+    from kernel.runtime.seccomp import compile_oci
 
-    return Filter.from_oci(linux_spec["seccomp"])
+    return compile_oci(linux_spec["seccomp"], cache_dir)
 
 
 def _preload(plan: init.InitPlan) -> None:
     """Import in the parent what the child will use, so the child's ``import`` is a dict lookup."""
-    if plan.loopback_up or plan.process.terminal:
-        import fcntl  # noqa: F401
+    if plan.loopback_up:
+        import _socket  # noqa: F401
+        import struct  # noqa: F401
+    if plan.process.terminal:
         import socket  # noqa: F401
         import struct  # noqa: F401
     if plan.process.landlock is not None:
@@ -102,27 +112,39 @@ def _preload(plan: init.InitPlan) -> None:
 def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, before_release) -> int:
     """Clone the child (with path-joined namespaces entered around the clone), release it, wait for exec."""
     opened: list[int] = []
-    if plan.process.terminal and console_socket:
-        import socket
-
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(console_socket)
-        plan.console_fd = sock.detach()
-        opened.append(plan.console_fd)
-    # user and mount namespaces can only be entered by a single-threaded process: the child does it.
     here: list[tuple[int, int]] = []
-    for path, flag in joins:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        opened.append(fd)
-        (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
+    try:
+        if plan.process.terminal and console_socket:
+            import socket
+
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(console_socket)
+                plan.console_fd = sock.detach()
+            opened.append(plan.console_fd)
+        # user and mount namespaces can only be entered by a single-threaded process: the child does it.
+        for path, flag in joins:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(fd)
+            (plan.join if flag in (linux.CLONE_NEWUSER, linux.CLONE_NEWNS) else here).append((fd, flag))
+    except OSError as err:
+        for fd in opened:
+            os.close(fd)
+        raise init.ContainerStartError(f"cannot open {err.filename or console_socket}: {err.strerror}",
+                                       init.SETUP_FAILED) from None
     plan.join.sort(key=lambda item: item[1] != linux.CLONE_NEWUSER)
     sync_r, sync_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
     error_r, error_w = _above_stdio(os.pipe2(os.O_CLOEXEC))
-    pid = _clone_in(here, new_flags, plan, sync_r, error_w)
-    os.close(sync_r)
-    os.close(error_w)
-    for fd in opened:
-        os.close(fd)
+    # The child must not hold the parent's ends: each side has to see EOF when the other dies.
+    plan.close_fds = [sync_w, error_r]
+    try:
+        pid = _clone_in(here, new_flags, plan, sync_r, error_w)
+    except OSError as err:
+        for fd in (sync_w, error_r):
+            os.close(fd)
+        raise init.ContainerStartError(f"cannot start the container's process: {err}", init.SETUP_FAILED) from None
+    finally:
+        for fd in (sync_r, error_w, *opened):
+            os.close(fd)
     try:
         if before_release is not None:
             before_release(pid)
@@ -130,6 +152,8 @@ def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, 
         if cgroup is not None:
             cgroup.add(pid)
         os.write(sync_w, b"\0")
+    except BrokenPipeError:
+        pass  # the child already failed during its setup: its report is on the error pipe
     except BaseException:
         os.close(sync_w)
         os.close(error_r)
@@ -165,6 +189,8 @@ def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, 
         for fd, flag in here:
             saved.append((os.open(f"/proc/thread-self/ns/{linux.NS_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
             linux.setns(fd, flag)
+        if _other_threads():
+            return _clone_from_fork(new_flags, plan, sync_r, error_w)
         pid = linux.clone(new_flags)
         if pid == 0:
             init.child_main(plan, sync_r, error_w)
@@ -173,6 +199,38 @@ def _clone_in(here: list[tuple[int, int]], new_flags: int, plan: init.InitPlan, 
         for fd, flag in reversed(saved):
             linux.setns(fd, flag)
             os.close(fd)
+
+
+def _other_threads() -> bool:
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.active_count() > 1
+
+
+def _clone_from_fork(new_flags: int, plan: init.InitPlan, sync_r: int, error_w: int) -> int:
+    """With other threads alive, a raw clone is not safe (their locks are copied held): ``os.fork``
+    first, which handles Python's and glibc's locks, and clone from that single-threaded child,
+    which exits at once. The container is then re-parented to us, a child subreaper (pallet's
+    monitor and CLI already are; we become one otherwise) and we reap it as usual."""
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:
+        try:
+            for fd in [pid_r, *plan.close_fds]:
+                os.close(fd)
+            plan.close_fds = [pid_w]
+            pid = linux.clone(new_flags)
+            if pid == 0:
+                init.child_main(plan, sync_r, error_w)
+            os.write(pid_w, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(pid_w)
+    reported = _read_all(pid_r)
+    os.waitpid(middle, 0)
+    if not reported:
+        raise init.ContainerStartError("could not clone the container's process", init.SETUP_FAILED)
+    return int(reported)
 
 
 def _write_id_maps(pid: int, linux_spec: dict) -> None:

@@ -61,6 +61,7 @@ MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -71,21 +72,23 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _SYSCALLS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116},
-    "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159},
+    "x86_64": {"clone": 56, "pivot_root": 155, "setresuid": 117, "setresgid": 119, "setgroups": 116, "seccomp": 317},
+    "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159,
+                "seccomp": 277},
 }
 _NR = _SYSCALLS[os.uname().machine]
 
 
-def _check(result: int, *paths) -> int:
+def _check(result: int, what: str | None = None) -> int:
+    """Raise ``OSError`` for a failed call; ``what`` names the operation in the message."""
     if result < 0:
         err = ffi.errno
-        raise OSError(err, os.strerror(err), *[p for p in paths[:1] if p is not None])
+        raise OSError(err, f"{what}: {os.strerror(err)}" if what else os.strerror(err))
     return result
 
 
 def _syscall(name: str, *args) -> int:
-    return _check(libc.syscall(ffi.cast("long", _NR[name]), *[ffi.cast("long", a) for a in args]))
+    return _check(libc.syscall(ffi.cast("long", _NR[name]), *[ffi.cast("long", a) for a in args]), name)
 
 
 def _c(text: str | None):
@@ -93,38 +96,40 @@ def _c(text: str | None):
 
 
 def unshare(flags: int) -> None:
-    _check(libc.unshare(flags))
+    _check(libc.unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(libc.setns(fd, nstype))
+    _check(libc.setns(fd, nstype), f"setns {NS_FILES.get(nstype, nstype)}")
 
 
 def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    _check(libc.mount(_c(source), _c(target), _c(fstype), flags, _c(data)), target)
+    if libc.mount(_c(source), _c(target), _c(fstype), flags, _c(data)) < 0:
+        what = f"mount {fstype or source or ''} on {target}" if not flags & MS_REMOUNT else f"remount {target}"
+        _check(-1, what.replace("  ", " "))
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(libc.umount2(_c(target), flags), target)
+    _check(libc.umount2(_c(target), flags), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     new, old = ffi.new("char[]", os.fsencode(new_root)), ffi.new("char[]", os.fsencode(put_old))
-    _check(libc.syscall(ffi.cast("long", _NR["pivot_root"]), new, old), new_root)
+    _check(libc.syscall(ffi.cast("long", _NR["pivot_root"]), new, old), "pivot_root")
 
 
 def sethostname(name: str) -> None:
     data = name.encode()
-    _check(libc.sethostname(data, len(data)))
+    _check(libc.sethostname(data, len(data)), "sethostname")
 
 
 def setdomainname(name: str) -> None:
     data = name.encode()
-    _check(libc.setdomainname(data, len(data)))
+    _check(libc.setdomainname(data, len(data)), "setdomainname")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(libc.prctl(option, arg2, arg3, arg4, arg5))
+    return _check(libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
 
 
 def setresuid(uid: int) -> None:
@@ -137,14 +142,23 @@ def setresgid(gid: int) -> None:
 
 def setgroups(gids: list[int]) -> None:
     array = ffi.new("unsigned int[]", gids or [0])
-    _check(libc.syscall(ffi.cast("long", _NR["setgroups"]), ffi.cast("long", len(gids)), array))
+    _check(libc.syscall(ffi.cast("long", _NR["setgroups"]), ffi.cast("long", len(gids)), array), "setgroups")
+
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_set_filter(program, flags: int = 0) -> None:
+    """Install a compiled BPF program (a ``struct sock_fprog *`` made with this module's ffi)."""
+    _check(libc.syscall(ffi.cast("long", _NR["seccomp"]), ffi.cast("long", SECCOMP_SET_MODE_FILTER),
+                        ffi.cast("long", flags), program), "seccomp")
 
 
 def capget() -> tuple[int, int, int]:
     """``(effective, permitted, inheritable)`` of this thread as 64-bit masks."""
     header = ffi.new("cap_header *", {"version": _LINUX_CAPABILITY_VERSION_3, "pid": 0})
     data = ffi.new("cap_data[2]")
-    _check(libc.capget(header, data))
+    _check(libc.capget(header, data), "capget")
     return tuple((getattr(data[1], f) << 32) | getattr(data[0], f) for f in ("effective", "permitted", "inheritable"))
 
 
@@ -155,29 +169,34 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
         data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
-    _check(libc.capset(header, data))
+    _check(libc.capset(header, data), "capset")
 
 
 def clone(flags: int) -> int:
     """fork(2) into new namespaces: like ``os.fork()`` but with ``CLONE_NEW*`` ``flags``.
 
-    A raw ``clone`` with no new stack returns twice, as fork does; Python's own fork
-    bookkeeping runs around it (``PyOS_*Fork*``, through ctypes: they need the GIL held,
-    and cffi releases it for every call). The child is PID 1 of a new PID
-    namespace when ``CLONE_NEWPID`` is set, and its namespaces are owned by the new user
-    namespace when ``CLONE_NEWUSER`` is set, which ``unshare`` cannot give without a
-    second fork. Call it from a single-threaded process (glibc's state is not reset).
+    A raw ``clone`` with no new stack returns twice, as fork does. It is called through
+    ``ctypes.PyDLL`` so that the GIL stays held across it (cffi would release it, and a child
+    cloned while another thread holds the GIL could never take it back), with Python's own fork
+    bookkeeping around it (``PyOS_*Fork*``), as ``os.fork()`` does. The child is PID 1 of a new
+    PID namespace when ``CLONE_NEWPID`` is set, and its namespaces are owned by the new user
+    namespace when ``CLONE_NEWUSER`` is set, which ``unshare`` cannot give without a second fork.
+    glibc's atfork handlers do not run: call it from a process whose other threads (if any) are
+    not inside libc's allocator, ideally a single-threaded one.
     """
-    from ctypes import pythonapi
+    import ctypes
 
-    pythonapi.PyOS_BeforeFork()
-    pid = libc.syscall(ffi.cast("long", _NR["clone"]), ffi.cast("long", flags | SIGCHLD),
-                       ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0), ffi.cast("long", 0))
+    raw = ctypes.PyDLL(None, use_errno=True).syscall
+    raw.restype = ctypes.c_long
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = raw(ctypes.c_long(_NR["clone"]), ctypes.c_long(flags | SIGCHLD), ctypes.c_long(0), ctypes.c_long(0),
+              ctypes.c_long(0), ctypes.c_long(0))
     if pid == 0:
-        pythonapi.PyOS_AfterFork_Child()
+        api.PyOS_AfterFork_Child()
         return 0
-    err = ffi.errno
-    pythonapi.PyOS_AfterFork_Parent()
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(err, f"clone: {os.strerror(err)}")
     return pid
@@ -186,7 +205,7 @@ def clone(flags: int) -> int:
 def open_pty() -> tuple[int, str]:
     """Open a pseudo-terminal master from ``/dev/ptmx``; return ``(master_fd, slave_path)``."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    _check(libc.unlockpt(master))
+    _check(libc.unlockpt(master), "unlockpt")
     buf = ffi.new("char[]", 128)
     if libc.ptsname_r(master, buf, 128) != 0:
         raise OSError(ffi.errno, "ptsname")

@@ -235,9 +235,24 @@ def _dev_symlinks(dev: str) -> None:
         os.symlink(target, path)
 
 
+def _parent_mount_private(path: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared (rootfsPropagation "rshared")."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split(" - ")[0].split()
+            mountpoint = fields[4].replace("\\040", " ")
+            inside = path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")
+            if inside and len(mountpoint) >= len(best):
+                best, shared = mountpoint, any(f.startswith("shared:") for f in fields[6:])
+    if shared:
+        linux.mount(None, best, None, linux.MS_PRIVATE)
+
+
 def prepare(plan: RootfsPlan) -> None:
     """Mount everything under the rootfs and pivot into it (mount namespace already unshared)."""
     linux.mount(None, "/", None, plan.propagation)
+    _parent_mount_private(plan.rootfs)
     linux.mount(plan.rootfs, plan.rootfs, None, linux.MS_BIND | linux.MS_REC)
     dev_is_mounted = False
     for m in plan.mounts:
@@ -252,6 +267,8 @@ def prepare(plan: RootfsPlan) -> None:
     linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+    if plan.propagation & linux.MS_SHARED:
+        linux.mount(None, "/", None, plan.propagation)  # the bind of the rootfs was made private above
 
 
 def finalize(plan: RootfsPlan) -> None:

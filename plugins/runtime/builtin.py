@@ -5,7 +5,8 @@ PID namespace and the caller's child, so the caller reaps it), moves it into its
 its uid/gid maps, then lets it go and waits only until it has exec'd: an exec failure comes back
 on a close-on-exec pipe and is raised as :class:`kernel.runtime.init.ContainerStartError` (a
 ``PalletError``) whose ``exit_code`` is Docker's: 127 not found, 126 not executable, 125 other.
-Call it from a single-threaded process (see :func:`kernel.runtime.linux.clone`).
+With other threads alive it forks first and the container is re-parented to the caller, made a
+child subreaper (see ``docs/runtime.md``).
 
 Terminal: when ``process.terminal`` is true and ``console_socket`` is a unix socket path, the
 container opens a pty in its own devpts and sends the master over that socket with SCM_RIGHTS,
@@ -48,6 +49,11 @@ class PalletRuntime(Runtime):
 
     # --- state ---------------------------------------------------------------------------------
 
+    @property
+    def _seccomp_cache(self) -> Path:
+        """Compiled seccomp programs by content (a dot name: never a container id)."""
+        return self.state_dir / ".seccomp"
+
     def _state_path(self, container_id: str) -> Path:
         return self.state_dir / container_id / "state.json"
 
@@ -73,7 +79,7 @@ class PalletRuntime(Runtime):
             state = self.state(container_id)
         except NotFound:
             return False
-        stat = _proc_stat(state.pid)
+        stat = _proc_stat(state.pid) if state.pid else None
         return stat is not None and stat[0] not in (b"Z", b"X") and int(stat[19]) == state.start_time
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -88,7 +94,16 @@ class PalletRuntime(Runtime):
             raise PalletError(f"cannot read {bundle / 'config.json'}: {err}") from None
         if self._state_path(container_id).exists():
             raise PalletError(f"container {container_id} already exists in the runtime")
-        pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio, console_socket)
+        # Recorded with pid 0 as soon as the cgroup exists: delete() can clean up after a crash here.
+        record = lambda dirs: self._save(RuntimeState(container_id, 0, 0, str(bundle), dirs))  # noqa: E731
+        try:
+            pid, cgroup_dirs, namespaces = launch.start_container(container_id, spec, str(bundle), stdio,
+                                                                  console_socket, self._seccomp_cache, record)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
+            raise
         self._save(RuntimeState(container_id, pid, process_start_time(pid), str(bundle), cgroup_dirs, namespaces))
         return pid
 
@@ -99,7 +114,8 @@ class PalletRuntime(Runtime):
         if not self.alive(container_id):
             raise PalletError(f"container {container_id} is not running")
         spec = json.loads((Path(state.bundle) / "config.json").read_text())
-        return launch.exec_in_container(state.pid, spec, process, state.cgroup, stdio, console_socket)
+        return launch.exec_in_container(state.pid, spec, process, state.cgroup, stdio, console_socket,
+                                        self._seccomp_cache)
 
     def kill(self, container_id, signal, all_processes=False):
         state = self.state(container_id)
@@ -130,7 +146,7 @@ class PalletRuntime(Runtime):
 
             Cgroup.from_dirs(state.cgroup).destroy()
         elif force and self.alive(container_id):
-            os.kill(state.pid, 9)
+            os.kill(state.pid, 9)  # no cgroup: only the first process can be found
         import shutil
 
         shutil.rmtree(self.state_dir / container_id, ignore_errors=True)

@@ -10,7 +10,6 @@ runs in a private mount namespace where ``/sys/fs/cgroup/unified`` is unmounted.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from kernel import hookimpl

@@ -75,7 +75,9 @@ def spec(args, hostname="box", terminal=False, **extra) -> dict:
         },
     }
     for key, value in extra.items():
-        if key in ("resources", "seccomp", "cgroupsPath", "namespaces", "sysctl", "uidMappings", "gidMappings"):
+        if key.startswith("linux_"):
+            config["linux"][key.removeprefix("linux_")] = value
+        elif key in ("resources", "seccomp", "cgroupsPath", "namespaces", "sysctl", "uidMappings", "gidMappings"):
             config["linux"][key] = value
         elif key in config["process"] or key in ("oomScoreAdj", "apparmorProfile", "selinuxLabel", "consoleSize"):
             config["process"][key] = value

@@ -303,3 +303,92 @@ def test_exec_with_a_terminal(runner):
     os.waitpid(exec_pid, 0)
     os.close(master)
     assert output.split() == [b"/dev/pts/0", b"done"]
+
+
+@pytest.mark.timeout(120)
+def test_run_while_other_python_threads_are_busy(runner):
+    import threading
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(100))
+
+    threads = [threading.Thread(target=spin) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        results = [runner.run(["sh", "-c", "echo $$"]) for _ in range(5)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert [(r.status, r.stdout) for r in results] == [(0, "1\n")] * 5
+
+
+def test_failed_start_leaves_no_state_or_cgroup(runner):
+    result = runner.run(["no-such-command"])
+    assert result.status == 127
+    container_id = runner.ids[-1]
+    assert not (runner.runtime.state_dir / container_id).exists()
+    assert not any(Path(f"/sys/fs/cgroup/{c}/pallet/{container_id}").exists() for c in ("memory", "pids", "cpu"))
+
+
+def test_delete_cleans_up_a_start_that_died_half_way(runner):
+    from kernel.runtime.cgroups import Cgroup
+    from plugins.runtime.builtin import RuntimeState
+
+    container_id = runner.new_id()
+    group = Cgroup.for_spec(container_id, {})
+    group.create()  # as if the caller was killed between creating the cgroup and starting the process
+    runner.runtime._save(RuntimeState(container_id, 0, 0, str(runner.tmp), group.dirs()))
+    assert not runner.runtime.alive(container_id)
+    runner.runtime.delete(container_id)
+    assert not any(Path(d).exists() for d in group.dirs().values())
+
+
+def test_joining_a_namespace_that_does_not_exist_is_a_clear_error(runner):
+    namespaces = [{"type": "mount"}, {"type": "network", "path": "/run/no-such-netns"}]
+    result = runner.run(["true"], namespaces=namespaces)
+    assert (result.status, result.stderr) == (125, "cannot open /run/no-such-netns: No such file or directory")
+    assert not (runner.runtime.state_dir / runner.ids[-1]).exists()
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate"])
+def test_rootfs_propagation(runner, propagation):
+    result = runner.run(["awk", "$5 == \"/\"", "/proc/self/mountinfo"],
+                        linux_rootfsPropagation=propagation)
+    assert result.status == 0, result.stderr
+    assert ("shared:" in result.stdout) == (propagation == "rshared")
+
+
+def test_a_mount_that_fails_is_reported_with_the_operation(runner):
+    result = runner.run(["true"], mounts=[{"destination": "/x", "type": "nosuchfs", "source": "none"}])
+    assert result.status == 125
+    assert result.stderr.startswith("container init failed: mount nosuchfs on ")
+    assert result.stderr.endswith("/x: No such device")
+
+
+def test_cpu_quota_throttles_a_busy_loop(runner):
+    script = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; cat /sys/fs/cgroup/cpu/cpu.stat"
+    result = runner.run(["sh", "-c", script], resources={"cpu": {"quota": 10000, "period": 100000}})
+    stats = dict(line.split() for line in result.stdout.splitlines())
+    assert int(stats["nr_throttled"]) > 0
+
+
+def test_exec_into_a_user_namespaced_container(runner):
+    namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")]
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    container_id, pid, _out, _err = runner.start(["sleep", "60"], namespaces=namespaces, uidMappings=mapping,
+                                                 gidMappings=mapping)
+    read, write = os.pipe()
+    exec_pid = runner.runtime.exec(container_id, {"args": ["sh", "-c", "id -u; cat /proc/self/uid_map"],
+                                                  "user": {"uid": 1000, "gid": 1000}}, (0, write, 2))
+    os.close(write)
+    output = b""
+    while chunk := os.read(read, 4096):
+        output += chunk
+    os.close(read)
+    assert os.waitstatus_to_exitcode(os.waitpid(exec_pid, 0)[1]) == 0
+    assert output.decode().split() == ["1000", "0", "100000", "65536"]

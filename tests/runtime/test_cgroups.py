@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from kernel import host
-from kernel.runtime.cgroups import Cgroup, CgroupError, blkio_to_io_weight, relative_path, shares_to_weight
+from kernel.runtime.cgroups import (Cgroup, CgroupError, blkio_to_io_weight, hierarchies, relative_path,
+                                    shares_to_weight)
 
 V1 = host.cgroup_info().v1
 
@@ -180,3 +182,45 @@ def test_cgroups_path_naming(given, expected):
 def test_empty_cgroups_path_is_refused():
     with pytest.raises(CgroupError):
         relative_path("/")
+
+
+def test_v1_parents_created_concurrently(tmp_path):
+    """Several pallets making the same new parent at once: every child group is usable."""
+    import multiprocessing
+
+    if not V1:
+        pytest.skip("this host has no cgroup v1 controllers")
+    parent = f"pallet-cgt{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    groups = [Cgroup.for_spec(f"c{i}", {"cgroupsPath": f"{parent}/c{i}"}) for i in range(6)]
+    context = multiprocessing.get_context("fork")
+    try:
+        workers = [context.Process(target=group.create) for group in groups]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert [worker.exitcode for worker in workers] == [0] * len(workers)
+        for group in groups:
+            cpuset = Path(group.dirs()["cpuset"])
+            assert Path(cpuset, "cpuset.cpus").read_text().strip() and Path(cpuset, "cpuset.mems").read_text().strip()
+    finally:
+        for group in groups:
+            group.destroy()
+        for mount in hierarchies()[0].values():
+            with contextlib.suppress(FileNotFoundError):
+                Path(mount, parent).rmdir()
+
+
+def test_hierarchies_from_a_hybrid_mount_table(tmp_path):
+    table = tmp_path / "mounts"
+    table.write_text(
+        "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,cpu,cpuacct 0 0\n"
+        "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+        "cgroup /sys/fs/cgroup/systemd cgroup rw,xattr,name=systemd 0 0\n"
+        "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nsdelegate 0 0\n"
+        "proc /proc proc rw 0 0\n")
+    v1, v2 = hierarchies(str(table))
+    assert {k: str(p) for k, p in v1.items()} == {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+        "memory": "/sys/fs/cgroup/memory", "systemd": "/sys/fs/cgroup/systemd"}
+    assert v2 == "/sys/fs/cgroup/unified"

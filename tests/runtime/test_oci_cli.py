@@ -79,6 +79,15 @@ def test_kill_pause_resume_and_state(oci, runner):
     pid = runtime.run(container_id, bundle, (0, 1, 2))
     created.append(container_id)
     assert runtime.state(container_id)["status"] == "running"
+    read, write = os.pipe()
+    exec_pid = runtime.exec(container_id, {"args": ["sh", "-c", "echo $$; hostname"]}, (0, write, 2))
+    os.close(write)
+    output = b""
+    while chunk := os.read(read, 4096):
+        output += chunk
+    os.close(read)
+    assert os.waitstatus_to_exitcode(os.waitpid(exec_pid, 0)[1]) == 0
+    assert output.split()[0] != b"1" and output.split()[1] == b"box"
     runtime.pause(container_id)
     assert runtime.state(container_id)["status"] == "paused"
     runtime.resume(container_id)
@@ -87,3 +96,46 @@ def test_kill_pause_resume_and_state(oci, runner):
     assert exit_code(status) == 137
     runtime.delete(container_id)
     created.remove(container_id)
+
+
+def test_runc_run_of_the_same_bundle_gives_the_same_output(runner):
+    import subprocess
+
+    if shutil.which("runc") is None:
+        pytest.fail("runc is not installed (scripts/setup.sh installs it)")
+    container_id = runner.new_id()
+    bundle = runner.bundle(container_id, ["sh", "-c", PROBE])
+    state = runner.tmp / "runc-run-state"
+    try:
+        theirs = subprocess.run(["runc", "--root", str(state), "run", "-b", str(bundle), container_id],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(state), "delete", "--force", container_id], capture_output=True)
+    ours = runner.run(["sh", "-c", PROBE])
+    assert (ours.status, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert ours.stdout.startswith("1\nbox\n")
+
+
+def test_terminal_over_the_console_socket(oci, runner):
+    import socket
+    import time
+
+    from plugins.runtime.builtin import receive_console
+
+    runtime, created = oci
+    path = str(runner.tmp / f"{runtime.binary}-console.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        container_id = runner.new_id()
+        bundle = runner.bundle(container_id, ["sh", "-c", "tty; echo hello"], terminal=True)
+        pid = runtime.run(container_id, bundle, (0, 1, 2), console_socket=path)
+        created.append(container_id)
+        master = receive_console(server)
+    output = b""
+    deadline = time.monotonic() + 10
+    while b"hello" not in output and time.monotonic() < deadline:
+        output += os.read(master, 4096)
+    os.waitpid(pid, 0)
+    os.close(master)
+    assert output.split() == [b"/dev/pts/0", b"hello"]

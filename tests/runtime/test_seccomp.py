@@ -67,3 +67,32 @@ def test_dockers_default_profile_in_a_container(runner):
     assert lines[:3] == ["Seccomp:\t2", "unshare-denied", "mount-denied"]
     assert int(lines[3]) > 3
     assert "Operation not permitted" in result.stderr
+
+
+def test_compiled_programs_are_cached_by_content(tmp_path):
+    from kernel.runtime import seccomp
+
+    config = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+              "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO"}]}
+    first = seccomp.compile_oci(config, tmp_path)
+    cached = list(tmp_path.iterdir())
+    assert len(cached) == 1 and cached[0].read_bytes() == first.code
+    assert first.code == seccomp.Filter.from_oci(config).export() and first.flags == 2
+    cached[0].write_bytes(b"garbage")  # not a multiple of 8 bytes: recompiled, not loaded
+    assert seccomp.compile_oci(config, tmp_path).code == first.code
+    other = seccomp.compile_oci(dict(config, defaultErrnoRet=38), tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 and other.code != first.code
+
+
+def test_landlock_annotation_with_dockers_seccomp_profile(runner):
+    from kernel import host
+
+    if host.landlock_abi() <= 0:
+        pytest.skip("Landlock is not enabled in this kernel")
+    profile = docker_to_oci(json.loads(MOBY_DEFAULT.read_text()), DOCKER_CAPS)
+    rules = {"paths": [{"path": "/", "access": "ro"}]}
+    result = runner.run(["sh", "-c", "head -1 /etc/passwd; touch /tmp/x || echo write-denied"], seccomp=profile,
+                        annotations={"run.pallet.landlock": json.dumps(rules)})
+    assert result.status == 0, result.stderr
+    assert result.stdout.splitlines() == ["root:x:0:0:root:/root:/bin/sh", "write-denied"]
+    assert "Permission denied" in result.stderr
