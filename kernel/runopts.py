@@ -146,6 +146,9 @@ def parse_volume(spec: str) -> dict:
         raise UsageError(f"invalid mode: {','.join(options)}")
     propagation = next((o for o in options if o.endswith(("shared", "slave", "private"))), "rprivate")
     mount = {"Target": os.path.normpath(target), "ReadOnly": "ro" in options, "Propagation": propagation}
+    relabel = [o for o in options if o in ("z", "Z")]
+    if relabel:
+        mount["Relabel"] = relabel[-1]  # SELinux: shared (z) or private (Z) label for the source
     if not source:
         mount.update(Type="volume", Source="")
     elif source.startswith("/"):

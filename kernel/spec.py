@@ -140,6 +140,8 @@ def user_mount(mount: dict, source: str | None = None) -> dict:
             options.append("ro")
         return {"destination": mount["Target"], "type": "tmpfs", "source": "tmpfs", "options": options}
     options = ["rbind", mount.get("Propagation") or "rprivate", "ro" if mount.get("ReadOnly") else "rw"]
+    # The security profiles take z/Z out again (kernel.security.take_relabel_requests) before a runtime sees them.
+    options += [mount["Relabel"]] if mount.get("Relabel") else []
     return {"destination": mount["Target"], "type": "bind", "source": source or mount["Source"], "options": options}
 
 

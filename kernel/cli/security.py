@@ -25,6 +25,26 @@ def seccomp_default():
     click.echo(json.dumps(default_profile(), indent=2))
 
 
+
+@seccomp.command("convert")
+@click.argument("profile", required=False)
+@click.option("--cap-add", multiple=True, help="Capabilities beyond Docker's defaults the container would hold.")
+@click.option("--cap-drop", multiple=True, help="Default capabilities the container would not hold.")
+def seccomp_convert(profile, cap_add, cap_drop):
+    """Print the OCI linux.seccomp that PROFILE (default: pallet's) becomes on this host.
+
+    Conditional rules are resolved for this architecture, kernel and capability set, so
+    this shows exactly what a container would be given; a malformed profile is reported.
+    """
+    from plugins.security import seccomp_format
+    from plugins.security.capabilities import host_capabilities, resolve_capabilities
+    from plugins.security.seccomp_default import default_profile
+
+    caps = resolve_capabilities(cap_add, cap_drop, False, host_capabilities())
+    data = seccomp_format.load(profile) if profile else default_profile()
+    click.echo(json.dumps(seccomp_format.to_oci(data, caps, source=profile or "pallet-default"), indent=2))
+
+
 @security.group("userns")
 def userns_group():
     """User namespace remapping."""
@@ -58,6 +78,7 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
 
     Exits 1 when a default (non --privileged) container gets through any check.
     """
+    import os
     import subprocess
     import sys
 
@@ -70,7 +91,10 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
         argv += ["--config", str(engine.config.config_path)]
     if engine.config.storage_driver_flag:
         argv += ["--storage-driver", engine.config.storage_driver_flag]
-    argv += ["run", "--rm", "--network", "none"]
+    with open("/proc/self/comm") as handle:
+        comm = handle.read().strip()
+    argv += ["run", "--rm", "--network", "none", "-e", f"PALLET_CHECK_HOST_PID={os.getpid()}",
+             "-e", f"PALLET_CHECK_HOST_COMM={comm}"]
     argv += ["--privileged"] if privileged else []
     for flag, values in (("--security-opt", security_opt), ("--cap-add", cap_add), ("--cap-drop", cap_drop)):
         for value in values:

@@ -39,8 +39,14 @@ else report modules closed "CAP_SYS_MODULE is not effective"; fi
 if $bb unshare -U true 2>/dev/null; then report userns open "unshare -U succeeded"
 else report userns closed "unshare -U refused"; fi
 
-if [ "$(bit 19)" = 1 ]; then report ptrace open "CAP_SYS_PTRACE is effective"
-else report ptrace closed "no CAP_SYS_PTRACE; other PID namespaces are not addressable"; fi
+# PALLET_CHECK_HOST_PID/_COMM name the checking pallet process: a host process the container
+# must not reach (the name guards against a container process that happens to share the PID).
+host_pid=${PALLET_CHECK_HOST_PID:-0}
+if [ "$host_pid" -gt 1 ] && $bb kill -0 "$host_pid" 2>/dev/null \
+        && [ "$($bb cat /proc/$host_pid/comm 2>/dev/null)" = "$PALLET_CHECK_HOST_COMM" ]; then
+    report ptrace open "host process $host_pid is reachable"
+elif [ "$(bit 19)" = 1 ]; then report ptrace open "CAP_SYS_PTRACE is effective"
+else report ptrace closed "no CAP_SYS_PTRACE; host PID $host_pid is not reachable"; fi
 
 kcore=$($bb head -c 16 /proc/kcore 2>/dev/null | $bb wc -c)
 if [ "$kcore" -gt 0 ]; then report kcore open "read $kcore bytes"

@@ -143,3 +143,28 @@ def test_import_from_stdin(vpallet):
                            "fromstdin:1"], input=_rootfs_tar(), capture_output=True, env=vpallet.env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert vpallet("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split() == ["fromstdin:1"]
+
+
+def test_load_of_something_else_is_one_line_error(vpallet, tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_text("not a tar\n")
+    result = vpallet("load", "-i", str(junk))
+    assert result.returncode == 1
+    assert result.error_lines == [f"Error: invalid archive: {junk} is not a tar archive"]
+
+
+def test_import_of_a_malicious_tarball_changes_nothing(vpallet, tmp_path):
+    build(vpallet)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(buffer.getvalue())
+    before = snapshot(vpallet.root)
+    result = vpallet("import", str(evil), "evil:1")
+    assert result.returncode == 1 and len(result.error_lines) == 1
+    assert '".." components are refused' in result.stderr
+    assert snapshot(vpallet.root) == before
+    assert not (vpallet.root.parent / "escaped").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from plugins.security.battery import SCRIPT, parse_report
 
 # Docker's device rules: deny everything, then the usual character devices (none of them block devices).
@@ -43,3 +45,14 @@ def test_report_parsing_marks_missing_checks():
     results = {r.id: r for r in parse_report("CHECK mount closed refused\nnoise\nCHECK kcore open read 16 bytes\n")}
     assert results["mount"].closed is True and results["kcore"].closed is False
     assert results["seccomp"].closed is None and results["seccomp"].detail == "no report"
+
+
+def test_sharing_the_host_pid_namespace_opens_ptrace_and_host_pids(secure_spec, runc):
+    spec, _ = secure_spec()
+    spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "pid"]
+    with open("/proc/self/comm") as handle:
+        comm = handle.read().strip()
+    spec["process"]["env"] += [f"PALLET_CHECK_HOST_PID={os.getpid()}", f"PALLET_CHECK_HOST_COMM={comm}"]
+    results = battery(runc, spec)
+    assert results["ptrace"] is False and results["hostpids"] is False
+    assert results["mount"] is True and results["seccomp"] is True

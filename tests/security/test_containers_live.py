@@ -168,3 +168,30 @@ def test_landlock_rules_confine_the_container_process(bb, tmp_path):
               "echo ok > /tmp/x && cat /tmp/x; cat /etc/passwd >/dev/null 2>&1 && echo READ-ETC; true")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok"], done.stdout
+
+
+def test_relabel_volume_modes_are_ignored_without_selinux(bb, tmp_path):
+    from plugins.security.selinux import SELinuxProfile
+
+    if SELinuxProfile.probe().available:
+        pytest.skip("SELinux is enabled here: :Z would relabel the directory")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    done = bb("run", "--rm", "--network", "none", "-v", f"{shared}:/d:Z", "busybox", "sh", "-c", "echo hi > /d/f")
+    assert done.returncode == 0, done.stderr
+    assert (shared / "f").read_text() == "hi\n"
+
+
+def test_userns_flag_and_remap_rules_through_run(bb, tmp_path):
+    (tmp_path / "subid").write_text("pallet:300000:65536\n")
+    bb.env["PALLET_CONFIG"] = str(tmp_path / "remap.toml")
+    (tmp_path / "remap.toml").write_text(f'[security]\nuserns_remap = "default"\nsubuid_file = "{tmp_path / "subid"}"\n'
+                                         f'subgid_file = "{tmp_path / "subid"}"\n')
+    done = bb("run", "--rm", "--network", "none", "--privileged", "busybox", "true")
+    assert done.returncode == 2 and "--userns=host" in done.stderr
+    done = bb("run", "--rm", "--network", "none", "--userns", "private", "busybox", "true")
+    assert done.returncode == 2 and 'invalid --userns "private"' in done.stderr
+    done = bb("run", "--rm", "--network", "none", "--privileged", "--userns", "host", "busybox",
+              "cat", "/proc/self/uid_map")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:3] == ["0", "0", "4294967295"]

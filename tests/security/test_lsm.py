@@ -203,3 +203,12 @@ def test_turning_an_absent_lsm_off_is_accepted(secure_spec):
     assert "apparmorProfile" not in spec["process"] and "selinuxLabel" not in spec["process"]
     with pytest.raises(PalletError, match="SELinux"):
         secure_spec(["label=disable", "label=type:spc_t"])
+
+
+def test_volume_relabel_mode_reaches_the_selinux_profile_and_not_the_runtime():
+    from kernel.runopts import parse_volume
+    from kernel.spec import user_mount
+
+    spec = {"mounts": [user_mount(parse_volume("/srv/data:/data:ro,Z")), user_mount(parse_volume("/srv/x:/x"))]}
+    assert take_relabel_requests(spec) == [("/srv/data", "Z")]
+    assert all(o not in ("z", "Z") for m in spec["mounts"] for o in m["options"])

@@ -204,3 +204,18 @@ def test_cli_prints_the_default_profile_that_loads_back(pallet, tmp_path):
     path.write_text(done.stdout)
     assert json.loads(done.stdout) == default_profile()
     assert seccomp_format.to_oci(seccomp_format.load(str(path)), DEFAULT_CAPABILITIES)["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+def test_cli_convert_shows_the_filter_for_this_host(pallet, tmp_path):
+    done = pallet("security", "seccomp", "convert", "--cap-add", "SYS_ADMIN")
+    assert done.returncode == 0, done.stderr
+    oci = json.loads(done.stdout)
+    assert seccomp_decision(oci, "mount", ())[0] == "SCMP_ACT_ALLOW"
+    done = pallet("security", "seccomp", "convert", str(MOBY_SECCOMP / "default.json"))
+    assert seccomp_decision(json.loads(done.stdout), "mount", ())[0] == "SCMP_ACT_ERRNO"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", '
+                   '"args": [{"index": 9, "value": 0, "op": "SCMP_CMP_EQ"}]}]}')
+    done = pallet("security", "seccomp", "convert", str(bad))
+    assert done.returncode == 2 and done.error_lines == [
+        f"Error: invalid seccomp profile {bad}: syscalls[0].args[0].index: expected an integer from 0 to 5, got 9"]
