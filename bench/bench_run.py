@@ -155,9 +155,11 @@ def main() -> None:
                 subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
         for base in Path("/sys/fs/cgroup").iterdir():
-            with_pid = base / "pallet-bench" / str(os.getpid())
-            if with_pid.exists():
-                with_pid.rmdir()
+            for leftover in (base / "pallet-bench" / str(os.getpid()), base / "pallet-bench"):
+                try:
+                    leftover.rmdir()
+                except OSError:
+                    pass  # absent, or another benchmark run still uses the parent
 
 
 if __name__ == "__main__":
