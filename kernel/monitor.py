@@ -21,7 +21,8 @@ from kernel import lifecycle, procs
 from kernel.containers import ContainerStore
 from kernel.errors import PalletError
 from kernel.fsutil import atomic_write_json
-from kernel.stdio import ConsoleSocket, JsonLog, pump, raw_terminal
+from kernel.logpump import JsonLog
+from kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -101,7 +102,10 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 os.close(fd)
         if console:
             console.close()
-    lifecycle.finish(engine, store.load(record.id), code)
+    try:
+        lifecycle.finish(engine, store.load(record.id), code)
+    except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
+        print(f"Error: {exc}", file=sys.stderr)
     return code
 
 
@@ -211,7 +215,7 @@ def after_exit(params_path: str, exit_code: int) -> None:
     config_path = params["config_path"] if Path(params["config_path"]).exists() else None
     engine = Engine(Config.load(params["root"], params["run_root"], config_path,
                                 params["storage_driver"], params["storage_opts"]))
-    engine.plugins.load("storage", "network", "security", "runtime")
+    engine.plugins.load("storage", "security", "runtime")
     try:
         record = ContainerStore(engine).load(params["id"])
     except PalletError:

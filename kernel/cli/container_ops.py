@@ -408,7 +408,11 @@ def commit(engine, message, author, change, pause_it, name, repository):
     parent = store.resolve(record.image_id) if record.image_id else None
     config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
                                                   "Volumes", "Labels", "StopSignal")}
-    config.update(_apply_changes(change))
+    changes = _apply_changes(change)
+    if "Env" in changes:
+        from kernel.runopts import merge_env
+        changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
+    config.update(changes)
     froze = False
     if pause_it and record.status == "running":
         with contextlib.suppress(Exception):
@@ -457,14 +461,14 @@ def _apply_changes(changes) -> dict:
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:
     from kernel import lifecycle
-    from kernel.cli.container import _label_match
+    from kernel.cli.container_list import label_match
 
     removed, reclaimed = [], 0
     for record in _store(engine).all():
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not _label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)
