@@ -496,9 +496,12 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
         dns_servers, options = host_nameservers(), []
     else:
         dns_servers, options = ["127.0.0.11"], ["ndots:0"]
+    networks = {net.name: endpoint_settings(net, endpoint, record)}
+    if network == primary:
+        networks.update(_reconnect_extra(store, record, sandbox_path, primary))
     return {
         # Docker's NetworkSettings fields, so ``inspect`` can show this dict as it is.
-        "Networks": {net.name: endpoint_settings(net, endpoint, record)}, "Ports": endpoint.ports,
+        "Networks": networks, "Ports": endpoint.ports,
         "IPAddress": ip_address, "IPPrefixLen": int(prefix), "Gateway": endpoint.gateway,
         "MacAddress": endpoint.mac_address,
         # What the sandbox's /etc files and ``pallet port`` need.
@@ -507,6 +510,24 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
         "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
                        + (f"options {' '.join(options)}\n" if options else ""),
     }
+
+
+def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) -> dict:
+    """On a restart, join again the networks added with ``network connect`` (as Docker does).
+
+    They are listed in the record's previous ``network["Networks"]``; one removed meanwhile is skipped.
+    """
+    previous = (getattr(record, "network", None) or {}).get("Networks") or {}
+    joined = {}
+    for name, settings in previous.items():
+        if name == primary:
+            continue
+        try:
+            net, endpoint = store.connect(record, sandbox_path, name, aliases=(settings or {}).get("Aliases") or [])
+        except NotFound:
+            continue
+        joined[net.name] = endpoint_settings(net, endpoint, record)
+    return joined
 
 
 def disconnect(engine, record, network: str | None = None) -> None:

@@ -30,6 +30,7 @@ class FakeContainer:
     port_bindings: dict = field(default_factory=dict)
     host_config: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
 
 
 def links() -> set[str]:

@@ -200,3 +200,24 @@ def _fetch(url: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def test_networks_added_with_connect_are_joined_again_on_restart(engine, sandbox, container):
+    store = NetworkStore(engine)
+    store.create("main", subnet=f"{NET}.15.0/24")
+    store.create("extra", subnet=f"{NET}.16.0/24")
+    c = container(network_mode="main")
+    box = sandbox()
+    first = net.connect(engine, c, box)
+    added = net.connect(engine, c, box, network="extra", aliases=["x"])
+    assert "eth1" in run_in(box, "ip", "-o", "link").stdout
+    c.network = {"Networks": {**first["Networks"], **added["Networks"]}}
+    net.disconnect(engine, c)
+    assert store.endpoints() == []
+
+    again = sandbox()
+    result = net.connect(engine, c, again)
+    assert sorted(result["Networks"]) == ["extra", "main"]
+    assert result["Networks"]["extra"]["Aliases"] == ["x"]
+    shown = run_in(again, "ip", "-o", "-4", "addr").stdout
+    assert f"{NET}.15.2/24" in shown and f"{NET}.16.2/24" in shown
