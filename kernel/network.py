@@ -153,6 +153,8 @@ class NetworkStore:
             options["cluster-store"] = self.cluster_store
         if self.settings.get("advertise_address"):
             options["advertise-address"] = self.settings["advertise_address"]
+        if self.settings.get("overlay_lease_ttl"):
+            options["lease-ttl"] = str(self.settings["overlay_lease_ttl"])
         availability = found.availability(home, options)
         if not availability.available:
             raise PalletError(f'network driver "{name}" is unavailable on this host: {availability.reason}')
@@ -422,6 +424,7 @@ class NetworkStore:
             etcd.delete(f"{CLUSTER}names/{record.name}")
         etcd.delete(f"{CLUSTER}networks/{record.id}")
         etcd.delete(f"{CLUSTER}endpoints/{record.id}/", prefix=True)
+        etcd.delete(f"{CLUSTER}leases/{record.id}/", prefix=True)
         release = getattr(network_driver, "release_cluster", None)
         if release:
             release(record.id, record.options)

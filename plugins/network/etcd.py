@@ -97,8 +97,9 @@ class Etcd:
     def grant(self, ttl: int) -> str:
         return self._call("/v3/lease/grant", {"TTL": ttl})["ID"]
 
-    def keepalive(self, lease: str) -> None:
-        self._call("/v3/lease/keepalive", {"ID": lease})
+    def keepalive(self, lease: str) -> int:
+        """Refresh ``lease``; its remaining TTL, 0 when it has already expired."""
+        return int(self._call("/v3/lease/keepalive", {"ID": lease}).get("result", {}).get("TTL", 0))
 
     def watch(self, prefix: str, start_revision: int):
         """Yield ``(kind, key, value)`` for every change under ``prefix`` from ``start_revision`` on (blocks)."""

@@ -31,7 +31,8 @@ class Host:
 
     def __init__(self, name: str, netns: str, root: Path, store: str):
         self.name, self.netns, self.root, self.store = name, netns, root, store
-        Path(f"{root}.toml").write_text("")
+        # A short lease, so a host that dies is noticed by the others within the test.
+        Path(f"{root}.toml").write_text("[network]\noverlay_lease_ttl = 2\n")
 
     def pallet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "kernel.cli", "--root",
@@ -166,9 +167,19 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
         time.sleep(0.2)
     assert beta_ip in lookup, "names of containers on other hosts resolve over the overlay"
 
+    # Host c dies (its agent stops renewing the lease): its endpoint expires on the other hosts.
+    gamma_ip = results["host-c"]["IPAddress"]
+    agent = json.loads((c.root / "networks" / f"{network_id}.json").read_text())["driver_data"]["agent"]
+    ov_ns = f"{a.root}/run/netns/ov-{network_id[:12]}"
+    assert gamma_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout
+    os.kill(agent, 9)
+    deadline = time.monotonic() + 10
+    while gamma_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout:
+        assert time.monotonic() < deadline, "a dead host's endpoint must expire with its lease"
+        time.sleep(0.2)
+
     # Removing beta's endpoint takes its FDB/ARP entries away on the other hosts.
     b.driver("disconnect", ids["host-b"])
-    ov_ns = f"{a.root}/run/netns/ov-{network_id[:12]}"
     deadline = time.monotonic() + 5
     while beta_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout and time.monotonic() < deadline:
         time.sleep(0.1)
