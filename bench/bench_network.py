@@ -131,8 +131,8 @@ def overlay(ns: Namespaces, tmp: Path) -> float:
 def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
     """Median wall time of ``pallet run --rm busybox true`` per network mode, or None without containers.
 
-    ``keep_bridge``: the default bridge stays up between runs (warm, as Docker's docker0), else it is
-    created and removed with each container (pallet's default, as Podman's netavark).
+    ``keep_bridge``: the default bridge stays up between runs (pallet's default, as Docker's docker0),
+    else it is created and removed with each container (as Podman's netavark).
     """
     root = tmp / f"runroot-{keep_bridge}"
     cmd = [sys.executable, "-m", "kernel.cli", "--root", str(root)]
@@ -191,7 +191,7 @@ def main() -> None:
     print(f"  pallet bridge    {gbit(over_bridge):6.2f} Gbit/s   {over_bridge / base:.2f} of veth")
     print(f"  pallet overlay   {gbit(over_overlay):6.2f} Gbit/s   {over_overlay / base:.2f} of veth")
     print(f"bridge connect+disconnect per container: {connect_cost * 1000:.1f} ms")
-    for keep, label in ((False, "bridge made per run (default)"), (True, "bridge kept up (keep_default_bridge)")):
+    for keep, label in ((True, "bridge kept up (default)"), (False, "bridge made per run (keep_default_bridge=false)")):
         latency = run_latency(tmp, keep)
         if latency is None:
             print("run --rm latency: skipped (pallet run with busybox is not available in this tree)")

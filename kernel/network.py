@@ -358,15 +358,16 @@ class NetworkStore:
                     self._detach(record, _load(EndpointRecord, path))
                     left.append(record.name)
                     if (record.predefined and record.materialized and not self.endpoints(record.id)
-                            and not self.settings.get("keep_default_bridge", False)):
+                            and not self.settings.get("keep_default_bridge", True)):
                         self._release_default_bridge(record)
         return left
 
     def _release_default_bridge(self, record: NetworkRecord) -> None:
         """The last container left the implicit ``bridge`` network: take its device, rules and pool down.
 
-        As Podman's netavark does: a daemonless engine leaves nothing on the host while no container
-        uses the default network. It comes back on the next connect (with ``default_subnet`` if set).
+        Only with ``[network] keep_default_bridge = false`` (as Podman's netavark does: nothing left on
+        the host while no container uses the default network); the default keeps it up, as Docker
+        keeps docker0, which saves creating it for each container. It comes back on the next connect.
         """
         self.driver(record.driver).delete_network(record.id, record.driver_data)
         ipam = self.ipam(record.ipam_driver)

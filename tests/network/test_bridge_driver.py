@@ -49,9 +49,10 @@ def test_default_bridge_network_is_made_on_first_use(engine, sandbox, container)
     assert result["dns_servers"] and "127.0.0.11" not in result["dns_servers"]
 
 
-def test_default_bridge_goes_away_with_its_last_container(engine, sandbox, container):
+def test_default_bridge_can_go_away_with_its_last_container(engine, sandbox, container):
     from plugins.network.nft import table_exists, table_name
 
+    engine.config.file["network"]["keep_default_bridge"] = False
     store = NetworkStore(engine)
     first, second = container(), container()
     net.connect(engine, first, sandbox())
@@ -66,8 +67,7 @@ def test_default_bridge_goes_away_with_its_last_container(engine, sandbox, conta
     assert again["Gateway"] and device in links()
 
 
-def test_default_bridge_can_be_kept_up(engine, sandbox, container):
-    engine.config.file["network"]["keep_default_bridge"] = True
+def test_default_bridge_stays_up_by_default(engine, sandbox, container):
     c = container()
     net.connect(engine, c, sandbox())
     net.disconnect(engine, c)
