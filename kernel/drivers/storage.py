@@ -32,6 +32,9 @@ class StorageDriver(Driver):
     """
 
     kind = "storage"
+    # ``(uid, gid) -> (uid, gid)`` applied to layers as they are unpacked; the engine sets it on a
+    # user-namespace-remapped home (``[security] userns_remap``).
+    id_shift = None
 
     def __init__(self, home: Path, options: dict[str, str] | None = None):
         self.home = Path(home)

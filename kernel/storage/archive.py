@@ -480,11 +480,13 @@ def _skip(read, size: int) -> None:
         left -= len(chunk)
 
 
-def extract(stream: BinaryIO, root, whiteouts=None) -> int:
+def extract(stream: BinaryIO, root, whiteouts=None, id_shift=None) -> int:
     """Extract an uncompressed layer tar from ``stream`` into ``root``; return the bytes of file content.
 
     ``whiteouts`` is a ``DeleteWhiteouts`` (default) or ``OverlayWhiteouts`` (or any object
     with the same two methods). Unsafe entries raise ``PalletError`` naming the entry.
+    ``id_shift(uid, gid) -> (uid, gid)`` re-owns every entry (layers of a user-namespace-remapped
+    storage home are kept ID-shifted, as Docker's ``userns-remap`` does).
     """
     x = _Extractor(str(root), whiteouts or DeleteWhiteouts())
     track = getattr(x.whiteouts, "tracks_unpacked", True)
@@ -495,6 +497,8 @@ def extract(stream: BinaryIO, root, whiteouts=None) -> int:
         if name.startswith("./"):
             name = name[2:]
         name = name.rstrip("/")
+        if id_shift is not None:
+            h.uid, h.gid = id_shift(h.uid, h.gid)
         if not name or name[0] in "/." or "//" in name or "/." in name:
             # The rare shapes (absolute, dot components, dot files) take the checking path.
             parts = _split(entry, entry)

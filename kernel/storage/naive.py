@@ -142,7 +142,7 @@ def apply_diff(driver, layer_id: str, parent: str | None, stream: BinaryIO) -> i
         created = True
     try:
         with mounted(driver, layer_id) as root:
-            return archive.extract(stream, root, archive.DeleteWhiteouts())
+            return archive.extract(stream, root, archive.DeleteWhiteouts(), driver.id_shift)
     except BaseException:
         if created:
             driver.remove(layer_id)

@@ -127,20 +127,68 @@ def add_entry(path: Path, name: str, size: int = RANGE_SIZE) -> IdRange:
         return IdRange(start, size)
 
 
+def host_id(value: int, table: list[dict]) -> int:
+    """The host ID container ID ``value`` maps to through ``table`` (OCI mappings)."""
+    for entry in table:
+        if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
+            return entry["hostID"] + value - entry["containerID"]
+    return 65534  # unmapped: the overflow ID, as the kernel shows it
+
+
+@dataclass(frozen=True)
+class Remap:
+    """The host's remapping: whose ID-shifted layers live in the per-remap storage home ``<root>/<uid>.<gid>/``."""
+    uid_map: list
+    gid_map: list
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Remap | None":
+        maps = remap_ids(settings)
+        return None if maps is None else cls(*maps)
+
+    @property
+    def home_name(self) -> str:
+        return f"{host_id(0, self.uid_map)}.{host_id(0, self.gid_map)}"
+
+    def shift(self, uid: int, gid: int) -> tuple[int, int]:
+        return host_id(uid, self.uid_map), host_id(gid, self.gid_map)
+
+
 def shift_ownership(root: str, uid_map: list[dict], gid_map: list[dict]) -> None:
     """Re-own a tree for a user namespace: each file's IDs go through the mappings (container -> host)."""
-    def shift(value: int, table: list[dict]) -> int:
-        for entry in table:
-            if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
-                return entry["hostID"] + value - entry["containerID"]
-        return 65534  # unmapped: the overflow ID, as the kernel shows it
     for base, dirs, files in os.walk(root):
         for name in [None, *dirs, *files]:
             path = base if name is None else os.path.join(base, name)
             st = os.lstat(path)
-            os.lchown(path, shift(st.st_uid, uid_map), shift(st.st_gid, gid_map))
+            os.lchown(path, host_id(st.st_uid, uid_map), host_id(st.st_gid, gid_map))
             if not os.path.islink(path):
                 os.chmod(path, st.st_mode & 0o7777)  # chown clears setuid/setgid; keep them
+
+
+def open_paths(spec: dict, owned: list[Path]) -> None:
+    """Let the container's root (an unprivileged host UID) reach its rootfs and bind sources.
+
+    The runtime prepares the rootfs inside the new user namespace, where host-root-owned 0700
+    directories are closed to it. As Docker does for ``userns-remap``, directories pallet owns
+    (under ``owned``: its root and run root) on the way get search permission for others
+    (0711: no listing); any other closed directory on the way is an error naming it.
+    """
+    root = (spec.get("root") or {}).get("path")
+    paths = [Path(root)] if root else []
+    paths += [Path(m["source"]) for m in spec.get("mounts") or []
+              if m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])]
+    owned = [p.resolve() for p in owned]
+    for path in paths:
+        for parent in Path(os.path.realpath(path)).parents:
+            st = parent.stat()
+            if st.st_mode & 0o001:
+                continue
+            if any(parent == base or base in parent.parents for base in owned):
+                os.chmod(parent, (st.st_mode & 0o7777) | 0o011)
+            else:
+                raise PalletError(f"userns_remap: {parent} (mode {st.st_mode & 0o777:o}) must be searchable by "
+                                  'others for the remapped root to reach the container\'s files; run "chmod o+x '
+                                  f'{parent}"')
 
 
 class UsernsProfile(SecurityProfile):
@@ -176,6 +224,19 @@ class UsernsProfile(SecurityProfile):
         namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
         linux["namespaces"] = [{"type": "user"}, *namespaces]
         linux["uidMappings"], linux["gidMappings"] = maps
+        if ctx.engine is not None:
+            self._prepare_files(spec, ctx.engine, Remap(*maps))
+
+    @staticmethod
+    def _prepare_files(spec: dict, engine, remap: Remap) -> None:
+        """The rootfs top belongs to the container's root (its layers are ID-shifted already); paths open."""
+        root = (spec.get("root") or {}).get("path")
+        if root and getattr(engine, "storage_remap", None) == remap:
+            st = os.stat(root)
+            if (st.st_uid, st.st_gid) != remap.shift(0, 0):
+                os.chown(root, *remap.shift(0, 0))
+                os.chmod(root, st.st_mode & 0o7777)
+        open_paths(spec, [Path(engine.root), Path(engine.run_root)])
 
 
 @hookimpl

@@ -281,7 +281,8 @@ class Overlay2Driver(StorageDriver):
             self.create(layer_id, parent)
             created = True
         try:
-            return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts())
+            return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts(),
+                                   self.id_shift)
         except BaseException:
             if created:
                 self.remove(layer_id)
