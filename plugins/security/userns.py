@@ -191,6 +191,16 @@ def open_paths(spec: dict, owned: list[Path]) -> None:
                                   f'{parent}"')
 
 
+def _bind_sysfs(spec: dict) -> None:
+    """sysfs can only be mounted by the user namespace owning the network namespace; a container
+    joining one made outside (pallet's sandbox, ``--network host``) gets the host's /sys bound
+    instead (what the built-in runtime falls back to; runc needs it said in the spec)."""
+    for mount in spec.get("mounts") or []:
+        if mount.get("type") == "sysfs":
+            options = [o for o in mount.get("options") or [] if o in ("ro", "nosuid", "nodev", "noexec")]
+            mount.update(type="bind", source="/sys", options=["rbind", *options])
+
+
 class UsernsProfile(SecurityProfile):
     description = "user namespace ID remapping ([security] userns_remap)"
     order = 5
@@ -224,6 +234,8 @@ class UsernsProfile(SecurityProfile):
         namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
         linux["namespaces"] = [{"type": "user"}, *namespaces]
         linux["uidMappings"], linux["gidMappings"] = maps
+        if not any(ns.get("type") == "network" and not ns.get("path") for ns in namespaces):
+            _bind_sysfs(spec)
         if ctx.engine is not None:
             self._prepare_files(spec, ctx.engine, Remap(*maps))
 
