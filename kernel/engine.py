@@ -141,7 +141,7 @@ class Engine:
             raise record.cls.not_implemented(name, "see the storage backends issue")
         driver = record.cls(home, options)
         if self.storage_remap is not None:
-            driver.id_shift = self.storage_remap.shift
+            driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver

@@ -357,12 +357,18 @@ def export(engine, output, name):
     record = _store(engine).get(name)
     if output is None and sys.stdout.isatty():
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    unshift = engine.storage.id_unshift  # a userns-remapped home keeps files ID-shifted: export container IDs
+
+    def owners(info):
+        info.uid, info.gid = unshift(info.uid, info.gid)
+        return info
+
     with mounted_rootfs(engine, record) as rootfs:
         target = open(output, "wb") if output else sys.stdout.buffer
         try:
             with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for entry in sorted(rootfs.iterdir()):
-                    tar.add(entry, arcname=entry.name, recursive=True)
+                    tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
         finally:
             if output:
                 target.close()

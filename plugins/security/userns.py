@@ -135,6 +135,14 @@ def host_id(value: int, table: list[dict]) -> int:
     return 65534  # unmapped: the overflow ID, as the kernel shows it
 
 
+def container_id(value: int, table: list[dict]) -> int:
+    """The container ID host ID ``value`` appears as through ``table`` (the inverse of ``host_id``)."""
+    for entry in table:
+        if entry["hostID"] <= value < entry["hostID"] + entry["size"]:
+            return entry["containerID"] + value - entry["hostID"]
+    return 65534
+
+
 @dataclass(frozen=True)
 class Remap:
     """The host's remapping: whose ID-shifted layers live in the per-remap storage home ``<root>/<uid>.<gid>/``."""
@@ -152,6 +160,9 @@ class Remap:
 
     def shift(self, uid: int, gid: int) -> tuple[int, int]:
         return host_id(uid, self.uid_map), host_id(gid, self.gid_map)
+
+    def unshift(self, uid: int, gid: int) -> tuple[int, int]:
+        return container_id(uid, self.uid_map), container_id(gid, self.gid_map)
 
 
 def shift_ownership(root: str, uid_map: list[dict], gid_map: list[dict]) -> None:
@@ -189,6 +200,22 @@ def open_paths(spec: dict, owned: list[Path]) -> None:
                 raise PalletError(f"userns_remap: {parent} (mode {st.st_mode & 0o777:o}) must be searchable by "
                                   'others for the remapped root to reach the container\'s files; run "chmod o+x '
                                   f'{parent}"')
+
+
+def prepare_files(engine, spec: dict) -> None:
+    """Before a remapped container starts: the rootfs top belongs to its root, and its paths are open.
+
+    The layers below are ID-shifted already (the per-remap storage home); the container's own
+    top directory was made by the storage driver as host root.
+    """
+    remap = engine.storage_remap
+    root = (spec.get("root") or {}).get("path")
+    if root and remap is not None and (spec.get("linux") or {}).get("uidMappings") == remap.uid_map:
+        st = os.stat(root)
+        if (st.st_uid, st.st_gid) != remap.shift(0, 0):
+            os.chown(root, *remap.shift(0, 0))
+            os.chmod(root, st.st_mode & 0o7777)  # chown clears setuid/setgid bits
+    open_paths(spec, [Path(engine.root), Path(engine.run_root)])
 
 
 def _bind_sysfs(spec: dict) -> None:
@@ -236,19 +263,6 @@ class UsernsProfile(SecurityProfile):
         linux["uidMappings"], linux["gidMappings"] = maps
         if not any(ns.get("type") == "network" and not ns.get("path") for ns in namespaces):
             _bind_sysfs(spec)
-        if ctx.engine is not None:
-            self._prepare_files(spec, ctx.engine, Remap(*maps))
-
-    @staticmethod
-    def _prepare_files(spec: dict, engine, remap: Remap) -> None:
-        """The rootfs top belongs to the container's root (its layers are ID-shifted already); paths open."""
-        root = (spec.get("root") or {}).get("path")
-        if root and getattr(engine, "storage_remap", None) == remap:
-            st = os.stat(root)
-            if (st.st_uid, st.st_gid) != remap.shift(0, 0):
-                os.chown(root, *remap.shift(0, 0))
-                os.chmod(root, st.st_mode & 0o7777)
-        open_paths(spec, [Path(engine.root), Path(engine.run_root)])
 
 
 @hookimpl

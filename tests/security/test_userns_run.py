@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -116,3 +117,20 @@ def test_start_failure_prints_one_error_and_rm_removes(remapped):
     assert result.returncode == 127
     assert len(result.error_lines) == 1 and result.error_lines[0].startswith("Error: "), result.stderr
     assert remapped("ps", "-aq").stdout.strip() == ""
+
+
+def test_commit_and_export_carry_container_ids(remapped):
+    """Layers on disk are shifted; what leaves the remapped home (commit, export) is not."""
+    name = f"uns-commit-{os.getpid()}"
+    made = remapped("run", "--name", name, "busybox", "sh", "-c", "touch /new; mkdir /d; touch /d/x; chown 5:6 /d/x")
+    assert made.returncode == 0, made.stderr
+    tag = f"uns-commit-{os.getpid()}:t"
+    assert remapped("commit", name, tag).returncode == 0
+    archive = remapped.root.parent / "export.tar"
+    assert remapped("export", "-o", str(archive), name).returncode == 0
+    with tarfile.open(archive) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+    assert owners["new"] == (0, 0) and owners["d/x"] == (5, 6) and owners["bin/busybox"] == (0, 0)
+    remapped("rm", name)
+    result = remapped("run", "--rm", tag, "stat", "-c", "%u:%g", "/new", "/d/x")
+    assert result.stdout.split() == ["0:0", "5:6"], result.stderr
