@@ -124,13 +124,17 @@ def test_commit_and_export_carry_container_ids(remapped):
     name = f"uns-commit-{os.getpid()}"
     made = remapped("run", "--name", name, "busybox", "sh", "-c", "touch /new; mkdir /d; touch /d/x; chown 5:6 /d/x")
     assert made.returncode == 0, made.stderr
+    host_file = remapped.root.parent / "copied"
+    host_file.write_text("in\n")
+    os.chown(host_file, 1234, 1234)
+    assert remapped("cp", str(host_file), f"{name}:/copied").returncode == 0  # becomes the container root's
     tag = f"uns-commit-{os.getpid()}:t"
     assert remapped("commit", name, tag).returncode == 0
     archive = remapped.root.parent / "export.tar"
     assert remapped("export", "-o", str(archive), name).returncode == 0
     with tarfile.open(archive) as tar:
         owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
-    assert owners["new"] == (0, 0) and owners["d/x"] == (5, 6) and owners["bin/busybox"] == (0, 0)
+    assert owners["new"] == owners["copied"] == owners["bin/busybox"] == (0, 0) and owners["d/x"] == (5, 6)
     remapped("rm", name)
-    result = remapped("run", "--rm", tag, "stat", "-c", "%u:%g", "/new", "/d/x")
-    assert result.stdout.split() == ["0:0", "5:6"], result.stderr
+    result = remapped("run", "--rm", tag, "stat", "-c", "%u:%g", "/new", "/d/x", "/copied")
+    assert result.stdout.split() == ["0:0", "5:6", "0:0"], result.stderr
