@@ -2,7 +2,8 @@
 
 Builds a ~150 MB, 5-layer image (umoci), pushes it with skopeo to Debian's docker-registry on
 a loopback port, then pulls it into an empty store/layout several times, alternating tools,
-and prints medians, MB/s and ratios (> 1.0 means pallet is faster). Also times gzip
+and prints medians, MB/s and ratios (> 1.0 means pallet is faster). ``skopeo copy`` only
+stores blobs; ``skopeo copy`` + ``umoci unpack`` also extracts, as a pull does. Also times gzip
 decompression of one layer in-process (zlib) vs a ``gzip -dc`` child, which decided the
 decoder pallet uses.
 
@@ -54,7 +55,7 @@ def make_layer(path: Path, megabytes: int, seed: int) -> None:
 
 def timed(argv: list[str], env=None) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, env=env)
+    proc = subprocess.run(argv, capture_output=True, env=env, cwd=REPO)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-2000:]}")
@@ -64,6 +65,28 @@ def timed(argv: list[str], env=None) -> float:
 def rm_tree(path: Path) -> None:
     if path.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
+
+
+def unpack_layer(tar: Path, work: Path, rounds: int) -> None:
+    """One uncompressed layer: pallet's safe extraction (what apply_diff runs) vs ``tar -xf``."""
+    from kernel.storage import archive
+
+    ours, theirs = [], []
+    for round_ in range(rounds):
+        target = work / f"unpack-pallet-{round_}"
+        target.mkdir()
+        start = time.perf_counter()
+        with open(tar, "rb") as handle:
+            archive.extract(handle, target)
+        ours.append(time.perf_counter() - start)
+        rm_tree(target)
+        target = work / f"unpack-tar-{round_}"
+        target.mkdir()
+        theirs.append(timed(["tar", "-xf", str(tar), "-C", str(target)]))
+        rm_tree(target)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"\nunpack of one {tar.stat().st_size / 1e6:.0f} MB layer: pallet {a:.2f} s, tar -xf {b:.2f} s, "
+          f"ratio pallet/tar = {a / b:.2f} (goal <= 1.3)")
 
 
 def main() -> None:
@@ -93,7 +116,11 @@ def main() -> None:
         print(f"image: {args.mb} MB uncompressed, {compressed / 1e6:.0f} MB compressed (all blobs)\n", flush=True)
 
         env = {**os.environ, "PALLET_STORAGE_DRIVER": args.driver}
-        results: dict[str, list[float]] = {"pallet pull": [], "skopeo copy docker:// oci:": []}
+        results: dict[str, list[float]] = {"pallet pull": [], "skopeo copy docker:// oci:": [],
+                                           "pallet pull, fsync off (diagnostic)": [],
+                                           "skopeo copy + umoci unpack": []}
+        no_fsync = ("import os, runpy, sys; os.fsync = lambda fd: None; sys.argv = ['pallet'] + sys.argv[1:]; "
+                    "runpy.run_module('kernel.cli', run_name='__main__')")
         podman = shutil.which("podman")
         for round_ in range(args.rounds):
             root = work / f"pallet-root-{round_}"
@@ -105,9 +132,20 @@ def main() -> None:
                 ["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{name}",
                  f"oci:{target}:b"]))
             rm_tree(target)
+            target = work / f"umoci-{round_}"
+            start = time.perf_counter()
+            timed(["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{name}",
+                   f"oci:{target}:b"])
+            timed(["umoci", "unpack", "--image", f"{target}:b", str(target / "bundle")])
+            results["skopeo copy + umoci unpack"].append(time.perf_counter() - start)
+            rm_tree(target)
+            root = work / f"pallet-nofsync-{round_}"
+            results["pallet pull, fsync off (diagnostic)"].append(timed(
+                [sys.executable, "-c", no_fsync, "--root", str(root), "pull", "-q", name], {**env, "PYTHONPATH": str(REPO)}))
+            rm_tree(root)
         medians = {tool: statistics.median(times) for tool, times in results.items()}
         for tool, seconds in medians.items():
-            print(f"{tool:32s} {seconds:7.2f} s  {args.mb / seconds:7.1f} MB/s (uncompressed)")
+            print(f"{tool:37s} {seconds:7.2f} s  {args.mb / seconds:7.1f} MB/s (uncompressed)")
         if podman:
             print("podman is installed but not measured by this script version")
         else:
@@ -115,6 +153,11 @@ def main() -> None:
         ratio = medians["skopeo copy docker:// oci:"] / medians["pallet pull"]
         print(f"\nratio skopeo time / pallet time = {ratio:.2f} (>= 1.0: pallet at least as fast; pallet also "
               f"unpacks every layer into {args.driver}, skopeo only stores blobs)")
+        ratio = medians["skopeo copy + umoci unpack"] / medians["pallet pull"]
+        print(f"ratio (skopeo copy + umoci unpack) time / pallet time = {ratio:.2f} (the same work: download, "
+              "verify, decompress, extract)")
+
+        unpack_layer(work / "layer0.tar", work, args.rounds)
 
         blob = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
         start = time.perf_counter()

@@ -17,7 +17,9 @@ from kernel.errors import Conflict, NotImplementedYet, PalletError
 from kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
-EXIT_FILE = "exit-code"           # in the run dir: written by the log pump the moment the process is reaped
+EXIT_FILE = "exit-code"
+LOCAL_MODES = ("none", "host")   # network modes that need no network plugin
+           # in the run dir: written by the log pump the moment the process is reaped
 
 
 @dataclass
@@ -38,6 +40,7 @@ class CreateRequest:
     network: str = ""
     port_specs: list[str] = field(default_factory=list)
     publish_all: bool = False
+    pull: str = "missing"            # Docker's --pull: missing | always | never
     host_config: dict = field(default_factory=dict)
 
 
@@ -47,6 +50,26 @@ def image_store(engine):
     except ImportError:
         raise NotImplementedYet("the image store is not available in this build of pallet") from None
     return ImageStore(engine)
+
+
+def resolve_image(engine, ref: str, policy: str = "missing"):
+    """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
+    from kernel.errors import NotFound
+
+    store = image_store(engine)
+    if policy != "always":
+        try:
+            return store.resolve(ref)
+        except NotFound:
+            if policy == "never":
+                raise
+    if policy == "missing":
+        shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
+    from kernel.images import transfer
+
+    engine.plugins.load("registry")
+    return transfer.pull(engine, ref)
 
 
 def runtime_for(engine, record: ContainerRecord):
@@ -77,11 +100,11 @@ def default_network(engine) -> str:
 def create(engine, request: CreateRequest) -> ContainerRecord:
     from kernel import runopts
 
-    engine.plugins.load("network")
-    image = image_store(engine).resolve(request.image)
+    if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
+        engine.plugins.load("network")
+    image = resolve_image(engine, request.image, request.pull)
     image_config = (image.config or {}).get("config") or {}
-    network = request.network or default_network(engine)
-    check_network(engine, network)
+    network = check_network(engine, request.network or default_network(engine))
     cid = new_container_id()
     if request.entrypoint is not None:
         entrypoint = [request.entrypoint] if request.entrypoint else []
@@ -155,17 +178,31 @@ def volume_store(engine):
     return VolumeStore(engine)
 
 
-def check_network(engine, network: str) -> None:
+def check_network(engine, network: str) -> str:
+    """Refuse an unknown network before anything is created; return the mode to record."""
     if network.startswith("container:"):
-        raise NotImplementedYet("--network container:NAME is not implemented yet")
-    if network in ("none", "host"):
-        return
+        # Recorded by id, so a rename of the other container does not break this one.
+        return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
+    if network in LOCAL_MODES:
+        return network
     try:
         from kernel.network import NetworkStore
     except ImportError:
         raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
                                 '(only "none" and "host" are)') from None
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
+    return network
+
+
+def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path]]:
+    """``--network container:ID``: the other container's netns path and its hosts/resolv.conf files."""
+    other = refresh(engine, ContainerStore(engine).load(record.network_mode.partition(":")[2]))
+    if other.status != "running":
+        raise Conflict(f"cannot join network of a non running container: {other.id}")
+    if other.network_mode == "host":
+        raise Conflict("cannot join the network of a container that uses the host's network")
+    other_dir = ContainerStore(engine).run_dir(other.id)
+    return f"/proc/{other.pid}/ns/net", {"/etc/hosts": other_dir / "hosts", "/etc/resolv.conf": other_dir / "resolv.conf"}
 
 
 # --- start --------------------------------------------------------------------------------
@@ -180,14 +217,18 @@ def prepare(engine, record: ContainerRecord) -> Path:
     try:
         rootfs = mount_rootfs(engine, record)
         mounts = resolve_mounts(engine, record, rootfs)
-        netns_path, net = None, {}
-        if record.network_mode not in ("none", "host"):
+        netns_path, net, shared_etc = None, {}, {}
+        if record.network_mode.startswith("container:"):
+            netns_path, shared_etc = shared_network(engine, record)
+        elif record.network_mode not in LOCAL_MODES:
             import kernel.network as network
 
+            engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
             net = network.connect(engine, record, netns_path) or {}
             record.network = {**net, "sandbox": netns_path}
-        etc = sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net)
+        etc = {**sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net),
+               **shared_etc}
         workdir = record.config.get("WorkingDir")
         if workdir:
             from kernel.rootpath import resolve_in_root
@@ -272,7 +313,10 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
     """After the container's process was reaped: record the exit, release resources, honour --rm."""
     oom = oom_killed(record)
     store = ContainerStore(engine)
-    release(engine, record)
+    try:
+        release(engine, record)
+    except PalletError as exc:  # the exit code still counts; `rm` retries the clean-up
+        print(f"pallet: warning: {exc}", file=sys.stderr)
     changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
                    monitor_pid=0)
     if record.host_config.get("AutoRemove"):
@@ -313,9 +357,10 @@ def release(engine, record: ContainerRecord) -> None:
             runtime.delete(record.id, force=True)
         except Exception as exc:
             errors.append(f"runtime: {exc}")
-    if record.network_mode not in ("none", "host"):
+    if record.network_mode not in LOCAL_MODES and not record.network_mode.startswith("container:"):
         with contextlib.suppress(ImportError):
             import kernel.network as network
+            engine.plugins.load("network")
             try:
                 network.disconnect(engine, record)
             except Exception as exc:
@@ -448,56 +493,6 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     if store.dir(record.id).exists():
         store.remove(record.id)
         engine.plugins.broadcast("pallet_container_removed", container=record)
-
-
-def inspect(engine, record: ContainerRecord) -> dict:
-    """Docker's ``inspect`` shape, derived from the record."""
-    from datetime import datetime, timezone
-
-    def iso(ts):
-        if not ts:
-            return "0001-01-01T00:00:00Z"
-        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    store = ContainerStore(engine)
-    config = record.config
-    return {
-        "Id": record.id,
-        "Created": iso(record.created),
-        "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
-        "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
-        "State": {
-            "Status": record.status, "Running": record.status in ("running", "paused"),
-            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
-            "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
-            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
-            "FinishedAt": iso(record.finished_at),
-        },
-        "Image": record.image_id,
-        "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),
-        "HostnamePath": str(store.run_dir(record.id) / "hostname"),
-        "HostsPath": str(store.run_dir(record.id) / "hosts"),
-        "LogPath": str(store.log_path(record.id)),
-        "Name": "/" + record.name,
-        "RestartCount": record.restart_count,
-        "Driver": record.storage_driver,
-        "Platform": "linux",
-        "HostConfig": record.host_config,
-        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
-                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
-        "Config": {**config, "Labels": record.labels},
-        "NetworkSettings": network_settings(record),
-    }
-
-
-def network_settings(record: ContainerRecord) -> dict:
-    net = record.network or {}
-    return {
-        "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
-        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
-        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
-        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
-    }
 
 
 def bundle_config(engine, record: ContainerRecord) -> dict:

@@ -100,7 +100,8 @@ def main(argv):
     import site
 
     site.main()
-    sys.path.insert(0, repo)
+    # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
+    sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     from kernel.monitor import after_exit
 
     after_exit(params, code)

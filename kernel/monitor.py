@@ -15,13 +15,15 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from kernel import lifecycle, procs
 from kernel.containers import ContainerStore
 from kernel.errors import PalletError
 from kernel.fsutil import atomic_write_json
-from kernel.stdio import ConsoleSocket, JsonLog, pump, raw_terminal
+from kernel.logpump import JsonLog
+from kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -34,7 +36,8 @@ def _start_failed(engine, record, exc: BaseException) -> int:
     store = ContainerStore(engine)
     with contextlib.suppress(PalletError):
         store.update(record.id, status="created" if code is None else "exited",
-                     exit_code=code if code is not None else 128, pid=0, monitor_pid=0)
+                     exit_code=code if code is not None else 128, pid=0, monitor_pid=0,
+                     finished_at=time.time() if code is not None else 0.0)
     if record.host_config.get("AutoRemove"):
         with contextlib.suppress(Exception):
             lifecycle.remove(engine, store.load(record.id))
@@ -101,7 +104,10 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 os.close(fd)
         if console:
             console.close()
-    lifecycle.finish(engine, store.load(record.id), code)
+    try:
+        lifecycle.finish(engine, store.load(record.id), code)
+    except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
+        print(f"Error: {exc}", file=sys.stderr)
     return code
 
 
@@ -211,7 +217,7 @@ def after_exit(params_path: str, exit_code: int) -> None:
     config_path = params["config_path"] if Path(params["config_path"]).exists() else None
     engine = Engine(Config.load(params["root"], params["run_root"], config_path,
                                 params["storage_driver"], params["storage_opts"]))
-    engine.plugins.load("storage", "network", "security", "runtime")
+    engine.plugins.load("storage", "security", "runtime")
     try:
         record = ContainerStore(engine).load(params["id"])
     except PalletError:

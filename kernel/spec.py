@@ -54,6 +54,9 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
         "rlimits": rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": False,
     }
+    size = _terminal_size() if process["terminal"] else None
+    if size:
+        process["consoleSize"] = size  # set before the process starts, so its first `stty size` is right
     if host.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(host["OomScoreAdj"])
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
@@ -77,6 +80,18 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
         },
     }
     return spec
+
+
+def _terminal_size() -> dict | None:
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        rows, cols, _x, _y = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return {"height": rows, "width": cols} if rows and cols else None
 
 
 def finalize_spec(engine, spec: dict, record) -> dict:

@@ -1,4 +1,4 @@
-"""A container's standard streams: json-file logs, output pumps, console sockets and the interactive pty."""
+"""A container's standard streams: reading json-file logs, output pumps, console sockets and the interactive pty."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import struct
 import termios
 import tty
 from pathlib import Path
-
-from kernel.logpump import JsonLog, rfc3339_nano  # noqa: F401  (re-exported)
 
 
 def read_log(path: Path):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 import click
 
-from kernel.cli.output import emit, format_option
 from kernel.errors import Conflict, PalletError, UsageError
 
 # -h is Docker's --hostname for run/create, so only --help shows help there.
@@ -20,7 +18,12 @@ def container():
     """Manage containers."""
 
 
-def _engine(ctx_obj, groups=("storage", "network", "security", "runtime")):
+def _engine(ctx_obj, groups=("storage", "security", "runtime")):
+    """Load the plugin groups every container command uses, so their lifecycle hooks observe it.
+
+    Network plugins load only for containers on a network that needs them (not none/host),
+    which keeps ``run --network none`` start-up short.
+    """
     ctx_obj.plugins.load(*groups)
     return ctx_obj
 
@@ -68,6 +71,8 @@ def create_options(func):
         click.option("--ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="Ulimit options."),
         click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)."),
         click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
+                     show_default=True, help="Pull the image before running."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -123,7 +128,7 @@ def build_request(image, command, opts):
         env=runopts.parse_env(opts["env"], opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
         hostname=opts["hostname"], tty=opts["tty"], stdin_open=opts["interactive"],
         labels=runopts.parse_labels(opts["label"]), network=opts["network"], port_specs=list(opts["publish"]),
-        publish_all=opts["publish_all"], host_config=host_config,
+        publish_all=opts["publish_all"], pull=opts["pull"], host_config=host_config,
     )
     if opts["workdir"] and not opts["workdir"].startswith("/"):
         raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")
@@ -156,8 +161,9 @@ def create(engine, image, command, **opts):
 def run(ctx, image, command, detach, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
-    Without --network the container gets "bridge" when a bridge network driver is implemented,
-    else "none" (a private network namespace with only lo).
+    Without --network the container gets [containers] default_network from the config, else
+    "bridge" when a bridge network driver is implemented, else "none"
+    (a private network namespace with only lo).
     """
     from kernel import lifecycle, monitor
 
@@ -320,154 +326,6 @@ def rm(engine, force, volumes, containers):
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
 
 
-# --- listing -------------------------------------------------------------------------------
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration."""
-    seconds = int(seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
-def status_text(record, now: float) -> str:
-    if record.status == "running":
-        return f"Up {human_duration(now - record.started_at)}"
-    if record.status == "paused":
-        return f"Up {human_duration(now - record.started_at)} (Paused)"
-    if record.status == "exited":
-        return f"Exited ({record.exit_code}) {human_duration(now - record.finished_at)} ago"
-    return record.status.capitalize()
-
-
-def ports_text(record) -> str:
-    items = []
-    for port, bindings in sorted(record.port_bindings.items()):
-        for binding in bindings or [{}]:
-            if binding.get("HostPort"):
-                items.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding['HostPort']}->{port}")
-            else:
-                items.append(port)
-    return ", ".join(items)
-
-
-def ps_row(record, now: float, no_trunc: bool) -> dict:
-    command = " ".join((record.config.get("Entrypoint") or []) + (record.config.get("Cmd") or []))
-    if not no_trunc and len(command) > 20:
-        command = command[:19] + "…"
-    return {
-        "ID": record.id if no_trunc else record.short_id,
-        "Image": record.image_ref,
-        "Command": json.dumps(command, ensure_ascii=False),
-        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(record.created)),
-        "RunningFor": human_duration(now - record.created) + " ago",
-        "Status": status_text(record, now),
-        "State": record.status,
-        "Ports": ports_text(record),
-        "Names": record.name,
-        "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
-        "Networks": record.network_mode,
-        "Mounts": ",".join(m.get("Source") or m["Target"] for m in record.host_config.get("Mounts") or []),
-    }
-
-
-def _matches(record, filters: list[tuple[str, str]]) -> bool:
-    groups: dict[str, list[str]] = {}
-    for key, value in filters:
-        groups.setdefault(key, []).append(value)
-    for key, values in groups.items():
-        if key == "id":
-            ok = any(record.id.startswith(v) for v in values)
-        elif key == "name":
-            ok = any(v.lstrip("/") in record.name for v in values)
-        elif key == "label":
-            ok = all(_label_match(record.labels, v) for v in values)
-        elif key == "status":
-            ok = record.status in values
-        elif key == "exited":
-            ok = record.status == "exited" and str(record.exit_code) in values
-        elif key == "ancestor":
-            ok = any(v in (record.image_ref, record.image_id) or record.image_id.removeprefix("sha256:").startswith(v)
-                     for v in values)
-        elif key == "network":
-            ok = record.network_mode in values
-        else:
-            raise UsageError(f"invalid filter '{key}'")
-        if not ok:
-            return False
-    return True
-
-
-def _label_match(labels: dict, want: str) -> bool:
-    key, sep, value = want.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
-def _parse_filters(values) -> list[tuple[str, str]]:
-    result = []
-    for item in values or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"bad format of filter (expected name=value): {item}")
-        result.append((key, value))
-    return result
-
-
-PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
-              ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
-
-
-@container.command("ls")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
-@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor).")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
-@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
-@format_option
-@click.pass_obj
-def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
-    """List containers."""
-    from kernel import lifecycle
-
-    wanted = _parse_filters(filters)
-    now = time.time()
-    records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
-    if latest:
-        last = 1
-    if not show_all and last < 0 and not any(k in ("status", "exited") for k, _ in wanted):
-        records = [r for r in records if r.running]
-    records = [r for r in records if _matches(r, wanted)]
-    if last >= 0:
-        records = records[:last]
-    rows = [ps_row(r, now, no_trunc) for r in records]
-    emit(rows, PS_COLUMNS, fmt=fmt, quiet=quiet, quiet_field="ID")
-
-
-container.add_command(ls, "ps")
-container.add_command(ls, "list")
-
-
 @container.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
@@ -510,70 +368,6 @@ def wait(engine, containers):
         click.echo(record.exit_code)
 
 
-@container.command("inspect")
-@click.option("-f", "--format", "fmt", default=None, help="Format the output using a Go-style template.")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_obj
-def inspect(engine, fmt, size, names):
-    """Display detailed information on one or more containers."""
-    _inspect(engine, names, fmt, containers_only=True)
-
-
-def _inspect(engine, names, fmt, containers_only: bool):
-    from kernel import lifecycle
-    from kernel.cli.output import render_template
-    from kernel.errors import NotFound
-
-    results, missing = [], []
-    for name in names:
-        try:
-            results.append(lifecycle.inspect(engine, lifecycle.refresh(engine, _store(engine).get(name))))
-            continue
-        except NotFound as exc:
-            error = exc
-        if not containers_only:
-            try:
-                results.append(_inspect_image(engine, name))
-                continue
-            except (NotFound, ImportError, AttributeError):
-                error = NotFound(f"No such object: {name}")
-        missing.append(error)
-    if fmt:
-        for item in results:
-            click.echo(render_template(fmt, item))
-    else:
-        click.echo(json.dumps(results, indent=4))
-    for error in missing:
-        click.echo(f"Error: {error}", err=True)
-    if missing:
-        raise click.exceptions.Exit(1)
-
-
-def _inspect_image(engine, name):
-    from kernel.images import ImageStore
-
-    store = ImageStore(engine)
-    record = store.resolve(name)
-    if hasattr(store, "inspect"):
-        return store.inspect(record)
-    return {"Id": record.id, "RepoTags": list(record.repo_tags), "Created": record.created, "Size": record.size,
-            "Config": (record.config or {}).get("config") or {}, "RootFS": {"Type": "layers", "Layers": record.layers}}
-
-
-@click.command("inspect")
-@click.option("-f", "--format", "fmt", default=None, help="Format the output using a Go-style template.")
-@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None, help="Only this kind.")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_obj
-def inspect_any(engine, fmt, kind, names):
-    """Return low-level information on containers or images."""
-    if kind == "image":
-        click.echo(json.dumps([_inspect_image(engine, n) for n in names], indent=4))
-        return
-    _inspect(engine, names, fmt, containers_only=kind == "container")
-
-
 @container.command("rename")
 @click.argument("name")
 @click.argument("new_name")
@@ -614,10 +408,11 @@ def port(engine, name, private_port):
 def prune(engine, force, filters):
     """Remove all stopped containers."""
     from kernel.cli.container_ops import prune_containers
+    from kernel.cli.container_list import parse_filters
 
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"):
         return
-    removed, reclaimed = prune_containers(_engine(engine), _parse_filters(filters))
+    removed, reclaimed = prune_containers(_engine(engine), parse_filters(filters))
     if removed:
         click.echo("Deleted Containers:")
         for cid in removed:
@@ -626,9 +421,13 @@ def prune(engine, force, filters):
     click.echo(f"Total reclaimed space: {reclaimed}B")
 
 
-from kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402  (same group)
+# Commands that live in sibling modules join the same group (and stay importable by name for COMMANDS).
+from kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
+from kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
 
-for _command in (commit, cp, diff, export, stats, top):
+for _command in (commit, cp, diff, export, stats, top, inspect):
     container.add_command(_command)
 container.add_command(exec_, "exec")
-container.add_command(inspect)
+container.add_command(ls, "ls")
+container.add_command(ls, "ps")
+container.add_command(ls, "list")

@@ -53,6 +53,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
         return
     offset = path.stat().st_size if path.exists() else 0
     while True:
+        complete = b""
         with contextlib.suppress(FileNotFoundError):
             with open(path, "rb") as handle:
                 handle.seek(offset)
@@ -67,7 +68,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
             current = lifecycle.refresh(engine, _store(engine).load(record.id))
         except PalletError:
             return
-        if not current.running and current.status != "created":
+        if not current.running:
             if not complete:
                 return
             continue
@@ -423,7 +424,11 @@ def commit(engine, message, author, change, pause_it, name, repository):
     parent = store.resolve(record.image_id) if record.image_id else None
     config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
                                                   "Volumes", "Labels", "StopSignal")}
-    config.update(_apply_changes(change))
+    changes = _apply_changes(change)
+    if "Env" in changes:
+        from kernel.runopts import merge_env
+        changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
+    config.update(changes)
     froze = False
     if pause_it and record.status == "running":
         with contextlib.suppress(Exception):
@@ -472,14 +477,14 @@ def _apply_changes(changes) -> dict:
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:
     from kernel import lifecycle
-    from kernel.cli.container import _label_match
+    from kernel.cli.container_list import label_match
 
     removed, reclaimed = [], 0
     for record in _store(engine).all():
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not _label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)

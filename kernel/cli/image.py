@@ -29,6 +29,15 @@ def _containers_using(engine) -> dict[str, list[str]]:
     return using
 
 
+def _container_ids(engine) -> set[str] | None:
+    """Every container id (their read-write layers live in the driver), or None when containers are unknown."""
+    try:
+        from kernel.containers import ContainerStore
+    except ImportError:
+        return None
+    return {container.id for container in ContainerStore(engine).all()}
+
+
 @click.group("image", context_settings={"help_option_names": ["-h", "--help"]})
 def image():
     """Manage images."""
@@ -238,6 +247,9 @@ def prune(ctx, all_, force):
         before = sum(store.blobs.size(d) for d in store.blobs.digests())
         deleted += [f"deleted: {item}" for item in store.remove(record.id)]
         reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+    before = sum(store.blobs.size(d) for d in store.blobs.digests())
+    deleted += [f"deleted: {layer} (left by an interrupted operation)" for layer in store.sweep(_container_ids(ctx.obj))]
+    reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
     if deleted:
         click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
     click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
@@ -265,9 +277,8 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.argument("repository", required=False)
 @click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV …).")
 @click.option("-m", "--message", default="", help="Commit message for the imported image.")
-@click.option("--platform", default=None, help="Set the platform (accepted: the host's).")
 @click.pass_context
-def import_(ctx, source, repository, changes, message, platform):
+def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
     from kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
 
@@ -296,12 +307,15 @@ def import_(ctx, source, repository, changes, message, platform):
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
 @click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to select from a manifest list.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
     from kernel.images import transfer
     from kernel.images.progress import reporter
+
+    from kernel.images import reference as refs
 
     engine = ctx.obj
     kind, location = transfer.split(engine, name)
@@ -310,30 +324,27 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     if all_tags:
         if kind != "docker":
             raise UsageError("--all-tags works with registries only")
-        from kernel.images import reference as refs
         base = refs.parse(location, default_tag=False)
         locations = [str(base.with_tag(t)) for t in driver.list_tags(location)]
     store = _store(ctx)
     engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
-    progress = reporter(quiet)
-    try:
-        for where in locations:
+    for where in locations:
+        progress = reporter(quiet)
+        try:
             image_id = driver.pull(where, store, progress)
-            engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
-    finally:
-        progress.close()
-    if kind == "docker" and not all_tags:
-        from kernel.images import reference as refs
-        click.echo(str(refs.parse(location)))
-    elif quiet:
-        click.echo(image_id)
+        finally:
+            progress.close()
+        engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+        # Docker ends with the full reference; other transports have none, so print the id.
+        click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
 
 
 @image.command("push")
 @click.argument("name")
 @click.argument("destination", required=False)
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def push(ctx, name, destination, quiet, tls_verify):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
@@ -396,7 +407,8 @@ def load(ctx, input_, quiet):
 @click.option("-u", "--username", default=None, help="Username.")
 @click.option("-p", "--password", default=None, help="Password.")
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Require HTTPS and verify certificates.")
+@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
+              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
 @click.pass_context
 def login(ctx, server, username, password, password_stdin, tls_verify):
     """Log in to a registry (credentials are checked, then stored in the auth file)."""
@@ -430,3 +442,8 @@ def logout(ctx, server):
         raise PalletError(f"not logged in to {server}")
     click.echo(f"Removing login credentials for {server}")
 
+
+
+# Docker's aliases for the group's subcommands.
+image.add_command(ls, "list")
+image.add_command(rm, "remove")

@@ -140,3 +140,13 @@ def version(as_json):
 
 
 system.add_command(info)
+
+
+def _add_space_commands() -> None:
+    from kernel.cli.system_space import df, prune
+
+    system.add_command(df)
+    system.add_command(prune)
+
+
+_add_space_commands()

@@ -148,8 +148,8 @@ def load(store, source: str | None) -> list[str]:
     with _input_file(store, source) as path:
         try:
             tar = tarfile.open(path, "r:*")
-        except tarfile.TarError as exc:
-            raise PalletError(f"invalid archive: {exc}") from None
+        except tarfile.TarError:
+            raise PalletError(f"invalid archive: {source or 'stdin'} is not a tar archive") from None
         with tar:
             names = set(tar.getnames())
             if "manifest.json" in names:

@@ -100,7 +100,9 @@ class RegistryClient:
             elif response.status_code != 200:
                 raise self._error(response, "ping")
             return
-        hint = "" if self.insecure else " (for a plain-HTTP registry use --tls-verify=false or [registries] insecure)"
+        tls_failed = any("SSL" in e or "certificate" in e for e in errors)
+        hint = " (for a plain-HTTP registry use --tls-verify=false or [registries] insecure)" \
+            if tls_failed and not self.insecure else ""
         raise RegistryError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -295,6 +296,36 @@ class ImageStore:
                     self._unpack(txn, self.layer(chain_id))
         return record.top_layer
 
+    def commit(self, container_layer_tar_stream, parent: ImageRecord | None, config: dict | None,
+               history_comment: str = "", tags=(), created_by: str = "", author: str = "") -> str:
+        """A new image from ``parent`` plus a layer tar stream (uncompressed; None for none); returns its id.
+
+        ``config`` is the runtime config (``Env``, ``Cmd`` …, the inner ``config`` of the
+        image config document); None keeps the parent's.
+        """
+        from kernel.images.build import commit
+        return commit(self, container_layer_tar_stream, parent, config, history_comment, list(tags),
+                      created_by, author)
+
+
+    def inspect(self, record: ImageRecord) -> dict:
+        """The ``docker image inspect`` document for ``record``."""
+        config = record.config
+        driver = self.engine.storage
+        top = record.top_layer
+        return {
+            "Id": record.id, "RepoTags": record.repo_tags, "RepoDigests": record.repo_digests, "Parent": "",
+            "Comment": (config.get("history") or [{}])[-1].get("comment", ""), "Created": record.created,
+            "Author": config.get("author", ""), "Config": record.runtime_config,
+            "Architecture": config.get("architecture", ""), "Variant": config.get("variant", ""),
+            "Os": config.get("os", ""), "Size": record.size,
+            "GraphDriver": {"Name": self.engine.storage_driver_name,
+                            "Data": driver.metadata(top) if top and driver.exists(top) else {}},
+            "RootFS": {"Type": "layers", "Layers": config.get("rootfs", {}).get("diff_ids", [])},
+            "Metadata": {"LastTagTime": record.added},
+            "Descriptor": {"mediaType": record.manifest_media_type, "digest": record.manifest_digest},
+        }
+
     # --- tags and removal ---------------------------------------------------------------
     def add_repo_digest(self, image_id: str, entry: str) -> None:
         """Remember that ``entry`` (``NAME@DIGEST``) names this image, as ``docker push`` does."""
@@ -353,6 +384,32 @@ class ImageStore:
             self.blobs.remove(digest)
         if self.blobs.tmp.is_dir():
             for leftover in self.blobs.tmp.iterdir():
+                # Blob temp files are only written under the store lock, which the caller holds.
                 with contextlib.suppress(OSError):
-                    if leftover.stat().st_mtime < datetime.now().timestamp() - 3600:
+                    if leftover.name.startswith("blob-") or leftover.stat().st_mtime < time.time() - 3600:
                         os.unlink(leftover)
+
+    def sweep(self, container_ids: set[str] | None) -> list[str]:
+        """Remove what interrupted operations (``kill -9``) left: layers no image uses, their blobs, temp files.
+
+        Driver layers named like image layers (64 hex) that are neither an image's chain id
+        nor one of ``container_ids`` are removed too (not at all when ``container_ids`` is
+        None: without the container store a read-write layer cannot be told apart). Returns
+        the removed layer ids.
+        """
+        removed = []
+        with self.locked():
+            live = {c for record in self.all() for c in record.layers}
+            for path in list(self.layers_dir.iterdir()) if self.layers_dir.is_dir() else []:
+                chain_id = "sha256:" + path.name
+                if chain_id not in live:
+                    self.driver.remove(path.name)
+                    path.unlink()
+                    removed.append(chain_id)
+            for lid in self.driver.layers() if container_ids is not None else ():
+                if len(lid) == 64 and "sha256:" + lid not in live and lid not in container_ids \
+                        and all(c in "0123456789abcdef" for c in lid):
+                    self.driver.remove(lid)
+                    removed.append("sha256:" + lid)
+            self.collect_blobs()
+        return removed

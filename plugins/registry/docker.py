@@ -147,7 +147,7 @@ class DockerTransport(Transport):
         ref = refs.parse(location)
         if typed.tag is None and typed.digest is None:
             progress.message(f"Using default tag: {ref.tag}")
-        progress.message(f"{ref.reference}: Pulling from {ref.path if ref.domain != 'docker.io' else ref.familiar_name}")
+        progress.message(f"{ref.reference}: Pulling from {ref.path}")
         client = self._client(ref)
         try:
             with store.transaction() as txn:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,35 @@ def cleanup_root(pallet: Pallet) -> list[str]:
 def bb(tmp_path) -> Pallet:
     """``pallet`` on a private root that holds ``busybox:latest``; everything is removed afterwards."""
     pallet = Pallet(tmp_path / "root", tmp_path / "run")
-    # Most tests are not about networking: keep them off the shared host bridge unless they ask.
-    (tmp_path / "pallet.toml").write_text('[containers]\ndefault_network = "none"\n')
+    pallet.bridge = "pc" + uuid.uuid4().hex[:8]
+    # Most tests are not about networking: "none" unless they ask. A test that uses the default
+    # bridge gets its own device name, and the networks are torn down afterwards.
+    pallet.network_config = f'[network]\nbridge_name = "{pallet.bridge}"\n'
+    (tmp_path / "pallet.toml").write_text(pallet.network_config + '[containers]\ndefault_network = "none"\n')
     pallet("image", "build-busybox", check=True)
     try:
         yield pallet
     finally:
         leaks = cleanup_root(pallet)
+        teardown_networks(pallet)
         assert not leaks, f"left behind: {leaks}"
+
+
+def teardown_networks(pallet: Pallet) -> None:
+    try:
+        from kernel.network import NetworkStore
+    except ImportError:
+        return
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    if (pallet.root / "networks").exists():
+        NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
+    from plugins.network.nft import table_exists, table_name
+
+    table = table_name(pallet.root)
+    if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
 def record(pallet: Pallet, name: str) -> dict:

@@ -14,10 +14,14 @@ import pytest
 from tests.containers.conftest import container_ids, mounts_under, record
 
 
-def test_nonexistent_image_is_one_line_and_creates_nothing(bb):
-    result = bb("run", "--rm", "nosuchimage", "true")
-    assert result.returncode == 1
-    assert len(result.error_lines) == 1 and "No such image: nosuchimage" in result.stderr
+def test_nonexistent_image_is_an_error_and_creates_nothing(bb):
+    never = bb("run", "--rm", "--pull", "never", "nosuchimage", "true")
+    assert (never.returncode, never.error_lines) == (1, ["Error: No such image: nosuchimage"])
+    # Default --pull missing tries a pull first, as Docker does; here no registry is reachable.
+    missing = bb("run", "--rm", "nosuchimage", "true")
+    assert missing.returncode == 1
+    assert missing.error_lines[0] == "Unable to find image 'nosuchimage:latest' locally"
+    assert len(missing.error_lines) == 2 and missing.error_lines[1].startswith("Error: ")
     assert container_ids(bb.root) == []
 
 
@@ -133,3 +137,17 @@ def test_twenty_parallel_run_rm_all_succeed(bb):
     assert container_ids(bb.root) == []
     assert bb("ps", "-a", "-q").stdout == ""
     assert mounts_under(bb.root) == []
+
+
+def test_after_a_reboot_a_reused_pid_is_not_mistaken_for_the_container(bb):
+    """Simulate a reboot: the record says running, but its pid now belongs to another process."""
+    import json
+
+    bb("create", "--name", "stale", "busybox", "true", check=True)
+    path = bb.root / "containers" / record(bb, "stale")["Id"] / "container.json"
+    data = json.loads(path.read_text())
+    data.update(status="running", pid=os.getpid(), pid_start_time=1, monitor_pid=1, monitor_start_time=1)
+    path.write_text(json.dumps(data))
+    assert bb("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.startswith("stale Exited (255)")
+    assert bb("rm", "stale").returncode == 0
+    assert container_ids(bb.root) == []

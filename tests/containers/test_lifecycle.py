@@ -16,8 +16,12 @@ TICKER = "trap 'echo got-term; exit 3' TERM; i=0; while true; do echo tick $i; i
 
 
 def test_detached_logs_exec_stop_rm_leave_nothing_behind(bb):
-    cid = bb("run", "-d", "--name", "tick", "busybox", "sh", "-c", TICKER, check=True).stdout.strip()
+    # On the (per-test) bridge, so that there is a network sandbox to clean up.
+    cid = bb("run", "-d", "--name", "tick", "--network", "bridge", "busybox", "sh", "-c", TICKER,
+             check=True).stdout.strip()
     assert len(cid) == 64
+    assert os.listdir(bb.run_root / "netns") == [cid]
+    assert any(m.endswith(f"/netns/{cid}") for m in mounts_under(bb.run_root))
     follow = subprocess.Popen([sys.executable, "-m", "kernel.cli", "--root", str(bb.root), "--run-root",
                                str(bb.run_root), "logs", "-f", "tick"], stdout=subprocess.PIPE, text=True,
                               cwd=str(REPO), env=bb.env)

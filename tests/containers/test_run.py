@@ -10,12 +10,13 @@ from tests.containers.conftest import container_ids, record
 
 
 def test_run_rm_echo_hello_prints_hello_and_leaves_no_container(bb):
-    (bb.root.parent / "pallet.toml").write_text("")  # the real default network
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # the real default network
     result = bb("run", "--rm", "busybox", "echo", "hello")
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", ""), result.stderr
     assert container_ids(bb.root) == []
     netns = bb.run_root / "netns"
     assert not netns.exists() or os.listdir(netns) == []
+    assert os.path.exists(f"/sys/class/net/{bb.bridge}")  # it did run on the bridge
 
 
 def test_default_container_is_confined_like_dockers(bb):
@@ -143,3 +144,62 @@ def test_anonymous_volume_goes_with_rm_v(bb):
     assert volume in bb("volume", "ls", "-q").stdout.split()
     assert bb("rm", "-v", "anon").returncode == 0
     assert volume not in bb("volume", "ls", "-q").stdout.split()
+
+
+def test_mount_flag_tmpfs_and_volume_forms(bb):
+    result = bb("run", "--rm", "--mount", "type=tmpfs,target=/t,tmpfs-size=1m", "--mount",
+                "type=volume,source=mvol,target=/v", "busybox", "sh", "-c",
+                "grep ' /t ' /proc/mounts | grep -o 'size=[0-9]*k'; echo hi > /v/f && cat /v/f")
+    assert result.stdout == "size=1024k\nhi\n", result.stderr
+    assert bb("volume", "rm", "mvol").returncode == 0
+
+
+def test_rlimits_are_capped_at_the_callers_hard_limit(bb):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    result = bb("run", "--rm", "--ulimit", "nofile=1000000:1000000", "busybox", "sh", "-c", "ulimit -n")
+    expected = 1000000 if hard == resource.RLIM_INFINITY else min(1000000, hard)
+    assert result.stdout == f"{expected}\n"
+    assert bb("run", "--rm", "busybox", "sh", "-c", "ulimit -n").stdout == "1024\n"
+
+
+def test_port_lists_the_published_ports(bb):
+    bb("create", "--name", "pp", "-p", "127.0.0.1:8080:80", "-p", "9000:90/udp", "busybox", "true", check=True)
+    assert bb("port", "pp").stdout == "80/tcp -> 127.0.0.1:8080\n90/udp -> 0.0.0.0:9000\n"
+    assert bb("port", "pp", "80").stdout == "127.0.0.1:8080\n"
+    missing = bb("port", "pp", "81")
+    assert missing.returncode == 1 and "No public port '81/tcp' published for pp" in missing.stderr
+
+
+def test_network_container_mode_shares_the_other_containers_namespace(bb):
+    bb("run", "-d", "--name", "owner", "busybox", "sleep", "100", check=True)
+    theirs = bb("exec", "owner", "readlink", "/proc/self/ns/net").stdout
+    ours = bb("run", "--rm", "--network", "container:owner", "busybox", "readlink", "/proc/self/ns/net")
+    assert ours.returncode == 0 and ours.stdout == theirs and theirs.startswith("net:[")
+    assert bb("run", "--rm", "--network", "container:ghost", "busybox", "true").error_lines == [
+        "Error: No such container: ghost"]
+    bb("stop", "-t", "0", "owner", check=True)
+    stopped = bb("run", "--rm", "--network", "container:owner", "busybox", "true")
+    assert stopped.returncode == 1 and "cannot join network of a non running container" in stopped.stderr
+    assert container_ids(bb.root) == [record(bb, "owner")["Id"]]
+
+
+def test_run_pulls_a_missing_image_from_a_local_oci_layout(bb, tmp_path):
+    layout = tmp_path / "layout"
+    assert bb("push", "busybox", f"oci:{layout}:bb").returncode == 0
+    fresh = type(bb)(tmp_path / "root2", tmp_path / "run2", env={"PALLET_CONFIG": str(tmp_path / "pallet.toml")})
+    result = fresh("run", "--rm", f"oci:{layout}:bb", "echo", "pulled")
+    assert (result.returncode, result.stdout) == (0, "pulled\n"), result.stderr
+    assert result.stderr == f"Unable to find image 'oci:{layout}:bb' locally\n"
+    assert fresh("images", "-q").stdout.strip()
+
+
+
+def test_logs_follow_of_a_container_that_never_started_returns(bb):
+    result = bb("run", "-d", "--name", "never", "busybox", "nosuchcmd")
+    assert result.returncode == 127
+    follow = bb("logs", "-f", "never", timeout=30)
+    assert follow.returncode == 0
+    status = bb("ps", "-a", "--format", "{{.Status}}").stdout.strip()
+    assert status.startswith("Exited (127) ") and "years" not in status

@@ -143,3 +143,44 @@ def test_import_from_stdin(vpallet):
                            "fromstdin:1"], input=_rootfs_tar(), capture_output=True, env=vpallet.env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert vpallet("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split() == ["fromstdin:1"]
+
+
+def test_load_of_something_else_is_one_line_error(vpallet, tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_text("not a tar\n")
+    result = vpallet("load", "-i", str(junk))
+    assert result.returncode == 1
+    assert result.error_lines == [f"Error: invalid archive: {junk} is not a tar archive"]
+
+
+def test_import_of_a_malicious_tarball_changes_nothing(vpallet, tmp_path):
+    build(vpallet)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(buffer.getvalue())
+    before = snapshot(vpallet.root)
+    result = vpallet("import", str(evil), "evil:1")
+    assert result.returncode == 1 and len(result.error_lines) == 1
+    assert '".." components are refused' in result.stderr
+    assert snapshot(vpallet.root) == before
+    assert not (vpallet.root.parent / "escaped").exists()
+
+
+def test_every_busybox_applet_link_resolves_to_the_binary():
+    import io
+    import posixpath
+    import tarfile
+
+    from kernel.images.build import busybox_tar
+
+    data, _version, _mtime = busybox_tar()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        links = [m for m in tar.getmembers() if m.issym()]
+    assert {"usr/sbin/httpd", "sbin/ip", "usr/bin/env", "bin/sh"} <= {m.name for m in links}
+    for member in links:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+        assert resolved == "bin/busybox", f"{member.name} -> {member.linkname}"

@@ -33,6 +33,7 @@ class Registry:
     storage: Path
     user: str = ""
     password: str = ""
+    tokens: object = None      # the TokenServer of a token-auth registry
 
     @property
     def host(self) -> str:
@@ -161,7 +162,7 @@ def umoci_image(workdir: Path, layers: list[bytes], tag: str = "t", cmd: str = "
     return f"oci:{layout}:{tag}"
 
 
-def skopeo(*args: str, creds: str | None = None) -> subprocess.CompletedProcess:
+def skopeo(*args: str) -> subprocess.CompletedProcess:
     cmd = ["skopeo", "--insecure-policy", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:

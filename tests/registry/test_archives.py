@@ -92,3 +92,24 @@ def test_dir_transport_both_ways(rpallet, tmp_path):
     rpallet("pull", f"dir:{tmp_path / 'fromskopeo'}", check=True)
     doc = json.loads(rpallet("image", "inspect", "localhost/fromskopeo:latest", check=True).stdout)[0]
     assert open(doc["GraphDriver"]["Data"]["Dir"] + "/d.txt").read() == "dir\n"
+
+
+def test_save_several_images_sharing_layers(rpallet, tmp_path):
+    import tarfile
+    ours = _busybox(rpallet)
+    tarball = tmp_path / "root.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(__file__, arcname="extra.py")
+    rpallet("import", str(tarball), "other:1", check=True)
+    rpallet("tag", "busybox", "second:name", check=True)
+    archive = tmp_path / "many.tar"
+    rpallet("save", "-o", str(archive), "busybox", "second:name", "other:1", check=True)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert sum(name.endswith("/layer.tar") for name in names) == 2     # busybox's layer once, other's once
+    assert [entry["RepoTags"] for entry in manifest] == [["busybox:latest"], ["second:name"], ["other:1"]]
+    other = Pallet(tmp_path / "root2", tmp_path / "run2", env={"PALLET_STORAGE_DRIVER": "vfs"})
+    lines = other("load", "-i", str(archive), check=True).stdout.splitlines()
+    assert lines == ["Loaded image: busybox:latest", "Loaded image: second:name", "Loaded image: other:1"]
+    assert json.loads(other("image", "inspect", "second:name", check=True).stdout)[0]["Id"] == ours["Id"]

@@ -63,9 +63,10 @@ TAR = "application/vnd.oci.image.layer.v1.tar"
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
-@pytest.fixture
-def populated(rpallet):
-    """A store that already holds busybox, so a failed pull must leave existing data alone too."""
+@pytest.fixture(params=["vfs", "overlay2"])
+def populated(request, rpallet):
+    """A store (on each driver) that already holds busybox, so a failed pull must leave existing data alone too."""
+    rpallet.env["PALLET_STORAGE_DRIVER"] = request.param
     rpallet("image", "build-busybox", check=True)
     return rpallet
 

@@ -1,0 +1,166 @@
+"""Benchmark ``pallet run --rm --network none busybox true`` against ``runc run`` of the same bundle.
+
+Interleaved rounds (one of each per round), medians and ratios; podman and docker are
+measured only when their engines are installed (the docker CLI alone does not count).
+Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100 containers.
+
+    python3 bench/bench_run.py [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+CPU = []  # CPU seconds (user + sys) of the last timed command and its children
+
+
+def timed(cmd, **kwargs) -> float:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[:] = [(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)]
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed: {result.stderr.decode().strip()}")
+    return elapsed
+
+
+def make_bundle(root: Path, run_root: Path, bundle: Path) -> None:
+    """A pallet container's own bundle (config.json + the mounted rootfs), copied so runc can run it alone."""
+    from kernel import lifecycle
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    engine = Engine(Config.load(str(root), str(run_root)))
+    engine.plugins.load("storage", "network", "security", "runtime")
+    record = lifecycle.create(engine, lifecycle.CreateRequest(image="busybox", command=["true"], network="none"))
+    run_dir = lifecycle.prepare(engine, record)
+    spec = json.loads((run_dir / "config.json").read_text())
+    rootfs = bundle / "rootfs"
+    shutil.copytree(spec["root"]["path"], rootfs, symlinks=True)
+    spec["root"]["path"] = str(rootfs)
+    for mount in spec["mounts"]:  # /etc/hosts etc. live in the pallet container's run dir
+        if mount["type"] == "bind":
+            target = bundle / Path(mount["source"]).name
+            shutil.copy(mount["source"], target)
+            mount["source"] = str(target)
+    spec["linux"]["cgroupsPath"] = f"/pallet-bench/{os.getpid()}"
+    (bundle / "config.json").write_text(json.dumps(spec))
+    lifecycle.remove(engine, record)
+
+
+def monitor_rss(pallet, root: Path) -> dict:
+    cid = subprocess.run([*pallet, "run", "-d", "--network", "none", "busybox", "sleep", "300"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    time.sleep(1.0)  # let the monitor settle into its idle loop
+    record = json.loads((root / "containers" / cid / "container.json").read_text())
+    pid = record["monitor_pid"]
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    rollup = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    subprocess.run([*pallet, "rm", "-f", cid], capture_output=True, check=True)
+    kb = lambda text: int(text.split()[0])  # noqa: E731
+    return {"rss": kb(status["VmRSS"]), "anon": kb(status["RssAnon"]), "pss": kb(rollup["Pss"])}
+
+
+def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
+    from kernel import lifecycle
+    from kernel.config import Config
+    from kernel.engine import Engine
+
+    engine = Engine(Config.load(str(root), str(run_root)))
+    engine.plugins.load("storage", "network", "security", "runtime")
+    for i in range(count):
+        lifecycle.create(engine, lifecycle.CreateRequest(image="busybox", command=["true"], network="none",
+                                                         name=f"ps{i}"))
+    times = [timed([*pallet, "ps", "-a"]) for _ in range(7)]
+    for i in range(count):
+        subprocess.run([*pallet, "rm", f"ps{i}"], capture_output=True)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with cached bytecode, as installed pallet runs
+    work = Path(tempfile.mkdtemp(prefix="pallet-bench-"))
+    root, run_root, bundle = work / "root", work / "run", work / "bundle"
+    bundle.mkdir()
+    os.environ["PALLET_CONFIG"] = str(work / "pallet.toml")
+    (work / "pallet.toml").write_text("")
+    pallet = [sys.executable, "-m", "kernel.cli", "--root", str(root), "--run-root", str(run_root)]
+    env = {**os.environ}
+    try:
+        subprocess.run([*pallet, "image", "build-busybox"], check=True, capture_output=True, cwd=REPO)
+        os.chdir(REPO)
+        make_bundle(root, run_root, bundle)
+        contenders = {
+            "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
+            "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
+        }
+        skipped = []
+        if shutil.which("podman"):
+            contenders["podman"] = ["podman", "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime",
+                                    "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000",
+                                    "busybox", "true"]
+        else:
+            skipped.append("podman (not installed)")
+        if shutil.which("dockerd"):
+            skipped.append("docker (dockerd installed but not started by this benchmark)")
+        else:
+            skipped.append("docker (only the docker CLI is installed, no dockerd)")
+        for cmd in contenders.values():  # warm-up: page cache, bytecode
+            timed(cmd, env=env)
+        samples = {name: [] for name in contenders}
+        cpu = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, cmd in contenders.items():
+                samples[name].append(timed(cmd, env=env))
+                cpu[name].append(CPU[0])
+        medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+        cpu_medians = {name: statistics.median(values) * 1000 for name, values in cpu.items()}
+        print(f"start latency, /bin/true, {args.rounds} interleaved rounds (median ms; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+        for name, value in medians.items():
+            print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
+                  f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
+        if "podman" in medians:
+            print(f"  pallet/podman = {medians['pallet'] / medians['podman']:.2f}")
+        for note in skipped:
+            print(f"  skipped: {note}")
+        rss = monitor_rss(pallet, root)
+        print(f"idle monitor: RSS {rss['rss'] / 1024:.1f} MB (anon {rss['anon'] / 1024:.1f} MB, "
+              f"PSS {rss['pss'] / 1024:.1f} MB); conmon/containerd-shim not installed here")
+        print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7)")
+    finally:
+        subprocess.run(["umount", "-R", str(root)], capture_output=True)
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            if str(work) in line.split()[1]:
+                subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for base in Path("/sys/fs/cgroup").iterdir():
+            for leftover in (base / "pallet-bench" / str(os.getpid()), base / "pallet-bench"):
+                try:
+                    leftover.rmdir()
+                except OSError:
+                    pass  # absent, or another benchmark run still uses the parent
+
+
+if __name__ == "__main__":
+    main()

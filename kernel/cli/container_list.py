@@ -1,0 +1,273 @@
+"""Reading container state: ``ps`` (Docker's columns, filters, formats) and ``inspect``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from kernel.cli.output import emit, format_option
+from kernel.errors import UsageError
+
+
+def _store(engine):
+    from kernel.containers import ContainerStore
+    return ContainerStore(engine)
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    seconds = int(seconds)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = seconds // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def status_text(record, now: float) -> str:
+    if record.status == "running":
+        return f"Up {human_duration(now - record.started_at)}"
+    if record.status == "paused":
+        return f"Up {human_duration(now - record.started_at)} (Paused)"
+    if record.status == "exited":
+        return f"Exited ({record.exit_code}) {human_duration(now - record.finished_at)} ago"
+    return record.status.capitalize()
+
+
+def ports_text(record) -> str:
+    items = []
+    for port, bindings in sorted(record.port_bindings.items()):
+        for binding in bindings or [{}]:
+            if binding.get("HostPort"):
+                items.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding['HostPort']}->{port}")
+            else:
+                items.append(port)
+    return ", ".join(items)
+
+
+def ps_row(record, now: float, no_trunc: bool) -> dict:
+    command = " ".join((record.config.get("Entrypoint") or []) + (record.config.get("Cmd") or []))
+    if not no_trunc and len(command) > 20:
+        command = command[:19] + "…"
+    return {
+        "ID": record.id if no_trunc else record.short_id,
+        "Image": record.image_ref,
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(record.created)),
+        "RunningFor": human_duration(now - record.created) + " ago",
+        "Status": status_text(record, now),
+        "State": record.status,
+        "Ports": ports_text(record),
+        "Names": record.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
+        "Networks": record.network_mode,
+        "Mounts": ",".join(m.get("Source") or m["Target"] for m in record.host_config.get("Mounts") or []),
+    }
+
+
+def matches(record, filters: list[tuple[str, str]]) -> bool:
+    groups: dict[str, list[str]] = {}
+    for key, value in filters:
+        groups.setdefault(key, []).append(value)
+    for key, values in groups.items():
+        if key == "id":
+            ok = any(record.id.startswith(v) for v in values)
+        elif key == "name":
+            ok = any(v.lstrip("/") in record.name for v in values)
+        elif key == "label":
+            ok = all(label_match(record.labels, v) for v in values)
+        elif key == "status":
+            ok = record.status in values
+        elif key == "exited":
+            ok = record.status == "exited" and str(record.exit_code) in values
+        elif key == "ancestor":
+            ok = any(v in (record.image_ref, record.image_id) or record.image_id.removeprefix("sha256:").startswith(v)
+                     for v in values)
+        elif key == "network":
+            ok = record.network_mode in values
+        else:
+            raise UsageError(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+
+
+def label_match(labels: dict, want: str) -> bool:
+    key, sep, value = want.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def parse_filters(values) -> list[tuple[str, str]]:
+    result = []
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"bad format of filter (expected name=value): {item}")
+        result.append((key, value))
+    return result
+
+
+PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
+              ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+
+
+@click.command("ls")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor).")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@format_option
+@click.pass_obj
+def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
+    """List containers."""
+    from kernel import lifecycle
+
+    wanted = parse_filters(filters)
+    now = time.time()
+    records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
+    if latest:
+        last = 1
+    if not show_all and last < 0 and not any(k in ("status", "exited") for k, _ in wanted):
+        records = [r for r in records if r.running]
+    records = [r for r in records if matches(r, wanted)]
+    if last >= 0:
+        records = records[:last]
+    rows = [ps_row(r, now, no_trunc) for r in records]
+    emit(rows, PS_COLUMNS, fmt=fmt, quiet=quiet, quiet_field="ID")
+
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using a Go-style template.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect(engine, fmt, size, names):
+    """Display detailed information on one or more containers."""
+    _inspect(engine, names, fmt, containers_only=True)
+
+
+def _inspect(engine, names, fmt, containers_only: bool):
+    from kernel import lifecycle
+    from kernel.cli.output import render_template
+    from kernel.errors import NotFound
+
+    results, missing = [], []
+    for name in names:
+        try:
+            results.append(inspect_record(engine, lifecycle.refresh(engine, _store(engine).get(name))))
+            continue
+        except NotFound as exc:
+            error = exc
+        if not containers_only:
+            try:
+                results.append(_inspect_image(engine, name))
+                continue
+            except (NotFound, ImportError, AttributeError):
+                error = NotFound(f"No such object: {name}")
+        missing.append(error)
+    if fmt:
+        for item in results:
+            click.echo(render_template(fmt, item))
+    else:
+        click.echo(json.dumps(results, indent=4))
+    for error in missing:
+        click.echo(f"Error: {error}", err=True)
+    if missing:
+        raise click.exceptions.Exit(1)
+
+
+def _inspect_image(engine, name):
+    from kernel.images import ImageStore
+
+    store = ImageStore(engine)
+    record = store.resolve(name)
+    if hasattr(store, "inspect"):
+        return store.inspect(record)
+    return {"Id": record.id, "RepoTags": list(record.repo_tags), "Created": record.created, "Size": record.size,
+            "Config": (record.config or {}).get("config") or {}, "RootFS": {"Type": "layers", "Layers": record.layers}}
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using a Go-style template.")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None, help="Only this kind.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect_any(engine, fmt, kind, names):
+    """Return low-level information on containers or images."""
+    if kind == "image":
+        click.echo(json.dumps([_inspect_image(engine, n) for n in names], indent=4))
+        return
+    _inspect(engine, names, fmt, containers_only=kind == "container")
+
+
+def inspect_record(engine, record) -> dict:
+    """Docker's ``inspect`` shape, derived from the record."""
+    from datetime import datetime, timezone
+
+    def iso(ts):
+        if not ts:
+            return "0001-01-01T00:00:00Z"
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    store = _store(engine)
+    config = record.config
+    return {
+        "Id": record.id,
+        "Created": iso(record.created),
+        "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
+        "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
+        "State": {
+            "Status": record.status, "Running": record.status in ("running", "paused"),
+            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
+            "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
+            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
+            "FinishedAt": iso(record.finished_at),
+        },
+        "Image": record.image_id,
+        "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),
+        "HostnamePath": str(store.run_dir(record.id) / "hostname"),
+        "HostsPath": str(store.run_dir(record.id) / "hosts"),
+        "LogPath": str(store.log_path(record.id)),
+        "Name": "/" + record.name,
+        "RestartCount": record.restart_count,
+        "Driver": record.storage_driver,
+        "Platform": "linux",
+        "HostConfig": record.host_config,
+        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
+                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
+        "Config": {**config, "Labels": record.labels},
+        "NetworkSettings": network_settings(record),
+    }
+
+
+def network_settings(record) -> dict:
+    net = record.network or {}
+    return {
+        "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
+        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
+        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
+        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
+    }
