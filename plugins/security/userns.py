@@ -8,9 +8,10 @@ Configuration (``/etc/pallet/pallet.toml``)::
     subgid_file = "/etc/subgid"
 
 ``pallet security userns setup`` writes a ``pallet`` entry into both files. A container
-opts out with ``--userns=host``. Image layers must then be owned by the mapped IDs:
-``shift_ownership`` re-owns a tree; keeping ID-shifted layers in a per-remap storage home is
-the chosen design (docs/security.md says why not idmapped mounts, and what is still missing).
+opts out with ``--userns=host``. The engine keeps a per-remap storage home
+``<root>/<uid>.<gid>/<driver>/`` whose layers are unpacked ID-shifted (``Remap.shift``) and
+diffed back (``Remap.unshift``); ``prepare_files`` lets the remapped root reach its rootfs.
+docs/security.md says why this and not idmapped mounts.
 """
 
 from __future__ import annotations
@@ -163,17 +164,6 @@ class Remap:
 
     def unshift(self, uid: int, gid: int) -> tuple[int, int]:
         return container_id(uid, self.uid_map), container_id(gid, self.gid_map)
-
-
-def shift_ownership(root: str, uid_map: list[dict], gid_map: list[dict]) -> None:
-    """Re-own a tree for a user namespace: each file's IDs go through the mappings (container -> host)."""
-    for base, dirs, files in os.walk(root):
-        for name in [None, *dirs, *files]:
-            path = base if name is None else os.path.join(base, name)
-            st = os.lstat(path)
-            os.lchown(path, host_id(st.st_uid, uid_map), host_id(st.st_gid, gid_map))
-            if not os.path.islink(path):
-                os.chmod(path, st.st_mode & 0o7777)  # chown clears setuid/setgid; keep them
 
 
 def open_paths(spec: dict, owned: list[Path]) -> None:
