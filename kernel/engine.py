@@ -49,6 +49,12 @@ class Engine:
         remap = self.storage_remap
         return self.root / name if remap is None else self.root / remap.home_name / name
 
+    def with_remap(self, driver):
+        """``driver`` (made on ``storage_home``) given the ID shifts its remapped home's layers are kept in."""
+        if self.storage_remap is not None:
+            driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
+        return driver
+
     def recorded_storage_driver(self) -> str | None:
         try:
             return (self.root / DRIVER_RECORD).read_text().strip() or None
@@ -139,9 +145,7 @@ class Engine:
             raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
         if not record.cls.implemented:
             raise record.cls.not_implemented(name, "see the storage backends issue")
-        driver = record.cls(home, options)
-        if self.storage_remap is not None:
-            driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
+        driver = self.with_remap(record.cls(home, options))
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver
