@@ -56,7 +56,7 @@ def _shared_dir(pallet: Pallet, name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("runtime", ["pallet", "runc"])
+@pytest.mark.parametrize("runtime", ["pallet", "runc", "crun"])
 def test_root_in_container_is_a_subordinate_uid_on_the_host(remapped, runtime):
     if runtime != "pallet" and shutil.which(runtime) is None:
         pytest.skip(f"{runtime} is not installed")
@@ -138,3 +138,18 @@ def test_commit_and_export_carry_container_ids(remapped):
     remapped("rm", name)
     result = remapped("run", "--rm", tag, "stat", "-c", "%u:%g", "/new", "/d/x", "/copied")
     assert result.stdout.split() == ["0:0", "5:6", "0:0"], result.stderr
+
+
+def test_volumes_belong_to_the_remapped_root(remapped):
+    name = f"uns-vol-{os.getpid()}"
+    try:
+        for volume in (f"{name}:/data", "/data", f"{name}-etc:/etc"):
+            target = volume.rsplit(":", 1)[-1]
+            result = remapped("run", "--rm", "-v", volume, "busybox", "sh", "-c",
+                              f"touch {target}/x && stat -c %u:%g {target} {target}/x")
+            assert result.returncode == 0, (volume, result.stderr)
+            assert result.stdout.split() == ["0:0", "0:0"]
+        copied = remapped("run", "--rm", "-v", f"{name}-etc:/etc", "busybox", "stat", "-c", "%u", "/etc/passwd")
+        assert copied.stdout.strip() == "0"  # the image's content copied into the volume keeps its owner
+    finally:
+        remapped("volume", "rm", "-f", name, f"{name}-etc")
