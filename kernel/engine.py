@@ -34,6 +34,27 @@ class Engine:
         return PluginManager()
 
     # --- storage ------------------------------------------------------------------------
+    @cached_property
+    def storage_remap(self):
+        """With ``[security] userns_remap``: the mapping whose ID-shifted layers storage keeps, else None."""
+        settings = self.config.section("security")
+        if not settings.get("userns_remap"):
+            return None
+        from plugins.security.userns import Remap  # the plugin owns subordinate-ID parsing
+
+        return Remap.from_settings(settings)
+
+    def storage_home(self, name: str) -> Path:
+        """``<root>/<driver>``, or ``<root>/<uid>.<gid>/<driver>`` for a remapped engine (as Docker's userns-remap)."""
+        remap = self.storage_remap
+        return self.root / name if remap is None else self.root / remap.home_name / name
+
+    def with_remap(self, driver):
+        """``driver`` (made on ``storage_home``) given the ID shifts its remapped home's layers are kept in."""
+        if self.storage_remap is not None:
+            driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
+        return driver
+
     def recorded_storage_driver(self) -> str | None:
         try:
             return (self.root / DRIVER_RECORD).read_text().strip() or None
@@ -49,7 +70,7 @@ class Engine:
         from kernel.storage.migrate import kept_drivers
 
         kept = set(kept_drivers(self.root))  # backups left by "storage migrate --keep-old"
-        return sorted(name for name in candidates if name not in kept and _has_data(self.root / name))
+        return sorted(name for name in candidates if name not in kept and _has_data(self.storage_home(name)))
 
     def select_storage_driver(self) -> tuple[str, str]:
         """Return ``(driver name, how it was chosen)`` following the documented precedence."""
@@ -95,7 +116,7 @@ class Engine:
         reasons = []
         for name in ordered:
             record = self.plugins.drivers["storage"][name]
-            availability = record.availability(self.root / name, self.config.storage_options(name))
+            availability = record.availability(self.storage_home(name), self.config.storage_options(name))
             if availability.available and record.cls.implemented:
                 return name
             reasons.append(f"{name}: {availability if not availability.available else 'not implemented yet'}")
@@ -118,12 +139,13 @@ class Engine:
                            '(or "pallet storage migrate --abort")')
         record = self.plugins.driver("storage", name)
         options = self.config.storage_options(name)
-        availability = record.availability(self.root / name, options)
+        home = self.storage_home(name)
+        availability = record.availability(home, options)
         if not availability.available:
             raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
         if not record.cls.implemented:
             raise record.cls.not_implemented(name, "see the storage backends issue")
-        driver = record.cls(self.root / name, options)
+        driver = self.with_remap(record.cls(home, options))
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver

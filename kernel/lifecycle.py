@@ -235,6 +235,10 @@ def prepare(engine, record: ContainerRecord) -> Path:
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
+        if (spec.get("linux") or {}).get("uidMappings"):
+            from plugins.security.userns import prepare_files  # a remapped root must reach its files
+
+            prepare_files(engine, spec)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
         release(engine, record)
@@ -269,12 +273,27 @@ def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
 
 def _mount_volume(engine, record: ContainerRecord, mount: dict, rootfs: Path) -> Path:
     host_path, created_empty = volume_store(engine).mount(mount["Source"], record.id)
-    if created_empty and not mount.get("NoCopy"):
+    if created_empty:
         from kernel.rootpath import resolve_in_root
         source = resolve_in_root(rootfs, mount["Target"])
-        if source.is_dir():
+        if source.is_dir() and not mount.get("NoCopy"):
             shutil.copytree(source, host_path, symlinks=True, dirs_exist_ok=True)
+            _copy_owners(source, Path(host_path))
+        elif engine.storage_remap is not None:  # a fresh volume belongs to the container's (remapped) root
+            os.chown(host_path, *engine.storage_remap.shift(0, 0))
     return Path(host_path)
+
+
+def _copy_owners(source: Path, target: Path) -> None:
+    """Owners of the copied image content, as Docker's copy into an empty volume keeps them."""
+    for base, dirs, files in os.walk(source):
+        for name in [None, *dirs, *files]:
+            src = Path(base) if name is None else Path(base, name)
+            dst = target / src.relative_to(source)
+            st = src.lstat()
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not src.is_symlink():
+                os.chmod(dst, st.st_mode & 0o7777)  # chown cleared setuid/setgid
 
 
 def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_socket=None) -> int:

@@ -308,11 +308,15 @@ def cp(engine, follow_link, src, dest):
         target = resolve_in_root(rootfs, dest_path)
         if target.is_dir():
             dest_path = dest_path.rstrip("/") + "/" + source.name
-        _copy_into(rootfs, source, dest_path)
+        shift = engine.storage.id_shift  # a userns-remapped home: "root" is the container's root
+        _copy_into(rootfs, source, dest_path, shift(0, 0) if shift else None)
 
 
-def _copy_into(rootfs: Path, source: Path, dest_path: str) -> None:
-    """Copy a host tree to ``dest_path`` in the container, resolving every destination inside the root."""
+def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int] | None = None) -> None:
+    """Copy a host tree to ``dest_path`` in the container, resolving every destination inside the root.
+
+    As Docker, what is copied in belongs to the container's root: ``owner`` when that is not host root.
+    """
     import shutil
 
     from kernel.rootpath import resolve_in_root
@@ -332,6 +336,11 @@ def _copy_into(rootfs: Path, source: Path, dest_path: str) -> None:
             if target.is_symlink():
                 target.unlink()
             shutil.copy2(src, target, follow_symlinks=False)
+        if owner is not None:
+            mode = None if src.is_symlink() else target.lstat().st_mode & 0o7777
+            os.lchown(target, *owner)
+            if mode is not None:
+                os.chmod(target, mode)  # chown clears setuid/setgid
 
     place(source, dest_path)
 
@@ -358,12 +367,18 @@ def export(engine, output, name):
     record = _store(engine).get(name)
     if output is None and sys.stdout.isatty():
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    unshift = engine.storage.id_unshift  # a userns-remapped home keeps files ID-shifted: export container IDs
+
+    def owners(info):
+        info.uid, info.gid = unshift(info.uid, info.gid)
+        return info
+
     with mounted_rootfs(engine, record) as rootfs:
         target = open(output, "wb") if output else sys.stdout.buffer
         try:
             with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for entry in sorted(rootfs.iterdir()):
-                    tar.add(entry, arcname=entry.name, recursive=True)
+                    tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
         finally:
             if output:
                 target.close()

@@ -28,11 +28,11 @@ def storage_block(engine) -> dict:
     if record is None:
         block["Error"] = f'storage driver "{name}" is not registered by any loaded plugin'
         return block
-    availability = record.availability(engine.root / name, engine.config.storage_options(name))
+    availability = record.availability(engine.storage_home(name), engine.config.storage_options(name))
     block["Availability"] = str(availability)
     if availability.available and record.cls.implemented:
         try:
-            driver = record.cls(engine.root / name, engine.config.storage_options(name))
+            driver = record.cls(engine.storage_home(name), engine.config.storage_options(name))
             block["Status"] = [[key, value] for key, value in driver.status()]
         except Exception as exc:  # a vendor driver's status() must not break info
             block["Status"] = [["Error", f"{type(exc).__name__}: {exc}"]]

@@ -32,6 +32,11 @@ class StorageDriver(Driver):
     """
 
     kind = "storage"
+    # ``(uid, gid) -> (uid, gid)`` applied to layers as they are unpacked, and its inverse for the
+    # diffs made from them; the engine sets both on a user-namespace-remapped home
+    # (``[security] userns_remap``), whose layers are kept ID-shifted.
+    id_shift = None
+    id_unshift = None
 
     def __init__(self, home: Path, options: dict[str, str] | None = None):
         self.home = Path(home)

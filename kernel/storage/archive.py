@@ -278,6 +278,7 @@ class _Extractor:
         self.unpacked: set[str] = set()
         self.as_root = os.geteuid() == 0
         self.umask = _current_umask()
+        self.implied_owner: tuple[int, int] | None = None  # for parents the tar does not list (root's, shifted)
 
     def resolve_dir(self, parts: list[str], entry: str, create: bool = True) -> str | None:
         """The real path of directory ``parts``, created if missing, never leaving the root."""
@@ -304,6 +305,8 @@ class _Extractor:
                 if not create:
                     return None
                 os.mkdir(path, 0o755)
+                if self.implied_owner is not None:
+                    os.chown(path, *self.implied_owner)
                 real.append(comp)
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -480,13 +483,17 @@ def _skip(read, size: int) -> None:
         left -= len(chunk)
 
 
-def extract(stream: BinaryIO, root, whiteouts=None) -> int:
+def extract(stream: BinaryIO, root, whiteouts=None, id_shift=None) -> int:
     """Extract an uncompressed layer tar from ``stream`` into ``root``; return the bytes of file content.
 
     ``whiteouts`` is a ``DeleteWhiteouts`` (default) or ``OverlayWhiteouts`` (or any object
     with the same two methods). Unsafe entries raise ``PalletError`` naming the entry.
+    ``id_shift(uid, gid) -> (uid, gid)`` re-owns every entry (layers of a user-namespace-remapped
+    storage home are kept ID-shifted, as Docker's ``userns-remap`` does).
     """
     x = _Extractor(str(root), whiteouts or DeleteWhiteouts())
+    if id_shift is not None:
+        x.implied_owner = id_shift(0, 0)
     track = getattr(x.whiteouts, "tracks_unpacked", True)
     dirs = x.dirs
     applied = 0
@@ -495,6 +502,8 @@ def extract(stream: BinaryIO, root, whiteouts=None) -> int:
         if name.startswith("./"):
             name = name[2:]
         name = name.rstrip("/")
+        if id_shift is not None:
+            h.uid, h.gid = id_shift(h.uid, h.gid)
         if not name or name[0] in "/." or "//" in name or "/." in name:
             # The rare shapes (absolute, dot components, dot files) take the checking path.
             parts = _split(entry, entry)
@@ -555,8 +564,9 @@ def _whiteout(x: _Extractor, parts: list[str], entry: str) -> None:
 class TarWriter:
     """Produce an uncompressed PAX tar as a sequence of byte chunks, hard links folded by inode."""
 
-    def __init__(self):
+    def __init__(self, id_shift=None):
         self.links: dict[tuple[int, int], str] = {}
+        self.id_shift = id_shift  # ``(uid, gid) -> (uid, gid)`` for the headers (back from a remapped home)
 
     def add(self, arcname: str, path: str, st: os.stat_result | None = None) -> Iterator[bytes]:
         """Chunks for one filesystem object (not its children)."""
@@ -564,6 +574,8 @@ class TarWriter:
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
+        if self.id_shift is not None:
+            info.uid, info.gid = self.id_shift(info.uid, info.gid)
         info.uname = info.gname = ""
         info.mtime = int(st.st_mtime)
         mode = st.st_mode

@@ -98,15 +98,15 @@ def configured_options(engine, name: str) -> dict[str, str]:
 
 
 def open_driver(engine, name: str, options: dict[str, str]):
-    """An instance of driver ``name`` in ``<root>/<name>``, checked to be usable here."""
+    """An instance of driver ``name`` in its home (``<root>/<name>``, per remap with userns_remap), checked usable."""
     record = engine.plugins.driver("storage", name)
-    home = engine.root / name
+    home = engine.storage_home(name)
     availability = record.availability(home, options)
     if not availability.available:
         raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
     if not record.cls.implemented:
         raise record.cls.not_implemented(name, "see the storage backends issue")
-    return record.cls(home, options)
+    return engine.with_remap(record.cls(home, options))
 
 
 def source_driver_name(engine) -> str:
@@ -313,7 +313,7 @@ def _wipe_kept(engine, name: str) -> None:
     """A backup left by --keep-old is stale once we migrate back onto that driver: drop it first."""
     driver = open_driver(engine, name, engine.config.storage_options(name))
     _remove_all(driver)
-    _delete_home(engine.root / name)
+    _delete_home(engine.storage_home(name))
     atomic_write(engine.root / KEPT, "".join(f"{n}\n" for n in kept_drivers(engine.root) if n != name).encode())
 
 

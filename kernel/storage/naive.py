@@ -96,9 +96,9 @@ def changes(driver, layer_id: str, parent: str | None) -> list[Change]:
         return compare(old, new)
 
 
-def export_changes(root: str, found: list[Change]) -> Iterator[bytes]:
+def export_changes(root: str, found: list[Change], id_shift=None) -> Iterator[bytes]:
     """Tar chunks for ``found`` (from ``compare``) with the content read from ``root``."""
-    writer = archive.TarWriter()
+    writer = archive.TarWriter(id_shift)
     for change in found:
         arcname = change.path.lstrip("/")
         if change.kind == "D":
@@ -112,7 +112,7 @@ def export_changes(root: str, found: list[Change]) -> Iterator[bytes]:
 def diff(driver, layer_id: str, parent: str | None) -> Iterator[bytes]:
     # The mounts are held until the consumer has read the last chunk (or closes the generator).
     with mounted(driver, parent) as old, mounted(driver, layer_id) as new:
-        yield from export_changes(new, compare(old, new))
+        yield from export_changes(new, compare(old, new), driver.id_unshift)
 
 
 def diff_size(driver, layer_id: str, parent: str | None) -> int:
@@ -142,7 +142,7 @@ def apply_diff(driver, layer_id: str, parent: str | None, stream: BinaryIO) -> i
         created = True
     try:
         with mounted(driver, layer_id) as root:
-            return archive.extract(stream, root, archive.DeleteWhiteouts())
+            return archive.extract(stream, root, archive.DeleteWhiteouts(), driver.id_shift)
     except BaseException:
         if created:
             driver.remove(layer_id)

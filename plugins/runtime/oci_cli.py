@@ -51,7 +51,9 @@ class OciCliRuntime(Runtime):
         proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=preexec)
         if check and proc.returncode != 0:
             message = _last_error(log, size_before) or (proc.stderr or b"").decode(errors="replace").strip()
-            raise PalletError(f"{self.binary} {args[0]} failed: {message}", exit_code=_docker_code(message))
+            prefix = f"{self.binary} {args[0]} failed: "
+            message = message[len(prefix):] if message.startswith(prefix) else message  # runc logs it so itself
+            raise PalletError(prefix + message, exit_code=_docker_code(message))
         return proc
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -8,9 +8,10 @@ Configuration (``/etc/pallet/pallet.toml``)::
     subgid_file = "/etc/subgid"
 
 ``pallet security userns setup`` writes a ``pallet`` entry into both files. A container
-opts out with ``--userns=host``. Image layers must then be owned by the mapped IDs:
-``shift_ownership`` re-owns a tree; keeping ID-shifted layers in a per-remap storage home is
-the chosen design (docs/security.md says why not idmapped mounts, and what is still missing).
+opts out with ``--userns=host``. The engine keeps a per-remap storage home
+``<root>/<uid>.<gid>/<driver>/`` whose layers are unpacked ID-shifted (``Remap.shift``) and
+diffed back (``Remap.unshift``); ``prepare_files`` lets the remapped root reach its rootfs.
+docs/security.md says why this and not idmapped mounts.
 """
 
 from __future__ import annotations
@@ -127,20 +128,94 @@ def add_entry(path: Path, name: str, size: int = RANGE_SIZE) -> IdRange:
         return IdRange(start, size)
 
 
-def shift_ownership(root: str, uid_map: list[dict], gid_map: list[dict]) -> None:
-    """Re-own a tree for a user namespace: each file's IDs go through the mappings (container -> host)."""
-    def shift(value: int, table: list[dict]) -> int:
-        for entry in table:
-            if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
-                return entry["hostID"] + value - entry["containerID"]
-        return 65534  # unmapped: the overflow ID, as the kernel shows it
-    for base, dirs, files in os.walk(root):
-        for name in [None, *dirs, *files]:
-            path = base if name is None else os.path.join(base, name)
-            st = os.lstat(path)
-            os.lchown(path, shift(st.st_uid, uid_map), shift(st.st_gid, gid_map))
-            if not os.path.islink(path):
-                os.chmod(path, st.st_mode & 0o7777)  # chown clears setuid/setgid; keep them
+def host_id(value: int, table: list[dict]) -> int:
+    """The host ID container ID ``value`` maps to through ``table`` (OCI mappings)."""
+    for entry in table:
+        if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
+            return entry["hostID"] + value - entry["containerID"]
+    return 65534  # unmapped: the overflow ID, as the kernel shows it
+
+
+def container_id(value: int, table: list[dict]) -> int:
+    """The container ID host ID ``value`` appears as through ``table`` (the inverse of ``host_id``)."""
+    for entry in table:
+        if entry["hostID"] <= value < entry["hostID"] + entry["size"]:
+            return entry["containerID"] + value - entry["hostID"]
+    return 65534
+
+
+@dataclass(frozen=True)
+class Remap:
+    """The host's remapping: whose ID-shifted layers live in the per-remap storage home ``<root>/<uid>.<gid>/``."""
+    uid_map: list
+    gid_map: list
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Remap | None":
+        maps = remap_ids(settings)
+        return None if maps is None else cls(*maps)
+
+    @property
+    def home_name(self) -> str:
+        return f"{host_id(0, self.uid_map)}.{host_id(0, self.gid_map)}"
+
+    def shift(self, uid: int, gid: int) -> tuple[int, int]:
+        return host_id(uid, self.uid_map), host_id(gid, self.gid_map)
+
+    def unshift(self, uid: int, gid: int) -> tuple[int, int]:
+        return container_id(uid, self.uid_map), container_id(gid, self.gid_map)
+
+
+def open_paths(spec: dict, owned: list[Path]) -> None:
+    """Let the container's root (an unprivileged host UID) reach its rootfs and bind sources.
+
+    The runtime prepares the rootfs inside the new user namespace, where host-root-owned 0700
+    directories are closed to it. As Docker does for ``userns-remap``, directories pallet owns
+    (under ``owned``: its root and run root) on the way get search permission for others
+    (0711: no listing); any other closed directory on the way is an error naming it.
+    """
+    root = (spec.get("root") or {}).get("path")
+    paths = [Path(root)] if root else []
+    paths += [Path(m["source"]) for m in spec.get("mounts") or []
+              if m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])]
+    owned = [p.resolve() for p in owned]
+    for path in paths:
+        for parent in Path(os.path.realpath(path)).parents:
+            st = parent.stat()
+            if st.st_mode & 0o001:
+                continue
+            if any(parent == base or base in parent.parents for base in owned):
+                os.chmod(parent, (st.st_mode & 0o7777) | 0o011)
+            else:
+                raise PalletError(f"userns_remap: {parent} (mode {st.st_mode & 0o777:o}) must be searchable by "
+                                  'others for the remapped root to reach the container\'s files; run "chmod o+x '
+                                  f'{parent}"')
+
+
+def prepare_files(engine, spec: dict) -> None:
+    """Before a remapped container starts: the rootfs top belongs to its root, and its paths are open.
+
+    The layers below are ID-shifted already (the per-remap storage home); the container's own
+    top directory was made by the storage driver as host root.
+    """
+    remap = engine.storage_remap
+    root = (spec.get("root") or {}).get("path")
+    if root and remap is not None and (spec.get("linux") or {}).get("uidMappings") == remap.uid_map:
+        st = os.stat(root)
+        if (st.st_uid, st.st_gid) != remap.shift(0, 0):
+            os.chown(root, *remap.shift(0, 0))
+            os.chmod(root, st.st_mode & 0o7777)  # chown clears setuid/setgid bits
+    open_paths(spec, [Path(engine.root), Path(engine.run_root)])
+
+
+def _bind_sysfs(spec: dict) -> None:
+    """sysfs can only be mounted by the user namespace owning the network namespace; a container
+    joining one made outside (pallet's sandbox, ``--network host``) gets the host's /sys bound
+    instead (what the built-in runtime falls back to; runc needs it said in the spec)."""
+    for mount in spec.get("mounts") or []:
+        if mount.get("type") == "sysfs":
+            options = [o for o in mount.get("options") or [] if o in ("ro", "nosuid", "nodev", "noexec")]
+            mount.update(type="bind", source="/sys", options=["rbind", *options])
 
 
 class UsernsProfile(SecurityProfile):
@@ -176,6 +251,8 @@ class UsernsProfile(SecurityProfile):
         namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
         linux["namespaces"] = [{"type": "user"}, *namespaces]
         linux["uidMappings"], linux["gidMappings"] = maps
+        if not any(ns.get("type") == "network" and not ns.get("path") for ns in namespaces):
+            _bind_sysfs(spec)
 
 
 @hookimpl

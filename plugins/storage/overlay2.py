@@ -226,13 +226,13 @@ class Overlay2Driver(StorageDriver):
     def diff(self, layer_id: str, parent: str | None) -> Iterator[bytes]:
         if not self._native(layer_id, parent):
             return super().diff(layer_id, parent)
-        return self._upper_tar(str(self._dir(layer_id) / "diff"))
+        return self._upper_tar(str(self._dir(layer_id) / "diff"), self.id_unshift)
 
     @staticmethod
-    def _upper_tar(upper: str) -> Iterator[bytes]:
+    def _upper_tar(upper: str, id_shift=None) -> Iterator[bytes]:
         from kernel.storage import archive
 
-        writer = archive.TarWriter()
+        writer = archive.TarWriter(id_shift)
         for name, path, st in archive.walk(upper):
             if _is_whiteout(st):
                 yield writer.whiteout(name)
@@ -281,7 +281,8 @@ class Overlay2Driver(StorageDriver):
             self.create(layer_id, parent)
             created = True
         try:
-            return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts())
+            return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts(),
+                                   self.id_shift)
         except BaseException:
             if created:
                 self.remove(layer_id)

@@ -94,20 +94,6 @@ def test_cli_setup_writes_both_files(pallet, tmp_path):
     assert "pallet:100000:65536" in done.stdout
 
 
-def test_shift_ownership_maps_every_file(tmp_path):
-    tree = tmp_path / "rootfs"
-    (tree / "etc").mkdir(parents=True)
-    (tree / "etc" / "f").write_text("x")
-    os.chown(tree / "etc" / "f", 1000, 50)
-    os.symlink("f", tree / "etc" / "link")
-    userns.shift_ownership(str(tree), [{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
-                           [{"containerID": 0, "hostID": RANGE_START, "size": 65536}])
-    st = os.lstat(tree / "etc" / "f")
-    assert (st.st_uid, st.st_gid) == (RANGE_START + 1000, RANGE_START + 50)
-    assert os.lstat(tree / "etc" / "link").st_uid == RANGE_START
-    assert os.stat(tree).st_uid == RANGE_START
-
-
 @pytest.fixture
 def open_dir():
     """A world-traversable scratch dir (pytest's tmp is 0700, which a remapped root cannot enter)."""
@@ -135,3 +121,43 @@ def test_container_root_is_an_unprivileged_uid_on_the_host(secure_spec, remap_en
     assert done.stdout.split()[:3] == ["0", str(RANGE_START), "65536"]
     made = os.stat(out / "made")
     assert (made.st_uid, made.st_gid) == (RANGE_START, RANGE_START)
+
+
+def test_layers_unpack_id_shifted_and_diff_back(tmp_path):
+    """The per-remap home's unpack shifts every owner (also parents the tar leaves implied); tars made
+    from it carry container IDs again."""
+    import io
+    import tarfile
+
+    from kernel.storage import archive
+
+    remap = userns.Remap([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+                         [{"containerID": 0, "hostID": RANGE_START + 7, "size": 65536}])
+    assert remap.home_name == f"{RANGE_START}.{RANGE_START + 7}"
+    assert remap.unshift(*remap.shift(33, 44)) == (33, 44)
+    assert remap.shift(70000, 1) == (65534, RANGE_START + 8)  # unmapped -> overflow ID
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, uid, gid in (("etc/app/conf", 0, 0), ("home", 1000, 100)):
+            info = tarfile.TarInfo(name)
+            info.uid, info.gid = uid, gid
+            if name == "home":
+                info.type = tarfile.DIRTYPE
+            tar.addfile(info, io.BytesIO(b""))
+    buf.seek(0)
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    archive.extract(buf, layer, id_shift=remap.shift)
+    owner = lambda p: (p.lstat().st_uid, p.lstat().st_gid)  # noqa: E731
+    assert owner(layer / "etc") == owner(layer / "etc/app") == owner(layer / "etc/app/conf") == remap.shift(0, 0)
+    assert owner(layer / "home") == (RANGE_START + 1000, RANGE_START + 107)
+    back = tarfile.open(fileobj=io.BytesIO(b"".join(archive_chunks(archive, layer, remap.unshift))))
+    assert {m.name: (m.uid, m.gid) for m in back.getmembers()} == {
+        "etc": (0, 0), "etc/app": (0, 0), "etc/app/conf": (0, 0), "home": (1000, 100)}
+
+
+def archive_chunks(archive, root, unshift):
+    writer = archive.TarWriter(unshift)
+    for name, path, st in archive.walk(str(root)):
+        yield from writer.add(name, path, st)
+    yield writer.end()
