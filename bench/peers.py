@@ -1,0 +1,72 @@
+"""Peers to compare with in benchmarks: podman and docker, each on private state under a work dir.
+
+Both get pallet's own busybox image through ``pallet save`` (no registry is reachable here), so
+every engine runs the same bytes. Install them with ``bench/setup-peers.sh``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+# The flags this host needs (see ../shared/BRIEF.md §3): cgroupfs on hybrid cgroups, file events,
+# runc (crun refuses hybrid cgroups), and rlimits no higher than root's hard limits here.
+PODMAN_FLAGS = ["--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime", "runc"]
+PODMAN_RUN_FLAGS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+
+
+def podman(work: Path, image_tar: Path) -> list[str] | None:
+    """The podman command prefix on private storage with busybox loaded, or None when podman is absent."""
+    if shutil.which("podman") is None:
+        return None
+    prefix = ["podman", *PODMAN_FLAGS, "--root", str(work / "podman"), "--runroot", str(work / "podman-run")]
+    subprocess.run([*prefix, "load", "-q", "-i", str(image_tar)], check=True, capture_output=True)
+    return prefix
+
+
+def podman_cleanup(prefix: list[str] | None) -> None:
+    if prefix:
+        subprocess.run([*prefix, "system", "reset", "-f"], capture_output=True)
+
+
+@contextlib.contextmanager
+def docker(work: Path, image_tar: Path):
+    """Start a private dockerd (no iptables, no default bridge) and yield the docker command prefix.
+
+    Yields None when dockerd is not installed. The daemon and its containerd are stopped afterwards.
+    """
+    if shutil.which("dockerd") is None:
+        yield None
+        return
+    sock, pidfile = work / "docker.sock", work / "docker.pid"
+    log = open(work / "dockerd.log", "wb")
+    daemon = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "-H", f"unix://{sock}",
+         "--data-root", str(work / "docker-data"), "--exec-root", str(work / "docker-exec"),
+         "--pidfile", str(pidfile)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    prefix = ["docker", "-H", f"unix://{sock}"]
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([*prefix, "info"], capture_output=True).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not start; see {work / 'dockerd.log'}")
+            time.sleep(0.3)
+        subprocess.run([*prefix, "load", "-q", "-i", str(image_tar)], check=True, capture_output=True)
+        yield prefix
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        log.close()
+        subprocess.run(["umount", "-R", str(work / "docker-data")], capture_output=True)
+        subprocess.run(["umount", "-R", str(work / "docker-exec")], capture_output=True)
