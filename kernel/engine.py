@@ -31,7 +31,7 @@ class Engine:
     @cached_property
     def plugins(self):
         from kernel.plugins import PluginManager
-        return PluginManager()
+        return PluginManager(cache_dir=self.run_root)
 
     # --- storage ------------------------------------------------------------------------
     def recorded_storage_driver(self) -> str | None:
