@@ -4,7 +4,10 @@ Interleaved rounds (one of each per round), medians and ratios; podman and docke
 measured only when their engines are installed (the docker CLI alone does not count).
 Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100 containers.
 
-    python3 bench/bench_run.py [--rounds 30]
+    python3 bench/bench_run.py [--rounds 30] [--baseline DIR]
+
+``--baseline DIR`` adds another checkout of pallet (say, ``git worktree add DIR main``) as a
+contender in the same interleaved rounds, for before/after figures under the same load.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--baseline", metavar="DIR", help="another pallet checkout to measure alongside")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with cached bytecode, as installed pallet runs
     work = Path(tempfile.mkdtemp(prefix="pallet-bench-"))
@@ -114,6 +118,9 @@ def main() -> None:
             "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
         }
+        cwd = {name: REPO for name in contenders}
+        if args.baseline:  # run from its own tree: "-m kernel.cli" imports the checkout in the cwd
+            contenders["baseline"], cwd["baseline"] = contenders["pallet"], Path(args.baseline).resolve()
         skipped = []
         if shutil.which("podman"):
             contenders["podman"] = ["podman", "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime",
@@ -125,13 +132,13 @@ def main() -> None:
             skipped.append("docker (dockerd installed but not started by this benchmark)")
         else:
             skipped.append("docker (only the docker CLI is installed, no dockerd)")
-        for cmd in contenders.values():  # warm-up: page cache, bytecode
-            timed(cmd, env=env)
+        for name, cmd in contenders.items():  # warm-up: page cache, bytecode
+            timed(cmd, env=env, cwd=cwd.get(name))
         samples = {name: [] for name in contenders}
         cpu = {name: [] for name in contenders}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():
-                samples[name].append(timed(cmd, env=env))
+                samples[name].append(timed(cmd, env=env, cwd=cwd.get(name)))
                 cpu[name].append(CPU[0])
         medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
         cpu_medians = {name: statistics.median(values) * 1000 for name, values in cpu.items()}
@@ -140,6 +147,8 @@ def main() -> None:
         for name, value in medians.items():
             print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
                   f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
+        if "baseline" in medians:
+            print(f"  pallet/baseline = {medians['pallet'] / medians['baseline']:.2f}")
         if "podman" in medians:
             print(f"  pallet/podman = {medians['pallet'] / medians['podman']:.2f}")
         for note in skipped:
