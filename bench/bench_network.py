@@ -8,6 +8,8 @@ sender/receiver in every case, so the ratios compare the paths, not the tools.
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,13 +128,21 @@ def overlay(ns: Namespaces, tmp: Path) -> float:
     return rate
 
 
-def run_latency(tmp: Path) -> dict[str, float] | None:
-    """Mean wall time of ``pallet run --rm busybox true`` per network mode, or None without containers."""
-    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(tmp / "runroot")]
-    env_config = tmp / "run.toml"
-    env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n')
-    env = {"PALLET_CONFIG": str(env_config), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    if subprocess.run([*cmd, "image", "build-busybox"], capture_output=True, cwd=REPO, env=env).returncode != 0:
+def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
+    """Median wall time of ``pallet run --rm busybox true`` per network mode, or None without containers.
+
+    ``keep_bridge``: the default bridge stays up between runs (pallet's default, as Docker's docker0),
+    else it is created and removed with each container (as Podman's netavark).
+    """
+    root = tmp / f"runroot-{keep_bridge}"
+    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(root)]
+    env_config = tmp / f"run-{keep_bridge}.toml"
+    env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n'
+                          f'keep_default_bridge = {"true" if keep_bridge else "false"}\n')
+    env = {**os.environ, "PALLET_CONFIG": str(env_config)}
+    built = subprocess.run([*cmd, "image", "build-busybox"], capture_output=True, text=True, cwd=REPO, env=env)
+    if built.returncode != 0:
+        print(f"  (build-busybox failed: {built.stderr.strip()})")
         return None
     results = {}
     try:
@@ -141,8 +151,9 @@ def run_latency(tmp: Path) -> dict[str, float] | None:
             for _ in range(5):
                 start = time.perf_counter()
                 proc = subprocess.run([*cmd, "run", "--rm", "--network", mode, "busybox", "true"],
-                                      capture_output=True, cwd=REPO, env=env)
+                                      capture_output=True, text=True, cwd=REPO, env=env)
                 if proc.returncode != 0:
+                    print(f"  (run --network {mode} failed: {proc.stderr.strip()})")
                     return None
                 times.append(time.perf_counter() - start)
             results[mode] = min(results.get(mode, 1e9), statistics.median(times))
@@ -151,7 +162,7 @@ def run_latency(tmp: Path) -> dict[str, float] | None:
         from kernel.engine import Engine
         from kernel.network import NetworkStore
 
-        NetworkStore(Engine(Config.load(root=str(tmp / "runroot"), config_path=str(env_config)))).teardown_all()
+        NetworkStore(Engine(Config.load(root=str(root), config_path=str(env_config)))).teardown_all()
     return results
 
 
@@ -170,21 +181,26 @@ def main() -> None:
         over_bridge, connect_cost = bridge(ns, engine)
         over_overlay = overlay(ns, tmp)
     finally:
-        NetworkStore(engine).teardown_all()
-        ns.close()
+        try:
+            NetworkStore(engine).teardown_all()
+        finally:
+            ns.close()
     gbit = lambda rate: rate * 8 / 1e9  # noqa: E731
     print(f"TCP throughput (Python sender, {SECONDS:.0f} s each)")
     print(f"  veth pair only   {gbit(base):6.2f} Gbit/s   1.00")
     print(f"  pallet bridge    {gbit(over_bridge):6.2f} Gbit/s   {over_bridge / base:.2f} of veth")
     print(f"  pallet overlay   {gbit(over_overlay):6.2f} Gbit/s   {over_overlay / base:.2f} of veth")
     print(f"bridge connect+disconnect per container: {connect_cost * 1000:.1f} ms")
-    latency = run_latency(tmp)
-    if latency is None:
-        print("run --rm latency: skipped (pallet run with busybox is not available in this tree)")
-    else:
+    for keep, label in ((True, "bridge kept up (default)"), (False, "bridge made per run (keep_default_bridge=false)")):
+        latency = run_latency(tmp, keep)
+        if latency is None:
+            print("run --rm latency: skipped (pallet run with busybox is not available in this tree)")
+            break
         added = latency["bridge"] - latency["none"]
-        print(f"run --rm busybox true: none {latency['none'] * 1000:.0f} ms, bridge {latency['bridge'] * 1000:.0f} ms "
-              f"(bridge adds {added * 1000:.0f} ms, ratio {latency['bridge'] / latency['none']:.2f})")
+        print(f"run --rm busybox true, {label}: none {latency['none'] * 1000:.0f} ms, "
+              f"bridge {latency['bridge'] * 1000:.0f} ms (adds {added * 1000:.0f} ms, "
+              f"ratio {latency['bridge'] / latency['none']:.2f})")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

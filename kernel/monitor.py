@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from kernel import lifecycle, procs
@@ -35,7 +36,8 @@ def _start_failed(engine, record, exc: BaseException) -> int:
     store = ContainerStore(engine)
     with contextlib.suppress(PalletError):
         store.update(record.id, status="created" if code is None else "exited",
-                     exit_code=code if code is not None else 128, pid=0, monitor_pid=0)
+                     exit_code=code if code is not None else 128, pid=0, monitor_pid=0,
+                     finished_at=time.time() if code is not None else 0.0)
     if record.host_config.get("AutoRemove"):
         with contextlib.suppress(Exception):
             lifecycle.remove(engine, store.load(record.id))

@@ -153,6 +153,8 @@ class NetworkStore:
             options["cluster-store"] = self.cluster_store
         if self.settings.get("advertise_address"):
             options["advertise-address"] = self.settings["advertise_address"]
+        if self.settings.get("overlay_lease_ttl"):
+            options["lease-ttl"] = str(self.settings["overlay_lease_ttl"])
         availability = found.availability(home, options)
         if not availability.available:
             raise PalletError(f'network driver "{name}" is unavailable on this host: {availability.reason}')
@@ -311,6 +313,8 @@ class NetworkStore:
             ipam = self.ipam(record.ipam_driver)
             pool_id = record.pools[0]
             address = ipam.request_address(pool_id, ip)
+            # The container's interfaces are eth0, eth1 … in the order it joined networks.
+            position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
                                       aliases=[a for a in aliases if a])
@@ -318,10 +322,15 @@ class NetworkStore:
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
                            "container_name": container.name, "aliases": endpoint.aliases}
+                gateway = "" if record.internal else record.ipam_config[0].get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
-                                                      EndpointInfo(address=address), options)
+                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac),
+                                                      options)
                 endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
-                joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), {})
+                # What a driver without state of its own needs to configure the sandbox (libnetwork's JoinInfo).
+                join_options = {"address": address, "mac_address": info.mac_address, "interface": f"eth{position}",
+                                "gateway": gateway if position == 0 else ""}
+                joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway
                 self._save_endpoint(endpoint)
@@ -348,7 +357,25 @@ class NetworkStore:
                 if path.exists():
                     self._detach(record, _load(EndpointRecord, path))
                     left.append(record.name)
+                    if (record.predefined and record.materialized and not self.endpoints(record.id)
+                            and not self.settings.get("keep_default_bridge", True)):
+                        self._release_default_bridge(record)
         return left
+
+    def _release_default_bridge(self, record: NetworkRecord) -> None:
+        """The last container left the implicit ``bridge`` network: take its device, rules and pool down.
+
+        Only with ``[network] keep_default_bridge = false`` (as Podman's netavark does: nothing left on
+        the host while no container uses the default network); the default keeps it up, as Docker
+        keeps docker0, which saves creating it for each container. It comes back on the next connect.
+        """
+        self.driver(record.driver).delete_network(record.id, record.driver_data)
+        ipam = self.ipam(record.ipam_driver)
+        for pool_id in record.pools:
+            ipam.release_pool(pool_id)
+        fresh = self._predefined(record.name)
+        record.driver_data, record.pools, record.ipam_config = {}, [], fresh.ipam_config
+        self.save(record)
 
     def _detach(self, record: NetworkRecord, endpoint: EndpointRecord) -> None:
         """Every step tolerates what is already gone, so this also cleans up after a crash."""
@@ -398,6 +425,7 @@ class NetworkStore:
             etcd.delete(f"{CLUSTER}names/{record.name}")
         etcd.delete(f"{CLUSTER}networks/{record.id}")
         etcd.delete(f"{CLUSTER}endpoints/{record.id}/", prefix=True)
+        etcd.delete(f"{CLUSTER}leases/{record.id}/", prefix=True)
         release = getattr(network_driver, "release_cluster", None)
         if release:
             release(record.id, record.options)
@@ -472,9 +500,12 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
         dns_servers, options = host_nameservers(), []
     else:
         dns_servers, options = ["127.0.0.11"], ["ndots:0"]
+    networks = {net.name: endpoint_settings(net, endpoint, record)}
+    if network == primary:
+        networks.update(_reconnect_extra(store, record, sandbox_path, primary))
     return {
         # Docker's NetworkSettings fields, so ``inspect`` can show this dict as it is.
-        "Networks": {net.name: endpoint_settings(net, endpoint, record)}, "Ports": endpoint.ports,
+        "Networks": networks, "Ports": endpoint.ports,
         "IPAddress": ip_address, "IPPrefixLen": int(prefix), "Gateway": endpoint.gateway,
         "MacAddress": endpoint.mac_address,
         # What the sandbox's /etc files and ``pallet port`` need.
@@ -483,6 +514,24 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
         "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
                        + (f"options {' '.join(options)}\n" if options else ""),
     }
+
+
+def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) -> dict:
+    """On a restart, join again the networks added with ``network connect`` (as Docker does).
+
+    They are listed in the record's previous ``network["Networks"]``; one removed meanwhile is skipped.
+    """
+    previous = (getattr(record, "network", None) or {}).get("Networks") or {}
+    joined = {}
+    for name, settings in previous.items():
+        if name == primary:
+            continue
+        try:
+            net, endpoint = store.connect(record, sandbox_path, name, aliases=(settings or {}).get("Aliases") or [])
+        except NotFound:
+            continue
+        joined[net.name] = endpoint_settings(net, endpoint, record)
+    return joined
 
 
 def disconnect(engine, record, network: str | None = None) -> None:

@@ -53,6 +53,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
         return
     offset = path.stat().st_size if path.exists() else 0
     while True:
+        complete = b""
         with contextlib.suppress(FileNotFoundError):
             with open(path, "rb") as handle:
                 handle.seek(offset)
@@ -67,7 +68,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
             current = lifecycle.refresh(engine, _store(engine).load(record.id))
         except PalletError:
             return
-        if not current.running and current.status != "created":
+        if not current.running:
             if not complete:
                 return
             continue

@@ -153,6 +153,9 @@ def connect(engine, network_name, container, alias, ip):
     from kernel.errors import PalletError
 
     record, sandbox = sandbox_of(engine, container)
+    if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
+        raise PalletError(f"container {record.name} uses network mode {record.network_mode} "
+                          "and cannot be connected to other networks")
     if sandbox is None:
         raise PalletError(f"container {record.name} is not running")
     result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip)

@@ -145,8 +145,8 @@ def busybox_tar(binary: Path = BUSYBOX) -> tuple[bytes, str, float]:
             if path in seen or path == "bin/busybox" or "/" not in path or path.split("/")[0] not in dirs:
                 continue
             seen.add(path)
-            depth = path.count("/")
-            add(path, tarfile.SYMTYPE, 0o777, target="../" * (depth - 1) + "bin/busybox" if depth > 1 else "busybox")
+            target = "busybox" if path.startswith("bin/") and path.count("/") == 1 else "../" * path.count("/") + "bin/busybox"
+            add(path, tarfile.SYMTYPE, 0o777, target=target)
     return buffer.getvalue(), (version[0] if version else "busybox"), mtime
 
 

@@ -175,7 +175,13 @@ class BridgeNetwork(NetworkDriver):
         nft.replace_table(table, render_rules(nets) if nets else None)
         record = REGISTRY / f"{table}.json"
         if nets:
-            atomic_write_json(record, {"root": str(self.root), "bridges": [n["bridge"] for n in nets]})
+            entry = {"root": str(self.root), "bridges": [n["bridge"] for n in nets]}
+            try:
+                unchanged = json.loads(record.read_text()) == entry
+            except (OSError, ValueError):
+                unchanged = False
+            if not unchanged:
+                atomic_write_json(record, entry)
         else:
             record.unlink(missing_ok=True)
 

@@ -10,7 +10,6 @@ network's endpoint records on disk; the process exits when the network's record 
 
 from __future__ import annotations
 
-import array
 import contextlib
 import json
 import os

@@ -28,7 +28,7 @@ def prefix_end(prefix: str) -> str:
 
 
 class Etcd:
-    def __init__(self, url: str, timeout: float = 5.0):
+    def __init__(self, url: str, timeout: float = 10.0):
         parsed = urlparse(url)
         if parsed.scheme not in ("etcd", "http") or not parsed.hostname:
             raise UsageError(f'invalid cluster store "{url}": expected etcd://HOST:PORT')
@@ -97,8 +97,9 @@ class Etcd:
     def grant(self, ttl: int) -> str:
         return self._call("/v3/lease/grant", {"TTL": ttl})["ID"]
 
-    def keepalive(self, lease: str) -> None:
-        self._call("/v3/lease/keepalive", {"ID": lease})
+    def keepalive(self, lease: str) -> int:
+        """Refresh ``lease``; its remaining TTL, 0 when it has already expired."""
+        return int(self._call("/v3/lease/keepalive", {"ID": lease}).get("result", {}).get("TTL", 0))
 
     def watch(self, prefix: str, start_revision: int):
         """Yield ``(kind, key, value)`` for every change under ``prefix`` from ``start_revision`` on (blocks)."""

@@ -55,7 +55,6 @@ class DefaultIpam(IpamDriver):
 
     # --- pools --------------------------------------------------------------------------
     def request_pool(self, pool: str = "", sub_pool: str = "", options: dict | None = None) -> tuple[str, str]:
-        options = options or {}
         with self._lock():
             state = self._load()
             taken = [ipaddress.IPv4Network(cidr) for cidr in state["pools"]]
@@ -64,7 +63,7 @@ class DefaultIpam(IpamDriver):
                 if any(network.overlaps(other) for other in taken):
                     raise Conflict(f"Pool overlaps with other one on this address space: {network}")
             else:
-                network = self._free_pool(taken, options.get("avoid", []))
+                network = self._free_pool(taken)
             if sub_pool:
                 sub = _network(sub_pool, "ip-range")
                 if not sub.subnet_of(network):
@@ -73,11 +72,10 @@ class DefaultIpam(IpamDriver):
             self._save(state)
             return str(network), str(network)
 
-    def _free_pool(self, taken, avoid) -> ipaddress.IPv4Network:
+    def _free_pool(self, taken) -> ipaddress.IPv4Network:
         from plugins.network.netlink import host_routes
 
         busy = list(taken) + [ipaddress.IPv4Network(f"{n}/{p}", strict=False) for n, p in host_routes()]
-        busy += [ipaddress.IPv4Network(cidr) for cidr in avoid]
         for base, size in parse_pools(self.options.get("pools") or DEFAULT_POOLS):
             for candidate in base.subnets(new_prefix=size):
                 if not any(candidate.overlaps(other) for other in busy):

@@ -88,6 +88,8 @@ def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None) -> N
 
 def delete_link(name: str, netns: str | None = None) -> bool:
     """Delete a link if it exists; True when something was removed."""
+    from pyroute2 import NetlinkError
+
     try:
         with iproute(netns) as ipr:
             index = link_index(ipr, name)
@@ -97,11 +99,10 @@ def delete_link(name: str, netns: str | None = None) -> bool:
             return True
     except FileNotFoundError:  # the sandbox is gone, and its links with it
         return False
-
-
-def link_exists(name: str) -> bool:
-    with iproute() as ipr:
-        return link_index(ipr, name) is not None
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:  # vanished meanwhile: its peer's namespace went away
+            return False
+        raise
 
 
 def create_veth(host_name: str, peer_name: str, bridge: str, mtu: int | None) -> None:

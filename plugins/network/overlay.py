@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ PREFIX = "/pallet/"
 VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
 OVERLAY_MTU = 1450  # 1500 minus the VXLAN/UDP/IP headers
 FIRST_VNI = 256
+DEFAULT_LEASE_TTL = 15  # seconds a dead host's endpoints stay visible to the others
 
 
 def cluster(options: dict):
@@ -77,9 +79,10 @@ class OverlayNetwork(NetworkDriver):
         from plugins.network import netlink
 
         vni = int(options.get(VNI_OPTION) or self._allocate_vni(network_id))
+        ttl = int(self.options.get("lease-ttl") or DEFAULT_LEASE_TTL)
         run_root = Path(self.options["run-root"])
         ns = str(create_sandbox(run_root, f"ov-{network_id[:12]}"))
-        data = {"vni": vni, "ns": ns, "vtep": self.vtep(), "subnet": ipv4[0]["pool"]}
+        data = {"vni": vni, "ns": ns, "vtep": self.vtep(), "subnet": ipv4[0]["pool"], "lease_ttl": ttl}
         try:
             netlink.ensure_bridge_in(ns, "br0", OVERLAY_MTU)
             netlink.create_vxlan_in(ns, "vxlan0", vni, data["vtep"], "br0", OVERLAY_MTU)
@@ -99,6 +102,7 @@ class OverlayNetwork(NetworkDriver):
         from kernel.sandbox import remove_sandbox
 
         stop_agent(data.get("agent"), network_id)
+        self.etcd.delete(f"{PREFIX}leases/{network_id}/{data.get('vtep')}")
         for endpoint_id, value in self.etcd.range(f"{PREFIX}endpoints/{network_id}/")[0].items():
             if isinstance(value, dict) and value.get("vtep") == data.get("vtep"):
                 self.etcd.delete(endpoint_id)
@@ -121,9 +125,12 @@ class OverlayNetwork(NetworkDriver):
         try:
             netlink.create_veth_pair(host, peer, OVERLAY_MTU)
             netlink.move_to_bridge_in(data["ns"], host, "br0")
+            # Under the host agent's lease: if this host dies, its endpoints expire everywhere.
+            lease = self.etcd.get(f"{PREFIX}leases/{network_id}/{data['vtep']}")
             self.etcd.put(f"{PREFIX}endpoints/{network_id}/{endpoint_id}", {
                 "ip": ip, "mac": mac, "vtep": data["vtep"], "name": options.get("container_name", ""),
-                "aliases": options.get("aliases", []), "container_id": options.get("container_id", "")})
+                "aliases": options.get("aliases", []), "container_id": options.get("container_id", "")},
+                lease=lease or None)
         except BaseException:
             self.delete_endpoint(network_id, endpoint_id, data)
             raise
@@ -144,7 +151,12 @@ class OverlayNetwork(NetworkDriver):
         prefixlen = ipaddress.IPv4Network(data["subnet"]).prefixlen
         ifname, _ = netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, endpoint["mac"], endpoint["ip"],
                                                prefixlen, None, OVERLAY_MTU)
-        sync_peers(self.etcd, network_id, data)  # do not wait for the agent to see what already exists
+        # Do not wait for the agent: peers and their names must be known before the container starts.
+        from kernel.fsutil import atomic_write_json
+
+        known, _ = sync_peers(self.etcd, network_id, data)
+        names = self.root / "networks" / "endpoints" / f"{network_id}.remote"
+        _write_names(atomic_write_json, names, known, data["vtep"])
         return JoinInfo(interface=ifname, gateway="")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
@@ -230,6 +242,11 @@ def start_agent(driver: OverlayNetwork, network_id: str, data: dict) -> int:
             [sys.executable, "-m", "plugins.network.overlay", driver.etcd.base, network_id, json.dumps(data),
              str(names)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while driver.etcd.get(f"{PREFIX}leases/{network_id}/{data['vtep']}") is None:  # endpoints need the lease
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise PalletError(f"the overlay agent did not start (see {log})")
+        time.sleep(0.02)
     return proc.pid
 
 
@@ -261,6 +278,8 @@ def agent_main(base: str, network_id: str, data: dict, names_file: Path) -> None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     etcd = Etcd(base)
     prefix = f"{PREFIX}endpoints/{network_id}/"
+    local = names_file.with_suffix("")  # this host's endpoint records: <root>/networks/endpoints/<id>/
+    threading.Thread(target=hold_lease, args=(etcd, network_id, data, local), daemon=True).start()
     while Path(data["ns"]).exists():
         try:
             known, revision = sync_peers(etcd, network_id, data)
@@ -282,6 +301,32 @@ def agent_main(base: str, network_id: str, data: dict, names_file: Path) -> None
         except Exception as exc:  # httpx stream errors: reconnect from a fresh read
             print(f"overlay agent: {type(exc).__name__}: {exc}; retrying", file=sys.stderr, flush=True)
             time.sleep(1)
+
+
+def hold_lease(etcd, network_id: str, data: dict, local: Path) -> None:
+    """Keep this host's lease alive; after a gap long enough to lose it, take a new one and re-publish.
+
+    Publishing puts this host's endpoints (from its own records) under the lease, then the lease id
+    at ``leases/<network>/<vtep>`` where ``create_endpoint`` finds it.
+    """
+    ttl = int(data.get("lease_ttl") or DEFAULT_LEASE_TTL)
+    lease = None
+    while True:
+        try:
+            if lease is None or etcd.keepalive(lease) == 0:
+                lease = etcd.grant(ttl)
+                for path in local.glob("*.json"):
+                    ep = json.loads(path.read_text())
+                    if not ep.get("mac_address"):
+                        continue  # still being created: create_endpoint publishes it
+                    etcd.put(f"{PREFIX}endpoints/{network_id}/{ep['id']}", {
+                        "ip": ep["address"].split("/")[0], "mac": ep["mac_address"], "vtep": data["vtep"],
+                        "name": ep["container_name"], "aliases": ep["aliases"], "container_id": ep["container_id"]},
+                        lease=lease)
+                etcd.put(f"{PREFIX}leases/{network_id}/{data['vtep']}", lease, lease=lease)
+        except (PalletError, OSError, ValueError, KeyError) as exc:
+            print(f"overlay agent: lease: {exc}", file=sys.stderr, flush=True)
+        time.sleep(max(ttl / 3, 0.5))
 
 
 def _write_names(write, names_file: Path, known: dict, vtep: str) -> None:

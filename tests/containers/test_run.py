@@ -193,3 +193,13 @@ def test_run_pulls_a_missing_image_from_a_local_oci_layout(bb, tmp_path):
     assert (result.returncode, result.stdout) == (0, "pulled\n"), result.stderr
     assert result.stderr == f"Unable to find image 'oci:{layout}:bb' locally\n"
     assert fresh("images", "-q").stdout.strip()
+
+
+
+def test_logs_follow_of_a_container_that_never_started_returns(bb):
+    result = bb("run", "-d", "--name", "never", "busybox", "nosuchcmd")
+    assert result.returncode == 127
+    follow = bb("logs", "-f", "never", timeout=30)
+    assert follow.returncode == 0
+    status = bb("ps", "-a", "--format", "{{.Status}}").stdout.strip()
+    assert status.startswith("Exited (127) ") and "years" not in status

@@ -168,3 +168,19 @@ def test_import_of_a_malicious_tarball_changes_nothing(vpallet, tmp_path):
     assert '".." components are refused' in result.stderr
     assert snapshot(vpallet.root) == before
     assert not (vpallet.root.parent / "escaped").exists()
+
+
+def test_every_busybox_applet_link_resolves_to_the_binary():
+    import io
+    import posixpath
+    import tarfile
+
+    from kernel.images.build import busybox_tar
+
+    data, _version, _mtime = busybox_tar()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        links = [m for m in tar.getmembers() if m.issym()]
+    assert {"usr/sbin/httpd", "sbin/ip", "usr/bin/env", "bin/sh"} <= {m.name for m in links}
+    for member in links:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+        assert resolved == "bin/busybox", f"{member.name} -> {member.linkname}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -12,6 +13,11 @@ import pytest
 
 from kernel.config import Config
 from kernel.engine import Engine
+
+
+# Subnets for the networks tests create: random per session, so two checkouts running this suite
+# at the same time on one host do not route the same subnet to two bridges.
+NET = f"10.{random.SystemRandom().randint(100, 230)}"
 
 
 @dataclass
@@ -24,6 +30,7 @@ class FakeContainer:
     port_bindings: dict = field(default_factory=dict)
     host_config: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
 
 
 def links() -> set[str]:

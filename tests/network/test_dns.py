@@ -7,7 +7,7 @@ from pathlib import Path
 from kernel import network as net
 from kernel.network import NetworkStore
 from plugins.network import dns
-from tests.network.conftest import run_in
+from tests.network.conftest import NET, run_in
 
 
 def nslookup(sandbox: str, name: str) -> str:
@@ -16,8 +16,8 @@ def nslookup(sandbox: str, name: str) -> str:
 
 def test_names_and_aliases_resolve_on_the_network_only(engine, sandbox, container):
     store = NetworkStore(engine)
-    record = store.create("svc", subnet="10.231.20.0/24")
-    store.create("other", subnet="10.231.21.0/24")
+    record = store.create("svc", subnet=f"{NET}.20.0/24")
+    store.create("other", subnet=f"{NET}.21.0/24")
     a, b, c = sandbox(), sandbox(), sandbox()
     web = container(name="web", network_mode="svc", host_config={"NetworkAliases": ["www"]})
     ra = net.connect(engine, web, a)
@@ -25,11 +25,11 @@ def test_names_and_aliases_resolve_on_the_network_only(engine, sandbox, containe
     net.connect(engine, container(name="outsider", network_mode="other"), c)
 
     assert ra["resolv_conf"] == "nameserver 127.0.0.11\noptions ndots:0\n"
-    assert "10.231.20.2" in nslookup(b, "web")
-    assert "10.231.20.2" in nslookup(b, "www")
-    assert "10.231.20.2" in nslookup(b, web.id[:12])
-    assert "10.231.20.3" in nslookup(a, "client")
-    assert "10.231.20.2" not in nslookup(c, "web"), "a name is only known on its own network"
+    assert f"{NET}.20.2" in nslookup(b, "web")
+    assert f"{NET}.20.2" in nslookup(b, "www")
+    assert f"{NET}.20.2" in nslookup(b, web.id[:12])
+    assert f"{NET}.20.3" in nslookup(a, "client")
+    assert f"{NET}.20.2" not in nslookup(c, "web"), "a name is only known on its own network"
 
     pidfile = dns._paths(store, record)[0]
     pid = int(pidfile.read_text())

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+from tests.network.conftest import NET
 
 
 @pytest.fixture
@@ -27,13 +28,13 @@ def test_ls_shows_predefined_networks_with_docker_columns(cli):
 
 def test_create_inspect_rm(cli):
     name = "n" + uuid.uuid4().hex[:8]
-    created = cli("network", "create", "--subnet", "10.231.30.0/24", "--gateway", "10.231.30.254",
+    created = cli("network", "create", "--subnet", f"{NET}.30.0/24", "--gateway", f"{NET}.30.254",
                   "--label", "team=net", "-o", "com.docker.network.driver.mtu=1450", name, check=True)
     network_id = created.stdout.strip()
     assert len(network_id) == 64
     view = json.loads(cli("network", "inspect", name, check=True).stdout)[0]
     assert view["Id"] == network_id and view["Driver"] == "bridge" and view["Scope"] == "local"
-    assert view["IPAM"]["Config"] == [{"Subnet": "10.231.30.0/24", "Gateway": "10.231.30.254"}]
+    assert view["IPAM"]["Config"] == [{"Subnet": f"{NET}.30.0/24", "Gateway": f"{NET}.30.254"}]
     assert view["Labels"] == {"team": "net"}
     assert cli("network", "ls", "-q", "--filter", "label=team=net", check=True).stdout.split() == [network_id[:12]]
     assert cli("network", "inspect", "--format", "{{.Name}}", network_id[:12], check=True).stdout.strip() == name
@@ -55,9 +56,9 @@ def test_user_errors_are_one_line(cli, args, code, message):
 
 
 def test_duplicate_name_and_overlapping_subnet(cli):
-    cli("network", "create", "--subnet", "10.231.31.0/24", "dup", check=True)
+    cli("network", "create", "--subnet", f"{NET}.31.0/24", "dup", check=True)
     again = cli("network", "create", "dup")
     assert again.returncode == 1 and "already exists" in again.stderr
-    overlap = cli("network", "create", "--subnet", "10.231.31.128/25", "dup2")
+    overlap = cli("network", "create", "--subnet", f"{NET}.31.128/25", "dup2")
     assert overlap.returncode == 1 and "overlaps" in overlap.stderr
     assert cli("network", "prune", "-f", check=True).stdout.split() == ["Deleted", "Networks:", "dup"]

@@ -8,7 +8,7 @@ from kernel import network as net
 from kernel.network import NetworkStore
 from plugins.network.bridge import REGISTRY, collect_orphans
 from plugins.network.nft import table_exists, table_name
-from tests.network.conftest import links
+from tests.network.conftest import NET, links
 
 
 def test_tables_and_bridges_of_a_deleted_root_are_collected(engine, sandbox, container, tmp_path):
@@ -18,7 +18,7 @@ def test_tables_and_bridges_of_a_deleted_root_are_collected(engine, sandbox, con
     (tmp_path / "empty.toml").write_text('[network]\ndefault_address_pools = "10.232.0.0/16:24"\n')
     doomed = Engine(Config.load(root=str(tmp_path / "doomed"), config_path=str(tmp_path / "empty.toml")))
     store = NetworkStore(doomed)
-    bridge = store.create("left", subnet="10.231.70.0/24").driver_data["bridge"]
+    bridge = store.create("left", subnet=f"{NET}.70.0/24").driver_data["bridge"]
     default_device = store.bridge_device()
     net.connect(doomed, container(), sandbox())
     table = table_name(doomed.root)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.network.conftest import run_in
+from tests.network.conftest import NET, run_in
 
-UNDERLAY = "10.231.200"
+UNDERLAY = f"{NET}.200"
 
 
 def free_port() -> int:
@@ -31,7 +31,8 @@ class Host:
 
     def __init__(self, name: str, netns: str, root: Path, store: str):
         self.name, self.netns, self.root, self.store = name, netns, root, store
-        Path(f"{root}.toml").write_text("")
+        # A short lease, so a host that dies is noticed by the others within the test.
+        Path(f"{root}.toml").write_text("[network]\noverlay_lease_ttl = 2\n")
 
     def pallet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "kernel.cli", "--root",
@@ -142,7 +143,7 @@ def ping_eventually(sandbox: str, ip: str, expect: bool = True, seconds: float =
 
 def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sandbox):
     a, b, c = cluster
-    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", "10.231.220.0/24", "ov").stdout.strip()
+    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", f"{NET}.220.0/24", "ov").stdout.strip()
     listed = b.pallet("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.ID}}").stdout
     assert f"ov overlay global {network_id[:12]}" in listed, "a network created on one host is known on the others"
 
@@ -153,7 +154,7 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
         results[host.name] = json.loads(host.driver("connect", "ov", ids[host.name], name, boxes[host.name],
                                                     f"{name}-alias"))
     addresses = {r["IPAddress"] for r in results.values()}
-    assert len(addresses) == 3 and all(ip.startswith("10.231.220.") for ip in addresses)
+    assert len(addresses) == 3 and all(ip.startswith(f"{NET}.220.") for ip in addresses)
 
     beta_ip = results["host-b"]["IPAddress"]
     assert ping_eventually(boxes["host-a"], beta_ip)
@@ -166,9 +167,19 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
         time.sleep(0.2)
     assert beta_ip in lookup, "names of containers on other hosts resolve over the overlay"
 
+    # Host c dies (its agent stops renewing the lease): its endpoint expires on the other hosts.
+    gamma_ip = results["host-c"]["IPAddress"]
+    agent = json.loads((c.root / "networks" / f"{network_id}.json").read_text())["driver_data"]["agent"]
+    ov_ns = f"{a.root}/run/netns/ov-{network_id[:12]}"
+    assert gamma_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout
+    os.kill(agent, 9)
+    deadline = time.monotonic() + 10
+    while gamma_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout:
+        assert time.monotonic() < deadline, "a dead host's endpoint must expire with its lease"
+        time.sleep(0.2)
+
     # Removing beta's endpoint takes its FDB/ARP entries away on the other hosts.
     b.driver("disconnect", ids["host-b"])
-    ov_ns = f"{a.root}/run/netns/ov-{network_id[:12]}"
     deadline = time.monotonic() + 5
     while beta_ip in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -189,7 +200,7 @@ def test_addresses_never_collide_across_hosts(cluster):
 
     store = cluster[0].store
     ipam = ClusterIpam("/nonexistent", {"cluster-store": store})
-    pool, _ = ipam.request_pool("10.231.221.0/26")
+    pool, _ = ipam.request_pool(f"{NET}.221.0/26")
     try:
         with ThreadPoolExecutor(8) as pool_exec:
             got = list(pool_exec.map(lambda _: ClusterIpam("/x", {"cluster-store": store}).request_address(pool),
@@ -198,3 +209,29 @@ def test_addresses_never_collide_across_hosts(cluster):
     finally:
         ipam.release_pool(pool)
     assert not Etcd(store).range("/pallet/")[0]
+
+
+@pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
+                    reason="the containers room's run command is not in this tree yet")
+def test_pallet_run_on_two_hosts_reach_each_other_by_name(cluster):
+    a, b, _c = cluster
+    for host in (a, b):
+        host.pallet("image", "build-busybox")
+    network_id = a.pallet("network", "create", "-d", "overlay", "--subnet", f"{NET}.222.0/24", "ov").stdout.strip()
+    a.pallet("run", "-d", "--name", "alpha", "--network", "ov", "busybox", "sleep", "120")
+    try:
+        reply = b.pallet("run", "--rm", "--network", "ov", "busybox", "ping", "-c", "1", "alpha", check=False)
+        assert reply.returncode == 0 and f"{NET}.222.2" in reply.stdout, reply.stdout + reply.stderr
+        keep = b.pallet("run", "-d", "--name", "beta", "--network", "ov", "busybox", "sleep", "120")
+        assert keep.stdout.strip()
+    finally:
+        a.pallet("rm", "-f", "alpha", check=False)
+    # alpha is gone: host b's overlay namespace forgets its address.
+    ov_ns = f"{b.root}/run/netns/ov-{network_id[:12]}"
+    deadline = time.monotonic() + 5
+    while f"{NET}.222.2 " in run_in(ov_ns, "ip", "neigh", "show", "dev", "vxlan0").stdout:
+        assert time.monotonic() < deadline, "alpha's ARP entry is still programmed on host b"
+        time.sleep(0.1)
+    b.pallet("rm", "-f", "beta")
+    for host in (b, a):
+        host.pallet("network", "rm", "ov")

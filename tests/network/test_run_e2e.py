@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import REPO
+from tests.network.conftest import NET
 
 pytestmark = pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
                                 reason="the containers room's run command is not in this tree yet")
@@ -27,7 +28,7 @@ def cli(pallet):
 
     config = pallet.root.parent / "pallet.toml"
     # Explicit subnets: the default pools may be taken by whatever else runs on this host.
-    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "10.231.80.0/24"\n'
+    config.write_text(f'[network]\nbridge_name = "pt{uuid.uuid4().hex[:6]}0"\ndefault_subnet = "{NET}.80.0/24"\n'
                       'default_address_pools = "10.232.0.0/16:24"\n')
     pallet("image", "build-busybox", check=True)
     try:
@@ -59,7 +60,7 @@ def wait_until_serving(cli, network: str, url: str):
 
 def test_containers_find_each_other_by_name_and_alias_and_other_networks_cannot_reach(cli):
     for i, name in enumerate(("front", "side", "apart")):
-        cli("network", "create", "--subnet", f"10.231.{81 + i}.0/24", name, check=True)
+        cli("network", "create", "--subnet", f"{NET}.{81 + i}.0/24", name, check=True)
     cli("run", "-d", "--name", "web", "--network", "front", "busybox", "sh", "-c", SERVE, check=True)
     by_name = wait_until_serving(cli, "front", "http://web/")
     assert by_name.returncode == 0, by_name.stderr
@@ -98,7 +99,7 @@ def test_published_port_serves_localhost_and_a_second_claim_fails_cleanly(cli):
 
 
 def test_concurrent_runs_get_distinct_addresses_released_on_rm(cli):
-    cli("network", "create", "--subnet", "10.231.60.0/24", "busy", check=True)
+    cli("network", "create", "--subnet", f"{NET}.60.0/24", "busy", check=True)
     names = [f"n{i}" for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda n: cli("run", "-d", "--name", n, "--network", "busy", "busybox",
@@ -111,4 +112,13 @@ def test_concurrent_runs_get_distinct_addresses_released_on_rm(cli):
     assert json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]["Containers"] == {}
     cli("run", "-d", "--name", "again", "--network", "busy", "busybox", "sleep", "60", check=True)
     again = json.loads(cli("network", "inspect", "busy", check=True).stdout)[0]["Containers"]
-    assert [c["IPv4Address"] for c in again.values()] == ["10.231.60.2/24"], "freed addresses are reused"
+    assert [c["IPv4Address"] for c in again.values()] == [f"{NET}.60.2/24"], "freed addresses are reused"
+
+
+def test_connect_refuses_a_container_without_a_sandbox(cli):
+    cli("network", "create", "--subnet", f"{NET}.61.0/24", "lonely", check=True)
+    cli("run", "-d", "--name", "isolated", "--network", "none", "busybox", "sleep", "60", check=True)
+    result = cli("network", "connect", "lonely", "isolated")
+    assert result.returncode == 1
+    assert result.error_lines == ["Error: container isolated uses network mode none and cannot be connected to "
+                                  "other networks"]
