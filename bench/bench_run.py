@@ -4,7 +4,10 @@ Interleaved rounds (one of each per round), medians and ratios; podman and docke
 measured only when their engines are installed (the docker CLI alone does not count).
 Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100 containers.
 
-    python3 bench/bench_run.py [--rounds 30]
+    python3 bench/bench_run.py [--rounds 30] [--baseline DIR]
+
+``--baseline DIR`` adds another checkout of pallet (say, ``git worktree add DIR main``) as a
+contender in the same interleaved rounds, for before/after figures under the same load.
 """
 
 from __future__ import annotations
@@ -65,6 +68,19 @@ def make_bundle(root: Path, run_root: Path, bundle: Path) -> None:
     lifecycle.remove(engine, record)
 
 
+PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--events-backend=file"]
+
+
+def podman_image(pallet, work: Path) -> bool:
+    """Give podman pallet's busybox image (there is no registry here); True when this run loaded it."""
+    if subprocess.run([*PODMAN, "image", "exists", "busybox"], capture_output=True).returncode == 0:
+        return False
+    archive = work / "busybox.tar"
+    subprocess.run([*pallet, "save", "-o", str(archive), "busybox"], check=True, capture_output=True)
+    subprocess.run([*PODMAN, "load", "-q", "-i", str(archive)], check=True, capture_output=True)
+    return True
+
+
 def monitor_rss(pallet, root: Path) -> dict:
     cid = subprocess.run([*pallet, "run", "-d", "--network", "none", "busybox", "sleep", "300"],
                          capture_output=True, text=True, check=True).stdout.strip()
@@ -76,6 +92,21 @@ def monitor_rss(pallet, root: Path) -> dict:
     subprocess.run([*pallet, "rm", "-f", cid], capture_output=True, check=True)
     kb = lambda text: int(text.split()[0])  # noqa: E731
     return {"rss": kb(status["VmRSS"]), "anon": kb(status["RssAnon"]), "pss": kb(rollup["Pss"])}
+
+
+def conmon_rss() -> int:
+    """VmRSS (kB) of podman's conmon for an idle detached container, the peer of pallet's monitor."""
+    cid = subprocess.run([*PODMAN, "--runtime", "runc", "run", "-d", "--network", "none", "--ulimit",
+                          "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "busybox", "sleep", "300"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        time.sleep(1.0)
+        pid = subprocess.run([*PODMAN, "inspect", "--format", "{{.State.ConmonPid}}", cid],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        return int(status["VmRSS"].split()[0])
+    finally:
+        subprocess.run([*PODMAN, "rm", "-f", "-t", "0", cid], capture_output=True)
 
 
 def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
@@ -97,6 +128,7 @@ def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--baseline", metavar="DIR", help="another pallet checkout to measure alongside")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with cached bytecode, as installed pallet runs
     work = Path(tempfile.mkdtemp(prefix="pallet-bench-"))
@@ -106,6 +138,7 @@ def main() -> None:
     (work / "pallet.toml").write_text("")
     pallet = [sys.executable, "-m", "kernel.cli", "--root", str(root), "--run-root", str(run_root)]
     env = {**os.environ}
+    loaded_into_podman = False
     try:
         subprocess.run([*pallet, "image", "build-busybox"], check=True, capture_output=True, cwd=REPO)
         os.chdir(REPO)
@@ -114,10 +147,14 @@ def main() -> None:
             "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
         }
+        cwd = {name: REPO for name in contenders}
+        if args.baseline:  # run from its own tree: "-m kernel.cli" imports the checkout in the cwd
+            contenders["baseline"], cwd["baseline"] = contenders["pallet"], Path(args.baseline).resolve()
         skipped = []
         if shutil.which("podman"):
-            contenders["podman"] = ["podman", "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime",
-                                    "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000",
+            loaded_into_podman = podman_image(pallet, work)
+            contenders["podman"] = [*PODMAN, "--runtime", "runc", "run", "--rm", "--network", "none",
+                                    "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
                                     "busybox", "true"]
         else:
             skipped.append("podman (not installed)")
@@ -125,13 +162,13 @@ def main() -> None:
             skipped.append("docker (dockerd installed but not started by this benchmark)")
         else:
             skipped.append("docker (only the docker CLI is installed, no dockerd)")
-        for cmd in contenders.values():  # warm-up: page cache, bytecode
-            timed(cmd, env=env)
+        for name, cmd in contenders.items():  # warm-up: page cache, bytecode
+            timed(cmd, env=env, cwd=cwd.get(name))
         samples = {name: [] for name in contenders}
         cpu = {name: [] for name in contenders}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():
-                samples[name].append(timed(cmd, env=env))
+                samples[name].append(timed(cmd, env=env, cwd=cwd.get(name)))
                 cpu[name].append(CPU[0])
         medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
         cpu_medians = {name: statistics.median(values) * 1000 for name, values in cpu.items()}
@@ -140,15 +177,20 @@ def main() -> None:
         for name, value in medians.items():
             print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
                   f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
+        if "baseline" in medians:
+            print(f"  pallet/baseline = {medians['pallet'] / medians['baseline']:.2f}")
         if "podman" in medians:
             print(f"  pallet/podman = {medians['pallet'] / medians['podman']:.2f}")
         for note in skipped:
             print(f"  skipped: {note}")
         rss = monitor_rss(pallet, root)
+        conmon = f"conmon RSS {conmon_rss() / 1024:.1f} MB" if "podman" in contenders else "conmon not installed"
         print(f"idle monitor: RSS {rss['rss'] / 1024:.1f} MB (anon {rss['anon'] / 1024:.1f} MB, "
-              f"PSS {rss['pss'] / 1024:.1f} MB); conmon/containerd-shim not installed here")
+              f"PSS {rss['pss'] / 1024:.1f} MB); {conmon}; containerd-shim not running here")
         print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7)")
     finally:
+        if loaded_into_podman:
+            subprocess.run([*PODMAN, "rmi", "busybox"], capture_output=True)
         subprocess.run(["umount", "-R", str(root)], capture_output=True)
         for line in Path("/proc/self/mounts").read_text().splitlines():
             if str(work) in line.split()[1]:

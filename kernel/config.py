@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,10 +70,14 @@ class Config:
 def read_toml(path: Path, required: bool) -> dict:
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            text = handle.read().decode()
     except FileNotFoundError:
         if required:
             raise UsageError(f"config file {path} does not exist") from None
         return {}
+    import tomllib  # only when there is a file: most hosts have none, and every command reads the config
+
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None

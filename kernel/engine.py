@@ -31,7 +31,7 @@ class Engine:
     @cached_property
     def plugins(self):
         from kernel.plugins import PluginManager
-        return PluginManager()
+        return PluginManager(cache_dir=self.run_root)
 
     # --- storage ------------------------------------------------------------------------
     @cached_property
@@ -129,14 +129,17 @@ class Engine:
     @cached_property
     def storage(self):
         """The selected storage driver instance; records the choice in the root."""
-        from kernel.storage.migrate import in_progress
+        from kernel.storage import MIGRATION_JOURNAL
 
         name = self.storage_driver_name
-        journal = in_progress(self.root)
-        if journal is not None:
-            raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress or '
-                           f'was interrupted; run "pallet storage migrate --to {journal.target}" to finish it '
-                           '(or "pallet storage migrate --abort")')
+        if (self.root / MIGRATION_JOURNAL).exists():  # the migrate module is imported only then
+            from kernel.storage.migrate import in_progress
+
+            journal = in_progress(self.root)
+            if journal is not None:
+                raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress '
+                               f'or was interrupted; run "pallet storage migrate --to {journal.target}" to finish '
+                               'it (or "pallet storage migrate --abort")')
         record = self.plugins.driver("storage", name)
         options = self.config.storage_options(name)
         home = self.storage_home(name)

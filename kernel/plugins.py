@@ -1,12 +1,15 @@
 """Find plugins with stevedore, validate and call them with pluggy, and keep the table of drivers.
 
-Only the entry-point groups a command needs are loaded. A plugin that fails to import, or
-whose hooks do not match ``kernel/hookspecs.py``, becomes a *broken* row with the reason:
-one warning on stderr, and the rest of the engine keeps working.
+Only the entry-point groups a command needs are loaded. The listing comes from
+``kernel.entrypoints`` (stevedore's discovery, cached under the run root); each entry point is
+imported here, as stevedore would, so a plugin that fails to import, or whose hooks do not match
+``kernel/hookspecs.py``, becomes a *broken* row with the reason: one warning on stderr, and the
+rest of the engine keeps working.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -93,14 +96,15 @@ def disabled_names() -> set[str]:
 class PluginManager:
     """Loads plugin groups on demand and answers "which driver is called NAME"."""
 
-    def __init__(self, warn=None):
+    def __init__(self, warn=None, cache_dir=None):
         self.pm = pluggy.PluginManager("pallet")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[tuple[str, str], PluginRecord] = {}
         self.drivers: dict[str, dict[str, DriverRecord]] = {kind: {} for kind in DRIVER_KINDS}
         self._loaded_groups: set[str] = set()
         self._warn = warn or _warn_stderr
-        self._dists: dict[tuple[str, str], tuple[str, str]] | None = None
+        self._cache_dir = cache_dir  # where the entry-point listing is cached; None: ask stevedore
+        self._listing = None
 
     # --- loading ------------------------------------------------------------------------
     def load(self, *groups: str) -> None:
@@ -111,35 +115,36 @@ class PluginManager:
                 self._loaded_groups.add(group)
 
     def _load_group(self, group: str) -> None:
-        from stevedore import NamedExtensionManager
-
         namespace = GROUPS[group]
         disabled = disabled_names()
-        # An empty name list loads nothing but gives stevedore's cached entry-point listing.
-        entry_points = NamedExtensionManager(namespace, names=[]).list_entry_points()
         wanted = []
-        for ep in entry_points:
-            record = PluginRecord(ep.name, namespace, ep.value)
-            self.plugins[(namespace, ep.name)] = record
-            if ep.name in disabled:
+        for name, value in self._entry_points().entry_points(namespace):
+            record = PluginRecord(name, namespace, value)
+            self.plugins[(namespace, name)] = record
+            if name in disabled:
                 record.state, record.error = "disabled", "disabled by PALLET_DISABLE_PLUGINS"
             else:
-                wanted.append(ep.name)
-
-        def on_failure(_manager, ep, err):
-            self._mark_broken(self.plugins[(namespace, ep.name)], f"{type(err).__name__}: {err}")
-
-        manager = NamedExtensionManager(
-            namespace, names=wanted, on_load_failure_callback=on_failure, name_order=True
-        )
+                wanted.append(record)
         new = []
-        for ext in manager:
-            record = self.plugins[(namespace, ext.name)]
-            record.module = ext.plugin
+        for record in wanted:
+            try:
+                record.module = _import_target(record.target)
+            except (KeyboardInterrupt, AssertionError):  # what stevedore lets through, too
+                raise
+            except Exception as err:
+                self._mark_broken(record, f"{type(err).__name__}: {err}")
+                continue
             if self._register(record):
                 new.append(record)
         for record in new:
             self._collect_drivers(record)
+
+    def _entry_points(self):
+        if self._listing is None:
+            from kernel.entrypoints import listing
+
+            self._listing = listing(list(GROUPS.values()), self._cache_dir)
+        return self._listing
 
     def _register(self, record: PluginRecord) -> bool:
         plugin_name = f"{record.group}:{record.name}"
@@ -189,18 +194,10 @@ class PluginManager:
 
     # --- metadata -----------------------------------------------------------------------
     def _fill_distribution(self, record: PluginRecord) -> None:
-        """Name the distribution that declares this entry point (read only when something is shown)."""
-        if record.distribution:
-            return
-        if self._dists is None:
-            import importlib.metadata as md
-
-            self._dists = {}
-            for dist in md.distributions():
-                for ep in dist.entry_points:
-                    if ep.group in GROUPS.values():
-                        self._dists.setdefault((ep.group, ep.name), (dist.metadata["Name"], dist.version))
-        record.distribution, record.version = self._dists.get((record.group, record.name), ("", ""))
+        """Name the distribution that declares this entry point (shown only for some messages)."""
+        if not record.distribution:
+            found = self._entry_points().distributions.get((record.group, record.name), ("", ""))
+            record.distribution, record.version = found
 
     def all_plugins(self) -> list[PluginRecord]:
         for record in self.plugins.values():
@@ -238,6 +235,15 @@ class PluginManager:
                 impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
                 self._warn(f'plugin "{impl.plugin_name}" failed in {hook_name}: {type(exc).__name__}: {exc}')
+
+
+def _import_target(target: str):
+    """The object an entry point's ``module:attr.attr [extras]`` value names, imported."""
+    module_name, _, attrs = target.split("[")[0].partition(":")
+    obj = importlib.import_module(module_name.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
 
 
 def _warn_stderr(message: str) -> None:

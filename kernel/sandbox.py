@@ -13,7 +13,6 @@ import errno
 import fcntl
 import os
 import re
-import socket
 import struct
 from pathlib import Path
 
@@ -51,6 +50,8 @@ def create_sandbox(run_root: Path, cid: str) -> Path:
 
 
 def _loopback_up() -> None:
+    import socket  # only sandboxes need it, not every "run"
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]

@@ -8,7 +8,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import struct
 import termios
 import tty
@@ -104,6 +103,7 @@ class ConsoleSocket:
     """
 
     def __init__(self):
+        import socket  # only -t needs it: not imported by every "run"
         import tempfile
 
         self.dir = Path(tempfile.mkdtemp(prefix="pallet-console-"))
@@ -113,6 +113,8 @@ class ConsoleSocket:
         self.sock.listen(1)
 
     def receive_master(self, timeout: float = 10) -> int:
+        import socket
+
         self.sock.settimeout(timeout)
         conn, _addr = self.sock.accept()
         with conn:

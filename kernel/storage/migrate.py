@@ -27,8 +27,8 @@ from pathlib import Path
 
 from kernel.errors import Conflict, PalletError, UsageError
 from kernel.fsutil import atomic_write, atomic_write_json, locked
+from kernel.storage import MIGRATION_JOURNAL as JOURNAL
 
-JOURNAL = "storage-migration.json"
 KEPT = "storage-kept-old"                  # drivers whose data --keep-old left behind, one per line
 KILL_HOOK = "PALLET_TEST_MIGRATE_KILL_AFTER"  # tests: SIGKILL ourselves after N moved layers
 
