@@ -13,6 +13,7 @@ contender in the same interleaved rounds, for before/after figures under the sam
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import peers
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,19 +71,6 @@ def make_bundle(root: Path, run_root: Path, bundle: Path) -> None:
     lifecycle.remove(engine, record)
 
 
-PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--events-backend=file"]
-
-
-def podman_image(pallet, work: Path) -> bool:
-    """Give podman pallet's busybox image (there is no registry here); True when this run loaded it."""
-    if subprocess.run([*PODMAN, "image", "exists", "busybox"], capture_output=True).returncode == 0:
-        return False
-    archive = work / "busybox.tar"
-    subprocess.run([*pallet, "save", "-o", str(archive), "busybox"], check=True, capture_output=True)
-    subprocess.run([*PODMAN, "load", "-q", "-i", str(archive)], check=True, capture_output=True)
-    return True
-
-
 def monitor_rss(pallet, root: Path) -> dict:
     cid = subprocess.run([*pallet, "run", "-d", "--network", "none", "busybox", "sleep", "300"],
                          capture_output=True, text=True, check=True).stdout.strip()
@@ -94,19 +84,36 @@ def monitor_rss(pallet, root: Path) -> dict:
     return {"rss": kb(status["VmRSS"]), "anon": kb(status["RssAnon"]), "pss": kb(rollup["Pss"])}
 
 
-def conmon_rss() -> int:
+def vm_rss_kb(pid: int | str) -> int:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0])
+
+
+def conmon_rss(podman: list[str]) -> int:
     """VmRSS (kB) of podman's conmon for an idle detached container, the peer of pallet's monitor."""
-    cid = subprocess.run([*PODMAN, "--runtime", "runc", "run", "-d", "--network", "none", "--ulimit",
-                          "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "busybox", "sleep", "300"],
+    cid = subprocess.run([*podman, "run", "-d", "--network", "none", *peers.PODMAN_RUN_FLAGS, "busybox", "sleep",
+                          "300"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        time.sleep(1.0)
+        pid = subprocess.run([*podman, "inspect", "--format", "{{.State.ConmonPid}}", cid],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return vm_rss_kb(pid)
+    finally:
+        subprocess.run([*podman, "rm", "-f", "-t", "0", cid], capture_output=True)
+
+
+def shim_rss(docker: list[str]) -> int:
+    """VmRSS (kB) of containerd-shim-runc-v2 for an idle detached docker container (the container's parent)."""
+    cid = subprocess.run([*docker, "run", "-d", "--network", "none", "busybox", "sleep", "300"],
                          capture_output=True, text=True, check=True).stdout.strip()
     try:
         time.sleep(1.0)
-        pid = subprocess.run([*PODMAN, "inspect", "--format", "{{.State.ConmonPid}}", cid],
+        pid = subprocess.run([*docker, "inspect", "--format", "{{.State.Pid}}", cid],
                              capture_output=True, text=True, check=True).stdout.strip()
-        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-        return int(status["VmRSS"].split()[0])
+        shim = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        return vm_rss_kb(shim)
     finally:
-        subprocess.run([*PODMAN, "rm", "-f", "-t", "0", cid], capture_output=True)
+        subprocess.run([*docker, "rm", "-f", cid], capture_output=True)
 
 
 def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
@@ -125,6 +132,20 @@ def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
     return statistics.median(times)
 
 
+def cleanup(work: Path, root: Path) -> None:
+    subprocess.run(["umount", "-R", str(root)], capture_output=True)
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        if str(work) in line.split()[1]:
+            subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    for base in Path("/sys/fs/cgroup").iterdir():
+        for leftover in (base / "pallet-bench" / str(os.getpid()), base / "pallet-bench"):
+            try:
+                leftover.rmdir()
+            except OSError:
+                pass  # absent, or another benchmark run still uses the parent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -138,11 +159,14 @@ def main() -> None:
     (work / "pallet.toml").write_text("")
     pallet = [sys.executable, "-m", "kernel.cli", "--root", str(root), "--run-root", str(run_root)]
     env = {**os.environ}
-    loaded_into_podman = False
-    try:
+    podman = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(cleanup, work, root)
         subprocess.run([*pallet, "image", "build-busybox"], check=True, capture_output=True, cwd=REPO)
         os.chdir(REPO)
         make_bundle(root, run_root, bundle)
+        archive = work / "busybox.tar"
+        subprocess.run([*pallet, "save", "-o", str(archive), "busybox"], check=True, capture_output=True)
         contenders = {
             "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
@@ -151,17 +175,18 @@ def main() -> None:
         if args.baseline:  # run from its own tree: "-m kernel.cli" imports the checkout in the cwd
             contenders["baseline"], cwd["baseline"] = contenders["pallet"], Path(args.baseline).resolve()
         skipped = []
-        if shutil.which("podman"):
-            loaded_into_podman = podman_image(pallet, work)
-            contenders["podman"] = [*PODMAN, "--runtime", "runc", "run", "--rm", "--network", "none",
-                                    "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+        podman = peers.podman(work, archive)
+        stack.callback(peers.podman_cleanup, podman)
+        if podman:
+            contenders["podman"] = [*podman, "run", "--rm", "--network", "none", *peers.PODMAN_RUN_FLAGS,
                                     "busybox", "true"]
         else:
-            skipped.append("podman (not installed)")
-        if shutil.which("dockerd"):
-            skipped.append("docker (dockerd installed but not started by this benchmark)")
+            skipped.append("podman (not installed: bench/setup-peers.sh)")
+        docker = stack.enter_context(peers.docker(work, archive))
+        if docker:
+            contenders["docker"] = [*docker, "run", "--rm", "--network", "none", "busybox", "true"]
         else:
-            skipped.append("docker (only the docker CLI is installed, no dockerd)")
+            skipped.append("docker (dockerd not installed: bench/setup-peers.sh)")
         for name, cmd in contenders.items():  # warm-up: page cache, bytecode
             timed(cmd, env=env, cwd=cwd.get(name))
         samples = {name: [] for name in contenders}
@@ -177,31 +202,19 @@ def main() -> None:
         for name, value in medians.items():
             print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
                   f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
-        if "baseline" in medians:
-            print(f"  pallet/baseline = {medians['pallet'] / medians['baseline']:.2f}")
-        if "podman" in medians:
-            print(f"  pallet/podman = {medians['pallet'] / medians['podman']:.2f}")
+        for peer in ("baseline", "podman", "docker"):
+            if peer in medians:
+                print(f"  pallet/{peer} = {medians['pallet'] / medians[peer]:.2f}")
         for note in skipped:
             print(f"  skipped: {note}")
         rss = monitor_rss(pallet, root)
-        conmon = f"conmon RSS {conmon_rss() / 1024:.1f} MB" if "podman" in contenders else "conmon not installed"
         print(f"idle monitor: RSS {rss['rss'] / 1024:.1f} MB (anon {rss['anon'] / 1024:.1f} MB, "
-              f"PSS {rss['pss'] / 1024:.1f} MB); {conmon}; containerd-shim not running here")
+              f"PSS {rss['pss'] / 1024:.1f} MB)")
+        if podman:
+            print(f"  conmon (podman): RSS {conmon_rss(podman) / 1024:.1f} MB")
+        if docker:
+            print(f"  containerd-shim-runc-v2 (docker): RSS {shim_rss(docker) / 1024:.1f} MB")
         print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7)")
-    finally:
-        if loaded_into_podman:
-            subprocess.run([*PODMAN, "rmi", "busybox"], capture_output=True)
-        subprocess.run(["umount", "-R", str(root)], capture_output=True)
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            if str(work) in line.split()[1]:
-                subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
-        for base in Path("/sys/fs/cgroup").iterdir():
-            for leftover in (base / "pallet-bench" / str(os.getpid()), base / "pallet-bench"):
-                try:
-                    leftover.rmdir()
-                except OSError:
-                    pass  # absent, or another benchmark run still uses the parent
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
         "StopTimeout": request.host_config.pop("StopTimeout", None),
         "ExposedPorts": image_config.get("ExposedPorts") or {},
         "Volumes": image_config.get("Volumes") or {},
+        "MacAddress": request.host_config.pop("MacAddress", "") or "",
     }
     if not entrypoint and not cmd:
         raise PalletError("No command specified")

@@ -57,6 +57,28 @@ def parse_cpus(value: str | None) -> int | None:
     return int(cpus * 1e9)
 
 
+def parse_ipv4(value: str) -> str:
+    """``--ip``: an IPv4 address, or "" when not given."""
+    if not value:
+        return ""
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise UsageError(f'invalid IPv4 address: "{value}"') from None
+
+
+_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+def parse_mac(value: str) -> str:
+    """``--mac-address``: six colon-separated hex octets, or "" when not given."""
+    if value and not _MAC.match(value):
+        raise UsageError(f"{value} is not a valid mac address")
+    return value.lower()
+
+
 def parse_cpuset(value: str | None) -> str | None:
     if value is None:
         return None

@@ -51,6 +51,9 @@ def create_options(func):
                      help='Connect to a network: none, host, bridge or a network name. Default: [containers] '
                           'default_network in the config, else "bridge" when a bridge driver is implemented, '
                           'else "none".'),
+        click.option("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
+        click.option("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
+        click.option("--network-alias", multiple=True, metavar="ALIAS", help="Add a network-scoped alias for the container."),
         click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]CTR[/PROTO]",
                      help="Publish a container's port(s) to the host."),
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
@@ -120,6 +123,9 @@ def build_request(image, command, opts):
         "OomScoreAdj": oom or 0,
         "StopSignal": opts["stop_signal"],
         "StopTimeout": opts["stop_timeout"],
+        "IPv4Address": runopts.parse_ipv4(opts["ip"]),
+        "MacAddress": runopts.parse_mac(opts["mac_address"]),
+        "NetworkAliases": list(opts["network_alias"]),
     }
     if opts["stop_signal"] is not None:
         runopts.parse_signal(opts["stop_signal"])

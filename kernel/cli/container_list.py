@@ -266,8 +266,9 @@ def inspect_record(engine, record) -> dict:
 def network_settings(record) -> dict:
     net = record.network or {}
     return {
+        # kernel.network.connect returns Docker's field names; they are shown as they are.
         "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
-        "Gateway": net.get("gateway", ""), "IPAddress": net.get("ip_address", ""),
-        "IPPrefixLen": net.get("ip_prefix_len", 0), "MacAddress": net.get("mac_address", ""),
-        "Networks": net.get("networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
+        "Gateway": net.get("Gateway", ""), "IPAddress": net.get("IPAddress", ""),
+        "IPPrefixLen": net.get("IPPrefixLen", 0), "MacAddress": net.get("MacAddress", ""),
+        "Networks": net.get("Networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
     }

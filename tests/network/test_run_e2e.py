@@ -122,3 +122,25 @@ def test_connect_refuses_a_container_without_a_sandbox(cli):
     assert result.returncode == 1
     assert result.error_lines == ["Error: container isolated uses network mode none and cannot be connected to "
                                   "other networks"]
+
+
+def test_run_takes_fixed_ip_mac_and_alias_on_a_user_network(cli):
+    net = f"fixed{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.91.0/24", net, check=True)
+    server = cli("run", "-d", "--name", "srv", "--network", net, "--ip", f"{NET}.91.50",
+                 "--mac-address", "92:d0:c6:0a:29:33", "--network-alias", "db", "busybox", "sh", "-c", SERVE)
+    assert server.returncode == 0, server.stderr
+    inside = cli("exec", "srv", "sh", "-c", "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address", check=True)
+    assert f"{NET}.91.50/24" in inside.stdout
+    assert "92:d0:c6:0a:29:33" in inside.stdout
+    assert "hello-from-" in wait_until_serving(cli, net, "http://db/").stdout
+    settings = json.loads(cli("inspect", "srv", check=True).stdout)[0]["NetworkSettings"]["Networks"][net]
+    assert settings["IPAddress"] == f"{NET}.91.50" and settings["MacAddress"] == "92:d0:c6:0a:29:33"
+    assert "db" in settings["Aliases"]
+
+
+def test_bad_ip_and_mac_are_usage_errors(cli):
+    bad_ip = cli("run", "--rm", "--ip", "10.0.0.300", "busybox", "true")
+    assert (bad_ip.returncode, bad_ip.error_lines) == (2, ['Error: invalid IPv4 address: "10.0.0.300"'])
+    bad_mac = cli("run", "--rm", "--mac-address", "zz:00", "busybox", "true")
+    assert (bad_mac.returncode, bad_mac.error_lines) == (2, ["Error: zz:00 is not a valid mac address"])
