@@ -54,6 +54,25 @@ class Pallet:
 
 @pytest.fixture
 def pallet(tmp_path) -> Pallet:
-    root = tmp_path / "root"
-    run_root = tmp_path / "run"
-    return Pallet(root, run_root)
+    """The CLI on a private root; whatever networks its containers made are torn down afterwards."""
+    runner = Pallet(tmp_path / "root", tmp_path / "run")
+    try:
+        yield runner
+    finally:
+        teardown_networks(runner)
+
+
+def teardown_networks(pallet: Pallet) -> None:
+    """Remove the bridges, endpoints, DNS responders and nft table that a root's networks made."""
+    from kernel.config import Config
+    from kernel.engine import Engine
+    from kernel.network import NetworkStore
+
+    if (pallet.root / "networks").exists():
+        NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
+    from plugins.network.nft import table_exists, table_name
+
+    table = table_name(pallet.root)
+    if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pallet
+from tests.conftest import Pallet, teardown_networks
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -70,23 +70,6 @@ def bb(tmp_path) -> Pallet:
         leaks = cleanup_root(pallet)
         teardown_networks(pallet)
         assert not leaks, f"left behind: {leaks}"
-
-
-def teardown_networks(pallet: Pallet) -> None:
-    try:
-        from kernel.network import NetworkStore
-    except ImportError:
-        return
-    from kernel.config import Config
-    from kernel.engine import Engine
-
-    if (pallet.root / "networks").exists():
-        NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
-    from plugins.network.nft import table_exists, table_name
-
-    table = table_name(pallet.root)
-    if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
 def record(pallet: Pallet, name: str) -> dict:

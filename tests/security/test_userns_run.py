@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pallet
+from tests.conftest import Pallet, teardown_networks
 
 RANGE = 300000  # first subordinate ID of the test's own subuid/subgid files (never /etc/subuid)
 
@@ -45,6 +45,7 @@ def remapped():
         ids = pallet("ps", "-aq").stdout.split()
         if ids:
             pallet("rm", "-f", *ids)
+        teardown_networks(pallet)
         _unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
 
