@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from peers import PODMAN_FLAGS  # noqa: E402
 from tests.registry.conftest import push_with_skopeo, start_registry, stop_registry  # noqa: E402
 
 
@@ -122,6 +123,8 @@ def main() -> None:
         no_fsync = ("import os, runpy, sys; os.fsync = lambda fd: None; sys.argv = ['pallet'] + sys.argv[1:]; "
                     "runpy.run_module('kernel.cli', run_name='__main__')")
         podman = shutil.which("podman")
+        if podman:
+            results["podman pull"] = []
         for round_ in range(args.rounds):
             root = work / f"pallet-root-{round_}"
             results["pallet pull"].append(timed(
@@ -143,13 +146,20 @@ def main() -> None:
             results["pallet pull, fsync off (diagnostic)"].append(timed(
                 [sys.executable, "-c", no_fsync, "--root", str(root), "pull", "-q", name], {**env, "PYTHONPATH": str(REPO)}))
             rm_tree(root)
+            if podman:  # private storage, so nothing of the host's podman is touched
+                store = work / f"podman-{round_}"
+                prefix = ["podman", *PODMAN_FLAGS, "--root", str(store / "root"), "--runroot", str(store / "run")]
+                results["podman pull"].append(timed([*prefix, "pull", "-q", "--tls-verify=false", name]))
+                subprocess.run([*prefix, "system", "reset", "-f"], capture_output=True)
+                rm_tree(store)
         medians = {tool: statistics.median(times) for tool, times in results.items()}
         for tool, seconds in medians.items():
             print(f"{tool:37s} {seconds:7.2f} s  {args.mb / seconds:7.1f} MB/s (uncompressed)")
         if podman:
-            print("podman is installed but not measured by this script version")
+            ratio = medians["podman pull"] / medians["pallet pull"]
+            print(f"ratio podman pull time / pallet time = {ratio:.2f} (both download, verify and unpack)")
         else:
-            print("podman pull: not measured (podman is not installed on this machine)")
+            print("podman pull: not measured (podman is not installed: bench/setup-peers.sh)")
         ratio = medians["skopeo copy docker:// oci:"] / medians["pallet pull"]
         print(f"\nratio skopeo time / pallet time = {ratio:.2f} (>= 1.0: pallet at least as fast; pallet also "
               f"unpacks every layer into {args.driver}, skopeo only stores blobs)")
