@@ -21,37 +21,23 @@ class CgroupInfo:
 
 
 def cgroup_info(mounts_file: str = "/proc/self/mounts") -> CgroupInfo:
-    v1: dict[str, str] = {}
-    v2_mount = ""
-    with open(mounts_file) as handle:
-        for line in handle:
-            _dev, mountpoint, fstype, options = line.split()[:4]
-            if fstype == "cgroup2":
-                v2_mount = v2_mount or mountpoint
-            elif fstype == "cgroup":
-                for option in options.split(","):
-                    if option in KNOWN_V1_CONTROLLERS or option.startswith("name="):
-                        v1[option] = mountpoint
+    from kernel.runtime.cgroups import V1_CONTROLLERS, hierarchies
+
+    mounts, v2_mount = hierarchies(mounts_file)
+    v1 = {name: str(path) for name, path in mounts.items() if name in V1_CONTROLLERS}
     v2_controllers: list[str] = []
     if v2_mount:
         try:
             v2_controllers = Path(v2_mount, "cgroup.controllers").read_text().split()
         except OSError:
             pass
-    real_v1 = {k: v for k, v in v1.items() if not k.startswith("name=")}
-    if real_v1 and v2_mount:
+    if v1 and v2_mount:
         version = "hybrid"
-    elif real_v1:
+    elif v1:
         version = "1"
     else:
         version = "2"
-    return CgroupInfo(version, real_v1, v2_mount, v2_controllers)
-
-
-KNOWN_V1_CONTROLLERS = {
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
-    "net_prio", "hugetlb", "pids", "rdma", "misc",
-}
+    return CgroupInfo(version, v1, v2_mount, v2_controllers)
 
 
 def filesystems() -> set[str]:

@@ -8,6 +8,7 @@ import time
 import click
 
 from kernel.cli.output import emit, format_option
+from kernel.humanize import duration
 from kernel.errors import UsageError
 
 
@@ -16,41 +17,13 @@ def _store(engine):
     return ContainerStore(engine)
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration."""
-    seconds = int(seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def status_text(record, now: float) -> str:
     if record.status == "running":
-        return f"Up {human_duration(now - record.started_at)}"
+        return f"Up {duration(now - record.started_at)}"
     if record.status == "paused":
-        return f"Up {human_duration(now - record.started_at)} (Paused)"
+        return f"Up {duration(now - record.started_at)} (Paused)"
     if record.status == "exited":
-        return f"Exited ({record.exit_code}) {human_duration(now - record.finished_at)} ago"
+        return f"Exited ({record.exit_code}) {duration(now - record.finished_at)} ago"
     return record.status.capitalize()
 
 
@@ -74,7 +47,7 @@ def ps_row(record, now: float, no_trunc: bool) -> dict:
         "Image": record.image_ref,
         "Command": json.dumps(command, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(record.created)),
-        "RunningFor": human_duration(now - record.created) + " ago",
+        "RunningFor": duration(now - record.created) + " ago",
         "Status": status_text(record, now),
         "State": record.status,
         "Ports": ports_text(record),

@@ -46,7 +46,7 @@ def image():
 # --- listing and inspecting -------------------------------------------------------------
 
 def _image_rows(records, digests: bool, no_trunc: bool) -> list[dict]:
-    from kernel.images import humanize
+    from kernel import humanize
     from kernel.images import reference as refs
 
     rows = []
@@ -145,7 +145,7 @@ def inspect(ctx, images, fmt):
 @click.pass_context
 def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
     """Show the history of an image."""
-    from kernel.images import humanize
+    from kernel import humanize
 
     store = _store(ctx)
     record = store.resolve(name)
@@ -229,7 +229,7 @@ def rm(ctx, images, force, no_prune):
 @click.pass_context
 def prune(ctx, all_, force):
     """Remove unused images."""
-    from kernel.images import humanize
+    from kernel import humanize
 
     if not force:
         what = "images without at least one container associated to them" if all_ else "dangling images"

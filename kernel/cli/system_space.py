@@ -56,7 +56,7 @@ def disk_usage(engine) -> list[dict]:
 @click.pass_obj
 def df(engine, fmt):
     """Show pallet disk usage."""
-    from kernel.images.humanize import size
+    from kernel.humanize import size
 
     engine.plugins.load("storage", "runtime")
     rows = []
