@@ -229,6 +229,17 @@ class Cgroup:
         _write(path / name, value)
         return True
 
+    def _apply_cpuset_and_pids(self, r: dict) -> None:
+        """The files that have the same names and values in v1 and v2."""
+        cpu = r.get("cpu") or {}
+        if cpu.get("cpus"):
+            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            self._set("cpuset", "cpuset.mems", cpu["mems"])
+        pids = r.get("pids") or {}
+        if pids.get("limit"):
+            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+
     def _apply_v1(self, r: dict) -> None:
         memory = r.get("memory") or {}
         if memory.get("limit") is not None:
@@ -248,13 +259,7 @@ class Cgroup:
             self._set("cpu", "cpu.cfs_period_us", cpu["period"])
         if cpu.get("quota"):
             self._set("cpu", "cpu.cfs_quota_us", cpu["quota"])
-        if cpu.get("cpus"):
-            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
-        if cpu.get("mems"):
-            self._set("cpuset", "cpuset.mems", cpu["mems"])
-        pids = r.get("pids") or {}
-        if pids.get("limit"):
-            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+        self._apply_cpuset_and_pids(r)
         blkio = r.get("blockIO") or {}
         if blkio.get("weight"):
             self._set("blkio", "blkio.weight", blkio["weight"], optional=True) or \
@@ -293,13 +298,7 @@ class Cgroup:
         if cpu.get("quota") or cpu.get("period"):
             quota = cpu.get("quota") or 0
             self._set("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} {cpu.get('period') or 100000}")
-        if cpu.get("cpus"):
-            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
-        if cpu.get("mems"):
-            self._set("cpuset", "cpuset.mems", cpu["mems"])
-        pids = r.get("pids") or {}
-        if pids.get("limit"):
-            self._set("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
+        self._apply_cpuset_and_pids(r)
         blkio = r.get("blockIO") or {}
         if blkio.get("weight"):
             self._set("io", "io.bfq.weight", blkio["weight"], optional=True) or \

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from kernel.drivers.storage import Change
 from kernel.storage import archive
@@ -122,28 +122,35 @@ def diff_size(driver, layer_id: str, parent: str | None) -> int:
 
 def changes_size(root: str, found: list[Change]) -> int:
     """Bytes of regular-file content added or changed, each hard-linked inode counted once."""
+    return regular_bytes(os.lstat(root + change.path) for change in found if change.kind != "D")
+
+
+def regular_bytes(stats: Iterable[os.stat_result]) -> int:
+    """Sum of regular files' sizes, each inode (hard links) counted once."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for change in found:
-        if change.kind == "D":
-            continue
-        st = os.lstat(root + change.path)
+    for st in stats:
         if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             total += st.st_size
     return total
 
 
-def apply_diff(driver, layer_id: str, parent: str | None, stream: BinaryIO) -> int:
-    """Extract into the mounted layer, deleting whatever whiteouts name; creates the layer if missing."""
-    created = False
-    if not driver.exists(layer_id):
+@contextlib.contextmanager
+def layer_to_fill(driver, layer_id: str, parent: str | None):
+    """Create ``layer_id`` if missing for an apply_diff; remove it again if the apply fails."""
+    created = not driver.exists(layer_id)
+    if created:
         driver.create(layer_id, parent)
-        created = True
     try:
-        with mounted(driver, layer_id) as root:
-            return archive.extract(stream, root, archive.DeleteWhiteouts(), driver.id_shift)
+        yield
     except BaseException:
         if created:
             driver.remove(layer_id)
         raise
+
+
+def apply_diff(driver, layer_id: str, parent: str | None, stream: BinaryIO) -> int:
+    """Extract into the mounted layer, deleting whatever whiteouts name; creates the layer if missing."""
+    with layer_to_fill(driver, layer_id, parent), mounted(driver, layer_id) as root:
+        return archive.extract(stream, root, archive.DeleteWhiteouts(), driver.id_shift)

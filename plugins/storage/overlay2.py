@@ -264,29 +264,16 @@ class Overlay2Driver(StorageDriver):
     def diff_size(self, layer_id: str, parent: str | None) -> int:
         if not self._native(layer_id, parent):
             return super().diff_size(layer_id, parent)
-        from kernel.storage import archive
+        from kernel.storage import archive, naive
 
-        seen, total = set(), 0
-        for _name, _path, st in archive.walk(str(self._dir(layer_id) / "diff")):
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-        return total
+        return naive.regular_bytes(st for _name, _path, st in archive.walk(str(self._dir(layer_id) / "diff")))
 
     def apply_diff(self, layer_id: str, parent: str | None, stream: BinaryIO) -> int:
-        from kernel.storage import archive
+        from kernel.storage import archive, naive
 
-        created = False
-        if not self.exists(layer_id):
-            self.create(layer_id, parent)
-            created = True
-        try:
+        with naive.layer_to_fill(self, layer_id, parent):
             return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts(),
                                    self.id_shift)
-        except BaseException:
-            if created:
-                self.remove(layer_id)
-            raise
 
     # --- reporting ----------------------------------------------------------------------
     def status(self) -> list[tuple[str, str]]:
