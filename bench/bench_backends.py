@@ -98,7 +98,7 @@ def image_tarball(path: Path, files: int, big_mb: int) -> int:
 
 
 def pallet(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(root), *args]
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(root), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), timeout=1800,
                             env={**os.environ, **(env or {})})
     if result.returncode != 0:

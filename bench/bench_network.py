@@ -85,8 +85,8 @@ def veth_only(ns: Namespaces) -> float:
 
 def bridge(ns: Namespaces, engine) -> tuple[float, float]:
     """(throughput, mean seconds for connect+disconnect of one container)."""
-    from kernel import network as net
-    from kernel.network import NetworkStore
+    from pallet.kernel import network as net
+    from pallet.kernel.network import NetworkStore
     from tests.network.conftest import FakeContainer
 
     NetworkStore(engine).create("benchnet", subnet="10.231.251.0/24")
@@ -135,7 +135,7 @@ def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
     else it is created and removed with each container (as Podman's netavark).
     """
     root = tmp / f"runroot-{keep_bridge}"
-    cmd = [sys.executable, "-m", "kernel.cli", "--root", str(root)]
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(root)]
     env_config = tmp / f"run-{keep_bridge}.toml"
     env_config.write_text(f'[network]\nbridge_name = "pb{uuid.uuid4().hex[:6]}"\n'
                           f'keep_default_bridge = {"true" if keep_bridge else "false"}\n')
@@ -158,18 +158,18 @@ def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
                 times.append(time.perf_counter() - start)
             results[mode] = min(results.get(mode, 1e9), statistics.median(times))
     finally:
-        from kernel.config import Config
-        from kernel.engine import Engine
-        from kernel.network import NetworkStore
+        from pallet.kernel.config import Config
+        from pallet.kernel.engine import Engine
+        from pallet.kernel.network import NetworkStore
 
         NetworkStore(Engine(Config.load(root=str(root), config_path=str(env_config)))).teardown_all()
     return results
 
 
 def main() -> None:
-    from kernel.config import Config
-    from kernel.engine import Engine
-    from kernel.network import NetworkStore
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.network import NetworkStore
 
     tmp = Path(tempfile.mkdtemp(prefix="pallet-bench-net-"))
     config = tmp / "pallet.toml"

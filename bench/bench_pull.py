@@ -70,7 +70,7 @@ def rm_tree(path: Path) -> None:
 
 def unpack_layer(tar: Path, work: Path, rounds: int) -> None:
     """One uncompressed layer: pallet's safe extraction (what apply_diff runs) vs ``tar -xf``."""
-    from kernel.storage import archive
+    from pallet.kernel.storage import archive
 
     ours, theirs = [], []
     for round_ in range(rounds):
@@ -121,14 +121,14 @@ def main() -> None:
                                            "pallet pull, fsync off (diagnostic)": [],
                                            "skopeo copy + umoci unpack": []}
         no_fsync = ("import os, runpy, sys; os.fsync = lambda fd: None; sys.argv = ['pallet'] + sys.argv[1:]; "
-                    "runpy.run_module('kernel.cli', run_name='__main__')")
+                    "runpy.run_module('pallet.kernel.cli', run_name='__main__')")
         podman = shutil.which("podman")
         if podman:
             results["podman pull"] = []
         for round_ in range(args.rounds):
             root = work / f"pallet-root-{round_}"
             results["pallet pull"].append(timed(
-                [sys.executable, "-m", "kernel.cli", "--root", str(root), "pull", "-q", name], env))
+                [sys.executable, "-m", "pallet.kernel.cli", "--root", str(root), "pull", "-q", name], env))
             rm_tree(root)
             target = work / f"skopeo-{round_}"
             results["skopeo copy docker:// oci:"].append(timed(

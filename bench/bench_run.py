@@ -49,9 +49,9 @@ def timed(cmd, **kwargs) -> float:
 
 def make_bundle(root: Path, run_root: Path, bundle: Path) -> None:
     """A pallet container's own bundle (config.json + the mounted rootfs), copied so runc can run it alone."""
-    from kernel import lifecycle
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel import lifecycle
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     engine = Engine(Config.load(str(root), str(run_root)))
     engine.plugins.load("storage", "network", "security", "runtime")
@@ -117,9 +117,9 @@ def shim_rss(docker: list[str]) -> int:
 
 
 def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
-    from kernel import lifecycle
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel import lifecycle
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     engine = Engine(Config.load(str(root), str(run_root)))
     engine.plugins.load("storage", "network", "security", "runtime")
@@ -157,7 +157,7 @@ def main() -> None:
     bundle.mkdir()
     os.environ["PALLET_CONFIG"] = str(work / "pallet.toml")
     (work / "pallet.toml").write_text("")
-    pallet = [sys.executable, "-m", "kernel.cli", "--root", str(root), "--run-root", str(run_root)]
+    pallet = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(root), "--run-root", str(run_root)]
     env = {**os.environ}
     podman = None
     with contextlib.ExitStack() as stack:
@@ -172,7 +172,7 @@ def main() -> None:
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
         }
         cwd = {name: REPO for name in contenders}
-        if args.baseline:  # run from its own tree: "-m kernel.cli" imports the checkout in the cwd
+        if args.baseline:  # run from its own tree: "-m pallet.kernel.cli" imports the checkout in the cwd
             contenders["baseline"], cwd["baseline"] = contenders["pallet"], Path(args.baseline).resolve()
         skipped = []
         podman = peers.podman(work, archive)

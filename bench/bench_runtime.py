@@ -33,13 +33,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "runtime")]
 CHILD = """
 import os, sys
 from pathlib import Path
-from plugins.runtime.builtin import PalletRuntime
+from pallet.plugins.runtime.builtin import PalletRuntime
 runtime = PalletRuntime(Path(sys.argv[1]))
 pid = runtime.run(sys.argv[2], Path(sys.argv[3]), (0, 1, 2))
 os.waitpid(pid, 0)
 runtime.delete(sys.argv[2])
 """
-IMPORTS = "import plugins.runtime.builtin, kernel.runtime.launch, kernel.runtime.cgroups, kernel.runtime.seccomp"
+IMPORTS = "import pallet.plugins.runtime.builtin, pallet.kernel.runtime.launch, pallet.kernel.runtime.cgroups, pallet.kernel.runtime.seccomp"
 
 
 def timed(argv, **kwargs) -> float:
@@ -50,7 +50,7 @@ def timed(argv, **kwargs) -> float:
 
 
 def without_cgroup2() -> None:
-    from kernel.runtime import linux
+    from pallet.kernel.runtime import linux
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
@@ -60,8 +60,8 @@ def without_cgroup2() -> None:
 def main() -> None:
     import ocispec
 
-    from kernel import host
-    from plugins.runtime.builtin import PalletRuntime
+    from pallet.kernel import host
+    from pallet.plugins.runtime.builtin import PalletRuntime
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)

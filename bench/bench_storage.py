@@ -42,7 +42,7 @@ def image_tar(files: int, big_mb: int) -> io.BytesIO:
 
 
 def bench_driver(name: str, home: str, options: dict, sizes: list[int], rounds: int) -> dict:
-    from kernel.plugins import PluginManager
+    from pallet.kernel.plugins import PluginManager
 
     cls = PluginManager().driver("storage", name).cls
     availability = cls.probe(home, options)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernel.storage import archive  # noqa: E402
+from pallet.kernel.storage import archive  # noqa: E402
 
 
 def build_layer(work: Path, files: int) -> Path:

@@ -2,6 +2,9 @@
 
 __version__ = "0.1.0"
 
+# The plugin contract's version (semver): see docs/plugins.md for what each part promises.
+PLUGIN_API = "1.0.0"
+
 
 def __getattr__(name):
     # ``hookimpl`` is made on first use so that ``pallet --help``/``--version`` never import pluggy.
@@ -11,4 +14,4 @@ def __getattr__(name):
         global hookimpl
         hookimpl = pluggy.HookimplMarker("pallet")
         return hookimpl
-    raise AttributeError(f"module 'kernel' has no attribute {name!r}")
+    raise AttributeError(f"module 'pallet.kernel' has no attribute {name!r}")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel.errors import UsageError
+from pallet.kernel.errors import UsageError
 
 DEFAULT_CONFIG = Path("/etc/pallet/pallet.toml")
 DEFAULT_ROOT = Path("/var/lib/pallet")

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel.errors import Conflict, NotFound, UsageError
-from kernel.fsutil import atomic_write_json, locked
+from pallet.kernel.errors import Conflict, NotFound, UsageError
+from pallet.kernel.fsutil import atomic_write_json, locked
 
 RECORD_FILE = "container.json"
 # Docker's rule for container names.

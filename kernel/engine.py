@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from kernel.config import Config
-from kernel.errors import Conflict, PalletError
-from kernel.fsutil import atomic_write
+from pallet.kernel.config import Config
+from pallet.kernel.errors import Conflict, PalletError
+from pallet.kernel.fsutil import atomic_write
 
 # Autodetect order when nothing chooses a driver (moby and containers/storage use the same idea).
 STORAGE_PRIORITY = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
@@ -30,7 +30,7 @@ class Engine:
 
     @cached_property
     def plugins(self):
-        from kernel.plugins import PluginManager
+        from pallet.kernel.plugins import PluginManager
         return PluginManager(cache_dir=self.run_root)
 
     # --- storage ------------------------------------------------------------------------
@@ -40,7 +40,7 @@ class Engine:
         settings = self.config.section("security")
         if not settings.get("userns_remap"):
             return None
-        from plugins.security.userns import Remap  # the plugin owns subordinate-ID parsing
+        from pallet.plugins.security.userns import Remap  # the plugin owns subordinate-ID parsing
 
         return Remap.from_settings(settings)
 
@@ -67,7 +67,7 @@ class Engine:
         recorded = self.recorded_storage_driver()
         if recorded:
             candidates.add(recorded)
-        from kernel.storage.migrate import kept_drivers
+        from pallet.kernel.storage.migrate import kept_drivers
 
         kept = set(kept_drivers(self.root))  # backups left by "storage migrate --keep-old"
         return sorted(name for name in candidates if name not in kept and _has_data(self.storage_home(name)))
@@ -129,11 +129,11 @@ class Engine:
     @cached_property
     def storage(self):
         """The selected storage driver instance; records the choice in the root."""
-        from kernel.storage import MIGRATION_JOURNAL
+        from pallet.kernel.storage import MIGRATION_JOURNAL
 
         name = self.storage_driver_name
         if (self.root / MIGRATION_JOURNAL).exists():  # the migrate module is imported only then
-            from kernel.storage.migrate import in_progress
+            from pallet.kernel.storage.migrate import in_progress
 
             journal = in_progress(self.root)
             if journal is not None:

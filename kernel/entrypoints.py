@@ -84,7 +84,7 @@ def _read(path: Path, stamp: list, groups: list[str]) -> Listing | None:
 
 
 def _write(path: Path, stamp: list, found: Listing) -> None:
-    from kernel.fsutil import atomic_write
+    from pallet.kernel.fsutil import atomic_write
 
     data = {
         "format": FORMAT,

@@ -1,5 +1,7 @@
 """Errors a user can cause: each one becomes one line on stderr and an exit code, never a traceback."""
 
+__all__ = ["Conflict", "NotFound", "NotImplementedYet", "PalletError", "UsageError"]
+
 
 class PalletError(Exception):
     """A failure the user can act on. ``str(err)`` is the whole message; ``exit_code`` is returned."""

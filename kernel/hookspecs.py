@@ -13,7 +13,7 @@ Two kinds of hooks:
 
 * **Registration hooks** (``pallet_register_*``) are called once when pallet loads a kind
   of plugin. Each receives ``register(name, cls)``; call it once per driver the plugin
-  provides. ``cls`` subclasses the matching base in :mod:`kernel.drivers`, whose
+  provides. ``cls`` subclasses the matching base in :mod:`pallet.kernel.drivers`, whose
   docstrings say what each method must do. Pallet then uses drivers as objects: exactly
   one storage driver per root, a network driver per network, every enabled security
   profile in order, the transport named by a reference's prefix.
@@ -22,9 +22,9 @@ Two kinds of hooks:
   first). Their return values are ignored unless the spec says otherwise. An exception
   raised by an observer is reported and does not stop the operation.
 
-Write implementations with ``kernel.hookimpl``::
+Write implementations with ``pallet.hookimpl``::
 
-    from kernel import hookimpl
+    from pallet.kernel import hookimpl
 
     @hookimpl
     def pallet_register_storage_drivers(register):
@@ -48,7 +48,7 @@ def pallet_register_storage_drivers(register):
 
     Called once when pallet needs storage (``run``, ``pull``, ``images`` …).
     ``register(name, cls)`` takes the driver's name as users type it with
-    ``--storage-driver`` and a subclass of :class:`kernel.drivers.StorageDriver`.
+    ``--storage-driver`` and a subclass of :class:`pallet.kernel.drivers.StorageDriver`.
     A driver that only implements create/mount/remove gets the diff operations
     (diff, changes, apply_diff, diff_size) from the naive fallback in the base class.
     Return nothing.
@@ -59,7 +59,7 @@ def pallet_register_storage_drivers(register):
 def pallet_register_network_drivers(register):
     """Register network drivers.
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.NetworkDriver`,
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.NetworkDriver`,
     selected by ``--network``/``pallet network create -d NAME``. Return nothing.
     """
 
@@ -68,7 +68,7 @@ def pallet_register_network_drivers(register):
 def pallet_register_ipam_drivers(register):
     """Register IP address managers.
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.IpamDriver`,
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.IpamDriver`,
     selected by ``pallet network create --ipam-driver NAME`` (default ``default``).
     Return nothing.
     """
@@ -78,7 +78,7 @@ def pallet_register_ipam_drivers(register):
 def pallet_register_volume_drivers(register):
     """Register volume drivers.
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.VolumeDriver`,
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.VolumeDriver`,
     selected by ``pallet volume create -d NAME`` (default ``local``). Return nothing.
     """
 
@@ -87,7 +87,7 @@ def pallet_register_volume_drivers(register):
 def pallet_register_security_profiles(register):
     """Register security profiles.
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.SecurityProfile`.
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.SecurityProfile`.
     Every available profile contributes to each container's OCI spec, in the order of
     their ``order`` attribute; ``--security-opt NAME=VALUE`` options are routed to the
     profile called NAME. Return nothing.
@@ -98,7 +98,7 @@ def pallet_register_security_profiles(register):
 def pallet_register_transports(register):
     """Register image transports (registries and archive formats).
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.Transport`; the
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.Transport`; the
     name is the reference prefix users type (``docker`` for ``docker://…``, ``oci`` for
     ``oci:PATH``). Return nothing.
     """
@@ -108,7 +108,7 @@ def pallet_register_transports(register):
 def pallet_register_runtimes(register):
     """Register OCI runtimes that execute a container bundle.
 
-    ``register(name, cls)`` with a subclass of :class:`kernel.drivers.Runtime`, selected
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.Runtime`, selected
     by ``--runtime NAME`` (default ``pallet``, the built-in one; ``runc`` and ``crun`` run
     the same ``config.json``). Return nothing.
     """
@@ -122,7 +122,7 @@ def pallet_spec_amend(spec, container):
 
     Called after every security profile has applied, for every plugin that implements
     it. ``spec`` is the runtime-spec dict (change it in place); ``container`` is the
-    :class:`kernel.containers.ContainerRecord` being created. Return nothing.
+    :class:`pallet.kernel.containers.ContainerRecord` being created. Return nothing.
     """
 
 

@@ -21,7 +21,7 @@ class CgroupInfo:
 
 
 def cgroup_info(mounts_file: str = "/proc/self/mounts") -> CgroupInfo:
-    from kernel.runtime.cgroups import V1_CONTROLLERS, hierarchies
+    from pallet.kernel.runtime.cgroups import V1_CONTROLLERS, hierarchies
 
     mounts, v2_mount = hierarchies(mounts_file)
     v1 = {name: str(path) for name, path in mounts.items() if name in V1_CONTROLLERS}

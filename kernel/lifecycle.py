@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel import procs
-from kernel.containers import ContainerRecord, ContainerStore, new_container_id
-from kernel.errors import Conflict, NotImplementedYet, PalletError
-from kernel.fsutil import atomic_write_json
+from pallet.kernel import procs
+from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
+from pallet.kernel.errors import Conflict, NotImplementedYet, PalletError
+from pallet.kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
 EXIT_FILE = "exit-code"
@@ -24,7 +24,7 @@ LOCAL_MODES = ("none", "host")   # network modes that need no network plugin
 
 @dataclass
 class CreateRequest:
-    """What ``create``/``run`` were asked for, already parsed by :mod:`kernel.runopts`."""
+    """What ``create``/``run`` were asked for, already parsed by :mod:`pallet.kernel.runopts`."""
 
     image: str
     command: list[str] = field(default_factory=list)
@@ -46,7 +46,7 @@ class CreateRequest:
 
 def image_store(engine):
     try:
-        from kernel.images import ImageStore
+        from pallet.kernel.images import ImageStore
     except ImportError:
         raise NotImplementedYet("the image store is not available in this build of pallet") from None
     return ImageStore(engine)
@@ -54,7 +54,7 @@ def image_store(engine):
 
 def resolve_image(engine, ref: str, policy: str = "missing"):
     """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
-    from kernel.errors import NotFound
+    from pallet.kernel.errors import NotFound
 
     store = image_store(engine)
     if policy != "always":
@@ -66,7 +66,7 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
     if policy == "missing":
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
-    from kernel.images import transfer
+    from pallet.kernel.images import transfer
 
     engine.plugins.load("registry")
     return transfer.pull(engine, ref)
@@ -92,13 +92,13 @@ def default_network(engine) -> str:
     record = engine.plugins.drivers.get("network", {}).get("bridge")
     if record is not None and record.cls.implemented:
         with contextlib.suppress(ImportError):
-            import kernel.network  # noqa: F401
+            import pallet.kernel.network  # noqa: F401
             return "bridge"
     return "none"
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:
-    from kernel import runopts
+    from pallet.kernel import runopts
 
     if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
@@ -173,7 +173,7 @@ def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
 
 def volume_store(engine):
     try:
-        from kernel.volumes import VolumeStore
+        from pallet.kernel.volumes import VolumeStore
     except ImportError:
         raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
     return VolumeStore(engine)
@@ -187,7 +187,7 @@ def check_network(engine, network: str) -> str:
     if network in LOCAL_MODES:
         return network
     try:
-        from kernel.network import NetworkStore
+        from pallet.kernel.network import NetworkStore
     except ImportError:
         raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
                                 '(only "none" and "host" are)') from None
@@ -210,7 +210,7 @@ def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path
 
 def prepare(engine, record: ContainerRecord) -> Path:
     """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
-    from kernel import sandbox, spec as specmod
+    from pallet.kernel import sandbox, spec as specmod
 
     store = ContainerStore(engine)
     run_dir = store.run_dir(record.id)
@@ -222,7 +222,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
         elif record.network_mode not in LOCAL_MODES:
-            import kernel.network as network
+            import pallet.kernel.network as network
 
             engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
@@ -232,12 +232,12 @@ def prepare(engine, record: ContainerRecord) -> Path:
                **shared_etc}
         workdir = record.config.get("WorkingDir")
         if workdir:
-            from kernel.rootpath import resolve_in_root
+            from pallet.kernel.rootpath import resolve_in_root
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
         if (spec.get("linux") or {}).get("uidMappings"):
-            from plugins.security.userns import prepare_files  # a remapped root must reach its files
+            from pallet.plugins.security.userns import prepare_files  # a remapped root must reach its files
 
             prepare_files(engine, spec)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
@@ -255,7 +255,7 @@ def mount_rootfs(engine, record: ContainerRecord) -> Path:
 
 
 def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
-    from kernel.spec import user_mount
+    from pallet.kernel.spec import user_mount
 
     host = record.host_config
     result = []
@@ -275,7 +275,7 @@ def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
 def _mount_volume(engine, record: ContainerRecord, mount: dict, rootfs: Path) -> Path:
     host_path, created_empty = volume_store(engine).mount(mount["Source"], record.id)
     if created_empty:
-        from kernel.rootpath import resolve_in_root
+        from pallet.kernel.rootpath import resolve_in_root
         source = resolve_in_root(rootfs, mount["Target"])
         if source.is_dir() and not mount.get("NoCopy"):
             shutil.copytree(source, host_path, symlinks=True, dirs_exist_ok=True)
@@ -351,8 +351,8 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
 
 def container_cgroup(record: ContainerRecord):
     """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
-    from kernel.runtime.cgroups import Cgroup
-    from kernel.spec import cgroups_path
+    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.spec import cgroups_path
 
     return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})
 
@@ -363,7 +363,7 @@ def oom_killed(record: ContainerRecord) -> bool:
 
 def release(engine, record: ContainerRecord) -> None:
     """Undo ``prepare``: runtime state and cgroup, network, volumes, rootfs mount. Idempotent."""
-    from kernel import sandbox
+    from pallet.kernel import sandbox
 
     store = ContainerStore(engine)
     errors = []
@@ -375,7 +375,7 @@ def release(engine, record: ContainerRecord) -> None:
             errors.append(f"runtime: {exc}")
     if record.network_mode not in LOCAL_MODES and not record.network_mode.startswith("container:"):
         with contextlib.suppress(ImportError):
-            import kernel.network as network
+            import pallet.kernel.network as network
             engine.plugins.load("network")
             try:
                 network.disconnect(engine, record)
@@ -388,7 +388,7 @@ def release(engine, record: ContainerRecord) -> None:
     for mount in record.host_config.get("Mounts") or []:
         if mount["Type"] == "volume":
             with contextlib.suppress(ImportError):
-                from kernel.volumes import VolumeStore
+                from pallet.kernel.volumes import VolumeStore
                 try:
                     VolumeStore(engine).unmount(mount["Source"], record.id)
                 except Exception as exc:
@@ -433,7 +433,7 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:
-    from kernel.runopts import parse_signal
+    from pallet.kernel.runopts import parse_signal
 
     record = refresh(engine, record)
     if not record.running:

@@ -3,7 +3,7 @@
 The detached monitor is a double-forked copy of the CLI process (no new interpreter before
 the start, so ``run -d`` stays fast). It becomes the child subreaper, starts the container
 through the runtime and tells the CLI the outcome over a pipe. Then it ``execve``s into
-:mod:`kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
+:mod:`pallet.kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
 memory; when the container exits that process records the exit code and OOM kill, fires the
 lifecycle hooks and honours ``--rm`` (:func:`after_exit`).
 """
@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from kernel import lifecycle, procs
-from kernel.containers import ContainerStore
-from kernel.errors import PalletError
-from kernel.fsutil import atomic_write_json
-from kernel.logpump import JsonLog
-from kernel.stdio import ConsoleSocket, pump, raw_terminal
+from pallet.kernel import lifecycle, procs
+from pallet.kernel.containers import ContainerStore
+from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import atomic_write_json
+from pallet.kernel.logpump import JsonLog
+from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -210,8 +210,8 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
 
 def after_exit(params_path: str, exit_code: int) -> None:
     """Called by the log pump once the container has exited: record it, clean up, honour --rm."""
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     params = json.loads(Path(params_path).read_text())
     config_path = params["config_path"] if Path(params["config_path"]).exists() else None

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel.errors import Conflict, NotFound, PalletError, UsageError
-from kernel.fsutil import atomic_write, atomic_write_json, locked
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
@@ -120,7 +120,7 @@ class NetworkStore:
 
     def bridge_device(self) -> str:
         """``pallet0`` for the default root; other roots get their own device so they never share one."""
-        from kernel.config import DEFAULT_ROOT
+        from pallet.kernel.config import DEFAULT_ROOT
 
         if Path(self.engine.root) == DEFAULT_ROOT:
             return DEFAULT_BRIDGE_DEVICE
@@ -212,7 +212,7 @@ class NetworkStore:
 
     def _materialize(self, record: NetworkRecord, network_driver) -> None:
         """Reserve the pool and gateway, then have the driver build the network. Store lock held."""
-        from plugins.network.ports import host_lock
+        from pallet.plugins.network.ports import host_lock
 
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
@@ -264,7 +264,7 @@ class NetworkStore:
         return record
 
     def _teardown(self, record: NetworkRecord) -> None:
-        from plugins.network import dns
+        from pallet.plugins.network import dns
 
         dns.stop(self, record)
         network_driver = self.driver(record.driver)
@@ -296,7 +296,7 @@ class NetworkStore:
     # --- endpoints ----------------------------------------------------------------------
     def connect(self, container, sandbox: str, network: str, aliases=(), ip: str = "", mac: str = "",
                 port_bindings: dict | None = None) -> tuple[NetworkRecord, EndpointRecord]:
-        from kernel.drivers import EndpointInfo
+        from pallet.kernel.drivers import EndpointInfo
 
         record = self.get(network)
         if record.driver in ("host", "none"):
@@ -335,7 +335,7 @@ class NetworkStore:
                 endpoint.gateway = joined.gateway
                 self._save_endpoint(endpoint)
                 if not record.predefined:
-                    from plugins.network import dns
+                    from pallet.plugins.network import dns
 
                     dns.ensure(self, record, endpoint)
             except BaseException:
@@ -388,7 +388,7 @@ class NetworkStore:
 
     # --- the cluster store (global-scope networks) -------------------------------------------
     def _cluster(self):
-        from plugins.network.etcd import Etcd
+        from pallet.plugins.network.etcd import Etcd
 
         if not hasattr(self, "_etcd"):
             self._etcd = Etcd(self.cluster_store)
@@ -558,7 +558,7 @@ def _now() -> str:
 
 def sandbox_of(engine, container: str):
     """The container's record and its sandbox path (``<run_root>/netns/<id>``), None when it is not running."""
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
 
     record = ContainerStore(engine).get(container)
     path = Path(engine.run_root) / "netns" / record.id

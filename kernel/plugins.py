@@ -1,7 +1,7 @@
 """Find plugins with stevedore, validate and call them with pluggy, and keep the table of drivers.
 
 Only the entry-point groups a command needs are loaded. The listing comes from
-``kernel.entrypoints`` (stevedore's discovery, cached under the run root); each entry point is
+``pallet.kernel.entrypoints`` (stevedore's discovery, cached under the run root); each entry point is
 imported here, as stevedore would, so a plugin that fails to import, or whose hooks do not match
 ``kernel/hookspecs.py``, becomes a *broken* row with the reason: one warning on stderr, and the
 rest of the engine keeps working.
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import pluggy
 
-from kernel import hookspecs
-from kernel.drivers import Availability, Driver
-from kernel.errors import PalletError, UsageError
+from pallet.kernel import hookspecs
+from pallet.kernel.drivers import Availability, Driver
+from pallet.kernel.errors import PalletError, UsageError
 
 GROUPS = {
     "storage": "pallet.storage",
@@ -141,7 +141,7 @@ class PluginManager:
 
     def _entry_points(self):
         if self._listing is None:
-            from kernel.entrypoints import listing
+            from pallet.kernel.entrypoints import listing
 
             self._listing = listing(list(GROUPS.values()), self._cache_dir)
         return self._listing

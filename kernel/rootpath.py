@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 _MAX_LINKS = 255
 

@@ -1,6 +1,6 @@
 """Parse ``run``/``create`` flags as Docker does: sizes, -e/--env-file, -v/--mount/--tmpfs, -p/-P, ulimits.
 
-Every function raises :class:`kernel.errors.UsageError` with Docker's wording for a bad value,
+Every function raises :class:`pallet.kernel.errors.UsageError` with Docker's wording for a bad value,
 so nothing is created for a command line that cannot work.
 """
 
@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from kernel.errors import UsageError
+from pallet.kernel.errors import UsageError
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}

@@ -16,8 +16,8 @@ import re
 import struct
 from pathlib import Path
 
-from kernel.errors import PalletError
-from kernel.fsutil import atomic_write
+from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import atomic_write
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -28,7 +28,7 @@ def sandbox_path(run_root: Path, cid: str) -> Path:
 
 def create_sandbox(run_root: Path, cid: str) -> Path:
     """Make a new network namespace with ``lo`` up, pinned by a bind mount; the caller stays in its own."""
-    from kernel.runtime import linux
+    from pallet.kernel.runtime import linux
 
     path = sandbox_path(run_root, cid)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def _loopback_up() -> None:
 
 def remove_sandbox(run_root: Path, cid: str) -> None:
     """Unmount and delete the sandbox; missing is fine (idempotent, also after a crash)."""
-    from kernel.runtime import linux
+    from pallet.kernel.runtime import linux
 
     path = sandbox_path(run_root, cid)
     if not path.exists():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kernel.drivers import SecurityContext
-from kernel.errors import PalletError, UsageError
+from pallet.kernel.drivers import SecurityContext
+from pallet.kernel.errors import PalletError, UsageError
 
 # Options Docker accepts without NAME=VALUE form, mapped to the profile that owns them.
 BARE_OPTIONS = {"no-new-privileges": "capabilities"}

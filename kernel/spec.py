@@ -6,7 +6,7 @@ import os
 import resource
 from pathlib import Path
 
-from kernel.errors import PalletError, UsageError
+from pallet.kernel.errors import PalletError, UsageError
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -96,8 +96,8 @@ def _terminal_size() -> dict | None:
 
 def finalize_spec(engine, spec: dict, record) -> dict:
     """Let security profiles and then every ``pallet_spec_amend`` plugin shape the spec."""
-    from kernel.drivers import SecurityContext
-    from kernel.security import apply_profiles
+    from pallet.kernel.drivers import SecurityContext
+    from pallet.kernel.security import apply_profiles
 
     host = record.host_config
     ctx = SecurityContext(privileged=bool(host.get("Privileged")), cap_add=list(host.get("CapAdd") or []),
@@ -239,7 +239,7 @@ def resolve_user(rootfs: Path, user: str) -> dict:
 
 
 def _read_table(rootfs: Path, path: str) -> list[list[str]]:
-    from kernel.rootpath import resolve_in_root
+    from pallet.kernel.rootpath import resolve_in_root
 
     try:
         text = resolve_in_root(rootfs, path).read_text(errors="replace")

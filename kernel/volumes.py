@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel.errors import Conflict, NotFound, PalletError, UsageError
-from kernel.fsutil import atomic_write_json, locked
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel.fsutil import atomic_write_json, locked
 
 RECORD_FILE = "volume.json"
 DEFAULT_DRIVER = "local"
@@ -131,7 +131,7 @@ class VolumeStore:
 
     def in_use_by(self, name: str, ignore_container: str | None = None) -> list[str]:
         """Ids of containers that mount the volume now or reference it in their configuration."""
-        from kernel.containers import ContainerStore
+        from pallet.kernel.containers import ContainerStore
 
         users = set(self._load(name).mounted_by)
         for container in ContainerStore(self.engine).all():

@@ -40,7 +40,7 @@ class Pallet:
 
     def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
                  check: bool = False) -> Result:
-        cmd = [sys.executable, "-m", "kernel.cli", "--root", str(self.root)]
+        cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(self.root)]
         if self.run_root is not None:
             cmd += ["--run-root", str(self.run_root)]
         cmd += args
@@ -87,13 +87,13 @@ def pallet(tmp_path) -> Pallet:
 
 def teardown_networks(pallet: Pallet) -> None:
     """Remove the bridges, endpoints, DNS responders and nft table that a root's networks made."""
-    from kernel.config import Config
-    from kernel.engine import Engine
-    from kernel.network import NetworkStore
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.network import NetworkStore
 
     if (pallet.root / "networks").exists():
         NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
-    from plugins.network.nft import table_exists, table_name
+    from pallet.plugins.network.nft import table_exists, table_name
 
     table = table_name(pallet.root)
     if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs

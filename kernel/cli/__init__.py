@@ -12,54 +12,54 @@ import sys
 
 import click
 
-from kernel import __version__
+from pallet.kernel import __version__
 
 # name -> (module, attribute, short help). Top-level shortcuts point at the same objects as
 # the group subcommands, as Docker's do.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "container": ("kernel.cli.container", "container", "Manage containers"),
-    "image": ("kernel.cli.image", "image", "Manage images"),
-    "network": ("kernel.cli.network", "network", "Manage networks"),
-    "volume": ("kernel.cli.volume", "volume", "Manage volumes"),
-    "plugins": ("kernel.cli.plugins", "plugins", "List and check plugins"),
-    "storage": ("kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
-    "security": ("kernel.cli.security", "security", "Security profiles and checks"),
-    "system": ("kernel.cli.system", "system", "Manage pallet (info, df, prune)"),
-    "info": ("kernel.cli.system", "info", "Display system-wide information"),
-    "version": ("kernel.cli.system", "version", "Show the pallet version"),
-    "run": ("kernel.cli.container", "run", "Create and run a new container from an image"),
-    "create": ("kernel.cli.container", "create", "Create a new container"),
-    "start": ("kernel.cli.container", "start", "Start one or more stopped containers"),
-    "stop": ("kernel.cli.container", "stop", "Stop one or more running containers"),
-    "restart": ("kernel.cli.container", "restart", "Restart one or more containers"),
-    "kill": ("kernel.cli.container", "kill", "Kill one or more running containers"),
-    "pause": ("kernel.cli.container", "pause", "Pause all processes within containers"),
-    "unpause": ("kernel.cli.container", "unpause", "Unpause all processes within containers"),
-    "rm": ("kernel.cli.container", "rm", "Remove one or more containers"),
-    "ps": ("kernel.cli.container", "ls", "List containers"),
-    "logs": ("kernel.cli.container", "logs", "Fetch the logs of a container"),
-    "exec": ("kernel.cli.container", "exec_", "Execute a command in a running container"),
-    "wait": ("kernel.cli.container", "wait", "Block until containers stop, then print their exit codes"),
-    "inspect": ("kernel.cli.container", "inspect_any", "Return low-level information on objects"),
-    "top": ("kernel.cli.container", "top", "Display the running processes of a container"),
-    "stats": ("kernel.cli.container", "stats", "Display resource usage statistics"),
-    "cp": ("kernel.cli.container", "cp", "Copy files between a container and the host"),
-    "diff": ("kernel.cli.container", "diff", "Inspect changes to a container's filesystem"),
-    "export": ("kernel.cli.container", "export", "Export a container's filesystem as a tar archive"),
-    "commit": ("kernel.cli.container", "commit", "Create a new image from a container's changes"),
-    "port": ("kernel.cli.container", "port", "List port mappings of a container"),
-    "rename": ("kernel.cli.container", "rename", "Rename a container"),
-    "pull": ("kernel.cli.image", "pull", "Download an image from a registry"),
-    "push": ("kernel.cli.image", "push", "Upload an image to a registry"),
-    "images": ("kernel.cli.image", "ls", "List images"),
-    "rmi": ("kernel.cli.image", "rm", "Remove one or more images"),
-    "tag": ("kernel.cli.image", "tag", "Create a tag that refers to an image"),
-    "save": ("kernel.cli.image", "save", "Save images to a tar archive"),
-    "load": ("kernel.cli.image", "load", "Load images from a tar archive"),
-    "import": ("kernel.cli.image", "import_", "Import a root filesystem tarball as an image"),
-    "history": ("kernel.cli.image", "history", "Show the history of an image"),
-    "login": ("kernel.cli.image", "login", "Log in to a registry"),
-    "logout": ("kernel.cli.image", "logout", "Log out from a registry"),
+    "container": ("pallet.kernel.cli.container", "container", "Manage containers"),
+    "image": ("pallet.kernel.cli.image", "image", "Manage images"),
+    "network": ("pallet.kernel.cli.network", "network", "Manage networks"),
+    "volume": ("pallet.kernel.cli.volume", "volume", "Manage volumes"),
+    "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
+    "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
+    "security": ("pallet.kernel.cli.security", "security", "Security profiles and checks"),
+    "system": ("pallet.kernel.cli.system", "system", "Manage pallet (info, df, prune)"),
+    "info": ("pallet.kernel.cli.system", "info", "Display system-wide information"),
+    "version": ("pallet.kernel.cli.system", "version", "Show the pallet version"),
+    "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
+    "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
+    "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),
+    "stop": ("pallet.kernel.cli.container", "stop", "Stop one or more running containers"),
+    "restart": ("pallet.kernel.cli.container", "restart", "Restart one or more containers"),
+    "kill": ("pallet.kernel.cli.container", "kill", "Kill one or more running containers"),
+    "pause": ("pallet.kernel.cli.container", "pause", "Pause all processes within containers"),
+    "unpause": ("pallet.kernel.cli.container", "unpause", "Unpause all processes within containers"),
+    "rm": ("pallet.kernel.cli.container", "rm", "Remove one or more containers"),
+    "ps": ("pallet.kernel.cli.container", "ls", "List containers"),
+    "logs": ("pallet.kernel.cli.container", "logs", "Fetch the logs of a container"),
+    "exec": ("pallet.kernel.cli.container", "exec_", "Execute a command in a running container"),
+    "wait": ("pallet.kernel.cli.container", "wait", "Block until containers stop, then print their exit codes"),
+    "inspect": ("pallet.kernel.cli.container", "inspect_any", "Return low-level information on objects"),
+    "top": ("pallet.kernel.cli.container", "top", "Display the running processes of a container"),
+    "stats": ("pallet.kernel.cli.container", "stats", "Display resource usage statistics"),
+    "cp": ("pallet.kernel.cli.container", "cp", "Copy files between a container and the host"),
+    "diff": ("pallet.kernel.cli.container", "diff", "Inspect changes to a container's filesystem"),
+    "export": ("pallet.kernel.cli.container", "export", "Export a container's filesystem as a tar archive"),
+    "commit": ("pallet.kernel.cli.container", "commit", "Create a new image from a container's changes"),
+    "port": ("pallet.kernel.cli.container", "port", "List port mappings of a container"),
+    "rename": ("pallet.kernel.cli.container", "rename", "Rename a container"),
+    "pull": ("pallet.kernel.cli.image", "pull", "Download an image from a registry"),
+    "push": ("pallet.kernel.cli.image", "push", "Upload an image to a registry"),
+    "images": ("pallet.kernel.cli.image", "ls", "List images"),
+    "rmi": ("pallet.kernel.cli.image", "rm", "Remove one or more images"),
+    "tag": ("pallet.kernel.cli.image", "tag", "Create a tag that refers to an image"),
+    "save": ("pallet.kernel.cli.image", "save", "Save images to a tar archive"),
+    "load": ("pallet.kernel.cli.image", "load", "Load images from a tar archive"),
+    "import": ("pallet.kernel.cli.image", "import_", "Import a root filesystem tarball as an image"),
+    "history": ("pallet.kernel.cli.image", "history", "Show the history of an image"),
+    "login": ("pallet.kernel.cli.image", "login", "Log in to a registry"),
+    "logout": ("pallet.kernel.cli.image", "logout", "Log out from a registry"),
 }
 
 
@@ -100,7 +100,7 @@ GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", 
 
 
 def _missing_command(name: str) -> click.Command:
-    from kernel.errors import NotImplementedYet
+    from pallet.kernel.errors import NotImplementedYet
 
     @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     def missing():
@@ -127,8 +127,8 @@ def _missing_command(name: str) -> click.Command:
 @click.pass_context
 def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_store, debug):
     """A container engine whose storage, network, security and registry drivers are plugins."""
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt))
     ctx.obj.debug = debug
@@ -137,7 +137,7 @@ def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_s
 
 def main(argv=None) -> None:
     """Console entry point: run the CLI and turn every user-facing failure into one line and an exit code."""
-    from kernel.errors import PalletError
+    from pallet.kernel.errors import PalletError
 
     debug = os.environ.get("PALLET_DEBUG") or "--debug" in (argv or sys.argv) or "-D" in (argv or sys.argv)
     try:

@@ -1,5 +1,5 @@
-"""``python -m kernel.cli`` runs the pallet command (used by tests and the monitor)."""
+"""``python -m pallet.kernel.cli`` runs the pallet command (used by tests and the monitor)."""
 
-from kernel.cli import main
+from pallet.kernel.cli import main
 
 main()

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 # -h is Docker's --hostname for run/create, so only --help shows help there.
 RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -83,8 +83,8 @@ def create_options(func):
 
 
 def build_request(image, command, opts):
-    from kernel import runopts
-    from kernel.lifecycle import CreateRequest
+    from pallet.kernel import runopts
+    from pallet.kernel.lifecycle import CreateRequest
 
     mounts = [runopts.parse_volume(v) for v in opts["volume"]] + [runopts.parse_mount(m) for m in opts["mounts"]]
     for mount in mounts:
@@ -142,7 +142,7 @@ def build_request(image, command, opts):
 
 
 def _create(engine, image, command, opts):
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     return lifecycle.create(engine, build_request(image, command, opts))
 
@@ -171,7 +171,7 @@ def run(ctx, image, command, detach, **opts):
     "bridge" when a bridge network driver is implemented, else "none"
     (a private network namespace with only lo).
     """
-    from kernel import lifecycle, monitor
+    from pallet.kernel import lifecycle, monitor
 
     engine = _engine(ctx.obj)
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
@@ -198,7 +198,7 @@ def run(ctx, image, command, detach, **opts):
 @click.pass_context
 def start(ctx, attach, interactive, containers):
     """Start one or more stopped containers."""
-    from kernel import lifecycle, monitor
+    from pallet.kernel import lifecycle, monitor
 
     engine = _engine(ctx.obj)
     code = 0
@@ -218,7 +218,7 @@ def start(ctx, attach, interactive, containers):
 
 
 def _store(engine):
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
     return ContainerStore(engine)
 
 
@@ -243,8 +243,8 @@ def _each(engine, names, action) -> None:
 @click.pass_obj
 def stop(engine, timeout, sig, containers):
     """Stop one or more running containers."""
-    from kernel import lifecycle
-    from kernel.runopts import parse_signal
+    from pallet.kernel import lifecycle
+    from pallet.kernel.runopts import parse_signal
 
     number = parse_signal(sig)
     _each(_engine(engine), containers, lambda r: lifecycle.stop(engine, r, timeout, number))
@@ -256,7 +256,7 @@ def stop(engine, timeout, sig, containers):
 @click.pass_obj
 def restart(engine, timeout, containers):
     """Restart one or more containers."""
-    from kernel import lifecycle, monitor
+    from pallet.kernel import lifecycle, monitor
 
     def again(record):
         record = lifecycle.stop(engine, record, timeout)
@@ -272,8 +272,8 @@ def restart(engine, timeout, containers):
 @click.pass_obj
 def kill(engine, sig, containers):
     """Kill one or more running containers."""
-    from kernel import lifecycle
-    from kernel.runopts import parse_signal
+    from pallet.kernel import lifecycle
+    from pallet.kernel.runopts import parse_signal
 
     number = parse_signal(sig)
 
@@ -287,7 +287,7 @@ def kill(engine, sig, containers):
 
 
 def _freeze(engine, names, pause: bool):
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     def act(record):
         record = lifecycle.refresh(engine, record)
@@ -327,7 +327,7 @@ def unpause(engine, containers):
 @click.pass_obj
 def rm(engine, force, volumes, containers):
     """Remove one or more containers."""
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
 
@@ -340,8 +340,8 @@ def rm(engine, force, volumes, containers):
 @click.pass_obj
 def logs(engine, follow, tail, timestamps, name):
     """Fetch the logs of a container."""
-    from kernel import lifecycle
-    from kernel.cli.container_ops import show_logs
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cli.container_ops import show_logs
 
     store = _store(engine)
     record = lifecycle.refresh(engine, store.get(name))
@@ -355,7 +355,7 @@ def logs(engine, follow, tail, timestamps, name):
 @click.pass_obj
 def wait(engine, containers):
     """Block until one or more containers stop, then print their exit codes."""
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     for name in containers:
         record = _store(engine).get(name)
@@ -413,8 +413,8 @@ def port(engine, name, private_port):
 @click.pass_obj
 def prune(engine, force, filters):
     """Remove all stopped containers."""
-    from kernel.cli.container_ops import prune_containers
-    from kernel.cli.container_list import parse_filters
+    from pallet.kernel.cli.container_ops import prune_containers
+    from pallet.kernel.cli.container_list import parse_filters
 
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"):
         return
@@ -428,8 +428,8 @@ def prune(engine, force, filters):
 
 
 # Commands that live in sibling modules join the same group (and stay importable by name for COMMANDS).
-from kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
-from kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
+from pallet.kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
+from pallet.kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
 
 for _command in (commit, cp, diff, export, stats, top, inspect):
     container.add_command(_command)

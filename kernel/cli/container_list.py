@@ -7,13 +7,13 @@ import time
 
 import click
 
-from kernel.cli.output import emit, format_option
-from kernel.humanize import duration
-from kernel.errors import UsageError
+from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.humanize import duration
+from pallet.kernel.errors import UsageError
 
 
 def _store(engine):
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
     return ContainerStore(engine)
 
 
@@ -115,7 +115,7 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
 @click.pass_obj
 def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
     """List containers."""
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     wanted = parse_filters(filters)
     now = time.time()
@@ -143,9 +143,9 @@ def inspect(engine, fmt, size, names):
 
 
 def _inspect(engine, names, fmt, containers_only: bool):
-    from kernel import lifecycle
-    from kernel.cli.output import render_template
-    from kernel.errors import NotFound
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cli.output import render_template
+    from pallet.kernel.errors import NotFound
 
     results, missing = [], []
     for name in names:
@@ -173,7 +173,7 @@ def _inspect(engine, names, fmt, containers_only: bool):
 
 
 def _inspect_image(engine, name):
-    from kernel.images import ImageStore
+    from pallet.kernel.images import ImageStore
 
     store = ImageStore(engine)
     record = store.resolve(name)

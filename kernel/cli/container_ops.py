@@ -12,16 +12,16 @@ from pathlib import Path
 
 import click
 
-from kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
 def _store(engine):
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
     return ContainerStore(engine)
 
 
 def _running(engine, name):
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     engine.plugins.load("storage", "runtime")
     record = lifecycle.refresh(engine, _store(engine).get(name))
@@ -33,8 +33,8 @@ def _running(engine, name):
 # --- logs ----------------------------------------------------------------------------------
 
 def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) -> None:
-    from kernel import lifecycle
-    from kernel.stdio import read_log
+    from pallet.kernel import lifecycle
+    from pallet.kernel.stdio import read_log
 
     path = _store(engine).log_path(record.id)
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
@@ -91,8 +91,8 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
 @click.pass_context
 def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, name, command):
     """Execute a command in a running container."""
-    from kernel import lifecycle, procs, runopts, spec as specmod
-    from kernel.stdio import ConsoleSocket, pump, raw_terminal
+    from pallet.kernel import lifecycle, procs, runopts, spec as specmod
+    from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
     engine = ctx.obj
     record = _running(engine, name)
@@ -147,7 +147,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
 # --- top and stats -------------------------------------------------------------------------
 
 def container_pids(record) -> list[int]:
-    from kernel.lifecycle import container_cgroup
+    from pallet.kernel.lifecycle import container_cgroup
 
     return sorted(container_cgroup(record).pids()) or ([record.pid] if record.pid else [])
 
@@ -180,7 +180,7 @@ def top(engine, name, ps_args):
 
 def cgroup_stats(record) -> dict:
     """Counters of the container's cgroup: memory_usage/limit, cpu_usage (ns), pids, blkio read/write."""
-    from kernel.lifecycle import container_cgroup
+    from pallet.kernel.lifecycle import container_cgroup
 
     cgroup = container_cgroup(record)
     stats = {"memory_usage": 0, "memory_limit": 0, "cpu_usage": 0, "pids": 0, "blkio_read": 0, "blkio_write": 0}
@@ -211,8 +211,8 @@ def human_size(value: float) -> str:
 @click.pass_obj
 def stats(engine, show_all, no_stream, no_trunc, fmt, names):
     """Display a live stream of container resource usage statistics (cgroup counters)."""
-    from kernel import lifecycle
-    from kernel.cli.output import emit
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cli.output import emit
 
     store = _store(engine)
     records = [store.get(n) for n in names] if names else store.all()
@@ -279,7 +279,7 @@ def cp(engine, follow_link, src, dest):
     """
     import shutil
 
-    from kernel.rootpath import resolve_in_root
+    from pallet.kernel.rootpath import resolve_in_root
 
     src_name, src_path = _split_container_path(src)
     dest_name, dest_path = _split_container_path(dest)
@@ -319,7 +319,7 @@ def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int
     """
     import shutil
 
-    from kernel.rootpath import resolve_in_root
+    from pallet.kernel.rootpath import resolve_in_root
 
     def place(src: Path, inner: str):
         target = resolve_in_root(rootfs, inner, follow_last=False)
@@ -416,7 +416,7 @@ class _IterStream(io.RawIOBase):
 @click.pass_obj
 def commit(engine, message, author, change, pause_it, name, repository):
     """Create a new image from a container's changes."""
-    from kernel import lifecycle
+    from pallet.kernel import lifecycle
 
     engine.plugins.load("storage", "runtime")
     record = lifecycle.refresh(engine, _store(engine).get(name))
@@ -426,7 +426,7 @@ def commit(engine, message, author, change, pause_it, name, repository):
                                                   "Volumes", "Labels", "StopSignal")}
     changes = _apply_changes(change)
     if "Env" in changes:
-        from kernel.runopts import merge_env
+        from pallet.kernel.runopts import merge_env
         changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
     config.update(changes)
     froze = False
@@ -476,8 +476,8 @@ def _apply_changes(changes) -> dict:
 
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:
-    from kernel import lifecycle
-    from kernel.cli.container_list import label_match
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cli.container_list import label_match
 
     removed, reclaimed = [], 0
     for record in _store(engine).all():

@@ -8,19 +8,19 @@ import sys
 
 import click
 
-from kernel.cli.output import emit, format_option, json_option
-from kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
 def _store(ctx):
-    from kernel.images import ImageStore
+    from pallet.kernel.images import ImageStore
     return ImageStore(ctx.obj)
 
 
 def _containers_using(engine) -> dict[str, list[str]]:
     """image id -> ids of containers created from it (empty until the containers room's store exists)."""
     try:
-        from kernel.containers import ContainerStore
+        from pallet.kernel.containers import ContainerStore
     except ImportError:
         return {}
     using: dict[str, list[str]] = {}
@@ -32,7 +32,7 @@ def _containers_using(engine) -> dict[str, list[str]]:
 def _container_ids(engine) -> set[str] | None:
     """Every container id (their read-write layers live in the driver), or None when containers are unknown."""
     try:
-        from kernel.containers import ContainerStore
+        from pallet.kernel.containers import ContainerStore
     except ImportError:
         return None
     return {container.id for container in ContainerStore(engine).all()}
@@ -46,8 +46,8 @@ def image():
 # --- listing and inspecting -------------------------------------------------------------
 
 def _image_rows(records, digests: bool, no_trunc: bool) -> list[dict]:
-    from kernel import humanize
-    from kernel.images import reference as refs
+    from pallet.kernel import humanize
+    from pallet.kernel.images import reference as refs
 
     rows = []
     for record in records:
@@ -66,7 +66,7 @@ def _image_rows(records, digests: bool, no_trunc: bool) -> list[dict]:
 
 
 def _filter(records, filters: tuple[str, ...]):
-    from kernel.images import reference as refs
+    from pallet.kernel.images import reference as refs
 
     for spec in filters:
         key, sep, value = spec.partition("=")
@@ -124,7 +124,7 @@ def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
 @click.pass_context
 def inspect(ctx, images, fmt):
     """Display detailed information on one or more images."""
-    from kernel.cli.output import render_template
+    from pallet.kernel.cli.output import render_template
 
     store = _store(ctx)
     documents = [store.inspect(store.resolve(name)) for name in images]
@@ -145,7 +145,7 @@ def inspect(ctx, images, fmt):
 @click.pass_context
 def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
     """Show the history of an image."""
-    from kernel import humanize
+    from pallet.kernel import humanize
 
     store = _store(ctx)
     record = store.resolve(name)
@@ -188,7 +188,7 @@ def tag(ctx, source, target):
 @click.pass_context
 def rm(ctx, images, force, no_prune):
     """Remove one or more images."""
-    from kernel.images import reference as refs
+    from pallet.kernel.images import reference as refs
 
     store = _store(ctx)
     errors = []
@@ -229,7 +229,7 @@ def rm(ctx, images, force, no_prune):
 @click.pass_context
 def prune(ctx, all_, force):
     """Remove unused images."""
-    from kernel import humanize
+    from pallet.kernel import humanize
 
     if not force:
         what = "images without at least one container associated to them" if all_ else "dangling images"
@@ -266,7 +266,7 @@ def build_busybox(ctx, tag_, binary, quiet):
     """Build a busybox image from the host's static busybox (no registry needed)."""
     from pathlib import Path
 
-    from kernel.images.build import build_busybox as build
+    from pallet.kernel.images.build import build_busybox as build
 
     record = build(_store(ctx), tag_, Path(binary))
     click.echo(record.id if quiet else f"Built {', '.join(record.repo_tags)} {record.id}")
@@ -280,7 +280,7 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.pass_context
 def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
-    from kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
+    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
 
     config: dict = {"Env": [DEFAULT_PATH]}
     for change in changes:
@@ -312,10 +312,10 @@ def import_(ctx, source, repository, changes, message):
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
-    from kernel.images import transfer
-    from kernel.images.progress import reporter
+    from pallet.kernel.images import transfer
+    from pallet.kernel.images.progress import reporter
 
-    from kernel.images import reference as refs
+    from pallet.kernel.images import reference as refs
 
     engine = ctx.obj
     kind, location = transfer.split(engine, name)
@@ -348,8 +348,8 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
 @click.pass_context
 def push(ctx, name, destination, quiet, tls_verify):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
-    from kernel.images import transfer
-    from kernel.images.progress import reporter
+    from pallet.kernel.images import transfer
+    from pallet.kernel.images.progress import reporter
 
     engine = ctx.obj
     store = _store(ctx)
@@ -375,7 +375,7 @@ def push(ctx, name, destination, quiet, tls_verify):
 @click.pass_context
 def save(ctx, images, output, fmt):
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
-    from kernel.images import archive
+    from pallet.kernel.images import archive
 
     if output is None and sys.stdout.isatty():
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
@@ -390,7 +390,7 @@ def save(ctx, images, output, fmt):
 @click.pass_context
 def load(ctx, input_, quiet):
     """Load images from a tar archive (docker-archive or oci-archive)."""
-    from kernel.images import archive
+    from pallet.kernel.images import archive
 
     store = _store(ctx)
     ctx.obj.storage
@@ -412,8 +412,8 @@ def load(ctx, input_, quiet):
 @click.pass_context
 def login(ctx, server, username, password, password_stdin, tls_verify):
     """Log in to a registry (credentials are checked, then stored in the auth file)."""
-    from kernel.images import auth
-    from kernel.images.registry import RegistryClient
+    from pallet.kernel.images import auth
+    from pallet.kernel.images.registry import RegistryClient
 
     server = auth.normalise_server(server or "docker.io")
     if password_stdin:
@@ -435,7 +435,7 @@ def login(ctx, server, username, password, password_stdin, tls_verify):
 @click.pass_context
 def logout(ctx, server):
     """Log out from a registry."""
-    from kernel.images import auth
+    from pallet.kernel.images import auth
 
     server = auth.normalise_server(server or "docker.io")
     if not auth.remove_credentials(server):

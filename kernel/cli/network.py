@@ -6,8 +6,8 @@ import json
 
 import click
 
-from kernel.cli.output import emit, format_option
-from kernel.config import parse_key_values
+from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.config import parse_key_values
 
 
 @click.group("network")
@@ -30,7 +30,7 @@ def network():
 @click.pass_obj
 def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt):
     """Create a network."""
-    from kernel.network import NetworkStore
+    from pallet.kernel.network import NetworkStore
 
     record = NetworkStore(engine).create(
         name, driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
@@ -48,7 +48,7 @@ def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable
 @click.pass_obj
 def ls(engine, quiet, filters, no_trunc, fmt):
     """List networks."""
-    from kernel.network import NetworkStore
+    from pallet.kernel.network import NetworkStore
 
     records = [r for r in NetworkStore(engine).all() if _matches(r, filters)]
     rows = [{"ID": r.id if no_trunc else r.id[:12], "Name": r.name, "Driver": r.driver, "Scope": r.scope,
@@ -83,8 +83,8 @@ def _matches(record, filters) -> bool:
 @click.pass_obj
 def inspect(engine, names, fmt):
     """Display detailed information on one or more networks."""
-    from kernel.cli.output import render_template
-    from kernel.network import NetworkStore
+    from pallet.kernel.cli.output import render_template
+    from pallet.kernel.network import NetworkStore
 
     store = NetworkStore(engine)
     views = [store.inspect(store.get(name)) for name in names]
@@ -100,8 +100,8 @@ def inspect(engine, names, fmt):
 @click.pass_obj
 def rm(engine, names):
     """Remove one or more networks."""
-    from kernel.errors import PalletError
-    from kernel.network import NetworkStore
+    from pallet.kernel.errors import PalletError
+    from pallet.kernel.network import NetworkStore
 
     store = NetworkStore(engine)
     failed = None
@@ -125,7 +125,7 @@ def rm(engine, names):
 @click.pass_obj
 def prune(engine, force, filters):
     """Remove all unused custom networks."""
-    from kernel.network import NetworkStore
+    from pallet.kernel.network import NetworkStore
 
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
@@ -149,8 +149,8 @@ def prune(engine, force, filters):
 @click.pass_obj
 def connect(engine, network_name, container, alias, ip):
     """Connect a running container to a network."""
-    from kernel.network import connect as net_connect, sandbox_of
-    from kernel.errors import PalletError
+    from pallet.kernel.network import connect as net_connect, sandbox_of
+    from pallet.kernel.errors import PalletError
 
     record, sandbox = sandbox_of(engine, container)
     if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
@@ -163,7 +163,7 @@ def connect(engine, network_name, container, alias, ip):
 
 
 def _record_attachment(engine, record, result) -> None:
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
 
     networks = dict(record.network.get("Networks", {}))
     networks.update(result["Networks"])
@@ -178,9 +178,9 @@ def _record_attachment(engine, record, result) -> None:
 @click.pass_obj
 def disconnect(engine, network_name, container, force):
     """Disconnect a container from a network."""
-    from kernel.containers import ContainerStore
-    from kernel.errors import PalletError
-    from kernel.network import NetworkStore
+    from pallet.kernel.containers import ContainerStore
+    from pallet.kernel.errors import PalletError
+    from pallet.kernel.network import NetworkStore
 
     store = NetworkStore(engine)
     net = store.get(network_name)

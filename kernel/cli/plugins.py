@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kernel.cli.output import emit, format_option, json_option
-from kernel.plugins import DRIVER_KINDS, GROUPS
+from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.plugins import DRIVER_KINDS, GROUPS
 
 
 @click.group("plugins")
@@ -80,7 +80,7 @@ def check(engine, kind, name, home, storage_opts):
     """Run the conformance kit against a driver; exit 0 when it passes."""
     import os
 
-    from kernel.errors import PalletError, UsageError
+    from pallet.kernel.errors import PalletError, UsageError
 
     record = engine.plugins.driver(kind, name)
     options = {}
@@ -100,7 +100,7 @@ def check(engine, kind, name, home, storage_opts):
     except ImportError:
         raise PalletError("the conformance kit needs pytest (pip install pytest)") from None
 
-    from kernel.storage import conformance
+    from pallet.kernel.storage import conformance
 
     args = [conformance.suite_path(), "--pallet-storage-driver", name, "-p", "no:cacheprovider",
             "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(conformance.suite_path())]
@@ -109,7 +109,7 @@ def check(engine, kind, name, home, storage_opts):
     for opt in storage_opts:
         args += ["--pallet-storage-opt", opt]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "kernel.storage.conformance"]
+        args += ["-p", "pallet.kernel.storage.conformance"]
     engine.plugins.all_plugins()  # fills in each plugin's distribution for the line below
     click.echo(f"Running the pallet storage conformance kit against {name} ({record.plugin.describe()})")
     code = pytest.main(args)

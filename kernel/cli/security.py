@@ -20,7 +20,7 @@ def seccomp():
 @seccomp.command("default")
 def seccomp_default():
     """Print pallet's default seccomp profile (Docker's JSON format) to start your own from."""
-    from plugins.security.seccomp_default import default_profile
+    from pallet.plugins.security.seccomp_default import default_profile
 
     click.echo(json.dumps(default_profile(), indent=2))
 
@@ -36,9 +36,9 @@ def seccomp_convert(profile, cap_add, cap_drop):
     Conditional rules are resolved for this architecture, kernel and capability set, so
     this shows exactly what a container would be given; a malformed profile is reported.
     """
-    from plugins.security import seccomp_format
-    from plugins.security.capabilities import host_capabilities, resolve_capabilities
-    from plugins.security.seccomp_default import default_profile
+    from pallet.plugins.security import seccomp_format
+    from pallet.plugins.security.capabilities import host_capabilities, resolve_capabilities
+    from pallet.plugins.security.seccomp_default import default_profile
 
     caps = resolve_capabilities(cap_add, cap_drop, False, host_capabilities())
     data = seccomp_format.load(profile) if profile else default_profile()
@@ -58,7 +58,7 @@ def userns_setup(user, subuid_file, subgid_file):
     """Give USER (default: pallet) 65536 subordinate UIDs and GIDs, for [security] userns_remap."""
     from pathlib import Path
 
-    from plugins.security.userns import add_entry
+    from pallet.plugins.security.userns import add_entry
 
     for path in (subuid_file, subgid_file):
         granted = add_entry(Path(path), user)
@@ -82,11 +82,11 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
     import subprocess
     import sys
 
-    from kernel.cli.output import emit
-    from kernel.errors import PalletError
-    from plugins.security.battery import SCRIPT, parse_report
+    from pallet.kernel.cli.output import emit
+    from pallet.kernel.errors import PalletError
+    from pallet.plugins.security.battery import SCRIPT, parse_report
 
-    argv = [sys.executable, "-m", "kernel.cli", "--root", str(engine.root), "--run-root", str(engine.run_root)]
+    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(engine.root), "--run-root", str(engine.run_root)]
     if engine.config.config_path.exists():
         argv += ["--config", str(engine.config.config_path)]
     if engine.config.storage_driver_flag:

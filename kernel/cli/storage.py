@@ -20,9 +20,9 @@ def status(engine, as_json):
 
     Unlike ``info``, this fails when no driver can be selected, with the reason.
     """
-    from kernel.cli.system import storage_block
+    from pallet.kernel.cli.system import storage_block
 
-    from kernel.storage.migrate import in_progress, kept_drivers
+    from pallet.kernel.storage.migrate import in_progress, kept_drivers
 
     engine.select_storage_driver()
     block = storage_block(engine)
@@ -63,8 +63,8 @@ def migrate(engine, target, keep_old, abort):
     when everything is in place; the old data is deleted after that, unless --keep-old.
     Interrupted (even by kill -9)? Run the same command again to resume.
     """
-    from kernel.errors import UsageError
-    from kernel.storage import migrate as migration
+    from pallet.kernel.errors import UsageError
+    from pallet.kernel.storage import migrate as migration
 
     if abort:
         if target or keep_old:

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from kernel import __version__
-from kernel.cli.output import json_option
-from kernel.errors import PalletError
+from pallet.kernel import __version__
+from pallet.kernel.cli.output import json_option
+from pallet.kernel.errors import PalletError
 
 
 @click.group("system")
@@ -42,7 +42,7 @@ def storage_block(engine) -> dict:
 
 
 def info_data(engine) -> dict:
-    from kernel import host
+    from pallet.kernel import host
 
     manager = engine.plugins
     manager.load()
@@ -91,7 +91,7 @@ def info(engine, as_json, fmt):
         click.echo(json.dumps(data, indent=2))
         return
     if fmt:
-        from kernel.cli.output import render_template
+        from pallet.kernel.cli.output import render_template
         click.echo(render_template(fmt, data))
         return
     storage = data["Storage"]
@@ -143,7 +143,7 @@ system.add_command(info)
 
 
 def _add_space_commands() -> None:
-    from kernel.cli.system_space import df, prune
+    from pallet.kernel.cli.system_space import df, prune
 
     system.add_command(df)
     system.add_command(prune)

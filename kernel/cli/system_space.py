@@ -6,8 +6,8 @@ import contextlib
 
 import click
 
-from kernel.cli.output import emit, format_option
-from kernel.errors import PalletError
+from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.errors import PalletError
 
 
 def _container_size(engine, record) -> int:
@@ -18,8 +18,8 @@ def _container_size(engine, record) -> int:
 
 def disk_usage(engine) -> list[dict]:
     """Docker's four rows: TYPE, TOTAL, ACTIVE, SIZE, RECLAIMABLE (sizes in bytes here)."""
-    from kernel import lifecycle
-    from kernel.containers import ContainerStore
+    from pallet.kernel import lifecycle
+    from pallet.kernel.containers import ContainerStore
 
     containers = [lifecycle.refresh(engine, r) for r in ContainerStore(engine).all()]
     rows = []
@@ -56,7 +56,7 @@ def disk_usage(engine) -> list[dict]:
 @click.pass_obj
 def df(engine, fmt):
     """Show pallet disk usage."""
-    from kernel.humanize import size
+    from pallet.kernel.humanize import size
 
     engine.plugins.load("storage", "runtime")
     rows = []
@@ -84,11 +84,11 @@ def prune(ctx, all_, volumes, force):
         text = "WARNING! This will remove:\n" + "".join(f"  - {item}\n" for item in items)
         if not click.confirm(text + "\nAre you sure you want to continue?"):
             return
-    steps = [("kernel.cli.container", "container", {"force": True, "filters": ()}),
-             ("kernel.cli.network", "network", {"force": True, "filters": ()}),
-             ("kernel.cli.image", "image", {"all_": all_, "force": True})]
+    steps = [("pallet.kernel.cli.container", "container", {"force": True, "filters": ()}),
+             ("pallet.kernel.cli.network", "network", {"force": True, "filters": ()}),
+             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True})]
     if volumes:
-        steps.append(("kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
+        steps.append(("pallet.kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
     for module_name, group, params in steps:
         try:
             command = getattr(importlib.import_module(module_name), group).get_command(ctx, "prune")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from kernel.cli.output import emit, format_option, json_option, render_template
+from pallet.kernel.cli.output import emit, format_option, json_option, render_template
 
 
 @click.group("volume")
@@ -16,7 +16,7 @@ def volume():
 
 
 def _pairs(values, what):
-    from kernel.config import parse_key_values
+    from pallet.kernel.config import parse_key_values
 
     return parse_key_values(values, what)
 
@@ -44,8 +44,8 @@ def inspect_data(store, record) -> dict:
 @click.pass_obj
 def create(engine, name, driver, opts, labels, name_opt):
     """Create a volume (anonymous, with a random name, when NAME is omitted)."""
-    from kernel.errors import UsageError
-    from kernel.volumes import VolumeStore
+    from pallet.kernel.errors import UsageError
+    from pallet.kernel.volumes import VolumeStore
 
     if name and name_opt and name != name_opt:
         raise UsageError('conflicting options: either specify --name or provide positional arg, not both')
@@ -76,7 +76,7 @@ def _matches(store, record, filters: dict[str, list[str]]) -> bool:
 
 
 def _parse_filters(filters) -> dict[str, list[str]]:
-    from kernel.errors import UsageError
+    from pallet.kernel.errors import UsageError
 
     parsed: dict[str, list[str]] = {}
     for item in filters:
@@ -96,7 +96,7 @@ def _parse_filters(filters) -> dict[str, list[str]]:
 @click.pass_obj
 def ls(engine, quiet, filters, fmt, as_json):
     """List volumes."""
-    from kernel.volumes import VolumeStore
+    from pallet.kernel.volumes import VolumeStore
 
     store = VolumeStore(engine)
     wanted = _parse_filters(filters)
@@ -117,8 +117,8 @@ def ls(engine, quiet, filters, fmt, as_json):
 @click.pass_context
 def inspect(ctx, engine, names, fmt):
     """Display detailed information on one or more volumes."""
-    from kernel.errors import PalletError
-    from kernel.volumes import VolumeStore
+    from pallet.kernel.errors import PalletError
+    from pallet.kernel.volumes import VolumeStore
 
     store = VolumeStore(engine)
     found, failed = [], False
@@ -144,8 +144,8 @@ def inspect(ctx, engine, names, fmt):
 @click.pass_context
 def rm(ctx, engine, names, force):
     """Remove one or more volumes. A volume in use by a container cannot be removed."""
-    from kernel.errors import PalletError
-    from kernel.volumes import VolumeStore
+    from pallet.kernel.errors import PalletError
+    from pallet.kernel.volumes import VolumeStore
 
     store = VolumeStore(engine)
     failed = False
@@ -177,8 +177,8 @@ def human_size(size: float) -> str:
 @click.pass_obj
 def prune(engine, all_volumes, filters, force):
     """Remove unused volumes (anonymous ones unless --all)."""
-    from kernel.errors import UsageError
-    from kernel.volumes import VolumeStore
+    from pallet.kernel.errors import UsageError
+    from pallet.kernel.volumes import VolumeStore
 
     labels = {}
     for item in filters:

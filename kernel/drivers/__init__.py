@@ -1,12 +1,12 @@
 """Base classes every driver subclasses; their docstrings are the rest of the plugin contract."""
 
-from kernel.drivers.base import Availability, Driver
-from kernel.drivers.network import EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
-from kernel.drivers.runtime import Runtime
-from kernel.drivers.security import SecurityContext, SecurityProfile
-from kernel.drivers.storage import Change, StorageDriver
-from kernel.drivers.transport import Transport
-from kernel.drivers.volume import VolumeDriver
+from pallet.kernel.drivers.base import Availability, Driver
+from pallet.kernel.drivers.network import EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
+from pallet.kernel.drivers.runtime import Runtime
+from pallet.kernel.drivers.security import SecurityContext, SecurityProfile
+from pallet.kernel.drivers.storage import Change, StorageDriver
+from pallet.kernel.drivers.transport import Transport
+from pallet.kernel.drivers.volume import VolumeDriver
 
 __all__ = [
     "Availability", "Change", "Driver", "EndpointInfo", "IpamDriver", "JoinInfo", "NetworkDriver", "Runtime",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernel.errors import NotImplementedYet
+from pallet.kernel.errors import NotImplementedYet
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 @dataclass

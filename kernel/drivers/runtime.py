@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 class Runtime(Driver):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 @dataclass
@@ -52,7 +52,7 @@ class SecurityProfile(Driver):
         return False
 
     def validate(self, options: dict[str, str]) -> None:
-        """Reject bad ``--security-opt`` values with a ``kernel.errors.UsageError`` naming the option."""
+        """Reject bad ``--security-opt`` values with a ``pallet.kernel.errors.UsageError`` naming the option."""
 
     def apply(self, spec: dict, ctx: SecurityContext) -> None:
         """Write this profile's part into the OCI runtime-spec dict ``spec``, in place."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,12 @@ class StorageDriver(Driver):
     # --- diff operations with a naive fallback ----------------------------------------
     def diff(self, layer_id: str, parent: str | None) -> Iterator[bytes]:
         """Yield an uncompressed tar of the changes from ``parent`` to ``layer_id`` (OCI whiteouts)."""
-        from kernel.storage import naive
+        from pallet.kernel.storage import naive
         return naive.diff(self, layer_id, parent)
 
     def changes(self, layer_id: str, parent: str | None) -> list[Change]:
         """List the paths added, changed or deleted in ``layer_id`` relative to ``parent``."""
-        from kernel.storage import naive
+        from pallet.kernel.storage import naive
         return naive.changes(self, layer_id, parent)
 
     def apply_diff(self, layer_id: str, parent: str | None, stream: BinaryIO) -> int:
@@ -104,10 +104,10 @@ class StorageDriver(Driver):
         Whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are turned into the driver's own
         deletion markers. Entries escaping the layer root must be refused.
         """
-        from kernel.storage import naive
+        from pallet.kernel.storage import naive
         return naive.apply_diff(self, layer_id, parent, stream)
 
     def diff_size(self, layer_id: str, parent: str | None) -> int:
         """Size in bytes of the changes from ``parent`` to ``layer_id``."""
-        from kernel.storage import naive
+        from pallet.kernel.storage import naive
         return naive.diff_size(self, layer_id, parent)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 class Transport(Driver):
@@ -22,7 +22,7 @@ class Transport(Driver):
         raise NotImplementedError
 
     def pull(self, location: str, store, progress=None) -> str:
-        """Copy the image at ``location`` into ``store`` (a :class:`kernel.images.ImageStore`); return its image id."""
+        """Copy the image at ``location`` into ``store`` (a :class:`pallet.kernel.images.ImageStore`); return its image id."""
         raise NotImplementedError
 
     def push(self, image_id: str, location: str, store, progress=None) -> str:

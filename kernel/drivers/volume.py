@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel.drivers.base import Driver
+from pallet.kernel.drivers.base import Driver
 
 
 class VolumeDriver(Driver):
     """Create volumes and give the core a host path to bind-mount.
 
-    ``home`` is ``<root>/volumes``; the core (``kernel.volumes.VolumeStore``) keeps each
+    ``home`` is ``<root>/volumes``; the core (``pallet.kernel.volumes.VolumeStore``) keeps each
     volume's record in ``<home>/<name>/volume.json`` and counts the containers using it, so a
     driver sees ``mount`` when the first container mounts a volume and ``unmount`` when the
     last one leaves.

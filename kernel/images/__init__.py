@@ -2,12 +2,12 @@
 
 ``ImageStore(engine)`` is the API other rooms use: ``resolve(ref_or_id)``,
 ``ensure_layers(record)``, ``commit(stream, parent, config, history_comment, tags)`` and
-``inspect(record)``; ``kernel.images.transfer.pull(engine, name)`` pulls through a transport.
+``inspect(record)``; ``pallet.kernel.images.transfer.pull(engine, name)`` pulls through a transport.
 """
 
 from __future__ import annotations
 
-from kernel.images.records import ImageRecord, LayerRecord
-from kernel.images.store import ImageStore
+from pallet.kernel.images.records import ImageRecord, LayerRecord
+from pallet.kernel.images.store import ImageStore
 
 __all__ = ["ImageStore", "ImageRecord", "LayerRecord"]

@@ -12,12 +12,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from kernel.errors import PalletError
-from kernel.images import layers as layerlib
-from kernel.images import layout
-from kernel.images import manifest as mf
-from kernel.images import reference as refs
-from kernel.images.blobs import split_digest
+from pallet.kernel.errors import PalletError
+from pallet.kernel.images import layers as layerlib
+from pallet.kernel.images import layout
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images import reference as refs
+from pallet.kernel.images.blobs import split_digest
 
 
 # --- save ---------------------------------------------------------------------------------

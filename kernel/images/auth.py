@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from kernel.errors import PalletError
-from kernel.fsutil import atomic_write, locked
+from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import atomic_write, locked
 
 DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/")
 

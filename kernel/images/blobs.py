@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from kernel.errors import PalletError
-from kernel.fsutil import fsync_dir
+from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import fsync_dir
 
 CHUNK = 1 << 20
 

@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from kernel.errors import PalletError
-from kernel.images import manifest as mf
-from kernel.images import reference as refs
-from kernel.images.records import ImageRecord
+from pallet.kernel.errors import PalletError
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images import reference as refs
+from pallet.kernel.images.records import ImageRecord
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX = Path("/bin/busybox")
@@ -102,7 +102,7 @@ class _Peek:
 
 def maybe_decompress(stream: BinaryIO) -> BinaryIO:
     """Accept a rootfs tarball compressed with gzip (as ``docker import`` does)."""
-    from kernel.images.layers import _ZlibReader
+    from pallet.kernel.images.layers import _ZlibReader
     head = stream.read(4)
     peek = _Peek(head, stream)
     if head[:2] == b"\x1f\x8b":

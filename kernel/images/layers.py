@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:

@@ -7,11 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
-from kernel.errors import NotFound, PalletError
-from kernel.fsutil import atomic_write, atomic_write_json
-from kernel.images import manifest as mf
-from kernel.images import reference as refs
-from kernel.images.blobs import sha256_digest, split_digest
+from pallet.kernel.errors import NotFound, PalletError
+from pallet.kernel.fsutil import atomic_write, atomic_write_json
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images import reference as refs
+from pallet.kernel.images.blobs import sha256_digest, split_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 DIR_VERSION = b"Directory Transport Version: 1.1\n"

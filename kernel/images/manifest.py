@@ -6,7 +6,7 @@ import json
 import platform as _platform
 from dataclasses import dataclass
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

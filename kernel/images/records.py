@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel.fsutil import atomic_write_json
+from pallet.kernel.fsutil import atomic_write_json
 
 
 @dataclass

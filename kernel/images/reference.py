@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kernel.errors import UsageError
+from pallet.kernel.errors import UsageError
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = {"index.docker.io", "registry-1.docker.io"}

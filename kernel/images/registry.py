@@ -12,8 +12,8 @@ import sys
 import threading
 from urllib.parse import urlencode, urljoin
 
-from kernel.errors import PalletError
-from kernel.images import auth
+from pallet.kernel.errors import PalletError
+from pallet.kernel.images import auth
 
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
 CHUNK = 1 << 20

@@ -21,13 +21,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kernel.errors import Conflict, NotFound, PalletError
-from kernel.fsutil import atomic_write_json, locked
-from kernel.images import layers as layerlib
-from kernel.images import manifest as mf
-from kernel.images import reference as refs
-from kernel.images.blobs import BlobStore, DigestMismatch
-from kernel.images.records import ImageRecord, LayerRecord, read_image, read_layer, write_image, write_layer
+from pallet.kernel.errors import Conflict, NotFound, PalletError
+from pallet.kernel.fsutil import atomic_write_json, locked
+from pallet.kernel.images import layers as layerlib
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images import reference as refs
+from pallet.kernel.images.blobs import BlobStore, DigestMismatch
+from pallet.kernel.images.records import ImageRecord, LayerRecord, read_image, read_layer, write_image, write_layer
 
 
 def now_rfc3339() -> str:
@@ -303,7 +303,7 @@ class ImageStore:
         ``config`` is the runtime config (``Env``, ``Cmd`` …, the inner ``config`` of the
         image config document); None keeps the parent's.
         """
-        from kernel.images.build import commit
+        from pallet.kernel.images.build import commit
         return commit(self, container_layer_tar_stream, parent, config, history_comment, list(tags),
                       created_by, author)
 

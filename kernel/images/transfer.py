@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 
 def split(engine, text: str) -> tuple[str, str]:
@@ -27,7 +27,7 @@ def transport(engine, name: str, options: dict):
 
 def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True):
     """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this)."""
-    from kernel.images import ImageStore
+    from pallet.kernel.images import ImageStore
 
     kind, location = split(engine, name)
     driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})

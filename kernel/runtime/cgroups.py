@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 ROOT = Path("/sys/fs/cgroup")
 SIGKILL = 9

@@ -2,7 +2,7 @@
 
 cffi's out-of-line ABI mode: parsing C declarations at import costs ~25 ms (pycparser), the
 generated module loads in ~1 ms, which matters for container start latency. Run
-``python3 -m kernel.runtime.ffi_build`` after changing ``CDEF``; a test checks it is current.
+``python3 -m pallet.kernel.runtime.ffi_build`` after changing ``CDEF``; a test checks it is current.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def build(target: Path = TARGET) -> None:
 
     builder = FFI()
     builder.cdef(CDEF)
-    builder.set_source("kernel.runtime._ffi", None)
+    builder.set_source("pallet.kernel.runtime._ffi", None)
     builder.emit_python_code(str(target))
 
 

@@ -17,8 +17,8 @@ import resource
 import stat
 from dataclasses import dataclass, field
 
-from kernel.errors import PalletError
-from kernel.runtime import caps, linux, rootfs
+from pallet.kernel.errors import PalletError
+from pallet.kernel.runtime import caps, linux, rootfs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_FAILED = 125
@@ -229,7 +229,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
     executable = find_executable(process.args[0], process.env)
     _cloexec_all()
     if process.landlock is not None:
-        from plugins.security.landlock import restrict_self
+        from pallet.plugins.security.landlock import restrict_self
 
         restrict_self(process.landlock)
     if process.seccomp is not None and seccomp_last:

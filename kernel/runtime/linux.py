@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from kernel.runtime._ffi import ffi
+from pallet.kernel.runtime._ffi import ffi
 
 libc = ffi.dlopen(None)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from kernel.runtime._ffi import ffi
+from pallet.kernel.runtime._ffi import ffi
 
 _lib = None
 
@@ -170,7 +170,7 @@ class Program:
         self._fprog = ffi.new("struct sock_fprog *", {"len": len(code) // 8, "filter": self._filters})
 
     def load(self) -> None:
-        from kernel.runtime import linux
+        from pallet.kernel.runtime import linux
 
         linux.seccomp_set_filter(self._fprog, self.flags)
 

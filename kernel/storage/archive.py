@@ -27,7 +27,7 @@ import struct
 import tarfile
 from typing import BinaryIO, Iterable, Iterator
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 BLOCK = 512
 COPY_CHUNK = 1 << 20

@@ -1,7 +1,7 @@
 """The storage driver conformance kit, as a pytest plugin (entry point ``pytest11``).
 
 Importing this module must stay cheap: pytest loads it in every test session. It only adds
-options; the tests and their fixtures live in ``kernel.storage.conformance_suite``, which is
+options; the tests and their fixtures live in ``pallet.kernel.storage.conformance_suite``, which is
 collected only when ``--pallet-storage-driver`` is given, so other test sessions see nothing.
 
     pytest --pallet-storage-driver NAME [--pallet-storage-home DIR] [--pallet-storage-opt K=V ...]
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-SUITE_MODULE = "kernel.storage.conformance_suite"
+SUITE_MODULE = "pallet.kernel.storage.conformance_suite"
 
 
 def pytest_addoption(parser):

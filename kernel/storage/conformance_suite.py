@@ -1,7 +1,7 @@
 """The storage conformance tests every driver must pass (moby's graphtest, as pytest tests).
 
-Collected by the ``kernel.storage.conformance`` plugin when ``--pallet-storage-driver`` is
-given; a test module may also ``from kernel.storage.conformance_suite import *`` and override
+Collected by the ``pallet.kernel.storage.conformance`` plugin when ``--pallet-storage-driver`` is
+given; a test module may also ``from pallet.kernel.storage.conformance_suite import *`` and override
 the ``storage_driver_name`` fixture (pallet's own tests do, parametrised over its drivers).
 Assertion messages say what the driver did wrong, since a vendor reads them first.
 """
@@ -37,7 +37,7 @@ def load_driver_class(name: str):
 
         module, _, attr = name.partition(":")
         return getattr(importlib.import_module(module), attr)
-    from kernel.plugins import PluginManager
+    from pallet.kernel.plugins import PluginManager
 
     return PluginManager().driver("storage", name).cls
 
@@ -384,7 +384,7 @@ def test_cleanup_leaves_nothing_mounted(driver, storage_home):
 
 
 def test_apply_diff_refuses_escapes(driver, storage_home):
-    from kernel.errors import PalletError
+    from pallet.kernel.errors import PalletError
 
     driver.create("base")
     marker = os.path.join(os.path.dirname(storage_home), f"escaped-{os.getpid()}")

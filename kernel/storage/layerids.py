@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 _LAYER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

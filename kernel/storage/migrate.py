@@ -25,9 +25,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kernel.errors import Conflict, PalletError, UsageError
-from kernel.fsutil import atomic_write, atomic_write_json, locked
-from kernel.storage import MIGRATION_JOURNAL as JOURNAL
+from pallet.kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked
+from pallet.kernel.storage import MIGRATION_JOURNAL as JOURNAL
 
 KEPT = "storage-kept-old"                  # drivers whose data --keep-old left behind, one per line
 KILL_HOOK = "PALLET_TEST_MIGRATE_KILL_AFTER"  # tests: SIGKILL ourselves after N moved layers
@@ -125,8 +125,8 @@ def source_driver_name(engine) -> str:
 
 # --- what to move ------------------------------------------------------------------------------
 def running_containers(engine) -> list[str]:
-    from kernel.containers import ContainerStore
-    from kernel.lifecycle import refresh
+    from pallet.kernel.containers import ContainerStore
+    from pallet.kernel.lifecycle import refresh
 
     return sorted(r.name or r.id[:12] for r in ContainerStore(engine).all() if refresh(engine, r).running)
 
@@ -135,8 +135,8 @@ def plan(engine, source_name: str) -> list[Step]:
     """Image layers in parent order, then every container's read-write layer on the source."""
     steps: list[Step] = []
     seen: set[str] = set()
-    from kernel.containers import ContainerStore
-    from kernel.images import ImageStore
+    from pallet.kernel.containers import ContainerStore
+    from pallet.kernel.images import ImageStore
 
     for image in sorted(ImageStore(engine).all(), key=lambda r: r.id):
         name = image.repo_tags[0] if image.repo_tags else image.id.split(":", 1)[1][:12]
@@ -211,7 +211,7 @@ def _xattrs(path: str) -> dict[str, bytes]:
 
 
 def _digest_of_layer(driver, layer_id: str) -> str:
-    from kernel.storage.naive import mounted
+    from pallet.kernel.storage.naive import mounted
 
     with mounted(driver, layer_id) as root:
         return tree_digest(root)
@@ -220,7 +220,7 @@ def _digest_of_layer(driver, layer_id: str) -> str:
 # --- moving ------------------------------------------------------------------------------------
 def _move(engine, source, target, step: Step) -> int:
     """Put ``step``'s layer on the target and verify it; return the bytes applied."""
-    from kernel.storage.archive import ChunkReader
+    from pallet.kernel.storage.archive import ChunkReader
 
     if target.exists(step.layer_id):
         target.remove(step.layer_id)  # a half-moved layer from before a crash: nothing vouches for it
@@ -252,9 +252,9 @@ def _move(engine, source, target, step: Step) -> int:
 
 def _replay_blob(engine, target, step: Step) -> int | None:
     """Apply the image layer from its blob, checking the diff id; None when the store has no blob."""
-    from kernel.images import ImageStore
-    from kernel.images import layers as layerlib
-    from kernel.images import manifest as mf
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images import layers as layerlib
+    from pallet.kernel.images import manifest as mf
 
     store = ImageStore(engine)
     try:
@@ -387,7 +387,7 @@ def migrate(engine, target_name: str, keep_old: bool = False, say=print) -> Repo
 
 
 def _copy(engine, source, target, journal: Journal, report: Report, say) -> None:
-    from kernel.containers import ContainerStore
+    from pallet.kernel.containers import ContainerStore
 
     kill_after = int(os.environ.get(KILL_HOOK, "0") or 0)
     moved_now = 0

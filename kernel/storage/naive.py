@@ -11,8 +11,8 @@ import os
 import stat
 from typing import BinaryIO, Iterable, Iterator
 
-from kernel.drivers.storage import Change
-from kernel.storage import archive
+from pallet.kernel.drivers.storage import Change
+from pallet.kernel.storage import archive
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, EndpointInfo, JoinInfo, NetworkDriver
-from kernel.errors import PalletError, UsageError
-from kernel.fsutil import atomic_write_json
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, EndpointInfo, JoinInfo, NetworkDriver
+from pallet.kernel.errors import PalletError, UsageError
+from pallet.kernel.fsutil import atomic_write_json
 
 MTU_OPTIONS = ("com.docker.network.driver.mtu", "mtu")
 NAME_OPTION = "com.docker.network.bridge.name"
@@ -20,7 +20,7 @@ REGISTRY = Path("/run/pallet-network")
 class BridgeNetwork(NetworkDriver):
     """State lives in ``<home>/<network id>.json``; the root's nft table is rebuilt from all of it.
 
-    Callers (``kernel.network.NetworkStore``) hold the store lock around every method, so the
+    Callers (``pallet.kernel.network.NetworkStore``) hold the store lock around every method, so the
     state files and the table change together.
     """
 
@@ -60,7 +60,7 @@ class BridgeNetwork(NetworkDriver):
 
     # --- networks ---------------------------------------------------------------------------
     def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         if len(ipv4) != 1:
             raise UsageError("bridge networks take exactly one IPv4 subnet")
@@ -87,7 +87,7 @@ class BridgeNetwork(NetworkDriver):
         return {"bridge": bridge, "mtu": mtu}
 
     def delete_network(self, network_id: str, data: dict) -> None:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         path = self._path(network_id)
         try:
@@ -103,7 +103,7 @@ class BridgeNetwork(NetworkDriver):
 
     # --- endpoints --------------------------------------------------------------------------
     def create_endpoint(self, network_id, endpoint_id, data, info: EndpointInfo, options) -> EndpointInfo:
-        from plugins.network import netlink, ports
+        from pallet.plugins.network import netlink, ports
 
         state = self._load(network_id)
         ip = info.address.split("/")[0]
@@ -127,7 +127,7 @@ class BridgeNetwork(NetworkDriver):
                             extra={"ports": ports.as_bindings(endpoint["ports"])})
 
     def delete_endpoint(self, network_id, endpoint_id, data) -> None:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         try:
             state = self._load(network_id)
@@ -141,7 +141,7 @@ class BridgeNetwork(NetworkDriver):
         self._apply_rules()
 
     def join(self, network_id, endpoint_id, data, sandbox_key, options) -> JoinInfo:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         state = self._load(network_id)
         endpoint = state["endpoints"][endpoint_id]
@@ -152,7 +152,7 @@ class BridgeNetwork(NetworkDriver):
         return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         try:
             endpoint = self._load(network_id)["endpoints"].get(endpoint_id)
@@ -168,7 +168,7 @@ class BridgeNetwork(NetworkDriver):
                 for net in self._all() for ep in net["endpoints"].values() for p in ep["ports"]}
 
     def _apply_rules(self) -> None:
-        from plugins.network import nft
+        from pallet.plugins.network import nft
 
         nets = self._all()
         table = nft.table_name(self.root)
@@ -193,7 +193,7 @@ def collect_orphans() -> list[str]:
     (on tmpfs, like the links themselves), so another pallet can clean up after it. Returns the
     names of the tables removed.
     """
-    from plugins.network import netlink, nft
+    from pallet.plugins.network import netlink, nft
 
     removed = []
     for record in sorted(REGISTRY.glob("*.json")):
@@ -214,7 +214,7 @@ def collect_orphans() -> list[str]:
 
 def render_rules(nets: list[dict]) -> str:
     """The root's whole table: masquerade, isolation between bridges, internal networks, DNAT for ports."""
-    from plugins.network.nft import port_comment
+    from pallet.plugins.network.nft import port_comment
 
     post, ports, forward, local_guard = [], [], [], []
     bridges = [n["bridge"] for n in nets]

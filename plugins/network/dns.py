@@ -53,7 +53,7 @@ def _start(store, record, pidfile: Path, control: Path, log: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plugins.network.dns", str(store.dir), record.id, str(control)],
+            [sys.executable, "-m", "pallet.plugins.network.dns", str(store.dir), record.id, str(control)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     pidfile.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 5
@@ -76,7 +76,7 @@ def _hand_over(control: Path, endpoint) -> None:
 
 def socket_in_netns(sandbox: str) -> socket.socket:
     """A UDP socket bound to 127.0.0.11:53 in the namespace at ``sandbox``."""
-    from plugins.network.netlink import in_netns
+    from pallet.plugins.network.netlink import in_netns
 
     def bound():
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,7 +120,7 @@ class Responder:
         self.control = control
         self.selector = selectors.DefaultSelector()
         self.owners: dict[socket.socket, str] = {}
-        from kernel.network import host_nameservers
+        from pallet.kernel.network import host_nameservers
 
         self.upstream = host_nameservers()
 

@@ -9,7 +9,7 @@ import base64
 import json
 from urllib.parse import urlparse
 
-from kernel.errors import PalletError, UsageError
+from pallet.kernel.errors import PalletError, UsageError
 
 
 def _b64(text: str) -> str:

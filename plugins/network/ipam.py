@@ -6,10 +6,10 @@ import ipaddress
 import json
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, IpamDriver
-from kernel.errors import Conflict, PalletError, UsageError
-from kernel.fsutil import atomic_write_json, locked
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, IpamDriver
+from pallet.kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.fsutil import atomic_write_json, locked
 
 # Docker's default-address-pools: 172.17-31.x/16, then 192.168.x/20.
 DEFAULT_POOLS = "172.17.0.0/16:16,172.18.0.0/15:16,172.20.0.0/14:16,172.24.0.0/13:16,192.168.0.0/16:20"
@@ -73,7 +73,7 @@ class DefaultIpam(IpamDriver):
             return str(network), str(network)
 
     def _free_pool(self, taken) -> ipaddress.IPv4Network:
-        from plugins.network.netlink import host_routes
+        from pallet.plugins.network.netlink import host_routes
 
         busy = list(taken) + [ipaddress.IPv4Network(f"{n}/{p}", strict=False) for n, p in host_routes()]
         for base, size in parse_pools(self.options.get("pools") or DEFAULT_POOLS):

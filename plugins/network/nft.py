@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from kernel.errors import PalletError
+from pallet.kernel.errors import PalletError
 
 PORT_COMMENT = "pallet-port"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from kernel import hookimpl
-from kernel.drivers import Availability
-from plugins.network.unwired import UnwiredNetwork
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability
+from pallet.plugins.network.unwired import UnwiredNetwork
 
 
 class NoneNetwork(UnwiredNetwork):

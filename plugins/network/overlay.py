@@ -20,9 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
-from kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 PREFIX = "/pallet/"
 VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -32,7 +32,7 @@ DEFAULT_LEASE_TTL = 15  # seconds a dead host's endpoints stay visible to the ot
 
 
 def cluster(options: dict):
-    from plugins.network.etcd import Etcd
+    from pallet.plugins.network.etcd import Etcd
 
     url = (options or {}).get("cluster-store") or os.environ.get("PALLET_CLUSTER_STORE")
     if not url:
@@ -67,7 +67,7 @@ class OverlayNetwork(NetworkDriver):
     def vtep(self) -> str:
         from urllib.parse import urlparse
 
-        from plugins.network.netlink import source_address_towards
+        from pallet.plugins.network.netlink import source_address_towards
 
         if self.options.get("advertise-address"):
             return self.options["advertise-address"]
@@ -75,8 +75,8 @@ class OverlayNetwork(NetworkDriver):
 
     # --- networks ---------------------------------------------------------------------------
     def create_network(self, network_id, options, ipv4) -> dict:
-        from kernel.sandbox import create_sandbox
-        from plugins.network import netlink
+        from pallet.kernel.sandbox import create_sandbox
+        from pallet.plugins.network import netlink
 
         vni = int(options.get(VNI_OPTION) or self._allocate_vni(network_id))
         ttl = int(self.options.get("lease-ttl") or DEFAULT_LEASE_TTL)
@@ -99,7 +99,7 @@ class OverlayNetwork(NetworkDriver):
         raise PalletError("no free VXLAN id")
 
     def delete_network(self, network_id, data) -> None:
-        from kernel.sandbox import remove_sandbox
+        from pallet.kernel.sandbox import remove_sandbox
 
         stop_agent(data.get("agent"), network_id)
         self.etcd.delete(f"{PREFIX}leases/{network_id}/{data.get('vtep')}")
@@ -116,8 +116,8 @@ class OverlayNetwork(NetworkDriver):
 
     # --- endpoints --------------------------------------------------------------------------
     def create_endpoint(self, network_id, endpoint_id, data, info: EndpointInfo, options) -> EndpointInfo:
-        from plugins.network import netlink
-        from plugins.network.bridge import mac_from_ip
+        from pallet.plugins.network import netlink
+        from pallet.plugins.network.bridge import mac_from_ip
 
         ip = info.address.split("/")[0]
         mac = options.get("mac_address") or mac_from_ip(ip)
@@ -137,7 +137,7 @@ class OverlayNetwork(NetworkDriver):
         return EndpointInfo(address=info.address, gateway="", mac_address=mac, extra={"ports": {}})
 
     def delete_endpoint(self, network_id, endpoint_id, data) -> None:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         self.etcd.delete(f"{PREFIX}endpoints/{network_id}/{endpoint_id}")
         netlink.delete_link(f"pc{endpoint_id[:11]}")
@@ -145,14 +145,14 @@ class OverlayNetwork(NetworkDriver):
             netlink.delete_link(f"pv{endpoint_id[:11]}", netns=data["ns"])
 
     def join(self, network_id, endpoint_id, data, sandbox_key, options) -> JoinInfo:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         endpoint = self.etcd.get(f"{PREFIX}endpoints/{network_id}/{endpoint_id}")
         prefixlen = ipaddress.IPv4Network(data["subnet"]).prefixlen
         ifname, _ = netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, endpoint["mac"], endpoint["ip"],
                                                prefixlen, None, OVERLAY_MTU)
         # Do not wait for the agent: peers and their names must be known before the container starts.
-        from kernel.fsutil import atomic_write_json
+        from pallet.kernel.fsutil import atomic_write_json
 
         known, _ = sync_peers(self.etcd, network_id, data)
         names = self.root / "networks" / "endpoints" / f"{network_id}.remote"
@@ -160,7 +160,7 @@ class OverlayNetwork(NetworkDriver):
         return JoinInfo(interface=ifname, gateway="")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
-        from plugins.network import netlink
+        from pallet.plugins.network import netlink
 
         if data.get("ns"):
             netlink.delete_link(f"pv{endpoint_id[:11]}", netns=data["ns"])
@@ -180,7 +180,7 @@ class ClusterIpam(IpamDriver):
         return self._etcd
 
     def request_pool(self, pool="", sub_pool="", options=None):
-        from plugins.network.ipam import parse_pools
+        from pallet.plugins.network.ipam import parse_pools
 
         if pool:
             network = ipaddress.IPv4Network(pool)
@@ -223,7 +223,7 @@ class ClusterIpam(IpamDriver):
 
 def sync_peers(etcd, network_id: str, data: dict) -> tuple[dict, int]:
     """Program every remote endpoint now; return them and the etcd revision they were read at."""
-    from plugins.network.netlink import iproute, program_peer
+    from pallet.plugins.network.netlink import iproute, program_peer
 
     endpoints, revision = etcd.range(f"{PREFIX}endpoints/{network_id}/")
     with iproute(data["ns"]) as ipr:
@@ -239,7 +239,7 @@ def start_agent(driver: OverlayNetwork, network_id: str, data: dict) -> int:
     log = Path(data["ns"]).parent / f"ov-{network_id[:12]}.agent.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plugins.network.overlay", driver.etcd.base, network_id, json.dumps(data),
+            [sys.executable, "-m", "pallet.plugins.network.overlay", driver.etcd.base, network_id, json.dumps(data),
              str(names)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + 10
@@ -271,9 +271,9 @@ def stop_agent(pid: int | None, network_id: str) -> None:
 
 def agent_main(base: str, network_id: str, data: dict, names_file: Path) -> None:
     """Watch the network's endpoints in etcd; keep FDB/ARP entries and the DNS names of remote ones current."""
-    from kernel.fsutil import atomic_write_json
-    from plugins.network.etcd import Etcd
-    from plugins.network.netlink import iproute, program_peer
+    from pallet.kernel.fsutil import atomic_write_json
+    from pallet.plugins.network.etcd import Etcd
+    from pallet.plugins.network.netlink import iproute, program_peer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     etcd = Etcd(base)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from kernel.errors import Conflict, UsageError
-from kernel.fsutil import locked
+from pallet.kernel.errors import Conflict, UsageError
+from pallet.kernel.fsutil import locked
 
 HOST_LOCK = "/run/lock/pallet-network.lock"
 
@@ -22,7 +22,7 @@ def allocate(bindings: dict, reserved: set) -> list[dict]:
     read from their nft tables, and a port some process listens on is refused too (as Docker's
     proxy would fail to bind it).
     """
-    from plugins.network.nft import published_ports
+    from pallet.plugins.network.nft import published_ports
 
     taken = set(reserved) | published_ports()
     result = []

@@ -6,7 +6,7 @@ every libnetwork step is a no-op. Not an entry point itself.
 
 from __future__ import annotations
 
-from kernel.drivers import JoinInfo, NetworkDriver
+from pallet.kernel.drivers import JoinInfo, NetworkDriver
 
 
 class UnwiredNetwork(NetworkDriver):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Transport
-from kernel.images import layout
-from kernel.images.blobs import sha256_digest
-from kernel.images.progress import Quiet
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Transport
+from pallet.kernel.images import layout
+from pallet.kernel.images.blobs import sha256_digest
+from pallet.kernel.images.progress import Quiet
 
 
 class DirTransport(Transport):

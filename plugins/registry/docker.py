@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Transport
-from kernel.errors import PalletError
-from kernel.images import manifest as mf
-from kernel.images import reference as refs
-from kernel.images.blobs import sha256_digest
-from kernel.images.progress import Quiet
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Transport
+from pallet.kernel.errors import PalletError
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images import reference as refs
+from pallet.kernel.images.blobs import sha256_digest
+from pallet.kernel.images.progress import Quiet
 
 PARALLEL_DOWNLOADS = 4
 STREAMABLE = {None, "gzip"}
@@ -104,7 +104,7 @@ class DockerTransport(Transport):
         return Availability.ok()
 
     def _client(self, ref):
-        from kernel.images.registry import RegistryClient
+        from pallet.kernel.images.registry import RegistryClient
         return RegistryClient(self.options.get("engine"), ref.domain, tls_verify=self.options.get("tls_verify", True))
 
     # --- reading ------------------------------------------------------------------------

@@ -5,11 +5,11 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Transport
-from kernel.errors import NotFound, PalletError
-from kernel.images import archive
-from kernel.images import reference as refs
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Transport
+from pallet.kernel.errors import NotFound, PalletError
+from pallet.kernel.images import archive
+from pallet.kernel.images import reference as refs
 
 
 def _split(location: str) -> tuple[Path, refs.Reference | None]:

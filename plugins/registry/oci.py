@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Transport
-from kernel.errors import NotFound
-from kernel.images import layout
-from kernel.images import manifest as mf
-from kernel.images.progress import Quiet
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Transport
+from pallet.kernel.errors import NotFound
+from pallet.kernel.images import layout
+from pallet.kernel.images import manifest as mf
+from pallet.kernel.images.progress import Quiet
 
 
 class OciTransport(Transport):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Runtime
-from kernel.errors import PalletError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Runtime
+from pallet.kernel.errors import PalletError
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -25,7 +25,7 @@ class OciCliRuntime(Runtime):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if host.which(cls.binary) is None:
             return Availability.no(f"{cls.binary} is not installed")
@@ -39,7 +39,7 @@ class OciCliRuntime(Runtime):
     def _tool(self, *args: str, stdio=None, check: bool = True):
         import subprocess
 
-        from kernel import host
+        from pallet.kernel import host
 
         log = self.state_dir / f"{self.binary}.log"
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ class OciCliRuntime(Runtime):
     # --- lifecycle -----------------------------------------------------------------------------
 
     def run(self, container_id, bundle, stdio, console_socket=None):
-        from kernel.runtime import linux
+        from pallet.kernel.runtime import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         pid_file = self.state_dir / f"{container_id}.pid"
@@ -79,7 +79,7 @@ class OciCliRuntime(Runtime):
     def exec(self, container_id, process, stdio, console_socket=None):
         import tempfile
 
-        from kernel.runtime import linux
+        from pallet.kernel.runtime import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         spec = json.loads((Path(self.state(container_id)["bundle"]) / "config.json").read_text())
@@ -117,7 +117,7 @@ class OciCliRuntime(Runtime):
 
 def _without_cgroup2() -> None:
     """preexec_fn for crun: a private mount namespace without the (controller-less) cgroup2 mount."""
-    from kernel.runtime import linux
+    from pallet.kernel.runtime import linux
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
@@ -161,7 +161,7 @@ class CrunRuntime(OciCliRuntime):
     binary = "crun"
 
     def _isolate_cgroup2(self) -> bool:
-        from kernel import host
+        from pallet.kernel import host
 
         return host.cgroup_info().version == "hybrid"
 

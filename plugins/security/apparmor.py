@@ -11,9 +11,9 @@ import string
 import subprocess
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import PalletError, UsageError
 
 DEFAULT_PROFILE = "pallet-default"
 UNCONFINED = "unconfined"
@@ -66,7 +66,7 @@ def generate(name: str = DEFAULT_PROFILE, peers=SIGNALLING_PEERS, with_includes:
     With the distribution's policy files present, their tunables (which define @{PROC})
     and base abstraction are included; without them the profile stands alone.
     """
-    from kernel import __version__
+    from pallet.kernel import __version__
 
     if with_includes is None:
         with_includes = os.path.exists(TUNABLES)
@@ -97,7 +97,7 @@ def ensure_default_loaded(state_dir: Path) -> None:
     """Write pallet-default under the state dir and load it with ``apparmor_parser -Kr`` unless loaded."""
     if is_loaded(DEFAULT_PROFILE):
         return
-    from kernel.fsutil import atomic_write
+    from pallet.kernel.fsutil import atomic_write
 
     path = state_dir / DEFAULT_PROFILE
     atomic_write(path, generate().encode())
@@ -112,7 +112,7 @@ class AppArmorProfile(SecurityProfile):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if not os.path.isdir("/sys/kernel/security/apparmor"):
             return Availability.no("AppArmor is not enabled in this kernel")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import UsageError
 
 # Index = capability number (linux/capability.h). A kernel newer than this list reports
 # higher numbers in cap_last_cap; those have no name here and are left out.

@@ -21,12 +21,12 @@ import json
 import os
 import stat
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import UsageError
 # Imported eagerly: the runtime imports this module before pivot_root and calls restrict_self
 # after it, when pallet's own files are no longer reachable (ctypes costs ~1 ms here).
-from plugins.security import landlock_sys as sys_
+from pallet.plugins.security import landlock_sys as sys_
 
 ANNOTATION = "run.pallet.landlock"
 
@@ -148,7 +148,7 @@ class LandlockProfile(SecurityProfile):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         abi = host.landlock_abi()
         if abi <= 0:

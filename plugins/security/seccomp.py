@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import UsageError
 
 UNCONFINED = "unconfined"
 
@@ -17,8 +17,8 @@ def select_profile(option: str | None, host_default: str | None, privileged: boo
     Precedence as Docker's: --privileged runs unfiltered; then --security-opt seccomp=…;
     then the host default from ``[security] seccomp_profile``; then pallet's built-in default.
     """
-    from plugins.security import seccomp_format
-    from plugins.security.seccomp_default import default_profile
+    from pallet.plugins.security import seccomp_format
+    from pallet.plugins.security.seccomp_default import default_profile
 
     if privileged:
         return "privileged", None
@@ -36,7 +36,7 @@ class SeccompProfile(SecurityProfile):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if not host.kernel_features()["seccomp"]:
             return Availability.no("seccomp is not supported by this kernel")
@@ -61,7 +61,7 @@ class SeccompProfile(SecurityProfile):
                 raise UsageError('invalid --security-opt "seccomp=": expected a profile path or "unconfined"')
 
     def apply(self, spec, ctx):
-        from plugins.security import seccomp_format
+        from pallet.plugins.security import seccomp_format
 
         host_default = ctx.settings.get("seccomp_profile")
         if host_default and host_default != UNCONFINED and not os.path.isabs(host_default):

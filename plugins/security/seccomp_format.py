@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 
-from kernel.errors import PalletError, UsageError
+from pallet.kernel.errors import PalletError, UsageError
 
 # Profile action -> the name /proc/sys/kernel/seccomp/actions_avail uses for it.
 ACTIONS = {

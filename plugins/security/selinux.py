@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import UsageError
 
 
 def container_labels(option: dict[str, str], level: str, contexts) -> tuple[str, str] | None:
@@ -15,7 +15,7 @@ def container_labels(option: dict[str, str], level: str, contexts) -> tuple[str,
 
     ``level`` is the allocated MCS level, used unless the user gave ``level:``.
     """
-    from plugins.security.selinux_labels import Label
+    from pallet.plugins.security.selinux_labels import Label
 
     if option.get("disable"):
         return None
@@ -33,7 +33,7 @@ class SELinuxProfile(SecurityProfile):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if "selinuxfs" not in host.filesystems():
             return Availability.no("SELinux is not enabled in this kernel (no selinuxfs)")
@@ -43,13 +43,13 @@ class SELinuxProfile(SecurityProfile):
 
     @classmethod
     def opts_out(cls, options):
-        from plugins.security.selinux_labels import parse_option
+        from pallet.plugins.security.selinux_labels import parse_option
 
         values = [v for k, v in options.items() if k in ("label", "selinux")]
         return len(values) == len(options) == 1 and parse_option(values[0]) == {"disable": "true"}
 
     def validate(self, options):
-        from plugins.security.selinux_labels import parse_option
+        from pallet.plugins.security.selinux_labels import parse_option
 
         for key, value in options.items():
             if key not in ("label", "selinux"):
@@ -57,7 +57,7 @@ class SELinuxProfile(SecurityProfile):
             parse_option(value)
 
     def apply(self, spec, ctx):
-        from plugins.security import selinux_labels as sl
+        from pallet.plugins.security import selinux_labels as sl
 
         option = sl.parse_option(ctx.options.get("label") or ctx.options.get("selinux") or "")
         process = spec.setdefault("process", {})

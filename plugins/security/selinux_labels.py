@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel.errors import PalletError, UsageError
+from pallet.kernel.errors import PalletError, UsageError
 
 FIELDS = ("user", "role", "type", "level")
 KEYS = FIELDS + ("filetype", "disable")
@@ -104,7 +104,7 @@ class McsAllocator:
             return {}
 
     def allocate(self, owner: str, alive=None, rng=random) -> str:
-        from kernel.fsutil import atomic_write_json, locked
+        from pallet.kernel.fsutil import atomic_write_json, locked
 
         with locked(self.path.with_suffix(".lock")):
             table = self._read()
@@ -125,7 +125,7 @@ class McsAllocator:
             return level
 
     def release(self, owner: str) -> None:
-        from kernel.fsutil import atomic_write_json, locked
+        from pallet.kernel.fsutil import atomic_write_json, locked
 
         with locked(self.path.with_suffix(".lock")):
             table = self._read()

@@ -22,9 +22,9 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, SecurityProfile
-from kernel.errors import PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.errors import PalletError, UsageError
 
 DEFAULT_REMAP_USER = "pallet"
 RANGE_SIZE = 65536
@@ -103,7 +103,7 @@ def _lookup(getter, name: str, attr: str) -> int | None:
 
 def add_entry(path: Path, name: str, size: int = RANGE_SIZE) -> IdRange:
     """Give ``name`` a range in ``path`` unless it has one: the first free ``size`` IDs from 100000 up."""
-    from kernel.fsutil import atomic_write, locked
+    from pallet.kernel.fsutil import atomic_write, locked
 
     path = Path(path)
     with locked(path.parent / f".{path.name}.pallet.lock"):

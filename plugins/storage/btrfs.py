@@ -12,9 +12,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, StorageDriver
-from kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, StorageDriver
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 
 class BtrfsDriver(StorageDriver):
@@ -23,7 +23,7 @@ class BtrfsDriver(StorageDriver):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if "btrfs" not in host.filesystems():
             return Availability.no("btrfs is not supported by this kernel")
@@ -61,7 +61,7 @@ class BtrfsDriver(StorageDriver):
             raise UsageError(f'unknown storage option "{sorted(unknown)[0]}" for btrfs (known: size)')
         size = opts.get("size") or self.default_size
         if size:
-            from kernel.storage.units import parse_size
+            from pallet.kernel.storage.units import parse_size
 
             limit = parse_size(size, "size")
             self._require_quotas()  # before creating anything, so a refusal leaves no layer behind
@@ -149,7 +149,7 @@ class BtrfsDriver(StorageDriver):
 
     def _require_quotas(self) -> None:
         if not self.quotas_enabled():
-            from kernel import host
+            from pallet.kernel import host
 
             _fstype, mountpoint = host.filesystem_of(self.home)
             raise PalletError(
@@ -161,7 +161,7 @@ class BtrfsDriver(StorageDriver):
     def status(self):
         from importlib import metadata
 
-        from kernel import host
+        from pallet.kernel import host
 
         fstype, mountpoint = host.filesystem_of(self.home)
         try:

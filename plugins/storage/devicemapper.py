@@ -17,9 +17,9 @@ import os
 import subprocess
 from dataclasses import asdict, dataclass
 
-from kernel import hookimpl
-from kernel.drivers import Availability, StorageDriver
-from kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, StorageDriver
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 SECTOR = 512
 FILESYSTEMS = ("ext4", "xfs")
@@ -42,7 +42,7 @@ class DmOptions:
 
     @classmethod
     def parse(cls, options: dict[str, str]) -> DmOptions:
-        from kernel.storage.units import parse_size
+        from pallet.kernel.storage.units import parse_size
 
         unknown = sorted(set(options) - set(DEFAULTS))
         if unknown:
@@ -165,7 +165,7 @@ class DeviceMapperDriver(StorageDriver):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if not _kernel_has_device_mapper():
             return Availability.no("device-mapper is not supported by this kernel")
@@ -233,7 +233,7 @@ class DeviceMapperDriver(StorageDriver):
             return None
 
     def _save(self, record: DeviceRecord) -> None:
-        from kernel.fsutil import atomic_write_json
+        from pallet.kernel.fsutil import atomic_write_json
 
         atomic_write_json(self.meta_dir / f"{record.layer_id}.json", asdict(record))
 
@@ -255,8 +255,8 @@ class DeviceMapperDriver(StorageDriver):
         self.create_rw(layer_id, parent)
 
     def create_rw(self, layer_id, parent=None, opts=None):
-        from kernel.fsutil import locked
-        from kernel.storage.units import parse_size
+        from pallet.kernel.fsutil import locked
+        from pallet.kernel.storage.units import parse_size
 
         if layer_id == "base" or "/" in layer_id:
             raise UsageError(f'invalid layer id "{layer_id}"')
@@ -286,7 +286,7 @@ class DeviceMapperDriver(StorageDriver):
         (self.meta_dir / f"{layer_id}.json").unlink()
 
     def get(self, layer_id, mount_label=""):
-        from kernel.fsutil import locked
+        from pallet.kernel.fsutil import locked
 
         with locked(self.home / "lock"):
             record = self._record(layer_id)
@@ -308,7 +308,7 @@ class DeviceMapperDriver(StorageDriver):
             return rootfs
 
     def put(self, layer_id):
-        from kernel.fsutil import locked
+        from pallet.kernel.fsutil import locked
 
         with locked(self.home / "lock"):
             record = self._record(layer_id)

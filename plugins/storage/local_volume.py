@@ -13,9 +13,9 @@ import os
 import shutil
 import subprocess
 
-from kernel import hookimpl
-from kernel.drivers import Availability, VolumeDriver
-from kernel.errors import PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, VolumeDriver
+from pallet.kernel.errors import PalletError, UsageError
 
 OPTIONS = ("type", "o", "device")
 
@@ -50,7 +50,7 @@ class LocalVolumeDriver(VolumeDriver):
             raise UsageError(f'a bind volume needs an absolute "device" path, not "{device}"')
         self.path(name).mkdir(parents=True, exist_ok=True)
         if options:
-            from kernel.fsutil import atomic_write_json
+            from pallet.kernel.fsutil import atomic_write_json
 
             atomic_write_json(self.home / name / "opts.json", options)
 

@@ -29,11 +29,11 @@ import subprocess
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from kernel import hookimpl
-from kernel.drivers import Availability, Change, StorageDriver
-from kernel.errors import Conflict, NotFound, PalletError
-from kernel.fsutil import locked
-from kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, Change, StorageDriver
+from pallet.kernel.errors import Conflict, NotFound, PalletError
+from pallet.kernel.fsutil import locked
+from pallet.kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -44,7 +44,7 @@ class Overlay2Driver(StorageDriver):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         if "overlay" not in host.filesystems():
             return Availability.no("overlayfs is not supported by this kernel")
@@ -121,7 +121,7 @@ class Overlay2Driver(StorageDriver):
         link = self._read(layer_id, "link")
         merged = path / "merged"
         if os.path.ismount(merged):
-            from kernel.storage import mounts
+            from pallet.kernel.storage import mounts
             mounts.umount(str(merged), mounts.MNT_DETACH)
         doomed = self.home / leftover_name("rm", layer_id)
         os.rename(path, doomed)
@@ -173,7 +173,7 @@ class Overlay2Driver(StorageDriver):
             count = self._count(path) - 1
             if count <= 0:
                 if os.path.ismount(merged):
-                    from kernel.storage import mounts
+                    from pallet.kernel.storage import mounts
                     mounts.umount(str(merged), mounts.MNT_DETACH)
                 count = 0
             (path / "mount-count").write_text(str(count))
@@ -186,7 +186,7 @@ class Overlay2Driver(StorageDriver):
             return 0
 
     def _mount(self, path: Path, lowers: list[str], mount_label: str) -> None:
-        from kernel.storage import mounts
+        from pallet.kernel.storage import mounts
 
         common = [("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")]
         if mount_label:
@@ -230,7 +230,7 @@ class Overlay2Driver(StorageDriver):
 
     @staticmethod
     def _upper_tar(upper: str, id_shift=None) -> Iterator[bytes]:
-        from kernel.storage import archive
+        from pallet.kernel.storage import archive
 
         writer = archive.TarWriter(id_shift)
         for name, path, st in archive.walk(upper):
@@ -245,7 +245,7 @@ class Overlay2Driver(StorageDriver):
     def changes(self, layer_id: str, parent: str | None) -> list[Change]:
         if not self._native(layer_id, parent):
             return super().changes(layer_id, parent)
-        from kernel.storage import archive
+        from pallet.kernel.storage import archive
 
         lowers = self._lower_dirs(layer_id)
         found = []
@@ -264,12 +264,12 @@ class Overlay2Driver(StorageDriver):
     def diff_size(self, layer_id: str, parent: str | None) -> int:
         if not self._native(layer_id, parent):
             return super().diff_size(layer_id, parent)
-        from kernel.storage import archive, naive
+        from pallet.kernel.storage import archive, naive
 
         return naive.regular_bytes(st for _name, _path, st in archive.walk(str(self._dir(layer_id) / "diff")))
 
     def apply_diff(self, layer_id: str, parent: str | None, stream: BinaryIO) -> int:
-        from kernel.storage import archive, naive
+        from pallet.kernel.storage import archive, naive
 
         with naive.layer_to_fill(self, layer_id, parent):
             return archive.extract(stream, self._dir(layer_id) / "diff", archive.OverlayWhiteouts(),
@@ -277,8 +277,8 @@ class Overlay2Driver(StorageDriver):
 
     # --- reporting ----------------------------------------------------------------------
     def status(self) -> list[tuple[str, str]]:
-        from kernel import host
-        from kernel.storage import mounts
+        from pallet.kernel import host
+        from pallet.kernel.storage import mounts
 
         return [
             ("Home", str(self.home)),

@@ -15,10 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, StorageDriver
-from kernel.errors import Conflict, NotFound, PalletError
-from kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, StorageDriver
+from pallet.kernel.errors import Conflict, NotFound, PalletError
+from pallet.kernel.storage.layerids import check_layer_id, leftover_name, refuse_options, sweep_leftovers
 
 
 class VfsDriver(StorageDriver):
@@ -96,7 +96,7 @@ class VfsDriver(StorageDriver):
             return []
 
     def status(self) -> list[tuple[str, str]]:
-        from kernel import host
+        from pallet.kernel import host
 
         return [("Home", str(self.home)), ("Backing Filesystem", host.filesystem_of(self.home)[0])]
 

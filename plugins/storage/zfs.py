@@ -17,9 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, StorageDriver
-from kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel import hookimpl
+from pallet.kernel.drivers import Availability, StorageDriver
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 OPTIONS = ("zfs.fsname", "size")
 REMOVED = ".removed."             # prefix of removed layers whose snapshots still have clones
@@ -131,7 +131,7 @@ class ZfsDriver(StorageDriver):
 
     @classmethod
     def probe(cls, home=None, options=None):
-        from kernel import host
+        from pallet.kernel import host
 
         options = options or {}
         if host.which("zfs") is None or host.which("zpool") is None:
@@ -176,7 +176,7 @@ class ZfsDriver(StorageDriver):
     @classmethod
     def dataset_of(cls, home) -> str | None:
         """Like moby: without ``zfs.fsname``, layers go under the dataset that holds ``home``."""
-        from kernel import host
+        from pallet.kernel import host
 
         fstype, mountpoint = host.filesystem_of(home)
         if fstype not in ("zfs", "fuse.zfs"):
@@ -206,7 +206,7 @@ class ZfsDriver(StorageDriver):
         properties = {}
         size = opts.get("size") or self.default_size
         if size:
-            from kernel.storage.units import parse_size
+            from pallet.kernel.storage.units import parse_size
 
             properties["quota"] = str(parse_size(size, "size"))
         self._create(layer_id, parent, properties)
@@ -216,7 +216,7 @@ class ZfsDriver(StorageDriver):
         return self.home / "layers" / layer_id
 
     def _create(self, layer_id: str, parent: str | None, properties: dict[str, str]) -> None:
-        from kernel.fsutil import atomic_write
+        from pallet.kernel.fsutil import atomic_write
 
         dataset = self._dataset(layer_id)
         if self.exists(layer_id):
@@ -246,7 +246,7 @@ class ZfsDriver(StorageDriver):
             raise
 
     def remove(self, layer_id):
-        from kernel.fsutil import locked
+        from pallet.kernel.fsutil import locked
 
         dataset = self._dataset(layer_id)
         with locked(self.home / "lock"):
@@ -295,7 +295,7 @@ class ZfsDriver(StorageDriver):
                 raise
 
     def get(self, layer_id, mount_label=""):
-        from kernel.fsutil import locked
+        from pallet.kernel.fsutil import locked
 
         dataset = self._dataset(layer_id)
         mountpoint = self._mountpoint(layer_id)
@@ -316,7 +316,7 @@ class ZfsDriver(StorageDriver):
             return mountpoint
 
     def put(self, layer_id):
-        from kernel.fsutil import locked
+        from pallet.kernel.fsutil import locked
 
         with locked(self.home / "lock"):
             count = self._count(layer_id) - 1

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from kernel.errors import PalletError
-from plugins.storage.btrfs import BtrfsDriver
+from pallet.kernel.errors import PalletError
+from pallet.plugins.storage.btrfs import BtrfsDriver
 
 
 def test_probe_refuses_a_home_that_is_not_on_btrfs(tmp_path):

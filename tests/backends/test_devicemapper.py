@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kernel.errors import UsageError
-from plugins.storage import devicemapper as dm
-from plugins.storage.devicemapper import DeviceMapperDriver, DmOptions
+from pallet.kernel.errors import UsageError
+from pallet.plugins.storage import devicemapper as dm
+from pallet.plugins.storage.devicemapper import DeviceMapperDriver, DmOptions
 
 GiB = 1 << 30
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from plugins.storage.btrfs import BtrfsDriver
+from pallet.plugins.storage.btrfs import BtrfsDriver
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from kernel.config import Config
-from kernel.engine import Engine
-from kernel.errors import Conflict, NotFound, UsageError
-from kernel.volumes import VolumeStore
+from pallet.kernel.config import Config
+from pallet.kernel.engine import Engine
+from pallet.kernel.errors import Conflict, NotFound, UsageError
+from pallet.kernel.volumes import VolumeStore
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_bind_volume_shows_a_host_directory_and_removal_keeps_its_data(store, tm
 
 
 def test_a_container_record_referencing_a_volume_keeps_it(store):
-    from kernel.containers import ContainerRecord, ContainerStore
+    from pallet.kernel.containers import ContainerRecord, ContainerStore
 
     store.create("db-data")
     anonymous = store.create().name

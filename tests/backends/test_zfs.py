@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.errors import PalletError
-from plugins.storage.zfs import ZfsDriver
+from pallet.kernel.errors import PalletError
+from pallet.plugins.storage.zfs import ZfsDriver
 
 
 def _zfs_names(fsname: str) -> list[str]:

@@ -13,7 +13,7 @@ OBSERVER = '''
 """Test observer: appends each lifecycle event to $PALLET_TEST_EVENTS and amends the spec."""
 import os
 
-from kernel import hookimpl
+from pallet.kernel import hookimpl
 
 
 def _log(line):

@@ -19,7 +19,7 @@ def spawn(pallet, *args, rows=33, cols=91):
     pid, master = pty.fork()
     if pid == 0:
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "kernel.cli", "--root", str(pallet.root), "--run-root",
+        os.execve(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", "--root", str(pallet.root), "--run-root",
                                    str(pallet.run_root), *args], pallet.env)
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     return pid, master

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from kernel import runopts, spec
-from kernel.errors import PalletError, UsageError
-from kernel.rootpath import resolve_in_root
+from pallet.kernel import runopts, spec
+from pallet.kernel.errors import PalletError, UsageError
+from pallet.kernel.rootpath import resolve_in_root
 
 
 @pytest.mark.parametrize("text,size", [("32m", 32 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("1024", 1024),

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kernel.containers import ContainerRecord, ContainerStore, new_container_id
-from kernel.errors import Conflict, NotFound, UsageError
+from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
+from pallet.kernel.errors import Conflict, NotFound, UsageError
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import re
 import tarfile
 from types import SimpleNamespace
 
-from kernel.containers import ContainerRecord, ContainerStore, new_container_id
+from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
 from tests.images.conftest import snapshot
 
 
@@ -139,7 +139,7 @@ def test_import_from_stdin(vpallet):
     import sys
 
     from tests.conftest import REPO
-    proc = subprocess.run([sys.executable, "-m", "kernel.cli", "--root", str(vpallet.root), "import", "-",
+    proc = subprocess.run([sys.executable, "-m", "pallet.kernel.cli", "--root", str(vpallet.root), "import", "-",
                            "fromstdin:1"], input=_rootfs_tar(), capture_output=True, env=vpallet.env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert vpallet("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split() == ["fromstdin:1"]
@@ -175,7 +175,7 @@ def test_every_busybox_applet_link_resolves_to_the_binary():
     import posixpath
     import tarfile
 
-    from kernel.images.build import busybox_tar
+    from pallet.kernel.images.build import busybox_tar
 
     data, _version, _mtime = busybox_tar()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

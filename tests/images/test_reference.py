@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernel.errors import UsageError
-from kernel.images import reference as refs
+from pallet.kernel.errors import UsageError
+from pallet.kernel.images import reference as refs
 
 
 @pytest.mark.parametrize("text, full, familiar", [

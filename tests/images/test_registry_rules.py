@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from kernel.config import Config
-from kernel.images import auth
-from kernel.images.registry import RegistryClient, is_loopback, parse_challenge
+from pallet.kernel.config import Config
+from pallet.kernel.images import auth
+from pallet.kernel.images.registry import RegistryClient, is_loopback, parse_challenge
 
 
 def _engine(insecure=()):

@@ -58,14 +58,14 @@ def broken_site(tmp_path_factory) -> Path:
     (pkg / "__init__.py").write_text("")
     (pkg / "explode.py").write_text('raise RuntimeError("vendor module exploded on import")\n')
     (pkg / "badsig.py").write_text(textwrap.dedent("""
-        from kernel import hookimpl
+        from pallet.kernel import hookimpl
 
         @hookimpl
         def pallet_register_storage_drivers(register, not_in_spec):
             pass
     """))
     (pkg / "unknownhook.py").write_text(textwrap.dedent("""
-        from kernel import hookimpl
+        from pallet.kernel import hookimpl
 
         @hookimpl
         def pallet_register_network_drivers(register):

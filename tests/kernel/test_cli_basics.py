@@ -2,7 +2,7 @@
 
 
 def test_version_prints_the_package_version(pallet):
-    from kernel import __version__
+    from pallet.kernel import __version__
 
     result = pallet("--version")
     assert result.returncode == 0
@@ -28,7 +28,7 @@ def test_help_and_version_load_no_plugins(pallet):
     import sys
 
     for flag in ("--help", "--version"):
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kernel.cli", flag],
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pallet.kernel.cli", flag],
                               capture_output=True, text=True)
         assert proc.returncode == 0
         imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}

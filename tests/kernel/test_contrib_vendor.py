@@ -42,8 +42,8 @@ def vendor_in_process(vendor_site, monkeypatch):
 
 def test_vendor_storage_driver_works_through_the_driver_api(tmp_path, vendor_in_process):
     """Create, stack, read back and remove layers through the same calls the core makes."""
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     engine = Engine(Config.load(root=str(tmp_path / "root"), storage_driver="copyfs"))
     driver = engine.storage
@@ -95,8 +95,8 @@ def sandboxes():
 
 
 def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_in_process, host_parent_link, sandboxes):
-    from kernel.drivers import EndpointInfo
-    from kernel.plugins import PluginManager
+    from pallet.kernel.drivers import EndpointInfo
+    from pallet.kernel.plugins import PluginManager
 
     record = PluginManager().driver("network", "macvlan")
     driver = record.cls(tmp_path)

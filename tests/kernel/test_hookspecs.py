@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from kernel import hookimpl, hookspecs
-from kernel.plugins import DRIVER_KINDS, PluginManager
+from pallet.kernel import hookimpl, hookspecs
+from pallet.kernel.plugins import DRIVER_KINDS, PluginManager
 from tests.conftest import REPO
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("pallet_"))

@@ -3,7 +3,7 @@
 import json
 import os
 
-from kernel.entrypoints import CACHE_FILE
+from pallet.kernel.entrypoints import CACHE_FILE
 from tests.kernel.conftest import REPO, pip_install_target
 
 

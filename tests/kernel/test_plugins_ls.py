@@ -17,7 +17,7 @@ def rows_by_name(pallet, *args, env=None):
 
 
 def test_every_builtin_is_listed_with_kind_origin_and_version(pallet):
-    from kernel import __version__
+    from pallet.kernel import __version__
 
     rows = rows_by_name(pallet)
     for kind, names in BUILTINS.items():

@@ -4,7 +4,7 @@ import json
 import os
 
 
-from kernel.config import Config
+from pallet.kernel.config import Config
 
 
 def status(pallet, *args, env=None):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.config import Config
-from kernel.engine import Engine
+from pallet.kernel.config import Config
+from pallet.kernel.engine import Engine
 
 
 # Subnets for the networks tests create: random per session, so two checkouts running this suite
@@ -22,7 +22,7 @@ NET = f"10.{random.SystemRandom().randint(100, 230)}"
 
 @dataclass
 class FakeContainer:
-    """The fields of a container record that ``kernel.network.connect`` reads (the test owns the sandbox)."""
+    """The fields of a container record that ``pallet.kernel.network.connect`` reads (the test owns the sandbox)."""
 
     id: str
     name: str
@@ -58,8 +58,8 @@ def root_links(root: Path) -> set[str]:
 
 def teardown_root(engine) -> list[str]:
     """Remove every network of the engine's root; return what had to be removed by force (leaks)."""
-    from kernel.network import NetworkStore
-    from plugins.network.nft import table_exists, table_name
+    from pallet.kernel.network import NetworkStore
+    from pallet.plugins.network.nft import table_exists, table_name
 
     made = root_links(engine.root)
     NetworkStore(engine).teardown_all()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
-from kernel.config import Config
-from kernel.engine import Engine
-from kernel.network import NetworkStore, connect, disconnect
+from pallet.kernel.config import Config
+from pallet.kernel.engine import Engine
+from pallet.kernel.network import NetworkStore, connect, disconnect
 from tests.network.conftest import FakeContainer
 
 

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from kernel import network as net
-from kernel.errors import Conflict, PalletError
-from kernel.network import NetworkStore
+from pallet.kernel import network as net
+from pallet.kernel.errors import Conflict, PalletError
+from pallet.kernel.network import NetworkStore
 from tests.network.conftest import NET, links, root_links, run_in
 
 
@@ -50,7 +50,7 @@ def test_default_bridge_network_is_made_on_first_use(engine, sandbox, container)
 
 
 def test_default_bridge_can_go_away_with_its_last_container(engine, sandbox, container):
-    from plugins.network.nft import table_exists, table_name
+    from pallet.plugins.network.nft import table_exists, table_name
 
     engine.config.file["network"]["keep_default_bridge"] = False
     store = NetworkStore(engine)
@@ -136,7 +136,7 @@ def test_disconnect_after_the_sandbox_vanished(engine, sandbox, container):
 
 
 def test_remove_network_refuses_active_endpoints_then_cleans_everything(engine, sandbox, container):
-    from plugins.network.nft import table_exists, table_name
+    from pallet.plugins.network.nft import table_exists, table_name
 
     store = NetworkStore(engine)
     record = store.create("gone", subnet=f"{NET}.14.0/24")
@@ -152,7 +152,7 @@ def test_remove_network_refuses_active_endpoints_then_cleans_everything(engine, 
 
 
 def test_published_port_reaches_the_sandbox_from_localhost(engine, sandbox, container, httpd_in, tmp_path):
-    from plugins.network.ports import _random_port
+    from pallet.plugins.network.ports import _random_port
 
     port = _random_port("tcp", "127.0.0.1", set())
     a = sandbox()

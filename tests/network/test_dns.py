@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel import network as net
-from kernel.network import NetworkStore
-from plugins.network import dns
+from pallet.kernel import network as net
+from pallet.kernel.network import NetworkStore
+from pallet.plugins.network import dns
 from tests.network.conftest import NET, run_in
 
 

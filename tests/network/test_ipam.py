@@ -7,9 +7,9 @@ import multiprocessing
 
 import pytest
 
-from kernel.errors import Conflict, UsageError
-from plugins.network.ipam import DefaultIpam, parse_pools
-from plugins.network.netlink import host_routes
+from pallet.kernel.errors import Conflict, UsageError
+from pallet.plugins.network.ipam import DefaultIpam, parse_pools
+from pallet.plugins.network.netlink import host_routes
 
 
 def _grab(home: str, pool: str, count: int, queue) -> None:
@@ -69,18 +69,18 @@ def test_gateway_and_fixed_addresses(tmp_path):
 
 
 def _create(root: str, config: str, name: str, queue) -> None:
-    from kernel.config import Config
-    from kernel.engine import Engine
-    from kernel.network import NetworkStore
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.network import NetworkStore
 
     engine = Engine(Config.load(root=root, config_path=config))
     queue.put(NetworkStore(engine).create(name).ipam_config[0]["Subnet"])
 
 
 def test_concurrent_network_creation_in_two_roots_gets_distinct_subnets(tmp_path):
-    from kernel.config import Config
-    from kernel.engine import Engine
-    from kernel.network import NetworkStore
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.network import NetworkStore
 
     config = tmp_path / "pallet.toml"
     config.write_text('[network]\ndefault_address_pools = "10.231.128.0/18:24"\n')

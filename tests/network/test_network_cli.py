@@ -12,9 +12,9 @@ from tests.network.conftest import NET
 @pytest.fixture
 def cli(pallet):
     yield pallet
-    from kernel.config import Config
-    from kernel.engine import Engine
-    from kernel.network import NetworkStore
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.network import NetworkStore
 
     NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import shutil
 
-from kernel import network as net
-from kernel.network import NetworkStore
-from plugins.network.bridge import REGISTRY, collect_orphans
-from plugins.network.nft import table_exists, table_name
+from pallet.kernel import network as net
+from pallet.kernel.network import NetworkStore
+from pallet.plugins.network.bridge import REGISTRY, collect_orphans
+from pallet.plugins.network.nft import table_exists, table_name
 from tests.network.conftest import NET, links
 
 
 def test_tables_and_bridges_of_a_deleted_root_are_collected(engine, sandbox, container, tmp_path):
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     (tmp_path / "empty.toml").write_text('[network]\ndefault_address_pools = "10.232.0.0/16:24"\n')
     doomed = Engine(Config.load(root=str(tmp_path / "doomed"), config_path=str(tmp_path / "empty.toml")))

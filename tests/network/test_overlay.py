@@ -35,7 +35,7 @@ class Host:
         Path(f"{root}.toml").write_text("[network]\noverlay_lease_ttl = 2\n")
 
     def pallet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "kernel.cli", "--root",
+        cmd = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "pallet.kernel.cli", "--root",
                str(self.root), "--cluster-store", self.store, *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60,
                               env={**os.environ, "PALLET_CONFIG": f"{self.root}.toml"})
@@ -105,7 +105,7 @@ def simulated_cluster(tmp_path: Path):
                 problems.append(str(exc))
         if etcd is not None:
             if not problems:
-                from plugins.network.etcd import Etcd
+                from pallet.plugins.network.etcd import Etcd
 
                 left = Etcd(store).range("/pallet/")[0]
                 problems += [f"etcd keys left behind: {sorted(left)}"] if left else []
@@ -119,7 +119,7 @@ def simulated_cluster(tmp_path: Path):
 
 
 def _wait_for_etcd(store: str) -> None:
-    from plugins.network.etcd import Etcd
+    from pallet.plugins.network.etcd import Etcd
 
     deadline = time.monotonic() + 20
     while True:
@@ -195,8 +195,8 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
 def test_addresses_never_collide_across_hosts(cluster):
     from concurrent.futures import ThreadPoolExecutor
 
-    from plugins.network.etcd import Etcd
-    from plugins.network.overlay import ClusterIpam
+    from pallet.plugins.network.etcd import Etcd
+    from pallet.plugins.network.overlay import ClusterIpam
 
     store = cluster[0].store
     ipam = ClusterIpam("/nonexistent", {"cluster-store": store})

@@ -22,8 +22,8 @@ SERVE = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec 
 @pytest.fixture
 def cli(pallet):
     """The real CLI on a private root with its own default bridge device; everything removed afterwards."""
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
     from tests.network.conftest import teardown_root
 
     config = pallet.root.parent / "pallet.toml"
@@ -76,7 +76,7 @@ def test_containers_find_each_other_by_name_and_alias_and_other_networks_cannot_
 
 
 def test_published_port_serves_localhost_and_a_second_claim_fails_cleanly(cli):
-    from plugins.network.ports import _random_port
+    from pallet.plugins.network.ports import _random_port
 
     port = _random_port("tcp", "127.0.0.1", set())
     cli("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE, check=True)

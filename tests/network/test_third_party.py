@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from kernel import network as net
-from kernel.network import NetworkStore
+from pallet.kernel import network as net
+from pallet.kernel.network import NetworkStore
 from tests.conftest import REPO
 from tests.network.conftest import NET, run_in
 
@@ -31,7 +31,7 @@ def parent_link():
 
 @pytest.mark.skipif(not VENDOR_SRC.is_dir(), reason="the contrib vendor package is not in this tree")
 def test_vendor_macvlan_network_through_the_store(engine, sandbox, container, parent_link, monkeypatch):
-    from kernel.plugins import DriverRecord, PluginRecord
+    from pallet.kernel.plugins import DriverRecord, PluginRecord
 
     monkeypatch.syspath_prepend(str(VENDOR_SRC))
     sys.modules.pop("pallet_vendor_example.network", None)

@@ -45,7 +45,7 @@ def test_skopeo_docker_archive_loads(rpallet, tmp_path):
 def test_save_pipe_load_into_another_root(rpallet, tmp_path):
     ours = _busybox(rpallet)
     other = Pallet(tmp_path / "root2", tmp_path / "run2", env={"PALLET_STORAGE_DRIVER": "vfs"})
-    base = [sys.executable, "-m", "kernel.cli"]
+    base = [sys.executable, "-m", "pallet.kernel.cli"]
     save = subprocess.Popen(base + ["--root", str(rpallet.root), "save", "busybox"], stdout=subprocess.PIPE,
                             cwd=REPO, env=rpallet.env)
     loaded = subprocess.run(base + ["--root", str(other.root), "load"], stdin=save.stdout, capture_output=True,

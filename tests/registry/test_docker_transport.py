@@ -130,7 +130,7 @@ def test_concurrent_pulls_of_one_image_share_the_store(registry, rpallet, tmp_pa
     push_with_skopeo(source, registry, "conc/img:t")
     name = f"{registry.host}/conc/img:t"
     rpallet("image", "ls", check=True)
-    argv = [sys.executable, "-m", "kernel.cli", "--root", str(rpallet.root), "pull", "-q", name]
+    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(rpallet.root), "pull", "-q", name]
     procs = [subprocess.Popen(argv, cwd=REPO, env=rpallet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(3)]
     results = [(p.wait(), p.stderr.read().decode()) for p in procs]
@@ -157,7 +157,7 @@ def test_kill_9_during_pull_leaves_nothing_visible(registry, rpallet, tmp_path):
     push_with_skopeo(umoci_image(tmp_path, layers), registry, "kill/img:t")
     name = f"{registry.host}/kill/img:t"
     rpallet("image", "build-busybox", check=True)
-    argv = [sys.executable, "-m", "kernel.cli", "--root", str(rpallet.root), "pull", name]
+    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(rpallet.root), "pull", name]
     proc = subprocess.Popen(argv, cwd=REPO, env=rpallet.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     try:

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from kernel.config import Config
-from kernel.engine import Engine
-from kernel.images import ImageStore
+from pallet.kernel.config import Config
+from pallet.kernel.engine import Engine
+from pallet.kernel.images import ImageStore
 from tests.conftest import Pallet
 from tests.registry.conftest import layer_tar, push_with_skopeo, umoci_image  # noqa: F401
 

@@ -41,7 +41,7 @@ class Runner:
     """Starts containers from generated bundles with the built-in runtime; deletes every one it made."""
 
     def __init__(self, tmp: Path, rootfs: Path):
-        from plugins.runtime.builtin import PalletRuntime
+        from pallet.plugins.runtime.builtin import PalletRuntime
 
         self.tmp = tmp
         self.rootfs = rootfs
@@ -67,7 +67,7 @@ class Runner:
 
     def run(self, args, before_delete=None, **spec) -> Outcome:
         """Run to completion (a start failure becomes its exit code and message) and delete."""
-        from kernel.errors import PalletError
+        from pallet.kernel.errors import PalletError
 
         try:
             container_id, pid, out, err = self.start(args, **spec)

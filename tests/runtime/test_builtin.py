@@ -112,7 +112,7 @@ def test_killed_container_exits_137(runner):
 
 
 def test_memory_limit_oom_kill_is_detected(runner):
-    from kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.runtime.cgroups import Cgroup
 
     seen = {}
 
@@ -177,7 +177,7 @@ def test_pause_and_resume_freeze_the_cgroup(runner):
 
 
 def test_terminal_master_is_sent_over_the_console_socket(runner):
-    from plugins.runtime.builtin import receive_console
+    from pallet.plugins.runtime.builtin import receive_console
 
     path = str(runner.tmp / "console.sock")
     with socket.socket(socket.AF_UNIX) as server:
@@ -246,7 +246,7 @@ def test_joining_namespaces_by_path(runner):
 
 
 def test_privileged_gets_every_capability_this_host_allows(runner):
-    from kernel.runtime import caps, linux
+    from pallet.kernel.runtime import caps, linux
 
     everything = {k: ["CAP_" + name for name in caps.NAMES] for k in ("bounding", "effective", "permitted")}
     result = runner.run(["grep", "^CapEff:", "/proc/self/status"], capabilities=everything)
@@ -270,7 +270,7 @@ def test_stdio_may_be_any_permutation_of_fds(runner):
 
     script = "import os, sys; sys.path.insert(0, %r); " % str(Path(__file__).parent)
     script += (
-        "from pathlib import Path; import ocispec; from plugins.runtime.builtin import PalletRuntime; "
+        "from pathlib import Path; import ocispec; from pallet.plugins.runtime.builtin import PalletRuntime; "
         "b = ocispec.write_bundle(Path(%r), Path(%r), ocispec.spec(['sh', '-c', 'echo out; echo err >&2'])); "
         "rt = PalletRuntime(Path(%r)); pid = rt.run(%r, b, (0, 2, 1)); os.waitpid(pid, 0); rt.delete(%r)"
     ) % (str(runner.tmp / "perm"), str(runner.rootfs), str(runner.tmp / "perm-state"), runner.new_id(), runner.ids[-1])
@@ -286,7 +286,7 @@ def test_oom_score_adj_and_cgroup_namespace(runner):
 
 
 def test_exec_with_a_terminal(runner):
-    from plugins.runtime.builtin import receive_console
+    from pallet.plugins.runtime.builtin import receive_console
 
     container_id, _pid, _out, _err = runner.start(["sleep", "60"])
     path = str(runner.tmp / "exec-console.sock")
@@ -336,8 +336,8 @@ def test_failed_start_leaves_no_state_or_cgroup(runner):
 
 
 def test_delete_cleans_up_a_start_that_died_half_way(runner):
-    from kernel.runtime.cgroups import Cgroup
-    from plugins.runtime.builtin import RuntimeState
+    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.plugins.runtime.builtin import RuntimeState
 
     container_id = runner.new_id()
     group = Cgroup.for_spec(container_id, {})

@@ -17,7 +17,7 @@ PROBE = ("echo $$; hostname; grep -E '^(CapEff|CapBnd|CapPrm|Seccomp|NoNewPrivs)
 
 
 def runtime_cls(name):
-    from plugins.runtime.oci_cli import CrunRuntime, RuncRuntime
+    from pallet.plugins.runtime.oci_cli import CrunRuntime, RuncRuntime
 
     return {"runc": RuncRuntime, "crun": CrunRuntime}[name]
 
@@ -62,7 +62,7 @@ def test_same_bundle_gives_the_same_output(oci, runner):
 
 @pytest.mark.parametrize("args,code", [(["false"], 1), (["no-such-command"], 127), (["/etc/passwd"], 126)])
 def test_exit_codes_through_the_driver(oci, runner, args, code):
-    from kernel.errors import PalletError
+    from pallet.kernel.errors import PalletError
 
     runtime, _created = oci
     try:
@@ -120,7 +120,7 @@ def test_terminal_over_the_console_socket(oci, runner):
     import socket
     import time
 
-    from plugins.runtime.builtin import receive_console
+    from pallet.plugins.runtime.builtin import receive_console
 
     runtime, created = oci
     path = str(runner.tmp / f"{runtime.binary}-console.sock")

@@ -6,15 +6,15 @@ import os
 
 import pytest
 
-from kernel.runtime import caps, init, linux, rootfs
+from pallet.kernel.runtime import caps, init, linux, rootfs
 
 
 def test_generated_ffi_module_matches_its_declarations(tmp_path):
-    from kernel.runtime import ffi_build
+    from pallet.kernel.runtime import ffi_build
 
     ffi_build.build(tmp_path / "_ffi.py")
     assert (tmp_path / "_ffi.py").read_text() == ffi_build.TARGET.read_text(), \
-        "run python3 -m kernel.runtime.ffi_build"
+        "run python3 -m pallet.kernel.runtime.ffi_build"
 
 
 def test_mount_options_split_into_flags_propagation_and_data():

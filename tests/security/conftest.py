@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
-from kernel.drivers import SecurityContext
+from pallet.kernel.drivers import SecurityContext
 from tests.security.sec_helpers import RuncBundle, base_spec
 
 
 @pytest.fixture(scope="session")
 def plugins():
-    from kernel.plugins import PluginManager
+    from pallet.kernel.plugins import PluginManager
 
     manager = PluginManager()
     manager.load("security")
@@ -22,7 +22,7 @@ def plugins():
 @pytest.fixture
 def secure_spec(plugins):
     """``secure_spec(security_opts=[...], **SecurityContext fields) -> (spec, applied profile names)``."""
-    from kernel.security import apply_profiles
+    from pallet.kernel.security import apply_profiles
 
     def build(security_opts=(), spec=None, **ctx_fields):
         if spec is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from plugins.security.battery import SCRIPT, parse_report
+from pallet.plugins.security.battery import SCRIPT, parse_report
 
 # Docker's device rules: deny everything, then the usual character devices (none of them block devices).
 DEVICE_RULES = [{"allow": False, "access": "rwm"}] + [

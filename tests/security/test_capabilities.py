@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kernel.errors import UsageError
+from pallet.kernel.errors import UsageError
 from tests.security.sec_helpers import base_spec
-from plugins.security.capabilities import (
+from pallet.plugins.security.capabilities import (
     DEFAULT_CAPABILITIES, capability_mask, host_capabilities, normalize, resolve_capabilities,
 )
 

@@ -171,7 +171,7 @@ def test_landlock_rules_confine_the_container_process(bb, tmp_path):
 
 
 def test_relabel_volume_modes_are_ignored_without_selinux(bb, tmp_path):
-    from plugins.security.selinux import SELinuxProfile
+    from pallet.plugins.security.selinux import SELinuxProfile
 
     if SELinuxProfile.probe().available:
         pytest.skip("SELinux is enabled here: :Z would relabel the directory")

@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from kernel import host
-from kernel.errors import UsageError
-from plugins.security import landlock
+from pallet.kernel import host
+from pallet.kernel.errors import UsageError
+from pallet.plugins.security import landlock
 
 needs_landlock = pytest.mark.skipif(host.landlock_abi() <= 0, reason="Landlock is not enabled in this kernel")
 

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from kernel.errors import PalletError, UsageError
-from kernel.security import split_security_opts, take_relabel_requests
-from plugins.security import apparmor, selinux_labels as sl
-from plugins.security.apparmor import AppArmorProfile
-from plugins.security.selinux import SELinuxProfile, container_labels
+from pallet.kernel.errors import PalletError, UsageError
+from pallet.kernel.security import split_security_opts, take_relabel_requests
+from pallet.plugins.security import apparmor, selinux_labels as sl
+from pallet.plugins.security.apparmor import AppArmorProfile
+from pallet.plugins.security.selinux import SELinuxProfile, container_labels
 
 from tests.security.sec_helpers import MOBY_APPARMOR
 
@@ -122,9 +122,9 @@ def test_container_labels_from_policy_defaults_and_overrides(tmp_path):
 
 
 def test_selinux_apply_writes_labels_and_allocates_a_pair(tmp_path):
-    from kernel.config import Config
-    from kernel.drivers import SecurityContext
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.drivers import SecurityContext
+    from pallet.kernel.engine import Engine
 
     (tmp_path / "empty.toml").touch()
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(tmp_path / "empty.toml")))
@@ -138,7 +138,7 @@ def test_selinux_apply_writes_labels_and_allocates_a_pair(tmp_path):
 
 
 def test_mcs_pairs_never_collide_across_processes(tmp_path):
-    script = ("import sys; from plugins.security.selinux_labels import McsAllocator; from pathlib import Path\n"
+    script = ("import sys; from pallet.plugins.security.selinux_labels import McsAllocator; from pathlib import Path\n"
               "a = McsAllocator(Path(sys.argv[1]))\n"
               "for i in range(40): a.allocate(f'{sys.argv[2]}-{i}')\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), f"p{n}"]) for n in range(4)]
@@ -206,8 +206,8 @@ def test_turning_an_absent_lsm_off_is_accepted(secure_spec):
 
 
 def test_volume_relabel_mode_reaches_the_selinux_profile_and_not_the_runtime():
-    from kernel.runopts import parse_volume
-    from kernel.spec import user_mount
+    from pallet.kernel.runopts import parse_volume
+    from pallet.kernel.spec import user_mount
 
     spec = {"mounts": [user_mount(parse_volume("/srv/data:/data:ro,Z")), user_mount(parse_volume("/srv/x:/x"))]}
     assert take_relabel_requests(spec) == [("/srv/data", "Z")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kernel.plugins import PluginManager
+from pallet.kernel.plugins import PluginManager
 
 
 def test_all_six_security_profiles_are_listed_truthfully(pallet):

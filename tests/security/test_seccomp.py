@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kernel.errors import PalletError, UsageError
-from plugins.security import seccomp_format
-from plugins.security.capabilities import DEFAULT_CAPABILITIES
-from plugins.security.seccomp_default import default_profile
+from pallet.kernel.errors import PalletError, UsageError
+from pallet.plugins.security import seccomp_format
+from pallet.plugins.security.capabilities import DEFAULT_CAPABILITIES
+from pallet.plugins.security.seccomp_default import default_profile
 from tests.security.sec_helpers import MOBY_SECCOMP, seccomp_decision
 
 AMD64 = ("SCMP_ARCH_X86_64", "amd64")
@@ -171,11 +171,11 @@ def test_cap_add_sys_admin_opens_mount_in_the_filter(secure_spec):
 
 
 def test_host_default_profile_from_config(pallet, tmp_path):
-    from kernel.config import Config
-    from kernel.drivers import SecurityContext
-    from kernel.engine import Engine
-    from kernel.plugins import PluginManager
-    from kernel.security import apply_profiles
+    from pallet.kernel.config import Config
+    from pallet.kernel.drivers import SecurityContext
+    from pallet.kernel.engine import Engine
+    from pallet.kernel.plugins import PluginManager
+    from pallet.kernel.security import apply_profiles
     from tests.security.sec_helpers import base_spec
 
     config = tmp_path / "pallet.toml"

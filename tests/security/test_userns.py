@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.errors import PalletError, UsageError
-from plugins.security import userns
+from pallet.kernel.errors import PalletError, UsageError
+from pallet.plugins.security import userns
 from tests.security.sec_helpers import RuncBundle, base_spec
 
 RANGE_START = 300000
@@ -18,8 +18,8 @@ RANGE_START = 300000
 
 @pytest.fixture
 def remap_engine(tmp_path):
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     (tmp_path / "subuid").write_text(f"someone:100000:65536\npallet:{RANGE_START}:65536\n")
     (tmp_path / "subgid").write_text(f"pallet:{RANGE_START}:1000\npallet:{RANGE_START + 5000}:64536\n")
@@ -66,8 +66,8 @@ def test_userns_host_opts_out_and_privileged_needs_it(secure_spec, remap_engine)
 
 
 def test_missing_range_names_the_fix(secure_spec, tmp_path):
-    from kernel.config import Config
-    from kernel.engine import Engine
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
 
     (tmp_path / "subuid").write_text("")
     config = tmp_path / "c.toml"
@@ -129,7 +129,7 @@ def test_layers_unpack_id_shifted_and_diff_back(tmp_path):
     import io
     import tarfile
 
-    from kernel.storage import archive
+    from pallet.kernel.storage import archive
 
     remap = userns.Remap([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
                          [{"containerID": 0, "hostID": RANGE_START + 7, "size": 65536}])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 
-from kernel.storage import archive
-from plugins.storage.vfs import VfsDriver
+from pallet.kernel.storage import archive
+from pallet.plugins.storage.vfs import VfsDriver
 
 
 class BrokenDriver(VfsDriver):

@@ -9,8 +9,8 @@ import tarfile
 
 import pytest
 
-from kernel.errors import PalletError
-from kernel.storage import archive
+from pallet.kernel.errors import PalletError
+from pallet.kernel.storage import archive
 
 
 def make_tar(*members) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.storage.conformance_suite import *  # noqa: F401,F403 - the suite's tests and fixtures
+from pallet.kernel.storage.conformance_suite import *  # noqa: F401,F403 - the suite's tests and fixtures
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -17,7 +17,7 @@ REPO = HERE.parent.parent
 # module:Class rather than the registered names: looking names up in-process would fill
 # stevedore's process-wide entry-point cache before other tests add plugins to sys.path.
 # The registered names go through ``pallet plugins check`` in test_cli_check.py.
-@pytest.fixture(params=["plugins.storage.vfs:VfsDriver", "plugins.storage.overlay2:Overlay2Driver"],
+@pytest.fixture(params=["pallet.plugins.storage.vfs:VfsDriver", "pallet.plugins.storage.overlay2:Overlay2Driver"],
                 ids=["vfs", "overlay2"])
 def storage_driver_name(request):  # noqa: F811 - overrides the suite's option-driven fixture
     return request.param
@@ -45,6 +45,6 @@ def test_broken_driver_fails_the_kit_with_readable_messages():
 
 
 def test_kit_passes_for_a_good_driver_given_as_module_class():
-    proc = run_kit("plugins.storage.vfs:VfsDriver", "-k", "create_and_remove or whiteouts")
+    proc = run_kit("pallet.plugins.storage.vfs:VfsDriver", "-k", "create_and_remove or whiteouts")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout

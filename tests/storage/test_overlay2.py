@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from kernel.errors import PalletError
-from kernel.storage.conformance_suite import D, F, mounts_under, tar_of
-from plugins.storage.overlay2 import Overlay2Driver
-from plugins.storage.vfs import VfsDriver
+from pallet.kernel.errors import PalletError
+from pallet.kernel.storage.conformance_suite import D, F, mounts_under, tar_of
+from pallet.plugins.storage.overlay2 import Overlay2Driver
+from pallet.plugins.storage.vfs import VfsDriver
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,7 +67,7 @@ def test_reference_count_is_shared_between_processes(overlay):
     overlay.create("base")
     overlay.create("rw", "base")
     merged = str(overlay.get("rw"))
-    code = (f"from plugins.storage.overlay2 import Overlay2Driver as D; d = D({str(overlay.home)!r}); "
+    code = (f"from pallet.plugins.storage.overlay2 import Overlay2Driver as D; d = D({str(overlay.home)!r}); "
             "print(d.get('rw')); d.put('rw')")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     assert os.path.ismount(merged), "another process's put() unmounted a layer this process still holds"

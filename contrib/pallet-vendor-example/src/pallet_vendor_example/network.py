@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from kernel import hookimpl
-from kernel.drivers import Availability, EndpointInfo, JoinInfo, NetworkDriver
-from kernel.errors import PalletError, UsageError
+from pallet import hookimpl
+from pallet.drivers import Availability, EndpointInfo, JoinInfo, NetworkDriver
+from pallet.errors import PalletError, UsageError
 
 
 class MacvlanNetwork(NetworkDriver):

@@ -11,9 +11,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from kernel import hookimpl
-from kernel.drivers import Availability, StorageDriver
-from kernel.errors import PalletError
+from pallet import hookimpl
+from pallet.drivers import Availability, StorageDriver
+from pallet.errors import PalletError
 
 
 class CopyFsDriver(StorageDriver):

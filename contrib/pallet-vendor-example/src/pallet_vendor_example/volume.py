@@ -3,7 +3,7 @@
 ``pallet volume create -d imagevol -o size=64M NAME`` makes ``<volumes>/NAME/disk.img``
 (sparse) with an ext4 filesystem; the first container that mounts the volume gets it
 loop-mounted at ``<volumes>/NAME/_data``, the last one to leave unmounts it. A template
-for volume drivers: only the methods of ``kernel.drivers.VolumeDriver``.
+for volume drivers: only the methods of ``pallet.kernel.drivers.VolumeDriver``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 
-from kernel import hookimpl
-from kernel.drivers import Availability, VolumeDriver
-from kernel.errors import PalletError, UsageError
+from pallet import hookimpl
+from pallet.drivers import Availability, VolumeDriver
+from pallet.errors import PalletError, UsageError
 
 DEFAULT_SIZE = "1G"
 
@@ -38,7 +38,7 @@ class ImageVolumeDriver(VolumeDriver):
         return self.home / name / "_data"
 
     def create(self, name, options):
-        from kernel.storage.units import parse_size
+        from pallet.kernel.storage.units import parse_size
 
         unknown = sorted(set(options) - {"size"})
         if unknown:
