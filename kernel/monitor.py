@@ -46,11 +46,19 @@ def _start_failed(engine, record, exc: BaseException) -> int:
 
 # --- foreground ---------------------------------------------------------------------------
 
-def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
-    """Run the container with this process as its (sub)reaper; stream its output; return its exit code."""
+def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict | None = None,
+                 sig_proxy: bool = True) -> int:
+    """Run the container with this process as its (sub)reaper; stream its output; return its exit code.
+
+    ``streams`` says which of stdout/stderr are shown here (``-a``; all by default: the log keeps
+    both anyway); without ``sig_proxy`` signals are not forwarded to the container's process.
+    """
     store = ContainerStore(engine)
     procs.set_subreaper()
     target = {"pid": 0}
+    shown = {"stdout": 1, "stderr": 2}
+    if streams is not None:
+        shown = {name: fd for name, fd in shown.items() if streams.get(name, True)}
 
     def forward(signum, _frame):
         if target["pid"]:
@@ -58,7 +66,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 os.kill(target["pid"], signum)
 
     tty_mode = bool(record.config.get("Tty"))
-    if not tty_mode:
+    if not tty_mode and sig_proxy:
         for signum in FORWARDED:
             signal.signal(signum, forward)
     console = ConsoleSocket() if tty_mode else None
@@ -73,8 +81,8 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             pipes = {out_r: "stdout", err_r: "stderr"}
             stdio = (0 if interactive else devnull, out_w, err_w)
-        else:
-            stdio = (0 if interactive else devnull, 1, 2)  # nothing to log: hand over our own streams
+        else:  # nothing to log: hand over our own streams
+            stdio = (0 if interactive else devnull, shown.get("stdout", devnull), shown.get("stderr", devnull))
         try:
             pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
         except PalletError as exc:
@@ -93,7 +101,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 pump(pid, {master: "stdout"}, log, {"stdout": 1}, stdin_to=master if interactive else None)
             os.close(master)
         elif pipes:
-            pump(pid, pipes, log, {"stdout": 1, "stderr": 2})
+            pump(pid, pipes, log, shown)
         code = procs.wait_for(pid)
         if log is not None:
             log.close()

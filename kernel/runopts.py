@@ -79,11 +79,11 @@ def parse_mac(value: str) -> str:
     return value.lower()
 
 
-def parse_cpuset(value: str | None) -> str | None:
+def parse_cpuset(value: str | None, flag: str = "--cpuset-cpus") -> str | None:
     if value is None:
         return None
     if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", value):
-        raise UsageError(f'invalid argument "{value}" for "--cpuset-cpus" flag: invalid format')
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: invalid format')
     return value
 
 
@@ -171,6 +171,8 @@ def parse_volume(spec: str) -> dict:
     relabel = [o for o in options if o in ("z", "Z")]
     if relabel:
         mount["Relabel"] = relabel[-1]  # SELinux: shared (z) or private (Z) label for the source
+    if source.startswith(".") and (source in (".", "..") or source.startswith(("./", "../"))):
+        source = os.path.abspath(source)  # Docker CLI 23+: relative to the caller's directory
     if not source:
         mount.update(Type="volume", Source="")
     elif source.startswith("/"):
@@ -189,20 +191,28 @@ def _is_options(text: str) -> bool:
 
 
 def parse_mount(spec: str) -> dict:
-    """``--mount type=bind,source=/a,target=/b,readonly`` (also tmpfs and volume)."""
+    """``--mount type=bind|volume|tmpfs,source=…,target=…`` with every option Docker's CLI knows."""
     fields: dict[str, str] = {}
-    for item in spec.split(","):
+    for item in _csv_fields(spec):
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not key:
             raise UsageError(f"invalid argument \"{spec}\" for \"--mount\" flag: empty field")
+        if key == "volume-opt":
+            fields.setdefault("volume-opt", "")
+            fields["volume-opt"] += ("\0" if fields["volume-opt"] else "") + value
+            continue
         fields[key] = value if sep else "true"
     kind = fields.pop("type", "volume")
+    if kind in ("npipe", "cluster"):
+        raise UsageError(f'invalid argument "{spec}" for "--mount" flag: mount type "{kind}" is not supported '
+                         "on Linux containers")
     if kind not in ("bind", "volume", "tmpfs"):
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: mount type "{kind}" is not supported')
     target = next((fields.pop(k) for k in ("target", "destination", "dst") if k in fields), "")
     source = next((fields.pop(k) for k in ("source", "src") if k in fields), "")
-    readonly = any(fields.pop(k, "false") in ("true", "1") for k in ("readonly", "ro"))
+    readonly = any(_bool(fields.pop(k, "false"), spec) for k in ("readonly", "ro"))
+    fields.pop("consistency", None)  # macOS-only; Docker ignores it on Linux too
     if not target:
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: target is required')
     if not target.startswith("/"):
@@ -210,8 +220,25 @@ def parse_mount(spec: str) -> dict:
     mount = {"Type": kind, "Source": source, "Target": os.path.normpath(target), "ReadOnly": readonly}
     if kind == "bind":
         if not source:
-            raise UsageError(f'invalid mount config for type "bind": field Source must not be empty')
-        mount["Propagation"] = fields.pop("bind-propagation", "rprivate")
+            raise UsageError('invalid mount config for type "bind": field Source must not be empty')
+        if not source.startswith("/"):
+            mount["Source"] = os.path.abspath(source)
+        propagation = fields.pop("bind-propagation", "rprivate")
+        if propagation not in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
+            raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid propagation {propagation!r}')
+        mount["Propagation"] = propagation
+        recursive = fields.pop("bind-recursive", "enabled")
+        if _bool(fields.pop("bind-nonrecursive", "false"), spec):
+            recursive = "disabled"
+        if recursive not in ("enabled", "disabled", "writable", "readonly"):
+            raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid bind-recursive {recursive!r}')
+        if recursive in ("writable", "readonly") and not readonly:
+            raise UsageError(f"option 'bind-recursive={recursive}' requires 'readonly' to be specified in "
+                             "conjunction")
+        if recursive != "enabled":
+            mount["BindRecursive"] = recursive
+        if fields.pop("bind-create-src", None) is not None:
+            mount["CreateSource"] = True
     elif kind == "tmpfs":
         if source:
             raise UsageError('invalid mount config for type "tmpfs": field Source must not be specified')
@@ -219,13 +246,50 @@ def parse_mount(spec: str) -> dict:
         if "tmpfs-size" in fields:
             options.append(f"size={parse_size(fields.pop('tmpfs-size'), '--mount tmpfs-size')}")
         if "tmpfs-mode" in fields:
-            options.append(f"mode={fields.pop('tmpfs-mode')}")
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]{1,4}", mode):
+                raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode {mode!r}')
+            options.append(f"mode={mode}")
         mount["TmpfsOptions"] = options
     else:
-        mount["NoCopy"] = fields.pop("volume-nocopy", "false") in ("true", "1")
+        mount["NoCopy"] = _bool(fields.pop("volume-nocopy", "false"), spec)
+        driver_opts = {}
+        for opt in filter(None, fields.pop("volume-opt", "").split("\0")):
+            key, sep, value = opt.partition("=")
+            if not sep:
+                raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid volume-opt {opt!r}')
+            driver_opts[key] = value
+        if driver_opts:
+            mount["DriverOpts"] = driver_opts
+        if "volume-driver" in fields:
+            mount["Driver"] = fields.pop("volume-driver")
+        if "volume-subpath" in fields:
+            subpath = fields.pop("volume-subpath")
+            if subpath.startswith("/") or ".." in subpath.split("/"):
+                raise UsageError(f"invalid volume-subpath {subpath!r}: must be a relative path inside the volume")
+            mount["Subpath"] = subpath
     if fields:
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{next(iter(fields))}\'')
     return mount
+
+
+def _csv_fields(spec: str) -> list[str]:
+    """--mount is CSV: a field may be quoted to hold a comma (``"volume-opt=o=a,b"``)."""
+    import csv
+
+    try:
+        return next(csv.reader([spec]))
+    except (csv.Error, StopIteration):
+        raise UsageError(f'invalid argument "{spec}" for "--mount" flag: malformed CSV') from None
+
+
+def _bool(value: str, spec: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid boolean value {value!r}')
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:
@@ -321,3 +385,304 @@ def parse_signal(value: str | None) -> int | None:
         if member is not None:
             return int(member)
     raise UsageError(f"Invalid signal: {value}")
+
+
+# --- hosts, DNS, links ---------------------------------------------------------------------
+
+def parse_extra_host(spec: str) -> str:
+    """``--add-host name:ip`` (or ``name=ip``, Docker 25+); ``host-gateway`` is resolved at start."""
+    import ipaddress
+
+    name, sep, address = spec.partition("=") if "=" in spec else spec.partition(":")
+    address = address.strip("[]")
+    if not sep or not name or not address:
+        raise UsageError(f'invalid argument "{spec}" for "--add-host" flag: bad format for add-host: "{spec}"')
+    if address != "host-gateway":
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UsageError(f'invalid argument "{spec}" for "--add-host" flag: invalid IP address in add-host: '
+                             f'"{address}"') from None
+    return f"{name}:{address}"
+
+
+def parse_dns(values) -> list[str]:
+    import ipaddress
+
+    for value in values or ():
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise UsageError(f'invalid argument "{value}" for "--dns" flag: ip address is not correctly formatted: '
+                             f'{value}') from None
+    return list(values or ())
+
+
+def parse_dns_search(values) -> list[str]:
+    for value in values or ():
+        if value != "." and not re.fullmatch(r"[A-Za-z0-9.-]+", value) or len(value) > 255:
+            raise UsageError(f'invalid argument "{value}" for "--dns-search" flag: {value} is not a valid domain')
+    return list(values or ())
+
+
+def parse_link(spec: str) -> str:
+    """``--link name[:alias]`` -> ``name:alias`` (Docker keeps links as ``/name:/me/alias`` strings)."""
+    name, _sep, alias = spec.partition(":")
+    if not name:
+        raise UsageError(f'invalid argument "{spec}" for "--link" flag: bad format for links: {spec}')
+    return f"{name}:{alias or name}"
+
+
+# --- devices -------------------------------------------------------------------------------
+
+_DEVICE_MODE = re.compile(r"^[rwm]{1,3}$")
+
+
+def parse_device(spec: str) -> dict:
+    """``--device /dev/x[:/dev/y][:rwm]`` -> Docker's DeviceMapping (relative paths are refused)."""
+    parts = spec.split(":")
+    mode = "rwm"
+    if len(parts) > 1 and _DEVICE_MODE.match(parts[-1]):
+        mode = parts.pop()
+    if len(parts) > 2 or not parts[0]:
+        raise UsageError(f'invalid argument "{spec}" for "--device" flag: bad format for path: {spec}')
+    host = parts[0]
+    container = parts[1] if len(parts) == 2 else host
+    for path in (host, container):
+        if not path.startswith("/"):
+            raise UsageError(f'invalid argument "{spec}" for "--device" flag: {path} is not an absolute path')
+    return {"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": mode}
+
+
+_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def parse_device_cgroup_rule(rule: str) -> str:
+    """``c 13:* rwm`` (type a|b|c, major/minor number or ``*``, access)."""
+    if not _CGROUP_RULE.match(rule):
+        raise UsageError(f'invalid argument "{rule}" for "--device-cgroup-rule" flag: invalid device cgroup format '
+                         f"'{rule}'")
+    return rule
+
+
+def parse_weight_device(spec: str) -> dict:
+    """``--blkio-weight-device /dev/sda:200``."""
+    path, sep, weight = spec.rpartition(":")
+    if not sep or not path.startswith("/") or not weight.isdigit() or not 10 <= int(weight) <= 1000:
+        raise UsageError(f'invalid argument "{spec}" for "--blkio-weight-device" flag: invalid weight for device: '
+                         f"{spec}")
+    return {"Path": path, "Weight": int(weight)}
+
+
+def parse_throttle_device(spec: str, flag: str, sizes: bool) -> dict:
+    """``--device-read-bps /dev/sda:1mb`` (a size) or ``--device-read-iops /dev/sda:1000`` (a number)."""
+    path, sep, rate = spec.rpartition(":")
+    if not sep or not path.startswith("/"):
+        raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: bad format: {spec}')
+    if sizes:
+        value = parse_size(rate, flag)
+    elif rate.isdigit():
+        value = int(rate)
+    else:
+        raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: invalid rate for device: {spec}. '
+                         "The correct format is <device-path>:<number>. Number must be a positive integer")
+    return {"Path": path, "Rate": value}
+
+
+# --- namespaces, sysctls -------------------------------------------------------------------
+
+NAMESPACE_MODES = {
+    "--pid": ("", "host", "private"),
+    "--ipc": ("", "host", "private", "shareable", "none"),
+    "--uts": ("", "host", "private"),
+    "--cgroupns": ("", "host", "private"),
+}
+
+
+def parse_namespace_mode(value: str, flag: str) -> str:
+    """``host``, ``private``, ``container:NAME`` (not for --uts / --cgroupns), or "" for the default."""
+    value = value or ""
+    if value in NAMESPACE_MODES[flag]:
+        return value
+    if value.startswith("container:") and value.partition(":")[2] and flag in ("--pid", "--ipc"):
+        return value
+    raise UsageError(f"--{flag.lstrip('-')}: invalid {flag.lstrip('-').upper()} mode: {value}")
+
+
+# The sysctls a container's own namespaces scope (moby's ValidateSysctl), so --sysctl can set them.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def parse_sysctl(spec: str) -> tuple[str, str]:
+    key, sep, value = spec.partition("=")
+    key = key.strip().replace("/", ".")
+    if not sep or not key:
+        raise UsageError(f'invalid argument "{spec}" for "--sysctl" flag: sysctl \'{spec}\' is not allowed')
+    if not (key in _IPC_SYSCTLS or key.startswith(("fs.mqueue.", "net.")) or key in ("kernel.domainname",
+                                                                                      "kernel.hostname")):
+        raise UsageError(f"sysctl '{spec}' is not allowed")
+    return key, value
+
+
+def check_sysctls(sysctls: dict, network_mode: str, ipc_mode: str, uts_mode: str) -> None:
+    """A sysctl of a namespace the container shares with the host would change the host (moby refuses it)."""
+    for key in sysctls:
+        if key.startswith("net.") and network_mode == "host":
+            raise UsageError(f"sysctl '{key}' is not allowed in host network namespace")
+        if (key in _IPC_SYSCTLS or key.startswith("fs.mqueue.")) and ipc_mode == "host":
+            raise UsageError(f"sysctl '{key}' is not allowed in host IPC namespace")
+        if key in ("kernel.domainname", "kernel.hostname"):
+            raise UsageError(f"sysctl '{key}' is not allowed: use --hostname / --domainname")
+
+
+# --- the rest of run's flags ---------------------------------------------------------------
+
+def parse_label_files(paths) -> dict[str, str]:
+    """``--label-file``: one ``key=value`` a line, ``#`` comments (given labels override these)."""
+    labels = {}
+    for path in paths or ():
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+        labels.update(parse_labels([line.strip() for line in lines if line.strip() and not line.startswith("#")]))
+    return labels
+
+
+def parse_expose(specs) -> dict[str, dict]:
+    """``--expose 80``, ``--expose 7000-7002/udp`` -> ExposedPorts keys."""
+    exposed = {}
+    for spec in specs or ():
+        port, _sep, proto = spec.partition("/")
+        proto = proto or "tcp"
+        if proto not in ("tcp", "udp", "sctp"):
+            raise UsageError(f"invalid proto: {proto}")
+        for number in _port_range(port, spec):
+            exposed[f"{number}/{proto}"] = {}
+    return exposed
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_NS = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+
+
+def parse_duration(value: str | None, flag: str) -> int:
+    """Go's time.ParseDuration (``1m30s``, ``500ms``, ``0``) -> nanoseconds."""
+    if value in (None, "", "0"):
+        return 0
+    if not re.fullmatch(f"(?:{_DURATION.pattern})+", value):
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: time: invalid duration "{value}"')
+    return int(sum(float(n) * _DURATION_NS[unit] for n, unit in _DURATION.findall(value)))
+
+
+def parse_healthcheck(cmd: str | None, interval, timeout, start_period, start_interval, retries,
+                      disabled: bool) -> dict | None:
+    """The health flags -> Docker's HealthConfig (``{"Test": ["NONE"]}`` for --no-healthcheck)."""
+    durations = {"Interval": parse_duration(interval, "--health-interval"),
+                 "Timeout": parse_duration(timeout, "--health-timeout"),
+                 "StartPeriod": parse_duration(start_period, "--health-start-period"),
+                 "StartInterval": parse_duration(start_interval, "--health-start-interval")}
+    if disabled:
+        if cmd or any(durations.values()) or retries:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    for key, value in durations.items():
+        if value and value < 1_000_000:
+            raise UsageError(f"--health-{key.lower()} cannot be less than 1ms")
+    if retries is not None and retries < 0:
+        raise UsageError("--health-retries cannot be negative")
+    if not cmd and not any(durations.values()) and not retries:
+        return None
+    return {"Test": ["CMD-SHELL", cmd] if cmd else [], **durations, "Retries": retries or 0}
+
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def parse_restart(value: str) -> dict:
+    name, _sep, count = (value or "no").partition(":")
+    if name not in RESTART_POLICIES:
+        raise UsageError(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
+                         "'on-failure', or 'unless-stopped'")
+    if count and (name != "on-failure" or not count.isdigit()):
+        raise UsageError(f"invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                         if name != "on-failure" else f"invalid restart policy: invalid count '{count}'")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+LOG_DRIVERS = ("json-file", "local", "none")
+
+
+def parse_log_config(driver: str, opts) -> dict:
+    """``--log-driver`` (pallet writes json-file logs; ``local`` is taken as json-file, ``none`` keeps none)."""
+    driver = driver or "json-file"
+    if driver not in LOG_DRIVERS:
+        raise UsageError(f'log driver "{driver}" is not supported by pallet (supported: {", ".join(LOG_DRIVERS)})')
+    config = {}
+    for opt in opts or ():
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise UsageError(f'invalid argument "{opt}" for "--log-opt" flag: invalid key value pair format')
+        config[key] = value
+    unknown = set(config) - {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"}
+    if unknown or (driver == "none" and config):
+        raise UsageError(f"unknown log opt '{sorted(unknown or config)[0]}' for {driver} log driver")
+    if "max-size" in config:
+        parse_size(config["max-size"], "--log-opt max-size")
+    if "max-file" in config and not (config["max-file"].isdigit() and int(config["max-file"]) > 0):
+        raise UsageError("max-file cannot be less than 1")
+    return {"Type": driver, "Config": config}
+
+
+_DETACH_KEY = re.compile(r"^(ctrl-[a-z@\[\\\]^_]|[\x20-\x7e])$")
+
+
+def parse_detach_keys(value: str | None) -> str:
+    """``ctrl-p,ctrl-q`` (Docker's default): each key a character or ``ctrl-<letter>``."""
+    if value is None or value == "":
+        return ""
+    for key in value.split(","):
+        if not _DETACH_KEY.match(key):
+            raise UsageError(f"Unknown character: '{key}'")
+    return value
+
+
+def parse_storage_opts(specs) -> dict[str, str]:
+    opts = {}
+    for spec in specs or ():
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid storage option {spec!r}: expected KEY=VALUE")
+        opts[key] = value
+    return opts
+
+
+def parse_annotations(specs) -> dict[str, str]:
+    annotations = {}
+    for spec in specs or ():
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise UsageError(f'invalid argument "{spec}" for "--annotation" flag: invalid key value pair format')
+        annotations[key] = value
+    return annotations
+
+
+def parse_platform(value: str) -> str:
+    """``os[/arch[/variant]]`` in lower case (Docker normalises ``Linux/AMD64``)."""
+    if not value:
+        return ""
+    parts = value.lower().split("/")
+    if len(parts) > 3 or not all(parts):
+        raise UsageError(f'"{value}": unknown operating system or architecture: invalid argument')
+    return "/".join(parts)
+
+
+def parse_attach(streams) -> list[str]:
+    result = []
+    for stream in streams or ():
+        if stream.lower() not in ("stdin", "stdout", "stderr"):
+            raise UsageError(f"invalid argument \"{stream}\" for \"-a, --attach\" flag: valid streams are STDIN, "
+                             "STDOUT and STDERR")
+        result.append(stream.lower())
+    return result

@@ -73,7 +73,7 @@ def pump(pid: int, sources: dict[int, str], log: JsonLog | None, echo: dict[str,
                 stream = sources[key.fd]
                 if log is not None:
                     log.write(stream, data)
-                if echo is not None:
+                if echo is not None and stream in echo:
                     _write_all(echo[stream], data)
     finally:
         sel.close()

@@ -9,8 +9,7 @@ import click
 
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
-# -h is Docker's --hostname for run/create, so only --help shows help there.
-RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
+from pallet.kernel.cli.container_flags import RUN_SETTINGS, RunCommand, build_request, create_options, run_only_options
 
 
 @click.group("container")
@@ -28,126 +27,17 @@ def _engine(ctx_obj, groups=("storage", "security", "runtime")):
     return ctx_obj
 
 
-def create_options(func):
-    """The flags ``create`` and ``run`` share, named as Docker names them."""
-    options = [
-        click.option("--name", default="", help="Assign a name to the container."),
-        click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set environment variables."),
-        click.option("--env-file", multiple=True, metavar="FILE", help="Read in a file of environment variables."),
-        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
-        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
-        click.option("-h", "--hostname", default="", help="Container host name (default: the id's first 12 chars)."),
-        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]", help="Bind mount a volume."),
-        click.option("--mount", "mounts", multiple=True, metavar="SPEC",
-                     help="Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly])."),
-        click.option("--tmpfs", multiple=True, metavar="PATH[:OPTS]", help="Mount a tmpfs directory."),
-        click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set metadata on a container."),
-        click.option("--stop-signal", default=None, help="Signal to stop the container (default SIGTERM)."),
-        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
-        click.option("--network", "--net", "network", default="",
-                     help='Connect to a network: none, host, bridge or a network name. Default: [containers] '
-                          'default_network in the config, else "bridge" when a bridge driver is implemented, '
-                          'else "none".'),
-        click.option("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
-        click.option("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
-        click.option("--network-alias", multiple=True, metavar="ALIAS", help="Add a network-scoped alias for the container."),
-        click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]CTR[/PROTO]",
-                     help="Publish a container's port(s) to the host."),
-        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
-        click.option("--security-opt", multiple=True, help="Security options (seccomp=…, no-new-privileges …)."),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
-        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
-        click.option("--userns", default="", metavar="host", help="User namespace: \"host\" opts out of userns_remap."),
-        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
-        click.option("--runtime", default="pallet", help="Runtime to use (pallet, runc, crun)."),
-        click.option("-m", "--memory", default=None, help="Memory limit (e.g. 32m, 1g)."),
-        click.option("--memory-swap", default=None, help="Memory plus swap limit; -1 for unlimited swap."),
-        click.option("--cpus", default=None, help="Number of CPUs."),
-        click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)."),
-        click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)."),
-        click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 unlimited)."),
-        click.option("--blkio-weight", type=int, default=None, help="Block IO weight, 10 to 1000."),
-        click.option("--ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="Ulimit options."),
-        click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)."),
-        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
-        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
-                     show_default=True, help="Pull the image before running."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_request(image, command, opts):
-    from pallet.kernel import runopts
-    from pallet.kernel.lifecycle import CreateRequest
-
-    mounts = [runopts.parse_volume(v) for v in opts["volume"]] + [runopts.parse_mount(m) for m in opts["mounts"]]
-    for mount in mounts:
-        if mount["Type"] == "bind" and not mount.get("CreateSource"):
-            import os
-            if not os.path.exists(mount["Source"]):
-                raise UsageError(f'invalid mount config for type "bind": bind source path does not exist: {mount["Source"]}')
-    targets = [m["Target"] for m in mounts] + [runopts.parse_tmpfs(t)[0] for t in opts["tmpfs"]]
-    duplicate = next((t for t in targets if targets.count(t) > 1), None)
-    if duplicate:
-        raise UsageError(f"Duplicate mount point: {duplicate}")
-    pids = opts["pids_limit"]
-    oom = opts["oom_score_adj"]
-    if oom is not None and not -1000 <= oom <= 1000:
-        raise UsageError(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
-    host_config = {
-        "Binds": list(opts["volume"]),
-        "Mounts": mounts,
-        "Tmpfs": dict(runopts.parse_tmpfs(t) for t in opts["tmpfs"]),
-        "AutoRemove": opts["auto_remove"],
-        "Privileged": opts["privileged"],
-        "ReadonlyRootfs": opts["read_only"],
-        "CapAdd": list(opts["cap_add"]),
-        "CapDrop": list(opts["cap_drop"]),
-        "SecurityOpt": list(opts["security_opt"]),
-        "UsernsMode": opts["userns"],
-        "Runtime": opts["runtime"],
-        "Memory": runopts.parse_memory(opts["memory"]) or 0,
-        "MemorySwap": runopts.parse_memory_swap(opts["memory_swap"]) or 0,
-        "NanoCpus": runopts.parse_cpus(opts["cpus"]) or 0,
-        "CpuShares": opts["cpu_shares"] or 0,
-        "CpusetCpus": runopts.parse_cpuset(opts["cpuset_cpus"]) or "",
-        "PidsLimit": pids if pids and pids > 0 else None,
-        "BlkioWeight": runopts.parse_blkio_weight(opts["blkio_weight"]) or 0,
-        "Ulimits": [runopts.parse_ulimit(u) for u in opts["ulimit"]],
-        "OomScoreAdj": oom or 0,
-        "StopSignal": opts["stop_signal"],
-        "StopTimeout": opts["stop_timeout"],
-        "IPv4Address": runopts.parse_ipv4(opts["ip"]),
-        "MacAddress": runopts.parse_mac(opts["mac_address"]),
-        "NetworkAliases": list(opts["network_alias"]),
-    }
-    if opts["stop_signal"] is not None:
-        runopts.parse_signal(opts["stop_signal"])
-    request = CreateRequest(
-        image=image, command=list(command), name=opts["name"], entrypoint=opts["entrypoint"],
-        env=runopts.parse_env(opts["env"], opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
-        hostname=opts["hostname"], tty=opts["tty"], stdin_open=opts["interactive"],
-        labels=runopts.parse_labels(opts["label"]), network=opts["network"], port_specs=list(opts["publish"]),
-        publish_all=opts["publish_all"], pull=opts["pull"], host_config=host_config,
-    )
-    if opts["workdir"] and not opts["workdir"].startswith("/"):
-        raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")
-    return request
-
-
-def _create(engine, image, command, opts):
+def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel import lifecycle
+    from pallet.kernel.cli.container_flags import write_cidfile
 
-    return lifecycle.create(engine, build_request(image, command, opts))
+    request = build_request(image, command, opts, detach)
+    record = lifecycle.create(engine, request)
+    write_cidfile(request.host_config.get("ContainerIDFile") or "", record.id)
+    return record
 
 
-@container.command("create", context_settings=RUN_SETTINGS)
+@container.command("create", cls=RunCommand, context_settings=RUN_SETTINGS)
 @create_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -158,13 +48,13 @@ def create(engine, image, command, **opts):
     click.echo(record.id)
 
 
-@container.command("run", context_settings=RUN_SETTINGS)
+@container.command("run", cls=RunCommand, context_settings=RUN_SETTINGS)
 @create_options
-@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
+@run_only_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx, image, command, detach, **opts):
+def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
     Without --network the container gets [containers] default_network from the config, else
@@ -176,7 +66,11 @@ def run(ctx, image, command, detach, **opts):
     engine = _engine(ctx.obj)
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
-    record = _create(engine, image, command, opts)
+    opts["detach_keys"] = detach_keys
+    if detach_keys and not detach:
+        click.echo("WARNING: --detach-keys: pallet cannot detach from an attached run yet; "
+                   "the keys reach the container", err=True)
+    record = _create(engine, image, command, opts, detach)
     try:
         bundle = lifecycle.prepare(engine, record)
     except BaseException:
@@ -187,7 +81,10 @@ def run(ctx, image, command, detach, **opts):
         monitor.spawn(engine, record, bundle)
         click.echo(record.id)
         return 0
-    code = monitor.run_attached(engine, record, bundle, interactive=opts["interactive"])
+    code = monitor.run_attached(engine, record, bundle, interactive=opts["interactive"],
+                                streams={"stdout": record.config.get("AttachStdout", True),
+                                         "stderr": record.config.get("AttachStderr", True)},
+                                sig_proxy=sig_proxy)
     ctx.exit(code)
 
 
