@@ -476,6 +476,13 @@ def release(engine, record: ContainerRecord) -> None:
                     VolumeStore(engine).unmount(mount["Source"], record.id)
                 except Exception as exc:
                     errors.append(f"volume {mount['Source']}: {exc}")
+    if record.host_config.get("IpcMode") == "shareable":
+        from pallet.kernel.runlinks import unmount_shareable_shm
+
+        try:
+            unmount_shareable_shm(store, record)
+        except OSError as exc:
+            errors.append(f"/dev/shm: {exc}")
     mark = store.run_dir(record.id) / MOUNTED_MARK
     if mark.exists():
         try:

@@ -71,7 +71,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             signal.signal(signum, forward)
     console = ConsoleSocket() if tty_mode else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    keep_log = not record.host_config.get("AutoRemove")
+    keep_log = not record.host_config.get("AutoRemove") and not _no_log(record)
     pipes = {}
     try:
         if tty_mode:
@@ -117,6 +117,11 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
     except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
         print(f"Error: {exc}", file=sys.stderr)
     return code
+
+
+def _no_log(record) -> bool:
+    """--log-driver none: the output is not kept (``logs`` then says so, as Docker's does)."""
+    return (record.host_config.get("LogConfig") or {}).get("Type") == "none"
 
 
 # --- detached -----------------------------------------------------------------------------
@@ -204,7 +209,7 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         }, durable=False)
         script = Path(__file__).with_name("logpump.py")
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
-                                  str(store.log_path(record.id)), str(params),
+                                  os.devnull if _no_log(record) else str(store.log_path(record.id)), str(params),
                                   *(f"{fd}:{stream}" for fd, stream in sources.items())])
     except BaseException:
         import traceback

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 
 from pallet.kernel.errors import Conflict, PalletError
@@ -32,9 +34,15 @@ def resolve(engine, record, net: dict) -> StartLinks:
             other = _running(engine, store, mode.partition(":")[2], f"join the {nstype.upper()} namespace of")
             links.namespaces[nstype] = f"/proc/{other.pid}/ns/{nstype}"
             if nstype == "ipc":
-                links.shm_source = f"/proc/{other.pid}/root/dev/shm"
+                if other.host_config.get("IpcMode") != "shareable":
+                    raise Conflict(f"cannot join IPC of a non-shareable container {other.name} "
+                                   "(hint: run it with --ipc shareable)")
+                links.shm_source = str(shm_path(store, other.id))
     if host.get("IpcMode") == "host":
         links.shm_source = "/dev/shm"
+    elif host.get("IpcMode") == "shareable":
+        mount_shareable_shm(store, record)
+        links.shm_source = str(shm_path(store, record.id))
     for line in host.get("ExtraHosts") or []:
         name, _sep, address = line.partition(":")
         if address == "host-gateway":
@@ -50,6 +58,33 @@ def resolve(engine, record, net: dict) -> StartLinks:
         links.hosts.append(f"{address}\t{' '.join(names)}")
         links.env += link_env(alias, record.name, other, address)
     return links
+
+
+def shm_path(store, cid: str):
+    """A --ipc shareable container's /dev/shm: a tmpfs on the host, so that others can bind the same one."""
+    return store.run_dir(cid) / "shm"
+
+
+def mount_shareable_shm(store, record) -> None:
+    from pallet.kernel.runtime import linux
+    from pallet.kernel.spec_linux import DEFAULT_SHM
+
+    path = shm_path(store, record.id)
+    path.mkdir(exist_ok=True)
+    if not os.path.ismount(path):
+        size = record.host_config.get("ShmSize") or DEFAULT_SHM
+        linux.mount("shm", str(path), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                    f"mode=1777,size={size // 1024}k")
+
+
+def unmount_shareable_shm(store, record) -> None:
+    from pallet.kernel.runtime import linux
+
+    path = shm_path(store, record.id)
+    if os.path.ismount(path):
+        linux.umount2(str(path), linux.MNT_DETACH)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def _running(engine, store, cid: str, verb: str):

@@ -36,6 +36,8 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
     from pallet.kernel import lifecycle
     from pallet.kernel.stdio import read_log
 
+    if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
+        raise PalletError('configured logging driver does not support reading')
     path = _store(engine).log_path(record.id)
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
 

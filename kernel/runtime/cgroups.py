@@ -262,7 +262,8 @@ class Cgroup:
         if cpu.get("realtimePeriod"):
             self._set("cpu", "cpu.rt_period_us", cpu["realtimePeriod"])
         if cpu.get("realtimeRuntime"):
-            self._grant_rt_runtime(cpu["realtimeRuntime"])
+            period = cpu.get("realtimePeriod") or int(_read(self._dir("cpu") / "cpu.rt_period_us").strip() or 1000000)
+            self._grant_rt_runtime(cpu["realtimeRuntime"] / period)
             self._set("cpu", "cpu.rt_runtime_us", cpu["realtimeRuntime"])
         self._apply_cpuset_and_pids(r)
         blkio = r.get("blockIO") or {}
@@ -282,9 +283,9 @@ class Cgroup:
         for rule in r.get("devices") or []:
             self._set("devices", "devices.allow" if rule.get("allow") else "devices.deny", _device_rule(rule))
 
-    def _grant_rt_runtime(self, runtime: int) -> None:
-        """A real-time budget must fit the parent's: give each ancestor below the root at least ``runtime``
-        (top-down, as Docker's daemon does for its parent from --cpu-rt-runtime)."""
+    def _grant_rt_runtime(self, share: float) -> None:
+        """A real-time budget must fit the parent's: give each ancestor below the root at least the same
+        ``share`` of its period (top-down, as Docker's daemon does for its parent from --cpu-rt-runtime)."""
         path = self._dir("cpu")
         if path is None:
             return
@@ -294,8 +295,9 @@ class Cgroup:
             ancestors.append(probe)
             probe = probe.parent
         for directory in reversed(ancestors):
-            if int(_read(directory / "cpu.rt_runtime_us").strip() or 0) < runtime:
-                _write(directory / "cpu.rt_runtime_us", runtime)
+            needed = -(-int(share * int(_read(directory / "cpu.rt_period_us").strip())) // 1)
+            if int(_read(directory / "cpu.rt_runtime_us").strip() or 0) < needed:
+                _write(directory / "cpu.rt_runtime_us", needed)
 
     def _apply_v2(self, r: dict) -> None:
         memory = r.get("memory") or {}
