@@ -225,7 +225,18 @@ def unpause(engine, containers):
 def rm(engine, force, volumes, containers):
     """Remove one or more containers."""
     from pallet.kernel import lifecycle
+    from pallet.kernel.errors import NotFound
 
+    if force:  # as Docker: -f of a container that is not there is not an error
+        store = _store(engine)
+        present = []
+        for name in containers:
+            try:
+                store.get(name)
+                present.append(name)
+            except NotFound:
+                continue
+        containers = present
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
 
 

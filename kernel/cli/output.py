@@ -2,7 +2,7 @@
 
 ``--format`` understands the subset of Go templates scripts use with the docker CLI:
 ``{{.Field}}``, ``{{json .}}``, ``{{json .Field}}``, ``table`` as a prefix, and ``json``
-alone. Written by hand because a full Go-template engine would be a large dependency for
+alone (JSON lines, as Docker 23+). Written by hand because a full Go-template engine would be a large dependency for
 these four forms.
 """
 
@@ -42,8 +42,12 @@ def emit(rows: list[dict], columns: list[tuple[str, str]], fmt: str | None = Non
         for row in rows:
             click.echo(row[quiet_field])
         return
-    if as_json or fmt == "json":
+    if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if fmt == "json":  # Docker 23+: one object a line, so scripts can read a stream line by line
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
         return
     if fmt:
         if fmt.startswith("table"):

@@ -44,7 +44,7 @@ def test_missing_command_without_rm_leaves_an_exited_container_and_no_mount(bb):
     assert mounts_under(bb.root) == []
 
 
-@pytest.mark.parametrize("spec", ["./rel:/x", "/a:b", "/a:/b:xyz", ":/b", "/a:/b:ro:rw", "a b:/c"])
+@pytest.mark.parametrize("spec", ["/a:b", "/a:/b:xyz", ":/b", "/a:/b:ro:rw", "a b:/c"])
 def test_bad_volume_spec_is_a_usage_error(bb, spec):
     result = bb("run", "--rm", "-v", spec, "busybox", "true")
     assert result.returncode == 2, result.stderr

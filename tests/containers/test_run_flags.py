@@ -134,6 +134,18 @@ def test_volumes_from_copies_the_mounts_with_their_mode(bb, tmp_path):
     assert written.returncode == 0 and (data / "x").read_text() == "w\n"
 
 
+def test_relative_bind_source_is_taken_from_the_callers_directory(bb, tmp_path):
+    from tests.conftest import REPO
+
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "f").write_text("relative\n")
+    source = os.path.relpath(tmp_path / "rel", REPO)  # the CLI runs in the checkout
+    assert source.startswith("../")
+    result = bb("run", "--rm", "-v", f"{source}:/r:ro", "--mount", f"type=bind,src={source},dst=/m",
+                "busybox", "cat", "/r/f", "/m/f")
+    assert result.stdout == "relative\nrelative\n", result.stderr
+
+
 def test_cidfile_attach_expose_labels_and_go_style_booleans(bb, tmp_path):
     cidfile = tmp_path / "cid"
     labels = tmp_path / "labels"
@@ -190,3 +202,12 @@ def test_health_restart_log_and_storage_flags_are_recorded(bb):
     refused = bb("create", "--storage-opt", "size=1g", "busybox", "true")
     assert refused.error_lines == ['Error: storage option "size" is not supported by the overlay2 driver']
     assert len(bb("ps", "-aq").stdout.split()) == 2  # the refused one left nothing
+
+
+def test_the_flags_bundle_runs_under_runc_too(bb):
+    result = bb("run", "--rm", "--runtime", "runc", "--init", "--device", "/dev/fuse", "--sysctl",
+                "kernel.shmmax=99999", "--shm-size", "4m", "--uts", "host", "--group-add", "55", "busybox", "sh", "-c",
+                "cat /proc/1/cmdline | cut -d '' -f1; ls /dev/fuse; cat /proc/sys/kernel/shmmax; "
+                "df -k /dev/shm | tail -1 | awk '{print $2}'; hostname; grep Groups /proc/self/status | cut -f2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/sbin/docker-init", "/dev/fuse", "99999", "4096", os.uname().nodename, "55"]
