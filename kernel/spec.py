@@ -194,18 +194,13 @@ def user_mount(mount: dict, source: str | None = None) -> dict:
 
 
 def rlimits(ulimits: list[dict]) -> list[dict]:
-    """containerd's default nofile 1024:1024 plus --ulimit. The default is capped at this process's hard
-    limit; an asked-for limit above it is refused (without CAP_SYS_RESOURCE it cannot be raised)."""
+    """containerd's default nofile 1024:1024 plus --ulimit, each capped at this process's hard limit
+    (without CAP_SYS_RESOURCE it cannot be raised; :func:`capped_ulimits` names the ones cut)."""
     wanted = {"RLIMIT_NOFILE": (1024, 1024)}
     for item in ulimits:
         name = RLIMIT_NAMES.get(item["Name"])
         if name is None:
             raise UsageError(f"invalid ulimit type: {item['Name']}")
-        current_hard = resource.getrlimit(getattr(resource, name))[1]
-        if current_hard != resource.RLIM_INFINITY and not _has_sys_resource() and \
-                (item["Hard"] < 0 or item["Hard"] > current_hard):
-            raise UsageError(f"--ulimit {item['Name']}={item['Soft']}:{item['Hard']}: above this host's hard limit "
-                             f"{current_hard}, which cannot be raised without CAP_SYS_RESOURCE")
         wanted[name] = (item["Soft"], item["Hard"])
     result = []
     for name, (soft, hard) in wanted.items():
@@ -217,14 +212,18 @@ def rlimits(ulimits: list[dict]) -> list[dict]:
     return result
 
 
-def _has_sys_resource() -> bool:
-    CAP_SYS_RESOURCE = 24
-    try:
-        with open("/proc/self/status") as handle:
-            effective = next(line for line in handle if line.startswith("CapEff:")).split()[1]
-    except (OSError, StopIteration):
-        return False
-    return bool(int(effective, 16) >> CAP_SYS_RESOURCE & 1)
+def capped_ulimits(ulimits: list[dict]) -> list[str]:
+    """The asked-for limits above this host's hard limit, each as a warning line."""
+    lines = []
+    for item in ulimits:
+        name = RLIMIT_NAMES.get(item["Name"])
+        if name is None:
+            raise UsageError(f"invalid ulimit type: {item['Name']}")
+        current_hard = resource.getrlimit(getattr(resource, name))[1]
+        if current_hard != resource.RLIM_INFINITY and (item["Hard"] < 0 or item["Hard"] > current_hard):
+            lines.append(f"--ulimit {item['Name']}={item['Soft']}:{item['Hard']} is capped at this host's hard limit "
+                         f"{current_hard} (raising it needs CAP_SYS_RESOURCE)")
+    return lines
 
 
 def resources(host: dict, privileged: bool) -> dict:

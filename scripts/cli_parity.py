@@ -51,7 +51,7 @@ _RUN = {
     "--dns": "differs: on networks with the embedded DNS, 127.0.0.11 stays the only nameserver",
     "--health-cmd": "differs: recorded; checks come with the services issue",
     "--no-healthcheck": "same: recorded as Docker's `{\"Test\": [\"NONE\"]}`",
-    "--ulimit": "differs: a limit above this host's hard limit is refused (no CAP_SYS_RESOURCE)",
+    "--ulimit": "differs: a limit above this host's hard limit is capped to it, with a warning (no CAP_SYS_RESOURCE)",
     "--sig-proxy": "same (also `--no-sig-proxy`)",
 }
 for _name in ("--health-interval", "--health-retries", "--health-start-interval", "--health-start-period",

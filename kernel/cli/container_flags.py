@@ -409,9 +409,10 @@ def build_request(image, command, opts, detach: bool = False):
         "MacAddress": runopts.parse_mac(opts["mac_address"]),
         "NetworkAliases": list(opts["network_alias"]),
     }
-    from pallet.kernel.spec import rlimits
+    from pallet.kernel.spec import capped_ulimits
 
-    rlimits(host_config["Ulimits"])  # a limit above this host's hard limit is refused before anything exists
+    for line in capped_ulimits(host_config["Ulimits"]):
+        _warn(line)
     labels = {**runopts.parse_label_files(opts["label_file"]), **runopts.parse_labels(opts["label"])}
     healthcheck = runopts.parse_healthcheck(opts["health_cmd"], opts["health_interval"], opts["health_timeout"],
                                             opts["health_start_period"], opts["health_start_interval"],

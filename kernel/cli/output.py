@@ -30,6 +30,8 @@ def render_template(template: str, row: dict) -> str:
         value = _lookup(row, match.group(2))
         if match.group(1) or isinstance(value, (dict, list)):
             return json.dumps(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"  # Go prints booleans in lower case
         return "" if value is None else str(value)
 
     return _FIELD.sub(substitute, template.replace("\\t", "\t").replace("\\n", "\n"))
