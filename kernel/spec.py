@@ -232,7 +232,10 @@ def resources(host: dict, privileged: bool) -> dict:
     if privileged:
         devices = [{"allow": True, "access": "rwm"}]
     else:
-        devices = [{"allow": False, "access": "rwm"}] + [
+        # As Docker: mknod of any node is allowed (opening it is not), so a --device node with less than
+        # "m" access can still be created by the runtime once the process is in its cgroup.
+        devices = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "m"},
+                   {"allow": True, "type": "b", "access": "m"}] + [
             {"allow": True, "type": "c", "major": major, **({"minor": minor} if minor is not None else {}),
              "access": "rwm"} for major, minor in ALLOWED_DEVICES]
     res: dict = {"devices": devices}
