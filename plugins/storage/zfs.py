@@ -50,18 +50,27 @@ class Backend:
         return f"{self.name} ({self.reason})"
 
 
+# What the driver calls; pyzfs's is_supported says whether the installed C library has each.
+NEEDED = ("lzc_create", "lzc_snapshot", "lzc_clone", "lzc_destroy", "lzc_destroy_snaps", "lzc_exists", "lzc_rename")
+
+
 @functools.cache
 def backend() -> Backend:
-    """pyzfs's libzfs_core when it imports and initialises, else the same API over the zfs commands."""
+    """pyzfs's libzfs_core when it imports, initialises and has every call needed, else the zfs commands."""
     try:
         import libzfs_core
         errors = importlib.import_module("libzfs_core.exceptions")
     except ImportError as exc:
         return _commands_backend(f"pyzfs is not installed: {exc}")
     try:
-        libzfs_core.lzc_exists(b"pallet-probe")  # pyzfs opens and initialises the C library on first use
+        # The first call into pyzfs opens and initialises the C library (and /dev/zfs).
+        lacking = [name for name in NEEDED if not libzfs_core.is_supported(getattr(libzfs_core, name))]
+    except AttributeError as exc:
+        return _commands_backend(f"this pyzfs is too old: {exc}")
     except (OSError, errors.ZFSError) as exc:
         return _commands_backend(f"pyzfs's libzfs_core does not initialise: {exc}")
+    if lacking:
+        return _commands_backend(f"the installed libzfs_core lacks {', '.join(lacking)}")
     return Backend("libzfs_core", libzfs_core, errors, "pyzfs imports and initialises")
 
 

@@ -55,6 +55,8 @@ def __getattr__(name):
         def unloadable(*args, **kwargs):  # what pyzfs does where the C library is missing: dlopen fails
             raise OSError("libzfs_core.so.3: cannot open shared object file: No such file or directory")
         return unloadable
+    if name == "is_supported" and os.environ.get("STANDIN_LACKS"):  # an older C library
+        return lambda func: func.__name__ != os.environ["STANDIN_LACKS"]
     implementation = getattr(_impl, name, None)
 
     def call(*args, **kwargs):
@@ -63,6 +65,7 @@ def __getattr__(name):
         if implementation is None:
             raise NotImplementedError(name)
         return implementation(*args, **kwargs)
+    call.__name__ = name
     return call
 
 
@@ -130,12 +133,12 @@ def test_with_libzfs_core_importable_the_driver_calls_only_pyzfs_api(stand_in, z
     calls = _calls(log)
     asked = {call["name"] for call in calls}
     assert asked <= PYZFS_API, f"the driver asked libzfs_core for {sorted(asked - PYZFS_API)}"
-    assert {"lzc_exists", "lzc_create", "lzc_snapshot", "lzc_clone", "lzc_rename", "lzc_destroy",
+    assert {"is_supported", "lzc_exists", "lzc_create", "lzc_snapshot", "lzc_clone", "lzc_rename", "lzc_destroy",
             "lzc_destroy_snaps"} <= asked
     signatures = {(call["name"], json.dumps(call["args"]), json.dumps(call["kwargs"])) for call in calls if "args" in call}
     # Names are bytes; property values as libzfs_core takes them: numbers for index and numeric properties.
     assert signatures == {
-        ("lzc_exists", '["bytes"]', "{}"),
+        ("is_supported", '["function"]', "{}"),
         ("lzc_create", '["bytes"]', '{"props": {"mountpoint": "bytes", "canmount": "int"}}'),
         ("lzc_snapshot", '[["bytes"]]', "{}"),
         ("lzc_clone", '["bytes", "bytes", {"mountpoint": "bytes", "canmount": "int", "quota": "int"}]', "{}"),
@@ -166,3 +169,7 @@ def test_plugins_ls_and_storage_status_say_which_backend_and_why(pallet, stand_i
     assert rows["zfs"]["Status"] == "available"
     assert rows["zfs"]["Reason"].endswith("backend: zfs commands (pyzfs's libzfs_core does not initialise: "
                                           "libzfs_core.so.3: cannot open shared object file: No such file or directory)")
+
+    lacking = {**env, "STANDIN_LACKS": "lzc_rename"}
+    block = json.loads(pallet(*status, env=lacking, check=True).stdout)
+    assert dict(block["Status"])["Backend"] == "zfs commands (the installed libzfs_core lacks lzc_rename)"

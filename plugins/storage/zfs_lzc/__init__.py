@@ -22,7 +22,7 @@ import errno
 from . import exceptions
 from ._commands import Failed, check_name, error, run
 
-__all__ = ["exceptions", "lzc_create", "lzc_clone", "lzc_snapshot", "lzc_snap", "lzc_destroy_snaps",
+__all__ = ["exceptions", "is_supported", "lzc_create", "lzc_clone", "lzc_snapshot", "lzc_snap", "lzc_destroy_snaps",
            "lzc_destroy", "lzc_exists", "lzc_rename"]
 
 # Index properties take numbers in libzfs_core's nvlists; the commands want their names.
@@ -145,3 +145,11 @@ def lzc_rename(source, target):
             err = exceptions.FilesystemExists(target)
             err.output = failure.output
         raise err from None
+
+
+def is_supported(func):
+    """Whether this backend implements ``func``, one of pyzfs's ``lzc_*`` functions (ValueError for others)."""
+    name = getattr(func, "__name__", "")
+    if not name.startswith("lzc_"):
+        raise ValueError(f"{name or func!r} is not a libzfs_core API function")
+    return name in __all__
