@@ -38,6 +38,21 @@ import os
 from pallet.plugins.storage import zfs_lzc as _impl
 
 _API = set(json.loads(os.environ["STANDIN_API"]))
+# Only this stand-in may reach the command backend's functions: a driver that called them directly,
+# bypassing libzfs_core, trips over these (unless the driver is meant to fall back on them).
+_REAL = {name: getattr(_impl, name) for name in _impl.__all__ if callable(getattr(_impl, name))}
+_FALLBACK = os.environ.get("STANDIN_BROKEN") or os.environ.get("STANDIN_LACKS")
+
+
+def _tripwire(name):
+    def bypassed(*args, **kwargs):
+        _record({"bypass": name})
+        raise AssertionError(f"zfs_lzc.{name} called without going through libzfs_core")
+    return bypassed
+
+
+for _name in [] if _FALLBACK else _REAL:
+    setattr(_impl, _name, _tripwire(_name))
 
 
 def _record(entry):
@@ -57,7 +72,7 @@ def __getattr__(name):
         return unloadable
     if name == "is_supported" and os.environ.get("STANDIN_LACKS"):  # an older C library
         return lambda func: func.__name__ != os.environ["STANDIN_LACKS"]
-    implementation = getattr(_impl, name, None)
+    implementation = _REAL.get(name)
 
     def call(*args, **kwargs):
         _record({"name": name, "args": [_kind(arg) for arg in args],
@@ -131,6 +146,7 @@ def test_with_libzfs_core_importable_the_driver_calls_only_pyzfs_api(stand_in, z
     assert report["seen"] == "from base"
     assert report["status"]["Backend"] == "libzfs_core (pyzfs imports and initialises)"
     calls = _calls(log)
+    assert not [call for call in calls if "bypass" in call]
     asked = {call["name"] for call in calls}
     assert asked <= PYZFS_API, f"the driver asked libzfs_core for {sorted(asked - PYZFS_API)}"
     assert {"is_supported", "lzc_exists", "lzc_create", "lzc_snapshot", "lzc_clone", "lzc_rename", "lzc_destroy",
