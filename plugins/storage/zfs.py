@@ -119,14 +119,16 @@ class ZfsDriver(StorageDriver):
     def probe(cls, home=None, options=None):
         from pallet.kernel import host
 
-        options = options or {}
         if host.which("zfs") is None or host.which("zpool") is None:
             return Availability.no("the zfs and zpool commands are not installed")
-        lzc = backend().lzc
         try:
-            names = [name.decode() for name in ext.pools()]
+            return cls._probe(home, options or {})
         except _zfs_errors() as exc:
             return Availability.no(f"zfs is not reachable: {getattr(exc, 'output', '') or exc}")
+
+    @classmethod
+    def _probe(cls, home, options) -> Availability:
+        names = [name.decode() for name in ext.pools()]
         if not names:
             return Availability.no("no zfs pool is imported")
         fsname = options.get("zfs.fsname")
@@ -134,7 +136,7 @@ class ZfsDriver(StorageDriver):
             fsname = cls.recorded_fsname(home) or cls.dataset_of(home)
             if not fsname:
                 return Availability.no(f"{home} is not on a zfs dataset; set --storage-opt zfs.fsname=POOL/DATASET")
-        if fsname and not lzc.lzc_exists(fsname.encode()):
+        if fsname and not backend().lzc.lzc_exists(fsname.encode()):
             return Availability.no(f'zfs.fsname "{fsname}" does not exist (pools: {", ".join(names)})')
         return Availability.ok(f"pools: {', '.join(names)}; backend: {backend()}")
 
