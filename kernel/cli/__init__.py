@@ -147,6 +147,10 @@ def main(argv=None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.NoSuchOption as exc:  # Docker's wording; run-like commands exit 125 (container_flags)
+        path = exc.ctx.command_path if exc.ctx is not None else "pallet"
+        click.echo(f"Error: unknown flag: {exc.option_name}\nSee '{path} --help'.", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -9,7 +9,7 @@ import click
 
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
-from pallet.kernel.cli.container_flags import RUN_SETTINGS, RunCommand, build_request, create_options, run_only_options
+from pallet.kernel.cli.container_flags import RUN_SETTINGS, EngineCommand, RunCommand, build_request, create_options, run_only_options
 
 
 @click.group("container")
@@ -88,7 +88,7 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     ctx.exit(code)
 
 
-@container.command("start")
+@container.command("start", cls=EngineCommand)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
 @click.argument("containers", nargs=-1, required=True)

@@ -17,9 +17,37 @@ RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": Fals
 _TRUE, _FALSE = ("true", "1", "t", "yes"), ("false", "0", "f", "no")
 
 
-class RunCommand(click.Command):
-    """A run-like command with Go's flag habits: ``--rm=false``, ``--sig-proxy=false``, and Docker's wording
-    for an unknown flag."""
+ENGINE_ERROR = 125
+
+
+class EngineCommand(click.Command):
+    """A command whose own exit status must not look like the container's (run, create, start, exec):
+    pallet's failures exit 125 as Docker's do; 126/127 (the command could not be run) pass through."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.NoSuchOption as exc:
+            raise PalletError(f"unknown flag: {exc.option_name}\nSee 'pallet {info_name} --help'.",
+                              exit_code=ENGINE_ERROR) from None
+        except click.UsageError as exc:
+            raise PalletError(f"{exc.format_message()}\nSee 'pallet {info_name} --help'.",
+                              exit_code=ENGINE_ERROR) from None
+        except PalletError as exc:  # a bad --flag=value found while reading the command line
+            exc.exit_code = ENGINE_ERROR if exc.exit_code in (1, 2) else exc.exit_code
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PalletError as exc:
+            if exc.exit_code in (1, 2):
+                exc.exit_code = ENGINE_ERROR
+            raise
+
+
+class RunCommand(EngineCommand):
+    """``run``/``create`` with Go's flag habits: ``--rm=false``, ``--sig-proxy=false``."""
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, self._go_booleans(ctx, list(args)))
@@ -68,13 +96,6 @@ class RunCommand(click.Command):
             if f"-{char}" in valued:
                 return position == len(arg) - 1
         return False
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.NoSuchOption as exc:
-            raise PalletError(f"unknown flag: {exc.option_name}\nSee 'pallet {info_name} --help'.",
-                              exit_code=125) from None
 
 
 def _opt(*names, **kwargs):
@@ -212,7 +233,7 @@ def run_only_options(func):
 def _refuse_unsupported(opts) -> None:
     """Flags that cannot work on this host or engine: one line each, as the brief for run wants."""
     if opts["gpus"] is not None:
-        raise PalletError('could not select device driver "" with capabilities: [[gpu]]', exit_code=125)
+        raise PalletError('could not select device driver "" with capabilities: [[gpu]]')
     if opts["io_maxbandwidth"] or opts["io_maxiops"]:
         raise UsageError("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
     if opts["isolation"] not in ("", "default"):

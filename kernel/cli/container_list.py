@@ -100,6 +100,7 @@ def parse_filters(values) -> list[tuple[str, str]]:
     return result
 
 
+PS_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
 
@@ -118,6 +119,9 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
     from pallet.kernel import lifecycle
 
     wanted = parse_filters(filters)
+    for key, value in wanted:
+        if key == "status" and value not in PS_STATUSES:
+            raise UsageError(f"invalid filter 'status={value}'")
     now = time.time()
     records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
     if latest:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from pallet.kernel.cli.container_flags import EngineCommand
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -79,7 +80,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
 
 # --- exec ----------------------------------------------------------------------------------
 
-@click.command("exec", context_settings={"help_option_names": ["--help"], "allow_interspersed_args": False})
+@click.command("exec", cls=EngineCommand, context_settings={"help_option_names": ["--help"], "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")

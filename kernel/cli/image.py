@@ -439,7 +439,8 @@ def logout(ctx, server):
 
     server = auth.normalise_server(server or "docker.io")
     if not auth.remove_credentials(server):
-        raise PalletError(f"not logged in to {server}")
+        click.echo(f"Not logged in to {server}")  # as Docker: nothing to do is not a failure
+        return
     click.echo(f"Removing login credentials for {server}")
 
 

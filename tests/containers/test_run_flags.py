@@ -61,7 +61,7 @@ def test_pid_and_ipc_container_mode_share_the_donors_namespaces_and_shm(bb):
     assert private.returncode == 0
     bb("run", "-d", "--name", "plain", "busybox", "sleep", "60", check=True)
     refused = bb("run", "--rm", "--ipc", "container:plain", "busybox", "true")
-    assert refused.returncode == 1 and "cannot join IPC of a non-shareable container plain" in refused.stderr
+    assert refused.returncode == 125 and "cannot join IPC of a non-shareable container plain" in refused.stderr
 
 
 def test_host_uts_and_cgroup_namespaces(bb):
@@ -82,7 +82,7 @@ def test_devices_and_device_cgroup_rules(bb):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["crw------- 10, 229 /dev/fuse", "crw------- 10, 237 /dev/lc", "denied"]
     missing = bb("run", "--rm", "--device", "/dev/nothing-here", "busybox", "true")
-    assert missing.returncode == 1 and 'adding custom device "/dev/nothing-here"' in missing.stderr
+    assert missing.returncode == 125 and 'adding custom device "/dev/nothing-here"' in missing.stderr
 
 
 def test_memory_cpu_and_block_io_limits_reach_the_cgroup(bb):
@@ -119,7 +119,7 @@ def test_link_gives_hosts_entry_and_dockers_variables(bb):
                  "host.docker.internal", "/etc/hosts")
     assert gateway.stdout.split() == [record(bb, "web")["NetworkSettings"]["Gateway"], "host.docker.internal"]
     missing = bb("run", "--rm", "--link", "nobody:x", "busybox", "true")
-    assert missing.returncode == 1 and "nobody" in missing.stderr
+    assert missing.returncode == 125 and "nobody" in missing.stderr
 
 
 def test_volumes_from_copies_the_mounts_with_their_mode(bb, tmp_path):
@@ -158,24 +158,24 @@ def test_cidfile_attach_expose_labels_and_go_style_booleans(bb, tmp_path):
     assert {"7000/udp", "7001/udp"} <= set(info["Config"]["ExposedPorts"])
     assert {k: info["Config"]["Labels"][k] for k in ("team", "owner")} == {"team": "a", "owner": "flag"}
     again = bb("run", "--rm", "--cidfile", str(cidfile), "busybox", "true")
-    assert again.returncode == 2 and "Container ID file found" in again.stderr
+    assert again.returncode == 125 and "Container ID file found" in again.stderr
     assert bb("logs", "ca").stdout == "out\n"  # the log keeps what -a did not show
 
 
 def test_refused_flags_say_why_in_one_line(bb):
     cases = [
         (["--gpus", "all"], 125, 'could not select device driver "" with capabilities: [[gpu]]'),
-        (["--io-maxiops", "5"], 2, "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"),
-        (["--sysctl", "kernel.panic=1"], 2, "sysctl 'kernel.panic=1' is not allowed"),
-        (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], 2,
+        (["--io-maxiops", "5"], 125, "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"),
+        (["--sysctl", "kernel.panic=1"], 125, "sysctl 'kernel.panic=1' is not allowed"),
+        (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], 125,
          "sysctl 'net.ipv4.ip_forward' is not allowed in host network namespace"),
-        (["--rm", "--restart", "always"], 2, "Conflicting options: --restart and --rm"),
-        (["-d", "-a", "stdout"], 2, "Conflicting options: -a and -d"),
-        (["--pid", "bogus"], 2, "--pid: invalid PID mode: bogus"),
-        (["--log-driver", "syslog"], 2, 'log driver "syslog" is not supported by pallet (supported: json-file, local, none)'),
-        (["--platform", "linux/arm64"], 1, "image with reference busybox was found but does not match the specified "
+        (["--rm", "--restart", "always"], 125, "Conflicting options: --restart and --rm"),
+        (["-d", "-a", "stdout"], 125, "Conflicting options: -a and -d"),
+        (["--pid", "bogus"], 125, "--pid: invalid PID mode: bogus"),
+        (["--log-driver", "syslog"], 125, 'log driver "syslog" is not supported by pallet (supported: json-file, local, none)'),
+        (["--platform", "linux/arm64"], 125, "image with reference busybox was found but does not match the specified "
                                            "platform: wanted linux/arm64, actual: linux/amd64"),
-        (["--rm=maybe"], 2, 'invalid argument "maybe" for "--rm" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),
+        (["--rm=maybe"], 125, 'invalid argument "maybe" for "--rm" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),
         (["--bogus"], 125, "unknown flag: --bogus"),
     ]
     for flags, code, message in cases:
@@ -199,6 +199,7 @@ def test_health_restart_log_and_storage_flags_are_recorded(bb):
     disabled = bb("create", "--no-healthcheck", "busybox", "true", check=True).stdout.strip()
     assert record(bb, disabled)["Config"]["Healthcheck"] == {"Test": ["NONE"]}
     refused = bb("create", "--storage-opt", "size=1g", "busybox", "true")
+    assert refused.returncode == 125
     assert refused.error_lines == ['Error: storage option "size" is not supported by the overlay2 driver']
     assert len(bb("ps", "-aq").stdout.split()) == 2  # the refused one left nothing
 
@@ -217,3 +218,13 @@ def test_dockers_small_behaviours_rm_f_missing_and_lowercase_booleans(bb):
     assert bb("rm", "never-was").returncode == 1
     bb("run", "-d", "--name", "up", "busybox", "sleep", "60", check=True)
     assert bb("inspect", "-f", "{{.State.Running}}", "up").stdout == "true\n"
+    assert bb("inspect", "-f", "{{.Config.Cmd}} {{json .Config.Cmd}} {{.Nope}}", "up").stdout == (
+        '[sleep 60] ["sleep","60"] <no value>\n')
+    bad = bb("ps", "--format", "{{.Names")
+    assert (bad.returncode, bad.error_lines) == (1, ["Error: template parsing error: template: :1: unclosed action"])
+    assert bb("ps", "--filter", "status=foo").error_lines == ["Error: invalid filter 'status=foo'"]
+    assert bb("ps", "--format", "{{if eq .State \"running\"}}{{upper .Names}}{{end}}").stdout == "UP\n"
+    unknown = bb("ps", "--bogus")
+    assert (unknown.returncode, unknown.error_lines) == (2, ["Error: unknown flag: --bogus", "See 'pallet ps --help'."])
+    logout = bb("logout", "never.example")
+    assert (logout.returncode, logout.stdout) == (0, "Not logged in to never.example\n")
