@@ -686,3 +686,32 @@ def parse_attach(streams) -> list[str]:
                              "STDOUT and STDERR")
         result.append(stream.lower())
     return result
+
+
+def parse_timestamp(value: str, flag: str) -> float:
+    """Docker's --since/--until: RFC 3339 (or a date), Unix seconds (``1700000000.5``) or a Go duration
+    before now (``42m``) -> Unix seconds."""
+    import time
+
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if re.fullmatch(f"(?:{_DURATION.pattern})+", text):
+        return time.time() - parse_duration(text, flag) / 1e9
+    try:
+        return log_time(text if "T" in text else text + "T00:00:00Z")
+    except ValueError:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: failed to parse value as time or '
+                         "duration") from None
+
+
+def log_time(stamp: str) -> float:
+    """An RFC 3339 time with up to nanoseconds (the json-file log's) -> Unix seconds; no zone means UTC."""
+    from datetime import datetime, timezone
+
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", stamp)
+    if not match:
+        raise ValueError(stamp)
+    base, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(base + (zone if zone and zone != "Z" else "+00:00"))
+    return moment.timestamp() + (float("0." + fraction) if fraction else 0.0)

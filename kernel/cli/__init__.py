@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("pallet.kernel.cli.container", "commit", "Create a new image from a container's changes"),
     "port": ("pallet.kernel.cli.container", "port", "List port mappings of a container"),
     "rename": ("pallet.kernel.cli.container", "rename", "Rename a container"),
+    "update": ("pallet.kernel.cli.container", "update", "Update configuration of one or more containers"),
     "pull": ("pallet.kernel.cli.image", "pull", "Download an image from a registry"),
     "push": ("pallet.kernel.cli.image", "push", "Upload an image to a registry"),
     "images": ("pallet.kernel.cli.image", "ls", "List images"),

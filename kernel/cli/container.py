@@ -244,18 +244,23 @@ def rm(engine, force, volumes, containers):
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", default=None, help="Show logs since a timestamp (2013-01-02T13:23:37Z) or relative (42m).")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative time (42m).")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs (none are configured: as is).")
 @click.argument("name")
 @click.pass_obj
-def logs(engine, follow, tail, timestamps, name):
+def logs(engine, follow, tail, timestamps, since, until, details, name):
     """Fetch the logs of a container."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_ops import show_logs
+    from pallet.kernel.runopts import parse_timestamp
 
     store = _store(engine)
     record = lifecycle.refresh(engine, store.get(name))
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
-    show_logs(engine, record, follow, None if tail == "all" or int(tail) < 0 else int(tail), timestamps)
+    window = (parse_timestamp(since, "--since") if since else None, parse_timestamp(until, "--until") if until else None)
+    show_logs(engine, record, follow, None if tail == "all" or int(tail) < 0 else int(tail), timestamps, window)
 
 
 @container.command("wait")
@@ -338,8 +343,9 @@ def prune(engine, force, filters):
 # Commands that live in sibling modules join the same group (and stay importable by name for COMMANDS).
 from pallet.kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
 from pallet.kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
+from pallet.kernel.cli.container_update import update  # noqa: E402
 
-for _command in (commit, cp, diff, export, stats, top, inspect):
+for _command in (commit, cp, diff, export, stats, top, inspect, update):
     container.add_command(_command)
 container.add_command(exec_, "exec")
 container.add_command(ls, "ls")

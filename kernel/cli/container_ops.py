@@ -33,9 +33,14 @@ def _running(engine, name):
 
 # --- logs ----------------------------------------------------------------------------------
 
-def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) -> None:
+def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
+              window: tuple[float | None, float | None] = (None, None)) -> None:
+    """Print the json-file log; ``window`` (since, until) in Unix seconds keeps the entries inside it."""
     from pallet.kernel import lifecycle
+    from pallet.kernel.runopts import log_time
     from pallet.kernel.stdio import read_log
+
+    since, until = window
 
     if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
         raise PalletError('configured logging driver does not support reading')
@@ -48,11 +53,14 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
         out[stream].flush()
 
     entries = list(read_log(path))
+    if since is not None or until is not None:
+        entries = [e for e in entries if (since is None or log_time(e[1]) >= since)
+                   and (until is None or log_time(e[1]) < until)]
     if tail is not None:
         entries = entries[-tail:] if tail else []
     for entry in entries:
         emit(*entry)
-    if not follow:
+    if not follow or (until is not None and until <= time.time()):
         return
     offset = path.stat().st_size if path.exists() else 0
     while True:
@@ -66,6 +74,8 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
                 for raw in complete.splitlines():
                     with contextlib.suppress(ValueError):
                         entry = json.loads(raw)
+                        if until is not None and log_time(entry["time"]) >= until:
+                            return
                         emit(entry["stream"], entry["time"], entry["log"])
         try:
             current = lifecycle.refresh(engine, _store(engine).load(record.id))
@@ -238,15 +248,34 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
                 "CPUPerc": f"{cpu:.2f}%",
                 "MemUsage": f"{human_size(now['memory_usage'])} / {human_size(limit)}",
                 "MemPerc": f"{100.0 * now['memory_usage'] / limit:.2f}%" if limit else "0.00%",
-                "NetIO": "0B / 0B",
+                "NetIO": "{} / {}".format(*map(human_size, net_io(record.pid) if record.running else (0, 0))),
                 "BlockIO": f"{human_size(now['blkio_read'])} / {human_size(now['blkio_write'])}",
                 "PIDs": str(now["pids"]),
             })
+        if not no_stream and sys.stdout.isatty():
+            click.echo("\033[2J\033[H", nl=False)  # redraw in place, as Docker's live table does
         emit(rows, [("CONTAINER ID", "Container"), ("NAME", "Name"), ("CPU %", "CPUPerc"),
                     ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"), ("NET I/O", "NetIO"),
                     ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")], fmt=fmt)
         if no_stream:
             return
+
+
+def net_io(pid: int) -> tuple[int, int]:
+    """Bytes received and sent on the container's interfaces but loopback (its netns's /proc/net/dev)."""
+    received = sent = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as handle:
+            lines = handle.readlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _sep, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() != "lo" and len(fields) >= 9:
+            received += int(fields[0])
+            sent += int(fields[8])
+    return received, sent
 
 
 # --- filesystem ----------------------------------------------------------------------------

@@ -29,6 +29,15 @@ def _containers_using(engine) -> dict[str, list[str]]:
     return using
 
 
+def _running_users(engine, container_ids: list[str]) -> list[str]:
+    """The running ones among ``container_ids`` (Docker never removes the image of a running container)."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.containers import ContainerStore
+
+    store = ContainerStore(engine)
+    return [cid for cid in container_ids if lifecycle.refresh(engine, store.load(cid)).running]
+
+
 def _container_ids(engine) -> set[str] | None:
     """Every container id (their read-write layers live in the driver), or None when containers are unknown."""
     try:
@@ -204,6 +213,10 @@ def rm(ctx, images, force, no_prune):
             if not by_tag and len(record.repo_tags) > 1 and not force:
                 raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
                                "multiple repositories")
+            running = _running_users(ctx.obj, used_by) if force else []
+            if running:
+                raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
+                               f"running container {running[0][:12]}")
             if used_by and not force:
                 raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
                                f"{used_by[0][:12]} is using its referenced image {record.short_id}")

@@ -1,0 +1,56 @@
+"""Docker's verbs and flags beyond run: update, logs --since/--until, rmi -f of a running image, stats I/O."""
+
+from __future__ import annotations
+
+from tests.containers.conftest import record
+
+
+def test_update_changes_the_running_containers_cgroup_and_record(bb):
+    bb("run", "-d", "--name", "upd", "-m", "64m", "busybox", "sleep", "60", check=True)
+    done = bb("update", "-m", "128m", "--memory-swap", "256m", "--cpus", "0.5", "--pids-limit", "50",
+              "--restart", "on-failure:2", "upd")
+    assert (done.returncode, done.stdout) == (0, "upd\n"), done.stderr
+    seen = bb("exec", "upd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+              "/sys/fs/cgroup/pids/pids.max")
+    assert seen.stdout.split() == [str(128 << 20), "50000", "50"]
+    bb("update", "-m", "32m", "upd", check=True)
+    assert bb("exec", "upd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout == f"{32 << 20}\n"
+    host = record(bb, "upd")["HostConfig"]
+    assert (host["Memory"], host["PidsLimit"], host["RestartPolicy"]) == (
+        32 << 20, 50, {"Name": "on-failure", "MaximumRetryCount": 2})
+    nothing = bb("update", "upd")
+    assert nothing.returncode == 2 and "one or more flags" in nothing.stderr
+
+
+def test_logs_since_and_until_keep_the_entries_inside_the_window(bb):
+    bb("run", "--name", "talk", "busybox", "sh", "-c", "echo one; sleep 0.2; echo two; sleep 0.2; echo three",
+       check=True)
+    stamped = bb("logs", "-t", "talk").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two", "three"]
+    second = stamped[1].split(" ", 1)[0]
+    assert bb("logs", "--since", second, "talk").stdout == "two\nthree\n"
+    assert bb("logs", "--until", second, "talk").stdout == "one\n"
+    assert bb("logs", "--since", "1h", "--details", "talk").stdout == "one\ntwo\nthree\n"
+    assert bb("logs", "--since", "2h", "--until", "1h", "talk").stdout == ""
+    bad = bb("logs", "--since", "yesterday", "talk")
+    assert bad.returncode == 2 and "failed to parse value as time or duration" in bad.stderr
+
+
+def test_rmi_force_refuses_the_image_of_a_running_container(bb):
+    bb("run", "-d", "--name", "user", "busybox", "sleep", "60", check=True)
+    short = record(bb, "user")["Id"][:12]
+    result = bb("rmi", "-f", "busybox")
+    assert result.returncode == 1
+    assert result.error_lines == [f"Error: conflict: unable to delete busybox (cannot be forced) - image is being "
+                                  f"used by running container {short}"]
+    assert bb("images", "-q").stdout.strip()
+
+
+def test_stats_counts_the_containers_network_bytes(bb):
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # the real default network
+    bb("run", "-d", "--name", "net", "busybox", "sleep", "60", check=True)
+    gateway = record(bb, "net")["NetworkSettings"]["Gateway"]
+    bb("exec", "net", "ping", "-c", "3", "-W", "1", gateway, check=True)
+    row = bb("stats", "--no-stream", "--format", "{{.NetIO}}", "net").stdout.strip()
+    received, sent = row.split(" / ")
+    assert received != "0B" and sent != "0B", row
