@@ -300,14 +300,17 @@ def _split_container_path(arg: str):
 
 @click.command("cp")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output (pallet prints none).")
 @click.argument("src")
 @click.argument("dest")
 @click.pass_obj
-def cp(engine, follow_link, src, dest):
+def cp(engine, follow_link, archive, quiet, src, dest):
     """Copy files between a container and the host (CONTAINER:SRC DEST or SRC CONTAINER:DEST).
 
-    Paths inside the container are resolved as the container sees them: a symlink can never
-    lead outside its root filesystem.
+    ``-`` as DEST writes a tar of SRC to stdout; ``-`` as SRC extracts a tar from stdin into
+    DEST, a directory. Paths inside the container are resolved as the container sees them: a
+    symlink can never lead outside its root filesystem.
     """
     import shutil
 
@@ -315,6 +318,22 @@ def cp(engine, follow_link, src, dest):
 
     src_name, src_path = _split_container_path(src)
     dest_name, dest_path = _split_container_path(dest)
+    if dest == "-" and src_name is not None:
+        record = _store(engine).get(src_name)
+        with mounted_rootfs(engine, record) as rootfs:
+            source = resolve_in_root(rootfs, src_path, follow_last=follow_link)
+            if not source.exists() and not source.is_symlink():
+                raise PalletError(f"Could not find the file {src_path} in container {src_name}")
+            _tar_to_stdout(source)
+        return
+    if src == "-" and dest_name is not None:
+        record = _store(engine).get(dest_name)
+        with mounted_rootfs(engine, record) as rootfs:
+            if not resolve_in_root(rootfs, dest_path).is_dir():
+                raise PalletError(f'extraction point is not a directory: "{dest_path}"')
+            shift = engine.storage.id_shift
+            _untar_into(rootfs, dest_path, shift(0, 0) if shift else (0, 0), keep_owner=archive)
+        return
     if (src_name is None) == (dest_name is None):
         raise UsageError("copying between containers or between host paths is not supported; "
                          "use CONTAINER:PATH for exactly one side")
@@ -344,10 +363,37 @@ def cp(engine, follow_link, src, dest):
         _copy_into(rootfs, source, dest_path, shift(0, 0) if shift else None)
 
 
-def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int] | None = None) -> None:
+def _tar_to_stdout(source: Path) -> None:
+    import tarfile
+
+    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(str(source), arcname=source.name, recursive=True)
+    sys.stdout.buffer.flush()
+
+
+def _untar_into(rootfs: Path, dest_path: str, owner: tuple[int, int], keep_owner: bool) -> None:
+    """Extract stdin's tar into ``dest_path`` in the container: first into a private directory (tarfile's
+    ``tar`` filter refuses members that would land outside it, through links too), then placed by the
+    same in-root copy as ``cp``. Files belong to the container's root unless ``keep_owner`` (-a)."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pallet-cp-") as staging:
+        try:
+            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as archive:
+                archive.extractall(staging, filter="tar")
+        except tarfile.TarError as exc:
+            raise PalletError(f"invalid tar archive on stdin: {exc}") from None
+        for child in sorted(Path(staging).iterdir()):
+            _copy_into(rootfs, child, dest_path.rstrip("/") + "/" + child.name, owner, keep_owner)
+
+
+def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int] | None = None,
+               keep_owner: bool = False) -> None:
     """Copy a host tree to ``dest_path`` in the container, resolving every destination inside the root.
 
-    As Docker, what is copied in belongs to the container's root: ``owner`` when that is not host root.
+    As Docker, what is copied in belongs to the container's root: ``owner`` when that is not host root;
+    ``keep_owner`` (``cp -a``) keeps each source file's uid and gid instead.
     """
     import shutil
 
@@ -368,9 +414,10 @@ def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int
             if target.is_symlink():
                 target.unlink()
             shutil.copy2(src, target, follow_symlinks=False)
-        if owner is not None:
-            mode = None if src.is_symlink() else target.lstat().st_mode & 0o7777
-            os.lchown(target, *owner)
+        if owner is not None or keep_owner:
+            mode = None if src.is_symlink() else src.lstat().st_mode & 0o7777
+            st = src.lstat()
+            os.lchown(target, *((st.st_uid, st.st_gid) if keep_owner else owner))
             if mode is not None:
                 os.chmod(target, mode)  # chown clears setuid/setgid
 

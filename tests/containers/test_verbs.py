@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tests.containers.conftest import record
 
 
@@ -54,3 +56,60 @@ def test_stats_counts_the_containers_network_bytes(bb):
     row = bb("stats", "--no-stream", "--format", "{{.NetIO}}", "net").stdout.strip()
     received, sent = row.split(" / ")
     assert received != "0B" and sent != "0B", row
+
+
+def _tar(members: list[tuple[str, bytes | None, str | None, int]]) -> bytes:
+    """A tar of (name, file content or None, symlink target or None, uid) entries."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content, link, uid in members:
+            info = tarfile.TarInfo(name)
+            info.uid = uid
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def test_cp_with_dash_streams_a_tar_both_ways_and_stays_inside_the_root(bb, tmp_path):
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    from tests.conftest import REPO
+
+    bb("create", "--name", "box", "busybox", "true", check=True)
+    base = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root)]
+
+    def cp(*args, data: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(base + ["cp", *args], input=data, capture_output=True, env=bb.env, cwd=str(REPO))
+
+    out = cp("box:/etc", "-")
+    assert out.returncode == 0, out.stderr
+    names = tarfile.open(fileobj=io.BytesIO(out.stdout)).getnames()
+    assert {"etc", "etc/passwd", "etc/group"} <= set(names)
+    archive = _tar([("d/f", b"hi\n", None, 1234), ("d/abs", None, "/etc/passwd", 0)])
+    assert cp("-", "box:/tmp", data=archive).returncode == 0
+    assert cp("-a", "-", "box:/root", data=archive).returncode == 0
+    exported = tarfile.open(fileobj=io.BytesIO(_export(bb, base, REPO)))
+    members = {m.name: m for m in exported.getmembers()}
+    assert (members["tmp/d/f"].uid, members["root/d/f"].uid) == (0, 1234)
+    assert members["tmp/d/abs"].linkname == "/etc/passwd"
+    escape = cp("-", "box:/tmp", data=_tar([("x", None, "/", 0), ("x/escaped", b"no\n", None, 0)]))
+    assert escape.returncode == 1 and not os.path.exists("/escaped")
+    assert not (tmp_path / "escaped").exists()
+    notdir = cp("-", "box:/etc/passwd", data=archive)
+    assert notdir.returncode == 1 and b'extraction point is not a directory: "/etc/passwd"' in notdir.stderr
+
+
+def _export(bb, base, repo) -> bytes:
+    import subprocess
+
+    return subprocess.run(base + ["export", "box"], capture_output=True, env=bb.env, cwd=str(repo), check=True).stdout
