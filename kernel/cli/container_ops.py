@@ -488,7 +488,9 @@ class _IterStream(io.RawIOBase):
 @click.command("commit")
 @click.option("-m", "--message", default="", help="Commit message.")
 @click.option("-a", "--author", default="", help="Author.")
-@click.option("-c", "--change", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV, WORKDIR, ENTRYPOINT, USER, LABEL).")
+@click.option("-c", "--change", multiple=True,
+              help="Apply a Dockerfile instruction (CMD ENTRYPOINT ENV EXPOSE HEALTHCHECK LABEL ONBUILD SHELL STOPSIGNAL "
+                   "USER VOLUME WORKDIR).")
 @click.option("-p/--no-pause", "--pause/--no-pause", "pause_it", default=True, help="Pause container during commit.")
 @click.argument("name")
 @click.argument("repository", required=False)
@@ -501,13 +503,11 @@ def commit(engine, message, author, change, pause_it, name, repository):
     record = lifecycle.refresh(engine, _store(engine).get(name))
     store = lifecycle.image_store(engine)
     parent = store.resolve(record.image_id) if record.image_id else None
+    from pallet.kernel.cli.commit_changes import apply_changes
+
     config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
-                                                  "Volumes", "Labels", "StopSignal")}
-    changes = _apply_changes(change)
-    if "Env" in changes:
-        from pallet.kernel.runopts import merge_env
-        changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
-    config.update(changes)
+                                                  "Volumes", "Labels", "StopSignal", "Healthcheck")}
+    config = apply_changes({k: v for k, v in config.items() if v is not None}, change)
     froze = False
     if pause_it and record.status == "running":
         with contextlib.suppress(Exception):
@@ -521,37 +521,6 @@ def commit(engine, message, author, change, pause_it, name, repository):
         if froze:
             lifecycle.runtime_for(engine, record).resume(record.id)
     click.echo(image_id)
-
-
-def _apply_changes(changes) -> dict:
-    import shlex
-
-    result: dict = {}
-    for line in changes:
-        instruction, _sep, rest = line.strip().partition(" ")
-        instruction, rest = instruction.upper(), rest.strip()
-
-        def as_list():
-            return json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
-
-        if instruction == "CMD":
-            result["Cmd"] = as_list()
-        elif instruction == "ENTRYPOINT":
-            result["Entrypoint"] = as_list()
-        elif instruction == "ENV":
-            key, _s, value = rest.replace("=", " ", 1).partition(" ")
-            result.setdefault("Env", []).append(f"{key}={value.strip()}")
-        elif instruction == "WORKDIR":
-            result["WorkingDir"] = rest
-        elif instruction == "USER":
-            result["User"] = rest
-        elif instruction == "LABEL":
-            for item in shlex.split(rest):
-                key, _s, value = item.partition("=")
-                result.setdefault("Labels", {})[key] = value
-        else:
-            raise UsageError(f"{instruction} is not a valid change command")
-    return result
 
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -129,7 +129,7 @@ def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
 
 @image.command("inspect")
 @click.argument("images", nargs=-1, required=True)
-@format_option
+@inspect_format_option
 @click.pass_context
 def inspect(ctx, images, fmt):
     """Display detailed information on one or more images."""

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option
 from pallet.kernel.config import parse_key_values
 
 
@@ -79,7 +79,7 @@ def _matches(record, filters) -> bool:
 
 @network.command("inspect")
 @click.argument("names", nargs=-1, required=True)
-@format_option
+@inspect_format_option
 @click.pass_obj
 def inspect(engine, names, fmt):
     """Display detailed information on one or more networks."""

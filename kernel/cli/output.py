@@ -77,5 +77,11 @@ def format_option(func):
                         help="Format output: 'json', 'table …' or a Go-style template like '{{.Name}}'.")(func)
 
 
+def inspect_format_option(func):
+    """``inspect`` commands take ``-f`` too, as Docker's do (list commands keep ``-f`` for --filter)."""
+    return click.option("-f", "--format", "fmt", metavar="TEMPLATE",
+                        help="Format output: 'json' or a Go template like '{{.Id}}'.")(func)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)

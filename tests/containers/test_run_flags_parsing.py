@@ -55,3 +55,26 @@ def test_resolv_conf_overrides_replace_their_own_lines_and_keep_the_embedded_dns
     assert override_resolv_conf(embedded, {"servers": ["9.9.9.9"], "search": ["a.b"]}) == (
         "nameserver 127.0.0.11\nsearch a.b\noptions ndots:0\n")
     assert override_resolv_conf(host, {}) == host
+
+
+def test_commit_changes_take_every_instruction_docker_accepts():
+    from pallet.kernel.cli.commit_changes import apply_changes
+
+    config = apply_changes({"Env": ["PATH=/bin"], "Labels": {"a": "1"}}, [
+        "EXPOSE 80 53/udp", 'VOLUME ["/data"]', "VOLUME /logs /tmp/x", "STOPSIGNAL SIGINT", "ONBUILD RUN echo hi",
+        "HEALTHCHECK --interval=5s --retries=2 CMD true", 'ENV A=1 B="two words"', "ENV C legacy form",
+        'SHELL ["/bin/ash", "-c"]', "CMD echo x", 'ENTRYPOINT ["/init"]', "LABEL k=v", "USER nobody",
+        "WORKDIR /srv"])
+    assert config == {
+        "Env": ["PATH=/bin", "A=1", "B=two words", "C=legacy form"], "Labels": {"a": "1", "k": "v"},
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}}, "Volumes": {"/data": {}, "/logs": {}, "/tmp/x": {}},
+        "StopSignal": "SIGINT", "OnBuild": ["RUN echo hi"],
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5 * 10**9, "Timeout": 0, "StartPeriod": 0,
+                        "StartInterval": 0, "Retries": 2},
+        "Shell": ["/bin/ash", "-c"], "Cmd": ["/bin/ash", "-c", "echo x"], "Entrypoint": ["/init"], "User": "nobody",
+        "WorkingDir": "/srv"}
+    assert apply_changes({}, ["HEALTHCHECK NONE"]) == {"Healthcheck": {"Test": ["NONE"]}}
+    for bad in ("FROM busybox", "ONBUILD FROM x", "STOPSIGNAL NOPE", "SHELL bash", "HEALTHCHECK --bogus=1 CMD x"):
+        with pytest.raises(Exception) as err:
+            apply_changes({}, [bad])
+        assert err.type.__name__ in ("UsageError",), bad
