@@ -113,3 +113,15 @@ def _export(bb, base, repo) -> bytes:
     import subprocess
 
     return subprocess.run(base + ["export", "box"], capture_output=True, env=bb.env, cwd=str(repo), check=True).stdout
+
+
+def test_info_has_dockers_fields(bb):
+    bb("run", "-d", "--name", "runs", "busybox", "sleep", "60", check=True)
+    bb("create", "--name", "made", "busybox", "true", check=True)
+    shown = bb("info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} "
+                                   "{{.NCPU}} {{.OSType}} {{.CgroupDriver}} {{.CgroupVersion}}")
+    assert shown.stdout.split() == ["2", "1", "1", "1", str(os.cpu_count()), "linux", "cgroupfs", "1"]
+    text = bb("info")
+    assert text.stdout.startswith("Containers: 2\n Running: 1\n Paused: 0\n Stopped: 1\nImages: 1\n")
+    assert f"CPUs: {os.cpu_count()}" in text.stdout and f"Name: {os.uname().nodename}" in text.stdout
+    assert bb("version", "-f", "{{.Os}}").stdout == "linux\n"
