@@ -61,7 +61,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("pallet.kernel.cli.image", "history", "Show the history of an image"),
     "login": ("pallet.kernel.cli.image", "login", "Log in to a registry"),
     "logout": ("pallet.kernel.cli.image", "logout", "Log out from a registry"),
+    "completion": ("pallet.kernel.cli.completion", "completion", "Print a shell completion script (bash, zsh, fish)"),
 }
+COMPLETE_VAR = "_PALLET_COMPLETE"
 
 
 class LazyGroup(click.Group):
@@ -84,7 +86,13 @@ class LazyGroup(click.Group):
                     raise
                 return _missing_command(name)
             command = getattr(module, attr, None)
-            return command if command is not None else _missing_command(name)
+            if command is None:
+                return _missing_command(name)
+            if COMPLETE_VAR in os.environ:  # only a shell asking for completions pays for the completers
+                from pallet.kernel.cli.completion import attach
+
+                attach(command)
+            return command
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx, formatter):

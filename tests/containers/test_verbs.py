@@ -125,3 +125,22 @@ def test_info_has_dockers_fields(bb):
     assert text.stdout.startswith("Containers: 2\n Running: 1\n Paused: 0\n Stopped: 1\nImages: 1\n")
     assert f"CPUs: {os.cpu_count()}" in text.stdout and f"Name: {os.uname().nodename}" in text.stdout
     assert bb("version", "-f", "{{.Os}}").stdout == "linux\n"
+
+
+def test_completion_scripts_and_dynamic_names(bb):
+    for shell, marker in (("bash", "complete -o nosort -F _pallet_completion pallet"), ("zsh", "#compdef pallet"),
+                          ("fish", "complete --no-files --command pallet")):
+        assert marker in bb("completion", shell).stdout
+    bb("create", "--name", "comp-box", "busybox", "true", check=True)
+    bb("volume", "create", "comp-vol", check=True)
+
+    def complete(words: str) -> list[str]:
+        line = f"pallet --root {bb.root} {words}"
+        result = bb(env={"_PALLET_COMPLETE": "bash_complete", "COMP_WORDS": line,
+                         "COMP_CWORD": str(len(line.split()) - (0 if line.endswith(" ") else 1))})
+        return [item.split(",", 1)[1] for item in result.stdout.split()]
+
+    assert complete("rm comp") == ["comp-box"]
+    assert complete("run busy") == ["busybox:latest"]
+    assert complete("volume inspect comp") == ["comp-vol"]
+    assert "comp-box" in complete("start ")
