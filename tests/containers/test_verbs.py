@@ -144,3 +144,17 @@ def test_completion_scripts_and_dynamic_names(bb):
     assert complete("run busy") == ["busybox:latest"]
     assert complete("volume inspect comp") == ["comp-vol"]
     assert "comp-box" in complete("start ")
+
+
+def test_system_df_verbose_lists_each_kind(bb):
+    bb("create", "--name", "sized", "-v", "/cache", "busybox", "true", check=True)
+    out = bb("system", "df", "-v").stdout
+    sections = [line for line in out.splitlines() if line.endswith("usage:") or line.startswith("Build cache")]
+    assert sections == ["Images space usage:", "Containers space usage:", "Local Volumes space usage:",
+                        "Build cache usage: 0B"]
+    image_row = next(line.split() for line in out.splitlines() if line.startswith("busybox"))
+    assert image_row[:2] == ["busybox", "latest"] and image_row[-1] == "1"
+    container_row = next(line.split() for line in out.splitlines() if line.endswith(" sized"))
+    assert container_row[3] == "1"  # one local volume
+    anonymous = record(bb, "sized")["HostConfig"]["Mounts"][0]["Source"]
+    assert any(line.split()[:2] == [anonymous, "1"] for line in out.splitlines())
