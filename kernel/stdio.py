@@ -145,7 +145,7 @@ def raw_terminal(master: int):
     previous = None
     if interactive:
         copy_window_size(0, master)
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # keep what was typed ahead (TCSAFLUSH would drop it)
         previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master))
     try:
         yield

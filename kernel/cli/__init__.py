@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
     "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
     "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),
+    "attach": ("pallet.kernel.cli.container", "attach_", "Attach to a running container's streams"),
     "stop": ("pallet.kernel.cli.container", "stop", "Stop one or more running containers"),
     "restart": ("pallet.kernel.cli.container", "restart", "Restart one or more containers"),
     "kill": ("pallet.kernel.cli.container", "kill", "Kill one or more running containers"),

@@ -67,9 +67,6 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
     opts["detach_keys"] = detach_keys
-    if detach_keys and not detach:
-        click.echo("WARNING: --detach-keys: pallet cannot detach from an attached run yet; "
-                   "the keys reach the container", err=True)
     record = _create(engine, image, command, opts, detach)
     try:
         bundle = lifecycle.prepare(engine, record)
@@ -81,6 +78,15 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
         monitor.spawn(engine, record, bundle)
         click.echo(record.id)
         return 0
+    if opts["tty"] and opts["interactive"]:
+        # Under a detached monitor from the start, so that the detach keys can leave it running.
+        from pallet.kernel import attach
+
+        monitor.spawn(engine, record, bundle, attach_first=True)
+        streams = [s for s in ("stdout", "stderr") if record.config.get(f"Attach{s.title()}", True)]
+        code = attach.attach(_store(engine).run_dir(record.id), interactive=True, detach_keys=detach_keys,
+                             streams=streams)
+        ctx.exit(0 if code is None else code)
     code = monitor.run_attached(engine, record, bundle, interactive=opts["interactive"],
                                 streams={"stdout": record.config.get("AttachStdout", True),
                                          "stderr": record.config.get("AttachStderr", True)},
@@ -112,6 +118,37 @@ def start(ctx, attach, interactive, containers):
             monitor.spawn(engine, record, bundle)
             click.echo(name)
     ctx.exit(code)
+
+
+@container.command("attach", cls=EngineCommand)
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching (ctrl-p,ctrl-q).")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")
+@click.argument("name")
+@click.pass_context
+def attach_(ctx, detach_keys, no_stdin, sig_proxy, name):
+    """Attach local standard input, output, and error streams to a running container."""
+    import signal
+
+    from pallet.kernel import attach, lifecycle
+    from pallet.kernel.monitor import FORWARDED
+    from pallet.kernel.runopts import parse_detach_keys
+
+    parse_detach_keys(detach_keys)
+    engine = _engine(ctx.obj)
+    record = lifecycle.refresh(engine, _store(engine).get(name))
+    if record.status == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    if not record.running:
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    if record.config.get("Tty") and not no_stdin and not sys.stdin.isatty():
+        raise PalletError("the input device is not a TTY")
+    if sig_proxy and not record.config.get("Tty"):
+        for signum in FORWARDED:
+            signal.signal(signum, lambda number, _frame: lifecycle.kill(engine, record, number))
+    code = attach.attach(_store(engine).run_dir(record.id), interactive=not no_stdin and record.config.get("OpenStdin"),
+                         detach_keys=detach_keys)
+    ctx.exit(0 if code is None else code)
 
 
 def _store(engine):
