@@ -534,7 +534,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
     kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
-    kill(engine, record, 9)
+    if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
+        kill(engine, record, 9)
     wait_stopped(engine, record, 30)
     try:
         return ContainerStore(engine).load(record.id)

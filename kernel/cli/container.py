@@ -97,12 +97,19 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
 @container.command("start", cls=EngineCommand)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching (ctrl-p,ctrl-q).")
+@click.option("--checkpoint", default=None, help="Restore from this checkpoint (refused: no CRIU here).")
+@click.option("--checkpoint-dir", default=None, help="Use a custom checkpoint storage directory (refused).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def start(ctx, attach, interactive, containers):
+def start(ctx, attach, interactive, detach_keys, checkpoint, checkpoint_dir, containers):
     """Start one or more stopped containers."""
     from pallet.kernel import lifecycle, monitor
+    from pallet.kernel.runopts import parse_detach_keys
 
+    if checkpoint or checkpoint_dir:
+        raise UsageError("--checkpoint: pallet has no checkpoint/restore (CRIU) support")
+    parse_detach_keys(detach_keys)
     engine = _engine(ctx.obj)
     code = 0
     for name in containers:
@@ -112,7 +119,13 @@ def start(ctx, attach, interactive, containers):
                 click.echo(name)
             continue
         bundle = lifecycle.prepare(engine, record)
-        if attach or interactive:
+        if (attach or interactive) and record.config.get("Tty") and interactive:
+            from pallet.kernel import attach as attaching
+
+            monitor.spawn(engine, record, bundle, attach_first=True)  # detachable, as run -it
+            code = attaching.attach(_store(engine).run_dir(record.id), interactive=True, detach_keys=detach_keys)
+            code = 0 if code is None else code
+        elif attach or interactive:
             code = monitor.run_attached(engine, record, bundle, interactive=interactive)
         else:
             monitor.spawn(engine, record, bundle)
@@ -171,7 +184,7 @@ def _each(engine, names, action) -> None:
 
 
 @container.command("stop")
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
 @click.option("-s", "--signal", "sig", default=None, help="Signal to send (default: the container's StopSignal).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
@@ -185,15 +198,19 @@ def stop(engine, timeout, sig, containers):
 
 
 @container.command("restart")
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to stop with (default: the container's StopSignal).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def restart(engine, timeout, containers):
+def restart(engine, timeout, sig, containers):
     """Restart one or more containers."""
     from pallet.kernel import lifecycle, monitor
+    from pallet.kernel.runopts import parse_signal
+
+    number = parse_signal(sig)
 
     def again(record):
-        record = lifecycle.stop(engine, record, timeout)
+        record = lifecycle.stop(engine, record, timeout, number)
         record = _store(engine).update(record.id, restart_count=record.restart_count + 1)
         monitor.spawn(engine, record, lifecycle.prepare(engine, record))
 

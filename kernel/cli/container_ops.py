@@ -99,11 +99,17 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
 @click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("-w", "--workdir", default="", help="Working directory inside the container.")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.option("--detach-keys", default=None, help="Validated; exec cannot be detached from (a warning says so).")
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, name, command):
+def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, detach_keys, name, command):
     """Execute a command in a running container."""
+    from pallet.kernel.runopts import parse_detach_keys
+
+    if parse_detach_keys(detach_keys) and not detach:
+        click.echo("WARNING: --detach-keys: pallet cannot detach from an exec session; the keys reach the process",
+                   err=True)
     from pallet.kernel import lifecycle, procs, runopts, spec as specmod
     from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 

@@ -158,3 +158,15 @@ def test_system_df_verbose_lists_each_kind(bb):
     assert container_row[3] == "1"  # one local volume
     anonymous = record(bb, "sized")["HostConfig"]["Mounts"][0]["Source"]
     assert any(line.split()[:2] == [anonymous, "1"] for line in out.splitlines())
+
+
+def test_sizes_in_ps_and_inspect_and_restart_with_a_signal(bb):
+    bb("run", "--name", "sz", "busybox", "sh", "-c", "head -c 100000 /dev/zero > /big", check=True)
+    rw, rootfs = bb("inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "sz").stdout.split()
+    assert int(rw) >= 100000 and int(rootfs) > int(rw)
+    assert bb("ps", "-a", "-s", "--format", "{{.Size}}").stdout.startswith("100kB (virtual ")
+    bb("run", "-d", "--name", "rs", "busybox", "sleep", "60", check=True)
+    assert bb("restart", "-s", "KILL", "--timeout", "1", "rs").returncode == 0
+    assert record(bb, "rs")["State"]["Running"] is True and record(bb, "rs")["RestartCount"] == 1
+    refused = bb("start", "--checkpoint", "c1", "rs")
+    assert refused.returncode == 125 and "checkpoint" in refused.stderr
