@@ -154,3 +154,26 @@ def pallet_image_pulled(reference, image_id):
 @hookspec
 def pallet_image_removed(image_id):
     """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""
+
+
+# --- command hooks ------------------------------------------------------------------------
+
+@hookspec
+def pallet_register_commands(cli):
+    """Add subcommands to the ``pallet`` command line.
+
+    Called at most once per plugin and process, and only when a command line needs it:
+    ``pallet NAME …`` where NAME is not a built-in command (every plugin group is loaded
+    then), or a subcommand of a group that plugins fill (``pallet security …`` loads the
+    ``pallet.security`` plugins). So ``pallet --help`` and ``--version`` import no plugin,
+    and the top-level help lists only built-in commands.
+
+    ``cli`` is the root ``click.Group``. Add a top-level command or group with
+    ``cli.add_command(cmd)``; add under a built-in group that plugins fill with
+    ``cli.plugin_group("security").add_command(cmd)``. A command receives the engine with
+    ``@click.pass_obj`` and reports a user's mistake by raising ``pallet.errors.UsageError``
+    (or another ``PalletError``). A name that is already taken is refused with a warning
+    naming the plugin; an exception raised here is reported the same way and the other
+    plugins' commands stay. Import the command's heavy dependencies inside the command, not
+    here. Return nothing.
+    """

@@ -84,3 +84,25 @@ def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: lis
         profile.apply(spec, ctx)
         applied.append(record.name)
     return applied
+
+
+def storage_mapping(plugins, settings: dict):
+    """The host-wide :class:`IdMapping` the first available default-enabled profile asks for, or None.
+
+    Only the ``[security]`` settings can ask for one, so an empty section loads no profile.
+    """
+    if not settings:
+        return None
+    plugins.load("security")
+    for record in sorted(plugins.drivers["security"].values(), key=lambda r: (r.cls.order, r.name)):
+        if record.cls.default_enabled and record.availability().available:
+            mapping = record.cls.storage_mapping(settings)
+            if mapping is not None:
+                return mapping
+    return None
+
+
+def prepare_files(plugins, spec: dict, ctx, applied: list[str]) -> None:
+    """Let every profile in ``applied`` ready the host's files for the final ``spec``."""
+    for name in applied:
+        plugins.drivers["security"][name].cls().prepare_files(spec, ctx)

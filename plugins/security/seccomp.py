@@ -79,3 +79,10 @@ class SeccompProfile(SecurityProfile):
 @hookimpl
 def pallet_register_security_profiles(register):
     register("seccomp", SeccompProfile)
+
+
+@hookimpl
+def pallet_register_commands(cli):
+    from pallet.plugins.security.seccomp_cli import seccomp
+
+    cli.plugin_group("security").add_command(seccomp)

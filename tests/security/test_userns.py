@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pallet.kernel.drivers import IdMapping
 from pallet.kernel.errors import PalletError, UsageError
 from pallet.plugins.security import userns
 from tests.security.sec_helpers import RuncBundle, base_spec
@@ -131,7 +132,7 @@ def test_layers_unpack_id_shifted_and_diff_back(tmp_path):
 
     from pallet.kernel.storage import archive
 
-    remap = userns.Remap([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+    remap = IdMapping([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
                          [{"containerID": 0, "hostID": RANGE_START + 7, "size": 65536}])
     assert remap.home_name == f"{RANGE_START}.{RANGE_START + 7}"
     assert remap.unshift(*remap.shift(33, 44)) == (33, 44)
