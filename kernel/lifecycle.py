@@ -347,7 +347,7 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
 
 def container_cgroup(record: ContainerRecord):
     """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
     from pallet.kernel.spec import cgroups_path
 
     return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})

@@ -31,7 +31,7 @@ def alive(pid: int, started: int) -> bool:
 
 def set_subreaper() -> None:
     """Become the reaper of orphaned descendants, so a runtime that forks away still hands us the exit status."""
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
 

@@ -40,11 +40,10 @@ class SeccompProfile(SecurityProfile):
 
         if not host.kernel_features()["seccomp"]:
             return Availability.no("seccomp is not supported by this kernel")
-        import ctypes
+        from pallet.kernel import linux
 
-        # dlopen by soname, as the runtime does; ctypes.util.find_library would run ldconfig (~15 ms).
         try:
-            ctypes.CDLL("libseccomp.so.2")
+            linux.libseccomp()
         except OSError:
             return Availability.no("libseccomp is not installed (apt-get install libseccomp2)")
         return Availability.ok()
