@@ -5,7 +5,7 @@ the start, so ``run -d`` stays fast). It becomes the child subreaper, starts the
 through the runtime and tells the CLI the outcome over a pipe. Then it ``execve``s into
 :mod:`pallet.kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
 memory; when the container exits that process records the exit code and OOM kill, fires the
-lifecycle hooks and honours ``--rm`` (:func:`after_exit`).
+lifecycle hooks and honours ``--rm`` (:func:`pallet.kernel.exit_handler.after_exit`).
 """
 
 from __future__ import annotations
@@ -206,20 +206,3 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
         os._exit(1)
-
-
-def after_exit(params_path: str, exit_code: int) -> None:
-    """Called by the log pump once the container has exited: record it, clean up, honour --rm."""
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
-
-    params = json.loads(Path(params_path).read_text())
-    config_path = params["config_path"] if Path(params["config_path"]).exists() else None
-    engine = Engine(Config.load(params["root"], params["run_root"], config_path,
-                                params["storage_driver"], params["storage_opts"]))
-    engine.plugins.load("storage", "security", "runtime")
-    try:
-        record = ContainerStore(engine).load(params["id"])
-    except PalletError:
-        return  # removed meanwhile (rm -f already cleaned up)
-    lifecycle.finish(engine, record, exit_code)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pallet.plugins.security.userns import DEFAULT_REMAP_USER, add_entry
+from pallet.plugins.security.subids import DEFAULT_REMAP_USER, add_entry
 
 
 @click.group("userns")

@@ -11,7 +11,7 @@ import pytest
 
 from pallet.kernel.drivers import IdMapping
 from pallet.kernel.errors import PalletError, UsageError
-from pallet.plugins.security import userns
+from pallet.plugins.security import subids, userns
 from tests.security.sec_helpers import RuncBundle, base_spec
 
 RANGE_START = 300000
@@ -41,11 +41,11 @@ def test_remap_value_forms():
 def test_ranges_are_laid_end_to_end(tmp_path):
     path = tmp_path / "subgid"
     path.write_text("# comment\n1000:500000:10\nbob:600000:20\n")
-    assert userns.mappings(userns.read_ranges(path, "bob", 1000)) == [
+    assert userns.mappings(subids.read_ranges(path, "bob", 1000)) == [
         {"containerID": 0, "hostID": 500000, "size": 10}, {"containerID": 10, "hostID": 600000, "size": 20}]
     path.write_text("bob:x:1\n")
     with pytest.raises(PalletError, match="subgid:1: malformed"):
-        userns.read_ranges(path, "bob")
+        subids.read_ranges(path, "bob")
 
 
 def test_spec_gets_user_namespace_and_mappings(secure_spec, remap_engine):
@@ -81,10 +81,10 @@ def test_missing_range_names_the_fix(secure_spec, tmp_path):
 def test_add_entry_picks_a_free_range_once(tmp_path):
     path = tmp_path / "subuid"
     path.write_text("a:100000:65536\nb:300000:65536")
-    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
-    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
+    assert subids.add_entry(path, "pallet") == subids.IdRange(165536, 65536)
+    assert subids.add_entry(path, "pallet") == subids.IdRange(165536, 65536)
     assert path.read_text().splitlines()[-1] == "pallet:165536:65536"
-    assert userns.add_entry(path, "other", size=200000) == userns.IdRange(365536, 200000)
+    assert subids.add_entry(path, "other", size=200000) == subids.IdRange(365536, 200000)
 
 
 def test_cli_setup_writes_both_files(pallet, tmp_path):
