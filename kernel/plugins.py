@@ -224,10 +224,6 @@ class PluginManager:
         self.load(DRIVER_KINDS[kind][0])
         return list(self.drivers[kind])
 
-    def hook(self):
-        """The pluggy hook relay, for broadcast hooks (observers of lifecycle events)."""
-        return self.pm.hook
-
     def broadcast(self, hook_name: str, **kwargs) -> None:
         """Call an observer hook on every loaded plugin; an observer's exception is reported, not raised."""
         hook = getattr(self.pm.hook, hook_name)

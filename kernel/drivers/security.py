@@ -18,9 +18,8 @@ class SecurityContext:
     cap_drop: list[str] = field(default_factory=list)
     user: str = ""                                           # "uid[:gid]" or a name, as given by -u
     read_only: bool = False
-    # Added by the security room; all optional so older callers keep working. The containers
-    # room passes ``engine`` (host defaults come from its ``[security]`` config section, state
-    # such as MCS allocations lives under its root), the container id and ``--userns``.
+    # Host defaults come from the engine's ``[security]`` config section; state such as MCS
+    # allocations lives under its root.
     engine: object = None
     container_id: str = ""
     userns: str = ""                                         # --userns: "" or "host"

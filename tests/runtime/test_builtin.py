@@ -222,7 +222,7 @@ def test_ambient_capabilities_survive_a_non_root_user(runner):
 
 def test_apparmor_profile_on_a_kernel_without_apparmor_is_a_clear_error(runner):
     if os.path.isdir("/sys/kernel/security/apparmor"):
-        pytest.skip("AppArmor is enabled here: the live profile test belongs to the security room")
+        pytest.skip("AppArmor is enabled here: the live profile test is tests/security/test_lsm.py")
     result = runner.run(["true"], apparmorProfile="docker-default")
     assert result.status == 125
     assert result.stderr == "AppArmor profile 'docker-default' was requested but AppArmor is not enabled in this kernel"

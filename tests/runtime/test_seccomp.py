@@ -15,7 +15,7 @@ ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[platform.m
 
 
 def docker_to_oci(profile: dict, caps: list[str]) -> dict:
-    """Just enough of Docker's profile resolution for the test (the security room owns the real one)."""
+    """Just enough of Docker's profile resolution for the test (plugins/security/seccomp_format.py is the real one)."""
     arches = next((m["subArchitectures"] + [m["architecture"]] for m in profile.get("archMap", [])
                    if m["architecture"] == ARCH), [ARCH])
     rules = []
