@@ -195,7 +195,10 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
         }, durable=False)
         script = Path(__file__).with_name("logpump.py")
-        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
+        # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump
+        # records the exit with this same pallet and not whichever one site-packages would give.
+        home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
+        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
                                   str(store.log_path(record.id)), str(params),
                                   *(f"{fd}:{stream}" for fd, stream in sources.items())])
     except BaseException:
