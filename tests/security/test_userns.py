@@ -30,6 +30,36 @@ def remap_engine(tmp_path):
     return Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
 
 
+def test_the_storage_mapping_comes_from_the_userns_profile(remap_engine):
+    """The engine asks the security profiles (SecurityProfile.storage_mapping); userns answers for userns_remap."""
+    mapping = remap_engine.storage_remap
+    assert mapping == IdMapping([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+                                [{"containerID": 0, "hostID": RANGE_START, "size": 1000},
+                                 {"containerID": 1000, "hostID": RANGE_START + 5000, "size": 64536}])
+    assert remap_engine.storage_home("vfs") == remap_engine.root / f"{RANGE_START}.{RANGE_START}" / "vfs"
+
+
+def test_disabling_the_userns_plugin_turns_the_remap_off(remap_engine, monkeypatch):
+    monkeypatch.setenv("PALLET_DISABLE_PLUGINS", "userns")
+    assert remap_engine.storage_remap is None
+    assert remap_engine.storage_home("vfs") == remap_engine.root / "vfs"
+
+
+def test_an_empty_security_section_loads_no_profile(tmp_path):
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+
+    engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(_empty_config(tmp_path))))
+    assert engine.storage_remap is None
+    assert "pallet.security" not in {record.group for record in engine.plugins.plugins.values()}
+
+
+def _empty_config(tmp_path):
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    return config
+
+
 def test_remap_value_forms():
     assert userns.parse_remap("default") == ("pallet", "pallet")
     assert userns.parse_remap("alice") == ("alice", "alice")
