@@ -1,8 +1,8 @@
-"""Route ``--security-opt`` options to security profiles and let each enabled profile shape the OCI spec."""
+"""Route ``--security-opt`` options to security profiles; let each enabled profile shape the OCI spec and the host's files."""
 
 from __future__ import annotations
 
-from pallet.kernel.drivers import SecurityContext
+from pallet.kernel.drivers import SecurityContext, SecurityProfile
 from pallet.kernel.errors import PalletError, UsageError
 
 # Options Docker accepts without NAME=VALUE form, mapped to the profile that owns them.
@@ -95,6 +95,8 @@ def storage_mapping(plugins, settings: dict):
         return None
     plugins.load("security")
     for record in sorted(plugins.drivers["security"].values(), key=lambda r: (r.cls.order, r.name)):
+        if record.cls.storage_mapping.__func__ is SecurityProfile.storage_mapping.__func__:
+            continue  # the base's answer is None: no need to probe the host for it
         if record.cls.default_enabled and record.availability().available:
             mapping = record.cls.storage_mapping(settings)
             if mapping is not None:
