@@ -9,7 +9,7 @@ starts with ``pallet_`` but matches no spec, or whose arguments are not a subset
 spec's, marks the plugin *broken* (shown by ``pallet plugins ls``) and the engine goes on
 without it.
 
-Two kinds of hooks:
+Three kinds of hooks:
 
 * **Registration hooks** (``pallet_register_*``) are called once when pallet loads a kind
   of plugin. Each receives ``register(name, cls)``; call it once per driver the plugin
@@ -21,6 +21,9 @@ Two kinds of hooks:
   are called on every plugin that implements them, in pluggy's order (last registered
   first). Their return values are ignored unless the spec says otherwise. An exception
   raised by an observer is reported and does not stop the operation.
+* **The command hook** (``pallet_register_commands``: it receives the command line, not
+  ``register``) adds subcommands to ``pallet``; it is called only when a command line names
+  a command pallet does not have itself.
 
 Write implementations with ``pallet.hookimpl``::
 
