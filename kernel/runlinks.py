@@ -66,7 +66,7 @@ def shm_path(store, cid: str):
 
 
 def mount_shareable_shm(store, record) -> None:
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
     from pallet.kernel.spec_linux import DEFAULT_SHM
 
     path = shm_path(store, record.id)
@@ -78,7 +78,7 @@ def mount_shareable_shm(store, record) -> None:
 
 
 def unmount_shareable_shm(store, record) -> None:
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     path = shm_path(store, record.id)
     if os.path.ismount(path):

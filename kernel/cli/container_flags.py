@@ -328,7 +328,7 @@ def _resources(opts) -> dict:
 
 def _blkio_file(name: str) -> bool:
     """Whether this host's block-IO controller offers a (BFQ) weight file, as Docker's sysinfo probes."""
-    from pallet.kernel.runtime.cgroups import hierarchies
+    from pallet.kernel.cgroups import hierarchies
 
     v1, v2_mount = hierarchies()
     if "blkio" in v1:

@@ -98,7 +98,7 @@ def update(engine, containers, **opts):
 def apply_live(record, host: dict) -> None:
     """Write the new limits to the running container's cgroup (device rules are left as they are)."""
     from pallet.kernel import lifecycle, spec
-    from pallet.kernel.runtime.cgroups import CgroupError
+    from pallet.kernel.cgroups import CgroupError
 
     resources = spec.resources(host, bool(host.get("Privileged")))
     resources.pop("devices", None)
