@@ -301,7 +301,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
             record.network = {**net, "sandbox": netns_path}
         from pallet.kernel import runlinks
 
-        links = runlinks.resolve(engine, record, net)
+        links = runlinks.resolve(engine, record, net, refresh)
         etc = {**sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net,
                                          links.hosts, links.dns), **shared_etc}
         workdir = record.config.get("WorkingDir")

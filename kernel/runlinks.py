@@ -21,7 +21,8 @@ class StartLinks:
     dns: dict = field(default_factory=dict)
 
 
-def resolve(engine, record, net: dict) -> StartLinks:
+def resolve(engine, record, net: dict, refresh) -> StartLinks:
+    """``refresh`` is :func:`pallet.kernel.lifecycle.refresh` (passed in: lifecycle is this module's caller)."""
     from pallet.kernel.containers import ContainerStore
 
     host = record.host_config
@@ -31,7 +32,7 @@ def resolve(engine, record, net: dict) -> StartLinks:
     for key, nstype in (("PidMode", "pid"), ("IpcMode", "ipc")):
         mode = host.get(key) or ""
         if mode.startswith("container:"):
-            other = _running(engine, store, mode.partition(":")[2], f"join the {nstype.upper()} namespace of")
+            other = _running(engine, store, refresh, mode.partition(":")[2], f"join the {nstype.upper()} namespace of")
             links.namespaces[nstype] = f"/proc/{other.pid}/ns/{nstype}"
             if nstype == "ipc":
                 if other.host_config.get("IpcMode") != "shareable":
@@ -50,7 +51,7 @@ def resolve(engine, record, net: dict) -> StartLinks:
         links.hosts.append(f"{address}\t{name}")
     for link in host.get("Links") or []:
         cid, _sep, alias = link.partition(":")
-        other = _running(engine, store, cid, "link to")
+        other = _running(engine, store, refresh, cid, "link to")
         address = (other.network or {}).get("IPAddress")
         if not address:
             raise Conflict(f"Cannot link to /{other.name}, as it does not belong to a network with addresses")
@@ -87,11 +88,9 @@ def unmount_shareable_shm(store, record) -> None:
         path.rmdir()
 
 
-def _running(engine, store, cid: str, verb: str):
-    from pallet.kernel import lifecycle
-
+def _running(engine, store, refresh, cid: str, verb: str):
     try:
-        other = lifecycle.refresh(engine, store.load(cid))
+        other = refresh(engine, store.load(cid))
     except PalletError:
         raise PalletError(f"cannot {verb} container {cid[:12]}: it was removed") from None
     if other.status != "running":

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pallet.kernel.cli import COMMANDS  # noqa: E402
 
 FLAG = re.compile(r"^\s+(?:-(\w), )?--([a-z0-9-]+)")
-COMMANDS_COMPARED = ["run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "wait",
+COMMANDS_COMPARED = ["run", "create", "start", "attach", "update", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "wait",
                      "inspect", "top", "stats", "cp", "diff", "export", "commit", "port", "rename", "pause",
                      "unpause", "pull", "push", "images", "rmi", "tag", "save", "load", "import", "history",
                      "login", "logout", "info", "version"]
@@ -57,7 +57,14 @@ _RUN = {
 for _name in ("--health-interval", "--health-retries", "--health-start-interval", "--health-start-period",
               "--health-timeout"):
     _RUN[_name] = _RUN["--health-cmd"]
-NOTES = {"run": _RUN, "create": _RUN}
+NOTES = {
+    "run": _RUN, "create": _RUN,
+    "start": {"--checkpoint": "not supported: no checkpoint/restore (CRIU) here, refused in one line",
+              "--checkpoint-dir": "not supported: no checkpoint/restore (CRIU) here, refused in one line",
+              "--detach-keys": "same for a -t container started with -a -i"},
+    "exec": {"--detach-keys": "differs: validated; an exec session cannot be detached from (a warning says so)"},
+    "rm": {"--link": "not supported yet: legacy links are removed with the container that holds them"},
+}
 
 
 def docker_flags(command: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import click
 
-from pallet.kernel.cli import COMPLETE_VAR
 # argument name -> the kind of name it takes, whatever the command
 BY_ARGUMENT = {"containers": "container", "container": "container", "image": "image", "images": "image",
                "network_name": "network"}
@@ -83,11 +82,11 @@ NAMES = {"container": _containers, "image": _images, "network": _networks, "volu
 
 @click.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell):
+@click.pass_context
+def completion(ctx, shell):
     """Print the completion script for SHELL (e.g. ``source <(pallet completion bash)``)."""
     from click.shell_completion import get_completion_class
 
-    from pallet.kernel.cli import cli
-
-    script = get_completion_class(shell)(cli, {}, "pallet", COMPLETE_VAR).source()
-    click.echo(script)
+    root = ctx.find_root()
+    variable = f"_{root.info_name}_COMPLETE".replace("-", "_").upper()  # the name click's main() reads
+    click.echo(get_completion_class(shell)(root.command, {}, root.info_name, variable).source())
