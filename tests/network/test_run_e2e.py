@@ -137,9 +137,9 @@ def test_run_takes_fixed_ip_mac_and_alias_on_a_user_network(cli):
 
 def test_bad_ip_and_mac_are_usage_errors(cli):
     bad_ip = cli("run", "--rm", "--ip", "10.0.0.300", "busybox", "true")
-    assert (bad_ip.returncode, bad_ip.error_lines) == (2, ['Error: invalid IPv4 address: "10.0.0.300"'])
+    assert (bad_ip.returncode, bad_ip.error_lines) == (125, ['Error: invalid IPv4 address: "10.0.0.300"'])
     bad_mac = cli("run", "--rm", "--mac-address", "zz:00", "busybox", "true")
-    assert (bad_mac.returncode, bad_mac.error_lines) == (2, ["Error: zz:00 is not a valid mac address"])
+    assert (bad_mac.returncode, bad_mac.error_lines) == (125, ["Error: zz:00 is not a valid mac address"])
 
 
 def test_connect_to_a_user_network_switches_the_resolver_to_the_embedded_dns(cli):
