@@ -35,11 +35,14 @@ def emit(rows: list[dict], columns: list[tuple[str, str]], fmt: str | None = Non
         for row in rows:
             click.echo(json.dumps(row, default=str))
         return
+    if fmt == "table":
+        fmt = None  # Docker: "table" alone is the default table
     if fmt:
         template = fmt[len("table"):].strip() if fmt.startswith("table") else fmt
         parse(template)  # a malformed template fails even when there are no rows
         if fmt.startswith("table"):
-            header = _FIELD.sub(lambda m: m.group(2).upper(), template.replace("\\t", "\t"))
+            headers = {key: header for header, key in columns}  # Docker's headers: .ID is "CONTAINER ID"
+            header = _FIELD.sub(lambda m: headers.get(m.group(2), m.group(2).upper()), template.replace("\\t", "\t"))
             lines = [header] + [render_template(template, row, strict=True) for row in rows]
             click.echo(_align(lines))
         else:

@@ -170,3 +170,17 @@ def test_sizes_in_ps_and_inspect_and_restart_with_a_signal(bb):
     assert record(bb, "rs")["State"]["Running"] is True and record(bb, "rs")["RestartCount"] == 1
     refused = bb("start", "--checkpoint", "c1", "rs")
     assert refused.returncode == 125 and "checkpoint" in refused.stderr
+
+
+def test_format_table_uses_dockers_headers_and_json_is_one_object_a_line(bb):
+    import json
+
+    bb("create", "--name", "tb", "busybox", "true", check=True)
+    bb("create", "--name", "tb2", "busybox", "true", check=True)
+    table = bb("ps", "-a", "--format", "table {{.ID}}\\t{{.Image}}\\t{{.Names}}").stdout.splitlines()
+    assert table[0].split("   ") == ["CONTAINER ID", "IMAGE", "NAMES"] and len(table) == 3
+    assert bb("ps", "-a", "--format", "table").stdout.splitlines()[0].startswith("CONTAINER ID   IMAGE   COMMAND")
+    lines = bb("images", "--format", "json").stdout.splitlines()
+    assert [json.loads(line)["Repository"] for line in lines] == ["busybox"]
+    assert sorted(json.loads(line)["Names"] for line in bb("ps", "-a", "--format", "json").stdout.splitlines()) == [
+        "tb", "tb2"]
