@@ -30,7 +30,7 @@ _RUN = {
     "--cpu-percent": "differs: Windows only; discarded with Docker's warning",
     "--ip6": "not supported: pallet's network drivers assign IPv4 addresses only",
     "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
-    "--use-api-socket": "not supported: no Engine API socket in this build",
+    "--use-api-socket": "differs: binds `pallet serve`'s socket at /var/run/docker.sock; credentials are not copied",
     "--isolation": "differs: only `default` (as on Linux Docker)",
     "--kernel-memory": "differs: discarded with Docker's warnings (the kernel ignores kmem limits)",
     "--detach-keys": "differs: validated; detaching from an attached run is not implemented (a warning says so)",

@@ -32,6 +32,10 @@ def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel.cli.container_flags import write_cidfile
 
     request = build_request(image, command, opts, detach)
+    if opts["use_api_socket"]:
+        from pallet.kernel.cli.container_flags import add_api_socket
+
+        add_api_socket(engine, request)
     record = lifecycle.create(engine, request)
     write_cidfile(request.host_config.get("ContainerIDFile") or "", record.id)
     return record

@@ -213,7 +213,8 @@ def create_options(func):
              show_default=True, help="Pull the image before running."),
         _opt("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
         _opt("--disable-content-trust", is_flag=True, help="Skip image verification (accepted, as Docker's default)."),
-        _opt("--use-api-socket", is_flag=True, help="Bind mount the Engine API socket of `pallet serve`."),
+        _opt("--use-api-socket", is_flag=True, help="Bind mount the Engine API socket of `pallet serve` "
+                                                    "(<run-root>/pallet.sock) at /var/run/docker.sock."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -242,8 +243,6 @@ def _refuse_unsupported(opts) -> None:
         raise UsageError("--ip6: pallet's network drivers assign IPv4 addresses only")
     if opts["link_local_ip"]:
         raise UsageError("--link-local-ip: pallet's network drivers do not assign link-local addresses")
-    if opts["use_api_socket"]:
-        raise UsageError("--use-api-socket: no Engine API socket to share (`pallet serve` is not part of this build)")
 
 
 def _warn(message: str) -> None:
@@ -447,6 +446,21 @@ def build_request(image, command, opts, detach: bool = False):
         quiet=opts["quiet"], platform=runopts.parse_platform(opts["platform"]), healthcheck=healthcheck,
         host_config=host_config,
     )
+
+
+API_SOCKET = "pallet.sock"   # where `pallet serve` listens by default, in the run root
+
+
+def add_api_socket(engine, request) -> None:
+    """--use-api-socket: bind the Engine API socket of ``pallet serve`` at /var/run/docker.sock, where the
+    docker CLI and docker-py look (registry credentials are not copied in)."""
+    from pathlib import Path
+
+    source = Path(engine.run_root) / API_SOCKET
+    if not source.is_socket():
+        raise UsageError(f"--use-api-socket: no Engine API socket at {source} (start `pallet serve` first)")
+    request.host_config["Mounts"].append({"Type": "bind", "Source": str(source), "Target": "/var/run/docker.sock",
+                                          "ReadOnly": False, "Propagation": "rprivate"})
 
 
 def write_cidfile(path: str, cid: str) -> None:

@@ -228,3 +228,16 @@ def test_dockers_small_behaviours_rm_f_missing_and_lowercase_booleans(bb):
     assert (unknown.returncode, unknown.error_lines) == (2, ["Error: unknown flag: --bogus", "See 'pallet ps --help'."])
     logout = bb("logout", "never.example")
     assert (logout.returncode, logout.stdout) == (0, "Not logged in to never.example\n")
+
+
+def test_use_api_socket_binds_the_serve_socket_where_docker_clients_look(bb):
+    import socket
+
+    missing = bb("run", "--rm", "--use-api-socket", "busybox", "true")
+    assert missing.returncode == 125 and "no Engine API socket at" in missing.stderr
+    bb.run_root.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(bb.run_root / "pallet.sock"))
+        server.listen(1)
+        result = bb("run", "--rm", "--use-api-socket", "busybox", "sh", "-c", "test -S /var/run/docker.sock && echo s")
+    assert (result.returncode, result.stdout) == (0, "s\n"), result.stderr
