@@ -31,7 +31,7 @@ def apply_changes(config: dict, changes) -> dict:
             result["Labels"] = {**(result.get("Labels") or {}),
                                 **dict(p.split("=", 1) for p in _pairs(rest, "LABEL"))}
         elif instruction == "EXPOSE":
-            from pallet.kernel.runopts import parse_expose
+            from pallet.kernel.policyopts import parse_expose
 
             result["ExposedPorts"] = {**(result.get("ExposedPorts") or {}), **parse_expose(rest.split())}
         elif instruction == "VOLUME":
@@ -87,7 +87,7 @@ def _pairs(rest: str, instruction: str) -> list[str]:
 
 
 def _healthcheck(rest: str) -> dict:
-    from pallet.kernel.runopts import parse_duration
+    from pallet.kernel.policyopts import parse_duration
 
     if rest.upper() == "NONE":
         return {"Test": ["NONE"]}

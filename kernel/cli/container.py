@@ -109,7 +109,7 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
 def start(ctx, attach, interactive, detach_keys, checkpoint, checkpoint_dir, containers):
     """Start one or more stopped containers."""
     from pallet.kernel import lifecycle, monitor
-    from pallet.kernel.runopts import parse_detach_keys
+    from pallet.kernel.policyopts import parse_detach_keys
 
     if checkpoint or checkpoint_dir:
         raise UsageError("--checkpoint: pallet has no checkpoint/restore (CRIU) support")
@@ -149,7 +149,7 @@ def attach_(ctx, detach_keys, no_stdin, sig_proxy, name):
 
     from pallet.kernel import attach, lifecycle
     from pallet.kernel.monitor import FORWARDED
-    from pallet.kernel.runopts import parse_detach_keys
+    from pallet.kernel.policyopts import parse_detach_keys
 
     parse_detach_keys(detach_keys)
     engine = _engine(ctx.obj)
@@ -311,7 +311,7 @@ def logs(engine, follow, tail, timestamps, since, until, details, name):
     """Fetch the logs of a container."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_ops import show_logs
-    from pallet.kernel.runopts import parse_timestamp
+    from pallet.kernel.policyopts import parse_timestamp
 
     store = _store(engine)
     record = lifecycle.refresh(engine, store.get(name))

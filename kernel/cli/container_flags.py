@@ -251,7 +251,7 @@ def _warn(message: str) -> None:
 
 def _resources(opts) -> dict:
     """HostConfig's Resources part."""
-    from pallet.kernel import runopts
+    from pallet.kernel import hostopts, runopts
 
     if opts["cpus"] and (opts["cpu_period"] or opts["cpu_quota"]):
         raise UsageError("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
@@ -283,15 +283,15 @@ def _resources(opts) -> dict:
     if opts["cpu_rt_runtime"] and opts["cpu_rt_period"] and opts["cpu_rt_runtime"] > opts["cpu_rt_period"]:
         raise UsageError("cpu-rt-runtime cannot be higher than cpu-rt-period")
     pids = opts["pids_limit"]
-    devices = [runopts.parse_device(d) for d in opts["device"]]
-    throttle = {key: [runopts.parse_throttle_device(s, flag, sizes) for s in opts[name]]
+    devices = [hostopts.parse_device(d) for d in opts["device"]]
+    throttle = {key: [hostopts.parse_throttle_device(s, flag, sizes) for s in opts[name]]
                 for key, name, flag, sizes in (
                     ("BlkioDeviceReadBps", "device_read_bps", "--device-read-bps", True),
                     ("BlkioDeviceWriteBps", "device_write_bps", "--device-write-bps", True),
                     ("BlkioDeviceReadIOps", "device_read_iops", "--device-read-iops", False),
                     ("BlkioDeviceWriteIOps", "device_write_iops", "--device-write-iops", False))}
     weight = runopts.parse_blkio_weight(opts["blkio_weight"]) or 0
-    weight_devices = [runopts.parse_weight_device(w) for w in opts["blkio_weight_device"]]
+    weight_devices = [hostopts.parse_weight_device(w) for w in opts["blkio_weight_device"]]
     if weight and not _blkio_file("weight"):
         _warn("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
         weight = 0
@@ -319,7 +319,7 @@ def _resources(opts) -> dict:
         "BlkioWeightDevice": weight_devices,
         **throttle,
         "Devices": devices,
-        "DeviceCgroupRules": [runopts.parse_device_cgroup_rule(r) for r in opts["device_cgroup_rule"]],
+        "DeviceCgroupRules": [hostopts.parse_device_cgroup_rule(r) for r in opts["device_cgroup_rule"]],
         "Ulimits": [runopts.parse_ulimit(u) for u in opts["ulimit"]],
         "CgroupParent": opts["cgroup_parent"],
     }
@@ -337,7 +337,7 @@ def _blkio_file(name: str) -> bool:
 
 def build_request(image, command, opts, detach: bool = False):
     """The parsed request for ``create``/``run``: every value checked before anything is created."""
-    from pallet.kernel import runopts
+    from pallet.kernel import hostopts, policyopts, runopts
     from pallet.kernel.lifecycle import CreateRequest
 
     _refuse_unsupported(opts)
@@ -356,13 +356,13 @@ def build_request(image, command, opts, detach: bool = False):
         raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")
     if opts["stop_signal"] is not None:
         runopts.parse_signal(opts["stop_signal"])
-    restart = runopts.parse_restart(opts["restart"])
+    restart = policyopts.parse_restart(opts["restart"])
     if opts["auto_remove"] and restart["Name"] not in ("no", ""):
         raise UsageError("Conflicting options: --restart and --rm")
-    attach = runopts.parse_attach(opts["attach"])
+    attach = policyopts.parse_attach(opts["attach"])
     if attach and detach:
         raise UsageError("Conflicting options: -a and -d")
-    namespaces = {key: runopts.parse_namespace_mode(opts[name], flag) for key, name, flag in (
+    namespaces = {key: hostopts.parse_namespace_mode(opts[name], flag) for key, name, flag in (
         ("PidMode", "pid", "--pid"), ("IpcMode", "ipc", "--ipc"), ("UTSMode", "uts", "--uts"),
         ("CgroupnsMode", "cgroupns", "--cgroupns"))}
     if namespaces["UTSMode"] == "host" and opts["hostname"]:
@@ -374,8 +374,8 @@ def build_request(image, command, opts, detach: bool = False):
                            ("--mac-address", "mac_address"), ("-p, --publish", "publish"), ("--expose", "expose")):
             if opts[name]:
                 raise UsageError(f"Conflicting options: {flag} and the network mode")
-    sysctls = dict(runopts.parse_sysctl(s) for s in opts["sysctl"])
-    runopts.check_sysctls(sysctls, network, namespaces["IpcMode"], namespaces["UTSMode"])
+    sysctls = dict(hostopts.parse_sysctl(s) for s in opts["sysctl"])
+    hostopts.check_sysctls(sysctls, network, namespaces["IpcMode"], namespaces["UTSMode"])
     if opts["cidfile"] and os.path.exists(opts["cidfile"]):
         raise UsageError(f"Container ID file found, make sure the other container isn't running or delete "
                          f"{opts['cidfile']}")
@@ -390,7 +390,7 @@ def build_request(image, command, opts, detach: bool = False):
         if mode not in ("", "ro", "rw") or not name:
             raise UsageError(f"invalid mode for volumes-from: {item}")
         volumes_from.append(item)
-    runopts.parse_detach_keys(opts.get("detach_keys"))
+    policyopts.parse_detach_keys(opts.get("detach_keys"))
     host_config = {
         "Binds": list(opts["volume"]),
         "Mounts": mounts,
@@ -412,16 +412,16 @@ def build_request(image, command, opts, detach: bool = False):
         **namespaces,
         "Sysctls": sysctls,
         "GroupAdd": list(opts["group_add"]),
-        "ExtraHosts": [runopts.parse_extra_host(h) for h in opts["add_host"]],
-        "Dns": runopts.parse_dns(opts["dns"]),
-        "DnsSearch": runopts.parse_dns_search(opts["dns_search"]),
+        "ExtraHosts": [hostopts.parse_extra_host(h) for h in opts["add_host"]],
+        "Dns": hostopts.parse_dns(opts["dns"]),
+        "DnsSearch": hostopts.parse_dns_search(opts["dns_search"]),
         "DnsOptions": list(opts["dns_option"]),
-        "Links": [runopts.parse_link(link) for link in opts["link"]],
+        "Links": [hostopts.parse_link(link) for link in opts["link"]],
         "Init": opts["init"] or None,
-        "Annotations": runopts.parse_annotations(opts["annotation"]),
-        "StorageOpt": runopts.parse_storage_opts(opts["storage_opt"]),
+        "Annotations": policyopts.parse_annotations(opts["annotation"]),
+        "StorageOpt": policyopts.parse_storage_opts(opts["storage_opt"]),
         "RestartPolicy": restart,
-        "LogConfig": runopts.parse_log_config(opts["log_driver"], opts["log_opt"]),
+        "LogConfig": policyopts.parse_log_config(opts["log_driver"], opts["log_opt"]),
         "ContainerIDFile": opts["cidfile"],
         "StopSignal": opts["stop_signal"],
         "StopTimeout": opts["stop_timeout"],
@@ -433,8 +433,8 @@ def build_request(image, command, opts, detach: bool = False):
 
     for line in capped_ulimits(host_config["Ulimits"]):
         _warn(line)
-    labels = {**runopts.parse_label_files(opts["label_file"]), **runopts.parse_labels(opts["label"])}
-    healthcheck = runopts.parse_healthcheck(opts["health_cmd"], opts["health_interval"], opts["health_timeout"],
+    labels = {**policyopts.parse_label_files(opts["label_file"]), **runopts.parse_labels(opts["label"])}
+    healthcheck = policyopts.parse_healthcheck(opts["health_cmd"], opts["health_interval"], opts["health_timeout"],
                                             opts["health_start_period"], opts["health_start_interval"],
                                             opts["health_retries"], opts["no_healthcheck"])
     return CreateRequest(
@@ -442,8 +442,8 @@ def build_request(image, command, opts, detach: bool = False):
         env=runopts.parse_env(opts["env"], opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
         hostname=opts["hostname"], domainname=opts["domainname"], tty=opts["tty"], stdin_open=opts["interactive"],
         attach=attach, labels=labels, network=network, port_specs=list(opts["publish"]),
-        publish_all=opts["publish_all"], exposed=runopts.parse_expose(opts["expose"]), pull=opts["pull"],
-        quiet=opts["quiet"], platform=runopts.parse_platform(opts["platform"]), healthcheck=healthcheck,
+        publish_all=opts["publish_all"], exposed=policyopts.parse_expose(opts["expose"]), pull=opts["pull"],
+        quiet=opts["quiet"], platform=policyopts.parse_platform(opts["platform"]), healthcheck=healthcheck,
         host_config=host_config,
     )
 

@@ -38,7 +38,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
               window: tuple[float | None, float | None] = (None, None)) -> None:
     """Print the json-file log; ``window`` (since, until) in Unix seconds keeps the entries inside it."""
     from pallet.kernel import lifecycle
-    from pallet.kernel.runopts import log_time
+    from pallet.kernel.policyopts import log_time
     from pallet.kernel.stdio import read_log
 
     since, until = window
@@ -106,7 +106,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
 @click.pass_context
 def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, detach_keys, name, command):
     """Execute a command in a running container."""
-    from pallet.kernel.runopts import parse_detach_keys
+    from pallet.kernel.policyopts import parse_detach_keys
 
     if parse_detach_keys(detach_keys) and not detach:
         click.echo("WARNING: --detach-keys: pallet cannot detach from an exec session; the keys reach the process",

@@ -24,7 +24,7 @@ _FLAGS = [
 
 def _changes(opts) -> dict:
     """The HostConfig fields the given flags set (Docker's names, as ``create`` records them)."""
-    from pallet.kernel import runopts
+    from pallet.kernel import policyopts, runopts
 
     changes: dict = {}
     if opts["memory"] is not None:
@@ -48,7 +48,7 @@ def _changes(opts) -> dict:
     if opts["pids_limit"] is not None:
         changes["PidsLimit"] = opts["pids_limit"] if opts["pids_limit"] > 0 else None
     if opts["restart"] is not None:
-        changes["RestartPolicy"] = runopts.parse_restart(opts["restart"])
+        changes["RestartPolicy"] = policyopts.parse_restart(opts["restart"])
     return changes
 
 

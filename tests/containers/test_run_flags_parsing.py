@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import pytest
 
-from pallet.kernel import runopts
+from pallet.kernel import hostopts, policyopts, runopts
 from pallet.kernel.errors import UsageError
 from pallet.kernel.sandbox import override_resolv_conf
 
 
 def test_value_formats_parse_like_dockers():
-    assert runopts.parse_extra_host("a:1.2.3.4") == "a:1.2.3.4"
-    assert runopts.parse_extra_host("gw=host-gateway") == "gw:host-gateway"
-    assert runopts.parse_device("/dev/sda:/dev/xvda:r") == {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/xvda",
+    assert hostopts.parse_extra_host("a:1.2.3.4") == "a:1.2.3.4"
+    assert hostopts.parse_extra_host("gw=host-gateway") == "gw:host-gateway"
+    assert hostopts.parse_device("/dev/sda:/dev/xvda:r") == {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/xvda",
                                                           "CgroupPermissions": "r"}
-    assert runopts.parse_device("/dev/fuse")["PathInContainer"] == "/dev/fuse"
-    assert runopts.parse_throttle_device("/dev/vda:1mb", "--device-read-bps", True) == {"Path": "/dev/vda",
+    assert hostopts.parse_device("/dev/fuse")["PathInContainer"] == "/dev/fuse"
+    assert hostopts.parse_throttle_device("/dev/vda:1mb", "--device-read-bps", True) == {"Path": "/dev/vda",
                                                                                         "Rate": 1 << 20}
-    assert runopts.parse_duration("1m30s", "--health-interval") == 90 * 10**9
-    assert runopts.parse_duration("500ms", "--health-timeout") == 500 * 10**6
-    assert runopts.parse_restart("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
-    assert runopts.parse_expose(["80", "53/udp"]) == {"80/tcp": {}, "53/udp": {}}
-    assert runopts.parse_namespace_mode("container:web", "--pid") == "container:web"
+    assert policyopts.parse_duration("1m30s", "--health-interval") == 90 * 10**9
+    assert policyopts.parse_duration("500ms", "--health-timeout") == 500 * 10**6
+    assert policyopts.parse_restart("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert policyopts.parse_expose(["80", "53/udp"]) == {"80/tcp": {}, "53/udp": {}}
+    assert hostopts.parse_namespace_mode("container:web", "--pid") == "container:web"
     assert runopts.parse_mount('type=volume,src=v,dst=/v,"volume-opt=o=a,b",volume-opt=type=tmpfs')["DriverOpts"] == {
         "o": "a,b", "type": "tmpfs"}
 
 
 @pytest.mark.parametrize("call", [
-    lambda: runopts.parse_extra_host("nohost"),
-    lambda: runopts.parse_extra_host("a:not-an-ip"),
-    lambda: runopts.parse_device("dev/sda"),
-    lambda: runopts.parse_device_cgroup_rule("x 1:2 rwm"),
-    lambda: runopts.parse_weight_device("/dev/sda:5"),
-    lambda: runopts.parse_duration("10 parsecs", "--health-interval"),
-    lambda: runopts.parse_restart("sometimes"),
-    lambda: runopts.parse_restart("always:3"),
-    lambda: runopts.parse_namespace_mode("container:x", "--uts"),
-    lambda: runopts.parse_sysctl("vm.swappiness=1"),
-    lambda: runopts.parse_detach_keys("ctrl-pp"),
+    lambda: hostopts.parse_extra_host("nohost"),
+    lambda: hostopts.parse_extra_host("a:not-an-ip"),
+    lambda: hostopts.parse_device("dev/sda"),
+    lambda: hostopts.parse_device_cgroup_rule("x 1:2 rwm"),
+    lambda: hostopts.parse_weight_device("/dev/sda:5"),
+    lambda: policyopts.parse_duration("10 parsecs", "--health-interval"),
+    lambda: policyopts.parse_restart("sometimes"),
+    lambda: policyopts.parse_restart("always:3"),
+    lambda: hostopts.parse_namespace_mode("container:x", "--uts"),
+    lambda: hostopts.parse_sysctl("vm.swappiness=1"),
+    lambda: policyopts.parse_detach_keys("ctrl-pp"),
     lambda: runopts.parse_mount("type=npipe,src=a,dst=/b"),
     lambda: runopts.parse_mount("type=bind,src=/a,dst=/b,bind-recursive=readonly"),
 ])
