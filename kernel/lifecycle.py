@@ -56,13 +56,18 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
     """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
     from pallet.kernel.errors import NotFound
 
+    from pallet.kernel.trust.enforce import admit_stored
+
     store = image_store(engine)
     if policy != "always":
         try:
-            return store.resolve(ref)
+            record = store.resolve(ref)
         except NotFound:
             if policy == "never":
                 raise
+        else:
+            admit_stored(engine, record, ref)   # the trust policy in force now, on the signatures kept
+            return record
     if policy == "missing":
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
