@@ -34,6 +34,8 @@ def reference_problem(text: str, need_tag_or_digest: bool | None) -> str | None:
     """
     name, tag, digest = _split(text)
     host, _, path = name.partition("/")
+    if need_tag_or_digest is not None and not path:
+        return f'"{text}" must start with a registry host and name a repository (for example docker.io/library/busybox)'
     if not _DOMAIN.match(host) or ("." not in host and ":" not in host and host != "localhost"):
         return f'"{text}" must start with a registry host (for example docker.io/library/busybox)'
     for component in path.split("/") if path else []:
@@ -49,7 +51,7 @@ def reference_problem(text: str, need_tag_or_digest: bool | None) -> str | None:
         return f'"{text}" must name a tag or a digest'
     if need_tag_or_digest is False and (tag or digest):
         return f'"{text}" must be a repository, without tag or digest'
-    if (tag or digest or need_tag_or_digest is not None) and not path:
+    if (tag or digest) and not path:
         return f'"{text}" must name a repository'
     return None
 
