@@ -18,7 +18,7 @@ from pallet.kernel.errors import PalletError
 from pallet.kernel.trust.payload import InvalidSignature
 
 GPG = "gpg"
-BAD_STATUS = {"BADSIG": "a bad signature", "ERRSIG": "a signature gpg cannot check (unknown key?)",
+BAD_STATUS = {"BADSIG": "a bad signature", "ERRSIG": "a signature by a key the rule does not trust (or that gpg cannot check)",
               "EXPSIG": "an expired signature", "EXPKEYSIG": "a signature by an expired key",
               "REVKEYSIG": "a signature by a revoked key"}
 
