@@ -9,6 +9,7 @@ import sys
 import click
 
 from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.cli.scan import sbom, scan
 from pallet.kernel.cli.trust import sign, sign_options, sign_pushed, trust, trust_options, verify
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
@@ -465,3 +466,5 @@ image.add_command(rm, "remove")
 image.add_command(trust)
 image.add_command(sign)
 image.add_command(verify)
+image.add_command(sbom)
+image.add_command(scan)

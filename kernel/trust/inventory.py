@@ -1,0 +1,171 @@
+"""What is installed in an image, read from the package databases inside its layers (no unpacking, no mount).
+
+Layers are read in order as tar streams; whiteouts remove what lower layers added, so a package
+database deleted or replaced upstairs counts as the top layer has it. Read: dpkg ``status`` and
+``status.d``, apk ``installed``, Python ``*.dist-info/METADATA`` and ``*.egg-info``, npm
+``node_modules/**/package.json``, and the version a static busybox binary reports.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import json
+import posixpath
+import re
+import tarfile
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from pallet.kernel.images import layers as layerlib
+from pallet.kernel.images import manifest as mf
+
+BUSYBOX = ("bin/busybox", "usr/bin/busybox")
+MAX_FILE = 8 << 20
+_BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    ecosystem: str          # the OSV ecosystem name: Debian, Alpine, PyPI, npm; "generic" for the rest
+    purl: str
+    location: str           # the database file it was read from
+    source: str | None = None   # Debian source package / apk origin (advisories name these)
+    arch: str | None = None
+
+
+def _interesting(path: str) -> bool:
+    if path in ("var/lib/dpkg/status", "lib/apk/db/installed", "etc/os-release", "usr/lib/os-release") \
+            or path in BUSYBOX or path.startswith("var/lib/dpkg/status.d/"):
+        return True
+    if ("site-packages/" in path or "dist-packages/" in path) and (
+            path.endswith(".dist-info/METADATA") or path.endswith(".egg-info/PKG-INFO") or path.endswith(".egg-info")):
+        return True
+    if path.endswith("/package.json") and "node_modules/" in path:
+        parent = path[:-len("/package.json")].split("node_modules/")[-1]
+        return parent.count("/") == 0 or (parent.startswith("@") and parent.count("/") == 1)
+    return False
+
+
+def image_files(store, record) -> dict[str, bytes]:
+    """Path -> content of every package-database file visible in the image's merged filesystem."""
+    manifest = mf.parse_manifest(store.blobs.read(record.manifest_digest))
+    files: dict[str, bytes] = {}
+    for layer in manifest.layers:
+        compression = mf.LAYER_COMPRESSION.get(layer.media_type)
+        with layerlib.uncompressed(store.blobs.path(layer.digest), compression) as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    path = posixpath.normpath(member.name.lstrip("/")).removeprefix("./")
+                    base, directory = posixpath.basename(path), posixpath.dirname(path)
+                    if base == ".wh..wh..opq":
+                        for key in [k for k in files if k.startswith(directory + "/")]:
+                            del files[key]
+                    elif base.startswith(".wh."):
+                        gone = posixpath.join(directory, base[4:])
+                        for key in [k for k in files if k == gone or k.startswith(gone + "/")]:
+                            del files[key]
+                    elif member.isfile() and _interesting(path) and member.size <= MAX_FILE:
+                        files[path] = tar.extractfile(member).read()
+                    elif path in files and not member.isfile():
+                        del files[path]
+    return files
+
+
+def _os_release(files: dict[str, bytes]) -> dict[str, str]:
+    text = (files.get("etc/os-release") or files.get("usr/lib/os-release") or b"").decode(errors="replace")
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def _paragraphs(text: str):
+    block: dict[str, str] = {}
+    last = None
+    for line in text.splitlines():
+        if not line.strip():
+            if block:
+                yield block
+            block, last = {}, None
+        elif line[0] in " \t" and last:
+            block[last] += "\n" + line.strip()
+        else:
+            key, _, value = line.partition(":")
+            last = key.strip()
+            block[last] = value.strip()
+    if block:
+        yield block
+
+
+def _dpkg(path: str, data: bytes, distro: str, version_id: str) -> list[Package]:
+    found = []
+    for block in _paragraphs(data.decode(errors="replace")):
+        name, version = block.get("Package"), block.get("Version")
+        if not name or not version or ("Status" in block and not block["Status"].endswith(" installed")):
+            continue
+        source = (block.get("Source") or name).split(" ")[0]
+        arch = block.get("Architecture")
+        qualifiers = "&".join(filter(None, [f"arch={arch}" if arch else "",
+                                            f"distro={distro}-{version_id}" if version_id else ""]))
+        purl = f"pkg:deb/{distro}/{quote(name)}@{quote(version, safe='')}" + (f"?{qualifiers}" if qualifiers else "")
+        found.append(Package(name, version, "Debian", purl, path, source, arch))
+    return found
+
+
+def _apk(path: str, data: bytes) -> list[Package]:
+    found = []
+    for block in _paragraphs(data.decode(errors="replace")):
+        name, version = block.get("P"), block.get("V")
+        if name and version:
+            arch = block.get("A")
+            purl = f"pkg:apk/alpine/{quote(name)}@{quote(version, safe='')}" + (f"?arch={arch}" if arch else "")
+            found.append(Package(name, version, "Alpine", purl, path, block.get("o") or name, arch))
+    return found
+
+
+def _python(path: str, data: bytes) -> list[Package]:
+    message = email.parser.BytesHeaderParser().parsebytes(data)
+    name, version = message.get("Name"), message.get("Version")
+    if not name or not version:
+        return []
+    normalized = re.sub(r"[-_.]+", "-", name).lower()
+    return [Package(normalized, version, "PyPI", f"pkg:pypi/{normalized}@{quote(version, safe='')}", path)]
+
+
+def _npm(path: str, data: bytes) -> list[Package]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return []
+    name, version = (doc.get("name"), doc.get("version")) if isinstance(doc, dict) else (None, None)
+    if not isinstance(name, str) or not isinstance(version, str):
+        return []
+    scope, _, bare = name.rpartition("/")
+    purl_name = f"{quote(scope, safe='')}/{quote(bare)}" if scope else quote(name)
+    return [Package(name, version, "npm", f"pkg:npm/{purl_name}@{quote(version, safe='')}", path)]
+
+
+def packages(files: dict[str, bytes]) -> list[Package]:
+    """Every package the database files name, sorted by ecosystem and name."""
+    release = _os_release(files)
+    distro, version_id = release.get("ID", "debian"), release.get("VERSION_ID", "")
+    found: list[Package] = []
+    for path, data in files.items():
+        if path == "var/lib/dpkg/status" or path.startswith("var/lib/dpkg/status.d/"):
+            found += _dpkg(path, data, distro, version_id)
+        elif path == "lib/apk/db/installed":
+            found += _apk(path, data)
+        elif path.endswith("/package.json"):
+            found += _npm(path, data)
+        elif path in BUSYBOX:
+            match = _BUSYBOX_VERSION.search(data)
+            if match:
+                version = match.group(1).decode()
+                found.append(Package("busybox", version, "generic", f"pkg:generic/busybox@{version}", path))
+        elif "-packages/" in path:
+            found += _python(path, data)
+    return sorted(set(found), key=lambda p: (p.ecosystem, p.name, p.version, p.location))
