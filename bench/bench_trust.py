@@ -70,9 +70,10 @@ def bench_pull(work: Path, megabytes: int, rounds: int) -> None:
         policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {
             registry.host: [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(public)}]}}}))
         plain, verified = [], []
+        signed_flags = ["--signature-policy", str(policy), "--registries.d", str(registries_d)]
         for index in range(rounds):
-            for samples, flags in ((plain, []), (verified, ["--signature-policy", str(policy),
-                                                            "--registries.d", str(registries_d)])):
+            order = [(plain, []), (verified, signed_flags)]
+            for samples, flags in (order if index % 2 else order[::-1]):   # neither always goes first
                 root = work / f"root-{index}-{len(flags)}"
                 samples.append(pallet(root, "pull", *flags, f"{registry.host}/big:1"))
                 shutil.rmtree(root)
