@@ -124,23 +124,32 @@ def stored_signatures(engine, manifest_digest: str) -> tuple[list[bytes], list[t
 
 
 def admit_stored(engine, record, name: str | None) -> Verdict | None:
-    """Before run/create use a stored image: re-check its kept signatures under the policy in force now.
+    """Before run/create use a stored image pulled from a registry: re-check its kept signatures under today's policy.
 
-    The image is judged under the name it was asked for, or every name it is tagged with when it
-    was asked for by id.
+    The image is judged under the name it was asked for, or under each of its tags when asked
+    for by id, but only for the repositories it was pulled from (its repo digests): images
+    built, imported or loaded here were never pulled under a rule.
     """
-    policy = load_policy(engine)
-    names = []
+    pulled = {}
+    for entry in record.repo_digests:
+        repository, _, digest = entry.partition("@")
+        pulled[repository] = digest
+    if not pulled:
+        return None
     if name and not refs.looks_like_id(name):
-        names = [refs.parse(name)]
+        names = [refs.parse(name.removeprefix("docker://"))]
     else:
         names = [refs.parse(tag) for tag in record.repo_tags]
-    digest = record.index_digest or record.manifest_digest
-    gpg, sigstore = stored_signatures(engine, digest)
+    names = [ref for ref in names if ref.name in pulled]
+    if not names:
+        return None
+    policy = load_policy(engine)
     verdict = None
     for ref in names:
         rule, requirements = policies.select(policy, "docker", scopes.docker(ref))
         if any(r.type != "insecureAcceptAnything" for r in requirements):
-            candidate = Candidate("docker", str(ref), ref, digest, lambda: gpg, lambda: sigstore)
+            digest = pulled[ref.name]
+            gpg, sigstore = stored_signatures(engine, digest)
+            candidate = Candidate("docker", str(ref), ref, digest, lambda g=gpg: g, lambda s=sigstore: s)
             verdict = evaluate(candidate, rule, requirements)
     return verdict

@@ -74,3 +74,13 @@ def test_trust_set_and_show_edit_the_policy_as_podman_does(tmp_path, tpallet, gn
     bad = tpallet("image", "trust", "set", *flags, "-t", "accept", "not a scope")
     assert bad.returncode == 1 and "invalid docker scope" in bad.stderr
     assert json.loads(policy.read_text()) == doc
+
+
+def test_locally_built_images_were_never_pulled_under_a_rule(tmp_path, tpallet, gnupg):
+    policy = write_policy(tmp_path / "policy.json", {"docker": {"registry.example.com": [
+        {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(gnupg.trusted.public)}]}})
+    assert tpallet("image", "build-busybox", "-t", "registry.example.com/local:1").returncode == 0
+    created = tpallet("create", "--signature-policy", str(policy), "--network", "none",
+                      "registry.example.com/local:1", "/bin/true")
+    assert created.returncode == 0, created.stderr
+    assert tpallet("rm", created.stdout.strip()).returncode == 0

@@ -38,6 +38,16 @@ def test_skopeo_signed_image_is_accepted_and_verified(tpallet, signed_setup):
     assert "accepted by transports.docker" in verified.stdout and "GPG " in verified.stdout
 
 
+def test_verify_of_a_registry_reference_checks_without_pulling(tpallet, signed_setup):
+    registry, _store, flags, _policy, _rd = signed_setup
+    verified = tpallet("image", "verify", *flags, f"docker://{registry.host}/app:signed")
+    assert verified.returncode == 0, verified.stderr
+    assert "GPG " in verified.stdout and f"signed {registry.host}/app:signed" in verified.stdout
+    refused = tpallet("image", "verify", *flags, f"docker://{registry.host}/app:unsigned")
+    assert refused.returncode == 1 and "no GPG signature exists" in refused.stderr
+    assert stored_nothing(tpallet.root)
+
+
 def test_unsigned_image_is_rejected_with_nothing_stored(tpallet, signed_setup):
     registry, _store, flags, _policy, _rd = signed_setup
     result = tpallet("pull", *flags, f"{registry.host}/app:unsigned")
