@@ -31,8 +31,9 @@ def _gpg() -> str:
 
 
 def _base(home: str | None) -> list[str]:
+    """gpg's fixed flags; in a throwaway ``home`` (verification) no gpg-agent is started at all: public keys need none."""
     args = [_gpg(), "--batch", "--no-tty", "--no-auto-key-locate", "--no-auto-key-retrieve"]
-    return args + (["--homedir", home] if home else [])
+    return args + (["--homedir", home, "--no-autostart"] if home else [])
 
 
 @contextlib.contextmanager
