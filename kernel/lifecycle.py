@@ -56,8 +56,6 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
     """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
     from pallet.kernel.errors import NotFound
 
-    from pallet.kernel.trust.enforce import admit_stored
-
     store = image_store(engine)
     if policy != "always":
         try:
@@ -66,7 +64,9 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
             if policy == "never":
                 raise
         else:
-            admit_stored(engine, record, ref)   # the trust policy in force now, on the signatures kept
+            if record.repo_digests:   # pulled from a registry: the trust policy in force now, on the signatures kept
+                from pallet.kernel.trust.enforce import admit_stored
+                admit_stored(engine, record, ref)
             return record
     if policy == "missing":
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"

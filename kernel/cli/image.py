@@ -10,7 +10,7 @@ import click
 
 from pallet.kernel.cli.output import emit, format_option, json_option
 from pallet.kernel.cli.scan import sbom, scan
-from pallet.kernel.cli.trust import sign, sign_options, sign_pushed, trust, trust_options, verify
+from pallet.kernel.cli.trust import prepare_signing, sign, sign_options, sign_pushed, trust, trust_options, verify
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -363,16 +363,19 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
     record = store.resolve(name)
     kind, location = transfer.split(engine, destination or name)
     driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
+    key = None
+    if sign_by or sigstore_key:
+        from pallet.kernel.images import reference as refs
+        if kind != "docker":
+            raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
+        key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
     progress = reporter(quiet)
     try:
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
     if sign_by or sigstore_key:
-        if kind != "docker":
-            raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
-        from pallet.kernel.images import reference as refs
-        sign_pushed(engine, refs.parse(location), digest, sign_by, sigstore_key, sign_passphrase_file, tls_verify)
+        sign_pushed(engine, refs.parse(location), digest, sign_by, key, sign_passphrase_file, tls_verify)
     if quiet:
         click.echo(destination or name)
     elif kind != "docker":

@@ -43,16 +43,24 @@ def sign_options(func):
     return func
 
 
-def sign_pushed(engine, ref, digest: str, sign_by, sigstore_key, passphrase_file, tls_verify=True,
-                directory=None) -> list[str]:
+def prepare_signing(engine, ref, sign_by, sigstore_key, passphrase_file, directory=None):
+    """Check what signing needs (a staging place, a key that decrypts) before anything is pushed; return the sigstore key."""
+    from pallet.kernel.trust import signing
+
+    if sign_by:
+        signing.staging(engine, ref, directory)
+    return signing.sigstore_key(sigstore_key, passphrase_file) if sigstore_key else None
+
+
+def sign_pushed(engine, ref, digest: str, sign_by, key, passphrase_file, tls_verify=True, directory=None) -> list[str]:
     """Sign ``digest`` under ``ref`` with whichever keys were given; return where each signature went."""
     from pallet.kernel.trust import signing
 
     written = []
     if sign_by:
         written.append(signing.sign_gpg(engine, ref, digest, sign_by, passphrase_file, directory))
-    if sigstore_key:
-        written.append(signing.sign_sigstore(engine, ref, digest, sigstore_key, passphrase_file, tls_verify))
+    if key is not None:
+        written.append(signing.sign_sigstore(engine, ref, digest, key, tls_verify))
     return written
 
 
@@ -195,8 +203,8 @@ def sign(ctx, name, sign_by, sigstore_key, sign_passphrase_file, sign_identity, 
         raise UsageError("give --sign-by FINGERPRINT or --sign-by-sigstore-private-key KEY")
     digest = _stored_digest(ctx, name)
     identity = refs.parse(sign_identity or name.removeprefix("docker://"))
-    for where in sign_pushed(ctx.obj, identity, digest, sign_by, sigstore_key, sign_passphrase_file, tls_verify,
-                             directory):
+    key = prepare_signing(ctx.obj, identity, sign_by, sigstore_key, sign_passphrase_file, directory)
+    for where in sign_pushed(ctx.obj, identity, digest, sign_by, key, sign_passphrase_file, tls_verify, directory):
         click.echo(f"Signed {identity}@{digest}: {where}")
 
 

@@ -121,3 +121,13 @@ def test_wrong_passphrase_is_one_line(tmp_path, tpallet, pushed, keys):
                      "--sign-passphrase-file", str(tmp_path / "wrong"), name)
     assert result.returncode == 1 and len(result.error_lines) == 1
     assert "wrong passphrase" in result.stderr
+
+
+def test_push_with_a_key_that_does_not_decrypt_pushes_nothing(tmp_path, tpallet, registry, keys, image_layout):
+    (tmp_path / "wrong").write_text("nope")
+    assert tpallet("pull", image_layout[0]).returncode == 0
+    image_id = tpallet("images", "-q", "--no-trunc").stdout.split()[0]
+    result = tpallet("push", "--sign-by-sigstore-private-key", str(keys["cosign"]) + ".key", "--sign-passphrase-file",
+                     str(tmp_path / "wrong"), image_id, f"docker://{registry.host}/never:1")
+    assert result.returncode == 1 and len(result.error_lines) == 1 and "wrong passphrase" in result.stderr
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/never:1", check=False).returncode != 0
