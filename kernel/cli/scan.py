@@ -77,10 +77,14 @@ def scan(ctx, name, db, update_from, fmt, severity, exit_code):
         if not update_from:
             raise UsageError("name an image to scan (or give --update-from to only import)")
         return
-    table = osv.load(db)
     _record, packages = _inventory(ctx, name)
+    index = osv.load(db)
+    try:
+        matched = osv.match(index, packages)
+    finally:
+        index.close()
     floor = osv.SEVERITIES.index(severity.upper())
-    findings = [f for f in osv.match(table, packages) if osv.SEVERITIES.index(f.severity) >= floor]
+    findings = [f for f in matched if osv.SEVERITIES.index(f.severity) >= floor]
     if fmt == "sarif":
         click.echo(json.dumps(_sarif(findings), indent=2))
     else:

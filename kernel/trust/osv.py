@@ -1,7 +1,7 @@
 """An offline OSV vulnerability database: a directory of OSV JSON advisories, an index, imports, and matching.
 
 The directory holds advisories in the OSV schema (``<id>.json``, any layout below it). A scan
-reads ``.pallet-index/index.json``, a compact table keyed by ecosystem and package name that is
+reads ``.pallet-index/index.sqlite``, a compact table indexed by ecosystem and package name that is
 rebuilt whenever a directory of the database changed (an advisory added, removed or replaced). Debian advisories
 name source packages, so Debian packages are matched by binary and by source name.
 """
@@ -116,29 +116,81 @@ def build_index(db: Path, files: list[Path]) -> dict:
     return table
 
 
-def load(db: str | Path) -> dict:
-    """The index of ``db`` ({ecosystem: {name: [entries]}}), rebuilt and saved when the advisories changed."""
+class Index:
+    """Advisories by (ecosystem, package name), from the sqlite index or, for a read-only database, from memory."""
+
+    def __init__(self, connection=None, table: dict | None = None):
+        self.connection, self.table = connection, table
+
+    def lookup(self, ecosystem: str, name: str) -> list[dict]:
+        if self.table is not None:
+            return self.table.get(ecosystem, {}).get(name, [])
+        rows = self.connection.execute("SELECT entry FROM advisories WHERE ecosystem = ? AND name = ?",
+                                       (ecosystem, name))
+        return [json.loads(row[0]) for row in rows]
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+def _open_index(path: Path, stamp: str):
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        row = connection.execute("SELECT stamp FROM meta").fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or row[0] != stamp:
+        connection.close()
+        return None
+    return connection
+
+
+def _write_index(path: Path, stamp: str, table: dict) -> None:
+    import sqlite3
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index.", suffix=".tmp")
+    os.close(fd)
+    try:
+        connection = sqlite3.connect(tmp)
+        with connection:
+            connection.execute("CREATE TABLE meta (stamp TEXT)")
+            connection.execute("CREATE TABLE advisories (ecosystem TEXT, name TEXT, entry TEXT)")
+            connection.execute("INSERT INTO meta VALUES (?)", (stamp,))
+            connection.executemany("INSERT INTO advisories VALUES (?, ?, ?)",
+                                   ((eco, name, json.dumps(entry)) for eco, names in table.items()
+                                    for name, entries in names.items() for entry in entries))
+            connection.execute("CREATE INDEX by_package ON advisories (ecosystem, name)")
+        connection.close()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(db: str | Path) -> Index:
+    """The index of ``db``, rebuilt and saved when the advisories changed."""
     db = Path(db)
     if not db.is_dir():
         raise PalletError(f"vulnerability database {db} is not a directory (import one with --update-from)")
-    index_file = db / INDEX / "index.json"
+    index_path = db / INDEX / "index.sqlite"
     try:
         (db / INDEX).mkdir(exist_ok=True)
     except OSError:
         pass  # a read-only database still scans, just without keeping its index
-    stamp = {"version": INDEX_VERSION, "dirs": _directory_stamps(db)}
-    try:
-        index = json.loads(index_file.read_bytes())
-        if index.get("stamp") == stamp:
-            return index["table"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    stamp = json.dumps({"version": INDEX_VERSION, "dirs": _directory_stamps(db)}, sort_keys=True)
+    connection = _open_index(index_path, stamp)
+    if connection is not None:
+        return Index(connection)
     table = build_index(db, _advisory_files(db))
     try:
-        atomic_write(index_file, json.dumps({"stamp": stamp, "table": table}, separators=(",", ":")).encode())
+        _write_index(index_path, stamp, table)
     except OSError:
-        pass
-    return table
+        return Index(table=table)
+    return Index(_open_index(index_path, stamp)) if index_path.exists() else Index(table=table)
 
 
 def import_zip(db: str | Path, source: str) -> int:
@@ -216,16 +268,15 @@ def _affected(ecosystem: str, version: str, entry: dict) -> tuple[bool, str | No
     return False, None
 
 
-def match(table: dict, packages) -> list[Finding]:
+def match(index: Index, packages) -> list[Finding]:
     findings = []
     for package in packages:
         if package.ecosystem not in MATCHED:
             continue
-        by_name = table.get(package.ecosystem, {})
         names = dict.fromkeys(filter(None, [package.name, package.source]))
         seen = set()
         for name in names:
-            for entry in by_name.get(name, []):
+            for entry in index.lookup(package.ecosystem, name):
                 if entry["id"] in seen:
                     continue
                 hit, fixed = _affected(package.ecosystem, package.version, entry)

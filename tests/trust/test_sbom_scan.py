@@ -138,7 +138,7 @@ def test_scan_flags_affected_versions_and_respects_version_edges(tpallet, scanne
     found = {(row["Vulnerability"], row["Package"]) for row in json.loads(result.stdout)}
     assert found == {("DSA-0001", "libssl3"), ("ALPINE-0001", "musl"), ("PYSEC-0001", "requests"),
                      ("GHSA-0001", "lodash")}
-    assert (osv_db / ".pallet-index" / "index.json").is_file()
+    assert (osv_db / ".pallet-index" / "index.sqlite").is_file()
     again = _scan(tpallet, scanned_image, osv_db, "--format", "json")
     assert {(row["Vulnerability"], row["Package"]) for row in json.loads(again.stdout)} == found
 
