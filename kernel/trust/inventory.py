@@ -2,8 +2,9 @@
 
 Layers are read in order as tar streams; whiteouts remove what lower layers added, so a package
 database deleted or replaced upstairs counts as the top layer has it. Read: dpkg ``status`` and
-``status.d``, apk ``installed``, Python ``*.dist-info/METADATA`` and ``*.egg-info``, npm
-``node_modules/**/package.json``, and the version a static busybox binary reports.
+``status.d``, apk ``installed``, rpm's sqlite database (``rpmdb.sqlite``, headers decoded here),
+Python ``*.dist-info/METADATA`` and ``*.egg-info``, npm ``node_modules/**/package.json``, and the
+version a static busybox binary reports.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from pallet.kernel.images import layers as layerlib
 from pallet.kernel.images import manifest as mf
 
 BUSYBOX = ("bin/busybox", "usr/bin/busybox")
+RPMDB = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
+MAX_RPMDB = 512 << 20
+# rpm header tags and types (rpmtag.h): what an SBOM entry needs
+RPM_NAME, RPM_VERSION, RPM_RELEASE, RPM_EPOCH, RPM_ARCH, RPM_SOURCERPM = 1000, 1001, 1002, 1003, 1022, 1044
+RPM_INT32, RPM_STRING = 4, 6
 MAX_FILE = 8 << 20
 _BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
 
@@ -28,7 +34,7 @@ _BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
 class Package:
     name: str
     version: str
-    ecosystem: str          # the OSV ecosystem name: Debian, Alpine, PyPI, npm; "generic" for the rest
+    ecosystem: str          # the OSV ecosystem name: Debian, Alpine, PyPI, npm; "rpm", "generic" for the rest
     purl: str
     location: str           # the database file it was read from
     source: str | None = None   # Debian source package / apk origin (advisories name these)
@@ -38,6 +44,8 @@ class Package:
 def _interesting(path: str) -> bool:
     if path in ("var/lib/dpkg/status", "lib/apk/db/installed", "etc/os-release", "usr/lib/os-release") \
             or path in BUSYBOX or path.startswith("var/lib/dpkg/status.d/"):
+        return True
+    if any(path in (db, db + "-wal") for db in RPMDB):
         return True
     if ("site-packages/" in path or "dist-packages/" in path) and (
             path.endswith(".dist-info/METADATA") or path.endswith(".egg-info/PKG-INFO") or path.endswith(".egg-info")):
@@ -66,7 +74,8 @@ def image_files(store, record) -> dict[str, bytes]:
                         gone = posixpath.join(directory, base[4:])
                         for key in [k for k in files if k == gone or k.startswith(gone + "/")]:
                             del files[key]
-                    elif member.isfile() and _interesting(path) and member.size <= MAX_FILE:
+                    elif member.isfile() and _interesting(path) and (
+                            member.size <= MAX_FILE or (path.startswith(RPMDB) and member.size <= MAX_RPMDB)):
                         files[path] = tar.extractfile(member).read()
                     elif path in files and not member.isfile():
                         del files[path]
@@ -149,6 +158,59 @@ def _npm(path: str, data: bytes) -> list[Package]:
     return [Package(name, version, "npm", f"pkg:npm/{purl_name}@{quote(version, safe='')}", path)]
 
 
+def _rpm_header(blob: bytes) -> dict[int, object]:
+    """Tag -> value for the string and int32 tags of one rpm header blob (index count, data length, entries, data)."""
+    import struct
+
+    count, length = struct.unpack(">II", blob[:8])
+    data = blob[8 + 16 * count:8 + 16 * count + length]
+    values: dict[int, object] = {}
+    for index in range(count):
+        tag, kind, offset, items = struct.unpack(">IIII", blob[8 + 16 * index:24 + 16 * index])
+        if kind == RPM_STRING:
+            values[tag] = data[offset:data.index(b"\0", offset)].decode(errors="replace")
+        elif kind == RPM_INT32 and items >= 1:
+            values[tag] = struct.unpack(">i", data[offset:offset + 4])[0]
+    return values
+
+
+def _rpm(path: str, files: dict[str, bytes], distro: str) -> list[Package]:
+    import sqlite3
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    found = []
+    with tempfile.TemporaryDirectory(prefix="pallet-rpmdb-") as work:
+        copy = Path(work) / "rpmdb.sqlite"
+        copy.write_bytes(files[path])
+        if path + "-wal" in files:
+            (Path(work) / "rpmdb.sqlite-wal").write_bytes(files[path + "-wal"])
+        try:
+            connection = sqlite3.connect(copy)
+            rows = connection.execute("SELECT blob FROM Packages").fetchall()
+            connection.close()
+        except sqlite3.Error:
+            return []
+    for (blob,) in rows:
+        try:
+            header = _rpm_header(bytes(blob))
+        except (struct.error, ValueError):
+            continue
+        name, version, release = header.get(RPM_NAME), header.get(RPM_VERSION), header.get(RPM_RELEASE)
+        if not isinstance(name, str) or name == "gpg-pubkey" or not isinstance(version, str):
+            continue
+        epoch, arch = header.get(RPM_EPOCH), header.get(RPM_ARCH)
+        full = f"{version}-{release}" if release else version
+        qualifiers = "&".join(filter(None, [f"arch={arch}" if arch else "", f"epoch={epoch}" if epoch else ""]))
+        purl = f"pkg:rpm/{distro}/{quote(name)}@{quote(full, safe='')}" + (f"?{qualifiers}" if qualifiers else "")
+        source = header.get(RPM_SOURCERPM)
+        found.append(Package(name, f"{epoch}:{full}" if epoch else full, "rpm", purl, path,
+                             source.rsplit("-", 2)[0] if isinstance(source, str) else None,
+                             arch if isinstance(arch, str) else None))
+    return found
+
+
 def packages(files: dict[str, bytes]) -> list[Package]:
     """Every package the database files name, sorted by ecosystem and name."""
     release = _os_release(files)
@@ -159,6 +221,8 @@ def packages(files: dict[str, bytes]) -> list[Package]:
             found += _dpkg(path, data, distro, version_id)
         elif path == "lib/apk/db/installed":
             found += _apk(path, data)
+        elif path in RPMDB:
+            found += _rpm(path, files, release.get("ID", "redhat"))
         elif path.endswith("/package.json"):
             found += _npm(path, data)
         elif path in BUSYBOX:

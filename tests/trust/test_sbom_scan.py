@@ -1,8 +1,9 @@
-"""SBOM from the package databases inside an image's layers, validated by SPDX and CycloneDX libraries; offline OSV scans."""
+"""SBOM from the package databases inside an image's layers (dpkg, apk, rpm, Python, npm, busybox), validated by SPDX and CycloneDX libraries; offline OSV scans."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -42,6 +43,33 @@ def _metadata(name: str, version: str) -> bytes:
     return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nlong description\n".encode()
 
 
+RPM_SPEC = """Name: hello-pallet
+Version: 1.2.3
+Release: 4.el9
+Epoch: 2
+Summary: an rpm database entry for the SBOM test
+License: MIT
+BuildArch: noarch
+%description
+test
+%files
+"""
+
+
+def _rpmdb(work: Path) -> dict[str, bytes]:
+    """A real rpm sqlite database (rpmbuild + rpm --justdb) holding one package, as layer files."""
+    (work / "hello.spec").write_text(RPM_SPEC)
+    subprocess.run(["rpmbuild", "--define", f"_topdir {work / 'top'}", "-bb", str(work / "hello.spec")],
+                   check=True, capture_output=True)
+    root = work / "rpmroot"
+    subprocess.run(["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "--initdb"], check=True, capture_output=True)
+    [package] = (work / "top" / "RPMS" / "noarch").glob("*.rpm")
+    subprocess.run(["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-i", "--nodeps", "--justdb",
+                    str(package)], check=True, capture_output=True)
+    return {f"var/lib/rpm/{p.name}": p.read_bytes() for p in (root / "var/lib/rpm").glob("rpmdb.sqlite*")
+            if not p.name.endswith("-shm")}
+
+
 @pytest.fixture
 def scanned_image(tmp_path, tpallet):
     """Two layers: package databases of four ecosystems and a real busybox; the top layer whites out one package."""
@@ -62,7 +90,8 @@ def scanned_image(tmp_path, tpallet):
     upper = layer_tar({f"{site}/.wh.gone-1.0.dist-info": b""})
     work = tmp_path / "sbom-build"
     work.mkdir()
-    source = umoci_image(work, [lower, upper], tag="inv")
+    rpm_layer = layer_tar(_rpmdb(work))
+    source = umoci_image(work, [lower, rpm_layer, upper], tag="inv")
     assert tpallet("pull", source).returncode == 0
     return tpallet("images", "-q", "--no-trunc").stdout.split()[0]
 
@@ -77,6 +106,7 @@ def test_sbom_lists_what_the_layers_install(tpallet, scanned_image):
     assert {"pkg:pypi/requests@2.31.0rc1", "pkg:pypi/urllib3@2.0.7", "pkg:npm/lodash@4.17.21-rc.1",
             "pkg:npm/%40scope/left-pad@1.3.0"} <= purls
     assert any(p.startswith("pkg:generic/busybox@1.") for p in purls)
+    assert "pkg:rpm/debian/hello-pallet@1.2.3-4.el9?arch=noarch&epoch=2" in purls
     assert not any("removed-one" in p or "gone" in p or "not-a-package" in p for p in purls)
 
 
