@@ -26,6 +26,9 @@ MAX_RPMDB = 512 << 20
 # rpm header tags and types (rpmtag.h): what an SBOM entry needs
 RPM_NAME, RPM_VERSION, RPM_RELEASE, RPM_EPOCH, RPM_ARCH, RPM_SOURCERPM = 1000, 1001, 1002, 1003, 1022, 1044
 RPM_INT32, RPM_STRING = 4, 6
+# os-release ID -> the OSV ecosystem whose advisories cover that distribution's rpms
+RPM_ECOSYSTEM = {"rhel": "Red Hat", "rocky": "Rocky Linux", "almalinux": "AlmaLinux", "opensuse-leap": "openSUSE",
+                 "opensuse-tumbleweed": "openSUSE", "sles": "SUSE"}
 MAX_FILE = 8 << 20
 _BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
 
@@ -34,7 +37,7 @@ _BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
 class Package:
     name: str
     version: str
-    ecosystem: str          # the OSV ecosystem name: Debian, Alpine, PyPI, npm; "rpm", "generic" for the rest
+    ecosystem: str          # the OSV ecosystem name (Debian, Alpine, Red Hat…, PyPI, npm); "rpm", "generic" unmatched
     purl: str
     location: str           # the database file it was read from
     source: str | None = None   # Debian source package / apk origin (advisories name these)
@@ -205,7 +208,7 @@ def _rpm(path: str, files: dict[str, bytes], distro: str) -> list[Package]:
         qualifiers = "&".join(filter(None, [f"arch={arch}" if arch else "", f"epoch={epoch}" if epoch else ""]))
         purl = f"pkg:rpm/{distro}/{quote(name)}@{quote(full, safe='')}" + (f"?{qualifiers}" if qualifiers else "")
         source = header.get(RPM_SOURCERPM)
-        found.append(Package(name, f"{epoch}:{full}" if epoch else full, "rpm", purl, path,
+        found.append(Package(name, f"{epoch}:{full}" if epoch else full, RPM_ECOSYSTEM.get(distro, "rpm"), purl, path,
                              source.rsplit("-", 2)[0] if isinstance(source, str) else None,
                              arch if isinstance(arch, str) else None))
     return found

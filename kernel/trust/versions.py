@@ -1,4 +1,4 @@
-"""Version ordering of each ecosystem a scan matches: dpkg's, apk's, PEP 440 and semver (npm).
+"""Version ordering of each ecosystem a scan matches: dpkg's, apk's, rpm's, PEP 440 and semver (npm).
 
 Each ``compare_*`` returns -1, 0 or 1; :func:`key` gives a sort key for one ecosystem.
 A version an ecosystem cannot parse raises ``ValueError``.
@@ -93,6 +93,81 @@ def compare_apk(a: str, b: str) -> int:
     return (ka > kb) - (ka < kb)
 
 
+# --- rpm (rpmvercmp, with ~ and ^) ---------------------------------------------------------
+
+def _rpm_alnum(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while i < len(a) and not _rpm_alnum(a[i]) and a[i] not in "~^":
+            i += 1
+        while j < len(b) and not _rpm_alnum(b[j]) and b[j] not in "~^":
+            j += 1
+        a_has, b_has = i < len(a), j < len(b)
+        if (a_has and a[i] == "~") or (b_has and b[j] == "~"):       # ~ sorts before anything, even the end
+            if not (a_has and a[i] == "~"):
+                return 1
+            if not (b_has and b[j] == "~"):
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if (a_has and a[i] == "^") or (b_has and b[j] == "^"):       # ^ sorts after the end, before anything else
+            if not a_has:
+                return -1
+            if not b_has:
+                return 1
+            if a[i] != "^":
+                return 1
+            if b[j] != "^":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if not (a_has and b_has):
+            break
+        numeric = a[i].isdigit()
+        same_kind = str.isdigit if numeric else (lambda c: c.isascii() and c.isalpha())
+        start_a, start_b = i, j
+        while i < len(a) and same_kind(a[i]):
+            i += 1
+        while j < len(b) and same_kind(b[j]):
+            j += 1
+        seg_a, seg_b = a[start_a:i], b[start_b:j]
+        if not seg_b:
+            return 1 if numeric else -1
+        if numeric:
+            seg_a, seg_b = seg_a.lstrip("0"), seg_b.lstrip("0")
+            if len(seg_a) != len(seg_b):
+                return 1 if len(seg_a) > len(seg_b) else -1
+        if seg_a != seg_b:
+            return 1 if seg_a > seg_b else -1
+    if i >= len(a) and j >= len(b):
+        return 0
+    return -1 if i >= len(a) else 1
+
+
+def _rpm_split(version: str) -> tuple[int, str, str]:
+    epoch, sep, rest = version.strip().partition(":")
+    if not sep:
+        epoch, rest = "0", version.strip()
+    if not epoch.isdigit() or not rest:
+        raise ValueError(f'invalid rpm version "{version}"')
+    upstream, _, release = rest.rpartition("-") if "-" in rest else (rest, "", "")
+    return int(epoch), upstream, release
+
+
+def compare_rpm(a: str, b: str) -> int:
+    ea, va, ra = _rpm_split(a)
+    eb, vb, rb = _rpm_split(b)
+    if ea != eb:
+        return _sign(ea - eb)
+    return rpmvercmp(va, vb) or (rpmvercmp(ra, rb) if ra and rb else 0)
+
+
 # --- PEP 440 (PyPI) ------------------------------------------------------------------------
 
 def compare_pep440(a: str, b: str) -> int:
@@ -127,7 +202,9 @@ def compare_semver(a: str, b: str) -> int:
     return (ka > kb) - (ka < kb)
 
 
-COMPARE = {"Debian": compare_dpkg, "Alpine": compare_apk, "PyPI": compare_pep440, "npm": compare_semver}
+RPM_ECOSYSTEMS = ("Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE")
+COMPARE = {"Debian": compare_dpkg, "Alpine": compare_apk, "PyPI": compare_pep440, "npm": compare_semver,
+           **{name: compare_rpm for name in RPM_ECOSYSTEMS}}
 
 
 def compare(ecosystem: str, a: str, b: str) -> int:

@@ -203,3 +203,20 @@ def test_update_from_imports_a_zip_and_refuses_a_bad_one_whole(tmp_path, tpallet
     result = _scan(tpallet, scanned_image, db, "--update-from", str(good), "--format", "json")
     assert result.returncode == 0, result.stderr
     assert {row["Vulnerability"] for row in json.loads(result.stdout)} == {"DSA-0001", "ALPINE-0001"}
+
+
+def test_rpm_packages_match_their_distribution_s_advisories(tmp_path, tpallet):
+    work = tmp_path / "rpm-build"
+    work.mkdir()
+    files = {**_rpmdb(work), "etc/os-release": b'ID="rocky"\nVERSION_ID="9.3"\n'}
+    assert tpallet("pull", umoci_image(work, [layer_tar(files)], tag="rocky")).returncode == 0
+    image = tpallet("images", "-q", "--no-trunc").stdout.split()[0]
+    db = tmp_path / "osv-rpm"
+    db.mkdir()
+    for advisory in (_advisory("RLSA-1", "Rocky Linux:9", "hello-pallet", "2:1.2.3-5.el9"),   # release 4 < 5
+                     _advisory("RLSA-2", "Rocky Linux:9", "hello-pallet", "1.2.4-1")):        # epoch 2 is newer
+        (db / f"{advisory['id']}.json").write_text(json.dumps(advisory))
+    result = _scan(tpallet, image, db, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [(row["Vulnerability"], row["Installed"]) for row in json.loads(result.stdout)] == [
+        ("RLSA-1", "2:1.2.3-4.el9")]
