@@ -3,8 +3,8 @@
 Layers are read in order as tar streams; whiteouts remove what lower layers added, so a package
 database deleted or replaced upstairs counts as the top layer has it. Read: dpkg ``status`` and
 ``status.d``, apk ``installed``, rpm's sqlite database (``rpmdb.sqlite``, headers decoded here),
-Python ``*.dist-info/METADATA`` and ``*.egg-info``, npm ``node_modules/**/package.json``, and the
-version a static busybox binary reports.
+Python ``*.dist-info/METADATA`` and ``*.egg-info``, npm ``node_modules/**/package.json``, the Go
+build info of executables (toolchain and modules), and the version a static busybox binary reports.
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ RPM_ECOSYSTEM = {"rhel": "Red Hat", "rocky": "Rocky Linux", "almalinux": "AlmaLi
                  "opensuse-tumbleweed": "openSUSE", "sles": "SUSE"}
 MAX_FILE = 8 << 20
 _BUSYBOX_VERSION = re.compile(rb"BusyBox v(\d+(?:\.\d+)+)")
+GO_MAGIC = b"\xff Go buildinf:"
+GO_MARK = b"\0pallet-go-buildinfo\0"   # what image_files keeps for a Go executable instead of its bytes
+MAX_EXECUTABLE = 256 << 20
 
 
 @dataclass(frozen=True)
 class Package:
     name: str
     version: str
-    ecosystem: str          # the OSV ecosystem name (Debian, Alpine, Red Hat…, PyPI, npm); "rpm", "generic" unmatched
+    ecosystem: str          # the OSV ecosystem name (Debian, Alpine, Red Hat…, PyPI, npm, Go); "rpm", "generic" unmatched
     purl: str
     location: str           # the database file it was read from
     source: str | None = None   # Debian source package / apk origin (advisories name these)
@@ -80,9 +83,60 @@ def image_files(store, record) -> dict[str, bytes]:
                     elif member.isfile() and _interesting(path) and (
                             member.size <= MAX_FILE or (path.startswith(RPMDB) and member.size <= MAX_RPMDB)):
                         files[path] = tar.extractfile(member).read()
+                    elif member.isfile() and member.mode & 0o111 and 64 < member.size <= MAX_EXECUTABLE:
+                        info = go_buildinfo(tar.extractfile(member))
+                        if info is not None:
+                            files[path] = GO_MARK + info
+                        else:
+                            files.pop(path, None)
                     elif path in files and not member.isfile():
                         del files[path]
     return files
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def go_buildinfo(handle) -> bytes | None:
+    """``go-version\nmodinfo`` of a Go 1.18+ ELF executable (the inline build info blob), else None."""
+    if handle.read(4) != b"\x7fELF":
+        return None
+    data = handle.read()
+    at = data.find(GO_MAGIC)
+    if at < 0 or len(data) < at + 32 or not data[at + 15] & 0x2:   # older pointer-based layouts are not read
+        return None
+    try:
+        length, pos = _uvarint(data, at + 32)
+        version = data[pos:pos + length]
+        length, pos = _uvarint(data, pos + length)
+        modinfo = data[pos:pos + length]
+    except IndexError:
+        return None
+    if len(modinfo) >= 33:
+        modinfo = modinfo[16:-16]   # the sentinels the linker wraps it in
+    return version + b"\n" + modinfo
+
+
+def _go(path: str, data: bytes) -> list[Package]:
+    version, _, modinfo = data[len(GO_MARK):].decode(errors="replace").partition("\n")
+    found = []
+    if version.startswith("go"):
+        found.append(Package("stdlib", version[2:], "Go", f"pkg:golang/stdlib@{quote(version[2:])}", path))
+    for line in modinfo.splitlines():
+        fields = line.split("\t")
+        if fields[0] in ("mod", "dep") and len(fields) >= 3 and fields[2] not in ("", "(devel)"):
+            module, module_version = fields[1], fields[2]
+            found.append(Package(module, module_version, "Go",
+                                 f"pkg:golang/{quote(module)}@{quote(module_version)}", path))
+    return found
 
 
 def _os_release(files: dict[str, bytes]) -> dict[str, str]:
@@ -220,7 +274,9 @@ def packages(files: dict[str, bytes]) -> list[Package]:
     distro, version_id = release.get("ID", "debian"), release.get("VERSION_ID", "")
     found: list[Package] = []
     for path, data in files.items():
-        if path == "var/lib/dpkg/status" or path.startswith("var/lib/dpkg/status.d/"):
+        if data.startswith(GO_MARK):
+            found += _go(path, data)
+        elif path == "var/lib/dpkg/status" or path.startswith("var/lib/dpkg/status.d/"):
             found += _dpkg(path, data, distro, version_id)
         elif path == "lib/apk/db/installed":
             found += _apk(path, data)

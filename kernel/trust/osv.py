@@ -21,9 +21,9 @@ from pallet.kernel.trust import versions
 
 INDEX = ".pallet-index"          # a directory, so writing the index leaves the database's own mtime alone
 INDEX_VERSION = 1
-MATCHED = {"Debian", "Alpine", "PyPI", "npm", "Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE"}
+MATCHED = {"Debian", "Alpine", "PyPI", "npm", "Go", "Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE"}
 # OSV ecosystems that exist but that pallet's inventory does not produce: accepted, never matched.
-KNOWN = MATCHED | {"Go", "Maven", "crates.io", "NuGet", "RubyGems", "Packagist", "Hex", "Pub", "Ubuntu", "Wolfi", "Chainguard", "Linux", "OSS-Fuzz",
+KNOWN = MATCHED | {"Maven", "crates.io", "NuGet", "RubyGems", "Packagist", "Hex", "Pub", "Ubuntu", "Wolfi", "Chainguard", "Linux", "OSS-Fuzz",
                    "Android", "GitHub Actions", "Bitnami", "CRAN", "Photon OS", "Mageia", "openEuler", "SwiftURL",
                    "ConanCenter", "GIT"}
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")

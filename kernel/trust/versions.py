@@ -204,6 +204,7 @@ def compare_semver(a: str, b: str) -> int:
 
 RPM_ECOSYSTEMS = ("Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE")
 COMPARE = {"Debian": compare_dpkg, "Alpine": compare_apk, "PyPI": compare_pep440, "npm": compare_semver,
+           "Go": compare_semver,
            **{name: compare_rpm for name in RPM_ECOSYSTEMS}}
 
 

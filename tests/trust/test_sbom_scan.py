@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -70,6 +72,18 @@ def _rpmdb(work: Path) -> dict[str, bytes]:
             if not p.name.endswith("-shm")}
 
 
+def _executable_layer(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+GO_BINARY = Path("/usr/bin/umoci")   # a real Go executable Debian ships (built with go1.19.8 here)
+
+
 @pytest.fixture
 def scanned_image(tmp_path, tpallet):
     """Two layers: package databases of four ecosystems and a real busybox; the top layer whites out one package."""
@@ -91,7 +105,8 @@ def scanned_image(tmp_path, tpallet):
     work = tmp_path / "sbom-build"
     work.mkdir()
     rpm_layer = layer_tar(_rpmdb(work))
-    source = umoci_image(work, [lower, rpm_layer, upper], tag="inv")
+    go_layer = _executable_layer("usr/local/bin/tool", GO_BINARY.read_bytes())
+    source = umoci_image(work, [lower, rpm_layer, go_layer, upper], tag="inv")
     assert tpallet("pull", source).returncode == 0
     return tpallet("images", "-q", "--no-trunc").stdout.split()[0]
 
@@ -107,6 +122,7 @@ def test_sbom_lists_what_the_layers_install(tpallet, scanned_image):
             "pkg:npm/%40scope/left-pad@1.3.0"} <= purls
     assert any(p.startswith("pkg:generic/busybox@1.") for p in purls)
     assert "pkg:rpm/debian/hello-pallet@1.2.3-4.el9?arch=noarch&epoch=2" in purls
+    assert any(p.startswith("pkg:golang/stdlib@1.") for p in purls)   # the Go toolchain the binary was built with
     assert not any("removed-one" in p or "gone" in p or "not-a-package" in p for p in purls)
 
 
@@ -145,7 +161,10 @@ ADVISORIES = [
     _advisory("PYSEC-0002", "PyPI", "urllib3", "2.0.7"),                      # fixed
     _advisory("GHSA-0001", "npm", "lodash", "4.17.21", "LOW"),                # pre-release before release: flagged
     _advisory("GHSA-0002", "npm", "@scope/left-pad", "1.3.0", introduced="1.0.0"),   # fixed
-    _advisory("GO-0001", "Go", "example.com/mod", "1.0.0"),                   # known ecosystem, never matched
+    _advisory("GO-0001", "Go", "example.com/mod", "1.0.0"),                   # a module the image does not have
+    _advisory("GO-0002", "Go", "stdlib", "1.99.0", "MEDIUM"),                  # the binary's toolchain: flagged
+    _advisory("GO-0003", "Go", "stdlib", "1.0.0", introduced="0.9.0"),         # long fixed
+    _advisory("MAVEN-0001", "Maven", "org.example:lib", "1.0"),               # known ecosystem, never matched
 ]
 
 
@@ -167,7 +186,7 @@ def test_scan_flags_affected_versions_and_respects_version_edges(tpallet, scanne
     assert result.returncode == 0, result.stderr
     found = {(row["Vulnerability"], row["Package"]) for row in json.loads(result.stdout)}
     assert found == {("DSA-0001", "libssl3"), ("ALPINE-0001", "musl"), ("PYSEC-0001", "requests"),
-                     ("GHSA-0001", "lodash")}
+                     ("GHSA-0001", "lodash"), ("GO-0002", "stdlib")}
     assert (osv_db / ".pallet-index" / "index.sqlite").is_file()
     again = _scan(tpallet, scanned_image, osv_db, "--format", "json")
     assert {(row["Vulnerability"], row["Package"]) for row in json.loads(again.stdout)} == found
