@@ -70,8 +70,8 @@ def trust():
 
 
 def _policy_target(engine) -> Path:
-    from pallet.kernel.trust.enforce import _setting
-    return Path(_setting(engine, "signature_policy", "policy") or "/etc/pallet/policy.json")
+    from pallet.kernel.trust.enforce import setting
+    return Path(setting(engine, "signature_policy", "policy") or "/etc/pallet/policy.json")
 
 
 def _rows(policy, registries) -> list[dict]:

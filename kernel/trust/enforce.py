@@ -20,21 +20,21 @@ from pallet.kernel.trust import policy as policies
 from pallet.kernel.trust import scopes
 from pallet.kernel.trust.evaluate import Candidate, TrustRejected, Verdict, evaluate
 
-__all__ = ["Admission", "TrustRejected", "admit", "admit_stored", "load_policy", "registries"]
+__all__ = ["Admission", "TrustRejected", "admit", "admit_stored", "load_policy", "registries", "setting"]
 
 
-def _setting(engine, attribute: str, key: str) -> str | None:
+def setting(engine, attribute: str, key: str) -> str | None:
     """A ``--signature-policy``/``--registries.d`` flag, else ``[trust]`` in the config file."""
     return getattr(engine, attribute, None) or engine.config.section("trust").get(key) or None
 
 
 def load_policy(engine) -> policies.Policy:
-    return policies.load(_setting(engine, "signature_policy", "policy"))
+    return policies.load(setting(engine, "signature_policy", "policy"))
 
 
 def registries(engine):
     from pallet.kernel.trust import registriesd
-    return registriesd.load(_setting(engine, "registries_d", "registries_d"))
+    return registriesd.load(setting(engine, "registries_d", "registries_d"))
 
 
 def signatures_path(engine, manifest_digest: str) -> Path:
@@ -96,12 +96,11 @@ def _dir_candidate(location: str) -> Candidate:
 def admit(engine, transport: str, location: str, driver=None) -> Admission:
     """Check ``transport:location`` against the policy before anything is stored; raise :class:`TrustRejected`."""
     policy = load_policy(engine)
-    if transport == "docker":
-        ref = refs.parse(location)
+    ref = refs.parse(location) if transport == "docker" else None
     rule, requirements = policies.select(policy, transport, scopes.for_image(transport, location))
     if not any(r.signed for r in requirements):
         if any(r.type == "reject" for r in requirements):
-            evaluate(Candidate(transport, location, ref if transport == "docker" else None, ""), rule, requirements)
+            evaluate(Candidate(transport, location, ref, ""), rule, requirements)
         return Admission(location)
     if transport == "docker":
         tls_verify = (driver.options.get("tls_verify", True) if driver is not None else True)
