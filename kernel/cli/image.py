@@ -355,6 +355,7 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
 @click.pass_context
 def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
+    from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.images.progress import reporter
 
@@ -365,7 +366,6 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
     driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
     key = None
     if sign_by or sigstore_key:
-        from pallet.kernel.images import reference as refs
         if kind != "docker":
             raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
         key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
@@ -374,6 +374,9 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
+    if kind == "docker":   # SBOMs kept as referrers travel with the image
+        from pallet.kernel.trust import referrers
+        referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
     if sign_by or sigstore_key:
         sign_pushed(engine, refs.parse(location), digest, sign_by, key, sign_passphrase_file, tls_verify)
     if quiet:

@@ -25,8 +25,9 @@ def _inventory(ctx, name):
 @click.option("--format", "fmt", type=click.Choice(["spdx-json", "cyclonedx-json"]), default="spdx-json",
               show_default=True, help="SBOM document format.")
 @click.option("-o", "--output", metavar="FILE", default=None, help="Write to FILE instead of stdout.")
+@click.option("--attach", is_flag=True, help="Keep it next to the image as an OCI referrer; push sends it along.")
 @click.pass_context
-def sbom(ctx, name, fmt, output):
+def sbom(ctx, name, fmt, output, attach):
     """Software bill of materials of a stored image, read from the package databases in its layers."""
     from pathlib import Path
 
@@ -35,9 +36,17 @@ def sbom(ctx, name, fmt, output):
 
     record, packages = _inventory(ctx, name)
     text = json.dumps(documents.document(fmt, name, record.id, packages), indent=2) + "\n"
+    if attach:
+        from pallet.kernel.images import ImageStore
+        from pallet.kernel.trust import referrers
+
+        store = ImageStore(ctx.obj)
+        digest = referrers.attach(ctx.obj, record.manifest_digest, record.manifest_media_type,
+                                  store.blobs.size(record.manifest_digest), fmt, text.encode())
+        click.echo(f"Attached {fmt} SBOM {digest} to {record.manifest_digest}")
     if output:
         atomic_write(Path(output), text.encode())
-    else:
+    elif not attach:
         click.echo(text, nl=False)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.registry.conftest import layer_tar, umoci_image
+from tests.trust.conftest import skopeo
 
 DPKG = b"""Package: libssl3
 Status: install ok installed
@@ -239,3 +240,23 @@ def test_rpm_packages_match_their_distribution_s_advisories(tmp_path, tpallet):
     assert result.returncode == 0, result.stderr
     assert [(row["Vulnerability"], row["Installed"]) for row in json.loads(result.stdout)] == [
         ("RLSA-1", "2:1.2.3-4.el9")]
+
+
+def _inspect(registry, name: str, *args: str) -> str:
+    return skopeo("inspect", "--tls-verify=false", *args, f"docker://{registry.host}/{name}").stdout
+
+
+def test_attached_sbom_is_pushed_as_an_oci_referrer(tpallet, registry, scanned_image):
+    import urllib.request
+
+    attached = tpallet("image", "sbom", "--attach", "--format", "spdx-json", scanned_image)
+    assert attached.returncode == 0 and attached.stdout.startswith("Attached spdx-json SBOM sha256:"), attached.stderr
+    assert tpallet("push", scanned_image, f"docker://{registry.host}/app:1").returncode == 0
+    digest = _inspect(registry, "app:1", "--format", "{{.Digest}}").strip()
+    index = json.loads(_inspect(registry, f"app:{digest.replace(':', '-')}", "--raw"))
+    [entry] = index["manifests"]
+    assert entry["artifactType"] == "application/spdx+json"
+    referrer = json.loads(_inspect(registry, f"app@{entry['digest']}", "--raw"))
+    assert referrer["subject"]["digest"] == digest
+    blob = urllib.request.urlopen(f"http://{registry.host}/v2/app/blobs/{referrer['layers'][0]['digest']}").read()
+    assert json.loads(blob)["spdxVersion"] == "SPDX-2.3"
