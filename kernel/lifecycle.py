@@ -63,10 +63,15 @@ def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False
     store = image_store(engine)
     if policy != "always":
         try:
-            return check_platform(store.resolve(ref), ref, platform)
+            record = store.resolve(ref)
         except NotFound:
             if policy == "never":
                 raise
+        else:
+            if record.repo_digests:   # pulled from a registry: the trust policy in force now, on the signatures kept
+                from pallet.kernel.trust.enforce import admit_stored
+                admit_stored(engine, record, ref)
+            return check_platform(record, ref, platform)
     if policy == "missing" and not quiet:
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ import os
 
 import click
 
+from pallet.kernel.cli.trust import trust_options
 from pallet.kernel.errors import PalletError, UsageError
 
 # -h is Docker's --hostname for run/create, so only --help shows help there.
@@ -218,7 +219,7 @@ def create_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return trust_options(func)
 
 
 def run_only_options(func):
