@@ -11,13 +11,13 @@ import re
 
 import click
 
-from pallet.kernel.cli.gotemplate import parse, render
-
 _FIELD = re.compile(r"\{\{-?\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*-?\}\}")
 
 
 def render_template(template: str, row, strict: bool = False) -> str:
     """``strict``: a missing field is an error (list rows), else Go's ``<no value>`` (inspect documents)."""
+    from pallet.kernel.cli.gotemplate import render  # only --format needs the template engine
+
     return render(template.replace("\\t", "\t").replace("\\n", "\n"), row, strict=strict)
 
 
@@ -39,6 +39,8 @@ def emit(rows: list[dict], columns: list[tuple[str, str]], fmt: str | None = Non
         fmt = None  # Docker: "table" alone is the default table
     if fmt:
         template = fmt[len("table"):].strip() if fmt.startswith("table") else fmt
+        from pallet.kernel.cli.gotemplate import parse
+
         parse(template)  # a malformed template fails even when there are no rows
         if fmt.startswith("table"):
             headers = {key: header for header, key in columns}  # Docker's headers: .ID is "CONTAINER ID"
