@@ -259,11 +259,21 @@ class Cgroup:
             self._set("cpu", "cpu.cfs_period_us", cpu["period"])
         if cpu.get("quota"):
             self._set("cpu", "cpu.cfs_quota_us", cpu["quota"])
+        if cpu.get("realtimePeriod"):
+            self._set("cpu", "cpu.rt_period_us", cpu["realtimePeriod"])
+        if cpu.get("realtimeRuntime"):
+            period = cpu.get("realtimePeriod") or int(_read(self._dir("cpu") / "cpu.rt_period_us").strip() or 1000000)
+            self._grant_rt_runtime(cpu["realtimeRuntime"] / period)
+            self._set("cpu", "cpu.rt_runtime_us", cpu["realtimeRuntime"])
         self._apply_cpuset_and_pids(r)
         blkio = r.get("blockIO") or {}
         if blkio.get("weight"):
             self._set("blkio", "blkio.weight", blkio["weight"], optional=True) or \
                 self._set("blkio", "blkio.bfq.weight", blkio["weight"], optional=True)
+        for dev in blkio.get("weightDevice") or []:
+            self._set("blkio", "blkio.weight_device", f"{dev['major']}:{dev['minor']} {dev['weight']}", optional=True) or \
+                self._set("blkio", "blkio.bfq.weight_device", f"{dev['major']}:{dev['minor']} {dev['weight']}",
+                          optional=True)
         for key, name in (("throttleReadBpsDevice", "read_bps_device"), ("throttleWriteBpsDevice", "write_bps_device"),
                           ("throttleReadIOPSDevice", "read_iops_device"),
                           ("throttleWriteIOPSDevice", "write_iops_device")):
@@ -272,6 +282,22 @@ class Cgroup:
                           optional=True)
         for rule in r.get("devices") or []:
             self._set("devices", "devices.allow" if rule.get("allow") else "devices.deny", _device_rule(rule))
+
+    def _grant_rt_runtime(self, share: float) -> None:
+        """A real-time budget must fit the parent's: give each ancestor below the root at least the same
+        ``share`` of its period (top-down, as Docker's daemon does for its parent from --cpu-rt-runtime)."""
+        path = self._dir("cpu")
+        if path is None:
+            return
+        ancestors = []
+        probe = path.parent
+        while (probe.parent / "cpu.rt_runtime_us").exists():
+            ancestors.append(probe)
+            probe = probe.parent
+        for directory in reversed(ancestors):
+            needed = -(-int(share * int(_read(directory / "cpu.rt_period_us").strip())) // 1)
+            if int(_read(directory / "cpu.rt_runtime_us").strip() or 0) < needed:
+                _write(directory / "cpu.rt_runtime_us", needed)
 
     def _apply_v2(self, r: dict) -> None:
         memory = r.get("memory") or {}
@@ -303,6 +329,12 @@ class Cgroup:
         if blkio.get("weight"):
             self._set("io", "io.bfq.weight", blkio["weight"], optional=True) or \
                 self._set("io", "io.weight", f"default {blkio_to_io_weight(blkio['weight'])}", optional=True)
+        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+            raise CgroupError("real-time CPU limits (--cpu-rt-*) need cgroup v1's cpu controller")
+        for dev in blkio.get("weightDevice") or []:
+            self._set("io", "io.bfq.weight", f"{dev['major']}:{dev['minor']} {dev['weight']}", optional=True) or \
+                self._set("io", "io.weight", f"{dev['major']}:{dev['minor']} {blkio_to_io_weight(dev['weight'])}",
+                          optional=True)
         for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                           ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
             for dev in blkio.get(key) or []:

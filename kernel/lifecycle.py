@@ -34,13 +34,19 @@ class CreateRequest:
     workdir: str = ""
     user: str = ""
     hostname: str = ""
+    domainname: str = ""
     tty: bool = False
     stdin_open: bool = False
+    attach: list[str] = field(default_factory=list)  # -a: "stdin", "stdout", "stderr"; empty = Docker's default
     labels: dict = field(default_factory=dict)
     network: str = ""
     port_specs: list[str] = field(default_factory=list)
     publish_all: bool = False
+    exposed: dict = field(default_factory=dict)      # --expose, ExposedPorts keys ("80/tcp")
     pull: str = "missing"            # Docker's --pull: missing | always | never
+    quiet: bool = False              # -q: no pull output
+    platform: str = ""               # --platform os[/arch[/variant]]: the image must match
+    healthcheck: dict | None = None  # Docker's HealthConfig; {"Test": ["NONE"]} disables the image's
     host_config: dict = field(default_factory=dict)
 
 
@@ -50,7 +56,7 @@ def image_store(engine):
     return ImageStore(engine)
 
 
-def resolve_image(engine, ref: str, policy: str = "missing"):
+def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False, platform: str = ""):
     """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
     from pallet.kernel.errors import NotFound
 
@@ -65,14 +71,29 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
             if record.repo_digests:   # pulled from a registry: the trust policy in force now, on the signatures kept
                 from pallet.kernel.trust.enforce import admit_stored
                 admit_stored(engine, record, ref)
-            return record
-    if policy == "missing":
+            return check_platform(record, ref, platform)
+    if policy == "missing" and not quiet:
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
     from pallet.kernel.images import transfer
 
     engine.plugins.load("registry")
-    return transfer.pull(engine, ref)
+    return check_platform(transfer.pull(engine, ref, platform=platform or None),
+                          ref, platform)
+
+
+def check_platform(image, ref: str, platform: str):
+    """``--platform``: refuse an image built for another OS or architecture (Docker's wording)."""
+    if not platform:
+        return image
+    config = image.config or {}
+    actual = "/".join(p for p in (config.get("os") or "linux", config.get("architecture") or "amd64",
+                                  config.get("variant") or "") if p)
+    wanted = platform.split("/")
+    if actual.split("/")[:len(wanted)] != wanted:
+        raise PalletError(f"image with reference {ref} was found but does not match the specified platform: "
+                          f"wanted {platform}, actual: {actual}")
+    return image
 
 
 def runtime_for(engine, record: ContainerRecord):
@@ -103,9 +124,10 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
 
     if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
-    image = resolve_image(engine, request.image, request.pull)
+    image = resolve_image(engine, request.image, request.pull, request.quiet, request.platform)
     image_config = (image.config or {}).get("config") or {}
     network = check_network(engine, request.network or default_network(engine))
+    host_extra = resolve_shared(engine, request)
     cid = new_container_id()
     if request.entrypoint is not None:
         entrypoint = [request.entrypoint] if request.entrypoint else []
@@ -114,8 +136,10 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
         entrypoint = list(image_config.get("Entrypoint") or [])
         cmd = list(request.command) or list(image_config.get("Cmd") or [])
     hostname = request.hostname or (None if network == "host" else cid[:12]) or os.uname().nodename
+    attach = request.attach or ["stdout", "stderr"] + (["stdin"] if request.stdin_open else [])
     config = {
         "Hostname": hostname,
+        "Domainname": request.domainname,
         "User": request.user or image_config.get("User") or "",
         "Env": runopts.merge_env(image_config.get("Env") or [], request.env),
         "Cmd": cmd,
@@ -123,11 +147,13 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
         "WorkingDir": request.workdir or image_config.get("WorkingDir") or "",
         "Tty": request.tty,
         "OpenStdin": request.stdin_open,
+        "AttachStdin": "stdin" in attach, "AttachStdout": "stdout" in attach, "AttachStderr": "stderr" in attach,
+        "Healthcheck": request.healthcheck or image_config.get("Healthcheck"),
         "Image": request.image,
         "Labels": {**(image_config.get("Labels") or {}), **request.labels},
         "StopSignal": request.host_config.pop("StopSignal", None) or image_config.get("StopSignal") or "SIGTERM",
         "StopTimeout": request.host_config.pop("StopTimeout", None),
-        "ExposedPorts": image_config.get("ExposedPorts") or {},
+        "ExposedPorts": {**(image_config.get("ExposedPorts") or {}), **request.exposed},
         "Volumes": image_config.get("Volumes") or {},
         "MacAddress": request.host_config.pop("MacAddress", "") or "",
     }
@@ -136,7 +162,7 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     ports = runopts.parse_ports(request.port_specs, request.publish_all, config["ExposedPorts"])
     for spec_port in ports:
         config["ExposedPorts"].setdefault(spec_port, {})
-    host_config = {**request.host_config, "NetworkMode": network, "PortBindings": ports,
+    host_config = {**request.host_config, **host_extra, "NetworkMode": network, "PortBindings": ports,
                    "PublishAllPorts": request.publish_all}
     record = ContainerRecord(
         id=cid, name=request.name, image_id=image.id, image_ref=request.image, created=time.time(),
@@ -148,8 +174,10 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     store = ContainerStore(engine)
     store.add(record)  # refuses a duplicate name before any layer exists
     try:
-        engine.storage.create_rw(cid, record.image_top_layer)
-        record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [])
+        engine.storage.create_rw(cid, record.image_top_layer, host_config.get("StorageOpt") or None)
+        create_named_volumes(engine, host_config)
+        record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [],
+                                                            host_config.get("VolumeDriver") or "")
         if record.anonymous_volumes:
             store.save(record)
     except BaseException:
@@ -161,15 +189,67 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     return record
 
 
-def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
+def create_anonymous_volumes(engine, mounts: list[dict], driver: str = "") -> list[str]:
     """``-v /path`` gets a fresh anonymous volume, named now so that ``rm -v`` can find it."""
     wanted = [m for m in mounts if m["Type"] == "volume" and not m["Source"]]
     if not wanted:
         return []
     store = volume_store(engine)
     for mount in wanted:
-        mount["Source"] = store.create().name
+        options = {"options": mount["DriverOpts"]} if mount.get("DriverOpts") else {}
+        if mount.get("Driver") or driver:
+            options["driver"] = mount.get("Driver") or driver
+        mount["Source"] = store.create(**options).name
     return [m["Source"] for m in wanted]
+
+
+def create_named_volumes(engine, host_config: dict) -> None:
+    """A named volume that does not exist yet is made with --volume-driver / volume-driver / volume-opt."""
+    from pallet.kernel.errors import NotFound
+
+    wanted = [m for m in host_config.get("Mounts") or [] if m["Type"] == "volume" and m["Source"]
+              and (m.get("Driver") or m.get("DriverOpts") or host_config.get("VolumeDriver"))]
+    for mount in wanted:
+        store = volume_store(engine)
+        try:
+            store.get(mount["Source"])
+        except NotFound:
+            driver = mount.get("Driver") or host_config.get("VolumeDriver")
+            store.create(mount["Source"], options=mount.get("DriverOpts") or None, **({"driver": driver} if driver else {}))
+
+
+def resolve_shared(engine, request: CreateRequest) -> dict:
+    """What names other containers, resolved to ids at create time (a rename later breaks nothing):
+    --pid/--ipc container:NAME, --link, and --volumes-from (whose mounts are copied, as Docker does)."""
+    store = ContainerStore(engine)
+    host = request.host_config
+    extra: dict = {}
+    for key in ("PidMode", "IpcMode"):
+        mode = host.get(key) or ""
+        if mode.startswith("container:"):
+            extra[key] = "container:" + store.get(mode.partition(":")[2]).id
+    links = []
+    for link in host.get("Links") or []:
+        name, _sep, alias = link.partition(":")
+        other = store.get(name)
+        links.append(f"{other.id}:{alias}")
+    if links:
+        extra["Links"] = links
+    if host.get("VolumesFrom"):
+        own = {m["Target"] for m in host.get("Mounts") or []}
+        mounts = list(host.get("Mounts") or [])
+        for item in host["VolumesFrom"]:
+            name, _sep, mode = item.partition(":")
+            for mount in store.get(name).host_config.get("Mounts") or []:
+                if mount["Target"] in own:
+                    continue  # the container's own -v wins, as in Docker
+                copied = {k: v for k, v in mount.items() if k != "CreateSource"}
+                if mode:
+                    copied["ReadOnly"] = mode == "ro"
+                mounts.append(copied)
+                own.add(mount["Target"])
+        extra["Mounts"] = mounts
+    return extra
 
 
 def volume_store(engine):
@@ -224,13 +304,16 @@ def prepare(engine, record: ContainerRecord) -> Path:
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
             net = network.connect(engine, record, netns_path) or {}
             record.network = {**net, "sandbox": netns_path}
-        etc = {**sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net),
-               **shared_etc}
+        from pallet.kernel import runlinks
+
+        links = runlinks.resolve(engine, record, net, refresh)
+        etc = {**sandbox.write_etc_files(run_dir, record.config.get("Hostname", ""), record.network_mode, net,
+                                         links.hosts, links.dns), **shared_etc}
         workdir = record.config.get("WorkingDir")
         if workdir:
             from pallet.kernel.rootpath import resolve_in_root
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
-        spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
+        spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts, links)
         specmod.finalize_spec(engine, spec, record)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
@@ -346,7 +429,7 @@ def container_cgroup(record: ContainerRecord):
     from pallet.kernel.cgroups import Cgroup
     from pallet.kernel.spec import cgroups_path
 
-    return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})
+    return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id, record.host_config.get("CgroupParent"))})
 
 
 def oom_killed(record: ContainerRecord) -> bool:
@@ -385,6 +468,13 @@ def release(engine, record: ContainerRecord) -> None:
                     VolumeStore(engine).unmount(mount["Source"], record.id)
                 except Exception as exc:
                     errors.append(f"volume {mount['Source']}: {exc}")
+    if record.host_config.get("IpcMode") == "shareable":
+        from pallet.kernel.runlinks import unmount_shareable_shm
+
+        try:
+            unmount_shareable_shm(store, record)
+        except OSError as exc:
+            errors.append(f"/dev/shm: {exc}")
     mark = store.run_dir(record.id) / MOUNTED_MARK
     if mark.exists():
         try:
@@ -436,7 +526,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
     kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
-    kill(engine, record, 9)
+    if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
+        kill(engine, record, 9)
     wait_stopped(engine, record, 30)
     try:
         return ContainerStore(engine).load(record.id)

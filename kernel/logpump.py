@@ -49,23 +49,79 @@ class JsonLog:
         os.close(self.fd)
 
 
-def pump_to_log(pid, sources, log):
-    """Copy ``sources`` ({fd: stream}) to ``log`` until ``pid`` exits and the fds drain; return its status."""
+class AttachServer:
+    """``pallet attach`` (and ``run -it``) clients on a SOCK_SEQPACKET socket in the run dir.
+
+    A client gets ``H`` + ``t`` (tty) or ``p`` (pipes) with the container's input fd, if any (the
+    pty master, or the kept stdin pipe) as SCM_RIGHTS; then ``1``/``2`` + output; last ``x`` + the
+    exit code, sent once the exit is recorded. A client that goes away (detach) is just dropped.
+    """
+
+    def __init__(self, listen_fd, stdin_fd, tty):
+        import socket
+
+        self.socket = socket
+        self.listener = socket.socket(fileno=listen_fd)
+        self.stdin_fd, self.tty, self.clients = stdin_fd, tty, []
+
+    def accept(self, timeout=None):
+        self.listener.settimeout(timeout)
+        try:
+            conn, _addr = self.listener.accept()
+        except OSError:  # the CLI that was to attach is gone: log on without it
+            return
+        finally:
+            self.listener.settimeout(None)
+        conn.settimeout(None)
+        try:
+            hello = [b"H" + (b"t" if self.tty else b"p")]
+            if self.stdin_fd is not None:
+                self.socket.send_fds(conn, hello, [self.stdin_fd])
+            else:
+                conn.sendall(hello[0])
+            self.clients.append(conn)
+        except OSError:
+            conn.close()
+
+    def send(self, message):
+        for conn in list(self.clients):
+            try:
+                conn.sendall(message)
+            except OSError:
+                self.clients.remove(conn)
+                conn.close()
+
+    def close(self, code):
+        self.send(b"x%d" % code)
+        for conn in self.clients:
+            conn.close()
+        self.listener.close()
+
+
+def pump_to_log(pid, sources, log, server=None):
+    """Copy ``sources`` ({fd: stream}) to ``log`` (and attached clients) until ``pid`` exits and the fds
+    drain; return its status."""
     poller = select.poll()
     for fd in sources:
         poller.register(fd, select.POLLIN)
     pidfd = os.pidfd_open(pid)
     poller.register(pidfd, select.POLLIN)
+    if server is not None:
+        poller.register(server.listener.fileno(), select.POLLIN)
+    tags = {"stdout": b"1", "stderr": b"2"}
     open_fds = set(sources)
     exited = False
     while open_fds:
         events = poller.poll(200 if exited else None)
         if exited and not events:
             break
-        for fd, _mask in events:
+        for fd, _mask in sorted(events, key=lambda event: server is None or event[0] != server.listener.fileno()):
             if fd == pidfd:
                 exited = True
                 poller.unregister(pidfd)
+                continue
+            if server is not None and fd == server.listener.fileno():
+                server.accept()
                 continue
             try:
                 data = os.read(fd, 65536)
@@ -76,6 +132,8 @@ def pump_to_log(pid, sources, log):
                 open_fds.discard(fd)
                 continue
             log.write(sources[fd], data)
+            if server is not None and server.clients:
+                server.send(tags[sources[fd]] + data)
     os.close(pidfd)
     while True:
         got, status = os.waitpid(-1, 0)
@@ -84,27 +142,42 @@ def pump_to_log(pid, sources, log):
 
 
 def main(argv):
-    """``logpump.py REPO PID LOG PARAMS FD:STREAM…``; PARAMS is the JSON file ``after_exit`` reads."""
+    """``logpump.py REPO PID LOG PARAMS ITEM…``; PARAMS is the JSON file ``after_exit`` reads; an ITEM is
+    ``FD:stdout|stderr`` (an output), ``FD:attach`` (the attach socket) or ``FD:stdin`` (input for clients)."""
     import sys
 
     repo, pid, log_path, params = argv[1], int(argv[2]), argv[3], argv[4]
-    sources = {int(item.split(":")[0]): item.split(":")[1] for item in argv[5:]}
+    items = {}
+    for item in argv[5:]:
+        fd, _sep, role = item.partition(":")
+        items.setdefault(role, []).append(int(fd))
+    sources = {fd: role for role in ("stdout", "stderr") for fd in items.get(role, [])}
+    server = None
+    listening = items.get("attach") or items.get("attach-first")
+    if listening:
+        server = AttachServer(listening[0], (items.get("stdin") or [None])[0], "stderr" not in items)
+        if "attach-first" in items:
+            server.accept(timeout=10)  # run -it: its CLI connects right away and must see the first output
     log = JsonLog(log_path)
-    status = pump_to_log(pid, sources, log)
+    status = pump_to_log(pid, sources, log, server)
     log.close()
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     # Published at once for ps/stop/wait; the full record update needs pallet loaded (~0.2 s).
     fd = os.open(os.path.join(os.path.dirname(params), "exit-code"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, b"%d\n" % code)
     os.close(fd)
-    import site
+    try:
+        import site
 
-    site.main()
-    # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
-    sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    from pallet.kernel.exit_handler import after_exit
+        site.main()
+        # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
+        sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        from pallet.kernel.exit_handler import after_exit
 
-    after_exit(params, code)
+        after_exit(params, code)
+    finally:
+        if server is not None:  # after the clean-up, so an attached `run --rm -it` returns with it done
+            server.close(code)
 
 
 if __name__ == "__main__":

@@ -46,11 +46,19 @@ def _start_failed(engine, record, exc: BaseException) -> int:
 
 # --- foreground ---------------------------------------------------------------------------
 
-def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
-    """Run the container with this process as its (sub)reaper; stream its output; return its exit code."""
+def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict | None = None,
+                 sig_proxy: bool = True) -> int:
+    """Run the container with this process as its (sub)reaper; stream its output; return its exit code.
+
+    ``streams`` says which of stdout/stderr are shown here (``-a``; all by default: the log keeps
+    both anyway); without ``sig_proxy`` signals are not forwarded to the container's process.
+    """
     store = ContainerStore(engine)
     procs.set_subreaper()
     target = {"pid": 0}
+    shown = {"stdout": 1, "stderr": 2}
+    if streams is not None:
+        shown = {name: fd for name, fd in shown.items() if streams.get(name, True)}
 
     def forward(signum, _frame):
         if target["pid"]:
@@ -58,12 +66,12 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 os.kill(target["pid"], signum)
 
     tty_mode = bool(record.config.get("Tty"))
-    if not tty_mode:
+    if not tty_mode and sig_proxy:
         for signum in FORWARDED:
             signal.signal(signum, forward)
     console = ConsoleSocket() if tty_mode else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    keep_log = not record.host_config.get("AutoRemove")
+    keep_log = not record.host_config.get("AutoRemove") and not _no_log(record)
     pipes = {}
     try:
         if tty_mode:
@@ -73,8 +81,8 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             pipes = {out_r: "stdout", err_r: "stderr"}
             stdio = (0 if interactive else devnull, out_w, err_w)
-        else:
-            stdio = (0 if interactive else devnull, 1, 2)  # nothing to log: hand over our own streams
+        else:  # nothing to log: hand over our own streams
+            stdio = (0 if interactive else devnull, shown.get("stdout", devnull), shown.get("stderr", devnull))
         try:
             pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
         except PalletError as exc:
@@ -93,7 +101,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
                 pump(pid, {master: "stdout"}, log, {"stdout": 1}, stdin_to=master if interactive else None)
             os.close(master)
         elif pipes:
-            pump(pid, pipes, log, {"stdout": 1, "stderr": 2})
+            pump(pid, pipes, log, shown)
         code = procs.wait_for(pid)
         if log is not None:
             log.close()
@@ -111,10 +119,19 @@ def run_attached(engine, record, bundle: Path, interactive: bool) -> int:
     return code
 
 
+def _no_log(record) -> bool:
+    """--log-driver none: the output is not kept (``logs`` then says so, as Docker's does)."""
+    return (record.host_config.get("LogConfig") or {}).get("Type") == "none"
+
+
 # --- detached -----------------------------------------------------------------------------
 
-def spawn(engine, record, bundle: Path) -> None:
-    """Double-fork a monitor that starts the container; return once it runs (or raise why it did not)."""
+def spawn(engine, record, bundle: Path, attach_first: bool = False) -> None:
+    """Double-fork a monitor that starts the container; return once it runs (or raise why it did not).
+
+    ``attach_first``: the caller attaches at once (``run -it``); the log pump waits for it before
+    reading any output, so that nothing the container prints first is missing from the terminal.
+    """
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -125,7 +142,7 @@ def spawn(engine, record, bundle: Path) -> None:
             os.close(status_r)
             os.setsid()
             if os.fork() == 0:
-                _monitor(engine, record, bundle, status_w)
+                _monitor(engine, record, bundle, status_w, attach_first)
         except BaseException:
             code = 1
         finally:
@@ -145,15 +162,13 @@ def spawn(engine, record, bundle: Path) -> None:
     raise PalletError(message.get("error") or "the container monitor exited before starting the container")
 
 
-def _monitor(engine, record, bundle: Path, status_w: int) -> None:
+def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = False) -> None:
     """The monitor process: start the container, report to the CLI, then become the light log pump."""
     store = ContainerStore(engine)
     devnull = os.open(os.devnull, os.O_RDWR)
     errors = os.open(bundle / "monitor.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     for fd, target in ((0, devnull), (1, devnull), (2, errors)):
         os.dup2(target, fd)
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_IGN)
     procs.set_subreaper()
     tty_mode = bool(record.config.get("Tty"))
     console = ConsoleSocket() if tty_mode else None
@@ -169,14 +184,20 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         err_r, err_w = os.pipe()
         stdio, sources = (stdin_r if stdin_r is not None else devnull, out_w, err_w), {out_r: "stdout", err_r: "stderr"}
     try:
+        listener = attach_listener(store.run_dir(record.id)) if attach_first else None
         pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
     except BaseException as exc:
         failed = _start_failed(engine, record, exc) if isinstance(exc, PalletError) else None
         os.write(status_w, json.dumps({"error": str(exc), "code": failed}).encode())
         os._exit(1)
+    # Only now: an ignored signal stays ignored across exec, and the container must get its SIGINT.
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_IGN)
     os.write(status_w, json.dumps({"pid": pid}).encode())
     os.close(status_w)
     try:
+        if listener is None:
+            listener = attach_listener(store.run_dir(record.id))  # made after the start: clients retry
         if tty_mode:
             sources = {console.receive_master(): "stdout"}
             console.close()
@@ -185,7 +206,12 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
             os.close(err_w)
         if stdin_r is not None:
             os.close(stdin_r)
-        for fd in [*sources, *keep]:
+        items = [f"{fd}:{stream}" for fd, stream in sources.items()]
+        items.append(f"{listener}:{'attach-first' if attach_first else 'attach'}")
+        stdin_for_clients = next(iter(sources)) if tty_mode else (keep[0] if keep else None)
+        if stdin_for_clients is not None:
+            items.append(f"{stdin_for_clients}:stdin")
+        for fd in [*sources, *keep, listener]:
             os.set_inheritable(fd, True)
         params = bundle / "monitor.json"
         config = engine.config
@@ -199,8 +225,8 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         # records the exit with this same pallet and not whichever one site-packages would give.
         home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
-                                  str(store.log_path(record.id)), str(params),
-                                  *(f"{fd}:{stream}" for fd, stream in sources.items())])
+                                  os.devnull if _no_log(record) else str(store.log_path(record.id)), str(params),
+                                  *items])
     except BaseException:
         import traceback
 
@@ -209,3 +235,24 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
         os._exit(1)
+
+
+ATTACH_SOCKET = "attach.sock"
+
+
+def attach_listener(run_dir: Path) -> int:
+    """The run dir's attach socket (SOCK_SEQPACKET), bound through /proc/self/fd so that a deep run root
+    does not exceed a unix socket path's 108 bytes; returns the listening fd."""
+    import socket
+
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / ATTACH_SOCKET).unlink()  # a previous start's
+    directory = os.open(run_dir, os.O_PATH | os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{directory}/{ATTACH_SOCKET}")
+        sock.listen(8)
+    finally:
+        os.close(directory)
+    return sock.detach()
+

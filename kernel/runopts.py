@@ -76,11 +76,11 @@ def parse_mac(value: str) -> str:
     return value.lower()
 
 
-def parse_cpuset(value: str | None) -> str | None:
+def parse_cpuset(value: str | None, flag: str = "--cpuset-cpus") -> str | None:
     if value is None:
         return None
     if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", value):
-        raise UsageError(f'invalid argument "{value}" for "--cpuset-cpus" flag: invalid format')
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: invalid format')
     return value
 
 
@@ -168,6 +168,8 @@ def parse_volume(spec: str) -> dict:
     relabel = [o for o in options if o in ("z", "Z")]
     if relabel:
         mount["Relabel"] = relabel[-1]  # SELinux: shared (z) or private (Z) label for the source
+    if source.startswith(".") and (source in (".", "..") or source.startswith(("./", "../"))):
+        source = os.path.abspath(source)  # Docker CLI 23+: relative to the caller's directory
     if not source:
         mount.update(Type="volume", Source="")
     elif source.startswith("/"):
@@ -186,20 +188,28 @@ def _is_options(text: str) -> bool:
 
 
 def parse_mount(spec: str) -> dict:
-    """``--mount type=bind,source=/a,target=/b,readonly`` (also tmpfs and volume)."""
+    """``--mount type=bind|volume|tmpfs,source=…,target=…`` with every option Docker's CLI knows."""
     fields: dict[str, str] = {}
-    for item in spec.split(","):
+    for item in _csv_fields(spec):
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not key:
             raise UsageError(f"invalid argument \"{spec}\" for \"--mount\" flag: empty field")
+        if key == "volume-opt":
+            fields.setdefault("volume-opt", "")
+            fields["volume-opt"] += ("\0" if fields["volume-opt"] else "") + value
+            continue
         fields[key] = value if sep else "true"
     kind = fields.pop("type", "volume")
+    if kind in ("npipe", "cluster"):
+        raise UsageError(f'invalid argument "{spec}" for "--mount" flag: mount type "{kind}" is not supported '
+                         "on Linux containers")
     if kind not in ("bind", "volume", "tmpfs"):
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: mount type "{kind}" is not supported')
     target = next((fields.pop(k) for k in ("target", "destination", "dst") if k in fields), "")
     source = next((fields.pop(k) for k in ("source", "src") if k in fields), "")
-    readonly = any(fields.pop(k, "false") in ("true", "1") for k in ("readonly", "ro"))
+    readonly = any(_bool(fields.pop(k, "false"), spec) for k in ("readonly", "ro"))
+    fields.pop("consistency", None)  # macOS-only; Docker ignores it on Linux too
     if not target:
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: target is required')
     if not target.startswith("/"):
@@ -208,7 +218,24 @@ def parse_mount(spec: str) -> dict:
     if kind == "bind":
         if not source:
             raise UsageError('invalid mount config for type "bind": field Source must not be empty')
-        mount["Propagation"] = fields.pop("bind-propagation", "rprivate")
+        if not source.startswith("/"):
+            mount["Source"] = os.path.abspath(source)
+        propagation = fields.pop("bind-propagation", "rprivate")
+        if propagation not in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
+            raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid propagation {propagation!r}')
+        mount["Propagation"] = propagation
+        recursive = fields.pop("bind-recursive", "enabled")
+        if _bool(fields.pop("bind-nonrecursive", "false"), spec):
+            recursive = "disabled"
+        if recursive not in ("enabled", "disabled", "writable", "readonly"):
+            raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid bind-recursive {recursive!r}')
+        if recursive in ("writable", "readonly") and not readonly:
+            raise UsageError(f"option 'bind-recursive={recursive}' requires 'readonly' to be specified in "
+                             "conjunction")
+        if recursive != "enabled":
+            mount["BindRecursive"] = recursive
+        if fields.pop("bind-create-src", None) is not None:
+            mount["CreateSource"] = True
     elif kind == "tmpfs":
         if source:
             raise UsageError('invalid mount config for type "tmpfs": field Source must not be specified')
@@ -216,13 +243,50 @@ def parse_mount(spec: str) -> dict:
         if "tmpfs-size" in fields:
             options.append(f"size={parse_size(fields.pop('tmpfs-size'), '--mount tmpfs-size')}")
         if "tmpfs-mode" in fields:
-            options.append(f"mode={fields.pop('tmpfs-mode')}")
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]{1,4}", mode):
+                raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode {mode!r}')
+            options.append(f"mode={mode}")
         mount["TmpfsOptions"] = options
     else:
-        mount["NoCopy"] = fields.pop("volume-nocopy", "false") in ("true", "1")
+        mount["NoCopy"] = _bool(fields.pop("volume-nocopy", "false"), spec)
+        driver_opts = {}
+        for opt in filter(None, fields.pop("volume-opt", "").split("\0")):
+            key, sep, value = opt.partition("=")
+            if not sep:
+                raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid volume-opt {opt!r}')
+            driver_opts[key] = value
+        if driver_opts:
+            mount["DriverOpts"] = driver_opts
+        if "volume-driver" in fields:
+            mount["Driver"] = fields.pop("volume-driver")
+        if "volume-subpath" in fields:
+            subpath = fields.pop("volume-subpath")
+            if subpath.startswith("/") or ".." in subpath.split("/"):
+                raise UsageError(f"invalid volume-subpath {subpath!r}: must be a relative path inside the volume")
+            mount["Subpath"] = subpath
     if fields:
         raise UsageError(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{next(iter(fields))}\'')
     return mount
+
+
+def _csv_fields(spec: str) -> list[str]:
+    """--mount is CSV: a field may be quoted to hold a comma (``"volume-opt=o=a,b"``)."""
+    import csv
+
+    try:
+        return next(csv.reader([spec]))
+    except (csv.Error, StopIteration):
+        raise UsageError(f'invalid argument "{spec}" for "--mount" flag: malformed CSV') from None
+
+
+def _bool(value: str, spec: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid boolean value {value!r}')
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:
@@ -259,8 +323,8 @@ def parse_ports(specs, publish_all: bool, exposed: dict | None) -> dict[str, lis
             ip, host, container = parts
         else:
             raise UsageError(f"invalid port specification: \"{spec}\"")
-        container_ports = _port_range(container, spec)
-        host_ports = _port_range(host, spec) if host else []
+        container_ports = port_range(container, spec)
+        host_ports = port_range(host, spec) if host else []
         if host_ports and len(host_ports) != len(container_ports) and len(host_ports) > 1:
             raise UsageError(f"invalid ranges specified for container and host Ports: {container} and {host}")
         for i, port in enumerate(container_ports):
@@ -272,7 +336,7 @@ def parse_ports(specs, publish_all: bool, exposed: dict | None) -> dict[str, lis
     return bindings
 
 
-def _port_range(text: str, spec: str) -> list[int]:
+def port_range(text: str, spec: str) -> list[int]:
     start, sep, end = text.partition("-")
     try:
         first, last = int(start), int(end) if sep else int(start)

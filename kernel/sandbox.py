@@ -76,8 +76,13 @@ def remove_sandbox(run_root: Path, cid: str) -> None:
 
 # --- /etc files ----------------------------------------------------------------------------
 
-def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict) -> dict[str, Path]:
-    """Write hosts, hostname, resolv.conf for the container; return {container path: host file}."""
+def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict, extra_hosts: list[str] = (),
+                    dns: dict | None = None) -> dict[str, Path]:
+    """Write hosts, hostname, resolv.conf for the container; return {container path: host file}.
+
+    ``extra_hosts`` are resolved ``ip\tnames`` lines (--add-host, --link); ``dns`` holds the
+    --dns/--dns-search/--dns-option lists (``servers``, ``search``, ``options``).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     if network_mode == "host":
         hosts = _read("/etc/hosts") or _default_hosts()
@@ -87,15 +92,43 @@ def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict) 
             hosts += f"{address.split('/')[0]}\t{hostname}\n"
         for line in net.get("extra_hosts", []):
             hosts += line.rstrip("\n") + "\n"
+    hosts += "".join(line + "\n" for line in extra_hosts)
+    resolv = net.get("resolv_conf") or _resolv_conf(network_mode, net.get("dns_servers") or [])
     files = {
         "/etc/hostname": (run_dir / "hostname", hostname + "\n"),
         "/etc/hosts": (run_dir / "hosts", hosts),
-        "/etc/resolv.conf": (run_dir / "resolv.conf",
-                             net.get("resolv_conf") or _resolv_conf(network_mode, net.get("dns_servers") or [])),
+        "/etc/resolv.conf": (run_dir / "resolv.conf", override_resolv_conf(resolv, dns or {})),
     }
     for _dest, (path, text) in files.items():
         atomic_write(path, text.encode(), durable=False)  # the run dir does not outlive a reboot
     return {dest: path for dest, (path, _text) in files.items()}
+
+
+EMBEDDED_DNS = "127.0.0.11"
+
+
+def override_resolv_conf(text: str, dns: dict) -> str:
+    """Docker's --dns/--dns-search/--dns-option: each given list replaces the lines of its kind.
+
+    The embedded DNS of a user-defined network stays the only nameserver (names of other
+    containers resolve only there); it forwards everything else to the host's resolvers.
+    """
+    servers, search, options = dns.get("servers") or [], dns.get("search") or [], dns.get("options") or []
+    if not (servers or search or options):
+        return text
+    lines = text.splitlines()
+    kept_servers = [line for line in lines if line.split()[:1] == ["nameserver"]]
+    embedded = any(line.split()[1:2] == [EMBEDDED_DNS] for line in kept_servers)
+    if servers and not embedded:
+        kept_servers = [f"nameserver {server}" for server in servers]
+    search_lines = [line for line in lines if line.split()[:1] in (["search"], ["domain"])]
+    if search:
+        search_lines = [] if search == ["."] else [f"search {' '.join(search)}"]
+    option_lines = [line for line in lines if line.split()[:1] == ["options"]]
+    if options:
+        option_lines = [f"options {' '.join(options)}"]
+    others = [line for line in lines if line.split()[:1] not in (["nameserver"], ["search"], ["domain"], ["options"])]
+    return "\n".join(others + kept_servers + search_lines + option_lines) + "\n"
 
 
 def _default_hosts() -> str:

@@ -23,19 +23,36 @@ RLIMIT_NAMES = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "core": "RLI
                 "rtprio": "RLIMIT_RTPRIO", "sigpending": "RLIMIT_SIGPENDING", "rss": "RLIMIT_RSS"}
 
 
-def cgroups_path(cid: str) -> str:
-    return f"/pallet/{cid}"
+INIT_PATH = "/sbin/docker-init"   # where Docker puts its init, so scripts that look for it find ours too
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
 
 
-def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str | None, mounts: list[dict]) -> dict:
-    """The spec for ``record``: ``etc_files`` maps /etc/hosts etc. to host files; ``mounts`` are resolved user mounts."""
+def cgroups_path(cid: str, parent: str | None = None) -> str:
+    """``/pallet/<id>``, or ``<parent>/<id>`` for --cgroup-parent (a systemd ``x.slice`` parent as Docker nests it)."""
+    if not parent:
+        return f"/pallet/{cid}"
+    return "/" + "/".join(p for p in parent.split("/") if p) + f"/{cid}"
+
+
+def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str | None, mounts: list[dict],
+               links=None) -> dict:
+    """The spec for ``record``: ``etc_files`` maps /etc/hosts etc. to host files; ``mounts`` are resolved user
+    mounts; ``links`` (:class:`pallet.kernel.runlinks.StartLinks`) what it takes from other containers."""
+    from pallet.kernel import spec_linux
+
     config, host = record.config, record.host_config
     privileged = bool(host.get("Privileged"))
     args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
     if not args:
         raise PalletError("No command specified")
+    init_mounts = []
+    if host.get("Init"):
+        init_mounts = [{"destination": INIT_PATH, "type": "bind", "source": init_binary(),
+                        "options": ["bind", "ro", "nosuid", "nodev"]}]
+        args = [INIT_PATH, "--", *args]
     user = resolve_user(rootfs, config.get("User") or "")
-    env = list(config.get("Env") or [])
+    user["additional_gids"] = sorted(set(user["additional_gids"]) | set(group_ids(rootfs, host.get("GroupAdd") or [])))
+    env = list(links.env if links else []) + list(config.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, DEFAULT_PATH)
     env = [e for e in env if not e.startswith("HOSTNAME=")] + [f"HOSTNAME={config.get('Hostname', '')}"]
@@ -59,27 +76,58 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
         process["consoleSize"] = size  # set before the process starts, so its first `stty size` is right
     if host.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(host["OomScoreAdj"])
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if os.path.exists("/proc/self/ns/cgroup"):
-        namespaces.append({"type": "cgroup"})
-    if record.network_mode != "host":
-        namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
+    namespaces = spec_linux.namespaces(host, record.network_mode, netns_path, links)
     spec = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": str(rootfs), "readonly": bool(host.get("ReadonlyRootfs"))},
-        "hostname": config.get("Hostname", ""),
-        "mounts": default_mounts(privileged) + etc_mounts(etc_files) + mounts,
-        "annotations": {"run.pallet.container.id": record.id, "run.pallet.container.name": record.name},
+        "mounts": spec_linux.shm_mount(default_mounts(privileged), host, links) + etc_mounts(etc_files)
+                  + init_mounts + mounts,
+        "annotations": {**(host.get("Annotations") or {}),
+                        "run.pallet.container.id": record.id, "run.pallet.container.name": record.name},
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": cgroups_path(record.id),
+            "cgroupsPath": cgroups_path(record.id, host.get("CgroupParent")),
             "resources": resources(host, privileged),
             "maskedPaths": [] if privileged else list(MASKED_PATHS),
             "readonlyPaths": [] if privileged else list(READONLY_PATHS),
         },
     }
+    if any(n["type"] == "uts" for n in namespaces):
+        spec["hostname"] = config.get("Hostname", "")
+        if config.get("Domainname"):
+            spec["domainname"] = config["Domainname"]
+    if host.get("Sysctls"):
+        spec["linux"]["sysctl"] = dict(host["Sysctls"])
+    devices = spec_linux.devices(host.get("Devices") or [])
+    if devices:
+        spec["linux"]["devices"] = [d for d, _rule in devices]
+        spec["linux"]["resources"]["devices"] += [rule for _d, rule in devices]
+    spec["linux"]["resources"]["devices"] += [spec_linux.cgroup_rule(r) for r in host.get("DeviceCgroupRules") or []]
     return spec
+
+
+def init_binary() -> str:
+    """The static init bound into the container for --init: tini's static build (Debian ``tini``) or catatonit."""
+    found = next((path for path in INIT_CANDIDATES if os.path.exists(path)), None)
+    if found is None:
+        raise PalletError("--init: no static init binary found (install tini, which ships /usr/bin/tini-static)")
+    return found
+
+
+def group_ids(rootfs: Path, groups: list[str]) -> list[int]:
+    """--group-add NAME|GID, names looked up in the image's /etc/group (as Docker does)."""
+    table = _read_table(rootfs, "/etc/group")
+    ids = []
+    for group in groups:
+        row = next((r for r in table if r[0] == group and len(r) >= 3), None)
+        if row is not None and row[2].isdigit():
+            ids.append(int(row[2]))
+        elif group.isdigit():
+            ids.append(int(group))
+        else:
+            raise PalletError(f"Unable to find group {group}: no matching entries in group file")
+    return ids
 
 
 def _terminal_size() -> dict | None:
@@ -147,7 +195,8 @@ def user_mount(mount: dict, source: str | None = None) -> dict:
 
 
 def rlimits(ulimits: list[dict]) -> list[dict]:
-    """containerd's default nofile 1024:1024 plus --ulimit, each capped at this process's hard limit."""
+    """containerd's default nofile 1024:1024 plus --ulimit, each capped at this process's hard limit
+    (without CAP_SYS_RESOURCE it cannot be raised; :func:`capped_ulimits` names the ones cut)."""
     wanted = {"RLIMIT_NOFILE": (1024, 1024)}
     for item in ulimits:
         name = RLIMIT_NAMES.get(item["Name"])
@@ -164,11 +213,30 @@ def rlimits(ulimits: list[dict]) -> list[dict]:
     return result
 
 
+def capped_ulimits(ulimits: list[dict]) -> list[str]:
+    """The asked-for limits above this host's hard limit, each as a warning line."""
+    lines = []
+    for item in ulimits:
+        name = RLIMIT_NAMES.get(item["Name"])
+        if name is None:
+            raise UsageError(f"invalid ulimit type: {item['Name']}")
+        current_hard = resource.getrlimit(getattr(resource, name))[1]
+        if current_hard != resource.RLIM_INFINITY and (item["Hard"] < 0 or item["Hard"] > current_hard):
+            lines.append(f"--ulimit {item['Name']}={item['Soft']}:{item['Hard']} is capped at this host's hard limit "
+                         f"{current_hard} (raising it needs CAP_SYS_RESOURCE)")
+    return lines
+
+
 def resources(host: dict, privileged: bool) -> dict:
+    from pallet.kernel import spec_linux
+
     if privileged:
         devices = [{"allow": True, "access": "rwm"}]
     else:
-        devices = [{"allow": False, "access": "rwm"}] + [
+        # As Docker: mknod of any node is allowed (opening it is not), so a --device node with less than
+        # "m" access can still be created by the runtime once the process is in its cgroup.
+        devices = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "m"},
+                   {"allow": True, "type": "b", "access": "m"}] + [
             {"allow": True, "type": "c", "major": major, **({"minor": minor} if minor is not None else {}),
              "access": "rwm"} for major, minor in ALLOWED_DEVICES]
     res: dict = {"devices": devices}
@@ -182,22 +250,30 @@ def resources(host: dict, privileged: bool) -> dict:
             memory["swap"] = swap
     elif host.get("MemorySwap") and host["MemorySwap"] != -1:
         raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage.")
+    if host.get("MemoryReservation"):
+        memory["reservation"] = host["MemoryReservation"]
+    if host.get("MemorySwappiness") is not None and host["MemorySwappiness"] >= 0:
+        memory["swappiness"] = host["MemorySwappiness"]
+    if host.get("OomKillDisable"):
+        memory["disableOOMKiller"] = True
     if memory:
         res["memory"] = memory
     cpu: dict = {}
     if host.get("NanoCpus"):
         cpu["period"] = 100000
         cpu["quota"] = host["NanoCpus"] * 100000 // 1_000_000_000
-    if host.get("CpuShares"):
-        cpu["shares"] = host["CpuShares"]
-    if host.get("CpusetCpus"):
-        cpu["cpus"] = host["CpusetCpus"]
+    for key, field_name in (("CpuPeriod", "period"), ("CpuQuota", "quota"), ("CpuRealtimePeriod", "realtimePeriod"),
+                            ("CpuRealtimeRuntime", "realtimeRuntime"), ("CpuShares", "shares"),
+                            ("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
+        if host.get(key):
+            cpu[field_name] = host[key]
     if cpu:
         res["cpu"] = cpu
     if host.get("PidsLimit"):
         res["pids"] = {"limit": host["PidsLimit"]}
-    if host.get("BlkioWeight"):
-        res["blockIO"] = {"weight": host["BlkioWeight"]}
+    block_io = spec_linux.block_io(host)
+    if block_io:
+        res["blockIO"] = block_io
     return res
 
 

@@ -73,7 +73,7 @@ def pump(pid: int, sources: dict[int, str], log: JsonLog | None, echo: dict[str,
                 stream = sources[key.fd]
                 if log is not None:
                     log.write(stream, data)
-                if echo is not None:
+                if echo is not None and stream in echo:
                     _write_all(echo[stream], data)
     finally:
         sel.close()
@@ -145,7 +145,7 @@ def raw_terminal(master: int):
     previous = None
     if interactive:
         copy_window_size(0, master)
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # keep what was typed ahead (TCSAFLUSH would drop it)
         previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master))
     try:
         yield

@@ -16,6 +16,7 @@ packages=(
   nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store
   libseccomp-dev libseccomp2 uidmap                # security
   procps psmisc util-linux hyperfine               # process tools, benchmarks
+  tini                                             # run --init (its static build is bound into the container)
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
     "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
     "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),
+    "attach": ("pallet.kernel.cli.container", "attach_", "Attach to a running container's streams"),
     "stop": ("pallet.kernel.cli.container", "stop", "Stop one or more running containers"),
     "restart": ("pallet.kernel.cli.container", "restart", "Restart one or more containers"),
     "kill": ("pallet.kernel.cli.container", "kill", "Kill one or more running containers"),
@@ -50,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("pallet.kernel.cli.container", "commit", "Create a new image from a container's changes"),
     "port": ("pallet.kernel.cli.container", "port", "List port mappings of a container"),
     "rename": ("pallet.kernel.cli.container", "rename", "Rename a container"),
+    "update": ("pallet.kernel.cli.container", "update", "Update configuration of one or more containers"),
     "pull": ("pallet.kernel.cli.image", "pull", "Download an image from a registry"),
     "push": ("pallet.kernel.cli.image", "push", "Upload an image to a registry"),
     "images": ("pallet.kernel.cli.image", "ls", "List images"),
@@ -61,7 +63,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("pallet.kernel.cli.image", "history", "Show the history of an image"),
     "login": ("pallet.kernel.cli.image", "login", "Log in to a registry"),
     "logout": ("pallet.kernel.cli.image", "logout", "Log out from a registry"),
+    "completion": ("pallet.kernel.cli.completion", "completion", "Print a shell completion script (bash, zsh, fish)"),
 }
+COMPLETE_VAR = "_PALLET_COMPLETE"
 
 
 class LazyGroup(click.Group):
@@ -77,7 +81,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module_name, attr, _help = self.lazy[name]
-            return getattr(importlib.import_module(module_name), attr)
+            command = getattr(importlib.import_module(module_name), attr)
+            if COMPLETE_VAR in os.environ:  # only a shell asking for completions pays for the completers
+                from pallet.kernel.cli.completion import attach
+
+                attach(command)
+            return command
         if name not in self.commands and ctx is not None:
             from pallet.kernel.cli.extend import register_plugin_commands
 
@@ -147,6 +156,10 @@ def main(argv=None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.NoSuchOption as exc:  # Docker's wording; run-like commands exit 125 (container_flags)
+        path = exc.ctx.command_path if exc.ctx is not None else "pallet"
+        click.echo(f"Error: unknown flag: {exc.option_name}\nSee '{path} --help'.", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

@@ -7,11 +7,9 @@ import time
 
 import click
 
-from pallet.kernel.cli.trust import trust_options
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
-# -h is Docker's --hostname for run/create, so only --help shows help there.
-RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
+from pallet.kernel.cli.container_flags import RUN_SETTINGS, EngineCommand, RunCommand, build_request, create_options, run_only_options
 
 
 @click.group("container")
@@ -29,126 +27,21 @@ def _engine(ctx_obj, groups=("storage", "security", "runtime")):
     return ctx_obj
 
 
-def create_options(func):
-    """The flags ``create`` and ``run`` share, named as Docker names them."""
-    options = [
-        click.option("--name", default="", help="Assign a name to the container."),
-        click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set environment variables."),
-        click.option("--env-file", multiple=True, metavar="FILE", help="Read in a file of environment variables."),
-        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
-        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
-        click.option("-h", "--hostname", default="", help="Container host name (default: the id's first 12 chars)."),
-        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]", help="Bind mount a volume."),
-        click.option("--mount", "mounts", multiple=True, metavar="SPEC",
-                     help="Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly])."),
-        click.option("--tmpfs", multiple=True, metavar="PATH[:OPTS]", help="Mount a tmpfs directory."),
-        click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set metadata on a container."),
-        click.option("--stop-signal", default=None, help="Signal to stop the container (default SIGTERM)."),
-        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
-        click.option("--network", "--net", "network", default="",
-                     help='Connect to a network: none, host, bridge or a network name. Default: [containers] '
-                          'default_network in the config, else "bridge" when a bridge driver is implemented, '
-                          'else "none".'),
-        click.option("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
-        click.option("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
-        click.option("--network-alias", multiple=True, metavar="ALIAS", help="Add a network-scoped alias for the container."),
-        click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]CTR[/PROTO]",
-                     help="Publish a container's port(s) to the host."),
-        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
-        click.option("--security-opt", multiple=True, help="Security options (seccomp=…, no-new-privileges …)."),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
-        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
-        click.option("--userns", default="", metavar="host", help="User namespace: \"host\" opts out of userns_remap."),
-        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
-        click.option("--runtime", default="pallet", help="Runtime to use (pallet, runc, crun)."),
-        click.option("-m", "--memory", default=None, help="Memory limit (e.g. 32m, 1g)."),
-        click.option("--memory-swap", default=None, help="Memory plus swap limit; -1 for unlimited swap."),
-        click.option("--cpus", default=None, help="Number of CPUs."),
-        click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)."),
-        click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)."),
-        click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 unlimited)."),
-        click.option("--blkio-weight", type=int, default=None, help="Block IO weight, 10 to 1000."),
-        click.option("--ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="Ulimit options."),
-        click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)."),
-        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
-        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
-                     show_default=True, help="Pull the image before running."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return trust_options(func)
-
-
-def build_request(image, command, opts):
-    from pallet.kernel import runopts
-    from pallet.kernel.lifecycle import CreateRequest
-
-    mounts = [runopts.parse_volume(v) for v in opts["volume"]] + [runopts.parse_mount(m) for m in opts["mounts"]]
-    for mount in mounts:
-        if mount["Type"] == "bind" and not mount.get("CreateSource"):
-            import os
-            if not os.path.exists(mount["Source"]):
-                raise UsageError(f'invalid mount config for type "bind": bind source path does not exist: {mount["Source"]}')
-    targets = [m["Target"] for m in mounts] + [runopts.parse_tmpfs(t)[0] for t in opts["tmpfs"]]
-    duplicate = next((t for t in targets if targets.count(t) > 1), None)
-    if duplicate:
-        raise UsageError(f"Duplicate mount point: {duplicate}")
-    pids = opts["pids_limit"]
-    oom = opts["oom_score_adj"]
-    if oom is not None and not -1000 <= oom <= 1000:
-        raise UsageError(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
-    host_config = {
-        "Binds": list(opts["volume"]),
-        "Mounts": mounts,
-        "Tmpfs": dict(runopts.parse_tmpfs(t) for t in opts["tmpfs"]),
-        "AutoRemove": opts["auto_remove"],
-        "Privileged": opts["privileged"],
-        "ReadonlyRootfs": opts["read_only"],
-        "CapAdd": list(opts["cap_add"]),
-        "CapDrop": list(opts["cap_drop"]),
-        "SecurityOpt": list(opts["security_opt"]),
-        "UsernsMode": opts["userns"],
-        "Runtime": opts["runtime"],
-        "Memory": runopts.parse_memory(opts["memory"]) or 0,
-        "MemorySwap": runopts.parse_memory_swap(opts["memory_swap"]) or 0,
-        "NanoCpus": runopts.parse_cpus(opts["cpus"]) or 0,
-        "CpuShares": opts["cpu_shares"] or 0,
-        "CpusetCpus": runopts.parse_cpuset(opts["cpuset_cpus"]) or "",
-        "PidsLimit": pids if pids and pids > 0 else None,
-        "BlkioWeight": runopts.parse_blkio_weight(opts["blkio_weight"]) or 0,
-        "Ulimits": [runopts.parse_ulimit(u) for u in opts["ulimit"]],
-        "OomScoreAdj": oom or 0,
-        "StopSignal": opts["stop_signal"],
-        "StopTimeout": opts["stop_timeout"],
-        "IPv4Address": runopts.parse_ipv4(opts["ip"]),
-        "MacAddress": runopts.parse_mac(opts["mac_address"]),
-        "NetworkAliases": list(opts["network_alias"]),
-    }
-    if opts["stop_signal"] is not None:
-        runopts.parse_signal(opts["stop_signal"])
-    request = CreateRequest(
-        image=image, command=list(command), name=opts["name"], entrypoint=opts["entrypoint"],
-        env=runopts.parse_env(opts["env"], opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
-        hostname=opts["hostname"], tty=opts["tty"], stdin_open=opts["interactive"],
-        labels=runopts.parse_labels(opts["label"]), network=opts["network"], port_specs=list(opts["publish"]),
-        publish_all=opts["publish_all"], pull=opts["pull"], host_config=host_config,
-    )
-    if opts["workdir"] and not opts["workdir"].startswith("/"):
-        raise UsageError(f"the working directory '{opts['workdir']}' is invalid, it needs to be an absolute path")
-    return request
-
-
-def _create(engine, image, command, opts):
+def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel import lifecycle
+    from pallet.kernel.cli.container_flags import write_cidfile
 
-    return lifecycle.create(engine, build_request(image, command, opts))
+    request = build_request(image, command, opts, detach)
+    if opts["use_api_socket"]:
+        from pallet.kernel.cli.container_flags import add_api_socket
+
+        add_api_socket(engine, request)
+    record = lifecycle.create(engine, request)
+    write_cidfile(request.host_config.get("ContainerIDFile") or "", record.id)
+    return record
 
 
-@container.command("create", context_settings=RUN_SETTINGS)
+@container.command("create", cls=RunCommand, context_settings=RUN_SETTINGS)
 @create_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -159,13 +52,13 @@ def create(engine, image, command, **opts):
     click.echo(record.id)
 
 
-@container.command("run", context_settings=RUN_SETTINGS)
+@container.command("run", cls=RunCommand, context_settings=RUN_SETTINGS)
 @create_options
-@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
+@run_only_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx, image, command, detach, **opts):
+def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
     Without --network the container gets [containers] default_network from the config, else
@@ -177,7 +70,8 @@ def run(ctx, image, command, detach, **opts):
     engine = _engine(ctx.obj)
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
-    record = _create(engine, image, command, opts)
+    opts["detach_keys"] = detach_keys
+    record = _create(engine, image, command, opts, detach)
     try:
         bundle = lifecycle.prepare(engine, record)
     except BaseException:
@@ -188,19 +82,38 @@ def run(ctx, image, command, detach, **opts):
         monitor.spawn(engine, record, bundle)
         click.echo(record.id)
         return 0
-    code = monitor.run_attached(engine, record, bundle, interactive=opts["interactive"])
+    if opts["tty"] and opts["interactive"]:
+        # Under a detached monitor from the start, so that the detach keys can leave it running.
+        from pallet.kernel import attach
+
+        monitor.spawn(engine, record, bundle, attach_first=True)
+        streams = [s for s in ("stdout", "stderr") if record.config.get(f"Attach{s.title()}", True)]
+        code = attach.attach(_store(engine).run_dir(record.id), interactive=True, detach_keys=detach_keys,
+                             streams=streams)
+        ctx.exit(0 if code is None else code)
+    code = monitor.run_attached(engine, record, bundle, interactive=opts["interactive"],
+                                streams={"stdout": record.config.get("AttachStdout", True),
+                                         "stderr": record.config.get("AttachStderr", True)},
+                                sig_proxy=sig_proxy)
     ctx.exit(code)
 
 
-@container.command("start")
+@container.command("start", cls=EngineCommand)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching (ctrl-p,ctrl-q).")
+@click.option("--checkpoint", default=None, help="Restore from this checkpoint (refused: no CRIU here).")
+@click.option("--checkpoint-dir", default=None, help="Use a custom checkpoint storage directory (refused).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def start(ctx, attach, interactive, containers):
+def start(ctx, attach, interactive, detach_keys, checkpoint, checkpoint_dir, containers):
     """Start one or more stopped containers."""
     from pallet.kernel import lifecycle, monitor
+    from pallet.kernel.policyopts import parse_detach_keys
 
+    if checkpoint or checkpoint_dir:
+        raise UsageError("--checkpoint: pallet has no checkpoint/restore (CRIU) support")
+    parse_detach_keys(detach_keys)
     engine = _engine(ctx.obj)
     code = 0
     for name in containers:
@@ -210,12 +123,49 @@ def start(ctx, attach, interactive, containers):
                 click.echo(name)
             continue
         bundle = lifecycle.prepare(engine, record)
-        if attach or interactive:
+        if (attach or interactive) and record.config.get("Tty") and interactive:
+            from pallet.kernel import attach as attaching
+
+            monitor.spawn(engine, record, bundle, attach_first=True)  # detachable, as run -it
+            code = attaching.attach(_store(engine).run_dir(record.id), interactive=True, detach_keys=detach_keys)
+            code = 0 if code is None else code
+        elif attach or interactive:
             code = monitor.run_attached(engine, record, bundle, interactive=interactive)
         else:
             monitor.spawn(engine, record, bundle)
             click.echo(name)
     ctx.exit(code)
+
+
+@container.command("attach", cls=EngineCommand)
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching (ctrl-p,ctrl-q).")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")
+@click.argument("name")
+@click.pass_context
+def attach_(ctx, detach_keys, no_stdin, sig_proxy, name):
+    """Attach local standard input, output, and error streams to a running container."""
+    import signal
+
+    from pallet.kernel import attach, lifecycle
+    from pallet.kernel.monitor import FORWARDED
+    from pallet.kernel.policyopts import parse_detach_keys
+
+    parse_detach_keys(detach_keys)
+    engine = _engine(ctx.obj)
+    record = lifecycle.refresh(engine, _store(engine).get(name))
+    if record.status == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    if not record.running:
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    if record.config.get("Tty") and not no_stdin and not sys.stdin.isatty():
+        raise PalletError("the input device is not a TTY")
+    if sig_proxy and not record.config.get("Tty"):
+        for signum in FORWARDED:
+            signal.signal(signum, lambda number, _frame: lifecycle.kill(engine, record, number))
+    code = attach.attach(_store(engine).run_dir(record.id), interactive=not no_stdin and record.config.get("OpenStdin"),
+                         detach_keys=detach_keys)
+    ctx.exit(0 if code is None else code)
 
 
 def _store(engine):
@@ -238,7 +188,7 @@ def _each(engine, names, action) -> None:
 
 
 @container.command("stop")
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
 @click.option("-s", "--signal", "sig", default=None, help="Signal to send (default: the container's StopSignal).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
@@ -252,15 +202,19 @@ def stop(engine, timeout, sig, containers):
 
 
 @container.command("restart")
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to stop with (default: the container's StopSignal).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def restart(engine, timeout, containers):
+def restart(engine, timeout, sig, containers):
     """Restart one or more containers."""
     from pallet.kernel import lifecycle, monitor
+    from pallet.kernel.runopts import parse_signal
+
+    number = parse_signal(sig)
 
     def again(record):
-        record = lifecycle.stop(engine, record, timeout)
+        record = lifecycle.stop(engine, record, timeout, number)
         record = _store(engine).update(record.id, restart_count=record.restart_count + 1)
         monitor.spawn(engine, record, lifecycle.prepare(engine, record))
 
@@ -329,7 +283,18 @@ def unpause(engine, containers):
 def rm(engine, force, volumes, containers):
     """Remove one or more containers."""
     from pallet.kernel import lifecycle
+    from pallet.kernel.errors import NotFound
 
+    if force:  # as Docker: -f of a container that is not there is not an error
+        store = _store(engine)
+        present = []
+        for name in containers:
+            try:
+                store.get(name)
+                present.append(name)
+            except NotFound:
+                continue
+        containers = present
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
 
 
@@ -337,18 +302,23 @@ def rm(engine, force, volumes, containers):
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", default=None, help="Show logs since a timestamp (2013-01-02T13:23:37Z) or relative (42m).")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative time (42m).")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs (none are configured: as is).")
 @click.argument("name")
 @click.pass_obj
-def logs(engine, follow, tail, timestamps, name):
+def logs(engine, follow, tail, timestamps, since, until, details, name):
     """Fetch the logs of a container."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_ops import show_logs
+    from pallet.kernel.policyopts import parse_timestamp
 
     store = _store(engine)
     record = lifecycle.refresh(engine, store.get(name))
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
-    show_logs(engine, record, follow, None if tail == "all" or int(tail) < 0 else int(tail), timestamps)
+    window = (parse_timestamp(since, "--since") if since else None, parse_timestamp(until, "--until") if until else None)
+    show_logs(engine, record, follow, None if tail == "all" or int(tail) < 0 else int(tail), timestamps, window)
 
 
 @container.command("wait")
@@ -431,8 +401,9 @@ def prune(engine, force, filters):
 # Commands that live in sibling modules join the same group (and stay importable by name for COMMANDS).
 from pallet.kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
 from pallet.kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
+from pallet.kernel.cli.container_update import update  # noqa: E402
 
-for _command in (commit, cp, diff, export, stats, top, inspect):
+for _command in (commit, cp, diff, export, stats, top, inspect, update):
     container.add_command(_command)
 container.add_command(exec_, "exec")
 container.add_command(ls, "ls")

@@ -100,6 +100,7 @@ def parse_filters(values) -> list[tuple[str, str]]:
     return result
 
 
+PS_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
 
@@ -111,13 +112,17 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
 @format_option
 @click.pass_obj
-def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
+def ls(engine, show_all, quiet, filters, no_trunc, last, latest, size, fmt):
     """List containers."""
     from pallet.kernel import lifecycle
 
     wanted = parse_filters(filters)
+    for key, value in wanted:
+        if key == "status" and value not in PS_STATUSES:
+            raise UsageError(f"invalid filter 'status={value}'")
     now = time.time()
     records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
     if latest:
@@ -128,7 +133,15 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
     if last >= 0:
         records = records[:last]
     rows = [ps_row(r, now, no_trunc) for r in records]
-    emit(rows, PS_COLUMNS, fmt=fmt, quiet=quiet, quiet_field="ID")
+    columns = PS_COLUMNS
+    if size:
+        from pallet.kernel.humanize import size as human
+
+        for row, record in zip(rows, records):
+            rw, rootfs = container_sizes(engine, record)
+            row["Size"] = f"{human(rw)} (virtual {human(rootfs)})"
+        columns = PS_COLUMNS + [("SIZE", "Size")]
+    emit(rows, columns, fmt=fmt, quiet=quiet, quiet_field="ID")
 
 
 
@@ -139,10 +152,27 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, fmt):
 @click.pass_obj
 def inspect(engine, fmt, size, names):
     """Display detailed information on one or more containers."""
-    _inspect(engine, names, fmt, containers_only=True)
+    _inspect(engine, names, fmt, containers_only=True, size=size)
 
 
-def _inspect(engine, names, fmt, containers_only: bool):
+def container_sizes(engine, record) -> tuple[int, int]:
+    """Docker's SizeRw (the container's own layer) and SizeRootFs (with its image)."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.errors import PalletError
+
+    engine.plugins.load("storage", "runtime")
+    try:
+        rw = engine.storage.diff_size(record.id, record.image_top_layer)
+    except Exception:  # noqa: BLE001 - a driver that cannot measure reports 0, as Docker's does
+        rw = 0
+    try:
+        image = lifecycle.image_store(engine).resolve(record.image_id).size or 0
+    except PalletError:
+        image = 0
+    return rw, rw + image
+
+
+def _inspect(engine, names, fmt, containers_only: bool, size: bool = False):
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.output import render_template
     from pallet.kernel.errors import NotFound
@@ -150,7 +180,10 @@ def _inspect(engine, names, fmt, containers_only: bool):
     results, missing = [], []
     for name in names:
         try:
-            results.append(inspect_record(engine, lifecycle.refresh(engine, _store(engine).get(name))))
+            record = lifecycle.refresh(engine, _store(engine).get(name))
+            results.append(inspect_record(engine, record))
+            if size:
+                results[-1]["SizeRw"], results[-1]["SizeRootFs"] = container_sizes(engine, record)
             continue
         except NotFound as exc:
             error = exc
@@ -183,14 +216,18 @@ def _inspect_image(engine, name):
 @click.command("inspect")
 @click.option("-f", "--format", "fmt", default=None, help="Format the output using a Go-style template.")
 @click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None, help="Only this kind.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container.")
 @click.argument("names", nargs=-1, required=True)
 @click.pass_obj
-def inspect_any(engine, fmt, kind, names):
+def inspect_any(engine, fmt, kind, size, names):
     """Return low-level information on containers or images."""
     if kind == "image":
-        click.echo(json.dumps([_inspect_image(engine, n) for n in names], indent=4))
+        from pallet.kernel.cli.output import render_template
+
+        documents = [_inspect_image(engine, n) for n in names]
+        click.echo("\n".join(render_template(fmt, d) for d in documents) if fmt else json.dumps(documents, indent=4))
         return
-    _inspect(engine, names, fmt, containers_only=kind == "container")
+    _inspect(engine, names, fmt, containers_only=kind == "container", size=size)
 
 
 def inspect_record(engine, record) -> dict:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
+from pallet.kernel.cli.container_flags import EngineCommand
 from pallet.kernel.errors import Conflict, PalletError, UsageError
-from pallet.kernel.humanize import binary_size
+from pallet.kernel.humanize import binary_size, size as human_size
 
 
 def _store(engine):
@@ -33,10 +34,17 @@ def _running(engine, name):
 
 # --- logs ----------------------------------------------------------------------------------
 
-def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) -> None:
+def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
+              window: tuple[float | None, float | None] = (None, None)) -> None:
+    """Print the json-file log; ``window`` (since, until) in Unix seconds keeps the entries inside it."""
     from pallet.kernel import lifecycle
+    from pallet.kernel.policyopts import log_time
     from pallet.kernel.stdio import read_log
 
+    since, until = window
+
+    if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
+        raise PalletError('configured logging driver does not support reading')
     path = _store(engine).log_path(record.id)
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
 
@@ -46,11 +54,14 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
         out[stream].flush()
 
     entries = list(read_log(path))
+    if since is not None or until is not None:
+        entries = [e for e in entries if (since is None or log_time(e[1]) >= since)
+                   and (until is None or log_time(e[1]) < until)]
     if tail is not None:
         entries = entries[-tail:] if tail else []
     for entry in entries:
         emit(*entry)
-    if not follow:
+    if not follow or (until is not None and until <= time.time()):
         return
     offset = path.stat().st_size if path.exists() else 0
     while True:
@@ -64,6 +75,8 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
                 for raw in complete.splitlines():
                     with contextlib.suppress(ValueError):
                         entry = json.loads(raw)
+                        if until is not None and log_time(entry["time"]) >= until:
+                            return
                         emit(entry["stream"], entry["time"], entry["log"])
         try:
             current = lifecycle.refresh(engine, _store(engine).load(record.id))
@@ -78,7 +91,7 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
 
 # --- exec ----------------------------------------------------------------------------------
 
-@click.command("exec", context_settings={"help_option_names": ["--help"], "allow_interspersed_args": False})
+@click.command("exec", cls=EngineCommand, context_settings={"help_option_names": ["--help"], "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
@@ -87,11 +100,17 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool) 
 @click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("-w", "--workdir", default="", help="Working directory inside the container.")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.option("--detach-keys", default=None, help="Validated; exec cannot be detached from (a warning says so).")
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, name, command):
+def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privileged, detach_keys, name, command):
     """Execute a command in a running container."""
+    from pallet.kernel.policyopts import parse_detach_keys
+
+    if parse_detach_keys(detach_keys) and not detach:
+        click.echo("WARNING: --detach-keys: pallet cannot detach from an exec session; the keys reach the process",
+                   err=True)
     from pallet.kernel import lifecycle, procs, runopts, spec as specmod
     from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
@@ -227,15 +246,34 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
                 "CPUPerc": f"{cpu:.2f}%",
                 "MemUsage": f"{binary_size(now['memory_usage'])} / {binary_size(limit)}",
                 "MemPerc": f"{100.0 * now['memory_usage'] / limit:.2f}%" if limit else "0.00%",
-                "NetIO": "0B / 0B",
+                "NetIO": "{} / {}".format(*map(human_size, net_io(record.pid) if record.running else (0, 0))),
                 "BlockIO": f"{binary_size(now['blkio_read'])} / {binary_size(now['blkio_write'])}",
                 "PIDs": str(now["pids"]),
             })
+        if not no_stream and sys.stdout.isatty():
+            click.echo("\033[2J\033[H", nl=False)  # redraw in place, as Docker's live table does
         emit(rows, [("CONTAINER ID", "Container"), ("NAME", "Name"), ("CPU %", "CPUPerc"),
                     ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"), ("NET I/O", "NetIO"),
                     ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")], fmt=fmt)
         if no_stream:
             return
+
+
+def net_io(pid: int) -> tuple[int, int]:
+    """Bytes received and sent on the container's interfaces but loopback (its netns's /proc/net/dev)."""
+    received = sent = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as handle:
+            lines = handle.readlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _sep, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() != "lo" and len(fields) >= 9:
+            received += int(fields[0])
+            sent += int(fields[8])
+    return received, sent
 
 
 # --- filesystem ----------------------------------------------------------------------------
@@ -260,14 +298,17 @@ def _split_container_path(arg: str):
 
 @click.command("cp")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output (pallet prints none).")
 @click.argument("src")
 @click.argument("dest")
 @click.pass_obj
-def cp(engine, follow_link, src, dest):
+def cp(engine, follow_link, archive, quiet, src, dest):
     """Copy files between a container and the host (CONTAINER:SRC DEST or SRC CONTAINER:DEST).
 
-    Paths inside the container are resolved as the container sees them: a symlink can never
-    lead outside its root filesystem.
+    ``-`` as DEST writes a tar of SRC to stdout; ``-`` as SRC extracts a tar from stdin into
+    DEST, a directory. Paths inside the container are resolved as the container sees them: a
+    symlink can never lead outside its root filesystem.
     """
     import shutil
 
@@ -275,6 +316,22 @@ def cp(engine, follow_link, src, dest):
 
     src_name, src_path = _split_container_path(src)
     dest_name, dest_path = _split_container_path(dest)
+    if dest == "-" and src_name is not None:
+        record = _store(engine).get(src_name)
+        with mounted_rootfs(engine, record) as rootfs:
+            source = resolve_in_root(rootfs, src_path, follow_last=follow_link)
+            if not source.exists() and not source.is_symlink():
+                raise PalletError(f"Could not find the file {src_path} in container {src_name}")
+            _tar_to_stdout(source)
+        return
+    if src == "-" and dest_name is not None:
+        record = _store(engine).get(dest_name)
+        with mounted_rootfs(engine, record) as rootfs:
+            if not resolve_in_root(rootfs, dest_path).is_dir():
+                raise PalletError(f'extraction point is not a directory: "{dest_path}"')
+            shift = engine.storage.id_shift
+            _untar_into(rootfs, dest_path, shift(0, 0) if shift else (0, 0), keep_owner=archive)
+        return
     if (src_name is None) == (dest_name is None):
         raise UsageError("copying between containers or between host paths is not supported; "
                          "use CONTAINER:PATH for exactly one side")
@@ -304,10 +361,37 @@ def cp(engine, follow_link, src, dest):
         _copy_into(rootfs, source, dest_path, shift(0, 0) if shift else None)
 
 
-def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int] | None = None) -> None:
+def _tar_to_stdout(source: Path) -> None:
+    import tarfile
+
+    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(str(source), arcname=source.name, recursive=True)
+    sys.stdout.buffer.flush()
+
+
+def _untar_into(rootfs: Path, dest_path: str, owner: tuple[int, int], keep_owner: bool) -> None:
+    """Extract stdin's tar into ``dest_path`` in the container: first into a private directory (tarfile's
+    ``tar`` filter refuses members that would land outside it, through links too), then placed by the
+    same in-root copy as ``cp``. Files belong to the container's root unless ``keep_owner`` (-a)."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pallet-cp-") as staging:
+        try:
+            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as archive:
+                archive.extractall(staging, filter="tar")
+        except tarfile.TarError as exc:
+            raise PalletError(f"invalid tar archive on stdin: {exc}") from None
+        for child in sorted(Path(staging).iterdir()):
+            _copy_into(rootfs, child, dest_path.rstrip("/") + "/" + child.name, owner, keep_owner)
+
+
+def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int] | None = None,
+               keep_owner: bool = False) -> None:
     """Copy a host tree to ``dest_path`` in the container, resolving every destination inside the root.
 
-    As Docker, what is copied in belongs to the container's root: ``owner`` when that is not host root.
+    As Docker, what is copied in belongs to the container's root: ``owner`` when that is not host root;
+    ``keep_owner`` (``cp -a``) keeps each source file's uid and gid instead.
     """
     import shutil
 
@@ -328,9 +412,10 @@ def _copy_into(rootfs: Path, source: Path, dest_path: str, owner: tuple[int, int
             if target.is_symlink():
                 target.unlink()
             shutil.copy2(src, target, follow_symlinks=False)
-        if owner is not None:
-            mode = None if src.is_symlink() else target.lstat().st_mode & 0o7777
-            os.lchown(target, *owner)
+        if owner is not None or keep_owner:
+            mode = None if src.is_symlink() else src.lstat().st_mode & 0o7777
+            st = src.lstat()
+            os.lchown(target, *((st.st_uid, st.st_gid) if keep_owner else owner))
             if mode is not None:
                 os.chmod(target, mode)  # chown clears setuid/setgid
 
@@ -401,7 +486,9 @@ class _IterStream(io.RawIOBase):
 @click.command("commit")
 @click.option("-m", "--message", default="", help="Commit message.")
 @click.option("-a", "--author", default="", help="Author.")
-@click.option("-c", "--change", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV, WORKDIR, ENTRYPOINT, USER, LABEL).")
+@click.option("-c", "--change", multiple=True,
+              help="Apply a Dockerfile instruction (CMD ENTRYPOINT ENV EXPOSE HEALTHCHECK LABEL ONBUILD SHELL STOPSIGNAL "
+                   "USER VOLUME WORKDIR).")
 @click.option("-p/--no-pause", "--pause/--no-pause", "pause_it", default=True, help="Pause container during commit.")
 @click.argument("name")
 @click.argument("repository", required=False)
@@ -414,13 +501,11 @@ def commit(engine, message, author, change, pause_it, name, repository):
     record = lifecycle.refresh(engine, _store(engine).get(name))
     store = lifecycle.image_store(engine)
     parent = store.resolve(record.image_id) if record.image_id else None
+    from pallet.kernel.cli.commit_changes import apply_changes
+
     config = {k: record.config.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
-                                                  "Volumes", "Labels", "StopSignal")}
-    changes = _apply_changes(change)
-    if "Env" in changes:
-        from pallet.kernel.runopts import merge_env
-        changes["Env"] = merge_env(config.get("Env") or [], changes["Env"])
-    config.update(changes)
+                                                  "Volumes", "Labels", "StopSignal", "Healthcheck")}
+    config = apply_changes({k: v for k, v in config.items() if v is not None}, change)
     froze = False
     if pause_it and record.status == "running":
         with contextlib.suppress(Exception):
@@ -434,37 +519,6 @@ def commit(engine, message, author, change, pause_it, name, repository):
         if froze:
             lifecycle.runtime_for(engine, record).resume(record.id)
     click.echo(image_id)
-
-
-def _apply_changes(changes) -> dict:
-    import shlex
-
-    result: dict = {}
-    for line in changes:
-        instruction, _sep, rest = line.strip().partition(" ")
-        instruction, rest = instruction.upper(), rest.strip()
-
-        def as_list():
-            return json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
-
-        if instruction == "CMD":
-            result["Cmd"] = as_list()
-        elif instruction == "ENTRYPOINT":
-            result["Entrypoint"] = as_list()
-        elif instruction == "ENV":
-            key, _s, value = rest.replace("=", " ", 1).partition(" ")
-            result.setdefault("Env", []).append(f"{key}={value.strip()}")
-        elif instruction == "WORKDIR":
-            result["WorkingDir"] = rest
-        elif instruction == "USER":
-            result["User"] = rest
-        elif instruction == "LABEL":
-            for item in shlex.split(rest):
-                key, _s, value = item.partition("=")
-                result.setdefault("Labels", {})[key] = value
-        else:
-            raise UsageError(f"{instruction} is not a valid change command")
-    return result
 
 
 def prune_containers(engine, filters) -> tuple[list[str], int]:

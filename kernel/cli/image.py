@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option
 from pallet.kernel.cli.scan import sbom, scan
 from pallet.kernel.cli.trust import prepare_signing, sign, sign_options, sign_pushed, trust, trust_options, verify
 from pallet.kernel.errors import Conflict, PalletError, UsageError
@@ -27,6 +27,15 @@ def _containers_using(engine) -> dict[str, list[str]]:
     for container in ContainerStore(engine).all():
         using.setdefault(container.image_id, []).append(container.id)
     return using
+
+
+def _running_users(engine, container_ids: list[str]) -> list[str]:
+    """The running ones among ``container_ids`` (Docker never removes the image of a running container)."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.containers import ContainerStore
+
+    store = ContainerStore(engine)
+    return [cid for cid in container_ids if lifecycle.refresh(engine, store.load(cid)).running]
 
 
 def _container_ids(engine) -> set[str]:
@@ -118,7 +127,7 @@ def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
 
 @image.command("inspect")
 @click.argument("images", nargs=-1, required=True)
-@format_option
+@inspect_format_option
 @click.pass_context
 def inspect(ctx, images, fmt):
     """Display detailed information on one or more images."""
@@ -202,6 +211,10 @@ def rm(ctx, images, force, no_prune):
             if not by_tag and len(record.repo_tags) > 1 and not force:
                 raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
                                "multiple repositories")
+            running = _running_users(ctx.obj, used_by) if force else []
+            if running:
+                raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
+                               f"running container {running[0][:12]}")
             if used_by and not force:
                 raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
                                f"{used_by[0][:12]} is using its referenced image {record.short_id}")
@@ -457,7 +470,8 @@ def logout(ctx, server):
 
     server = auth.normalise_server(server or "docker.io")
     if not auth.remove_credentials(server):
-        raise PalletError(f"not logged in to {server}")
+        click.echo(f"Not logged in to {server}")  # as Docker: nothing to do is not a failure
+        return
     click.echo(f"Removing login credentials for {server}")
 
 

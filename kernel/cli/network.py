@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option
 from pallet.kernel.config import parse_key_values
 
 
@@ -79,7 +79,7 @@ def _matches(record, filters) -> bool:
 
 @network.command("inspect")
 @click.argument("names", nargs=-1, required=True)
-@format_option
+@inspect_format_option
 @click.pass_obj
 def inspect(engine, names, fmt):
     """Display detailed information on one or more networks."""
@@ -160,6 +160,31 @@ def connect(engine, network_name, container, alias, ip):
         raise PalletError(f"container {record.name} is not running")
     result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip)
     _record_attachment(engine, record, result)
+    _use_embedded_dns(engine, record, result)
+
+
+def _use_embedded_dns(engine, record, result) -> None:
+    """Joining a network with the embedded DNS switches the container's resolver to it, as Docker does,
+    so it finds its new neighbours by name. Written in place: the container sees the file through a bind."""
+    from pallet.kernel.containers import ContainerStore
+    from pallet.kernel.sandbox import EMBEDDED_DNS, override_resolv_conf
+
+    if EMBEDDED_DNS not in (result.get("dns_servers") or []):
+        return
+    path = ContainerStore(engine).run_dir(record.id) / "resolv.conf"
+    try:
+        current = path.read_text()
+    except FileNotFoundError:
+        return
+    if any(line.split()[1:2] == [EMBEDDED_DNS] for line in current.splitlines() if line.startswith("nameserver")):
+        return
+    host = record.host_config
+    text = override_resolv_conf(result["resolv_conf"], {"servers": host.get("Dns") or [],
+                                                        "search": host.get("DnsSearch") or [],
+                                                        "options": host.get("DnsOptions") or []})
+    with open(path, "r+") as handle:
+        handle.write(text)
+        handle.truncate()
 
 
 def _record_attachment(engine, record, result) -> None:

@@ -1,9 +1,7 @@
-"""Shared output for commands: tables, ``--json`` and Docker-style ``--format`` templates.
+"""Shared output for commands: tables, ``--json``, JSON lines and Go-template ``--format``.
 
-``--format`` understands the subset of Go templates scripts use with the docker CLI:
-``{{.Field}}``, ``{{json .}}``, ``{{json .Field}}``, ``table`` as a prefix, and ``json``
-alone. Written by hand because a full Go-template engine would be a large dependency for
-these four forms.
+``--format`` is Go's text/template (:mod:`pallet.kernel.cli.gotemplate`) with Docker's functions,
+``table`` as a prefix (a header row, aligned columns) and ``json`` alone (one object a line).
 """
 
 from __future__ import annotations
@@ -13,26 +11,14 @@ import re
 
 import click
 
-_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+_FIELD = re.compile(r"\{\{-?\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*-?\}\}")
 
 
-def _lookup(row: dict, dotted: str):
-    value = row
-    for part in filter(None, dotted.split(".")):
-        if not isinstance(value, dict) or part not in value:
-            raise click.UsageError(f'template: field "{part}" does not exist (have: {", ".join(sorted(row))})')
-        value = value[part]
-    return value
+def render_template(template: str, row, strict: bool = False) -> str:
+    """``strict``: a missing field is an error (list rows), else Go's ``<no value>`` (inspect documents)."""
+    from pallet.kernel.cli.gotemplate import render  # only --format needs the template engine
 
-
-def render_template(template: str, row: dict) -> str:
-    def substitute(match):
-        value = _lookup(row, match.group(2))
-        if match.group(1) or isinstance(value, (dict, list)):
-            return json.dumps(value)
-        return "" if value is None else str(value)
-
-    return _FIELD.sub(substitute, template.replace("\\t", "\t").replace("\\n", "\n"))
+    return render(template.replace("\\t", "\t").replace("\\n", "\n"), row, strict=strict)
 
 
 def emit(rows: list[dict], columns: list[tuple[str, str]], fmt: str | None = None, as_json: bool = False,
@@ -42,18 +28,28 @@ def emit(rows: list[dict], columns: list[tuple[str, str]], fmt: str | None = Non
         for row in rows:
             click.echo(row[quiet_field])
         return
-    if as_json or fmt == "json":
+    if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    if fmt == "json":  # Docker 23+: one object a line, so scripts can read a stream line by line
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    if fmt == "table":
+        fmt = None  # Docker: "table" alone is the default table
     if fmt:
+        template = fmt[len("table"):].strip() if fmt.startswith("table") else fmt
+        from pallet.kernel.cli.gotemplate import parse
+
+        parse(template)  # a malformed template fails even when there are no rows
         if fmt.startswith("table"):
-            template = fmt[len("table"):].strip()
-            header = _FIELD.sub(lambda m: m.group(2).upper(), template.replace("\\t", "\t"))
-            lines = [header] + [render_template(template, row) for row in rows]
+            headers = {key: header for header, key in columns}  # Docker's headers: .ID is "CONTAINER ID"
+            header = _FIELD.sub(lambda m: headers.get(m.group(2), m.group(2).upper()), template.replace("\\t", "\t"))
+            lines = [header] + [render_template(template, row, strict=True) for row in rows]
             click.echo(_align(lines))
         else:
             for row in rows:
-                click.echo(render_template(fmt, row))
+                click.echo(render_template(fmt, row, strict=True))
         return
     lines = ["\t".join(header for header, _ in columns)]
     lines += ["\t".join(_cell(row.get(key)) for _, key in columns) for row in rows]
@@ -84,6 +80,12 @@ def _align(lines: list[str]) -> str:
 def format_option(func):
     return click.option("--format", "fmt", metavar="TEMPLATE",
                         help="Format output: 'json', 'table …' or a Go-style template like '{{.Name}}'.")(func)
+
+
+def inspect_format_option(func):
+    """``inspect`` commands take ``-f`` too, as Docker's do (list commands keep ``-f`` for --filter)."""
+    return click.option("-f", "--format", "fmt", metavar="TEMPLATE",
+                        help="Format output: 'json' or a Go template like '{{.Id}}'.")(func)
 
 
 def json_option(func):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import click
 
@@ -56,6 +58,7 @@ def info_data(engine) -> dict:
         if record.cls.default_enabled and record.availability().available and record.cls.implemented:
             security.append(name)
     return {
+        **docker_counts(engine),
         "ServerVersion": __version__,
         "RootDir": str(engine.root),
         "RunRoot": str(engine.run_root),
@@ -70,7 +73,20 @@ def info_data(engine) -> dict:
             "V2Mount": cgroups.v2_mount,
             "V2Controllers": cgroups.v2_controllers,
         },
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if str(cgroups.version) == "2" else "1",  # Docker says 1 on a hybrid host
         "Kernel": host.kernel_release(),
+        "KernelVersion": host.kernel_release(),
+        "OperatingSystem": _os_name(),
+        "OSType": "linux",
+        "Architecture": os.uname().machine,
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "Name": os.uname().nodename,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
+                           "Insecure": list(engine.config.section("registries").get("insecure") or [])},
+        "Warnings": cgroup_warnings(cgroups),
         "KernelFeatures": host.kernel_features(),
         "Plugins": counts,
         "BrokenPlugins": [
@@ -78,6 +94,44 @@ def info_data(engine) -> dict:
             for p in manager.all_plugins() if p.state == "broken"
         ],
     }
+
+
+def docker_counts(engine) -> dict:
+    """Docker's Containers/ContainersRunning/Paused/Stopped and Images counts."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.containers import ContainerStore
+
+    statuses = [lifecycle.refresh(engine, r).status for r in ContainerStore(engine).all()]
+    try:
+        images = len(lifecycle.image_store(engine).all())
+    except PalletError:
+        images = 0
+    return {"Containers": len(statuses), "ContainersRunning": statuses.count("running"),
+            "ContainersPaused": statuses.count("paused"),
+            "ContainersStopped": len(statuses) - statuses.count("running") - statuses.count("paused"),
+            "Images": images}
+
+
+def cgroup_warnings(cgroups) -> list[str]:
+    """Docker's warnings for limits this host's cgroups cannot enforce."""
+    warnings = []
+    memory = Path(cgroups.v1["memory"]) if "memory" in cgroups.v1 else None
+    if memory and not (memory / "memory.memsw.limit_in_bytes").exists():
+        warnings.append("WARNING: No swap limit support")
+    blkio = Path(cgroups.v1["blkio"]) if "blkio" in cgroups.v1 else None
+    if blkio and not any((blkio / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
+        warnings.append("WARNING: No blkio weight support")
+        warnings.append("WARNING: No blkio weight_device support")
+    return warnings
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as handle:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+    except OSError:
+        return "Linux"
+    return fields.get("PRETTY_NAME", "Linux").strip('"')
 
 
 @click.command("info")
@@ -94,8 +148,15 @@ def info(engine, as_json, fmt):
         from pallet.kernel.cli.output import render_template
         click.echo(render_template(fmt, data))
         return
+    from pallet.kernel.humanize import size
+
     storage = data["Storage"]
     lines = [
+        f"Containers: {data['Containers']}",
+        f" Running: {data['ContainersRunning']}",
+        f" Paused: {data['ContainersPaused']}",
+        f" Stopped: {data['ContainersStopped']}",
+        f"Images: {data['Images']}",
         f"Server Version: {data['ServerVersion']}",
         f"Root Dir: {data['RootDir']}",
         f"Run Root: {data['RunRoot']}",
@@ -107,6 +168,7 @@ def info(engine, as_json, fmt):
         lines.append(f" {key}: {value}")
     cg = data["Cgroup"]
     lines += [
+        f"Cgroup Driver: {data['CgroupDriver']}",
         f"Cgroup Version: {cg['Version']}",
         f" v1 controllers: {', '.join(cg['V1Controllers']) or '-'}",
         f" v2 mount: {cg['V2Mount'] or '-'} ({', '.join(cg['V2Controllers']) or 'no controllers'})",
@@ -114,6 +176,12 @@ def info(engine, as_json, fmt):
         f"Network drivers: {', '.join(data['Networks'])}",
         f"Security Options: {', '.join(data['SecurityOptions']) or '-'}",
         f"Kernel Version: {data['Kernel']}",
+        f"Operating System: {data['OperatingSystem']}",
+        f"OSType: {data['OSType']}",
+        f"Architecture: {data['Architecture']}",
+        f"CPUs: {data['NCPU']}",
+        f"Total Memory: {size(data['MemTotal'])}",
+        f"Name: {data['Name']}",
         "Kernel Features: " + ", ".join(k for k, v in data["KernelFeatures"].items() if v),
         "Plugins: " + "; ".join(
             f"{kind} {c['loaded']} loaded" + (f", {c['broken']} broken" if c["broken"] else "")
@@ -123,18 +191,28 @@ def info(engine, as_json, fmt):
     ]
     for broken in data["BrokenPlugins"]:
         lines.append(f" Broken: {broken['Name']} ({broken['Distribution'] or 'unknown'}): {broken['Error']}")
+    if data["RegistryConfig"]["Insecure"]:
+        lines.append("Insecure Registries:")
+        lines += [f" {r}" for r in data["RegistryConfig"]["InsecureRegistryCIDRs"] + data["RegistryConfig"]["Insecure"]]
     click.echo("\n".join(lines))
+    for warning in data["Warnings"]:
+        click.echo(warning, err=True)  # as Docker: on stderr, so that scripts parsing stdout are not disturbed
 
 
 @click.command("version")
 @json_option
-def version(as_json):
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="'json' or a Go template like '{{.Version}}'.")
+def version(as_json, fmt):
     """Show the pallet version."""
     import platform
 
     data = {"Version": __version__, "Python": platform.python_version(), "Os": "linux", "Arch": platform.machine()}
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(json.dumps(data))
+    elif fmt:
+        from pallet.kernel.cli.output import render_template
+
+        click.echo(render_template(fmt, data))
     else:
         click.echo("\n".join(f"{k}: {v}" for k, v in data.items()))
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, json_option, render_template
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, render_template
 
 
 @click.group("volume")
@@ -112,7 +112,7 @@ def ls(engine, quiet, filters, fmt, as_json):
 
 @volume.command("inspect")
 @click.argument("names", nargs=-1, required=True)
-@format_option
+@inspect_format_option
 @click.pass_obj
 @click.pass_context
 def inspect(ctx, engine, names, fmt):

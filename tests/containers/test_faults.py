@@ -16,10 +16,10 @@ from tests.containers.conftest import container_ids, mounts_under, record
 
 def test_nonexistent_image_is_an_error_and_creates_nothing(bb):
     never = bb("run", "--rm", "--pull", "never", "nosuchimage", "true")
-    assert (never.returncode, never.error_lines) == (1, ["Error: No such image: nosuchimage"])
+    assert (never.returncode, never.error_lines) == (125, ["Error: No such image: nosuchimage"])
     # Default --pull missing tries a pull first, as Docker does; here no registry is reachable.
     missing = bb("run", "--rm", "nosuchimage", "true")
-    assert missing.returncode == 1
+    assert missing.returncode == 125
     assert missing.error_lines[0] == "Unable to find image 'nosuchimage:latest' locally"
     assert len(missing.error_lines) == 2 and missing.error_lines[1].startswith("Error: ")
     assert container_ids(bb.root) == []
@@ -44,37 +44,37 @@ def test_missing_command_without_rm_leaves_an_exited_container_and_no_mount(bb):
     assert mounts_under(bb.root) == []
 
 
-@pytest.mark.parametrize("spec", ["./rel:/x", "/a:b", "/a:/b:xyz", ":/b", "/a:/b:ro:rw", "a b:/c"])
+@pytest.mark.parametrize("spec", ["/a:b", "/a:/b:xyz", ":/b", "/a:/b:ro:rw", "a b:/c"])
 def test_bad_volume_spec_is_a_usage_error(bb, spec):
     result = bb("run", "--rm", "-v", spec, "busybox", "true")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 125, result.stderr  # Docker's code for run's own failures
     assert len(result.error_lines) == 1 and result.stderr.startswith("Error: invalid")
     assert container_ids(bb.root) == []
 
 
 def test_bind_mount_of_missing_source_is_refused(bb, tmp_path):
     result = bb("run", "--rm", "--mount", f"type=bind,source={tmp_path}/nope,target=/x", "busybox", "true")
-    assert result.returncode == 2
+    assert result.returncode == 125
     assert "bind source path does not exist" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["32x", "lots", "-5m", "1.2.3g"])
 def test_bad_memory_value_is_a_usage_error(bb, value):
     result = bb("run", "--rm", "-m", value, "busybox", "true")
-    assert result.returncode == 2
+    assert result.returncode == 125
     assert result.error_lines == [f"Error: invalid argument \"{value}\" for \"-m, --memory\" flag: invalid size: '{value}'"]
     assert container_ids(bb.root) == []
 
 
 def test_memory_below_docker_minimum_is_refused(bb):
     result = bb("run", "--rm", "-m", "1m", "busybox", "true")
-    assert result.returncode == 2 and "Minimum memory limit allowed is 6MB" in result.stderr
+    assert result.returncode == 125 and "Minimum memory limit allowed is 6MB" in result.stderr
 
 
 def test_duplicate_name_is_a_conflict(bb):
     bb("create", "--name", "dup", "busybox", "true", check=True)
     result = bb("run", "--name", "dup", "busybox", "true")
-    assert result.returncode == 1
+    assert result.returncode == 125
     assert len(result.error_lines) == 1 and 'The container name "/dup" is already in use' in result.stderr
     assert len(container_ids(bb.root)) == 1
 
@@ -92,7 +92,7 @@ def test_rm_of_running_container_needs_force(bb):
 def test_exec_into_stopped_container_is_refused(bb):
     bb("run", "--name", "done", "busybox", "true", check=True)
     result = bb("exec", "done", "echo", "hi")
-    assert result.returncode == 1
+    assert result.returncode == 125
     assert result.error_lines == [f"Error: Container {record(bb, 'done')['Id']} is not running"]
 
 

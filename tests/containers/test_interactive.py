@@ -89,3 +89,45 @@ def test_exec_it_into_a_running_container(bb):
     assert "/dev/pts/" in out
     os.write(master, b"exit 4\r")
     assert finish(pid, master) == 4
+
+
+def test_ctrl_p_ctrl_q_detaches_and_attach_comes_back(bb):
+    from tests.containers.conftest import record
+
+    pid, master = spawn(bb, "run", "-it", "--name", "det", "busybox", "sh")
+    read_until(master, "#")
+    os.write(master, b"echo one-$((1+1))\r")
+    read_until(master, "one-2")
+    os.write(master, b"\x10\x11")  # Docker's default detach keys: Ctrl-P Ctrl-Q
+    assert finish(pid, master) == 0
+    assert record(bb, "det")["State"]["Running"] is True
+    pid, master = spawn(bb, "attach", "--detach-keys", "ctrl-a,d", "det")
+    os.write(master, b"echo two-$((2+2))\r")
+    read_until(master, "two-4")
+    os.write(master, b"\x01d")
+    assert finish(pid, master) == 0
+    assert record(bb, "det")["State"]["Running"] is True
+    pid, master = spawn(bb, "attach", "det")
+    os.write(master, b"exit 6\r")
+    assert finish(pid, master) == 6
+    assert record(bb, "det")["State"]["ExitCode"] == 6
+    stopped = bb("attach", "det")
+    assert stopped.returncode == 125 and "You cannot attach to a stopped container" in stopped.stderr
+
+
+def test_attach_without_a_tty_streams_output_until_the_exit(bb):
+    bb("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "sleep 1; echo out; echo err >&2; exit 5",
+       check=True)
+    result = bb("attach", "ticker")
+    assert (result.returncode, result.stdout, result.stderr) == (5, "out\n", "err\n")
+
+
+def test_detach_matcher_holds_a_prefix_and_releases_it_when_the_sequence_breaks():
+    from pallet.kernel.attach import DetachMatcher, key_sequence
+
+    assert key_sequence(None) == b"\x10\x11" and key_sequence("ctrl-a,d") == b"\x01d"
+    matcher = DetachMatcher(b"\x10\x11")
+    assert matcher.feed(b"ab\x10") == (b"ab", False)
+    assert matcher.feed(b"x") == (b"\x10x", False)
+    assert matcher.feed(b"\x10\x10") == (b"\x10", False)
+    assert matcher.feed(b"\x11rest") == (b"", True)

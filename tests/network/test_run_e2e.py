@@ -137,6 +137,21 @@ def test_run_takes_fixed_ip_mac_and_alias_on_a_user_network(cli):
 
 def test_bad_ip_and_mac_are_usage_errors(cli):
     bad_ip = cli("run", "--rm", "--ip", "10.0.0.300", "busybox", "true")
-    assert (bad_ip.returncode, bad_ip.error_lines) == (2, ['Error: invalid IPv4 address: "10.0.0.300"'])
+    assert (bad_ip.returncode, bad_ip.error_lines) == (125, ['Error: invalid IPv4 address: "10.0.0.300"'])
     bad_mac = cli("run", "--rm", "--mac-address", "zz:00", "busybox", "true")
-    assert (bad_mac.returncode, bad_mac.error_lines) == (2, ["Error: zz:00 is not a valid mac address"])
+    assert (bad_mac.returncode, bad_mac.error_lines) == (125, ["Error: zz:00 is not a valid mac address"])
+
+
+def test_connect_to_a_user_network_switches_the_resolver_to_the_embedded_dns(cli):
+    cli("network", "create", "--subnet", f"{NET}.62.0/24", "named", check=True)
+    cli("run", "-d", "--name", "plain", "--dns-option", "timeout:2", "busybox", "sleep", "60", check=True)
+    before = cli("exec", "plain", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11" not in before
+    cli("network", "connect", "named", "plain", check=True)
+    after = cli("exec", "plain", "cat", "/etc/resolv.conf").stdout.splitlines()
+    assert "nameserver 127.0.0.11" in after and "options timeout:2" in after  # the container's own options stay
+    assert [line for line in after if line.startswith("nameserver")] == ["nameserver 127.0.0.11"]
+    cli("run", "-d", "--name", "peer", "--network", "named", "busybox", "sleep", "60", check=True)
+    peer_ip = json.loads(cli("inspect", "peer", check=True).stdout)[0]["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+    found = cli("exec", "plain", "nslookup", "peer")
+    assert peer_ip in found.stdout, found.stdout + found.stderr

@@ -39,7 +39,8 @@ def test_pull_needs_login_then_works(auth_registry, rpallet, tmp_path):
     out = rpallet("logout", auth_registry.host, check=True).stdout
     assert out.strip() == f"Removing login credentials for {auth_registry.host}"
     assert json.loads(auth_file.read_text())["auths"] == {}
-    assert rpallet("logout", auth_registry.host).returncode == 1
+    again = rpallet("logout", auth_registry.host)  # as Docker: not logged in is not a failure
+    assert (again.returncode, again.stdout) == (0, f"Not logged in to {auth_registry.host}\n")
 
 
 def test_wrong_stored_password_fails_cleanly(auth_registry, rpallet, tmp_path):

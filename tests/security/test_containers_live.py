@@ -85,7 +85,7 @@ def test_malformed_profile_is_one_error_line(bb, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "NOPE"}]}')
     done = bb("run", "--rm", "--network", "none", "--security-opt", f"seccomp={bad}", "busybox", "true")
-    assert done.returncode == 2 and done.error_lines == [
+    assert done.returncode == 125 and done.error_lines == [
         f'Error: invalid seccomp profile {bad}: syscalls[0].action: unknown action "NOPE"']
 
 
@@ -183,9 +183,9 @@ def test_userns_flag_and_remap_rules_through_run(bb, tmp_path):
     (tmp_path / "remap.toml").write_text(f'[security]\nuserns_remap = "default"\nsubuid_file = "{tmp_path / "subid"}"\n'
                                          f'subgid_file = "{tmp_path / "subid"}"\n')
     done = bb("run", "--rm", "--network", "none", "--privileged", "busybox", "true")
-    assert done.returncode == 2 and "--userns=host" in done.stderr
+    assert done.returncode == 125 and "--userns=host" in done.stderr
     done = bb("run", "--rm", "--network", "none", "--userns", "private", "busybox", "true")
-    assert done.returncode == 2 and 'invalid --userns "private"' in done.stderr
+    assert done.returncode == 125 and 'invalid --userns "private"' in done.stderr
     done = bb("run", "--rm", "--network", "none", "--privileged", "--userns", "host", "busybox",
               "cat", "/proc/self/uid_map")
     assert done.returncode == 0, done.stderr

@@ -95,7 +95,7 @@ def test_userns_host_opts_out(remapped):
 def test_missing_subordinate_range_is_one_clear_line(remapped):
     _config(remapped.root.parent, "someone-else:100000:65536\n")
     result = remapped("run", "--rm", "busybox", "true")
-    assert result.returncode == 1
+    assert result.returncode == 125
     assert len(result.error_lines) == 1, result.stderr
     assert result.error_lines[0].startswith("Error: userns_remap:")
     assert "pallet security userns setup" in result.error_lines[0]
@@ -107,7 +107,7 @@ def test_closed_bind_source_parent_is_named(remapped):
     (closed / "inner").mkdir(parents=True)
     closed.chmod(0o700)
     result = remapped("run", "--rm", "-v", f"{closed / 'inner'}:/data", "busybox", "true")
-    assert result.returncode == 1
+    assert result.returncode == 125
     assert len(result.error_lines) == 1, result.stderr
     assert str(closed) in result.error_lines[0] and "o+x" in result.error_lines[0]
     assert remapped("ps", "-aq").stdout.strip() == ""
