@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("pallet.kernel.cli.container", "commit", "Create a new image from a container's changes"),
     "port": ("pallet.kernel.cli.container", "port", "List port mappings of a container"),
     "rename": ("pallet.kernel.cli.container", "rename", "Rename a container"),
+    "build": ("pallet.kernel.cli.build", "build", "Build an image from a Dockerfile"),
+    "builder": ("pallet.kernel.cli.build", "builder", "Manage the build cache"),
     "pull": ("pallet.kernel.cli.image", "pull", "Download an image from a registry"),
     "push": ("pallet.kernel.cli.image", "push", "Upload an image to a registry"),
     "images": ("pallet.kernel.cli.image", "ls", "List images"),
@@ -96,7 +98,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "image", "network", "volume", "plugins", "storage", "security", "system"}
 
 
 def _missing_command(name: str) -> click.Command:

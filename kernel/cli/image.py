@@ -447,3 +447,7 @@ def logout(ctx, server):
 # Docker's aliases for the group's subcommands.
 image.add_command(ls, "list")
 image.add_command(rm, "remove")
+
+from pallet.kernel.cli.build import build as _build  # noqa: E402  (pallet image build = pallet build)
+
+image.add_command(_build, "build")
