@@ -14,6 +14,7 @@ packages=(
   nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store
   libseccomp-dev libseccomp2 uidmap                # security
   procps psmisc util-linux hyperfine               # process tools, benchmarks
+  buildah                                          # the peer `pallet build` is compared with
 )
 missing=()
 for pkg in "${packages[@]}"; do

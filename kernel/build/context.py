@@ -89,7 +89,7 @@ class Ignore:
         matched = False
         parents = _parents(rel)
         for pattern in self.patterns:
-            if pattern.exclusion == (not matched):
+            if pattern.exclusion == matched:
                 # only a pattern that could flip the result needs evaluating
                 if pattern.regex.match(rel) or any(pattern.regex.match(p) for p in parents):
                     matched = not pattern.exclusion
@@ -171,7 +171,12 @@ class Context:
                     continue
                 if not self.ignore.ignored(name):
                     yield name, st
-                yield from self._subtree(name)
+                    yield from self._subtree(name)
+                    continue
+                inside = list(self._subtree(name))  # an excluded directory comes along for a re-included file
+                if inside:
+                    yield name, st
+                    yield from inside
             elif not self.ignore.ignored(name):
                 yield name, st
 
