@@ -47,7 +47,29 @@ def disk_usage(engine) -> list[dict]:
                 reclaimable += amount
     rows.append({"Type": "Local Volumes", "TotalCount": len(volumes), "Active": active, "Size": size,
                  "Reclaimable": reclaimable})
-    rows.append({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0})
+    rows.append(build_cache_row(engine, images))
+    return rows
+
+
+def build_cache_row(engine, images) -> dict:
+    """The build cache's entries; those whose layer an image holds are active (``builder prune`` keeps them)."""
+    from pallet.kernel.build.cache import BuildCache
+    from pallet.kernel.images import manifest as mf
+
+    from pallet.kernel import lifecycle
+
+    try:
+        store = lifecycle.image_store(engine)
+    except PalletError:
+        return {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0}
+    entries = BuildCache(engine, store).entries()
+    in_images = set()
+    for record in images:
+        with contextlib.suppress(PalletError):
+            in_images.update(d.digest for d in mf.parse_manifest(store.blobs.read(record.manifest_digest)).layers)
+    active = [e for e in entries if e.digest in in_images]
+    return {"Type": "Build Cache", "TotalCount": len(entries), "Active": len(active),
+            "Size": sum(e.size for e in entries), "Reclaimable": sum(e.size for e in entries if e not in active)}
     return rows
 
 
