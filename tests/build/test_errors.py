@@ -42,7 +42,7 @@ BAD = [
     ("ARG TAG\nFROM busybox:${TAG}\n", {}, "Error: Dockerfile:2: FROM uses ARG TAG, which has no value"),
     ("FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\nCOPY --from=a /x /y\n", {},
      "Error: Dockerfile:3: circular dependency detected between stages: b -> a -> b"),
-    ("FROM busybox\nENV A=${B:?must be set}\n", {}, "Error: Dockerfile:2: B: must be set"),
+    ("FROM busybox\nENV A=\"${B:?must be set}\"\n", {}, "Error: Dockerfile:2: B: must be set"),
     ("FROM busybox\nEXPOSE 80/xyz\n", {}, 'Error: Dockerfile:2: invalid proto "xyz"'),
     ("FROM busybox\nCOPY a b /notadir\n", {"a": "", "b": ""}, "Error: Dockerfile:2: when using COPY with more than "
                                                              "one source file, the destination must be a directory"),
