@@ -161,52 +161,22 @@ def normalized_layer(chunks, epoch: int | None, drop=frozenset()):
     return out, not empty
 
 
-class Reaper:
-    """Waits for container processes when several stages run at once: one waitpid(-1) loop, so a
-    thread never reaps a process another thread is waiting for."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.done: dict[int, int] = {}
-
-    def wait(self, pid: int) -> int:
+def wait_container(pid: int) -> int:
+    """Reap one container process by pid, never with ``waitpid(-1)``: stages run in threads, and the
+    runtime (and subprocesses elsewhere) wait for their own children, whose exits must not be taken."""
+    while True:
         try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pidfd = None
-        try:
-            while True:
-                with self.lock:
-                    if pid in self.done:
-                        return self.done.pop(pid)
-                    while True:
-                        try:
-                            got, status = os.waitpid(-1, os.WNOHANG)
-                        except ChildProcessError:
-                            got = 0
-                        if not got:
-                            break
-                        self.done[got] = procs.exit_code_from_status(status)
-                    if pid in self.done:
-                        return self.done.pop(pid)
-                    if pidfd is None and not procs.alive(pid, 0):
-                        return 255
-                if pidfd is not None:
-                    _wait_readable(pidfd, 0.05)
-                else:
-                    time.sleep(0.01)
-        finally:
-            if pidfd is not None:
-                os.close(pidfd)
+            _got, status = os.waitpid(pid, 0)
+            return procs.exit_code_from_status(status)
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # not (yet) re-parented to us: wait for it to end, its code is lost
+            while procs.alive(pid, 0):
+                time.sleep(0.02)
+            return 255
 
 
-def _wait_readable(fd: int, timeout: float) -> None:
-    import select
-
-    select.select([fd], [], [], timeout)
-
-
-def run_container(engine, journal: Journal, reaper: Reaper, request, image_config: dict, top_layer: str | None,
+def run_container(engine, journal: Journal, request, image_config: dict, top_layer: str | None,
                   on_output) -> tuple[str, int, list[str]]:
     """Create and run one build container to its end; return (container id, exit code, last output lines).
 
@@ -244,7 +214,7 @@ def run_container(engine, journal: Journal, reaper: Reaper, request, image_confi
             text = pending.decode(errors="replace")
             tail = (tail + [text])[-TAIL_LINES:]
             on_output(text)
-        code = reaper.wait(pid)
+        code = wait_container(pid)
     finally:
         os.close(out_r)
         os.close(devnull)

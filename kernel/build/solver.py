@@ -76,7 +76,9 @@ class Solver:
         self.store = ImageStore(engine)
         self.cache = BuildCache(engine, self.store)
         self.journal = ex.Journal(engine, build_id)
-        self.reaper = ex.Reaper()
+        from pallet.kernel import procs
+
+        procs.set_subreaper()  # a runtime that forks away still hands its container to us to reap
         self.results: dict[int, State] = {}
         self.counter = 0
         self.lock = threading.Lock()
@@ -401,8 +403,7 @@ class Solver:
             def output(line: str) -> None:
                 self.progress({"type": "log", "id": number, "text": line})
 
-            cid, code, tail = ex.run_container(self.engine, self.journal, self.reaper, request, image_config, top,
-                                               output)
+            cid, code, tail = ex.run_container(self.engine, self.journal, request, image_config, top, output)
             try:
                 if code != 0:
                     shown = command[-1] if not isinstance(step.command, list) else json.dumps(command)

@@ -253,3 +253,18 @@ def test_stdin_dockerfile_and_tar_context(build, tmp_path):
     result = build.pallet("build", "-q", "-t", "f-flag", "-f", str(df), str(tmp_path / "c2"))
     assert result.returncode == 0, result.stderr
     assert build.filesystem("f-flag")["g"].data == b"ctx2"
+
+
+def test_independent_stages_build_at_the_same_time(build):
+    # Each stage waits (up to 60 s) for the other's mark in a shared cache mount: built one after the
+    # other, the first would fail. No timing is measured.
+    wait = ('RUN --mount=type=cache,id=rendezvous,target=/rv touch /rv/{me} && i=0; '
+            'until [ -e /rv/{other} ]; do i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done; '
+            'echo {me} > /{me}\n')
+    dockerfile = ('FROM busybox AS left\n' + wait.format(me="left", other="right") +
+                  'FROM busybox AS right\n' + wait.format(me="right", other="left") +
+                  'FROM scratch\nCOPY --from=left /left /\nCOPY --from=right /right /\n')
+    build(dockerfile, {}, "-t", "parallel")
+    fs = build.filesystem("parallel")
+    assert fs["left"].data == b"left\n" and fs["right"].data == b"right\n"
+    assert_nothing_left(build.pallet)

@@ -1,0 +1,1 @@
+"""Example vendor plugins for pallet: ``copyfs`` (storage) and ``macvlan`` (network)."""
