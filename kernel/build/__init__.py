@@ -36,6 +36,7 @@ class BuildRequest:
     source_date_epoch: int | None = None
     outputs: list[dict] = field(default_factory=list)                    # parsed -o specs
     runtime: str = "pallet"
+    format: str = "oci"                      # media types: oci, or docker (schema 2)
     jobs: int = 2                            # stages built at once
     store: bool = True                       # keep the image in the store (false with -o only)
 

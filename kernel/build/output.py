@@ -44,10 +44,24 @@ def finish_image(engine, solver, state):
     store = solver.store
     tags = list(request.tags) if request.store else []
     with store.transaction() as txn:
-        record = imgbuild.store_image(store, txn, doc, [d for d, _ in state.layers], tags)
+        record = imgbuild.store_image(store, txn, doc, _annotated(state), tags, request.format)
     for output in request.outputs:
         export(engine, store, record, output)
     return BuildResult(record.id, doc, record.manifest_digest)
+
+
+def _annotated(state) -> list:
+    """Layer descriptors, each layer this build made marked with its step key (``--cache-from`` reads it)."""
+    from pallet.kernel.build.solver import CACHE_ANNOTATION
+    from pallet.kernel.images import manifest as mf
+
+    result = []
+    for (descriptor, _diff_id), key in zip(state.layers, state.layer_keys):
+        if key:
+            descriptor = mf.Descriptor(descriptor.media_type, descriptor.digest, descriptor.size,
+                                       annotations={CACHE_ANNOTATION: key})
+        result.append(descriptor)
+    return result
 
 
 def export(engine, store, record, output: dict) -> None:

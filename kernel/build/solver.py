@@ -29,6 +29,7 @@ from pallet.kernel.images.build import DEFAULT_PATH, base_config, layer_from_tar
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DROPPED_STUBS = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+CACHE_ANNOTATION = "org.pallet.build.cache.v0"   # on a layer descriptor: the step key that made the layer
 
 
 class StepFailed(PalletError):
@@ -46,6 +47,7 @@ class State:
     key: str = ""
     args: dict = field(default_factory=dict)        # ARGs declared in this stage -> value or None
     cmd_set: bool = False
+    layer_keys: list = field(default_factory=list)  # the step key that made each layer (None: base image's)
 
     @property
     def config(self) -> dict:
@@ -80,6 +82,7 @@ class Solver:
 
         procs.set_subreaper()  # a runtime that forks away still hands its container to us to reap
         self.results: dict[int, State] = {}
+        self.cache_images: dict | None = None
         self.counter = 0
         self.lock = threading.Lock()
         self.epoch = request.source_date_epoch
@@ -153,7 +156,8 @@ class Solver:
     def base_state(self, stage: Stage) -> tuple[State, list[str]]:
         if stage.base_stage is not None:
             parent = self.results[stage.base_stage]
-            return State(copy.deepcopy(parent.doc), list(parent.layers), parent.key), []
+            return State(copy.deepcopy(parent.doc), list(parent.layers), parent.key,
+                         layer_keys=list(parent.layer_keys)), []
         if stage.base.lower() == "scratch":
             doc = base_config(self.created)
             doc["history"] = []
@@ -164,7 +168,7 @@ class Solver:
         triggers = list((doc.get("config") or {}).get("OnBuild") or [])
         if triggers:
             doc["config"]["OnBuild"] = None
-        return State(doc, layers, step_key("image", image.id)), triggers
+        return State(doc, layers, step_key("image", image.id), layer_keys=[None] * len(layers)), triggers
 
     def resolve_image(self, ref: str, line: int):
         from pallet.kernel import lifecycle
@@ -346,12 +350,41 @@ class Solver:
     def lookup(self, stage: Stage, key: str) -> Entry | None:
         if self.request.no_cache or stage.name in self.request.no_cache_filter:
             return None
-        return self.cache.get(key)
+        entry = self.cache.get(key)
+        if entry is None and self.request.cache_from:
+            entry = self.from_cache_images(key)
+        return entry
+
+    def from_cache_images(self, key: str) -> Entry | None:
+        """``--cache-from IMAGE``: its layers carry the step key that made them (a descriptor annotation),
+        so an exact match is adopted into the local cache."""
+        with self.lock:
+            if self.cache_images is None:
+                self.cache_images = {}
+                for ref in self.request.cache_from:
+                    try:
+                        image = self.store.resolve(ref)
+                    except PalletError:
+                        self.progress({"type": "log", "id": 0, "text": f"--cache-from {ref}: not found, ignored"})
+                        continue
+                    for descriptor, diff_id in self.image_layers(image):
+                        made_by = (descriptor.annotations or {}).get(CACHE_ANNOTATION)
+                        if made_by:
+                            self.cache_images[made_by] = (descriptor, diff_id)
+        found = self.cache_images.get(key)
+        if found is None or not self.store.blobs.has(found[0].digest):
+            return None
+        descriptor, diff_id = found
+        entry = Entry(key, descriptor.media_type, descriptor.digest, descriptor.size, diff_id, self.created)
+        with self.store.transaction() as txn:
+            self.cache.put(txn, entry)
+        return entry
 
     def apply_entry(self, state: State, step, entry: Entry, text: str | None = None) -> None:
         state.key = entry.key
         if entry.digest:
             state.layers.append((entry.descriptor, entry.diff_id))
+            state.layer_keys.append(entry.key)
             state.doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(entry.diff_id)
             self.history(state, step, False, text)
         else:

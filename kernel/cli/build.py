@@ -136,10 +136,12 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--progress", "progress_mode", default="auto", type=click.Choice(["auto", "tty", "plain", "quiet"]),
               show_default=True, help="Type of progress output.")
 @click.option("--platform", default="", help="Target platform (only the host's can be built).")
+@click.option("--format", "media", default="oci", show_default=True, type=click.Choice(["oci", "docker"]),
+              help="Media types of the image's manifest, config and layers.")
 @click.option("--runtime", default="pallet", show_default=True, help="Runtime for RUN steps (pallet, runc, crun).")
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,
-          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, runtime):
+          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime):
     """Build an image from a Dockerfile (CONTEXT: a directory, a tarball, or - for stdin)."""
     from pallet.kernel.build import BuildRequest, build_result
     from pallet.kernel.build.output import parse_output
@@ -159,7 +161,8 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         target=target, labels=_parse_pairs(label, "--label"), no_cache=no_cache,
         no_cache_filter=[s.lower() for s in no_cache_filter], cache_from=list(cache_from), pull=pull,
         secrets=dict(_parse_secret(s) for s in secret), network="host" if network == "default" else network,
-        source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs], runtime=runtime)
+        source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs], runtime=runtime,
+        format=media)
     if quiet:
         progress_mode = "quiet"
     live = progress_mode == "tty" or (progress_mode == "auto" and sys.stderr.isatty())

@@ -100,7 +100,8 @@ def prune(ctx, all_, volumes, force):
 
     if not force:
         items = ["all stopped containers", "all networks not used by at least one container",
-                 "all images without at least one container associated to them" if all_ else "all dangling images"]
+                 "all images without at least one container associated to them" if all_ else "all dangling images",
+                 "all build cache" if all_ else "unused build cache"]
         if volumes:
             items.append("all anonymous volumes not used by at least one container")
         text = "WARNING! This will remove:\n" + "".join(f"  - {item}\n" for item in items)
@@ -108,7 +109,8 @@ def prune(ctx, all_, volumes, force):
             return
     steps = [("pallet.kernel.cli.container", "container", {"force": True, "filters": ()}),
              ("pallet.kernel.cli.network", "network", {"force": True, "filters": ()}),
-             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True})]
+             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True}),
+             ("pallet.kernel.cli.build", "builder", {"all_": all_, "filters": (), "force": True})]
     if volumes:
         steps.append(("pallet.kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
     for module_name, group, params in steps:

@@ -99,3 +99,25 @@ def test_two_roots_give_the_same_digest_with_source_date_epoch(tmp_path):
         assert doc["created"] == "2023-11-14T22:13:20Z"
         assert {h["created"] for h in doc["history"][1:]} == {"2023-11-14T22:13:20Z"}
     assert ids[0] == ids[1]
+
+
+def test_cache_from_an_image_built_elsewhere(tmp_path):
+    dockerfile = 'FROM busybox\nRUN echo made > /m\nCOPY a.txt /a\nRUN cat /a > /b\n'
+    runners = []
+    for name in ("origin", "fresh"):
+        (tmp_path / name).mkdir()
+        runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
+        runner("image", "build-busybox", "-q", check=True)
+        runners.append(runner)
+    origin, fresh = runners
+    context = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile, "a.txt": "A"})
+    origin("build", "-q", "-t", "cached:1", str(context), check=True)
+    archive = tmp_path / "cached.oci.tar"
+    origin("save", "--format", "oci-archive", "-o", str(archive), "cached:1", check=True)
+    fresh("load", "-i", str(archive), check=True)
+    result = fresh("build", "--progress", "plain", "--cache-from", "cached:1", str(context))
+    assert result.returncode == 0, result.stderr
+    assert all(cached_steps(result.stderr).values())
+    (context / "a.txt").write_text("changed")
+    result = fresh("build", "--progress", "plain", "--cache-from", "cached:1", str(context))
+    assert cached_steps(result.stderr) == {"RUN echo made > /m": True, "COPY a.txt /a": False, "RUN cat /a > /b": False}
