@@ -38,7 +38,6 @@ class BuildRequest:
     runtime: str = "pallet"
     format: str = "oci"                      # media types: oci, or docker (schema 2)
     jobs: int = 2                            # stages built at once
-    store: bool = True                       # keep the image in the store (false with -o only)
 
     def secret_value(self, secret_id: str) -> bytes | None:
         source = self.secrets.get(secret_id)

@@ -42,7 +42,7 @@ def finish_image(engine, solver, state):
     request = solver.request
     doc = final_config(state, request, solver.created)
     store = solver.store
-    tags = list(request.tags) if request.store else []
+    tags = list(request.tags)
     with store.transaction() as txn:
         record = imgbuild.store_image(store, txn, doc, _annotated(state), tags, request.format)
     for output in request.outputs:

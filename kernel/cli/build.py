@@ -130,7 +130,7 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--source-date-epoch", type=int, default=None, envvar="SOURCE_DATE_EPOCH",
               help="Timestamp for reproducible output (env SOURCE_DATE_EPOCH).")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="type=oci|docker|tar|local,dest=PATH",
-              help="Export the result (as well as storing it, unless only -o is given without -t).")
+              help="Export the result as well (the image is stored too, untagged without -t).")
 @click.option("--iidfile", default="", metavar="FILE", help="Write the image ID to the file.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID on success.")
 @click.option("--progress", "progress_mode", default="auto", type=click.Choice(["auto", "tty", "plain", "quiet"]),

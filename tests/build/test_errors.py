@@ -113,17 +113,38 @@ def test_failing_run_stops_with_its_code_and_output_and_leaves_nothing(build):
     assert build.pallet("run", "--rm", "busybox", "true").returncode == 0
 
 
-def test_sigkill_of_the_builder_is_cleaned_up_by_the_next_build(build, tmp_path):
-    context = write_context(tmp_path / "slow", {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
-    pallet = build.pallet
+def _start_slow_build(pallet, context):
     cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(pallet.root), "--run-root", str(pallet.run_root),
            "build", "--progress", "plain", "-t", "killed", str(context)]
     proc = subprocess.Popen(cmd, cwd=str(REPO), env=pallet.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
+    for line in proc.stderr:
+        if "started" in line:
+            break
+    return proc
+
+
+def test_ctrl_c_stops_the_build_and_removes_everything(build, tmp_path):
+    context = write_context(tmp_path / "slow", {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+    proc = _start_slow_build(build.pallet, context)
     try:
-        for line in proc.stderr:
-            if "started" in line:
-                break
+        assert build.pallet("ps", "-aq", check=True).stdout.strip() != ""
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert "killed" not in build.pallet("images", check=True).stdout
+    assert_nothing_left(build.pallet)
+
+
+def test_sigkill_of_the_builder_is_cleaned_up_by_the_next_build(build, tmp_path):
+    context = write_context(tmp_path / "slow", {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+    pallet = build.pallet
+    proc = _start_slow_build(pallet, context)
+    try:
         assert pallet("ps", "-aq", check=True).stdout.strip() != ""
     finally:
         os.kill(proc.pid, signal.SIGKILL)
