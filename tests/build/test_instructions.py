@@ -7,6 +7,8 @@ import io
 import stat
 import tarfile
 
+import pytest
+
 from tests.build.conftest import assert_nothing_left
 
 
@@ -268,3 +270,59 @@ def test_independent_stages_build_at_the_same_time(build):
     fs = build.filesystem("parallel")
     assert fs["left"].data == b"left\n" and fs["right"].data == b"right\n"
     assert_nothing_left(build.pallet)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A loopback HTTP server over a directory, for ADD of URLs."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_add_url_with_checksum(build, http_server):
+    import hashlib
+
+    root, base = http_server
+    (root / "tool.sh").write_text("echo remote\n")
+    digest = "sha256:" + hashlib.sha256(b"echo remote\n").hexdigest()
+    build(f"FROM busybox\nADD --checksum={digest} {base}/tool.sh /opt/\nADD {base}/tool.sh /renamed.sh\n", {},
+          "-t", "url")
+    fs = build.filesystem("url")
+    assert fs["opt/tool.sh"].data == b"echo remote\n" and stat.S_IMODE(fs["opt/tool.sh"].mode) == 0o600
+    assert fs["renamed.sh"].data == b"echo remote\n"
+    wrong = "sha256:" + "0" * 64
+    result = build(f"FROM busybox\nADD --checksum={wrong} {base}/tool.sh /opt/\n", {}, check=False)
+    assert result.returncode == 1 and "Dockerfile:2: ADD" in result.stderr and "digest mismatch" in result.stderr
+    assert_nothing_left(build.pallet)
+
+
+def test_copy_parents_and_exclude(build):
+    files = {"src/a/x.py": "x", "src/a/x.md": "doc", "src/b/y.py": "y", "top.md": "t"}
+    build("FROM scratch\nCOPY --parents src/a/x.py src/b/y.py /keep/\nCOPY --exclude=**/*.md src /flat/\n", files,
+          "-t", "parents")
+    fs = build.filesystem("parents")
+    assert {n for n in fs if n.startswith("keep/")} >= {"keep/src/a/x.py", "keep/src/b/y.py"}
+    assert {n for n in fs if n.startswith("flat/") and "." in n} == {"flat/a/x.py", "flat/b/y.py"}
+
+
+def test_dockerfile_from_stdin_with_a_directory_context(build, tmp_path):
+    context = tmp_path / "dirctx"
+    context.mkdir()
+    (context / "f").write_text("from dir")
+    result = build.pallet("build", "-q", "-t", "stdin-f", "-f", "-", str(context), input="FROM busybox\nCOPY f /f\n")
+    assert result.returncode == 0, result.stderr
+    assert build.filesystem("stdin-f")["f"].data == b"from dir"
