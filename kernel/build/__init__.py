@@ -72,7 +72,7 @@ def build_result(engine, request: BuildRequest, progress=None) -> BuildResult:
     from pallet.kernel.build.plan import make_plan
     from pallet.kernel.build.solver import Solver
 
-    engine.plugins.load("storage", "security", "runtime")
+    engine.plugins.load("storage")   # security and runtime load on the first RUN that is not cached
     executor.clean_stale(engine)
     progress = progress or (lambda event: None)
     build_id = os.urandom(8).hex()

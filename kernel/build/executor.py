@@ -75,6 +75,7 @@ def clean_stale(engine) -> int:
             continue
         if procs.alive(items.get("pid", 0), items.get("start", 0)):
             continue
+        engine.plugins.load("security", "runtime")  # removing its containers goes through the runtime
         release_items(engine, items)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

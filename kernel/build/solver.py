@@ -418,6 +418,8 @@ class Solver:
             return True
         from pallet.kernel.lifecycle import CreateRequest
 
+        with self.lock:
+            self.engine.plugins.load("security", "runtime")
         env = dict(scoped)
         env.update({k: v for k, v in self.request.build_args.items() if k in PROXY_ARGS})
         env.update(state.env())
