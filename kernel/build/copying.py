@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import os
 import stat
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,17 +103,20 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
         return True
     with Workspace(solver.engine, solver.journal, solver.store.ensure_chain(state.layers)) as workspace:
         owner = files.lookup_owner(workspace.root, chown) if chown else (0, 0)
-        copier = files.Copier(workspace.root, owner, chmod)
-        into_dir = dest_dir or resolve_in_root(workspace.root, dest).is_dir()
+        copier = files.Copier(workspace.root, owner, chmod, solver.epoch, int(time.time()))
+        into_dir = dest_dir or copier.is_dir(dest)
         source_ws = Workspace(solver.engine, solver.journal, solver.store.ensure_chain(fs_root_layers)) \
             if fs_root_layers is not None else None
         try:
             for source in sources:
                 _copy_one(solver, copier, source, source_ws, dest, into_dir, step, is_add, excludes)
+            with tempfile.TemporaryFile() as layer:
+                non_empty = copier.write(layer)  # reads the sources: before their mount goes away
+                layer.seek(0)
+                solver.store_tar(stage, state, step, key, layer, non_empty)
         finally:
             if source_ws is not None:
                 source_ws.close()
-        solver.store_layer(stage, state, step, key, workspace.diff())
     return False
 
 
@@ -160,8 +165,6 @@ def _copy_one(solver, copier, source: Source, source_ws, dest: str, into_dir: bo
         else:
             target = dest
             if step.parents and "/" in head_rel:
-                target = os.path.join(dest, os.path.dirname(head_rel))
-                copier.make_dirs(target)
-                copier.copy_file(host, head_st, target, True)
+                copier.copy_file(host, head_st, os.path.join(dest, os.path.dirname(head_rel)), True)
             else:
                 copier.copy_file(host, head_st, target, into_dir)

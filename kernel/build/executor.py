@@ -119,10 +119,6 @@ class Workspace:
             self.engine.storage.put(self.id)
             self.mounted = False
 
-    def diff(self):
-        self.unmount()
-        return self.engine.storage.diff(self.id, self.parent)
-
     def close(self) -> None:
         try:
             self.unmount()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -53,90 +52,130 @@ def lookup_owner(rootfs: Path, spec: str) -> tuple[int, int]:
 
 
 class Copier:
-    """Copies into ``rootfs`` with fixed owner and optional mode; parent directories it makes get the owner."""
+    """Builds a COPY/ADD layer as a tar, without writing files: destinations are resolved against the
+    stage's filesystem (``lower``, mounted read-only in use) so symlinks and existing directories are
+    honoured; missing parent directories get entries (0755, the copy's owner)."""
 
-    def __init__(self, rootfs: Path, owner: tuple[int, int], chmod: int | None):
-        self.rootfs, self.owner, self.chmod = rootfs, owner, chmod
+    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, epoch: int | None, now: int):
+        self.lower, self.owner, self.chmod, self.epoch = lower, owner, chmod, epoch
+        self.now = now if epoch is None else min(now, epoch)
+        self.entries: dict[str, tuple[tarfile.TarInfo, object]] = {}
+        self.dirs: set[str] = set()
 
-    def target(self, path: str) -> Path:
-        return resolve_in_root(self.rootfs, path)
+    def name(self, path: str) -> str:
+        """The layer-relative name ``path`` lands on (symlinks in the stage's filesystem followed)."""
+        head, _, last = path.rstrip("/").rpartition("/")
+        parent = resolve_in_root(self.lower, head or "/")
+        rel = os.path.relpath(parent, self.lower)
+        rel = "" if rel == "." else rel
+        return f"{rel}/{last}" if rel else last
 
-    def make_dirs(self, path: str) -> Path:
-        """Create ``path`` and its missing parents (0755, the copy's owner); return its host path."""
-        current = "/"
-        for part in [p for p in path.split("/") if p]:
-            current = os.path.join(current, part)
-            host = self.target(current)
-            if not os.path.lexists(host):
-                os.mkdir(host, 0o755)
-                os.lchown(host, *self.owner)
-            elif not host.is_dir():
-                raise PalletError(f"cannot copy to {path}: {current} is not a directory")
-        return self.target(path)
+    def is_dir(self, path: str) -> bool:
+        if not path.strip("/"):
+            return True
+        name = self.name(path)
+        return name in self.dirs or resolve_in_root(self.lower, name).is_dir()
 
-    def copy_entry(self, source: Path, st: os.stat_result, dest: Path) -> None:
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISDIR(st.st_mode):
-            if os.path.lexists(dest) and not dest.is_dir():
-                os.unlink(dest)
-            if not os.path.lexists(dest):
-                os.mkdir(dest)
+    def _info(self, name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode = kind, mode
+        info.uid, info.gid = self.owner
+        info.mtime = int(mtime if self.epoch is None else min(mtime, self.epoch))
+        return info
+
+    def _add(self, info: tarfile.TarInfo, content=None) -> None:
+        self.entries.pop(info.name, None)
+        self.entries[info.name] = (info, content)
+        if info.type == tarfile.DIRTYPE:
+            self.dirs.add(info.name)
         else:
-            if os.path.lexists(dest):
-                if dest.is_dir() and not dest.is_symlink():
-                    shutil.rmtree(dest)
-                else:
-                    os.unlink(dest)
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(source), dest)
-            elif stat.S_ISREG(st.st_mode):
-                shutil.copyfile(source, dest, follow_symlinks=False)
-            else:
-                return  # devices, fifos and sockets in a context are not copied, as Docker's
-        os.lchown(dest, *self.owner)
-        if not stat.S_ISLNK(st.st_mode):
-            os.chmod(dest, self.chmod if self.chmod is not None else mode)
-            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.dirs.discard(info.name)
+
+    def make_dirs(self, path: str) -> str:
+        """Entries for the missing directories of ``path``; returns its layer-relative name."""
+        current = ""
+        for part in [p for p in path.split("/") if p]:
+            current = f"{current}/{part}"
+            name = self.name(current)
+            if name in self.dirs:
+                continue
+            existing = resolve_in_root(self.lower, name, follow_last=False)
+            if os.path.lexists(existing) and name not in self.entries:
+                if not resolve_in_root(self.lower, name).is_dir():
+                    raise PalletError(f"cannot copy to {path}: {current} is not a directory")
+                continue
+            self._add(self._info(name, tarfile.DIRTYPE, 0o755, self.now))
+        return self.name(path) if path.strip("/") else ""
+
+    def copy_entry(self, source: Path, st: os.stat_result, name: str) -> None:
+        mode = self.chmod if self.chmod is not None else stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            self._add(self._info(name, tarfile.DIRTYPE, mode, st.st_mtime))
+        elif stat.S_ISLNK(st.st_mode):
+            info = self._info(name, tarfile.SYMTYPE, 0o777, st.st_mtime)
+            info.linkname = os.readlink(source)
+            self._add(info)
+        elif stat.S_ISREG(st.st_mode):
+            info = self._info(name, tarfile.REGTYPE, mode, st.st_mtime)
+            info.size = st.st_size
+            self._add(info, source)
+        # devices, fifos and sockets in a context are not copied, as Docker's
 
     def copy_tree(self, entries, source_root: Path, strip: str, dest: str) -> None:
         """Copy ``entries`` (``(rel, lstat)``, parents first) from ``source_root``; ``strip`` is the prefix
-        removed from each rel (the copied directory itself is not created, only its contents)."""
+        removed from each rel (a copied directory's contents land in ``dest``, not the directory)."""
         base = self.make_dirs(dest)
-        dirs = []
         for rel, st in entries:
             inner = rel[len(strip):].lstrip("/") if strip else rel
             if not inner:
                 continue
-            target = resolve_in_root(self.rootfs, os.path.join(dest, inner), follow_last=False)
-            if not str(target).startswith(str(base)):
-                target = base / inner
-            self.copy_entry(source_root / rel, st, target)
-            if stat.S_ISDIR(st.st_mode):
-                dirs.append((target, st))
-        for target, st in reversed(dirs):  # a directory's time after its children were written
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.copy_entry(source_root / rel, st, f"{base}/{inner}" if base else inner)
 
     def copy_file(self, source: Path, st: os.stat_result, dest: str, into_dir: bool) -> None:
         if into_dir:
-            self.make_dirs(dest)
-            dest = os.path.join(dest, source.name)
+            base = self.make_dirs(dest)
+            name = f"{base}/{source.name}" if base else source.name
         else:
-            parent = os.path.dirname(dest.rstrip("/")) or "/"
-            self.make_dirs(parent)
-        self.copy_entry(source, st, resolve_in_root(self.rootfs, dest, follow_last=False))
+            self.make_dirs(os.path.dirname(dest.rstrip("/")) or "/")
+            name = self.name(dest)
+        self.copy_entry(source, st, name)
 
     def write_file(self, dest: str, data: bytes, into_dir: bool, name: str, mode: int = 0o644) -> None:
         if into_dir:
-            self.make_dirs(dest)
-            dest = os.path.join(dest, name)
+            base = self.make_dirs(dest)
+            target = f"{base}/{name}" if base else name
         else:
             self.make_dirs(os.path.dirname(dest.rstrip("/")) or "/")
-        target = resolve_in_root(self.rootfs, dest, follow_last=False)
-        if os.path.lexists(target) and not target.is_dir():
-            os.unlink(target)
-        target.write_bytes(data)
-        os.lchown(target, *self.owner)
-        os.chmod(target, self.chmod if self.chmod is not None else mode)
+            target = self.name(dest)
+        info = self._info(target, tarfile.REGTYPE, self.chmod if self.chmod is not None else mode, self.now)
+        info.size = len(data)
+        self._add(info, data)
+
+    def add_member(self, base: str, member: tarfile.TarInfo, data) -> None:
+        """An entry of an archive ADD unpacks: its own owner and mode kept, under ``base``."""
+        member.name = f"{base}/{member.name}".strip("/") if base else member.name
+        if member.islnk():
+            member.linkname = f"{base}/{member.linkname}".strip("/") if base else member.linkname
+        member.uname = member.gname = ""
+        if self.epoch is not None:
+            member.mtime = min(int(member.mtime), self.epoch)
+        member.pax_headers = {}
+        self._add(member, data)
+
+    def write(self, out) -> bool:
+        """Write the layer tar to ``out``; whether it has any entry."""
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for info, content in self.entries.values():
+                if isinstance(content, (str, Path)):
+                    with open(content, "rb") as handle:
+                        tar.addfile(info, handle)
+                elif isinstance(content, bytes):
+                    import io
+
+                    tar.addfile(info, io.BytesIO(content))
+                else:
+                    tar.addfile(info)
+        return bool(self.entries)
 
 
 def is_archive(path: Path) -> bool:
@@ -148,17 +187,20 @@ def is_archive(path: Path) -> bool:
 
 
 def extract_archive(copier: Copier, archive: Path, dest: str) -> None:
-    """ADD of a local tar: unpacked into ``dest`` keeping its owners and modes; escaping entries refused."""
+    """ADD of a local tar: its entries land under ``dest`` keeping their owners and modes; escaping
+    entries are refused."""
     base = copier.make_dirs(dest)
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 parts = member.name.split("/")
-                if member.name.startswith("/") or ".." in parts:
+                if member.name.startswith("/") or ".." in parts or \
+                        (member.islnk() and (member.linkname.startswith("/") or ".." in member.linkname.split("/"))):
                     raise PalletError(f'archive {archive.name} has an entry outside its destination: "{member.name}"')
-                if member.isdev():
+                if member.isdev() or member.name.strip("/") in ("", "."):
                     continue
-                tar.extract(member, base, set_attrs=True, numeric_owner=True, filter="tar")
+                data = tar.extractfile(member).read() if member.isreg() else None
+                copier.add_member(base, member, data)
     except tarfile.TarError as exc:
         raise PalletError(f"cannot extract {archive.name}: {exc}") from None
 

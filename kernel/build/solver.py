@@ -393,7 +393,13 @@ class Solver:
     def store_layer(self, stage: Stage, state: State, step, key: str, chunks, text: str | None = None,
                     drop: set[str] = frozenset()) -> None:
         layer, non_empty = ex.normalized_layer(chunks, self.epoch, drop)
-        with layer, self.store.transaction() as txn:
+        with layer:
+            self.store_tar(stage, state, step, key, layer, non_empty, text)
+
+    def store_tar(self, stage: Stage, state: State, step, key: str, layer, non_empty: bool,
+                  text: str | None = None) -> None:
+        """Store an already normalised layer tar (``layer``, rewound) and apply it to ``state``."""
+        with self.store.transaction() as txn:
             if non_empty:
                 descriptor, diff_id = layer_from_tar(txn, layer)
                 entry = Entry(key, descriptor.media_type, descriptor.digest, descriptor.size, diff_id, self.created,
