@@ -141,7 +141,10 @@ def open_context(engine, request: BuildRequest, build_id: str):
             raise PalletError(f"failed to read dockerfile: open {dockerfile_path}: no such file or directory") \
                 from None
     name = dockerfile_path.name if dockerfile_path is not None else "Dockerfile"
-    return Context(root, load_ignore(root, dockerfile_path), owned), dockerfile_bytes, name
+    import hashlib
+
+    stat_cache = Path(engine.root) / "build" / "contexts" / hashlib.sha256(str(root).encode()).hexdigest()[:32]
+    return Context(root, load_ignore(root, dockerfile_path), owned, stat_cache), dockerfile_bytes, name
 
 
 def _looks_like_tar(data: bytes) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -108,12 +109,40 @@ def _parents(rel: str) -> list[str]:
 class Context:
     """A context directory; ``owned`` when pallet unpacked it and removes it on ``close``."""
 
-    def __init__(self, root: Path, ignore: Ignore, owned: bool = False):
+    def __init__(self, root: Path, ignore: Ignore, owned: bool = False, stat_cache: Path | None = None):
         self.root, self.ignore, self.owned = Path(root), ignore, owned
+        # File hashes keyed by what stat says (as BuildKit's content cache): a rebuild re-reads only
+        # files whose size, mtime, inode or mode changed. Not used for unpacked (temporary) contexts.
+        self.stat_cache = None if owned else stat_cache
+        self._hashes: dict | None = None
+        self._dirty = False
 
     def close(self) -> None:
         if self.owned:
             shutil.rmtree(self.root, ignore_errors=True)
+        elif self._dirty and self.stat_cache is not None:
+            from pallet.kernel.fsutil import atomic_write
+
+            with contextlib.suppress(OSError):
+                atomic_write(self.stat_cache, json.dumps(self._hashes, separators=(",", ":")).encode(), durable=False)
+
+    def _file_hash(self, name: str, path: Path, st: os.stat_result) -> str:
+        if self._hashes is None:
+            self._hashes = {}
+            if self.stat_cache is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._hashes = json.loads(self.stat_cache.read_text())
+        stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+        known = self._hashes.get(name)
+        if known and known[0] == stamp:
+            return known[1]
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+        self._hashes[name] = [stamp, hasher.hexdigest()]
+        self._dirty = True
+        return hasher.hexdigest()
 
     def matches(self, source: str) -> list[str]:
         """Context-relative paths a COPY source names (wildcards expanded), ignored ones left out."""
@@ -192,10 +221,7 @@ class Context:
                 if stat.S_ISLNK(st.st_mode):
                     hasher.update(os.readlink(path).encode())
                 elif stat.S_ISREG(st.st_mode):
-                    hasher.update(str(st.st_size).encode())
-                    with open(path, "rb") as handle:
-                        for chunk in iter(lambda: handle.read(1 << 20), b""):
-                            hasher.update(chunk)
+                    hasher.update(self._file_hash(name, path, st).encode())
         return "sha256:" + hasher.hexdigest()
 
 
