@@ -53,10 +53,9 @@ def disk_usage(engine) -> list[dict]:
 
 def build_cache_row(engine, images) -> dict:
     """The build cache's entries; those whose layer an image holds are active (``builder prune`` keeps them)."""
+    from pallet.kernel import lifecycle
     from pallet.kernel.build.cache import BuildCache
     from pallet.kernel.images import manifest as mf
-
-    from pallet.kernel import lifecycle
 
     try:
         store = lifecycle.image_store(engine)
@@ -70,7 +69,6 @@ def build_cache_row(engine, images) -> dict:
     active = [e for e in entries if e.digest in in_images]
     return {"Type": "Build Cache", "TotalCount": len(entries), "Active": len(active),
             "Size": sum(e.size for e in entries), "Reclaimable": sum(e.size for e in entries if e not in active)}
-    return rows
 
 
 @click.command("df")
