@@ -55,6 +55,9 @@ class LiveProgress:
 
     def __call__(self, event: dict) -> None:
         number, kind = event["id"], event["type"]
+        if number not in self.rows and kind != "step":  # a note outside any step (e.g. about --cache-from)
+            self.console.print(event.get("text", ""))
+            return
         if kind == "step":
             self.rows[number] = [event["name"], time.monotonic(), "", None]
         elif kind == "log":
