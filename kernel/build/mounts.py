@@ -28,6 +28,7 @@ class RunMounts:
         self._workspaces = []
         self._dirs: list[str] = []
         self.specs = []
+        self.scripts: dict[str, str] = {}   # container path -> content of a heredoc run as a file
         for mount in step.mounts:
             options = {k: solver.expand(v, state, step.line) for k, v in mount.options.items()}
             target = solver.expand(mount.target, state, step.line) if mount.target else ""
@@ -53,6 +54,8 @@ class RunMounts:
         try:
             for kind, target, options in self.specs:
                 getattr(self, "_" + kind)(target, options)
+            for target, content in self.scripts.items():
+                self._script(target, content)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -148,6 +151,15 @@ class RunMounts:
         os.chown(path, int(options.get("uid", "0")), int(options.get("gid", "0")))
         self.mounts.append({"Type": "bind", "Source": str(path), "Target": target, "ReadOnly": True})
         self._target(target)
+
+    def _script(self, target: str, content: str) -> None:
+        scratch = tempfile.mkdtemp(prefix="heredoc-", dir=self._scratch())
+        self._dirs.append(scratch)
+        self.solver.journal.add("dirs", scratch)
+        path = Path(scratch) / "script"
+        path.write_text(content)
+        os.chmod(path, 0o755)
+        self.mounts.append({"Type": "bind", "Source": str(path), "Target": target, "ReadOnly": True})
 
     def _scratch(self) -> str:
         path = Path(self.solver.engine.run_root) / "build" / "scratch"

@@ -29,6 +29,7 @@ from pallet.kernel.images.build import DEFAULT_PATH, base_config, layer_from_tar
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DROPPED_STUBS = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+HEREDOC_DIR = "/dev/pipes"                       # where a RUN heredoc with a #! line is mounted to run
 CACHE_ANNOTATION = "org.pallet.build.cache.v0"   # on a layer descriptor: the step key that made the layer
 
 
@@ -431,6 +432,8 @@ class Solver:
         env.update(state.env())
         env.setdefault("PATH", DEFAULT_PATH.partition("=")[2])
         top = self.store.ensure_chain(state.layers)
+        if command[0].startswith(HEREDOC_DIR + "/"):
+            mounts.scripts[command[0]] = step.heredocs[0].content
         with mounts:
             env.update(mounts.env)
             request = CreateRequest(
@@ -464,7 +467,10 @@ class Solver:
             words = script.split()
             if len(words) == 1 and len(step.heredocs) == 1 and words[0].lstrip("<-").strip("'\"") == \
                     step.heredocs[0].name:
-                return [*state.shell, step.heredocs[0].content]
+                doc = step.heredocs[0]
+                if doc.content.startswith("#!"):  # a script with its own interpreter runs as a file, as BuildKit's
+                    return [f"{HEREDOC_DIR}/{doc.name}"]
+                return [*state.shell, doc.content]
             script += "\n" + "".join(doc.content + doc.name + "\n" for doc in step.heredocs)
         return [*state.shell, script]
 

@@ -118,12 +118,14 @@ def test_heredocs_in_run_and_copy(build):
     build('FROM busybox\nARG NAME=pallet\n'
           'RUN <<EOF\nset -e\necho "hi $NAME" > /from-run\nEOF\n'
           'RUN cat > /from-cat <<"END"\nliteral $NAME\nEND\n'
-          'COPY <<-A <<"B" /docs/\n\tone $NAME\n\tA\ntwo $NAME\nB\n', {}, "-t", "here")
+          'COPY <<-A <<"B" /docs/\n\tone $NAME\n\tA\ntwo $NAME\nB\n'
+          'RUN <<EOF\n#!/bin/sh -e\necho "interpreted by $0" > /shebang\nEOF\n', {}, "-t", "here")
     fs = build.filesystem("here")
     assert fs["from-run"].data == b"hi pallet\n"
     assert fs["from-cat"].data == b"literal $NAME\n"
     assert fs["docs/A"].data == b"one pallet\n"
     assert fs["docs/B"].data == b"two $NAME\n"
+    assert fs["shebang"].data == b"interpreted by /dev/pipes/EOF\n" and "dev/pipes" not in fs
 
 
 def test_shell_changes_the_shell_of_run_and_the_shell_forms(build):
@@ -326,3 +328,30 @@ def test_dockerfile_from_stdin_with_a_directory_context(build, tmp_path):
     result = build.pallet("build", "-q", "-t", "stdin-f", "-f", "-", str(context), input="FROM busybox\nCOPY f /f\n")
     assert result.returncode == 0, result.stderr
     assert build.filesystem("stdin-f")["f"].data == b"from dir"
+
+
+def test_docker_media_types_and_the_image_build_alias(build, tmp_path):
+    context = tmp_path / "alias"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo d > /d\n")
+    result = build.pallet("image", "build", "-q", "--format", "docker", "-t", "docker-media", str(context))
+    assert result.returncode == 0, result.stderr
+    inspected = build.config("docker-media")
+    assert inspected["Descriptor"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert build.pallet("run", "--rm", "docker-media", "cat", "/d", check=True).stdout == "d\n"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        data = b"FROM busybox\nLABEL stdin=tar\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "pallet.kernel.cli", "--root", str(build.pallet.root), "--run-root",
+                           str(build.pallet.run_root), "build", "-q", "-t", "stdin-tar", "-"], input=archive.getvalue(),
+                          capture_output=True, cwd=str(REPO), env=build.pallet.env)
+    assert proc.returncode == 0, proc.stderr
+    assert build.config("stdin-tar")["Config"]["Labels"] == {"stdin": "tar"}
