@@ -9,7 +9,7 @@ starts with ``pallet_`` but matches no spec, or whose arguments are not a subset
 spec's, marks the plugin *broken* (shown by ``pallet plugins ls``) and the engine goes on
 without it.
 
-Two kinds of hooks:
+Three kinds of hooks:
 
 * **Registration hooks** (``pallet_register_*``) are called once when pallet loads a kind
   of plugin. Each receives ``register(name, cls)``; call it once per driver the plugin
@@ -21,6 +21,9 @@ Two kinds of hooks:
   are called on every plugin that implements them, in pluggy's order (last registered
   first). Their return values are ignored unless the spec says otherwise. An exception
   raised by an observer is reported and does not stop the operation.
+* **The command hook** (``pallet_register_commands``: it receives the command line, not
+  ``register``) adds subcommands to ``pallet``; it is called only when a command line names
+  a command pallet does not have itself.
 
 Write implementations with ``pallet.hookimpl``::
 
@@ -154,3 +157,26 @@ def pallet_image_pulled(reference, image_id):
 @hookspec
 def pallet_image_removed(image_id):
     """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""
+
+
+# --- command hooks ------------------------------------------------------------------------
+
+@hookspec
+def pallet_register_commands(cli):
+    """Add subcommands to the ``pallet`` command line.
+
+    Called at most once per plugin and process, and only when a command line needs it:
+    ``pallet NAME …`` where NAME is not a built-in command (every plugin group is loaded
+    then), or a subcommand of a group that plugins fill (``pallet security …`` loads the
+    ``pallet.security`` plugins). So ``pallet --help`` and ``--version`` import no plugin,
+    and the top-level help lists only built-in commands.
+
+    ``cli`` is the root ``click.Group``. Add a top-level command or group with
+    ``cli.add_command(cmd)``; add under a built-in group that plugins fill with
+    ``cli.plugin_group("security").add_command(cmd)``. A command receives the engine with
+    ``@click.pass_obj`` and reports a user's mistake by raising ``pallet.errors.UsageError``
+    (or another ``PalletError``). A name that is already taken is refused with a warning
+    naming the plugin; an exception raised here is reported the same way and the other
+    plugins' commands stay. Import the command's heavy dependencies inside the command, not
+    here. Return nothing.
+    """

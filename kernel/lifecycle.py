@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pallet.kernel import procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
-from pallet.kernel.errors import Conflict, NotImplementedYet, PalletError
+from pallet.kernel.errors import Conflict, PalletError
 from pallet.kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
@@ -45,10 +45,8 @@ class CreateRequest:
 
 
 def image_store(engine):
-    try:
-        from pallet.kernel.images import ImageStore
-    except ImportError:
-        raise NotImplementedYet("the image store is not available in this build of pallet") from None
+    from pallet.kernel.images import ImageStore
+
     return ImageStore(engine)
 
 
@@ -91,9 +89,7 @@ def default_network(engine) -> str:
         return configured
     record = engine.plugins.drivers.get("network", {}).get("bridge")
     if record is not None and record.cls.implemented:
-        with contextlib.suppress(ImportError):
-            import pallet.kernel.network  # noqa: F401
-            return "bridge"
+        return "bridge"
     return "none"
 
 
@@ -178,10 +174,8 @@ def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
 
 
 def volume_store(engine):
-    try:
-        from pallet.kernel.volumes import VolumeStore
-    except ImportError:
-        raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
+    from pallet.kernel.volumes import VolumeStore
+
     return VolumeStore(engine)
 
 
@@ -192,11 +186,8 @@ def check_network(engine, network: str) -> str:
         return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
     if network in LOCAL_MODES:
         return network
-    try:
-        from pallet.kernel.network import NetworkStore
-    except ImportError:
-        raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
-                                '(only "none" and "host" are)') from None
+    from pallet.kernel.network import NetworkStore
+
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
     return network
 
@@ -242,10 +233,6 @@ def prepare(engine, record: ContainerRecord) -> Path:
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
-        if (spec.get("linux") or {}).get("uidMappings"):
-            from pallet.plugins.security.userns import prepare_files  # a remapped root must reach its files
-
-            prepare_files(engine, spec)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
         release(engine, record)
@@ -357,7 +344,7 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
 
 def container_cgroup(record: ContainerRecord):
     """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
     from pallet.kernel.spec import cgroups_path
 
     return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})

@@ -1,7 +1,8 @@
 """The ``pallet`` command: global options, lazily imported command groups, one-line errors.
 
 Commands are listed in ``COMMANDS`` with their help text, so ``pallet --help`` imports no
-command module and scans no entry point.
+command module and scans no entry point. A name not listed there is looked up among the
+commands plugins add through ``pallet_register_commands`` (``kernel/cli/extend.py``).
 """
 
 from __future__ import annotations
@@ -78,15 +79,27 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module_name, attr, _help = self.lazy[name]
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                return _missing_command(name)
-            command = getattr(module, attr, None)
-            return command if command is not None else _missing_command(name)
+            return getattr(importlib.import_module(module_name), attr)
+        if name not in self.commands and ctx is not None:
+            from pallet.kernel.cli.extend import register_plugin_commands
+
+            register_plugin_commands(ctx)  # a plugin's command: every plugin group is loaded
         return super().get_command(ctx, name)
+
+    def add_command(self, cmd, name=None):
+        """Add a plugin's command; a name pallet or another plugin already uses is refused."""
+        name = name or cmd.name
+        if name in self.lazy or name in self.commands:
+            raise ValueError(f'the command "pallet {name}" already exists')
+        super().add_command(cmd, name)
+
+    def plugin_group(self, name: str) -> click.Group:
+        """The built-in group ``name`` that plugins add subcommands to (see ``pallet_register_commands``)."""
+        from pallet.kernel.cli.extend import PLUGIN_GROUPS
+
+        if name not in PLUGIN_GROUPS:
+            raise ValueError(f'"pallet {name}" takes no plugin commands (those that do: {", ".join(PLUGIN_GROUPS)})')
+        return self.get_command(None, name)
 
     def format_commands(self, ctx, formatter):
         groups = [n for n in self.list_commands(ctx) if n in GROUP_NAMES]
@@ -99,16 +112,6 @@ class LazyGroup(click.Group):
 
 
 GROUP_NAMES = {"builder", "container", "image", "network", "volume", "plugins", "storage", "security", "system"}
-
-
-def _missing_command(name: str) -> click.Command:
-    from pallet.kernel.errors import NotImplementedYet
-
-    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def missing():
-        raise NotImplementedYet(f'"pallet {name}" is not implemented yet in this version of pallet')
-
-    return missing
 
 
 @click.group(
@@ -129,12 +132,10 @@ def _missing_command(name: str) -> click.Command:
 @click.pass_context
 def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_store, debug):
     """A container engine whose storage, network, security and registry drivers are plugins."""
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
+    if ctx.obj is None:  # looking up a plugin's command may have made it already
+        from pallet.kernel.cli.extend import make_engine
 
-    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt))
-    ctx.obj.debug = debug
-    ctx.obj.cluster_store = cluster_store
+        ctx.obj = make_engine(ctx.params)
 
 
 def main(argv=None) -> None:

@@ -53,3 +53,15 @@ class Driver:
         return NotImplementedYet(
             f'{cls.kind} driver "{name}" is not implemented yet in this version of pallet ({issue})'
         )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path changed in a storage layer relative to its parent. ``kind`` is "A", "C" or "D" as in ``docker diff``.
+
+    Defined here, beside ``Driver``, so that the naive diff code can make them without
+    importing the storage driver base that calls it.
+    """
+
+    kind: str
+    path: str

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import socket
 import threading
 
-CLONE_NEWNET = 0x40000000
+from pallet.kernel import linux
+
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
@@ -47,9 +47,7 @@ def in_netns(path: str, func):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                if _libc().setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), path)
+                linux.setns(fd, linux.CLONE_NEWNET)
             finally:
                 os.close(fd)
             result["value"] = func()
@@ -62,10 +60,6 @@ def in_netns(path: str, func):
     if "error" in result:
         raise result["error"]
     return result["value"]
-
-
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def link_index(ipr, name: str) -> int | None:
