@@ -298,7 +298,9 @@ def _make_run(node, flags, base, fail, escape):
     network = flags.get("network", "")
     if network not in ("", "default", "none", "host"):
         raise fail(f'unsupported network mode "{network}" (use default, none or host)')
-    if flags.get("security") not in (None, "sandbox", "insecure"):
+    if flags.get("security") == "insecure":
+        raise fail("RUN --security=insecure needs the security.insecure entitlement, which pallet build does not grant")
+    if flags.get("security") not in (None, "sandbox"):
         raise fail(f'unsupported security mode "{flags["security"]}"')
     return Run(**base, command=_command(node), mounts=mounts, network=network, heredocs=node.heredocs)
 
@@ -325,6 +327,8 @@ def parse_mount(spec: str, fail) -> Mount:
         options["source"] = options.pop("src")
     if not target and not (kind == "secret" and (options.get("id") or options.get("env"))):
         raise fail(f"--mount={spec} needs a target")
+    if kind == "cache" and ("from" in options or "source" in options):
+        raise fail(f"--mount={spec}: seeding a cache mount from a stage (from=, source=) is not supported")
     if options.get("sharing", "shared") not in ("shared", "private", "locked"):
         raise fail(f'unsupported sharing value "{options["sharing"]}" in --mount={spec}')
     for key in ("mode",):

@@ -124,9 +124,12 @@ def test_run_mounts_and_network():
     assert (cache.type, cache.target, cache.options) == ("cache", "/root/.cache", {"id": "pip", "sharing": "locked"})
     assert (secret.type, secret.options) == ("secret", {"id": "tok", "required": "true"})
     assert run.network == "none" and run.command == "make"
+    with pytest.raises(DockerfileError, match="security.insecure entitlement"):
+        typed("FROM a\nRUN --security=insecure true\n")
     for bad, message in (("type=nfs,target=/x", "unsupported mount type"), ("type=cache", "needs a target"),
                          ("type=cache,target=/x,sharing=all", "unsupported sharing"),
-                         ("type=cache,target=/x,colour=red", 'unexpected key "colour"')):
+                         ("type=cache,target=/x,colour=red", 'unexpected key "colour"'),
+                         ("type=cache,target=/x,from=stage", "seeding a cache mount")):
         with pytest.raises(DockerfileError, match=message):
             typed(f"FROM a\nRUN --mount={bad} true\n")
 
