@@ -53,19 +53,13 @@ class BuildRequest:
             raise PalletError(f"secret {secret_id}: cannot read {where}: {exc.strerror}") from None
 
 
-@dataclass
-class BuildResult:
-    image_id: str
-    config: dict
-    manifest_digest: str
-
-
 def build(engine, request: BuildRequest, progress=None) -> str:
     """Build ``request``; return the image id (``sha256:…``). Nothing is tagged when anything fails."""
     return build_result(engine, request, progress).image_id
 
 
-def build_result(engine, request: BuildRequest, progress=None) -> BuildResult:
+def build_result(engine, request: BuildRequest, progress=None):
+    """Build ``request``; return a :class:`pallet.kernel.build.output.BuildResult` (id, config, manifest)."""
     from pallet.kernel.build import executor
     from pallet.kernel.build.output import finish_image
     from pallet.kernel.build.parser import parse

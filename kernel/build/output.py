@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pallet.kernel.errors import PalletError, UsageError
@@ -35,8 +36,14 @@ def parse_output(spec: str) -> dict:
     return fields
 
 
-def finish_image(engine, solver, state):
-    from pallet.kernel.build import BuildResult
+@dataclass
+class BuildResult:
+    image_id: str
+    config: dict
+    manifest_digest: str
+
+
+def finish_image(engine, solver, state) -> BuildResult:
     from pallet.kernel.build.solver import final_config
 
     request = solver.request
