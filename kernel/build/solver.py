@@ -8,6 +8,7 @@ run in parallel threads.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -86,6 +87,7 @@ class Solver:
         self.cache_images: dict | None = None
         self.counter = 0
         self.lock = threading.Lock()
+        self.cancelled = threading.Event()
         self.epoch = request.source_date_epoch
         stamp = datetime.fromtimestamp(self.epoch, timezone.utc) if self.epoch is not None \
             else datetime.now(timezone.utc)
@@ -109,15 +111,29 @@ class Solver:
             return
         running = {}
         with ThreadPoolExecutor(max_workers=self.request.jobs, thread_name_prefix="stage") as pool:
-            while pending or running:
-                for index in list(pending):
-                    if all(dep in self.results for dep in self.plan.stages[index].deps):
-                        pending.remove(index)
-                        running[pool.submit(self.build_stage, self.plan.stages[index])] = index
-                done, _ = wait(list(running), return_when=FIRST_EXCEPTION)
-                for future in done:
-                    index = running.pop(future)
-                    self.results[index] = future.result()
+            try:
+                while pending or running:
+                    for index in list(pending):
+                        if all(dep in self.results for dep in self.plan.stages[index].deps):
+                            pending.remove(index)
+                            running[pool.submit(self.build_stage, self.plan.stages[index])] = index
+                    done, _ = wait(list(running), return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        index = running.pop(future)
+                        self.results[index] = future.result()
+            except BaseException:
+                self.cancel()  # siblings stop now, instead of the pool waiting for their RUNs to end
+                raise
+
+    def cancel(self) -> None:
+        """Stop the other stages: no new step starts, and running build containers are killed."""
+        from pallet.kernel import lifecycle
+        from pallet.kernel.containers import ContainerStore
+
+        self.cancelled.set()
+        for cid in list(self.journal.items["containers"]):
+            with contextlib.suppress(Exception):
+                lifecycle.kill(self.engine, ContainerStore(self.engine).load(cid), 9)
 
     def step(self, stage: Stage, position: int, text: str) -> int:
         with self.lock:
@@ -205,6 +221,8 @@ class Solver:
             self.run_step(stage, state, step, 1)
 
     def run_step(self, stage: Stage, state: State, step: ins.Instruction, position: int) -> None:
+        if self.cancelled.is_set():
+            raise PalletError("build cancelled")
         number = self.step(stage, position, step.original.split("\n", 1)[0].strip())
         started = time.monotonic()
         handler = getattr(self, "do_" + type(step).__name__.lower())

@@ -156,3 +156,11 @@ def test_sigkill_of_the_builder_is_cleaned_up_by_the_next_build(build, tmp_path)
     assert result.returncode == 0 and time.monotonic() < deadline
     assert "killed" not in pallet("images", check=True).stdout
     assert_nothing_left(pallet)
+
+
+def test_a_failing_stage_stops_its_parallel_sibling(build):
+    result = build("FROM busybox AS slow\nRUN echo started; sleep 120\nFROM busybox AS bad\nRUN exit 4\n"
+                   "FROM scratch\nCOPY --from=slow / /a\nCOPY --from=bad / /b\n", {}, check=False)
+    assert result.returncode == 1
+    assert error_line(result).startswith("Error: Dockerfile:4: RUN exit 4 returned a non-zero code: 4")
+    assert_nothing_left(build.pallet)
