@@ -20,7 +20,6 @@ from pathlib import Path
 from pallet.kernel import procs
 from pallet.kernel.errors import PalletError
 from pallet.kernel.fsutil import atomic_write_json
-from pallet.kernel.images import layers as layerlib
 
 LABEL = "pallet.build.id"
 TAIL_LINES = 10
@@ -228,9 +227,3 @@ def remove_container(engine, journal: Journal, cid: str) -> None:
     with contextlib.suppress(PalletError):
         lifecycle.remove(engine, ContainerStore(engine).load(cid), force=True)
     journal.drop("containers", cid)
-
-
-def layer_id_of(chain: list[tuple]) -> str | None:
-    if not chain:
-        return None
-    return layerlib.layer_id(layerlib.chain_ids([d for _desc, d in chain])[-1])
