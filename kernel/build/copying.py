@@ -7,7 +7,6 @@ import glob
 import os
 import stat
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +58,7 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
     chmod = int(step.chmod, 8) if step.chmod else None
     excludes = Ignore(parse_ignore("\n".join(step.exclude))) if step.exclude else None
     sources: list[Source] = []
-    key_parts: list = [keyword, dest, dest_dir, chown, step.chmod, step.exclude, step.parents]
+    key_parts: list = [keyword, dest, dest_dir, chown, step.chmod, step.exclude, step.parents, state.clamp]
     fs_root_layers = None
     ref = solver.expand(step.from_, state, line) if step.from_ else ""
     if ref:
@@ -103,7 +102,7 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
         return True
     with Workspace(solver.engine, solver.journal, solver.store.ensure_chain(state.layers)) as workspace:
         owner = files.lookup_owner(workspace.root, chown) if chown else (0, 0)
-        copier = files.Copier(workspace.root, owner, chmod, solver.epoch, int(time.time()))
+        copier = files.Copier(workspace.root, owner, chmod, state.clamp)
         into_dir = dest_dir or copier.is_dir(dest)
         source_ws = Workspace(solver.engine, solver.journal, solver.store.ensure_chain(fs_root_layers)) \
             if fs_root_layers is not None else None

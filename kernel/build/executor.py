@@ -132,8 +132,8 @@ class Workspace:
         self.close()
 
 
-def normalized_layer(chunks, epoch: int | None, drop=frozenset()):
-    """Rewrite a diff tar: times clamped to ``epoch`` (when given), owner names dropped, the mount-point
+def normalized_layer(chunks, clamp: int, drop=frozenset()):
+    """Rewrite a diff tar: times clamped to ``clamp``, owner names dropped, the mount-point
     stubs in ``drop`` left out when they are empty. Returns a rewound temp file and whether it has entries."""
     from pallet.kernel.storage.archive import ChunkReader
 
@@ -146,9 +146,7 @@ def normalized_layer(chunks, epoch: int | None, drop=frozenset()):
                 continue
             empty = False
             member.uname = member.gname = ""
-            if epoch is not None and member.mtime > epoch:
-                member.mtime = epoch
-            member.mtime = int(member.mtime)
+            member.mtime = int(min(member.mtime, clamp))
             member.pax_headers = {k: v for k, v in member.pax_headers.items()
                                   if k.startswith("SCHILY.xattr.") or k in ("path", "linkpath")}
             data = source.extractfile(member) if member.isreg() else None

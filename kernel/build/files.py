@@ -56,9 +56,8 @@ class Copier:
     stage's filesystem (``lower``, mounted read-only in use) so symlinks and existing directories are
     honoured; missing parent directories get entries (0755, the copy's owner)."""
 
-    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, epoch: int | None, now: int):
-        self.lower, self.owner, self.chmod, self.epoch = lower, owner, chmod, epoch
-        self.now = now if epoch is None else min(now, epoch)
+    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, clamp: int):
+        self.lower, self.owner, self.chmod, self.clamp = lower, owner, chmod, clamp
         self.entries: dict[str, tuple[tarfile.TarInfo, object]] = {}
         self.dirs: set[str] = set()
 
@@ -80,7 +79,7 @@ class Copier:
         info = tarfile.TarInfo(name)
         info.type, info.mode = kind, mode
         info.uid, info.gid = self.owner
-        info.mtime = int(mtime if self.epoch is None else min(mtime, self.epoch))
+        info.mtime = int(min(mtime, self.clamp))
         return info
 
     def _add(self, info: tarfile.TarInfo, content=None) -> None:
@@ -104,7 +103,7 @@ class Copier:
                 if not resolve_in_root(self.lower, name).is_dir():
                     raise PalletError(f"cannot copy to {path}: {current} is not a directory")
                 continue
-            self._add(self._info(name, tarfile.DIRTYPE, 0o755, self.now))
+            self._add(self._info(name, tarfile.DIRTYPE, 0o755, self.clamp))
         return self.name(path) if path.strip("/") else ""
 
     def copy_entry(self, source: Path, st: os.stat_result, name: str) -> None:
@@ -147,7 +146,7 @@ class Copier:
         else:
             self.make_dirs(os.path.dirname(dest.rstrip("/")) or "/")
             target = self.name(dest)
-        info = self._info(target, tarfile.REGTYPE, self.chmod if self.chmod is not None else mode, self.now)
+        info = self._info(target, tarfile.REGTYPE, self.chmod if self.chmod is not None else mode, self.clamp)
         info.size = len(data)
         self._add(info, data)
 
@@ -157,8 +156,7 @@ class Copier:
         if member.islnk():
             member.linkname = f"{base}/{member.linkname}".strip("/") if base else member.linkname
         member.uname = member.gname = ""
-        if self.epoch is not None:
-            member.mtime = min(int(member.mtime), self.epoch)
+        member.mtime = min(int(member.mtime), self.clamp)
         member.pax_headers = {}
         self._add(member, data)
 

@@ -50,6 +50,7 @@ class State:
     args: dict = field(default_factory=dict)        # ARGs declared in this stage -> value or None
     cmd_set: bool = False
     layer_keys: list = field(default_factory=list)  # the step key that made each layer (None: base image's)
+    clamp: int = 0                                  # file times in this stage's new layers are clamped to it
 
     @property
     def config(self) -> dict:
@@ -174,18 +175,29 @@ class Solver:
         if stage.base_stage is not None:
             parent = self.results[stage.base_stage]
             return State(copy.deepcopy(parent.doc), list(parent.layers), parent.key,
-                         layer_keys=list(parent.layer_keys)), []
+                         layer_keys=list(parent.layer_keys), clamp=parent.clamp), []
         if stage.base.lower() == "scratch":
             doc = base_config(self.created)
             doc["history"] = []
-            return State(doc, [], step_key("scratch")), []
+            return State(doc, [], step_key("scratch"), clamp=self.layer_clamp(None)), []
         image = self.resolve_image(stage.base, stage.from_.line)
         doc = copy.deepcopy(image.config)
         layers = self.image_layers(image)
         triggers = list((doc.get("config") or {}).get("OnBuild") or [])
         if triggers:
             doc["config"]["OnBuild"] = None
-        return State(doc, layers, step_key("image", image.id), layer_keys=[None] * len(layers)), triggers
+        return State(doc, layers, step_key("image", image.id), layer_keys=[None] * len(layers),
+                     clamp=self.layer_clamp(doc.get("created"))), triggers
+
+    def layer_clamp(self, base_created: str | None) -> int:
+        """``SOURCE_DATE_EPOCH``, else the base image's creation time (0 for scratch): reproducible by
+        default, since the same sources then give the same layers and only ``created`` fields differ."""
+        if self.epoch is not None:
+            return self.epoch
+        from pallet.kernel.humanize import parse_time
+
+        when = parse_time(base_created or "")
+        return int(when.timestamp()) if when else 0
 
     def resolve_image(self, ref: str, line: int):
         from pallet.kernel import lifecycle
@@ -411,7 +423,7 @@ class Solver:
 
     def store_layer(self, stage: Stage, state: State, step, key: str, chunks, text: str | None = None,
                     drop: set[str] = frozenset()) -> None:
-        layer, non_empty = ex.normalized_layer(chunks, self.epoch, drop)
+        layer, non_empty = ex.normalized_layer(chunks, state.clamp, drop)
         with layer:
             self.store_tar(stage, state, step, key, layer, non_empty, text)
 
@@ -435,7 +447,7 @@ class Solver:
         scoped = {k: v for k, v in state.args.items() if v is not None}
         network = step.network if step.network not in ("", "default") else self.request.network
         mounts = RunMounts(self, stage, state, step)
-        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key())
+        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp)
         text = ins.created_by(step, state.shell)
         entry = self.lookup(stage, key)
         if entry is not None:

@@ -121,3 +121,21 @@ def test_cache_from_an_image_built_elsewhere(tmp_path):
     (context / "a.txt").write_text("changed")
     result = fresh("build", "--progress", "plain", "--cache-from", "cached:1", str(context))
     assert cached_steps(result.stderr) == {"RUN echo made > /m": True, "COPY a.txt /a": False, "RUN cat /a > /b": False}
+
+
+def test_without_source_date_epoch_only_the_created_fields_differ(tmp_path):
+    docs = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
+        runner("image", "build-busybox", "-q", check=True)
+        context = write_context(tmp_path / name / "ctx", {"Dockerfile": REPRODUCIBLE, "a.txt": "same"})
+        result = runner("build", "-q", str(context))
+        assert result.returncode == 0, result.stderr
+        docs.append(Builder(runner, tmp_path).document(result.stdout.strip()))
+
+    def without_created(doc):
+        return {**doc, "created": None, "history": [{**h, "created": None} for h in doc["history"]]}
+
+    assert docs[0]["created"] != docs[1]["created"]
+    assert without_created(docs[0]) == without_created(docs[1])  # the layers (diff ids) too
