@@ -3,6 +3,7 @@ from exactly the content used; the copy into a scratch layer over the stage's ch
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
@@ -167,3 +168,19 @@ def _copy_one(solver, copier, source: Source, source_ws, dest: str, into_dir: bo
                 copier.copy_file(host, head_st, os.path.join(dest, os.path.dirname(head_rel)), True)
             else:
                 copier.copy_file(host, head_st, target, into_dir)
+
+
+def workdir_layer(solver, stage, state, step, key: str, text: str) -> None:
+    """WORKDIR's directory, made (owned by USER, as BuildKit does) when the stage lacks it; a step
+    that changes nothing makes no layer."""
+    with Workspace(solver.engine, solver.journal, solver.store.ensure_chain(state.layers)) as workspace:
+        owner = (0, 0)
+        if state.config.get("User"):
+            with contextlib.suppress(PalletError):
+                owner = files.lookup_owner(workspace.root, state.config["User"])
+        copier = files.Copier(workspace.root, owner, None, state.clamp)
+        copier.make_dirs(state.config["WorkingDir"])
+        with tempfile.TemporaryFile() as layer:
+            non_empty = copier.write(layer)
+            layer.seek(0)
+            solver.store_tar(stage, state, step, key, layer, non_empty, text)

@@ -350,7 +350,17 @@ class Solver:
         if not path.startswith("/"):
             path = os.path.join(state.config.get("WorkingDir") or "/", path)
         state.config["WorkingDir"] = os.path.normpath(path) if path != "/" else "/"
-        return self.meta(state, step, "WORKDIR " + state.config["WorkingDir"])
+        text = f"{' '.join(state.shell)} #(nop)  WORKDIR {state.config['WorkingDir']}"
+        key = step_key(state.key, "WORKDIR", state.config["WorkingDir"], state.config.get("User") or "",
+                       state.clamp)
+        entry = self.lookup(stage, key)
+        if entry is not None:
+            self.apply_entry(state, step, entry, text)
+            return True
+        from pallet.kernel.build.copying import workdir_layer
+
+        workdir_layer(self, stage, state, step, key, text)  # as Docker: the directory exists in the image
+        return False
 
     def do_stopsignal(self, stage, state, step: ins.Stopsignal, number) -> bool:
         from pallet.kernel.runopts import parse_signal

@@ -28,7 +28,7 @@ def test_metadata_instructions_make_the_config_docker_writes(build):
         'WORKDIR app\n'
         'STOPSIGNAL SIGQUIT\n'
         'HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD wget -q -O- http://localhost/ || exit 1\n'
-        'ONBUILD RUN echo triggered > /onbuild\n'
+        'ONBUILD LABEL triggered=yes\n'
         'ENTRYPOINT ["/bin/echo"]\n'
         'CMD ["default"]\n', {}, "-t", "meta", "--label", "extra=yes")
     cfg = build.config("meta")["Config"]
@@ -40,14 +40,17 @@ def test_metadata_instructions_make_the_config_docker_writes(build):
     assert (cfg["User"], cfg["WorkingDir"], cfg["StopSignal"]) == ("nobody", "/srv/app", "SIGQUIT")
     assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q -O- http://localhost/ || exit 1"],
                                   "Interval": 30_000_000_000, "Timeout": 3_000_000_000, "Retries": 2}
-    assert cfg["OnBuild"] == ["RUN echo triggered > /onbuild"]
+    assert cfg["OnBuild"] == ["LABEL triggered=yes"]
     assert (cfg["Entrypoint"], cfg["Cmd"]) == (["/bin/echo"], ["default"])
     assert "WHO" not in str(cfg["Env"])  # ARGs are not kept in the image
     doc = build.document(result.image_id)
     assert doc["author"] == "Jo <jo@example.org>"
-    assert all(entry.get("empty_layer") for entry in doc["history"][1:])
+    made_layers = [h["created_by"] for h in doc["history"][1:] if not h.get("empty_layer")]
+    assert made_layers == ["/bin/sh -c #(nop)  WORKDIR /srv", "/bin/sh -c #(nop)  WORKDIR /srv/app"]
     assert doc["history"][-1]["created_by"] == '/bin/sh -c #(nop)  CMD ["default"]'
-    assert len(doc["rootfs"]["diff_ids"]) == 1  # metadata made no layer
+    assert len(doc["rootfs"]["diff_ids"]) == 3  # only WORKDIR made layers: its directories, as Docker's
+    fs = build.filesystem("meta")
+    assert fs["srv/app"].isdir() and (fs["srv/app"].uid, fs["srv/app"].gid) == (65534, 65534)  # USER's
     run = build.pallet("run", "--rm", "meta", check=True)
     assert run.stdout == "default\n"
 
