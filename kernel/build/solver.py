@@ -213,13 +213,13 @@ class Solver:
         from pallet.kernel.errors import NotFound
 
         try:
-            return self.store.resolve(ref)
+            self.store.resolve(ref)
         except NotFound:
             if not any(c in ref for c in "/:.@"):
                 stages = ", ".join(s.name for s in self.plan.stages if s.name) or "none named"
                 raise self.error(f'--from={ref}: no build stage named "{ref}" (stages: {stages}) '
                                  "and no local image of that name", line) from None
-        return self.resolve_image(ref, line)
+        return self.resolve_image(ref, line)  # through the lifecycle: the trust policy applies, as for FROM
 
     def image_layers(self, image) -> list:
         manifest = mf.parse_manifest(self.store.blobs.read(image.manifest_digest))
