@@ -120,12 +120,18 @@ def default_network(engine) -> str:
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:
-    from pallet.kernel import runopts
-
     if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
     image = resolve_image(engine, request.image, request.pull, request.quiet, request.platform)
-    image_config = (image.config or {}).get("config") or {}
+    return create_on(engine, request, image.id, (image.config or {}).get("config") or {},
+                     lambda: image_store(engine).ensure_layers(image))
+
+
+def create_on(engine, request: CreateRequest, image_id: str, image_config: dict, top_layer) -> ContainerRecord:
+    """Create a container over a resolved image: ``image_config`` is its runtime config, ``top_layer()``
+    makes its layers present and returns the top one (the builder passes a layer chain that is no image)."""
+    from pallet.kernel import runopts
+
     network = check_network(engine, request.network or default_network(engine))
     host_extra = resolve_shared(engine, request)
     cid = new_container_id()
@@ -165,11 +171,11 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     host_config = {**request.host_config, **host_extra, "NetworkMode": network, "PortBindings": ports,
                    "PublishAllPorts": request.publish_all}
     record = ContainerRecord(
-        id=cid, name=request.name, image_id=image.id, image_ref=request.image, created=time.time(),
+        id=cid, name=request.name, image_id=image_id, image_ref=request.image, created=time.time(),
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
         host_config=host_config, runtime=host_config.get("Runtime") or "pallet",
     )
-    record.image_top_layer = image_store(engine).ensure_layers(image)
+    record.image_top_layer = top_layer()
     record.storage_driver = engine.storage_driver_name
     store = ContainerStore(engine)
     store.add(record)  # refuses a duplicate name before any layer exists

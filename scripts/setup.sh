@@ -17,6 +17,7 @@ packages=(
   libseccomp-dev libseccomp2 uidmap                # security
   procps psmisc util-linux hyperfine               # process tools, benchmarks
   tini                                             # run --init (its static build is bound into the container)
+  buildah                                          # the peer `pallet build` is compared with
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "port": ("pallet.kernel.cli.container", "port", "List port mappings of a container"),
     "rename": ("pallet.kernel.cli.container", "rename", "Rename a container"),
     "update": ("pallet.kernel.cli.container", "update", "Update configuration of one or more containers"),
+    "build": ("pallet.kernel.cli.build", "build", "Build an image from a Dockerfile"),
+    "builder": ("pallet.kernel.cli.build", "builder", "Manage the build cache"),
     "pull": ("pallet.kernel.cli.image", "pull", "Download an image from a registry"),
     "push": ("pallet.kernel.cli.image", "push", "Upload an image to a registry"),
     "images": ("pallet.kernel.cli.image", "ls", "List images"),
@@ -118,7 +120,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "image", "network", "volume", "plugins", "storage", "security", "system"}
 
 
 @click.group(

@@ -484,3 +484,7 @@ image.add_command(sign)
 image.add_command(verify)
 image.add_command(sbom)
 image.add_command(scan)
+
+from pallet.kernel.cli.build import build as _build  # noqa: E402  (pallet image build = pallet build)
+
+image.add_command(_build, "build")

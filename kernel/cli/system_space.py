@@ -47,8 +47,28 @@ def disk_usage(engine) -> list[dict]:
                 reclaimable += amount
     rows.append({"Type": "Local Volumes", "TotalCount": len(volumes), "Active": active, "Size": size,
                  "Reclaimable": reclaimable})
-    rows.append({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0})
+    rows.append(build_cache_row(engine, images))
     return rows
+
+
+def build_cache_row(engine, images) -> dict:
+    """The build cache's entries; those whose layer an image holds are active (``builder prune`` keeps them)."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.build.cache import BuildCache
+    from pallet.kernel.images import manifest as mf
+
+    try:
+        store = lifecycle.image_store(engine)
+    except PalletError:
+        return {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0}
+    entries = BuildCache(engine, store).entries()
+    in_images = set()
+    for record in images:
+        with contextlib.suppress(PalletError):
+            in_images.update(d.digest for d in mf.parse_manifest(store.blobs.read(record.manifest_digest)).layers)
+    active = [e for e in entries if e.digest in in_images]
+    return {"Type": "Build Cache", "TotalCount": len(entries), "Active": len(active),
+            "Size": sum(e.size for e in entries), "Reclaimable": sum(e.size for e in entries if e not in active)}
 
 
 @click.command("df")
@@ -139,7 +159,8 @@ def prune(ctx, all_, volumes, force):
 
     if not force:
         items = ["all stopped containers", "all networks not used by at least one container",
-                 "all images without at least one container associated to them" if all_ else "all dangling images"]
+                 "all images without at least one container associated to them" if all_ else "all dangling images",
+                 "all build cache" if all_ else "unused build cache"]
         if volumes:
             items.append("all anonymous volumes not used by at least one container")
         text = "WARNING! This will remove:\n" + "".join(f"  - {item}\n" for item in items)
@@ -147,7 +168,8 @@ def prune(ctx, all_, volumes, force):
             return
     steps = [("pallet.kernel.cli.container", "container", {"force": True, "filters": ()}),
              ("pallet.kernel.cli.network", "network", {"force": True, "filters": ()}),
-             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True})]
+             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True}),
+             ("pallet.kernel.cli.build", "builder", {"all_": all_, "filters": (), "force": True})]
     if volumes:
         steps.append(("pallet.kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
     for module_name, group, params in steps:

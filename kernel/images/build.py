@@ -49,11 +49,24 @@ def base_config(created: str) -> dict:
             "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
 
 
-def store_image(store, txn, config: dict, layers: list[mf.Descriptor], names: list[str]) -> ImageRecord:
-    """Write config and manifest blobs for ``layers`` and register the image under ``names``."""
+DOCKER_MEDIA = {mf.OCI_LAYER_GZIP: mf.DOCKER_LAYER_GZIP, mf.OCI_LAYER: mf.DOCKER_LAYER}
+
+
+def store_image(store, txn, config: dict, layers: list[mf.Descriptor], names: list[str],
+                media: str = "oci") -> ImageRecord:
+    """Write config and manifest blobs for ``layers`` and register the image under ``names``.
+
+    ``media="docker"`` writes Docker schema-2 media types (manifest, config, layers) instead of OCI's.
+    """
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
     config_digest = txn.put_bytes(config_bytes)
-    manifest = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, config_digest, len(config_bytes)), layers)
+    if media == "docker":
+        layers = [mf.Descriptor(DOCKER_MEDIA.get(d.media_type, d.media_type), d.digest, d.size, d.platform,
+                                d.annotations) for d in layers]
+        manifest = mf.build_manifest(mf.Descriptor(mf.DOCKER_CONFIG, config_digest, len(config_bytes)), layers,
+                                     mf.DOCKER_MANIFEST)
+    else:
+        manifest = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, config_digest, len(config_bytes)), layers)
     manifest_digest = txn.put_bytes(manifest)
     return store.add_image(txn, manifest_digest, [refs.parse(name) for name in names])
 

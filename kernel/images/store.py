@@ -84,6 +84,7 @@ class ImageStore:
         self.layers_dir = self.root / "records" / "layers"
         self.tags_path = self.root / "tags.json"
         self.lock_path = self.root / "lock"
+        self.pins_dir = self.root / "pins"
         self._lock_depth = 0
 
     @property
@@ -183,9 +184,38 @@ class ImageStore:
                 raise Conflict(f"image id prefix {ref_or_id} is ambiguous ({len(matches)} images)")
         raise NotFound(f"No such image: {ref_or_id}")
 
+    # --- pins: blobs kept alive by something that is not an image (the build cache) -------
+    def pin(self, name: str, digests: list[str]) -> None:
+        """Keep ``digests`` from being collected while the pin ``name`` exists (call under the lock)."""
+        atomic_write_json(self.pins_dir / name, sorted(digests), durable=False)
+
+    def unpin(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.pins_dir / name).unlink()
+
+    def pinned(self) -> set[str]:
+        result: set[str] = set()
+        for path in self.pins_dir.iterdir() if self.pins_dir.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                result.update(json.loads(path.read_text()))
+        return result
+
+    def ensure_chain(self, layers: list[tuple[mf.Descriptor, str]]) -> str | None:
+        """Unpack the layer chain ``[(blob descriptor, diff id)]`` (stored blobs, no image needed) through the
+        storage driver; return the driver id of its top layer."""
+        if not layers:
+            return None
+        chains = layerlib.chain_ids([diff_id for _desc, diff_id in layers])
+        if self.driver.exists(layerlib.layer_id(chains[-1])) and self.layer_path(chains[-1]).exists():
+            return layerlib.layer_id(chains[-1])
+        with self.transaction() as txn:
+            for index, ((descriptor, diff_id), chain_id) in enumerate(zip(layers, chains)):
+                self._register_layer(txn, descriptor, diff_id, chain_id, chains[index - 1] if index else None)
+        return layerlib.layer_id(chains[-1])
+
     def live_blobs(self) -> set[str]:
-        """Every blob a stored image needs: manifests, indexes, configs and layer blobs."""
-        live: set[str] = set()
+        """Every blob a stored image needs: manifests, indexes, configs and layer blobs; and pinned blobs."""
+        live: set[str] = self.pinned()
         for path in (self.images_dir.iterdir() if self.images_dir.is_dir() else ()):
             with contextlib.suppress(FileNotFoundError, PalletError):
                 record = read_image(path)

@@ -1,0 +1,141 @@
+"""The build cache and reproducible output: which steps re-run after which change; same digest twice."""
+
+from __future__ import annotations
+
+import re
+
+from tests.build.conftest import Builder, write_context
+from tests.conftest import Pallet
+
+DOCKERFILE = ('FROM busybox\n'
+              'RUN echo one > /one\n'
+              'COPY a.txt /a.txt\n'
+              'RUN cat /a.txt > /copy-of-a\n'
+              'COPY b.txt /b.txt\n'
+              'RUN echo done > /done\n')
+
+
+def cached_steps(stderr: str) -> dict[str, bool]:
+    """``{"RUN echo one > /one": True, …}``: whether each layer step was served from the cache."""
+    names = dict(re.findall(r"^#(\d+) \[[^\]]+\] (.*)$", stderr, re.M))
+    cached = set(re.findall(r"^#(\d+) CACHED$", stderr, re.M))
+    return {text: number in cached for number, text in names.items() if text.startswith(("RUN", "COPY"))}
+
+
+def test_only_the_steps_after_a_changed_file_rerun(pallet, tmp_path):
+    pallet("image", "build-busybox", "-q", check=True)
+    context = write_context(tmp_path / "ctx", {"Dockerfile": DOCKERFILE, "a.txt": "a1", "b.txt": "b1",
+                                               "unused.txt": "u1"})
+
+    def build(*args):
+        result = pallet("build", "--progress", "plain", *args, str(context))
+        assert result.returncode == 0, result.stderr
+        return cached_steps(result.stderr)
+
+    assert not any(build().values())
+    assert all(build().values())                              # persistent: a new process reuses everything
+    (context / "unused.txt").write_text("u2")                 # a file no step uses changes nothing
+    assert all(build().values())
+    (context / "b.txt").write_text("b2")
+    assert build() == {"RUN echo one > /one": True, "COPY a.txt /a.txt": True,
+                       "RUN cat /a.txt > /copy-of-a": True, "COPY b.txt /b.txt": False,
+                       "RUN echo done > /done": False}
+    (context / "a.txt").write_text("a2")
+    assert build() == {"RUN echo one > /one": True, "COPY a.txt /a.txt": False,
+                       "RUN cat /a.txt > /copy-of-a": False, "COPY b.txt /b.txt": False,
+                       "RUN echo done > /done": False}
+    (context / "a.txt").chmod(0o600)                          # metadata counts, not only content
+    assert build()["COPY a.txt /a.txt"] is False
+    assert not any(build("--no-cache").values())
+    assert all(build().values())
+
+
+def test_build_args_in_scope_key_the_run_steps(build):
+    dockerfile = 'FROM busybox\nARG V=1\nRUN echo $V > /v\n'
+    build(dockerfile, {}, "-t", "argv")
+    again = build(dockerfile, {}, "--build-arg", "V=1")
+    assert all(cached_steps(again.stderr).values())
+    changed = build(dockerfile, {}, "--build-arg", "V=2", "-t", "argv2")
+    assert not any(cached_steps(changed.stderr).values())
+    assert build.filesystem("argv2")["v"].data == b"2\n"
+
+
+def test_no_cache_filter_reruns_one_stage(build):
+    dockerfile = ('FROM busybox AS first\nRUN echo 1 > /f\nFROM busybox AS second\nRUN echo 2 > /s\n'
+                  'COPY --from=first /f /f\n')
+    build(dockerfile, {})
+    result = build(dockerfile, {}, "--no-cache-filter", "second")
+    assert cached_steps(result.stderr) == {"RUN echo 1 > /f": True, "RUN echo 2 > /s": False,
+                                           "COPY --from=first /f /f": False}
+
+
+def test_builder_prune_drops_the_cache_and_system_df_shows_it(build):
+    build('FROM busybox\nRUN echo x > /x\n', {})
+    df = build.pallet("system", "df", check=True).stdout
+    assert "Build Cache" in df
+    pruned = build.pallet("builder", "prune", "-f", "--all", check=True).stdout
+    assert "Deleted build cache objects: 1" in pruned
+    again = build('FROM busybox\nRUN echo x > /x\n', {})
+    assert not any(cached_steps(again.stderr).values())
+    kept = build.pallet("builder", "prune", "-f", check=True).stdout  # without --all: an image still uses it
+    assert "Deleted build cache objects: 0" in kept
+
+
+REPRODUCIBLE = ('FROM busybox AS build\nRUN echo made > /made && mkdir -p /srv && touch /srv/stamp\n'
+                'FROM busybox\nCOPY --from=build /made /srv /out/\nCOPY a.txt /a.txt\nENV X=1\nCMD ["cat", "/a.txt"]\n')
+
+
+def test_two_roots_give_the_same_digest_with_source_date_epoch(tmp_path):
+    ids = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
+        runner("image", "build-busybox", "-q", check=True)
+        context = write_context(tmp_path / name / "ctx", {"Dockerfile": REPRODUCIBLE, "a.txt": "same"})
+        result = runner("build", "-q", "--no-cache", str(context), env={"SOURCE_DATE_EPOCH": "1700000000"})
+        assert result.returncode == 0, result.stderr
+        ids.append(result.stdout.strip())
+        doc = Builder(runner, tmp_path).document(ids[-1])
+        assert doc["created"] == "2023-11-14T22:13:20Z"
+        assert {h["created"] for h in doc["history"][1:]} == {"2023-11-14T22:13:20Z"}
+    assert ids[0] == ids[1]
+
+
+def test_cache_from_an_image_built_elsewhere(tmp_path):
+    dockerfile = 'FROM busybox\nRUN echo made > /m\nCOPY a.txt /a\nRUN cat /a > /b\n'
+    runners = []
+    for name in ("origin", "fresh"):
+        (tmp_path / name).mkdir()
+        runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
+        runner("image", "build-busybox", "-q", check=True)
+        runners.append(runner)
+    origin, fresh = runners
+    context = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile, "a.txt": "A"})
+    origin("build", "-q", "-t", "cached:1", str(context), check=True)
+    archive = tmp_path / "cached.oci.tar"
+    origin("save", "--format", "oci-archive", "-o", str(archive), "cached:1", check=True)
+    fresh("load", "-i", str(archive), check=True)
+    result = fresh("build", "--progress", "plain", "--cache-from", "cached:1", str(context))
+    assert result.returncode == 0, result.stderr
+    assert all(cached_steps(result.stderr).values())
+    (context / "a.txt").write_text("changed")
+    result = fresh("build", "--progress", "plain", "--cache-from", "cached:1", str(context))
+    assert cached_steps(result.stderr) == {"RUN echo made > /m": True, "COPY a.txt /a": False, "RUN cat /a > /b": False}
+
+
+def test_without_source_date_epoch_only_the_created_fields_differ(tmp_path):
+    docs = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
+        runner("image", "build-busybox", "-q", check=True)
+        context = write_context(tmp_path / name / "ctx", {"Dockerfile": REPRODUCIBLE, "a.txt": "same"})
+        result = runner("build", "-q", str(context))
+        assert result.returncode == 0, result.stderr
+        docs.append(Builder(runner, tmp_path).document(result.stdout.strip()))
+
+    def without_created(doc):
+        return {**doc, "created": None, "history": [{**h, "created": None} for h in doc["history"]]}
+
+    assert docs[0]["created"] != docs[1]["created"]
+    assert without_created(docs[0]) == without_created(docs[1])  # the layers (diff ids) too
