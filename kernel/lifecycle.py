@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pallet.kernel import procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
-from pallet.kernel.errors import Conflict, NotImplementedYet, PalletError
+from pallet.kernel.errors import Conflict, PalletError
 from pallet.kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
@@ -45,10 +45,8 @@ class CreateRequest:
 
 
 def image_store(engine):
-    try:
-        from pallet.kernel.images import ImageStore
-    except ImportError:
-        raise NotImplementedYet("the image store is not available in this build of pallet") from None
+    from pallet.kernel.images import ImageStore
+
     return ImageStore(engine)
 
 
@@ -73,28 +71,16 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
 
 
 def runtime_for(engine, record: ContainerRecord):
-    name = record.runtime or "pallet"
-    driver = engine.plugins.driver("runtime", name)
-    availability = driver.availability()
-    if not availability.available:
-        raise PalletError(f'runtime "{name}" is unavailable on this host: {availability.reason}')
-    if not driver.cls.implemented:
-        raise driver.cls.not_implemented(name, "see the runtime issue")
-    return driver.cls(Path(engine.run_root) / "runtime" / name)
+    return engine.open_driver("runtime", record.runtime or "pallet")
 
 
 def default_network(engine) -> str:
-    """``[containers] default_network`` from the config, else ``bridge`` once a bridge driver is
-    implemented, else ``none`` (documented in ``run --help``)."""
+    """``[containers] default_network`` from the config, else ``bridge`` when a plugin registers a
+    bridge driver, else ``none`` (documented in ``run --help``)."""
     configured = engine.config.section("containers").get("default_network")
     if configured:
         return configured
-    record = engine.plugins.drivers.get("network", {}).get("bridge")
-    if record is not None and record.cls.implemented:
-        with contextlib.suppress(ImportError):
-            import pallet.kernel.network  # noqa: F401
-            return "bridge"
-    return "none"
+    return "bridge" if "bridge" in engine.plugins.drivers.get("network", {}) else "none"
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:
@@ -172,10 +158,8 @@ def create_anonymous_volumes(engine, mounts: list[dict]) -> list[str]:
 
 
 def volume_store(engine):
-    try:
-        from pallet.kernel.volumes import VolumeStore
-    except ImportError:
-        raise NotImplementedYet("volumes are not implemented yet in this version of pallet") from None
+    from pallet.kernel.volumes import VolumeStore
+
     return VolumeStore(engine)
 
 
@@ -186,11 +170,8 @@ def check_network(engine, network: str) -> str:
         return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
     if network in LOCAL_MODES:
         return network
-    try:
-        from pallet.kernel.network import NetworkStore
-    except ImportError:
-        raise NotImplementedYet(f'network "{network}" is not implemented yet in this version of pallet '
-                                '(only "none" and "host" are)') from None
+    from pallet.kernel.network import NetworkStore
+
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
     return network
 

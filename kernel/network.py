@@ -146,30 +146,21 @@ class NetworkStore:
 
     # --- drivers ------------------------------------------------------------------------
     def driver(self, name: str):
-        found = self.engine.plugins.driver("network", name)
-        home = Path(self.engine.root) / "network" / name
-        options = {"run-root": str(self.engine.run_root)}
+        """Network driver ``name`` with the option keys :class:`pallet.kernel.drivers.NetworkDriver` lists."""
+        options = {}
         if self.cluster_store:
             options["cluster-store"] = self.cluster_store
         if self.settings.get("advertise_address"):
             options["advertise-address"] = self.settings["advertise_address"]
         if self.settings.get("overlay_lease_ttl"):
             options["lease-ttl"] = str(self.settings["overlay_lease_ttl"])
-        availability = found.availability(home, options)
-        if not availability.available:
-            raise PalletError(f'network driver "{name}" is unavailable on this host: {availability.reason}')
-        if not found.cls.implemented:
-            raise found.cls.not_implemented(name, "see the networking issue")
-        return found.cls(home, options)
+        return self.engine.open_driver("network", name, options)
 
     def ipam(self, name: str):
-        found = self.engine.plugins.driver("ipam", name)
-        if not found.cls.implemented:
-            raise found.cls.not_implemented(name, "see the networking issue")
         options = {"pools": self.settings.get("default_address_pools", "")}
         if self.cluster_store:
             options["cluster-store"] = self.cluster_store
-        return found.cls(Path(self.engine.root) / "network" / f"ipam-{name}", options)
+        return self.engine.open_driver("ipam", name, options)
 
     @property
     def cluster_store(self) -> str:
@@ -426,9 +417,7 @@ class NetworkStore:
         etcd.delete(f"{CLUSTER}networks/{record.id}")
         etcd.delete(f"{CLUSTER}endpoints/{record.id}/", prefix=True)
         etcd.delete(f"{CLUSTER}leases/{record.id}/", prefix=True)
-        release = getattr(network_driver, "release_cluster", None)
-        if release:
-            release(record.id, record.options)
+        network_driver.release_cluster(record.id, record.options)
         return True
 
     def _sync_cluster(self) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pluggy
 
 from pallet.kernel import hookspecs
-from pallet.kernel.drivers import Availability, Driver
-from pallet.kernel.errors import PalletError, UsageError
+from pallet.kernel.drivers import Availability, Driver, DriverContext
+from pallet.kernel.errors import PalletError, Unavailable, UsageError
 
 GROUPS = {
     "storage": "pallet.storage",
@@ -38,6 +38,9 @@ DRIVER_KINDS = {
     "registry": ("registry", "pallet_register_transports"),
     "runtime": ("runtime", "pallet_register_runtimes"),
 }
+
+# How messages name a driver of each kind ("storage driver "zfs" is unavailable …").
+KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile"}
 
 BUILTIN_DISTRIBUTION = "pallet"
 
@@ -72,20 +75,32 @@ class DriverRecord:
     kind: str
     cls: type[Driver]
     plugin: PluginRecord
-    _availability: Availability | None = field(default=None, repr=False)
+    _probed: dict = field(default_factory=dict, repr=False)
 
-    def availability(self, home=None, options: dict | None = None) -> Availability:
-        """Probe the host once per process for the plain listing; always afresh for a given home/options."""
-        specific = home is not None or bool(options)
-        if self._availability is None or specific:
+    def availability(self, home=None, options=None) -> Availability:
+        """The driver's probe for ``home`` and ``options``, asked once per process for each pair."""
+        key = (str(home) if home is not None else None, repr(sorted((options or {}).items())))
+        if key not in self._probed:
             try:
-                result = self.cls.probe(home, options or {})
+                self._probed[key] = self.cls.probe(home, dict(options or {}))
             except Exception as exc:  # a vendor's probe must not take the listing down
-                result = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
-            if specific:
-                return result
-            self._availability = result
-        return self._availability
+                self._probed[key] = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
+        return self._probed[key]
+
+
+def open_driver(cls: type[Driver], kind: str, name: str, context: DriverContext,
+                availability: Availability | None = None) -> Driver:
+    """``cls(context)`` once the driver's probe (``availability``, else asked now) says it works here.
+
+    The one place a driver object is made; an unavailable driver raises
+    :class:`pallet.kernel.errors.Unavailable` naming it and the probe's reason.
+    """
+    if availability is None:
+        availability = cls.probe(context.home, dict(context.options))
+    if not availability.available:
+        label = KIND_LABELS.get(kind, f"{kind} driver")
+        raise Unavailable(f'{label} "{name}" is unavailable on this host: {availability.reason}')
+    return cls(context)
 
 
 def disabled_names() -> set[str]:
@@ -218,6 +233,11 @@ class PluginManager:
             raise PalletError(f'{kind} driver "{name}" cannot be used: {record.describe()} is {record.state}: {record.error}')
         names = ", ".join(self.names(kind)) or "none"
         raise UsageError(f'unknown {kind} driver "{name}" (available: {names})')
+
+    def open(self, kind: str, name: str, context: DriverContext) -> Driver:
+        """The driver ``name`` of ``kind`` made in ``context``: look up, probe, construct (every caller's way)."""
+        record = self.driver(kind, name)
+        return open_driver(record.cls, kind, name, context, record.availability(context.home, context.options))
 
     def names(self, kind: str) -> list[str]:
         self.load(DRIVER_KINDS[kind][0])

@@ -76,14 +76,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module_name, attr, _help = self.lazy[name]
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                return _missing_command(name)
-            command = getattr(module, attr, None)
-            return command if command is not None else _missing_command(name)
+            return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx, formatter):
@@ -98,15 +91,6 @@ class LazyGroup(click.Group):
 
 GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", "security", "system"}
 
-
-def _missing_command(name: str) -> click.Command:
-    from pallet.kernel.errors import NotImplementedYet
-
-    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def missing():
-        raise NotImplementedYet(f'"pallet {name}" is not implemented yet in this version of pallet')
-
-    return missing
 
 
 @click.group(

@@ -49,7 +49,7 @@ def create_options(func):
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
         click.option("--network", "--net", "network", default="",
                      help='Connect to a network: none, host, bridge or a network name. Default: [containers] '
-                          'default_network in the config, else "bridge" when a bridge driver is implemented, '
+                          'default_network in the config, else "bridge" when a plugin registers a bridge driver, '
                           'else "none".'),
         click.option("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
         click.option("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
@@ -168,7 +168,7 @@ def run(ctx, image, command, detach, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
     Without --network the container gets [containers] default_network from the config, else
-    "bridge" when a bridge network driver is implemented, else "none"
+    "bridge" when a plugin registers a bridge network driver, else "none"
     (a private network namespace with only lo).
     """
     from pallet.kernel import lifecycle, monitor

@@ -30,14 +30,11 @@ def storage_block(engine) -> dict:
         return block
     availability = record.availability(engine.storage_home(name), engine.config.storage_options(name))
     block["Availability"] = str(availability)
-    if availability.available and record.cls.implemented:
+    if availability.available:
         try:
-            driver = record.cls(engine.storage_home(name), engine.config.storage_options(name))
-            block["Status"] = [[key, value] for key, value in driver.status()]
+            block["Status"] = [[key, value] for key, value in engine.open_driver("storage", name).status()]
         except Exception as exc:  # a vendor driver's status() must not break info
             block["Status"] = [["Error", f"{type(exc).__name__}: {exc}"]]
-    elif availability.available:
-        block["Status"] = [["Note", "not implemented yet"]]
     return block
 
 
@@ -53,7 +50,7 @@ def info_data(engine) -> dict:
         counts.setdefault(kind, {"loaded": 0, "broken": 0, "disabled": 0})[plugin.state] += 1
     security = []
     for name, record in sorted(manager.drivers["security"].items(), key=lambda kv: kv[1].cls.order):
-        if record.cls.default_enabled and record.availability().available and record.cls.implemented:
+        if record.cls.default_enabled and record.availability().available:
             security.append(name)
     return {
         "ServerVersion": __version__,

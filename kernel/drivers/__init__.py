@@ -1,6 +1,6 @@
 """Base classes every driver subclasses; their docstrings are the rest of the plugin contract."""
 
-from pallet.kernel.drivers.base import Availability, Driver
+from pallet.kernel.drivers.base import Availability, Driver, DriverContext
 from pallet.kernel.drivers.network import EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
 from pallet.kernel.drivers.runtime import Runtime
 from pallet.kernel.drivers.security import SecurityContext, SecurityProfile
@@ -9,6 +9,6 @@ from pallet.kernel.drivers.transport import Transport
 from pallet.kernel.drivers.volume import VolumeDriver
 
 __all__ = [
-    "Availability", "Change", "Driver", "EndpointInfo", "IpamDriver", "JoinInfo", "NetworkDriver", "Runtime",
+    "Availability", "Change", "Driver", "DriverContext", "EndpointInfo", "IpamDriver", "JoinInfo", "NetworkDriver", "Runtime",
     "SecurityContext", "SecurityProfile", "StorageDriver", "Transport", "VolumeDriver",
 ]

@@ -99,14 +99,7 @@ def configured_options(engine, name: str) -> dict[str, str]:
 
 def open_driver(engine, name: str, options: dict[str, str]):
     """An instance of driver ``name`` in its home (``<root>/<name>``, per remap with userns_remap), checked usable."""
-    record = engine.plugins.driver("storage", name)
-    home = engine.storage_home(name)
-    availability = record.availability(home, options)
-    if not availability.available:
-        raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
-    if not record.cls.implemented:
-        raise record.cls.not_implemented(name, "see the storage backends issue")
-    return engine.with_remap(record.cls(home, options))
+    return engine.open_driver("storage", name, options)
 
 
 def source_driver_name(engine) -> str:

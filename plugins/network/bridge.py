@@ -25,7 +25,6 @@ class BridgeNetwork(NetworkDriver):
     """
 
     description = "Linux bridge with veth pairs and NAT"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

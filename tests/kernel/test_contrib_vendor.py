@@ -96,10 +96,10 @@ def sandboxes():
 
 def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_in_process, host_parent_link, sandboxes):
     from pallet.kernel.drivers import EndpointInfo
+    from pallet.kernel.drivers import DriverContext
     from pallet.kernel.plugins import PluginManager
 
-    record = PluginManager().driver("network", "macvlan")
-    driver = record.cls(tmp_path)
+    driver = PluginManager().open("network", "macvlan", DriverContext(tmp_path))
     data = driver.create_network("net1", {"parent": host_parent_link}, [{"pool": "10.231.0.0/24"}])
     addresses = ["10.231.0.2/24", "10.231.0.3/24"]
     try:

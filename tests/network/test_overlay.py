@@ -196,14 +196,15 @@ def test_addresses_never_collide_across_hosts(cluster):
     from concurrent.futures import ThreadPoolExecutor
 
     from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.drivers import DriverContext
     from pallet.plugins.network.overlay import ClusterIpam
 
     store = cluster[0].store
-    ipam = ClusterIpam("/nonexistent", {"cluster-store": store})
+    ipam = ClusterIpam(DriverContext("/nonexistent", {"cluster-store": store}))
     pool, _ = ipam.request_pool(f"{NET}.221.0/26")
     try:
         with ThreadPoolExecutor(8) as pool_exec:
-            got = list(pool_exec.map(lambda _: ClusterIpam("/x", {"cluster-store": store}).request_address(pool),
+            got = list(pool_exec.map(lambda _: ClusterIpam(DriverContext("/x", {"cluster-store": store})).request_address(pool),
                                      range(40)))
         assert len(set(got)) == 40
     finally:

@@ -27,12 +27,7 @@ def bb(tmp_path):
     """``pallet`` on a private root holding ``busybox:latest``; every container is removed afterwards."""
     pallet = Pallet(tmp_path / "root", tmp_path / "run")
     built = pallet("image", "build-busybox")
-    if "not implemented yet" in built.stderr:
-        pytest.skip(f"needs the images room's build-busybox: {built.stderr.strip()}")
     assert built.returncode == 0, built.stderr
-    probe = pallet("run", "--rm", "--network", "none", "busybox", "true")
-    if "not implemented yet" in probe.stderr:
-        pytest.skip(f"needs the containers room's run: {probe.stderr.strip()}")
     try:
         yield pallet
     finally:
