@@ -84,6 +84,18 @@ class Engine:
             driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
         return driver
 
+    def check_storage_choice(self) -> None:
+        """Refuse an unknown ``--storage-driver`` (or ``[storage] driver``) before any command runs: exit 2.
+
+        A name the entry-point cache knows costs no plugin import (``entrypoints.declares``); any
+        other loads the storage plugins, to find it among their drivers or list the available ones.
+        """
+        from pallet.kernel.entrypoints import declares
+
+        name = self.config.storage_driver_flag or self.config.storage_driver_configured
+        if name and not declares(self.run_root, "pallet.storage", "storage", name):
+            self.plugins.driver("storage", name)
+
     def recorded_storage_driver(self) -> str | None:
         try:
             return (self.root / DRIVER_RECORD).read_text().strip() or None

@@ -10,7 +10,6 @@ rest of the engine keeps working.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import pluggy
 
 from pallet.kernel import hookspecs
 from pallet.kernel.drivers import Availability, Driver, DriverContext
+from pallet.kernel.entrypoints import disabled_names
 from pallet.kernel.errors import PalletError, Unavailable, UsageError
 
 GROUPS = {
@@ -103,11 +103,6 @@ def open_driver(cls: type[Driver], kind: str, name: str, context: DriverContext,
     return cls(context)
 
 
-def disabled_names() -> set[str]:
-    raw = os.environ.get("PALLET_DISABLE_PLUGINS", "")
-    return {part.strip() for part in raw.split(",") if part.strip()}
-
-
 class PluginManager:
     """Loads plugin groups on demand and answers "which driver is called NAME"."""
 
@@ -153,6 +148,11 @@ class PluginManager:
                 new.append(record)
         for record in new:
             self._collect_drivers(record)
+        self._entry_points().remember({
+            f"{namespace}:{record.name}": {kind: sorted(name for name, d in drivers.items() if d.plugin is record)
+                                           for kind, drivers in self.drivers.items()
+                                           if any(d.plugin is record for d in drivers.values())}
+            for record in new if record.state == "loaded"})
 
     def _entry_points(self):
         if self._listing is None:
@@ -162,6 +162,12 @@ class PluginManager:
         return self._listing
 
     def _register(self, record: PluginRecord) -> bool:
+        from pallet.kernel.apiversion import mismatch
+
+        reason = mismatch(record.module)
+        if reason:
+            self._mark_broken(record, reason)
+            return False
         plugin_name = f"{record.group}:{record.name}"
         try:
             self.pm.register(record.module, name=plugin_name)
@@ -243,18 +249,36 @@ class PluginManager:
         self.load(DRIVER_KINDS[kind][0])
         return list(self.drivers[kind])
 
-    def hook(self):
-        """The pluggy hook relay, for broadcast hooks (observers of lifecycle events)."""
-        return self.pm.hook
+    def broadcast(self, hook_name: str, **kwargs) -> list:
+        """Call broadcast hook ``hook_name`` through pluggy; return the implementations' non-None results.
 
-    def broadcast(self, hook_name: str, **kwargs) -> None:
-        """Call an observer hook on every loaded plugin; an observer's exception is reported, not raised."""
+        pluggy's order applies (last registered first, ``tryfirst``/``trylast``) and wrappers
+        see the call. An implementation's exception is reported as one warning naming its
+        plugin, and the others still run.
+        """
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper or getattr(impl.function, "_pallet_isolated", False)):
+                impl.function = self._isolated(hook_name, impl)
+        try:
+            return hook(**kwargs)
+        except Exception as exc:  # raised by a wrapper, around every implementation
+            self._warn(f"a wrapper of {hook_name} failed: {type(exc).__name__}: {exc}")
+            return []
+
+    def _isolated(self, hook_name: str, impl):
+        # pluggy stops a hook call at the first exception; an observer's bug must not stop the others.
+        function = impl.function
+
+        def isolated(*args):
             try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                return function(*args)
             except Exception as exc:
                 self._warn(f'plugin "{impl.plugin_name}" failed in {hook_name}: {type(exc).__name__}: {exc}')
+                return None
+
+        isolated._pallet_isolated = True
+        return isolated
 
 
 def _import_target(target: str):
