@@ -17,8 +17,10 @@ DRIVER_RECORD = "storage-driver"
 class Engine:
     """Built once per CLI invocation; every property is lazy so ``--help`` loads nothing."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cluster_store: str | None = None, debug: bool = False):
         self.config = config
+        self.cluster_store = cluster_store  # --cluster-store; NetworkStore falls back to env and config
+        self.debug = debug
 
     @property
     def root(self) -> Path:

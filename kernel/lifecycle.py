@@ -170,7 +170,7 @@ def check_network(engine, network: str) -> str:
         return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
     if network in LOCAL_MODES:
         return network
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
     return network
@@ -203,7 +203,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
         elif record.network_mode not in LOCAL_MODES:
-            import pallet.kernel.network as network
+            from pallet.kernel.network import attach as network
 
             engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
@@ -356,7 +356,7 @@ def release(engine, record: ContainerRecord) -> None:
             errors.append(f"runtime: {exc}")
     if record.network_mode not in LOCAL_MODES and not record.network_mode.startswith("container:"):
         with contextlib.suppress(ImportError):
-            import pallet.kernel.network as network
+            from pallet.kernel.network import attach as network
             engine.plugins.load("network")
             try:
                 network.disconnect(engine, record)

@@ -114,9 +114,7 @@ def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_s
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
 
-    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt))
-    ctx.obj.debug = debug
-    ctx.obj.cluster_store = cluster_store
+    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt), cluster_store, debug)
     if not ctx.resilient_parsing:  # shell completion must not fail on a half-typed name
         ctx.obj.check_storage_choice()
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import socket
-import threading
 
-CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
@@ -24,6 +21,8 @@ def iproute(netns: str | None = None):
     """
     from pyroute2 import IPRoute
 
+    from pallet.kernel.sandbox import in_netns
+
     if netns:
         sock = in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
         ipr = IPRoute(use_socket=sock)
@@ -33,39 +32,6 @@ def iproute(netns: str | None = None):
         yield ipr
     finally:
         ipr.close()
-
-
-def in_netns(path: str, func):
-    """Run ``func`` in a helper thread that entered the namespace at ``path``; return its result.
-
-    setns(2) changes only the calling thread, and a socket keeps the namespace it was made in, so
-    this is how to get sockets inside a sandbox without forking (pyroute2's NetNS forks a helper).
-    """
-    result: dict = {}
-
-    def work():
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc().setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), path)
-            finally:
-                os.close(fd)
-            result["value"] = func()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def link_index(ipr, name: str) -> int | None:

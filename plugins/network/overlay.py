@@ -32,7 +32,7 @@ DEFAULT_LEASE_TTL = 15  # seconds a dead host's endpoints stay visible to the ot
 
 
 def cluster(options: dict):
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
 
     url = (options or {}).get("cluster-store") or os.environ.get("PALLET_CLUSTER_STORE")
     if not url:
@@ -270,7 +270,7 @@ def stop_agent(pid: int | None, network_id: str) -> None:
 def agent_main(base: str, network_id: str, data: dict, names_file: Path) -> None:
     """Watch the network's endpoints in etcd; keep FDB/ARP entries and the DNS names of remote ones current."""
     from pallet.kernel.fsutil import atomic_write_json
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
     from pallet.plugins.network.netlink import iproute, program_peer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

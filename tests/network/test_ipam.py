@@ -72,7 +72,7 @@ def test_gateway_and_fixed_addresses(tmp_path):
 def _create(root: str, config: str, name: str, queue) -> None:
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     engine = Engine(Config.load(root=root, config_path=config))
     queue.put(NetworkStore(engine).create(name).ipam_config[0]["Subnet"])
@@ -81,7 +81,7 @@ def _create(root: str, config: str, name: str, queue) -> None:
 def test_concurrent_network_creation_in_two_roots_gets_distinct_subnets(tmp_path):
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     config = tmp_path / "pallet.toml"
     config.write_text('[network]\ndefault_address_pools = "10.231.128.0/18:24"\n')
