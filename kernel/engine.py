@@ -17,10 +17,9 @@ DRIVER_RECORD = "storage-driver"
 class Engine:
     """Built once per CLI invocation; every property is lazy so ``--help`` loads nothing."""
 
-    def __init__(self, config: Config, cluster_store: str | None = None, debug: bool = False):
+    def __init__(self, config: Config, cluster_store: str | None = None):
         self.config = config
         self.cluster_store = cluster_store  # --cluster-store; NetworkStore falls back to env and config
-        self.debug = debug
 
     @property
     def root(self) -> Path:

@@ -80,7 +80,7 @@ def default_network(engine) -> str:
     configured = engine.config.section("containers").get("default_network")
     if configured:
         return configured
-    return "bridge" if "bridge" in engine.plugins.drivers.get("network", {}) else "none"
+    return "bridge" if "bridge" in engine.plugins.drivers["network"] else "none"
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:

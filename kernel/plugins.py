@@ -148,11 +148,9 @@ class PluginManager:
                 new.append(record)
         for record in new:
             self._collect_drivers(record)
-        self._entry_points().remember({
-            f"{namespace}:{record.name}": {kind: sorted(name for name, d in drivers.items() if d.plugin is record)
-                                           for kind, drivers in self.drivers.items()
-                                           if any(d.plugin is record for d in drivers.values())}
-            for record in new if record.state == "loaded"})
+        # So that a later process can check a driver name without importing (entrypoints.declares).
+        self._entry_points().remember({f"{namespace}:{record.name}": self._registered_by(record)
+                                       for record in new if record.state == "loaded"})
 
     def _entry_points(self):
         if self._listing is None:
@@ -193,6 +191,15 @@ class PluginManager:
                     impl.function(register=self._registrar(kind, record))
                 except Exception as exc:
                     self._mark_broken(record, f"{hook_name} failed: {type(exc).__name__}: {exc}")
+
+    def _registered_by(self, record: PluginRecord) -> dict[str, list[str]]:
+        """``{kind: [driver names]}`` that ``record``'s plugin registered."""
+        found: dict[str, list[str]] = {}
+        for kind, drivers in self.drivers.items():
+            names = sorted(name for name, driver in drivers.items() if driver.plugin is record)
+            if names:
+                found[kind] = names
+        return found
 
     def _registrar(self, kind: str, record: PluginRecord):
         def register(name: str, cls: type) -> None:

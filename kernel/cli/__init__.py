@@ -114,7 +114,8 @@ def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_s
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
 
-    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt), cluster_store, debug)
+    # --debug is read by main() from argv, so that it also covers errors raised before this runs.
+    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt), cluster_store)
     if not ctx.resilient_parsing:  # shell completion must not fail on a half-typed name
         ctx.obj.check_storage_choice()
 

@@ -35,6 +35,7 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
                 "Origin": plugin.origin,
                 "Status": "available" if availability.available else "unavailable",
                 "Reason": availability.reason,
+                "Description": record.cls.description,
             })
     listed = {(r["Plugin"]) for r in rows}
     group_kind = {group: kind for kind, group in GROUPS.items()}

@@ -66,7 +66,7 @@ class Driver:
     """
 
     kind = "driver"
-    description = ""
+    description = ""  # one line about the driver, in ``pallet plugins ls --json``
 
     def __init__(self, context: DriverContext):
         self.context = context

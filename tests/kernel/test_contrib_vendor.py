@@ -18,6 +18,7 @@ def test_vendor_drivers_are_listed_as_third_party(pallet, vendor_site):
         assert row["Distribution"] == "pallet-vendor-example"
         assert row["Version"] == "1.0.0"
         assert row["Status"] == "available"
+    assert rows[("storage", "copyfs")]["Description"] == "directories copied from their parent (vendor example)"
 
 
 def test_vendor_storage_driver_is_selected_and_recorded(pallet, vendor_site):
