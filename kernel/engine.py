@@ -91,10 +91,12 @@ class Engine:
         A name the entry-point cache knows costs no plugin import (``entrypoints.declares``); any
         other loads the storage plugins, to find it among their drivers or list the available ones.
         """
+        name = self.config.storage_driver_flag or self.config.storage_driver_configured
+        if not name:
+            return
         from pallet.kernel.entrypoints import declares
 
-        name = self.config.storage_driver_flag or self.config.storage_driver_configured
-        if name and not declares(self.run_root, "pallet.storage", "storage", name):
+        if not declares(self.run_root, "pallet.storage", "storage", name):
             self.plugins.driver("storage", name)
 
     def recorded_storage_driver(self) -> str | None:
