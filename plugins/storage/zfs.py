@@ -2,143 +2,132 @@
 
 Layer ``ID`` is the dataset ``<zfs.fsname>/ID``, mounted by zfs itself at ``<home>/graph/ID``
 (its ``mountpoint`` property): zfs-fuse supports automatic mountpoints only, so there is no
-legacy mount and ``get`` returns the directory zfs keeps mounted. A child ``C`` of ``P`` is
-``zfs clone P@C C``; removing ``C`` destroys that snapshot too.
+legacy mount and ``get`` returns the directory zfs keeps mounted. A child ``C`` of ``P`` is a
+clone of the snapshot ``P@C``; removing ``C`` destroys that snapshot too.
 
-The ``zfs``/``zpool`` commands are driven through ``ZfsCommands`` (as moby's driver does).
-A libzfs_core binding could replace that class, but ``pyzfs`` cannot load here: it needs
-``libzfs_core``, which does not exist on zfs-fuse hosts such as this one.
+The driver speaks pyzfs's ``libzfs_core`` API and nothing else for changing datasets: the real
+pyzfs where it imports and initialises, else ``zfs_lzc``, the same API over the zfs commands (as
+moby's driver drives them). What libzfs_core lacks (pools, property reads, mounts) comes from
+``zfs_lzc.extension`` on both backends.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
-import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, StorageDriver
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.plugins.storage import zfs_lzc
+from pallet.plugins.storage.zfs_lzc import extension as ext
 
 OPTIONS = ("zfs.fsname", "size")
 REMOVED = ".removed."             # prefix of removed layers whose snapshots still have clones
+CANMOUNT_NOAUTO = 2               # libzfs_core takes index properties as numbers
+BUSY_RETRIES = 50
 
 
 class ZfsError(PalletError):
-    """A ``zfs``/``zpool`` command failed; the message is its last line of output."""
+    """A zfs operation failed; the message is pyzfs's description and, on the commands, what zfs said."""
 
 
-class ZfsCommands:
-    """The narrow interface the driver needs from zfs: one method per operation, datasets by name."""
+@dataclass(frozen=True)
+class Backend:
+    """The libzfs_core the driver calls, and why that one."""
 
-    timeout = 60
+    name: str                     # "libzfs_core" (pyzfs) or "zfs commands"
+    lzc: ModuleType
+    errors: ModuleType            # its ``exceptions`` module
+    reason: str
 
-    def run(self, *args: str) -> str:
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
+# What the driver calls; pyzfs's is_supported says whether the installed C library has each.
+NEEDED = ("lzc_create", "lzc_snapshot", "lzc_clone", "lzc_destroy", "lzc_destroy_snaps", "lzc_exists", "lzc_rename")
+
+
+@functools.cache
+def backend() -> Backend:
+    """pyzfs's libzfs_core when it imports, initialises and has every call needed, else the zfs commands."""
+    try:
+        import libzfs_core
+        errors = importlib.import_module("libzfs_core.exceptions")
+    except ImportError as exc:
+        return _commands_backend(f"pyzfs is not installed: {exc}")
+    try:
+        # The first call into pyzfs opens and initialises the C library (and /dev/zfs).
+        lacking = [name for name in NEEDED if not libzfs_core.is_supported(getattr(libzfs_core, name))]
+    except AttributeError as exc:
+        return _commands_backend(f"this pyzfs is too old: {exc}")
+    except (OSError, errors.ZFSError) as exc:
+        return _commands_backend(f"pyzfs's libzfs_core does not initialise: {exc}")
+    if lacking:
+        return _commands_backend(f"the installed libzfs_core lacks {', '.join(lacking)}")
+    return Backend("libzfs_core", libzfs_core, errors, "pyzfs imports and initialises")
+
+
+def _commands_backend(reason: str) -> Backend:
+    return Backend("zfs commands", zfs_lzc, zfs_lzc.exceptions, reason)
+
+
+def _zfs_errors() -> tuple[type[Exception], ...]:
+    return backend().errors.ZFSError, zfs_lzc.exceptions.ZFSError
+
+
+def _is_busy(exc: BaseException) -> bool:
+    busy = (backend().errors.DatasetBusy, zfs_lzc.exceptions.DatasetBusy)
+    return isinstance(exc, busy) or any(_is_busy(each) for each in getattr(exc, "errors", ()))
+
+
+def _retry_busy(call, *args):
+    """zfs-fuse may call a dataset busy for a moment after its last use: retry briefly."""
+    for attempt in range(BUSY_RETRIES):
         try:
-            result = subprocess.run(args, capture_output=True, text=True, timeout=self.timeout)
-        except FileNotFoundError:
-            raise ZfsError(f"the {args[0]} command is not installed") from None
-        except subprocess.TimeoutExpired:
-            raise ZfsError(f"{' '.join(args[:2])} timed out after {self.timeout}s") from None
-        if result.returncode != 0:
-            lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            # zfs explains on the first line and may list datasets after it ("use '-R' to destroy …").
-            detail = "; ".join(line.strip() for line in lines) or f"exit {result.returncode}"
-            raise ZfsError(f"{' '.join(args[:2])}: {detail}")
-        return result.stdout
+            return call(*args)
+        except _zfs_errors() as exc:
+            if not _is_busy(exc) or attempt == BUSY_RETRIES - 1:
+                raise
+            time.sleep(0.1)
 
-    def pools(self) -> list[str]:
-        return self.run("zpool", "list", "-H", "-o", "name").split()
 
-    def mounted_at(self, mountpoint: str) -> str | None:
-        """The dataset mounted at ``mountpoint``, if any."""
-        for line in self.run("zfs", "list", "-H", "-o", "name,mountpoint", "-t", "filesystem").splitlines():
-            name, _, where = line.partition("\t")
-            if where == mountpoint:
-                return name
-        return None
-
-    def properties(self, name: str, *props: str) -> dict[str, str] | None:
-        """Like ``get``, but None when the dataset does not exist."""
+def _reported(method):
+    """A zfs error that reaches the user becomes one line (a PalletError), not a traceback."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
         try:
-            return self.get(name, *props)
-        except ZfsError as exc:
-            if "does not exist" in str(exc):
-                return None
-            raise
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.run("zfs", "list", "-H", "-o", "name", name)
-            return True
-        except ZfsError:
-            return False
-
-    def get(self, name: str, *props: str, exact: bool = True) -> dict[str, str]:
-        """Properties of ``name``: exact numbers, or zfs's human-readable ones (``1.2M``)."""
-        out = self.run("zfs", "get", "-H", *(["-p"] if exact else []), "-o", "property,value", ",".join(props), name)
-        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
-
-    def pool_health(self, pool: str) -> str:
-        # zfs-fuse's zpool get has no -H/-o; zpool list does.
-        return self.run("zpool", "list", "-H", "-o", "health", pool).strip()
-
-    def create(self, name: str, properties: dict[str, str]) -> None:
-        self.run("zfs", "create", *_property_args(properties), name)
-
-    def snapshot(self, snapshot: str) -> None:
-        self.run("zfs", "snapshot", snapshot)
-
-    def clone(self, snapshot: str, name: str, properties: dict[str, str]) -> None:
-        self.run("zfs", "clone", *_property_args(properties), snapshot, name)
-
-    def rename(self, name: str, new_name: str) -> None:
-        self._retry_busy("zfs", "rename", name, new_name)
-
-    def mount(self, name: str) -> None:
-        self._retry_busy("zfs", "mount", name)
-
-    def unmount(self, name: str) -> None:
-        self._retry_busy("zfs", "unmount", name)
-
-    def destroy(self, name: str, recursive: bool = False) -> None:
-        self._retry_busy("zfs", "destroy", *(["-r"] if recursive else []), name)
-
-    def _retry_busy(self, *args: str) -> None:
-        """zfs-fuse may call a dataset busy for a moment after its last use: retry briefly."""
-        for attempt in range(50):
-            try:
-                self.run(*args)
-                return
-            except ZfsError as exc:
-                if "busy" not in str(exc) or attempt == 49:
-                    raise
-                time.sleep(0.1)
-
-
-def _property_args(properties: dict[str, str]) -> list[str]:
-    args = []
-    for key, value in properties.items():
-        args += ["-o", f"{key}={value}"]
-    return args
+            return method(*args, **kwargs)
+        except _zfs_errors() as exc:
+            said = getattr(exc, "output", "") or "; ".join(
+                each.output for each in getattr(exc, "errors", ()) if getattr(each, "output", ""))
+            raise ZfsError(f"zfs: {exc}" + (f" ({said})" if said else "")) from None
+    return wrapper
 
 
 class ZfsDriver(StorageDriver):
     description = "zfs datasets, snapshots and clones"
-    commands = ZfsCommands()
 
     @classmethod
     def probe(cls, home=None, options=None):
         from pallet.kernel import host
 
-        options = options or {}
         if host.which("zfs") is None or host.which("zpool") is None:
             return Availability.no("the zfs and zpool commands are not installed")
         try:
-            names = cls.commands.pools()
-        except ZfsError as exc:
-            return Availability.no(f"zfs is not reachable: {exc}")
+            return cls._probe(home, options or {})
+        except _zfs_errors() as exc:
+            return Availability.no(f"zfs is not reachable: {getattr(exc, 'output', '') or exc}")
+
+    @classmethod
+    def _probe(cls, home, options) -> Availability:
+        names = [name.decode() for name in ext.pools()]
         if not names:
             return Availability.no("no zfs pool is imported")
         fsname = options.get("zfs.fsname")
@@ -146,9 +135,9 @@ class ZfsDriver(StorageDriver):
             fsname = cls.recorded_fsname(home) or cls.dataset_of(home)
             if not fsname:
                 return Availability.no(f"{home} is not on a zfs dataset; set --storage-opt zfs.fsname=POOL/DATASET")
-        if fsname and not cls.commands.exists(fsname):
+        if fsname and not backend().lzc.lzc_exists(fsname.encode()):
             return Availability.no(f'zfs.fsname "{fsname}" does not exist (pools: {", ".join(names)})')
-        return Availability.ok(f"pools: {', '.join(names)}")
+        return Availability.ok(f"pools: {', '.join(names)}; backend: {backend()}")
 
     def __init__(self, context):
         super().__init__(context)
@@ -163,6 +152,8 @@ class ZfsDriver(StorageDriver):
             raise UsageError(f'{self.home} holds layers in zfs dataset "{recorded}", not "{self.fsname}"')
         self.default_size = self.options.get("size")
         self.graph = self.home / "graph"
+        self.lzc = backend().lzc
+        self.errors = backend().errors
 
     @staticmethod
     def recorded_fsname(home) -> str | None:
@@ -181,14 +172,15 @@ class ZfsDriver(StorageDriver):
         if fstype not in ("zfs", "fuse.zfs"):
             return None
         try:
-            return cls.commands.mounted_at(mountpoint)
-        except ZfsError:
+            name = ext.mounted_at(mountpoint)
+        except _zfs_errors():
             return None
+        return name.decode() if name else None
 
-    def _dataset(self, layer_id: str) -> str:
+    def _dataset(self, layer_id: str) -> bytes:
         if not layer_id or "/" in layer_id or "@" in layer_id or layer_id.startswith("."):
             raise UsageError(f'invalid layer id "{layer_id}"')
-        return f"{self.fsname}/{layer_id}"
+        return f"{self.fsname}/{layer_id}".encode()
 
     def _mountpoint(self, layer_id: str) -> Path:
         return self.graph / layer_id
@@ -207,14 +199,15 @@ class ZfsDriver(StorageDriver):
         if size:
             from pallet.kernel.storage.units import parse_size
 
-            properties["quota"] = str(parse_size(size, "size"))
+            properties[b"quota"] = parse_size(size, "size")
         self._create(layer_id, parent, properties)
 
     def _record(self, layer_id: str) -> Path:
         """``<home>/layers/ID`` holds the parent's id: exists() and layers() without asking the daemon."""
         return self.home / "layers" / layer_id
 
-    def _create(self, layer_id: str, parent: str | None, properties: dict[str, str]) -> None:
+    @_reported
+    def _create(self, layer_id: str, parent: str | None, properties: dict[bytes, object]) -> None:
         from pallet.kernel.fsutil import atomic_write
 
         dataset = self._dataset(layer_id)
@@ -223,7 +216,8 @@ class ZfsDriver(StorageDriver):
         if parent and not self.exists(parent):
             raise NotFound(f"parent layer {parent} does not exist")
         # noauto: zfs mounts the dataset only when get() asks, so an unused layer holds no mount.
-        properties = {"mountpoint": str(self._mountpoint(layer_id)), "canmount": "noauto", **properties}
+        properties = {b"mountpoint": str(self._mountpoint(layer_id)).encode(), b"canmount": CANMOUNT_NOAUTO,
+                      **properties}
         self.graph.mkdir(parents=True, exist_ok=True)
         if not self.recorded_fsname(self.home):
             atomic_write(self.home / "fsname", (self.fsname + "\n").encode())
@@ -231,19 +225,20 @@ class ZfsDriver(StorageDriver):
         atomic_write(self._record(layer_id), (parent or "").encode())
         try:
             if not parent:
-                self.commands.create(dataset, properties)
+                self.lzc.lzc_create(dataset, props=properties)
                 return
-            snapshot = f"{self._dataset(parent)}@{layer_id}"
-            self.commands.snapshot(snapshot)
+            snapshot = self._dataset(parent) + b"@" + layer_id.encode()
+            self.lzc.lzc_snapshot([snapshot])
             try:
-                self.commands.clone(snapshot, dataset, properties)
-            except ZfsError:
-                self.commands.destroy(snapshot)
+                self.lzc.lzc_clone(dataset, snapshot, properties)
+            except self.errors.ZFSError:
+                _retry_busy(self.lzc.lzc_destroy_snaps, [snapshot], False)
                 raise
         except BaseException:
             self._record(layer_id).unlink(missing_ok=True)
             raise
 
+    @_reported
     def remove(self, layer_id):
         from pallet.kernel.fsutil import locked
 
@@ -254,23 +249,18 @@ class ZfsDriver(StorageDriver):
             except FileNotFoundError:
                 return
             if _is_mountpoint(self._mountpoint(layer_id)):
-                self.commands.unmount(dataset)
+                _retry_busy(ext.unmount, dataset)
             self._count_file(layer_id).unlink(missing_ok=True)
             if parent and self.exists(parent):
-                origin = f"{self._dataset(parent)}@{layer_id}"
+                origin = self._dataset(parent) + b"@" + layer_id.encode()
             else:  # the parent was removed first and lives on under a hidden name
-                props = self.commands.properties(dataset, "origin") or {}
-                origin = props.get("origin", "-")
-            try:
-                self.commands.destroy(dataset, recursive=True)
-            except ZfsError as exc:
-                if "dependent clones" in str(exc):
-                    # Children are clones of this layer's snapshots: keep its blocks under a hidden
-                    # name until the last child goes (removing a parent first must not break children).
-                    self.commands.rename(dataset, f"{self.fsname}/{REMOVED}{layer_id}.{os.urandom(4).hex()}")
-                    origin = "-"
-                elif "does not exist" not in str(exc):
-                    raise
+                origin = self._origin(dataset)
+            if not self._destroy(dataset):
+                # Children are clones of this layer's snapshots: keep its blocks under a hidden
+                # name until the last child goes (removing a parent first must not break children).
+                hidden = f"{self.fsname}/{REMOVED}{layer_id}.{os.urandom(4).hex()}".encode()
+                _retry_busy(self.lzc.lzc_rename, dataset, hidden)
+                origin = None
             self._collect(origin)
             self._record(layer_id).unlink()
             try:
@@ -278,21 +268,58 @@ class ZfsDriver(StorageDriver):
             except FileNotFoundError:
                 pass
 
-    def _collect(self, origin: str) -> None:
-        """Destroy the snapshot a removed child was cloned from, then any hidden parent left with no children."""
-        while origin not in ("", "-"):
-            parent = origin.split("@", 1)[0]
+    def _origin(self, dataset: bytes) -> bytes | None:
+        """The snapshot ``dataset`` was cloned from (None for none, or when the dataset is gone)."""
+        try:
+            origin = ext.get_props(dataset, "origin").get("origin", "-")
+        except zfs_lzc.exceptions.DatasetNotFound:
+            return None
+        return None if origin in ("", "-") else origin.encode()
+
+    def _destroy(self, dataset: bytes) -> bool:
+        """Destroy ``dataset`` and its snapshots; False, destroying nothing, while a snapshot has clones."""
+        try:
+            snapshots = ext.snapshots(dataset)
+        except zfs_lzc.exceptions.DatasetNotFound:
+            return True  # a half-made layer: the record was written, the dataset never was
+        if snapshots:
             try:
-                self.commands.destroy(origin)
-                if not parent.startswith(f"{self.fsname}/{REMOVED}"):
-                    return
-                origin = self.commands.get(parent, "origin").get("origin", "-")
-                self.commands.destroy(parent, recursive=True)
-            except ZfsError as exc:
-                if "dependent clones" in str(exc) or "does not exist" in str(exc):
+                _retry_busy(self.lzc.lzc_destroy_snaps, snapshots, False)
+            except self.errors.SnapshotDestructionFailure as exc:
+                if any(isinstance(each, self.errors.SnapshotIsCloned) for each in exc.errors):
+                    return False
+                raise
+        try:
+            _retry_busy(self.lzc.lzc_destroy, dataset)
+        except self.errors.DatasetNotFound:
+            pass
+        return True
+
+    def _collect(self, origin: bytes | None) -> None:
+        """Destroy the snapshot a removed child was cloned from, then any hidden parent left with no children."""
+        hidden = f"{self.fsname}/{REMOVED}".encode()
+        while origin:
+            parent = origin.split(b"@", 1)[0]
+            try:
+                _retry_busy(self.lzc.lzc_destroy_snaps, [origin], False)
+            except self.errors.SnapshotDestructionFailure as exc:
+                if any(isinstance(each, self.errors.SnapshotIsCloned) for each in exc.errors):
                     return
                 raise
+            if not parent.startswith(hidden):
+                return
+            try:
+                if ext.snapshots(parent):
+                    return  # other children still hang on this hidden parent
+            except zfs_lzc.exceptions.DatasetNotFound:
+                return
+            origin = self._origin(parent)
+            try:
+                _retry_busy(self.lzc.lzc_destroy, parent)
+            except self.errors.DatasetNotFound:
+                return
 
+    @_reported
     def get(self, layer_id, mount_label=""):
         from pallet.kernel.fsutil import locked
 
@@ -305,15 +332,14 @@ class ZfsDriver(StorageDriver):
             count = self._count(layer_id) if mounted else 0  # a count without a mount is stale (reboot)
             if not mounted:
                 try:
-                    self.commands.mount(dataset)
-                except ZfsError as exc:
-                    if "does not exist" in str(exc):
-                        raise NotFound(f"layer {layer_id} does not exist") from None
-                    raise
+                    _retry_busy(ext.mount, dataset)
+                except zfs_lzc.exceptions.DatasetNotFound:
+                    raise NotFound(f"layer {layer_id} does not exist") from None
             self._count_file(layer_id).parent.mkdir(parents=True, exist_ok=True)
             self._count_file(layer_id).write_text(str(count + 1))
             return mountpoint
 
+    @_reported
     def put(self, layer_id):
         from pallet.kernel.fsutil import locked
 
@@ -323,7 +349,7 @@ class ZfsDriver(StorageDriver):
                 self._count_file(layer_id).write_text(str(count))
                 return
             if _is_mountpoint(self._mountpoint(layer_id)):
-                self.commands.unmount(self._dataset(layer_id))
+                _retry_busy(ext.unmount, self._dataset(layer_id))
             self._count_file(layer_id).unlink(missing_ok=True)
 
     def _count_file(self, layer_id: str) -> Path:
@@ -344,17 +370,19 @@ class ZfsDriver(StorageDriver):
         except FileNotFoundError:
             return []
 
+    @_reported
     def metadata(self, layer_id):
         dataset = self._dataset(layer_id)
-        props = self.commands.get(dataset, "origin", "mountpoint", "used", "quota")
-        return {"Dataset": dataset, "Mountpoint": props.get("mountpoint", ""),
+        props = ext.get_props(dataset, "origin", "mountpoint", "used", "quota")
+        return {"Dataset": dataset.decode(), "Mountpoint": props.get("mountpoint", ""),
                 "Origin": props.get("origin", "-"), "Used": props.get("used", ""), "Quota": props.get("quota", "")}
 
     # --- reporting ------------------------------------------------------------------------
+    @_reported
     def status(self):
         pool = self.fsname.split("/")[0]
-        props = self.commands.get(self.fsname, "used", "available", "compression", "quota", exact=False)
-        health = self.commands.pool_health(pool)
+        props = ext.get_props(self.fsname.encode(), "used", "available", "compression", "quota", exact=False)
+        health = ext.pool_health(pool.encode())
         return [
             ("Zpool", pool),
             ("Zpool Health", health),
@@ -364,6 +392,7 @@ class ZfsDriver(StorageDriver):
             ("Space Available", props.get("available", "")),
             ("Parent Quota", "no" if props.get("quota") in ("0", "none", "") else props["quota"]),
             ("Layers", str(len(self.layers()))),
+            ("Backend", str(backend())),
         ]
 
 
