@@ -40,7 +40,7 @@ pid = runtime.run(sys.argv[2], Path(sys.argv[3]), (0, 1, 2))
 os.waitpid(pid, 0)
 runtime.delete(sys.argv[2])
 """
-IMPORTS = "import pallet.plugins.runtime.builtin, pallet.kernel.runtime.launch, pallet.kernel.runtime.cgroups, pallet.kernel.runtime.seccomp"
+IMPORTS = "import pallet.plugins.runtime.builtin, pallet.plugins.runtime.builtin.launch, pallet.kernel.cgroups, pallet.plugins.runtime.builtin.seccomp"
 
 
 def timed(argv, **kwargs) -> float:
@@ -51,7 +51,7 @@ def timed(argv, **kwargs) -> float:
 
 
 def without_cgroup2() -> None:
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)

@@ -66,13 +66,13 @@ class Engine:
     # --- storage ------------------------------------------------------------------------
     @cached_property
     def storage_remap(self):
-        """With ``[security] userns_remap``: the mapping whose ID-shifted layers storage keeps, else None."""
+        """The host-wide ID mapping a security profile gives containers (``SecurityProfile.storage_mapping``), or None."""
         settings = self.config.section("security")
-        if not settings.get("userns_remap"):
+        if not settings:
             return None
-        from pallet.plugins.security.userns import Remap  # the plugin owns subordinate-ID parsing
+        from pallet.kernel.security import storage_mapping
 
-        return Remap.from_settings(settings)
+        return storage_mapping(self.plugins, settings)
 
     def storage_home(self, name: str) -> Path:
         """``<root>/<driver>``, or ``<root>/<uid>.<gid>/<driver>`` for a remapped engine (as Docker's userns-remap)."""

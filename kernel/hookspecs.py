@@ -12,7 +12,7 @@ matches no spec, or whose arguments are not a subset of the spec's, marks the pl
 So does a module attribute ``PALLET_PLUGIN_API`` (a range such as ``">=1.0,<2"``) that this
 pallet's :data:`pallet.kernel.PLUGIN_API` does not satisfy.
 
-Two kinds of hooks:
+Three kinds of hooks:
 
 * **Registration hooks** (``pallet_register_*``) are called once, for each plugin, when
   pallet loads its group. Each receives ``register(name, cls)``; call it once per driver the
@@ -27,6 +27,9 @@ Two kinds of hooks:
   the call. Their return values are ignored unless the spec says otherwise. An exception
   raised by an implementation is reported as one warning naming the plugin, and the other
   implementations and the operation go on.
+* **The command hook** (``pallet_register_commands``: it receives the command line, not
+  ``register``) adds subcommands to ``pallet``; it is called only when a command line names
+  a command pallet does not have itself.
 
 Write implementations with ``pallet.hookimpl``::
 
@@ -161,3 +164,26 @@ def pallet_image_pulled(reference, image_id):
 @hookspec
 def pallet_image_removed(image_id):
     """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""
+
+
+# --- command hooks ------------------------------------------------------------------------
+
+@hookspec
+def pallet_register_commands(cli):
+    """Add subcommands to the ``pallet`` command line.
+
+    Called at most once per plugin and process, and only when a command line needs it:
+    ``pallet NAME …`` where NAME is not a built-in command (every plugin group is loaded
+    then), or a subcommand of a group that plugins fill (``pallet security …`` loads the
+    ``pallet.security`` plugins). So ``pallet --help`` and ``--version`` import no plugin,
+    and the top-level help lists only built-in commands.
+
+    ``cli`` is the root ``click.Group``. Add a top-level command or group with
+    ``cli.add_command(cmd)``; add under a built-in group that plugins fill with
+    ``cli.plugin_group("security").add_command(cmd)``. A command receives the engine with
+    ``@click.pass_obj`` and reports a user's mistake by raising ``pallet.errors.UsageError``
+    (or another ``PalletError``). A name that is already taken is refused with a warning
+    naming the plugin; an exception raised here is reported the same way and the other
+    plugins' commands stay. Import the command's heavy dependencies inside the command, not
+    here. Return nothing.
+    """

@@ -21,7 +21,7 @@ class CgroupInfo:
 
 
 def cgroup_info(mounts_file: str = "/proc/self/mounts") -> CgroupInfo:
-    from pallet.kernel.runtime.cgroups import V1_CONTROLLERS, hierarchies
+    from pallet.kernel.cgroups import V1_CONTROLLERS, hierarchies
 
     mounts, v2_mount = hierarchies(mounts_file)
     v1 = {name: str(path) for name, path in mounts.items() if name in V1_CONTROLLERS}
@@ -63,12 +63,10 @@ def kernel_features() -> dict[str, bool]:
 
 
 def landlock_abi() -> int:
-    """Landlock ABI version (0 when absent): ``landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)``."""
-    import ctypes
+    """Landlock ABI version (0 when absent)."""
+    from pallet.kernel import linux
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    version = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # same number on x86_64 and arm64
-    return max(version, 0)
+    return linux.landlock_abi()
 
 
 def _seccomp_available() -> bool:

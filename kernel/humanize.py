@@ -1,22 +1,47 @@
-"""Docker's way of showing sizes (decimal units, 3 significant digits) and ages ("2 hours ago")."""
+"""Sizes and ages as Docker shows and reads them: ``1.5MB``, ``12.3MiB``, ``2 hours ago``, ``512m``."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
-_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"]
+_DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB"]
+_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+_MULTIPLES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
-def size(value: int) -> str:
-    amount = float(value)
-    unit = 0
-    while amount >= 1000 and unit < len(_UNITS) - 1:
-        amount /= 1000
+def _scaled(value: float, base: int, units: list[str], precision: int) -> str:
+    amount, unit = float(value), 0
+    while abs(amount) >= base and unit < len(units) - 1:
+        amount /= base
         unit += 1
-    text = f"{amount:.3g}"
-    if "e" in text:
+    text = f"{amount:.{precision}g}"
+    if "e" in text:  # 999.9 at 3 digits
         text = f"{amount:.0f}"
-    return f"{text}{_UNITS[unit]}"
+    return f"{text}{units[unit]}"
+
+
+def size(value: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision: decimal units (``docker images`` uses 3 digits, ``prune`` 4)."""
+    return _scaled(value, 1000, _DECIMAL, precision)
+
+
+def binary_size(value: float) -> str:
+    """go-units BytesSize: binary units, 4 digits (``docker stats``)."""
+    return _scaled(value, 1024, _BINARY, 4)
+
+
+def parse_bytes(text: str) -> int:
+    """go-units RAMInBytes: ``"512"``, ``"10k"``, ``"1.5G"``, ``"100MiB"``, ``"2GB"`` -> bytes (1k = 1024).
+
+    Raises ``ValueError``; callers phrase the message for their flag or option.
+    """
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"invalid size {text!r}")
+    number, unit = match.groups()
+    return int(float(number) * _MULTIPLES[unit.lower()])
 
 
 def parse_time(text: str) -> datetime | None:

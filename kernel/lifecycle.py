@@ -217,10 +217,6 @@ def prepare(engine, record: ContainerRecord) -> Path:
             resolve_in_root(rootfs, workdir).mkdir(parents=True, exist_ok=True)
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts)
         specmod.finalize_spec(engine, spec, record)
-        if (spec.get("linux") or {}).get("uidMappings"):
-            from pallet.plugins.security.userns import prepare_files  # a remapped root must reach its files
-
-            prepare_files(engine, spec)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
     except BaseException:
         release(engine, record)
@@ -332,7 +328,7 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
 
 def container_cgroup(record: ContainerRecord):
     """The container's cgroup, found from the same cgroupsPath the spec gives the runtime."""
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
     from pallet.kernel.spec import cgroups_path
 
     return Cgroup.for_spec(record.id, {"cgroupsPath": cgroups_path(record.id)})

@@ -4,7 +4,7 @@ The monitor forks from the CLI (fast start), starts the container, then ``execve
 in a bare interpreter (``python -I -S``, stdlib only) so the process that sits beside a
 long-running container holds ~8 MB instead of the CLI's ~23 MB. It stays the container's
 parent and subreaper (both survive ``execve``). When the container exits it loads site and
-pallet again and lets :func:`pallet.kernel.monitor.after_exit` record the exit and clean up.
+pallet again and lets :func:`pallet.kernel.exit_handler.after_exit` record the exit and clean up.
 
 Importable too, for :class:`JsonLog`.
 """
@@ -102,7 +102,7 @@ def main(argv):
     site.main()
     # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
     sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    from pallet.kernel.monitor import after_exit
+    from pallet.kernel.exit_handler import after_exit
 
     after_exit(params, code)
 

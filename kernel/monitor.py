@@ -5,7 +5,7 @@ the start, so ``run -d`` stays fast). It becomes the child subreaper, starts the
 through the runtime and tells the CLI the outcome over a pipe. Then it ``execve``s into
 :mod:`pallet.kernel.logpump`, a bare interpreter that writes the json-file log with a third of the
 memory; when the container exits that process records the exit code and OOM kill, fires the
-lifecycle hooks and honours ``--rm`` (:func:`after_exit`).
+lifecycle hooks and honours ``--rm`` (:func:`pallet.kernel.exit_handler.after_exit`).
 """
 
 from __future__ import annotations
@@ -195,7 +195,10 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
         }, durable=False)
         script = Path(__file__).with_name("logpump.py")
-        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(script.parent.parent), str(pid),
+        # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump
+        # records the exit with this same pallet and not whichever one site-packages would give.
+        home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
+        os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
                                   str(store.log_path(record.id)), str(params),
                                   *(f"{fd}:{stream}" for fd, stream in sources.items())])
     except BaseException:
@@ -206,20 +209,3 @@ def _monitor(engine, record, bundle: Path, status_w: int) -> None:
         lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
         os._exit(1)
-
-
-def after_exit(params_path: str, exit_code: int) -> None:
-    """Called by the log pump once the container has exited: record it, clean up, honour --rm."""
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
-
-    params = json.loads(Path(params_path).read_text())
-    config_path = params["config_path"] if Path(params["config_path"]).exists() else None
-    engine = Engine(Config.load(params["root"], params["run_root"], config_path,
-                                params["storage_driver"], params["storage_opts"]))
-    engine.plugins.load("storage", "security", "runtime")
-    try:
-        record = ContainerStore(engine).load(params["id"])
-    except PalletError:
-        return  # removed meanwhile (rm -f already cleaned up)
-    lifecycle.finish(engine, record, exit_code)

@@ -115,6 +115,7 @@ class PluginManager:
         self._warn = warn or _warn_stderr
         self._cache_dir = cache_dir  # where the entry-point listing is cached; None: ask stevedore
         self._listing = None
+        self._commands_registered: set[str] = set()  # plugins whose pallet_register_commands was called
 
     # --- loading ------------------------------------------------------------------------
     def load(self, *groups: str) -> None:
@@ -286,6 +287,19 @@ class PluginManager:
 
         isolated._pallet_isolated = True
         return isolated
+
+    def register_commands(self, cli, *groups: str) -> None:
+        """Load ``groups`` (default: all) and call ``pallet_register_commands(cli)`` once on each plugin that has it."""
+        self.load(*groups)
+        for impl in self.pm.hook.pallet_register_commands.get_hookimpls():
+            if impl.plugin_name in self._commands_registered:
+                continue
+            self._commands_registered.add(impl.plugin_name)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                self._warn(f'plugin "{impl.plugin_name}" failed in pallet_register_commands: '
+                           f"{type(exc).__name__}: {exc}")
 
 
 def _import_target(target: str):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def start_time(pid: int) -> int:
@@ -31,9 +28,9 @@ def alive(pid: int, started: int) -> bool:
 
 def set_subreaper() -> None:
     """Become the reaper of orphaned descendants, so a runtime that forks away still hands us the exit status."""
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
-    linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
 
 
 def exit_code_from_status(status: int) -> int:
@@ -64,23 +61,3 @@ def reap_orphans() -> None:
             return
         if got == 0:
             return
-
-
-def try_wait(pid: int) -> int | None:
-    """Non-blocking: the exit code if ``pid`` has exited (reaping it), else None."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return 255
-        if got == 0:
-            return None
-        if got == pid:
-            return exit_code_from_status(status)
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)

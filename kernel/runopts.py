@@ -11,17 +11,14 @@ import re
 from pathlib import Path
 
 from pallet.kernel.errors import UsageError
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
+from pallet.kernel.humanize import parse_bytes
 
 def parse_size(value: str, flag: str) -> int:
     """Docker's RAMInBytes: ``32m``, ``1g``, ``512k``, ``1024`` (binary multiples)."""
-    match = _SIZE.match(str(value).strip())
-    if not match:
-        raise UsageError(f"invalid argument \"{value}\" for \"{flag}\" flag: invalid size: '{value}'")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+    try:
+        return parse_bytes(value)
+    except ValueError:
+        raise UsageError(f"invalid argument \"{value}\" for \"{flag}\" flag: invalid size: '{value}'") from None
 
 
 def parse_memory(value: str | None, flag: str = "-m, --memory") -> int | None:
@@ -210,7 +207,7 @@ def parse_mount(spec: str) -> dict:
     mount = {"Type": kind, "Source": source, "Target": os.path.normpath(target), "ReadOnly": readonly}
     if kind == "bind":
         if not source:
-            raise UsageError(f'invalid mount config for type "bind": field Source must not be empty')
+            raise UsageError('invalid mount config for type "bind": field Source must not be empty')
         mount["Propagation"] = fields.pop("bind-propagation", "rprivate")
     elif kind == "tmpfs":
         if source:

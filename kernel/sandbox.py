@@ -28,7 +28,7 @@ def sandbox_path(run_root: Path, cid: str) -> Path:
 
 def create_sandbox(run_root: Path, cid: str) -> Path:
     """Make a new network namespace with ``lo`` up, pinned by a bind mount; the caller stays in its own."""
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     path = sandbox_path(run_root, cid)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def _loopback_up() -> None:
 
 def remove_sandbox(run_root: Path, cid: str) -> None:
     """Unmount and delete the sandbox; missing is fine (idempotent, also after a crash)."""
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     path = sandbox_path(run_root, cid)
     if not path.exists():
@@ -82,7 +82,7 @@ def in_netns(path: str, func):
     """
     import threading
 
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     result: dict = {}
 

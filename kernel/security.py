@@ -1,8 +1,8 @@
-"""Route ``--security-opt`` options to security profiles and let each enabled profile shape the OCI spec."""
+"""Route ``--security-opt`` options to security profiles; let each enabled profile shape the OCI spec and the host's files."""
 
 from __future__ import annotations
 
-from pallet.kernel.drivers import SecurityContext
+from pallet.kernel.drivers import SecurityContext, SecurityProfile
 from pallet.kernel.errors import PalletError, UsageError
 
 # Options Docker accepts without NAME=VALUE form, mapped to the profile that owns them.
@@ -86,3 +86,27 @@ def apply_profiles(engine, spec: dict, ctx: SecurityContext, security_opts: list
         profile.apply(spec, ctx)
         applied.append(record.name)
     return applied
+
+
+def storage_mapping(plugins, settings: dict):
+    """The host-wide :class:`IdMapping` the first available default-enabled profile asks for, or None.
+
+    Only the ``[security]`` settings can ask for one, so an empty section loads no profile.
+    """
+    if not settings:
+        return None
+    plugins.load("security")
+    for record in sorted(plugins.drivers["security"].values(), key=lambda r: (r.cls.order, r.name)):
+        if record.cls.storage_mapping.__func__ is SecurityProfile.storage_mapping.__func__:
+            continue  # the base's answer is None: no need to probe the host for it
+        if record.cls.default_enabled and record.availability().available:
+            mapping = record.cls.storage_mapping(settings)
+            if mapping is not None:
+                return mapping
+    return None
+
+
+def prepare_files(engine, spec: dict, ctx, applied: list[str]) -> None:
+    """Let every profile in ``applied`` ready the host's files for the final ``spec``."""
+    for name in applied:
+        engine.open_driver("security", name).prepare_files(spec, ctx)

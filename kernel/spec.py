@@ -95,9 +95,9 @@ def _terminal_size() -> dict | None:
 
 
 def finalize_spec(engine, spec: dict, record) -> dict:
-    """Let security profiles and then every ``pallet_spec_amend`` plugin shape the spec."""
-    from pallet.kernel.drivers import SecurityContext
-    from pallet.kernel.security import apply_profiles
+    """Let security profiles and then every ``pallet_spec_amend`` plugin shape the spec; the profiles then ready the files."""
+    from pallet.kernel.drivers import FilesContext, SecurityContext
+    from pallet.kernel.security import apply_profiles, prepare_files
 
     host = record.host_config
     ctx = SecurityContext(privileged=bool(host.get("Privileged")), cap_add=list(host.get("CapAdd") or []),
@@ -105,8 +105,9 @@ def finalize_spec(engine, spec: dict, record) -> dict:
                           read_only=bool(host.get("ReadonlyRootfs")), container_id=record.id,
                           userns=host.get("UsernsMode") or "", settings=engine.config.section("security"))
     engine.plugins.load("security")
-    apply_profiles(engine, spec, ctx, list(host.get("SecurityOpt") or []))
+    applied = apply_profiles(engine, spec, ctx, list(host.get("SecurityOpt") or []))
     engine.plugins.broadcast("pallet_spec_amend", spec=spec, container=record)
+    prepare_files(engine, spec, FilesContext(engine.root, engine.run_root, engine.storage_remap), applied)
     return spec
 
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every room's tests: a private pallet root per test and a CLI runner."""
+"""Fixtures shared by every test package: a private pallet root per test and a CLI runner."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The ``pallet`` command: global options, lazily imported command groups, one-line errors.
 
 Commands are listed in ``COMMANDS`` with their help text, so ``pallet --help`` imports no
-command module and scans no entry point.
+command module and scans no entry point. A name not listed there is looked up among the
+commands plugins add through ``pallet_register_commands`` (``kernel/cli/extend.py``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,26 @@ class LazyGroup(click.Group):
         if name in self.lazy:
             module_name, attr, _help = self.lazy[name]
             return getattr(importlib.import_module(module_name), attr)
+        if name not in self.commands and ctx is not None:
+            from pallet.kernel.cli.extend import register_plugin_commands
+
+            register_plugin_commands(ctx)  # a plugin's command: every plugin group is loaded
         return super().get_command(ctx, name)
+
+    def add_command(self, cmd, name=None):
+        """Add a plugin's command; a name pallet or another plugin already uses is refused."""
+        name = name or cmd.name
+        if name in self.lazy or name in self.commands:
+            raise ValueError(f'the command "pallet {name}" already exists')
+        super().add_command(cmd, name)
+
+    def plugin_group(self, name: str) -> click.Group:
+        """The built-in group ``name`` that plugins add subcommands to (see ``pallet_register_commands``)."""
+        from pallet.kernel.cli.extend import PLUGIN_GROUPS
+
+        if name not in PLUGIN_GROUPS:
+            raise ValueError(f'"pallet {name}" takes no plugin commands (those that do: {", ".join(PLUGIN_GROUPS)})')
+        return self.get_command(None, name)
 
     def format_commands(self, ctx, formatter):
         groups = [n for n in self.list_commands(ctx) if n in GROUP_NAMES]
@@ -90,7 +110,6 @@ class LazyGroup(click.Group):
 
 
 GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", "security", "system"}
-
 
 
 @click.group(
@@ -111,11 +130,10 @@ GROUP_NAMES = {"container", "image", "network", "volume", "plugins", "storage", 
 @click.pass_context
 def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_store, debug):
     """A container engine whose storage, network, security and registry drivers are plugins."""
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
+    if ctx.obj is None:  # looking up a plugin's command may have made it already
+        from pallet.kernel.cli.extend import make_engine
 
-    # --debug is read by main() from argv, so that it also covers errors raised before this runs.
-    ctx.obj = Engine(Config.load(root, run_root, config_path, storage_driver, storage_opt), cluster_store)
+        ctx.obj = make_engine(ctx.params)
     if not ctx.resilient_parsing:  # shell completion must not fail on a half-typed name
         ctx.obj.check_storage_choice()
 

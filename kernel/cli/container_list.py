@@ -177,10 +177,7 @@ def _inspect_image(engine, name):
 
     store = ImageStore(engine)
     record = store.resolve(name)
-    if hasattr(store, "inspect"):
-        return store.inspect(record)
-    return {"Id": record.id, "RepoTags": list(record.repo_tags), "Created": record.created, "Size": record.size,
-            "Config": (record.config or {}).get("config") or {}, "RootFS": {"Type": "layers", "Layers": record.layers}}
+    return store.inspect(record)
 
 
 @click.command("inspect")

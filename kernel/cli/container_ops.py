@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from pallet.kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.humanize import binary_size
 
 
 def _store(engine):
@@ -115,7 +116,6 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
         process["capabilities"] = {k: every for k in ("bounding", "effective", "permitted")}
     runtime = lifecycle.runtime_for(engine, record)
     procs.set_subreaper()
-    run_dir = _store(engine).run_dir(record.id)
     console = ConsoleSocket() if tty else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
@@ -194,14 +194,6 @@ def cgroup_stats(record) -> dict:
     return stats
 
 
-def human_size(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.4g}{unit}" if unit != "B" else f"{int(value)}B"
-        value /= 1024
-    return f"{value}B"
-
-
 @click.command("stats")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
@@ -233,10 +225,10 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
             rows.append({
                 "Container": record.id if no_trunc else record.short_id, "ID": record.id, "Name": record.name,
                 "CPUPerc": f"{cpu:.2f}%",
-                "MemUsage": f"{human_size(now['memory_usage'])} / {human_size(limit)}",
+                "MemUsage": f"{binary_size(now['memory_usage'])} / {binary_size(limit)}",
                 "MemPerc": f"{100.0 * now['memory_usage'] / limit:.2f}%" if limit else "0.00%",
                 "NetIO": "0B / 0B",
-                "BlockIO": f"{human_size(now['blkio_read'])} / {human_size(now['blkio_write'])}",
+                "BlockIO": f"{binary_size(now['blkio_read'])} / {binary_size(now['blkio_write'])}",
                 "PIDs": str(now["pids"]),
             })
         emit(rows, [("CONTAINER ID", "Container"), ("NAME", "Name"), ("CPU %", "CPUPerc"),

@@ -18,23 +18,19 @@ def _store(ctx):
 
 
 def _containers_using(engine) -> dict[str, list[str]]:
-    """image id -> ids of containers created from it (empty until the containers room's store exists)."""
-    try:
-        from pallet.kernel.containers import ContainerStore
-    except ImportError:
-        return {}
+    """image id -> ids of containers created from it."""
+    from pallet.kernel.containers import ContainerStore
+
     using: dict[str, list[str]] = {}
     for container in ContainerStore(engine).all():
         using.setdefault(container.image_id, []).append(container.id)
     return using
 
 
-def _container_ids(engine) -> set[str] | None:
-    """Every container id (their read-write layers live in the driver), or None when containers are unknown."""
-    try:
-        from pallet.kernel.containers import ContainerStore
-    except ImportError:
-        return None
+def _container_ids(engine) -> set[str]:
+    """Every container id (their read-write layers live in the driver)."""
+    from pallet.kernel.containers import ContainerStore
+
     return {container.id for container in ContainerStore(engine).all()}
 
 

@@ -90,9 +90,5 @@ def prune(ctx, all_, volumes, force):
     if volumes:
         steps.append(("pallet.kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
     for module_name, group, params in steps:
-        try:
-            command = getattr(importlib.import_module(module_name), group).get_command(ctx, "prune")
-        except (ImportError, AttributeError):
-            continue  # that part of pallet is not in this build
-        if command is not None:
-            ctx.invoke(command, **params)
+        command = getattr(importlib.import_module(module_name), group).get_command(ctx, "prune")
+        ctx.invoke(command, **params)

@@ -160,16 +160,6 @@ def rm(ctx, engine, names, force):
         ctx.exit(1)
 
 
-def human_size(size: float) -> str:
-    """Docker's HumanSize: decimal units, up to four significant digits (``1.5MB``, ``0B``)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    index = 0
-    while size >= 1000 and index < len(units) - 1:
-        size /= 1000
-        index += 1
-    return f"{size:.4g}{units[index]}"
-
-
 @volume.command("prune")
 @click.option("--all", "-a", "all_volumes", is_flag=True, help="Remove all unused volumes, not just anonymous ones.")
 @click.option("--filter", "filters", multiple=True, metavar="label=KEY[=VALUE]", help="Only volumes with this label.")
@@ -198,4 +188,6 @@ def prune(engine, all_volumes, filters, force):
         for name in removed:
             click.echo(name)
         click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+    from pallet.kernel.humanize import size
+
+    click.echo(f"Total reclaimed space: {size(reclaimed, 4)}")

@@ -83,3 +83,15 @@ class Driver:
         same home and options) and once per process for ``pallet plugins ls``.
         """
         return Availability.ok()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path changed in a storage layer relative to its parent. ``kind`` is "A", "C" or "D" as in ``docker diff``.
+
+    Defined here, beside ``Driver``, so that the naive diff code can make them without
+    importing the storage driver base that calls it.
+    """
+
+    kind: str
+    path: str

@@ -8,19 +8,10 @@ containers their container id). A driver keeps everything it owns under its cont
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from pallet.kernel.drivers.base import Driver
-
-
-@dataclass(frozen=True)
-class Change:
-    """One path changed in a layer relative to its parent. ``kind`` is "A", "C" or "D" as in ``docker diff``."""
-
-    kind: str
-    path: str
+from pallet.kernel.drivers.base import Change, Driver
 
 
 class StorageDriver(Driver):

@@ -1,6 +1,6 @@
 """The image store: content-addressed blobs, image and layer records, tags, and unpacking via the storage driver.
 
-``ImageStore(engine)`` is the API other rooms use: ``resolve(ref_or_id)``,
+``ImageStore(engine)`` is the API the rest of pallet uses: ``resolve(ref_or_id)``,
 ``ensure_layers(record)``, ``commit(stream, parent, config, history_comment, tags)`` and
 ``inspect(record)``; ``pallet.kernel.images.transfer.pull(engine, name)`` pulls through a transport.
 """

@@ -217,11 +217,6 @@ class RegistryClient:
             raise self._error(response, f"manifest {repo}:{reference}")
         return response.content, response.headers.get("content-type", "")
 
-    def head_manifest(self, repo: str, reference: str, accept: str) -> str | None:
-        response = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull",
-                                headers={"Accept": accept})
-        return response.headers.get("docker-content-digest") if response.status_code == 200 else None
-
     def download_blob(self, repo: str, digest: str):
         """An open streaming response for the blob; the caller iterates ``iter_raw`` and closes it."""
         response = self.request("GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", stream=True)

@@ -74,7 +74,7 @@ class Transaction:
 
 
 class ImageStore:
-    """Images of one pallet root. ``resolve``, ``ensure_layers`` and ``commit`` are the containers room's API."""
+    """Images of one pallet root. ``resolve``, ``ensure_layers`` and ``commit`` are what containers use."""
 
     def __init__(self, engine):
         self.engine = engine
@@ -389,13 +389,11 @@ class ImageStore:
                     if leftover.name.startswith("blob-") or leftover.stat().st_mtime < time.time() - 3600:
                         os.unlink(leftover)
 
-    def sweep(self, container_ids: set[str] | None) -> list[str]:
+    def sweep(self, container_ids: set[str]) -> list[str]:
         """Remove what interrupted operations (``kill -9``) left: layers no image uses, their blobs, temp files.
 
         Driver layers named like image layers (64 hex) that are neither an image's chain id
-        nor one of ``container_ids`` are removed too (not at all when ``container_ids`` is
-        None: without the container store a read-write layer cannot be told apart). Returns
-        the removed layer ids.
+        nor one of ``container_ids`` are removed too. Returns the removed layer ids.
         """
         removed = []
         with self.locked():
@@ -406,7 +404,7 @@ class ImageStore:
                     self.driver.remove(path.name)
                     path.unlink()
                     removed.append(chain_id)
-            for lid in self.driver.layers() if container_ids is not None else ():
+            for lid in self.driver.layers():
                 if len(lid) == 64 and "sha256:" + lid not in live and lid not in container_ids \
                         and all(c in "0123456789abcdef" for c in lid):
                     self.driver.remove(lid)

@@ -1,32 +1,25 @@
-"""Thin ctypes layer over the mount syscalls the storage drivers need (new mount API, umount2).
+"""The mounts storage drivers make: the new mount API key by key, umount, and the d_type check.
 
 The overlay2 driver mounts with ``fsopen``/``fsconfig``/``fsmount``/``move_mount`` and adds
 each lower layer with its own ``lowerdir+`` key (Linux 6.8+): the legacy ``mount(2)`` option
-string is cut at one page (4096 bytes), which limits how many layers fit in it.
+string is cut at one page (4096 bytes), which limits how many layers fit in it. The syscalls
+themselves are in :mod:`pallet.kernel.linux`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-# Same numbers on every architecture: these syscalls came after the tables were unified.
-_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432
-_FSOPEN_CLOEXEC = 1
-_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
-_FSMOUNT_CLOEXEC = 1
-_MOVE_MOUNT_F_EMPTY_PATH = 4
-_AT_FDCWD = -100
-MNT_DETACH = 2
+from pallet.kernel import linux
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+MNT_DETACH = linux.MNT_DETACH
+supports_d_type = linux.supports_d_type
 
 
-def _check(result: int, what: str, context_fd: int | None = None) -> int:
+def _check(result: int, what: str, fs_fd: int) -> int:
     if result < 0:
-        err = ctypes.get_errno()
-        detail = _kernel_messages(context_fd) if context_fd is not None else ""
+        err = linux.last_errno()
+        detail = _kernel_messages(fs_fd)
         raise OSError(err, f"{what}: {os.strerror(err)}" + (f" ({detail})" if detail else ""))
     return result
 
@@ -50,50 +43,20 @@ def mount_fs(fstype: str, target: str, options: list[tuple[str, str | None]], so
 
     ``options`` is a list of ``(key, value)``; a None value sets a flag. Keys may repeat.
     """
-    fs_fd = _check(_libc.syscall(_SYS_FSOPEN, fstype.encode(), _FSOPEN_CLOEXEC), f"fsopen({fstype})")
+    fs_fd = linux.fsopen(fstype)
     try:
         for key, value in [("source", source), *options]:
-            if value is None:
-                result = _libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_SET_FLAG, key.encode(), None, 0)
-            else:
-                result = _libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
-            _check(result, f"fsconfig {key}={value}", fs_fd)
-        _check(_libc.syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0),
-               f"creating {fstype} mount", fs_fd)
-        mnt_fd = _check(_libc.syscall(_SYS_FSMOUNT, fs_fd, _FSMOUNT_CLOEXEC, 0), "fsmount", fs_fd)
+            command = linux.FSCONFIG_SET_FLAG if value is None else linux.FSCONFIG_SET_STRING
+            _check(linux.fsconfig(fs_fd, command, key, value), f"fsconfig {key}={value}", fs_fd)
+        _check(linux.fsconfig(fs_fd, linux.FSCONFIG_CMD_CREATE), f"creating {fstype} mount", fs_fd)
+        mnt_fd = _check(linux.fsmount(fs_fd), "fsmount", fs_fd)
     finally:
         os.close(fs_fd)
     try:
-        _check(_libc.syscall(_SYS_MOVE_MOUNT, mnt_fd, b"", _AT_FDCWD, target.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
-               f"move_mount to {target}")
+        linux.move_mount(mnt_fd, target)
     finally:
         os.close(mnt_fd)
 
 
 def umount(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
-
-
-class _Dirent(ctypes.Structure):
-    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
-                ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
-
-
-def supports_d_type(directory: str) -> bool:
-    """Whether readdir on ``directory``'s filesystem fills ``d_type`` (overlayfs needs it)."""
-    _libc.opendir.restype = ctypes.c_void_p
-    _libc.readdir.restype = ctypes.POINTER(_Dirent)
-    _libc.readdir.argtypes = [ctypes.c_void_p]
-    _libc.closedir.argtypes = [ctypes.c_void_p]
-    handle = _libc.opendir(directory.encode())
-    if not handle:
-        return False
-    try:
-        while True:
-            entry = _libc.readdir(handle)
-            if not entry:
-                return False
-            if entry.contents.d_name in (b".", b".."):
-                return entry.contents.d_type != 0
-    finally:
-        _libc.closedir(handle)
+    linux.umount2(target, flags)

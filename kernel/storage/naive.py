@@ -11,7 +11,7 @@ import os
 import stat
 from typing import BinaryIO, Iterable, Iterator
 
-from pallet.kernel.drivers.storage import Change
+from pallet.kernel.drivers.base import Change
 from pallet.kernel.storage import archive
 
 

@@ -58,7 +58,7 @@ class OciCliRuntime(Runtime):
     # --- lifecycle -----------------------------------------------------------------------------
 
     def run(self, container_id, bundle, stdio, console_socket=None):
-        from pallet.kernel.runtime import linux
+        from pallet.kernel import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         pid_file = self.state_dir / f"{container_id}.pid"
@@ -78,7 +78,7 @@ class OciCliRuntime(Runtime):
     def exec(self, container_id, process, stdio, console_socket=None):
         import tempfile
 
-        from pallet.kernel.runtime import linux
+        from pallet.kernel import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         spec = json.loads((Path(self.state(container_id)["bundle"]) / "config.json").read_text())
@@ -116,7 +116,7 @@ class OciCliRuntime(Runtime):
 
 def _without_cgroup2() -> None:
     """preexec_fn for crun: a private mount namespace without the (controller-less) cgroup2 mount."""
-    from pallet.kernel.runtime import linux
+    from pallet.kernel import linux
 
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)

@@ -7,7 +7,14 @@ a sysctl with its current value, makes a device node in /dev and removes it, mou
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+
+import click
+
+from pallet.kernel.errors import PalletError
 
 # (id, what a confined container cannot do)
 CHECKS = [
@@ -102,3 +109,44 @@ def parse_report(output: str) -> list[CheckResult]:
         if len(parts) >= 3 and parts[0] == "CHECK":
             seen[parts[1]] = (parts[2] == "closed", parts[3] if len(parts) > 3 else "")
     return [CheckResult(cid, text, *seen.get(cid, (None, "no report"))) for cid, text in CHECKS]
+
+
+@click.command("check")
+@click.option("--privileged", is_flag=True, help="Run the battery in a --privileged container to show what opens up.")
+@click.option("--image", default="busybox", show_default=True, help="Image with busybox to run the battery in.")
+@click.option("--security-opt", multiple=True, help="Security options for the checked container.")
+@click.option("--cap-add", multiple=True, help="Add Linux capabilities to the checked container.")
+@click.option("--cap-drop", multiple=True, help="Drop Linux capabilities from the checked container.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_obj
+def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
+    """Run a confinement battery inside a container and print what it could not do.
+
+    Exits 1 when a default (non --privileged) container gets through any check.
+    """
+    from pallet.kernel.cli.output import emit
+
+    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(engine.root), "--run-root", str(engine.run_root)]
+    if engine.config.config_path.exists():
+        argv += ["--config", str(engine.config.config_path)]
+    if engine.config.storage_driver_flag:
+        argv += ["--storage-driver", engine.config.storage_driver_flag]
+    with open("/proc/self/comm") as handle:
+        comm = handle.read().strip()
+    argv += ["run", "--rm", "--network", "none", "-e", f"PALLET_CHECK_HOST_PID={os.getpid()}",
+             "-e", f"PALLET_CHECK_HOST_COMM={comm}"]
+    argv += ["--privileged"] if privileged else []
+    for flag, values in (("--security-opt", security_opt), ("--cap-add", cap_add), ("--cap-drop", cap_drop)):
+        for value in values:
+            argv += [flag, value]
+    argv += [image, "sh", "-c", SCRIPT]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    results = parse_report(done.stdout)
+    if all(r.closed is None for r in results):
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        raise PalletError(f"the check container did not run: {reason.removeprefix('Error: ')}")
+    rows = [{"check": r.description, "result": {True: "pass", False: "OPEN", None: "unknown"}[r.closed],
+             "detail": r.detail, "id": r.id} for r in results]
+    emit(rows, [("CHECK", "check"), ("RESULT", "result"), ("DETAIL", "detail")], as_json=as_json)
+    if not privileged and any(r.closed is not True for r in results):
+        raise PalletError("the container got through some checks (see OPEN above)")

@@ -146,3 +146,11 @@ class CapabilitiesProfile(SecurityProfile):
 @hookimpl
 def pallet_register_security_profiles(register):
     register("capabilities", CapabilitiesProfile)
+
+
+@hookimpl
+def pallet_register_commands(cli):
+    # The battery checks every profile's work; it hangs off the profile every container gets.
+    from pallet.plugins.security.battery import check
+
+    cli.plugin_group("security").add_command(check)

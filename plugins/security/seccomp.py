@@ -40,11 +40,10 @@ class SeccompProfile(SecurityProfile):
 
         if not host.kernel_features()["seccomp"]:
             return Availability.no("seccomp is not supported by this kernel")
-        import ctypes
+        from pallet.kernel import linux
 
-        # dlopen by soname, as the runtime does; ctypes.util.find_library would run ldconfig (~15 ms).
         try:
-            ctypes.CDLL("libseccomp.so.2")
+            linux.libseccomp()
         except OSError:
             return Availability.no("libseccomp is not installed (apt-get install libseccomp2)")
         return Availability.ok()
@@ -79,3 +78,10 @@ class SeccompProfile(SecurityProfile):
 @hookimpl
 def pallet_register_security_profiles(register):
     register("seccomp", SeccompProfile)
+
+
+@hookimpl
+def pallet_register_commands(cli):
+    from pallet.plugins.security.seccomp_cli import seccomp
+
+    cli.plugin_group("security").add_command(seccomp)

@@ -9,8 +9,9 @@ Configuration (``/etc/pallet/pallet.toml``)::
 
 ``pallet security userns setup`` writes a ``pallet`` entry into both files. A container
 opts out with ``--userns=host``. The engine keeps a per-remap storage home
-``<root>/<uid>.<gid>/<driver>/`` whose layers are unpacked ID-shifted (``Remap.shift``) and
-diffed back (``Remap.unshift``); ``prepare_files`` lets the remapped root reach its rootfs.
+``<root>/<uid>.<gid>/<driver>/`` whose layers are unpacked ID-shifted and diffed back: the
+profile answers ``SecurityProfile.storage_mapping`` with the configured :class:`IdMapping`, and
+its ``prepare_files`` lets the remapped root reach its rootfs.
 docs/security.md says why this and not idmapped mounts.
 """
 
@@ -19,23 +20,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from dataclasses import dataclass
 from pathlib import Path
 
 from pallet.kernel import hookimpl
-from pallet.kernel.drivers import Availability, SecurityProfile
+from pallet.kernel.drivers import Availability, FilesContext, IdMapping, SecurityProfile
 from pallet.kernel.errors import PalletError, UsageError
-
-DEFAULT_REMAP_USER = "pallet"
-RANGE_SIZE = 65536
-FIRST_SUBORDINATE = 100000
-
-
-@dataclass(frozen=True)
-class IdRange:
-    start: int
-    count: int
-
+from pallet.plugins.security.subids import DEFAULT_REMAP_USER, IdRange, read_ranges
 
 def parse_remap(value: str) -> tuple[str, str]:
     """``default`` -> ``("pallet", "pallet")``; ``USER[:GROUP]`` -> names (GROUP defaults to USER)."""
@@ -46,25 +36,6 @@ def parse_remap(value: str) -> tuple[str, str]:
     if not user:
         raise UsageError(f'invalid userns_remap "{value}": expected default or USER[:GROUP]')
     return user, group or user
-
-
-def read_ranges(path: Path, name: str, numeric_id: int | None = None) -> list[IdRange]:
-    """The ranges ``path`` (subuid/subgid format ``name:start:count``) grants to ``name`` or its numeric id."""
-    ranges = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(":")
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            raise PalletError(f"{path}:{number}: malformed line (expected name:start:count)")
-        if parts[0] == name or (numeric_id is not None and parts[0] == str(numeric_id)):
-            ranges.append(IdRange(int(parts[1]), int(parts[2])))
-    return ranges
 
 
 def mappings(ranges: list[IdRange]) -> list[dict]:
@@ -101,71 +72,6 @@ def _lookup(getter, name: str, attr: str) -> int | None:
         return int(name) if name.isdigit() else None
 
 
-def add_entry(path: Path, name: str, size: int = RANGE_SIZE) -> IdRange:
-    """Give ``name`` a range in ``path`` unless it has one: the first free ``size`` IDs from 100000 up."""
-    from pallet.kernel.fsutil import atomic_write, locked
-
-    path = Path(path)
-    with locked(path.parent / f".{path.name}.pallet.lock"):
-        existing = read_ranges(path, name)
-        if existing:
-            return existing[0]
-        text = path.read_text() if path.exists() else ""
-        taken = []
-        for line in text.splitlines():
-            parts = line.strip().split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                taken.append((int(parts[1]), int(parts[1]) + int(parts[2])))
-        start = FIRST_SUBORDINATE
-        for low, high in sorted(taken):
-            if start + size <= low:
-                break
-            start = max(start, high)
-        if text and not text.endswith("\n"):
-            text += "\n"
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        atomic_write(path, f"{text}{name}:{start}:{size}\n".encode(), mode)
-        return IdRange(start, size)
-
-
-def host_id(value: int, table: list[dict]) -> int:
-    """The host ID container ID ``value`` maps to through ``table`` (OCI mappings)."""
-    for entry in table:
-        if entry["containerID"] <= value < entry["containerID"] + entry["size"]:
-            return entry["hostID"] + value - entry["containerID"]
-    return 65534  # unmapped: the overflow ID, as the kernel shows it
-
-
-def container_id(value: int, table: list[dict]) -> int:
-    """The container ID host ID ``value`` appears as through ``table`` (the inverse of ``host_id``)."""
-    for entry in table:
-        if entry["hostID"] <= value < entry["hostID"] + entry["size"]:
-            return entry["containerID"] + value - entry["hostID"]
-    return 65534
-
-
-@dataclass(frozen=True)
-class Remap:
-    """The host's remapping: whose ID-shifted layers live in the per-remap storage home ``<root>/<uid>.<gid>/``."""
-    uid_map: list
-    gid_map: list
-
-    @classmethod
-    def from_settings(cls, settings: dict) -> "Remap | None":
-        maps = remap_ids(settings)
-        return None if maps is None else cls(*maps)
-
-    @property
-    def home_name(self) -> str:
-        return f"{host_id(0, self.uid_map)}.{host_id(0, self.gid_map)}"
-
-    def shift(self, uid: int, gid: int) -> tuple[int, int]:
-        return host_id(uid, self.uid_map), host_id(gid, self.gid_map)
-
-    def unshift(self, uid: int, gid: int) -> tuple[int, int]:
-        return container_id(uid, self.uid_map), container_id(gid, self.gid_map)
-
-
 def open_paths(spec: dict, owned: list[Path]) -> None:
     """Let the container's root (an unprivileged host UID) reach its rootfs and bind sources.
 
@@ -192,20 +98,22 @@ def open_paths(spec: dict, owned: list[Path]) -> None:
                                   f'{parent}"')
 
 
-def prepare_files(engine, spec: dict) -> None:
+def prepare_files(spec: dict, ctx: FilesContext) -> None:
     """Before a remapped container starts: the rootfs top belongs to its root, and its paths are open.
 
     The layers below are ID-shifted already (the per-remap storage home); the container's own
     top directory was made by the storage driver as host root.
     """
-    remap = engine.storage_remap
+    if not (spec.get("linux") or {}).get("uidMappings"):
+        return
+    mapping = ctx.mapping
     root = (spec.get("root") or {}).get("path")
-    if root and remap is not None and (spec.get("linux") or {}).get("uidMappings") == remap.uid_map:
+    if root and mapping is not None and spec["linux"]["uidMappings"] == mapping.uid_map:
         st = os.stat(root)
-        if (st.st_uid, st.st_gid) != remap.shift(0, 0):
-            os.chown(root, *remap.shift(0, 0))
+        if (st.st_uid, st.st_gid) != mapping.shift(0, 0):
+            os.chown(root, *mapping.shift(0, 0))
             os.chmod(root, st.st_mode & 0o7777)  # chown clears setuid/setgid bits
-    open_paths(spec, [Path(engine.root), Path(engine.run_root)])
+    open_paths(spec, [Path(ctx.root), Path(ctx.run_root)])
 
 
 def _bind_sysfs(spec: dict) -> None:
@@ -234,6 +142,14 @@ class UsernsProfile(SecurityProfile):
             pass
         return Availability.ok()
 
+    @classmethod
+    def storage_mapping(cls, settings):
+        maps = remap_ids(settings)
+        return None if maps is None else IdMapping(*maps)
+
+    def prepare_files(self, spec, ctx):
+        prepare_files(spec, ctx)
+
     def validate(self, options):
         if options:
             raise UsageError('user namespaces are configured with [security] userns_remap and --userns, '
@@ -258,3 +174,10 @@ class UsernsProfile(SecurityProfile):
 @hookimpl
 def pallet_register_security_profiles(register):
     register("userns", UsernsProfile)
+
+
+@hookimpl
+def pallet_register_commands(cli):
+    from pallet.plugins.security.userns_cli import userns
+
+    cli.plugin_group("security").add_command(userns)

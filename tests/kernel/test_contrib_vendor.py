@@ -118,3 +118,41 @@ def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_in_proces
         for n in range(2):
             driver.delete_endpoint("net1", f"ep{n}", data)
         driver.delete_network("net1", data)
+
+
+def test_vendor_command_is_added_through_register_commands(pallet, vendor_site, tmp_path):
+    """``pallet copyfs stats`` comes from the vendor's pallet_register_commands; it sees the engine's root."""
+    env = {"PYTHONPATH": str(vendor_site)}
+    pallet("--storage-driver", "copyfs", "import", str(one_file_tarball(tmp_path)), "hello:1", env=env, check=True)
+    result = pallet("copyfs", "stats", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["Layers"] == 1 and stats["Bytes"] == 5
+    assert stats["Home"] == str(pallet.root / "copyfs")
+    assert "copyfs" in pallet("copyfs", "--help", env=env).stdout
+
+
+def one_file_tarball(tmp_path):
+    import io
+    import tarfile
+
+    tarball = tmp_path / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    return tarball
+
+
+def test_vendor_command_refuses_a_root_of_another_driver(pallet, vendor_site, tmp_path):
+    env = {"PYTHONPATH": str(vendor_site)}
+    pallet("--storage-driver", "vfs", "import", str(one_file_tarball(tmp_path)), "hello:1", check=True)
+    result = pallet("copyfs", "stats", env=env)
+    assert result.returncode == 2
+    assert result.error_lines == [f'Error: {pallet.root} uses the "vfs" storage driver, not copyfs']
+
+
+def test_vendor_command_is_absent_without_the_vendor_package(pallet):
+    result = pallet("copyfs", "stats")
+    assert result.returncode == 2
+    assert "No such command 'copyfs'" in result.stderr

@@ -212,8 +212,6 @@ def test_addresses_never_collide_across_hosts(cluster):
     assert not Etcd(store).range("/pallet/")[0]
 
 
-@pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
-                    reason="the containers room's run command is not in this tree yet")
 def test_pallet_run_on_two_hosts_reach_each_other_by_name(cluster):
     a, b, _c = cluster
     for host in (a, b):

@@ -10,11 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import REPO
 from tests.network.conftest import NET
-
-pytestmark = pytest.mark.skipif(not (REPO / "kernel" / "cli" / "container.py").exists(),
-                                reason="the containers room's run command is not in this tree yet")
 
 SERVE = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec busybox httpd -f -p 80 -h /www"
 

@@ -29,7 +29,6 @@ def parent_link():
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
-@pytest.mark.skipif(not VENDOR_SRC.is_dir(), reason="the contrib vendor package is not in this tree")
 def test_vendor_macvlan_network_through_the_store(engine, sandbox, container, parent_link, monkeypatch):
     from pallet.kernel.plugins import DriverRecord, PluginRecord
 

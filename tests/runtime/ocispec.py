@@ -1,4 +1,4 @@
-"""A minimal OCI runtime-spec generator for the runtime tests (the containers room builds the real one)."""
+"""A minimal OCI runtime-spec generator for the runtime tests (kernel/spec.py builds the real one)."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def test_killed_container_exits_137(runner):
 
 
 def test_memory_limit_oom_kill_is_detected(runner):
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
 
     seen = {}
 
@@ -222,7 +222,7 @@ def test_ambient_capabilities_survive_a_non_root_user(runner):
 
 def test_apparmor_profile_on_a_kernel_without_apparmor_is_a_clear_error(runner):
     if os.path.isdir("/sys/kernel/security/apparmor"):
-        pytest.skip("AppArmor is enabled here: the live profile test belongs to the security room")
+        pytest.skip("AppArmor is enabled here: the live profile test is tests/security/test_lsm.py")
     result = runner.run(["true"], apparmorProfile="docker-default")
     assert result.status == 125
     assert result.stderr == "AppArmor profile 'docker-default' was requested but AppArmor is not enabled in this kernel"
@@ -246,7 +246,8 @@ def test_joining_namespaces_by_path(runner):
 
 
 def test_privileged_gets_every_capability_this_host_allows(runner):
-    from pallet.kernel.runtime import caps, linux
+    from pallet.kernel import linux
+    from pallet.plugins.runtime.builtin import caps
 
     everything = {k: ["CAP_" + name for name in caps.NAMES] for k in ("bounding", "effective", "permitted")}
     result = runner.run(["grep", "^CapEff:", "/proc/self/status"], capabilities=everything)
@@ -337,7 +338,7 @@ def test_failed_start_leaves_no_state_or_cgroup(runner):
 
 
 def test_delete_cleans_up_a_start_that_died_half_way(runner):
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
     from pallet.plugins.runtime.builtin import RuntimeState
 
     container_id = runner.new_id()

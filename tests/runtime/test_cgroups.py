@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pallet.kernel import host
-from pallet.kernel.runtime.cgroups import (Cgroup, CgroupError, blkio_to_io_weight, hierarchies, relative_path,
+from pallet.kernel.cgroups import (Cgroup, CgroupError, blkio_to_io_weight, hierarchies, relative_path,
                                     shares_to_weight)
 
 V1 = host.cgroup_info().v1

@@ -6,15 +6,16 @@ import os
 
 import pytest
 
-from pallet.kernel.runtime import caps, init, linux, rootfs
+from pallet.kernel import linux
+from pallet.plugins.runtime.builtin import caps, init, rootfs
 
 
 def test_generated_ffi_module_matches_its_declarations(tmp_path):
-    from pallet.kernel.runtime import ffi_build
+    from pallet.kernel import ffi_build
 
     ffi_build.build(tmp_path / "_ffi.py")
     assert (tmp_path / "_ffi.py").read_text() == ffi_build.TARGET.read_text(), \
-        "run python3 -m pallet.kernel.runtime.ffi_build"
+        "run python3 -m pallet.kernel.ffi_build"
 
 
 def test_mount_options_split_into_flags_propagation_and_data():

@@ -15,7 +15,7 @@ ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[platform.m
 
 
 def docker_to_oci(profile: dict, caps: list[str]) -> dict:
-    """Just enough of Docker's profile resolution for the test (the security room owns the real one)."""
+    """Just enough of Docker's profile resolution for the test (plugins/security/seccomp_format.py is the real one)."""
     arches = next((m["subArchitectures"] + [m["architecture"]] for m in profile.get("archMap", [])
                    if m["architecture"] == ARCH), [ARCH])
     rules = []
@@ -34,7 +34,7 @@ def docker_to_oci(profile: dict, caps: list[str]) -> dict:
 
 
 def test_actions_translate_to_libseccomp_values():
-    from pallet.kernel.runtime import seccomp
+    from pallet.plugins.runtime.builtin import seccomp
 
     assert seccomp.action("SCMP_ACT_ERRNO", 38) == 0x00050026
     assert seccomp.action("SCMP_ACT_ERRNO", None, 1) == 0x00050001
@@ -45,7 +45,7 @@ def test_actions_translate_to_libseccomp_values():
 
 
 def test_unknown_syscall_names_are_skipped_and_bad_operators_refused():
-    from pallet.kernel.runtime import seccomp
+    from pallet.plugins.runtime.builtin import seccomp
 
     filt = seccomp.Filter.from_oci({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["getpid", "not_a_syscall"], "action": "SCMP_ACT_ERRNO"}]})
@@ -70,7 +70,7 @@ def test_dockers_default_profile_in_a_container(runner):
 
 
 def test_compiled_programs_are_cached_by_content(tmp_path):
-    from pallet.kernel.runtime import seccomp
+    from pallet.plugins.runtime.builtin import seccomp
 
     config = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
               "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO"}]}

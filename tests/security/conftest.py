@@ -1,4 +1,4 @@
-"""Security room fixtures: specs built by the real profiles, and runc bundles to enforce them live."""
+"""Security test fixtures: specs built by the real profiles, and runc bundles to enforce them live."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ DEVICE_RULES = [{"allow": False, "access": "rwm"}] + [
 
 
 def battery(runc, spec, privileged=False) -> dict[str, bool | None]:
-    """Run the script in ``spec`` with the masks, device rules and /sys mount the containers room gives."""
+    """Run the script in ``spec`` with the masks, device rules and /sys mount a container gets from kernel/spec.py."""
     spec["process"]["args"] = ["/bin/busybox", "sh", "-c", SCRIPT]
     # What Docker's --privileged gives: every device, nothing masked or read-only.
     devices = [{"allow": True, "access": "rwm"}] if privileged else DEVICE_RULES

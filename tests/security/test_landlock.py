@@ -10,6 +10,7 @@ import pytest
 
 from pallet.kernel import host
 from pallet.kernel.errors import UsageError
+from pallet.plugins.runtime.builtin import landlock as enforce
 from pallet.plugins.security import landlock
 
 needs_landlock = pytest.mark.skipif(host.landlock_abi() <= 0, reason="Landlock is not enabled in this kernel")
@@ -72,7 +73,7 @@ def test_restrict_self_denies_reads_outside_the_allowed_paths(tmp_path):
         (place / "file").write_text("data")
 
     def body():
-        landlock.restrict_self(landlock.parse_rules({"paths": [{"path": str(allowed), "access": "rw"}]}))
+        enforce.restrict_self(landlock.parse_rules({"paths": [{"path": str(allowed), "access": "rw"}]}))
         if (allowed / "file").read_text() != "data":
             return 2
         (allowed / "new").write_text("made")
@@ -94,7 +95,7 @@ def test_read_only_rule_blocks_writes_and_file_rule_allows_one_file(tmp_path):
     single.write_text("one")
 
     def body():
-        landlock.restrict_self({"paths": [{"path": str(tmp_path / "ro"), "access": ["read_dir", "read_file"]},
+        enforce.restrict_self({"paths": [{"path": str(tmp_path / "ro"), "access": ["read_dir", "read_file"]},
                                           {"path": str(single), "access": "rw"}]})
         try:
             (tmp_path / "ro" / "x").write_text("no")
@@ -107,7 +108,7 @@ def test_read_only_rule_blocks_writes_and_file_rule_allows_one_file(tmp_path):
 
 
 @needs_landlock
-@pytest.mark.skipif(host.landlock_abi() < landlock.NET_ABI, reason="Landlock ABI below 4: no TCP port rules")
+@pytest.mark.skipif(host.landlock_abi() < enforce.NET_ABI, reason="Landlock ABI below 4: no TCP port rules")
 def test_tcp_connect_is_limited_to_listed_ports():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -115,7 +116,7 @@ def test_tcp_connect_is_limited_to_listed_ports():
     port = server.getsockname()[1]
     try:
         def body():
-            landlock.restrict_self({"paths": [], "net": {"bind_tcp": [], "connect_tcp": [port + 1 if port < 65535 else 1]}})
+            enforce.restrict_self({"paths": [], "net": {"bind_tcp": [], "connect_tcp": [port + 1 if port < 65535 else 1]}})
             # A raw address: name resolution would import codecs, and no file may be read any more.
             with socket.socket() as client:
                 try:
@@ -134,7 +135,7 @@ def test_tcp_connect_is_limited_to_listed_ports():
 def test_missing_path_fails_loudly(tmp_path):
     def body():
         try:
-            landlock.restrict_self({"paths": [{"path": str(tmp_path / "absent"), "access": ["read_file"]}]})
+            enforce.restrict_self({"paths": [{"path": str(tmp_path / "absent"), "access": ["read_file"]}]})
         except OSError as exc:
             return 0 if "absent" in str(exc) else 2
         return 1

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pallet.kernel.drivers import IdMapping
 from pallet.kernel.errors import PalletError, UsageError
-from pallet.plugins.security import userns
+from pallet.plugins.security import subids, userns
 from tests.security.sec_helpers import RuncBundle, base_spec
 
 RANGE_START = 300000
@@ -29,6 +30,36 @@ def remap_engine(tmp_path):
     return Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
 
 
+def test_the_storage_mapping_comes_from_the_userns_profile(remap_engine):
+    """The engine asks the security profiles (SecurityProfile.storage_mapping); userns answers for userns_remap."""
+    mapping = remap_engine.storage_remap
+    assert mapping == IdMapping([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+                                [{"containerID": 0, "hostID": RANGE_START, "size": 1000},
+                                 {"containerID": 1000, "hostID": RANGE_START + 5000, "size": 64536}])
+    assert remap_engine.storage_home("vfs") == remap_engine.root / f"{RANGE_START}.{RANGE_START}" / "vfs"
+
+
+def test_disabling_the_userns_plugin_turns_the_remap_off(remap_engine, monkeypatch):
+    monkeypatch.setenv("PALLET_DISABLE_PLUGINS", "userns")
+    assert remap_engine.storage_remap is None
+    assert remap_engine.storage_home("vfs") == remap_engine.root / "vfs"
+
+
+def test_an_empty_security_section_loads_no_profile(tmp_path):
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
+
+    engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(_empty_config(tmp_path))))
+    assert engine.storage_remap is None
+    assert "pallet.security" not in {record.group for record in engine.plugins.plugins.values()}
+
+
+def _empty_config(tmp_path):
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    return config
+
+
 def test_remap_value_forms():
     assert userns.parse_remap("default") == ("pallet", "pallet")
     assert userns.parse_remap("alice") == ("alice", "alice")
@@ -40,11 +71,11 @@ def test_remap_value_forms():
 def test_ranges_are_laid_end_to_end(tmp_path):
     path = tmp_path / "subgid"
     path.write_text("# comment\n1000:500000:10\nbob:600000:20\n")
-    assert userns.mappings(userns.read_ranges(path, "bob", 1000)) == [
+    assert userns.mappings(subids.read_ranges(path, "bob", 1000)) == [
         {"containerID": 0, "hostID": 500000, "size": 10}, {"containerID": 10, "hostID": 600000, "size": 20}]
     path.write_text("bob:x:1\n")
     with pytest.raises(PalletError, match="subgid:1: malformed"):
-        userns.read_ranges(path, "bob")
+        subids.read_ranges(path, "bob")
 
 
 def test_spec_gets_user_namespace_and_mappings(secure_spec, remap_engine):
@@ -80,10 +111,10 @@ def test_missing_range_names_the_fix(secure_spec, tmp_path):
 def test_add_entry_picks_a_free_range_once(tmp_path):
     path = tmp_path / "subuid"
     path.write_text("a:100000:65536\nb:300000:65536")
-    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
-    assert userns.add_entry(path, "pallet") == userns.IdRange(165536, 65536)
+    assert subids.add_entry(path, "pallet") == subids.IdRange(165536, 65536)
+    assert subids.add_entry(path, "pallet") == subids.IdRange(165536, 65536)
     assert path.read_text().splitlines()[-1] == "pallet:165536:65536"
-    assert userns.add_entry(path, "other", size=200000) == userns.IdRange(365536, 200000)
+    assert subids.add_entry(path, "other", size=200000) == subids.IdRange(365536, 200000)
 
 
 def test_cli_setup_writes_both_files(pallet, tmp_path):
@@ -131,7 +162,7 @@ def test_layers_unpack_id_shifted_and_diff_back(tmp_path):
 
     from pallet.kernel.storage import archive
 
-    remap = userns.Remap([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
+    remap = IdMapping([{"containerID": 0, "hostID": RANGE_START, "size": 65536}],
                          [{"containerID": 0, "hostID": RANGE_START + 7, "size": 65536}])
     assert remap.home_name == f"{RANGE_START}.{RANGE_START + 7}"
     assert remap.unshift(*remap.shift(33, 44)) == (33, 44)

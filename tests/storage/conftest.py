@@ -1,4 +1,4 @@
-"""Fixtures for the storage room: a scratch directory per test on the host filesystem (not overlay)."""
+"""Fixtures for the storage tests: a scratch directory per test on the host filesystem (not overlay)."""
 
 from __future__ import annotations
 

@@ -73,3 +73,10 @@ class CopyFsDriver(StorageDriver):
 @hookimpl
 def pallet_register_storage_drivers(register):
     register("copyfs", CopyFsDriver)
+
+
+@hookimpl
+def pallet_register_commands(cli):
+    from pallet_vendor_example.commands import copyfs
+
+    cli.add_command(copyfs)  # pallet copyfs stats

@@ -1,6 +1,6 @@
 """OCI ``linux.seccomp`` -> a libseccomp filter, compiled in the parent and loaded in the child before exec.
 
-libseccomp is called through cffi (declarations pre-parsed in ``_ffi.py``) rather than
+libseccomp is called through cffi (:mod:`pallet.kernel.linux` opens it) rather than
 pyseccomp: one binding technology for the runtime, no ctypes.util/subprocess import on the
 start path, and libseccomp's negative-errno returns turned into clear errors here.
 Syscall names this architecture (and the spec's extra architectures) do not know are skipped,
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 
-from pallet.kernel.runtime._ffi import ffi
-
-_lib = None
+from pallet.kernel import linux
+from pallet.kernel.linux import ffi
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_KILL_THREAD = 0x00000000
@@ -43,13 +42,10 @@ class SeccompError(ValueError):
 
 
 def lib():
-    global _lib
-    if _lib is None:
-        try:
-            _lib = ffi.dlopen("libseccomp.so.2")
-        except OSError:
-            raise SeccompError("libseccomp is not installed (apt-get install libseccomp2)") from None
-    return _lib
+    try:
+        return linux.libseccomp()
+    except OSError:
+        raise SeccompError("libseccomp is not installed (apt-get install libseccomp2)") from None
 
 
 def action(name: str, errno_ret: int | None = None, default_errno: int | None = None) -> int:
@@ -170,8 +166,6 @@ class Program:
         self._fprog = ffi.new("struct sock_fprog *", {"len": len(code) // 8, "filter": self._filters})
 
     def load(self) -> None:
-        from pallet.kernel.runtime import linux
-
         linux.seccomp_set_filter(self._fprog, self.flags)
 
 

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 
-from pallet.kernel.runtime import init, linux, rootfs
+from pallet.kernel import linux
+from pallet.plugins.runtime.builtin import init, rootfs
 
 
 def start_container(container_id: str, spec: dict, bundle: str, stdio, console_socket: str | None,
@@ -20,7 +21,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
     ``on_cgroup(dirs)`` is called once the cgroup exists, so that the caller can record it before
     anything else can fail (a ``kill -9`` of the caller then still leaves it findable by ``delete``).
     """
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
 
     linux_spec = spec.get("linux") or {}
     process = init.plan_process(spec.get("process") or {}, spec)
@@ -59,7 +60,7 @@ def start_container(container_id: str, spec: dict, bundle: str, stdio, console_s
 def exec_in_container(container_pid: int, spec: dict, process: dict, cgroup_dirs: dict, stdio,
                       console_socket: str | None, seccomp_cache=None) -> int:
     """Start ``process`` in the namespaces of ``container_pid``, in its cgroup, with the same security."""
-    from pallet.kernel.runtime.cgroups import Cgroup
+    from pallet.kernel.cgroups import Cgroup
 
     merged = dict(spec.get("process") or {})
     merged.update(process)
@@ -92,7 +93,7 @@ def _seccomp(linux_spec: dict, cache_dir):
     """The filter is compiled to BPF in the parent (or read from the cache); the child only loads it."""
     if not linux_spec.get("seccomp"):
         return None
-    from pallet.kernel.runtime.seccomp import compile_oci
+    from pallet.plugins.runtime.builtin.seccomp import compile_oci
 
     return compile_oci(linux_spec["seccomp"], cache_dir)
 
@@ -106,7 +107,7 @@ def _preload(plan: init.InitPlan) -> None:
         import socket  # noqa: F401
         import struct  # noqa: F401
     if plan.process.landlock is not None:
-        import pallet.plugins.security.landlock  # noqa: F401
+        import pallet.plugins.runtime.builtin.landlock  # noqa: F401
 
 
 def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, before_release) -> int:

@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from pallet.kernel.runtime import linux
+from pallet.kernel import linux
 
 # OCI mount option -> (flags to set, flags to clear)
 _FLAGS = {

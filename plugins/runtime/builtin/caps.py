@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pallet.kernel.runtime import linux
+from pallet.kernel import linux
 
 NAMES = (
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",

@@ -1,8 +1,8 @@
-"""Generates ``_ffi.py``, the pre-parsed cffi declarations for libc and libseccomp.
+"""Generates ``_ffi.py``, the pre-parsed cffi declarations for libc and libseccomp that ``pallet.kernel.linux`` uses.
 
 cffi's out-of-line ABI mode: parsing C declarations at import costs ~25 ms (pycparser), the
 generated module loads in ~1 ms, which matters for container start latency. Run
-``python3 -m pallet.kernel.runtime.ffi_build`` after changing ``CDEF``; a test checks it is current.
+``python3 -m pallet.kernel.ffi_build`` after changing ``CDEF``; a test checks it is current.
 """
 
 from __future__ import annotations
@@ -47,6 +47,20 @@ const struct scmp_version *seccomp_version(void);
 
 struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
 struct sock_fprog { unsigned short len; struct sock_filter *filter; };
+
+typedef struct __dirstream DIR;
+struct dirent { uint64_t d_ino; int64_t d_off; unsigned short d_reclen; unsigned char d_type; char d_name[256]; };
+DIR *opendir(const char *name);
+struct dirent *readdir(DIR *dirp);
+int closedir(DIR *dirp);
+
+struct landlock_ruleset_attr { uint64_t handled_access_fs; uint64_t handled_access_net; };
+struct landlock_net_port_attr { uint64_t allowed_access; uint64_t port; };
+"""
+
+# The kernel declares this one packed (12 bytes); cffi takes packing per cdef call.
+PACKED_CDEF = """
+struct landlock_path_beneath_attr { uint64_t allowed_access; int32_t parent_fd; };
 """
 
 TARGET = Path(__file__).with_name("_ffi.py")
@@ -57,7 +71,8 @@ def build(target: Path = TARGET) -> None:
 
     builder = FFI()
     builder.cdef(CDEF)
-    builder.set_source("pallet.kernel.runtime._ffi", None)
+    builder.cdef(PACKED_CDEF, packed=True)
+    builder.set_source("pallet.kernel._ffi", None)
     builder.emit_python_code(str(target))
 
 

@@ -3,7 +3,7 @@
 ``run`` clones the container's process straight into its new namespaces (it is PID 1 of its
 PID namespace and the caller's child, so the caller reaps it), moves it into its cgroup, writes
 its uid/gid maps, then lets it go and waits only until it has exec'd: an exec failure comes back
-on a close-on-exec pipe and is raised as :class:`pallet.kernel.runtime.init.ContainerStartError` (a
+on a close-on-exec pipe and is raised as :class:`pallet.plugins.runtime.builtin.init.ContainerStartError` (a
 ``PalletError``) whose ``exit_code`` is Docker's: 127 not found, 126 not executable, 125 other.
 With other threads alive it forks first and the container is re-parented to the caller, made a
 child subreaper (see ``docs/runtime.md``).
@@ -84,7 +84,7 @@ class PalletRuntime(Runtime):
     # --- lifecycle -----------------------------------------------------------------------------
 
     def run(self, container_id, bundle, stdio, console_socket=None):
-        from pallet.kernel.runtime import launch
+        from pallet.plugins.runtime.builtin import launch
 
         bundle = Path(bundle).resolve()
         try:
@@ -107,7 +107,7 @@ class PalletRuntime(Runtime):
         return pid
 
     def exec(self, container_id, process, stdio, console_socket=None):
-        from pallet.kernel.runtime import launch
+        from pallet.plugins.runtime.builtin import launch
 
         state = self.state(container_id)
         if not self.alive(container_id):
@@ -119,7 +119,7 @@ class PalletRuntime(Runtime):
     def kill(self, container_id, signal, all_processes=False):
         state = self.state(container_id)
         if all_processes and state.cgroup:
-            from pallet.kernel.runtime.cgroups import Cgroup
+            from pallet.kernel.cgroups import Cgroup
 
             Cgroup.from_dirs(state.cgroup).kill(signal)
             return
@@ -141,7 +141,7 @@ class PalletRuntime(Runtime):
         if self.alive(container_id) and not force:
             raise PalletError(f"container {container_id} is running: stop it or use force")
         if state.cgroup:
-            from pallet.kernel.runtime.cgroups import Cgroup
+            from pallet.kernel.cgroups import Cgroup
 
             Cgroup.from_dirs(state.cgroup).destroy()
         elif force and self.alive(container_id):
@@ -151,8 +151,8 @@ class PalletRuntime(Runtime):
         shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
 
     def cgroup(self, container_id):
-        """The container's :class:`pallet.kernel.runtime.cgroups.Cgroup` (stats, oom_killed, freeze) while it is known."""
-        from pallet.kernel.runtime.cgroups import Cgroup
+        """The container's :class:`pallet.kernel.cgroups.Cgroup` (stats, oom_killed, freeze) while it is known."""
+        from pallet.kernel.cgroups import Cgroup
 
         state = self.state(container_id)
         if not state.cgroup:

@@ -17,8 +17,10 @@ import resource
 import stat
 from dataclasses import dataclass, field
 
+from pallet.kernel import linux
 from pallet.kernel.errors import PalletError
-from pallet.kernel.runtime import caps, linux, rootfs
+from pallet.kernel.landlock import ANNOTATION as LANDLOCK_ANNOTATION
+from pallet.plugins.runtime.builtin import caps, rootfs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_FAILED = 125
@@ -53,7 +55,7 @@ class ProcessPlan:
     oom_score_adj: int | None = None
     apparmor_profile: str = ""
     selinux_label: str = ""
-    seccomp: object = None  # kernel.runtime.seccomp.Filter, built before the fork
+    seccomp: object = None  # seccomp.Filter, built before the fork
     landlock: dict | None = None
 
 
@@ -110,8 +112,8 @@ def plan_process(process: dict, spec: dict | None = None) -> ProcessPlan:
     if plan.selinux_label and not os.path.exists("/sys/fs/selinux/enforce"):
         plan.selinux_label = ""  # as runc and Docker: a label means nothing on a host without SELinux
     annotations = (spec or {}).get("annotations") or {}
-    if "run.pallet.landlock" in annotations:
-        plan.landlock = json.loads(annotations["run.pallet.landlock"])
+    if LANDLOCK_ANNOTATION in annotations:
+        plan.landlock = json.loads(annotations[LANDLOCK_ANNOTATION])
     return plan
 
 
@@ -229,7 +231,7 @@ def become(process: ProcessPlan, console_fd: int | None) -> None:
     executable = find_executable(process.args[0], process.env)
     _cloexec_all()
     if process.landlock is not None:
-        from pallet.plugins.security.landlock import restrict_self
+        from pallet.plugins.runtime.builtin.landlock import restrict_self
 
         restrict_self(process.landlock)
     if process.seccomp is not None and seccomp_last:

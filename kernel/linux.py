@@ -1,17 +1,20 @@
-"""The one thin syscall module: namespaces, mounts, pivot_root, clone, prctl and capabilities via cffi.
+"""The one thin syscall module: every libc and libseccomp call pallet makes, through cffi.
 
-Everything else in the runtime calls these as Python functions that raise ``OSError``. Python's
-``os`` module already covers most of the rest (mknod, chdir, execve, setrlimit via ``resource``).
-Credentials are changed with raw syscalls, not glibc's wrappers: glibc broadcasts set*id calls to
-every thread it knows of, and a child made by :func:`clone` inherits glibc's view of the parent's
-threads (the same reason runc's nsexec uses raw syscalls).
+Namespaces, mounts (also the new mount API), pivot_root, clone, prctl, credentials,
+capabilities, seccomp, Landlock and ptys are Python functions here that raise ``OSError``;
+the rest of pallet (kernel and plugins alike) reads as Python. Syscall numbers are written
+only here. Python's ``os`` module already covers most of the rest (mknod, chdir, execve,
+setrlimit via ``resource``). Credentials are changed with raw syscalls, not glibc's wrappers:
+glibc broadcasts set*id calls to every thread it knows of, and a child made by :func:`clone`
+inherits glibc's view of the parent's threads (the same reason runc's nsexec uses raw syscalls).
+The declarations are pre-parsed into ``_ffi.py`` by ``ffi_build.py`` (cffi's out-of-line ABI mode).
 """
 
 from __future__ import annotations
 
 import os
 
-from pallet.kernel.runtime._ffi import ffi
+from pallet.kernel._ffi import ffi
 
 libc = ffi.dlopen(None)
 
@@ -76,7 +79,10 @@ _SYSCALLS = {
     "aarch64": {"clone": 220, "pivot_root": 41, "setresuid": 147, "setresgid": 149, "setgroups": 159,
                 "seccomp": 277},
 }
-_NR = _SYSCALLS[os.uname().machine]
+# Syscalls added after the architectures' tables were unified have one number everywhere.
+_COMMON = {"move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+           "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446}
+_NR = {**_SYSCALLS[os.uname().machine], **_COMMON}
 
 
 def _check(result: int, what: str | None = None) -> int:
@@ -210,3 +216,110 @@ def open_pty() -> tuple[int, str]:
     if libc.ptsname_r(master, buf, 128) != 0:
         raise OSError(ffi.errno, "ptsname")
     return master, ffi.string(buf).decode()
+
+
+# --- the new mount API (overlay2 adds each lower layer with its own key) ---------------------
+
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
+FSMOUNT_CLOEXEC = 1
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
+
+
+def _long(*args) -> list:
+    return [ffi.cast("long", a) if isinstance(a, int) else a for a in args]
+
+
+def fsopen(fstype: str) -> int:
+    return _check(libc.syscall(*_long(_NR["fsopen"], ffi.new("char[]", fstype.encode()), FSOPEN_CLOEXEC)),
+                  f"fsopen({fstype})")
+
+
+def fsconfig(fs_fd: int, command: int, key: str | None = None, value: str | None = None) -> int:
+    """One ``fsconfig`` call; returns its raw result (negative on failure) so the caller can read the fs log."""
+    key_c = ffi.new("char[]", key.encode()) if key is not None else ffi.NULL
+    value_c = ffi.new("char[]", value.encode()) if value is not None else ffi.NULL
+    return libc.syscall(*_long(_NR["fsconfig"], fs_fd, command, key_c, value_c, 0))
+
+
+def fsmount(fs_fd: int) -> int:
+    return libc.syscall(*_long(_NR["fsmount"], fs_fd, FSMOUNT_CLOEXEC, 0))
+
+
+def move_mount(mnt_fd: int, target: str) -> None:
+    _check(libc.syscall(*_long(_NR["move_mount"], mnt_fd, ffi.new("char[]", b""), AT_FDCWD,
+                               ffi.new("char[]", os.fsencode(target)), MOVE_MOUNT_F_EMPTY_PATH)),
+           f"move_mount to {target}")
+
+
+def last_errno() -> int:
+    return ffi.errno
+
+
+def supports_d_type(directory: str) -> bool:
+    """Whether readdir on ``directory``'s filesystem fills ``d_type`` (overlayfs needs it)."""
+    handle = libc.opendir(os.fsencode(directory))
+    if handle == ffi.NULL:
+        return False
+    try:
+        while True:
+            entry = libc.readdir(handle)
+            if entry == ffi.NULL:
+                return False
+            if ffi.string(entry.d_name) in (b".", b".."):
+                return entry.d_type != 0
+    finally:
+        libc.closedir(handle)
+
+
+# --- Landlock --------------------------------------------------------------------------------
+
+LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
+LANDLOCK_RULE_PATH_BENEATH, LANDLOCK_RULE_NET_PORT = 1, 2
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 when Landlock is absent or disabled."""
+    version = libc.syscall(*_long(_NR["landlock_create_ruleset"], ffi.NULL, 0, LANDLOCK_CREATE_RULESET_VERSION))
+    return max(version, 0)
+
+
+def landlock_create_ruleset(handled_fs: int, handled_net: int) -> int:
+    attr = ffi.new("struct landlock_ruleset_attr *", {"handled_access_fs": handled_fs,
+                                                      "handled_access_net": handled_net})
+    # Without network rights, pass only the first field so kernels before ABI 4 accept it.
+    size = ffi.sizeof(attr[0]) if handled_net else ffi.sizeof("uint64_t")
+    return _check(libc.syscall(*_long(_NR["landlock_create_ruleset"], attr, size, 0)), "landlock_create_ruleset")
+
+
+def landlock_add_path_rule(ruleset: int, allowed: int, fd: int) -> None:
+    attr = ffi.new("struct landlock_path_beneath_attr *", {"allowed_access": allowed, "parent_fd": fd})
+    _check(libc.syscall(*_long(_NR["landlock_add_rule"], ruleset, LANDLOCK_RULE_PATH_BENEATH, attr, 0)),
+           "landlock_add_rule")
+
+
+def landlock_add_port_rule(ruleset: int, allowed: int, port: int) -> None:
+    attr = ffi.new("struct landlock_net_port_attr *", {"allowed_access": allowed, "port": port})
+    _check(libc.syscall(*_long(_NR["landlock_add_rule"], ruleset, LANDLOCK_RULE_NET_PORT, attr, 0)),
+           "landlock_add_rule")
+
+
+def landlock_restrict_self(ruleset: int) -> None:
+    _check(libc.syscall(*_long(_NR["landlock_restrict_self"], ruleset, 0)), "landlock_restrict_self")
+
+
+# --- libseccomp ------------------------------------------------------------------------------
+
+_libseccomp = None
+
+
+def libseccomp():
+    """libseccomp, opened by soname on first use (``ctypes.util.find_library`` would run ldconfig, ~15 ms).
+
+    Raises ``OSError`` when it is not installed.
+    """
+    global _libseccomp
+    if _libseccomp is None:
+        _libseccomp = ffi.dlopen("libseccomp.so.2")
+    return _libseccomp

@@ -1,0 +1,33 @@
+"""After a detached container exits: its log pump loads pallet again and records the exit here.
+
+Apart from :mod:`pallet.kernel.monitor` (which writes the parameters) and
+:mod:`pallet.kernel.logpump` (which calls this), so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pallet.kernel import lifecycle
+from pallet.kernel.config import Config
+from pallet.kernel.containers import ContainerStore
+from pallet.kernel.engine import Engine
+from pallet.kernel.errors import PalletError
+
+
+def after_exit(params_path: str, exit_code: int) -> None:
+    """Called by a detached container's log pump once it has exited: record it, clean up, honour --rm.
+
+    ``params_path`` is the JSON file the monitor wrote (root, run root, config, storage driver, id).
+    """
+    params = json.loads(Path(params_path).read_text())
+    config_path = params["config_path"] if Path(params["config_path"]).exists() else None
+    engine = Engine(Config.load(params["root"], params["run_root"], config_path,
+                                params["storage_driver"], params["storage_opts"]))
+    engine.plugins.load("storage", "security", "runtime")
+    try:
+        record = ContainerStore(engine).load(params["id"])
+    except PalletError:
+        return  # removed meanwhile (rm -f already cleaned up)
+    lifecycle.finish(engine, record, exit_code)

@@ -1,1 +1,0 @@
-"""pallet's own OCI runtime pieces: syscalls, rootfs, capabilities, seccomp and cgroups."""
