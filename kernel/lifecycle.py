@@ -57,10 +57,15 @@ def resolve_image(engine, ref: str, policy: str = "missing"):
     store = image_store(engine)
     if policy != "always":
         try:
-            return store.resolve(ref)
+            record = store.resolve(ref)
         except NotFound:
             if policy == "never":
                 raise
+        else:
+            if record.repo_digests:   # pulled from a registry: the trust policy in force now, on the signatures kept
+                from pallet.kernel.trust.enforce import admit_stored
+                admit_stored(engine, record, ref)
+            return record
     if policy == "missing":
         shown = ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)

@@ -9,6 +9,8 @@ packages=(
   busybox-static                                   # the embedded default image
   runc crun                                        # peer runtimes (the bundle must run under runc)
   skopeo umoci docker-registry apache2-utils       # registry peers and test-image tools
+  gnupg                                            # GPG simple signing (image trust)
+  rpm                                              # a real rpm database for the SBOM tests
   openssl zstd                                     # token-auth test certificates, zstd layers
   btrfs-progs libbtrfsutil-dev zfs-fuse thin-provisioning-tools lvm2 e2fsprogs xfsprogs
   nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from pallet.kernel.cli.trust import trust_options
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 # -h is Docker's --hostname for run/create, so only --help shows help there.
@@ -79,7 +80,7 @@ def create_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return trust_options(func)
 
 
 def build_request(image, command, opts):

@@ -9,6 +9,8 @@ import sys
 import click
 
 from pallet.kernel.cli.output import emit, format_option, json_option
+from pallet.kernel.cli.scan import sbom, scan
+from pallet.kernel.cli.trust import prepare_signing, sign, sign_options, sign_pushed, trust, trust_options, verify
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -305,13 +307,14 @@ def import_(ctx, source, repository, changes, message):
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 @click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
               help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@trust_options
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
+    from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.images.progress import reporter
-
-    from pallet.kernel.images import reference as refs
+    from pallet.kernel.trust.enforce import admit
 
     engine = ctx.obj
     kind, location = transfer.split(engine, name)
@@ -325,11 +328,13 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     store = _store(ctx)
     engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
     for where in locations:
+        admission = admit(engine, kind, where, driver)   # the trust policy, before anything is stored
         progress = reporter(quiet)
         try:
-            image_id = driver.pull(where, store, progress)
+            image_id = driver.pull(admission.location, store, progress)
         finally:
             progress.close()
+        admission.stored(engine, store, image_id)
         engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
         # Docker ends with the full reference; other transports have none, so print the id.
         click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
@@ -341,9 +346,12 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 @click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
               help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@sign_options
+@trust_options
 @click.pass_context
-def push(ctx, name, destination, quiet, tls_verify):
+def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
+    from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.images.progress import reporter
 
@@ -352,11 +360,21 @@ def push(ctx, name, destination, quiet, tls_verify):
     record = store.resolve(name)
     kind, location = transfer.split(engine, destination or name)
     driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
+    key = None
+    if sign_by or sigstore_key:
+        if kind != "docker":
+            raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
+        key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
     progress = reporter(quiet)
     try:
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
+    if kind == "docker":   # SBOMs kept as referrers travel with the image
+        from pallet.kernel.trust import referrers
+        referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
+    if sign_by or sigstore_key:
+        sign_pushed(engine, refs.parse(location), digest, sign_by, key, sign_passphrase_file, tls_verify)
     if quiet:
         click.echo(destination or name)
     elif kind != "docker":
@@ -383,13 +401,17 @@ def save(ctx, images, output, fmt):
 @image.command("load")
 @click.option("-i", "--input", "input_", default=None, help="Read from tar archive file, instead of STDIN.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@trust_options
 @click.pass_context
 def load(ctx, input_, quiet):
     """Load images from a tar archive (docker-archive or oci-archive)."""
     from pallet.kernel.images import archive
 
+    from pallet.kernel.trust.enforce import admit
+
     store = _store(ctx)
     ctx.obj.storage
+    admit(ctx.obj, "docker-archive", input_ or "/dev/stdin")   # archives carry no signatures: only accept/reject rules pass
     loaded = archive.load(store, input_)
     if not quiet:
         for line in loaded:
@@ -443,3 +465,8 @@ def logout(ctx, server):
 # Docker's aliases for the group's subcommands.
 image.add_command(ls, "list")
 image.add_command(rm, "remove")
+image.add_command(trust)
+image.add_command(sign)
+image.add_command(verify)
+image.add_command(sbom)
+image.add_command(scan)

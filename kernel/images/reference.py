@@ -53,6 +53,10 @@ class Reference:
     def with_tag(self, tag: str) -> Reference:
         return Reference(self.domain, self.path, tag, None)
 
+    def with_digest(self, digest: str) -> Reference:
+        """The same repository pinned to ``digest`` (a verified pull fetches exactly what was verified)."""
+        return Reference(self.domain, self.path, None, digest)
+
     def familiar(self) -> str:
         return self._render(self.familiar_name)
 
@@ -114,3 +118,7 @@ def looks_like_id(text: str) -> bool:
     """Whether ``text`` may be an image id or a unique prefix of one (``sha256:`` optional)."""
     hex_part = text[len("sha256:"):] if text.startswith("sha256:") else text
     return bool(re.fullmatch(r"[a-f0-9]{4,64}", hex_part))
+
+
+def is_digest(text: str) -> bool:
+    return bool(_SHA256.match(text))

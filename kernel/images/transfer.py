@@ -22,9 +22,13 @@ def pull(engine, name: str, progress=None, platform: str | None = None, tls_veri
     """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this)."""
     from pallet.kernel.images import ImageStore
 
+    from pallet.kernel.trust.enforce import admit
+
     kind, location = split(engine, name)
     driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
     store = ImageStore(engine)
-    image_id = driver.pull(location, store, progress)
+    admission = admit(engine, kind, location, driver)   # the trust policy, before anything is stored
+    image_id = driver.pull(admission.location, store, progress)
+    admission.stored(engine, store, image_id)
     engine.plugins.broadcast("pallet_image_pulled", reference=location, image_id=image_id)
     return store.load(image_id)

@@ -1,0 +1,128 @@
+"""Image trust costs: the time signature verification adds to a pull, and SBOM + scan of a 500-package image.
+
+Pull: an image of ``--mb`` MB pushed and GPG-signed by skopeo to a local docker-registry, pulled
+into an empty store with the default (accept) policy and with a ``signedBy`` policy, alternating;
+prints medians and the added share (goal < 5 %). Scan: an image whose dpkg status lists 500
+packages, an OSV directory of ``--advisories`` advisories; times ``image sbom`` and ``image scan``
+with a cold index (first scan builds it) and a warm one (goal < 1 s).
+
+    python3 bench/bench_trust.py [--mb 50] [--rounds 5] [--advisories 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.registry.conftest import layer_tar, start_registry, stop_registry, umoci_image  # noqa: E402
+
+
+def pallet(root: Path, *args: str, env=None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pallet.kernel.cli", "--root", str(root), *args], cwd=REPO,
+                          capture_output=True, env={**os.environ, "PALLET_STORAGE_DRIVER": "vfs", **(env or {})})
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"pallet {' '.join(args)} failed: {proc.stderr.decode()}")
+    return elapsed
+
+
+def gpg_key(home: Path) -> tuple[str, Path]:
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "bench <bench@pallet.test>", "ed25519",
+                    "sign", "never"], env=env, check=True, capture_output=True)
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys"], env=env, check=True,
+                             capture_output=True, text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    public = home / "bench.gpg"
+    public.write_bytes(subprocess.run(["gpg", "--batch", "--export", fingerprint], env=env, check=True,
+                                      capture_output=True).stdout)
+    return fingerprint, public
+
+
+def bench_pull(work: Path, megabytes: int, rounds: int) -> None:
+    work.mkdir()
+    home = Path(tempfile.mkdtemp(prefix="pb-gpg-"))
+    proc, handle, registry = start_registry(work / "registry")
+    try:
+        fingerprint, public = gpg_key(home)
+        source = umoci_image(work, [layer_tar({"data/blob": os.urandom(megabytes * 1_000_000)})], tag="big")
+        store = work / "lookaside"
+        registries_d = work / "registries.d"
+        registries_d.mkdir()
+        (registries_d / "bench.yaml").write_text(f"docker:\n  {registry.host}:\n    lookaside: {store.as_uri()}\n")
+        subprocess.run(["skopeo", "--insecure-policy", "--registries.d", str(registries_d), "copy",
+                        "--dest-tls-verify=false", "--sign-by", fingerprint, source,
+                        f"docker://{registry.host}/big:1"], env={**os.environ, "GNUPGHOME": str(home)},
+                       check=True, capture_output=True)
+        policy = work / "policy.json"
+        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {
+            registry.host: [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(public)}]}}}))
+        plain, verified = [], []
+        signed_flags = ["--signature-policy", str(policy), "--registries.d", str(registries_d)]
+        for index in range(rounds):
+            order = [(plain, []), (verified, signed_flags)]
+            for samples, flags in (order if index % 2 else order[::-1]):   # neither always goes first
+                root = work / f"root-{index}-{len(flags)}"
+                samples.append(pallet(root, "pull", *flags, f"{registry.host}/big:1"))
+                shutil.rmtree(root)
+        a, b = statistics.median(plain), statistics.median(verified)
+        print(f"pull {megabytes} MB: accept policy {a * 1000:.0f} ms, signedBy policy {b * 1000:.0f} ms, "
+              f"added {b - a:+.3f} s ({(b - a) / a * 100:+.1f} %)")
+    finally:
+        stop_registry(proc, handle)
+        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": str(home)}, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_scan(work: Path, advisories: int) -> None:
+    work.mkdir()
+    status = "".join(f"Package: pkg{i}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{i % 60}-1\n\n"
+                     for i in range(500)).encode()
+    source = umoci_image(work, [layer_tar({"var/lib/dpkg/status": status})], tag="pkgs")
+    root = work / "root-scan"
+    pallet(root, "pull", source)
+    db = work / "osv"
+    db.mkdir()
+    for i in range(advisories):
+        (db / f"BENCH-{i}.json").write_text(json.dumps({"id": f"BENCH-{i}", "affected": [{
+            "package": {"ecosystem": "Debian:12", "name": f"pkg{i % 5000}"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": f"1.{i % 50}-1"}]}]}]}))
+    image = subprocess.run([sys.executable, "-m", "pallet.kernel.cli", "--root", str(root), "images", "-q"],
+                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "PALLET_STORAGE_DRIVER": "vfs"}
+                           ).stdout.split()[0]
+    sbom = statistics.median(pallet(root, "image", "sbom", image) for _ in range(3))
+    cold = pallet(root, "image", "scan", "--db", str(db), "--format", "json", image)
+    warm = statistics.median(pallet(root, "image", "scan", "--db", str(db), "--format", "json", image)
+                             for _ in range(3))
+    print(f"sbom of 500 packages: {sbom * 1000:.0f} ms; scan against {advisories} advisories: "
+          f"cold index {cold:.2f} s, warm {warm * 1000:.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--advisories", type=int, default=50000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-trust-"))
+    try:
+        bench_pull(work / "pull", args.mb, args.rounds)
+        bench_scan(work / "scan", args.advisories)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
