@@ -25,6 +25,13 @@ class Transport(Driver):
         """Copy the stored image ``image_id`` to ``location``; return the manifest digest written."""
         raise NotImplementedError
 
+    def resolve(self, location: str) -> str:
+        """Return the manifest digest (``sha256:…``) that ``location`` names now, without copying anything.
+
+        Called by image trust (``kernel/trust/enforce.py``) to check a policy before pulling.
+        """
+        raise NotImplementedError
+
     def list_tags(self, location: str) -> list[str]:
         """Tags known at ``location``'s repository."""
         raise NotImplementedError

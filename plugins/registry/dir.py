@@ -7,6 +7,7 @@ from pathlib import Path
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, Transport
 from pallet.kernel.images import layout
+from pallet.kernel.images.blobs import sha256_digest
 from pallet.kernel.images.progress import Quiet
 
 
@@ -27,6 +28,9 @@ class DirTransport(Transport):
 
     def push(self, image_id: str, location: str, store, progress=None) -> str:
         return layout.write_dir(store, store.load(image_id), Path(location))
+
+    def resolve(self, location: str) -> str:
+        return sha256_digest((Path(location) / "manifest.json").read_bytes())
 
     def list_tags(self, location: str) -> list[str]:
         return []

@@ -123,6 +123,15 @@ class DockerTransport(Transport):
                               f"{sha256_digest(child)}")
         return child, entry.digest, data, digest
 
+    def resolve(self, location: str) -> str:
+        ref = refs.parse(location)
+        client = self._client(ref)
+        try:
+            data, _ = client.get_manifest(ref.path, ref.reference, mf.ACCEPT)
+            return sha256_digest(data)
+        finally:
+            client.close()
+
     def list_tags(self, location: str) -> list[str]:
         ref = refs.parse(location, default_tag=False)
         client = self._client(ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, Transport
+from pallet.kernel.errors import NotFound
 from pallet.kernel.images import layout
 from pallet.kernel.images import manifest as mf
 from pallet.kernel.images.progress import Quiet
@@ -27,6 +28,18 @@ class OciTransport(Transport):
     def push(self, image_id: str, location: str, store, progress=None) -> str:
         path, tag = layout.split_location(location)
         return layout.write_oci(store, store.load(image_id), path, tag)
+
+    def resolve(self, location: str) -> str:
+        import json
+        path, tag = layout.split_location(location)
+        try:
+            entries = json.loads((path / "index.json").read_text())["manifests"]
+        except (FileNotFoundError, KeyError, ValueError):
+            raise NotFound(f"{path} is not an OCI image layout") from None
+        for entry in entries:
+            if tag is None or (entry.get("annotations") or {}).get(layout.REF_NAME) == tag:
+                return entry["digest"]
+        raise NotFound(f'no image tagged "{tag}" in OCI layout {path}')
 
     def list_tags(self, location: str) -> list[str]:
         import json
