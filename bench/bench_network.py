@@ -86,7 +86,7 @@ def veth_only(ns: Namespaces) -> float:
 def bridge(ns: Namespaces, engine) -> tuple[float, float]:
     """(throughput, mean seconds for connect+disconnect of one container)."""
     from pallet.kernel import network as net
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
     from tests.network.conftest import FakeContainer
 
     NetworkStore(engine).create("benchnet", subnet="10.231.251.0/24")
@@ -160,7 +160,7 @@ def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
     finally:
         from pallet.kernel.config import Config
         from pallet.kernel.engine import Engine
-        from pallet.kernel.network import NetworkStore
+        from pallet.kernel.network.store import NetworkStore
 
         NetworkStore(Engine(Config.load(root=str(root), config_path=str(env_config)))).teardown_all()
     return results
@@ -169,7 +169,7 @@ def run_latency(tmp: Path, keep_bridge: bool) -> dict[str, float] | None:
 def main() -> None:
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     tmp = Path(tempfile.mkdtemp(prefix="pallet-bench-net-"))
     config = tmp / "pallet.toml"

@@ -33,8 +33,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "runtime")]
 CHILD = """
 import os, sys
 from pathlib import Path
+from pallet.kernel.drivers import DriverContext
 from pallet.plugins.runtime.builtin import PalletRuntime
-runtime = PalletRuntime(Path(sys.argv[1]))
+runtime = PalletRuntime(DriverContext(Path(sys.argv[1])))
 pid = runtime.run(sys.argv[2], Path(sys.argv[3]), (0, 1, 2))
 os.waitpid(pid, 0)
 runtime.delete(sys.argv[2])
@@ -62,6 +63,7 @@ def main() -> None:
 
     from pallet.kernel import host
     from pallet.plugins.runtime.builtin import PalletRuntime
+    from pallet.kernel.drivers import DriverContext
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
@@ -83,7 +85,7 @@ def main() -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([sys.executable, "-c", IMPORTS], env=env, check=True)
-        in_process = PalletRuntime(work / "state-inproc")
+        in_process = PalletRuntime(DriverContext(work / "state-inproc"))
         hybrid = host.cgroup_info().version == "hybrid"
         tag = f"b{os.getpid()}"
 

@@ -42,13 +42,14 @@ def image_tar(files: int, big_mb: int) -> io.BytesIO:
 
 
 def bench_driver(name: str, home: str, options: dict, sizes: list[int], rounds: int) -> dict:
+    from pallet.kernel.drivers import DriverContext
+    from pallet.kernel.errors import Unavailable
     from pallet.kernel.plugins import PluginManager
 
-    cls = PluginManager().driver("storage", name).cls
-    availability = cls.probe(home, options)
-    if not availability.available:
-        return {"error": availability.reason}
-    driver = cls(home, options)
+    try:
+        driver = PluginManager().open("storage", name, DriverContext(home, options))
+    except Unavailable as exc:
+        return {"error": str(exc)}
     result = {}
     try:
         for files in sizes:

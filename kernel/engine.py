@@ -17,8 +17,9 @@ DRIVER_RECORD = "storage-driver"
 class Engine:
     """Built once per CLI invocation; every property is lazy so ``--help`` loads nothing."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, cluster_store: str | None = None):
         self.config = config
+        self.cluster_store = cluster_store  # --cluster-store; NetworkStore falls back to env and config
 
     @property
     def root(self) -> Path:
@@ -32,6 +33,35 @@ class Engine:
     def plugins(self):
         from pallet.kernel.plugins import PluginManager
         return PluginManager(cache_dir=self.run_root)
+
+    # --- drivers ------------------------------------------------------------------------
+    def driver_home(self, kind: str, name: str) -> Path:
+        """Where driver ``name`` of ``kind`` keeps its state (the kinds' base classes document it)."""
+        if kind == "storage":
+            return self.storage_home(name)
+        homes = {
+            "volume": self.root / "volumes",        # shared: the volume store keeps its records there too
+            "network": self.root / "network" / name,
+            "ipam": self.root / "network" / f"ipam-{name}",
+            "runtime": self.run_root / "runtime" / name,
+            "security": self.root / name,
+            "registry": self.root / "transports" / name,
+        }
+        return homes[kind]
+
+    def driver_context(self, kind: str, name: str, options: dict | None = None):
+        """The context driver ``name`` of ``kind`` is opened with; storage options default to the config's."""
+        from pallet.kernel.drivers import DriverContext
+
+        if options is None:
+            options = self.config.storage_options(name) if kind == "storage" else {}
+        return DriverContext(home=self.driver_home(kind, name), options=options, root=self.root,
+                             run_root=self.run_root, config=self.config)
+
+    def open_driver(self, kind: str, name: str, options: dict | None = None):
+        """Driver ``name`` of ``kind``, checked usable on this host and made in its context."""
+        driver = self.plugins.open(kind, name, self.driver_context(kind, name, options))
+        return self.with_remap(driver) if kind == "storage" else driver
 
     # --- storage ------------------------------------------------------------------------
     @cached_property
@@ -54,6 +84,20 @@ class Engine:
         if self.storage_remap is not None:
             driver.id_shift, driver.id_unshift = self.storage_remap.shift, self.storage_remap.unshift
         return driver
+
+    def check_storage_choice(self) -> None:
+        """Refuse an unknown ``--storage-driver`` (or ``[storage] driver``) before any command runs: exit 2.
+
+        A name the entry-point cache knows costs no plugin import (``entrypoints.declares``); any
+        other loads the storage plugins, to find it among their drivers or list the available ones.
+        """
+        name = self.config.storage_driver_flag or self.config.storage_driver_configured
+        if not name:
+            return
+        from pallet.kernel.entrypoints import declares
+
+        if not declares(self.run_root, "pallet.storage", "storage", name):
+            self.plugins.driver("storage", name)
 
     def recorded_storage_driver(self) -> str | None:
         try:
@@ -117,9 +161,9 @@ class Engine:
         for name in ordered:
             record = self.plugins.drivers["storage"][name]
             availability = record.availability(self.storage_home(name), self.config.storage_options(name))
-            if availability.available and record.cls.implemented:
+            if availability.available:
                 return name
-            reasons.append(f"{name}: {availability if not availability.available else 'not implemented yet'}")
+            reasons.append(f"{name}: {availability}")
         raise PalletError("no usable storage driver on this host (" + "; ".join(reasons) + ")")
 
     @cached_property
@@ -140,15 +184,7 @@ class Engine:
                 raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress '
                                f'or was interrupted; run "pallet storage migrate --to {journal.target}" to finish '
                                'it (or "pallet storage migrate --abort")')
-        record = self.plugins.driver("storage", name)
-        options = self.config.storage_options(name)
-        home = self.storage_home(name)
-        availability = record.availability(home, options)
-        if not availability.available:
-            raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
-        if not record.cls.implemented:
-            raise record.cls.not_implemented(name, "see the storage backends issue")
-        driver = self.with_remap(record.cls(home, options))
+        driver = self.open_driver("storage", name)
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver

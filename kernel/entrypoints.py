@@ -7,6 +7,10 @@ trusted under stevedore's own rule: same interpreter, same ``sys.path``, same mt
 entry and of every ``entry_points.txt`` on it (a ``pip install`` or a new ``PYTHONPATH`` changes
 one of them). Anything else rebuilds it through stevedore. It lives under the run root, so
 ``--root`` keeps a pallet self-contained and a reboot clears it.
+
+Once a group has been loaded, the cache also remembers which drivers each entry point
+registered, so that checking a driver name (``pallet --storage-driver NAME images``) needs no
+plugin import. That part is a hint: a name it does not know is looked up by loading the group.
 """
 
 from __future__ import annotations
@@ -23,12 +27,44 @@ FORMAT = 1
 class Listing:
     """Entry points per group and the distribution of each, as one ``sys.path`` shows them."""
 
-    def __init__(self, groups: dict[str, list[tuple[str, str]]], distributions: dict[tuple[str, str], tuple[str, str]]):
+    def __init__(self, groups: dict[str, list[tuple[str, str]]], distributions: dict[tuple[str, str], tuple[str, str]],
+                 registered: dict[str, dict[str, list[str]]] | None = None):
         self.groups = groups                # group -> [(name, value)] in discovery order
         self.distributions = distributions  # (group, name) -> (distribution, version)
+        self.registered = registered or {}  # "group:name" -> {driver kind: [driver names]}, once loaded
+        self.saved_as: tuple[Path, list] | None = None  # (cache file, stamp) when it came from or went to one
 
     def entry_points(self, group: str) -> list[tuple[str, str]]:
         return self.groups.get(group, [])
+
+    def remember(self, registered: dict[str, dict[str, list[str]]]) -> None:
+        """Record the drivers entry points registered; rewrite the cache file when that changed it."""
+        merged = {**self.registered, **registered}
+        if merged == self.registered:
+            return
+        self.registered = merged
+        if self.saved_as is not None:
+            _write(*self.saved_as, self)
+
+
+def disabled_names() -> set[str]:
+    """Entry-point names ``PALLET_DISABLE_PLUGINS`` keeps from being imported."""
+    raw = os.environ.get("PALLET_DISABLE_PLUGINS", "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def declares(cache_dir: Path, group: str, kind: str, name: str) -> bool:
+    """Whether an enabled entry point of ``group`` registered driver ``name`` of ``kind``, by the cache alone.
+
+    Imports no plugin (nor pluggy). False means "not known without loading the group", which
+    :meth:`pallet.kernel.plugins.PluginManager.driver` then does; it also fills the cache.
+    """
+    found = _read(Path(cache_dir) / CACHE_FILE, _stamp(), None)
+    if found is None:
+        return False
+    disabled = disabled_names()
+    return any(name in found.registered.get(f"{group}:{entry_point}", {}).get(kind, [])
+               for entry_point, _value in found.entry_points(group) if entry_point not in disabled)
 
 
 def listing(groups: list[str], cache_dir: Path | None) -> Listing:
@@ -37,11 +73,11 @@ def listing(groups: list[str], cache_dir: Path | None) -> Listing:
         return _discover(groups)
     path = Path(cache_dir) / CACHE_FILE
     stamp = _stamp()
-    cached = _read(path, stamp, groups)
-    if cached is not None:
-        return cached
-    found = _discover(groups)
-    _write(path, stamp, found)
+    found = _read(path, stamp, groups)
+    if found is None:
+        found = _discover(groups)
+        _write(path, stamp, found)
+    found.saved_as = (path, stamp)
     return found
 
 
@@ -68,18 +104,19 @@ def _mtime(path: str) -> int:
         return -1
 
 
-def _read(path: Path, stamp: list, groups: list[str]) -> Listing | None:
+def _read(path: Path, stamp: list, groups: list[str] | None) -> Listing | None:
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("stamp") != stamp:
         return None
-    if sorted(data.get("groups", {})) != sorted(groups):
+    if groups is not None and sorted(data.get("groups", {})) != sorted(groups):
         return None
     return Listing(
         {group: [tuple(ep) for ep in eps] for group, eps in data["groups"].items()},
         {(group, name): (dist, version) for group, name, dist, version in data["distributions"]},
+        data.get("registered") if isinstance(data.get("registered"), dict) else None,
     )
 
 
@@ -91,6 +128,7 @@ def _write(path: Path, stamp: list, found: Listing) -> None:
         "stamp": stamp,
         "groups": found.groups,
         "distributions": [[*key, *value] for key, value in found.distributions.items()],
+        "registered": found.registered,
     }
     try:  # durable=False: losing the cache only costs one rebuild
         atomic_write(path, json.dumps(data).encode(), durable=False)

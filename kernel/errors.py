@@ -1,6 +1,6 @@
 """Errors a user can cause: each one becomes one line on stderr and an exit code, never a traceback."""
 
-__all__ = ["Conflict", "NotFound", "NotImplementedYet", "PalletError", "UsageError"]
+__all__ = ["Conflict", "NotFound", "PalletError", "Unavailable", "UsageError"]
 
 
 class PalletError(Exception):
@@ -28,5 +28,5 @@ class Conflict(PalletError):
     """The request contradicts existing state (name in use, container running, data of another driver)."""
 
 
-class NotImplementedYet(PalletError):
-    """A plugin exists and probes the host, but the operation is not written yet."""
+class Unavailable(PalletError):
+    """A driver cannot work on this host; the message names it and gives its probe's reason."""

@@ -3,31 +3,37 @@
 A plugin is a module (or object) named by an entry point in one of the groups
 ``pallet.storage``, ``pallet.network``, ``pallet.security``, ``pallet.registry`` or
 ``pallet.runtime``.
-Pallet imports it with stevedore, registers it with one pluggy ``PluginManager("pallet")``
-and validates every ``pallet_*`` function against the specs below; a function whose name
-starts with ``pallet_`` but matches no spec, or whose arguments are not a subset of the
-spec's, marks the plugin *broken* (shown by ``pallet plugins ls``) and the engine goes on
-without it.
+Stevedore lists the entry points (pallet caches the listing under the run root); pallet
+imports those of the groups a command needs, registers each with one pluggy
+``PluginManager("pallet")`` and validates every ``pallet_*`` function against the specs
+below. A module that fails to import, a function whose name starts with ``pallet_`` but
+matches no spec, or whose arguments are not a subset of the spec's, marks the plugin
+*broken* (shown by ``pallet plugins ls`` with the reason) and the engine goes on without it.
+So does a module attribute ``PALLET_PLUGIN_API`` (a range such as ``">=1.0,<2"``) that this
+pallet's :data:`pallet.kernel.PLUGIN_API` does not satisfy.
 
 Three kinds of hooks:
 
-* **Registration hooks** (``pallet_register_*``) are called once when pallet loads a kind
-  of plugin. Each receives ``register(name, cls)``; call it once per driver the plugin
-  provides. ``cls`` subclasses the matching base in :mod:`pallet.kernel.drivers`, whose
-  docstrings say what each method must do. Pallet then uses drivers as objects: exactly
-  one storage driver per root, a network driver per network, every enabled security
-  profile in order, the transport named by a reference's prefix.
+* **Registration hooks** (``pallet_register_*``) are called once, for each plugin, when
+  pallet loads its group. Each receives ``register(name, cls)``; call it once per driver the
+  plugin provides. ``cls`` subclasses the matching base in :mod:`pallet.kernel.drivers`, whose
+  docstrings say what each method must do. Pallet then uses drivers as objects, each made
+  as ``cls(context)`` with a :class:`pallet.kernel.drivers.DriverContext` once its ``probe``
+  said available: exactly one storage driver per root, a network driver per network, every
+  enabled security profile in ``order``, the transport named by a reference's prefix.
 * **Broadcast hooks** (``pallet_container_*``, ``pallet_image_*``, ``pallet_spec_amend``)
-  are called on every plugin that implements them, in pluggy's order (last registered
-  first). Their return values are ignored unless the spec says otherwise. An exception
-  raised by an observer is reported and does not stop the operation.
+  are called through pluggy on every plugin that implements them, in pluggy's order: last
+  registered first, ``tryfirst``/``trylast`` honoured, wrappers (``wrapper=True``) around
+  the call. Their return values are ignored unless the spec says otherwise. An exception
+  raised by an implementation is reported as one warning naming the plugin, and the other
+  implementations and the operation go on.
 * **The command hook** (``pallet_register_commands``: it receives the command line, not
   ``register``) adds subcommands to ``pallet``; it is called only when a command line names
   a command pallet does not have itself.
 
 Write implementations with ``pallet.hookimpl``::
 
-    from pallet.kernel import hookimpl
+    from pallet import hookimpl
 
     @hookimpl
     def pallet_register_storage_drivers(register):
@@ -123,7 +129,8 @@ def pallet_register_runtimes(register):
 def pallet_spec_amend(spec, container):
     """Amend a container's OCI runtime-spec ``config.json`` before it is written.
 
-    Called after every security profile has applied, for every plugin that implements
+    Called after the container's networks are connected (the spec names its network
+    namespace) and every security profile has applied, for every plugin that implements
     it. ``spec`` is the runtime-spec dict (change it in place); ``container`` is the
     :class:`pallet.kernel.containers.ContainerRecord` being created. Return nothing.
     """

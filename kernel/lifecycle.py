@@ -97,26 +97,16 @@ def check_platform(image, ref: str, platform: str):
 
 
 def runtime_for(engine, record: ContainerRecord):
-    name = record.runtime or "pallet"
-    driver = engine.plugins.driver("runtime", name)
-    availability = driver.availability()
-    if not availability.available:
-        raise PalletError(f'runtime "{name}" is unavailable on this host: {availability.reason}')
-    if not driver.cls.implemented:
-        raise driver.cls.not_implemented(name, "see the runtime issue")
-    return driver.cls(Path(engine.run_root) / "runtime" / name)
+    return engine.open_driver("runtime", record.runtime or "pallet")
 
 
 def default_network(engine) -> str:
-    """``[containers] default_network`` from the config, else ``bridge`` once a bridge driver is
-    implemented, else ``none`` (documented in ``run --help``)."""
+    """``[containers] default_network`` from the config, else ``bridge`` when a plugin registers a
+    bridge driver, else ``none`` (documented in ``run --help``)."""
     configured = engine.config.section("containers").get("default_network")
     if configured:
         return configured
-    record = engine.plugins.drivers.get("network", {}).get("bridge")
-    if record is not None and record.cls.implemented:
-        return "bridge"
-    return "none"
+    return "bridge" if "bridge" in engine.plugins.drivers["network"] else "none"
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:
@@ -271,7 +261,7 @@ def check_network(engine, network: str) -> str:
         return "container:" + ContainerStore(engine).get(network.partition(":")[2]).id
     if network in LOCAL_MODES:
         return network
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     NetworkStore(engine).get(network)  # "network X not found" before anything is created
     return network
@@ -304,7 +294,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
         elif record.network_mode not in LOCAL_MODES:
-            import pallet.kernel.network as network
+            from pallet.kernel.network import attach as network
 
             engine.plugins.load("network")
             netns_path = str(sandbox.create_sandbox(engine.run_root, record.id))
@@ -456,7 +446,7 @@ def release(engine, record: ContainerRecord) -> None:
             errors.append(f"runtime: {exc}")
     if record.network_mode not in LOCAL_MODES and not record.network_mode.startswith("container:"):
         with contextlib.suppress(ImportError):
-            import pallet.kernel.network as network
+            from pallet.kernel.network import attach as network
             engine.plugins.load("network")
             try:
                 network.disconnect(engine, record)

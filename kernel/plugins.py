@@ -10,15 +10,15 @@ rest of the engine keeps working.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass, field
 
 import pluggy
 
 from pallet.kernel import hookspecs
-from pallet.kernel.drivers import Availability, Driver
-from pallet.kernel.errors import PalletError, UsageError
+from pallet.kernel.drivers import Availability, Driver, DriverContext
+from pallet.kernel.entrypoints import disabled_names
+from pallet.kernel.errors import PalletError, Unavailable, UsageError
 
 GROUPS = {
     "storage": "pallet.storage",
@@ -38,6 +38,9 @@ DRIVER_KINDS = {
     "registry": ("registry", "pallet_register_transports"),
     "runtime": ("runtime", "pallet_register_runtimes"),
 }
+
+# How messages name a driver of each kind ("storage driver "zfs" is unavailable …").
+KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile"}
 
 BUILTIN_DISTRIBUTION = "pallet"
 
@@ -72,25 +75,32 @@ class DriverRecord:
     kind: str
     cls: type[Driver]
     plugin: PluginRecord
-    _availability: Availability | None = field(default=None, repr=False)
+    _probed: dict = field(default_factory=dict, repr=False)
 
-    def availability(self, home=None, options: dict | None = None) -> Availability:
-        """Probe the host once per process for the plain listing; always afresh for a given home/options."""
-        specific = home is not None or bool(options)
-        if self._availability is None or specific:
+    def availability(self, home=None, options=None) -> Availability:
+        """The driver's probe for ``home`` and ``options``, asked once per process for each pair."""
+        key = (str(home) if home is not None else None, repr(sorted((options or {}).items())))
+        if key not in self._probed:
             try:
-                result = self.cls.probe(home, options or {})
+                self._probed[key] = self.cls.probe(home, dict(options or {}))
             except Exception as exc:  # a vendor's probe must not take the listing down
-                result = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
-            if specific:
-                return result
-            self._availability = result
-        return self._availability
+                self._probed[key] = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
+        return self._probed[key]
 
 
-def disabled_names() -> set[str]:
-    raw = os.environ.get("PALLET_DISABLE_PLUGINS", "")
-    return {part.strip() for part in raw.split(",") if part.strip()}
+def open_driver(cls: type[Driver], kind: str, name: str, context: DriverContext,
+                availability: Availability | None = None) -> Driver:
+    """``cls(context)`` once the driver's probe (``availability``, else asked now) says it works here.
+
+    The one place a driver object is made; an unavailable driver raises
+    :class:`pallet.kernel.errors.Unavailable` naming it and the probe's reason.
+    """
+    if availability is None:
+        availability = cls.probe(context.home, dict(context.options))
+    if not availability.available:
+        label = KIND_LABELS.get(kind, f"{kind} driver")
+        raise Unavailable(f'{label} "{name}" is unavailable on this host: {availability.reason}')
+    return cls(context)
 
 
 class PluginManager:
@@ -139,6 +149,9 @@ class PluginManager:
                 new.append(record)
         for record in new:
             self._collect_drivers(record)
+        # So that a later process can check a driver name without importing (entrypoints.declares).
+        self._entry_points().remember({f"{namespace}:{record.name}": self._registered_by(record)
+                                       for record in new if record.state == "loaded"})
 
     def _entry_points(self):
         if self._listing is None:
@@ -148,6 +161,12 @@ class PluginManager:
         return self._listing
 
     def _register(self, record: PluginRecord) -> bool:
+        from pallet.kernel.apiversion import mismatch
+
+        reason = mismatch(record.module)
+        if reason:
+            self._mark_broken(record, reason)
+            return False
         plugin_name = f"{record.group}:{record.name}"
         try:
             self.pm.register(record.module, name=plugin_name)
@@ -173,6 +192,15 @@ class PluginManager:
                     impl.function(register=self._registrar(kind, record))
                 except Exception as exc:
                     self._mark_broken(record, f"{hook_name} failed: {type(exc).__name__}: {exc}")
+
+    def _registered_by(self, record: PluginRecord) -> dict[str, list[str]]:
+        """``{kind: [driver names]}`` that ``record``'s plugin registered."""
+        found: dict[str, list[str]] = {}
+        for kind, drivers in self.drivers.items():
+            names = sorted(name for name, driver in drivers.items() if driver.plugin is record)
+            if names:
+                found[kind] = names
+        return found
 
     def _registrar(self, kind: str, record: PluginRecord):
         def register(name: str, cls: type) -> None:
@@ -220,18 +248,45 @@ class PluginManager:
         names = ", ".join(self.names(kind)) or "none"
         raise UsageError(f'unknown {kind} driver "{name}" (available: {names})')
 
+    def open(self, kind: str, name: str, context: DriverContext) -> Driver:
+        """The driver ``name`` of ``kind`` made in ``context``: look up, probe, construct (every caller's way)."""
+        record = self.driver(kind, name)
+        return open_driver(record.cls, kind, name, context, record.availability(context.home, context.options))
+
     def names(self, kind: str) -> list[str]:
         self.load(DRIVER_KINDS[kind][0])
         return list(self.drivers[kind])
 
-    def broadcast(self, hook_name: str, **kwargs) -> None:
-        """Call an observer hook on every loaded plugin; an observer's exception is reported, not raised."""
+    def broadcast(self, hook_name: str, **kwargs) -> list:
+        """Call broadcast hook ``hook_name`` through pluggy; return the implementations' non-None results.
+
+        pluggy's order applies (last registered first, ``tryfirst``/``trylast``) and wrappers
+        see the call. An implementation's exception is reported as one warning naming its
+        plugin, and the others still run.
+        """
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper or getattr(impl.function, "_pallet_isolated", False)):
+                impl.function = self._isolated(hook_name, impl)
+        try:
+            return hook(**kwargs)
+        except Exception as exc:  # raised by a wrapper, around every implementation
+            self._warn(f"a wrapper of {hook_name} failed: {type(exc).__name__}: {exc}")
+            return []
+
+    def _isolated(self, hook_name: str, impl):
+        # pluggy stops a hook call at the first exception; an observer's bug must not stop the others.
+        function = impl.function
+
+        def isolated(*args):
             try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                return function(*args)
             except Exception as exc:
                 self._warn(f'plugin "{impl.plugin_name}" failed in {hook_name}: {type(exc).__name__}: {exc}')
+                return None
+
+        isolated._pallet_isolated = True
+        return isolated
 
     def register_commands(self, cli, *groups: str) -> None:
         """Load ``groups`` (default: all) and call ``pallet_register_commands(cli)`` once on each plugin that has it."""

@@ -74,6 +74,37 @@ def remove_sandbox(run_root: Path, cid: str) -> None:
         path.unlink()
 
 
+def in_netns(path: str, func):
+    """Run ``func`` in a helper thread that entered the namespace at ``path``; return its result.
+
+    setns(2) changes only the calling thread, and a socket keeps the namespace it was made in, so
+    this is how to get sockets inside a sandbox without forking (pyroute2's NetNS forks a helper).
+    """
+    import threading
+
+    from pallet.kernel import linux
+
+    result: dict = {}
+
+    def work():
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(fd, linux.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            result["value"] = func()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 # --- /etc files ----------------------------------------------------------------------------
 
 def write_etc_files(run_dir: Path, hostname: str, network_mode: str, net: dict, extra_hosts: list[str] = (),

@@ -51,13 +51,15 @@ def take_relabel_requests(spec: dict) -> list[tuple[str, str]]:
     return requests
 
 
-def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: list[str]) -> list[str]:
+def apply_profiles(engine, spec: dict, ctx: SecurityContext, security_opts: list[str]) -> list[str]:
     """Apply every default-enabled available profile, plus those named in ``security_opts``; return their names.
 
+    Profiles apply in their ``order`` (see :class:`pallet.kernel.drivers.SecurityProfile`).
     Naming a profile that is unknown, broken or unavailable on this host is an error (as
-    Docker refuses ``apparmor=…`` where AppArmor is off); unimplemented ones are skipped
-    only when nobody asked for them.
+    Docker refuses ``apparmor=…`` where AppArmor is off); an unavailable one nobody asked
+    for is skipped.
     """
+    plugins = engine.plugins
     routed = split_security_opts(security_opts)
     ctx.relabel = take_relabel_requests(spec)
     known = plugins.names("security")
@@ -71,13 +73,13 @@ def apply_profiles(plugins, spec: dict, ctx: SecurityContext, security_opts: lis
         asked = routed.get(record.name)
         if not asked and not record.cls.default_enabled:
             continue
-        availability = record.availability()
-        if not availability.available or not record.cls.implemented:
+        context = engine.driver_context("security", record.name)
+        availability = record.availability(context.home, context.options)
+        if not availability.available:
             if asked and not record.cls.opts_out(asked):
-                why = availability.reason if not availability.available else "it is not implemented yet"
-                raise PalletError(f'security profile "{record.name}" requested, but {why}')
+                raise PalletError(f'security profile "{record.name}" requested, but {availability.reason}')
             continue
-        profile = record.cls()
+        profile = plugins.open("security", record.name, context)
         options = asked or {}
         profile.validate(options)
         ctx.options = options
@@ -104,7 +106,7 @@ def storage_mapping(plugins, settings: dict):
     return None
 
 
-def prepare_files(plugins, spec: dict, ctx, applied: list[str]) -> None:
+def prepare_files(engine, spec: dict, ctx, applied: list[str]) -> None:
     """Let every profile in ``applied`` ready the host's files for the final ``spec``."""
     for name in applied:
-        plugins.drivers["security"][name].cls().prepare_files(spec, ctx)
+        engine.open_driver("security", name).prepare_files(spec, ctx)

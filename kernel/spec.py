@@ -150,12 +150,12 @@ def finalize_spec(engine, spec: dict, record) -> dict:
     host = record.host_config
     ctx = SecurityContext(privileged=bool(host.get("Privileged")), cap_add=list(host.get("CapAdd") or []),
                           cap_drop=list(host.get("CapDrop") or []), user=record.config.get("User") or "",
-                          read_only=bool(host.get("ReadonlyRootfs")), engine=engine, container_id=record.id,
-                          userns=host.get("UsernsMode") or "")
+                          read_only=bool(host.get("ReadonlyRootfs")), container_id=record.id,
+                          userns=host.get("UsernsMode") or "", settings=engine.config.section("security"))
     engine.plugins.load("security")
-    applied = apply_profiles(engine.plugins, spec, ctx, list(host.get("SecurityOpt") or []))
+    applied = apply_profiles(engine, spec, ctx, list(host.get("SecurityOpt") or []))
     engine.plugins.broadcast("pallet_spec_amend", spec=spec, container=record)
-    prepare_files(engine.plugins, spec, FilesContext(engine.root, engine.run_root, engine.storage_remap), applied)
+    prepare_files(engine, spec, FilesContext(engine.root, engine.run_root, engine.storage_remap), applied)
     return spec
 
 

@@ -74,13 +74,7 @@ class VolumeStore:
 
     def driver(self, name: str):
         """An instance of volume driver ``name``; its home is the volumes directory (Docker's layout)."""
-        plugin = self.engine.plugins.driver("volume", name)
-        availability = plugin.availability()
-        if not availability.available:
-            raise PalletError(f'volume driver "{name}" is unavailable on this host: {availability.reason}')
-        if not plugin.cls.implemented:
-            raise plugin.cls.not_implemented(name, "see the storage backends issue")
-        return plugin.cls(self.dir)
+        return self.engine.open_driver("volume", name)
 
     def get(self, name: str) -> VolumeRecord:
         return self._load(name)

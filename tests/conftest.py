@@ -89,7 +89,7 @@ def teardown_networks(pallet: Pallet) -> None:
     """Remove the bridges, endpoints, DNS responders and nft table that a root's networks made."""
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     if (pallet.root / "networks").exists():
         NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()

@@ -145,6 +145,8 @@ def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_s
         from pallet.kernel.cli.extend import make_engine
 
         ctx.obj = make_engine(ctx.params)
+    if not ctx.resilient_parsing:  # shell completion must not fail on a half-typed name
+        ctx.obj.check_storage_choice()
 
 
 def main(argv=None) -> None:

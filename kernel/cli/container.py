@@ -62,7 +62,7 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...]).
 
     Without --network the container gets [containers] default_network from the config, else
-    "bridge" when a bridge network driver is implemented, else "none"
+    "bridge" when a plugin registers a bridge network driver, else "none"
     (a private network namespace with only lo).
     """
     from pallet.kernel import lifecycle, monitor

@@ -273,7 +273,7 @@ def inspect_record(engine, record) -> dict:
 def network_settings(record) -> dict:
     net = record.network or {}
     return {
-        # kernel.network.connect returns Docker's field names; they are shown as they are.
+        # kernel.network.attach.connect returns Docker's field names; they are shown as they are.
         "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
         "Gateway": net.get("Gateway", ""), "IPAddress": net.get("IPAddress", ""),
         "IPPrefixLen": net.get("IPPrefixLen", 0), "MacAddress": net.get("MacAddress", ""),

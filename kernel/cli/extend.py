@@ -13,11 +13,10 @@ def make_engine(params: dict):
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
 
-    engine = Engine(Config.load(params.get("root"), params.get("run_root"), params.get("config_path"),
-                                params.get("storage_driver"), params.get("storage_opt") or ()))
-    engine.debug = bool(params.get("debug"))
-    engine.cluster_store = params.get("cluster_store")
-    return engine
+    # --debug is read by main() from argv, so that it also covers errors raised before this runs.
+    return Engine(Config.load(params.get("root"), params.get("run_root"), params.get("config_path"),
+                              params.get("storage_driver"), params.get("storage_opt") or ()),
+                  params.get("cluster_store"))
 
 
 def register_plugin_commands(ctx: click.Context, *groups: str) -> None:

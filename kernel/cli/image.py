@@ -455,7 +455,7 @@ def login(ctx, server, username, password, password_stdin, tls_verify):
         username = click.prompt("Username")
     if not password:
         password = click.prompt("Password", hide_input=True)
-    client = RegistryClient(ctx.obj, server, tls_verify=tls_verify, credentials=(username, password))
+    client = RegistryClient(ctx.obj.config, server, tls_verify=tls_verify, credentials=(username, password))
     client.check_login()
     path = auth.store_credentials(server, username, password)
     click.echo(f"Login Succeeded (credentials in {path})")

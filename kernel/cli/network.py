@@ -30,7 +30,7 @@ def network():
 @click.pass_obj
 def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt):
     """Create a network."""
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     record = NetworkStore(engine).create(
         name, driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
@@ -48,7 +48,7 @@ def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable
 @click.pass_obj
 def ls(engine, quiet, filters, no_trunc, fmt):
     """List networks."""
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     records = [r for r in NetworkStore(engine).all() if _matches(r, filters)]
     rows = [{"ID": r.id if no_trunc else r.id[:12], "Name": r.name, "Driver": r.driver, "Scope": r.scope,
@@ -84,7 +84,7 @@ def _matches(record, filters) -> bool:
 def inspect(engine, names, fmt):
     """Display detailed information on one or more networks."""
     from pallet.kernel.cli.output import render_template
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     store = NetworkStore(engine)
     views = [store.inspect(store.get(name)) for name in names]
@@ -101,7 +101,7 @@ def inspect(engine, names, fmt):
 def rm(engine, names):
     """Remove one or more networks."""
     from pallet.kernel.errors import PalletError
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     store = NetworkStore(engine)
     failed = None
@@ -125,7 +125,7 @@ def rm(engine, names):
 @click.pass_obj
 def prune(engine, force, filters):
     """Remove all unused custom networks."""
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
@@ -149,7 +149,7 @@ def prune(engine, force, filters):
 @click.pass_obj
 def connect(engine, network_name, container, alias, ip):
     """Connect a running container to a network."""
-    from pallet.kernel.network import connect as net_connect, sandbox_of
+    from pallet.kernel.network.attach import connect as net_connect, sandbox_of
     from pallet.kernel.errors import PalletError
 
     record, sandbox = sandbox_of(engine, container)
@@ -205,7 +205,7 @@ def disconnect(engine, network_name, container, force):
     """Disconnect a container from a network."""
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.errors import PalletError
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     store = NetworkStore(engine)
     net = store.get(network_name)

@@ -34,8 +34,8 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
                 "Version": plugin.version,
                 "Origin": plugin.origin,
                 "Status": "available" if availability.available else "unavailable",
-                "Implemented": bool(record.cls.implemented),
                 "Reason": availability.reason,
+                "Description": record.cls.description,
             })
     listed = {(r["Plugin"]) for r in rows}
     group_kind = {group: kind for kind, group in GROUPS.items()}
@@ -48,7 +48,7 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
         rows.append({
             "Name": plugin.name, "Kind": kind, "Plugin": plugin.name,
             "Distribution": plugin.distribution, "Version": plugin.version, "Origin": plugin.origin,
-            "Status": plugin.state, "Implemented": False, "Reason": plugin.error,
+            "Status": plugin.state, "Reason": plugin.error,
         })
     return rows
 
@@ -64,8 +64,6 @@ def ls(engine, kinds, fmt, as_json):
     rows = plugin_rows(engine, tuple(kinds))
     for row in rows:
         row["Availability"] = row["Status"] + (f": {row['Reason']}" if row["Reason"] else "")
-        if row["Status"] == "available" and not row["Implemented"]:
-            row["Availability"] += " (not implemented yet)"
     emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ORIGIN", "Origin"), ("DISTRIBUTION", "Distribution"),
                 ("VERSION", "Version"), ("AVAILABILITY", "Availability")], fmt=fmt, as_json=as_json)
 
@@ -93,8 +91,6 @@ def check(engine, kind, name, home, storage_opts):
     availability = record.availability(probe_home, options)
     if not availability.available:
         raise PalletError(f'{kind} driver "{name}" is unavailable on this host: {availability.reason}')
-    if not record.cls.implemented:
-        raise PalletError(f'{kind} driver "{name}" is not implemented yet')
     try:
         import pytest
     except ImportError:

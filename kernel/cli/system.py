@@ -32,14 +32,11 @@ def storage_block(engine) -> dict:
         return block
     availability = record.availability(engine.storage_home(name), engine.config.storage_options(name))
     block["Availability"] = str(availability)
-    if availability.available and record.cls.implemented:
+    if availability.available:
         try:
-            driver = record.cls(engine.storage_home(name), engine.config.storage_options(name))
-            block["Status"] = [[key, value] for key, value in driver.status()]
+            block["Status"] = [[key, value] for key, value in engine.open_driver("storage", name).status()]
         except Exception as exc:  # a vendor driver's status() must not break info
             block["Status"] = [["Error", f"{type(exc).__name__}: {exc}"]]
-    elif availability.available:
-        block["Status"] = [["Note", "not implemented yet"]]
     return block
 
 
@@ -55,7 +52,7 @@ def info_data(engine) -> dict:
         counts.setdefault(kind, {"loaded": 0, "broken": 0, "disabled": 0})[plugin.state] += 1
     security = []
     for name, record in sorted(manager.drivers["security"].items(), key=lambda kv: kv[1].cls.order):
-        if record.cls.default_enabled and record.availability().available and record.cls.implemented:
+        if record.cls.default_enabled and record.availability().available:
             security.append(name)
     return {
         **docker_counts(engine),

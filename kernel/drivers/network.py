@@ -30,22 +30,34 @@ class JoinInfo:
 class NetworkDriver(Driver):
     """Create networks and connect containers' network namespaces (sandboxes) to them.
 
-    ``home`` is ``<root>/network/<driver>``, the driver's private state; ``scope`` is
-    ``local`` or ``global`` (multi-host) as ``pallet network ls`` shows it.
+    The context's ``home`` is ``<root>/network/<driver>``, the driver's private state. Its
+    ``options`` are the engine's ``[network]`` settings the core passes on, each only when set:
+
+    * ``cluster-store``: ``etcd://HOST:PORT`` (``--cluster-store``, ``PALLET_CLUSTER_STORE`` or
+      ``[network] cluster_store``), the store a ``global`` driver shares state through
+      (the client is :class:`pallet.kernel.network.etcd.Etcd`);
+    * ``advertise-address``: the address other hosts reach this one at (``advertise_address``);
+    * ``lease-ttl``: seconds a host's address leases live without renewal (``overlay_lease_ttl``).
+
+    The engine's ``run_root`` is the context's; sandboxes live under ``<run_root>/netns``.
+    Callers hold the network store's lock (``<root>/networks/.lock``) around every method, so a
+    driver needs no lock of its own within one root; what it shares between roots (host
+    routes, ports) it guards with :func:`pallet.kernel.network.ports.host_lock`.
     """
 
     kind = "network"
+    # ``local`` or ``global`` (multi-host) as ``pallet network ls`` shows it. A ``global``
+    # network is published in the cluster store and gets the ``cluster`` IPAM by default.
     scope = "local"
-    needs_sandbox = True  # False for "host": the container shares the host's netns
-
-    def __init__(self, home, options: dict[str, str] | None = None):
-        self.home = home
-        self.options = dict(options or {})
+    # False for a driver whose containers share the host's network namespace ("host"): the core
+    # makes no sandbox, and only one network of that driver may exist (the predefined one).
+    needs_sandbox = True
 
     def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
         """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``).
 
-        Return driver-specific data to store with the network (e.g. the bridge name).
+        ``options`` are the user's ``-o KEY=VALUE`` plus ``internal`` (``"true"``/``"false"``,
+        ``--internal``: no route out). Return driver-specific data to store with the network (e.g. the bridge name).
         """
         raise NotImplementedError
 
@@ -54,7 +66,13 @@ class NetworkDriver(Driver):
         raise NotImplementedError
 
     def create_endpoint(self, network_id: str, endpoint_id: str, data: dict, info: EndpointInfo, options: dict) -> EndpointInfo:
-        """Prepare an endpoint (e.g. a veth pair) with the address in ``info``; return the final info."""
+        """Prepare an endpoint (e.g. a veth pair) with the address in ``info``; return the final info.
+
+        ``options``: ``mac_address`` ("" to choose one), ``port_bindings`` (Docker's
+        ``PortBindings`` dict, for the container's primary network only), ``container_id``,
+        ``container_name`` and ``aliases`` (names the embedded DNS answers for). Put published
+        ports, as Docker's ``Ports`` dict, in the returned info's ``extra["ports"]``.
+        """
         raise NotImplementedError
 
     def delete_endpoint(self, network_id: str, endpoint_id: str, data: dict) -> None:
@@ -62,22 +80,35 @@ class NetworkDriver(Driver):
         raise NotImplementedError
 
     def join(self, network_id: str, endpoint_id: str, data: dict, sandbox_key: str, options: dict) -> JoinInfo:
-        """Move the endpoint into the network namespace at ``sandbox_key`` (a path) and configure it."""
+        """Move the endpoint into the network namespace at ``sandbox_key`` (a path) and configure it.
+
+        ``options``: ``address`` (CIDR), ``mac_address``, ``interface`` (``eth0``, ``eth1`` … in
+        the order the container joined its networks) and ``gateway`` (the default route, set on
+        the first network only, "" otherwise).
+        """
         raise NotImplementedError
 
     def leave(self, network_id: str, endpoint_id: str, data: dict, sandbox_key: str) -> None:
         """Undo ``join``."""
         raise NotImplementedError
 
+    def release_cluster(self, network_id: str, options: dict) -> None:
+        """The last host left global network ``network_id``: free what the driver keeps in the cluster store.
+
+        Called for ``global`` drivers only, after this host's ``delete_network``, with the
+        network's options (e.g. the VXLAN id it reserved). The default keeps nothing.
+        """
+
 
 class IpamDriver(Driver):
-    """Hand out address pools to networks and addresses to endpoints, never twice."""
+    """Hand out address pools to networks and addresses to endpoints, never twice.
+
+    The context's ``home`` is ``<root>/network/ipam-<name>``. Its ``options``: ``pools`` (the
+    ``[network] default_address_pools`` text, ``CIDR:SIZE,…``, or empty for the driver's
+    defaults) and ``cluster-store`` when one is configured (see :class:`NetworkDriver`).
+    """
 
     kind = "ipam"
-
-    def __init__(self, home, options: dict[str, str] | None = None):
-        self.home = home
-        self.options = dict(options or {})
 
     def request_pool(self, pool: str = "", sub_pool: str = "", options: dict | None = None) -> tuple[str, str]:
         """Reserve ``pool`` (CIDR) or pick a free one; return ``(pool_id, cidr)``."""

@@ -12,14 +12,15 @@ class Runtime(Driver):
 
     The caller (pallet's per-container monitor, or the CLI for a foreground ``run``) is the
     parent or child subreaper of the container process and reaps it; the runtime only
-    starts it and keeps its own state under ``state_dir``.
+    starts it and keeps its own state under ``state_dir``: its context's ``home``,
+    ``<run_root>/runtime/<name>`` (cleared by a reboot, as runc's ``/run/runc``).
     """
 
     kind = "runtime"
 
-    def __init__(self, state_dir: Path, options: dict[str, str] | None = None):
-        self.state_dir = Path(state_dir)
-        self.options = dict(options or {})
+    @property
+    def state_dir(self) -> Path:
+        return self.home
 
     def run(self, container_id: str, bundle: Path, stdio: tuple[int, int, int], console_socket: str | None = None) -> int:
         """Create and start the container described by ``bundle/config.json``; return the host pid of its process.

@@ -18,25 +18,23 @@ class SecurityContext:
     cap_drop: list[str] = field(default_factory=list)
     user: str = ""                                           # "uid[:gid]" or a name, as given by -u
     read_only: bool = False
-    # Host defaults come from the engine's ``[security]`` config section; state such as MCS
-    # allocations lives under its root.
-    engine: object = None
     container_id: str = ""
     userns: str = ""                                         # --userns: "" or "host"
     relabel: list[tuple[str, str]] = field(default_factory=list)  # (bind source, "z"|"Z"), filled by apply_profiles
-
-    @property
-    def settings(self) -> dict:
-        """The ``[security]`` section of pallet.toml (host defaults: seccomp_profile, userns_remap …)."""
-        return self.engine.config.section("security") if self.engine is not None else {}
+    # The ``[security]`` section of pallet.toml: host defaults (seccomp_profile, userns_remap …).
+    settings: dict = field(default_factory=dict)
 
 
 class SecurityProfile(Driver):
     """A confinement mechanism (capabilities, seccomp, an LSM …).
 
-    ``order`` sorts profiles (lower applies first). ``default_enabled`` profiles apply to
-    every container on hosts where ``probe`` says available; others only when the user
-    names them with ``--security-opt NAME=…``.
+    ``order`` sorts profiles (lower applies first), and a profile may read what lower ones
+    wrote: the built-ins are userns (5: uid/gid mappings), capabilities (10), seccomp (20: its
+    conditional rules look at the bounding set capabilities wrote), apparmor (30), selinux
+    (40), landlock (45). ``default_enabled`` profiles apply to every container on hosts where
+    ``probe`` says available; others only when the user names them with ``--security-opt
+    NAME=…``. The context's ``home`` is ``<root>/<name>`` (apparmor keeps its generated
+    profile there, selinux its MCS allocations); ``config`` is the engine's, ``pallet.toml``.
     """
 
     kind = "security"

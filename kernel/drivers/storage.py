@@ -1,8 +1,9 @@
 """Storage (graph) driver contract: the moby ProtoDriver shape plus diff operations.
 
 A layer is identified by a string id chosen by the core (image layers use their chain id,
-containers their container id). A driver keeps everything it owns under ``home``
-(``<root>/<driver name>``); the core never reads inside it.
+containers their container id). A driver keeps everything it owns under its context's ``home``
+(``<root>/<driver name>``); the core never reads inside it. Its ``options`` are
+``[storage.options.NAME]`` from ``pallet.toml`` overridden by ``--storage-opt``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ class StorageDriver(Driver):
     # (``[security] userns_remap``), whose layers are kept ID-shifted.
     id_shift = None
     id_unshift = None
-
-    def __init__(self, home: Path, options: dict[str, str] | None = None):
-        self.home = Path(home)
-        self.options = dict(options or {})
 
     # --- required ---------------------------------------------------------------------
     def create(self, layer_id: str, parent: str | None = None) -> None:

@@ -10,17 +10,13 @@ from pallet.kernel.drivers.base import Driver
 class VolumeDriver(Driver):
     """Create volumes and give the core a host path to bind-mount.
 
-    ``home`` is ``<root>/volumes``; the core (``pallet.kernel.volumes.VolumeStore``) keeps each
+    ``home`` (in the driver's context) is ``<root>/volumes``, shared by every volume driver; the core (``pallet.kernel.volumes.VolumeStore``) keeps each
     volume's record in ``<home>/<name>/volume.json`` and counts the containers using it, so a
     driver sees ``mount`` when the first container mounts a volume and ``unmount`` when the
     last one leaves.
     """
 
     kind = "volume"
-
-    def __init__(self, home: Path, options: dict[str, str] | None = None):
-        self.home = Path(home)
-        self.options = dict(options or {})
 
     def create(self, name: str, options: dict[str, str]) -> None:
         """Create volume ``name`` with the ``-o`` options; reject options it does not know (UsageError)."""

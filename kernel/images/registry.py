@@ -61,12 +61,15 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 class RegistryClient:
-    """One registry host. ``scopes`` are requested for Bearer tokens (``repository:NAME:pull,push``)."""
+    """One registry host. ``scopes`` are requested for Bearer tokens (``repository:NAME:pull,push``).
 
-    def __init__(self, engine, host: str, tls_verify: bool = True, credentials: tuple[str, str] | None = None):
+    ``config`` (a :class:`pallet.kernel.config.Config`) gives ``[registries] insecure``.
+    """
+
+    def __init__(self, config, host: str, tls_verify: bool = True, credentials: tuple[str, str] | None = None):
         self.host = host
         self.api_host = API_HOSTS.get(host, host)
-        insecure = set((engine.config.section("registries").get("insecure") or []) if engine else [])
+        insecure = set(config.section("registries").get("insecure") or [])
         self.insecure = not tls_verify or is_loopback(host) or host in insecure
         self.credentials = credentials if credentials is not None else auth.lookup(host)
         self.base = None

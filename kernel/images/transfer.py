@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pallet.kernel.errors import PalletError
-
 
 def split(engine, text: str) -> tuple[str, str]:
     """``("docker", "busybox")`` for ``busybox`` or ``docker://busybox``; ``("oci", "/p:tag")`` for ``oci:/p:tag``."""
@@ -16,13 +14,8 @@ def split(engine, text: str) -> tuple[str, str]:
 
 
 def transport(engine, name: str, options: dict):
-    record = engine.plugins.driver("registry", name)
-    if not record.cls.implemented:
-        raise record.cls.not_implemented(name, "see the images issue")
-    availability = record.availability()
-    if not availability.available:
-        raise PalletError(f'transport "{name}" is unavailable on this host: {availability.reason}')
-    return record.cls({**options, "engine": engine})
+    """Transport ``name`` opened for one pull or push with ``options`` (``platform``, ``tls_verify``)."""
+    return engine.open_driver("registry", name, options)
 
 
 def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True):

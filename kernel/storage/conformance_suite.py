@@ -70,13 +70,17 @@ def storage_home(request):
 @pytest.fixture
 def driver(request, storage_driver_name, storage_home):
     """A fresh driver instance in its own home; every layer is removed afterwards."""
+    from pallet.kernel.drivers import DriverContext
+    from pallet.kernel.errors import Unavailable
+    from pallet.kernel.plugins import open_driver
+
     cls = load_driver_class(storage_driver_name)
     options = dict(opt.split("=", 1) for opt in request.config.getoption("--pallet-storage-opt", default=[]) or [])
     home = os.path.join(storage_home, storage_driver_name.replace(":", "_"))
-    availability = cls.probe(home, options)
-    if not availability.available:
-        pytest.skip(f"storage driver {storage_driver_name} is unavailable: {availability.reason}")
-    instance = cls(home, options)
+    try:
+        instance = open_driver(cls, "storage", storage_driver_name, DriverContext(home, options))
+    except Unavailable as exc:
+        pytest.skip(str(exc))
     try:
         yield instance
     finally:

@@ -97,18 +97,6 @@ def configured_options(engine, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in section.items()}
 
 
-def open_driver(engine, name: str, options: dict[str, str]):
-    """An instance of driver ``name`` in its home (``<root>/<name>``, per remap with userns_remap), checked usable."""
-    record = engine.plugins.driver("storage", name)
-    home = engine.storage_home(name)
-    availability = record.availability(home, options)
-    if not availability.available:
-        raise PalletError(f'storage driver "{name}" is unavailable on this host: {availability.reason}')
-    if not record.cls.implemented:
-        raise record.cls.not_implemented(name, "see the storage backends issue")
-    return engine.with_remap(record.cls(home, options))
-
-
 def source_driver_name(engine) -> str:
     """The driver whose data is to move: the recorded one, else the only one with data."""
     recorded = engine.recorded_storage_driver()
@@ -311,7 +299,7 @@ def _delete_home(home: Path) -> None:
 
 def _wipe_kept(engine, name: str) -> None:
     """A backup left by --keep-old is stale once we migrate back onto that driver: drop it first."""
-    driver = open_driver(engine, name, engine.config.storage_options(name))
+    driver = engine.open_driver("storage", name, engine.config.storage_options(name))
     _remove_all(driver)
     _delete_home(engine.storage_home(name))
     atomic_write(engine.root / KEPT, "".join(f"{n}\n" for n in kept_drivers(engine.root) if n != name).encode())
@@ -329,7 +317,7 @@ def abort(engine, say=print) -> str:
             raise Conflict(f'the migration to "{journal.target}" already switched the root; finish it with '
                            f'"pallet storage migrate --to {journal.target}"')
         say(f"Deleting what was moved to {journal.target}")
-        _remove_all(open_driver(engine, journal.target, journal.target_options))
+        _remove_all(engine.open_driver("storage", journal.target, journal.target_options))
         _delete_home(root / journal.target)
         (root / JOURNAL).unlink()
         return journal.source
@@ -356,13 +344,13 @@ def migrate(engine, target_name: str, keep_old: bool = False, say=print) -> Repo
             elif (root / target_name).exists() and any((root / target_name).iterdir()):
                 raise Conflict(f'{root / target_name} already holds data of "{target_name}"; remove it first')
             options = engine.config.storage_options(target_name)
-            target = open_driver(engine, target_name, options)
+            target = engine.open_driver("storage", target_name, options)
             journal = Journal(source_name, target_name, keep_old, options, started=time.time())
             journal.save(root)  # from here on the engine refuses storage use until we finish
         else:
             keep_old = journal.keep_old
-            target = open_driver(engine, target_name, journal.target_options)
-        source = open_driver(engine, journal.source, configured_options(engine, journal.source))
+            target = engine.open_driver("storage", target_name, journal.target_options)
+        source = engine.open_driver("storage", journal.source, configured_options(engine, journal.source))
         report = Report(journal.source, target_name, resumed=resumed, kept_old=keep_old)
         started = time.monotonic()
         if journal.phase == "copy":

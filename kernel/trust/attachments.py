@@ -27,7 +27,7 @@ def tag_for(digest: str) -> str:
 
 def _client(engine, ref: refs.Reference, tls_verify: bool):
     from pallet.kernel.images.registry import RegistryClient
-    return RegistryClient(engine, ref.domain, tls_verify=tls_verify)
+    return RegistryClient(engine.config, ref.domain, tls_verify=tls_verify)
 
 
 def _manifest(client, ref: refs.Reference, tag: str, scope: str) -> dict | None:

@@ -62,7 +62,7 @@ def push(engine, ref, subject_digest: str, tls_verify: bool = True) -> list[str]
     if not referrers:
         return []
     scope = f"repository:{ref.path}:pull,push"
-    client = RegistryClient(engine, ref.domain, tls_verify=tls_verify)
+    client = RegistryClient(engine.config, ref.domain, tls_verify=tls_verify)
     directory = _directory(engine, subject_digest)
     try:
         entries = []

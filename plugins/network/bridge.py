@@ -20,12 +20,11 @@ REGISTRY = Path("/run/pallet-network")
 class BridgeNetwork(NetworkDriver):
     """State lives in ``<home>/<network id>.json``; the root's nft table is rebuilt from all of it.
 
-    Callers (``pallet.kernel.network.NetworkStore``) hold the store lock around every method, so the
+    Callers (``pallet.kernel.network.store.NetworkStore``) hold the store lock around every method, so the
     state files and the table change together.
     """
 
     description = "Linux bridge with veth pairs and NAT"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -103,7 +102,8 @@ class BridgeNetwork(NetworkDriver):
 
     # --- endpoints --------------------------------------------------------------------------
     def create_endpoint(self, network_id, endpoint_id, data, info: EndpointInfo, options) -> EndpointInfo:
-        from pallet.plugins.network import netlink, ports
+        from pallet.kernel.network import ports
+        from pallet.plugins.network import netlink, nft
 
         state = self._load(network_id)
         ip = info.address.split("/")[0]
@@ -117,7 +117,8 @@ class BridgeNetwork(NetworkDriver):
             if options.get("port_bindings"):
                 # Host-wide lock: another root may be publishing the same port at this moment.
                 with ports.host_lock():
-                    endpoint["ports"] = ports.allocate(options["port_bindings"], self._ports_in_use())
+                    endpoint["ports"] = ports.allocate(options["port_bindings"],
+                                                       self._ports_in_use() | nft.published_ports())
                     self._save(network_id, state)
                     self._apply_rules()
         except BaseException:

@@ -31,7 +31,6 @@ def parse_pools(spec: str) -> list[tuple[ipaddress.IPv4Network, int]]:
 
 class DefaultIpam(IpamDriver):
     description = "local pools and addresses with on-disk state"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -6,9 +6,6 @@ import contextlib
 import errno
 import os
 import socket
-import threading
-
-from pallet.kernel import linux
 
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
@@ -24,6 +21,8 @@ def iproute(netns: str | None = None):
     """
     from pyroute2 import IPRoute
 
+    from pallet.kernel.sandbox import in_netns
+
     if netns:
         sock = in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
         ipr = IPRoute(use_socket=sock)
@@ -33,33 +32,6 @@ def iproute(netns: str | None = None):
         yield ipr
     finally:
         ipr.close()
-
-
-def in_netns(path: str, func):
-    """Run ``func`` in a helper thread that entered the namespace at ``path``; return its result.
-
-    setns(2) changes only the calling thread, and a socket keeps the namespace it was made in, so
-    this is how to get sockets inside a sandbox without forking (pyroute2's NetNS forks a helper).
-    """
-    result: dict = {}
-
-    def work():
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                linux.setns(fd, linux.CLONE_NEWNET)
-            finally:
-                os.close(fd)
-            result["value"] = func()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def link_index(ipr, name: str) -> int | None:

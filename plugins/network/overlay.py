@@ -32,7 +32,7 @@ DEFAULT_LEASE_TTL = 15  # seconds a dead host's endpoints stay visible to the ot
 
 
 def cluster(options: dict):
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
 
     url = (options or {}).get("cluster-store") or os.environ.get("PALLET_CLUSTER_STORE")
     if not url:
@@ -43,7 +43,6 @@ def cluster(options: dict):
 class OverlayNetwork(NetworkDriver):
     description = "VXLAN across hosts, cluster state in etcd"
     scope = "global"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -80,7 +79,7 @@ class OverlayNetwork(NetworkDriver):
 
         vni = int(options.get(VNI_OPTION) or self._allocate_vni(network_id))
         ttl = int(self.options.get("lease-ttl") or DEFAULT_LEASE_TTL)
-        run_root = Path(self.options["run-root"])
+        run_root = self.context.run_root
         ns = str(create_sandbox(run_root, f"ov-{network_id[:12]}"))
         data = {"vni": vni, "ns": ns, "vtep": self.vtep(), "subnet": ipv4[0]["pool"], "lease_ttl": ttl}
         try:
@@ -170,7 +169,6 @@ class ClusterIpam(IpamDriver):
     """Pools and addresses as etcd keys created in transactions: two hosts can never take the same one."""
 
     description = "pools and addresses in the cluster store (etcd transactions)"
-    implemented = True
     DEFAULT_POOLS = "10.0.0.0/8:24"
 
     @property
@@ -272,7 +270,7 @@ def stop_agent(pid: int | None, network_id: str) -> None:
 def agent_main(base: str, network_id: str, data: dict, names_file: Path) -> None:
     """Watch the network's endpoints in etcd; keep FDB/ARP entries and the DNS names of remote ones current."""
     from pallet.kernel.fsutil import atomic_write_json
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
     from pallet.plugins.network.netlink import iproute, program_peer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

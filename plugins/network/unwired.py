@@ -10,7 +10,6 @@ from pallet.kernel.drivers import JoinInfo, NetworkDriver
 
 
 class UnwiredNetwork(NetworkDriver):
-    implemented = True
 
     def create_network(self, network_id, options, ipv4):
         return {}

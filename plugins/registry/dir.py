@@ -13,7 +13,6 @@ from pallet.kernel.images.progress import Quiet
 
 class DirTransport(Transport):
     description = "plain directories of manifest and blobs (dir:PATH)"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

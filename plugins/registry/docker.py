@@ -94,7 +94,6 @@ class _Follow:
 
 class DockerTransport(Transport):
     description = "OCI distribution v2 registries (docker://HOST/REPO:TAG)"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -105,7 +104,7 @@ class DockerTransport(Transport):
 
     def _client(self, ref):
         from pallet.kernel.images.registry import RegistryClient
-        return RegistryClient(self.options.get("engine"), ref.domain, tls_verify=self.options.get("tls_verify", True))
+        return RegistryClient(self.context.config, ref.domain, tls_verify=self.options.get("tls_verify", True))
 
     # --- reading ------------------------------------------------------------------------
     def _fetch_manifest(self, client, ref) -> tuple[bytes, str, bytes | None, str | None]:

@@ -19,7 +19,6 @@ def _split(location: str) -> tuple[Path, refs.Reference | None]:
 
 class DockerArchiveTransport(Transport):
     description = "docker save tar archives (docker-archive:PATH[:REF])"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -12,7 +12,6 @@ from pallet.kernel.images.progress import Quiet
 
 class OciTransport(Transport):
     description = "OCI image layout directories (oci:PATH[:TAG])"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

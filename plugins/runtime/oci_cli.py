@@ -21,7 +21,6 @@ PR_SET_CHILD_SUBREAPER = 36
 
 class OciCliRuntime(Runtime):
     binary = "runc"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -143,8 +143,7 @@ class AppArmorProfile(SecurityProfile):
             process.pop("apparmorProfile", None)
             return
         if name == DEFAULT_PROFILE:
-            root = Path(ctx.engine.root) if ctx.engine is not None else Path("/var/lib/pallet")
-            ensure_default_loaded(root / "apparmor")
+            ensure_default_loaded(self.home)
         elif not is_loaded(name):
             raise PalletError(f'AppArmor profile "{name}" is not loaded (load it with apparmor_parser -r)')
         process["apparmorProfile"] = name

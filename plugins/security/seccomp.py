@@ -64,7 +64,7 @@ class SeccompProfile(SecurityProfile):
 
         host_default = ctx.settings.get("seccomp_profile")
         if host_default and host_default != UNCONFINED and not os.path.isabs(host_default):
-            host_default = str(ctx.engine.config.config_path.parent / host_default)  # relative to pallet.toml
+            host_default = str(self.context.config.config_path.parent / host_default)  # relative to pallet.toml
         source, profile = select_profile(ctx.options.get("seccomp"), host_default, ctx.privileged)
         linux = spec.setdefault("linux", {})
         if profile is None:

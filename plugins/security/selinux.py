@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, SecurityProfile
@@ -66,9 +65,9 @@ class SELinuxProfile(SecurityProfile):
             option = {"disable": "true"}  # Docker runs privileged containers unlabeled
         level = option.get("level")
         if not level and not option.get("disable"):
-            root = Path(ctx.engine.root) if ctx.engine is not None else Path("/var/lib/pallet")
-            alive = {p.name for p in (root / "containers").glob("*")} if (root / "containers").is_dir() else set()
-            level = sl.McsAllocator(root / "selinux").allocate(ctx.container_id or "unnamed", alive)
+            containers = self.context.root / "containers"
+            alive = {p.name for p in containers.glob("*")} if containers.is_dir() else set()
+            level = sl.McsAllocator(self.home).allocate(ctx.container_id or "unnamed", alive)
         labels = container_labels(option, level or "", sl.policy_contexts())
         if labels is None:
             process.pop("selinuxLabel", None)

@@ -19,7 +19,6 @@ from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 class BtrfsDriver(StorageDriver):
     description = "btrfs subvolumes and snapshots"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -37,8 +36,8 @@ class BtrfsDriver(StorageDriver):
             return Availability.no("the btrfsutil Python binding is not installed (pip install btrfsutil==6.12)")
         return Availability.ok()
 
-    def __init__(self, home, options=None):
-        super().__init__(home, options)
+    def __init__(self, context):
+        super().__init__(context)
         for key in self.options:
             if key not in ("size",):
                 raise UsageError(f'unknown option "{key}" for storage driver "btrfs" (known: size)')

@@ -161,7 +161,6 @@ class DmSetup:
 
 class DeviceMapperDriver(StorageDriver):
     description = "device-mapper thin provisioning"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -178,8 +177,8 @@ class DeviceMapperDriver(StorageDriver):
             return Availability.no("the dmsetup command is not installed")
         return Availability.ok()
 
-    def __init__(self, home, options=None):
-        super().__init__(home, options)
+    def __init__(self, context):
+        super().__init__(context)
         self.opts = DmOptions.parse(self.options)
         self.dm = DmSetup()
         self.meta_dir = self.home / "metadata"

@@ -22,7 +22,6 @@ OPTIONS = ("type", "o", "device")
 
 class LocalVolumeDriver(VolumeDriver):
     description = "directories under the pallet root; type=tmpfs|none,o=bind,device=…"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

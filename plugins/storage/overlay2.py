@@ -40,7 +40,6 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 
 class Overlay2Driver(StorageDriver):
     description = "overlayfs with per-layer diff dirs"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -23,7 +23,6 @@ from pallet.kernel.storage.layerids import check_layer_id, leftover_name, refuse
 
 class VfsDriver(StorageDriver):
     description = "full copies of every layer; works everywhere"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -113,7 +113,6 @@ def _reported(method):
 
 class ZfsDriver(StorageDriver):
     description = "zfs datasets, snapshots and clones"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -140,8 +139,8 @@ class ZfsDriver(StorageDriver):
             return Availability.no(f'zfs.fsname "{fsname}" does not exist (pools: {", ".join(names)})')
         return Availability.ok(f"pools: {', '.join(names)}; backend: {backend()}")
 
-    def __init__(self, home, options=None):
-        super().__init__(home, options)
+    def __init__(self, context):
+        super().__init__(context)
         unknown = sorted(set(self.options) - set(OPTIONS))
         if unknown:
             raise UsageError(f'unknown option "{unknown[0]}" for storage driver "zfs" (known: {", ".join(OPTIONS)})')

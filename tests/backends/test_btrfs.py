@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import PalletError
 from pallet.plugins.storage.btrfs import BtrfsDriver
 
@@ -22,7 +23,7 @@ def test_probe_refuses_a_home_that_is_not_on_btrfs(tmp_path):
 def test_child_is_a_snapshot_isolated_from_its_parent(btrfs_dir):
     import btrfsutil
 
-    driver = BtrfsDriver(btrfs_dir / "home")
+    driver = BtrfsDriver(DriverContext(btrfs_dir / "home"))
     driver.create("base")
     (driver.get("base") / "file").write_text("parent")
     driver.create_rw("ctr", "base")
@@ -41,7 +42,7 @@ def test_child_is_a_snapshot_isolated_from_its_parent(btrfs_dir):
 def test_remove_deletes_nested_subvolumes_and_is_idempotent(btrfs_dir):
     import btrfsutil
 
-    driver = BtrfsDriver(btrfs_dir / "home")
+    driver = BtrfsDriver(DriverContext(btrfs_dir / "home"))
     driver.create("layer")
     btrfsutil.create_subvolume(str(driver.get("layer") / "inner"))
     driver.remove("layer")
@@ -51,7 +52,7 @@ def test_remove_deletes_nested_subvolumes_and_is_idempotent(btrfs_dir):
 
 
 def test_create_refuses_duplicates_and_missing_parents(btrfs_dir):
-    driver = BtrfsDriver(btrfs_dir / "home")
+    driver = BtrfsDriver(DriverContext(btrfs_dir / "home"))
     driver.create("a")
     with pytest.raises(PalletError, match="already exists"):
         driver.create("a")
@@ -61,7 +62,7 @@ def test_create_refuses_duplicates_and_missing_parents(btrfs_dir):
 
 
 def test_size_without_quotas_is_refused_and_creates_nothing(btrfs_dir):
-    driver = BtrfsDriver(btrfs_dir / "home")
+    driver = BtrfsDriver(DriverContext(btrfs_dir / "home"))
     driver.create("base")
     with pytest.raises(PalletError, match="btrfs quota enable"):
         driver.create_rw("ctr", "base", {"size": "10M"})
@@ -71,7 +72,7 @@ def test_size_without_quotas_is_refused_and_creates_nothing(btrfs_dir):
 def test_size_limits_a_container_layer_through_qgroups(btrfs_mount, btrfs_dir):
     subprocess.run(["btrfs", "quota", "enable", str(btrfs_mount)], check=True)
     try:
-        driver = BtrfsDriver(btrfs_dir / "home")
+        driver = BtrfsDriver(DriverContext(btrfs_dir / "home"))
         driver.create("base")
         driver.create_rw("ctr", "base", {"size": "8M"})
         with pytest.raises(OSError) as caught:
@@ -88,7 +89,7 @@ def test_size_limits_a_container_layer_through_qgroups(btrfs_mount, btrfs_dir):
 
 def test_unknown_driver_option_is_a_usage_error(btrfs_dir):
     with pytest.raises(PalletError, match='unknown option "btrfs.nope"'):
-        BtrfsDriver(btrfs_dir / "home", {"btrfs.nope": "1"})
+        BtrfsDriver(DriverContext(btrfs_dir / "home", {"btrfs.nope": "1"}))
 
 
 def test_storage_status_shows_backing_filesystem_and_versions(pallet, btrfs_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import UsageError
 from pallet.plugins.storage import devicemapper as dm
 from pallet.plugins.storage.devicemapper import DeviceMapperDriver, DmOptions
@@ -95,8 +96,8 @@ def test_thin_layers_live(tmp_path):
     availability = DeviceMapperDriver.probe()
     if not availability.available:
         pytest.skip(availability.reason)
-    driver = DeviceMapperDriver(tmp_path / "dm", {"dm.loopdatasize": "2G", "dm.loopmetadatasize": "64M",
-                                                  "dm.basesize": "256M"})
+    driver = DeviceMapperDriver(DriverContext(tmp_path / "dm", {"dm.loopdatasize": "2G", "dm.loopmetadatasize": "64M",
+                                                  "dm.basesize": "256M"}))
     try:
         driver.create("base-layer")
         (driver.get("base-layer") / "file").write_text("parent")

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.plugins.storage.btrfs import BtrfsDriver
 
 
@@ -17,7 +18,7 @@ def btrfs_root(pallet, btrfs_dir):
     pallet.root.mkdir()
     # What the engine records the first time a command uses the driver.
     (pallet.root / "storage-driver").write_text("btrfs\n")
-    driver = BtrfsDriver(pallet.root / "btrfs")
+    driver = BtrfsDriver(DriverContext(pallet.root / "btrfs"))
     driver.create("layer1")
     (driver.get("layer1") / "data").write_text("precious")
     return pallet
@@ -29,7 +30,7 @@ def refusal(root, wanted: str, holder: str) -> str:
 
 
 def assert_untouched(pallet):
-    assert BtrfsDriver(pallet.root / "btrfs").layers() == ["layer1"]
+    assert BtrfsDriver(DriverContext(pallet.root / "btrfs")).layers() == ["layer1"]
     assert (pallet.root / "btrfs" / "subvolumes" / "layer1" / "data").read_text() == "precious"
     assert (pallet.root / "storage-driver").read_text() == "btrfs\n"
 

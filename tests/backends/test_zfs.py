@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import PalletError
 from pallet.plugins.storage.zfs import ZfsDriver
 
@@ -20,7 +21,7 @@ def _zfs_names(fsname: str) -> list[str]:
 
 
 def test_child_is_a_clone_of_a_snapshot_of_its_parent(zfs_fsname, tmp_path):
-    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver = ZfsDriver(DriverContext(tmp_path / "zfs", {"zfs.fsname": zfs_fsname}))
     driver.create("base")
     (driver.get("base") / "file").write_text("parent")
     driver.create_rw("ctr", "base")
@@ -43,7 +44,7 @@ def test_child_is_a_clone_of_a_snapshot_of_its_parent(zfs_fsname, tmp_path):
 
 
 def test_removing_a_parent_first_keeps_its_children_and_frees_it_later(zfs_fsname, tmp_path):
-    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver = ZfsDriver(DriverContext(tmp_path / "zfs", {"zfs.fsname": zfs_fsname}))
     driver.create("base")
     (driver.get("base") / "file").write_text("from base")
     driver.put("base")
@@ -69,7 +70,7 @@ def test_the_driver_passes_the_conformance_kit(pallet, zfs_fsname, tmp_path):
 
 
 def test_size_sets_a_quota_on_the_container_dataset(zfs_fsname, tmp_path):
-    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver = ZfsDriver(DriverContext(tmp_path / "zfs", {"zfs.fsname": zfs_fsname}))
     driver.create("base")
     driver.create_rw("ctr", "base", {"size": "4M"})
     assert driver.metadata("ctr")["Quota"] == str(4 << 20)
@@ -85,9 +86,9 @@ def test_size_sets_a_quota_on_the_container_dataset(zfs_fsname, tmp_path):
 
 def test_options_are_checked(zfs_fsname, tmp_path):
     with pytest.raises(PalletError, match='unknown option "zfs.nope"'):
-        ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname, "zfs.nope": "1"})
+        ZfsDriver(DriverContext(tmp_path / "zfs", {"zfs.fsname": zfs_fsname, "zfs.nope": "1"}))
     with pytest.raises(PalletError, match="is not on a zfs dataset"):
-        ZfsDriver(tmp_path / "zfs")
+        ZfsDriver(DriverContext(tmp_path / "zfs"))
     availability = ZfsDriver.probe(tmp_path / "zfs", {"zfs.fsname": zfs_fsname + "/missing"})
     assert not availability.available and "does not exist" in availability.reason
 
@@ -110,11 +111,11 @@ def test_without_fsname_layers_go_under_the_dataset_holding_the_root(pallet, zfs
 
 def test_the_parent_dataset_is_remembered_after_the_first_layer(zfs_fsname, tmp_path):
     home = tmp_path / "zfs"
-    driver = ZfsDriver(home, {"zfs.fsname": zfs_fsname})
+    driver = ZfsDriver(DriverContext(home, {"zfs.fsname": zfs_fsname}))
     assert ZfsDriver.probe(home, {}).available is False  # nothing recorded before a layer exists
     driver.create("base")
     assert ZfsDriver.probe(home, {}).available
-    assert ZfsDriver(home).fsname == zfs_fsname
+    assert ZfsDriver(DriverContext(home)).fsname == zfs_fsname
     with pytest.raises(PalletError, match=f'holds layers in zfs dataset "{zfs_fsname}"'):
-        ZfsDriver(home, {"zfs.fsname": zfs_fsname.split("/")[0]})
+        ZfsDriver(DriverContext(home, {"zfs.fsname": zfs_fsname.split("/")[0]}))
     driver.remove("base")

@@ -96,10 +96,11 @@ def _kind(value):
 DRIVER_SCRIPT = textwrap.dedent('''\
     import json, sys
     from pathlib import Path
+    from pallet.kernel.drivers import DriverContext
     from pallet.plugins.storage.zfs import ZfsDriver, backend
 
     home, fsname = Path(sys.argv[1]), sys.argv[2]
-    driver = ZfsDriver(home, {"zfs.fsname": fsname})
+    driver = ZfsDriver(DriverContext(home, {"zfs.fsname": fsname}))
     driver.create("base")
     (driver.get("base") / "file").write_text("from base")
     driver.put("base")

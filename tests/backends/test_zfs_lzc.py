@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from pallet.plugins.storage import zfs_lzc
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import NotFound
 from pallet.plugins.storage.zfs import ZfsDriver, ZfsError, _retry_busy
 from pallet.plugins.storage.zfs_lzc import exceptions as lzc_exc
@@ -151,7 +152,7 @@ def test_properties_are_checked_by_zfs_and_names_before_it(fs):
 
 
 def test_a_zfs_failure_reaches_the_user_as_one_line(zfs_fsname, tmp_path):
-    driver = ZfsDriver(tmp_path / "zfs", {"zfs.fsname": zfs_fsname})
+    driver = ZfsDriver(DriverContext(tmp_path / "zfs", {"zfs.fsname": zfs_fsname}))
     driver.create("base")
     zfs_lzc.lzc_rename(f"{zfs_fsname}/base".encode(), f"{zfs_fsname}/elsewhere".encode())
     try:

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import stat
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,8 +14,8 @@ from pallet.kernel.images import auth
 from pallet.kernel.images.registry import RegistryClient, is_loopback, parse_challenge
 
 
-def _engine(insecure=()):
-    return SimpleNamespace(config=Config(file={"registries": {"insecure": list(insecure)}}))
+def _config(insecure=()):
+    return Config(file={"registries": {"insecure": list(insecure)}})
 
 
 @pytest.mark.parametrize("host, expected", [
@@ -25,12 +24,12 @@ def _engine(insecure=()):
 ])
 def test_plain_http_only_for_loopback_by_default(host, expected):
     assert is_loopback(host) is expected
-    assert RegistryClient(_engine(), host, credentials=("u", "p")).insecure is expected
+    assert RegistryClient(_config(), host, credentials=("u", "p")).insecure is expected
 
 
 def test_insecure_list_and_tls_verify_false_allow_plain_http():
-    assert RegistryClient(_engine(["registry.example:5000"]), "registry.example:5000", credentials=("u", "p")).insecure
-    assert RegistryClient(_engine(), "registry.example:5000", tls_verify=False, credentials=("u", "p")).insecure
+    assert RegistryClient(_config(["registry.example:5000"]), "registry.example:5000", credentials=("u", "p")).insecure
+    assert RegistryClient(_config(), "registry.example:5000", tls_verify=False, credentials=("u", "p")).insecure
 
 
 def test_bearer_challenge_is_parsed():

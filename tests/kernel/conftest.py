@@ -78,3 +78,45 @@ def broken_site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("broken-site")
     pip_install_target(src, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def api_site(tmp_path_factory) -> Path:
+    """A third-party distribution whose plugins declare the plugin API range they need: one too new, one met."""
+    src = tmp_path_factory.mktemp("api-src")
+    (src / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "pallet-api-example"
+        version = "0.2.0"
+
+        [tool.setuptools]
+        packages = ["pallet_api_example"]
+
+        [project.entry-points."pallet.storage"]
+        futurefs = "pallet_api_example.future"
+        currentfs = "pallet_api_example.current"
+        garbledfs = "pallet_api_example.garbled"
+    """))
+    pkg = src / "pallet_api_example"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    driver = textwrap.dedent("""
+        from pallet import hookimpl
+        from pallet.plugins.storage.vfs import VfsDriver
+
+        PALLET_PLUGIN_API = {api!r}
+
+        @hookimpl
+        def pallet_register_storage_drivers(register):
+            register({name!r}, VfsDriver)
+    """)
+    (pkg / "future.py").write_text(driver.format(api=">=2.0,<3", name="futurefs"))
+    (pkg / "current.py").write_text(driver.format(api=">=1.0,<2", name="currentfs"))
+    (pkg / "garbled.py").write_text(driver.format(api="version one", name="garbledfs"))
+    target = tmp_path_factory.mktemp("api-site")
+    pip_install_target(src, target)
+    return target

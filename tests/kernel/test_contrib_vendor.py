@@ -18,6 +18,7 @@ def test_vendor_drivers_are_listed_as_third_party(pallet, vendor_site):
         assert row["Distribution"] == "pallet-vendor-example"
         assert row["Version"] == "1.0.0"
         assert row["Status"] == "available"
+    assert rows[("storage", "copyfs")]["Description"] == "directories copied from their parent (vendor example)"
 
 
 def test_vendor_storage_driver_is_selected_and_recorded(pallet, vendor_site):
@@ -96,10 +97,10 @@ def sandboxes():
 
 def test_vendor_macvlan_driver_connects_two_sandboxes(tmp_path, vendor_in_process, host_parent_link, sandboxes):
     from pallet.kernel.drivers import EndpointInfo
+    from pallet.kernel.drivers import DriverContext
     from pallet.kernel.plugins import PluginManager
 
-    record = PluginManager().driver("network", "macvlan")
-    driver = record.cls(tmp_path)
+    driver = PluginManager().open("network", "macvlan", DriverContext(tmp_path))
     data = driver.create_network("net1", {"parent": host_parent_link}, [{"pool": "10.231.0.0/24"}])
     addresses = ["10.231.0.2/24", "10.231.0.3/24"]
     try:

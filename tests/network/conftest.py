@@ -22,7 +22,7 @@ NET = f"10.{random.SystemRandom().randint(100, 230)}"
 
 @dataclass
 class FakeContainer:
-    """The fields of a container record that ``pallet.kernel.network.connect`` reads (the test owns the sandbox)."""
+    """The fields of a container record that ``pallet.kernel.network.attach.connect`` reads (the test owns the sandbox)."""
 
     id: str
     name: str
@@ -58,7 +58,7 @@ def root_links(root: Path) -> set[str]:
 
 def teardown_root(engine) -> list[str]:
     """Remove every network of the engine's root; return what had to be removed by force (leaks)."""
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
     from pallet.plugins.network.nft import table_exists, table_name
 
     made = root_links(engine.root)

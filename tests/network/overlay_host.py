@@ -1,4 +1,4 @@
-"""Run kernel.network operations as one simulated host: ``python3 -m tests.network.overlay_host ROOT STORE OP …``.
+"""Run pallet.kernel.network operations as one simulated host: ``python3 -m tests.network.overlay_host ROOT STORE OP …``.
 
 The overlay test starts this under ``nsenter --net=<host namespace>`` so the driver sees that
 host's underlay address, as a pallet process on a real second machine would.
@@ -11,7 +11,8 @@ import sys
 
 from pallet.kernel.config import Config
 from pallet.kernel.engine import Engine
-from pallet.kernel.network import NetworkStore, connect, disconnect
+from pallet.kernel.network.attach import connect, disconnect
+from pallet.kernel.network.store import NetworkStore
 from tests.network.conftest import FakeContainer
 
 

@@ -1,4 +1,4 @@
-"""Bridge driver and IPAM through kernel.network with sandboxes the test makes: traffic, isolation, teardown."""
+"""Bridge driver and IPAM through pallet.kernel.network with sandboxes the test makes: traffic, isolation, teardown."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from pallet.kernel import network as net
+from pallet.kernel.network import attach as net
 from pallet.kernel.errors import Conflict, PalletError
-from pallet.kernel.network import NetworkStore
+from pallet.kernel.network.store import NetworkStore
 from tests.network.conftest import NET, links, root_links, run_in
 
 
@@ -152,7 +152,7 @@ def test_remove_network_refuses_active_endpoints_then_cleans_everything(engine, 
 
 
 def test_published_port_reaches_the_sandbox_from_localhost(engine, sandbox, container, httpd_in, tmp_path):
-    from pallet.plugins.network.ports import _random_port
+    from pallet.kernel.network.ports import _random_port
 
     port = _random_port("tcp", "127.0.0.1", set())
     a = sandbox()

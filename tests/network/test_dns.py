@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pallet.kernel import network as net
-from pallet.kernel.network import NetworkStore
-from pallet.plugins.network import dns
+from pallet.kernel.network import attach as net
+from pallet.kernel.network.store import NetworkStore
+from pallet.kernel.network import dns
 from tests.network.conftest import NET, run_in
 
 

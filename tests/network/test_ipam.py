@@ -7,18 +7,19 @@ import multiprocessing
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import Conflict, UsageError
 from pallet.plugins.network.ipam import DefaultIpam, parse_pools
 from pallet.plugins.network.netlink import host_routes
 
 
 def _grab(home: str, pool: str, count: int, queue) -> None:
-    ipam = DefaultIpam(home)
+    ipam = DefaultIpam(DriverContext(home))
     queue.put([ipam.request_address(pool) for _ in range(count)])
 
 
 def test_concurrent_requests_get_distinct_addresses(tmp_path):
-    ipam = DefaultIpam(str(tmp_path))
+    ipam = DefaultIpam(DriverContext(str(tmp_path)))
     pool, _ = ipam.request_pool("10.231.40.0/24")
     queue = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=_grab, args=(str(tmp_path), pool, 10, queue)) for _ in range(6)]
@@ -36,14 +37,14 @@ def test_concurrent_requests_get_distinct_addresses(tmp_path):
 def test_pool_is_chosen_outside_routed_subnets(tmp_path):
     routed = [ipaddress.IPv4Network(f"{n}/{p}", strict=False) for n, p in host_routes()]
     first_routed = routed[0]
-    ipam = DefaultIpam(str(tmp_path), {"pools": f"{first_routed.supernet(new_prefix=max(first_routed.prefixlen - 1, 0))}:"
-                                                f"{first_routed.prefixlen}"})
+    ipam = DefaultIpam(DriverContext(str(tmp_path), {"pools": f"{first_routed.supernet(new_prefix=max(first_routed.prefixlen - 1, 0))}:"
+                                                f"{first_routed.prefixlen}"}))
     _, cidr = ipam.request_pool()
     assert not any(ipaddress.IPv4Network(cidr).overlaps(r) for r in routed)
 
 
 def test_pools_never_overlap_and_release(tmp_path):
-    ipam = DefaultIpam(str(tmp_path), {"pools": "10.231.64.0/22:24"})
+    ipam = DefaultIpam(DriverContext(str(tmp_path), {"pools": "10.231.64.0/22:24"}))
     cidrs = [ipam.request_pool()[1] for _ in range(4)]
     assert cidrs == ["10.231.64.0/24", "10.231.65.0/24", "10.231.66.0/24", "10.231.67.0/24"]
     with pytest.raises(Exception, match="could not find an available"):
@@ -55,7 +56,7 @@ def test_pools_never_overlap_and_release(tmp_path):
 
 
 def test_gateway_and_fixed_addresses(tmp_path):
-    ipam = DefaultIpam(str(tmp_path))
+    ipam = DefaultIpam(DriverContext(str(tmp_path)))
     pool, _ = ipam.request_pool("10.231.41.0/24", "10.231.41.64/26")
     assert ipam.request_address(pool, "", {"RequestAddressType": "com.docker.network.gateway"}) == "10.231.41.1/24"
     assert ipam.request_address(pool) == "10.231.41.65/24"
@@ -71,7 +72,7 @@ def test_gateway_and_fixed_addresses(tmp_path):
 def _create(root: str, config: str, name: str, queue) -> None:
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     engine = Engine(Config.load(root=root, config_path=config))
     queue.put(NetworkStore(engine).create(name).ipam_config[0]["Subnet"])
@@ -80,7 +81,7 @@ def _create(root: str, config: str, name: str, queue) -> None:
 def test_concurrent_network_creation_in_two_roots_gets_distinct_subnets(tmp_path):
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     config = tmp_path / "pallet.toml"
     config.write_text('[network]\ndefault_address_pools = "10.231.128.0/18:24"\n')

@@ -14,7 +14,7 @@ def cli(pallet):
     yield pallet
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
-    from pallet.kernel.network import NetworkStore
+    from pallet.kernel.network.store import NetworkStore
 
     NetworkStore(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"]))).teardown_all()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from pallet.kernel import network as net
-from pallet.kernel.network import NetworkStore
+from pallet.kernel.network import attach as net
+from pallet.kernel.network.store import NetworkStore
 from pallet.plugins.network.bridge import REGISTRY, collect_orphans
 from pallet.plugins.network.nft import table_exists, table_name
 from tests.network.conftest import NET, links

@@ -105,7 +105,7 @@ def simulated_cluster(tmp_path: Path):
                 problems.append(str(exc))
         if etcd is not None:
             if not problems:
-                from pallet.plugins.network.etcd import Etcd
+                from pallet.kernel.network.etcd import Etcd
 
                 left = Etcd(store).range("/pallet/")[0]
                 problems += [f"etcd keys left behind: {sorted(left)}"] if left else []
@@ -119,7 +119,7 @@ def simulated_cluster(tmp_path: Path):
 
 
 def _wait_for_etcd(store: str) -> None:
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
 
     deadline = time.monotonic() + 20
     while True:
@@ -195,15 +195,16 @@ def test_containers_on_three_hosts_reach_each_other_by_ip_and_name(cluster, sand
 def test_addresses_never_collide_across_hosts(cluster):
     from concurrent.futures import ThreadPoolExecutor
 
-    from pallet.plugins.network.etcd import Etcd
+    from pallet.kernel.network.etcd import Etcd
+    from pallet.kernel.drivers import DriverContext
     from pallet.plugins.network.overlay import ClusterIpam
 
     store = cluster[0].store
-    ipam = ClusterIpam("/nonexistent", {"cluster-store": store})
+    ipam = ClusterIpam(DriverContext("/nonexistent", {"cluster-store": store}))
     pool, _ = ipam.request_pool(f"{NET}.221.0/26")
     try:
         with ThreadPoolExecutor(8) as pool_exec:
-            got = list(pool_exec.map(lambda _: ClusterIpam("/x", {"cluster-store": store}).request_address(pool),
+            got = list(pool_exec.map(lambda _: ClusterIpam(DriverContext("/x", {"cluster-store": store})).request_address(pool),
                                      range(40)))
         assert len(set(got)) == 40
     finally:

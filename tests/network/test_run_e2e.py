@@ -72,7 +72,7 @@ def test_containers_find_each_other_by_name_and_alias_and_other_networks_cannot_
 
 
 def test_published_port_serves_localhost_and_a_second_claim_fails_cleanly(cli):
-    from pallet.plugins.network.ports import _random_port
+    from pallet.kernel.network.ports import _random_port
 
     port = _random_port("tcp", "127.0.0.1", set())
     cli("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE, check=True)

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from pallet.kernel import network as net
-from pallet.kernel.network import NetworkStore
+from pallet.kernel.network import attach as net
+from pallet.kernel.network.store import NetworkStore
 from tests.conftest import REPO
 from tests.network.conftest import NET, run_in
 

@@ -41,11 +41,12 @@ class Runner:
     """Starts containers from generated bundles with the built-in runtime; deletes every one it made."""
 
     def __init__(self, tmp: Path, rootfs: Path):
+        from pallet.kernel.drivers import DriverContext
         from pallet.plugins.runtime.builtin import PalletRuntime
 
         self.tmp = tmp
         self.rootfs = rootfs
-        self.runtime = PalletRuntime(tmp / "state")
+        self.runtime = PalletRuntime(DriverContext(tmp / "state"))
         self.ids: list[str] = []
 
     def new_id(self) -> str:

@@ -272,8 +272,9 @@ def test_stdio_may_be_any_permutation_of_fds(runner):
     script = "import os, sys; sys.path.insert(0, %r); " % str(Path(__file__).parent)
     script += (
         "from pathlib import Path; import ocispec; from pallet.plugins.runtime.builtin import PalletRuntime; "
+        "from pallet.kernel.drivers import DriverContext; "
         "b = ocispec.write_bundle(Path(%r), Path(%r), ocispec.spec(['sh', '-c', 'echo out; echo err >&2'])); "
-        "rt = PalletRuntime(Path(%r)); pid = rt.run(%r, b, (0, 2, 1)); os.waitpid(pid, 0); rt.delete(%r)"
+        "rt = PalletRuntime(DriverContext(Path(%r))); pid = rt.run(%r, b, (0, 2, 1)); os.waitpid(pid, 0); rt.delete(%r)"
     ) % (str(runner.tmp / "perm"), str(runner.rootfs), str(runner.tmp / "perm-state"), runner.new_id(), runner.ids[-1])
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=str(Path(__file__).resolve().parents[2]))

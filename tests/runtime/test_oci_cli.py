@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from tests.runtime.conftest import exit_code
 
 # Everything here must print the same under every runtime (mount tables differ in detail, so no `mount`).
@@ -26,7 +27,7 @@ def runtime_cls(name):
 def oci(request, tmp_path):
     if shutil.which(request.param) is None:
         pytest.fail(f"{request.param} is not installed (scripts/setup.sh installs it)")
-    runtime = runtime_cls(request.param)(tmp_path / f"{request.param}-state")
+    runtime = runtime_cls(request.param)(DriverContext(tmp_path / f"{request.param}-state"))
     created: list[str] = []
     try:
         yield runtime, created

@@ -20,15 +20,24 @@ def plugins():
 
 
 @pytest.fixture
-def secure_spec(plugins):
-    """``secure_spec(security_opts=[...], **SecurityContext fields) -> (spec, applied profile names)``."""
+def secure_spec(plugins, tmp_path):
+    """``secure_spec(security_opts=[...], engine=None, **SecurityContext fields) -> (spec, applied profile names)``.
+
+    Without ``engine``, an engine over an empty root in ``tmp_path`` with the session's plugins.
+    """
+    from pallet.kernel.config import Config
+    from pallet.kernel.engine import Engine
     from pallet.kernel.security import apply_profiles
 
-    def build(security_opts=(), spec=None, **ctx_fields):
+    def build(security_opts=(), spec=None, engine=None, **ctx_fields):
+        if engine is None:
+            engine = Engine(Config(root=tmp_path / "root", run_root=tmp_path / "run"))
+            engine.plugins = plugins  # the cached property's slot: one plugin load per session
         if spec is None:
             uid = ctx_fields.get("user", "").split(":")[0]
             spec = base_spec(uid=int(uid) if uid.isdigit() else 0)
-        applied = apply_profiles(plugins, spec, SecurityContext(**ctx_fields), list(security_opts))
+        ctx = SecurityContext(settings=engine.config.section("security"), **ctx_fields)
+        applied = apply_profiles(engine, spec, ctx, list(security_opts))
         return spec, applied
 
     return build

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import PalletError, UsageError
 from pallet.kernel.security import split_security_opts, take_relabel_requests
 from pallet.plugins.security import apparmor, selinux_labels as sl
@@ -62,10 +63,10 @@ def test_apparmor_profile_choice(option, privileged, expected):
     assert apparmor.choose_profile(option, privileged) == expected
 
 
-def test_apparmor_option_validation():
-    AppArmorProfile().validate({"apparmor": "docker-default"})
+def test_apparmor_option_validation(tmp_path):
+    AppArmorProfile(DriverContext(tmp_path)).validate({"apparmor": "docker-default"})
     with pytest.raises(UsageError):
-        AppArmorProfile().validate({"apparmor": ""})
+        AppArmorProfile(DriverContext(tmp_path)).validate({"apparmor": ""})
 
 
 def test_loaded_profile_listing_is_parsed(tmp_path):
@@ -129,11 +130,12 @@ def test_selinux_apply_writes_labels_and_allocates_a_pair(tmp_path):
     (tmp_path / "empty.toml").touch()
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(tmp_path / "empty.toml")))
     spec = {"process": {}, "linux": {}}
-    SELinuxProfile().apply(spec, SecurityContext(engine=engine, container_id="c1"))
+    profile = SELinuxProfile(engine.driver_context("security", "selinux"))
+    profile.apply(spec, SecurityContext(container_id="c1"))
     level = re.search(r":(s0:c\d+,c\d+)$", spec["process"]["selinuxLabel"]).group(1)
     assert spec["linux"]["mountLabel"].endswith(level)
     spec = {"process": {}, "linux": {}}
-    SELinuxProfile().apply(spec, SecurityContext(engine=engine, container_id="c2", privileged=True))
+    profile.apply(spec, SecurityContext(container_id="c2", privileged=True))
     assert "selinuxLabel" not in spec["process"]
 
 

@@ -174,7 +174,6 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     from pallet.kernel.config import Config
     from pallet.kernel.drivers import SecurityContext
     from pallet.kernel.engine import Engine
-    from pallet.kernel.plugins import PluginManager
     from pallet.kernel.security import apply_profiles
     from tests.security.sec_helpers import base_spec
 
@@ -182,10 +181,10 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     config.write_text(f'[security]\nseccomp_profile = "{MOBY_SECCOMP / "fixtures" / "example.json"}"\n')
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
     spec = base_spec()
-    apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), [])
+    apply_profiles(engine, spec, SecurityContext(settings=engine.config.section("security")), [])
     assert seccomp_decision(spec["linux"]["seccomp"], "syslog", ()) == ("SCMP_ACT_ERRNO", 12345)
     spec = base_spec()
-    apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), ["seccomp=unconfined"])
+    apply_profiles(engine, spec, SecurityContext(settings=engine.config.section("security")), ["seccomp=unconfined"])
     assert "seccomp" not in spec["linux"]
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "mine.json").write_text(json.dumps(
@@ -193,7 +192,7 @@ def test_host_default_profile_from_config(pallet, tmp_path):
     config.write_text('[security]\nseccomp_profile = "profiles/mine.json"\n')
     engine = Engine(Config.load(root=str(tmp_path / "root"), config_path=str(config)))
     spec = base_spec()
-    apply_profiles(PluginManager(), spec, SecurityContext(engine=engine), [])
+    apply_profiles(engine, spec, SecurityContext(settings=engine.config.section("security")), [])
     assert seccomp_decision(spec["linux"]["seccomp"], "uname", ()) == ("SCMP_ACT_ERRNO", 7)
 
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import PalletError
 from pallet.kernel.storage.conformance_suite import D, F, mounts_under, tar_of
 from pallet.plugins.storage.overlay2 import Overlay2Driver
@@ -20,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def overlay(scratch):
-    driver = Overlay2Driver(scratch / "overlay2")
+    driver = Overlay2Driver(DriverContext(scratch / "overlay2"))
     try:
         yield driver
     finally:
@@ -67,7 +68,8 @@ def test_reference_count_is_shared_between_processes(overlay):
     overlay.create("base")
     overlay.create("rw", "base")
     merged = str(overlay.get("rw"))
-    code = (f"from pallet.plugins.storage.overlay2 import Overlay2Driver as D; d = D({str(overlay.home)!r}); "
+    code = ("from pallet.kernel.drivers import DriverContext; from pallet.plugins.storage.overlay2 import Overlay2Driver; "
+            f"d = Overlay2Driver(DriverContext({str(overlay.home)!r})); "
             "print(d.get('rw')); d.put('rw')")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     assert os.path.ismount(merged), "another process's put() unmounted a layer this process still holds"
@@ -113,7 +115,7 @@ def test_changes_read_from_the_upper_dir(overlay):
 
 @pytest.mark.parametrize("driver_cls", [Overlay2Driver, VfsDriver])
 def test_bad_ids_and_options_are_refused(scratch, driver_cls):
-    driver = driver_cls(scratch / "home")
+    driver = driver_cls(DriverContext(scratch / "home"))
     with pytest.raises(PalletError, match="invalid layer id"):
         driver.create("../escape")
     with pytest.raises(PalletError, match='storage option "size" is not supported'):
@@ -130,7 +132,7 @@ def test_changes_list_what_an_opaque_dir_hides(overlay):
 
 
 def test_legacy_mount_api_with_short_relative_links(scratch):
-    driver = Overlay2Driver(scratch / "overlay2", {"overlay2.mount_api": "legacy"})
+    driver = Overlay2Driver(DriverContext(scratch / "overlay2", {"overlay2.mount_api": "legacy"}))
     try:
         parent = None
         for index in range(60):
@@ -150,7 +152,7 @@ def test_legacy_mount_api_with_short_relative_links(scratch):
 
 @pytest.mark.parametrize("driver_cls", [Overlay2Driver, VfsDriver])
 def test_layers_sweeps_what_killed_operations_left(scratch, driver_cls):
-    driver = driver_cls(scratch / "home")
+    driver = driver_cls(DriverContext(scratch / "home"))
     driver.create("base")
     store = driver.home if driver_cls is Overlay2Driver else driver.home / "dir"
     dead = subprocess.Popen(["true"])

@@ -39,7 +39,6 @@ class RuntimeState:
 
 class PalletRuntime(Runtime):
     description = "built-in Python runtime"
-    implemented = True
 
     @classmethod
     def probe(cls, home=None, options=None):

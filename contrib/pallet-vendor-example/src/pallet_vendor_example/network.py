@@ -11,6 +11,8 @@ from pallet import hookimpl
 from pallet.drivers import Availability, EndpointInfo, JoinInfo, NetworkDriver
 from pallet.errors import PalletError, UsageError
 
+PALLET_PLUGIN_API = ">=1.0,<2"  # the plugin contract this module was written against
+
 
 class MacvlanNetwork(NetworkDriver):
     description = "macvlan sub-interfaces of a host link (vendor example)"

@@ -15,6 +15,8 @@ from pallet import hookimpl
 from pallet.drivers import Availability, StorageDriver
 from pallet.errors import PalletError
 
+PALLET_PLUGIN_API = ">=1.0,<2"  # the plugin contract this module was written against
+
 
 class CopyFsDriver(StorageDriver):
     description = "directories copied from their parent (vendor example)"

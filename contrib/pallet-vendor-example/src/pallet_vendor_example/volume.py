@@ -16,6 +16,8 @@ from pallet import hookimpl
 from pallet.drivers import Availability, VolumeDriver
 from pallet.errors import PalletError, UsageError
 
+PALLET_PLUGIN_API = ">=1.0,<2"  # the plugin contract this module was written against
+
 DEFAULT_SIZE = "1G"
 
 

@@ -1,5 +1,7 @@
 """Embedded DNS for user networks: one small process per network answering at 127.0.0.11 in each sandbox.
 
+A kernel service: every network driver whose sandboxes use ``127.0.0.11`` gets it from the store.
+
 Why this shape: the process lives in the host's network namespace (so forwarding to the host's
 resolvers just works), and ``ensure`` creates a UDP socket bound to 127.0.0.11:53 *inside* the
 container's namespace and hands it over with SCM_RIGHTS. A socket keeps the namespace it was
@@ -53,7 +55,7 @@ def _start(store, record, pidfile: Path, control: Path, log: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pallet.plugins.network.dns", str(store.dir), record.id, str(control)],
+            [sys.executable, "-m", "pallet.kernel.network.dns", str(store.dir), record.id, str(control)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     pidfile.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 5
@@ -76,7 +78,7 @@ def _hand_over(control: Path, endpoint) -> None:
 
 def socket_in_netns(sandbox: str) -> socket.socket:
     """A UDP socket bound to 127.0.0.11:53 in the namespace at ``sandbox``."""
-    from pallet.plugins.network.netlink import in_netns
+    from pallet.kernel.sandbox import in_netns
 
     def bound():
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,7 +122,7 @@ class Responder:
         self.control = control
         self.selector = selectors.DefaultSelector()
         self.owners: dict[socket.socket, str] = {}
-        from pallet.kernel.network import host_nameservers
+        from pallet.kernel.network.resolv import host_nameservers
 
         self.upstream = host_nameservers()
 

@@ -1,4 +1,8 @@
-"""Published ports: parse Docker's PortBindings, pick free host ports, refuse conflicts host-wide."""
+"""Published ports: parse Docker's PortBindings, pick free host ports, refuse conflicts host-wide.
+
+A kernel service for every driver that publishes ports; ``host_lock`` also serialises other
+host-wide choices between roots (the network store picks unrouted subnets under it).
+"""
 
 from __future__ import annotations
 
@@ -18,13 +22,11 @@ def host_lock():
 def allocate(bindings: dict, reserved: set) -> list[dict]:
     """``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`` -> concrete mappings; raise Conflict on a taken port.
 
-    ``reserved`` holds (proto, host ip, port) already published by this root; other roots' are
-    read from their nft tables, and a port some process listens on is refused too (as Docker's
-    proxy would fail to bind it).
+    ``reserved`` holds (proto, host ip, port) already published on this host, by this root and
+    (as the driver reads them back, e.g. from nft rules) by others; a port some process listens
+    on is refused too (as Docker's proxy would fail to bind it). Call it under ``host_lock``.
     """
-    from pallet.plugins.network.nft import published_ports
-
-    taken = set(reserved) | published_ports()
+    taken = set(reserved)
     result = []
     for key, entries in sorted(bindings.items()):
         port_text, _, proto = key.partition("/")

@@ -1,4 +1,4 @@
-"""Networks and endpoints on disk, and the two calls the container lifecycle makes: connect and disconnect.
+"""Networks and endpoints on disk, built and torn down through the network and IPAM drivers.
 
 Layout under ``<root>/networks/``: ``<id>.json`` per network, ``endpoints/<network id>/<container
 id>.json`` per attachment, ``.lock`` around every change. Records are written *before* the links
@@ -11,65 +11,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import ipaddress
-import json
 import os
-import time
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
-from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked
+from pallet.kernel.fsutil import atomic_write_json, locked
+from pallet.kernel.network.records import EndpointRecord, NetworkRecord, load, now
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
-CLUSTER = "/pallet/"
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
-
-
-@dataclass
-class NetworkRecord:
-    id: str
-    name: str
-    driver: str
-    scope: str = "local"
-    created: str = ""
-    internal: bool = False
-    attachable: bool = True
-    labels: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    ipam_driver: str = "default"
-    ipam_options: dict = field(default_factory=dict)
-    ipam_config: list = field(default_factory=list)   # Docker's [{"Subnet", "Gateway", "IPRange"}]
-    pools: list = field(default_factory=list)         # IPAM pool ids, parallel to ipam_config
-    driver_data: dict = field(default_factory=dict)   # what the driver's create_network returned
-    predefined: bool = False
-
-    @property
-    def materialized(self) -> bool:
-        """Whether the driver built the network on this host (a global network may exist only elsewhere yet)."""
-        return bool(self.driver_data)
-
-
-@dataclass
-class EndpointRecord:
-    id: str
-    network_id: str
-    container_id: str
-    container_name: str
-    sandbox: str
-    address: str = ""          # CIDR
-    gateway: str = ""
-    mac_address: str = ""
-    aliases: list = field(default_factory=list)
-    interface: str = ""
-    ports: dict = field(default_factory=dict)
-
-
-def _load(cls, path: Path):
-    data = json.loads(path.read_text())
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class NetworkStore:
@@ -82,19 +34,19 @@ class NetworkStore:
         return locked(self.dir / ".lock")
 
     # --- records ------------------------------------------------------------------------
-    def _path(self, network_id: str) -> Path:
+    def path(self, network_id: str) -> Path:
         return self.dir / f"{network_id}.json"
 
     def save(self, record: NetworkRecord) -> None:
-        atomic_write_json(self._path(record.id), dataclasses.asdict(record))
+        atomic_write_json(self.path(record.id), dataclasses.asdict(record))
 
     def all(self) -> list[NetworkRecord]:
-        if self.cluster_store:
-            self._sync_cluster()
-        records = self._read_all()
+        if self.cluster is not None:
+            self.cluster.sync()
+        records = self.read_all()
         if not {r.name for r in records} >= set(PREDEFINED):
             with self.lock():
-                records = self._read_all()
+                records = self.read_all()
                 have = {r.name for r in records}
                 for name in PREDEFINED:
                     if name not in have:
@@ -103,13 +55,13 @@ class NetworkStore:
                         records.append(record)
         return sorted(records, key=lambda r: (r.name not in PREDEFINED, r.name))
 
-    def _read_all(self) -> list[NetworkRecord]:
+    def read_all(self) -> list[NetworkRecord]:
         if not self.dir.is_dir():
             return []
-        return [_load(NetworkRecord, p) for p in self.dir.glob("*.json")]
+        return [load(NetworkRecord, p) for p in self.dir.glob("*.json")]
 
     def _predefined(self, name: str) -> NetworkRecord:
-        record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=name, created=_now(), predefined=True,
+        record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=name, created=now(), predefined=True,
                                attachable=False)
         if name == "bridge":
             record.options = {"com.docker.network.bridge.name": self.settings.get("bridge_name") or self.bridge_device(),
@@ -139,42 +91,42 @@ class NetworkStore:
     def endpoints(self, network_id: str | None = None) -> list[EndpointRecord]:
         base = self.dir / "endpoints"
         pattern = f"{network_id}/*.json" if network_id else "*/*.json"
-        return [_load(EndpointRecord, p) for p in sorted(base.glob(pattern))] if base.is_dir() else []
+        return [load(EndpointRecord, p) for p in sorted(base.glob(pattern))] if base.is_dir() else []
 
     def _endpoint_path(self, network_id: str, container_id: str) -> Path:
         return self.dir / "endpoints" / network_id / f"{container_id}.json"
 
     # --- drivers ------------------------------------------------------------------------
     def driver(self, name: str):
-        found = self.engine.plugins.driver("network", name)
-        home = Path(self.engine.root) / "network" / name
-        options = {"run-root": str(self.engine.run_root)}
+        """Network driver ``name`` with the option keys :class:`pallet.kernel.drivers.NetworkDriver` lists."""
+        options = {}
         if self.cluster_store:
             options["cluster-store"] = self.cluster_store
         if self.settings.get("advertise_address"):
             options["advertise-address"] = self.settings["advertise_address"]
         if self.settings.get("overlay_lease_ttl"):
             options["lease-ttl"] = str(self.settings["overlay_lease_ttl"])
-        availability = found.availability(home, options)
-        if not availability.available:
-            raise PalletError(f'network driver "{name}" is unavailable on this host: {availability.reason}')
-        if not found.cls.implemented:
-            raise found.cls.not_implemented(name, "see the networking issue")
-        return found.cls(home, options)
+        return self.engine.open_driver("network", name, options)
 
     def ipam(self, name: str):
-        found = self.engine.plugins.driver("ipam", name)
-        if not found.cls.implemented:
-            raise found.cls.not_implemented(name, "see the networking issue")
         options = {"pools": self.settings.get("default_address_pools", "")}
         if self.cluster_store:
             options["cluster-store"] = self.cluster_store
-        return found.cls(Path(self.engine.root) / "network" / f"ipam-{name}", options)
+        return self.engine.open_driver("ipam", name, options)
 
     @property
     def cluster_store(self) -> str:
-        return (getattr(self.engine, "cluster_store", None) or os.environ.get("PALLET_CLUSTER_STORE")
+        return (self.engine.cluster_store or os.environ.get("PALLET_CLUSTER_STORE")
                 or self.settings.get("cluster_store", ""))
+
+    @cached_property
+    def cluster(self):
+        """The cluster store's view for global networks (:mod:`pallet.kernel.network.cluster`), or None."""
+        if not self.cluster_store:
+            return None
+        from pallet.kernel.network.cluster import Cluster
+
+        return Cluster(self, self.cluster_store)
 
     # --- networks -----------------------------------------------------------------------
     def create(self, name: str, driver: str = "bridge", subnet: str = "", gateway: str = "", ip_range: str = "",
@@ -192,27 +144,27 @@ class NetworkStore:
         if network_driver.scope == "global" and ipam_driver == "default":
             ipam_driver = "cluster"  # addresses must be unique across hosts
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=driver, scope=network_driver.scope,
-                               created=_now(), internal=internal, labels=dict(labels or {}),
+                               created=now(), internal=internal, labels=dict(labels or {}),
                                options=dict(options or {}), ipam_driver=ipam_driver,
                                ipam_options=dict(ipam_options or {}),
                                ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range}] if subnet else [])
         self.all()
         with self.lock():
-            if any(r.name == name for r in self._read_all()):
+            if any(r.name == name for r in self.read_all()):
                 raise Conflict(f"network with name {name} already exists")
             if record.scope == "global":
-                self._claim_cluster_name(record)
+                self.cluster.claim_name(record)
             try:
                 self._materialize(record, network_driver)
             except BaseException:
                 if record.scope == "global":
-                    self._cluster().delete(f"{CLUSTER}names/{record.name}")
+                    self.cluster.release_name(record)
                 raise
         return record
 
     def _materialize(self, record: NetworkRecord, network_driver) -> None:
         """Reserve the pool and gateway, then have the driver build the network. Store lock held."""
-        from pallet.plugins.network.ports import host_lock
+        from pallet.kernel.network.ports import host_lock
 
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
@@ -236,7 +188,7 @@ class NetworkStore:
                 record.driver_data = network_driver.create_network(record.id, options,
                                                                    [{"pool": cidr, "gateway": gw}])
                 if record.scope == "global":
-                    self._join_cluster(record)
+                    self.cluster.join(record)
                 self.save(record)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -248,7 +200,7 @@ class NetworkStore:
                 if record.predefined or not reserved:
                     self.save(record)
                 else:
-                    self._path(record.id).unlink(missing_ok=True)
+                    self.path(record.id).unlink(missing_ok=True)
                 raise
 
     def remove(self, ref: str) -> NetworkRecord:
@@ -264,26 +216,26 @@ class NetworkStore:
         return record
 
     def _teardown(self, record: NetworkRecord) -> None:
-        from pallet.plugins.network import dns
+        from pallet.kernel.network import dns
 
         dns.stop(self, record)
         network_driver = self.driver(record.driver)
         if record.materialized:
             network_driver.delete_network(record.id, record.driver_data)
-        if record.scope != "global" or self._leave_cluster(record, network_driver):
+        if record.scope != "global" or self.cluster.leave(record, network_driver):
             ipam = self.ipam(record.ipam_driver)
             for pool_id in record.pools:
                 ipam.release_pool(pool_id)
         with contextlib.suppress(OSError):
             (self.dir / "endpoints" / record.id).rmdir()
         (self.dir / "endpoints" / f"{record.id}.remote").unlink(missing_ok=True)
-        self._path(record.id).unlink(missing_ok=True)
+        self.path(record.id).unlink(missing_ok=True)
 
     def teardown_all(self) -> None:
         """Remove every network of this root, predefined ones' devices included (tests, ``system reset``)."""
         errors = []
         with self.lock():
-            for record in self._read_all():
+            for record in self.read_all():
                 try:
                     for endpoint in self.endpoints(record.id):
                         self._detach(record, endpoint)
@@ -305,7 +257,7 @@ class NetworkStore:
             raise UsageError("user specified IP address is supported on user defined networks only")
         network_driver = self.driver(record.driver)
         with self.lock():
-            record = _load(NetworkRecord, self._path(record.id))
+            record = load(NetworkRecord, self.path(record.id))
             if self._endpoint_path(record.id, container.id).exists():
                 raise Conflict(f"endpoint with name {container.name} already exists in network {record.name}")
             if not record.materialized:
@@ -335,7 +287,7 @@ class NetworkStore:
                 endpoint.gateway = joined.gateway
                 self._save_endpoint(endpoint)
                 if not record.predefined:
-                    from pallet.plugins.network import dns
+                    from pallet.kernel.network import dns
 
                     dns.ensure(self, record, endpoint)
             except BaseException:
@@ -350,12 +302,12 @@ class NetworkStore:
         """Detach the container from ``network`` (or every network); names of the networks left."""
         left = []
         with self.lock():
-            for record in self._read_all():
+            for record in self.read_all():
                 if network and network not in (record.name, record.id):
                     continue
                 path = self._endpoint_path(record.id, container_id)
                 if path.exists():
-                    self._detach(record, _load(EndpointRecord, path))
+                    self._detach(record, load(EndpointRecord, path))
                     left.append(record.name)
                     if (record.predefined and record.materialized and not self.endpoints(record.id)
                             and not self.settings.get("keep_default_bridge", True)):
@@ -386,65 +338,6 @@ class NetworkStore:
             self.ipam(record.ipam_driver).release_address(record.pools[0], endpoint.address)
         self._endpoint_path(record.id, endpoint.container_id).unlink(missing_ok=True)
 
-    # --- the cluster store (global-scope networks) -------------------------------------------
-    def _cluster(self):
-        from pallet.plugins.network.etcd import Etcd
-
-        if not hasattr(self, "_etcd"):
-            self._etcd = Etcd(self.cluster_store)
-        return self._etcd
-
-    def host_id(self) -> str:
-        path = Path(self.engine.root) / "network" / "host-id"
-        with contextlib.suppress(FileNotFoundError):
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, os.urandom(16).hex().encode())
-        return path.read_text().strip()
-
-    def _claim_cluster_name(self, record: NetworkRecord) -> None:
-        if not self._cluster().create(f"{CLUSTER}names/{record.name}", record.id):
-            raise Conflict(f"network with name {record.name} already exists in the cluster")
-
-    def _join_cluster(self, record: NetworkRecord) -> None:
-        """Publish the network (first host) and register this host as a user of it."""
-        etcd = self._cluster()
-        if "vni" in record.driver_data:
-            record.options.setdefault("com.docker.network.driver.overlay.vxlanid_list", str(record.driver_data["vni"]))
-        shared = dict(dataclasses.asdict(record), driver_data={}, predefined=False)
-        etcd.put(f"{CLUSTER}networks/{record.id}", shared)
-        etcd.put(f"{CLUSTER}hosts/{record.id}/{self.host_id()}", record.driver_data.get("vtep", ""))
-
-    def _leave_cluster(self, record: NetworkRecord, network_driver) -> bool:
-        """Unregister this host; the last host to leave removes the network from the cluster. True if last."""
-        etcd = self._cluster()
-        etcd.delete(f"{CLUSTER}hosts/{record.id}/{self.host_id()}")
-        if etcd.range(f"{CLUSTER}hosts/{record.id}/")[0]:
-            return False
-        if etcd.get(f"{CLUSTER}names/{record.name}") == record.id:
-            etcd.delete(f"{CLUSTER}names/{record.name}")
-        etcd.delete(f"{CLUSTER}networks/{record.id}")
-        etcd.delete(f"{CLUSTER}endpoints/{record.id}/", prefix=True)
-        etcd.delete(f"{CLUSTER}leases/{record.id}/", prefix=True)
-        release = getattr(network_driver, "release_cluster", None)
-        if release:
-            release(record.id, record.options)
-        return True
-
-    def _sync_cluster(self) -> None:
-        """Adopt global networks created on other hosts; forget unused ones the cluster no longer has."""
-        shared, _rev = self._cluster().range(f"{CLUSTER}networks/")
-        with self.lock():
-            local = {r.id: r for r in self._read_all()}
-            for value in shared.values():
-                if isinstance(value, dict) and value.get("id") not in local:
-                    known = {f.name for f in dataclasses.fields(NetworkRecord)}
-                    self.save(NetworkRecord(**{k: v for k, v in value.items() if k in known}))
-            ids = {v.get("id") for v in shared.values() if isinstance(v, dict)}
-            for record in local.values():
-                if record.scope == "global" and record.id not in ids and not record.materialized:
-                    self._path(record.id).unlink(missing_ok=True)
-
     # --- views --------------------------------------------------------------------------
     def inspect(self, record: NetworkRecord) -> dict:
         containers = {
@@ -462,104 +355,3 @@ class NetworkStore:
             "Options": {k: v for k, v in record.options.items()}, "Labels": record.labels,
         }
 
-
-def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container) -> dict:
-    """Docker's ``NetworkSettings.Networks[name]`` for one attachment."""
-    ip, _, prefix = endpoint.address.partition("/")
-    return {
-        "IPAMConfig": None, "Links": None, "Aliases": endpoint.aliases or None, "MacAddress": endpoint.mac_address,
-        "NetworkID": record.id, "EndpointID": endpoint.id, "Gateway": endpoint.gateway, "IPAddress": ip,
-        "IPPrefixLen": int(prefix or 0), "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "DNSNames": [container.name, container.id[:12], *endpoint.aliases] if not record.predefined else None,
-    }
-
-
-# --- the calls the containers room makes -----------------------------------------------------
-
-def connect(engine, record, sandbox_path, network: str | None = None, aliases=None, ip: str | None = None,
-            mac: str | None = None) -> dict:
-    """Attach container ``record``'s sandbox to its network; return what its files and record need.
-
-    Defaults come from the record: ``network_mode``, ``host_config["NetworkAliases"]``,
-    ``host_config["IPv4Address"]``, ``config["MacAddress"]``; published ports from
-    ``record.port_bindings`` on the container's primary network.
-    """
-    host_config = getattr(record, "host_config", {}) or {}
-    config = getattr(record, "config", {}) or {}
-    primary = "bridge" if record.network_mode in ("", "default") else record.network_mode
-    network = network or primary
-    aliases = list(aliases if aliases is not None else host_config.get("NetworkAliases") or [])
-    store = NetworkStore(engine)
-    ports = record.port_bindings if network == primary else {}
-    net, endpoint = store.connect(record, sandbox_path, network, aliases=aliases,
-                                  ip=ip if ip is not None else host_config.get("IPv4Address", ""),
-                                  mac=mac if mac is not None else config.get("MacAddress", ""),
-                                  port_bindings=ports)
-    ip_address, _, prefix = endpoint.address.partition("/")
-    if net.predefined:
-        dns_servers, options = host_nameservers(), []
-    else:
-        dns_servers, options = ["127.0.0.11"], ["ndots:0"]
-    networks = {net.name: endpoint_settings(net, endpoint, record)}
-    if network == primary:
-        networks.update(_reconnect_extra(store, record, sandbox_path, primary))
-    return {
-        # Docker's NetworkSettings fields, so ``inspect`` can show this dict as it is.
-        "Networks": networks, "Ports": endpoint.ports,
-        "IPAddress": ip_address, "IPPrefixLen": int(prefix), "Gateway": endpoint.gateway,
-        "MacAddress": endpoint.mac_address,
-        # What the sandbox's /etc files and ``pallet port`` need.
-        "addresses": [endpoint.address], "extra_hosts": [], "ports": endpoint.ports,
-        "dns_servers": dns_servers, "dns_search": [], "dns_options": options,
-        "resolv_conf": "".join(f"nameserver {s}\n" for s in dns_servers)
-                       + (f"options {' '.join(options)}\n" if options else ""),
-    }
-
-
-def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) -> dict:
-    """On a restart, join again the networks added with ``network connect`` (as Docker does).
-
-    They are listed in the record's previous ``network["Networks"]``; one removed meanwhile is skipped.
-    """
-    previous = (getattr(record, "network", None) or {}).get("Networks") or {}
-    joined = {}
-    for name, settings in previous.items():
-        if name == primary:
-            continue
-        try:
-            net, endpoint = store.connect(record, sandbox_path, name, aliases=(settings or {}).get("Aliases") or [])
-        except NotFound:
-            continue
-        joined[net.name] = endpoint_settings(net, endpoint, record)
-    return joined
-
-
-def disconnect(engine, record, network: str | None = None) -> None:
-    """Detach the container from every network (or ``network``). Idempotent, also after a crash."""
-    NetworkStore(engine).disconnect(record.id, network)
-
-
-def host_nameservers() -> list[str]:
-    """The host's resolvers, minus loopback ones a container cannot reach (Docker falls back to 8.8.8.8)."""
-    servers = []
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                with contextlib.suppress(ValueError):
-                    if not ipaddress.ip_address(parts[1]).is_loopback:
-                        servers.append(parts[1])
-    return servers or ["8.8.8.8", "8.8.4.4"]
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1e9):09d}Z"
-
-
-def sandbox_of(engine, container: str):
-    """The container's record and its sandbox path (``<run_root>/netns/<id>``), None when it is not running."""
-    from pallet.kernel.containers import ContainerStore
-
-    record = ContainerStore(engine).get(container)
-    path = Path(engine.run_root) / "netns" / record.id
-    return record, (str(path) if record.running and path.exists() else None)
