@@ -137,8 +137,8 @@ def create_options(func):
         _opt("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
         _opt("--network", "--net", "network", default="",
              help='Connect to a network: none, host, bridge, container:NAME or a network name. Default: '
-                  '[containers] default_network in the config, else "bridge" when a bridge driver is '
-                  'implemented, else "none".'),
+                  '[containers] default_network in the config, else "bridge" when a plugin registers a '
+                  'bridge driver, else "none".'),
         _opt("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
         _opt("--ip6", default="", metavar="IPV6", help="IPv6 address (pallet's networks are IPv4: refused)."),
         _many("--link-local-ip", metavar="IP", help="Link-local addresses (refused: pallet's drivers assign none)."),
