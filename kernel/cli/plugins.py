@@ -69,23 +69,26 @@ def ls(engine, kinds, fmt, as_json):
 
 
 @plugins.command("check")
-@click.argument("kind", type=click.Choice(["storage"]))
+@click.argument("kind", type=click.Choice(["storage", "volume", "network", "ipam"]))
 @click.argument("name")
 @click.option("--home", type=click.Path(file_okay=False), help="Directory for the drivers' test homes (default /tmp).")
-@click.option("--storage-opt", "storage_opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
+@click.option("--opt", "--storage-opt", "opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
+@click.option("-k", "keyword", metavar="EXPRESSION", help="Only the kit's tests matching this pytest -k expression.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per test (pytest -v).")
+@click.option("--junitxml", type=click.Path(dir_okay=False), help="Write a JUnit XML report here (pytest --junitxml).")
 @click.pass_obj
-def check(engine, kind, name, home, storage_opts):
-    """Run the conformance kit against a driver; exit 0 when it passes."""
+def check(engine, kind, name, home, opts, keyword, verbose, junitxml):
+    """Run the conformance kit of KIND against driver NAME; exit 0 when it passes."""
     import os
 
     from pallet.kernel.errors import PalletError, UsageError
 
     record = engine.plugins.driver(kind, name)
     options = {}
-    for opt in storage_opts:
+    for opt in opts:
         key, sep, value = opt.partition("=")
         if not sep:
-            raise UsageError(f'invalid --storage-opt "{opt}" (want KEY=VALUE)')
+            raise UsageError(f'invalid --opt "{opt}" (want KEY=VALUE)')
         options[key] = value
     probe_home = os.path.join(home or "/tmp", name)
     availability = record.availability(probe_home, options)
@@ -96,19 +99,26 @@ def check(engine, kind, name, home, storage_opts):
     except ImportError:
         raise PalletError("the conformance kit needs pytest (pip install pytest)") from None
 
-    from pallet.kernel.storage import conformance
+    from pallet.kernel.conformance import suite_path
 
-    args = [conformance.suite_path(), "--pallet-storage-driver", name, "-p", "no:cacheprovider",
-            "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(conformance.suite_path())]
+    suite = suite_path(kind)
+    args = [suite, f"--pallet-{kind}-driver", name, "-p", "no:cacheprovider",
+            "-v" if verbose else "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(suite)]
+    if keyword:
+        args += ["-k", keyword]
+    if junitxml:
+        args += ["--junitxml", junitxml]
     if home:
-        args += ["--pallet-storage-home", home]
-    for opt in storage_opts:
-        args += ["--pallet-storage-opt", opt]
+        args += [f"--pallet-{kind}-home", home]
+    for opt in opts:
+        args += [f"--pallet-{kind}-opt", opt]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "pallet.kernel.storage.conformance"]
+        args += ["-p", "pallet.kernel.conformance.pytest_plugin"]
     engine.plugins.all_plugins()  # fills in each plugin's distribution for the line below
-    click.echo(f"Running the pallet storage conformance kit against {name} ({record.plugin.describe()})")
+    click.echo(f"Running the pallet {kind} conformance kit against {name} ({record.plugin.describe()})")
     code = pytest.main(args)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise UsageError(f'no test of the {kind} conformance kit matches -k "{keyword}"')
     if code != 0:
         raise PalletError(f'{kind} driver "{name}" failed the conformance kit')
     click.echo(f'{kind} driver "{name}" passed the conformance kit')
