@@ -122,3 +122,25 @@ def check(engine, kind, name, home, opts, keyword, verbose, junitxml):
     if code != 0:
         raise PalletError(f'{kind} driver "{name}" failed the conformance kit')
     click.echo(f'{kind} driver "{name}" passed the conformance kit')
+
+
+@plugins.command("new")
+@click.argument("kind", type=click.Choice(["storage", "volume", "network"]))
+@click.argument("name")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def new(kind, name, directory):
+    """Write a vendor distribution for a new KIND driver NAME into DIRECTORY (default ./pallet-NAME).
+
+    It has the pyproject with the entry point, the driver with every method written out and
+    documented, a test module running the conformance kit, and a README; it passes its kit as written.
+    """
+    from pathlib import Path
+
+    from pallet.kernel.scaffold import check_name, scaffold
+
+    check_name(name)
+    target = Path(directory or f"pallet-{name}")
+    written = scaffold(kind, name, target)
+    for path in written:
+        click.echo(path)
+    click.echo(f"Next: pip install {target} && pallet plugins check {kind} {name}")
