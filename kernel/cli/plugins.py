@@ -14,7 +14,12 @@ def plugins():
 
 
 def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
-    """One row per driver, plus one per plugin that is broken or disabled (it registered nothing)."""
+    """One row per driver, naming its entry point, plus one per entry point that is broken or disabled.
+
+    A broken or disabled entry point registered nothing this time, so it is one row named after
+    itself; its kind is what it registered when it last loaded (the entry-point cache remembers),
+    else its group's kind.
+    """
     manager = engine.plugins
     groups = {DRIVER_KINDS[k][0] for k in kinds} if kinds else set(GROUPS)
     manager.load(*sorted(groups))
@@ -29,6 +34,8 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
             rows.append({
                 "Name": name,
                 "Kind": kind,
+                "EntryPoint": plugin.name,
+                "Group": plugin.group,
                 "Plugin": plugin.name,
                 "Distribution": plugin.distribution,
                 "Version": plugin.version,
@@ -37,18 +44,17 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
                 "Reason": availability.reason,
                 "Description": record.cls.description,
             })
-    listed = {(r["Plugin"]) for r in rows}
     group_kind = {group: kind for kind, group in GROUPS.items()}
     for plugin in all_plugins:
-        if plugin.state == "loaded" and plugin.name in listed:
+        if plugin.state == "loaded":
             continue
-        kind = group_kind[plugin.group]
-        if plugin.state == "loaded" or (kinds and kind not in kinds):
+        plugin_kinds = sorted(manager.last_registered(plugin)) or [group_kind[plugin.group]]
+        if kinds and not set(plugin_kinds) & set(kinds):
             continue
         rows.append({
-            "Name": plugin.name, "Kind": kind, "Plugin": plugin.name,
-            "Distribution": plugin.distribution, "Version": plugin.version, "Origin": plugin.origin,
-            "Status": plugin.state, "Reason": plugin.error,
+            "Name": plugin.name, "Kind": ",".join(plugin_kinds), "EntryPoint": plugin.name, "Group": plugin.group,
+            "Plugin": plugin.name, "Distribution": plugin.distribution, "Version": plugin.version,
+            "Origin": plugin.origin, "Status": plugin.state, "Reason": plugin.error,
         })
     return rows
 
@@ -64,7 +70,8 @@ def ls(engine, kinds, fmt, as_json):
     rows = plugin_rows(engine, tuple(kinds))
     for row in rows:
         row["Availability"] = row["Status"] + (f": {row['Reason']}" if row["Reason"] else "")
-    emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ORIGIN", "Origin"), ("DISTRIBUTION", "Distribution"),
+    emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ENTRYPOINT", "EntryPoint"), ("ORIGIN", "Origin"),
+                ("DISTRIBUTION", "Distribution"),
                 ("VERSION", "Version"), ("AVAILABILITY", "Availability")], fmt=fmt, as_json=as_json)
 
 
