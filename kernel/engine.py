@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 from pallet.kernel.config import Config
-from pallet.kernel.errors import Conflict, PalletError
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write
 
 # Autodetect order when nothing chooses a driver (moby and containers/storage use the same idea).
@@ -90,6 +90,8 @@ class Engine:
 
         A name the entry-point cache knows costs no plugin import (``entrypoints.declares``); any
         other loads the storage plugins, to find it among their drivers or list the available ones.
+        A known but broken or disabled driver is left to the command that opens storage, which
+        reports it with its own exit code (125 for ``run``).
         """
         name = self.config.storage_driver_flag or self.config.storage_driver_configured
         if not name:
@@ -97,7 +99,12 @@ class Engine:
         from pallet.kernel.entrypoints import declares
 
         if not declares(self.run_root, "pallet.storage", "storage", name):
-            self.plugins.driver("storage", name)
+            try:
+                self.plugins.driver("storage", name)
+            except UsageError:
+                raise
+            except PalletError:
+                pass
 
     def recorded_storage_driver(self) -> str | None:
         try:

@@ -157,3 +157,28 @@ def test_root_alone_leaves_nothing_outside_it(pallet):
     assert result.stdout == "inside\n"
     assert _snapshot(outside) == before
     assert (pallet.root / "run").is_dir()
+
+
+def _fails_on_the_driver_before_any_pull(result, reason):
+    assert result.error_lines == [f"Error: {reason}"], result.stderr
+    assert "Unable to find image" not in result.stdout + result.stderr
+
+
+def test_an_unavailable_driver_fails_run_and_pull_before_any_pull(pallet):
+    reason = 'storage driver "devicemapper" is unavailable on this host: device-mapper is not supported by this kernel'
+    run = pallet("--storage-driver", "devicemapper", "run", "--rm", "busybox", "true")
+    assert run.returncode == 125
+    _fails_on_the_driver_before_any_pull(run, reason)
+    pull = pallet("--storage-driver", "devicemapper", "pull", "busybox")
+    assert pull.returncode == 1
+    _fails_on_the_driver_before_any_pull(pull, reason)
+    assert not (pallet.root / "images").exists()
+
+
+def test_a_broken_driver_on_a_fresh_root_fails_run_on_the_driver(pallet, broken_site):
+    run = pallet("--storage-driver", "explodefs", "run", "--rm", "busybox", "true", env={"PYTHONPATH": str(broken_site)})
+    assert run.returncode == 125
+    errors = [line for line in run.error_lines if not line.startswith("pallet: warning:")]
+    assert len(errors) == 1 and errors[0].startswith('Error: storage driver "explodefs" cannot be used: '), run.stderr
+    assert "is broken" in errors[0]
+    assert "Unable to find image" not in run.stdout + run.stderr
