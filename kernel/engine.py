@@ -191,7 +191,14 @@ class Engine:
                 raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress '
                                f'or was interrupted; run "pallet storage migrate --to {journal.target}" to finish '
                                'it (or "pallet storage migrate --abort")')
-        driver = self.open_driver("storage", name)
+        try:
+            driver = self.open_driver("storage", name)
+        except UsageError:
+            if self.recorded_storage_driver() != name:
+                raise
+            raise PalletError(f'{self.root} holds layers of storage driver "{name}", which is not installed: '
+                              "reinstall the package that provides it (to leave a driver, run "
+                              '"pallet storage migrate --to DRIVER" before uninstalling it)') from None
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver
