@@ -52,6 +52,11 @@ class NetworkDriver(Driver):
     # False for a driver whose containers share the host's network namespace ("host"): the core
     # makes no sandbox, and only one network of that driver may exist (the predefined one).
     needs_sandbox = True
+    # True for a driver that assigns addresses itself (CNI plugins run their own IPAM, e.g.
+    # host-local): the core reserves no pool or address, ``create_network`` gets ``ipv4=[]``, and
+    # ``join`` reports the address it configured in ``JoinInfo.extra["address"]`` (CIDR) and
+    # ``extra["mac_address"]``.
+    own_ipam = False
 
     def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
         """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``).

@@ -166,6 +166,9 @@ class NetworkStore:
         """Reserve the pool and gateway, then have the driver build the network. Store lock held."""
         from pallet.kernel.network.ports import host_lock
 
+        if network_driver.own_ipam:
+            self._materialize_own_ipam(record, network_driver)
+            return
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
         reserved = not record.pools  # a global network adopted from the cluster has its pool already
@@ -202,6 +205,17 @@ class NetworkStore:
                 else:
                     self.path(record.id).unlink(missing_ok=True)
                 raise
+
+    def _materialize_own_ipam(self, record: NetworkRecord, network_driver) -> None:
+        """A driver that assigns addresses itself (CNI): no pool, no gateway reservation."""
+        options = dict(record.options, internal="true" if record.internal else "false")
+        record.driver_data = network_driver.create_network(record.id, options, [])
+        try:
+            self.save(record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                network_driver.delete_network(record.id, record.driver_data)
+            raise
 
     def remove(self, ref: str) -> NetworkRecord:
         record = self.get(ref)
@@ -262,9 +276,10 @@ class NetworkStore:
                 raise Conflict(f"endpoint with name {container.name} already exists in network {record.name}")
             if not record.materialized:
                 self._materialize(record, network_driver)
-            ipam = self.ipam(record.ipam_driver)
-            pool_id = record.pools[0]
-            address = ipam.request_address(pool_id, ip)
+            if network_driver.own_ipam:
+                address = ""  # the driver reports it from join
+            else:
+                address = self.ipam(record.ipam_driver).request_address(record.pools[0], ip)
             # The container's interfaces are eth0, eth1 … in the order it joined networks.
             position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
@@ -273,8 +288,8 @@ class NetworkStore:
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
-                           "container_name": container.name, "aliases": endpoint.aliases}
-                gateway = "" if record.internal else record.ipam_config[0].get("Gateway", "")
+                           "container_name": container.name, "aliases": endpoint.aliases, "ip": ip}
+                gateway = "" if record.internal or not record.ipam_config else record.ipam_config[0].get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
                                                       EndpointInfo(address=address, gateway=gateway, mac_address=mac),
                                                       options)
@@ -285,6 +300,9 @@ class NetworkStore:
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway
+                if network_driver.own_ipam:
+                    endpoint.address = joined.extra.get("address", "")
+                    endpoint.mac_address = joined.extra.get("mac_address", "") or endpoint.mac_address
                 self._save_endpoint(endpoint)
                 if not record.predefined:
                     from pallet.kernel.network import dns
