@@ -21,6 +21,7 @@ from pallet.kernel.network.records import EndpointRecord, NetworkRecord, load, n
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
+DISCOVERED_LABEL = "pallet.discovered"  # a network a driver found outside the store (a CNI conflist)
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
 
 
@@ -43,7 +44,7 @@ class NetworkStore:
     def all(self) -> list[NetworkRecord]:
         if self.cluster is not None:
             self.cluster.sync()
-        records = self.read_all()
+        records = self._discover(self.read_all())
         if not {r.name for r in records} >= set(PREDEFINED):
             with self.lock():
                 records = self.read_all()
@@ -54,6 +55,40 @@ class NetworkStore:
                         self.save(record)
                         records.append(record)
         return sorted(records, key=lambda r: (r.name not in PREDEFINED, r.name))
+
+    def _discover(self, records: list[NetworkRecord]) -> list[NetworkRecord]:
+        """Record the networks drivers find outside the store (CNI conflists); forget vanished, unused ones."""
+        drivers = [name for name in self.engine.plugins.names("network")
+                   if getattr(self.engine.plugins.driver("network", name).cls, "discovers", False)]
+        if not drivers:
+            return records
+        found = {}
+        for name in drivers:
+            try:
+                for item in self.driver(name).discover():
+                    found.setdefault(item["name"], (name, item["options"]))
+            except PalletError:
+                continue  # not usable on this host: nothing to list
+        stale = [r for r in records if r.labels.get(DISCOVERED_LABEL) and r.name not in found]
+        fresh = [n for n in found if n not in {r.name for r in records} and n not in PREDEFINED]
+        if not stale and not fresh:
+            return records
+        with self.lock():
+            records = self.read_all()
+            have = {r.name for r in records}
+            for record in stale:
+                if not self.endpoints(record.id) and not record.materialized:
+                    self.path(record.id).unlink(missing_ok=True)
+                    records = [r for r in records if r.id != record.id]
+            for name in fresh:
+                if name in have:
+                    continue
+                driver, options = found[name]
+                record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=driver, created=now(),
+                                       options=dict(options), labels={DISCOVERED_LABEL: "true"})
+                self.save(record)
+                records.append(record)
+        return records
 
     def read_all(self) -> list[NetworkRecord]:
         if not self.dir.is_dir():

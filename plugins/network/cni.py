@@ -107,12 +107,17 @@ class CniNetwork(NetworkDriver):
 
     description = "CNI plugins (bridge, host-local, portmap, firewall, tuning …) from a conflist"
     own_ipam = True
+    discovers = True
 
     @classmethod
     def probe(cls, home=None, options=None):
         if not os.path.exists("/proc/self/ns/net"):
             return Availability.no("network namespaces are not supported by this kernel")
         return Availability.ok()
+
+    def discover(self) -> list[dict]:
+        """Every conflist of the config dir is a network of this driver, named by its ``name``."""
+        return [{"name": item["name"], "options": {"config": item["path"]}} for item in discover()]
 
     # --- networks ---------------------------------------------------------------------------
     def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:

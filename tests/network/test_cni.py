@@ -62,11 +62,14 @@ def cni(pallet, tmp_path):
     pallet.env["PALLET_CNI_CONFIG_DIR"] = str(confdir)
     made = []
 
-    def write(name: str, extra: list | None = None, **changes) -> tuple[Path, dict]:
+    explicit = tmp_path / "conf"
+    explicit.mkdir()
+
+    def write(name: str, extra: list | None = None, discovered: bool = False) -> tuple[Path, dict]:
+        """A conflist in the watched config dir (``discovered``) or elsewhere, for ``network create``."""
         bridge = f"cni{tag}{len(made)}"
         data = conflist(f"{name}-{tag}", bridge, f"{NET}.{91 + len(made)}", tmp_path / f"ipam{len(made)}", extra)
-        data.update(changes)
-        path = confdir / f"{10 + len(made)}-{name}.conflist"
+        path = (confdir if discovered else explicit) / f"{10 + len(made)}-{name}.conflist"
         path.write_text(json.dumps(data))
         made.append((bridge, tmp_path / f"ipam{len(made)}"))
         return path, data
@@ -198,9 +201,17 @@ def test_a_plugin_error_is_reported_with_its_own_message_and_nothing_is_left(cni
     cni("network", "rm", name, check=True)
 
 
-def test_network_ls_lists_the_conflists_of_the_config_dir(cni):
-    path, data = cni.cni_write("listed")
+def test_network_ls_lists_the_conflists_of_the_config_dir_and_containers_use_them(cni):
+    path, data = cni.cni_write("listed", discovered=True)
     listed = cni("network", "ls", check=True).stdout
-    assert data["name"] in listed and "cni" in listed
+    assert any(line.split()[1:3] == [data["name"], "cni"] for line in listed.splitlines()[1:]), listed
     inspect = json.loads(cni("network", "inspect", data["name"], check=True).stdout)[0]
     assert inspect["Driver"] == "cni" and inspect["Options"]["config"] == str(path)
+
+    ran = cni("run", "--rm", "--network", data["name"], "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
+    subnet = data["plugins"][0]["ipam"]["ranges"][0][0]["gateway"].rsplit(".", 1)[0] + "."
+    assert ran.returncode == 0 and f"inet {subnet}" in ran.stdout, ran
+
+    cni("network", "rm", data["name"], check=True)
+    path.unlink()
+    assert data["name"] not in cni("network", "ls", check=True).stdout, "the network goes with its file"
