@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "network": ("pallet.kernel.cli.network", "network", "Manage networks"),
     "volume": ("pallet.kernel.cli.volume", "volume", "Manage volumes"),
     "pod": ("pallet.kernel.cli.pod", "pod", "Manage pods (containers sharing namespaces)"),
+    "kube": ("pallet.kernel.cli.kube", "kube", "Play, take down and generate Kubernetes YAML"),
     "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
     "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
     "security": ("pallet.kernel.cli.security", "security", "Security profiles and checks"),
@@ -121,7 +122,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "image", "network", "volume", "pod", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "image", "network", "volume", "pod", "kube", "plugins", "storage", "security", "system"}
 
 
 @click.group(
