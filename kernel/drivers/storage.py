@@ -79,7 +79,11 @@ class StorageDriver(Driver):
         return {}
 
     def cleanup(self) -> None:
-        """Release everything held by this process (mounts, devices) at shutdown."""
+        """Release everything held by this process (mounts, devices).
+
+        Called after ``storage migrate`` removed the driver's layers and by the conformance kit
+        after each test; a CLI process does not call it at exit, so nothing may depend on it.
+        """
 
     def layers(self) -> list[str]:
         """Every layer id the driver holds (used by migration, repair and the conformance kit).
