@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -202,6 +203,19 @@ class Engine:
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver
+
+    def sweep_killed_builds(self) -> None:
+        """Every command, first: remove what a ``kill -9``'d builder left (its containers, layers, dirs).
+        Costs one ``listdir`` when no build journal is there."""
+        journals = self.run_root / "build"
+        try:
+            if not any(name.endswith(".json") for name in os.listdir(journals)):
+                return
+        except FileNotFoundError:
+            return
+        from pallet.kernel.build.executor import clean_stale
+
+        clean_stale(self)
 
 
 def _has_data(path: Path) -> bool:

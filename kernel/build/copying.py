@@ -59,7 +59,10 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
     chmod = int(step.chmod, 8) if step.chmod else None
     excludes = Ignore(parse_ignore("\n".join(step.exclude))) if step.exclude else None
     sources: list[Source] = []
-    key_parts: list = [keyword, dest, dest_dir, chown, step.chmod, step.exclude, step.parents, state.clamp]
+    # a --link layer owes nothing to its base, not even the timestamp clamp taken from the base's date
+    clamp = (solver.epoch if solver.epoch is not None else 0) if step.link else state.clamp
+    key_parts: list = [keyword, dest, dest_dir, chown, step.chmod, step.exclude, step.parents, clamp]
+    parent_key = state.key
     fs_root_layers = None
     ref = solver.expand(step.from_, state, line) if step.from_ else ""
     if ref:
@@ -96,15 +99,31 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
     if many and not dest_dir:
         raise PalletError(f"when using {keyword} with more than one source file, the destination must be a "
                           "directory and end with a /")
-    key = step_key(state.key, *key_parts)
+    owner = None
+    if step.link:
+        # --link: the layer is made on an empty base and keyed without the parent, so a change of the
+        # base image keeps the COPY cached (BuildKit's rule). Only a user name needs the parent's
+        # /etc/passwd; its numeric resolution goes into the key instead of the whole parent.
+        if chown and not all(part.isdigit() for part in chown.split(":")):
+            with Workspace(solver.engine, solver.journal, solver.store.ensure_chain(state.layers)) as parent_ws:
+                owner = files.lookup_owner(parent_ws.root, chown)
+        elif chown:
+            owner = files.lookup_owner(None, chown)
+        key = step_key("link", owner, *key_parts)
+    else:
+        key = step_key(state.key, *key_parts)
     entry = solver.lookup(stage, key)
     if entry is not None:
         solver.apply_entry(state, step, entry)
+        if step.link:
+            state.key = step_key(parent_key, key)
         return True
-    with Workspace(solver.engine, solver.journal, solver.store.ensure_chain(state.layers)) as workspace:
-        owner = files.lookup_owner(workspace.root, chown) if chown else (0, 0)
-        copier = files.Copier(workspace.root, owner, chmod, state.clamp)
-        into_dir = dest_dir or copier.is_dir(dest)
+    base = None if step.link else solver.store.ensure_chain(state.layers)
+    with Workspace(solver.engine, solver.journal, base) as workspace:
+        if owner is None:
+            owner = files.lookup_owner(workspace.root, chown) if chown else (0, 0)
+        copier = files.Copier(workspace.root, owner, chmod, clamp)
+        into_dir = dest_dir or (not step.link and copier.is_dir(dest))
         source_ws = Workspace(solver.engine, solver.journal, solver.store.ensure_chain(fs_root_layers)) \
             if fs_root_layers is not None else None
         try:
@@ -117,6 +136,8 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
         finally:
             if source_ws is not None:
                 source_ws.close()
+    if step.link:
+        state.key = step_key(parent_key, key)  # what follows still depends on the parent
     return False
 
 

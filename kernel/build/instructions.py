@@ -327,8 +327,8 @@ def parse_mount(spec: str, fail) -> Mount:
         options["source"] = options.pop("src")
     if not target and not (kind == "secret" and (options.get("id") or options.get("env"))):
         raise fail(f"--mount={spec} needs a target")
-    if kind == "cache" and ("from" in options or "source" in options):
-        raise fail(f"--mount={spec}: seeding a cache mount from a stage (from=, source=) is not supported")
+    if kind == "cache" and "source" in options and "from" not in options:
+        raise fail(f"--mount={spec}: source= of a cache mount needs from= (a stage or an image)")
     if options.get("sharing", "shared") not in ("shared", "private", "locked"):
         raise fail(f'unsupported sharing value "{options["sharing"]}" in --mount={spec}')
     for key in ("mode",):

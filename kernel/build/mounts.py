@@ -1,7 +1,9 @@
 """``RUN --mount``: cache, bind, tmpfs and secret mounts turned into the container's Docker-style mounts.
 
 Cache directories live under ``<root>/build/mounts/<id>`` and persist across builds; ``sharing=locked``
-(and ``private``, which here waits instead of copying) holds an flock for the RUN's duration.
+holds an flock for the RUN's duration, ``sharing=private`` takes a fresh empty directory when another
+RUN holds the shared one (BuildKit's rule), and ``from=``/``source=`` seed a new cache directory from a
+stage or an image, once.
 Secrets are copied into a private temp dir and mounted read-only; they never reach a layer.
 """
 
@@ -77,36 +79,74 @@ class RunMounts:
 
     def _cache(self, target: str, options: dict) -> None:
         name = options.get("id") or target
-        home = Path(self.solver.engine.root) / "build" / "mounts" / hashlib.sha256(name.encode()).hexdigest()[:32]
-        created = not home.is_dir()
-        home.mkdir(parents=True, exist_ok=True)
-        if created:
-            os.chmod(home, int(options.get("mode", "755"), 8))
-            os.chown(home, int(options.get("uid", "0")), int(options.get("gid", "0")))
-        if options.get("sharing", "shared") in ("locked", "private"):
+        mounts = Path(self.solver.engine.root) / "build" / "mounts"
+        home = mounts / hashlib.sha256(name.encode()).hexdigest()[:32]
+        sharing = options.get("sharing", "shared")
+        if sharing != "shared":
             fd = os.open(str(home) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._locks.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if sharing == "private" else 0))
+                self._locks.append(fd)
+            except BlockingIOError:  # private, and another RUN holds the shared directory
+                os.close(fd)
+                home = Path(tempfile.mkdtemp(prefix="cache-private-", dir=self._scratch()))
+                self._dirs.append(str(home))
+                self.solver.journal.add("dirs", str(home))
+                os.rmdir(home)
+        if not home.is_dir():
+            self._fill_cache(home, options)
         self.mounts.append({"Type": "bind", "Source": str(home), "Target": target, "ReadOnly": False})
         self._target(target)
 
-    def _bind(self, target: str, options: dict) -> None:
+    def _fill_cache(self, home: Path, options: dict) -> None:
+        """A cache directory's first use: its mode, its owner and the seed of ``from=``/``source=``,
+        made under a temporary name and renamed into place complete."""
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".seed-", dir=home.parent))
+        try:
+            if options.get("from"):
+                source = options.get("source", "/")
+                seed = self._source_path(source, options["from"])
+                if not os.path.lexists(seed):
+                    raise PalletError(f"--mount=type=cache: source {source} not found in {options['from']}")
+                if seed.is_dir():
+                    shutil.copytree(seed, staging, symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(seed, staging / seed.name)
+            os.chmod(staging, int(options.get("mode", "755"), 8))
+            os.chown(staging, int(options.get("uid", "0")), int(options.get("gid", "0")))
+            try:
+                os.rename(staging, home)
+            except OSError:
+                if not home.is_dir():  # another build made it first: theirs is as good
+                    raise
+            else:
+                staging = None
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _source_path(self, source: str, ref: str) -> Path:
+        """``source`` inside the stage or image ``ref``, mounted read-only for this RUN."""
         from pallet.kernel.build.executor import Workspace
         from pallet.kernel.rootpath import resolve_in_root
 
+        stage = self.solver.plan.stage_by_ref(ref)
+        if stage is not None:
+            layers = self.solver.results[stage.index].layers
+        else:
+            image = self.solver.resolve_source_image(ref, self.step.line)
+            layers = self.solver.image_layers(image)
+        workspace = Workspace(self.solver.engine, self.solver.journal, self.solver.store.ensure_chain(layers))
+        self._workspaces.append(workspace)
+        return resolve_in_root(workspace.root, source)
+
+    def _bind(self, target: str, options: dict) -> None:
         source = options.get("source", "/")
         readonly = options.get("rw", "false") not in ("true", "1") and options.get("readwrite") != "true"
         ref = options.get("from")
         if ref:
-            stage = self.solver.plan.stage_by_ref(ref)
-            if stage is not None:
-                layers = self.solver.results[stage.index].layers
-            else:
-                image = self.solver.resolve_source_image(ref, self.step.line)
-                layers = self.solver.image_layers(image)
-            workspace = Workspace(self.solver.engine, self.solver.journal, self.solver.store.ensure_chain(layers))
-            self._workspaces.append(workspace)
-            host = resolve_in_root(workspace.root, source)
+            host = self._source_path(source, ref)
         else:
             rel = self.solver.context.matches(source)[0]
             host = self.solver.context.root / rel

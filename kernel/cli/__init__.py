@@ -147,6 +147,7 @@ def cli(ctx, root, run_root, storage_driver, storage_opt, config_path, cluster_s
         ctx.obj = make_engine(ctx.params)
     if not ctx.resilient_parsing:  # shell completion must not fail on a half-typed name
         ctx.obj.check_storage_choice()
+        ctx.obj.sweep_killed_builds()
 
 
 def main(argv=None) -> None:

@@ -9,6 +9,7 @@ import time
 
 import click
 
+from pallet.kernel.cli.trust import trust_options
 from pallet.kernel.errors import PalletError, UsageError
 
 
@@ -142,9 +143,14 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--format", "media", default="oci", show_default=True, type=click.Choice(["oci", "docker"]),
               help="Media types of the image's manifest, config and layers.")
 @click.option("--runtime", default="pallet", show_default=True, help="Runtime for RUN steps (pallet, runc, crun).")
+@click.option("--sbom", "sbom_format", is_flag=False, flag_value="spdx-json", default=None,
+              type=click.Choice(["spdx-json", "cyclonedx-json"]), metavar="[spdx-json|cyclonedx-json]",
+              help="Keep an SBOM of the built image as an OCI referrer (push sends it) [default format: spdx-json].")
+@trust_options
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,
-          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime):
+          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
+          sbom_format):
     """Build an image from a Dockerfile (CONTEXT: a directory, a tarball, or - for stdin)."""
     from pallet.kernel.build import BuildRequest, build_result
     from pallet.kernel.build.output import parse_output
@@ -182,6 +188,12 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
     finally:
         if live:
             progress.close()
+    if sbom_format:
+        from pallet.kernel.cli.scan import attach_sbom
+
+        _record, _text, digest = attach_sbom(engine, result.image_id, sbom_format)
+        if not quiet:
+            click.echo(f"Attached {sbom_format} SBOM {digest}", err=True)
     if iidfile:
         from pathlib import Path
 

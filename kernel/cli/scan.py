@@ -34,20 +34,32 @@ def sbom(ctx, name, fmt, output, attach):
     from pallet.kernel.fsutil import atomic_write
     from pallet.kernel.trust import sbom as documents
 
-    record, packages = _inventory(ctx, name)
-    text = json.dumps(documents.document(fmt, name, record.id, packages), indent=2) + "\n"
     if attach:
-        from pallet.kernel.images import ImageStore
-        from pallet.kernel.trust import referrers
-
-        store = ImageStore(ctx.obj)
-        digest = referrers.attach(ctx.obj, record.manifest_digest, record.manifest_media_type,
-                                  store.blobs.size(record.manifest_digest), fmt, text.encode())
+        record, text, digest = attach_sbom(ctx.obj, name, fmt)
         click.echo(f"Attached {fmt} SBOM {digest} to {record.manifest_digest}")
+    else:
+        record, packages = _inventory(ctx, name)
+        text = json.dumps(documents.document(fmt, name, record.id, packages), indent=2) + "\n"
     if output:
         atomic_write(Path(output), text.encode())
     elif not attach:
         click.echo(text, nl=False)
+
+
+def attach_sbom(engine, name: str, fmt: str):
+    """Make the SBOM of stored image ``name`` and keep it as an OCI referrer (``image sbom --attach``,
+    ``build --sbom``); returns (image record, document text, referrer digest)."""
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.trust import inventory, referrers
+    from pallet.kernel.trust import sbom as documents
+
+    store = ImageStore(engine)
+    record = store.resolve(name)
+    packages = inventory.packages(inventory.image_files(store, record))
+    text = json.dumps(documents.document(fmt, name, record.id, packages), indent=2) + "\n"
+    digest = referrers.attach(engine, record.manifest_digest, record.manifest_media_type,
+                              store.blobs.size(record.manifest_digest), fmt, text.encode())
+    return record, text, digest
 
 
 def _sarif(findings) -> dict:

@@ -139,3 +139,24 @@ def test_without_source_date_epoch_only_the_created_fields_differ(tmp_path):
 
     assert docs[0]["created"] != docs[1]["created"]
     assert without_created(docs[0]) == without_created(docs[1])  # the layers (diff ids) too
+
+
+def test_copy_link_stays_cached_when_the_base_changes(pallet, tmp_path):
+    pallet("image", "build-busybox", "-q", check=True)
+    builder = Builder(pallet, tmp_path)
+    builder("FROM busybox\nRUN echo 1 > /base\n", {}, "-t", "base:1")
+    builder("FROM busybox\nRUN echo 2 > /base\n", {}, "-t", "base:2")
+    steps = "COPY --link app.txt /opt/app/\nCOPY plain.txt /plain.txt\nRUN cat /base /opt/app/app.txt > /seen\n"
+    files = {"app.txt": "app", "plain.txt": "plain"}
+    first = builder("FROM base:1\n" + steps, files, "-t", "linked:1")
+    assert not any(cached_steps(first.stderr).values())
+    second = builder("FROM base:2\n" + steps, files, "-t", "linked:2")
+    # the --link layer is independent of the base; what follows it is not
+    assert cached_steps(second.stderr) == {"COPY --link app.txt /opt/app/": True, "COPY plain.txt /plain.txt": False,
+                                           "RUN cat /base /opt/app/app.txt > /seen": False}
+    fs = builder.filesystem("linked:2")
+    assert fs["seen"].data == b"2\napp" and fs["opt/app/app.txt"].data == b"app"
+    # the same layer blob under both bases
+    one, two = (builder.config(ref)["RootFS"]["Layers"] for ref in ("linked:1", "linked:2"))
+    base_layers = len(builder.config("base:1")["RootFS"]["Layers"])
+    assert one[base_layers] == two[base_layers]

@@ -158,6 +158,19 @@ def test_sigkill_of_the_builder_is_cleaned_up_by_the_next_build(build, tmp_path)
     assert_nothing_left(pallet)
 
 
+def test_sigkill_of_the_builder_is_cleaned_up_by_any_next_command(build, tmp_path):
+    context = write_context(tmp_path / "slow", {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+    pallet = build.pallet
+    proc = _start_slow_build(pallet, context)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert list((pallet.run_root / "build").glob("*.json"))
+    assert pallet("images", check=True).returncode == 0      # not a build: any command that opens the store
+    assert not list((pallet.run_root / "build").glob("*.json"))
+    assert_nothing_left(pallet)
+
+
 def test_a_failing_stage_stops_its_parallel_sibling(build):
     result = build("FROM busybox AS slow\nRUN echo started; sleep 120\nFROM busybox AS bad\nRUN exit 4\n"
                    "FROM scratch\nCOPY --from=slow / /a\nCOPY --from=bad / /b\n", {}, check=False)

@@ -204,6 +204,43 @@ def test_run_mounts_cache_bind_tmpfs_secret(build, tmp_path):
     assert_nothing_left(build.pallet)
 
 
+def test_cache_mount_seeded_from_a_stage_once(build):
+    dockerfile = ('FROM busybox AS seed\nRUN mkdir -p /s && echo seeded > /s/file\n'
+                  'FROM busybox\n'
+                  'RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/s,mode=0700 '
+                  'cat /c/file > /got && stat -c %a /c > /mode && echo more >> /c/file\n')
+    build(dockerfile, {}, "-t", "seeded")
+    fs = build.filesystem("seeded")
+    assert fs["got"].data == b"seeded\n" and fs["mode"].data == b"700\n"
+    # the seed is taken once: the second build sees what the first wrote into the cache
+    build(dockerfile.replace("cat /c/file", "cat /c/file /c/file"), {}, "-t", "seeded2")
+    assert build.filesystem("seeded2")["got"].data == b"seeded\nmore\nseeded\nmore\n"
+    missing = build(dockerfile.replace("source=/s", "source=/nowhere").replace("id=seeded", "id=other"), {},
+                    check=False)
+    assert missing.returncode == 1 and "source /nowhere not found in seed" in missing.stderr
+    assert_nothing_left(build.pallet)
+
+
+def test_private_cache_mount_is_a_fresh_directory_while_the_shared_one_is_held(build):
+    # Two parallel stages mount the same cache id: one waits until the other has written its mark.
+    # With sharing=private the second gets its own empty directory, so it never sees the first's mark.
+    wait = ('RUN --mount=type=cache,id=rv2,target=/rv touch /rv/{me} && i=0; '
+            'until [ -e /rv/{other} ]; do i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done\n')
+    private = ('RUN --mount=type=cache,id=priv,target=/p,sharing=private touch /p/{me}; '
+               '{hold}ls /p > /{me}\n')
+    dockerfile = ('FROM busybox AS left\n' + wait.format(me="left", other="right") +
+                  private.format(me="left", hold="sleep 2; ") +
+                  'FROM busybox AS right\n' + wait.format(me="right", other="left") +
+                  private.format(me="right", hold="sleep 2; ") +
+                  'FROM scratch\nCOPY --from=left /left /\nCOPY --from=right /right /\n')
+    build(dockerfile, {}, "-t", "private")
+    fs = build.filesystem("private")
+    listings = sorted([fs["left"].data, fs["right"].data])
+    # whichever held the shared directory sees only its own mark; the other, a fresh directory, only its own
+    assert listings == [b"left\n", b"right\n"]
+    assert_nothing_left(build.pallet)
+
+
 def test_run_network_none_has_only_loopback(build):
     build('FROM busybox\nRUN --network=none ls /sys/class/net > /nets\n', {}, "-t", "net")
     assert build.filesystem("net")["nets"].data == b"lo\n"

@@ -84,3 +84,28 @@ def test_locally_built_images_were_never_pulled_under_a_rule(tmp_path, tpallet, 
                       "registry.example.com/local:1", "/bin/true")
     assert created.returncode == 0, created.stderr
     assert tpallet("rm", created.stdout.strip()).returncode == 0
+
+
+def test_build_from_is_judged_and_build_sbom_attaches(tmp_path, tpallet, registry):
+    assert tpallet("image", "build-busybox").returncode == 0
+    assert tpallet("push", "busybox", f"docker://{registry.host}/base:1").returncode == 0
+    assert tpallet("rmi", "busybox").returncode == 0
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {registry.host}/base:1\nRUN echo built > /built\n")
+    policy = write_policy(tmp_path / "policy.json", {"docker": {f"{registry.host}/base": [{"type": "reject"}]}},
+                          default=[{"type": "insecureAcceptAnything"}])
+    refused = tpallet("build", "--signature-policy", str(policy), "-q", "-t", "app", str(context))
+    assert refused.returncode == 1 and f'trust policy rule transports.docker["{registry.host}/base"]' in refused.stderr
+    assert "app" not in tpallet("images", "--format", "{{.Repository}}").stdout.split()
+    write_policy(policy, {}, default=[{"type": "insecureAcceptAnything"}])
+    built = tpallet("build", "--signature-policy", str(policy), "--sbom", "-t", "app", str(context))
+    assert built.returncode == 0, built.stderr
+    assert "Attached spdx-json SBOM sha256:" in built.stderr
+    [manifest_file] = (tpallet.root / "images" / "referrers").glob("*/*.manifest")
+    manifest = json.loads(manifest_file.read_text())
+    assert manifest["artifactType"] == "application/spdx+json"
+    assert manifest["subject"]["digest"] == "sha256:" + manifest_file.parent.name
+    document = json.loads((manifest_file.parent / (manifest["layers"][0]["digest"].split(":")[1] + ".blob")).read_text())
+    assert document["spdxVersion"] == "SPDX-2.3"
+    assert any(p["name"] == "busybox" for p in document["packages"])

@@ -23,6 +23,7 @@ from pathlib import Path
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, Runtime
 from pallet.kernel.errors import NotFound, PalletError
+from pallet.kernel.fsutil import atomic_write
 
 
 @dataclass
@@ -67,10 +68,7 @@ class PalletRuntime(Runtime):
         # Atomic (temp + rename) but not fsync'd: this state describes live processes and means
         # nothing after a reboot, like runc's state under /run; an fsync here costs ~10 ms of start.
         path = self._state_path(state.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".state.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(state)))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(state)).encode(), durable=False)
 
     def alive(self, container_id: str) -> bool:
         """True while the container's first process is the one we started (not a reused pid)."""

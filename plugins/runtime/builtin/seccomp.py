@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from pallet.kernel import linux
+from pallet.kernel.fsutil import atomic_write
 from pallet.kernel.linux import ffi
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
@@ -196,8 +197,6 @@ def compile_oci(config: dict, cache_dir=None) -> Program:
             pass
     code = Filter.from_oci(config).export()
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{key}.{os.getpid()}.tmp")
-        tmp.write_bytes(code)
-        os.replace(tmp, cached)
+        # a unique temp name: the builder runs several containers from threads of one process
+        atomic_write(cached, code, durable=False)
     return Program(code, flags)
