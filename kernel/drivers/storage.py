@@ -111,11 +111,8 @@ class StorageDriver(Driver):
         """Raise a UsageError for the first key of ``create_rw``'s ``opts`` not in ``supported``."""
         from pallet.kernel.storage.layerids import refuse_options
 
-        refuse_options(self.registered_name(), opts, supported)
-
-    def registered_name(self) -> str:
-        """The driver's name for messages: the last part of its home (``<root>/<name>``)."""
-        return self.home.name or type(self).__name__
+        # The driver's name for the message: the last part of its home (``<root>/<name>``).
+        refuse_options(self.home.name or type(self).__name__, opts, supported)
 
     def _created_here(self) -> list[str]:
         # Kept by the fallback ``layers``: the base class wraps create/create_rw/remove below.
