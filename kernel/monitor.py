@@ -113,9 +113,13 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         if console:
             console.close()
     try:
-        lifecycle.finish(engine, store.load(record.id), code)
+        finished = lifecycle.finish(engine, store.load(record.id), code)
     except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
         print(f"Error: {exc}", file=sys.stderr)
+    else:
+        from pallet.kernel import restart
+
+        restart.after_exit(engine, finished, code)  # as Docker's: the CLI returns, the container restarts
     return code
 
 
@@ -196,6 +200,9 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
     os.write(status_w, json.dumps({"pid": pid}).encode())
     os.close(status_w)
     try:
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         if listener is None:
             listener = attach_listener(store.run_dir(record.id))  # made after the start: clients retry
         if tty_mode:
