@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from pallet.kernel.config import Config
-from pallet.kernel.errors import Conflict, PalletError
+from pallet.kernel.errors import Conflict, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write
 
 # Autodetect order when nothing chooses a driver (moby and containers/storage use the same idea).
@@ -91,6 +91,8 @@ class Engine:
 
         A name the entry-point cache knows costs no plugin import (``entrypoints.declares``); any
         other loads the storage plugins, to find it among their drivers or list the available ones.
+        A known but broken or disabled driver is left to the command that opens storage, which
+        reports it with its own exit code (125 for ``run``).
         """
         name = self.config.storage_driver_flag or self.config.storage_driver_configured
         if not name:
@@ -98,7 +100,12 @@ class Engine:
         from pallet.kernel.entrypoints import declares
 
         if not declares(self.run_root, "pallet.storage", "storage", name):
-            self.plugins.driver("storage", name)
+            try:
+                self.plugins.driver("storage", name)
+            except UsageError:
+                raise
+            except PalletError:
+                pass
 
     def recorded_storage_driver(self) -> str | None:
         try:
@@ -185,7 +192,14 @@ class Engine:
                 raise Conflict(f'a storage migration from "{journal.source}" to "{journal.target}" is in progress '
                                f'or was interrupted; run "pallet storage migrate --to {journal.target}" to finish '
                                'it (or "pallet storage migrate --abort")')
-        driver = self.open_driver("storage", name)
+        try:
+            driver = self.open_driver("storage", name)
+        except UsageError:
+            if self.recorded_storage_driver() != name:
+                raise
+            raise PalletError(f'{self.root} holds layers of storage driver "{name}", which is not installed: '
+                              "reinstall the package that provides it (to leave a driver, run "
+                              '"pallet storage migrate --to DRIVER" before uninstalling it)') from None
         if self.recorded_storage_driver() != name:
             atomic_write(self.root / DRIVER_RECORD, (name + "\n").encode())
         return driver

@@ -60,6 +60,7 @@ def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False
     """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
     from pallet.kernel.errors import NotFound
 
+    engine.storage  # noqa: B018 - opened first: a driver that cannot work here fails before any pull
     store = image_store(engine)
     if policy != "always":
         try:

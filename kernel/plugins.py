@@ -228,6 +228,10 @@ class PluginManager:
             found = self._entry_points().distributions.get((record.group, record.name), ("", ""))
             record.distribution, record.version = found
 
+    def last_registered(self, record: PluginRecord) -> dict[str, list[str]]:
+        """``{kind: [driver names]}`` the entry point registered when it last loaded (the listing's cache), or {}."""
+        return self._entry_points().registered.get(f"{record.group}:{record.name}", {})
+
     def all_plugins(self) -> list[PluginRecord]:
         for record in self.plugins.values():
             self._fill_distribution(record)

@@ -14,7 +14,12 @@ def plugins():
 
 
 def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
-    """One row per driver, plus one per plugin that is broken or disabled (it registered nothing)."""
+    """One row per driver, naming its entry point, plus one per entry point that is broken or disabled.
+
+    A broken or disabled entry point registered nothing this time, so it is one row named after
+    itself; its kind is what it registered when it last loaded (the entry-point cache remembers),
+    else its group's kind.
+    """
     manager = engine.plugins
     groups = {DRIVER_KINDS[k][0] for k in kinds} if kinds else set(GROUPS)
     manager.load(*sorted(groups))
@@ -29,6 +34,8 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
             rows.append({
                 "Name": name,
                 "Kind": kind,
+                "EntryPoint": plugin.name,
+                "Group": plugin.group,
                 "Plugin": plugin.name,
                 "Distribution": plugin.distribution,
                 "Version": plugin.version,
@@ -37,18 +44,17 @@ def plugin_rows(engine, kinds: tuple[str, ...]) -> list[dict]:
                 "Reason": availability.reason,
                 "Description": record.cls.description,
             })
-    listed = {(r["Plugin"]) for r in rows}
     group_kind = {group: kind for kind, group in GROUPS.items()}
     for plugin in all_plugins:
-        if plugin.state == "loaded" and plugin.name in listed:
+        if plugin.state == "loaded":
             continue
-        kind = group_kind[plugin.group]
-        if plugin.state == "loaded" or (kinds and kind not in kinds):
+        plugin_kinds = sorted(manager.last_registered(plugin)) or [group_kind[plugin.group]]
+        if kinds and not set(plugin_kinds) & set(kinds):
             continue
         rows.append({
-            "Name": plugin.name, "Kind": kind, "Plugin": plugin.name,
-            "Distribution": plugin.distribution, "Version": plugin.version, "Origin": plugin.origin,
-            "Status": plugin.state, "Reason": plugin.error,
+            "Name": plugin.name, "Kind": ",".join(plugin_kinds), "EntryPoint": plugin.name, "Group": plugin.group,
+            "Plugin": plugin.name, "Distribution": plugin.distribution, "Version": plugin.version,
+            "Origin": plugin.origin, "Status": plugin.state, "Reason": plugin.error,
         })
     return rows
 
@@ -64,28 +70,32 @@ def ls(engine, kinds, fmt, as_json):
     rows = plugin_rows(engine, tuple(kinds))
     for row in rows:
         row["Availability"] = row["Status"] + (f": {row['Reason']}" if row["Reason"] else "")
-    emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ORIGIN", "Origin"), ("DISTRIBUTION", "Distribution"),
+    emit(rows, [("NAME", "Name"), ("KIND", "Kind"), ("ENTRYPOINT", "EntryPoint"), ("ORIGIN", "Origin"),
+                ("DISTRIBUTION", "Distribution"),
                 ("VERSION", "Version"), ("AVAILABILITY", "Availability")], fmt=fmt, as_json=as_json)
 
 
 @plugins.command("check")
-@click.argument("kind", type=click.Choice(["storage"]))
+@click.argument("kind", type=click.Choice(["storage", "volume", "network", "ipam"]))
 @click.argument("name")
 @click.option("--home", type=click.Path(file_okay=False), help="Directory for the drivers' test homes (default /tmp).")
-@click.option("--storage-opt", "storage_opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
+@click.option("--opt", "--storage-opt", "opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
+@click.option("-k", "keyword", metavar="EXPRESSION", help="Only the kit's tests matching this pytest -k expression.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per test (pytest -v).")
+@click.option("--junitxml", type=click.Path(dir_okay=False), help="Write a JUnit XML report here (pytest --junitxml).")
 @click.pass_obj
-def check(engine, kind, name, home, storage_opts):
-    """Run the conformance kit against a driver; exit 0 when it passes."""
+def check(engine, kind, name, home, opts, keyword, verbose, junitxml):
+    """Run the conformance kit of KIND against driver NAME; exit 0 when it passes."""
     import os
 
     from pallet.kernel.errors import PalletError, UsageError
 
     record = engine.plugins.driver(kind, name)
     options = {}
-    for opt in storage_opts:
+    for opt in opts:
         key, sep, value = opt.partition("=")
         if not sep:
-            raise UsageError(f'invalid --storage-opt "{opt}" (want KEY=VALUE)')
+            raise UsageError(f'invalid --opt "{opt}" (want KEY=VALUE)')
         options[key] = value
     probe_home = os.path.join(home or "/tmp", name)
     availability = record.availability(probe_home, options)
@@ -96,19 +106,48 @@ def check(engine, kind, name, home, storage_opts):
     except ImportError:
         raise PalletError("the conformance kit needs pytest (pip install pytest)") from None
 
-    from pallet.kernel.storage import conformance
+    from pallet.kernel.conformance import suite_path
 
-    args = [conformance.suite_path(), "--pallet-storage-driver", name, "-p", "no:cacheprovider",
-            "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(conformance.suite_path())]
+    suite = suite_path(kind)
+    args = [suite, f"--pallet-{kind}-driver", name, "-p", "no:cacheprovider",
+            "-v" if verbose else "-q", "-rfEs", "--tb=short", "--rootdir", os.path.dirname(suite)]
+    if keyword:
+        args += ["-k", keyword]
+    if junitxml:
+        args += ["--junitxml", junitxml]
     if home:
-        args += ["--pallet-storage-home", home]
-    for opt in storage_opts:
-        args += ["--pallet-storage-opt", opt]
+        args += [f"--pallet-{kind}-home", home]
+    for opt in opts:
+        args += [f"--pallet-{kind}-opt", opt]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "pallet.kernel.storage.conformance"]
+        args += ["-p", "pallet.kernel.conformance.pytest_plugin"]
     engine.plugins.all_plugins()  # fills in each plugin's distribution for the line below
-    click.echo(f"Running the pallet storage conformance kit against {name} ({record.plugin.describe()})")
+    click.echo(f"Running the pallet {kind} conformance kit against {name} ({record.plugin.describe()})")
     code = pytest.main(args)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise UsageError(f'no test of the {kind} conformance kit matches -k "{keyword}"')
     if code != 0:
         raise PalletError(f'{kind} driver "{name}" failed the conformance kit')
     click.echo(f'{kind} driver "{name}" passed the conformance kit')
+
+
+@plugins.command("new")
+@click.argument("kind", type=click.Choice(["storage", "volume", "network"]))
+@click.argument("name")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def new(kind, name, directory):
+    """Write a vendor distribution for a new KIND driver NAME into DIRECTORY (default ./pallet-NAME).
+
+    It has the pyproject with the entry point, the driver with every method written out and
+    documented, a test module running the conformance kit, and a README; it passes its kit as written.
+    """
+    from pathlib import Path
+
+    from pallet.kernel.scaffold import check_name, scaffold
+
+    check_name(name)
+    target = Path(directory or f"pallet-{name}")
+    written = scaffold(kind, name, target)
+    for path in written:
+        click.echo(path)
+    click.echo(f"Next: pip install {target} && pallet plugins check {kind} {name}")

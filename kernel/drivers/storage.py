@@ -2,8 +2,15 @@
 
 A layer is identified by a string id chosen by the core (image layers use their chain id,
 containers their container id). A driver keeps everything it owns under its context's ``home``
-(``<root>/<driver name>``); the core never reads inside it. Its ``options`` are
-``[storage.options.NAME]`` from ``pallet.toml`` overridden by ``--storage-opt``.
+(``<root>/<driver name>``; the driver creates it, the core only passes the path and never reads
+inside it). Its ``options`` are ``[storage.options.NAME]`` from ``pallet.toml`` overridden by
+``--storage-opt``.
+
+Errors (``pallet.errors``), which the conformance kit checks: a bad layer id or an unsupported
+option is a :class:`UsageError` (see :meth:`StorageDriver.check_id` and
+:meth:`StorageDriver.refuse_options`); creating a layer that exists is a :class:`Conflict`;
+``get`` of a missing layer, or a missing ``parent``, is a :class:`NotFound`; any other failure
+the user can act on is a :class:`PalletError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ class StorageDriver(Driver):
     ``diff``, ``changes``, ``apply_diff`` and ``diff_size`` have a naive implementation
     here (mount both layers and compare / extract through the core's safe tar code); a
     driver overrides them when it knows a faster way (overlay2 reads its upper dir).
+    ``layers`` has a fallback too: the layers this object created and did not remove, which
+    is right only for a driver whose layers do not outlive the process; a driver that keeps
+    layers on disk overrides it (migration and ``storage repair`` rely on it).
     """
 
     kind = "storage"
@@ -72,8 +82,49 @@ class StorageDriver(Driver):
         """Release everything held by this process (mounts, devices) at shutdown."""
 
     def layers(self) -> list[str]:
-        """Every layer id the driver holds (used by migration and repair)."""
-        raise NotImplementedError
+        """Every layer id the driver holds (used by migration, repair and the conformance kit).
+
+        The fallback lists the ids created through this object and not removed since, in
+        creation order, checked against ``exists``; override it to read the driver's own
+        bookkeeping, so that layers made by other processes are listed too.
+        """
+        return [layer for layer in self._created_here() if self.exists(layer)]
+
+    # --- helpers for drivers ----------------------------------------------------------
+    @staticmethod
+    def check_id(layer_id: str) -> str:
+        """Return ``layer_id``, or raise a UsageError when it is not safe as a file name.
+
+        Ids are letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit, at most
+        128 characters: what the core ever passes (chain ids' hex, container ids). Call it at
+        the top of every method that takes an id, before touching the disk.
+        """
+        from pallet.kernel.storage.layerids import check_layer_id
+
+        return check_layer_id(layer_id)
+
+    def refuse_options(self, opts: dict[str, str] | None, supported: tuple[str, ...] = ()) -> None:
+        """Raise a UsageError for the first key of ``create_rw``'s ``opts`` not in ``supported``."""
+        from pallet.kernel.storage.layerids import refuse_options
+
+        refuse_options(self.registered_name(), opts, supported)
+
+    def registered_name(self) -> str:
+        """The driver's name for messages: the last part of its home (``<root>/<name>``)."""
+        return self.home.name or type(self).__name__
+
+    def _created_here(self) -> list[str]:
+        # Kept by the fallback ``layers``: the base class wraps create/create_rw/remove below.
+        return list(self.__dict__.setdefault("_pallet_created", {}))
+
+    def __init_subclass__(cls, **kwargs):
+        """Record creations and removals for the ``layers`` fallback, in subclasses that lack ``layers``."""
+        super().__init_subclass__(**kwargs)
+        if any("layers" in base.__dict__ for base in cls.__mro__ if base is not StorageDriver):
+            return
+        for method in ("create", "create_rw", "remove"):
+            if method in cls.__dict__ and not getattr(cls.__dict__[method], "_pallet_tracked", False):
+                setattr(cls, method, _tracked(cls.__dict__[method], method))
 
     # --- diff operations with a naive fallback ----------------------------------------
     def diff(self, layer_id: str, parent: str | None) -> Iterator[bytes]:
@@ -99,3 +150,21 @@ class StorageDriver(Driver):
         """Size in bytes of the changes from ``parent`` to ``layer_id``."""
         from pallet.kernel.storage import naive
         return naive.diff_size(self, layer_id, parent)
+
+
+def _tracked(function, method: str):
+    """``function`` that also notes, for the ``layers`` fallback, the layer it created or removed."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(self, layer_id, *args, **kwargs):
+        result = function(self, layer_id, *args, **kwargs)
+        created = self.__dict__.setdefault("_pallet_created", {})
+        if method == "remove":
+            created.pop(layer_id, None)
+        else:
+            created[layer_id] = None
+        return result
+
+    wrapper._pallet_tracked = True
+    return wrapper

@@ -24,6 +24,7 @@ def pull(engine, name: str, progress=None, platform: str | None = None, tls_veri
 
     from pallet.kernel.trust.enforce import admit
 
+    engine.storage  # noqa: B018 - opened first: a storage driver that cannot work here fails before the download
     kind, location = split(engine, name)
     driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
     store = ImageStore(engine)

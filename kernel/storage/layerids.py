@@ -7,22 +7,24 @@ import re
 import shutil
 from pathlib import Path
 
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import UsageError
 
 _LAYER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def check_layer_id(layer_id: str) -> str:
-    """Refuse ids that could leave the driver's home or clash with its bookkeeping files."""
+    """Refuse ids that could leave the driver's home or clash with its bookkeeping files (a UsageError)."""
     if not isinstance(layer_id, str) or not _LAYER_ID.fullmatch(layer_id):
-        raise PalletError(f'invalid layer id "{layer_id}"')
+        raise UsageError(f'invalid layer id "{layer_id}" (want letters, digits, "_", "." or "-", at most 128)')
     return layer_id
 
 
 def refuse_options(driver: str, opts: dict[str, str] | None, supported: tuple[str, ...] = ()) -> None:
-    for key in opts or {}:
+    """A UsageError for the first per-container option (``create_rw``'s ``opts``) not in ``supported``."""
+    for key in sorted(opts or {}):
         if key not in supported:
-            raise PalletError(f'storage option "{key}" is not supported by the {driver} driver')
+            known = f" (supported: {', '.join(supported)})" if supported else ""
+            raise UsageError(f'storage option "{key}" is not supported by the {driver} driver{known}')
 
 
 def leftover_name(kind: str, layer_id: str) -> str:

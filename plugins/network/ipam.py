@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, IpamDriver
-from pallet.kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write_json, locked
 
 # Docker's default-address-pools: 172.17-31.x/16, then 192.168.x/20.
@@ -100,7 +100,7 @@ class DefaultIpam(IpamDriver):
             state = self._load()
             pool = state["pools"].get(pool_id)
             if pool is None:
-                raise PalletError(f"address pool {pool_id} is not known to IPAM")
+                raise NotFound(f"address pool {pool_id} is not known to IPAM")
             allocated = set(pool["allocated"])
             if address:
                 ip = ipaddress.IPv4Address(address.split("/")[0])

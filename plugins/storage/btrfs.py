@@ -46,9 +46,7 @@ class BtrfsDriver(StorageDriver):
 
     # --- layers ---------------------------------------------------------------------------
     def _path(self, layer_id: str) -> Path:
-        if not layer_id or "/" in layer_id or layer_id.startswith("."):
-            raise UsageError(f'invalid layer id "{layer_id}"')
-        return self.subvolumes / layer_id
+        return self.subvolumes / self.check_id(layer_id)
 
     def create(self, layer_id, parent=None):
         self._create(layer_id, parent)

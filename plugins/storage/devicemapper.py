@@ -257,8 +257,9 @@ class DeviceMapperDriver(StorageDriver):
         from pallet.kernel.fsutil import locked
         from pallet.kernel.storage.units import parse_size
 
-        if layer_id == "base" or "/" in layer_id:
+        if layer_id == "base":  # the name of the pool's base device
             raise UsageError(f'invalid layer id "{layer_id}"')
+        self.check_id(layer_id)
         unknown = sorted(set(opts or {}) - {"size"})
         if unknown:
             raise UsageError(f'unknown storage option "{unknown[0]}" for devicemapper (known: size)')

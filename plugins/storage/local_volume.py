@@ -81,7 +81,16 @@ class LocalVolumeDriver(VolumeDriver):
         (self.home / name / "opts.json").unlink(missing_ok=True)
 
     def list(self):
-        return sorted(p.parent.name for p in self.home.glob("*/_data"))
+        """Volumes with a ``_data`` directory, except those the core's record gives to another driver."""
+        return sorted(p.parent.name for p in self.home.glob("*/_data") if _record_driver(p.parent) in (None, "local"))
+
+
+def _record_driver(volume_dir) -> str | None:
+    """The driver the core's ``volume.json`` names for this volume, or None before it is written."""
+    try:
+        return json.loads((volume_dir / "volume.json").read_text()).get("driver")
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _mounted(path) -> bool:

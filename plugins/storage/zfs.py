@@ -178,9 +178,7 @@ class ZfsDriver(StorageDriver):
         return name.decode() if name else None
 
     def _dataset(self, layer_id: str) -> bytes:
-        if not layer_id or "/" in layer_id or "@" in layer_id or layer_id.startswith("."):
-            raise UsageError(f'invalid layer id "{layer_id}"')
-        return f"{self.fsname}/{layer_id}".encode()
+        return f"{self.fsname}/{self.check_id(layer_id)}".encode()
 
     def _mountpoint(self, layer_id: str) -> Path:
         return self.graph / layer_id

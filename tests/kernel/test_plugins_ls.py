@@ -105,3 +105,25 @@ def test_selecting_a_broken_driver_fails_with_one_line(pallet, broken_site):
     assert 'storage driver "explodefs" cannot be used' in errors[0]
     assert "vendor module exploded on import" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_driver_row_names_its_entry_point(pallet):
+    rows = rows_by_name(pallet)
+    assert rows[("ipam", "cluster")]["EntryPoint"] == "overlay"
+    assert rows[("ipam", "default")]["EntryPoint"] == "default-ipam"
+    assert rows[("volume", "local")]["Group"] == "pallet.storage"
+    table = pallet("plugins", "ls", "--kind", "ipam").stdout.splitlines()
+    assert table[0].split() == ["NAME", "KIND", "ENTRYPOINT", "ORIGIN", "DISTRIBUTION", "VERSION", "AVAILABILITY"]
+    assert ["cluster", "ipam", "overlay"] in [line.split()[:3] for line in table[1:]]
+
+
+def test_a_disabled_entry_point_is_one_row_and_its_drivers_are_gone(pallet):
+    pallet("plugins", "ls", check=True)  # a first listing remembers what each entry point registers
+    rows = rows_by_name(pallet, env={"PALLET_DISABLE_PLUGINS": "overlay,local"})
+    overlay = [row for row in rows.values() if row["EntryPoint"] == "overlay"]
+    assert len(overlay) == 1, overlay
+    assert (overlay[0]["Name"], overlay[0]["Kind"], overlay[0]["Status"]) == ("overlay", "ipam,network", "disabled")
+    assert ("ipam", "cluster") not in rows and ("network", "overlay") not in rows
+    assert rows[("volume", "local")]["Status"] == "disabled"
+    only_volumes = rows_by_name(pallet, "--kind", "volume", env={"PALLET_DISABLE_PLUGINS": "local"})
+    assert list(only_volumes) == [("volume", "local")] and only_volumes[("volume", "local")]["Status"] == "disabled"

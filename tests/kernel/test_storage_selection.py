@@ -157,3 +157,48 @@ def test_root_alone_leaves_nothing_outside_it(pallet):
     assert result.stdout == "inside\n"
     assert _snapshot(outside) == before
     assert (pallet.root / "run").is_dir()
+
+
+def _fails_on_the_driver_before_any_pull(result, reason):
+    assert result.error_lines == [f"Error: {reason}"], result.stderr
+    assert "Unable to find image" not in result.stdout + result.stderr
+
+
+def test_an_unavailable_driver_fails_run_and_pull_before_any_pull(pallet):
+    reason = 'storage driver "devicemapper" is unavailable on this host: device-mapper is not supported by this kernel'
+    run = pallet("--storage-driver", "devicemapper", "run", "--rm", "busybox", "true")
+    assert run.returncode == 125
+    _fails_on_the_driver_before_any_pull(run, reason)
+    pull = pallet("--storage-driver", "devicemapper", "pull", "busybox")
+    assert pull.returncode == 1
+    _fails_on_the_driver_before_any_pull(pull, reason)
+    assert not (pallet.root / "images").exists()
+
+
+def test_a_broken_driver_on_a_fresh_root_fails_run_on_the_driver(pallet, broken_site):
+    run = pallet("--storage-driver", "explodefs", "run", "--rm", "busybox", "true", env={"PYTHONPATH": str(broken_site)})
+    assert run.returncode == 125
+    errors = [line for line in run.error_lines if not line.startswith("pallet: warning:")]
+    assert len(errors) == 1 and errors[0].startswith('Error: storage driver "explodefs" cannot be used: '), run.stderr
+    assert "is broken" in errors[0]
+    assert "Unable to find image" not in run.stdout + run.stderr
+
+
+def test_a_root_whose_driver_was_uninstalled_says_to_reinstall_or_migrate_first(pallet, vendor_site, tmp_path):
+    import io
+    import tarfile
+
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    installed = {"PYTHONPATH": str(vendor_site)}
+    made = pallet("--storage-driver", "copyfs", "image", "import", str(layer), "mine:1", env=installed)
+    assert made.returncode == 0, made.stderr
+    assert (pallet.root / "storage-driver").read_text().strip() == "copyfs"
+    gone = pallet("run", "--rm", "mine:1", "true")  # the vendor package is no longer on the path
+    assert gone.returncode == 125
+    assert gone.error_lines == [
+        f'Error: {pallet.root} holds layers of storage driver "copyfs", which is not installed: reinstall the '
+        'package that provides it (to leave a driver, run "pallet storage migrate --to DRIVER" before uninstalling it)']

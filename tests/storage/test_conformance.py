@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.kernel.storage.conformance_suite import *  # noqa: F401,F403 - the suite's tests and fixtures
+from pallet.kernel.conformance.storage import *  # noqa: F401,F403 - the suite's tests and fixtures
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -48,3 +48,17 @@ def test_kit_passes_for_a_good_driver_given_as_module_class():
     proc = run_kit("pallet.plugins.storage.vfs:VfsDriver", "-k", "create_and_remove or whiteouts")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
+
+
+def test_six_methods_suffice_layers_has_a_fallback():
+    proc = run_kit("six_methods_driver:SixMethodsDriver")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_the_kit_reports_undocumented_errors_and_modes_in_octal():
+    proc = run_kit("broken_driver:BrokenDriver", "-k", "documented_errors or permissions")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "create() of a layer that exists: expected pallet.errors.Conflict, got builtins.FileExistsError" in out
+    assert "setuid file: mode 0o755, owner 0:0, want mode 0o4755, owner 0:0" in out

@@ -12,7 +12,7 @@ import pytest
 
 from pallet.kernel.drivers import DriverContext
 from pallet.kernel.errors import PalletError
-from pallet.kernel.storage.conformance_suite import D, F, mounts_under, tar_of
+from pallet.kernel.conformance.storage import D, F, mounts_under, tar_of
 from pallet.plugins.storage.overlay2 import Overlay2Driver
 from pallet.plugins.storage.vfs import VfsDriver
 

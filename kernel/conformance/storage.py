@@ -1,94 +1,57 @@
-"""The storage conformance tests every driver must pass (moby's graphtest, as pytest tests).
+"""The storage conformance kit: what every storage driver must do (moby's graphtest, as pytest tests).
 
-Collected by the ``pallet.kernel.storage.conformance`` plugin when ``--pallet-storage-driver`` is
-given; a test module may also ``from pallet.kernel.storage.conformance_suite import *`` and override
-the ``storage_driver_name`` fixture (pallet's own tests do, parametrised over its drivers).
-Assertion messages say what the driver did wrong, since a vendor reads them first.
+Collected by the ``pallet.kernel.conformance.pytest_plugin`` when ``--pallet-storage-driver`` is
+given; a test module may also ``from pallet.kernel.conformance.storage import *`` and override
+the ``storage_driver_name`` fixture (pallet's own tests do, parametrised over its drivers; a
+scaffolded vendor distribution does, naming its driver). Assertion messages say what the
+driver did wrong, since a vendor reads them first; modes are printed in octal.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-import shutil
 import stat
-import subprocess
+import struct
 import tarfile
-import tempfile
 import threading
 
 import pytest
+
+from pallet.kernel.conformance import harness
 
 # --- fixtures -----------------------------------------------------------------------------
 
 
 @pytest.fixture
 def storage_driver_name(request) -> str:
-    name = request.config.getoption("--pallet-storage-driver", default=None)
-    if not name:
-        pytest.skip("no --pallet-storage-driver given")
-    return name
+    return harness.driver_name(request, "storage")
 
 
 def load_driver_class(name: str):
-    """A registered driver's class, or ``module:Class``; skips with the reason when unavailable."""
-    if ":" in name:
-        import importlib
-
-        module, _, attr = name.partition(":")
-        return getattr(importlib.import_module(module), attr)
-    from pallet.kernel.plugins import PluginManager
-
-    return PluginManager().driver("storage", name).cls
+    """A registered driver's class, or ``module:Class``."""
+    return harness.load_driver_class("storage", name)
 
 
-def mounts_under(home: str) -> list[str]:
-    """Mount points at or below ``home`` in this mount namespace."""
-    home = os.path.realpath(home)
-    found = []
-    with open("/proc/self/mountinfo") as handle:
-        for line in handle:
-            point = line.split()[4].replace("\\040", " ")
-            if point == home or point.startswith(home + "/"):
-                found.append(point)
-    return found
+mounts_under = harness.mounts_under
 
 
 @pytest.fixture
 def storage_home(request):
-    parent = request.config.getoption("--pallet-storage-home", default=None) or "/tmp"
-    os.makedirs(parent, exist_ok=True)
-    home = tempfile.mkdtemp(prefix=f"conformance-{os.getpid()}-", dir=parent)
-    try:
+    with harness.home(request, "storage") as home:
         yield home
-    finally:
-        for point in reversed(mounts_under(home)):  # only after a failure: the tests themselves check this
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
 def driver(request, storage_driver_name, storage_home):
     """A fresh driver instance in its own home; every layer is removed afterwards."""
-    from pallet.kernel.drivers import DriverContext
-    from pallet.kernel.errors import Unavailable
-    from pallet.kernel.plugins import open_driver
-
-    cls = load_driver_class(storage_driver_name)
-    options = dict(opt.split("=", 1) for opt in request.config.getoption("--pallet-storage-opt", default=[]) or [])
     home = os.path.join(storage_home, storage_driver_name.replace(":", "_"))
-    try:
-        instance = open_driver(cls, "storage", storage_driver_name, DriverContext(home, options))
-    except Unavailable as exc:
-        pytest.skip(str(exc))
+    instance = harness.open_for_kit("storage", storage_driver_name, home, harness.options(request, "storage"))
     try:
         yield instance
     finally:
-        try:
-            layers = instance.layers()
-        except NotImplementedError:
-            layers = []
-        for layer in reversed(layers):
+        for layer in reversed(instance.layers()):
             instance.remove(layer)
         instance.cleanup()
 
@@ -107,6 +70,8 @@ def tar_of(*members) -> io.BytesIO:
             info.mtime = opts.get("mtime", 1_700_000_000)
             info.linkname = opts.get("linkname", "")
             info.devmajor, info.devminor = opts.get("dev", (0, 0))
+            info.pax_headers = {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+                                for key, value in opts.get("xattrs", {}).items()}
             data = opts.get("data")
             if data is not None:
                 info.size = len(data)
@@ -155,8 +120,29 @@ def read(root, rel) -> bytes:
         return handle.read()
 
 
+def xattrs(path: str) -> dict[str, bytes]:
+    """The extended attributes of ``path`` (not followed), without overlayfs' own."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)
+            if not name.startswith("trusted.overlay.")}
+
+
+def show(entry) -> str:
+    """One ``tree`` entry for a message: the mode in octal."""
+    if not isinstance(entry, tuple) or len(entry) < 6:
+        return repr(entry)
+    _kind, mode, uid, gid, detail, attrs = entry
+    detail = detail if not isinstance(detail, bytes) or len(detail) < 40 else detail[:40] + b"..."
+    return f"(mode {mode:#o}, owner {uid}:{gid}, {detail!r}, xattrs {sorted(attrs)})"
+
+
 def tree(root: str) -> dict[str, tuple]:
-    """Everything observable about a tree: kind, mode, owner, content or target, link groups."""
+    """Everything observable about a tree: kind, mode, owner, content or target, xattrs, link groups."""
     result, inodes = {}, {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -172,7 +158,8 @@ def tree(root: str) -> dict[str, tuple]:
                 detail = (os.major(st.st_rdev), os.minor(st.st_rdev))
             else:
                 detail = None
-            result[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, detail)
+            result[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, detail,
+                           xattrs(path))
     result["<hard links>"] = sorted(sorted(group) for group in inodes.values() if len(group) > 1)
     return result
 
@@ -275,11 +262,16 @@ def test_permissions_and_ownership(driver):
             st = os.lstat(os.path.join(root, rel))
             return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
 
-        assert meta("home/user") == (0o700, 1000, 1000), f"home/user: mode/owner {meta('home/user')}"
-        assert meta("home/user/secret") == (0o600, 1000, 1000), f"secret: mode/owner {meta('home/user/secret')}"
-        assert meta("suid") == (0o4755, 0, 0), f"setuid bit lost: {oct(meta('suid')[0])}"
-        assert meta("sgid") == (0o2711, 0, 50), f"setgid file: {meta('sgid')}"
-        assert meta("tmp")[0] == 0o1777, f"sticky dir mode: {oct(meta('tmp')[0])}"
+        def shown(rel):
+            mode, uid, gid = meta(rel)
+            return f"mode {mode:#o}, owner {uid}:{gid}"
+
+        assert meta("home/user") == (0o700, 1000, 1000), f"home/user: {shown('home/user')}, want mode 0o700, owner 1000:1000"
+        assert meta("home/user/secret") == (0o600, 1000, 1000), \
+            f"home/user/secret: {shown('home/user/secret')}, want mode 0o600, owner 1000:1000"
+        assert meta("suid") == (0o4755, 0, 0), f"setuid file: {shown('suid')}, want mode 0o4755, owner 0:0"
+        assert meta("sgid") == (0o2711, 0, 50), f"setgid file: {shown('sgid')}, want mode 0o2711, owner 0:50"
+        assert meta("tmp")[0] == 0o1777, f"sticky dir: {shown('tmp')}, want mode 0o1777"
 
 
 CHILD = [D("etc"), F("etc/hostname", b"changed\n"), F("etc/.wh.passwd"), D("new"), F("new/file", b"n" * 3000),
@@ -300,7 +292,8 @@ def test_apply_diff_then_diff_round_trip(driver):
     with Mounted(driver, "child") as first, Mounted(driver, "again") as second:
         left, right = tree(first), tree(second)
         assert left == right, "applying diff() output on the same parent does not give the same tree: " + \
-            ", ".join(sorted(k for k in set(left) | set(right) if left.get(k) != right.get(k)))
+            "; ".join(f"{k}: {show(left.get(k))} became {show(right.get(k))}"
+                      for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k))
         assert not os.path.lexists(os.path.join(second, "etc/passwd")), "a deletion did not survive the round trip"
 
 
@@ -406,3 +399,72 @@ def test_status_and_metadata_are_reportable(driver):
     meta = driver.metadata("base")
     assert isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()), \
         f"metadata() must return a dict of strings for inspect, got {meta!r}"
+
+
+# security.capability, VFS_CAP_REVISION_2 with the effective bit: cap_net_bind_service (10) permitted.
+NET_BIND_SERVICE_CAP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+
+
+def skip_without_xattrs(driver):
+    """Skip, naming the limit, when the filesystem under the driver's layers has no extended attributes at all."""
+    driver.create_rw("xattr-probe", None)
+    try:
+        with Mounted(driver, "xattr-probe") as root:
+            probe = os.path.join(root, "probe")
+            with open(probe, "wb"):
+                pass
+            try:
+                os.setxattr(probe, "user.pallet.probe", b"1")
+            except OSError as exc:
+                if exc.errno != errno.ENOTSUP:
+                    raise
+                pytest.skip(f"the filesystem under this driver's layers has no extended attributes ({exc.strerror}): "
+                            "file capabilities and xattrs in images are lost")
+    finally:
+        driver.remove("xattr-probe")
+
+
+def test_xattrs_and_file_capabilities(driver):
+    skip_without_xattrs(driver)
+    driver.apply_diff("base", None, tar_of(
+        D("bin"), F("bin/ping", b"\x7fELF", mode=0o755, xattrs={"security.capability": NET_BIND_SERVICE_CAP}),
+        F("tagged", b"t", xattrs={"user.pallet.kit": b"value-1"}),
+        D("dir", xattrs={"user.pallet.dir": b"d"})))
+    driver.create_rw("child", "base")
+    for layer in ("base", "child"):
+        with Mounted(driver, layer) as root:
+            found = xattrs(os.path.join(root, "bin/ping"))
+            assert found.get("security.capability") == NET_BIND_SERVICE_CAP, \
+                f"layer {layer}: the file capability (security.capability) of bin/ping was not kept: {found}"
+            assert xattrs(os.path.join(root, "tagged")).get("user.pallet.kit") == b"value-1", \
+                f"layer {layer}: the user.* xattr of a file was not kept: {xattrs(os.path.join(root, 'tagged'))}"
+            assert xattrs(os.path.join(root, "dir")).get("user.pallet.dir") == b"d", \
+                f"layer {layer}: the user.* xattr of a directory was not kept"
+    with Mounted(driver, "child") as root:
+        os.setxattr(os.path.join(root, "tagged"), "user.pallet.kit", b"changed")
+    produced = b"".join(driver.diff("child", "base"))
+    with tarfile.open(fileobj=io.BytesIO(produced)) as tar:
+        headers = {m.name: m.pax_headers for m in tar.getmembers()}
+    assert headers.get("tagged", {}).get("SCHILY.xattr.user.pallet.kit") == "changed", \
+        f"diff() does not carry a changed xattr as SCHILY.xattr.*: {headers.get('tagged')}"
+
+
+BAD_IDS = ["", "../escape", "a/b", ".hidden", "x" * 200]
+
+
+def test_documented_errors(driver):
+    from pallet.kernel.errors import Conflict, NotFound, UsageError
+
+    driver.create("base")
+    harness.raises_documented(Conflict, driver.create, "base", what="create() of a layer that exists")
+    harness.raises_documented(Conflict, driver.create_rw, "base", None, what="create_rw() of a layer that exists")
+    harness.raises_documented(NotFound, driver.get, "missing", what="get() of a missing layer")
+    harness.raises_documented(NotFound, driver.create, "orphan", "missing", what="create() on a missing parent")
+    assert not driver.exists("orphan"), "a create() refused for its missing parent left the layer behind"
+    harness.raises_documented(UsageError, driver.create_rw, "opts", "base", {"no-such-option": "1"},
+                              what="create_rw() with an option the driver does not know")
+    assert not driver.exists("opts"), "a create_rw() refused for its options left the layer behind"
+    for bad in BAD_IDS:
+        harness.raises_documented(UsageError, driver.create, bad, what=f"create() of the bad layer id {bad!r}")
+    assert driver.exists("base") and not driver.exists("missing")
+    driver.remove("missing")  # removing a missing layer is not an error
