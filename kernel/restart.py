@@ -197,6 +197,33 @@ def boot(engine, out=None) -> list[str]:
     return failed
 
 
+def wait_for(engine, record, condition: str, step: float = 0.05) -> int:
+    """``wait --condition``: Docker's ``not-running`` (at once unless it runs: a created or restarting
+    container does not), ``next-exit`` (the next exit after the call, also one a restart follows at
+    once: a new start time tells it) or ``removed``; returns the exit code."""
+    from pallet.kernel import lifecycle
+
+    store = ContainerStore(engine)
+    since = time.time()
+    seen_start, last_code = 0.0, record.exit_code
+    while True:
+        try:
+            record = lifecycle.refresh(engine, store.load(record.id))
+        except PalletError:
+            return last_code  # removed: the last code seen (a --rm container's is published before)
+        if not record.running:
+            last_code = record.exit_code
+        if record.running:
+            if condition == "next-exit" and seen_start and record.started_at != seen_start:
+                return record.exit_code  # exited and restarted between two looks
+            seen_start = record.started_at
+        elif condition == "not-running":
+            return record.exit_code
+        elif condition == "next-exit" and record.status == "exited" and record.finished_at >= since:
+            return record.exit_code
+        time.sleep(step)
+
+
 def status_suffix(engine, record) -> bool:
     """True while a restart is waiting out its back-off (Docker's ``Restarting`` state)."""
     return not record.running and bool(pending(engine, record))

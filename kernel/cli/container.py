@@ -329,12 +329,21 @@ def logs(engine, follow, tail, timestamps, since, until, details, name):
 
 
 @container.command("wait")
+@click.option("--condition", type=click.Choice(["not-running", "next-exit", "removed"]), default=None,
+              help="Wait for: not-running (at once if it does not run), next-exit, removed.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def wait(engine, containers):
+def wait(engine, containers, condition):
     """Block until one or more containers stop, then print their exit codes."""
     from pallet.kernel import lifecycle
 
+    if condition is not None:
+        from pallet.kernel.restart import wait_for
+
+        records = [_store(engine).get(name) for name in containers]  # all named ones must exist first
+        for record in records:
+            click.echo(wait_for(engine, record, condition))
+        return
     for name in containers:
         record = _store(engine).get(name)
         while True:

@@ -152,3 +152,32 @@ def test_back_off_rules():
         seen.append(delay)
     assert seen[:4] == [0.1, 0.2, 0.4, 0.8] and seen[-1] == 60.0 and max(seen) == 60.0
     assert restart.next_delay(60.0, 10.0) == 0.1  # ten seconds up: back to the start
+
+
+def test_wait_conditions(bb):
+    bb("create", "--name", "w-created", "busybox", "true", check=True)
+    assert bb("wait", "--condition", "not-running", "w-created", check=True).stdout == "0\n"
+    bb("run", "-d", "--name", "w-done", "busybox", "sh", "-c", "exit 3", check=True)
+    assert bb("wait", "w-done", check=True).stdout == "3\n"
+    assert bb("wait", "--condition", "not-running", "w-done", check=True).stdout == "3\n"
+    # next-exit sees an exit that a restart follows, and the container goes on
+    bb("run", "-d", "--name", "w-loop", "--restart", "always", "busybox", "sh", "-c", "sleep 0.5; exit 4", check=True)
+    assert bb("wait", "--condition", "next-exit", "w-loop", check=True).stdout == "4\n"
+    assert eventually(lambda: state(bb, "w-loop")["RestartCount"] >= 1)
+    bb("rm", "-f", "w-loop", check=True)
+    bb("run", "-d", "--rm", "--name", "w-rm", "busybox", "sh", "-c", "sleep 0.5; exit 6", check=True)
+    assert bb("wait", "--condition", "removed", "w-rm", check=True).stdout == "6\n"
+    assert bb("ps", "-aq", "--filter", "name=w-rm", check=True).stdout == ""
+    bad = bb("wait", "--condition", "gone", "w-done")
+    assert bad.returncode == 2 and "Invalid value for '--condition'" in bad.stderr
+
+
+def test_update_changes_the_restart_policy_of_a_running_container(bb):
+    bb("run", "-d", "--name", "u-rp", "busybox", "sh", "-c",
+       "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5", check=True)
+    bb("update", "--restart", "on-failure:1", "u-rp", check=True)
+    bb("exec", "u-rp", "touch", "/tmp/go", check=True)  # it exits at once each time from now on
+    assert eventually(lambda: (s := state(bb, "u-rp"))["RestartCount"] == 1 and s["Status"] == "exited")
+    assert state(bb, "u-rp")["ExitCode"] == 5
+    bad = bb("update", "--restart", "on-failure:-1", "u-rp")
+    assert bad.returncode != 0 and bad.error_lines == ["Error: invalid restart policy: invalid count '-1'"]
