@@ -225,20 +225,6 @@ def check_now(engine, record) -> str:
 
 # --- the prober process ------------------------------------------------------------------
 
-def detach_fds(stderr_path=None) -> None:
-    """In a forked helper: hold none of the parent's pipes (the CLI waits for their EOF) or sockets."""
-    import resource
-
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    if stderr_path is not None:
-        os.dup2(devnull, 2)
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640), 2)
-    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-
 def spawn_prober(engine, record, pid: int) -> None:
     """Fork the prober beside the monitor (which is about to ``exec`` its light log pump)."""
     check = check_config(record)
@@ -253,7 +239,9 @@ def spawn_prober(engine, record, pid: int) -> None:
     code = 0
     try:
         os.setsid()
-        detach_fds()
+        from pallet.kernel.restart import detach_fds
+
+        detach_fds(str(ContainerStore(engine).run_dir(record.id) / "monitor.err"))
         _prober(engine, record, pid, check)
     except BaseException:
         import traceback
@@ -279,6 +267,8 @@ def _prober(engine, record, pid: int, check: dict) -> None:
         if poller.poll(wait * 1000):
             return  # the container exited
         try:
+            if ContainerStore(engine).load(record.id).status == "paused":
+                continue  # a frozen container cannot answer; Docker does not probe it either
             before, status = probe_once(engine, record, check)
         except PalletError:
             return  # removed, or its bundle is gone

@@ -581,9 +581,7 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     from pallet.kernel import restart
 
     store = ContainerStore(engine)
-    if force:
-        restart.note_user_stop(engine, record)
-    else:
+    if force or not refresh(engine, record).running:  # a refused rm must not mark it stopped
         restart.cancel_pending(engine, record)
     record = refresh(engine, record)
     if record.running:

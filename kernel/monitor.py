@@ -92,6 +92,9 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             print(f"Error: {exc}", file=sys.stderr)
             return code
         target["pid"] = pid
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
         log = JsonLog(store.log_path(record.id)) if keep_log else None

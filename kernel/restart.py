@@ -16,8 +16,8 @@ Docker's rules, which this follows:
   100 ms once the container had run for 10 s.
 - ``RestartCount`` counts the policy's restarts; a start by the user resets it.
 
-While the restarter sleeps, a marker in the run dir (``restart.pid``: its pid and start time) lets
-``ps``/``inspect`` say "Restarting" and lets ``stop``/``rm`` cancel it.
+While the restarter waits, a marker in the run dir (``restart.pid``: its pid and start time) lets
+``ps``/``inspect`` say "Restarting" and lets ``stop``/``rm`` wait for it to go.
 """
 
 from __future__ import annotations
@@ -71,10 +71,6 @@ def note_user_stop(engine, record, sig: int | None = None) -> None:
     cancel a restart that is waiting out its back-off."""
     if sig is not None and sig in NOT_A_STOP:
         return
-    store = ContainerStore(engine)
-    with contextlib.suppress(PalletError):
-        store.update(record.id, stopped_by_user=True)
-        record.stopped_by_user = True
     cancel_pending(engine, record)
 
 
@@ -87,18 +83,17 @@ def pending(engine, record) -> int:
     return pid if procs.alive(pid, start) else 0
 
 
-def cancel_pending(engine, record, timeout: float = 30.0) -> None:
-    """Stop a waiting restarter; if it was already starting the container, let it finish first
-    (the caller then stops what it started)."""
-    pid = pending(engine, record)
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while pending(engine, record) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    with contextlib.suppress(FileNotFoundError):
-        (ContainerStore(engine).run_dir(record.id) / PENDING).unlink()
+def cancel_pending(engine, record, timeout: float = 60.0) -> None:
+    """Mark the container stopped by the user and wait for a restarter to notice it and go (it looks
+    at the record every 50 ms while it waits). One that had already begun the start finishes it
+    first; the caller then stops what it started. No signal: a signal cannot tell the two apart."""
+    store = ContainerStore(engine)
+    with contextlib.suppress(PalletError):
+        store.update(record.id, stopped_by_user=True)
+        record.stopped_by_user = True
+    deadline = time.monotonic() + timeout
+    while pending(engine, record) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def after_exit(engine, record, exit_code: int) -> None:
@@ -118,8 +113,6 @@ def after_exit(engine, record, exit_code: int) -> None:
         return
     code = 0
     try:
-        from pallet.kernel.health import detach_fds
-
         os.setsid()
         detach_fds(str(store.run_dir(record.id) / "monitor.err"))
         _restarter(engine, record, delay)
@@ -133,95 +126,68 @@ def after_exit(engine, record, exit_code: int) -> None:
 
 
 def _restarter(engine, record, delay: float) -> None:
-    """Wait out the back-off (``stop``/``rm`` may cancel it with SIGTERM), then start again."""
+    """Wait out the back-off (``stop``/``rm`` cancel it through the record), then start again.
+
+    The start is ``pallet system boot --policy-restart ID`` exec'd in this process (so the marker's
+    pid stays true): the monitor's code is reached through the CLI, which keeps this module below
+    the lifecycle and the monitor (no import circle)."""
     store = ContainerStore(engine)
     marker = store.run_dir(record.id) / PENDING
     from pallet.kernel.fsutil import atomic_write
 
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     store.run_dir(record.id).mkdir(parents=True, exist_ok=True)
     atomic_write(marker, f"{os.getpid()} {procs.start_time(os.getpid())}\n".encode(), durable=False)
-    try:
-        time.sleep(delay)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here on, a canceller waits for us instead
+    deadline = time.monotonic() + delay
+    while True:
         try:
             fresh = store.load(record.id)
         except PalletError:
-            return  # removed meanwhile
-        if fresh.stopped_by_user or fresh.running:
+            fresh = None  # removed meanwhile
+        if fresh is None or fresh.stopped_by_user or fresh.running:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
             return
-        start_again(engine, fresh, count=True)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            marker.unlink()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.05))
+    os.execve(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", *cli_globals(engine),
+                               "system", "boot", "--policy-restart", record.id], _cli_env())
 
 
-def start_again(engine, record, count: bool) -> None:
-    """Start a stopped container in the background as ``pallet start`` does (``count``: a policy
-    restart, which ``RestartCount`` counts)."""
-    from pallet.kernel import lifecycle, monitor
-
-    store = ContainerStore(engine)
-    changes = {"restart_forced": False}
-    if count:
-        changes["restart_count"] = record.restart_count + 1
-    record = store.update(record.id, **changes)
-    monitor.spawn(engine, record, lifecycle.prepare(engine, record))
-
-
-def boot(engine, out=None) -> list[str]:
-    """``pallet system boot``: after a reboot, start every ``always`` container and every
-    ``unless-stopped`` one the user had not stopped (never-started ones stay created).
-
-    Returns the names that could not be started (each reported on ``out``)."""
-    from pallet.kernel import lifecycle
-
-    out = out or sys.stderr
-    failed = []
-    store = ContainerStore(engine)
-    for record in store.all():
-        name, _maximum = policy(record)
-        wanted = name == "always" or (name == "unless-stopped" and not record.stopped_by_user)
-        if not wanted or not record.started_at:
-            continue
-        try:
-            record = lifecycle.refresh(engine, record)
-            if record.running or pending(engine, record):
-                continue
-            record = store.update(record.id, restart_delay=0.0)
-            start_again(engine, record, count=False)
-            print(record.name, file=sys.stdout)
-        except PalletError as exc:
-            print(f"Error: {record.name}: {exc}", file=out)
-            failed.append(record.name)
-    return failed
+def cli_globals(engine) -> list[str]:
+    """The global options that reach this same root, run root, config and storage driver."""
+    config = engine.config
+    args = ["--root", str(config.root), "--run-root", str(config.run_root)]
+    if config.config_path and os.path.exists(config.config_path):
+        args += ["--config", str(config.config_path)]
+    if config.storage_driver_flag:
+        args += ["--storage-driver", config.storage_driver_flag]
+    for key, value in config.storage_opt_flags.items():
+        args += ["--storage-opt", f"{key}={value}"]
+    return args
 
 
-def wait_for(engine, record, condition: str, step: float = 0.05) -> int:
-    """``wait --condition``: Docker's ``not-running`` (at once unless it runs: a created or restarting
-    container does not), ``next-exit`` (the next exit after the call, also one a restart follows at
-    once: a new start time tells it) or ``removed``; returns the exit code."""
-    from pallet.kernel import lifecycle
+def _cli_env() -> dict:
+    """This pallet first on the path (a checkout or site-packages), as the monitor's log pump does."""
+    home = os.path.dirname(os.path.dirname(os.path.realpath(sys.modules["pallet"].__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([home, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    return env
 
-    store = ContainerStore(engine)
-    since = time.time()
-    seen_start, last_code = 0.0, record.exit_code
-    while True:
-        try:
-            record = lifecycle.refresh(engine, store.load(record.id))
-        except PalletError:
-            return last_code  # removed: the last code seen (a --rm container's is published before)
-        if not record.running:
-            last_code = record.exit_code
-        if record.running:
-            if condition == "next-exit" and seen_start and record.started_at != seen_start:
-                return record.exit_code  # exited and restarted between two looks
-            seen_start = record.started_at
-        elif condition == "not-running":
-            return record.exit_code
-        elif condition == "next-exit" and record.status == "exited" and record.finished_at >= since:
-            return record.exit_code
-        time.sleep(step)
+
+def detach_fds(stderr_path=None) -> None:
+    """In a forked helper: hold none of the parent's pipes (a CLI waits for their EOF) or sockets."""
+    import resource
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    if stderr_path is not None:
+        os.dup2(devnull, 2)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640), 2)
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 def status_suffix(engine, record) -> bool:

@@ -338,7 +338,7 @@ def wait(engine, containers, condition):
     from pallet.kernel import lifecycle
 
     if condition is not None:
-        from pallet.kernel.restart import wait_for
+        from pallet.kernel.boot import wait_for
 
         records = [_store(engine).get(name) for name in containers]  # all named ones must exist first
         for record in records:

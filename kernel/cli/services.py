@@ -36,11 +36,15 @@ def healthcheck_run(engine, name):
 
 
 @click.command("boot")
+@click.option("--policy-restart", "policy_restart", metavar="ID", hidden=True,
+              help="(internal) a restart policy's restart of one container, after its back-off.")
 @click.pass_obj
-def boot(engine):
+def boot(engine, policy_restart):
     """Start every always/unless-stopped container after a host reboot (run once at boot)."""
-    from pallet.kernel import restart
+    from pallet.kernel import boot as booting
 
     engine.plugins.load("storage", "security", "runtime")
-    if restart.boot(engine):
+    if policy_restart:
+        booting.policy_restart(engine, policy_restart)
+    elif booting.boot(engine):
         raise click.exceptions.Exit(1)
