@@ -145,7 +145,7 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         "Tty": request.tty,
         "OpenStdin": request.stdin_open,
         "AttachStdin": "stdin" in attach, "AttachStdout": "stdout" in attach, "AttachStderr": "stderr" in attach,
-        "Healthcheck": request.healthcheck or image_config.get("Healthcheck"),
+        "Healthcheck": merge_healthcheck(request.healthcheck, image_config.get("Healthcheck")),
         "Image": request.image,
         "Labels": {**(image_config.get("Labels") or {}), **request.labels},
         "StopSignal": request.host_config.pop("StopSignal", None) or image_config.get("StopSignal") or "SIGTERM",
@@ -184,6 +184,15 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         raise
     engine.plugins.broadcast("pallet_container_created", container=record)
     return record
+
+
+def merge_healthcheck(given: dict | None, image: dict | None) -> dict | None:
+    """``--health-*`` over the image's HEALTHCHECK: a flag without ``--health-cmd`` tunes the image's test."""
+    if not given:
+        return image
+    if given.get("Test") or not image:
+        return given
+    return {**image, **{k: v for k, v in given.items() if v and k != "Test"}}
 
 
 def create_anonymous_volumes(engine, mounts: list[dict], driver: str = "") -> list[str]:
@@ -375,7 +384,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     pid = runtime.run(record.id, bundle, stdio, console_socket)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
-        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
+        finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
     with contextlib.suppress(FileNotFoundError):
         (ContainerStore(engine).run_dir(record.id) / EXIT_FILE).unlink()
@@ -512,9 +521,11 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:
+    from pallet.kernel import restart
     from pallet.kernel.runopts import parse_signal
 
-    record = refresh(engine, record)
+    restart.note_user_stop(engine, record)  # first: the monitor must not restart what we stop
+    record = refresh(engine, ContainerStore(engine).load(record.id))
     if not record.running:
         return record
     if timeout is None:
@@ -567,7 +578,11 @@ def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
 
 
 def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+    from pallet.kernel import restart
+
     store = ContainerStore(engine)
+    if force or not refresh(engine, record).running:  # a refused rm must not mark it stopped
+        restart.cancel_pending(engine, record)
     record = refresh(engine, record)
     if record.running:
         if not force:

@@ -92,6 +92,9 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             print(f"Error: {exc}", file=sys.stderr)
             return code
         target["pid"] = pid
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
         log = JsonLog(store.log_path(record.id)) if keep_log else None
@@ -113,9 +116,13 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         if console:
             console.close()
     try:
-        lifecycle.finish(engine, store.load(record.id), code)
+        finished = lifecycle.finish(engine, store.load(record.id), code)
     except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
         print(f"Error: {exc}", file=sys.stderr)
+    else:
+        from pallet.kernel import restart
+
+        restart.after_exit(engine, finished, code)  # as Docker's: the CLI returns, the container restarts
     return code
 
 
@@ -196,6 +203,9 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
     os.write(status_w, json.dumps({"pid": pid}).encode())
     os.close(status_w)
     try:
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         if listener is None:
             listener = attach_listener(store.run_dir(record.id))  # made after the start: clients retry
         if tty_mode:
