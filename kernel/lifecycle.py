@@ -421,7 +421,8 @@ def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
         if mount["Type"] == "volume":
             result.append(user_mount(mount, str(_mount_volume(engine, record, mount, rootfs))))
         else:
-            if mount["Type"] == "bind" and mount.get("CreateSource"):
+            if mount["Type"] == "bind" and mount.get("CreateSource") and not os.path.lexists(mount["Source"]):
+                # -v creates a missing source as a directory (Docker's); an existing file is bound as is.
                 Path(mount["Source"]).mkdir(parents=True, exist_ok=True)
             result.append(user_mount(mount))
     return result
