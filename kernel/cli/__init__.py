@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "system": ("pallet.kernel.cli.system", "system", "Manage pallet (info, df, prune)"),
     "info": ("pallet.kernel.cli.system", "info", "Display system-wide information"),
     "version": ("pallet.kernel.cli.system", "version", "Show the pallet version"),
+    "events": ("pallet.kernel.cli.events", "events_", "Get real-time events from the engine"),
     "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
     "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
     "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),
