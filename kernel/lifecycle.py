@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pallet.kernel import faults, procs
+from pallet.kernel import events, faults, procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
 from pallet.kernel.errors import Conflict, NotFound, PalletError
 from pallet.kernel.fsutil import atomic_write_json
@@ -206,6 +206,7 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         store.remove(cid)
         raise
     engine.plugins.broadcast("pallet_container_created", container=record)
+    events.container(engine, record, "create")
     return record
 
 
@@ -475,6 +476,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     with contextlib.suppress(FileNotFoundError):
         (run_dir / EXIT_FILE).unlink()
     engine.plugins.broadcast("pallet_container_started", container=record)
+    events.container(engine, record, "start")
     return pid
 
 
@@ -502,6 +504,9 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
         print(f"pallet: warning: {exc}", file=sys.stderr)
     changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
                    monitor_pid=0)
+    if oom:
+        events.container(engine, record, "oom")
+    events.container(engine, record, "die", exitCode=exit_code)
     if record.host_config.get("AutoRemove"):
         for key, value in changes.items():  # about to be removed: no point writing it first
             setattr(record, key, value)
@@ -621,6 +626,7 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         timeout = 10 if timeout is None else timeout
     kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
+        events.container(engine, record, "stop")
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
     if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
         kill(engine, record, 9)
@@ -629,6 +635,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         return ContainerStore(engine).load(record.id)
     except PalletError:
         return record
+    finally:
+        events.container(engine, record, "stop")
 
 
 def kill(engine, record: ContainerRecord, sig: int) -> None:
@@ -639,6 +647,7 @@ def kill(engine, record: ContainerRecord, sig: int) -> None:
     except Exception:
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, sig)
+    events.container(engine, record, "kill", signal=sig)
     if record.status == "paused" and sig in (9, 15):
         with contextlib.suppress(Exception):
             runtime_for(engine, record).resume(record.id)
@@ -692,6 +701,7 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     if store.dir(record.id).exists():
         store.remove(record.id)
         engine.plugins.broadcast("pallet_container_removed", container=record)
+        events.container(engine, record, "destroy")
 
 
 def bundle_config(engine, record: ContainerRecord) -> dict:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "healthcheck": ("pallet.kernel.cli.services", "healthcheck", "Run a container's health check"),
     "info": ("pallet.kernel.cli.system", "info", "Display system-wide information"),
     "version": ("pallet.kernel.cli.system", "version", "Show the pallet version"),
+    "events": ("pallet.kernel.cli.events", "events_", "Get real-time events from the engine"),
     "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
     "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
     "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),

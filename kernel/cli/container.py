@@ -221,6 +221,9 @@ def restart(engine, timeout, sig, containers):
         record = lifecycle.stop(engine, record, timeout, number)
         record = _store(engine).update(record.id, restart_count=record.restart_count + 1)
         monitor.spawn(engine, record, lifecycle.prepare(engine, record))
+        events.container(engine, record, "restart")
+
+    from pallet.kernel import events
 
     _each(_engine(engine), containers, again)
 
