@@ -316,7 +316,7 @@ def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path
 
 def prepare(engine, record: ContainerRecord) -> Path:
     """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
-    from pallet.kernel import sandbox, spec as specmod
+    from pallet.kernel import sandbox, secrets, spec as specmod
 
     store = ContainerStore(engine)
     run_dir = store.run_dir(record.id)
@@ -324,7 +324,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
     hold_starting(run_dir, record.id)
     try:
         rootfs = mount_rootfs(engine, record)
-        mounts = resolve_mounts(engine, record, rootfs)
+        mounts = resolve_mounts(engine, record, rootfs) + secrets.spec_mounts(run_dir, record)
         netns_path, net, shared_etc = None, {}, {}
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
@@ -465,8 +465,16 @@ def _copy_owners(source: Path, target: Path) -> None:
 
 def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_socket=None) -> int:
     """Run the bundle; the caller must already be the subreaper. Marks the record running."""
+    from pallet.kernel import secrets
+
     runtime = runtime_for(engine, record)
-    pid = runtime.run(record.id, bundle, stdio, console_socket)
+    run_dir = ContainerStore(engine).run_dir(record.id)
+    # Decrypted just for the runtime to bind them; afterwards only the container's mounts hold the values.
+    secrets.materialize(engine, record, run_dir)
+    try:
+        pid = runtime.run(record.id, bundle, stdio, console_socket)
+    finally:
+        secrets.hide(run_dir)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
         finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, monitor_pid=os.getpid(),
@@ -572,6 +580,13 @@ def release(engine, record: ContainerRecord) -> None:
             unmount_shareable_shm(store, record)
         except OSError as exc:
             errors.append(f"/dev/shm: {exc}")
+    if record.host_config.get("Secrets"):
+        from pallet.kernel import secrets
+
+        try:
+            secrets.hide(store.run_dir(record.id))
+        except PalletError as exc:
+            errors.append(str(exc))
     mark = store.run_dir(record.id) / MOUNTED_MARK
     if mark.exists():
         try:

@@ -32,6 +32,10 @@ def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel.cli.container_flags import write_cidfile
 
     request = build_request(image, command, opts, detach)
+    if opts["secret"]:
+        from pallet.kernel.secrets import resolve_references
+
+        request.host_config["Secrets"] = resolve_references(engine, opts["secret"])
     if opts["use_api_socket"]:
         from pallet.kernel.cli.container_flags import add_api_socket
 
