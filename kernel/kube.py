@@ -46,6 +46,12 @@ SCHEMAS = {
     "ConfigMap": {"apiVersion": str, "kind": str, "metadata": METADATA, "data": {str: str}},
     "Secret": {"apiVersion": str, "kind": str, "metadata": METADATA, "type": str, "data": {str: str},
                "stringData": {str: str}},
+    "DaemonSet": {"apiVersion": str, "kind": str, "metadata": METADATA,
+                  "spec": {"selector": ANY, "updateStrategy": ANY,
+                           "template": {"metadata": METADATA, "spec": POD_SPEC}}},
+    "Service": {"apiVersion": str, "kind": str, "metadata": METADATA,
+                "spec": {"type": str, "selector": {str: str}, "clusterIP": str,
+                         "ports": [{"name": str, "port": int, "targetPort": int, "nodePort": int, "protocol": str}]}},
     "PersistentVolumeClaim": {"apiVersion": str, "kind": str, "metadata": METADATA, "spec": ANY},
 }
 # Fields that exist in Kubernetes and would change what runs: refused rather than ignored.
@@ -119,6 +125,10 @@ def pods_of(doc: dict) -> list[tuple[str, dict, dict]]:
     meta = doc["metadata"]
     if doc["kind"] == "Pod":
         return [(meta["name"], meta.get("labels") or {}, doc.get("spec") or {})]
+    if doc["kind"] == "DaemonSet":  # one node: one pod
+        template = (doc.get("spec") or {}).get("template") or {}
+        return [(f"{meta['name']}-pod", (template.get("metadata") or {}).get("labels") or {},
+                 template.get("spec") or {})]
     if doc["kind"] == "Deployment":
         spec = doc.get("spec") or {}
         template = spec.get("template") or {}
@@ -128,6 +138,23 @@ def pods_of(doc: dict) -> list[tuple[str, dict, dict]]:
         labels = (template.get("metadata") or {}).get("labels") or {}
         return [(f"{meta['name']}-pod-{i}", labels, template.get("spec") or {}) for i in range(replicas)]
     return []
+
+
+def service_ports(services: list[dict], labels: dict) -> list[str]:
+    """``-p`` values for the NodePort services whose selector matches a pod's labels (other types publish nothing)."""
+    ports = []
+    for service in services:
+        spec = service.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if spec.get("type") != "NodePort" or not selector or any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        for i, port in enumerate(spec.get("ports") or []):
+            if "nodePort" not in port:
+                raise UsageError(f"Service {service['metadata']['name']}: spec.ports[{i}].nodePort is required "
+                                 "(pallet picks none)")
+            target = port.get("targetPort", port.get("port"))
+            ports.append(f"{port['nodePort']}:{target}/{port.get('protocol', 'TCP').lower()}")
+    return ports
 
 
 def generate(pod_name: str, labels: dict, members: list, published: dict) -> dict:

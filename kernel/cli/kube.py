@@ -172,11 +172,12 @@ def _container_args(pod_name: str, container: dict, where: str, spec: dict, volu
     return args
 
 
-def play_pod(engine, pod_name: str, labels: dict, spec: dict, maps: dict, secrets: dict) -> str:
+def play_pod(engine, pod_name: str, labels: dict, spec: dict, maps: dict, secrets: dict,
+             published: list[str] = ()) -> str:
     from pallet.kernel import lifecycle
     from pallet.kernel.cli import pod as pods_cli
 
-    ports = []
+    ports = list(published)
     for c, container in enumerate(spec.get("containers") or []):
         for port in container.get("ports") or []:
             if port.get("hostPort"):
@@ -229,9 +230,11 @@ def play(engine, file):
             except NotFound:
                 store.create(doc["metadata"]["name"])
             click.echo(f"Volume: {doc['metadata']['name']}")
+    services = [d for d in docs if d["kind"] == "Service"]
     for doc in docs:
         for pod_name, labels, spec in schema.pods_of(doc):
-            click.echo(f"Pod: {play_pod(engine, pod_name, labels, spec, maps, secrets)}")
+            published = schema.service_ports(services, labels)
+            click.echo(f"Pod: {play_pod(engine, pod_name, labels, spec, maps, secrets, published)}")
 
 
 @kube.command("down")

@@ -273,3 +273,33 @@ def logs(engine, timestamps, tail, pod_ref):
         for stream, stamp, text in entries:
             line = f"{member.name} {stamp + ' ' if timestamps else ''}{text}"
             click.echo(line, nl=not line.endswith("\n"), err=stream == "stderr")
+
+
+def _freeze(engine, refs, pause: bool) -> None:
+    """Pause (freeze the cgroups of) or unpause every running container of the pods."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.containers import ContainerStore
+
+    def act(member):
+        if member.status == ("running" if pause else "paused"):
+            runtime = lifecycle.runtime_for(engine, member)
+            (runtime.pause if pause else runtime.resume)(member.id)
+            ContainerStore(engine).update(member.id, status="paused" if pause else "running")
+
+    _each_member(engine, refs, act, infra_first=not pause)
+
+
+@pod.command("pause")
+@click.argument("pods", nargs=-1, required=True)
+@click.pass_obj
+def pause(engine, pods):
+    """Pause every running container of a pod."""
+    _freeze(engine, pods, True)
+
+
+@pod.command("unpause")
+@click.argument("pods", nargs=-1, required=True)
+@click.pass_obj
+def unpause(engine, pods):
+    """Unpause the paused containers of a pod."""
+    _freeze(engine, pods, False)

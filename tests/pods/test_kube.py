@@ -130,3 +130,49 @@ def test_a_wrong_type_is_an_error_naming_its_path_and_nothing_is_made(cli, tmp_p
     assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
     refused = cli("kube", "play", "-", input="kind: Pod\nmetadata: {name: x}\nspec:\n  hostPID: true\n  containers: []\n")
     assert refused.returncode == 2 and refused.error_lines == ["Error: spec.hostPID: not supported by pallet"]
+
+
+def test_a_nodeport_service_publishes_a_daemonsets_port_and_the_pod_pauses(cli, tmp_path):
+    import urllib.request
+
+    from pallet.kernel.network.ports import _random_port
+
+    port = _random_port("tcp", "", set())
+    doc = f"""
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: edge}}
+spec:
+  selector: {{matchLabels: {{app: edge}}}}
+  template:
+    metadata: {{labels: {{app: edge}}}}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        command: [sh, -c, "mkdir /www && echo served > /www/index.html && exec busybox httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: edge}}
+spec:
+  type: NodePort
+  selector: {{app: edge}}
+  ports: [{{port: 80, targetPort: 8080, nodePort: {port}}}]
+"""
+    cli("kube", "play", "-", input=doc, check=True)
+    body = ""
+    for _ in range(40):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                body = response.read().decode()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert body == "served\n"
+    cli("pod", "pause", "edge-pod", check=True)
+    assert json.loads(cli("pod", "inspect", "edge-pod", check=True).stdout)[0]["Status"] == "Paused"
+    cli("pod", "unpause", "edge-pod", check=True)
+    assert json.loads(cli("pod", "inspect", "edge-pod", check=True).stdout)[0]["Status"] == "Running"
+    cli("kube", "down", "-", input=doc, check=True)
+    assert cli("ps", "-aq").stdout.strip() == ""
