@@ -153,13 +153,22 @@ def _container_args(pod_name: str, container: dict, where: str, spec: dict, volu
     if "cpu" in limits:
         cpu = str(limits["cpu"])
         args += ["--cpus", str(int(cpu[:-1]) / 1000) if cpu.endswith("m") else cpu]
-    probe = container.get("livenessProbe") or container.get("readinessProbe")
-    if probe and not init:
+    # One health check per container: the liveness probe (unhealthy restarts the container, as the
+    # kubelet does) or else the readiness probe (reported only: nothing routes by readiness here).
+    for key, action in (("livenessProbe", "restart"), ("readinessProbe", "none")):
+        probe = container.get(key)
+        if not probe or init:
+            continue
         if "exec" not in probe:
-            raise UsageError(f"{where}.livenessProbe: only exec probes are supported by pallet")
+            raise UsageError(f"{where}.{key}: only exec probes are supported by pallet")
         args += ["--health-cmd", schema.health_command(probe),
                  "--health-interval", f"{probe.get('periodSeconds', 10)}s",
-                 "--health-retries", str(probe.get("failureThreshold", 3))]
+                 "--health-timeout", f"{probe.get('timeoutSeconds', 1)}s",
+                 "--health-retries", str(probe.get("failureThreshold", 3)),
+                 "--health-on-failure", action]
+        if probe.get("initialDelaySeconds"):
+            args += ["--health-start-period", f"{probe['initialDelaySeconds']}s"]
+        break
     if not init and spec.get("restartPolicy"):
         if spec["restartPolicy"] not in RESTART:
             raise UsageError(f"spec.restartPolicy: {spec['restartPolicy']!r} is not Always, OnFailure or Never")

@@ -176,3 +176,30 @@ spec:
     assert json.loads(cli("pod", "inspect", "edge-pod", check=True).stdout)[0]["Status"] == "Running"
     cli("kube", "down", "-", input=doc, check=True)
     assert cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_a_failing_liveness_probe_restarts_the_container(cli):
+    doc = """
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "echo run; touch /tmp/ok; sleep 2; rm /tmp/ok; exec sleep 300"]
+    livenessProbe:
+      exec: {command: [test, -f, /tmp/ok]}
+      periodSeconds: 1
+      failureThreshold: 1
+"""
+    cli("kube", "play", "-", input=doc, check=True)
+    restarts = 0
+    for _ in range(300):
+        restarts = json.loads(cli("inspect", "live-app", check=True).stdout)[0]["RestartCount"]
+        if restarts >= 1:
+            break
+        time.sleep(0.1)
+    assert restarts >= 1, "the probe failed once the file was gone, so the container was restarted"
+    assert logs_of(cli, "live", "run\nlive-app run").count("run") >= 2
+    cli("kube", "down", "-", input=doc, check=True)
