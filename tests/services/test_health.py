@@ -134,3 +134,18 @@ def test_bad_health_flags_are_one_line_and_125(bb, flags, message):
         assert message in result.stderr, result.stderr
         assert len([line for line in result.error_lines if not line.startswith("See ")]) == 1, result.stderr
     assert bb("ps", "-aq", check=True).stdout == ""
+
+
+def test_ps_filters_by_health(bb):
+    bb("run", "-d", "--name", "hf-good", "--health-cmd", "true", *HOUR, "busybox", "sleep", "1000", check=True)
+    bb("run", "-d", "--name", "hf-wait", "--health-cmd", "true", *HOUR, "busybox", "sleep", "1000", check=True)
+    bb("run", "-d", "--name", "hf-none", "busybox", "sleep", "1000", check=True)
+    bb("healthcheck", "run", "hf-good", check=True)
+
+    def names(value):
+        return bb("ps", "--filter", f"health={value}", "--format", "{{.Names}}", check=True).stdout.split()
+
+    assert (names("healthy"), names("starting"), names("none"), names("unhealthy")) == \
+        (["hf-good"], ["hf-wait"], ["hf-none"], [])
+    bad = bb("ps", "--filter", "health=great")
+    assert bad.returncode != 0 and bad.error_lines == ["Error: Unrecognised filter value for health: great"]

@@ -55,6 +55,8 @@ def test_always_backs_off_doubling_and_a_user_stop_ends_it(bb):
     saved = json.loads((bb.root / "containers" / cid / "container.json").read_text())
     k = saved["restart_count"]
     assert saved["restart_delay"] in (pytest.approx(0.1 * 2 ** (k - 1)), pytest.approx(0.1 * 2 ** k))
+    assert eventually(lambda: bb("ps", "-a", "--filter", "status=restarting", "--format", "{{.Names}} {{.Status}}",
+                                 check=True).stdout.startswith("svc-bo Restarting (1)"))
     bb("stop", "svc-bo", check=True)
     stopped = state(bb, "svc-bo")["RestartCount"]
     time.sleep(1.5)
