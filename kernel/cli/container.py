@@ -32,6 +32,10 @@ def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel.cli.container_flags import write_cidfile
 
     request = build_request(image, command, opts, detach)
+    if opts["secret"]:
+        from pallet.kernel.secrets import resolve_references
+
+        request.host_config["Secrets"] = resolve_references(engine, opts["secret"])
     if opts["use_api_socket"]:
         from pallet.kernel.cli.container_flags import add_api_socket
 
@@ -221,6 +225,9 @@ def restart(engine, timeout, sig, containers):
         record = lifecycle.stop(engine, record, timeout, number)
         record = _store(engine).update(record.id, restart_count=record.restart_count + 1)
         monitor.spawn(engine, record, lifecycle.prepare(engine, record))
+        events.container(engine, record, "restart")
+
+    from pallet.kernel import events
 
     _each(_engine(engine), containers, again)
 

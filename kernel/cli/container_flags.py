@@ -128,6 +128,8 @@ def create_options(func):
         click.option("--mount", "mounts", multiple=True, metavar="SPEC",
               help="Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly,…])."),
         _many("--tmpfs", metavar="PATH[:OPTS]", help="Mount a tmpfs directory."),
+        _many("--secret", metavar="NAME[,target=FILE,uid=,gid=,mode=]",
+              help="Give the container a secret (`pallet secret create`), read-only at /run/secrets/FILE."),
         _many("--volumes-from", metavar="CONTAINER[:ro|rw]", help="Mount volumes from the specified container(s)."),
         _opt("--volume-driver", default="", help="Optional volume driver for the container."),
         _many("-l", "--label", metavar="KEY=VALUE", help="Set metadata on a container."),
