@@ -39,6 +39,10 @@ class StorageDriver(Driver):
     # (``[security] userns_remap``), whose layers are kept ID-shifted.
     id_shift = None
     id_unshift = None
+    # True when ``apply_diff`` of a layer reads nothing of its parent (overlay2 fills each layer's own
+    # diff directory), so a pull may fill the layers of a chain at once, each created (empty) in chain
+    # order first. False (the default) unpacks them one after the other, parent first.
+    parallel_apply = False
 
     # --- required ---------------------------------------------------------------------
     def create(self, layer_id: str, parent: str | None = None) -> None:
