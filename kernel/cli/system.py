@@ -225,3 +225,12 @@ def _add_space_commands() -> None:
 
 
 _add_space_commands()
+
+
+def _add_check_commands() -> None:
+    from pallet.kernel.cli.system_check import check
+
+    system.add_command(check)
+
+
+_add_check_commands()

@@ -46,8 +46,8 @@ class Leases:
         with contextlib.suppress(FileNotFoundError):
             (self.dir / name).unlink()
 
-    def entries(self) -> dict[str, dict]:
-        """Live leases by name; stale ones (their process is gone, or unreadable) are removed."""
+    def entries(self, sweep: bool = True) -> dict[str, dict]:
+        """Live leases by name; stale ones (their process is gone, or unreadable) are removed (``sweep``)."""
         live = {}
         for path in list(self.dir.iterdir()) if self.dir.is_dir() else []:
             if path.name.startswith("."):
@@ -59,7 +59,7 @@ class Leases:
                 entry, pid = None, 0
             if entry is not None and _alive(pid):
                 live[path.name] = entry
-            else:
+            elif sweep:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         return live
