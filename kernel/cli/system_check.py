@@ -37,3 +37,20 @@ def check(ctx, repair, quiet):
         return
     hint = "" if repair else "; 'pallet system check --repair' removes what nothing references"
     raise PalletError(f"{len(findings)} problem(s) found, {humanize.size(total)}{hint}")
+
+
+@click.command("reset")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def reset(ctx, force):
+    """Remove every container, image, volume, network and layer of the root, and what it made outside
+    itself: its bridge and veths, its nftables table, its network registry record, its cgroup parents."""
+    from pallet.kernel import reset as resetting
+
+    engine = ctx.obj
+    if not force and not click.confirm(
+            f"WARNING! This will remove all containers, images, volumes, networks and build cache of "
+            f"{engine.root},\nand its bridges, nftables table and cgroups.\nAre you sure you want to continue?"):
+        return
+    for line in resetting.reset(engine):
+        click.echo(line)
