@@ -64,6 +64,13 @@ class Leases:
                     path.unlink()
         return live
 
+    def stale(self) -> list[str]:
+        """Remove the leases of dead processes; return their names (the container ids being created)."""
+        if not self.dir.is_dir():
+            return []
+        before = {p.name for p in self.dir.iterdir() if not p.name.startswith(".")}
+        return sorted(before - set(self.entries()))
+
     def images(self) -> dict[str, list[str]]:
         """image id -> names of the live leases on it."""
         result: dict[str, list[str]] = {}

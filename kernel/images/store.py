@@ -165,6 +165,12 @@ class ImageStore:
                 return False
 
         journals = [p for p in self.journal_dir.iterdir() if dead(p.name)] if self.journal_dir.is_dir() else []
+        for cid in self.leases.stale():
+            # A create killed while leasing: a read-write layer may exist that no record names.
+            if not (Path(self.engine.root) / "containers" / cid).exists():
+                with contextlib.suppress(Exception):
+                    if self.driver.exists(cid):
+                        self.driver.remove(cid)
         if self.blobs.tmp.is_dir():
             for leftover in self.blobs.tmp.iterdir():
                 if leftover.name.startswith("blob-") and dead(leftover.name, "blob-"):
