@@ -77,23 +77,29 @@ class JsonLog:
         self.size = 0
 
     def write(self, stream, data):
-        lines = (self.partial.pop(stream, b"") + data).split(b"\n")
-        self.partial[stream] = lines.pop()
-        if lines:
-            now = rfc3339_nano()
-            entries = [self._entry(line.decode("utf-8", "replace") + "\n", stream, now) for line in lines]
-            out = b"".join(entries)
-            if not self.max_size or self.size + len(out) <= self.max_size:
-                self._put(out)
-                return
-            batch, size = [], self.size
-            for entry in entries:  # rotate between lines, so that no file passes max-size by more than a line
-                if batch and size + len(entry) > self.max_size:
-                    self._put(b"".join(batch))
-                    batch, size = [], 0
-                batch.append(entry)
-                size += len(entry)
-            self._put(b"".join(batch))
+        data = self.partial.pop(stream, b"") + data
+        cut = data.rfind(b"\n") + 1
+        self.partial[stream] = data[cut:]
+        if not cut:
+            return
+        # One decode and one C-level quote per line: the pump's cost is per line, so keep it small.
+        lines = data[:cut].decode("utf-8", "replace").split("\n")
+        lines.pop()
+        tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, rfc3339_nano())
+        entries = ['{"log":' + quoted[:-1] + tail for quoted in map(_quote, lines)]
+        out = "".join(entries).encode()
+        if not self.max_size or self.size + len(out) <= self.max_size:
+            self._put(out)
+            return
+        batch, size = [], self.size
+        for entry in entries:  # rotate between lines, so that no file passes max-size by more than a line
+            entry = entry.encode()
+            if batch and size + len(entry) > self.max_size:
+                self._put(b"".join(batch))
+                batch, size = [], 0
+            batch.append(entry)
+            size += len(entry)
+        self._put(b"".join(batch))
 
     def close(self):
         now = rfc3339_nano()
