@@ -47,6 +47,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def syncfs(path) -> None:
+    """Write back everything dirty on the filesystem holding ``path`` (``syncfs(2)``): one call makes a
+    whole unpacked layer durable, where an fsync per file would cost one disk flush each."""
+    from pallet.kernel import linux   # the syscall module; imported only by the commands that unpack
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        linux.syncfs(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"syncfs {path}: {os.strerror(exc.errno)}") from None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def locked(path: Path, shared: bool = False):
     """Hold an ``flock`` on ``path`` (created if missing) for the duration of the block."""

@@ -17,7 +17,15 @@ def _store(engine):
     return ContainerStore(engine)
 
 
-def status_text(record, now: float) -> str:
+def status_text(record, now: float, engine=None) -> str:
+    """Docker's STATUS column; with ``engine``, also a pending restart and the health state."""
+    if engine is not None:
+        from pallet.kernel import health, restart
+
+        if restart.status_suffix(engine, record):
+            return f"Restarting ({record.exit_code}) {duration(now - record.finished_at)} ago"
+        if record.status == "running" and health.ps_suffix(engine, record):
+            return f"Up {duration(now - record.started_at)} {health.ps_suffix(engine, record)}"
     if record.status == "running":
         return f"Up {duration(now - record.started_at)}"
     if record.status == "paused":
@@ -38,7 +46,7 @@ def ports_text(record) -> str:
     return ", ".join(items)
 
 
-def ps_row(record, now: float, no_trunc: bool) -> dict:
+def ps_row(record, now: float, no_trunc: bool, engine=None) -> dict:
     command = " ".join((record.config.get("Entrypoint") or []) + (record.config.get("Cmd") or []))
     if not no_trunc and len(command) > 20:
         command = command[:19] + "…"
@@ -48,7 +56,7 @@ def ps_row(record, now: float, no_trunc: bool) -> dict:
         "Command": json.dumps(command, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(record.created)),
         "RunningFor": duration(now - record.created) + " ago",
-        "Status": status_text(record, now),
+        "Status": status_text(record, now, engine),
         "State": record.status,
         "Ports": ports_text(record),
         "Names": record.name,
@@ -58,7 +66,7 @@ def ps_row(record, now: float, no_trunc: bool) -> dict:
     }
 
 
-def matches(record, filters: list[tuple[str, str]]) -> bool:
+def matches(record, filters: list[tuple[str, str]], engine=None) -> bool:
     groups: dict[str, list[str]] = {}
     for key, value in filters:
         groups.setdefault(key, []).append(value)
@@ -71,6 +79,10 @@ def matches(record, filters: list[tuple[str, str]]) -> bool:
             ok = all(label_match(record.labels, v) for v in values)
         elif key == "status":
             ok = record.status in values
+            if not ok and "restarting" in values and engine is not None:
+                from pallet.kernel import restart
+
+                ok = restart.status_suffix(engine, record)
         elif key == "exited":
             ok = record.status == "exited" and str(record.exit_code) in values
         elif key == "ancestor":
@@ -78,6 +90,11 @@ def matches(record, filters: list[tuple[str, str]]) -> bool:
                      for v in values)
         elif key == "network":
             ok = record.network_mode in values
+        elif key == "health" and engine is not None:  # Docker's: starting, healthy, unhealthy, none
+            from pallet.kernel import health
+
+            state = health.inspect_state(engine, record)
+            ok = (state or {}).get("Status", "none") in values
         else:
             raise UsageError(f"invalid filter '{key}'")
         if not ok:
@@ -108,7 +125,7 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
 @click.command("ls")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor).")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor, network, health).")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
@@ -123,16 +140,18 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, size, fmt):
     for key, value in wanted:
         if key == "status" and value not in PS_STATUSES:
             raise UsageError(f"invalid filter 'status={value}'")
+        if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
+            raise UsageError(f"Unrecognised filter value for health: {value}")
     now = time.time()
     records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
     if latest:
         last = 1
     if not show_all and last < 0 and not any(k in ("status", "exited") for k, _ in wanted):
         records = [r for r in records if r.running]
-    records = [r for r in records if matches(r, wanted)]
+    records = [r for r in records if matches(r, wanted, engine)]
     if last >= 0:
         records = records[:last]
-    rows = [ps_row(r, now, no_trunc) for r in records]
+    rows = [ps_row(r, now, no_trunc, engine) for r in records]
     columns = PS_COLUMNS
     if size:
         from pallet.kernel.humanize import size as human
@@ -239,19 +258,24 @@ def inspect_record(engine, record) -> dict:
             return "0001-01-01T00:00:00Z"
         return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+    from pallet.kernel import health, restart
+
     store = _store(engine)
     config = record.config
+    restarting = restart.status_suffix(engine, record)
+    state_health = health.inspect_state(engine, record)
     return {
         "Id": record.id,
         "Created": iso(record.created),
         "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
         "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
         "State": {
-            "Status": record.status, "Running": record.status in ("running", "paused"),
-            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
+            "Status": "restarting" if restarting else record.status, "Running": record.status in ("running", "paused"),
+            "Paused": record.status == "paused", "Restarting": restarting, "OOMKilled": record.oom_killed,
             "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
             "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
             "FinishedAt": iso(record.finished_at),
+            **({"Health": state_health} if state_health else {}),
         },
         "Image": record.image_id,
         "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),
