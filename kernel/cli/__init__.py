@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("pallet.kernel.cli.image", "image", "Manage images"),
     "network": ("pallet.kernel.cli.network", "network", "Manage networks"),
     "volume": ("pallet.kernel.cli.volume", "volume", "Manage volumes"),
+    "pod": ("pallet.kernel.cli.pod", "pod", "Manage pods (containers sharing namespaces)"),
+    "kube": ("pallet.kernel.cli.kube", "kube", "Play, take down and generate Kubernetes YAML"),
     "secret": ("pallet.kernel.cli.secret", "secret", "Manage secrets"),
     "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
     "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
@@ -123,7 +125,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "image", "network", "secret", "volume", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "image", "network", "secret", "volume", "pod", "kube", "plugins", "storage", "security", "system"}
 
 
 @click.group(
