@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +29,13 @@ from pallet.kernel.images import layers as layerlib
 from pallet.kernel.images import manifest as mf
 from pallet.kernel.images import reference as refs
 from pallet.kernel.images.blobs import BlobStore, DigestMismatch
+from pallet.kernel.images.leases import Leases
 from pallet.kernel.images.records import ImageRecord, LayerRecord, read_image, read_layer, write_image, write_layer
 
+
+# Lock depth per (thread, lock path): two ImageStore objects of one root in one thread share the
+# lock instead of deadlocking on their two flocks (rmi checks containers, which may open a store).
+_held = threading.local()
 
 # Layers unpacked at once on a driver with ``parallel_apply``: each is a download follower, an inflate
 # thread and an extraction, so a few already keep two cores and the disk busy.
@@ -91,7 +97,7 @@ class ImageStore:
         self.tags_path = self.root / "tags.json"
         self.lock_path = self.root / "lock"
         self.pins_dir = self.root / "pins"
-        self._lock_depth = 0
+        self.leases = Leases(self.root)
 
     @property
     def driver(self):
@@ -100,20 +106,22 @@ class ImageStore:
     # --- locking and transactions -------------------------------------------------------
     @contextlib.contextmanager
     def locked(self):
-        """Exclusive store lock; re-entrant within this object."""
-        if self._lock_depth:
-            self._lock_depth += 1
+        """Exclusive store lock; re-entrant within a thread (whichever ImageStore object of the root takes it)."""
+        depths = _held.__dict__.setdefault("depths", {})
+        key = str(self.lock_path)
+        if depths.get(key):
+            depths[key] += 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
+                depths[key] -= 1
             return
         with locked(self.lock_path):
-            self._lock_depth = 1
+            depths[key] = 1
             try:
                 yield
             finally:
-                self._lock_depth = 0
+                depths[key] = 0
 
     @contextlib.contextmanager
     def transaction(self):
@@ -464,10 +472,14 @@ class ImageStore:
         """Delete an image record, its tags, and the layers and blobs no other image needs; return deleted ids."""
         with self.locked():
             record = self.load(image_id)
+            leased = self.leases.images().get(record.id)
+            if leased:
+                raise Conflict(f"conflict: unable to delete {record.short_id} - image is being used by container "
+                               f"{leased[0][:12]} being created")
             tags = {k: v for k, v in self.tags().items() if v != record.id}
             self._write_tags(tags)
             self.image_path(record.id).unlink()
-            live_layers = {c for other in self.all() for c in other.layers}
+            live_layers = {c for other in self.all() for c in other.layers} | self.leases.layers()
             deleted = [record.id]
             for chain_id in reversed(record.layers):
                 if chain_id in live_layers:
@@ -502,7 +514,7 @@ class ImageStore:
         """
         removed = []
         with self.locked():
-            live = {c for record in self.all() for c in record.layers}
+            live = {c for record in self.all() for c in record.layers} | self.leases.layers()
             for path in list(self.layers_dir.iterdir()) if self.layers_dir.is_dir() else []:
                 chain_id = "sha256:" + path.name
                 if chain_id not in live:
