@@ -185,7 +185,11 @@ def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
 @click.pass_context
 def tag(ctx, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    _store(ctx).tag(source, target)
+    from pallet.kernel import events
+
+    store = _store(ctx)
+    store.tag(source, target)
+    events.emit(ctx.obj, "image", "tag", store.resolve(target).id, {"name": target})
 
 
 @image.command("rm")
@@ -195,43 +199,58 @@ def tag(ctx, source, target):
 @click.pass_context
 def rm(ctx, images, force, no_prune):
     """Remove one or more images."""
-    from pallet.kernel.images import reference as refs
-
     store = _store(ctx)
     errors = []
     for name in images:
         try:
-            record = store.resolve(name)
-            used_by = _containers_using(ctx.obj).get(record.id, [])
-            by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
-            if by_tag and len(record.repo_tags) > 1 and not force:
-                store.untag(name)
-                click.echo(f"Untagged: {refs.parse(name).familiar()}")
-                continue
-            if not by_tag and len(record.repo_tags) > 1 and not force:
-                raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
-                               "multiple repositories")
-            running = _running_users(ctx.obj, used_by) if force else []
-            if running:
-                raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
-                               f"running container {running[0][:12]}")
-            if used_by and not force:
-                raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
-                               f"{used_by[0][:12]} is using its referenced image {record.short_id}")
-            for tagged in record.repo_tags:
-                store.untag(tagged)
-                click.echo(f"Untagged: {tagged}")
-            if used_by:
-                continue  # forced: the image stays (untagged) for the containers that use it
-            for deleted in store.remove(record.id):
-                click.echo(f"Deleted: {deleted}")
-            ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
+            with store.locked():   # containers are created under it too (their image lease)
+                _remove_one(ctx, store, name, force)
         except PalletError as exc:
             errors.append(str(exc))
     if errors:
         for message in errors[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise PalletError(errors[-1])
+
+
+def _remove_one(ctx, store, name: str, force: bool) -> None:
+    """``rmi`` of one name; the caller holds the store lock, so no container appears meanwhile."""
+    from pallet.kernel import events, faults
+    from pallet.kernel.images import reference as refs
+
+    record = store.resolve(name)
+    used_by = _containers_using(ctx.obj).get(record.id, [])
+    by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
+    if by_tag and len(record.repo_tags) > 1 and not force:
+        store.untag(name)
+        events.emit(ctx.obj, "image", "untag", record.id, {"name": name})
+        click.echo(f"Untagged: {refs.parse(name).familiar()}")
+        return
+    if not by_tag and len(record.repo_tags) > 1 and not force:
+        raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
+                       "multiple repositories")
+    leased = store.leases.images().get(record.id)
+    if leased:
+        raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by container "
+                       f"{leased[0][:12]} being created")
+    running = _running_users(ctx.obj, used_by) if force else []
+    if running:
+        raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
+                       f"running container {running[0][:12]}")
+    if used_by and not force:
+        raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
+                       f"{used_by[0][:12]} is using its referenced image {record.short_id}")
+    faults.point("rmi.checked")
+    for tagged in record.repo_tags:
+        store.untag(tagged)
+        events.emit(ctx.obj, "image", "untag", record.id, {"name": tagged})
+        click.echo(f"Untagged: {tagged}")
+    if used_by:
+        return  # forced: the image stays (untagged) for the containers that use it
+    for deleted in store.remove(record.id):
+        click.echo(f"Deleted: {deleted}")
+    ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
+    events.emit(ctx.obj, "image", "delete", record.id, {"name": name})
 
 
 @image.command("prune")
@@ -247,7 +266,14 @@ def prune(ctx, all_, force):
         if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
             return
     store = _store(ctx)
-    used = _containers_using(ctx.obj)
+    with store.locked():   # no container is created meanwhile (they lease their image under it)
+        _prune_locked(ctx, store, all_)
+
+
+def _prune_locked(ctx, store, all_: bool) -> None:
+    from pallet.kernel import humanize
+
+    used = {**_containers_using(ctx.obj), **store.leases.images()}
     reclaimed, deleted = 0, []
     for record in store.all():
         if record.id in used or (record.repo_tags and not all_):
@@ -349,6 +375,9 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             progress.close()
         admission.stored(engine, store, image_id)
         engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+        from pallet.kernel import events
+
+        events.emit(engine, "image", "pull", where, {"name": where, "id": image_id})
         # Docker ends with the full reference; other transports have none, so print the id.
         click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
 
@@ -383,6 +412,9 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
+    from pallet.kernel import events
+
+    events.emit(engine, "image", "push", destination or name, {"name": destination or name, "id": record.id})
     if kind == "docker":   # SBOMs kept as referrers travel with the image
         from pallet.kernel.trust import referrers
         referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
