@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("pallet.kernel.cli.image", "history", "Show the history of an image"),
     "login": ("pallet.kernel.cli.image", "login", "Log in to a registry"),
     "logout": ("pallet.kernel.cli.image", "logout", "Log out from a registry"),
+    "engine": ("pallet.kernel.cli.resident", "engine", "Start, stop and show the resident engine (fast start-up)"),
     "completion": ("pallet.kernel.cli.completion", "completion", "Print a shell completion script (bash, zsh, fish)"),
 }
 COMPLETE_VAR = "_PALLET_COMPLETE"
@@ -125,7 +126,8 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "image", "network", "secret", "volume", "pod", "kube", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "engine", "image", "network", "secret", "volume", "pod", "kube", "plugins",
+               "storage", "security", "system"}
 
 
 @click.group(
