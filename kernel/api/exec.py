@@ -1,0 +1,3 @@
+"""exec routes (not yet implemented)."""
+
+ROUTES = []

@@ -1,0 +1,3 @@
+"""images routes (not yet implemented)."""
+
+ROUTES = []

@@ -1,0 +1,3 @@
+"""networks routes (not yet implemented)."""
+
+ROUTES = []
