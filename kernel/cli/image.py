@@ -195,43 +195,49 @@ def tag(ctx, source, target):
 @click.pass_context
 def rm(ctx, images, force, no_prune):
     """Remove one or more images."""
-    from pallet.kernel.images import reference as refs
-
     store = _store(ctx)
     errors = []
     for name in images:
         try:
-            record = store.resolve(name)
-            used_by = _containers_using(ctx.obj).get(record.id, [])
-            by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
-            if by_tag and len(record.repo_tags) > 1 and not force:
-                store.untag(name)
-                click.echo(f"Untagged: {refs.parse(name).familiar()}")
-                continue
-            if not by_tag and len(record.repo_tags) > 1 and not force:
-                raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
-                               "multiple repositories")
-            running = _running_users(ctx.obj, used_by) if force else []
-            if running:
-                raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
-                               f"running container {running[0][:12]}")
-            if used_by and not force:
-                raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
-                               f"{used_by[0][:12]} is using its referenced image {record.short_id}")
-            for tagged in record.repo_tags:
-                store.untag(tagged)
-                click.echo(f"Untagged: {tagged}")
-            if used_by:
-                continue  # forced: the image stays (untagged) for the containers that use it
-            for deleted in store.remove(record.id):
-                click.echo(f"Deleted: {deleted}")
-            ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
+            for kind, what in remove_image(ctx.obj, store, name, force):
+                click.echo(f"{kind}: {what}")
         except PalletError as exc:
             errors.append(str(exc))
     if errors:
         for message in errors[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise PalletError(errors[-1])
+
+
+def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]:
+    """Docker's ``rmi NAME``: untag or delete; the ("Untagged"|"Deleted", what) steps, also for the API."""
+    from pallet.kernel.images import reference as refs
+
+    steps = []
+    record = store.resolve(name)
+    used_by = _containers_using(engine).get(record.id, [])
+    by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
+    if by_tag and len(record.repo_tags) > 1 and not force:
+        store.untag(name)
+        return [("Untagged", refs.parse(name).familiar())]
+    if not by_tag and len(record.repo_tags) > 1 and not force:
+        raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
+                       "multiple repositories")
+    running = _running_users(engine, used_by) if force else []
+    if running:
+        raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
+                       f"running container {running[0][:12]}")
+    if used_by and not force:
+        raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
+                       f"{used_by[0][:12]} is using its referenced image {record.short_id}")
+    for tagged in record.repo_tags:
+        store.untag(tagged)
+        steps.append(("Untagged", tagged))
+    if used_by:
+        return steps  # forced: the image stays (untagged) for the containers that use it
+    steps += [("Deleted", deleted) for deleted in store.remove(record.id)]
+    engine.plugins.broadcast("pallet_image_removed", image_id=record.id)
+    return steps
 
 
 @image.command("prune")
@@ -324,12 +330,20 @@ def import_(ctx, source, repository, changes, message):
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
+    from pallet.kernel.images.progress import reporter
+
+    for pulled in pull_image(ctx.obj, name, lambda: reporter(quiet), platform, tls_verify, all_tags):
+        click.echo(pulled)
+
+
+def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False):
+    """Pull ``name`` (every tag with ``all_tags``) under the trust policy; yield what each pull stored
+    (Docker's full reference, or the id for other transports). The CLI and the API both pull here."""
+    from pallet.kernel.images import ImageStore
     from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
-    from pallet.kernel.images.progress import reporter
     from pallet.kernel.trust.enforce import admit
 
-    engine = ctx.obj
     kind, location = transfer.split(engine, name)
     driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
     locations = [location]
@@ -338,11 +352,11 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             raise UsageError("--all-tags works with registries only")
         base = refs.parse(location, default_tag=False)
         locations = [str(base.with_tag(t)) for t in driver.list_tags(location)]
-    store = _store(ctx)
+    store = ImageStore(engine)
     engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
     for where in locations:
         admission = admit(engine, kind, where, driver)   # the trust policy, before anything is stored
-        progress = reporter(quiet)
+        progress = make_progress()
         try:
             image_id = driver.pull(admission.location, store, progress)
         finally:
@@ -350,7 +364,7 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
         admission.stored(engine, store, image_id)
         engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
         # Docker ends with the full reference; other transports have none, so print the id.
-        click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
+        yield str(refs.parse(where)) if kind == "docker" else image_id
 
 
 @image.command("push")
