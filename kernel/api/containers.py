@@ -310,17 +310,17 @@ async def wait(request: web.Request):
 # --- logs -------------------------------------------------------------------------------
 
 def _log_entries(engine, record, tail: int | None, since: float | None, until: float | None):
+    """The log's entries inside the window (the last ``tail``), and the offset up to which it was read."""
     from pallet.kernel.policyopts import log_time
-    from pallet.kernel.stdio import read_log
 
     if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
         raise ApiError(501, "configured logging driver does not support reading")
-    entries = list(read_log(_store(engine).log_path(record.id)))
+    offset, entries = _read_new(_store(engine).log_path(record.id), 0)
     entries = [e for e in entries if (since is None or log_time(e[1]) >= since)
                and (until is None or log_time(e[1]) < until)]
     if tail is not None:
         entries = entries[-tail:] if tail else []
-    return entries
+    return offset, entries
 
 
 def _read_new(path, offset: int):
@@ -353,8 +353,7 @@ async def logs(request: web.Request):
     stamps = query_bool(request, "timestamps")
     tty = bool(record.config.get("Tty"))
     path = _store(engine).log_path(record.id)
-    offset = path.stat().st_size if path.exists() else 0
-    entries = await blocking(_log_entries, engine, record, tail, since, until)
+    offset, entries = await blocking(_log_entries, engine, record, tail, since, until)
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
                                            else "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)
@@ -378,6 +377,7 @@ async def logs(request: web.Request):
             except PalletError:
                 break
             if not current.running:
+                await blocking(_settled, engine, current)  # the log pump has drained the output
                 offset, fresh = await blocking(_read_new, path, offset)
                 await emit(fresh)
                 break
