@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 
 from pallet.kernel.config import Config
 from pallet.kernel.engine import Engine
 from pallet.kernel.images import ImageStore
-from tests.conftest import REPO, Pallet
-from tests.registry.conftest import layer_tar, push_with_skopeo, umoci_image
+from tests.conftest import Pallet
+from tests.registry.conftest import layer_tar, pull_killed_at, push_with_skopeo, umoci_image
 
 LAYERS = 5
 
@@ -83,20 +80,7 @@ def test_parallel_pull_unpacks_every_layer(registry, tmp_path):
 def test_kill_9_during_parallel_pull_then_pull_completes(registry, tmp_path):
     p = _overlay2(tmp_path)
     name = _image(tmp_path, registry, "par/kill:t")
-    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(p.root), "--run-root", str(p.run_root),
-            "pull", name]
-    proc = subprocess.Popen(argv, cwd=REPO, env=p.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    seen = []
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if "Pull complete" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    seen = pull_killed_at(p, name)
     assert any("Pull complete" in line for line in seen), seen
     # Several layers were being filled at once when the kill came.
     assert sum("Extracting" in line for line in seen) >= 2, seen
