@@ -194,7 +194,7 @@ def probe_once(engine, record, check: dict) -> tuple[str, str]:
     if state["Status"] != before:
         from pallet.kernel import events
 
-        events.container(engine, record, f"health_status: {state['Status']}")
+        events.container(engine, record, f"health_status: {state['Status']}")   # Docker's action name
     return before, state["Status"]
 
 

@@ -178,6 +178,18 @@ def pallet_image_removed(image_id):
     """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""
 
 
+@hookspec
+def pallet_authorize_request(request):
+    """Allow or deny one Engine API request of ``pallet serve`` (Docker's AuthZ plugin model).
+
+    Called before every request is handled, for every plugin that implements it. ``request``
+    is a :class:`pallet.kernel.api.app.AuthorizationRequest` with ``method``, ``path`` (without
+    the ``/vX.Y`` prefix), ``query`` (a dict) and ``body`` (the parsed JSON body, or None).
+    Return a reason (a string) to deny it: the client gets a 403 with that reason, the first
+    one given wins. Return None to let it through.
+    """
+
+
 # --- command hooks ------------------------------------------------------------------------
 
 @hookspec
