@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pallet.kernel import faults, procs
+from pallet.kernel import events, faults, procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
 from pallet.kernel.errors import Conflict, NotFound, PalletError
 from pallet.kernel.fsutil import atomic_write_json
@@ -167,7 +167,7 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         "Tty": request.tty,
         "OpenStdin": request.stdin_open,
         "AttachStdin": "stdin" in attach, "AttachStdout": "stdout" in attach, "AttachStderr": "stderr" in attach,
-        "Healthcheck": request.healthcheck or image_config.get("Healthcheck"),
+        "Healthcheck": merge_healthcheck(request.healthcheck, image_config.get("Healthcheck")),
         "Image": request.image,
         "Labels": {**(image_config.get("Labels") or {}), **request.labels},
         "StopSignal": request.host_config.pop("StopSignal", None) or image_config.get("StopSignal") or "SIGTERM",
@@ -213,7 +213,17 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         store.remove(cid)
         raise
     engine.plugins.broadcast("pallet_container_created", container=record)
+    events.container(engine, record, "create")
     return record
+
+
+def merge_healthcheck(given: dict | None, image: dict | None) -> dict | None:
+    """``--health-*`` over the image's HEALTHCHECK: a flag without ``--health-cmd`` tunes the image's test."""
+    if not given:
+        return image
+    if given.get("Test") or not image:
+        return given
+    return {**image, **{k: v for k, v in given.items() if v and k != "Test"}}
 
 
 def create_anonymous_volumes(engine, mounts: list[dict], driver: str = "") -> list[str]:
@@ -313,7 +323,7 @@ def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path
 
 def prepare(engine, record: ContainerRecord) -> Path:
     """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
-    from pallet.kernel import sandbox, spec as specmod
+    from pallet.kernel import sandbox, secrets, spec as specmod
 
     store = ContainerStore(engine)
     run_dir = store.run_dir(record.id)
@@ -321,7 +331,7 @@ def prepare(engine, record: ContainerRecord) -> Path:
     hold_starting(run_dir, record.id)
     try:
         rootfs = mount_rootfs(engine, record)
-        mounts = resolve_mounts(engine, record, rootfs)
+        mounts = resolve_mounts(engine, record, rootfs) + secrets.spec_mounts(run_dir, record)
         netns_path, net, shared_etc = None, {}, {}
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
@@ -462,17 +472,26 @@ def _copy_owners(source: Path, target: Path) -> None:
 
 def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_socket=None) -> int:
     """Run the bundle; the caller must already be the subreaper. Marks the record running."""
+    from pallet.kernel import secrets
+
     runtime = runtime_for(engine, record)
-    pid = runtime.run(record.id, bundle, stdio, console_socket)
+    run_dir = ContainerStore(engine).run_dir(record.id)
+    # Decrypted just for the runtime to bind them; afterwards only the container's mounts hold the values.
+    secrets.materialize(engine, record, run_dir)
+    try:
+        pid = runtime.run(record.id, bundle, stdio, console_socket)
+    finally:
+        secrets.hide(run_dir)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
-        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
+        finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
     run_dir = ContainerStore(engine).run_dir(record.id)
     drop_starting(run_dir, record.id)   # running and supervised: the start is over
     with contextlib.suppress(FileNotFoundError):
         (run_dir / EXIT_FILE).unlink()
     engine.plugins.broadcast("pallet_container_started", container=record)
+    events.container(engine, record, "start")
     return pid
 
 
@@ -500,6 +519,9 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
         print(f"pallet: warning: {exc}", file=sys.stderr)
     changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
                    monitor_pid=0)
+    if oom:
+        events.container(engine, record, "oom")
+    events.container(engine, record, "die", exitCode=exit_code)
     if record.host_config.get("AutoRemove"):
         for key, value in changes.items():  # about to be removed: no point writing it first
             setattr(record, key, value)
@@ -565,6 +587,13 @@ def release(engine, record: ContainerRecord) -> None:
             unmount_shareable_shm(store, record)
         except OSError as exc:
             errors.append(f"/dev/shm: {exc}")
+    if record.host_config.get("Secrets"):
+        from pallet.kernel import secrets
+
+        try:
+            secrets.hide(store.run_dir(record.id))
+        except PalletError as exc:
+            errors.append(str(exc))
     mark = store.run_dir(record.id) / MOUNTED_MARK
     if mark.exists():
         try:
@@ -607,9 +636,11 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:
+    from pallet.kernel import restart
     from pallet.kernel.runopts import parse_signal
 
-    record = refresh(engine, record)
+    restart.note_user_stop(engine, record)  # first: the monitor must not restart what we stop
+    record = refresh(engine, ContainerStore(engine).load(record.id))
     if not record.running:
         return record
     if timeout is None:
@@ -617,6 +648,7 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         timeout = 10 if timeout is None else timeout
     kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
+        events.container(engine, record, "stop")
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
     if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
         kill(engine, record, 9)
@@ -625,6 +657,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         return ContainerStore(engine).load(record.id)
     except PalletError:
         return record
+    finally:
+        events.container(engine, record, "stop")
 
 
 def kill(engine, record: ContainerRecord, sig: int) -> None:
@@ -635,6 +669,7 @@ def kill(engine, record: ContainerRecord, sig: int) -> None:
     except Exception:
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, sig)
+    events.container(engine, record, "kill", signal=sig)
     if record.status == "paused" and sig in (9, 15):
         with contextlib.suppress(Exception):
             runtime_for(engine, record).resume(record.id)
@@ -662,7 +697,11 @@ def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
 
 
 def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+    from pallet.kernel import restart
+
     store = ContainerStore(engine)
+    if force or not refresh(engine, record).running:  # a refused rm must not mark it stopped
+        restart.cancel_pending(engine, record)
     record = refresh(engine, record)
     if record.running:
         if not force:
@@ -684,6 +723,7 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     if store.dir(record.id).exists():
         store.remove(record.id)
         engine.plugins.broadcast("pallet_container_removed", container=record)
+        events.container(engine, record, "destroy")
 
 
 def bundle_config(engine, record: ContainerRecord) -> dict:

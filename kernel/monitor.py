@@ -93,6 +93,9 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             print(f"Error: {exc}", file=sys.stderr)
             return code
         target["pid"] = pid
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
         log = JsonLog(store.log_path(record.id)) if keep_log else None
@@ -114,9 +117,13 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         if console:
             console.close()
     try:
-        lifecycle.finish(engine, store.load(record.id), code)
+        finished = lifecycle.finish(engine, store.load(record.id), code)
     except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
         print(f"Error: {exc}", file=sys.stderr)
+    else:
+        from pallet.kernel import restart
+
+        restart.after_exit(engine, finished, code)  # as Docker's: the CLI returns, the container restarts
     return code
 
 
@@ -208,6 +215,9 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
     faults.point("monitor.started")
     _report(status_w, {"pid": pid})
     try:
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         if listener is None:
             listener = attach_listener(store.run_dir(record.id))  # made after the start: clients retry
         if tty_mode:

@@ -30,4 +30,4 @@ if ((${#missing[@]})); then
 fi
 
 # Debian starts some of these as services where an init system runs; pallet's tests start their own.
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs]'
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs,fast-pull]'

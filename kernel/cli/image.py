@@ -185,7 +185,11 @@ def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
 @click.pass_context
 def tag(ctx, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    _store(ctx).tag(source, target)
+    from pallet.kernel import events
+
+    store = _store(ctx)
+    store.tag(source, target)
+    events.emit(ctx.obj, "image", "tag", store.resolve(target).id, {"name": target})
 
 
 @image.command("rm")
@@ -211,7 +215,7 @@ def rm(ctx, images, force, no_prune):
 
 def _remove_one(ctx, store, name: str, force: bool) -> None:
     """``rmi`` of one name; the caller holds the store lock, so no container appears meanwhile."""
-    from pallet.kernel import faults
+    from pallet.kernel import events, faults
     from pallet.kernel.images import reference as refs
 
     record = store.resolve(name)
@@ -219,6 +223,7 @@ def _remove_one(ctx, store, name: str, force: bool) -> None:
     by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
     if by_tag and len(record.repo_tags) > 1 and not force:
         store.untag(name)
+        events.emit(ctx.obj, "image", "untag", record.id, {"name": name})
         click.echo(f"Untagged: {refs.parse(name).familiar()}")
         return
     if not by_tag and len(record.repo_tags) > 1 and not force:
@@ -238,12 +243,14 @@ def _remove_one(ctx, store, name: str, force: bool) -> None:
     faults.point("rmi.checked")
     for tagged in record.repo_tags:
         store.untag(tagged)
+        events.emit(ctx.obj, "image", "untag", record.id, {"name": tagged})
         click.echo(f"Untagged: {tagged}")
     if used_by:
         return  # forced: the image stays (untagged) for the containers that use it
     for deleted in store.remove(record.id):
         click.echo(f"Deleted: {deleted}")
     ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
+    events.emit(ctx.obj, "image", "delete", record.id, {"name": name})
 
 
 @image.command("prune")
@@ -368,6 +375,9 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             progress.close()
         admission.stored(engine, store, image_id)
         engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+        from pallet.kernel import events
+
+        events.emit(engine, "image", "pull", where, {"name": where, "id": image_id})
         # Docker ends with the full reference; other transports have none, so print the id.
         click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
 
@@ -402,6 +412,9 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
+    from pallet.kernel import events
+
+    events.emit(engine, "image", "push", destination or name, {"name": destination or name, "id": record.id})
     if kind == "docker":   # SBOMs kept as referrers travel with the image
         from pallet.kernel.trust import referrers
         referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
