@@ -124,6 +124,17 @@ def pallet_register_runtimes(register):
     """
 
 
+@hookspec
+def pallet_register_log_drivers(register):
+    """Register log drivers: where a container's stdout and stderr lines go.
+
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.LogDriver`, selected
+    by ``--log-driver NAME`` (default ``json-file``, or ``[logging] driver`` in pallet.toml) and
+    configured with ``--log-opt``. The container's monitor opens it at each start and calls
+    ``log`` per line; ``pallet logs`` reads a bounded local copy. Return nothing.
+    """
+
+
 # --- broadcast hooks ----------------------------------------------------------------------
 
 @hookspec
@@ -165,6 +176,18 @@ def pallet_image_pulled(reference, image_id):
 @hookspec
 def pallet_image_removed(image_id):
     """Observe: the image ``image_id`` and its unreferenced layers were removed. Return nothing."""
+
+
+@hookspec
+def pallet_authorize_request(request):
+    """Allow or deny one Engine API request of ``pallet serve`` (Docker's AuthZ plugin model).
+
+    Called before every request is handled, for every plugin that implements it. ``request``
+    is a :class:`pallet.kernel.api.app.AuthorizationRequest` with ``method``, ``path`` (without
+    the ``/vX.Y`` prefix), ``query`` (a dict) and ``body`` (the parsed JSON body, or None).
+    Return a reason (a string) to deny it: the client gets a 403 with that reason, the first
+    one given wins. Return None to let it through.
+    """
 
 
 # --- command hooks ------------------------------------------------------------------------

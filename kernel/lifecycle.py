@@ -183,6 +183,9 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         config["ExposedPorts"].setdefault(spec_port, {})
     host_config = {**request.host_config, **host_extra, "NetworkMode": network, "PortBindings": ports,
                    "PublishAllPorts": request.publish_all}
+    from pallet.kernel import logdrivers
+
+    host_config["LogConfig"] = logdrivers.resolve(engine, host_config.get("LogConfig"))
     record = ContainerRecord(
         id=cid, name=request.name, image_id=image_id, image_ref=request.image, created=time.time(),
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,

@@ -14,10 +14,12 @@ packages=(
   openssl zstd                                     # token-auth test certificates, zstd layers
   btrfs-progs libbtrfsutil-dev zfs-fuse thin-provisioning-tools lvm2 e2fsprogs xfsprogs
   nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store
+  containernetworking-plugins                      # the CNI reference plugins the cni driver runs
   libseccomp-dev libseccomp2 uidmap                # security
   procps psmisc util-linux hyperfine               # process tools, benchmarks
   tini                                             # run --init (its static build is bound into the container)
   buildah                                          # the peer `pallet build` is compared with
+  docker-compose                                   # compose 1.29 (python3-docker) against pallet serve
 )
 missing=()
 for pkg in "${packages[@]}"; do
@@ -28,6 +30,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The Engine API socket of `pallet serve` is root:pallet 0660: the group's members are its users.
+getent group pallet >/dev/null || groupadd --system pallet
 
 # Debian starts some of these as services where an init system runs; pallet's tests start their own.
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs,fast-pull]'

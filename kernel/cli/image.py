@@ -204,7 +204,9 @@ def rm(ctx, images, force, no_prune):
     for name in images:
         try:
             with store.locked():   # containers are created under it too (their image lease)
-                _remove_one(ctx, store, name, force)
+                steps = remove_image(ctx.obj, store, name, force)
+            for kind, what in steps:
+                click.echo(f"{kind}: {what}")
         except PalletError as exc:
             errors.append(str(exc))
     if errors:
@@ -213,19 +215,20 @@ def rm(ctx, images, force, no_prune):
         raise PalletError(errors[-1])
 
 
-def _remove_one(ctx, store, name: str, force: bool) -> None:
-    """``rmi`` of one name; the caller holds the store lock, so no container appears meanwhile."""
+def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]:
+    """Docker's ``rmi NAME``: untag or delete; the ("Untagged"|"Deleted", what) steps, also for the API.
+    The caller holds the store lock, so no container appears meanwhile (its image lease)."""
     from pallet.kernel import events, faults
     from pallet.kernel.images import reference as refs
 
+    steps = []
     record = store.resolve(name)
-    used_by = _containers_using(ctx.obj).get(record.id, [])
+    used_by = _containers_using(engine).get(record.id, [])
     by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
     if by_tag and len(record.repo_tags) > 1 and not force:
         store.untag(name)
-        events.emit(ctx.obj, "image", "untag", record.id, {"name": name})
-        click.echo(f"Untagged: {refs.parse(name).familiar()}")
-        return
+        events.emit(engine, "image", "untag", record.id, {"name": name})
+        return [("Untagged", refs.parse(name).familiar())]
     if not by_tag and len(record.repo_tags) > 1 and not force:
         raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
                        "multiple repositories")
@@ -233,7 +236,7 @@ def _remove_one(ctx, store, name: str, force: bool) -> None:
     if leased:
         raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by container "
                        f"{leased[0][:12]} being created")
-    running = _running_users(ctx.obj, used_by) if force else []
+    running = _running_users(engine, used_by) if force else []
     if running:
         raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
                        f"running container {running[0][:12]}")
@@ -243,14 +246,14 @@ def _remove_one(ctx, store, name: str, force: bool) -> None:
     faults.point("rmi.checked")
     for tagged in record.repo_tags:
         store.untag(tagged)
-        events.emit(ctx.obj, "image", "untag", record.id, {"name": tagged})
-        click.echo(f"Untagged: {tagged}")
+        events.emit(engine, "image", "untag", record.id, {"name": tagged})
+        steps.append(("Untagged", tagged))
     if used_by:
-        return  # forced: the image stays (untagged) for the containers that use it
-    for deleted in store.remove(record.id):
-        click.echo(f"Deleted: {deleted}")
-    ctx.obj.plugins.broadcast("pallet_image_removed", image_id=record.id)
-    events.emit(ctx.obj, "image", "delete", record.id, {"name": name})
+        return steps  # forced: the image stays (untagged) for the containers that use it
+    steps += [("Deleted", deleted) for deleted in store.remove(record.id)]
+    engine.plugins.broadcast("pallet_image_removed", image_id=record.id)
+    events.emit(engine, "image", "delete", record.id, {"name": name})
+    return steps
 
 
 @image.command("prune")
@@ -350,12 +353,20 @@ def import_(ctx, source, repository, changes, message):
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
+    from pallet.kernel.images.progress import reporter
+
+    for pulled in pull_image(ctx.obj, name, lambda: reporter(quiet), platform, tls_verify, all_tags):
+        click.echo(pulled)
+
+
+def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False):
+    """Pull ``name`` (every tag with ``all_tags``) under the trust policy; yield what each pull stored
+    (Docker's full reference, or the id for other transports). The CLI and the API both pull here."""
+    from pallet.kernel.images import ImageStore
     from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
-    from pallet.kernel.images.progress import reporter
     from pallet.kernel.trust.enforce import admit
 
-    engine = ctx.obj
     kind, location = transfer.split(engine, name)
     driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
     locations = [location]
@@ -364,11 +375,11 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
             raise UsageError("--all-tags works with registries only")
         base = refs.parse(location, default_tag=False)
         locations = [str(base.with_tag(t)) for t in driver.list_tags(location)]
-    store = _store(ctx)
+    store = ImageStore(engine)
     engine.storage  # choose (and refuse a wrong) storage driver before downloading anything
     for where in locations:
         admission = admit(engine, kind, where, driver)   # the trust policy, before anything is stored
-        progress = reporter(quiet)
+        progress = make_progress()
         try:
             image_id = driver.pull(admission.location, store, progress)
         finally:
@@ -379,7 +390,7 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
 
         events.emit(engine, "image", "pull", where, {"name": where, "id": image_id})
         # Docker ends with the full reference; other transports have none, so print the id.
-        click.echo(str(refs.parse(where)) if kind == "docker" else image_id)
+        yield str(refs.parse(where)) if kind == "docker" else image_id
 
 
 @image.command("push")

@@ -9,11 +9,16 @@ from pathlib import Path
 import click
 
 from pallet.kernel import __version__
+from pallet.kernel.cli import LazyGroup
 from pallet.kernel.cli.output import json_option
 from pallet.kernel.errors import PalletError
 
 
-@click.group("system")
+# ``pallet system service``: podman's name for ``pallet serve``, imported only when invoked.
+SERVICE = {"service": ("pallet.kernel.cli.serve", "serve", "Serve the Docker Engine API (pallet serve)")}
+
+
+@click.group("system", cls=LazyGroup, lazy=SERVICE)
 def system():
     """Manage pallet."""
 

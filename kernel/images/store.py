@@ -38,9 +38,12 @@ from pallet.kernel.images.records import ImageRecord, LayerRecord, read_image, r
 # lock instead of deadlocking on their two flocks (rmi checks containers, which may open a store).
 _held = threading.local()
 
+
 # Layers unpacked at once on a driver with ``parallel_apply``: each is a download follower, an inflate
 # thread and an extraction, so a few already keep two cores and the disk busy.
-UNPACK_JOBS = int(os.environ.get("PALLET_UNPACK_JOBS", "3") or 3)
+def unpack_jobs() -> int:
+    """PALLET_UNPACK_JOBS, read per pull (not at import: a resident engine's worker gets its env later)."""
+    return int(os.environ.get("PALLET_UNPACK_JOBS", "3") or 3)
 
 
 def now_rfc3339() -> str:
@@ -433,7 +436,7 @@ class ImageStore:
             self._report(progress, record, "Extracting")
             record.size = self._unpack(txn, record, source, stop=stop, created=True)
 
-        pool = ThreadPoolExecutor(max_workers=min(UNPACK_JOBS, len(todo)), thread_name_prefix="unpack")
+        pool = ThreadPoolExecutor(max_workers=min(unpack_jobs(), len(todo)), thread_name_prefix="unpack")
         futures = [pool.submit(fill, record, index) for record, index in todo]
         try:
             for (record, _index), future in zip(todo, futures):

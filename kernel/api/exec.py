@@ -1,0 +1,168 @@
+"""Exec routes: create, start (hijacked, Docker's frames), inspect, resize.
+
+An exec session runs ``pallet exec`` itself, so that the API and the CLI enter a container the same
+way (the runtime's exec, the container's user, env and capabilities) and the server never becomes
+the subreaper of processes inside containers. Exec records live as long as the server, as Docker's do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+
+from aiohttp import web
+
+from pallet.kernel.api.common import blocking, json_body, json_response
+from pallet.kernel.api.errors import ApiError
+from pallet.kernel.api.streams import STDERR, STDOUT, Hijacked
+from pallet.kernel.errors import Conflict
+
+
+class ExecSession:
+    """One ``POST /containers/{id}/exec``: its process config, and once started its state and exit code."""
+
+    def __init__(self, container_id: str, body: dict):
+        self.id = secrets.token_hex(32)
+        self.container_id = container_id
+        self.cmd = list(body.get("Cmd") or [])
+        self.tty = bool(body.get("Tty"))
+        self.stdin = bool(body.get("AttachStdin"))
+        self.stdout = body.get("AttachStdout", True) is not False
+        self.stderr = body.get("AttachStderr", True) is not False
+        self.env = list(body.get("Env") or [])
+        self.user = body.get("User") or ""
+        self.workdir = body.get("WorkingDir") or ""
+        self.privileged = bool(body.get("Privileged"))
+        self.running = False
+        self.started = False
+        self.exit_code: int | None = None
+        self.pid = 0
+
+    def argv(self, engine) -> list[str]:
+        config = engine.config
+        argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(config.root), "--run-root",
+                str(config.run_root), "--config", str(config.config_path)]
+        if config.storage_driver_flag:
+            argv += ["--storage-driver", config.storage_driver_flag]
+        for key, value in config.storage_opt_flags.items():
+            argv += ["--storage-opt", f"{key}={value}"]
+        argv.append("exec")
+        argv += ["-t"] if self.tty else []
+        argv += ["-i"] if self.stdin else []
+        argv += ["--privileged"] if self.privileged else []
+        for item in self.env:
+            argv += ["-e", item]
+        argv += ["-u", self.user] if self.user else []
+        argv += ["-w", self.workdir] if self.workdir else []
+        return argv + [self.container_id, *self.cmd]
+
+    def inspect(self) -> dict:
+        return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code, "ContainerID": self.container_id,
+                "OpenStdin": self.stdin, "OpenStdout": self.stdout, "OpenStderr": self.stderr,
+                "CanRemove": False, "DetachKeys": "", "Pid": self.pid,
+                "ProcessConfig": {"tty": self.tty, "entrypoint": self.cmd[0] if self.cmd else "",
+                                  "arguments": self.cmd[1:], "privileged": self.privileged, "user": self.user}}
+
+
+def _running_record(engine, name: str):
+    from pallet.kernel.api.containers import _get
+
+    record = _get(engine, name)
+    if not record.running:
+        raise Conflict(f"Container {record.id} is not running")
+    if record.status == "paused":
+        raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
+    return record
+
+
+async def create(request: web.Request):
+    body = await json_body(request)
+    if not isinstance(body, dict) or not body.get("Cmd"):
+        raise ApiError(400, "No exec command specified")
+    record = await blocking(_running_record, request.app["engine"], request.match_info["id"])
+    session = ExecSession(record.id, body)
+    request.app.setdefault("execs", {})[session.id] = session
+    return json_response({"Id": session.id}, status=201)
+
+
+def _session(request: web.Request) -> ExecSession:
+    session = request.app.get("execs", {}).get(request.match_info["id"])
+    if session is None:
+        raise ApiError(404, f"No such exec instance: {request.match_info['id']}")
+    return session
+
+
+async def inspect(request: web.Request):
+    return json_response(_session(request).inspect())
+
+
+async def resize(request: web.Request):
+    _session(request)
+    return web.Response(status=200)
+
+
+async def start(request: web.Request):
+    session = _session(request)
+    body = await json_body(request)
+    if session.started:
+        raise ApiError(409, f"exec {session.id} has already been started")
+    session.started = True
+    engine = request.app["engine"]
+    await blocking(_running_record, engine, session.container_id)
+    detach = bool(body.get("Detach"))
+    process = await asyncio.create_subprocess_exec(
+        *session.argv(engine), stdin=asyncio.subprocess.PIPE if session.stdin and not detach else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE)
+    session.running, session.pid = True, process.pid
+    if detach:
+        asyncio.ensure_future(_reap(session, process))
+        return web.Response(status=200)
+    hijacked = Hijacked(request, session.tty)
+    await hijacked.start()
+    try:
+        await _pump(session, process, hijacked)
+    finally:
+        hijacked.close()
+    return hijacked.response
+
+
+async def _reap(session: ExecSession, process) -> None:
+    session.exit_code = await process.wait()
+    session.running = False
+
+
+async def _pump(session: ExecSession, process, hijacked: Hijacked) -> None:
+    async def copy(reader, stream: int, wanted: bool):
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            if wanted and not hijacked.gone:
+                hijacked.write(stream, data)
+
+    async def feed():
+        while True:
+            data = await hijacked.input.queue.get()
+            if not data:
+                process.stdin.close()
+                return
+            process.stdin.write(data)
+            await process.stdin.drain()
+
+    feeder = asyncio.ensure_future(feed()) if process.stdin is not None else None
+    try:
+        await asyncio.gather(copy(process.stdout, STDOUT, session.stdout), copy(process.stderr, STDERR, session.stderr))
+        await _reap(session, process)  # recorded before the stream ends: the CLI asks for it right after
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+
+
+ROUTES = [
+    ("POST", "/containers/{id}/exec", create),
+    ("POST", "/exec/{id}/start", start),
+    ("POST", "/exec/{id}/resize", resize),
+    ("GET", "/exec/{id}/json", inspect),
+]

@@ -1,0 +1,80 @@
+"""System routes: ``/_ping``, ``/version``, ``/info``, in Docker's shapes."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from aiohttp import web
+
+from pallet.kernel import __version__
+from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response
+
+
+async def ping(request: web.Request):
+    response = web.Response(text="" if request.method == "HEAD" else "OK", content_type="text/plain")
+    response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
+    response.headers["Pragma"] = "no-cache"
+    response.headers["Builder-Version"] = "1"
+    return response
+
+
+def version_data() -> dict:
+    from pallet.kernel import host
+
+    kernel = host.kernel_release()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    component = {"Name": "Engine", "Version": __version__,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                             "Arch": arch, "KernelVersion": kernel, "Experimental": "false",
+                             "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+                             "BuildTime": ""}}
+    return {"Platform": {"Name": "Pallet"}, "Components": [component], "Version": __version__,
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+            "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": arch,
+            "KernelVersion": kernel, "BuildTime": ""}
+
+
+async def version(request: web.Request):
+    return json_response(version_data())
+
+
+def info_data(engine) -> dict:
+    """``pallet info``'s data, with the fields the docker CLI and docker-py read under Docker's names."""
+    from pallet.kernel.cli.system import info_data as pallet_info
+
+    data = pallet_info(engine)
+    storage = data.get("Storage") or {}
+    return {
+        **{k: v for k, v in data.items() if k in (
+            "Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "ServerVersion",
+            "CgroupDriver", "CgroupVersion", "KernelVersion", "OperatingSystem", "OSType", "Architecture",
+            "NCPU", "MemTotal", "Name", "IndexServerAddress", "SecurityOptions", "Warnings")},
+        "ID": "", "Driver": storage.get("Driver") or "",
+        "DriverStatus": [[str(k), str(v)] for k, v in storage.get("Status") or []],
+        "DockerRootDir": data["RootDir"], "OSVersion": "", "LoggingDriver": "json-file",
+        "Plugins": {"Volume": ["local"], "Network": data["Networks"], "Authorization": None,
+                    "Log": ["json-file", "none"]},
+        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
+        "NGoroutines": 0, "SystemTime": __import__("datetime").datetime.now().astimezone().isoformat(),
+        "NEventsListener": 0, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [],
+        "ExperimentalBuild": False, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "DefaultRuntime": "pallet", "Runtimes": {"pallet": {"path": "pallet"}},
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None},
+        "RegistryConfig": {**data["RegistryConfig"], "IndexConfigs": {}, "Mirrors": []},
+        "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+    }
+
+
+async def info(request: web.Request):
+    return json_response(await blocking(info_data, request.app["engine"]))
+
+
+ROUTES = [
+    ("GET", "/_ping", ping),
+    ("HEAD", "/_ping", ping),
+    ("GET", "/version", version),
+    ("GET", "/info", info),
+]

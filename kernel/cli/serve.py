@@ -1,0 +1,30 @@
+"""``pallet serve`` (alias ``pallet system service``): the Docker Engine API on a socket, for the docker CLI,
+docker-py and docker-compose. Daemonless stays the default; this server keeps no state of its own."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.option("-H", "--host", "hosts", multiple=True, metavar="URL",
+              help="unix:///PATH or tcp://ADDR:PORT (repeatable) [default: unix://RUN_ROOT/pallet.sock].")
+@click.option("--tlsverify", is_flag=True, help="Require TLS client certificates signed by --tlscacert (tcp).")
+@click.option("--tlscacert", default="", metavar="FILE", help="CA that signs client certificates.")
+@click.option("--tlscert", default="", metavar="FILE", help="Server certificate.")
+@click.option("--tlskey", default="", metavar="FILE", help="Server key.")
+@click.option("--insecure-tcp", is_flag=True, help="Allow tcp:// without TLS (anyone who connects controls the host).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Exit after this many idle seconds (0: never), for socket activation.")
+@click.pass_obj
+def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout):
+    """Serve the Docker Engine API (1.24 to 1.44) over this pallet's root."""
+    from pathlib import Path
+
+    from pallet.kernel.api.server import ServeOptions, parse_host, serve as run_server
+    from pallet.kernel.cli.container_flags import API_SOCKET
+
+    hosts = list(hosts) or [f"unix://{Path(engine.run_root) / API_SOCKET}"]
+    for host in hosts:
+        parse_host(host)
+    run_server(engine, ServeOptions(hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout))

@@ -1,0 +1,43 @@
+"""Images through the API: pull from a local registry with Docker's progress stream, list, tag, history, rmi."""
+
+from __future__ import annotations
+
+from tests.registry.conftest import registry  # noqa: F401  (a docker-registry on loopback)
+
+
+def test_docker_pull_from_a_local_registry_then_run_it(api, registry):  # noqa: F811
+    pushed = api.pallet("push", "busybox", f"{registry.host}/lib/bb:1")
+    assert pushed.returncode == 0, pushed.stderr
+    result = api.docker("pull", f"{registry.host}/lib/bb:1")
+    assert result.returncode == 0, result.stderr
+    assert f"Status: Downloaded newer image for {registry.host}/lib/bb:1" in result.stdout
+    run = api.docker("run", "--rm", f"{registry.host}/lib/bb:1", "echo", "pulled")
+    assert (run.returncode, run.stdout) == (0, "pulled\n"), run.stderr
+    assert f"{registry.host}/lib/bb:1" in api.pallet("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+
+
+def test_docker_py_pull_streams_json_progress_and_errors(api, registry):  # noqa: F811
+    api.pallet("push", "busybox", f"{registry.host}/lib/bb:2", check=True)
+    client = api.client()
+    events = list(client.api.pull(f"{registry.host}/lib/bb", tag="2", stream=True, decode=True))
+    assert events[-1] == {"status": f"Status: Downloaded newer image for {registry.host}/lib/bb:2"}
+    assert any(e.get("id") and e.get("status") for e in events)
+    failed = list(client.api.pull(f"{registry.host}/lib/none", tag="x", stream=True, decode=True))
+    assert "error" in failed[-1] and failed[-1]["errorDetail"]["message"] == failed[-1]["error"]
+
+
+def test_images_list_tag_inspect_history_and_remove(api):
+    assert api.docker("tag", "busybox", "mine/bb:v1").returncode == 0
+    listed = api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(listed) == ["busybox:latest", "mine/bb:v1"]
+    image_id = api.docker("image", "inspect", "-f", "{{.Id}}", "mine/bb:v1").stdout.strip()
+    assert image_id == api.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    client = api.client()
+    history = client.api.history("mine/bb:v1")
+    assert history[0]["Id"] == image_id and "mine/bb:v1" in history[0]["Tags"]
+    assert [sorted(i.tags) for i in client.images.list(name="mine/bb")] == [["busybox:latest", "mine/bb:v1"]]
+    removed = api.docker("rmi", "mine/bb:v1")
+    assert (removed.returncode, removed.stdout) == (0, "Untagged: mine/bb:v1\n")
+    missing = api.docker("rmi", "nope:x")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "Error response from daemon: No such image: nope:x")
+    assert api.request("GET", "/images/search?term=x")[0] == 501

@@ -1,0 +1,40 @@
+"""Networks and volumes through the API: create, list, inspect, use by name, remove."""
+
+from __future__ import annotations
+
+
+def test_a_user_network_lets_containers_reach_each_other_by_name(api):
+    assert api.docker("network", "create", "apinet").returncode == 0
+    names = api.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "apinet" in names
+    assert api.docker("network", "inspect", "-f", "{{.Name}} {{.Driver}}", "apinet").stdout == "apinet bridge\n"
+    assert api.docker("run", "-d", "--network", "apinet", "--name", "srv", "busybox", "sleep", "100").returncode == 0
+    ping = api.docker("run", "--rm", "--network", "apinet", "busybox", "ping", "-c1", "-W2", "srv")
+    assert ping.returncode == 0 and "1 packets received" in ping.stdout, ping.stdout + ping.stderr
+    assert api.docker("rm", "-f", "srv").returncode == 0
+    assert api.docker("network", "rm", "apinet").returncode == 0
+    again = api.docker("network", "rm", "apinet")
+    assert again.returncode == 1 and "network apinet not found" in again.stderr
+    assert api.request("GET", "/networks/apinet")[0] == 404
+
+
+def test_a_named_volume_keeps_data_between_containers(api):
+    assert api.docker("volume", "create", "data").stdout == "data\n"
+    assert api.docker("run", "--rm", "-v", "data:/d", "busybox", "sh", "-c", "echo kept > /d/f").returncode == 0
+    assert api.docker("run", "--rm", "-v", "data:/d", "busybox", "cat", "/d/f").stdout == "kept\n"
+    client = api.client()
+    assert [v.name for v in client.volumes.list()] == ["data"]
+    assert client.volumes.get("data").attrs["Driver"] == "local"
+    assert api.pallet("volume", "ls", "-q").stdout.split() == ["data"]  # one state with the CLI
+    assert api.docker("volume", "rm", "data").returncode == 0
+    missing = api.docker("volume", "rm", "data")
+    assert missing.returncode == 1 and "No such volume: data" in missing.stderr
+
+
+def test_docker_py_networks_create_list_remove(api):
+    client = api.client()
+    network = client.networks.create("pynet", labels={"role": "test"})
+    assert [n.name for n in client.networks.list(filters={"label": "role=test"})] == ["pynet"]
+    assert client.networks.get("pynet").id == network.id
+    network.remove()
+    assert client.networks.list(names=["pynet"]) == []

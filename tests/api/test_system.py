@@ -1,0 +1,76 @@
+"""``pallet serve``'s HTTP side: versions, Docker's headers and errors, the socket's mode, SIGTERM."""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+
+from tests.api.conftest import start_server, stop_server
+
+
+def test_docker_cli_sees_a_1_44_server(api):
+    result = api.docker("version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}")
+    assert (result.returncode, result.stdout.strip()) == (0, "1.44 1.24 linux"), result.stderr
+    result = api.docker("info", "--format", "{{.OSType}} {{.ServerVersion}} {{.Containers}}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "linux" and result.stdout.split()[2] == "0"
+
+
+def test_every_response_carries_dockers_headers_on_every_version(api):
+    for path in ("/_ping", "/v1.24/_ping", "/v1.44/_ping"):
+        status, headers, body = api.request("GET", path)
+        assert (status, body) == (200, "OK")
+        assert headers["Api-Version"] == "1.44" and headers["Ostype"] == "linux"
+        assert headers["Server"].startswith("Pallet/")
+    status, headers, body = api.request("HEAD", "/_ping")
+    assert status == 200 and headers["Api-Version"] == "1.44"
+    status, _headers, body = api.request("GET", "/version")
+    assert (status, body["ApiVersion"], body["MinAPIVersion"]) == (200, "1.44", "1.24")
+
+
+def test_a_path_version_out_of_range_is_a_400_in_dockers_words(api):
+    status, _h, body = api.request("GET", "/v1.12/version")
+    assert status == 400
+    assert body == {"message": "client version 1.12 is too old. Minimum supported API version is 1.24, "
+                               "please upgrade your client to a newer version"}
+    status, _h, body = api.request("GET", "/v1.99/info")
+    assert (status, body["message"]) == (400, "client version 1.99 is too new. Maximum supported API version is 1.44")
+
+
+def test_errors_are_json_messages_with_dockers_codes(api):
+    assert api.request("GET", "/v1.44/containers/nope/json")[::2] == (404, {"message": "No such container: nope"})
+    status, headers, body = api.request("POST", "/containers/create", b"{not json")
+    assert status == 400 and body["message"].startswith("invalid JSON")
+    assert headers["Content-Type"] == "application/json"
+    assert api.request("POST", "/containers/create", {"Image": 5})[0] == 400
+    assert api.request("POST", "/containers/create", {"Image": "no-such-image"})[::2] == (
+        404, {"message": "No such image: no-such-image"})
+    assert api.request("GET", "/no/such/route")[::2] == (404, {"message": "page not found"})
+    status, _h, body = api.request("GET", "/v1.44/swarm")
+    assert status == 503 and body["message"].startswith("This node is not a swarm manager")
+    assert api.request("GET", "/services")[0] == 503
+
+
+def test_a_huge_body_is_refused_and_the_server_keeps_serving(api):
+    status, _h, body = api.request("POST", "/containers/create", b"[" + b" " * (5 << 20) + b"]")
+    assert status == 413 and "larger than" in body["message"]
+    assert api.request("GET", "/_ping")[0] == 200
+
+
+def test_the_socket_is_0660_and_sigterm_removes_it(bb, tmp_path):
+    server = start_server(bb, tmp_path / "api.sock")
+    try:
+        mode = os.stat(server.socket).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o660
+        assert os.stat(server.socket).st_gid == grp.getgrnam("pallet").gr_gid  # scripts/setup.sh makes the group
+    finally:
+        assert stop_server(server) == 0
+    assert not server.socket.exists()
+
+
+def test_plain_tcp_is_refused_without_tls(bb, tmp_path):
+    result = bb("serve", "-H", "tcp://127.0.0.1:23750")
+    assert result.returncode == 2
+    assert result.error_lines == ["Error: -H tcp://127.0.0.1:23750: TCP needs --tlsverify with --tlscacert/--tlscert/"
+                                  "--tlskey (or --insecure-tcp, which lets anyone who can connect control this host)"]
