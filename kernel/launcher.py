@@ -114,6 +114,9 @@ def connect(path):
         sock.setblocking(True)
     except (ConnectionRefusedError, FileNotFoundError):  # a socket file nobody listens on
         sock.close()
+        if before.st_mode & 0o170000 != 0o140000:  # not a socket: nothing an engine made, left alone
+            say(f"{path} is not an engine socket; running the command directly")
+            return None
         say(f"the engine at {path} is not running (stale socket removed); running the command directly")
         try:
             if os.stat(path).st_ino == before.st_ino:  # a new engine may have just renamed its socket in
@@ -124,6 +127,10 @@ def connect(path):
     except PermissionError:
         sock.close()
         return None  # not ours to use: the direct path says what this user may do
+    except OSError as exc:  # not a socket, or not a SEQPACKET one: nothing an engine made
+        sock.close()
+        say(f"cannot use the engine socket {path} ({exc.strerror}); running the command directly")
+        return None
     return sock
 
 

@@ -303,3 +303,19 @@ def pause(engine, pods):
 def unpause(engine, pods):
     """Unpause the paused containers of a pod."""
     _freeze(engine, pods, False)
+
+
+@pod.command("stats")
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
+@click.argument("pods", nargs=-1, required=True)
+@click.pass_context
+def stats(ctx, no_stream, pods):
+    """Resource usage of the running containers of pods (as ``pallet stats`` shows them)."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cli import container_ops
+
+    store = _stores(ctx.obj)
+    ids = [m.id for ref in pods for m in store.members(store.get(ref)) if lifecycle.refresh(ctx.obj, m).running]
+    if not ids:
+        raise PalletError(f"no running containers in pod {', '.join(pods)}")
+    ctx.invoke(container_ops.stats, show_all=False, no_stream=no_stream, no_trunc=False, fmt=None, names=tuple(ids))

@@ -216,3 +216,20 @@ def test_a_uid_that_may_not_use_the_root_is_refused(open_run_root):
         assert len(proc.stderr.splitlines()) == 1
     assert container_ids(pallet.root) == []
     assert pallet("ps", "-a", "-q", check=True).stdout == ""  # root still may
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone_and_the_command_runs_directly(pallet):
+    pallet.run_root.mkdir(parents=True)
+    (pallet.run_root / "engine.sock").write_text("not a socket\n")
+    result = subprocess.run(_client_argv(pallet, "--version"), capture_output=True, text=True, env=pallet.env, cwd=str(REPO), timeout=60)
+    assert (result.returncode, result.stdout) == (0, "pallet version 0.1.0\n")
+    assert result.stderr == f"pallet: {pallet.run_root / 'engine.sock'} is not an engine socket; running the command directly\n"
+    assert (pallet.run_root / "engine.sock").read_text() == "not a socket\n"
+
+
+def _client_argv(pallet: Pallet, *args: str) -> list[str]:
+    """The thin client's argv without starting an engine (``Pallet.command`` starts one)."""
+    import sys
+
+    return [sys.executable, "-I", "-S", str(LAUNCHER), "--root", str(pallet.root), "--run-root", str(pallet.run_root),
+            *args]

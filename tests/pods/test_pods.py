@@ -75,6 +75,8 @@ def test_a_sidecar_reaches_the_pods_httpd_on_localhost_and_the_pod_publishes_its
     assert "web" in cli("pod", "ls", check=True).stdout
     assert "httpd" in cli("pod", "ps", "web", check=True).stdout
     assert "httpd -f -p 8080" in cli("pod", "top", "web", check=True).stdout
+    stats = cli("pod", "stats", "--no-stream", "web", check=True).stdout
+    assert "httpd" in stats and "web-infra" in stats
 
     cli("pod", "stop", "web", check=True)
     assert json.loads(cli("pod", "inspect", "web", check=True).stdout)[0]["Status"] == "Exited"
