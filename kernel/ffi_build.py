@@ -57,6 +57,8 @@ int closedir(DIR *dirp);
 
 struct landlock_ruleset_attr { uint64_t handled_access_fs; uint64_t handled_access_net; };
 struct landlock_net_port_attr { uint64_t allowed_access; uint64_t port; };
+
+struct mount_attr { uint64_t attr_set; uint64_t attr_clr; uint64_t propagation; uint64_t userns_fd; };
 """
 
 # The kernel declares this one packed (12 bytes); cffi takes packing per cdef call.

@@ -165,6 +165,36 @@ def remount_bind(path: str, flags: int) -> None:
     linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | flags | _kept_flags(path))
 
 
+def _submounts(path: str) -> list[str]:
+    """Mount points strictly below ``path``, parents before children (mountinfo order)."""
+    prefix, found = path.rstrip("/") + "/", []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            mountpoint = line.split(" - ")[0].split()[4].replace("\\040", " ")
+            if mountpoint.startswith(prefix) and mountpoint not in found:
+                found.append(mountpoint)
+    return found
+
+
+def _readonly_below(target: str) -> None:
+    """A read-only rbind must leave its submounts read-only too (``-v /:/host:ro`` and /host/proc).
+
+    ``remount_bind`` changes the top mount only; ``mount_setattr(AT_RECURSIVE)`` changes the whole
+    tree at once, as Docker >= 25 does. Kernels before 5.12 lack it: remount each submount instead.
+    """
+    try:
+        linux.mount_setattr(target, linux.MOUNT_ATTR_RDONLY)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+    for sub in _submounts(target):
+        try:
+            remount_bind(sub, linux.MS_RDONLY)
+        except FileNotFoundError:      # a submount shadowed or gone since mountinfo was read
+            pass
+
+
 def _mount_one(plan: RootfsPlan, m: Mount) -> None:
     target = secure_join(plan.rootfs, m.destination)
     if m.type == "cgroup":
@@ -175,6 +205,8 @@ def _mount_one(plan: RootfsPlan, m: Mount) -> None:
         extra = m.flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         if extra:
             remount_bind(target, extra)
+        if m.flags & linux.MS_REC and m.flags & linux.MS_RDONLY:
+            _readonly_below(target)
     elif m.type == "sysfs":
         try:
             _mount_plain(m, target, "sysfs")
