@@ -331,10 +331,10 @@ def cp(engine, follow_link, archive, quiet, src, dest):
     if dest == "-" and src_name is not None:
         record = _store(engine).get(src_name)
         with mounted_rootfs(engine, record) as rootfs:
-            source = resolve_in_root(rootfs, src_path, follow_last=follow_link)
+            source = _container_view(engine, record, rootfs, src_path, follow_link)
             if not source.exists() and not source.is_symlink():
                 raise PalletError(f"Could not find the file {src_path} in container {src_name}")
-            _tar_to_stdout(source)
+            _tar_to_stdout(source, _inner_name(src_path, source))
         return
     if src == "-" and dest_name is not None:
         record = _store(engine).get(dest_name)
@@ -350,12 +350,12 @@ def cp(engine, follow_link, archive, quiet, src, dest):
     if src_name is not None:
         record = _store(engine).get(src_name)
         with mounted_rootfs(engine, record) as rootfs:
-            source = resolve_in_root(rootfs, src_path, follow_last=follow_link)
+            source = _container_view(engine, record, rootfs, src_path, follow_link)
             if not source.exists() and not source.is_symlink():
                 raise PalletError(f"Could not find the file {src_path} in container {src_name}")
             target = Path(dest_path)
             if target.is_dir():
-                target = target / source.name
+                target = target / _inner_name(src_path, source)
             if source.is_dir() and not source.is_symlink():
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             else:
@@ -369,15 +369,52 @@ def cp(engine, follow_link, archive, quiet, src, dest):
         target = resolve_in_root(rootfs, dest_path)
         if target.is_dir():
             dest_path = dest_path.rstrip("/") + "/" + source.name
+        elif not dest_path.endswith("/"):
+            # As Docker: a symlink at the destination is followed inside the container's root, so
+            # ``cp FILE ctr:/link`` writes the file the link names instead of replacing the link.
+            dest_path = "/" + target.relative_to(rootfs).as_posix()
         shift = engine.storage.id_shift  # a userns-remapped home: "root" is the container's root
         _copy_into(rootfs, source, dest_path, shift(0, 0) if shift else None)
 
 
-def _tar_to_stdout(source: Path) -> None:
+def _bind_mounts(engine, record) -> list[tuple[str, str]]:
+    """(destination, host source) of the bind mounts in the container's last spec, longest first.
+
+    /etc/hostname, /etc/hosts and /etc/resolv.conf, volumes and ``-v`` binds live there, not in
+    the rootfs (which holds empty placeholders under them); no spec yet: none.
+    """
+    try:
+        spec = json.loads((_store(engine).run_dir(record.id) / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    binds = [(os.path.normpath(m["destination"]), m["source"]) for m in spec.get("mounts") or []
+             if isinstance(m, dict) and m.get("type") == "bind" and m.get("source") and m.get("destination")]
+    return sorted(binds, key=lambda bind: len(bind[0]), reverse=True)
+
+
+def _container_view(engine, record, rootfs: Path, path: str, follow_last: bool) -> Path:
+    """Host path of ``path`` as the container sees it: inside a bind mount's source when a bind covers it."""
+    from pallet.kernel.rootpath import resolve_in_root
+
+    resolved = resolve_in_root(rootfs, path, follow_last=follow_last)
+    inner = "/" + resolved.relative_to(rootfs).as_posix()
+    for dest, source in _bind_mounts(engine, record):
+        if inner == dest or inner.startswith(dest.rstrip("/") + "/"):
+            rest = inner[len(dest):]
+            return resolve_in_root(Path(source), rest, follow_last=follow_last) if rest.strip("/") else Path(source)
+    return resolved
+
+
+def _inner_name(path: str, source: Path) -> str:
+    """The name a copy takes: the container path's last component (a bind's source may be named ``_data``)."""
+    return os.path.basename(os.path.normpath("/" + path)) or source.name
+
+
+def _tar_to_stdout(source: Path, name: str) -> None:
     import tarfile
 
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-        archive.add(str(source), arcname=source.name, recursive=True)
+        archive.add(str(source), arcname=name, recursive=True)
     sys.stdout.buffer.flush()
 
 

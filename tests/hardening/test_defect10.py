@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def test_readonly_rbind_makes_submounts_readonly(bb):
     # The host's / carries /proc, /sys and /dev/shm as submounts: each must be read-only under /host.
@@ -16,3 +18,81 @@ def test_readonly_rbind_makes_submounts_readonly(bb):
     assert len(submounts) >= 3, result.stdout
     for line in submounts:
         assert line.split()[5].split(",")[0] == "ro", line
+
+
+def _cp(bb, *args: str, data: bytes = b""):
+    import subprocess
+
+    from tests.conftest import REPO
+
+    return subprocess.run(bb.command() + ["cp", *args], input=data, capture_output=True, env=bb.env, cwd=str(REPO))
+
+
+def test_cp_from_container_reads_the_mounted_etc_files_and_volumes(bb, tmp_path):
+    import io
+    import tarfile
+
+    host_dir = tmp_path / "bound"
+    host_dir.mkdir()
+    (host_dir / "data.txt").write_text("from the bind\n")
+    bb("run", "-d", "--name", "named", "--hostname", "d10-host", "-v", f"{host_dir}:/srv", "busybox",
+       "sleep", "60", check=True)
+    out = tmp_path / "hostname"
+    copied = _cp(bb, "named:/etc/hostname", str(out))
+    assert copied.returncode == 0, copied.stderr
+    assert out.read_text() == "d10-host\n"
+    hosts = tmp_path / "hosts"
+    assert _cp(bb, "named:/etc/hosts", str(hosts)).returncode == 0
+    assert "localhost" in hosts.read_text()
+    into_dir = tmp_path / "dir"
+    into_dir.mkdir()
+    assert _cp(bb, "named:/srv/data.txt", str(into_dir)).returncode == 0
+    assert (into_dir / "data.txt").read_text() == "from the bind\n"
+    streamed = _cp(bb, "named:/etc/hostname", "-")
+    assert streamed.returncode == 0, streamed.stderr
+    with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
+        assert tar.getnames() == ["hostname"]
+        assert tar.extractfile("hostname").read() == b"d10-host\n"
+    bb("stop", "-t", "0", "named", check=True)
+    assert _cp(bb, "named:/etc/hostname", str(tmp_path / "after")).returncode == 0
+    assert (tmp_path / "after").read_text() == "d10-host\n"
+
+
+def test_cp_onto_a_symlink_writes_its_target_inside_the_root(bb, tmp_path):
+    bb("run", "--name", "links", "busybox", "sh", "-c",
+       "echo old > /target && ln -s /target /link && ln -s /etc/pallet-d10-nowhere /out", check=True)
+    source = tmp_path / "new.txt"
+    source.write_text("new\n")
+    done = _cp(bb, str(source), "links:/link")
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back"
+    assert _cp(bb, "links:/target", str(back)).returncode == 0
+    assert back.read_text() == "new\n"
+    link = tmp_path / "link"
+    assert _cp(bb, "links:/link", str(link)).returncode == 0
+    assert link.is_symlink() and os.readlink(link) == "/target"
+    # A dangling absolute link names a path in the container's root, never the host's.
+    assert _cp(bb, str(source), "links:/out").returncode == 0
+    assert not os.path.exists("/etc/pallet-d10-nowhere")
+    made = tmp_path / "made"
+    assert _cp(bb, "links:/etc/pallet-d10-nowhere", str(made)).returncode == 0
+    assert made.read_text() == "new\n"
+
+
+def test_cp_dash_streams_a_tar_in_and_out(bb, tmp_path):
+    import io
+    import tarfile
+
+    bb("create", "--name", "tars", "busybox", "true", check=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("d10/f.txt")
+        payload = b"through stdin\n"
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    assert _cp(bb, "-", "tars:/tmp", data=buffer.getvalue()).returncode == 0
+    out = _cp(bb, "tars:/tmp/d10", "-")
+    assert out.returncode == 0, out.stderr
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        assert set(tar.getnames()) == {"d10", "d10/f.txt"}
+        assert tar.extractfile("d10/f.txt").read() == b"through stdin\n"
