@@ -76,6 +76,22 @@ class BlobStore:
         content pallet produced itself). ``on_open(temp_path)`` lets a reader follow the
         file while it is written (each chunk is flushed before ``on_chunk`` reports it).
         """
+        tmp, digest = self.stage(chunks, expected, size, on_chunk, on_open)
+        try:
+            self.adopt(tmp, digest)
+            return digest
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def stage(self, chunks: Iterable[bytes], expected: str | None = None, size: int | None = None,
+              on_chunk: Callable[[int], None] | None = None,
+              on_open: Callable[[str], None] | None = None) -> tuple[str, str]:
+        """Write and verify ``chunks`` into a temp file (synced) but do not publish it: ``(temp path, digest)``.
+
+        Needs no store lock (a commit compresses its layer here, then locks only for :meth:`adopt`);
+        the temp name carries the pid, so the debris of a killed writer is swept by name.
+        """
         if expected:
             split_digest(expected)
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -109,13 +125,18 @@ class BlobStore:
             if expected and digest != expected:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
             os.chmod(tmp, 0o644)
-            faults.point("blob.before-rename")
-            os.replace(tmp, self.path(digest))
-            fsync_dir(self.dir)
-            return digest
-        finally:
+            return tmp, digest
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            raise
+
+    def adopt(self, tmp: str, digest: str) -> None:
+        """Publish a temp file from :meth:`stage` as blob ``digest`` (a rename; the caller holds the lock)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        faults.point("blob.before-rename")
+        os.replace(tmp, self.path(digest))
+        fsync_dir(self.dir)
 
     def ingest_file(self, source: BinaryIO, expected: str | None = None, size: int | None = None,
                     on_chunk: Callable[[int], None] | None = None) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 import zlib
@@ -25,6 +27,23 @@ BUSYBOX = Path("/bin/busybox")
 
 def layer_from_tar(txn, stream: BinaryIO) -> tuple[mf.Descriptor, str]:
     """Store an uncompressed tar stream as a gzip layer blob; return its descriptor and diff id."""
+    staged = stage_layer(txn.store, stream)
+    return publish_layer(txn, staged)
+
+
+class StagedLayer:
+    """A gzip layer blob written and verified but not yet in the store: ``tmp`` is renamed in by ``publish_layer``."""
+
+    def __init__(self, tmp: str, digest: str, size: int, diff_id: str):
+        self.tmp, self.digest, self.size, self.diff_id = tmp, digest, size, diff_id
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+def stage_layer(store, stream: BinaryIO) -> StagedLayer:
+    """Compress an uncompressed tar stream into a staged blob; needs no store lock (the slow part of a commit)."""
     diff_hash = hashlib.sha256()
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
 
@@ -39,9 +58,20 @@ def layer_from_tar(txn, stream: BinaryIO) -> tuple[mf.Descriptor, str]:
                 yield out
         yield compressor.flush()
 
-    digest = txn.ingest(chunks())
-    size = txn.store.blobs.size(digest)
-    return mf.Descriptor(mf.OCI_LAYER_GZIP, digest, size), "sha256:" + diff_hash.hexdigest()
+    tmp, digest = store.blobs.stage(chunks())
+    return StagedLayer(tmp, digest, os.stat(tmp).st_size, "sha256:" + diff_hash.hexdigest())
+
+
+def publish_layer(txn, staged: StagedLayer) -> tuple[mf.Descriptor, str]:
+    """Rename a staged layer blob into the store (under the transaction's lock); its descriptor and diff id."""
+    try:
+        txn.adopt(staged.tmp, staged.digest)
+    except FileNotFoundError:
+        # ``system check --repair`` reports and removes temp files, a live writer's included.
+        raise PalletError("the layer staged by this commit was removed meanwhile; commit again") from None
+    finally:
+        staged.discard()
+    return mf.Descriptor(mf.OCI_LAYER_GZIP, staged.digest, staged.size), staged.diff_id
 
 
 def base_config(created: str) -> dict:
@@ -86,20 +116,37 @@ def commit(store, stream: BinaryIO | None, parent: ImageRecord | None, config: d
         document["author"] = author
     if config is not None:
         document["config"] = config
-    with store.transaction() as txn:
-        layers = mf.parse_manifest(store.blobs.read(parent.manifest_digest)).layers if parent else []
-        entry = {"created": created, "created_by": created_by}
-        if history_comment:
-            entry["comment"] = history_comment
-        if stream is not None:
-            descriptor, diff_id = layer_from_tar(txn, stream)
-            layers = [*layers, descriptor]
-            document.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
-        else:
-            entry["empty_layer"] = True
-        document.setdefault("history", []).append(entry)
-        faults.point("commit.before-publish")
-        return store_image(store, txn, document, layers, list(tags)).id
+    # The container's diff is read and compressed before the lock: a long commit must not block
+    # every pull and rmi. The lock is taken only to publish the blob, config, manifest and record.
+    staged = stage_layer(store, stream) if stream is not None else None
+    try:
+        faults.point("commit.layer-staged")
+        with store.transaction() as txn:
+            layers = _parent_layers(store, parent)
+            entry = {"created": created, "created_by": created_by}
+            if history_comment:
+                entry["comment"] = history_comment
+            if staged is not None:
+                descriptor, diff_id = publish_layer(txn, staged)
+                layers = [*layers, descriptor]
+                document.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+            else:
+                entry["empty_layer"] = True
+            document.setdefault("history", []).append(entry)
+            faults.point("commit.before-publish")
+            return store_image(store, txn, document, layers, list(tags)).id
+    finally:
+        if staged is not None:
+            staged.discard()
+
+
+def _parent_layers(store, parent: ImageRecord | None) -> list[mf.Descriptor]:
+    """The parent's layer descriptors, read under the lock (it may have been removed while the layer was staged)."""
+    if parent is None:
+        return []
+    if not store.blobs.has(parent.manifest_digest):
+        raise PalletError(f"image {parent.id[7:19]} was removed during the commit")
+    return mf.parse_manifest(store.blobs.read(parent.manifest_digest)).layers
 
 
 class _Peek:

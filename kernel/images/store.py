@@ -85,6 +85,17 @@ class Transaction:
                 self.note("blob", digest)
         return digest
 
+    def adopt(self, tmp: str, digest: str) -> None:
+        """Publish a blob staged outside the lock (:meth:`BlobStore.stage`), journalled like :meth:`ingest`."""
+        if self.store.blobs.has(digest):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            return
+        if digest not in self.new_blobs:
+            self.note("blob", digest)
+            self.new_blobs.append(digest)
+        self.store.blobs.adopt(tmp, digest)
+
     def ingest_file(self, source, expected: str | None = None, size: int | None = None, on_chunk=None) -> str:
         return self.ingest(iter(lambda: source.read(1 << 20), b""), expected, size, on_chunk)
 
@@ -583,10 +594,15 @@ class ImageStore:
         for digest in self.blobs.digests() - live:
             self.blobs.remove(digest)
         if self.blobs.tmp.is_dir():
+            from pallet.kernel.images.leases import _alive
+
             for leftover in self.blobs.tmp.iterdir():
-                # Blob temp files are only written under the store lock, which the caller holds.
-                with contextlib.suppress(OSError):
-                    if leftover.name.startswith("blob-") or leftover.stat().st_mtime < time.time() - 3600:
+                # A live process may be staging a blob outside the lock (commit): only a dead one's go.
+                with contextlib.suppress(OSError, ValueError):
+                    if leftover.name.startswith("blob-"):
+                        if not _alive(int(leftover.name.split("-")[1])):
+                            os.unlink(leftover)
+                    elif leftover.stat().st_mtime < time.time() - 3600:
                         os.unlink(leftover)
 
     def sweep(self, container_ids: set[str]) -> list[str]:

@@ -96,3 +96,20 @@ def test_cp_dash_streams_a_tar_in_and_out(bb, tmp_path):
     with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
         assert set(tar.getnames()) == {"d10", "d10/f.txt"}
         assert tar.extractfile("d10/f.txt").read() == b"through stdin\n"
+
+
+def test_commit_holds_the_store_lock_only_to_publish(bb, hold):
+    # Held after its layer is staged: the store stays usable (tag, prune, rmi), and the staged
+    # blob survives the prune that runs meanwhile.
+    bb("run", "--name", "changed", "busybox", "sh", "-c", "echo committed > /marker", check=True)
+    held = hold(bb, "commit.layer-staged", "commit", "changed", "d10:committed")
+    held.wait_paused()
+    bb("tag", "busybox", "d10:other", check=True, timeout=60)
+    bb("image", "prune", "-f", check=True, timeout=60)
+    bb("rmi", "d10:other", check=True, timeout=60)
+    code, out, err = held.release()
+    assert code == 0, err
+    ran = bb("run", "--rm", "d10:committed", "cat", "/marker", check=True)
+    assert ran.stdout == "committed\n"
+    check = bb("system", "check")
+    assert (check.returncode, check.stdout) == (0, "no problems found\n"), check.stdout + check.stderr

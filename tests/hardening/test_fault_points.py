@@ -34,6 +34,7 @@ CASES = {
     "start.prepared": (None, ["run", "-d", "--network", "bridge", "busybox", "sleep", "300"]),
     "run.forked": (None, ["run", "-d", "--network", "bridge", "busybox", "sleep", "300"]),
     "rmi.checked": (None, ["rmi", "busybox"]),
+    "commit.layer-staged": (_container, ["commit", "{}", "committed:1"]),
     "commit.before-publish": (_container, ["commit", "{}", "committed:1"]),
 }
 # Points that are exercised by pausing, not killing, in the other tests of this folder: killing the
