@@ -32,7 +32,9 @@ class ServeOptions:
 
 
 def parse_host(host: str) -> tuple[str, str]:
-    """``unix:///path`` or ``tcp://ADDR:PORT`` as (kind, address)."""
+    """``unix:///path``, ``tcp://ADDR:PORT`` or ``fd://`` (systemd's sockets) as (kind, address)."""
+    if host == "fd://":
+        return "fd", ""
     if host.startswith("unix://"):
         return "unix", host[len("unix://"):]
     if host.startswith("tcp://"):
@@ -40,7 +42,7 @@ def parse_host(host: str) -> tuple[str, str]:
         if ":" not in address:
             raise UsageError(f"invalid -H {host}: tcp needs ADDR:PORT")
         return "tcp", address
-    raise UsageError(f"invalid -H {host}: expected unix:///PATH or tcp://ADDR:PORT")
+    raise UsageError(f"invalid -H {host}: expected unix:///PATH, tcp://ADDR:PORT or fd://")
 
 
 def tls_context(options: ServeOptions) -> ssl.SSLContext:
@@ -65,11 +67,23 @@ def _own_socket(path: str) -> None:
     os.chown(path, 0, gid)
 
 
+def systemd_sockets() -> list:
+    """The listening sockets systemd passed (``LISTEN_FDS`` from fd 3 on), for ``-H fd://``."""
+    import socket
+
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or not os.environ.get("LISTEN_FDS", "").isdigit():
+        raise UsageError("-H fd://: no sockets were passed by systemd (LISTEN_PID/LISTEN_FDS)")
+    return [socket.socket(fileno=3 + n) for n in range(int(os.environ["LISTEN_FDS"]))]
+
+
 async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, int]) -> list[str]:
     listening = []
     for host in options.hosts:
         kind, address = parse_host(host)
-        if kind == "unix":
+        if kind == "fd":
+            for sock in systemd_sockets():
+                await web.SockSite(runner, sock).start()
+        elif kind == "unix":
             Path(address).parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)  # a previous server's; a live one would hold a lock in the run root

@@ -74,3 +74,34 @@ def test_plain_tcp_is_refused_without_tls(bb, tmp_path):
     assert result.returncode == 2
     assert result.error_lines == ["Error: -H tcp://127.0.0.1:23750: TCP needs --tlsverify with --tlscacert/--tlscert/"
                                   "--tlskey (or --insecure-tcp, which lets anyone who can connect control this host)"]
+
+
+def test_socket_activation_serves_on_systemds_fd_and_timeout_exits_when_idle(bb, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.api.conftest import UnixConnection
+    from tests.conftest import REPO
+
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    command = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {sys.executable} -m pallet.kernel.cli --root {bb.root} "
+               f"--run-root {bb.run_root} serve -H fd:// --timeout 1")
+    # systemd's convention: the first passed socket is fd 3 (dup'ed there in the child only).
+    process = subprocess.Popen(["sh", "-c", command], cwd=str(REPO), env=bb.env, pass_fds=[3],
+                               preexec_fn=lambda: os.dup2(listener.fileno(), 3), stderr=subprocess.DEVNULL)
+    try:
+        connection = UnixConnection(str(path))
+        connection.request("GET", "/_ping")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"OK")
+        connection.close()
+        assert process.wait(60) == 0  # idle for a second: it exits, systemd would start it again
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        listener.close()
