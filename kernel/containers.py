@@ -49,6 +49,11 @@ class ContainerRecord:
     network: dict = field(default_factory=dict)       # what the network driver reported on connect
     anonymous_volumes: list = field(default_factory=list)
     restart_count: int = 0
+    # kernel/restart.py: a stop/kill by the user (never restarted), the current back-off, a restart
+    # asked by --health-on-failure restart whatever the policy.
+    stopped_by_user: bool = False
+    restart_delay: float = 0.0
+    restart_forced: bool = False
 
     @property
     def short_id(self) -> str:

@@ -30,4 +30,7 @@ def after_exit(params_path: str, exit_code: int) -> None:
         record = ContainerStore(engine).load(params["id"])
     except PalletError:
         return  # removed meanwhile (rm -f already cleaned up)
-    lifecycle.finish(engine, record, exit_code)
+    record = lifecycle.finish(engine, record, exit_code)
+    from pallet.kernel import restart
+
+    restart.after_exit(engine, record, exit_code)

@@ -47,6 +47,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_libc = None
+
+
+def syncfs(path) -> None:
+    """Write back everything dirty on the filesystem holding ``path`` (``syncfs(2)``): one call makes a
+    whole unpacked layer durable, where an fsync per file would cost one disk flush each."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            import ctypes
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def locked(path: Path, shared: bool = False):
     """Hold an ``flock`` on ``path`` (created if missing) for the duration of the block."""

@@ -58,8 +58,9 @@ def pallet_register_storage_drivers(register):
     Called once when pallet needs storage (``run``, ``pull``, ``images`` …).
     ``register(name, cls)`` takes the driver's name as users type it with
     ``--storage-driver`` and a subclass of :class:`pallet.kernel.drivers.StorageDriver`.
-    A driver that only implements create/mount/remove gets the diff operations
-    (diff, changes, apply_diff, diff_size) from the naive fallback in the base class.
+    A driver that implements only the six required methods (create, create_rw, remove,
+    get, put, exists) gets ``layers`` and the diff operations (diff, changes, apply_diff,
+    diff_size) from the base class's fallbacks; the storage conformance kit passes on that.
     Return nothing.
     """
 

@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pallet.kernel import procs
+from pallet.kernel import events, faults, procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
-from pallet.kernel.errors import Conflict, PalletError
+from pallet.kernel.errors import Conflict, NotFound, PalletError
 from pallet.kernel.fsutil import atomic_write_json
 
 MOUNTED_MARK = "rootfs.mounted"   # in the run dir: this container holds one storage.get()
 EXIT_FILE = "exit-code"
+STARTING_MARK = "starting"        # in the run dir: flocked by whoever is starting the container
 LOCAL_MODES = ("none", "host")   # network modes that need no network plugin
            # in the run dir: written by the log pump the moment the process is reaped
 
@@ -114,18 +115,39 @@ def create(engine, request: CreateRequest) -> ContainerRecord:
     if request.network not in LOCAL_MODES and not request.network.startswith("container:"):
         engine.plugins.load("network")
     image = resolve_image(engine, request.image, request.pull, request.quiet, request.platform)
-    return create_on(engine, request, image.id, (image.config or {}).get("config") or {},
-                     lambda: image_store(engine).ensure_layers(image))
+    store = image_store(engine)
+    cid = new_container_id()
+
+    def leased_top_layer():
+        # Under the store lock: the image still exists, its layers are present, and the lease
+        # pins them, all at once; rmi decides under the same lock (see images/leases.py).
+        with store.locked():
+            try:
+                current = store.load(image.id)
+            except NotFound:
+                raise NotFound(f"No such image: {request.image}") from None
+            top = store.ensure_layers(current)
+            store.leases.take(cid, current.id, current.layers)
+        faults.point("create.leased")
+        return top
+
+    try:
+        return create_on(engine, request, image.id, (image.config or {}).get("config") or {},
+                         leased_top_layer, cid)
+    finally:
+        with store.locked():
+            store.leases.release(cid)   # the container record (or nothing) pins the image now
 
 
-def create_on(engine, request: CreateRequest, image_id: str, image_config: dict, top_layer) -> ContainerRecord:
+def create_on(engine, request: CreateRequest, image_id: str, image_config: dict, top_layer,
+              cid: str | None = None) -> ContainerRecord:
     """Create a container over a resolved image: ``image_config`` is its runtime config, ``top_layer()``
     makes its layers present and returns the top one (the builder passes a layer chain that is no image)."""
     from pallet.kernel import runopts
 
     network = check_network(engine, request.network or default_network(engine))
     host_extra = resolve_shared(engine, request)
-    cid = new_container_id()
+    cid = cid or new_container_id()
     if request.entrypoint is not None:
         entrypoint = [request.entrypoint] if request.entrypoint else []
         cmd = list(request.command)
@@ -145,7 +167,7 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         "Tty": request.tty,
         "OpenStdin": request.stdin_open,
         "AttachStdin": "stdin" in attach, "AttachStdout": "stdout" in attach, "AttachStderr": "stderr" in attach,
-        "Healthcheck": request.healthcheck or image_config.get("Healthcheck"),
+        "Healthcheck": merge_healthcheck(request.healthcheck, image_config.get("Healthcheck")),
         "Image": request.image,
         "Labels": {**(image_config.get("Labels") or {}), **request.labels},
         "StopSignal": request.host_config.pop("StopSignal", None) or image_config.get("StopSignal") or "SIGTERM",
@@ -171,6 +193,7 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
     store = ContainerStore(engine)
     store.add(record)  # refuses a duplicate name before any layer exists
     try:
+        faults.point("create.before-rw")
         engine.storage.create_rw(cid, record.image_top_layer, host_config.get("StorageOpt") or None)
         create_named_volumes(engine, host_config)
         record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [],
@@ -183,7 +206,17 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         store.remove(cid)
         raise
     engine.plugins.broadcast("pallet_container_created", container=record)
+    events.container(engine, record, "create")
     return record
+
+
+def merge_healthcheck(given: dict | None, image: dict | None) -> dict | None:
+    """``--health-*`` over the image's HEALTHCHECK: a flag without ``--health-cmd`` tunes the image's test."""
+    if not given:
+        return image
+    if given.get("Test") or not image:
+        return given
+    return {**image, **{k: v for k, v in given.items() if v and k != "Test"}}
 
 
 def create_anonymous_volumes(engine, mounts: list[dict], driver: str = "") -> list[str]:
@@ -283,14 +316,15 @@ def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path
 
 def prepare(engine, record: ContainerRecord) -> Path:
     """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
-    from pallet.kernel import sandbox, spec as specmod
+    from pallet.kernel import sandbox, secrets, spec as specmod
 
     store = ContainerStore(engine)
     run_dir = store.run_dir(record.id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    hold_starting(run_dir, record.id)
     try:
         rootfs = mount_rootfs(engine, record)
-        mounts = resolve_mounts(engine, record, rootfs)
+        mounts = resolve_mounts(engine, record, rootfs) + secrets.spec_mounts(run_dir, record)
         netns_path, net, shared_etc = None, {}, {}
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)
@@ -313,10 +347,69 @@ def prepare(engine, record: ContainerRecord) -> Path:
         spec = specmod.build_spec(record, rootfs, etc, netns_path, mounts, links)
         specmod.finalize_spec(engine, spec, record)
         atomic_write_json(run_dir / "config.json", spec, durable=False)
+        faults.point("start.prepared")
     except BaseException:
         release(engine, record)
+        drop_starting(run_dir, record.id)
         raise
     return run_dir
+
+
+# --- an atomic start ------------------------------------------------------------------------
+# ``prepare`` mounts, makes a netns, veth and IP; the runtime start comes later, in the monitor.
+# A ``kill -9`` in between must not leave a "Created" container holding all that. So prepare
+# flocks ``<run dir>/starting`` on a close-on-exec fd: the forked monitor inherits it, the lock
+# lives exactly as long as some process is still starting the container, and it is dropped
+# once the record says "running". ``refresh`` finds an unlocked marker on a created container:
+# its starter died, and it releases what prepare made (see :func:`release_abandoned_start`).
+_starting: dict[str, int] = {}
+
+
+def hold_starting(run_dir: Path, cid: str) -> None:
+    import fcntl
+
+    if cid in _starting:
+        return
+    fd = os.open(run_dir / STARTING_MARK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _starting[cid] = fd
+
+
+def drop_starting(run_dir: Path, cid: str, unlink: bool = True) -> None:
+    if unlink:
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / STARTING_MARK).unlink()
+    fd = _starting.pop(cid, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def release_abandoned_start(engine, record: ContainerRecord) -> bool:
+    """Release what an interrupted start prepared; True if it was one (nobody holds its marker)."""
+    import fcntl
+
+    if record.id in _starting or record.status != "created":
+        return False
+    mark = ContainerStore(engine).run_dir(record.id) / STARTING_MARK
+    try:
+        fd = os.open(mark, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False   # still being started
+        fresh = ContainerStore(engine).load(record.id)
+        if fresh.status != "created":
+            return False
+        with contextlib.suppress(PalletError):
+            release(engine, fresh)
+        with contextlib.suppress(FileNotFoundError):
+            mark.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def mount_rootfs(engine, record: ContainerRecord) -> Path:
@@ -338,7 +431,8 @@ def resolve_mounts(engine, record: ContainerRecord, rootfs: Path) -> list[dict]:
         if mount["Type"] == "volume":
             result.append(user_mount(mount, str(_mount_volume(engine, record, mount, rootfs))))
         else:
-            if mount["Type"] == "bind" and mount.get("CreateSource"):
+            if mount["Type"] == "bind" and mount.get("CreateSource") and not os.path.lexists(mount["Source"]):
+                # -v creates a missing source as a directory (Docker's); an existing file is bound as is.
                 Path(mount["Source"]).mkdir(parents=True, exist_ok=True)
             result.append(user_mount(mount))
     return result
@@ -371,15 +465,26 @@ def _copy_owners(source: Path, target: Path) -> None:
 
 def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_socket=None) -> int:
     """Run the bundle; the caller must already be the subreaper. Marks the record running."""
+    from pallet.kernel import secrets
+
     runtime = runtime_for(engine, record)
-    pid = runtime.run(record.id, bundle, stdio, console_socket)
+    run_dir = ContainerStore(engine).run_dir(record.id)
+    # Decrypted just for the runtime to bind them; afterwards only the container's mounts hold the values.
+    secrets.materialize(engine, record, run_dir)
+    try:
+        pid = runtime.run(record.id, bundle, stdio, console_socket)
+    finally:
+        secrets.hide(run_dir)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
-        finished_at=0.0, exit_code=0, oom_killed=False, monitor_pid=os.getpid(),
+        finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
+    run_dir = ContainerStore(engine).run_dir(record.id)
+    drop_starting(run_dir, record.id)   # running and supervised: the start is over
     with contextlib.suppress(FileNotFoundError):
-        (ContainerStore(engine).run_dir(record.id) / EXIT_FILE).unlink()
+        (run_dir / EXIT_FILE).unlink()
     engine.plugins.broadcast("pallet_container_started", container=record)
+    events.container(engine, record, "start")
     return pid
 
 
@@ -407,6 +512,9 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
         print(f"pallet: warning: {exc}", file=sys.stderr)
     changes = dict(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=time.time(), pid=0,
                    monitor_pid=0)
+    if oom:
+        events.container(engine, record, "oom")
+    events.container(engine, record, "die", exitCode=exit_code)
     if record.host_config.get("AutoRemove"):
         for key, value in changes.items():  # about to be removed: no point writing it first
             setattr(record, key, value)
@@ -472,6 +580,13 @@ def release(engine, record: ContainerRecord) -> None:
             unmount_shareable_shm(store, record)
         except OSError as exc:
             errors.append(f"/dev/shm: {exc}")
+    if record.host_config.get("Secrets"):
+        from pallet.kernel import secrets
+
+        try:
+            secrets.hide(store.run_dir(record.id))
+        except PalletError as exc:
+            errors.append(str(exc))
     mark = store.run_dir(record.id) / MOUNTED_MARK
     if mark.exists():
         try:
@@ -493,6 +608,8 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     While a live monitor is still recording the exit, the code it published is shown without
     writing; with no monitor left the record is corrected on disk (code 255 if none was published).
     """
+    if record.status == "created" and release_abandoned_start(engine, record):
+        return ContainerStore(engine).load(record.id)
     if record.status not in ("running", "paused") or procs.alive(record.pid, record.pid_start_time):
         return record
     store = ContainerStore(engine)
@@ -512,9 +629,11 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:
+    from pallet.kernel import restart
     from pallet.kernel.runopts import parse_signal
 
-    record = refresh(engine, record)
+    restart.note_user_stop(engine, record)  # first: the monitor must not restart what we stop
+    record = refresh(engine, ContainerStore(engine).load(record.id))
     if not record.running:
         return record
     if timeout is None:
@@ -522,6 +641,7 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         timeout = 10 if timeout is None else timeout
     kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
+        events.container(engine, record, "stop")
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
     if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
         kill(engine, record, 9)
@@ -530,6 +650,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
         return ContainerStore(engine).load(record.id)
     except PalletError:
         return record
+    finally:
+        events.container(engine, record, "stop")
 
 
 def kill(engine, record: ContainerRecord, sig: int) -> None:
@@ -540,6 +662,7 @@ def kill(engine, record: ContainerRecord, sig: int) -> None:
     except Exception:
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, sig)
+    events.container(engine, record, "kill", signal=sig)
     if record.status == "paused" and sig in (9, 15):
         with contextlib.suppress(Exception):
             runtime_for(engine, record).resume(record.id)
@@ -567,7 +690,11 @@ def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
 
 
 def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+    from pallet.kernel import restart
+
     store = ContainerStore(engine)
+    if force or not refresh(engine, record).running:  # a refused rm must not mark it stopped
+        restart.cancel_pending(engine, record)
     record = refresh(engine, record)
     if record.running:
         if not force:
@@ -589,6 +716,7 @@ def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool =
     if store.dir(record.id).exists():
         store.remove(record.id)
         engine.plugins.broadcast("pallet_container_removed", container=record)
+        events.container(engine, record, "destroy")
 
 
 def bundle_config(engine, record: ContainerRecord) -> dict:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from pallet.kernel import lifecycle, procs
+from pallet.kernel import faults, lifecycle, procs
 from pallet.kernel.containers import ContainerStore
 from pallet.kernel.errors import PalletError
 from pallet.kernel.fsutil import atomic_write_json
@@ -38,6 +38,7 @@ def _start_failed(engine, record, exc: BaseException) -> int:
         store.update(record.id, status="created" if code is None else "exited",
                      exit_code=code if code is not None else 128, pid=0, monitor_pid=0,
                      finished_at=time.time() if code is not None else 0.0)
+    lifecycle.drop_starting(store.run_dir(record.id), record.id)
     if record.host_config.get("AutoRemove"):
         with contextlib.suppress(Exception):
             lifecycle.remove(engine, store.load(record.id))
@@ -92,6 +93,9 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             print(f"Error: {exc}", file=sys.stderr)
             return code
         target["pid"] = pid
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
         log = JsonLog(store.log_path(record.id)) if keep_log else None
@@ -113,9 +117,13 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         if console:
             console.close()
     try:
-        lifecycle.finish(engine, store.load(record.id), code)
+        finished = lifecycle.finish(engine, store.load(record.id), code)
     except PalletError as exc:  # e.g. --rm could not remove everything: say so, keep the container's code
         print(f"Error: {exc}", file=sys.stderr)
+    else:
+        from pallet.kernel import restart
+
+        restart.after_exit(engine, finished, code)  # as Docker's: the CLI returns, the container restarts
     return code
 
 
@@ -148,9 +156,11 @@ def spawn(engine, record, bundle: Path, attach_first: bool = False) -> None:
         finally:
             os._exit(code)
     os.close(status_w)
+    faults.point("run.forked")
     os.waitpid(child, 0)
     with os.fdopen(status_r, "rb") as handle:
         raw = handle.read()
+    lifecycle.drop_starting(ContainerStore(engine).run_dir(record.id), record.id, unlink=False)
     try:
         message = json.loads(raw or b"{}")
     except ValueError:
@@ -160,6 +170,15 @@ def spawn(engine, record, bundle: Path, attach_first: bool = False) -> None:
     if message.get("code") is not None:
         raise PalletError(message.get("error") or "container failed to start", exit_code=message["code"])
     raise PalletError(message.get("error") or "the container monitor exited before starting the container")
+
+
+def _report(status_w: int, message: dict) -> None:
+    """Tell the CLI how the start went. The CLI may be gone (killed): the monitor goes on regardless,
+    supervising the container it started (a BrokenPipeError here used to end it)."""
+    with contextlib.suppress(OSError):
+        os.write(status_w, json.dumps(message).encode())
+    with contextlib.suppress(OSError):
+        os.close(status_w)
 
 
 def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = False) -> None:
@@ -188,14 +207,17 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
         pid = lifecycle.start_process(engine, record, bundle, stdio, str(console.path) if console else None)
     except BaseException as exc:
         failed = _start_failed(engine, record, exc) if isinstance(exc, PalletError) else None
-        os.write(status_w, json.dumps({"error": str(exc), "code": failed}).encode())
+        _report(status_w, {"error": str(exc), "code": failed})
         os._exit(1)
     # Only now: an ignored signal stays ignored across exec, and the container must get its SIGINT.
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
-    os.write(status_w, json.dumps({"pid": pid}).encode())
-    os.close(status_w)
+    faults.point("monitor.started")
+    _report(status_w, {"pid": pid})
     try:
+        from pallet.kernel import health
+
+        health.spawn_prober(engine, record, pid)
         if listener is None:
             listener = attach_listener(store.run_dir(record.id))  # made after the start: clients retry
         if tty_mode:

@@ -59,9 +59,13 @@ def parse_healthcheck(cmd: str | None, interval, timeout, start_period, start_in
         if cmd or any(durations.values()) or retries:
             raise UsageError("--no-healthcheck conflicts with --health-* options")
         return {"Test": ["NONE"]}
+    given = {"Interval": interval, "Timeout": timeout, "StartPeriod": start_period, "StartInterval": start_interval}
     for key, value in durations.items():
+        flag = "--health-" + re.sub(r"(?<!^)([A-Z])", r"-\1", key).lower()
+        if given[key] is not None and not value and key != "StartPeriod":
+            raise UsageError(f"{flag} cannot be 0: leave it out for the default")
         if value and value < 1_000_000:
-            raise UsageError(f"--health-{key.lower()} cannot be less than 1ms")
+            raise UsageError(f"{flag} cannot be less than 1ms")
     if retries is not None and retries < 0:
         raise UsageError("--health-retries cannot be negative")
     if not cmd and not any(durations.values()) and not retries:

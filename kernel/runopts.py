@@ -97,9 +97,16 @@ def parse_env(pairs, env_files) -> list[str]:
     result: list[str] = []
     for path in env_files or ():
         try:
-            lines = Path(path).read_text().splitlines()
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"open {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"env file {path} is not valid UTF-8 (byte {exc.start})") from None
+        if "\0" in text:
+            raise UsageError(f"env file {path} contains a NUL byte (line {text.count(chr(10), 0, text.index(chr(0))) + 1})")
+        lines = text.splitlines()
         for line in lines:
             line = line.strip()
             if line and not line.startswith("#"):

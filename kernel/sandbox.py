@@ -32,6 +32,9 @@ def create_sandbox(run_root: Path, cid: str) -> Path:
 
     path = sandbox_path(run_root, cid)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # An interrupted start can leave the file still a mount point of the old namespace: opening it
+    # to touch it is then EACCES (nsfs). Unmount and remove it first.
+    remove_sandbox(run_root, cid)
     path.touch()
     original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pallet.kernel import events
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write_json, locked
 
@@ -118,6 +119,7 @@ class VolumeStore:
             except BaseException:
                 shutil.rmtree(self.dir / name, ignore_errors=True)
                 raise
+        events.emit(self.engine, "volume", "create", name, {"driver": driver})
         return record
 
     def mountpoint(self, record: VolumeRecord) -> Path:
@@ -158,6 +160,7 @@ class VolumeStore:
             except OSError as exc:
                 raise PalletError(f"remove {name}: {self.dir / name} is not empty after the driver removed "
                                   f"the volume ({os.strerror(exc.errno)})") from None
+        events.emit(self.engine, "volume", "destroy", name, {"driver": record.driver})
 
     def prune(self, all_volumes: bool = False, labels: dict | None = None) -> tuple[list[str], int]:
         """Remove unused volumes (only anonymous ones unless ``all_volumes``); return names and bytes freed."""
@@ -212,6 +215,7 @@ class VolumeStore:
                 record.mounted_by.append(container_id)
             self._save(record)
             created_empty = not any(path.iterdir())
+        events.emit(self.engine, "volume", "mount", name, {"container": container_id, "driver": record.driver})
         return path, created_empty
 
     def unmount(self, name: str, container_id: str) -> None:
@@ -227,3 +231,4 @@ class VolumeStore:
             if not record.mounted_by:
                 self.driver(record.driver).unmount(name, container_id)
             self._save(record)
+        events.emit(self.engine, "volume", "unmount", name, {"container": container_id, "driver": record.driver})

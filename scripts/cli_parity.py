@@ -34,7 +34,7 @@ _RUN = {
     "--isolation": "differs: only `default` (as on Linux Docker)",
     "--kernel-memory": "differs: discarded with Docker's warnings (the kernel ignores kmem limits)",
     "--detach-keys": "differs: validated; detaching from an attached run is not implemented (a warning says so)",
-    "--restart": "differs: validated and recorded; restarting comes with the services issue",
+    "--restart": "same: the container's monitor restarts it with Docker's back-off; `system boot` after a reboot",
     "--log-driver": "differs: json-file, local (written as json-file) and none",
     "--log-opt": "differs: validated and recorded (json-file's options)",
     "--storage-opt": "differs: passed to the storage driver (size on btrfs, zfs, devicemapper)",
@@ -49,14 +49,14 @@ _RUN = {
     "--runtime": "differs: pallet (default), runc, crun",
     "--add-host": "same: host-gateway is the network's gateway, or `[network] host_gateway_ip`",
     "--dns": "differs: on networks with the embedded DNS, 127.0.0.11 stays the only nameserver",
-    "--health-cmd": "differs: recorded; checks come with the services issue",
+    "--health-cmd": "same: probed by the container's monitor; `--health-on-failure` (podman's) acts on unhealthy",
     "--no-healthcheck": "same: recorded as Docker's `{\"Test\": [\"NONE\"]}`",
     "--ulimit": "differs: a limit above this host's hard limit is capped to it, with a warning (no CAP_SYS_RESOURCE)",
     "--sig-proxy": "same (also `--no-sig-proxy`)",
 }
-for _name in ("--health-interval", "--health-retries", "--health-start-interval", "--health-start-period",
-              "--health-timeout"):
-    _RUN[_name] = _RUN["--health-cmd"]
+for _name in ("--health-retries", "--health-start-interval", "--health-start-period", "--health-timeout"):
+    _RUN[_name] = "same: Docker's defaults (30s, 30s, 3 retries, 5s start interval)"
+_RUN["--health-interval"] = "differs: an explicit 0 is refused (Docker takes it as the default 30s)"
 NOTES = {
     "run": _RUN, "create": _RUN,
     "start": {"--checkpoint": "not supported: no checkpoint/restore (CRIU) here, refused in one line",

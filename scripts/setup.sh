@@ -34,4 +34,4 @@ fi
 getent group pallet >/dev/null || groupadd --system pallet
 
 # Debian starts some of these as services where an init system runs; pallet's tests start their own.
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs]'
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test,btrfs,fast-pull]'

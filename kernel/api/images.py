@@ -194,7 +194,13 @@ async def remove(request: web.Request):
     engine = request.app["engine"]
     name = request.match_info["name"]
     await blocking(_resolve, engine, name)
-    steps = await blocking(remove_image, engine, _store(engine), name, query_bool(request, "force"))
+
+    def remove():
+        store = _store(engine)
+        with store.locked():   # as `pallet rmi`: no container is created from it meanwhile
+            return remove_image(engine, store, name, query_bool(request, "force"))
+
+    steps = await blocking(remove)
     return json_response([{kind: what} for kind, what in steps])
 
 

@@ -22,12 +22,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("pallet.kernel.cli.image", "image", "Manage images"),
     "network": ("pallet.kernel.cli.network", "network", "Manage networks"),
     "volume": ("pallet.kernel.cli.volume", "volume", "Manage volumes"),
+    "secret": ("pallet.kernel.cli.secret", "secret", "Manage secrets"),
     "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
     "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
     "security": ("pallet.kernel.cli.security", "security", "Security profiles and checks"),
-    "system": ("pallet.kernel.cli.system", "system", "Manage pallet (info, df, prune)"),
+    "system": ("pallet.kernel.cli.system", "system", "Manage pallet (info, df, prune, boot)"),
+    "healthcheck": ("pallet.kernel.cli.services", "healthcheck", "Run a container's health check"),
     "info": ("pallet.kernel.cli.system", "info", "Display system-wide information"),
     "version": ("pallet.kernel.cli.system", "version", "Show the pallet version"),
+    "events": ("pallet.kernel.cli.events", "events_", "Get real-time events from the engine"),
     "run": ("pallet.kernel.cli.container", "run", "Create and run a new container from an image"),
     "create": ("pallet.kernel.cli.container", "create", "Create a new container"),
     "start": ("pallet.kernel.cli.container", "start", "Start one or more stopped containers"),
@@ -122,7 +125,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "image", "network", "volume", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "image", "network", "secret", "volume", "plugins", "storage", "security", "system"}
 
 
 @click.group(

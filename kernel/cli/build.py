@@ -194,6 +194,9 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         _record, _text, digest = attach_sbom(engine, result.image_id, sbom_format)
         if not quiet:
             click.echo(f"Attached {sbom_format} SBOM {digest}", err=True)
+    from pallet.kernel import events
+
+    events.emit(engine, "image", "build", result.image_id, {"name": ",".join(tags) if tags else result.image_id})
     if iidfile:
         from pathlib import Path
 

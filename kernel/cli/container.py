@@ -32,6 +32,10 @@ def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel.cli.container_flags import write_cidfile
 
     request = build_request(image, command, opts, detach)
+    if opts["secret"]:
+        from pallet.kernel.secrets import resolve_references
+
+        request.host_config["Secrets"] = resolve_references(engine, opts["secret"])
     if opts["use_api_socket"]:
         from pallet.kernel.cli.container_flags import add_api_socket
 
@@ -122,6 +126,10 @@ def start(ctx, attach, interactive, detach_keys, checkpoint, checkpoint_dir, con
             if not attach:
                 click.echo(name)
             continue
+        from pallet.kernel import restart
+
+        restart.cancel_pending(engine, record)
+        record = _store(engine).update(record.id, restart_count=0, restart_delay=0.0)  # Docker's: a user start resets
         bundle = lifecycle.prepare(engine, record)
         if (attach or interactive) and record.config.get("Tty") and interactive:
             from pallet.kernel import attach as attaching
@@ -217,6 +225,9 @@ def restart(engine, timeout, sig, containers):
         record = lifecycle.stop(engine, record, timeout, number)
         record = _store(engine).update(record.id, restart_count=record.restart_count + 1)
         monitor.spawn(engine, record, lifecycle.prepare(engine, record))
+        events.container(engine, record, "restart")
+
+    from pallet.kernel import events
 
     _each(_engine(engine), containers, again)
 
@@ -233,9 +244,12 @@ def kill(engine, sig, containers):
     number = parse_signal(sig)
 
     def send(record):
+        from pallet.kernel import restart
+
         record = lifecycle.refresh(engine, record)
         if not record.running:
             raise Conflict(f"Cannot kill container: {record.name}: Container {record.id} is not running")
+        restart.note_user_stop(engine, record, number)
         lifecycle.kill(engine, record, number)
 
     _each(_engine(engine), containers, send)
@@ -322,12 +336,21 @@ def logs(engine, follow, tail, timestamps, since, until, details, name):
 
 
 @container.command("wait")
+@click.option("--condition", type=click.Choice(["not-running", "next-exit", "removed"]), default=None,
+              help="Wait for: not-running (at once if it does not run), next-exit, removed.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def wait(engine, containers):
+def wait(engine, containers, condition):
     """Block until one or more containers stop, then print their exit codes."""
     from pallet.kernel import lifecycle
 
+    if condition is not None:
+        from pallet.kernel.boot import wait_for
+
+        records = [_store(engine).get(name) for name in containers]  # all named ones must exist first
+        for record in records:
+            click.echo(wait_for(engine, record, condition))
+        return
     for name in containers:
         record = _store(engine).get(name)
         while True:

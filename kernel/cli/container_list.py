@@ -17,7 +17,15 @@ def _store(engine):
     return ContainerStore(engine)
 
 
-def status_text(record, now: float) -> str:
+def status_text(record, now: float, engine=None) -> str:
+    """Docker's STATUS column; with ``engine``, also a pending restart and the health state."""
+    if engine is not None:
+        from pallet.kernel import health, restart
+
+        if restart.status_suffix(engine, record):
+            return f"Restarting ({record.exit_code}) {duration(now - record.finished_at)} ago"
+        if record.status == "running" and health.ps_suffix(engine, record):
+            return f"Up {duration(now - record.started_at)} {health.ps_suffix(engine, record)}"
     if record.status == "running":
         return f"Up {duration(now - record.started_at)}"
     if record.status == "paused":
@@ -38,7 +46,7 @@ def ports_text(record) -> str:
     return ", ".join(items)
 
 
-def ps_row(record, now: float, no_trunc: bool) -> dict:
+def ps_row(record, now: float, no_trunc: bool, engine=None) -> dict:
     command = " ".join((record.config.get("Entrypoint") or []) + (record.config.get("Cmd") or []))
     if not no_trunc and len(command) > 20:
         command = command[:19] + "…"
@@ -48,7 +56,7 @@ def ps_row(record, now: float, no_trunc: bool) -> dict:
         "Command": json.dumps(command, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(record.created)),
         "RunningFor": duration(now - record.created) + " ago",
-        "Status": status_text(record, now),
+        "Status": status_text(record, now, engine),
         "State": record.status,
         "Ports": ports_text(record),
         "Names": record.name,
@@ -132,7 +140,7 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, size, fmt):
     records = [r for r in records if matches(r, wanted)]
     if last >= 0:
         records = records[:last]
-    rows = [ps_row(r, now, no_trunc) for r in records]
+    rows = [ps_row(r, now, no_trunc, engine) for r in records]
     columns = PS_COLUMNS
     if size:
         from pallet.kernel.humanize import size as human
@@ -239,19 +247,24 @@ def inspect_record(engine, record) -> dict:
             return "0001-01-01T00:00:00Z"
         return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+    from pallet.kernel import health, restart
+
     store = _store(engine)
     config = record.config
+    restarting = restart.status_suffix(engine, record)
+    state_health = health.inspect_state(engine, record)
     return {
         "Id": record.id,
         "Created": iso(record.created),
         "Path": (config.get("Entrypoint") or config.get("Cmd") or [""])[0],
         "Args": ((config.get("Entrypoint") or []) + (config.get("Cmd") or []))[1:],
         "State": {
-            "Status": record.status, "Running": record.status in ("running", "paused"),
-            "Paused": record.status == "paused", "Restarting": False, "OOMKilled": record.oom_killed,
+            "Status": "restarting" if restarting else record.status, "Running": record.status in ("running", "paused"),
+            "Paused": record.status == "paused", "Restarting": restarting, "OOMKilled": record.oom_killed,
             "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
             "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
             "FinishedAt": iso(record.finished_at),
+            **({"Health": state_health} if state_health else {}),
         },
         "Image": record.image_id,
         "ResolvConfPath": str(store.run_dir(record.id) / "resolv.conf"),

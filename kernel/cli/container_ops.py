@@ -134,6 +134,10 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
         every = sorted(set().union(*[set(v) for v in process["capabilities"].values()]))
         process["capabilities"] = {k: every for k in ("bounding", "effective", "permitted")}
     runtime = lifecycle.runtime_for(engine, record)
+    from pallet.kernel import events
+
+    exec_id, shown = os.urandom(32).hex(), " ".join(command)
+    events.container(engine, record, f"exec_create: {shown}", execID=exec_id)
     procs.set_subreaper()
     console = ConsoleSocket() if tty else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -148,6 +152,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
                 raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(code)
+        events.container(engine, record, f"exec_start: {shown}", execID=exec_id)
         if detach:
             return
         if tty:
@@ -156,6 +161,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
                 pump(pid, {master: "stdout"}, None, {"stdout": 1}, stdin_to=master if interactive else None)
             os.close(master)
         code = procs.wait_for(pid)
+        events.container(engine, record, "exec_die", execID=exec_id, exitCode=code)
     finally:
         os.close(devnull)
         if console:

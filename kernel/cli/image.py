@@ -185,7 +185,11 @@ def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
 @click.pass_context
 def tag(ctx, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    _store(ctx).tag(source, target)
+    from pallet.kernel import events
+
+    store = _store(ctx)
+    store.tag(source, target)
+    events.emit(ctx.obj, "image", "tag", store.resolve(target).id, {"name": target})
 
 
 @image.command("rm")
@@ -199,7 +203,9 @@ def rm(ctx, images, force, no_prune):
     errors = []
     for name in images:
         try:
-            for kind, what in remove_image(ctx.obj, store, name, force):
+            with store.locked():   # containers are created under it too (their image lease)
+                steps = remove_image(ctx.obj, store, name, force)
+            for kind, what in steps:
                 click.echo(f"{kind}: {what}")
         except PalletError as exc:
             errors.append(str(exc))
@@ -210,7 +216,10 @@ def rm(ctx, images, force, no_prune):
 
 
 def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]:
-    """Docker's ``rmi NAME``: untag or delete; the ("Untagged"|"Deleted", what) steps, also for the API."""
+    """Docker's ``rmi NAME``: untag or delete; the ("Untagged"|"Deleted", what) steps, also for the API.
+
+    The caller holds the store lock, so no container appears meanwhile."""
+    from pallet.kernel import events, faults
     from pallet.kernel.images import reference as refs
 
     steps = []
@@ -219,10 +228,15 @@ def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]
     by_tag = bool(record.repo_tags) and not refs.looks_like_id(name) or name in record.repo_tags
     if by_tag and len(record.repo_tags) > 1 and not force:
         store.untag(name)
+        events.emit(engine, "image", "untag", record.id, {"name": name})
         return [("Untagged", refs.parse(name).familiar())]
     if not by_tag and len(record.repo_tags) > 1 and not force:
         raise Conflict(f"unable to delete {record.short_id} (must be forced) - image is referenced in "
                        "multiple repositories")
+    leased = store.leases.images().get(record.id)
+    if leased:
+        raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by container "
+                       f"{leased[0][:12]} being created")
     running = _running_users(engine, used_by) if force else []
     if running:
         raise Conflict(f"conflict: unable to delete {name} (cannot be forced) - image is being used by "
@@ -230,13 +244,16 @@ def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]
     if used_by and not force:
         raise Conflict(f"unable to remove repository reference \"{name}\" (must force) - container "
                        f"{used_by[0][:12]} is using its referenced image {record.short_id}")
+    faults.point("rmi.checked")
     for tagged in record.repo_tags:
         store.untag(tagged)
+        events.emit(engine, "image", "untag", record.id, {"name": tagged})
         steps.append(("Untagged", tagged))
     if used_by:
         return steps  # forced: the image stays (untagged) for the containers that use it
     steps += [("Deleted", deleted) for deleted in store.remove(record.id)]
     engine.plugins.broadcast("pallet_image_removed", image_id=record.id)
+    events.emit(engine, "image", "delete", record.id, {"name": name})
     return steps
 
 
@@ -253,7 +270,14 @@ def prune(ctx, all_, force):
         if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
             return
     store = _store(ctx)
-    used = _containers_using(ctx.obj)
+    with store.locked():   # no container is created meanwhile (they lease their image under it)
+        _prune_locked(ctx, store, all_)
+
+
+def _prune_locked(ctx, store, all_: bool) -> None:
+    from pallet.kernel import humanize
+
+    used = {**_containers_using(ctx.obj), **store.leases.images()}
     reclaimed, deleted = 0, []
     for record in store.all():
         if record.id in used or (record.repo_tags and not all_):
@@ -363,6 +387,9 @@ def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool
             progress.close()
         admission.stored(engine, store, image_id)
         engine.plugins.broadcast("pallet_image_pulled", reference=where, image_id=image_id)
+        from pallet.kernel import events
+
+        events.emit(engine, "image", "pull", where, {"name": where, "id": image_id})
         # Docker ends with the full reference; other transports have none, so print the id.
         yield str(refs.parse(where)) if kind == "docker" else image_id
 
@@ -397,6 +424,9 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
         digest = driver.push(record.id, location, store, progress)
     finally:
         progress.close()
+    from pallet.kernel import events
+
+    events.emit(engine, "image", "push", destination or name, {"name": destination or name, "id": record.id})
     if kind == "docker":   # SBOMs kept as referrers travel with the image
         from pallet.kernel.trust import referrers
         referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)

@@ -227,6 +227,9 @@ def _add_space_commands() -> None:
 
     system.add_command(df)
     system.add_command(prune)
+    from pallet.kernel.cli.services import boot
+
+    system.add_command(boot)
 
 
 _add_space_commands()

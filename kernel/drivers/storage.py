@@ -39,6 +39,10 @@ class StorageDriver(Driver):
     # (``[security] userns_remap``), whose layers are kept ID-shifted.
     id_shift = None
     id_unshift = None
+    # True when ``apply_diff`` of a layer reads nothing of its parent (overlay2 fills each layer's own
+    # diff directory), so a pull may fill the layers of a chain at once, each created (empty) in chain
+    # order first. False (the default) unpacks them one after the other, parent first.
+    parallel_apply = False
 
     # --- required ---------------------------------------------------------------------
     def create(self, layer_id: str, parent: str | None = None) -> None:
@@ -79,7 +83,11 @@ class StorageDriver(Driver):
         return {}
 
     def cleanup(self) -> None:
-        """Release everything held by this process (mounts, devices) at shutdown."""
+        """Release everything held by this process (mounts, devices).
+
+        Called after ``storage migrate`` removed the driver's layers and by the conformance kit
+        after each test; a CLI process does not call it at exit, so nothing may depend on it.
+        """
 
     def layers(self) -> list[str]:
         """Every layer id the driver holds (used by migration, repair and the conformance kit).
@@ -107,11 +115,8 @@ class StorageDriver(Driver):
         """Raise a UsageError for the first key of ``create_rw``'s ``opts`` not in ``supported``."""
         from pallet.kernel.storage.layerids import refuse_options
 
-        refuse_options(self.registered_name(), opts, supported)
-
-    def registered_name(self) -> str:
-        """The driver's name for messages: the last part of its home (``<root>/<name>``)."""
-        return self.home.name or type(self).__name__
+        # The driver's name for the message: the last part of its home (``<root>/<name>``).
+        refuse_options(self.home.name or type(self).__name__, opts, supported)
 
     def _created_here(self) -> list[str]:
         # Kept by the fallback ``layers``: the base class wraps create/create_rw/remove below.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import lzma
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from pallet.kernel.errors import PalletError
@@ -150,12 +152,16 @@ def load(store, source: str | None) -> list[str]:
             tar = tarfile.open(path, "r:*")
         except tarfile.TarError:
             raise PalletError(f"invalid archive: {source or 'stdin'} is not a tar archive") from None
-        with tar:
-            names = set(tar.getnames())
-            if "manifest.json" in names:
-                return load_docker_archive(store, tar, None)[0]
-            if "index.json" in names and "oci-layout" in names:
-                return _load_oci_archive(store, tar)
+        try:
+            with tar:
+                names = set(tar.getnames())
+                if "manifest.json" in names:
+                    return load_docker_archive(store, tar, None)[0]
+                if "index.json" in names and "oci-layout" in names:
+                    return _load_oci_archive(store, tar)
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            # A truncated or corrupt archive: the transaction rolled back what it had added.
+            raise PalletError(f"invalid archive: {source or 'stdin'} is truncated or corrupt ({exc})") from None
     raise PalletError("invalid archive: neither a docker-archive (manifest.json) nor an OCI archive (index.json)")
 
 
@@ -176,6 +182,10 @@ def load_docker_archive(store, tar, wanted: refs.Reference | None) -> tuple[list
         assert isinstance(entries, list)
     except (ValueError, AssertionError):
         raise PalletError("invalid archive: manifest.json is not a JSON list") from None
+    if not entries:
+        raise PalletError("invalid archive: manifest.json lists no image")
+    for index, entry in enumerate(entries):
+        _check_entry(index, entry)
     lines, ids = [], []
     with store.transaction() as txn:
         for entry in entries:
@@ -202,6 +212,19 @@ def load_docker_archive(store, tar, wanted: refs.Reference | None) -> tuple[list
     return lines, ids
 
 
+def _check_entry(index: int, entry) -> None:
+    """A manifest.json entry must be ``{"Config": str, "RepoTags": [str], "Layers": [str]}``."""
+    where = f"invalid archive: manifest.json entry {index}"
+    if not isinstance(entry, dict):
+        raise PalletError(f"{where} is not an object")
+    if not isinstance(entry.get("Config"), str):
+        raise PalletError(f"{where}: Config must be a file name")
+    for key in ("RepoTags", "Layers"):
+        value = entry.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise PalletError(f"{where}: {key} must be a list of strings")
+
+
 def _load_oci_archive(store, tar) -> list[str]:
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix="oci-"))
@@ -215,7 +238,15 @@ def _load_oci_archive(store, tar) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as handle:
                     shutil.copyfileobj(tar.extractfile(member), handle, 1 << 20)
-        index = json.loads((workdir / "index.json").read_text())
+        try:
+            index = json.loads((workdir / "index.json").read_text())
+        except (OSError, ValueError):
+            raise PalletError("invalid archive: index.json is not JSON") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list) or \
+                not all(isinstance(e, dict) for e in index.get("manifests", [])):
+            raise PalletError("invalid archive: index.json must be an object with a list of manifests")
+        if not index.get("manifests"):
+            raise PalletError("invalid archive: index.json lists no image")
         lines = []
         with store.transaction() as txn:
             for entry in index.get("manifests", []):

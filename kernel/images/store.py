@@ -17,17 +17,29 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pallet.kernel.errors import Conflict, NotFound, PalletError
+from pallet.kernel import fsutil
 from pallet.kernel.fsutil import atomic_write_json, locked
 from pallet.kernel.images import layers as layerlib
 from pallet.kernel.images import manifest as mf
 from pallet.kernel.images import reference as refs
 from pallet.kernel.images.blobs import BlobStore, DigestMismatch
+from pallet.kernel.images.leases import Leases
 from pallet.kernel.images.records import ImageRecord, LayerRecord, read_image, read_layer, write_image, write_layer
+
+
+# Lock depth per (thread, lock path): two ImageStore objects of one root in one thread share the
+# lock instead of deadlocking on their two flocks (rmi checks containers, which may open a store).
+_held = threading.local()
+
+# Layers unpacked at once on a driver with ``parallel_apply``: each is a download follower, an inflate
+# thread and an extraction, so a few already keep two cores and the disk busy.
+UNPACK_JOBS = int(os.environ.get("PALLET_UNPACK_JOBS", "3") or 3)
 
 
 def now_rfc3339() -> str:
@@ -85,7 +97,7 @@ class ImageStore:
         self.tags_path = self.root / "tags.json"
         self.lock_path = self.root / "lock"
         self.pins_dir = self.root / "pins"
-        self._lock_depth = 0
+        self.leases = Leases(self.root)
 
     @property
     def driver(self):
@@ -94,20 +106,22 @@ class ImageStore:
     # --- locking and transactions -------------------------------------------------------
     @contextlib.contextmanager
     def locked(self):
-        """Exclusive store lock; re-entrant within this object."""
-        if self._lock_depth:
-            self._lock_depth += 1
+        """Exclusive store lock; re-entrant within a thread (whichever ImageStore object of the root takes it)."""
+        depths = _held.__dict__.setdefault("depths", {})
+        key = str(self.lock_path)
+        if depths.get(key):
+            depths[key] += 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
+                depths[key] -= 1
             return
         with locked(self.lock_path):
-            self._lock_depth = 1
+            depths[key] = 1
             try:
                 yield
             finally:
-                self._lock_depth = 0
+                depths[key] = 0
 
     @contextlib.contextmanager
     def transaction(self):
@@ -209,8 +223,7 @@ class ImageStore:
         if self.driver.exists(layerlib.layer_id(chains[-1])) and self.layer_path(chains[-1]).exists():
             return layerlib.layer_id(chains[-1])
         with self.transaction() as txn:
-            for index, ((descriptor, diff_id), chain_id) in enumerate(zip(layers, chains)):
-                self._register_layer(txn, descriptor, diff_id, chain_id, chains[index - 1] if index else None)
+            self._register_layers(txn, [d for d, _ in layers], [i for _, i in layers], chains)
         return layerlib.layer_id(chains[-1])
 
     def live_blobs(self) -> set[str]:
@@ -244,13 +257,9 @@ class ImageStore:
         if len(diff_ids) != len(manifest.layers):
             raise PalletError(f"image config lists {len(diff_ids)} layers but the manifest has {len(manifest.layers)}")
         chains = layerlib.chain_ids(diff_ids)
-        total = 0
-        for index, (descriptor, diff_id, chain_id) in enumerate(zip(manifest.layers, diff_ids, chains)):
-            source = ready(index) if ready else None
-            if source is None and not self.blobs.has(descriptor.digest) and not self.layer_path(chain_id).exists():
-                raise PalletError(f"manifest {manifest_digest} references missing blob {descriptor.digest}")
-            parent = chains[index - 1] if index else None
-            total += self._register_layer(txn, descriptor, diff_id, chain_id, parent, progress, source).size
+        records = self._register_layers(txn, manifest.layers, diff_ids, chains, ready, progress,
+                                        f"manifest {manifest_digest}")
+        total = sum(record.size for record in records)
         image_id = manifest.config.digest
         previous = self.image_path(image_id).exists()
         record = read_image(self.image_path(image_id)) if previous else ImageRecord(
@@ -269,48 +278,122 @@ class ImageStore:
             self._write_tags(tags)
         return self.load(image_id)
 
-    def _register_layer(self, txn: Transaction, descriptor: mf.Descriptor, diff_id: str, chain_id: str,
-                        parent: str | None, progress=None, source=None) -> LayerRecord:
-        path = self.layer_path(chain_id)
-        if path.exists():
-            existing = read_layer(path)
-            if self.driver.exists(layerlib.layer_id(chain_id)):
-                return existing
-        record = LayerRecord(chain_id, diff_id, parent, descriptor.digest, descriptor.media_type,
-                             descriptor.size, 0)
-        if path.exists() and not self.blobs.has(descriptor.digest) and source is None:
-            record = existing
-        key = descriptor.digest.split(":", 1)[1][:12]
-        if progress:
-            progress.finish(key, "Extracting")
-        record.size = self._unpack(txn, record, source)
-        write_layer(path, record)
-        if progress:
-            progress.finish(key, "Pull complete")
-        return record
+    def _register_layers(self, txn: Transaction, descriptors: list[mf.Descriptor], diff_ids: list[str],
+                         chains: list[str], ready=None, progress=None, what: str = "image") -> list[LayerRecord]:
+        """Unpack and record every layer of a chain that is not already there; return the records in order.
 
-    def _unpack(self, txn: Transaction, record: LayerRecord, source=None) -> int:
+        A driver whose layers fill independently (``parallel_apply``: overlay2 writes each
+        layer's own diff directory) gets the layers unpacked by a bounded pool of threads, each
+        a streaming download -> verify -> inflate -> extract pipeline; the others get them in
+        order. Either way a layer's record, which is what makes it visible, is written only
+        after the layer was verified and synced to disk, and after its parent's record.
+        """
+        plans = []   # (record, index), index None for a layer already unpacked and recorded
+        for index, (descriptor, diff_id, chain_id) in enumerate(zip(descriptors, diff_ids, chains)):
+            existing = self._present_layer(chain_id)
+            if existing is not None:
+                plans.append((existing, None))
+                continue
+            plans.append((self._layer_to_unpack(descriptor, diff_id, chain_id, chains[index - 1] if index else None),
+                          index))
+
+        def source_of(index: int, record: LayerRecord):
+            source = ready(index) if ready else None
+            if source is None and not self.blobs.has(record.blob) and not self.layer_path(record.chain_id).exists():
+                raise PalletError(f"{what} references missing blob {record.blob}")
+            return source
+
+        todo = [(record, index) for record, index in plans if index is not None]
+        if len(todo) > 1 and getattr(self.driver, "parallel_apply", False):
+            self._unpack_parallel(txn, todo, source_of, progress)
+        else:
+            for record, index in todo:
+                source = source_of(index, record)
+                self._report(progress, record, "Extracting")
+                record.size = self._unpack(txn, record, source)
+                write_layer(self.layer_path(record.chain_id), record)
+                self._report(progress, record, "Pull complete")
+        return [record for record, _index in plans]
+
+    def _present_layer(self, chain_id: str) -> LayerRecord | None:
+        """The layer's record when it is recorded and its driver layer exists: nothing to do for it."""
+        path = self.layer_path(chain_id)
+        if path.exists() and self.driver.exists(layerlib.layer_id(chain_id)):
+            return read_layer(path)
+        return None
+
+    def _layer_to_unpack(self, descriptor, diff_id, chain_id, parent) -> LayerRecord:
+        path = self.layer_path(chain_id)
+        if path.exists() and not self.blobs.has(descriptor.digest):
+            return read_layer(path)   # recorded for another driver: unpack it from the blob it names
+        return LayerRecord(chain_id, diff_id, parent, descriptor.digest, descriptor.media_type, descriptor.size, 0)
+
+    @staticmethod
+    def _report(progress, record: LayerRecord, status: str) -> None:
+        if progress:
+            progress.finish(record.blob.split(":", 1)[1][:12], status)
+
+    def _unpack_parallel(self, txn: Transaction, todo: list, source_of, progress) -> None:
+        """Create the layers in chain order (cheap; the driver needs each parent to exist), fill them in
+        parallel, then record them in chain order as they complete."""
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        driver = self.driver
+        for record, _index in todo:
+            lid = layerlib.layer_id(record.chain_id)
+            if driver.exists(lid):
+                driver.remove(lid)   # left over by an interrupted unpack: nothing records it
+            txn.new_layers.append(record.chain_id)
+            driver.create(lid, layerlib.layer_id(record.parent) if record.parent else None)
+        stop = threading.Event()
+
+        def fill(record, index):
+            if stop.is_set():
+                raise PalletError("pull cancelled")
+            source = source_of(index, record)
+            self._report(progress, record, "Extracting")
+            record.size = self._unpack(txn, record, source, stop=stop, created=True)
+
+        pool = ThreadPoolExecutor(max_workers=min(UNPACK_JOBS, len(todo)), thread_name_prefix="unpack")
+        futures = [pool.submit(fill, record, index) for record, index in todo]
+        try:
+            for (record, _index), future in zip(todo, futures):
+                future.result()
+                write_layer(self.layer_path(record.chain_id), record)
+                self._report(progress, record, "Pull complete")
+        except BaseException:
+            stop.set()     # the other pipelines stop at their next read
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _unpack(self, txn: Transaction, record: LayerRecord, source=None, stop=None, created: bool = False) -> int:
         """Apply the layer's blob (or ``source``, its bytes still arriving) through the storage driver.
 
-        The diff id is checked; returns the layer's uncompressed size.
+        The diff id is checked and the layer synced to disk (one ``syncfs``, not an fsync per
+        file) before this returns; returns the layer's uncompressed size. ``created``: the
+        caller already created the empty driver layer and noted it in ``txn``.
         """
         driver = self.driver
         lid = layerlib.layer_id(record.chain_id)
-        if driver.exists(lid):
+        if not created and driver.exists(lid):
             driver.remove(lid)   # left over by an interrupted unpack: nothing records it
         parent = layerlib.layer_id(record.parent) if record.parent else None
         compression = mf.LAYER_COMPRESSION.get(record.media_type)
         blob_path = self.blobs.path(record.blob)
         if source is None and not blob_path.exists():
             raise PalletError(f"blob {record.blob} of layer {record.chain_id} is missing from the image store")
-        txn.new_layers.append(record.chain_id)
+        if not created:
+            txn.new_layers.append(record.chain_id)
         with layerlib.uncompressed(source or blob_path, compression) as stream:
-            reader = layerlib.HashingReader(stream)
+            reader = layerlib.HashingReader(stream, stop)
             driver.apply_diff(lid, parent, reader)
             reader.drain()
         if reader.digest != record.diff_id:
             raise DigestMismatch(f"layer {record.blob} does not match its diff id: expected {record.diff_id}, "
                                  f"got {reader.digest}")
+        fsutil.syncfs(driver.home)
         return reader.count
 
     def ensure_layers(self, record: ImageRecord) -> str | None:
@@ -389,10 +472,14 @@ class ImageStore:
         """Delete an image record, its tags, and the layers and blobs no other image needs; return deleted ids."""
         with self.locked():
             record = self.load(image_id)
+            leased = self.leases.images().get(record.id)
+            if leased:
+                raise Conflict(f"conflict: unable to delete {record.short_id} - image is being used by container "
+                               f"{leased[0][:12]} being created")
             tags = {k: v for k, v in self.tags().items() if v != record.id}
             self._write_tags(tags)
             self.image_path(record.id).unlink()
-            live_layers = {c for other in self.all() for c in other.layers}
+            live_layers = {c for other in self.all() for c in other.layers} | self.leases.layers()
             deleted = [record.id]
             for chain_id in reversed(record.layers):
                 if chain_id in live_layers:
@@ -427,7 +514,7 @@ class ImageStore:
         """
         removed = []
         with self.locked():
-            live = {c for record in self.all() for c in record.layers}
+            live = {c for record in self.all() for c in record.layers} | self.leases.layers()
             for path in list(self.layers_dir.iterdir()) if self.layers_dir.is_dir() else []:
                 chain_id = "sha256:" + path.name
                 if chain_id not in live:

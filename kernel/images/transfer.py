@@ -32,4 +32,7 @@ def pull(engine, name: str, progress=None, platform: str | None = None, tls_veri
     image_id = driver.pull(admission.location, store, progress)
     admission.stored(engine, store, image_id)
     engine.plugins.broadcast("pallet_image_pulled", reference=location, image_id=image_id)
+    from pallet.kernel import events
+
+    events.emit(engine, "image", "pull", location, {"name": location, "id": image_id})
     return store.load(image_id)

@@ -15,6 +15,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from pallet.kernel import events
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write_json, locked
 from pallet.kernel.network.records import EndpointRecord, NetworkRecord, load, now
@@ -160,6 +161,7 @@ class NetworkStore:
                 if record.scope == "global":
                     self.cluster.release_name(record)
                 raise
+        events.emit(self.engine, "network", "create", record.id, {"name": record.name, "type": record.driver})
         return record
 
     def _materialize(self, record: NetworkRecord, network_driver) -> None:
@@ -213,6 +215,7 @@ class NetworkStore:
             for endpoint in self.endpoints(record.id):  # left by a crash: their sandboxes are gone
                 self._detach(record, endpoint)
             self._teardown(record)
+        events.emit(self.engine, "network", "destroy", record.id, {"name": record.name, "type": record.driver})
         return record
 
     def _teardown(self, record: NetworkRecord) -> None:
@@ -293,6 +296,8 @@ class NetworkStore:
             except BaseException:
                 self._detach(record, endpoint)
                 raise
+        events.emit(self.engine, "network", "connect", record.id,
+                    {"container": container.id, "name": record.name, "type": record.driver})
         return record, endpoint
 
     def _save_endpoint(self, endpoint: EndpointRecord) -> None:
@@ -309,6 +314,8 @@ class NetworkStore:
                 if path.exists():
                     self._detach(record, load(EndpointRecord, path))
                     left.append(record.name)
+                    events.emit(self.engine, "network", "disconnect", record.id,
+                                {"container": container_id, "name": record.name, "type": record.driver})
                     if (record.predefined and record.materialized and not self.endpoints(record.id)
                             and not self.settings.get("keep_default_bridge", True)):
                         self._release_default_bridge(record)

@@ -20,7 +20,6 @@ from pallet.kernel.images.blobs import sha256_digest
 from pallet.kernel.images.progress import Quiet
 
 PARALLEL_DOWNLOADS = 4
-STREAMABLE = {None, "gzip"}
 
 
 class _Download:
@@ -194,11 +193,14 @@ class DockerTransport(Transport):
 
     @staticmethod
     def _ready(future, descriptor):
-        """None when the layer's blob is stored; else a stream following its download (gzip/plain only)."""
+        """None when the layer's blob is stored; else a stream following its download (when its compression
+        can be decoded in-process: plain, gzip, zstd with the ``zstandard`` package)."""
         if future is None:
             return None
         task, download = future
-        if task.done() or mf.LAYER_COMPRESSION.get(descriptor.media_type) not in STREAMABLE:
+        from pallet.kernel.images.layers import streamable
+
+        if task.done() or not streamable(mf.LAYER_COMPRESSION.get(descriptor.media_type)):
             task.result()
             return None
         return download.reader()

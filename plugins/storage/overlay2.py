@@ -40,6 +40,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 
 class Overlay2Driver(StorageDriver):
     description = "overlayfs with per-layer diff dirs"
+    parallel_apply = True   # apply_diff writes only the layer's own diff dir: a pull fills layers at once
 
     @classmethod
     def probe(cls, home=None, options=None):

@@ -156,3 +156,10 @@ def test_vendor_command_is_absent_without_the_vendor_package(pallet):
     result = pallet("copyfs", "stats")
     assert result.returncode == 2
     assert "No such command 'copyfs'" in result.stderr
+
+
+def test_vendor_storage_driver_passes_the_storage_kit(pallet, vendor_site, tmp_path):
+    result = pallet("plugins", "check", "storage", "copyfs", "--home", str(tmp_path), env={"PYTHONPATH": str(vendor_site)},
+                    timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'storage driver "copyfs" passed the conformance kit' in result.stdout

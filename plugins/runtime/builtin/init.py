@@ -182,9 +182,19 @@ def child_main(plan: InitPlan, sync_fd: int, error_fd: int) -> None:
 
 
 def _reset_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and the caller may block signals: exec would keep both."""
-    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(number, _signal.SIG_DFL)
+    """Every disposition back to default and an empty mask before exec, as runc does.
+
+    An ignored signal stays ignored across exec: Python ignores SIGPIPE and SIGXFSZ, and whoever
+    started pallet may ignore more (a shell's ``cmd &`` ignores SIGINT, ``nohup`` SIGHUP) — a
+    container's ``trap … INT HUP`` would then never fire. Caught ones are reset by exec itself.
+    """
+    for number in _signal.valid_signals():
+        if number in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(number, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass   # glibc's reserved real-time signals
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 

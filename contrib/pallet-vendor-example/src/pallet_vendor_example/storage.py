@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pallet import hookimpl
 from pallet.drivers import Availability, StorageDriver
-from pallet.errors import PalletError
+from pallet.errors import Conflict, NotFound
 
 PALLET_PLUGIN_API = ">=1.0,<2"  # the plugin contract this module was written against
 
@@ -28,12 +28,14 @@ class CopyFsDriver(StorageDriver):
         return Availability.ok()
 
     def _dir(self, layer_id: str) -> Path:
-        return self.home / "layers" / layer_id
+        return self.home / "layers" / self.check_id(layer_id)  # a UsageError for ids that are no safe file names
 
     def create(self, layer_id, parent=None):
         target = self._dir(layer_id)
         if target.exists():
-            raise PalletError(f"copyfs: layer {layer_id} already exists")
+            raise Conflict(f"copyfs: layer {layer_id} already exists")
+        if parent and not self._dir(parent).is_dir():
+            raise NotFound(f"copyfs: parent layer {parent} does not exist")
         staging = self.home / "staging" / f"{layer_id}.{uuid.uuid4().hex[:8]}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,7 @@ class CopyFsDriver(StorageDriver):
         staging.rename(target)
 
     def create_rw(self, layer_id, parent=None, opts=None):
+        self.refuse_options(opts)  # a UsageError: copyfs has no per-container options
         self.create(layer_id, parent)
 
     def remove(self, layer_id):
@@ -53,7 +56,7 @@ class CopyFsDriver(StorageDriver):
     def get(self, layer_id, mount_label=""):
         path = self._dir(layer_id)
         if not path.is_dir():
-            raise PalletError(f"copyfs: no such layer {layer_id}")
+            raise NotFound(f"copyfs: no such layer {layer_id}")
         return path
 
     def put(self, layer_id):

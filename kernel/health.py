@@ -1,0 +1,276 @@
+"""Health checks: the image's ``HEALTHCHECK`` or ``--health-*``, probed inside the container.
+
+The container's monitor forks a *prober* (:func:`spawn_prober`) right after the start. It sleeps the
+interval (the start interval during the start period) on a pidfd of the container's process, so it
+ends the moment the container does, and runs the probe as ``exec`` does: the bundle's process
+(user, env, cwd, capabilities) with the probe's arguments, in the container's namespaces. State goes
+to ``health.json`` beside the record (so ``inspect`` still shows it after the exit, as Docker's does):
+``Status`` starting|healthy|unhealthy, ``FailingStreak`` and the last 5 results with their output.
+
+Docker's rules: a probe passes with exit 0; exceeding the timeout is a failure (exit -1); failures
+during the start period do not count, a pass there ends it; ``Retries`` consecutive failures make the
+container unhealthy. On that transition ``--health-on-failure`` (podman's flag; what moby#28400 asks)
+acts: ``none``, ``kill`` (SIGKILL; the restart policy then applies as to any exit), ``stop`` (as
+``pallet stop``: never restarted) or ``restart`` (a stop, then a restart whatever the policy, through
+the restart policy's back-off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+from pallet.kernel import procs
+from pallet.kernel.containers import ContainerStore
+from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import atomic_write_json, locked
+
+STATE = "health.json"
+DEFAULTS = {"Interval": 30.0, "Timeout": 30.0, "StartPeriod": 0.0, "StartInterval": 5.0, "Retries": 3}
+KEEP_RESULTS = 5
+MAX_OUTPUT = 4096  # Docker keeps this much of a probe's output
+ACTIONS = ("none", "kill", "restart", "stop")
+
+
+def check_config(record) -> dict | None:
+    """The effective check in seconds (Docker's defaults filled in), or None if there is none."""
+    config = record.config.get("Healthcheck") or {}
+    test = config.get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    effective = {"Test": test}
+    for key, default in DEFAULTS.items():
+        value = config.get(key) or 0
+        effective[key] = (value / 1e9 if key != "Retries" else value) or default
+    return effective
+
+
+def probe_args(test: list[str]) -> list[str]:
+    """``CMD-SHELL x`` -> ``/bin/sh -c x``; ``CMD a b`` -> ``a b`` (Docker's Test forms)."""
+    if test[0] == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(test[1:])]
+    if test[0] == "CMD":
+        return list(test[1:])
+    raise PalletError(f"unknown health check type {test[0]!r} (want CMD, CMD-SHELL or NONE)")
+
+
+def on_failure(record) -> str:
+    return record.host_config.get("HealthOnFailure") or "none"
+
+
+# --- state ---------------------------------------------------------------------------------
+
+def _path(engine, record):
+    return ContainerStore(engine).dir(record.id) / STATE
+
+
+def load_state(engine, record) -> dict:
+    try:
+        return json.loads(_path(engine, record).read_text())
+    except (OSError, ValueError):
+        return {"Status": "starting", "FailingStreak": 0, "Log": []}
+
+
+def reset(engine, record) -> None:
+    """A (re)start: back to ``starting``, keeping the earlier results, as Docker does."""
+    path = _path(engine, record)
+    with locked(path.with_suffix(".lock")):
+        state = load_state(engine, record)
+        atomic_write_json(path, {**state, "Status": "starting", "FailingStreak": 0}, durable=False)
+
+
+def inspect_state(engine, record) -> dict | None:
+    """``State.Health`` for inspect (none when the container has no check)."""
+    if check_config(record) is None:
+        return None
+    return load_state(engine, record)
+
+
+def ps_suffix(engine, record) -> str:
+    if check_config(record) is None:
+        return ""
+    status = load_state(engine, record).get("Status", "starting")
+    return "(health: starting)" if status == "starting" else f"({status})"
+
+
+# --- probing -------------------------------------------------------------------------------
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_probe(engine, record, check: dict) -> tuple[int, str]:
+    """Run the probe once in the container, as ``exec`` does; return (exit code, output).
+
+    The caller must be a subreaper (the runtime's exec leaves the process to it)."""
+    from pallet.kernel import lifecycle
+
+    base = lifecycle.bundle_config(engine, record)
+    process = {**base["process"], "args": probe_args(check["Test"]), "terminal": False}
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        try:
+            pid = lifecycle.runtime_for(engine, record).exec(record.id, process, (devnull, write_fd, write_fd), None)
+        except PalletError as exc:
+            return 1, f"the health check could not start: {exc}"
+        os.close(write_fd)
+        write_fd = -1
+        output, timed_out = _collect(pid, read_fd, check["Timeout"])
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            procs.wait_for(pid)
+            return -1, f"Health check exceeded timeout ({check['Timeout']:g}s)"
+        return procs.wait_for(pid), output
+    finally:
+        os.close(read_fd)
+        os.close(devnull)
+        if write_fd >= 0:
+            os.close(write_fd)
+
+
+def _collect(pid: int, fd: int, timeout: float) -> tuple[str, bool]:
+    """Read the probe's output until it exits or ``timeout`` passes; (output, timed out)."""
+    deadline = time.monotonic() + timeout
+    chunks, size = [], 0
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        done = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"".join(chunks).decode("utf-8", "replace"), True
+            events = poller.poll(left * 1000 if not done else 50)
+            if done and not events:
+                break
+            for ready, _mask in events:
+                if ready == pidfd:
+                    done = True
+                    poller.unregister(pidfd)
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    poller.unregister(fd)
+                    return b"".join(chunks).decode("utf-8", "replace"), False
+                if size < MAX_OUTPUT:
+                    chunks.append(data[:MAX_OUTPUT - size])
+                    size += len(chunks[-1])
+        return b"".join(chunks).decode("utf-8", "replace"), False
+    finally:
+        os.close(pidfd)
+
+
+def probe_once(engine, record, check: dict) -> tuple[str, str]:
+    """One probe, its result recorded; returns (status before, status after)."""
+    started = time.time()
+    code, output = run_probe(engine, record, check)
+    ended = time.time()
+    path = _path(engine, record)
+    with locked(path.with_suffix(".lock")):
+        state = load_state(engine, record)
+        before = state.get("Status", "starting")
+        in_start_period = before == "starting" and ended - record.started_at < check["StartPeriod"]
+        if code == 0:
+            state["Status"], state["FailingStreak"] = "healthy", 0
+        elif not in_start_period:
+            state["FailingStreak"] = state.get("FailingStreak", 0) + 1
+            if state["FailingStreak"] >= check["Retries"]:
+                state["Status"] = "unhealthy"
+        entry = {"Start": _iso(started), "End": _iso(ended), "ExitCode": code, "Output": output}
+        state["Log"] = (state.get("Log") or [])[-(KEEP_RESULTS - 1):] + [entry]
+        atomic_write_json(path, state, durable=False)
+    return before, state["Status"]
+
+
+def act_on_failure(engine, record) -> None:
+    """``--health-on-failure``, once the container turned unhealthy."""
+    from pallet.kernel import lifecycle
+
+    action = on_failure(record)
+    if action == "kill":
+        with contextlib.suppress(PalletError):
+            lifecycle.kill(engine, record, signal.SIGKILL)
+    elif action == "stop":
+        lifecycle.stop(engine, record)
+    elif action == "restart":
+        ContainerStore(engine).update(record.id, restart_forced=True)
+        with contextlib.suppress(PalletError):
+            lifecycle.kill(engine, record, signal.SIGTERM)
+        if not lifecycle.wait_stopped(engine, record, record.config.get("StopTimeout") or 10):
+            with contextlib.suppress(PalletError):
+                lifecycle.kill(engine, record, signal.SIGKILL)
+
+
+def check_now(engine, record) -> str:
+    """``pallet healthcheck run``: one probe now, recorded and acted on as the prober's are."""
+    check = check_config(record)
+    if check is None:
+        raise PalletError(f"container {record.name} has no defined healthcheck")
+    procs.set_subreaper()
+    before, after = probe_once(engine, record, check)
+    if after == "unhealthy" and before != "unhealthy":
+        act_on_failure(engine, record)
+    return after
+
+
+# --- the prober process ------------------------------------------------------------------
+
+def spawn_prober(engine, record, pid: int) -> None:
+    """Fork the prober beside the monitor (which is about to ``exec`` its light log pump)."""
+    check = check_config(record)
+    if check is None:
+        return
+    record = ContainerStore(engine).load(record.id)  # with this start's pid and time
+    reset(engine, record)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return
+    code = 0
+    try:
+        os.setsid()
+        from pallet.kernel.restart import detach_fds
+
+        detach_fds(str(ContainerStore(engine).run_dir(record.id) / "monitor.err"))
+        _prober(engine, record, pid, check)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _prober(engine, record, pid: int, check: dict) -> None:
+    """Probe every interval until the container's process exits (its pidfd wakes us at once)."""
+    procs.set_subreaper()
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_IGN)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    status = "starting"
+    while True:
+        starting = status == "starting" and time.time() - record.started_at < check["StartPeriod"]
+        wait = check["StartInterval"] if starting else check["Interval"]
+        if poller.poll(wait * 1000):
+            return  # the container exited
+        try:
+            if ContainerStore(engine).load(record.id).status == "paused":
+                continue  # a frozen container cannot answer; Docker does not probe it either
+            before, status = probe_once(engine, record, check)
+        except PalletError:
+            return  # removed, or its bundle is gone
+        if status == "unhealthy" and before != "unhealthy":
+            act_on_failure(engine, record)
