@@ -105,3 +105,23 @@ def test_socket_activation_serves_on_systemds_fd_and_timeout_exits_when_idle(bb,
             process.kill()
             process.wait()
         listener.close()
+
+
+def test_events_since_through_docker_cli_and_docker_py(api):
+    import json
+    import time
+
+    start = time.time()
+    assert api.docker("run", "--rm", "--name", "evented", "busybox", "true").returncode == 0
+    until = str(time.time() + 1)
+    result = api.docker("events", "--since", str(start), "--until", until, "--filter", "container=evented",
+                        "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "container create evented" in lines and "container start evented" in lines
+    assert "container destroy evented" in lines
+    client = api.client()
+    seen = list(client.events(since=start, until=time.time() + 1, decode=True, filters={"event": "die"}))
+    assert [e["Actor"]["Attributes"]["name"] for e in seen] == ["evented"]
+    assert json.dumps(seen[0]["Actor"]["Attributes"]["exitCode"]) == '"0"'
+    assert api.request("GET", "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] == 400
