@@ -15,6 +15,7 @@ int setns(int fd, int nstype);
 int mount(const char *source, const char *target, const char *filesystemtype,
           unsigned long mountflags, const void *data);
 int umount2(const char *target, int flags);
+int syncfs(int fd);
 long syscall(long number, ...);
 int sethostname(const char *name, size_t len);
 int setdomainname(const char *name, size_t len);

@@ -47,22 +47,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_libc = None
-
-
 def syncfs(path) -> None:
     """Write back everything dirty on the filesystem holding ``path`` (``syncfs(2)``): one call makes a
     whole unpacked layer durable, where an fsync per file would cost one disk flush each."""
-    global _libc
-    if _libc is None:
-        import ctypes
-        _libc = ctypes.CDLL(None, use_errno=True)
+    from pallet.kernel import linux   # the syscall module; imported only by the commands that unpack
+
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _libc.syncfs(fd) != 0:
-            import ctypes
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+        linux.syncfs(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"syncfs {path}: {os.strerror(exc.errno)}") from None
     finally:
         os.close(fd)
 

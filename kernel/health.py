@@ -1,8 +1,9 @@
 """Health checks: the image's ``HEALTHCHECK`` or ``--health-*``, probed inside the container.
 
-The container's monitor forks a *prober* (:func:`spawn_prober`) right after the start. It sleeps the
-interval (the start interval during the start period) on a pidfd of the container's process, so it
-ends the moment the container does, and runs the probe as ``exec`` does: the bundle's process
+The container's monitor forks a *prober* (:func:`spawn_prober`) right after the start: the bare
+:mod:`pallet.kernel.healthloop`, which sleeps the interval (the start interval during the start
+period) on a pidfd of the container's process, so it ends the moment the container does, and then runs
+``pallet healthcheck run``. A probe runs as ``exec`` does: the bundle's process
 (user, env, cwd, capabilities) with the probe's arguments, in the container's namespaces. State goes
 to ``health.json`` beside the record (so ``inspect`` still shows it after the exit, as Docker's does):
 ``Status`` starting|healthy|unhealthy, ``FailingStreak`` and the last 5 results with their output.
@@ -25,6 +26,7 @@ import signal
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pallet.kernel import procs
 from pallet.kernel.containers import ContainerStore
@@ -226,51 +228,25 @@ def check_now(engine, record) -> str:
 # --- the prober process ------------------------------------------------------------------
 
 def spawn_prober(engine, record, pid: int) -> None:
-    """Fork the prober beside the monitor (which is about to ``exec`` its light log pump)."""
+    """Start the prober beside the monitor: a fork that ``exec``s the bare :mod:`pallet.kernel.healthloop`."""
+    from pallet.kernel.restart import cli_env, cli_globals, detach_fds
+
     check = check_config(record)
     if check is None:
         return
     record = ContainerStore(engine).load(record.id)  # with this start's pid and time
     reset(engine, record)
+    argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("healthloop.py")), cli_env()["PYTHONPATH"],
+            str(pid), str(_path(engine, record)), *(f"{check[k]:g}" for k in ("Interval", "StartInterval", "StartPeriod")),
+            repr(record.started_at), sys.executable, "-m", "pallet.kernel.cli", *cli_globals(engine),
+            "healthcheck", "run", record.id]
     sys.stdout.flush()
     sys.stderr.flush()
     if os.fork() != 0:
         return
-    code = 0
     try:
         os.setsid()
-        from pallet.kernel.restart import detach_fds
-
         detach_fds(str(ContainerStore(engine).run_dir(record.id) / "monitor.err"))
-        _prober(engine, record, pid, check)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 1
+        os.execv(sys.executable, argv)
     finally:
-        os._exit(code)
-
-
-def _prober(engine, record, pid: int, check: dict) -> None:
-    """Probe every interval until the container's process exits (its pidfd wakes us at once)."""
-    procs.set_subreaper()
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_IGN)
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    status = "starting"
-    while True:
-        starting = status == "starting" and time.time() - record.started_at < check["StartPeriod"]
-        wait = check["StartInterval"] if starting else check["Interval"]
-        if poller.poll(wait * 1000):
-            return  # the container exited
-        try:
-            if ContainerStore(engine).load(record.id).status == "paused":
-                continue  # a frozen container cannot answer; Docker does not probe it either
-            before, status = probe_once(engine, record, check)
-        except PalletError:
-            return  # removed, or its bundle is gone
-        if status == "unhealthy" and before != "unhealthy":
-            act_on_failure(engine, record)
+        os._exit(1)

@@ -119,6 +119,10 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(libc.umount2(_c(target), flags), f"umount {target}")
 
 
+def syncfs(fd: int) -> None:
+    _check(libc.syncfs(fd), "syncfs")
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     new, old = ffi.new("char[]", os.fsencode(new_root)), ffi.new("char[]", os.fsencode(put_old))
     _check(libc.syscall(ffi.cast("long", _NR["pivot_root"]), new, old), "pivot_root")

@@ -152,7 +152,7 @@ def _restarter(engine, record, delay: float) -> None:
             break
         time.sleep(min(left, 0.05))
     os.execve(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", *cli_globals(engine),
-                               "system", "boot", "--policy-restart", record.id], _cli_env())
+                               "system", "boot", "--policy-restart", record.id], cli_env())
 
 
 def cli_globals(engine) -> list[str]:
@@ -168,7 +168,7 @@ def cli_globals(engine) -> list[str]:
     return args
 
 
-def _cli_env() -> dict:
+def cli_env() -> dict:
     """This pallet first on the path (a checkout or site-packages), as the monitor's log pump does."""
     home = os.path.dirname(os.path.dirname(os.path.realpath(sys.modules["pallet"].__file__)))
     env = dict(os.environ)

@@ -281,6 +281,8 @@ def hide(run_dir: Path) -> None:
     from pallet.kernel import linux
 
     target = mount_dir(run_dir)
+    if not target.exists():  # every start calls this: a container without secrets pays one stat
+        return
     while _is_mountpoint(target):
         try:
             linux.umount2(str(target), linux.MNT_DETACH)

@@ -145,7 +145,7 @@ def start(ctx, attach, interactive, detach_keys, checkpoint, checkpoint_dir, con
     ctx.exit(code)
 
 
-@container.command("attach", cls=EngineCommand)
+@container.command("attach", cls=RunCommand)  # Go booleans: --sig-proxy=false, as Docker
 @click.option("--detach-keys", default=None, help="Override the key sequence for detaching (ctrl-p,ctrl-q).")
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")

@@ -66,7 +66,7 @@ def ps_row(record, now: float, no_trunc: bool, engine=None) -> dict:
     }
 
 
-def matches(record, filters: list[tuple[str, str]]) -> bool:
+def matches(record, filters: list[tuple[str, str]], engine=None) -> bool:
     groups: dict[str, list[str]] = {}
     for key, value in filters:
         groups.setdefault(key, []).append(value)
@@ -79,6 +79,10 @@ def matches(record, filters: list[tuple[str, str]]) -> bool:
             ok = all(label_match(record.labels, v) for v in values)
         elif key == "status":
             ok = record.status in values
+            if not ok and "restarting" in values and engine is not None:
+                from pallet.kernel import restart
+
+                ok = restart.status_suffix(engine, record)
         elif key == "exited":
             ok = record.status == "exited" and str(record.exit_code) in values
         elif key == "ancestor":
@@ -86,6 +90,11 @@ def matches(record, filters: list[tuple[str, str]]) -> bool:
                      for v in values)
         elif key == "network":
             ok = record.network_mode in values
+        elif key == "health" and engine is not None:  # Docker's: starting, healthy, unhealthy, none
+            from pallet.kernel import health
+
+            state = health.inspect_state(engine, record)
+            ok = (state or {}).get("Status", "none") in values
         else:
             raise UsageError(f"invalid filter '{key}'")
         if not ok:
@@ -116,7 +125,7 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
 @click.command("ls")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor).")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, label, status, exited, ancestor, network, health).")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
@@ -131,13 +140,15 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, size, fmt):
     for key, value in wanted:
         if key == "status" and value not in PS_STATUSES:
             raise UsageError(f"invalid filter 'status={value}'")
+        if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
+            raise UsageError(f"Unrecognised filter value for health: {value}")
     now = time.time()
     records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
     if latest:
         last = 1
     if not show_all and last < 0 and not any(k in ("status", "exited") for k, _ in wanted):
         records = [r for r in records if r.running]
-    records = [r for r in records if matches(r, wanted)]
+    records = [r for r in records if matches(r, wanted, engine)]
     if last >= 0:
         records = records[:last]
     rows = [ps_row(r, now, no_trunc, engine) for r in records]

@@ -210,12 +210,9 @@ def cgroup_stats(record) -> dict:
     cgroup = container_cgroup(record)
     stats = {"memory_usage": 0, "memory_limit": 0, "cpu_usage": 0, "pids": 0, "blkio_read": 0, "blkio_write": 0}
     stats.update(cgroup.stats())
-    blkio = cgroup.dirs().get("blkio")
-    with contextlib.suppress(OSError, TypeError):
-        for line in (Path(blkio) / "blkio.throttle.io_service_bytes").read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] in ("Read", "Write"):
-                stats["blkio_" + parts[1].lower()] += int(parts[2])
+    from pallet.kernel.blockio import block_io
+
+    stats["blkio_read"], stats["blkio_write"] = block_io(cgroup)
     return stats
 
 
@@ -253,7 +250,8 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
                 "MemUsage": f"{binary_size(now['memory_usage'])} / {binary_size(limit)}",
                 "MemPerc": f"{100.0 * now['memory_usage'] / limit:.2f}%" if limit else "0.00%",
                 "NetIO": "{} / {}".format(*map(human_size, net_io(record.pid) if record.running else (0, 0))),
-                "BlockIO": f"{binary_size(now['blkio_read'])} / {binary_size(now['blkio_write'])}",
+                # Docker's units: memory in binary sizes, network and block I/O in decimal ones
+                "BlockIO": f"{human_size(now['blkio_read'])} / {human_size(now['blkio_write'])}",
                 "PIDs": str(now["pids"]),
             })
         if not no_stream and sys.stdout.isatty():

@@ -34,7 +34,7 @@ def inspect_data(record, users: list[str]) -> dict:
 @click.pass_obj
 def create(engine, name, file, labels):
     """Create a secret from FILE, or from standard input when FILE is "-"."""
-    from pallet.kernel.errors import UsageError
+    from pallet.kernel.errors import PalletError
     from pallet.kernel.secrets import MAX_SIZE, SecretStore
 
     if file == "-":
@@ -44,7 +44,7 @@ def create(engine, name, file, labels):
             with open(file, "rb") as handle:
                 value = handle.read(MAX_SIZE + 1)
         except OSError as exc:
-            raise UsageError(f"secret create: cannot read {file}: {exc.strerror or exc}") from None
+            raise PalletError(f"secret create: cannot read {file}: {exc.strerror or exc}") from None
     label_map = {}
     for label in labels:
         key, _, val = label.partition("=")

@@ -191,3 +191,13 @@ def prune(engine, all_volumes, filters, force):
     from pallet.kernel.humanize import size
 
     click.echo(f"Total reclaimed space: {size(reclaimed, 4)}")
+
+
+def _add_backup_commands() -> None:
+    from pallet.kernel.cli import volume_backup
+
+    for command in volume_backup.COMMANDS:
+        volume.add_command(command)
+
+
+_add_backup_commands()

@@ -134,3 +134,20 @@ def test_unknown_option_is_a_usage_error(volumes, volume_options):
     harness.raises_documented(UsageError, volumes.create, "badopt", {**volume_options, "no-such-option": "1"},
                               what="create() with an -o option the driver does not know")
     assert "badopt" not in volumes.list(), "a create() refused for its options left a volume behind"
+
+
+def test_rename_moves_the_data_or_declines(volumes, volume_options):
+    volumes.create("before", dict(volume_options))
+    path = volumes.mount("before", "c1")
+    write(path, "kept", b"moved")
+    volumes.unmount("before", "c1")
+    if not volumes.rename("before", "after"):
+        assert "before" in volumes.list(), "rename() returned False (declined) but the volume is gone"
+        return  # the core falls back to a copy and a remove
+    assert sorted(volumes.list()) == ["after"], f"after rename() list() is {volumes.list()}, want ['after']"
+    path = volumes.mount("after", "c1")
+    try:
+        with open(os.path.join(path, "kept"), "rb") as handle:
+            assert handle.read() == b"moved", "rename() did not move the data to the new name"
+    finally:
+        volumes.unmount("after", "c1")

@@ -41,3 +41,11 @@ class VolumeDriver(Driver):
     def list(self) -> list[str]:
         """Names of the volumes the driver holds."""
         raise NotImplementedError
+
+    def rename(self, old: str, new: str) -> bool:
+        """Move unused, unmounted volume ``old``'s data to ``new`` in place (``volume rename``).
+
+        Return False when the driver cannot: the core then creates ``new`` with the same options,
+        copies the data (as ``volume clone``) and removes ``old``.
+        """
+        return False

@@ -80,6 +80,14 @@ class LocalVolumeDriver(VolumeDriver):
             shutil.rmtree(target)
         (self.home / name / "opts.json").unlink(missing_ok=True)
 
+    def rename(self, old, new):
+        """Move ``_data`` and the options; the core's record next to them is the core's to move."""
+        (self.home / new).mkdir(parents=True, exist_ok=True)
+        os.rename(self.path(old), self.path(new))
+        if (self.home / old / "opts.json").exists():
+            os.rename(self.home / old / "opts.json", self.home / new / "opts.json")
+        return True
+
     def list(self):
         """Volumes with a ``_data`` directory, except those the core's record gives to another driver."""
         return sorted(p.parent.name for p in self.home.glob("*/_data") if _record_driver(p.parent) in (None, "local"))

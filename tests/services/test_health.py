@@ -6,6 +6,7 @@ nothing depends on how fast this machine is; the prober itself is tested with sh
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -134,3 +135,43 @@ def test_bad_health_flags_are_one_line_and_125(bb, flags, message):
         assert message in result.stderr, result.stderr
         assert len([line for line in result.error_lines if not line.startswith("See ")]) == 1, result.stderr
     assert bb("ps", "-aq", check=True).stdout == ""
+
+
+def test_ps_filters_by_health(bb):
+    bb("run", "-d", "--name", "hf-good", "--health-cmd", "true", *HOUR, "busybox", "sleep", "1000", check=True)
+    bb("run", "-d", "--name", "hf-wait", "--health-cmd", "true", *HOUR, "busybox", "sleep", "1000", check=True)
+    bb("run", "-d", "--name", "hf-none", "busybox", "sleep", "1000", check=True)
+    bb("healthcheck", "run", "hf-good", check=True)
+
+    def names(value):
+        return bb("ps", "--filter", f"health={value}", "--format", "{{.Names}}", check=True).stdout.split()
+
+    assert (names("healthy"), names("starting"), names("none"), names("unhealthy")) == \
+        (["hf-good"], ["hf-wait"], ["hf-none"], [])
+    bad = bb("ps", "--filter", "health=great")
+    assert bad.returncode != 0 and bad.error_lines == ["Error: Unrecognised filter value for health: great"]
+
+
+def _probers(cid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    argv = handle.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if any(a.endswith("healthloop.py") for a in argv) and cid in argv:
+                found.append(int(entry))
+    return found
+
+
+def test_the_prober_is_the_bare_loop_and_ends_with_the_container(bb):
+    bb("run", "-d", "--name", "hc-end", "--health-cmd", "true", *HOUR, "busybox", "sleep", "1000", check=True)
+    cid = json.loads(bb("inspect", "hc-end", check=True).stdout)[0]["Id"]
+    probers = _probers(cid)
+    assert len(probers) == 1
+    with open(f"/proc/{probers[0]}/cmdline", "rb") as handle:
+        assert b"\0-I\0-S\0" in handle.read()  # no site, no pallet until a probe is due
+    bb("stop", "-t", "0", "hc-end", check=True)
+    assert eventually(lambda: not _probers(cid))

@@ -55,6 +55,8 @@ def test_always_backs_off_doubling_and_a_user_stop_ends_it(bb):
     saved = json.loads((bb.root / "containers" / cid / "container.json").read_text())
     k = saved["restart_count"]
     assert saved["restart_delay"] in (pytest.approx(0.1 * 2 ** (k - 1)), pytest.approx(0.1 * 2 ** k))
+    assert eventually(lambda: bb("ps", "-a", "--filter", "status=restarting", "--format", "{{.Names}} {{.Status}}",
+                                 check=True).stdout.startswith("svc-bo Restarting (1)"))
     bb("stop", "svc-bo", check=True)
     stopped = state(bb, "svc-bo")["RestartCount"]
     time.sleep(1.5)
@@ -181,3 +183,11 @@ def test_update_changes_the_restart_policy_of_a_running_container(bb):
     assert state(bb, "u-rp")["ExitCode"] == 5
     bad = bb("update", "--restart", "on-failure:-1", "u-rp")
     assert bad.returncode != 0 and bad.error_lines == ["Error: invalid restart policy: invalid count '-1'"]
+
+
+def test_a_restart_joins_the_containers_network_again(bb):
+    bb("run", "-d", "--name", "svc-net", "--network", "bridge", "--restart", "on-failure:1", "busybox",
+       "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; exit 1", check=True)
+    assert eventually(lambda: (s := state(bb, "svc-net"))["RestartCount"] == 1 and s["Status"] == "exited")
+    addresses = bb("logs", "svc-net", check=True).stdout.split()
+    assert len(addresses) == 2 and all("/" in a for a in addresses), addresses

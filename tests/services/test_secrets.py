@@ -111,3 +111,14 @@ def test_a_missing_secret_fails_run_in_one_line_and_rm_refuses_one_in_use(bb):
                        "Error: secret create: cannot read /nonexistent/file: No such file or directory")):
         result = bb(*bad)
         assert result.error_lines == [line], result.stderr
+
+
+def test_a_restarted_container_gets_its_secret_again(bb):
+    from tests.services.conftest import eventually, state
+
+    bb("secret", "create", "again", "-", input=VALUE, check=True)
+    bb("run", "-d", "--name", "flaky", "--restart", "on-failure:1", "--secret", "again", "busybox", "sh", "-c",
+       "cat /run/secrets/again; echo; exit 3", check=True)
+    assert eventually(lambda: state(bb, "flaky")["RestartCount"] == 1 and not state(bb, "flaky")["Running"])
+    assert bb("logs", "flaky", check=True).stdout.splitlines() == [VALUE, VALUE]
+    assert not _grep_tree(bb.run_root, VALUE.encode())

@@ -1,0 +1,100 @@
+"""stats' BLOCK I/O and NET I/O per container, and attach's --sig-proxy and --no-stdin."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from tests.containers.conftest import bb, record  # noqa: F401  (the fixture)
+from tests.conftest import REPO
+
+DOCKER_HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def test_block_io_counts_the_containers_direct_reads_and_writes(bb):
+    bb("run", "-d", "--name", "disk", "busybox", "sleep", "120", check=True)
+    before = bb("stats", "--no-stream", "--format", "{{.BlockIO}}", "disk", check=True).stdout.strip()
+    bb("exec", "disk", "sh", "-c", "dd if=/dev/zero of=/blob bs=1M count=8 oflag=direct && "
+       "dd if=/blob of=/dev/null bs=1M iflag=direct", check=True)
+    table = bb("stats", "--no-stream", "disk", check=True).stdout.splitlines()
+    header = [cell for cell in table[0].split("  ") if cell.strip()]
+    assert [cell.strip() for cell in header] == DOCKER_HEADER
+    after = bb("stats", "--no-stream", "--format", "{{.BlockIO}}", "disk", check=True).stdout.strip()
+    assert before == "0B / 0B"
+    read, written = after.split(" / ")
+    # 8 MiB each way, in Docker's decimal units (8.39MB), at least: the filesystem adds its own blocks
+    assert read.endswith("MB") and float(read[:-2]) >= 8.38, after
+    assert written.endswith("MB") and float(written[:-2]) >= 8.38, after
+    assert after in table[1]
+
+
+def test_io_stat_of_cgroup_v2_and_blkio_of_v1_are_summed_over_devices():
+    from pallet.kernel.blockio import parse_v1, parse_v2
+
+    # the formats of the kernel's Documentation/admin-guide/cgroup-v{1,2}
+    v2 = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n" \
+         "8:0 rbytes=90430464 wbytes=299008000 rios=8950 wios=1252 dbytes=50331648 dios=3021\n"
+    assert parse_v2(v2) == (1459200 + 90430464, 314773504 + 299008000)
+    v1 = "254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 0\n7:0 Read 1\n7:0 Write 2\nTotal 12291\n"
+    assert parse_v1(v1) == (4097, 8194)
+
+
+def test_stats_net_io_counts_the_containers_own_interfaces(bb):
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # the real default network
+    bb("run", "-d", "--name", "net", "busybox", "sleep", "120", check=True)
+    bb("run", "-d", "--name", "quiet", "busybox", "sleep", "120", check=True)
+    gateway = record(bb, "net")["NetworkSettings"]["Gateway"]
+    bb("exec", "net", "ping", "-c", "3", "-s", "1000", "-W", "1", gateway, check=True)
+    rows = dict(line.split(" ", 1) for line in bb("stats", "--no-stream", "--format", "{{.Name}} {{.NetIO}}",
+                                                  check=True).stdout.splitlines())
+    received, sent = rows["net"].split(" / ")
+    assert received.endswith("kB") and sent.endswith("kB") and float(sent[:-2]) >= 3.0, rows
+    quiet_received, quiet_sent = rows["quiet"].split(" / ")
+    assert quiet_sent != sent  # counters are per network namespace, not the host's
+
+
+def _attach(bb, *args, stdin=subprocess.DEVNULL):
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
+           "attach", *args]
+    return subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env,
+                            cwd=str(REPO), text=True)
+
+
+TICKER = 'trap "echo caught-usr1; exit 9" USR1; while :; do echo tick; sleep 0.2; done'
+
+
+def test_attach_proxies_signals_and_no_sig_proxy_leaves_the_container_alone(bb):
+    bb("run", "-d", "--name", "proxied", "busybox", "sh", "-c", TICKER, check=True)
+    client = _attach(bb, "proxied")
+    try:
+        assert client.stdout.readline() == "tick\n"
+        client.send_signal(signal.SIGUSR1)
+        out, _err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+    assert "caught-usr1" in out and client.returncode == 9
+    assert record(bb, "proxied")["State"]["ExitCode"] == 9
+
+    bb("run", "-d", "--name", "unproxied", "busybox", "sh", "-c", TICKER, check=True)
+    client = _attach(bb, "--sig-proxy=false", "unproxied")
+    try:
+        assert client.stdout.readline() == "tick\n"
+        client.send_signal(signal.SIGUSR1)
+        client.communicate(timeout=30)
+    finally:
+        client.kill()
+    assert client.returncode == -signal.SIGUSR1
+    assert record(bb, "unproxied")["State"]["Running"] is True
+
+
+def test_attach_no_stdin_keeps_the_input_from_the_container(bb):
+    script = 'if read -t 5 line; then echo "got:$line"; else echo "no input"; fi'
+    bb("run", "-d", "-i", "--name", "deaf", "busybox", "sh", "-c", script, check=True)
+    client = _attach(bb, "--no-stdin", "deaf", stdin=subprocess.PIPE)
+    out, _err = client.communicate("hello\n", timeout=60)
+    assert out == "no input\n" and client.returncode == 0
+    bb("run", "-d", "-i", "--name", "hearing", "busybox", "sh", "-c", 'read line; echo "got:$line"', check=True)
+    client = _attach(bb, "hearing", stdin=subprocess.PIPE)
+    out, _err = client.communicate("hello\n", timeout=60)
+    assert out == "got:hello\n" and client.returncode == 0
