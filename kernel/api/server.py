@@ -45,6 +45,17 @@ def parse_host(host: str) -> tuple[str, str]:
     raise UsageError(f"invalid -H {host}: expected unix:///PATH, tcp://ADDR:PORT or fd://")
 
 
+def check_hosts(options: ServeOptions) -> None:
+    """Refuse what cannot be served before anything starts: bad URLs, TCP without TLS, missing TLS files."""
+    for host in options.hosts:
+        kind, _address = parse_host(host)
+        if kind == "tcp" and options.tlsverify:
+            tls_context(options)
+        elif kind == "tcp" and not options.insecure_tcp:
+            raise UsageError(f"-H {host}: TCP needs --tlsverify with --tlscacert/--tlscert/--tlskey "
+                             "(or --insecure-tcp, which lets anyone who can connect control this host)")
+
+
 def tls_context(options: ServeOptions) -> ssl.SSLContext:
     """Mutual TLS as dockerd's --tlsverify: the client must show a certificate the CA signed."""
     for flag, value in (("--tlscacert", options.tlscacert), ("--tlscert", options.tlscert), ("--tlskey", options.tlskey)):
@@ -97,13 +108,8 @@ async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, 
             owned[address] = os.stat(address).st_ino
         else:
             addr, _sep, port = address.rpartition(":")
-            context = None
-            if options.tlsverify:
-                context = tls_context(options)
-            elif not options.insecure_tcp:
-                raise UsageError(f"-H {host}: TCP needs --tlsverify with --tlscacert/--tlscert/--tlskey "
-                                 "(or --insecure-tcp, which lets anyone who can connect control this host)")
-            else:
+            context = tls_context(options) if options.tlsverify else None
+            if context is None:
                 print(f"pallet serve: WARNING: {host} is plain TCP without TLS: anyone who can connect is root "
                       "on this host", file=sys.stderr)
             site = web.TCPSite(runner, addr or "0.0.0.0", int(port), ssl_context=context)
@@ -115,6 +121,7 @@ async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, 
 async def serve_async(engine, options: ServeOptions) -> None:
     from pallet.kernel.api.app import make_app
 
+    check_hosts(options)
     engine.plugins.load()  # every group once, before requests run in threads
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=_access_log())
