@@ -6,6 +6,10 @@ Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100
 
     python3 bench/bench_run.py [--rounds 30] [--baseline DIR]
 
+``pallet-engine`` is the same command through the thin client (``kernel/launcher.py`` under
+``python3 -I -S``) with the root's resident engine up (``pallet engine start``); crun runs the same
+bundle as runc when it is installed.
+
 ``--baseline DIR`` adds another checkout of pallet (say, ``git worktree add DIR main``) as a
 contender in the same interleaved rounds, for before/after figures under the same load.
 """
@@ -167,14 +171,26 @@ def main() -> None:
         make_bundle(root, run_root, bundle)
         archive = work / "busybox.tar"
         subprocess.run([*pallet, "save", "-o", str(archive), "busybox"], check=True, capture_output=True)
+        skipped = []
+        client = [sys.executable, "-I", "-S", str(REPO / "kernel" / "launcher.py"), "--root", str(root),
+                  "--run-root", str(run_root)]
+        subprocess.run([*pallet, "engine", "start"], check=True, capture_output=True, cwd=REPO)
+        stack.callback(subprocess.run, [*pallet, "engine", "stop"], capture_output=True, cwd=REPO)
         contenders = {
             "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
+            "pallet-engine": [*client, "run", "--rm", "--network", "none", "busybox", "true"],
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
         }
+        crun = ["crun", "--root", str(work / "crun-state"), "run", "-b", str(bundle), f"bench-crun-{os.getpid()}"]
+        if shutil.which("crun"):
+            trial = subprocess.run(crun, capture_output=True, text=True)
+            if trial.returncode == 0:
+                contenders["crun"] = crun
+            else:
+                skipped.append(f"crun (fails here: {' '.join(trial.stderr.strip().splitlines()[-1:])})")
         cwd = {name: REPO for name in contenders}
         if args.baseline:  # run from its own tree: "-m pallet.kernel.cli" imports the checkout in the cwd
             contenders["baseline"], cwd["baseline"] = contenders["pallet"], Path(args.baseline).resolve()
-        skipped = []
         podman = peers.podman(work, archive)
         stack.callback(peers.podman_cleanup, podman)
         if podman:
@@ -202,9 +218,10 @@ def main() -> None:
         for name, value in medians.items():
             print(f"  {name:8s} wall {value:7.1f} ({value / medians['runc']:.2f}x runc)   "
                   f"cpu {cpu_medians[name]:6.1f} ({cpu_medians[name] / cpu_medians['runc']:.2f}x runc)")
-        for peer in ("baseline", "podman", "docker"):
+        for peer in ("baseline", "podman", "docker", "runc", "crun"):
             if peer in medians:
-                print(f"  pallet/{peer} = {medians['pallet'] / medians[peer]:.2f}")
+                print(f"  pallet/{peer} = {medians['pallet'] / medians[peer]:.2f}   "
+                      f"pallet-engine/{peer} = {medians['pallet-engine'] / medians[peer]:.2f}")
         for note in skipped:
             print(f"  skipped: {note}")
         rss = monitor_rss(pallet, root)
@@ -214,7 +231,12 @@ def main() -> None:
             print(f"  conmon (podman): RSS {conmon_rss(podman) / 1024:.1f} MB")
         if docker:
             print(f"  containerd-shim-runc-v2 (docker): RSS {shim_rss(docker) / 1024:.1f} MB")
-        print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7)")
+        print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7); "
+              f"through the engine: {ps_time(client, root, run_root) * 1000:.0f} ms")
+        version = [statistics.median(timed([*cmd, "--version"]) for _ in range(15)) * 1000 for cmd in (pallet, client)]
+        print(f"pallet --version: {version[0]:.0f} ms; through the engine: {version[1]:.0f} ms (median of 15)")
+        engine_pid = int((run_root / "engine.pid").read_text())
+        print(f"idle engine: RSS {vm_rss_kb(engine_pid) / 1024:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ def policy_restart(engine, cid: str) -> None:
         record = store.load(cid)
         if not record.stopped_by_user and not lifecycle.refresh(engine, record).running:
             start_again(engine, record, count=True)
+            from pallet.kernel import events
+
+            events.container(engine, store.load(cid), "restart")
     finally:
         with contextlib.suppress(FileNotFoundError):
             (store.run_dir(cid) / restart.PENDING).unlink()

@@ -47,6 +47,7 @@ class Engine:
             "runtime": self.run_root / "runtime" / name,
             "security": self.root / name,
             "registry": self.root / "transports" / name,
+            "logging": self.root / "containers",    # each container's log driver is opened on its own directory
         }
         return homes[kind]
 

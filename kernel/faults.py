@@ -28,7 +28,7 @@ POINTS = {
     "layer.before-record": "a layer is unpacked by the storage driver, its record not yet written",
     "image.before-record": "an image's layers are recorded, its image record and tags not yet written",
     "create.leased": "create holds its image lease, the container record not yet written",
-    "create.before-rw": "the container record is written, its read-write layer not yet made",
+    "create.before-record": "the container's read-write layer is made, its record not yet written",
     "start.prepared": "start has mounted the rootfs, made the netns and bundle; no monitor yet",
     "run.forked": "run -d has forked the monitor and waits for its report (the CLI side)",
     "monitor.started": "the monitor started the container, its report to the CLI not yet written",

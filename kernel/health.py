@@ -191,6 +191,10 @@ def probe_once(engine, record, check: dict) -> tuple[str, str]:
         entry = {"Start": _iso(started), "End": _iso(ended), "ExitCode": code, "Output": output}
         state["Log"] = (state.get("Log") or [])[-(KEEP_RESULTS - 1):] + [entry]
         atomic_write_json(path, state, durable=False)
+    if state["Status"] != before:
+        from pallet.kernel import events
+
+        events.container(engine, record, f"health_status: {state['Status']}")   # Docker's action name
     return before, state["Status"]
 
 

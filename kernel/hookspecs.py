@@ -124,6 +124,17 @@ def pallet_register_runtimes(register):
     """
 
 
+@hookspec
+def pallet_register_log_drivers(register):
+    """Register log drivers: where a container's stdout and stderr lines go.
+
+    ``register(name, cls)`` with a subclass of :class:`pallet.kernel.drivers.LogDriver`, selected
+    by ``--log-driver NAME`` (default ``json-file``, or ``[logging] driver`` in pallet.toml) and
+    configured with ``--log-opt``. The container's monitor opens it at each start and calls
+    ``log`` per line; ``pallet logs`` reads a bounded local copy. Return nothing.
+    """
+
+
 # --- broadcast hooks ----------------------------------------------------------------------
 
 @hookspec

@@ -183,6 +183,9 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         config["ExposedPorts"].setdefault(spec_port, {})
     host_config = {**request.host_config, **host_extra, "NetworkMode": network, "PortBindings": ports,
                    "PublishAllPorts": request.publish_all}
+    from pallet.kernel import logdrivers
+
+    host_config["LogConfig"] = logdrivers.resolve(engine, host_config.get("LogConfig"))
     record = ContainerRecord(
         id=cid, name=request.name, image_id=image_id, image_ref=request.image, created=time.time(),
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
@@ -191,10 +194,17 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
     record.image_top_layer = top_layer()
     record.storage_driver = engine.storage_driver_name
     store = ContainerStore(engine)
-    store.add(record)  # refuses a duplicate name before any layer exists
+    # The read-write layer before the record: a record always has its layer. A kill in between
+    # leaves a driver layer no record names, which the next prune (and system check) removes.
+    engine.storage.create_rw(cid, record.image_top_layer, host_config.get("StorageOpt") or None)
     try:
-        faults.point("create.before-rw")
-        engine.storage.create_rw(cid, record.image_top_layer, host_config.get("StorageOpt") or None)
+        faults.point("create.before-record")
+        store.add(record)  # refuses a duplicate name
+    except BaseException:
+        with contextlib.suppress(Exception):
+            engine.storage.remove(cid)
+        raise
+    try:
         create_named_volumes(engine, host_config)
         record.anonymous_volumes = create_anonymous_volumes(engine, host_config.get("Mounts") or [],
                                                             host_config.get("VolumeDriver") or "")

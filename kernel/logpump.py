@@ -22,31 +22,113 @@ def rfc3339_nano(ns=None):
 
 
 class JsonLog:
-    """Docker's json-file driver: one ``{"log", "stream", "time"}`` object per line of output."""
+    """Docker's json-file driver: one ``{"log", "stream", "time"}`` object per line of output.
 
-    def __init__(self, path):
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    With ``max_size`` the file is rotated as Docker's is: past ``max_size`` bytes it becomes
+    ``<path>.1`` (gzip'ed to ``<path>.1.gz`` with ``compress``), older ones shift up, and at most
+    ``max_file`` files exist, so the log never holds more than ``max_size × max_file`` (one batch of
+    output more at most). ``max_file`` 1 truncates in place.
+    """
+
+    def __init__(self, path, max_size=0, max_file=1, compress=False):
+        self.path, self.max_size, self.max_file, self.compress = str(path), max_size, max(1, max_file), compress
+        self.fd = self._open(0)
+        self.size = os.fstat(self.fd).st_size
         self.partial = {}
+
+    def _open(self, extra):
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | extra, 0o640)
 
     def _entry(self, text, stream, now):
         return ('{"log":%s,"stream":"%s","time":"%s"}\n' % (_quote(text), stream, now)).encode()
 
+    def _put(self, out):
+        if self.max_size and self.size and self.size + len(out) > self.max_size:
+            self._rotate()
+        while out:
+            written = os.write(self.fd, out)
+            self.size += written
+            out = out[written:]
+
+    def _rotate(self):
+        os.close(self.fd)
+        if self.max_file > 1:
+            suffix = ".gz" if self.compress else ""
+            for n in range(self.max_file - 1, 1, -1):
+                for ext in (suffix, "") if suffix else ("",):
+                    try:
+                        os.replace("%s.%d%s" % (self.path, n - 1, ext), "%s.%d%s" % (self.path, n, ext))
+                    except FileNotFoundError:
+                        pass
+            if self.compress:
+                import gzip
+                import shutil
+
+                tmp = self.path + ".1.gz.tmp"
+                with open(self.path, "rb") as source, gzip.open(tmp, "wb", compresslevel=1) as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                os.replace(tmp, self.path + ".1.gz")
+                os.unlink(self.path)
+            else:
+                os.replace(self.path, self.path + ".1")
+            self.fd = self._open(0)
+        else:
+            self.fd = self._open(os.O_TRUNC)
+        self.size = 0
+
     def write(self, stream, data):
-        lines = (self.partial.pop(stream, b"") + data).split(b"\n")
-        self.partial[stream] = lines.pop()
-        if lines:
-            now = rfc3339_nano()
-            out = b"".join(self._entry(line.decode("utf-8", "replace") + "\n", stream, now) for line in lines)
-            while out:
-                out = out[os.write(self.fd, out):]
+        data = self.partial.pop(stream, b"") + data
+        cut = data.rfind(b"\n") + 1
+        self.partial[stream] = data[cut:]
+        if not cut:
+            return
+        # One decode and one C-level quote per line: the pump's cost is per line, so keep it small.
+        lines = data[:cut].decode("utf-8", "replace").split("\n")
+        lines.pop()
+        tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, rfc3339_nano())
+        entries = ['{"log":' + quoted[:-1] + tail for quoted in map(_quote, lines)]
+        out = "".join(entries).encode()
+        if not self.max_size or self.size + len(out) <= self.max_size:
+            self._put(out)
+            return
+        batch, size = [], self.size
+        for entry in entries:  # rotate between lines, so that no file passes max-size by more than a line
+            entry = entry.encode()
+            if batch and size + len(entry) > self.max_size:
+                self._put(b"".join(batch))
+                batch, size = [], 0
+            batch.append(entry)
+            size += len(entry)
+        self._put(b"".join(batch))
 
     def close(self):
         now = rfc3339_nano()
         for stream, rest in self.partial.items():
             if rest:
-                os.write(self.fd, self._entry(rest.decode("utf-8", "replace"), stream, now))
+                self._put(self._entry(rest.decode("utf-8", "replace"), stream, now))
         self.partial.clear()
         os.close(self.fd)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def json_log_for(path, driver, config):
+    """The local log file of a json-file or local container (stdlib only: the bare log pump calls it).
+
+    Rotation is on by default, unlike Docker's json-file (moby#40207: an unbounded log fills the
+    disk): json-file 10 MiB × 3 (the figures Docker's own docs recommend), local 20 MiB × 5 and
+    compressed, as Docker's local driver. ``max-size -1`` turns rotation off.
+    """
+    size, files, compress = ("20m", "5", "true") if driver == "local" else ("10m", "3", "false")
+    text = str(config.get("max-size", size)).strip().lower()
+    if text == "-1":
+        max_size = 0
+    else:
+        number, unit = text.rstrip("bkmg"), text[len(text.rstrip("bkmg")):][:1]
+        max_size = int(float(number) * _UNITS[unit])
+    return JsonLog(path, max_size, int(config.get("max-file", files)),
+                   str(config.get("compress", compress)).lower() in ("true", "1", "yes"))
 
 
 class AttachServer:
@@ -131,7 +213,8 @@ def pump_to_log(pid, sources, log, server=None):
                 poller.unregister(fd)
                 open_fds.discard(fd)
                 continue
-            log.write(sources[fd], data)
+            if log is not None:
+                log.write(sources[fd], data)
             if server is not None and server.clients:
                 server.send(tags[sources[fd]] + data)
     os.close(pidfd)
@@ -139,6 +222,48 @@ def pump_to_log(pid, sources, log, server=None):
         got, status = os.waitpid(-1, 0)
         if got == pid:
             return status
+
+
+_LOADED = []
+
+
+def load_pallet(repo):
+    """Make pallet (and the plugins) importable: site, and the monitor's own ``pallet`` first."""
+    import sys
+
+    if _LOADED:
+        return
+    import site
+
+    site.main()
+    # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
+    sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    _LOADED.append(repo)
+
+
+def open_log(repo, log_path, params_path):
+    """json-file and local stay stdlib-only (a small monitor); any other driver loads pallet and its plugin."""
+    import json
+
+    with open(params_path) as handle:
+        log = json.load(handle).get("log") or {"driver": "json-file", "config": {}, "path": log_path}
+    if log["driver"] == "none":
+        return None
+    if log["driver"] in ("json-file", "local"):
+        return json_log_for(log["path"], log["driver"], log["config"])
+    try:
+        load_pallet(repo)
+        from pallet.kernel.logdrivers import open_sink
+
+        with open(params_path) as handle:
+            run_root = json.load(handle).get("run_root")
+        return open_sink(log, json_log_for, run_root=run_root)
+    except Exception as exc:  # the container runs on; `pallet logs` says why nothing was shipped
+        tmp = os.path.join(os.path.dirname(log["path"]), "log-driver-error")
+        with open(tmp + ".tmp", "w") as handle:
+            handle.write(f"log driver {log['driver']}: {exc}\n")
+        os.replace(tmp + ".tmp", tmp)
+        return json_log_for(log["path"], "json-file", {"max-size": "10m", "max-file": "2"})
 
 
 def main(argv):
@@ -158,20 +283,17 @@ def main(argv):
         server = AttachServer(listening[0], (items.get("stdin") or [None])[0], "stderr" not in items)
         if "attach-first" in items:
             server.accept(timeout=10)  # run -it: its CLI connects right away and must see the first output
-    log = JsonLog(log_path)
+    log = open_log(repo, log_path, params)
     status = pump_to_log(pid, sources, log, server)
-    log.close()
+    if log is not None:
+        log.close()
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     # Published at once for ps/stop/wait; the full record update needs pallet loaded (~0.2 s).
     fd = os.open(os.path.join(os.path.dirname(params), "exit-code"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, b"%d\n" % code)
     os.close(fd)
     try:
-        import site
-
-        site.main()
-        # -I ignored PYTHONPATH; the CLI honoured it, so plugins found through it must observe the exit too.
-        sys.path[:0] = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        load_pallet(repo)
         from pallet.kernel.exit_handler import after_exit
 
         after_exit(params, code)

@@ -22,7 +22,8 @@ from pallet.kernel import faults, lifecycle, procs
 from pallet.kernel.containers import ContainerStore
 from pallet.kernel.errors import PalletError
 from pallet.kernel.fsutil import atomic_write_json
-from pallet.kernel.logpump import JsonLog
+from pallet.kernel.logdrivers import open_sink, sink_params
+from pallet.kernel.logpump import json_log_for
 from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -72,7 +73,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
             signal.signal(signum, forward)
     console = ConsoleSocket() if tty_mode else None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    keep_log = not record.host_config.get("AutoRemove") and not _no_log(record)
+    keep_log = not _no_log(record) and (not record.host_config.get("AutoRemove") or _remote_log(record))
     pipes = {}
     try:
         if tty_mode:
@@ -98,7 +99,7 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
-        log = JsonLog(store.log_path(record.id)) if keep_log else None
+        log = open_sink(sink_params(record, store.log_path(record.id)), json_log_for, engine.plugins) if keep_log else None
         if tty_mode:
             master = console.receive_master()
             with raw_terminal(master) if interactive else contextlib.nullcontext():
@@ -125,6 +126,11 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
 
         restart.after_exit(engine, finished, code)  # as Docker's: the CLI returns, the container restarts
     return code
+
+
+def _remote_log(record) -> bool:
+    """A driver that sends the output elsewhere: it gets it even from a ``--rm`` container."""
+    return (record.host_config.get("LogConfig") or {}).get("Type", "json-file") not in ("json-file", "local", "none")
 
 
 def _no_log(record) -> bool:
@@ -241,6 +247,7 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
             "id": record.id, "root": str(config.root), "run_root": str(config.run_root),
             "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
+            "log": sink_params(record, store.log_path(record.id)),
         }, durable=False)
         script = Path(__file__).with_name("logpump.py")
         # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump

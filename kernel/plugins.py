@@ -26,6 +26,7 @@ GROUPS = {
     "security": "pallet.security",
     "registry": "pallet.registry",
     "runtime": "pallet.runtime",
+    "logging": "pallet.logging",
 }
 
 # Driver kind -> (entry-point group whose plugins provide it, registration hook).
@@ -37,10 +38,11 @@ DRIVER_KINDS = {
     "security": ("security", "pallet_register_security_profiles"),
     "registry": ("registry", "pallet_register_transports"),
     "runtime": ("runtime", "pallet_register_runtimes"),
+    "logging": ("logging", "pallet_register_log_drivers"),
 }
 
 # How messages name a driver of each kind ("storage driver "zfs" is unavailable …").
-KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile"}
+KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile", "logging": "log driver"}
 
 BUILTIN_DISTRIBUTION = "pallet"
 

@@ -14,17 +14,34 @@ import tty
 from pathlib import Path
 
 
+def log_files(path: Path) -> list[Path]:
+    """The json-file log and its rotated files (``.N``, ``.N.gz``), oldest first."""
+    path = Path(path)
+    rotated = []
+    for candidate in path.parent.glob(path.name + ".*"):
+        number = candidate.name[len(path.name) + 1:].removesuffix(".gz")
+        if number.isdigit():
+            rotated.append((int(number), candidate))
+    return [p for _n, p in sorted(rotated, reverse=True)] + [path]
+
+
 def read_log(path: Path):
-    """Yield (stream, time, text) from a json-file log; a torn last line is skipped."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        for raw in handle:
-            with contextlib.suppress(ValueError):
-                entry = json.loads(raw)
-                yield entry["stream"], entry["time"], entry["log"]
+    """Yield (stream, time, text) from a json-file log and its rotated files; a torn last line is skipped."""
+    import gzip
+
+    for part in log_files(path):
+        try:
+            handle = gzip.open(part, "rb") if part.suffix == ".gz" else open(part, "rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            try:
+                for raw in handle:
+                    with contextlib.suppress(ValueError):
+                        entry = json.loads(raw)
+                        yield entry["stream"], entry["time"], entry["log"]
+            except (OSError, EOFError):  # rotated away (or a gzip being written) while read
+                continue
 
 
 def pump(pid: int, sources: dict[int, str], log: JsonLog | None, echo: dict[str, int] | None,

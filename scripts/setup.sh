@@ -14,6 +14,7 @@ packages=(
   openssl zstd                                     # token-auth test certificates, zstd layers
   btrfs-progs libbtrfsutil-dev zfs-fuse thin-provisioning-tools lvm2 e2fsprogs xfsprogs
   nftables iptables iproute2 etcd-server           # networking and the overlay's cluster store
+  containernetworking-plugins                      # the CNI reference plugins the cni driver runs
   libseccomp-dev libseccomp2 uidmap                # security
   procps psmisc util-linux hyperfine               # process tools, benchmarks
   tini                                             # run --init (its static build is bound into the container)

@@ -12,6 +12,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# PALLET_TEST_ENGINE=1: every command of a test goes through the thin client (kernel/launcher.py) to a
+# resident engine started for the test's root, so the same tests check both paths (tests/fastpath/).
+ENGINE_MODE = os.environ.get("PALLET_TEST_ENGINE") == "1"
+LAUNCHER = REPO / "kernel" / "launcher.py"
+_engines: list[Pallet] = []
 
 
 @dataclass
@@ -38,12 +43,40 @@ class Pallet:
         self.env.update(env or {})
         (root.parent / "pallet.toml").touch()
 
-    def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
-                 check: bool = False) -> Result:
-        cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(self.root)]
+    engine_started = False
+
+    def command(self, *args: str, engine: bool | None = None) -> list[str]:
+        """The argv that runs ``pallet ARGS`` on this root: the direct CLI, or (engine mode) the thin client."""
+        use_engine = (ENGINE_MODE or self.engine_started) if engine is None else engine
+        if use_engine:
+            self.start_engine()
+            cmd = [sys.executable, "-I", "-S", str(LAUNCHER)]
+        else:
+            cmd = [sys.executable, "-m", "pallet.kernel.cli"]
+        cmd += ["--root", str(self.root)]
         if self.run_root is not None:
             cmd += ["--run-root", str(self.run_root)]
-        cmd += args
+        return cmd + list(args)
+
+    def start_engine(self) -> None:
+        """Start this root's resident engine once; the ``engines_stopped`` fixture stops it after the test."""
+        if self.engine_started:
+            return
+        self.engine_started = True
+        _engines.append(self)
+        proc = subprocess.run(self.command("engine", "start", engine=False), capture_output=True, text=True,
+                              timeout=120, env=self.env, cwd=str(REPO))
+        assert proc.returncode == 0, f"pallet engine start failed: {proc.stderr}"
+
+    def stop_engine(self) -> None:
+        if self.engine_started:
+            self.engine_started = False
+            subprocess.run(self.command("engine", "stop", engine=False), capture_output=True, timeout=120,
+                           env=self.env, cwd=str(REPO))
+
+    def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
+                 check: bool = False) -> Result:
+        cmd = self.command(*args)
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
                               env={**self.env, **(env or {})}, cwd=str(REPO))
         result = Result(proc.returncode, proc.stdout, proc.stderr)
@@ -60,6 +93,14 @@ def _pallet_cgroups() -> set[str]:
             if dirpath.count("/") >= 7:
                 dirnames.clear()
     return found
+
+
+@pytest.fixture(autouse=True)
+def engines_stopped():
+    """Stop the resident engines a test started (engine mode), after every other fixture's teardown."""
+    yield
+    while _engines:
+        _engines.pop().stop_engine()
 
 
 @pytest.fixture(scope="session", autouse=True)

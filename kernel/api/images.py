@@ -194,13 +194,12 @@ async def remove(request: web.Request):
     engine = request.app["engine"]
     name = request.match_info["name"]
     await blocking(_resolve, engine, name)
-
-    def remove():
+    def locked_remove():
         store = _store(engine)
-        with store.locked():   # as `pallet rmi`: no container is created from it meanwhile
+        with store.locked():   # as the CLI's rmi: no container is created from it meanwhile
             return remove_image(engine, store, name, query_bool(request, "force"))
 
-    steps = await blocking(remove)
+    steps = await blocking(locked_remove)
     return json_response([{kind: what} for kind, what in steps])
 
 

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("pallet.kernel.cli.image", "image", "Manage images"),
     "network": ("pallet.kernel.cli.network", "network", "Manage networks"),
     "volume": ("pallet.kernel.cli.volume", "volume", "Manage volumes"),
+    "pod": ("pallet.kernel.cli.pod", "pod", "Manage pods (containers sharing namespaces)"),
+    "kube": ("pallet.kernel.cli.kube", "kube", "Play, take down and generate Kubernetes YAML"),
     "secret": ("pallet.kernel.cli.secret", "secret", "Manage secrets"),
     "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
     "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
@@ -68,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("pallet.kernel.cli.image", "history", "Show the history of an image"),
     "login": ("pallet.kernel.cli.image", "login", "Log in to a registry"),
     "logout": ("pallet.kernel.cli.image", "logout", "Log out from a registry"),
+    "engine": ("pallet.kernel.cli.resident", "engine", "Start, stop and show the resident engine (fast start-up)"),
     "serve": ("pallet.kernel.cli.serve", "serve", "Serve the Docker Engine API on a socket"),
     "completion": ("pallet.kernel.cli.completion", "completion", "Print a shell completion script (bash, zsh, fish)"),
 }
@@ -125,7 +128,8 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "image", "network", "secret", "volume", "plugins", "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "engine", "image", "network", "secret", "volume", "pod", "kube", "plugins",
+               "storage", "security", "system"}
 
 
 @click.group(

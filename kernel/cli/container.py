@@ -31,7 +31,16 @@ def _create(engine, image, command, opts, detach: bool = False):
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_flags import write_cidfile
 
+    pod = None
+    if opts.get("pod"):
+        from pallet.kernel import pods
+
+        pod = pods.PodStore(engine).get(opts["pod"])
+        pods.check_infra(engine, pod)
+        opts = pods.member_options(pod, opts)
     request = build_request(image, command, opts, detach)
+    if pod is not None and "uts" in pod.share:
+        request.hostname = pod.hostname  # the pod's name for every member (each keeps its own UTS namespace)
     if opts["secret"]:
         from pallet.kernel.secrets import resolve_references
 

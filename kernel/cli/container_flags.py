@@ -154,6 +154,7 @@ def create_options(func):
         _many("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]", help="Publish a container's port(s) to the host."),
         _opt("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
         _many("--expose", metavar="PORT[/PROTO]", help="Expose a port or a range of ports."),
+        _opt("--pod", default="", metavar="POD", help="Join a pod's namespaces (pallet pod create)."),
         _opt("--pid", default="", help="PID namespace to use (host, container:NAME)."),
         _opt("--ipc", default="", help="IPC mode to use (private, shareable, host, none, container:NAME)."),
         _opt("--uts", default="", help="UTS namespace to use (host)."),

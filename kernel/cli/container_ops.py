@@ -46,6 +46,11 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
     if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
         raise PalletError('configured logging driver does not support reading')
     path = _store(engine).log_path(record.id)
+    from pallet.kernel.logdrivers import failure
+
+    problem = failure(path)
+    if problem:
+        print(f"pallet: warning: {problem}", file=sys.stderr)
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
 
     def emit(stream, stamp, text):
@@ -64,9 +69,12 @@ def show_logs(engine, record, follow: bool, tail: int | None, timestamps: bool,
     if not follow or (until is not None and until <= time.time()):
         return
     offset = path.stat().st_size if path.exists() else 0
+    inode = path.stat().st_ino if path.exists() else None
     while True:
         complete = b""
         with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_ino != inode:  # rotated: the new file from its start
+                inode, offset = path.stat().st_ino, 0
             with open(path, "rb") as handle:
                 handle.seek(offset)
                 chunk = handle.read()

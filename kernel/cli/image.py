@@ -217,8 +217,7 @@ def rm(ctx, images, force, no_prune):
 
 def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]:
     """Docker's ``rmi NAME``: untag or delete; the ("Untagged"|"Deleted", what) steps, also for the API.
-
-    The caller holds the store lock, so no container appears meanwhile."""
+    The caller holds the store lock, so no container appears meanwhile (its image lease)."""
     from pallet.kernel import events, faults
     from pallet.kernel.images import reference as refs
 

@@ -234,3 +234,12 @@ def _add_space_commands() -> None:
 
 _add_space_commands()
 
+
+def _add_check_commands() -> None:
+    from pallet.kernel.cli.system_check import check, reset
+
+    system.add_command(check)
+    system.add_command(reset)
+
+
+_add_check_commands()

@@ -1,6 +1,7 @@
 """Base classes every driver subclasses; their docstrings are the rest of the plugin contract."""
 
 from pallet.kernel.drivers.base import Availability, Driver, DriverContext
+from pallet.kernel.drivers.logging import LogDriver, LogMessage, RemoteLogDriver
 from pallet.kernel.drivers.network import EndpointInfo, IpamDriver, JoinInfo, NetworkDriver
 from pallet.kernel.drivers.runtime import Runtime
 from pallet.kernel.drivers.security import FilesContext, IdMapping, SecurityContext, SecurityProfile
@@ -10,6 +11,6 @@ from pallet.kernel.drivers.volume import VolumeDriver
 
 __all__ = [
     "Availability", "Change", "Driver", "DriverContext", "EndpointInfo", "FilesContext", "IdMapping", "IpamDriver",
-    "JoinInfo", "NetworkDriver", "Runtime", "SecurityContext", "SecurityProfile", "StorageDriver", "Transport",
+    "JoinInfo", "LogDriver", "LogMessage", "NetworkDriver", "RemoteLogDriver", "Runtime", "SecurityContext", "SecurityProfile", "StorageDriver", "Transport",
     "VolumeDriver",
 ]

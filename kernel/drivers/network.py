@@ -52,6 +52,14 @@ class NetworkDriver(Driver):
     # False for a driver whose containers share the host's network namespace ("host"): the core
     # makes no sandbox, and only one network of that driver may exist (the predefined one).
     needs_sandbox = True
+    # True for a driver that assigns addresses itself (CNI plugins run their own IPAM, e.g.
+    # host-local): the core reserves no pool or address, ``create_network`` gets ``ipv4=[]``, and
+    # ``join`` reports the address it configured in ``JoinInfo.extra["address"]`` (CIDR) and
+    # ``extra["mac_address"]``.
+    own_ipam = False
+    # True for a driver whose networks may also be defined outside pallet (CNI conflists in
+    # /etc/cni/net.d): ``network ls`` asks it for them through :meth:`discover`.
+    discovers = False
 
     def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
         """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``).
@@ -91,6 +99,14 @@ class NetworkDriver(Driver):
     def leave(self, network_id: str, endpoint_id: str, data: dict, sandbox_key: str) -> None:
         """Undo ``join``."""
         raise NotImplementedError
+
+    def discover(self) -> list[dict]:
+        """Networks defined outside pallet, as ``{"name", "options"}``; the core records each new one.
+
+        Such a record is built (``create_network``) at its first container, and is dropped when
+        the driver stops reporting it and no container uses it. Only asked when ``discovers`` is set.
+        """
+        return []
 
     def release_cluster(self, network_id: str, options: dict) -> None:
         """The last host left global network ``network_id``: free what the driver keeps in the cluster store.

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
+from pallet.kernel import faults
 from pallet.kernel.errors import PalletError
 from pallet.kernel.fsutil import fsync_dir
 
@@ -79,7 +80,7 @@ class BlobStore:
             split_digest(expected)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix=f"blob-{os.getpid()}-")   # the pid: for sweeping
         if on_open:
             on_open(tmp)
         try:
@@ -87,6 +88,11 @@ class BlobStore:
             written = 0
             with os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
+                    if size is not None and written + len(chunk) > size:
+                        # Stop at the first byte past the declared size: a server streaming
+                        # more than it announced must not fill the disk before the refusal.
+                        raise DigestMismatch(f"blob {expected or 'being written'} is oversized: more than the "
+                                             f"{size} bytes declared")
                     hasher.update(chunk)
                     handle.write(chunk)
                     if on_open:
@@ -103,6 +109,7 @@ class BlobStore:
             if expected and digest != expected:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
             os.chmod(tmp, 0o644)
+            faults.point("blob.before-rename")
             os.replace(tmp, self.path(digest))
             fsync_dir(self.dir)
             return digest

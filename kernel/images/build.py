@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from pallet.kernel import faults
 from pallet.kernel.errors import PalletError
 from pallet.kernel.images import manifest as mf
 from pallet.kernel.images import reference as refs
@@ -97,6 +98,7 @@ def commit(store, stream: BinaryIO | None, parent: ImageRecord | None, config: d
         else:
             entry["empty_layer"] = True
         document.setdefault("history", []).append(entry)
+        faults.point("commit.before-publish")
         return store_image(store, txn, document, layers, list(tags)).id
 
 

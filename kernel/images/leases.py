@@ -46,8 +46,8 @@ class Leases:
         with contextlib.suppress(FileNotFoundError):
             (self.dir / name).unlink()
 
-    def entries(self) -> dict[str, dict]:
-        """Live leases by name; stale ones (their process is gone, or unreadable) are removed."""
+    def entries(self, sweep: bool = True) -> dict[str, dict]:
+        """Live leases by name; stale ones (their process is gone, or unreadable) are removed (``sweep``)."""
         live = {}
         for path in list(self.dir.iterdir()) if self.dir.is_dir() else []:
             if path.name.startswith("."):
@@ -59,10 +59,17 @@ class Leases:
                 entry, pid = None, 0
             if entry is not None and _alive(pid):
                 live[path.name] = entry
-            else:
+            elif sweep:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         return live
+
+    def stale(self) -> list[str]:
+        """Remove the leases of dead processes; return their names (the container ids being created)."""
+        if not self.dir.is_dir():
+            return []
+        before = {p.name for p in self.dir.iterdir() if not p.name.startswith(".")}
+        return sorted(before - set(self.entries()))
 
     def images(self) -> dict[str, list[str]]:
         """image id -> names of the live leases on it."""

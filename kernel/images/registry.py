@@ -7,6 +7,7 @@ and ``--tls-verify=false`` (HTTPS without verification is tried first, as Docker
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import sys
 import threading
@@ -18,6 +19,8 @@ from pallet.kernel.images import auth
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
 CHUNK = 1 << 20
 UPLOAD_CHUNK = 16 << 20
+MAX_MANIFEST = 4 << 20    # the distribution spec's limit for manifests and indexes
+MAX_SMALL = 1 << 20       # token, error and tag-list bodies read into memory
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^,\s]+)')
 
 
@@ -191,13 +194,30 @@ class RegistryClient:
             self.tokens.pop(scope, None)
         return response
 
+    def _read_capped(self, response, limit: int, what: str) -> bytes:
+        """The body, refused at the first byte past ``limit`` (a registry must not fill our memory)."""
+        announced = response.headers.get("content-length", "")
+        try:
+            if announced.isdigit() and int(announced) > limit:
+                raise RegistryError(f"{what} from {self.host} is too large: {announced} bytes (limit {limit})")
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > limit:
+                    raise RegistryError(f"{what} from {self.host} is too large: more than {limit} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except _httpx().HTTPError as exc:
+            raise RegistryError(f"reading {what} from {self.host} failed: {exc}") from None
+        finally:
+            response.close()
+
     def _error(self, response, what: str) -> RegistryError:
         status = response.status_code
         kind = response.headers.get("content-type", "").split(";")[0]
         detail = ""
         try:
-            response.read()
-            errors = response.json().get("errors") or []
+            errors = json.loads(self._read_capped(response, MAX_SMALL, "error body")).get("errors") or []
             detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
         except Exception:
             detail = f"non-JSON {kind or 'body'}" if kind != "application/json" else ""
@@ -210,12 +230,14 @@ class RegistryClient:
     # --- distribution API ---------------------------------------------------------------
     def get_manifest(self, repo: str, reference: str, accept: str) -> tuple[bytes, str]:
         response = self.request("GET", f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull",
-                                headers={"Accept": accept})
+                                headers={"Accept": accept}, stream=True)
         if response.status_code == 404:
+            response.close()
             raise RegistryError(f"manifest unknown: {self.host}/{repo}:{reference} not found")
         if response.status_code != 200:
             raise self._error(response, f"manifest {repo}:{reference}")
-        return response.content, response.headers.get("content-type", "")
+        return self._read_capped(response, MAX_MANIFEST, f"manifest {repo}:{reference}"), \
+            response.headers.get("content-type", "")
 
     def download_blob(self, repo: str, digest: str):
         """An open streaming response for the blob; the caller iterates ``iter_raw`` and closes it."""
@@ -290,4 +312,8 @@ class RegistryClient:
         response = self.request("GET", f"/v2/{repo}/tags/list", f"repository:{repo}:pull")
         if response.status_code != 200:
             raise self._error(response, f"tags of {repo}")
-        return list(response.json().get("tags") or [])
+        try:
+            body = json.loads(self._read_capped(response, MAX_MANIFEST, f"tags of {repo}"))
+            return [str(tag) for tag in body.get("tags") or []]
+        except (ValueError, AttributeError, TypeError):
+            raise RegistryError(f"registry {self.host} answered the tag list of {repo} with no JSON tag list") from None

@@ -22,6 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pallet.kernel import faults
 from pallet.kernel.errors import Conflict, NotFound, PalletError
 from pallet.kernel import fsutil
 from pallet.kernel.fsutil import atomic_write_json, locked
@@ -37,9 +38,12 @@ from pallet.kernel.images.records import ImageRecord, LayerRecord, read_image, r
 # lock instead of deadlocking on their two flocks (rmi checks containers, which may open a store).
 _held = threading.local()
 
+
 # Layers unpacked at once on a driver with ``parallel_apply``: each is a download follower, an inflate
 # thread and an extraction, so a few already keep two cores and the disk busy.
-UNPACK_JOBS = int(os.environ.get("PALLET_UNPACK_JOBS", "3") or 3)
+def unpack_jobs() -> int:
+    """PALLET_UNPACK_JOBS, read per pull (not at import: a resident engine's worker gets its env later)."""
+    return int(os.environ.get("PALLET_UNPACK_JOBS", "3") or 3)
 
 
 def now_rfc3339() -> str:
@@ -53,6 +57,18 @@ class Transaction:
         self.store = store
         self.new_blobs: list[str] = []
         self.new_layers: list[str] = []
+        self.journal = store.journal_dir / f"{os.getpid()}-{os.urandom(4).hex()}"
+
+    def note(self, kind: str, name: str) -> None:
+        """Journal what this transaction adds, before it is added: if the process is killed, the next
+        command that takes the store lock rolls it back (:meth:`ImageStore.recover`)."""
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.journal, "a") as handle:
+            handle.write(f"{kind} {name}\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.journal.unlink()
 
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)
@@ -60,9 +76,13 @@ class Transaction:
     def ingest(self, chunks, expected: str | None = None, size: int | None = None, on_chunk=None,
                on_open=None) -> str:
         existed = expected is not None and self.store.blobs.has(expected)
+        if expected and not existed and expected not in self.new_blobs:
+            self.note("blob", expected)   # before it can exist: a kill after the rename is rolled back too
         digest = self.store.blobs.ingest(chunks, expected, size, on_chunk, on_open)
         if not existed and digest not in self.new_blobs and (expected or not self._referenced(digest)):
             self.new_blobs.append(digest)
+            if not expected:
+                self.note("blob", digest)
         return digest
 
     def ingest_file(self, source, expected: str | None = None, size: int | None = None, on_chunk=None) -> str:
@@ -98,6 +118,7 @@ class ImageStore:
         self.lock_path = self.root / "lock"
         self.pins_dir = self.root / "pins"
         self.leases = Leases(self.root)
+        self.journal_dir = self.root / "journal"
 
     @property
     def driver(self):
@@ -119,6 +140,7 @@ class ImageStore:
         with locked(self.lock_path):
             depths[key] = 1
             try:
+                self.recover()
                 yield
             finally:
                 depths[key] = 0
@@ -131,7 +153,63 @@ class ImageStore:
                 yield txn
             except BaseException:
                 txn.rollback()
+                txn.close()
                 raise
+            txn.close()
+
+    def recover(self) -> None:
+        """Undo what killed processes left half-done (called on taking the lock; cheap when nothing was).
+
+        By name and pid: blob temp files ``blob-<pid>-…`` and journals ``journal/<pid>-…`` of dead
+        processes. A journal lists the blobs and layers its transaction added: those that no image
+        (or lease, or another layer) references now are removed.
+        """
+        from pallet.kernel.images.leases import _alive
+
+        def dead(name: str, prefix: str = "") -> bool:
+            try:
+                return not _alive(int(name.removeprefix(prefix).split("-", 1)[0]))
+            except ValueError:
+                return False
+
+        journals = [p for p in self.journal_dir.iterdir() if dead(p.name)] if self.journal_dir.is_dir() else []
+        for cid in self.leases.stale():
+            # A create killed while leasing: a read-write layer may exist that no record names.
+            if not (Path(self.engine.root) / "containers" / cid).exists():
+                with contextlib.suppress(Exception):
+                    if self.driver.exists(cid):
+                        self.driver.remove(cid)
+        if self.blobs.tmp.is_dir():
+            for leftover in self.blobs.tmp.iterdir():
+                if leftover.name.startswith("blob-") and dead(leftover.name, "blob-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
+        if not journals:
+            return
+        layers, blobs = [], []
+        for journal in journals:
+            with contextlib.suppress(OSError):
+                for line in journal.read_text().splitlines():
+                    kind, _, name = line.partition(" ")
+                    (layers if kind == "layer" else blobs).append(name)
+        live_layers = {c for record in self.all() for c in record.layers} | self.leases.layers()
+        for chain_id in reversed(layers):
+            if chain_id not in live_layers:
+                with contextlib.suppress(Exception):
+                    self.driver.remove(layerlib.layer_id(chain_id))
+                with contextlib.suppress(FileNotFoundError):
+                    self.layer_path(chain_id).unlink()
+        if blobs:
+            live = self.live_blobs()
+            for path in self.layers_dir.iterdir() if self.layers_dir.is_dir() else ():
+                with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+                    live.add(read_layer(path).blob)
+            for digest in blobs:
+                if digest not in live:
+                    self.blobs.remove(digest)
+        for journal in journals:
+            with contextlib.suppress(FileNotFoundError):
+                journal.unlink()
 
     # --- paths and reading --------------------------------------------------------------
     def image_path(self, image_id: str) -> Path:
@@ -266,6 +344,7 @@ class ImageStore:
             id=image_id, manifest_digest=manifest_digest, manifest_media_type=manifest.media_type,
             layers=chains, created=str(config.get("created") or ""), size=total, added=now_rfc3339())
         record.manifest_digest, record.manifest_media_type = manifest_digest, manifest.media_type
+        faults.point("image.before-record")
         record.index_digest = index_digest or record.index_digest
         for name in repo_digest_names:
             entry = f"{name}@{index_digest or manifest_digest}"
@@ -311,6 +390,7 @@ class ImageStore:
                 source = source_of(index, record)
                 self._report(progress, record, "Extracting")
                 record.size = self._unpack(txn, record, source)
+                faults.point("layer.before-record")
                 write_layer(self.layer_path(record.chain_id), record)
                 self._report(progress, record, "Pull complete")
         return [record for record, _index in plans]
@@ -345,6 +425,7 @@ class ImageStore:
             if driver.exists(lid):
                 driver.remove(lid)   # left over by an interrupted unpack: nothing records it
             txn.new_layers.append(record.chain_id)
+            txn.note("layer", record.chain_id)
             driver.create(lid, layerlib.layer_id(record.parent) if record.parent else None)
         stop = threading.Event()
 
@@ -355,11 +436,12 @@ class ImageStore:
             self._report(progress, record, "Extracting")
             record.size = self._unpack(txn, record, source, stop=stop, created=True)
 
-        pool = ThreadPoolExecutor(max_workers=min(UNPACK_JOBS, len(todo)), thread_name_prefix="unpack")
+        pool = ThreadPoolExecutor(max_workers=min(unpack_jobs(), len(todo)), thread_name_prefix="unpack")
         futures = [pool.submit(fill, record, index) for record, index in todo]
         try:
             for (record, _index), future in zip(todo, futures):
                 future.result()
+                faults.point("layer.before-record")
                 write_layer(self.layer_path(record.chain_id), record)
                 self._report(progress, record, "Pull complete")
         except BaseException:
@@ -386,6 +468,7 @@ class ImageStore:
             raise PalletError(f"blob {record.blob} of layer {record.chain_id} is missing from the image store")
         if not created:
             txn.new_layers.append(record.chain_id)
+            txn.note("layer", record.chain_id)
         with layerlib.uncompressed(source or blob_path, compression) as stream:
             reader = layerlib.HashingReader(stream, stop)
             driver.apply_diff(lid, parent, reader)

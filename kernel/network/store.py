@@ -22,6 +22,7 @@ from pallet.kernel.network.records import EndpointRecord, NetworkRecord, load, n
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
+DISCOVERED_LABEL = "pallet.discovered"  # a network a driver found outside the store (a CNI conflist)
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
 
 
@@ -44,7 +45,7 @@ class NetworkStore:
     def all(self) -> list[NetworkRecord]:
         if self.cluster is not None:
             self.cluster.sync()
-        records = self.read_all()
+        records = self._discover(self.read_all())
         if not {r.name for r in records} >= set(PREDEFINED):
             with self.lock():
                 records = self.read_all()
@@ -55,6 +56,40 @@ class NetworkStore:
                         self.save(record)
                         records.append(record)
         return sorted(records, key=lambda r: (r.name not in PREDEFINED, r.name))
+
+    def _discover(self, records: list[NetworkRecord]) -> list[NetworkRecord]:
+        """Record the networks drivers find outside the store (CNI conflists); forget vanished, unused ones."""
+        drivers = [name for name in self.engine.plugins.names("network")
+                   if getattr(self.engine.plugins.driver("network", name).cls, "discovers", False)]
+        if not drivers:
+            return records
+        found = {}
+        for name in drivers:
+            try:
+                for item in self.driver(name).discover():
+                    found.setdefault(item["name"], (name, item["options"]))
+            except PalletError:
+                continue  # not usable on this host: nothing to list
+        stale = [r for r in records if r.labels.get(DISCOVERED_LABEL) and r.name not in found]
+        fresh = [n for n in found if n not in {r.name for r in records} and n not in PREDEFINED]
+        if not stale and not fresh:
+            return records
+        with self.lock():
+            records = self.read_all()
+            have = {r.name for r in records}
+            for record in stale:
+                if not self.endpoints(record.id) and not record.materialized:
+                    self.path(record.id).unlink(missing_ok=True)
+                    records = [r for r in records if r.id != record.id]
+            for name in fresh:
+                if name in have:
+                    continue
+                driver, options = found[name]
+                record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=driver, created=now(),
+                                       options=dict(options), labels={DISCOVERED_LABEL: "true"})
+                self.save(record)
+                records.append(record)
+        return records
 
     def read_all(self) -> list[NetworkRecord]:
         if not self.dir.is_dir():
@@ -168,6 +203,9 @@ class NetworkStore:
         """Reserve the pool and gateway, then have the driver build the network. Store lock held."""
         from pallet.kernel.network.ports import host_lock
 
+        if network_driver.own_ipam:
+            self._materialize_own_ipam(record, network_driver)
+            return
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
         reserved = not record.pools  # a global network adopted from the cluster has its pool already
@@ -204,6 +242,17 @@ class NetworkStore:
                 else:
                     self.path(record.id).unlink(missing_ok=True)
                 raise
+
+    def _materialize_own_ipam(self, record: NetworkRecord, network_driver) -> None:
+        """A driver that assigns addresses itself (CNI): no pool, no gateway reservation."""
+        options = dict(record.options, internal="true" if record.internal else "false")
+        record.driver_data = network_driver.create_network(record.id, options, [])
+        try:
+            self.save(record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                network_driver.delete_network(record.id, record.driver_data)
+            raise
 
     def remove(self, ref: str) -> NetworkRecord:
         record = self.get(ref)
@@ -265,9 +314,10 @@ class NetworkStore:
                 raise Conflict(f"endpoint with name {container.name} already exists in network {record.name}")
             if not record.materialized:
                 self._materialize(record, network_driver)
-            ipam = self.ipam(record.ipam_driver)
-            pool_id = record.pools[0]
-            address = ipam.request_address(pool_id, ip)
+            if network_driver.own_ipam:
+                address = ""  # the driver reports it from join
+            else:
+                address = self.ipam(record.ipam_driver).request_address(record.pools[0], ip)
             # The container's interfaces are eth0, eth1 … in the order it joined networks.
             position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
@@ -276,8 +326,8 @@ class NetworkStore:
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
-                           "container_name": container.name, "aliases": endpoint.aliases}
-                gateway = "" if record.internal else record.ipam_config[0].get("Gateway", "")
+                           "container_name": container.name, "aliases": endpoint.aliases, "ip": ip}
+                gateway = "" if record.internal or not record.ipam_config else record.ipam_config[0].get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
                                                       EndpointInfo(address=address, gateway=gateway, mac_address=mac),
                                                       options)
@@ -288,6 +338,9 @@ class NetworkStore:
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 endpoint.gateway = joined.gateway
+                if network_driver.own_ipam:
+                    endpoint.address = joined.extra.get("address", "")
+                    endpoint.mac_address = joined.extra.get("mac_address", "") or endpoint.mac_address
                 self._save_endpoint(endpoint)
                 if not record.predefined:
                     from pallet.kernel.network import dns

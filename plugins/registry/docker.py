@@ -22,6 +22,8 @@ from pallet.kernel.images.progress import Quiet
 PARALLEL_DOWNLOADS = 4
 
 
+MAX_CONFIG = 8 << 20   # bytes of an image config (it is parsed in memory)
+
 class _Download:
     """One layer download that the unpacker may follow while it is written (tail of a growing temp file)."""
 
@@ -156,6 +158,9 @@ class DockerTransport(Transport):
                     txn.put_bytes(index_bytes, index_digest)
                 txn.put_bytes(manifest_bytes, manifest_digest)
                 if not txn.has_blob(manifest.config.digest):
+                    if manifest.config.size > MAX_CONFIG:   # read into memory later: capped like a manifest
+                        raise PalletError(f"image config {manifest.config.digest} is too large: "
+                                          f"{manifest.config.size} bytes (limit {MAX_CONFIG})")
                     self._download(client, ref, txn, manifest.config, None)
                 futures = self._start_downloads(client, ref, txn, manifest.layers, progress)
                 try:

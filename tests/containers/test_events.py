@@ -95,3 +95,14 @@ def test_bad_input_is_one_line(bb):
         result = bb("events", "--until", "0s", *args)
         assert result.returncode == 2, result.stderr
         assert len(result.error_lines) == 1 and message in result.stderr
+
+
+def test_image_and_network_events(bb):
+    bb("image", "tag", "busybox", "ev-copy:1", check=True)
+    bb("image", "rm", "ev-copy:1", check=True)
+    bb("network", "create", "--internal", "ev-net", check=True)
+    bb("network", "rm", "ev-net", check=True)
+    images = [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in _events(bb, "--filter", "type=image")]
+    assert [a for a in images if a[1] == "ev-copy:1"] == [("tag", "ev-copy:1"), ("untag", "ev-copy:1")]
+    networks = [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in _events(bb, "--filter", "network=ev-net")]
+    assert networks == [("create", "ev-net"), ("destroy", "ev-net")]

@@ -7,7 +7,6 @@ import os
 import pty
 import select
 import struct
-import sys
 import termios
 import time
 
@@ -16,11 +15,11 @@ from tests.conftest import REPO
 
 def spawn(pallet, *args, rows=33, cols=91):
     """Run pallet with a pty as its terminal; return (pid, master fd)."""
+    argv = pallet.command(*args)  # the direct CLI, or the thin client in engine mode (PALLET_TEST_ENGINE=1)
     pid, master = pty.fork()
     if pid == 0:
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", "--root", str(pallet.root), "--run-root",
-                                   str(pallet.run_root), *args], pallet.env)
+        os.execve(argv[0], argv, pallet.env)
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     return pid, master
 

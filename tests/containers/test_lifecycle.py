@@ -22,8 +22,7 @@ def test_detached_logs_exec_stop_rm_leave_nothing_behind(bb):
     assert len(cid) == 64
     assert os.listdir(bb.run_root / "netns") == [cid]
     assert any(m.endswith(f"/netns/{cid}") for m in mounts_under(bb.run_root))
-    follow = subprocess.Popen([sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root",
-                               str(bb.run_root), "logs", "-f", "tick"], stdout=subprocess.PIPE, text=True,
+    follow = subprocess.Popen(bb.command("logs", "-f", "tick"), stdout=subprocess.PIPE, text=True,
                               cwd=str(REPO), env=bb.env)
     exec_result = bb("exec", "-e", "X=1", "-w", "/tmp", "tick", "sh", "-c", "echo $X $(pwd) $(hostname)")
     assert exec_result.stdout == f"1 /tmp {cid[:12]}\n"

@@ -172,7 +172,7 @@ def test_refused_flags_say_why_in_one_line(bb):
         (["--rm", "--restart", "always"], 125, "Conflicting options: --restart and --rm"),
         (["-d", "-a", "stdout"], 125, "Conflicting options: -a and -d"),
         (["--pid", "bogus"], 125, "--pid: invalid PID mode: bogus"),
-        (["--log-driver", "syslog"], 125, 'log driver "syslog" is not supported by pallet (supported: json-file, local, none)'),
+        (["--log-driver", "none", "--log-opt", "tag=x"], 125, "unknown log opt 'tag' for none log driver"),
         (["--platform", "linux/arm64"], 125, "image with reference busybox was found but does not match the specified "
                                            "platform: wanted linux/arm64, actual: linux/amd64"),
         (["--rm=maybe"], 125, 'invalid argument "maybe" for "--rm" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),

@@ -86,7 +86,7 @@ def test_cp_with_dash_streams_a_tar_both_ways_and_stays_inside_the_root(bb, tmp_
     from tests.conftest import REPO
 
     bb("create", "--name", "box", "busybox", "true", check=True)
-    base = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root)]
+    base = bb.command()
 
     def cp(*args, data: bytes = b"") -> subprocess.CompletedProcess:
         return subprocess.run(base + ["cp", *args], input=data, capture_output=True, env=bb.env, cwd=str(REPO))

@@ -170,6 +170,30 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def pull_killed_at(p: Pallet, name: str, marker: str = "Pull complete") -> list[str]:
+    """Run ``pallet pull NAME`` and ``kill -9`` it at the first output line containing ``marker``;
+    return the lines it printed up to there."""
+    import signal
+    import sys
+
+    from tests.conftest import REPO
+    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(p.root), "--run-root", str(p.run_root),
+            "pull", name]
+    proc = subprocess.Popen(argv, cwd=REPO, env=p.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return seen
+
+
 def push_with_skopeo(source: str, registry: Registry, name: str, *extra: str) -> None:
     creds = ["--dest-creds", f"{registry.user}:{registry.password}"] if registry.user else []
     skopeo("copy", "--dest-tls-verify=false", *creds, *extra, source, f"docker://{registry.host}/{name}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_starting_healthy_unhealthy_with_results_and_ps(bb):
     assert [entry["ExitCode"] for entry in health["Log"]] == [1] * 5
     assert "can't open '/tmp/ok'" in health["Log"][-1]["Output"]
     assert state(bb, "hc-t")["Running"]  # --health-on-failure none: it keeps running
+    # each change of status is one event, with Docker's action names; event=health_status matches them
+    shown = bb("events", "--since", "0", "--until", str(int(time.time()) + 1),
+               "--filter", "container=hc-t", "--filter", "event=health_status", "--format", "{{.Action}}")
+    assert shown.stdout.split("\n")[:-1] == ["health_status: healthy", "health_status: unhealthy"], shown.stderr
 
 
 def test_the_prober_runs_on_its_interval(bb):

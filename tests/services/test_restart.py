@@ -30,6 +30,10 @@ def test_on_failure_restarts_up_to_its_count_in_the_same_container(bb):
     assert (final["RestartCount"], final["Status"], final["ExitCode"], final["Restarting"]) == (2, "exited", 3, False)
     # the same container each time: its rootfs kept /runs, its log kept every run's output
     assert bb("logs", "svc-of", check=True).stdout.split() == ["1", "2", "3"]
+    shown = bb("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "container=svc-of",
+               "--format", "{{.Action}}", check=True).stdout.split()
+    assert [a for a in shown if a in ("die", "restart")] == ["die", "restart", "die", "restart", "die"], shown
+    assert shown.count("start") == 3
 
 
 def test_on_failure_does_not_restart_a_clean_exit(bb):

@@ -1,0 +1,147 @@
+"""Where a container's output goes: choose and check its log driver, and make the monitor's sink.
+
+``resolve`` runs at create time (``--log-driver``/``--log-opt``, else ``pallet.toml``'s
+``[logging] driver``/``opts``, else json-file) and refuses an unknown driver, an unknown option or
+a driver unavailable here, before anything starts. ``open_sink`` runs in the container's monitor:
+json-file and local write their file directly (no plugin loaded: the bare log pump stays small);
+any other driver is opened through the plugin manager and gets every line, while a bounded
+json-file copy serves ``pallet logs`` (Docker's dual logging).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pallet.kernel.drivers.logging import CONTAINER_KEYS, ERROR_FILE, LOCAL_COPY, LogMessage
+from pallet.kernel.errors import PalletError
+
+FILE_DRIVERS = ("json-file", "local")
+
+
+def resolve(engine, log_config: dict | None) -> dict:
+    """The container's ``LogConfig`` ``{"Type", "Config"}``, defaulted from the config file and checked."""
+    log_config = dict(log_config or {})
+    section = engine.config.section("logging")
+    driver = log_config.get("Type") or section.get("driver") or "json-file"
+    options = dict(log_config.get("Config") or {})
+    if not log_config.get("Type") or log_config.get("Type") == section.get("driver"):
+        options = {**{str(k): str(v) for k, v in (section.get("opts") or {}).items()}, **options}
+    if driver in (*FILE_DRIVERS, "none") and not engine.plugins.names("logging"):
+        # An install whose metadata predates the pallet.logging group: the monitor writes these itself.
+        if driver == "none" and options:
+            from pallet.kernel.errors import UsageError
+            raise UsageError(f"unknown log opt '{sorted(options)[0]}' for none log driver")
+        json_log_check(options)
+        return {"Type": driver, "Config": options}
+    record = engine.plugins.driver("logging", driver)
+    record.cls.check_options(options)
+    availability = record.availability(None, options)
+    if not availability.available:
+        raise PalletError(f'log driver "{driver}" is unavailable on this host: {availability.reason}')
+    if driver in FILE_DRIVERS:
+        json_log_check(options)
+    return {"Type": driver, "Config": options}
+
+
+def json_log_check(options: dict) -> None:
+    """max-size, max-file and compress as Docker checks them."""
+    from pallet.kernel.errors import UsageError
+    from pallet.kernel.runopts import parse_size
+
+    if "max-size" in options and options["max-size"] != "-1":
+        parse_size(options["max-size"], "--log-opt max-size")
+    if "max-file" in options and not (options["max-file"].isdigit() and int(options["max-file"]) > 0):
+        raise UsageError("max-file cannot be less than 1")
+    if options.get("compress", "false").lower() not in ("true", "false", "1", "0"):
+        raise UsageError(f'invalid value for compress: "{options["compress"]}"')
+
+
+def container_options(record) -> dict:
+    """The reserved ``pallet.*`` options a driver finds its container's identity in."""
+    values = (record.id, record.name, record.image_ref, record.image_id, str(record.created))
+    return dict(zip(CONTAINER_KEYS, values))
+
+
+def sink_params(record, log_path: Path) -> dict:
+    """What the monitor needs to open the sink (written into ``monitor.json``)."""
+    log = record.host_config.get("LogConfig") or {}
+    return {"driver": log.get("Type") or "json-file", "config": dict(log.get("Config") or {}),
+            "container": container_options(record), "path": str(log_path)}
+
+
+class DualLog:
+    """A log driver plus the bounded local json-file copy: the pump's ``write``/``close`` for both."""
+
+    def __init__(self, local, driver):
+        self.local, self.driver, self.partial = local, driver, {}
+
+    def write(self, stream, data):
+        self.local.write(stream, data)
+        lines = (self.partial.pop(stream, b"") + data).split(b"\n")
+        self.partial[stream] = lines.pop()
+        if lines:
+            import time
+
+            now = time.time_ns()
+            for line in lines:
+                self.driver.log(LogMessage(stream, line, now))
+
+    def close(self):
+        import time
+
+        for stream, rest in self.partial.items():
+            if rest:
+                self.driver.log(LogMessage(stream, rest, time.time_ns(), partial=True))
+        self.local.close()
+        self.driver.close()
+
+
+def open_sink(params: dict, json_log_for, plugins=None, run_root=None):
+    """The object the monitor writes output to (``write(stream, bytes)``, ``close()``), or None for ``none``.
+
+    ``json_log_for`` is :func:`pallet.kernel.logpump.json_log_for`, passed in by the monitor: the log pump
+    imports this module, so this one does not import it back.
+    """
+    driver, config, path = params["driver"], params["config"], params["path"]
+    if driver == "none":
+        return None
+    if driver in FILE_DRIVERS:
+        return json_log_for(path, driver, config)
+    from pallet.kernel.drivers import DriverContext
+
+    if plugins is None:
+        from pallet.kernel.plugins import PluginManager
+
+        plugins = PluginManager(cache_dir=run_root)
+    home = Path(path).parent
+    with _suppress_missing():
+        (home / ERROR_FILE).unlink()
+    opened = plugins.open("logging", driver, DriverContext(home=home, options={**config, **params["container"]}))
+    if getattr(opened, "reads_locally", False):
+        return DualLog(_Nothing(), opened)
+    size, files = LOCAL_COPY
+    return DualLog(json_log_for(path, "json-file", {"max-size": str(size), "max-file": str(files)}), opened)
+
+
+class _Nothing:
+    """No local copy (the driver keeps its own readable file)."""
+
+    def write(self, stream, data):
+        pass
+
+    def close(self):
+        pass
+
+
+def _suppress_missing():
+    import contextlib
+
+    return contextlib.suppress(FileNotFoundError)
+
+
+def failure(log_path: Path) -> str:
+    """The driver's reported failure for this container's last start, or ''."""
+    try:
+        return (Path(log_path).parent / ERROR_FILE).read_text().strip()
+    except OSError:
+        return ""

@@ -1,0 +1,235 @@
+"""The resident engine and the thin client: hand-over of fds, terminal, signals and exit codes; an
+engine killed at every stage; a refused uid. The container/exec/pty/signal modules run through the
+engine too with ``PALLET_TEST_ENGINE=1`` (see ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LAUNCHER, REPO, Pallet
+from tests.containers.conftest import container_ids
+from tests.containers.test_interactive import finish, read_until, spawn
+
+STALE = "is not running (stale socket removed); running the command directly"
+
+
+@pytest.fixture
+def eng(bb):
+    """``bb`` with its engine started; commands of ``eng.client`` go through the thin client."""
+    bb.start_engine()
+    return bb
+
+
+def engine_pid(pallet: Pallet) -> int:
+    return int((pallet.run_root / "engine.pid").read_text())
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def client(pallet: Pallet, *args, **kwargs) -> subprocess.Popen:
+    """The thin client for ``pallet ARGS`` as a running process with pipes on 0, 1, 2."""
+    return subprocess.Popen(pallet.command(*args, engine=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=pallet.env, cwd=str(REPO), **kwargs)
+
+
+def wait_gone(pallet: Pallet, timeout: float = 30) -> None:
+    """Until the root has no container record (a --rm worker finishing on its own)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while container_ids(pallet.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert container_ids(pallet.root) == []
+
+
+def test_engine_start_status_stop(bb):
+    assert "not running" in bb("engine", "status", check=True).stdout
+    bb.start_engine()
+    assert bb("engine", "status", check=True).stdout.startswith(f"running (pid {engine_pid(bb)}")
+    assert "already running" in bb("engine", "start", check=True).stdout
+    assert bb("engine", "stop", check=True).stdout.strip() == "engine stopped"
+    assert not (bb.run_root / "engine.sock").exists()
+    assert bb("engine", "stop", check=True).stdout.strip() == "engine not running"
+
+
+def test_pipes_exit_code_and_stream_separation_through_the_engine(eng):
+    proc = client(eng, "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x; echo got $x; echo err >&2; exit 3")
+    assert proc.stdout.readline() == "ready\n"
+    # The command runs in a worker the engine forked, and the client never exec'd the full CLI.
+    assert children(engine_pid(eng)), "no session process under the engine"
+    with open(f"/proc/{proc.pid}/cmdline", "rb") as handle:
+        assert str(LAUNCHER).encode() in handle.read()
+    out, err = proc.communicate("line\n", timeout=60)
+    assert (proc.returncode, out, err) == (3, "got line\n", "err\n")
+    assert container_ids(eng.root) == []
+
+
+def test_detached_run_and_version_through_the_engine(eng):
+    result = eng("run", "-d", "--name", "fp-d", "busybox", "sleep", "300", check=True)
+    cid = result.stdout.strip()
+    assert len(cid) == 64 and result.stderr == ""
+    assert eng("inspect", "-f", "{{.State.Running}}", "fp-d", check=True).stdout.strip() == "true"
+    assert eng("--version", check=True).stdout == "pallet version 0.1.0\n"
+    eng("rm", "-f", "fp-d", check=True)
+
+
+def test_bad_input_keeps_its_one_line_and_exit_code(eng):
+    result = eng("run", "--no-such-flag", "busybox")
+    assert result.returncode == 125 and result.error_lines[0] == "Error: unknown flag: --no-such-flag"
+    result = eng("inspect", "no-such-thing")
+    assert result.returncode == 1 and len(result.error_lines) == 1
+
+
+@pytest.mark.parametrize("through_engine", [True, False])
+def test_a_signal_that_kills_the_command_kills_the_client_the_same_way(bb, through_engine):
+    if through_engine:
+        bb.start_engine()
+    bb("create", "--name", "fp-w", "busybox", "true", check=True)
+    proc = subprocess.Popen(bb.command("wait", "fp-w"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=bb.env, cwd=str(REPO))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    if through_engine:  # the worker got it too: nothing is left under the engine
+        wait_no_sessions(bb)
+
+
+def wait_no_sessions(pallet: Pallet, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while children(engine_pid(pallet)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children(engine_pid(pallet)) == []
+
+
+def test_run_it_under_a_pty_gets_the_terminal_and_its_size(eng):
+    pid, master = spawn(eng, "run", "--rm", "-it", "busybox", "sh", "-c", "tty; stty size; exit 6", rows=21, cols=77)
+    seen = read_until(master, "21 77")
+    assert "/dev/pts/" in seen
+    assert finish(pid, master) == 6
+
+
+def test_engine_killed_mid_command_leaves_the_command_to_finish(eng):
+    proc = client(eng, "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x; exit 4")
+    assert proc.stdout.readline() == "ready\n"
+    os.kill(engine_pid(eng), signal.SIGKILL)
+    out, err = proc.communicate("go\n", timeout=60)
+    assert (proc.returncode, err) == (4, "")
+    assert container_ids(eng.root) == []
+    # The next command finds the dead engine's socket: said once, removed, run directly.
+    first = eng("run", "--rm", "busybox", "echo", "hi")
+    assert (first.returncode, first.stdout) == (0, "hi\n")
+    assert [line for line in first.error_lines if STALE in line] == first.error_lines and len(first.error_lines) == 1
+    second = eng("run", "--rm", "busybox", "echo", "hi")
+    assert (second.returncode, second.stdout, second.stderr) == (0, "hi\n", "")
+
+
+def test_engine_killed_before_taking_the_command_falls_back_to_the_direct_path(eng):
+    pid = engine_pid(eng)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        proc = client(eng, "run", "--rm", "busybox", "echo", "hi")
+        wait_queued(eng.run_root / f".engine.sock.{pid}")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out) == (0, "hi\n")
+    assert err == "pallet: the engine went away before taking the command; running it directly\n"
+    assert container_ids(eng.root) == []
+
+
+def wait_queued(bound: Path, timeout: float = 30) -> None:
+    """Until one connection waits in the (stopped) engine's accept queue: the client has sent its request.
+
+    ``ss`` names a socket by the address it was bound to: the engine binds a temporary name and renames it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["ss", "-xlnH", "src", str(bound)], capture_output=True, text=True).stdout.split()
+        if len(listing) > 2 and listing[2].isdigit() and int(listing[2]) >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no connection queued on {bound}")
+
+
+def test_session_killed_mid_command_fails_cleanly_and_the_container_still_ends(eng):
+    proc = client(eng, "run", "--rm", "-i", "busybox", "sh", "-c", "echo ready; read x; exit 4")
+    assert proc.stdout.readline() == "ready\n"
+    sessions = children(engine_pid(eng))
+    assert len(sessions) == 1
+    os.kill(sessions[0], signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == 125
+    proc.stdin.write("go\n")  # the worker, on its own now, finishes the command (and so releases the pipes)
+    proc.stdin.close()
+    assert proc.stderr.read() == "pallet: lost the connection to the engine's worker; the command's outcome is unknown\n"
+    wait_gone(eng)
+
+
+@pytest.fixture
+def open_run_root(bb):
+    """``bb`` whose run root (and so engine socket) another user can reach: tmp_path is private to root."""
+    base = Path("/tmp") / f"pallet-fp-{uuid.uuid4().hex[:8]}"
+    base.mkdir(mode=0o755)
+    pallet = Pallet(bb.root, base / "run")
+    pallet.env = bb.env
+    try:
+        yield pallet
+    finally:
+        pallet.stop_engine()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_uid_that_may_not_use_the_root_is_refused(open_run_root):
+    pallet = open_run_root
+    pallet.start_engine()
+    pallet.run_root.chmod(0o755)  # as a root whose run root others may search: only SO_PEERCRED stands in the way
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S", str(LAUNCHER),
+            "--root", str(pallet.root), "--run-root", str(pallet.run_root)]
+    for args, code in ((["run", "--rm", "busybox", "true"], 125), (["ps", "-a"], 1)):
+        proc = subprocess.run(base + args, capture_output=True, text=True, env=pallet.env, cwd="/", timeout=60)
+        assert proc.returncode == code
+        assert proc.stdout == ""
+        assert proc.stderr.startswith("Error: permission denied: uid 65534 may not use this pallet engine")
+        assert len(proc.stderr.splitlines()) == 1
+    assert container_ids(pallet.root) == []
+    assert pallet("ps", "-a", "-q", check=True).stdout == ""  # root still may
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone_and_the_command_runs_directly(pallet):
+    pallet.run_root.mkdir(parents=True)
+    (pallet.run_root / "engine.sock").write_text("not a socket\n")
+    result = subprocess.run(_client_argv(pallet, "--version"), capture_output=True, text=True, env=pallet.env, cwd=str(REPO), timeout=60)
+    assert (result.returncode, result.stdout) == (0, "pallet version 0.1.0\n")
+    assert result.stderr == f"pallet: {pallet.run_root / 'engine.sock'} is not an engine socket; running the command directly\n"
+    assert (pallet.run_root / "engine.sock").read_text() == "not a socket\n"
+
+
+def _client_argv(pallet: Pallet, *args: str) -> list[str]:
+    """The thin client's argv without starting an engine (``Pallet.command`` starts one)."""
+    import sys
+
+    return [sys.executable, "-I", "-S", str(LAUNCHER), "--root", str(pallet.root), "--run-root", str(pallet.run_root),
+            *args]
