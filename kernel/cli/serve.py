@@ -27,4 +27,7 @@ def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, ti
     hosts = list(hosts) or [f"unix://{Path(engine.run_root) / API_SOCKET}"]
     options = ServeOptions(hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout)
     check_hosts(options)  # before any plugin loads: a refused flag is one line, exit 2
+    from pallet.kernel.boot import boot
+
+    boot(engine)   # as dockerd does at start: the always/unless-stopped containers a reboot stopped
     run_server(engine, options)
