@@ -87,3 +87,37 @@ def test_a_probe_on_an_unknown_named_port_is_an_error_naming_the_field(cli):
     assert "spec.containers[0].livenessProbe.httpGet.port" in result.stderr and "nope" in result.stderr
     assert "Traceback" not in result.stderr
     assert cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_http_get_sends_the_probes_headers_and_takes_a_redirect_as_a_pass():
+    import http.server
+    import threading
+
+    from pallet.kernel.health import http_get
+
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            seen.update(self.headers)
+            self.send_response(302 if self.path == "/moved" else 500)
+            self.send_header("Location", "/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        code, output = http_get(f"http://127.0.0.1:{port}/moved", ["X-Probe: on-1", "Host: example.test"], 5)
+        assert (code, output.splitlines()[0]) == (0, "HTTP 302 Found"), "3xx passes, not followed"
+        assert seen["X-Probe"] == "on-1" and seen["Host"] == "example.test"
+        code, output = http_get(f"http://127.0.0.1:{port}/broken", [], 5)
+        assert code == 1 and output.startswith("HTTP 500")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
