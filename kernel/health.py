@@ -137,13 +137,7 @@ def run_probe(engine, record, check: dict) -> tuple[int, str]:
             return 1, f"the health check could not start: {exc}"
         os.close(write_fd)
         write_fd = -1
-        output, timed_out = _collect(pid, read_fd, check["Timeout"])
-        if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            procs.wait_for(pid)
-            return -1, f"Health check exceeded timeout ({check['Timeout']:g}s)"
-        return procs.wait_for(pid), output
+        return _result(pid, read_fd, check["Timeout"])
     finally:
         os.close(read_fd)
         os.close(devnull)
@@ -175,13 +169,7 @@ def _run_net_probe(record, check: dict) -> tuple[int, str]:
     os.close(netns)
     os.close(write_fd)
     try:
-        output, timed_out = _collect(pid, read_fd, check["Timeout"])
-        if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            procs.wait_for(pid)
-            return -1, f"Health check exceeded timeout ({check['Timeout']:g}s)"
-        return procs.wait_for(pid), output
+        return _result(pid, read_fd, check["Timeout"])
     finally:
         os.close(read_fd)
 
@@ -229,6 +217,17 @@ def http_get(url: str, headers: list[str], timeout: float) -> tuple[int, str]:
         conn.close()
     code = 0 if 200 <= response.status < 400 else 1
     return code, f"HTTP {response.status} {response.reason}\n{body}"
+
+
+def _result(pid: int, fd: int, timeout: float) -> tuple[int, str]:
+    """The probe process's (exit code, output); past the timeout it is killed and the code is -1."""
+    output, timed_out = _collect(pid, fd, timeout)
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        procs.wait_for(pid)
+        return -1, f"Health check exceeded timeout ({timeout:g}s)"
+    return procs.wait_for(pid), output
 
 
 def _collect(pid: int, fd: int, timeout: float) -> tuple[str, bool]:
