@@ -96,6 +96,70 @@ async def remove_network(request: web.Request):
     return web.Response(status=204)
 
 
+def _primary(engine, record, network_name: str) -> bool:
+    """Whether ``network_name`` is the network a created container joins when it starts."""
+    if record.running:
+        return False
+    net = _networks(engine).get(network_name)
+    return record.network_mode in (net.name, net.id)
+
+
+def _connect(engine, network_name: str, body: dict) -> None:
+    from pallet.kernel.api.containers import _get, _store
+    from pallet.kernel.cli.network import _record_attachment, _use_embedded_dns
+    from pallet.kernel.network.attach import connect, sandbox_of
+
+    endpoint = body.get("EndpointConfig") or {}
+    aliases = list(endpoint.get("Aliases") or [])
+    ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""
+    record = _get(engine, body.get("Container") or "")
+    if _primary(engine, record, network_name):
+        # Not started yet: it joins this network at start; the aliases are kept for then (docker-compose).
+        host = record.host_config
+        host["NetworkAliases"] = sorted(set(host.get("NetworkAliases") or []) | set(aliases))
+        if ip:
+            host["IPv4Address"] = ip
+        _store(engine).save(record)
+        return
+    if not record.running:
+        raise ApiError(400, f"container {record.name} is not running: pallet connects a created container only to "
+                            "the network it was created on")
+    if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
+        raise ApiError(400, f"container {record.name} uses network mode {record.network_mode} "
+                            "and cannot be connected to other networks")
+    record, sandbox = sandbox_of(engine, record.id)
+    result = connect(engine, record, sandbox, network=network_name, aliases=aliases, ip=ip)
+    _record_attachment(engine, record, result)
+    _use_embedded_dns(engine, record, result)
+
+
+def _disconnect(engine, network_name: str, body: dict) -> None:
+    from pallet.kernel.api.containers import _get, _store
+
+    record = _get(engine, body.get("Container") or "")
+    if _primary(engine, record, network_name):
+        return  # nothing is attached before the start (docker-compose disconnects, then connects with aliases)
+    store = _networks(engine)
+    net = store.get(network_name)
+    if not store.disconnect(record.id, net.id) and not body.get("Force"):
+        raise ApiError(400, f"container {record.id[:12]} is not connected to network {net.name}")
+    record.network = {**record.network, "Networks": {k: v for k, v in record.network.get("Networks", {}).items()
+                                                     if k != net.name}}
+    _store(engine).save(record)
+
+
+async def connect_network(request: web.Request):
+    body = _object(await json_body(request), "connect")
+    await blocking(_connect, request.app["engine"], request.match_info["id"], body)
+    return web.Response(status=200)
+
+
+async def disconnect_network(request: web.Request):
+    body = _object(await json_body(request), "disconnect")
+    await blocking(_disconnect, request.app["engine"], request.match_info["id"], body)
+    return web.Response(status=200)
+
+
 # --- volumes ----------------------------------------------------------------------------
 
 async def create_volume(request: web.Request):
@@ -163,6 +227,8 @@ ROUTES = [
     ("GET", "/networks", list_networks),
     ("GET", "/networks/{id}", inspect_network),
     ("DELETE", "/networks/{id}", remove_network),
+    ("POST", "/networks/{id}/connect", connect_network),
+    ("POST", "/networks/{id}/disconnect", disconnect_network),
     ("POST", "/volumes/create", create_volume),
     ("GET", "/volumes", list_volumes),
     ("GET", "/volumes/{name}", inspect_volume),

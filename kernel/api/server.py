@@ -32,7 +32,9 @@ class ServeOptions:
 
 
 def parse_host(host: str) -> tuple[str, str]:
-    """``unix:///path`` or ``tcp://ADDR:PORT`` as (kind, address)."""
+    """``unix:///path``, ``tcp://ADDR:PORT`` or ``fd://`` (systemd's sockets) as (kind, address)."""
+    if host == "fd://":
+        return "fd", ""
     if host.startswith("unix://"):
         return "unix", host[len("unix://"):]
     if host.startswith("tcp://"):
@@ -40,7 +42,18 @@ def parse_host(host: str) -> tuple[str, str]:
         if ":" not in address:
             raise UsageError(f"invalid -H {host}: tcp needs ADDR:PORT")
         return "tcp", address
-    raise UsageError(f"invalid -H {host}: expected unix:///PATH or tcp://ADDR:PORT")
+    raise UsageError(f"invalid -H {host}: expected unix:///PATH, tcp://ADDR:PORT or fd://")
+
+
+def check_hosts(options: ServeOptions) -> None:
+    """Refuse what cannot be served before anything starts: bad URLs, TCP without TLS, missing TLS files."""
+    for host in options.hosts:
+        kind, _address = parse_host(host)
+        if kind == "tcp" and options.tlsverify:
+            tls_context(options)
+        elif kind == "tcp" and not options.insecure_tcp:
+            raise UsageError(f"-H {host}: TCP needs --tlsverify with --tlscacert/--tlscert/--tlskey "
+                             "(or --insecure-tcp, which lets anyone who can connect control this host)")
 
 
 def tls_context(options: ServeOptions) -> ssl.SSLContext:
@@ -65,11 +78,23 @@ def _own_socket(path: str) -> None:
     os.chown(path, 0, gid)
 
 
+def systemd_sockets() -> list:
+    """The listening sockets systemd passed (``LISTEN_FDS`` from fd 3 on), for ``-H fd://``."""
+    import socket
+
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or not os.environ.get("LISTEN_FDS", "").isdigit():
+        raise UsageError("-H fd://: no sockets were passed by systemd (LISTEN_PID/LISTEN_FDS)")
+    return [socket.socket(fileno=3 + n) for n in range(int(os.environ["LISTEN_FDS"]))]
+
+
 async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, int]) -> list[str]:
     listening = []
     for host in options.hosts:
         kind, address = parse_host(host)
-        if kind == "unix":
+        if kind == "fd":
+            for sock in systemd_sockets():
+                await web.SockSite(runner, sock).start()
+        elif kind == "unix":
             Path(address).parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)  # a previous server's; a live one would hold a lock in the run root
@@ -83,13 +108,8 @@ async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, 
             owned[address] = os.stat(address).st_ino
         else:
             addr, _sep, port = address.rpartition(":")
-            context = None
-            if options.tlsverify:
-                context = tls_context(options)
-            elif not options.insecure_tcp:
-                raise UsageError(f"-H {host}: TCP needs --tlsverify with --tlscacert/--tlscert/--tlskey "
-                                 "(or --insecure-tcp, which lets anyone who can connect control this host)")
-            else:
+            context = tls_context(options) if options.tlsverify else None
+            if context is None:
                 print(f"pallet serve: WARNING: {host} is plain TCP without TLS: anyone who can connect is root "
                       "on this host", file=sys.stderr)
             site = web.TCPSite(runner, addr or "0.0.0.0", int(port), ssl_context=context)
@@ -101,6 +121,7 @@ async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, 
 async def serve_async(engine, options: ServeOptions) -> None:
     from pallet.kernel.api.app import make_app
 
+    check_hosts(options)
     engine.plugins.load()  # every group once, before requests run in threads
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=_access_log())

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import platform
+import threading
 
 from aiohttp import web
 
 from pallet.kernel import __version__
-from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response
+from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, query_json
+from pallet.kernel.api.errors import ApiError
 
 
 async def ping(request: web.Request):
@@ -72,7 +76,70 @@ async def info(request: web.Request):
     return json_response(await blocking(info_data, request.app["engine"]))
 
 
+def normalize_filters(raw) -> dict[str, list[str]]:
+    """Docker's ``filters`` JSON in either shape: ``{"type": ["container"]}`` or ``{"type": {"container": true}}``."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid filters: expected a JSON object")
+    return {key: [k for k, on in value.items() if on] if isinstance(value, dict) else list(value)
+            for key, value in raw.items()}
+
+
+def _time(request: web.Request, name: str) -> float | None:
+    from pallet.kernel import events
+
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        return events.parse_time(value)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+async def events_stream(request: web.Request):
+    """``GET /events``: the journal (``kernel.events``) as Docker's JSON messages, followed until ``until``."""
+    from pallet.kernel import events
+
+    engine = request.app["engine"]
+    filters = normalize_filters(query_json(request, "filters", {}))
+    for key in filters:
+        if key not in events.FILTER_KEYS:
+            raise ApiError(400, f"invalid filter '{key}'")
+    since, until = _time(request, "since"), _time(request, "until")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def tail():
+        # A daemon thread, not the executor: a follower waits for events indefinitely and must not hold
+        # up the server's exit; it ends at the next event once its client is gone.
+        try:
+            for event in events.follow(engine, since, until, filters):
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    threading.Thread(target=tail, name="pallet-api-events", daemon=True).start()
+    try:
+        while True:
+            event = await queue.get()
+            if event is None:
+                break
+            await response.write(json.dumps(event).encode() + b"\n")
+    finally:
+        stop.set()
+    await response.write_eof()
+    return response
+
+
 ROUTES = [
+    ("GET", "/events", events_stream),
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),

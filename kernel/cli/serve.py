@@ -21,10 +21,13 @@ def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, ti
     """Serve the Docker Engine API (1.24 to 1.44) over this pallet's root."""
     from pathlib import Path
 
-    from pallet.kernel.api.server import ServeOptions, parse_host, serve as run_server
+    from pallet.kernel.api.server import ServeOptions, check_hosts, serve as run_server
     from pallet.kernel.cli.container_flags import API_SOCKET
 
     hosts = list(hosts) or [f"unix://{Path(engine.run_root) / API_SOCKET}"]
-    for host in hosts:
-        parse_host(host)
-    run_server(engine, ServeOptions(hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout))
+    options = ServeOptions(hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout)
+    check_hosts(options)  # before any plugin loads: a refused flag is one line, exit 2
+    from pallet.kernel.boot import boot
+
+    boot(engine)   # as dockerd does at start: the always/unless-stopped containers a reboot stopped
+    run_server(engine, options)

@@ -74,3 +74,54 @@ def test_plain_tcp_is_refused_without_tls(bb, tmp_path):
     assert result.returncode == 2
     assert result.error_lines == ["Error: -H tcp://127.0.0.1:23750: TCP needs --tlsverify with --tlscacert/--tlscert/"
                                   "--tlskey (or --insecure-tcp, which lets anyone who can connect control this host)"]
+
+
+def test_socket_activation_serves_on_systemds_fd_and_timeout_exits_when_idle(bb, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.api.conftest import UnixConnection
+    from tests.conftest import REPO
+
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    command = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {sys.executable} -m pallet.kernel.cli --root {bb.root} "
+               f"--run-root {bb.run_root} serve -H fd:// --timeout 1")
+    # systemd's convention: the first passed socket is fd 3 (dup'ed there in the child only).
+    process = subprocess.Popen(["sh", "-c", command], cwd=str(REPO), env=bb.env, pass_fds=[3],
+                               preexec_fn=lambda: os.dup2(listener.fileno(), 3), stderr=subprocess.DEVNULL)
+    try:
+        connection = UnixConnection(str(path))
+        connection.request("GET", "/_ping")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"OK")
+        connection.close()
+        assert process.wait(60) == 0  # idle for a second: it exits, systemd would start it again
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        listener.close()
+
+
+def test_events_since_through_docker_cli_and_docker_py(api):
+    import json
+    import time
+
+    start = time.time()
+    assert api.docker("run", "--rm", "--name", "evented", "busybox", "true").returncode == 0
+    until = str(time.time() + 1)
+    result = api.docker("events", "--since", str(start), "--until", until, "--filter", "container=evented",
+                        "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "container create evented" in lines and "container start evented" in lines
+    assert "container destroy evented" in lines
+    client = api.client()
+    seen = list(client.events(since=start, until=time.time() + 1, decode=True, filters={"event": "die"}))
+    assert [e["Actor"]["Attributes"]["name"] for e in seen] == ["evented"]
+    assert json.dumps(seen[0]["Actor"]["Attributes"]["exitCode"]) == '"0"'
+    assert api.request("GET", "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] == 400

@@ -137,6 +137,17 @@ def test_system_boot_after_a_simulated_reboot(bb):
     assert bb("system", "boot", check=True).stdout == ""
 
 
+def test_pallet_serve_starts_the_restart_policy_containers_after_a_reboot(bb):
+    bb("run", "-d", "--name", "srv-always", "--restart", "always", "busybox", "sleep", "1000", check=True)
+    bb("run", "-d", "--name", "srv-none", "busybox", "sleep", "1000", check=True)
+    _simulate_reboot(bb)
+    # --timeout: the server exits once idle, after it has started what a reboot stopped
+    served = bb("serve", "-H", f"unix://{bb.run_root}/api-test.sock", "--timeout", "0.5", timeout=120)
+    assert served.returncode == 0, served.stderr
+    assert state(bb, "srv-always")["Running"] and not state(bb, "srv-none")["Running"]
+    assert bb("exec", "srv-always", "echo", "up", check=True).stdout == "up\n"
+
+
 @pytest.mark.parametrize("flag, message", [
     ("sometimes", "invalid restart policy: unknown policy 'sometimes'"),
     ("on-failure:-1", "invalid restart policy: invalid count '-1'"),
