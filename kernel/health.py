@@ -14,6 +14,13 @@ container unhealthy. On that transition ``--health-on-failure`` (podman's flag; 
 acts: ``none``, ``kill`` (SIGKILL; the restart policy then applies as to any exit), ``stop`` (as
 ``pallet stop``: never restarted) or ``restart`` (a stop, then a restart whatever the policy, through
 the restart policy's back-off).
+
+Beside Docker's ``CMD``/``CMD-SHELL`` tests, two of pallet's own run from *outside* the container but in
+its network, as the kubelet runs Kubernetes' ``httpGet`` and ``tcpSocket`` probes (``kube play`` makes
+them): ``["HTTP-GET", URL, "Name: value"…]`` passes on a status 200-399, ``["TCP-SOCKET", HOST, PORT]``
+when a connection opens. A forked child of the prober enters the container's network namespace
+(``setns`` on ``/proc/PID/ns/net``) and speaks the protocol itself, so the image needs no wget or nc
+and the probe sees what a peer in the pod sees (``localhost`` is the pod's).
 """
 
 from __future__ import annotations
@@ -107,11 +114,17 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+NET_PROBES = ("HTTP-GET", "TCP-SOCKET")
+
+
 def run_probe(engine, record, check: dict) -> tuple[int, str]:
     """Run the probe once in the container, as ``exec`` does; return (exit code, output).
 
     The caller must be a subreaper (the runtime's exec leaves the process to it)."""
     from pallet.kernel import lifecycle
+
+    if check["Test"][0] in NET_PROBES:
+        return _run_net_probe(record, check)
 
     base = lifecycle.bundle_config(engine, record)
     process = {**base["process"], "args": probe_args(check["Test"]), "terminal": False}
@@ -124,18 +137,97 @@ def run_probe(engine, record, check: dict) -> tuple[int, str]:
             return 1, f"the health check could not start: {exc}"
         os.close(write_fd)
         write_fd = -1
-        output, timed_out = _collect(pid, read_fd, check["Timeout"])
-        if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            procs.wait_for(pid)
-            return -1, f"Health check exceeded timeout ({check['Timeout']:g}s)"
-        return procs.wait_for(pid), output
+        return _result(pid, read_fd, check["Timeout"])
     finally:
         os.close(read_fd)
         os.close(devnull)
         if write_fd >= 0:
             os.close(write_fd)
+
+
+def _run_net_probe(record, check: dict) -> tuple[int, str]:
+    """An ``HTTP-GET``/``TCP-SOCKET`` probe from a forked child in the container's network namespace."""
+    try:
+        netns = os.open(f"/proc/{record.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return 1, f"the health check could not start: the container's network namespace: {exc.strerror}"
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_fd)
+            try:
+                code, text = _net_probe_in(netns, check)
+            except Exception as exc:  # noqa: BLE001 - the child reports it as the probe's output
+                code, text = 1, f"the health check could not run: {exc}"
+            os.write(write_fd, text.encode("utf-8", "replace")[:MAX_OUTPUT])
+        finally:
+            os._exit(code)
+    os.close(netns)
+    os.close(write_fd)
+    try:
+        return _result(pid, read_fd, check["Timeout"])
+    finally:
+        os.close(read_fd)
+
+
+def _net_probe_in(netns: int, check: dict) -> tuple[int, str]:
+    """In the child: enter the network namespace, then probe; (0 pass / 1 fail, what happened)."""
+    from pallet.kernel import linux
+
+    linux.setns(netns, linux.CLONE_NEWNET)
+    kind, *rest = check["Test"]
+    try:
+        if kind == "TCP-SOCKET":
+            import socket
+
+            host, port = rest[0], int(rest[1])
+            with socket.create_connection((host, port), timeout=check["Timeout"]):
+                return 0, f"connected to {host}:{port}"
+        return http_get(rest[0], rest[1:], check["Timeout"])
+    except (OSError, ValueError) as exc:
+        return 1, f"{kind.lower()} probe failed: {exc}"
+
+
+def http_get(url: str, headers: list[str], timeout: float) -> tuple[int, str]:
+    """One GET, the kubelet's way: 200-399 passes, redirects are not followed, HTTPS is not verified."""
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE   # as the kubelet does
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    sent = {"User-Agent": "pallet-probe", "Accept": "*/*"}
+    for line in headers:
+        name, _sep, value = line.partition(":")
+        sent[name.strip()] = value.strip()
+    try:
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=sent)
+        response = conn.getresponse()
+        body = response.read(MAX_OUTPUT).decode("utf-8", "replace")
+    finally:
+        conn.close()
+    code = 0 if 200 <= response.status < 400 else 1
+    return code, f"HTTP {response.status} {response.reason}\n{body}"
+
+
+def _result(pid: int, fd: int, timeout: float) -> tuple[int, str]:
+    """The probe process's (exit code, output); past the timeout it is killed and the code is -1."""
+    output, timed_out = _collect(pid, fd, timeout)
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        procs.wait_for(pid)
+        return -1, f"Health check exceeded timeout ({timeout:g}s)"
+    return procs.wait_for(pid), output
 
 
 def _collect(pid: int, fd: int, timeout: float) -> tuple[str, bool]:

@@ -14,7 +14,11 @@ from pallet.kernel.errors import UsageError
 
 ANY = object()
 
-PROBE = {"exec": {"command": [str]}, "httpGet": ANY, "tcpSocket": ANY, "initialDelaySeconds": int,
+PORT = (int, str)  # a number or a named container port
+PROBE = {"exec": {"command": [str]},
+         "httpGet": {"path": str, "port": PORT, "host": str, "scheme": str,
+                     "httpHeaders": [{"name": str, "value": str}]},
+         "tcpSocket": {"port": PORT, "host": str}, "initialDelaySeconds": int,
          "periodSeconds": int, "timeoutSeconds": int, "failureThreshold": int, "successThreshold": int}
 CONTAINER = {
     "name": str, "image": str, "command": [str], "args": [str], "workingDir": str, "imagePullPolicy": str,
@@ -79,6 +83,10 @@ def _walk(value, schema, path: str, warn) -> None:
         ok = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
         if not ok:
             raise UsageError(f"{path}: expected {TYPE_NAMES[schema]}, got {_describe(value)}")
+        return
+    if isinstance(schema, tuple):  # one of several scalar types
+        if not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in schema):
+            raise UsageError(f"{path}: expected {' or '.join(TYPE_NAMES[t] for t in schema)}, got {_describe(value)}")
         return
     if isinstance(schema, list):
         if not isinstance(value, list):
@@ -188,3 +196,36 @@ def generate(pod_name: str, labels: dict, members: list, published: dict) -> dic
 
 def health_command(probe: dict) -> str:
     return shlex.join(probe["exec"]["command"])
+
+
+def probe_test(probe: dict, container: dict, where: str) -> list[str]:
+    """A health check ``Test`` for an ``httpGet`` or ``tcpSocket`` probe (see :mod:`pallet.kernel.health`).
+
+    The host defaults to ``localhost``: the probe runs in the pod's network namespace, where that is
+    the pod (the kubelet uses the pod's IP, which reaches the same sockets unless one binds loopback only)."""
+    kind = "httpGet" if "httpGet" in probe else "tcpSocket"
+    action = probe[kind]
+    port = _probe_port(action.get("port"), container, f"{where}.{kind}.port")
+    host = action.get("host") or "localhost"
+    if kind == "tcpSocket":
+        return ["TCP-SOCKET", host, str(port)]
+    scheme = (action.get("scheme") or "HTTP").upper()
+    if scheme not in ("HTTP", "HTTPS"):
+        raise UsageError(f"{where}.httpGet.scheme: {action['scheme']!r} is not HTTP or HTTPS")
+    path = action.get("path") or "/"
+    url = f"{scheme.lower()}://{f'[{host}]' if ':' in host else host}:{port}{path if path.startswith('/') else '/' + path}"
+    return ["HTTP-GET", url, *(f"{h['name']}: {h.get('value', '')}" for h in action.get("httpHeaders") or [])]
+
+
+def _probe_port(port, container: dict, where: str) -> int:
+    """A port number, or the ``containerPort`` of the container's port of that name."""
+    if port is None:
+        raise UsageError(f"{where}: is required")
+    if isinstance(port, str) and not port.isdigit():
+        for entry in container.get("ports") or []:
+            if entry.get("name") == port:
+                return int(entry["containerPort"])
+        raise UsageError(f"{where}: no port named {port!r} in the container's ports")
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"{where}: {port} is not a port number (1-65535)")
+    return int(port)

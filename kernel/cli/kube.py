@@ -159,10 +159,14 @@ def _container_args(pod_name: str, container: dict, where: str, spec: dict, volu
         probe = container.get(key)
         if not probe or init:
             continue
-        if "exec" not in probe:
-            raise UsageError(f"{where}.{key}: only exec probes are supported by pallet")
-        args += ["--health-cmd", schema.health_command(probe),
-                 "--health-interval", f"{probe.get('periodSeconds', 10)}s",
+        kinds = [k for k in ("exec", "httpGet", "tcpSocket") if k in probe]
+        if len(kinds) != 1:
+            raise UsageError(f"{where}.{key}: needs exactly one of exec, httpGet or tcpSocket")
+        if kinds == ["exec"]:
+            args += ["--health-cmd", schema.health_command(probe)]
+        else:  # the Test is set on the record once created: no run flag makes one (see _create_member)
+            schema.probe_test(probe, container, f"{where}.{key}")
+        args += ["--health-interval", f"{probe.get('periodSeconds', 10)}s",
                  "--health-timeout", f"{probe.get('timeoutSeconds', 1)}s",
                  "--health-retries", str(probe.get("failureThreshold", 3)),
                  "--health-on-failure", action]
@@ -179,6 +183,24 @@ def _container_args(pod_name: str, container: dict, where: str, spec: dict, volu
     else:
         args += [container["image"], *(extra or [])]
     return args
+
+
+def _set_net_probe(engine, member, container: dict, where: str):
+    """An ``httpGet``/``tcpSocket`` probe becomes the record's health ``Test`` (its timings came as flags)."""
+    from pallet.kernel import kube as schema
+    from pallet.kernel.containers import ContainerStore
+
+    for key in ("livenessProbe", "readinessProbe"):
+        probe = container.get(key)
+        if not probe:
+            continue
+        if "exec" in probe:
+            return member
+        test = schema.probe_test(probe, container, f"{where}.{key}")
+        config = dict(member.config)
+        config["Healthcheck"] = {**(config.get("Healthcheck") or {}), "Test": test}
+        return ContainerStore(engine).update(member.id, config=config)
+    return member
 
 
 def play_pod(engine, pod_name: str, labels: dict, spec: dict, maps: dict, secrets: dict,
@@ -209,8 +231,10 @@ def play_pod(engine, pod_name: str, labels: dict, spec: dict, maps: dict, secret
                 raise PalletError(f"init container {container['name']} of pod {pod_name} exited with code "
                                   f"{member.exit_code}")
         for i, container in enumerate(spec["containers"]):
+            where = f"spec.containers[{i}]"
             member = pods_cli._create_container(engine, _container_args(
-                pod_name, container, f"spec.containers[{i}]", spec, volumes, maps, secrets, init=False))
+                pod_name, container, where, spec, volumes, maps, secrets, init=False))
+            member = _set_net_probe(engine, member, container, where)
             pods_cli._start(engine, member)
     except BaseException:
         pods_cli.remove_pod(engine, record, force=True)
