@@ -97,7 +97,7 @@ def main() -> None:
         pid_max = Path("/proc/sys/kernel/pid_max").read_text().strip()
         bh = [buildah, "--root", str(work / "bh-root"), "--runroot", str(work / "bh-run"), "--storage-driver", "vfs"]
         subprocess.run([*bh, "pull", "-q", f"docker-archive:{work / 'busybox.tar'}"], check=True, capture_output=True)
-        bud = [*bh, "bud", "--layers", "--format", "docker", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+        bud = [*bh, "bud", "--layers", "--format", "docker", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--network", "host",
                "--ulimit", f"nofile={hard}:{hard}", "--ulimit", f"nproc={pid_max}:{pid_max}", "-q"]
         small = make_context(work / "ctx2k", 2000)
         large = make_context(work / "ctx20k", 20000, ignored_share=0.9)

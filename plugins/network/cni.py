@@ -187,8 +187,11 @@ class CniNetwork(NetworkDriver):
             for plugin in cached["conflist"]["plugins"]:
                 result = self._exec(plugin, "ADD", cached, result)
         except BaseException:
+            # the spec: a failed ADD is followed by DEL of the whole list, given the result the plugins
+            # that did succeed made (the firewall plugin finds its rules by the addresses in it)
+            cached["result"] = result
             try:
-                self._delete(cached, network_id)  # the spec: a failed ADD is followed by DEL of the whole list
+                self._delete(cached, network_id)
             except PalletError:
                 pass  # the ADD error is the one to report
             cached["netns"] = ""

@@ -40,9 +40,11 @@ class Buildah:
         return proc
 
     def bud(self, context: Path, tag: str, *args):
+        # --network host, as pallet build's default: buildah's own default would make a CNI bridge
+        # (cni-podman0) on the host that outlives the test
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         pid_max = Path("/proc/sys/kernel/pid_max").read_text().strip()
-        return self("bud", "--format", "docker", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+        return self("bud", "--format", "docker", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--network", "host",
                     "--ulimit", f"nofile={hard}:{hard}", "--ulimit", f"nproc={pid_max}:{pid_max}",
                     "-t", tag, *args, str(context))
 

@@ -77,6 +77,7 @@ def cni(pallet, tmp_path):
     pallet.cni_write = write
     pallet.cni_tag = tag
     pallet("image", "build-busybox", check=True)
+    tables_before = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     try:
         yield pallet
     finally:
@@ -91,7 +92,12 @@ def cni(pallet, tmp_path):
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         leases = [str(p) for _, ipam in made if ipam.is_dir() for p in ipam.rglob("*")
                   if p.is_file() and p.name[0].isdigit()]
-        rules = [line for line in ruleset().splitlines() if tag in line]
+        # the firewall plugin's rules name the container's address, not the network: look for both
+        subnets = tuple(f"{NET}.{91 + n}." for n in range(len(made)))
+        rules = [line for line in ruleset().splitlines() if tag in line or any(net in line for net in subnets)]
+        for table in ("ip filter", "ip nat", "ip6 filter", "ip6 nat"):   # what the CNI plugins made for this test
+            if table not in tables_before:
+                subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
         assert not (leaked or left_links or leases or rules), f"left behind: {leaked} {left_links} {leases} {rules}"
 
 
