@@ -85,7 +85,7 @@ def update(engine, containers, **opts):
                 raise PalletError("Restart policy cannot be updated because AutoRemove is enabled for the container")
             host = {**record.host_config, **changes}
             if record.running:
-                apply_live(record, host)
+                _apply_or_explain(record, host)
             store.update(record.id, host_config=host)
             click.echo(name)
         except PalletError as exc:
@@ -93,6 +93,23 @@ def update(engine, containers, **opts):
             failed = True
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _apply_or_explain(record, host: dict) -> None:
+    """``apply_live``, with the kernel's refusal of a memory limit below the usage said in words."""
+    from pallet.kernel import lifecycle
+    from pallet.kernel.cgroups import CgroupError
+    from pallet.kernel.humanize import binary_size as human
+
+    try:
+        apply_live(record, host)
+    except CgroupError as exc:
+        if "Device or resource busy" not in str(exc) or "memory" not in str(exc):
+            raise PalletError(str(exc)) from None
+        usage = lifecycle.container_cgroup(record).stats().get("memory_usage", 0)
+        raise PalletError(f"cannot update {record.name}: a memory limit of {human(host.get('Memory') or 0)} is "
+                          f"below what the container uses now ({human(usage)}); free memory in it or give a "
+                          "higher limit") from None
 
 
 def apply_live(record, host: dict) -> None:
