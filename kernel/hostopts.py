@@ -122,11 +122,12 @@ NAMESPACE_MODES = {
 
 
 def parse_namespace_mode(value: str, flag: str) -> str:
-    """``host``, ``private``, ``container:NAME`` (not for --uts / --cgroupns), or "" for the default."""
+    """``host``, ``private``, ``container:NAME`` (not for --cgroupns; for --uts as podman has it, which
+    pods use), or "" for the default."""
     value = value or ""
     if value in NAMESPACE_MODES[flag]:
         return value
-    if value.startswith("container:") and value.partition(":")[2] and flag in ("--pid", "--ipc"):
+    if value.startswith("container:") and value.partition(":")[2] and flag in ("--pid", "--ipc", "--uts"):
         return value
     raise UsageError(f"--{flag.lstrip('-')}: invalid {flag.lstrip('-').upper()} mode: {value}")
 

@@ -1,9 +1,9 @@
-"""Pods: containers that share the namespaces an infra container holds (network, IPC, PID; UTS by hostname).
+"""Pods: containers that share the namespaces an infra container holds (network, IPC, UTS, PID).
 
 A pod is a record, ``<root>/pods/<id>.json``, and an infra container (label ``pallet.pod.infra``)
 created with the pod's ports, network and hostname. Its process is pallet's own pause, a busybox
 ``sh`` loop from the embedded image (see :data:`INFRA_COMMAND` for why not ``sleep``). A member
-is an ordinary container made with ``--network container:<infra>`` (and ``--ipc``/``--pid
+is an ordinary container made with ``--network container:<infra>`` (and ``--ipc``/``--uts``/``--pid
 container:<infra>`` for the shared kinds) and the label ``pallet.pod``, so the container
 lifecycle needs nothing pod-specific.
 """
@@ -122,7 +122,7 @@ def infra_args(pod: PodRecord, publish: tuple, network: str, image: str) -> list
 def member_options(pod: PodRecord, opts: dict) -> dict:
     """``run --pod``: the options that join the infra container's namespaces (refusing what the pod owns)."""
     for flag, key in (("-p/--publish", "publish"), ("--network", "network"), ("-h/--hostname", "hostname"),
-                      ("--ipc", "ipc"), ("--pid", "pid")):
+                      ("--ipc", "ipc"), ("--pid", "pid"), ("--uts", "uts")):
         if opts.get(key):
             raise UsageError(f"{flag} cannot be used with --pod: set it on the pod (pallet pod create)")
     opts = dict(opts)
@@ -131,6 +131,8 @@ def member_options(pod: PodRecord, opts: dict) -> dict:
         opts["ipc"] = f"container:{pod.infra_id}"
     if "pid" in pod.share:
         opts["pid"] = f"container:{pod.infra_id}"
+    if "uts" in pod.share:
+        opts["uts"] = f"container:{pod.infra_id}"
     opts["label"] = tuple(opts.get("label") or ()) + (f"{POD_LABEL}={pod.id}",)
     return opts
 

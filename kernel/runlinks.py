@@ -29,7 +29,7 @@ def resolve(engine, record, net: dict, refresh) -> StartLinks:
     store = ContainerStore(engine)
     links = StartLinks(dns={"servers": host.get("Dns") or [], "search": host.get("DnsSearch") or [],
                             "options": host.get("DnsOptions") or []})
-    for key, nstype in (("PidMode", "pid"), ("IpcMode", "ipc")):
+    for key, nstype in (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts")):
         mode = host.get(key) or ""
         if mode.startswith("container:"):
             other = _running(engine, store, refresh, mode.partition(":")[2], f"join the {nstype.upper()} namespace of")

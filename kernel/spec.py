@@ -93,7 +93,7 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
             "readonlyPaths": [] if privileged else list(READONLY_PATHS),
         },
     }
-    if any(n["type"] == "uts" for n in namespaces):
+    if any(n["type"] == "uts" and "path" not in n for n in namespaces):   # a joined one keeps its name
         spec["hostname"] = config.get("Hostname", "")
         if config.get("Domainname"):
             spec["domainname"] = config["Domainname"]

@@ -32,6 +32,7 @@ _RUN = {
     "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
     "--use-api-socket": "differs: binds `pallet serve`'s socket at /var/run/docker.sock; credentials are not copied",
     "--isolation": "differs: only `default` (as on Linux Docker)",
+    "--uts": "differs: also `container:NAME` (podman's), which pod members use",
     "--kernel-memory": "differs: discarded with Docker's warnings (the kernel ignores kmem limits)",
     "--detach-keys": "differs: validated; detaching from an attached run is not implemented (a warning says so)",
     "--restart": "same: the container's monitor restarts it with Docker's back-off; `system boot` after a reboot",

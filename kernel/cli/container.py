@@ -40,7 +40,7 @@ def _create(engine, image, command, opts, detach: bool = False):
         opts = pods.member_options(pod, opts)
     request = build_request(image, command, opts, detach)
     if pod is not None and "uts" in pod.share:
-        request.hostname = pod.hostname  # the pod's name for every member (each keeps its own UTS namespace)
+        request.hostname = pod.hostname  # /etc/hostname of every member names the pod, whose UTS namespace it joins
     if opts["secret"]:
         from pallet.kernel.secrets import resolve_references
 

@@ -371,7 +371,7 @@ def build_request(image, command, opts, detach: bool = False):
     namespaces = {key: hostopts.parse_namespace_mode(opts[name], flag) for key, name, flag in (
         ("PidMode", "pid", "--pid"), ("IpcMode", "ipc", "--ipc"), ("UTSMode", "uts", "--uts"),
         ("CgroupnsMode", "cgroupns", "--cgroupns"))}
-    if namespaces["UTSMode"] == "host" and opts["hostname"]:
+    if (namespaces["UTSMode"] == "host" or namespaces["UTSMode"].startswith("container:")) and opts["hostname"]:
         raise UsageError("Conflicting options: hostname and the UTS mode")
     network = opts["network"]
     if network.startswith("container:"):

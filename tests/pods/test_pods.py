@@ -94,6 +94,13 @@ def test_shared_pid_namespace_lets_members_see_each_other_and_logs_are_prefixed(
         check=True)
     seen = cli("run", "--rm", "--pod", "pids", "busybox", "ps", "-o", "args", check=True).stdout
     assert "sleep 300" in seen and "while :" in seen, seen
+    # every member is in the infra container's UTS (and IPC) namespace, not a copy with the same name
+    namespaces = "readlink /proc/self/ns/uts /proc/self/ns/ipc; hostname"
+    member = cli("run", "--rm", "--pod", "pids", "busybox", "sh", "-c", namespaces, check=True).stdout
+    sleeper = cli("exec", "sleeper", "sh", "-c", namespaces, check=True).stdout
+    assert member == sleeper and member.split()[-1] == "pids", (member, sleeper)
+    own = cli("run", "--rm", "busybox", "readlink", "/proc/self/ns/uts", check=True).stdout
+    assert own.strip() != member.split()[0]
     for _ in range(30):
         logs = cli("pod", "logs", "pids", check=True).stdout
         if logs:
