@@ -217,6 +217,11 @@ def main(argv=None):
         for signum in FORWARDED:
             signal.signal(signum, signal.SIG_DFL)
         return run_direct(argv)
+    if "direct" in reply:   # the engine loaded other code than this environment asks for: not an error
+        sock.close()
+        for signum in FORWARDED:
+            signal.signal(signum, signal.SIG_DFL)
+        return run_direct(argv)
     if "refused" in reply:
         os.write(2, f"Error: {reply['refused']}\n".encode(errors="replace"))
         sys.exit(125 if command in RUN_LIKE else 1)

@@ -157,6 +157,10 @@ def take(conn: socket.socket, listener: socket.socket) -> None:
         if len(fds) != 3:
             refuse(conn, "the request did not carry fds 0, 1 and 2")
             return
+        differs = [key for key in CODE_ENV if env.get(key) != os.environ.get(key)]
+        if differs:   # this engine imported other code and plugins than the client's would load
+            redirect(conn, f"{', '.join(differs)} differ from the engine's")
+            return
         if os.fork() == 0:
             code = 1
             try:
@@ -176,6 +180,23 @@ def received_fds(ancdata) -> list[int]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
     return list(fds)
+
+
+# What decides which code and plugins a pallet process can import (sys.path). The engine fixed its own at start;
+# a client whose values differ is sent back to run its command directly, where they take effect.
+CODE_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
+
+
+def redirect(conn: socket.socket, reason: str) -> None:
+    """Tell the client to run the command itself (``{"direct": reason}``); nothing ran here."""
+    try:
+        conn.send(marshal.dumps({"direct": reason}))
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(10)
+        while conn.recv(MAX_MESSAGE):
+            pass
+    except OSError:
+        pass
 
 
 def refuse(conn: socket.socket, message: str) -> None:
