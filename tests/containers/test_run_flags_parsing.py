@@ -35,7 +35,7 @@ def test_value_formats_parse_like_dockers():
     lambda: policyopts.parse_duration("10 parsecs", "--health-interval"),
     lambda: policyopts.parse_restart("sometimes"),
     lambda: policyopts.parse_restart("always:3"),
-    lambda: hostopts.parse_namespace_mode("container:x", "--uts"),
+    lambda: hostopts.parse_namespace_mode("container:x", "--cgroupns"),   # --uts takes it (podman's, for pods)
     lambda: hostopts.parse_sysctl("vm.swappiness=1"),
     lambda: policyopts.parse_detach_keys("ctrl-pp"),
     lambda: runopts.parse_mount("type=npipe,src=a,dst=/b"),
