@@ -132,6 +132,8 @@ class RemoteLogDriver(LogDriver):
         self.thread = threading.Thread(target=self._run, name=f"log-{self.driver_name()}", daemon=True)
         self.thread.start()
 
+    sock = None   # the open socket, for drivers that keep one (then ``disconnect`` needs no override)
+
     def connect(self) -> None:
         """Open the connection (raise OSError when the endpoint is down)."""
 
@@ -140,7 +142,10 @@ class RemoteLogDriver(LogDriver):
         raise NotImplementedError
 
     def disconnect(self) -> None:
-        """Drop the connection after a failure or at close."""
+        """Drop the connection after a failure or at close: closes ``self.sock`` if one is open."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     def log(self, message: LogMessage) -> None:
         with self.lock:

@@ -73,11 +73,6 @@ class FluentdLog(RemoteLogDriver):
     def send(self, message):
         self.sock.sendall(self.entry(message))
 
-    def disconnect(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
 
 @hookimpl
 def pallet_register_log_drivers(register):

@@ -84,11 +84,6 @@ class GelfLog(RemoteLogDriver):
         for datagram in chunks(data):
             self.sock.send(datagram)
 
-    def disconnect(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
 
 def chunks(data: bytes) -> list[bytes]:
     """``data`` as one datagram, or GELF chunks when it does not fit in one (too big: truncated to 128)."""

@@ -70,11 +70,6 @@ class JournaldLog(RemoteLogDriver):
     def send(self, message):
         self.sock.send(self.datagram(message))
 
-    def disconnect(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
 
 @hookimpl
 def pallet_register_log_drivers(register):

@@ -78,11 +78,6 @@ class SyslogLog(RemoteLogDriver):
         else:
             self.sock.send(data)
 
-    def disconnect(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
 
 @hookimpl
 def pallet_register_log_drivers(register):
