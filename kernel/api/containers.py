@@ -309,54 +309,73 @@ async def wait(request: web.Request):
 
 # --- logs -------------------------------------------------------------------------------
 
-def _log_entries(engine, record, tail: int | None, since: float | None, until: float | None):
-    """The log's entries inside the window (the last ``tail``), and the offset up to which it was read."""
+def _log_entries(engine, record, reader: _LogReader, tail: int | None, since: float | None,
+                 until: float | None):
+    """The log's entries inside the window (the last ``tail``); ``reader`` goes on from there."""
     from pallet.kernel.policyopts import log_time
 
     if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
         raise ApiError(501, "configured logging driver does not support reading")
-    offset, entries = _read_new(_store(engine).log_path(record.id), 0)
+    entries = reader.read()
     entries = [e for e in entries if (since is None or log_time(e[1]) >= since)
                and (until is None or log_time(e[1]) < until)]
     if tail is not None:
         entries = entries[-tail:] if tail else []
-    return offset, entries
+    return entries
 
 
-def _read_new(path, offset: int):
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return offset, []
-    complete = chunk[: chunk.rfind(b"\n") + 1]
-    entries = []
-    for raw in complete.splitlines():
-        with contextlib.suppress(ValueError, KeyError):
-            entry = json.loads(raw)
-            entries.append((entry["stream"], entry["time"], entry["log"]))
-    return offset + len(complete), entries
+class _LogReader:
+    """Reads a json-file log from where it last stopped, across rotation and removal.
+
+    The handle stays open, so a container removed while ``logs -f`` follows it (docker-py's
+    ``run(remove=True)`` reads its stream only after removing) still yields everything it wrote.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.handle = None
+        self.pending = b""
+
+    def _open(self) -> bool:
+        try:
+            self.handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return False
+        self.pending = b""
+        return True
+
+    def _rotated(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
+        except FileNotFoundError:
+            return False  # removed: what the handle holds is all there is
+
+    def read(self) -> list:
+        if self.handle is None and not self._open():
+            return []
+        chunk = self.pending + self.handle.read()
+        if not chunk[len(self.pending):] and self._rotated():
+            self.handle.close()
+            self._open()
+            chunk = self.handle.read()
+        cut = chunk.rfind(b"\n") + 1
+        complete, self.pending = chunk[:cut], chunk[cut:]
+        entries = []
+        for raw in complete.splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                entry = json.loads(raw)
+                entries.append((entry["stream"], entry["time"], entry["log"]))
+        return entries
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
-async def logs(request: web.Request):
+async def _follow(request, record, reader: _LogReader, entries, response, wanted, stamps, tty, until) -> None:
+    """Write ``entries``, then (with ``follow``) what the container writes until it stops or is removed."""
     from pallet.kernel.api.streams import frame
     from pallet.kernel.policyopts import log_time
-
-    engine = request.app["engine"]
-    record = await record_of(request)
-    tail_text = request.query.get("tail", "all")
-    tail = None if tail_text in ("all", "") or tail_text.startswith("-") else int(tail_text)
-    since = float(request.query["since"]) if request.query.get("since", "0") not in ("0", "") else None
-    until = float(request.query["until"]) if request.query.get("until", "0") not in ("0", "") else None
-    wanted = {"stdout": query_bool(request, "stdout"), "stderr": query_bool(request, "stderr")}
-    stamps = query_bool(request, "timestamps")
-    tty = bool(record.config.get("Tty"))
-    path = _store(engine).log_path(record.id)
-    offset, entries = await blocking(_log_entries, engine, record, tail, since, until)
-    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
-                                           else "application/vnd.docker.multiplexed-stream"})
-    await response.prepare(request)
 
     async def emit(items) -> bool:
         for stream, stamp, text in items:
@@ -367,21 +386,49 @@ async def logs(request: web.Request):
                 await response.write(data if tty else frame(STDOUT if stream == "stdout" else STDERR, data))
         return True
 
+    engine = request.app["engine"]
     going = await emit(entries)
     while going and query_bool(request, "follow"):
-        offset, fresh = await blocking(_read_new, path, offset)
+        fresh = await blocking(reader.read)
         going = await emit(fresh)
-        if not fresh:
-            try:
-                current = await blocking(_get, engine, record.id)
-            except PalletError:
-                break
-            if not current.running:
-                await blocking(_settled, engine, current)  # the log pump has drained the output
-                offset, fresh = await blocking(_read_new, path, offset)
-                await emit(fresh)
-                break
+        if fresh:
+            continue
+        try:
+            current = await blocking(_get, engine, record.id)
+        except PalletError:
+            current = None  # removed: the open handle still holds the rest
+        if current is not None and current.running:
             await asyncio.sleep(0.1)
+            continue
+        if current is not None:
+            await blocking(_settled, engine, current)  # the log pump has drained the output
+        await emit(await blocking(reader.read))
+        break
+
+
+async def logs(request: web.Request):
+    engine = request.app["engine"]
+    record = await record_of(request)
+    tail_text = request.query.get("tail", "all")
+    tail = None if tail_text in ("all", "") or tail_text.startswith("-") else int(tail_text)
+    since = float(request.query["since"]) if request.query.get("since", "0") not in ("0", "") else None
+    until = float(request.query["until"]) if request.query.get("until", "0") not in ("0", "") else None
+    wanted = {"stdout": query_bool(request, "stdout"), "stderr": query_bool(request, "stderr")}
+    stamps = query_bool(request, "timestamps")
+    tty = bool(record.config.get("Tty"))
+    reader = _LogReader(_store(engine).log_path(record.id))
+    try:
+        entries = await blocking(_log_entries, engine, record, reader, tail, since, until)
+    except BaseException:
+        reader.close()
+        raise
+    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
+                                           else "application/vnd.docker.multiplexed-stream"})
+    try:
+        await response.prepare(request)
+        await _follow(request, record, reader, entries, response, wanted, stamps, tty, until)
+    finally:
+        reader.close()
     await response.write_eof()
     return response
 
