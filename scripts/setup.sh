@@ -20,6 +20,8 @@ packages=(
   tini                                             # run --init (its static build is bound into the container)
   buildah                                          # the peer `pallet build` is compared with
   docker-compose                                   # compose 1.29 (python3-docker) against pallet serve
+  docker.io                                        # a second API client (CLI 20.10) and dockerd, the peer of the benchmarks
+  podman conmon                                    # `podman system service` and conmon, peers of the benchmarks
 )
 missing=()
 for pkg in "${packages[@]}"; do
