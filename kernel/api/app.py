@@ -130,5 +130,9 @@ def make_app(engine) -> web.Application:
     app.on_response_prepare.append(_headers)
     for module in (system, containers, exec_api, images, networks, build):
         add_routes(app, module.ROUTES)
+    from pallet.kernel.api import space
+
+    for module in (space,):
+        add_routes(app, module.ROUTES)
     add_routes(app, [("*", f"/{area}{{rest:.*}}", swarm) for area in SWARM_AREAS])
     return app

@@ -570,7 +570,9 @@ def commit(engine, message, author, change, pause_it, name, repository):
     click.echo(image_id)
 
 
-def prune_containers(engine, filters) -> tuple[list[str], int]:
+def prune_containers(engine, filters, keep=lambda record: False) -> tuple[list[str], int]:
+    """Remove the stopped containers matching ``filters`` (``label`` pairs) but those ``keep`` keeps;
+    their ids and the bytes their read-write layers held."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_list import label_match
 
@@ -579,7 +581,7 @@ def prune_containers(engine, filters) -> tuple[list[str], int]:
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters) or keep(record):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)
