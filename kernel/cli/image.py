@@ -276,23 +276,32 @@ def prune(ctx, all_, force):
 def _prune_locked(ctx, store, all_: bool) -> None:
     from pallet.kernel import humanize
 
-    used = {**_containers_using(ctx.obj), **store.leases.images()}
+    deleted, reclaimed = prune_images(ctx.obj, store, all_)
+    if deleted:
+        click.echo("Deleted Images:\n" + "\n".join(f"{kind.lower()}: {what}" for kind, what in deleted) + "\n")
+    click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+
+
+def prune_images(engine, store, all_: bool, keep=lambda record: False) -> tuple[list[tuple[str, str]], int]:
+    """Remove dangling images (every unused one with ``all_``) but those ``keep`` keeps, and layers an
+    interrupted operation left; the ("Untagged"|"Deleted", what) steps and the bytes freed, also for
+    the API. The caller holds the store lock."""
+    used = {**_containers_using(engine), **store.leases.images()}
     reclaimed, deleted = 0, []
     for record in store.all():
-        if record.id in used or (record.repo_tags and not all_):
+        if record.id in used or (record.repo_tags and not all_) or keep(record):
             continue
         for tagged in record.repo_tags:
             store.untag(tagged)
-            deleted.append(f"untagged: {tagged}")
+            deleted.append(("Untagged", tagged))
         before = sum(store.blobs.size(d) for d in store.blobs.digests())
-        deleted += [f"deleted: {item}" for item in store.remove(record.id)]
+        deleted += [("Deleted", item) for item in store.remove(record.id)]
         reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
     before = sum(store.blobs.size(d) for d in store.blobs.digests())
-    deleted += [f"deleted: {layer} (left by an interrupted operation)" for layer in store.sweep(_container_ids(ctx.obj))]
+    deleted += [("Deleted", f"{layer} (left by an interrupted operation)")
+                for layer in store.sweep(_container_ids(engine))]
     reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
-    if deleted:
-        click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
-    click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+    return deleted, reclaimed
 
 
 # --- making images locally --------------------------------------------------------------
