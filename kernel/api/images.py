@@ -40,7 +40,9 @@ async def create(request: web.Request):
 
     engine = request.app["engine"]
     if request.query.get("fromSrc"):
-        raise ApiError(501, "importing with fromSrc is not supported by pallet serve (use `pallet import`)")
+        from pallet.kernel.api.archives import import_image
+
+        return await import_image(request)
     name = request.query.get("fromImage") or ""
     if not name:
         raise ApiError(400, "fromImage is required")

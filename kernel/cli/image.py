@@ -320,11 +320,6 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.pass_context
 def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
-    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
-
-    config: dict = {"Env": [DEFAULT_PATH]}
-    for change in changes:
-        parse_change(change, config)
     if source == "-":
         stream, close = sys.stdin.buffer, None
     else:
@@ -333,13 +328,24 @@ def import_(ctx, source, repository, changes, message):
         except OSError as exc:
             raise PalletError(f"cannot open {source}: {exc.strerror}") from None
     try:
-        image_id = _store(ctx).commit(maybe_decompress(stream), None, config, message,
-                                      [repository] if repository else [],
-                                      created_by=f"import {source}")
+        image_id = import_tarball(ctx.obj, stream, repository, changes, message, source)
     finally:
         if close:
             close.close()
     click.echo(image_id)
+
+
+def import_tarball(engine, stream, repository: str | None, changes, message: str, source: str) -> str:
+    """A one-layer image from a rootfs tarball (plain or gzip) with ``--change`` instructions; return its id.
+    The CLI's ``import`` and the API's ``fromSrc`` import here."""
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
+
+    config: dict = {"Env": [DEFAULT_PATH]}
+    for change in changes:
+        parse_change(change, config)
+    return ImageStore(engine).commit(maybe_decompress(stream), None, config, message,
+                                     [repository] if repository else [], created_by=f"import {source}")
 
 
 @image.command("pull")
