@@ -329,11 +329,6 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.pass_context
 def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
-    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
-
-    config: dict = {"Env": [DEFAULT_PATH]}
-    for change in changes:
-        parse_change(change, config)
     if source == "-":
         stream, close = sys.stdin.buffer, None
     else:
@@ -342,13 +337,24 @@ def import_(ctx, source, repository, changes, message):
         except OSError as exc:
             raise PalletError(f"cannot open {source}: {exc.strerror}") from None
     try:
-        image_id = _store(ctx).commit(maybe_decompress(stream), None, config, message,
-                                      [repository] if repository else [],
-                                      created_by=f"import {source}")
+        image_id = import_tarball(ctx.obj, stream, repository, changes, message, source)
     finally:
         if close:
             close.close()
     click.echo(image_id)
+
+
+def import_tarball(engine, stream, repository: str | None, changes, message: str, source: str) -> str:
+    """A one-layer image from a rootfs tarball (plain or gzip) with ``--change`` instructions; return its id.
+    The CLI's ``import`` and the API's ``fromSrc`` import here."""
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
+
+    config: dict = {"Env": [DEFAULT_PATH]}
+    for change in changes:
+        parse_change(change, config)
+    return ImageStore(engine).commit(maybe_decompress(stream), None, config, message,
+                                     [repository] if repository else [], created_by=f"import {source}")
 
 
 @image.command("pull")
@@ -368,16 +374,19 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
         click.echo(pulled)
 
 
-def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False):
+def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False,
+               credentials: dict | None = None):
     """Pull ``name`` (every tag with ``all_tags``) under the trust policy; yield what each pull stored
-    (Docker's full reference, or the id for other transports). The CLI and the API both pull here."""
+    (Docker's full reference, or the id for other transports). The CLI and the API both pull here;
+    ``credentials`` (host -> (user, password), an API client's ``X-Registry-Auth``) win over the auth files."""
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.trust.enforce import admit
 
     kind, location = transfer.split(engine, name)
-    driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify,
+                                               "credentials": credentials})
     locations = [location]
     if all_tags:
         if kind != "docker":
@@ -418,32 +427,49 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
     from pallet.kernel.images.progress import reporter
 
     engine = ctx.obj
-    store = _store(ctx)
-    record = store.resolve(name)
     kind, location = transfer.split(engine, destination or name)
-    driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
     key = None
     if sign_by or sigstore_key:
         if kind != "docker":
             raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
+        _store(ctx).resolve(name)
         key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
     progress = reporter(quiet)
     try:
-        digest = driver.push(record.id, location, store, progress)
+        digest = push_image(engine, name, destination or name, progress, tls_verify)
     finally:
         progress.close()
-    from pallet.kernel import events
-
-    events.emit(engine, "image", "push", destination or name, {"name": destination or name, "id": record.id})
-    if kind == "docker":   # SBOMs kept as referrers travel with the image
-        from pallet.kernel.trust import referrers
-        referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
     if sign_by or sigstore_key:
         sign_pushed(engine, refs.parse(location), digest, sign_by, key, sign_passphrase_file, tls_verify)
     if quiet:
         click.echo(destination or name)
     elif kind != "docker":
         click.echo(f"Wrote {digest} to {destination or name}")
+
+
+def push_image(engine, name: str, destination: str, progress, tls_verify: bool = True,
+               credentials: dict | None = None) -> str:
+    """Push image ``name`` to ``destination`` (any transport), its kept referrers with it; return the manifest
+    digest. The CLI and the API both push here; ``credentials`` as for :func:`pull_image`."""
+    from pallet.kernel import events
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images import reference as refs
+    from pallet.kernel.images import transfer
+
+    store = ImageStore(engine)
+    record = store.resolve(name)
+    kind, location = transfer.split(engine, destination)
+    driver = transfer.transport(engine, kind, {"tls_verify": tls_verify, "credentials": credentials})
+    digest = driver.push(record.id, location, store, progress)
+    events.emit(engine, "image", "push", destination, {"name": destination, "id": record.id})
+    if kind == "docker":   # SBOMs kept as referrers travel with the image
+        from pallet.kernel.images import auth
+        from pallet.kernel.trust import referrers
+
+        ref = refs.parse(location)
+        referrers.push(engine, ref, record.manifest_digest, tls_verify,
+                       (credentials or {}).get(auth.normalise_server(ref.domain)))
+    return digest
 
 
 @image.command("save")
