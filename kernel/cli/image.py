@@ -261,38 +261,47 @@ def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @click.pass_context
 def prune(ctx, all_, force):
-    """Remove unused images."""
+    """Remove unused images (and the debris of interrupted commands)."""
     from pallet.kernel import humanize
 
     if not force:
         what = "images without at least one container associated to them" if all_ else "dangling images"
         if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
             return
-    store = _store(ctx)
-    with store.locked():   # no container is created meanwhile (they lease their image under it)
-        _prune_locked(ctx, store, all_)
-
-
-def _prune_locked(ctx, store, all_: bool) -> None:
-    from pallet.kernel import humanize
-
-    used = {**_containers_using(ctx.obj), **store.leases.images()}
-    reclaimed, deleted = 0, []
-    for record in store.all():
-        if record.id in used or (record.repo_tags and not all_):
-            continue
-        for tagged in record.repo_tags:
-            store.untag(tagged)
-            deleted.append(f"untagged: {tagged}")
-        before = sum(store.blobs.size(d) for d in store.blobs.digests())
-        deleted += [f"deleted: {item}" for item in store.remove(record.id)]
-        reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
-    before = sum(store.blobs.size(d) for d in store.blobs.digests())
-    deleted += [f"deleted: {layer} (left by an interrupted operation)" for layer in store.sweep(_container_ids(ctx.obj))]
-    reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+    deleted, reclaimed = prune_images(ctx.obj, all_)
     if deleted:
         click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
     click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+
+
+def prune_images(engine, all_: bool, before_debris=None) -> tuple[list[str], int]:
+    """Remove unused (``all_``) or dangling images, then the root's debris; Docker's lines and the bytes freed.
+
+    The bytes are every blob the images alone held, and the debris measured before the store
+    lock is taken (taking it already sweeps some: see :mod:`pallet.kernel.debris`), or as the
+    caller measured it before its own earlier steps took the lock (``before_debris``).
+    """
+    from pallet.kernel import debris
+    from pallet.kernel.images import ImageStore
+
+    store = ImageStore(engine)
+    if before_debris is None:
+        before_debris = [item for item in debris.find(engine, store) if not item.live]
+    reclaimed, deleted = 0, []
+    with store.locked():   # no container is created meanwhile (they lease their image under it)
+        used = {**_containers_using(engine), **store.leases.images()}
+        for record in store.all():
+            if record.id in used or (record.repo_tags and not all_):
+                continue
+            for tagged in record.repo_tags:
+                store.untag(tagged)
+                deleted.append(f"untagged: {tagged}")
+            before = sum(store.blobs.size(d) for d in store.blobs.digests())
+            deleted += [f"deleted: {item}" for item in store.remove(record.id)]
+            reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+        gone, freed = debris.remove(engine, store, _container_ids(engine), before_debris)
+    deleted += [f"deleted: {item.key} ({item.what})" for item in gone]
+    return deleted, reclaimed + freed
 
 
 # --- making images locally --------------------------------------------------------------

@@ -125,11 +125,18 @@ def rm(engine, names):
 @click.pass_obj
 def prune(engine, force, filters):
     """Remove all unused custom networks."""
-    from pallet.kernel.network.store import NetworkStore
-
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
         return
+    removed = prune_networks(engine, filters)
+    if removed:
+        click.echo("Deleted Networks:\n" + "\n".join(removed))
+
+
+def prune_networks(engine, filters=()) -> list[str]:
+    """Remove the custom networks no container uses (and that ``filters`` match); return their names."""
+    from pallet.kernel.network.store import NetworkStore
+
     store = NetworkStore(engine)
     removed = []
     for record in store.all():
@@ -137,8 +144,7 @@ def prune(engine, force, filters):
             continue
         store.remove(record.id)
         removed.append(record.name)
-    if removed:
-        click.echo("Deleted Networks:\n" + "\n".join(removed))
+    return removed
 
 
 @network.command("connect")
