@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import random
+import socket
 
 from tests.cluster.conftest import SUBNET, fetch
+from tests.network.conftest import run_in
+from tests.network.test_overlay import UNDERLAY
 
 
 def test_a_service_gets_one_vip_from_its_networks_pool_that_no_task_can_take(swarm):
@@ -90,3 +95,77 @@ def test_connections_to_the_vip_are_spread_over_the_healthy_tasks_on_every_node(
     swarm.sync(b)
     refused = b.pallet("exec", client, "sh", "-c", fetch(vip), check=False)
     assert refused.returncode != 0 and "timed out" not in refused.stderr, "no task: the VIP refuses at once"
+
+
+def get(address: str, port: int) -> str | None:
+    """The body of ``GET /`` at ``address:port`` from the test's own namespace (the underlay), None if refused."""
+    try:
+        with socket.create_connection((address, port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+    except OSError:
+        return None
+    return reply.decode().partition("\r\n\r\n")[2].strip()
+
+
+def test_published_ports_reach_every_replica_from_every_node(swarm):
+    a, b, c = swarm.hosts
+    published = random.randint(30000, 32000)
+    web = swarm.create_service("web", ports=[{"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published,
+                                              "PublishMode": "ingress"}])
+    tasks = [swarm.run_task(a, web, 1, port=8080), swarm.run_task(b, web, 2, port=8080)]
+    swarm.sync()
+    names = {t["hostname"] for t in tasks}
+    for i, host in enumerate(swarm.hosts):
+        address = f"{UNDERLAY}.{11 + i}"
+        seen = [get(address, published) for _ in range(6)]
+        assert set(seen) == names, f"{host.name} ({address}): the routing mesh reaches every replica: {seen}"
+
+    # Scaled down to one task on host a: host c (no task) still answers, through the overlay.
+    tasks[1]["DesiredState"] = "shutdown"
+    swarm.put_task(tasks[1])
+    swarm.sync()
+    assert {get(f"{UNDERLAY}.13", published) for _ in range(4)} == {tasks[0]["hostname"]}
+
+
+def test_host_mode_ports_reach_only_the_nodes_own_tasks(swarm):
+    a, b, c = swarm.hosts
+    published = random.randint(32001, 33000)
+    svc = swarm.create_service("hm", ports=[{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": published,
+                                             "PublishMode": "host"}])
+    on_a, on_b = swarm.run_task(a, svc, 1), swarm.run_task(b, svc, 2)
+    swarm.sync()
+    assert {get(f"{UNDERLAY}.11", published) for _ in range(4)} == {on_a["hostname"]}
+    assert {get(f"{UNDERLAY}.12", published) for _ in range(4)} == {on_b["hostname"]}
+    assert get(f"{UNDERLAY}.13", published) is None, "a node without a task of the service refuses the port"
+
+
+def test_teardown_removes_every_rule_link_sandbox_and_record_of_the_node(swarm):
+    a, b, _c = swarm.hosts
+    svc = swarm.create_service("web", ports=[{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 33333,
+                                              "PublishMode": "ingress"}])
+    task = swarm.run_task(b, svc, 1)
+    client = f"client{task['ID'][:6]}"
+    a.pallet("run", "-d", "--name", client, "--network", "ov", "busybox", "sleep", "300")
+    swarm.containers.append((a, client))
+    swarm.sync(a)
+    assert get(f"{UNDERLAY}.11", 33333) == task["hostname"]
+    digest = hashlib.sha256(str(a.root.resolve()).encode()).hexdigest()
+    sandbox = a.root / "run" / "netns" / f"mesh-{digest[:20]}"
+    client_sandbox = a.root / "run" / "netns" / a.pallet("inspect", "--format", "{{.Id}}", client).stdout.strip()
+    endpoints = a.root / "networks" / "endpoints"
+    assert sandbox.exists() and list(endpoints.glob("*.services")) and list(endpoints.glob("*.vip.nft"))
+    assert swarm.in_host(a, "nft", "list", "table", "ip", f"pallet_mesh_{digest[:10]}").returncode == 0
+
+    swarm.mesh(a, "teardown")
+    assert swarm.in_host(a, "nft", "list", "table", "ip", f"pallet_mesh_{digest[:10]}").returncode != 0
+    assert swarm.in_host(a, "ip", "link", "show", f"pm{digest[:10]}").returncode != 0
+    assert not sandbox.exists()
+    assert not list(endpoints.glob("*.services")) and not list(endpoints.glob("*.vip.nft"))
+    assert not list(endpoints.glob(f"*/mesh-{digest[:20]}.json")), "the mesh's endpoint is gone"
+    assert "pallet_svc_" not in run_in(str(client_sandbox), "nft", "list", "ruleset").stdout
+    leases = swarm.etcd.range("/pallet/endpoints/")[0]
+    assert not [v for v in leases.values() if isinstance(v, dict) and v.get("name", "").startswith("mesh-")]
+    assert get(f"{UNDERLAY}.11", 33333) is None
