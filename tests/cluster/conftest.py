@@ -20,6 +20,16 @@ SUBNET = f"{NET}.230.0/24"
 SERVE = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p {port} -h /www"
 
 
+def fetch(address: str, port: int = 80) -> str:
+    """A shell command that GETs / (busybox's static wget crashes here; nc does the job)."""
+    return f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {port}"
+
+
+def served_by(output: str) -> list[str]:
+    """The hostnames in ``output`` (the bodies of the replies), in order."""
+    return [line.strip() for line in output.splitlines() if re.fullmatch(r"[0-9a-z.-]+", line.strip())]
+
+
 class Swarm:
     def __init__(self, hosts, network_id: str):
         from pallet.kernel.network.etcd import Etcd
@@ -57,11 +67,12 @@ class Swarm:
         name = f"{service['Spec']['Name']}.{slot}.{task_id}"
         host.pallet("run", "-d", "--name", name, "--network", "ov", "busybox", "sh", "-c", SERVE.format(port=port))
         self.containers.append((host, name))
-        ip = host.pallet("inspect", "--format", "{{.NetworkSettings.Networks.ov.IPAddress}}", name).stdout.strip()
+        ip, hostname = host.pallet("inspect", "--format", "{{.NetworkSettings.Networks.ov.IPAddress}} {{.Config.Hostname}}",
+                                   name).stdout.split()
         task = {"ID": task_id, "ServiceID": service["ID"], "Slot": slot, "NodeID": host.name,
                 "DesiredState": "running", "Status": {"State": state, "Health": health},
                 "NetworksAttachments": [{"Network": {"ID": self.network_id}, "Addresses": [f"{ip}/24"]}],
-                "ip": ip, "container": name}
+                "ip": ip, "hostname": hostname, "container": name}
         self.put_task(task)
         return task
 
@@ -81,9 +92,14 @@ class Swarm:
         out = self.client(host, f"nslookup {name} 127.0.0.11")
         return set(re.findall(rf"Address:\s*({re.escape(NET)}\.230\.\d+)", out))
 
-    def responders(self, host, url: str, count: int = 12) -> list[str]:
-        out = self.client(host, f"for i in $(seq {count}); do wget -q -T 3 -O- {url}; done")
-        return [line.strip() for line in out.splitlines() if re.fullmatch(r"[0-9a-f]{12}", line.strip())]
+    def responders(self, host, address: str, port: int = 80, count: int = 12, container: str = "") -> list[str]:
+        """Who answers ``count`` requests to ``address:port`` from a new container (or ``container``) on ``host``."""
+        script = f"for i in $(seq {count}); do {fetch(address, port)}; done"
+        if container:
+            out = host.pallet("exec", container, "sh", "-c", script, check=False).stdout
+        else:
+            out = self.client(host, script)
+        return served_by(out)
 
     def cleanup(self) -> None:
         for host, name in self.containers:
