@@ -95,6 +95,12 @@ class Cluster:
         sid = self.service_id(service)
         return [t for t in items.values() if t.get("ServiceID") == sid]
 
+    def tasks_of(self, service_id: str) -> list[dict]:
+        from pallet.kernel.cluster import PREFIX
+
+        items, _ = self.etcd.client().range(PREFIX + "tasks/")
+        return [t for t in items.values() if t.get("ServiceID") == service_id]
+
     def service_id(self, name: str) -> str | None:
         from pallet.kernel.cluster import PREFIX
 
@@ -109,6 +115,16 @@ class Cluster:
                 node = names.get(task["NodeID"], task["NodeID"])
                 counts[node] = counts.get(node, 0) + 1
         return counts
+
+    def update_state(self, service: str) -> str:
+        from pallet.kernel.cluster import PREFIX
+
+        record = self.etcd.client().get(f"{PREFIX}services/{self.service_id(service)}") or {}
+        return (record.get("UpdateStatus") or {}).get("State", "")
+
+    def wait_update(self, service: str, state: str = "completed", timeout: float = 120.0) -> None:
+        assert eventually(lambda: self.update_state(service) == state, timeout), \
+            f"{service}: update state {self.update_state(service)!r}, wanted {state!r}; {self.agent_logs()}"
 
     def ready(self) -> set[str]:
         """Names of the nodes whose agents hold their lease."""
