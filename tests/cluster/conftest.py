@@ -223,9 +223,6 @@ def cluster(tmp_path, etcd):
 
 # --- the mesh tests' simulated hosts ------------------------------------------------------
 
-
-
-
 SUBNET = f"{NET}.230.0/24"
 SERVE = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p {port} -h /www"
 
