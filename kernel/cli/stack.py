@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.cli.output import emit, filter_map, format_option
 
 
 @click.group("stack")
 def stack():
     """Manage stacks (compose files deployed as services of the cluster)."""
-
-
-def parse_filters(pairs) -> dict[str, list[str]]:
-    from pallet.kernel.errors import UsageError
-
-    filters: dict[str, list[str]] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"invalid filter '{pair}': expected key=value")
-        filters.setdefault(key, []).append(value)
-    return filters
 
 
 @stack.command("deploy")
@@ -76,7 +64,7 @@ def services_(engine, name, filters, quiet, fmt):
     from pallet.kernel.cluster import services
     from pallet.kernel.cluster.stacks import label_filter
 
-    wanted = parse_filters(filters)
+    wanted = filter_map(filters)
     wanted.setdefault("label", []).append(label_filter(name))
     found = services.list_services(engine, wanted)
     if not found and not filters:
@@ -99,7 +87,7 @@ def ps(engine, name, filters, no_trunc, no_resolve, quiet, fmt):
     from pallet.kernel.cli.swarm_output import TASK_COLUMNS, task_rows
     from pallet.kernel.cluster import nodes, stacks
 
-    wanted = parse_filters(filters)
+    wanted = filter_map(filters)
     names = wanted.pop("name", None)
     in_stack = {s["ID"]: s for s in stacks.stack_services(engine, name)}
     tasks = stacks.stack_tasks(engine, name, wanted) if in_stack else []
