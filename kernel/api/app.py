@@ -130,9 +130,9 @@ def make_app(engine) -> web.Application:
     app.on_response_prepare.append(_headers)
     for module in (system, containers, exec_api, images, networks, build):
         add_routes(app, module.ROUTES)
-    from pallet.kernel.api import container_ops, space, stats
+    from pallet.kernel.api import archive, container_ops, space, stats
 
-    for module in (space, container_ops, stats):
+    for module in (space, container_ops, stats, archive):
         add_routes(app, module.ROUTES)
     add_routes(app, [("*", f"/{area}{{rest:.*}}", swarm) for area in SWARM_AREAS])
     return app
