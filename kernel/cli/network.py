@@ -125,8 +125,6 @@ def rm(engine, names):
 @click.pass_obj
 def prune(engine, force, filters):
     """Remove all unused custom networks."""
-    from pallet.kernel.network.store import NetworkStore
-
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
         return

@@ -51,14 +51,19 @@ class StackPlan:
 
 # --- reading, interpolation, validation ---------------------------------------------------
 def load(path: str | Path, namespace: str, environ: dict | None = None) -> StackPlan:
-    """Read, interpolate, validate and convert the compose file at ``path`` for the stack ``namespace``."""
+    """Read, interpolate, validate and convert the compose file at ``path`` ("-": stdin) for the stack ``namespace``."""
+    import sys
+
     import yaml
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ComposeError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    if str(path) == "-":
+        text, path = sys.stdin.read(), Path.cwd() / "-"
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ComposeError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

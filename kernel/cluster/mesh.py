@@ -154,7 +154,8 @@ def sync(engine, etcd, services: list[dict], tasks: list[dict]) -> None:
         for network_id in sorted(set(names) | set(records.published(store.dir))):
             sandboxes = [ep.sandbox for ep in store.endpoints(network_id)]
             record = local.get(network_id)
-            if network_id in names and record is not None and record.materialized:
+            # Also before the network is built here: the first container to join finds its names.
+            if network_id in names and record is not None:
                 records.publish(store.dir, network_id, names[network_id], vips.get(network_id, {}), sandboxes)
             else:
                 records.withdraw(store.dir, network_id, sandboxes)
