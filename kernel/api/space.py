@@ -183,9 +183,13 @@ def _prune_images(engine, filters: dict) -> dict:
         return (until is not None and _epoch(record.created) > until) or \
             not _labelled((record.runtime_config or {}).get("Labels"), labels)
 
+    from pallet.kernel import debris
+
     store = lifecycle.image_store(engine)
+    pending = debris.unheld(engine, store)  # measured first: taking the lock already sweeps some
     with store.locked():   # no container is created meanwhile (they lease their image under it)
-        steps, reclaimed = prune_images(engine, store, all_=dangling[0] in ("false", "0"), keep=keep)
+        steps, reclaimed = prune_images(engine, store, all_=dangling[0] in ("false", "0"), keep=keep,
+                                        before_debris=pending)
     return {"ImagesDeleted": [{kind: what} for kind, what in steps], "SpaceReclaimed": reclaimed}
 
 

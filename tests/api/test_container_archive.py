@@ -8,7 +8,7 @@ import json
 import os
 import tarfile
 
-from pallet.kernel.api.archive import GO_DIR, GO_SYMLINK, go_mode
+from pallet.kernel.api.container_archive import GO_DIR, GO_SYMLINK, go_mode
 
 
 def _running(api, name: str) -> None:
