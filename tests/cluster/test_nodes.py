@@ -92,8 +92,12 @@ def test_pallet_serve_runs_the_agent_of_a_joined_root(etcd, tmp_path):
         cluster = Cluster(etcd, [node])
         assert eventually(lambda: cluster.ready() == {"node-s"} and cluster.leader() == "node-s"), \
             server.log.read_text()
-        node("service", "create", "-d", "--name", "served", "--stop-grace-period", "1s", "busybox", "sleep", "1000")
+        node("service", "create", "-d", "--name", "served", "--stop-grace-period", "1s", "busybox",
+             "sh", "-c", "echo hello from the task; exec sleep 1000")
         assert eventually(lambda: cluster.running("served") == {"node-s": 1}), server.log.read_text()
+        task = cluster.tasks("served")[0]
+        logs = eventually(lambda: node("service", "logs", "served").stdout)
+        assert logs == f"served.1.{task['ID'][:12]}@node-s    | hello from the task\n"
         node("service", "rm", "served")
         assert eventually(lambda: not cluster.containers(node)), "the agent in serve removed the task's container"
     finally:
