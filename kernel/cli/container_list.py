@@ -273,7 +273,7 @@ def inspect_record(engine, record) -> dict:
             "Status": "restarting" if restarting else record.status, "Running": record.status in ("running", "paused"),
             "Paused": record.status == "paused", "Restarting": restarting, "OOMKilled": record.oom_killed,
             "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
-            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
+            "ExitCode": record.exit_code, "Error": record.error, "StartedAt": iso(record.started_at),
             "FinishedAt": iso(record.finished_at),
             **({"Health": state_health} if state_health else {}),
         },
@@ -287,8 +287,9 @@ def inspect_record(engine, record) -> dict:
         "Driver": record.storage_driver,
         "Platform": "linux",
         "HostConfig": record.host_config,
-        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
-                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
+        "Mounts": [{"Type": m["Type"], **({"Name": m.get("Source", "")} if m["Type"] == "volume" else {}),
+                    "Source": m.get("Source", ""), "Destination": m["Target"], "RW": not m.get("ReadOnly")}
+                   for m in record.host_config.get("Mounts") or []],
         "Config": {**config, "Labels": record.labels},
         "NetworkSettings": network_settings(record),
     }

@@ -261,38 +261,58 @@ def remove_image(engine, store, name: str, force: bool) -> list[tuple[str, str]]
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @click.pass_context
 def prune(ctx, all_, force):
-    """Remove unused images."""
+    """Remove unused images (and the debris of interrupted commands)."""
     from pallet.kernel import humanize
 
     if not force:
         what = "images without at least one container associated to them" if all_ else "dangling images"
         if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
             return
+    from pallet.kernel import debris
+
     store = _store(ctx)
+    pending = debris.unheld(ctx.obj, store)  # measured first: taking the lock already sweeps some
     with store.locked():   # no container is created meanwhile (they lease their image under it)
-        _prune_locked(ctx, store, all_)
+        _prune_locked(ctx, store, all_, pending)
 
 
-def _prune_locked(ctx, store, all_: bool) -> None:
+def _prune_locked(ctx, store, all_: bool, pending) -> None:
     from pallet.kernel import humanize
 
-    used = {**_containers_using(ctx.obj), **store.leases.images()}
+    deleted, reclaimed = prune_images(ctx.obj, store, all_, before_debris=pending)
+    if deleted:
+        click.echo("Deleted Images:\n" + "\n".join(f"{kind.lower()}: {what}" for kind, what in deleted) + "\n")
+    click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+
+
+def prune_images(engine, store, all_: bool, keep=lambda record: False,
+                 before_debris=None) -> tuple[list[tuple[str, str]], int]:
+    """Remove dangling images (every unused one with ``all_``) but those ``keep`` keeps, then the root's
+    debris; the ("Untagged"|"Deleted", what) steps and the bytes freed, also for the API. The caller
+    holds the store lock.
+
+    The bytes are every blob the images alone held, and the debris as measured before the caller took
+    the store lock (``before_debris``: taking it already sweeps some, see :mod:`pallet.kernel.debris`),
+    or as found here.
+    """
+    from pallet.kernel import debris
+
+    if before_debris is None:
+        before_debris = debris.unheld(engine, store)
+    used = {**_containers_using(engine), **store.leases.images()}
     reclaimed, deleted = 0, []
     for record in store.all():
-        if record.id in used or (record.repo_tags and not all_):
+        if record.id in used or (record.repo_tags and not all_) or keep(record):
             continue
         for tagged in record.repo_tags:
             store.untag(tagged)
-            deleted.append(f"untagged: {tagged}")
+            deleted.append(("Untagged", tagged))
         before = sum(store.blobs.size(d) for d in store.blobs.digests())
-        deleted += [f"deleted: {item}" for item in store.remove(record.id)]
+        deleted += [("Deleted", item) for item in store.remove(record.id)]
         reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
-    before = sum(store.blobs.size(d) for d in store.blobs.digests())
-    deleted += [f"deleted: {layer} (left by an interrupted operation)" for layer in store.sweep(_container_ids(ctx.obj))]
-    reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
-    if deleted:
-        click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
-    click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
+    gone, freed = debris.remove(engine, store, _container_ids(engine), before_debris)
+    deleted += [("Deleted", f"{item.key} ({item.what})") for item in gone]
+    return deleted, reclaimed + freed
 
 
 # --- making images locally --------------------------------------------------------------

@@ -14,6 +14,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from pallet.kernel import faults
 from pallet.kernel.errors import PalletError
 from pallet.kernel.images import layers as layerlib
 from pallet.kernel.images import layout
@@ -32,14 +33,29 @@ def _output_tar(output: str | None, stream=None):
             yield tar
         return
     target = Path(output)
+    _sweep_dead_outputs(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
             yield tar
+        faults.point("save.before-rename")
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _sweep_dead_outputs(target: Path) -> None:
+    """Remove the temp files that killed saves to ``target`` left beside it (named with their pid)."""
+    from pallet.kernel.debris import alive
+
+    prefix = f".{target.name}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(target.parent):
+            pid = name[len(prefix):-len(".tmp")] if name.startswith(prefix) and name.endswith(".tmp") else ""
+            if pid.isdigit() and not alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target.parent / name)
 
 
 def _add_bytes(tar, name: str, data: bytes, mtime: float = 0) -> None:
@@ -137,7 +153,7 @@ def _input_file(store, source: str | None):
     if sys.stdin.isatty():
         raise PalletError("requested load from stdin, but stdin is empty (use -i FILE or redirect)")
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.blobs.tmp, prefix="load-")
+    fd, tmp = tempfile.mkstemp(dir=store.blobs.tmp, prefix=f"load-{os.getpid()}-")   # the pid: for sweeping
     try:
         with os.fdopen(fd, "wb") as handle:
             shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
@@ -228,7 +244,7 @@ def _check_entry(index: int, entry) -> None:
 
 def _load_oci_archive(store, tar) -> list[str]:
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix="oci-"))
+    workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix=f"oci-{os.getpid()}-"))
     try:
         for member in tar.getmembers():
             parts = member.name.strip("./").split("/")
