@@ -119,7 +119,7 @@ def add_routes(app: web.Application, routes) -> None:
 
 def make_app(engine) -> web.Application:
     from pallet.kernel.api import build, containers, exec as exec_api, images, networks, system
-    from pallet.kernel.api import archives, distribution
+    from pallet.kernel.api import distribution, image_archives
     from pallet.kernel.api.streams import keep_half_closed
 
     keep_half_closed()
@@ -135,7 +135,7 @@ def make_app(engine) -> web.Application:
 
     for module in (space, container_ops, stats, container_archive):
         add_routes(app, module.ROUTES)
-    for module in (distribution, archives):   # registry and archive routes (push, auth, save/load, import)
+    for module in (distribution, image_archives):   # registry and image archive routes (push, auth, save/load, import)
         add_routes(app, module.ROUTES)
     add_routes(app, [("*", f"/{area}{{rest:.*}}", swarm) for area in SWARM_AREAS])
     return app

@@ -17,7 +17,7 @@ from aiohttp import web
 from pallet.kernel.api.common import blocking, json_body, json_response
 from pallet.kernel.api.errors import ApiError
 from pallet.kernel.api.progress import stream_work
-from pallet.kernel.errors import NotFound, PalletError
+from pallet.kernel.errors import PalletError
 
 
 def _decode_header(request: web.Request, name: str):
@@ -99,7 +99,7 @@ def _targets(engine, name: str, tag: str) -> list[str]:
         target = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
         try:
             store.resolve(target)
-        except (NotFound, PalletError):
+        except PalletError:   # unknown, or not a valid reference: Docker says the same
             raise ApiError(404, f"An image does not exist locally with the tag: {name}") from None
         return [target]
     try:

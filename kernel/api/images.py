@@ -40,7 +40,7 @@ async def create(request: web.Request):
 
     engine = request.app["engine"]
     if request.query.get("fromSrc"):
-        from pallet.kernel.api.archives import import_image
+        from pallet.kernel.api.image_archives import import_image
 
         return await import_image(request)
     name = request.query.get("fromImage") or ""
