@@ -9,12 +9,14 @@ Checked, under the image store's lock (so no pull, rmi or create changes things 
 - every 64-hex driver layer: an image's layer or a container's read-write layer, else an orphan;
 - every blob no image, layer record or pin needs (an orphan blob);
 - every container record of the current driver: its read-write layer and its image's top layer;
+  a running one has a live monitor (else it is unsupervised: nobody keeps its log or its exit);
 - leases whose process died; crash debris: blob temp files, the driver's ``.tmp-*``/``.rm-*``.
 
 A :class:`Finding` says what is wrong, how many bytes it holds and whether ``--repair`` may
 remove it: only what nothing references (orphans, debris, stale leases, dangling tags) and
 corrupt blobs — an image that needed one is then removed too, unless a container uses it.
-Damaged containers are reported, never removed: ``rm`` them.
+Damaged containers are reported, never removed: ``rm`` them. A container running without its
+monitor (killed) is stopped by ``--repair`` and its exit recorded, as the next command would.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def _debris(engine, store) -> list[Finding]:
 
 def check(engine) -> list[Finding]:
     """Every problem of the root (nothing is changed, except that the store lock is taken)."""
+    from pallet.kernel import lifecycle, procs
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import layers as layerlib
@@ -155,6 +158,13 @@ def check(engine) -> list[Finding]:
                 if "sha256:" + lid not in recorded and lid not in container_ids:
                     findings.append(Finding("layer", "sha256:" + lid, "driver layer with no record (orphan)",
                                             0, True))
+        for record in containers:
+            if lifecycle.unsupervised(record):
+                findings.append(Finding("container", record.id, "running, but its monitor is gone (unsupervised)",
+                                        0, True))
+            elif record.running and not procs.alive(record.pid, record.pid_start_time) \
+                    and not lifecycle.monitor_alive(record):
+                findings.append(Finding("container", record.id, "exited, but nothing recorded its exit", 0, True))
         for record in mine:
             if not driver.exists(record.id):
                 findings.append(Finding("container", record.id, "its read-write layer is missing"))
@@ -174,6 +184,7 @@ def check(engine) -> list[Finding]:
 
 def repair(engine, findings: list[Finding]) -> list[str]:
     """Remove what ``findings`` marks repairable; return one line per action taken."""
+    from pallet.kernel import lifecycle
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import layers as layerlib
@@ -181,9 +192,16 @@ def repair(engine, findings: list[Finding]) -> list[str]:
     store = ImageStore(engine)
     done = []
     used_images = {c.image_id for c in ContainerStore(engine).all()}
+    for finding in findings:
+        # Outside the store lock: settling may fork a restarter, which must not inherit the lock.
+        if finding.kind == "container" and finding.repairable:
+            with contextlib.suppress(PalletError):
+                settled = lifecycle.settle_unsupervised(engine, ContainerStore(engine).load(finding.name))
+                done.append(f"settled container {finding.name} ({finding.problem}; exit code "
+                            f"{settled.exit_code} recorded)")
     with store.locked():
         for finding in findings:
-            if not finding.repairable:
+            if not finding.repairable or finding.kind == "container":
                 continue
             if finding.kind == "image":
                 if finding.name in used_images:

@@ -71,7 +71,7 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
         "rlimits": rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": False,
     }
-    size = _terminal_size() if process["terminal"] else None
+    size = terminal_size() if process["terminal"] else None
     if size:
         process["consoleSize"] = size  # set before the process starts, so its first `stty size` is right
     if host.get("OomScoreAdj"):
@@ -130,7 +130,7 @@ def group_ids(rootfs: Path, groups: list[str]) -> list[int]:
     return ids
 
 
-def _terminal_size() -> dict | None:
+def terminal_size() -> dict | None:
     import fcntl
     import struct
     import termios

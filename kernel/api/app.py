@@ -131,9 +131,9 @@ def make_app(engine) -> web.Application:
     app.on_response_prepare.append(_headers)
     for module in (system, containers, exec_api, images, networks, build):
         add_routes(app, module.ROUTES)
-    from pallet.kernel.api import container_ops, space, stats
+    from pallet.kernel.api import archive, container_ops, space, stats
 
-    for module in (space, container_ops, stats):
+    for module in (space, container_ops, stats, archive):
         add_routes(app, module.ROUTES)
     for module in (distribution, archives):   # registry and archive routes (push, auth, save/load, import)
         add_routes(app, module.ROUTES)

@@ -1,8 +1,9 @@
-"""Bytes a kernel function writes to a file in a worker thread, streamed as an HTTP response body.
+"""Tar streams between kernel functions in worker threads and HTTP bodies, in both directions.
 
 ``export`` and ``archive`` write tar streams with :mod:`tarfile` the way the CLI does (to a
 file object); here that file object hands its chunks to the event loop, and the thread waits
 when the client reads slower than the tar is made (a few chunks in flight, never the whole tar).
+An uploaded tar is read the same way: the thread asks the loop for the next piece of the body.
 """
 
 from __future__ import annotations
@@ -85,3 +86,18 @@ async def stream_response(request: web.Request, response: web.StreamResponse, pr
         return response
     await response.write_eof()
     return response
+
+
+class LoopReader(io.RawIOBase):
+    """A readable file for a worker thread over a request body (``request.content``), read as it arrives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, content):
+        self.loop, self.content = loop, content
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = asyncio.run_coroutine_threadsafe(self.content.read(len(buffer)), self.loop).result()
+        buffer[:len(data)] = data
+        return len(data)

@@ -275,9 +275,12 @@ def freeze(engine, record, pause: bool) -> None:
         raise Conflict(f"Container {record.id} is already paused")
     if not pause and record.status != "paused":
         raise Conflict(f"Container {record.id} is not paused")
+    from pallet.kernel import events
+
     runtime = lifecycle.runtime_for(engine, record)
     (runtime.pause if pause else runtime.resume)(record.id)
     _store(engine).update(record.id, status="paused" if pause else "running")
+    events.container(engine, record, "pause" if pause else "unpause")
 
 
 def _freeze(engine, names, pause: bool):

@@ -123,6 +123,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
     from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
     engine = ctx.obj
+    resize_fd = _resize_fd()
     record = _running(engine, name)
     if record.status == "paused":
         raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
@@ -133,6 +134,10 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
     process["args"] = list(command)
     process["env"] = runopts.merge_env(process.get("env") or [], runopts.parse_env(env, env_file))
     process["terminal"] = tty
+    process.pop("consoleSize", None)
+    size = (_sizes_sent(resize_fd) if resize_fd is not None else specmod.terminal_size()) if tty else None
+    if size:
+        process["consoleSize"] = size  # before the process starts, so its first `stty size` is right
     if workdir:
         process["cwd"] = workdir
     if user:
@@ -165,6 +170,8 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
             return
         if tty:
             master = console.receive_master()
+            if resize_fd is not None:
+                follow_resizes(resize_fd, master)
             with raw_terminal(master) if interactive else contextlib.nullcontext():
                 pump(pid, {master: "stdout"}, None, {"stdout": 1}, stdin_to=master if interactive else None)
             os.close(master)
@@ -175,6 +182,57 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
         if console:
             console.close()
     ctx.exit(code)
+
+
+RESIZE_FD_ENV = "PALLET_EXEC_RESIZE_FD"
+
+
+def _resize_fd() -> int | None:
+    """The pipe ``pallet serve`` passes to an exec session it runs through this command, for window sizes."""
+    value = os.environ.pop(RESIZE_FD_ENV, "")
+    if not value.isdigit():
+        return None
+    fd = int(value)
+    os.set_inheritable(fd, False)  # the container's process must not get it
+    return fd
+
+
+def _sizes_sent(fd: int) -> dict | None:
+    """The last window size already in the pipe (the server writes one before it starts us), if any."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 4096)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.set_blocking(fd, True)
+    for line in reversed(data.decode(errors="replace").splitlines()):
+        height, _sep, width = line.strip().partition(" ")
+        if height.isdigit() and width.isdigit() and int(height) and int(width):
+            return {"height": int(height), "width": int(width)}
+    return None
+
+
+def follow_resizes(fd: int, master: int) -> None:
+    """Apply each ``HEIGHT WIDTH`` line read from ``fd`` to the exec's pty, until the pipe closes.
+
+    The API's ``POST /exec/{id}/resize`` writes them: the pty master lives in this process, not in
+    the server, and a pipe keeps the sizes in order (one sent before the start is applied first).
+    """
+    import fcntl
+    import struct
+    import termios
+    import threading
+
+    def follow():
+        with open(fd, "rb", buffering=0) as lines:
+            for line in lines:
+                height, _sep, width = line.decode(errors="replace").strip().partition(" ")
+                if height.isdigit() and width.isdigit():
+                    with contextlib.suppress(OSError):
+                        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(height), int(width), 0, 0))
+
+    threading.Thread(target=follow, name="pallet-exec-resize", daemon=True).start()
 
 
 # --- top and stats -------------------------------------------------------------------------
@@ -423,19 +481,23 @@ def _tar_to_stdout(source: Path, name: str) -> None:
     sys.stdout.buffer.flush()
 
 
-def _untar_into(rootfs: Path, dest_path: str, owner: tuple[int, int], keep_owner: bool) -> None:
-    """Extract stdin's tar into ``dest_path`` in the container: first into a private directory (tarfile's
-    ``tar`` filter refuses members that would land outside it, through links too), then placed by the
-    same in-root copy as ``cp``. Files belong to the container's root unless ``keep_owner`` (-a)."""
+def _untar_into(rootfs: Path, dest_path: str, owner: tuple[int, int], keep_owner: bool, stream=None,
+                check=None, what: str = "on stdin") -> None:
+    """Extract a tar (stdin's, or ``stream``) into ``dest_path`` in the container: first into a private
+    directory (tarfile's ``tar`` filter refuses members that would land outside it, through links too),
+    then, once ``check(staging)`` has raised nothing, placed by the same in-root copy as ``cp``. Files
+    belong to the container's root unless ``keep_owner`` (-a)."""
     import tarfile
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="pallet-cp-") as staging:
         try:
-            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as archive:
+            with tarfile.open(fileobj=stream or sys.stdin.buffer, mode="r|*") as archive:
                 archive.extractall(staging, filter="tar")
-        except tarfile.TarError as exc:
-            raise PalletError(f"invalid tar archive on stdin: {exc}") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UsageError(f"invalid tar archive {what}: {exc}", exit_code=1) from None  # bad input, not usage
+        if check is not None:
+            check(Path(staging))
         for child in sorted(Path(staging).iterdir()):
             _copy_into(rootfs, child, dest_path.rstrip("/") + "/" + child.name, owner, keep_owner)
 

@@ -89,7 +89,7 @@ def update(engine, containers, **opts):
 
 def update_container(engine, record, changes: dict) -> None:
     """Record the new HostConfig fields and, when the container runs, write them to its cgroup; also for the API."""
-    from pallet.kernel import lifecycle
+    from pallet.kernel import events, lifecycle
     from pallet.kernel.containers import ContainerStore
 
     record = lifecycle.refresh(engine, record)
@@ -99,6 +99,7 @@ def update_container(engine, record, changes: dict) -> None:
     if record.running:
         _apply_or_explain(record, host)
     ContainerStore(engine).update(record.id, host_config=host)
+    events.container(engine, record, "update")
 
 
 def _apply_or_explain(record, host: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 from pathlib import Path
 
 from pallet.kernel.api import stats as api_stats
@@ -32,6 +33,9 @@ def test_pause_and_unpause_freeze_the_container_and_refuse_twice(api):
     container.unpause()
     not_paused = api.request("POST", "/containers/ops-p/unpause")
     assert not_paused[0] == 409 and "is not paused" in not_paused[2]["message"]
+    actions = [e["Action"] for e in client.events(since=0, until=int(time.time()) + 1, decode=True,
+                                                  filters={"event": ["pause", "unpause"]})]
+    assert actions == ["pause", "unpause", "pause", "unpause"]
     assert api.docker("rm", "-f", "ops-p").returncode == 0
     assert api.request("POST", "/containers/ops-p/pause")[0] == 404
 
