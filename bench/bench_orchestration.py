@@ -13,6 +13,8 @@ namespace, data root and swarm ports, a setup this script does not build.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -25,7 +27,9 @@ from tests.cluster.etcd_cluster import etcd_cluster  # noqa: E402
 from tests.containers.conftest import cleanup_root  # noqa: E402
 
 REPLICAS = 30
-HEALTH = ["--health-cmd", "test -e /tmp/ok", "--health-interval", "500ms", "--health-retries", "1"]
+# Each probe is a `pallet healthcheck run` process: at 30 tasks a short interval alone would load
+# two cores, so the probes run every 2 s.
+HEALTH = ["--health-cmd", "test -e /tmp/ok", "--health-interval", "2s", "--health-retries", "1"]
 
 
 def healthy(cluster: Cluster, service: str, image: str | None = None) -> int:
@@ -45,6 +49,8 @@ def wait(predicate, timeout: float = 600) -> float:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still cleans up
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp, etcd_cluster(Path(tmp)) as etcd:
         nodes = [Node(name, Path(tmp) / name, etcd.url) for name in ("node-a", "node-b", "node-c")]
         cluster = Cluster(etcd, nodes)
@@ -78,6 +84,7 @@ def main() -> None:
             wait(lambda: cluster.update_state("bench") == "completed" and healthy(cluster, "bench", "busybox:v2")
                  == REPLICAS)
             print(f"rolling update of {REPLICAS} tasks (parallelism 5): {time.monotonic() - start:.1f} s")
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
             a("service", "rm", "bench")
             wait(lambda: not etcd.client().range("/pallet/swarm/tasks/")[0], 120)
         finally:
