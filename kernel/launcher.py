@@ -34,7 +34,7 @@ VALUE_OPTIONS = {"--root", "--run-root", "--storage-driver", "-s", "--storage-op
 # Commands that always run directly: the engine's own controls.
 DIRECT_COMMANDS = {"engine"}
 # Commands whose own failures exit 125, as Docker's run-type commands do.
-RUN_LIKE = {"run", "create", "start", "exec"}
+RUN_LIKE = {"run", "create", "start", "exec", "wait"}
 
 
 def global_options(argv):

@@ -350,7 +350,7 @@ def logs(engine, follow, tail, timestamps, since, until, details, name):
     show_logs(engine, record, follow, None if tail == "all" or int(tail) < 0 else int(tail), timestamps, window)
 
 
-@container.command("wait")
+@container.command("wait", cls=EngineCommand)
 @click.option("--condition", type=click.Choice(["not-running", "next-exit", "removed"]), default=None,
               help="Wait for: not-running (at once if it does not run), next-exit, removed.")
 @click.argument("containers", nargs=-1, required=True)

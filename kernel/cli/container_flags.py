@@ -22,7 +22,7 @@ ENGINE_ERROR = 125
 
 
 class EngineCommand(click.Command):
-    """A command whose own exit status must not look like the container's (run, create, start, exec):
+    """A command whose own exit status must not look like the container's (run, create, start, exec, wait):
     pallet's failures exit 125 as Docker's do; 126/127 (the command could not be run) pass through."""
 
     def make_context(self, info_name, args, parent=None, **extra):
