@@ -81,8 +81,9 @@ def test_stats_no_stream_prints_a_row_and_docker_py_gets_docker_json(api):
     stream = container.stats(stream=True, decode=True)
     first, second = next(stream), next(stream)
     assert second["precpu_stats"] == first["cpu_stats"] and second["preread"] == first["read"]
-    stream.close()
     assert api.docker("rm", "-f", "ops-st").returncode == 0
+    for _rest in stream:  # the stream ends once the container is removed
+        pass
 
 
 def test_stats_of_a_stopped_container_are_zeros(api):
