@@ -9,12 +9,14 @@ Checked, under the image store's lock (so no pull, rmi or create changes things 
 - every 64-hex driver layer: an image's layer or a container's read-write layer, else an orphan;
 - every blob no image, layer record or pin needs (an orphan blob);
 - every container record of the current driver: its read-write layer and its image's top layer;
+  a running one has a live monitor (else it is unsupervised: nobody keeps its log or its exit);
 - leases whose process died; crash debris: blob temp files, the driver's ``.tmp-*``/``.rm-*``.
 
 A :class:`Finding` says what is wrong, how many bytes it holds and whether ``--repair`` may
 remove it: only what nothing references (orphans, debris, stale leases, dangling tags) and
 corrupt blobs — an image that needed one is then removed too, unless a container uses it.
-Damaged containers are reported, never removed: ``rm`` them.
+Damaged containers are reported, never removed: ``rm`` them. A container running without its
+monitor (killed) is stopped by ``--repair`` and its exit recorded, as the next command would.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pallet.kernel.debris import size_of
 from pallet.kernel.errors import PalletError
 
 
@@ -39,20 +42,6 @@ class Finding:
     path: Path | None = None   # what --repair deletes (a file or directory), when it is a path
 
 
-def _size(path: Path) -> int:
-    try:
-        if path.is_symlink() or not path.is_dir():
-            return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
 def _digest_of(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -62,24 +51,18 @@ def _digest_of(path: Path) -> str:
 
 
 def _debris(engine, store) -> list[Finding]:
-    found = []
-    if store.blobs.tmp.is_dir():
-        for leftover in store.blobs.tmp.iterdir():
-            found.append(Finding("debris", str(leftover), "temporary file of an interrupted write",
-                                 _size(leftover), True, leftover))
-    home = engine.storage_home(engine.storage_driver_name)
-    for directory in [home, *(p for p in home.iterdir() if p.is_dir() and not p.name.startswith("."))] \
-            if home.is_dir() else []:
-        with contextlib.suppress(OSError):
-            for entry in directory.iterdir():
-                if entry.name.startswith((".tmp-", ".rm-")):
-                    found.append(Finding("debris", str(entry), "half-made or half-removed layer",
-                                         _size(entry), True, entry))
-    return found
+    """Temp files and half-made driver layers of dead processes. A live process's are its work in
+    progress (a commit stages its layer blob outside the store lock, a load spools stdin): they are
+    no problem, and ``--repair`` must never take them from under it."""
+    from pallet.kernel import debris
+
+    return [Finding("debris", item.key, item.what, item.size, True, Path(item.key))
+            for item in debris.temp_items(engine, store) if not item.live]
 
 
 def check(engine) -> list[Finding]:
     """Every problem of the root (nothing is changed, except that the store lock is taken)."""
+    from pallet.kernel import lifecycle, procs
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import layers as layerlib
@@ -103,14 +86,14 @@ def check(engine) -> list[Finding]:
                 if _digest_of(path) != digest:
                     corrupt.add(digest)
                     findings.append(Finding("blob", digest, "content does not match its digest",
-                                            _size(path), True, path))
+                                            size_of(path), True, path))
         images, layer_users = {}, {}
         for path in sorted(store.images_dir.iterdir()) if store.images_dir.is_dir() else []:
             image_id = "sha256:" + path.name
             try:
                 record = read_image(path)
             except (OSError, ValueError, TypeError):
-                findings.append(Finding("image", image_id, "unreadable image record", _size(path), True, path))
+                findings.append(Finding("image", image_id, "unreadable image record", size_of(path), True, path))
                 continue
             images[image_id] = record
             problems = []
@@ -143,18 +126,25 @@ def check(engine) -> list[Finding]:
             try:
                 read_layer(path)
             except (OSError, ValueError, TypeError):
-                findings.append(Finding("layer", chain_id, "unreadable layer record", _size(path), True, path))
+                findings.append(Finding("layer", chain_id, "unreadable layer record", size_of(path), True, path))
                 continue
             if chain_id not in layer_users and chain_id not in leased_layers:
                 findings.append(Finding("layer", chain_id, "no image uses this layer (orphan)", 0, True))
         containers = ContainerStore(engine).all()
         mine = [c for c in containers if (c.storage_driver or engine.storage_driver_name) == engine.storage_driver_name]
-        container_ids = {c.id for c in containers}
+        container_ids = {c.id for c in containers} | set(live_leases)   # a create between layer and record
         for lid in driver.layers():
             if len(lid) == 64 and all(ch in "0123456789abcdef" for ch in lid):
                 if "sha256:" + lid not in recorded and lid not in container_ids:
                     findings.append(Finding("layer", "sha256:" + lid, "driver layer with no record (orphan)",
                                             0, True))
+        for record in containers:
+            if lifecycle.unsupervised(record):
+                findings.append(Finding("container", record.id, "running, but its monitor is gone (unsupervised)",
+                                        0, True))
+            elif record.running and not procs.alive(record.pid, record.pid_start_time) \
+                    and not lifecycle.monitor_alive(record):
+                findings.append(Finding("container", record.id, "exited, but nothing recorded its exit", 0, True))
         for record in mine:
             if not driver.exists(record.id):
                 findings.append(Finding("container", record.id, "its read-write layer is missing"))
@@ -167,13 +157,14 @@ def check(engine) -> list[Finding]:
                 live_blobs.add(read_layer(store.layer_path(chain_id)).blob)
         for digest in sorted(store.blobs.digests() - live_blobs - corrupt):
             path = store.blobs.path(digest)
-            findings.append(Finding("blob", digest, "no image or layer needs this blob (orphan)", _size(path),
+            findings.append(Finding("blob", digest, "no image or layer needs this blob (orphan)", size_of(path),
                                     True, path))
     return findings
 
 
 def repair(engine, findings: list[Finding]) -> list[str]:
     """Remove what ``findings`` marks repairable; return one line per action taken."""
+    from pallet.kernel import lifecycle
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import layers as layerlib
@@ -181,9 +172,16 @@ def repair(engine, findings: list[Finding]) -> list[str]:
     store = ImageStore(engine)
     done = []
     used_images = {c.image_id for c in ContainerStore(engine).all()}
+    for finding in findings:
+        # Outside the store lock: settling may fork a restarter, which must not inherit the lock.
+        if finding.kind == "container" and finding.repairable:
+            with contextlib.suppress(PalletError):
+                settled = lifecycle.settle_unsupervised(engine, ContainerStore(engine).load(finding.name))
+                done.append(f"settled container {finding.name} ({finding.problem}; exit code "
+                            f"{settled.exit_code} recorded)")
     with store.locked():
         for finding in findings:
-            if not finding.repairable:
+            if not finding.repairable or finding.kind == "container":
                 continue
             if finding.kind == "image":
                 if finding.name in used_images:

@@ -54,6 +54,7 @@ class ContainerRecord:
     stopped_by_user: bool = False
     restart_delay: float = 0.0
     restart_forced: bool = False
+    error: str = ""                     # Docker's State.Error: why pallet ended the container itself
 
     @property
     def short_id(self) -> str:

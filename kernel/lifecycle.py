@@ -489,7 +489,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
         secrets.hide(run_dir)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),
-        finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, monitor_pid=os.getpid(),
+        finished_at=0.0, exit_code=0, oom_killed=False, stopped_by_user=False, error="", monitor_pid=os.getpid(),
         monitor_start_time=procs.start_time(os.getpid()), network=record.network)
     run_dir = ContainerStore(engine).run_dir(record.id)
     drop_starting(run_dir, record.id)   # running and supervised: the start is over
@@ -618,12 +618,17 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
 
     While a live monitor is still recording the exit, the code it published is shown without
-    writing; with no monitor left the record is corrected on disk (code 255 if none was published).
+    writing. With no monitor left the container is settled here (:func:`settle_unsupervised`):
+    one still running is stopped, and the exit is recorded (code 255 if none was published).
     """
     if record.status == "created" and release_abandoned_start(engine, record):
         return ContainerStore(engine).load(record.id)
-    if record.status not in ("running", "paused") or procs.alive(record.pid, record.pid_start_time):
+    if record.status not in ("running", "paused"):
         return record
+    if procs.alive(record.pid, record.pid_start_time):
+        if record.monitor_pid == os.getpid() or monitor_alive(record):
+            return record
+        return settle_unsupervised(engine, record)
     store = ContainerStore(engine)
     published = None
     with contextlib.suppress(OSError, ValueError):
@@ -631,13 +636,67 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     if monitor_alive(record):
         record.status, record.exit_code = "exited", published if published is not None else record.exit_code
         return record
-    with contextlib.suppress(PalletError):
-        fresh = store.load(record.id)
-        if fresh.status not in ("running", "paused"):
+    return settle_unsupervised(engine, record, published)
+
+
+UNSUPERVISED = "its monitor died: pallet stopped the unsupervised container"
+
+
+def unsupervised(record: ContainerRecord) -> bool:
+    """Running (its process lives) with no monitor: nobody keeps its log or will record its exit."""
+    return (record.running and procs.alive(record.pid, record.pid_start_time) and record.monitor_pid != os.getpid()
+            and not monitor_alive(record))
+
+
+def settle_unsupervised(engine, record: ContainerRecord, published: int | None = None) -> ContainerRecord:
+    """A running container whose monitor is gone (killed, or the machine's processes were): settle it.
+
+    A process cannot be re-parented to a new monitor (its exit status would be lost), so one that
+    still runs is killed (its exit is 137, ``State.Error`` says why); one that already exited gets
+    the code its monitor published, else 255. Then, as the monitor would have: its resources are
+    released, ``die`` is emitted, ``--rm`` is honoured and the restart policy applies (a restarted
+    container gets a new monitor). One process settles a container (a lock in its run dir); others
+    meanwhile see the record as it is.
+    """
+    import fcntl
+
+    from pallet.kernel import restart
+
+    store = ContainerStore(engine)
+    run_dir = store.run_dir(record.id)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / "settle.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return record
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return record
+        try:
+            fresh = store.load(record.id)
+        except PalletError:
+            return record   # removed meanwhile
+        if not fresh.running or monitor_alive(fresh) or fresh.monitor_pid == os.getpid():
             return fresh
-        return store.update(record.id, status="exited", exit_code=255 if published is None else published,
-                            pid=0, monitor_pid=0, finished_at=time.time())
-    return record
+        code, error = (255 if published is None else published), ""
+        if procs.alive(fresh.pid, fresh.pid_start_time):
+            with contextlib.suppress(PalletError):
+                kill(engine, fresh, 9)
+            deadline = time.monotonic() + 30
+            while procs.alive(fresh.pid, fresh.pid_start_time) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            code, error = 137, UNSUPERVISED
+        if error:
+            with contextlib.suppress(PalletError):
+                fresh = store.update(fresh.id, error=error)
+        done = finish(engine, fresh, code)
+    finally:
+        os.close(fd)   # before a restarter is forked: it must not hold the lock
+    with contextlib.suppress(Exception):
+        restart.after_exit(engine, done, code)
+    return done
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int | None = None) -> ContainerRecord:

@@ -175,6 +175,14 @@ def spawn(engine, record, bundle: Path, attach_first: bool = False) -> None:
         return
     if message.get("code") is not None:
         raise PalletError(message.get("error") or "container failed to start", exit_code=message["code"])
+    if not message.get("error"):
+        # The monitor died without a word (killed): if it had started the container, nobody
+        # supervises it now; it is stopped and its resources released before this fails.
+        settled = None
+        with contextlib.suppress(PalletError):
+            settled = lifecycle.settle_unsupervised(engine, ContainerStore(engine).load(record.id))
+        if settled is not None and settled.error:
+            raise PalletError("the container monitor died after starting the container; the container was stopped")
     raise PalletError(message.get("error") or "the container monitor exited before starting the container")
 
 

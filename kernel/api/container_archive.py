@@ -77,11 +77,12 @@ def _missing(path: str, name: str) -> ApiError:
 
 def _stat(engine, record, rootfs: Path, path: str, name: str) -> tuple[Path, dict]:
     """The host path of ``path`` and Docker's stat of it (``name`` is the last element, ``.`` for ``dir/.``)."""
-    from pallet.kernel.cli.container_ops import _container_view
+    from pallet.kernel.cli.container_cp import container_view
     from pallet.kernel.rootpath import resolve_in_root
 
     absolute = _absolute(path)
-    source = _container_view(engine, record, rootfs, absolute, _follows_last(path))
+    view = container_view(engine, record, rootfs)
+    source = view.host(view.resolve(absolute, follow_last=_follows_last(path)))
     try:
         info = os.lstat(source)
     except (FileNotFoundError, NotADirectoryError):
@@ -148,30 +149,16 @@ async def get(request: web.Request):
         await asyncio.shield(blocking(held.release))
 
 
-def _placement(engine, record, rootfs: Path, path: str) -> tuple[Path, str]:
-    """Where an upload to ``path`` lands: (root, path inside it), the root a bind's source (a volume,
-    ``-v``) when one covers the path, else the container's rootfs."""
-    from pallet.kernel.cli.container_ops import _bind_mounts
-    from pallet.kernel.rootpath import resolve_in_root
-
-    inner = _inside(rootfs, resolve_in_root(rootfs, path, follow_last=True))
-    for dest, source in _bind_mounts(engine, record):
-        if inner == dest or inner.startswith(dest.rstrip("/") + "/"):
-            return Path(source), "/" + inner[len(dest):].lstrip("/")
-    return rootfs, inner
-
-
-def _no_overwrite_dir_non_dir(root: Path, dest: str):
+def _no_overwrite_dir_non_dir(view, dest: str):
     """A check for ``_untar_into``: refuse, before anything is placed, to put a directory where a
     non-directory is or the other way round (Docker's ``noOverwriteDirNonDir``)."""
-    from pallet.kernel.rootpath import resolve_in_root
 
     def check(staging: Path) -> None:
         for directory, dirs, files in os.walk(staging):
             for entry in dirs + files:
                 staged = Path(directory) / entry
                 inner = posixpath.join(dest, staged.relative_to(staging).as_posix())
-                target = resolve_in_root(root, inner, follow_last=False)
+                target = view.host(view.resolve(inner, follow_last=False))
                 if not os.path.lexists(target):
                     continue
                 staged_dir = staged.is_dir() and not staged.is_symlink()
@@ -185,18 +172,23 @@ def _no_overwrite_dir_non_dir(root: Path, dest: str):
 
 
 def _extract(engine, record, path: str, name: str, stream, keep_owner: bool, no_overwrite: bool) -> None:
-    from pallet.kernel.cli.container_ops import _untar_into, mounted_rootfs
+    from pallet.kernel.cli.container_cp import _untar_into, container_view
+    from pallet.kernel.cli.container_ops import mounted_rootfs
 
     with mounted_rootfs(engine, record) as rootfs:
         source, stat = _stat(engine, record, rootfs, path.rstrip("/") + "/" if path != "/" else path, name)
         if not stat["mode"] & GO_DIR:
             raise ApiError(400, "extraction point is not a directory")
-        root, inner = _placement(engine, record, rootfs, _absolute(path))
-        if root == rootfs and record.host_config.get("ReadonlyRootfs"):
+        view = container_view(engine, record, rootfs)
+        inner = "/" + "/".join(view.resolve(_absolute(path), follow_last=True))
+        _root, _rest, bind, readonly = view.locate(view.resolve(inner))
+        if bind is None and record.host_config.get("ReadonlyRootfs"):
             raise ApiError(403, "container rootfs is marked read-only")
+        if readonly:
+            raise ApiError(403, f"mounted volume is marked read-only: {bind}")
         shift = engine.storage.id_shift  # a userns-remapped home: "root" is the container's root
-        _untar_into(root, inner, shift(0, 0) if shift else (0, 0), keep_owner, stream=stream,
-                    check=_no_overwrite_dir_non_dir(root, inner) if no_overwrite else None,
+        _untar_into(view, inner, shift(0, 0) if shift else (0, 0), keep_owner, stream=stream,
+                    check=_no_overwrite_dir_non_dir(view, inner) if no_overwrite else None,
                     what="in the request body")
 
 

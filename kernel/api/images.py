@@ -126,7 +126,13 @@ async def tag(request: web.Request):
     repo = request.query.get("repo") or ""
     if not repo:
         raise ApiError(400, "repository name must have at least one component")
-    target = f"{repo}:{request.query.get('tag') or 'latest'}"
+    from pallet.kernel.images import reference as refs
+
+    ref = refs.parse(repo)   # as Docker, ``repo`` may carry the tag itself (docker-py's ``image.tag("r:t")``)
+    if ref.digest:
+        raise ApiError(400, "refusing to create a tag with a digest reference")
+    tag = request.query.get("tag") or ""
+    target = ref.with_tag(tag).familiar() if tag else ref.familiar()
     await blocking(lambda: (_resolve(engine, request.match_info["name"]), _store(engine).tag(
         request.match_info["name"], target)))
     return web.Response(status=201)

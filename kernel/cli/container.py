@@ -438,7 +438,8 @@ def prune(engine, force, filters):
 
 # Commands that live in sibling modules join the same group (and stay importable by name for COMMANDS).
 from pallet.kernel.cli.container_list import inspect, inspect_any, ls  # noqa: E402,F401
-from pallet.kernel.cli.container_ops import commit, cp, diff, exec_, export, stats, top  # noqa: E402
+from pallet.kernel.cli.container_cp import cp  # noqa: E402
+from pallet.kernel.cli.container_ops import commit, diff, exec_, export, stats, top  # noqa: E402
 from pallet.kernel.cli.container_update import update  # noqa: E402
 
 for _command in (commit, cp, diff, export, stats, top, inspect, update):

@@ -273,7 +273,7 @@ def inspect_record(engine, record) -> dict:
             "Status": "restarting" if restarting else record.status, "Running": record.status in ("running", "paused"),
             "Paused": record.status == "paused", "Restarting": restarting, "OOMKilled": record.oom_killed,
             "Dead": record.status == "dead", "Pid": record.pid if record.running else 0,
-            "ExitCode": record.exit_code, "Error": "", "StartedAt": iso(record.started_at),
+            "ExitCode": record.exit_code, "Error": record.error, "StartedAt": iso(record.started_at),
             "FinishedAt": iso(record.finished_at),
             **({"Health": state_health} if state_health else {}),
         },

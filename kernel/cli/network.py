@@ -128,6 +128,8 @@ def prune(engine, force, filters):
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
         return
+    from pallet.kernel.network.store import NetworkStore
+
     removed = prune_networks(NetworkStore(engine), filters)
     if removed:
         click.echo("Deleted Networks:\n" + "\n".join(removed))

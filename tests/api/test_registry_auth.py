@@ -86,3 +86,38 @@ def test_bad_registry_headers_are_a_400(api):
         assert status == 400 and body["message"] == "invalid X-Registry-Auth header: not base64-encoded JSON"
     status, _headers, body = api.request("POST", "/auth", body={"username": "u"})
     assert (status, body["message"]) == (400, "username and password are required")
+
+
+def test_build_from_an_image_of_an_htpasswd_registry_with_x_registry_config(api, auth_registry, tmp_path):  # noqa: F811
+    import docker
+
+    base = f"{auth_registry.host}/lib/base:1"
+    pushed = api.pallet("push", "busybox", base, env={"PALLET_AUTH_FILE": str(tmp_path / "none.json")})
+    assert pushed.returncode == 1 and "unauthorized" in pushed.stderr   # the registry does want credentials
+    client = api.client()
+    client.images.get("busybox").tag(base)
+    list(client.images.push(base, stream=True, decode=True, auth_config=_auth(auth_registry)))
+    client.images.remove(base)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f'FROM {base}\nCMD ["echo", "built-on-private"]\n')
+    refused = io_build(client, context)
+    assert isinstance(refused, docker.errors.BuildError) and "unauthorized" in str(refused)
+    login = api.docker("login", "-u", "tester", "--password-stdin", auth_registry.host, input="s3cret\n")
+    assert login.returncode == 0, login.stderr
+    built = api.docker("build", "-t", "private-built:1", str(context))   # the CLI sends X-Registry-Config
+    assert built.returncode == 0, built.stderr
+    assert auth_registry.requests(r"GET /v2/lib/base/manifests/1")
+    run = api.docker("run", "--rm", "private-built:1")
+    assert (run.returncode, run.stdout) == (0, "built-on-private\n"), run.stderr
+
+
+def io_build(client, context):
+    """docker-py's build without credentials: the BuildError it raises (its config file has none for the registry)."""
+    import docker
+
+    try:
+        client.images.build(path=str(context), tag="private-built:0")
+    except docker.errors.BuildError as exc:
+        return exc
+    return None

@@ -84,21 +84,43 @@ def test_missing_layer_record_and_driver_layer_are_found(bb):
     _clean(bb)
 
 
-def test_crash_debris_is_found_with_its_size(bb):
+def test_crash_debris_is_found_with_its_size_and_a_live_writers_temp_file_is_left_alone(bb):
     tmp = bb.root / "images" / "tmp"
     tmp.mkdir(exist_ok=True)
-    # A live writer's temp file (this test's pid) is reported; a dead one's is swept by the next
-    # command that takes the store lock, this check included.
+    # A live writer's temp file (this test's pid) is its work in progress: neither reported nor
+    # removed. A dead one's is swept by the next command that takes the store lock, this check included.
     live = f"blob-{os.getpid()}-abc"
     (tmp / live).write_bytes(b"y" * 1000)
     (tmp / "blob-4194305-abc").write_bytes(b"y" * 1000)
     half = bb.root / "overlay2" / ".tmp-deadbeef-4194305-0011"
     (half / "diff").mkdir(parents=True)
     (half / "diff" / "f").write_bytes(b"z" * 2000)
+    busy = bb.root / "overlay2" / f".tmp-cafe-{os.getpid()}-0011"
+    busy.mkdir()
     result = bb("system", "check")
     assert result.returncode == 1
-    assert f"debris\t{tmp / live}\ttemporary file of an interrupted write (1kB)" in result.stdout
+    assert live not in result.stdout and busy.name not in result.stdout
     assert "blob-4194305-abc" not in result.stdout and not (tmp / "blob-4194305-abc").exists()
     assert f"debris\t{half}\thalf-made or half-removed layer (2kB)" in result.stdout
     _repaired(bb)
-    assert not half.exists() and list(tmp.iterdir()) == []
+    assert not half.exists() and list(tmp.iterdir()) == [tmp / live] and busy.is_dir()
+    (tmp / live).unlink()
+    busy.rmdir()
+
+
+def test_repair_leaves_a_paused_commits_staged_blob_and_the_commit_completes(bb, hold):
+    bb("run", "--name", "src", "busybox", "sh", "-c", "head -c 200000 /dev/urandom > /data; md5sum /data > /sum",
+       check=True)
+    commit = hold(bb, "commit.layer-staged", "commit", "src", "staged:1")
+    commit.wait_paused()                 # its layer blob is staged in images/tmp, outside the store lock
+    staged = [p for p in (bb.root / "images" / "tmp").iterdir() if p.name.startswith("blob-")]
+    assert len(staged) == 1
+    repaired = bb("system", "check", "--repair")
+    assert (repaired.returncode, repaired.stdout) == (0, "no problems found\n"), repaired.stdout + repaired.stderr
+    assert staged[0].exists()
+    code, _out, err = commit.release()
+    assert code == 0, err
+    ran = bb("run", "--rm", "staged:1", "md5sum", "-c", "/sum")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    _clean(bb)
+    bb("rmi", "staged:1", check=True)
