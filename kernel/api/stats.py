@@ -194,9 +194,14 @@ def sample(record) -> dict:
     return data
 
 
-def _next(engine, record, previous: dict | None) -> tuple[object, dict]:
-    with contextlib.suppress(Exception):
+def _next(engine, record, previous: dict | None) -> tuple[object, dict | None]:
+    """The container as it is now and its sample; (None, None) once it has been removed."""
+    from pallet.kernel.errors import PalletError
+
+    try:
         record = _get(engine, record.id)
+    except PalletError:
+        return None, None
     current = sample(record)
     if previous is not None:
         current["precpu_stats"], current["preread"] = previous["cpu_stats"], previous["read"]
@@ -204,8 +209,9 @@ def _next(engine, record, previous: dict | None) -> tuple[object, dict]:
 
 
 async def stats(request: web.Request):
-    """``stream`` (default) sends a sample a second; ``stream=false`` one sample whose ``precpu_stats`` is
-    a second older (so a CPU percentage can be worked out), or with ``one-shot=true`` at once without it."""
+    """``stream`` (default) sends a sample a second until the container is removed; ``stream=false`` one
+    sample whose ``precpu_stats`` is a second older (so a CPU percentage can be worked out), or with
+    ``one-shot=true`` at once without it."""
     engine = request.app["engine"]
     record = await record_of(request)
     stream = query_bool(request, "stream", True)
@@ -216,8 +222,10 @@ async def stats(request: web.Request):
     if not stream and not one_shot and record.running:
         record, previous = await blocking(_next, engine, record, None)
         await asyncio.sleep(INTERVAL)
-    while True:
+    while record is not None:
         record, current = await blocking(_next, engine, record, previous)
+        if current is None:
+            break  # removed meanwhile: the stream ends, as Docker's does
         await response.write(json.dumps(current).encode() + b"\n")
         if not stream:
             break

@@ -143,4 +143,7 @@ def create_request(body: dict, name: str):
         request.command = entrypoint[1:] + command
     if body.get("Healthcheck"):
         request.healthcheck = body["Healthcheck"]
+    size = (body.get("HostConfig") or {}).get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        request.host_config["ConsoleSize"] = size  # [height, width]: the pty's size from its start (API 1.42+)
     return request

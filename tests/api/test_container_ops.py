@@ -81,8 +81,9 @@ def test_stats_no_stream_prints_a_row_and_docker_py_gets_docker_json(api):
     stream = container.stats(stream=True, decode=True)
     first, second = next(stream), next(stream)
     assert second["precpu_stats"] == first["cpu_stats"] and second["preread"] == first["read"]
-    stream.close()
     assert api.docker("rm", "-f", "ops-st").returncode == 0
+    for _rest in stream:  # the stream ends once the container is removed
+        pass
 
 
 def test_stats_of_a_stopped_container_are_zeros(api):
@@ -185,3 +186,15 @@ def test_system_cpu_usage_and_network_counters_parse_proc(tmp_path):
     assert api_stats.networks(7, tmp_path) == {"eth0": {
         "rx_bytes": 900, "rx_packets": 9, "rx_errors": 1, "rx_dropped": 2,
         "tx_bytes": 300, "tx_packets": 3, "tx_errors": 4, "tx_dropped": 5}}
+
+
+def test_console_size_at_create_is_the_pty_size_from_the_start(api):
+    status, _h, body = api.request("POST", "/containers/create?name=ops-cs", {
+        "Image": "busybox", "Cmd": ["stty", "size"], "Tty": True, "HostConfig": {"ConsoleSize": [21, 71]}})
+    assert status == 201, body
+    client = api.client()
+    container = client.containers.get("ops-cs")
+    container.start()
+    assert container.wait()["StatusCode"] == 0
+    assert container.logs() == b"21 71\r\n"
+    container.remove()
