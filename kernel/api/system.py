@@ -45,6 +45,7 @@ async def version(request: web.Request):
 
 def info_data(engine) -> dict:
     """``pallet info``'s data, with the fields the docker CLI and docker-py read under Docker's names."""
+    from pallet.kernel.api.swarm import info_swarm
     from pallet.kernel.cli.system import info_data as pallet_info
 
     data = pallet_info(engine)
@@ -65,8 +66,7 @@ def info_data(engine) -> dict:
         "NEventsListener": 0, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [],
         "ExperimentalBuild": False, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
         "DefaultRuntime": "pallet", "Runtimes": {"pallet": {"path": "pallet"}},
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                  "Error": "", "RemoteManagers": None},
+        "Swarm": info_swarm(engine),
         "RegistryConfig": {**data["RegistryConfig"], "IndexConfigs": {}, "Mirrors": []},
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
