@@ -158,12 +158,13 @@ class Etcd:
 
     def create(self, key: str, value, lease: str | None = None) -> bool:
         """Put ``key`` only if it does not exist (one transaction); True when this call created it."""
-        return self.txn({key: 0}, puts={key: value}, lease=lease)
+        return bool(self.txn({key: 0}, puts={key: value}, lease=lease))
 
     def txn(self, compare: dict[str, int], puts: dict | None = None, deletes: list[str] = (),
             lease: str | None = None) -> bool:
         """Apply ``puts`` and ``deletes`` together only if every key in ``compare`` still has the given
-        ``mod_revision`` (0: the key must not exist); True when they were applied."""
+        ``mod_revision`` (0: the key must not exist); the new store revision (the put keys'
+        ``mod_revision``) when they were applied, else 0."""
         compares = []
         for key, revision in compare.items():
             if revision:
@@ -178,7 +179,7 @@ class Etcd:
             success.append({"request_put": put})
         success += [{"request_delete_range": {"key": _b64(key)}} for key in deletes]
         reply = self._call("/v3/kv/txn", {"compare": compares, "success": success})
-        return bool(reply.get("succeeded"))
+        return int(reply["header"]["revision"]) if reply.get("succeeded") else 0
 
     # --- leases and watches -------------------------------------------------------------
     def grant(self, ttl: int) -> str:
