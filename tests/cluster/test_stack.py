@@ -6,8 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.cluster.etcd_cluster import etcd_cluster
-from tests.conftest import Pallet, teardown_networks
+from tests.cluster.one_node import one_node
 
 STACK = """
 version: "3.8"
@@ -45,29 +44,20 @@ configs:
 
 
 @pytest.fixture
-def etcd1(tmp_path):
-    with etcd_cluster(tmp_path, size=1) as cluster:
-        yield cluster
+def solo(tmp_path):
+    """One manager node without an agent (these tests need the records, not running tasks)."""
+    with one_node(tmp_path, agent=False) as pair:
+        yield pair
 
 
 @pytest.fixture
-def node(tmp_path, etcd1):
-    """One pallet root joined to the cluster as a manager (no agent: these tests need records, not tasks)."""
-    from pallet.kernel.cluster import nodes
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
+def node(solo):
+    return solo[1].pallet
 
-    base = tmp_path / "node"
-    base.mkdir()
-    pallet = Pallet(base / "root", base / "run")
-    nodes.join(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"])), etcd1.url,
-               role="manager", hostname="stack-node")
-    try:
-        yield pallet
-    finally:
-        teardown_networks(pallet)
-        client = etcd1.client()
-        client.delete("/pallet/", prefix=True)
+
+@pytest.fixture
+def etcd1(solo):
+    return solo[0].client()
 
 
 def write_stack(tmp_path, text: str = STACK):
@@ -79,7 +69,7 @@ def write_stack(tmp_path, text: str = STACK):
 
 
 def keys(etcd, prefix: str = "/pallet/") -> list[str]:
-    return sorted(etcd.client().range(prefix)[0])
+    return sorted(etcd.range(prefix)[0])
 
 
 def test_deploy_creates_networks_secrets_configs_then_services(tmp_path, node, etcd1):
