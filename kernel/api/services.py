@@ -15,7 +15,7 @@ from aiohttp import web
 
 from pallet.kernel.api.common import blocking, json_body, json_response, query_bool
 from pallet.kernel.api.errors import ApiError
-from pallet.kernel.api.swarm import filters_of, managed
+from pallet.kernel.api.swarm import canonical, filters_of, managed
 
 TASK_LABEL = "com.docker.swarm.task.id"
 
@@ -32,7 +32,7 @@ async def services_list(request: web.Request):
 async def service_create(request: web.Request):
     from pallet.kernel.cluster import services
 
-    spec = await json_body(request)
+    spec = canonical(await json_body(request))
     service_id = await managed(request, services.create, spec)
     return json_response({"ID": service_id}, status=201)
 
@@ -53,7 +53,7 @@ async def service_update(request: web.Request):
     except ValueError:
         raise ApiError(400, f"invalid service version '{raw}': the service's Version.Index is required") from None
     rollback = request.query.get("rollback") == "previous"
-    spec = await json_body(request)
+    spec = canonical(await json_body(request))
 
     def update(engine, ref):
         current = services.inspect(engine, ref)

@@ -20,6 +20,35 @@ NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "do
 WORKER = ("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run "
           "this command on a manager node or promote the current node to a manager.")
 SECOND = 10**9
+# Go decodes JSON into structs ignoring the case of keys, and clients rely on it (docker-py sends a
+# mode as {"replicated": {"Replicas": 2}}): request specs are given Docker's spelling of every field
+# name here, except inside the maps whose keys are the user's (labels, options, sysctls).
+FIELD_NAMES = """Name Labels TaskTemplate ContainerSpec PluginSpec NetworkAttachmentSpec Resources RestartPolicy
+    Placement Networks LogDriver ForceUpdate Runtime Mode Replicated Global ReplicatedJob GlobalJob Replicas
+    MaxConcurrent TotalCompletions UpdateConfig RollbackConfig Parallelism Delay FailureAction Monitor
+    MaxFailureRatio Order EndpointSpec Ports Protocol TargetPort PublishedPort PublishMode Image Command Args
+    Hostname Env Dir User Groups Privileges TTY OpenStdin ReadOnly Mounts StopSignal StopGracePeriod Healthcheck
+    Hosts DNSConfig Nameservers Search Secrets Configs Isolation Init Sysctls CapabilityAdd CapabilityDrop Ulimits
+    Soft Hard Limits Reservations NanoCPUs MemoryBytes Pids GenericResources Condition MaxAttempts Window
+    Constraints Preferences Spread SpreadDescriptor MaxReplicas Platforms Architecture OS Target Aliases DriverOpts
+    Options Type Source Consistency BindOptions VolumeOptions TmpfsOptions Propagation NoCopy DriverConfig SizeBytes
+    File UID GID SecretID SecretName ConfigID ConfigName Test Interval Timeout StartPeriod StartInterval Retries
+    Role Availability Data Driver Templating""".split()
+CANONICAL = {name.lower(): name for name in FIELD_NAMES}
+USER_MAPS = {"Labels", "Options", "Sysctls", "DriverOpts"}
+
+
+def canonical(value):
+    """``value`` (a decoded request spec) with Docker's field names, matched regardless of case."""
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result = {}
+    for key, item in value.items():
+        name = CANONICAL.get(str(key).lower(), key)
+        result[name] = item if name in USER_MAPS else canonical(item)
+    return result
 
 
 def require_manager(engine) -> dict:
@@ -151,7 +180,7 @@ async def node_update(request: web.Request):
     from pallet.kernel.cluster import nodes
 
     version = _version(request)
-    spec = await json_body(request)
+    spec = canonical(await json_body(request))
 
     def update(engine, ref):
         current = nodes.inspect_node(engine, ref)

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from tests.cluster.conftest import eventually
 from tests.cluster.one_node import one_node
 
 STACK = """
@@ -169,3 +170,35 @@ def test_a_root_outside_any_cluster_is_told_to_join(tmp_path, pallet):
     assert result.returncode == 1
     assert result.error_lines == ['Error: this node is not part of a cluster: join one first with '
                                   '"pallet node join --cluster-store etcd://HOST:PORT"']
+
+
+def test_with_an_agent_tasks_run_ps_lists_them_and_rm_takes_them_away(tmp_path):
+    with one_node(tmp_path) as (etcd, solo):
+        stack = write_stack(tmp_path, """
+            services:
+              web:
+                image: busybox
+                command: ["sh", "-c", "echo up; exec sleep 1000"]
+                deploy: {replicas: 2}
+              once:
+                image: busybox
+                command: sleep 1000
+                deploy: {mode: global}
+        """)
+        solo("stack", "deploy", "-c", stack, "live")
+        running = eventually(lambda: [line for line in solo("stack", "ps", "live", "--format",
+                                                             "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}")
+                                      .stdout.splitlines() if " Running Running " in line] if len(
+            [1 for t in etcd.client().range("/pallet/swarm/tasks/")[0].values()
+             if t["Status"]["State"] == "running"]) == 3 else None)
+        assert sorted(line.split()[0] for line in running) == ["live_once." + solo.id, "live_web.1", "live_web.2"]
+        assert all(line.split()[1] == "solo" for line in running)
+        assert solo("stack", "services", "live", "--format", "{{.Name}} {{.Replicas}}").stdout.splitlines() == \
+            ["live_once 1/1", "live_web 2/2"]
+        containers = solo("ps", "--format", "{{.Names}}").stdout.split()
+        assert len(containers) == 3 and all(name.startswith(("live_web.", "live_once.")) for name in containers)
+        removed = solo("stack", "rm", "live")
+        assert removed.stdout.splitlines() == ["Removing service live_once", "Removing service live_web",
+                                               "Removing network live_default"]
+        assert etcd.client().range("/pallet/swarm/tasks/")[0] == {}   # rm waited for the tasks to go
+        assert eventually(lambda: solo("ps", "-aq").stdout == "")
