@@ -113,6 +113,7 @@ def add_routes(app: web.Application, routes) -> None:
 
 def make_app(engine) -> web.Application:
     from pallet.kernel.api import build, containers, exec as exec_api, images, networks, secrets, services, swarm, system
+    from pallet.kernel.api import archives, container_ops, distribution, space, stats
     from pallet.kernel.api.streams import keep_half_closed
 
     keep_half_closed()
@@ -123,5 +124,9 @@ def make_app(engine) -> web.Application:
     app["sessions"] = {}
     app.on_response_prepare.append(_headers)
     for module in (system, containers, exec_api, images, networks, build, swarm, services, secrets):
+        add_routes(app, module.ROUTES)
+    for module in (space, container_ops, stats):
+        add_routes(app, module.ROUTES)
+    for module in (distribution, archives):   # registry and archive routes (push, auth, save/load, import)
         add_routes(app, module.ROUTES)
     return app

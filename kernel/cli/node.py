@@ -6,24 +6,12 @@ import json
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, inspect_format_option, render_template
+from pallet.kernel.cli.output import emit, filter_map, format_option, inspect_format_option, render_template
 
 
 @click.group("node")
 def node():
     """Manage cluster nodes."""
-
-
-def _filters(pairs) -> dict:
-    from pallet.kernel.errors import UsageError
-
-    filters: dict[str, list[str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError(f'bad format of filter (expected name=value): "{pair}"')
-        filters.setdefault(key, []).append(value)
-    return filters
 
 
 @node.command("join")
@@ -71,7 +59,7 @@ def ls(engine, filters, quiet, fmt):
     from pallet.kernel.cluster import nodes, store
 
     self_id = store.require_membership(engine)["ID"]
-    views = nodes.list_nodes(engine, _filters(filters))
+    views = nodes.list_nodes(engine, filter_map(filters))
     rows = [_row(v, self_id) for v in views]
     if quiet:
         for view in views:
@@ -172,7 +160,7 @@ def ps(engine, names, filters, no_trunc, quiet, fmt):
     """List tasks running on one or more nodes, defaults to the current node."""
     from pallet.kernel.cli.service import print_tasks
 
-    wanted = _filters(filters)
+    wanted = filter_map(filters)
     wanted["node"] = list(names or ["self"])
     print_tasks(engine, wanted, no_trunc, quiet, fmt)
 

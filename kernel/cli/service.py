@@ -11,7 +11,7 @@ import time
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, inspect_format_option, render_template
+from pallet.kernel.cli.output import emit, filter_map, format_option, inspect_format_option, render_template
 from pallet.kernel.errors import UsageError
 
 SECOND = 10**9
@@ -326,10 +326,9 @@ def service_rows(views: list[dict]) -> list[dict]:
 @click.pass_obj
 def ls(engine, filters, quiet, fmt):
     """List services."""
-    from pallet.kernel.cli.node import _filters
     from pallet.kernel.cluster import services
 
-    views = services.list_services(engine, _filters(filters))
+    views = services.list_services(engine, filter_map(filters))
     if quiet:
         for view in views:
             click.echo(view["ID"])
@@ -389,9 +388,8 @@ def print_tasks(engine, filters: dict, no_trunc: bool, quiet: bool, fmt) -> None
 @click.pass_obj
 def ps(engine, names, filters, no_trunc, quiet, fmt):
     """List the tasks of one or more services."""
-    from pallet.kernel.cli.node import _filters
 
-    wanted = _filters(filters)
+    wanted = filter_map(filters)
     wanted["service"] = list(names)
     print_tasks(engine, wanted, no_trunc, quiet, fmt)
 

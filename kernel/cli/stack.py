@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option
+from pallet.kernel.cli.output import emit, filter_map, format_option
 
 
 @click.group("stack")
@@ -60,12 +60,11 @@ def _nothing(name: str) -> None:
 @click.pass_obj
 def services_(engine, name, filters, quiet, fmt):
     """List the services in the stack."""
-    from pallet.kernel.cli.node import _filters
     from pallet.kernel.cli.service import SERVICE_COLUMNS, service_rows
     from pallet.kernel.cluster import services
     from pallet.kernel.cluster.stacks import label_filter
 
-    wanted = _filters(filters)
+    wanted = filter_map(filters)
     wanted.setdefault("label", []).append(label_filter(name))
     found = services.list_services(engine, wanted)
     if not found and not filters:
@@ -88,7 +87,6 @@ def services_(engine, name, filters, quiet, fmt):
 @click.pass_obj
 def ps(engine, name, filters, no_trunc, quiet, fmt):
     """List the tasks in the stack."""
-    from pallet.kernel.cli.node import _filters
     from pallet.kernel.cli.service import print_tasks
     from pallet.kernel.cluster import stacks
 
@@ -96,7 +94,7 @@ def ps(engine, name, filters, no_trunc, quiet, fmt):
     if not ids:
         _nothing(name)
         return
-    print_tasks(engine, {**_filters(filters), "service": ids}, no_trunc, quiet, fmt)
+    print_tasks(engine, {**filter_map(filters), "service": ids}, no_trunc, quiet, fmt)
 
 
 @stack.command("rm")

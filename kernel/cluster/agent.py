@@ -1,4 +1,4 @@
-"""``pallet agent``: one node's presence in the cluster and its reconcile loop.
+"""``pallet agent``: one node's presence in the cluster and its reconcile loop (``pallet serve`` runs it too).
 
 Threads: the *lease* keeper (grants a lease of ``lease_ttl`` seconds, puts ``alive/<node>`` under
 it, refreshes it; a lease that expired is granted anew), the *campaign* (managers only: etcd's
@@ -122,9 +122,22 @@ class Agent:
         mesh.sync(self.engine, self.etcd, [s for s in snap.services.values() if isinstance(s, dict)],
                   [t for t in snap.tasks.values() if isinstance(t, dict)])
 
-    def run(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+    def start_thread(self) -> threading.Thread:
+        """Run the agent beside something else (``pallet serve``): a daemon thread, no signal handlers."""
+        thread = threading.Thread(target=self._run_logged, daemon=True, name="pallet-agent")
+        thread.start()
+        return thread
+
+    def _run_logged(self) -> None:
+        try:
+            self.run(signals=False)
+        except PalletError as exc:
+            self.log(f"stopped: {exc}")
+
+    def run(self, signals: bool = True) -> None:
+        if signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         self._announce()
         role = self._node()["Spec"].get("Role")
         threads = [threading.Thread(target=self.keep_lease, daemon=True),

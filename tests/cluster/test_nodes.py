@@ -76,3 +76,29 @@ def test_join_twice_and_commands_outside_a_cluster_are_one_line(etcd, tmp_path):
         assert " Down " in a("node", "ls").stdout and "Leader" not in a("node", "ls").stdout, "a worker without agent"
     finally:
         etcd.client().delete("/pallet/", prefix=True)
+
+
+def test_pallet_serve_runs_the_agent_of_a_joined_root(etcd, tmp_path):
+    from tests.api.conftest import start_server, stop_server
+    from tests.cluster.conftest import Cluster, Node
+    from tests.containers.conftest import cleanup_root
+
+    node = Node("node-s", tmp_path / "s", etcd.url)
+    server = None
+    try:
+        node("image", "build-busybox")
+        node.join("manager")
+        server = start_server(node.pallet, tmp_path / "s" / "api.sock")
+        cluster = Cluster(etcd, [node])
+        assert eventually(lambda: cluster.ready() == {"node-s"} and cluster.leader() == "node-s"), \
+            server.log.read_text()
+        node("service", "create", "-d", "--name", "served", "--stop-grace-period", "1s", "busybox", "sleep", "1000")
+        assert eventually(lambda: cluster.running("served") == {"node-s": 1}), server.log.read_text()
+        node("service", "rm", "served")
+        assert eventually(lambda: not cluster.containers(node)), "the agent in serve removed the task's container"
+    finally:
+        if server is not None:
+            stop_server(server)
+        leaks = cleanup_root(node.pallet)
+        etcd.client().delete("/pallet/", prefix=True)
+    assert not leaks
