@@ -15,13 +15,18 @@ from tests.cluster.one_node import one_node
 
 @pytest.fixture
 def swarm(tmp_path):
-    """``(server, node, etcd)``: pallet serve on a joined manager whose agent runs."""
-    with one_node(tmp_path) as (etcd, node):
+    """``(server, node, etcd)``: pallet serve on a joined manager; the server runs the node's agent."""
+    with one_node(tmp_path, agent=False, busybox=True) as (etcd, node):
         server = start_server(node.pallet, tmp_path / "api.sock")
         try:
             yield server, node, etcd
         finally:
-            stop_server(server)
+            try:   # while the server's agent runs, so the tasks are retired and their containers removed
+                for service in node("service", "ls", "-q", check=False).stdout.split():
+                    node("service", "rm", service, check=False)
+                eventually(lambda: not etcd.client().range("/pallet/swarm/tasks/")[0], timeout=60)
+            finally:
+                stop_server(server)
 
 
 def test_outside_a_cluster_swarm_routes_answer_503_and_secrets_still_work(api):

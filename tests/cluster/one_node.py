@@ -13,8 +13,8 @@ KEPT = ("/pallet/swarm/nodes/", "/pallet/swarm/alive/", "/pallet/swarm/leader")
 
 
 @contextlib.contextmanager
-def one_node(tmp_path, agent: bool = True, name: str = "solo"):
-    """Yield ``(etcd, node)``: a manager node (busybox in its root when it runs an agent).
+def one_node(tmp_path, agent: bool = True, name: str = "solo", busybox: bool | None = None):
+    """Yield ``(etcd, node)``: a manager node, busybox in its root when it runs an agent (or ``busybox``).
 
     Afterwards the stacks and services left are removed (the agent retires their tasks), the agent stops,
     the root's containers and networks go, and every key the test made under ``/pallet/`` must
@@ -24,7 +24,7 @@ def one_node(tmp_path, agent: bool = True, name: str = "solo"):
         node = Node(name, tmp_path / name, etcd.url)
         problems, left = [], []
         try:
-            if agent:
+            if agent if busybox is None else busybox:
                 node("image", "build-busybox")
             node.join("manager")
             if agent:
