@@ -73,6 +73,7 @@ def keys(etcd, prefix: str = "/pallet/") -> list[str]:
     return sorted(etcd.range(prefix)[0])
 
 
+@pytest.mark.timeout(900)   # some 25 commands and two overlay networks: minutes on a loaded 2-core host
 def test_deploy_redeploy_prune_and_rm(tmp_path, node, etcd1):
     before = keys(etcd1)
     path = write_stack(tmp_path)
