@@ -68,7 +68,7 @@ def require_manager(engine) -> dict:
 
 
 def filters_of(request: web.Request) -> dict[str, list[str]]:
-    from pallet.kernel.api.system import normalize_filters
+    from pallet.kernel.api.common import normalize_filters
 
     return normalize_filters(query_json(request, "filters", {}))
 

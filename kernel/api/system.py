@@ -11,7 +11,7 @@ import threading
 from aiohttp import web
 
 from pallet.kernel import __version__
-from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, query_json
+from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, normalize_filters, query_json
 from pallet.kernel.api.errors import ApiError
 
 
@@ -74,16 +74,6 @@ def info_data(engine) -> dict:
 
 async def info(request: web.Request):
     return json_response(await blocking(info_data, request.app["engine"]))
-
-
-def normalize_filters(raw) -> dict[str, list[str]]:
-    """Docker's ``filters`` JSON in either shape: ``{"type": ["container"]}`` or ``{"type": {"container": true}}``."""
-    if not raw:
-        return {}
-    if not isinstance(raw, dict):
-        raise ApiError(400, "invalid filters: expected a JSON object")
-    return {key: [k for k, on in value.items() if on] if isinstance(value, dict) else list(value)
-            for key, value in raw.items()}
 
 
 def _time(request: web.Request, name: str) -> float | None:
