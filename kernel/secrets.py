@@ -140,6 +140,14 @@ class SecretStore:
                 raise
         return record
 
+    def set_labels(self, name_or_id: str, labels: dict) -> SecretRecord:
+        """Replace a secret's labels, the one part of it that may change (its value and name are sealed together)."""
+        with self._lock():
+            record = self.get(name_or_id)
+            record.labels, record.updated = dict(labels), time.time()
+            atomic_write_json(self.dir / record.id / "meta.json", record.to_json(), mode=0o600)
+        return record
+
     def _aad(self, record: SecretRecord) -> bytes:
         return f"pallet-secret:{record.id}:{record.name}".encode()
 

@@ -22,7 +22,6 @@ from pallet.kernel.errors import PalletError
 
 MAX_BODY = 4 << 20   # JSON bodies; /build and archive uploads are streamed, not read whole
 VERSIONED = "/v{api_version:[0-9]+[.][0-9]+}"
-SWARM_AREAS = ("swarm", "services", "tasks", "nodes", "secrets", "configs")
 
 
 class AuthorizationRequest:
@@ -91,11 +90,6 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Docker-Experimental"] = "false"
 
 
-async def swarm(request: web.Request):
-    raise ApiError(503, "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" "
-                        "to connect this node to swarm and try again.")
-
-
 class Activity:
     """When the server last saw a request, and how many are in flight: ``--timeout`` exits when idle."""
 
@@ -118,8 +112,8 @@ def add_routes(app: web.Application, routes) -> None:
 
 
 def make_app(engine) -> web.Application:
-    from pallet.kernel.api import build, containers, exec as exec_api, images, networks, system
-    from pallet.kernel.api import distribution, image_archives
+    from pallet.kernel.api import build, containers, exec as exec_api, images, networks, secrets, services, swarm, system
+    from pallet.kernel.api import container_archive, container_ops, distribution, image_archives, space, stats
     from pallet.kernel.api.streams import keep_half_closed
 
     keep_half_closed()
@@ -129,13 +123,10 @@ def make_app(engine) -> web.Application:
     app["activity"] = Activity()
     app["sessions"] = {}
     app.on_response_prepare.append(_headers)
-    for module in (system, containers, exec_api, images, networks, build):
+    for module in (system, containers, exec_api, images, networks, build, swarm, services, secrets):
         add_routes(app, module.ROUTES)
-    from pallet.kernel.api import container_archive, container_ops, space, stats
-
     for module in (space, container_ops, stats, container_archive):
         add_routes(app, module.ROUTES)
     for module in (distribution, image_archives):   # registry and image archive routes (push, auth, save/load, import)
         add_routes(app, module.ROUTES)
-    add_routes(app, [("*", f"/{area}{{rest:.*}}", swarm) for area in SWARM_AREAS])
     return app

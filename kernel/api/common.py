@@ -65,3 +65,13 @@ def query_json(request: web.Request, name: str, default=None):
 def json_response(data, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode() + b"\n",
                         headers={"Content-Type": "application/json"})
+
+
+def normalize_filters(raw) -> dict[str, list[str]]:
+    """Docker's ``filters`` JSON in either shape: ``{"type": ["container"]}`` or ``{"type": {"container": true}}``."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid filters: expected a JSON object")
+    return {key: [k for k, on in value.items() if on] if isinstance(value, dict) else list(value)
+            for key, value in raw.items()}

@@ -19,7 +19,7 @@ DF_TYPES = ("container", "image", "volume", "build-cache")
 
 
 def _filters(request: web.Request, known: tuple[str, ...]) -> dict[str, list[str]]:
-    from pallet.kernel.api.system import normalize_filters
+    from pallet.kernel.api.common import normalize_filters
 
     filters = normalize_filters(query_json(request, "filters", {}))
     for key in filters:

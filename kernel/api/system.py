@@ -11,7 +11,7 @@ import threading
 from aiohttp import web
 
 from pallet.kernel import __version__
-from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, query_json
+from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, normalize_filters, query_json
 from pallet.kernel.api.errors import ApiError
 
 
@@ -45,6 +45,7 @@ async def version(request: web.Request):
 
 def info_data(engine) -> dict:
     """``pallet info``'s data, with the fields the docker CLI and docker-py read under Docker's names."""
+    from pallet.kernel.api.swarm import info_swarm
     from pallet.kernel.cli.system import info_data as pallet_info
 
     data = pallet_info(engine)
@@ -65,8 +66,7 @@ def info_data(engine) -> dict:
         "NEventsListener": 0, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [],
         "ExperimentalBuild": False, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
         "DefaultRuntime": "pallet", "Runtimes": {"pallet": {"path": "pallet"}},
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                  "Error": "", "RemoteManagers": None},
+        "Swarm": info_swarm(engine),
         "RegistryConfig": {**data["RegistryConfig"], "IndexConfigs": {}},
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
@@ -74,16 +74,6 @@ def info_data(engine) -> dict:
 
 async def info(request: web.Request):
     return json_response(await blocking(info_data, request.app["engine"]))
-
-
-def normalize_filters(raw) -> dict[str, list[str]]:
-    """Docker's ``filters`` JSON in either shape: ``{"type": ["container"]}`` or ``{"type": {"container": true}}``."""
-    if not raw:
-        return {}
-    if not isinstance(raw, dict):
-        raise ApiError(400, "invalid filters: expected a JSON object")
-    return {key: [k for k, on in value.items() if on] if isinstance(value, dict) else list(value)
-            for key, value in raw.items()}
 
 
 def _time(request: web.Request, name: str) -> float | None:

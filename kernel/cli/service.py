@@ -300,6 +300,25 @@ def _ports(service: dict) -> str:
                      for p in (service.get("Endpoint") or {}).get("Ports") or [])
 
 
+SERVICE_COLUMNS = [("ID", "ID"), ("NAME", "Name"), ("MODE", "Mode"), ("REPLICAS", "Replicas"), ("IMAGE", "Image"),
+                   ("PORTS", "Ports")]
+
+
+def service_rows(views: list[dict]) -> list[dict]:
+    """``service ls`` rows (also ``stack services``) from services with their ``ServiceStatus``."""
+    rows = []
+    for view in views:
+        mode = "replicated" if "Replicated" in view["Spec"]["Mode"] else "global"
+        status = view["ServiceStatus"]
+        replicas = f"{status['RunningTasks']}/{status['DesiredTasks']}"
+        maximum = (view["Spec"]["TaskTemplate"].get("Placement") or {}).get("MaxReplicas")
+        if maximum:
+            replicas += f" (max {maximum} per node)"
+        rows.append({"ID": view["ID"][:12], "Name": view["Spec"]["Name"], "Mode": mode, "Replicas": replicas,
+                     "Image": _image(view["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]), "Ports": _ports(view)})
+    return rows
+
+
 @service.command("ls")
 @click.option("--filter", "-f", "filters", multiple=True, metavar="KEY=VALUE", help="Filter output (id, label, mode, name).")
 @click.option("--quiet", "-q", is_flag=True, help="Only display IDs.")
@@ -314,18 +333,7 @@ def ls(engine, filters, quiet, fmt):
         for view in views:
             click.echo(view["ID"])
         return
-    rows = []
-    for view in views:
-        mode = "replicated" if "Replicated" in view["Spec"]["Mode"] else "global"
-        status = view["ServiceStatus"]
-        replicas = f"{status['RunningTasks']}/{status['DesiredTasks']}"
-        maximum = (view["Spec"]["TaskTemplate"].get("Placement") or {}).get("MaxReplicas")
-        if maximum:
-            replicas += f" (max {maximum} per node)"
-        rows.append({"ID": view["ID"][:12], "Name": view["Spec"]["Name"], "Mode": mode, "Replicas": replicas,
-                     "Image": _image(view["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]), "Ports": _ports(view)})
-    emit(rows, [("ID", "ID"), ("NAME", "Name"), ("MODE", "Mode"), ("REPLICAS", "Replicas"), ("IMAGE", "Image"),
-                ("PORTS", "Ports")], fmt=fmt)
+    emit(service_rows(views), SERVICE_COLUMNS, fmt=fmt)
 
 
 def _state_since(task: dict) -> str:

@@ -60,7 +60,7 @@ def _nothing(name: str) -> None:
 @click.pass_obj
 def services_(engine, name, filters, quiet, fmt):
     """List the services in the stack."""
-    from pallet.kernel.cli.swarm_output import SERVICE_COLUMNS, service_row
+    from pallet.kernel.cli.service import SERVICE_COLUMNS, service_rows
     from pallet.kernel.cluster import services
     from pallet.kernel.cluster.stacks import label_filter
 
@@ -70,35 +70,31 @@ def services_(engine, name, filters, quiet, fmt):
     if not found and not filters:
         _nothing(name)
         return
-    emit([service_row(s) for s in found], SERVICE_COLUMNS, fmt=fmt, quiet_field="ID", quiet=quiet)
+    if quiet:
+        for service in found:
+            click.echo(service["ID"])
+        return
+    emit(service_rows(found), SERVICE_COLUMNS, fmt=fmt)
 
 
 @stack.command("ps")
 @click.argument("name")
 @click.option("--filter", "-f", "filters", multiple=True, metavar="FILTER",
-              help="Filter output (id, name, node, desired-state).")
+              help="Filter output (id, node, desired-state).")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
-@click.option("--no-resolve", is_flag=True, help="Do not map IDs to names.")
 @click.option("--quiet", "-q", is_flag=True, help="Only display task IDs.")
 @format_option
 @click.pass_obj
-def ps(engine, name, filters, no_trunc, no_resolve, quiet, fmt):
+def ps(engine, name, filters, no_trunc, quiet, fmt):
     """List the tasks in the stack."""
-    from pallet.kernel.cli.swarm_output import TASK_COLUMNS, task_rows
-    from pallet.kernel.cluster import nodes, stacks
+    from pallet.kernel.cli.service import print_tasks
+    from pallet.kernel.cluster import stacks
 
-    wanted = filter_map(filters)
-    names = wanted.pop("name", None)
-    in_stack = {s["ID"]: s for s in stacks.stack_services(engine, name)}
-    tasks = stacks.stack_tasks(engine, name, wanted) if in_stack else []
-    if not tasks and not filters:
+    ids = [s["ID"] for s in stacks.stack_services(engine, name)]
+    if not ids:
         _nothing(name)
         return
-    node_map = {} if no_resolve else {n["ID"]: n for n in nodes.list_nodes(engine)}
-    rows = task_rows(tasks, {} if no_resolve else in_stack, node_map, no_trunc=no_trunc)
-    if names:
-        rows = [r for r in rows if any(r["Name"].lstrip(" \\_").startswith(n) for n in names)]
-    emit(rows, TASK_COLUMNS, fmt=fmt, quiet_field="ID", quiet=quiet)
+    print_tasks(engine, {**filter_map(filters), "service": ids}, no_trunc, quiet, fmt)
 
 
 @stack.command("rm")

@@ -136,13 +136,6 @@ def stack_services(engine, namespace: str) -> list[dict]:
     return services.list_services(engine, {"label": [label_filter(namespace)]})
 
 
-def stack_tasks(engine, namespace: str, filters: dict | None = None) -> list[dict]:
-    ids = [s["ID"] for s in stack_services(engine, namespace)]
-    if not ids:
-        return []
-    return services.list_tasks(engine, {**(filters or {}), "service": ids})
-
-
 def remove(engine, namespace: str, say=print, timeout: float = TASKS_GONE_TIMEOUT) -> bool:
     """Remove the stack's services, then (once their tasks are gone) its secrets, configs and networks.
 

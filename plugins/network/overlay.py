@@ -77,6 +77,7 @@ class OverlayNetwork(NetworkDriver):
         from pallet.kernel.sandbox import create_sandbox
         from pallet.plugins.network import netlink
 
+        allocated = not options.get(VNI_OPTION)
         vni = int(options.get(VNI_OPTION) or self._allocate_vni(network_id))
         ttl = int(self.options.get("lease-ttl") or DEFAULT_LEASE_TTL)
         run_root = self.context.run_root
@@ -88,6 +89,8 @@ class OverlayNetwork(NetworkDriver):
             data["agent"] = start_agent(self, network_id, data)
         except BaseException:
             self.delete_network(network_id, data)
+            if allocated:   # the network never came to be: its VXLAN id is free again
+                self.etcd.delete(f"{PREFIX}vni/{vni}")
             raise
         return data
 
@@ -240,7 +243,7 @@ def start_agent(driver: OverlayNetwork, network_id: str, data: dict) -> int:
             [sys.executable, "-m", "pallet.plugins.network.overlay", driver.etcd.url, network_id, json.dumps(data),
              str(names)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30   # generous: a loaded host starts Python slowly
     while driver.etcd.get(f"{PREFIX}leases/{network_id}/{data['vtep']}") is None:  # endpoints need the lease
         if proc.poll() is not None or time.monotonic() > deadline:
             raise PalletError(f"the overlay agent did not start (see {log})")

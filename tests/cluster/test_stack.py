@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from tests.cluster.etcd_cluster import etcd_cluster
-from tests.conftest import Pallet, teardown_networks
+from tests.cluster.conftest import eventually
+from tests.cluster.one_node import one_node
 
 STACK = """
 version: "3.8"
@@ -45,29 +45,20 @@ configs:
 
 
 @pytest.fixture
-def etcd1(tmp_path):
-    with etcd_cluster(tmp_path, size=1) as cluster:
-        yield cluster
+def solo(tmp_path):
+    """One manager node without an agent (these tests need the records, not running tasks)."""
+    with one_node(tmp_path, agent=False) as pair:
+        yield pair
 
 
 @pytest.fixture
-def node(tmp_path, etcd1):
-    """One pallet root joined to the cluster as a manager (no agent: these tests need records, not tasks)."""
-    from pallet.kernel.cluster import nodes
-    from pallet.kernel.config import Config
-    from pallet.kernel.engine import Engine
+def node(solo):
+    return solo[1].pallet
 
-    base = tmp_path / "node"
-    base.mkdir()
-    pallet = Pallet(base / "root", base / "run")
-    nodes.join(Engine(Config.load(root=str(pallet.root), config_path=pallet.env["PALLET_CONFIG"])), etcd1.url,
-               role="manager", hostname="stack-node")
-    try:
-        yield pallet
-    finally:
-        teardown_networks(pallet)
-        client = etcd1.client()
-        client.delete("/pallet/", prefix=True)
+
+@pytest.fixture
+def etcd1(solo):
+    return solo[0].client()
 
 
 def write_stack(tmp_path, text: str = STACK):
@@ -79,11 +70,14 @@ def write_stack(tmp_path, text: str = STACK):
 
 
 def keys(etcd, prefix: str = "/pallet/") -> list[str]:
-    return sorted(etcd.client().range(prefix)[0])
+    return sorted(etcd.range(prefix)[0])
 
 
-def test_deploy_creates_networks_secrets_configs_then_services(tmp_path, node, etcd1):
-    result = node("stack", "deploy", "-c", write_stack(tmp_path), "demo", check=True)
+@pytest.mark.timeout(900)   # some 25 commands and two overlay networks: minutes on a loaded 2-core host
+def test_deploy_redeploy_prune_and_rm(tmp_path, node, etcd1):
+    before = keys(etcd1)
+    path = write_stack(tmp_path)
+    result = node("stack", "deploy", "-c", path, "demo", check=True)
     assert result.stdout.splitlines() == ["Creating network demo_front", "Creating network demo_back",
                                           "Creating secret demo_token", "Creating config demo_site",
                                           "Creating service demo_web", "Creating service demo_worker",
@@ -98,10 +92,6 @@ def test_deploy_creates_networks_secrets_configs_then_services(tmp_path, node, e
     assert node("volume", "ls", "-q").stdout.split() == ["demo_data"]
     assert any(k.startswith("/pallet/swarm/configs/") for k in keys(etcd1))
 
-
-def test_redeploy_updates_only_what_changed_and_prunes_only_when_asked(tmp_path, node, etcd1):
-    path = write_stack(tmp_path)
-    node("stack", "deploy", "-c", path, "demo", check=True)
     again = node("stack", "deploy", "-c", path, "demo", check=True)
     assert again.stdout == ""                                   # the same file changes nothing
     changed = STACK.replace("replicas: 2", "replicas: 3").replace("""  db:
@@ -118,23 +108,14 @@ def test_redeploy_updates_only_what_changed_and_prunes_only_when_asked(tmp_path,
     assert node("stack", "services", "demo", "--format", "{{.Name}} {{.Replicas}}").stdout.split("\n")[0] == \
         "demo_web 0/3"
 
-
-def test_rm_removes_every_object_and_etcd_key_of_the_stack(tmp_path, node, etcd1):
-    before = keys(etcd1)
-    node("stack", "deploy", "-c", write_stack(tmp_path), "demo", check=True)
-    other = node("stack", "deploy", "-c", write_stack(tmp_path, "services:\n  solo: {image: busybox}\n"), "other",
-                 check=True)
-    assert "Creating network other_default" in other.stdout
     result = node("stack", "rm", "demo", check=True)
-    assert result.stdout.splitlines() == ["Removing service demo_db", "Removing service demo_web",
-                                          "Removing service demo_worker", "Removing secret demo_token",
-                                          "Removing config demo_site", "Removing network demo_back",
-                                          "Removing network demo_front"]
-    assert node("stack", "ls").stdout.splitlines() == ["NAME    SERVICES", "other   1"]
+    assert result.stdout.splitlines() == ["Removing service demo_web", "Removing service demo_worker",
+                                          "Removing secret demo_token", "Removing config demo_site",
+                                          "Removing network demo_back", "Removing network demo_front"]
+    assert node("stack", "ls").stdout.splitlines() == ["NAME   SERVICES"]
     assert node("secret", "ls", "-q").stdout == ""
     assert "demo_" not in node("network", "ls").stdout
-    node("stack", "rm", "other", check=True)
-    assert keys(etcd1) == before                                # nothing of either stack is left in etcd
+    assert keys(etcd1) == before                                # nothing of the stack is left in etcd
     gone = node("stack", "rm", "demo")
     assert (gone.returncode, gone.stdout, gone.stderr) == (0, "", "Nothing found in stack: demo\n")
     assert node("volume", "ls", "-q").stdout.split() == ["demo_data"]   # volumes are kept, as Docker keeps them
@@ -152,14 +133,19 @@ def test_external_objects_must_exist_and_changed_secrets_are_refused(tmp_path, n
     assert missing.error_lines == ['Error: network "shared" is declared as external, but could not be found. You need '
                                    "to create a swarm-scoped network before the stack is deployed"]
     assert node("stack", "ls").stdout.splitlines() == ["NAME   SERVICES"]     # nothing was made
-    path = write_stack(tmp_path)
+    path = write_stack(tmp_path, """
+        services:
+          web: {image: busybox, secrets: [token]}
+        secrets:
+          token: {file: ./token.txt}
+    """)
     node("stack", "deploy", "-c", path, "demo", check=True)
     (tmp_path / "token.txt").write_text("rotated\n")
     refused = node("stack", "deploy", "-c", path, "demo")
     assert refused.returncode == 1 and refused.error_lines[0].startswith(
         "Error: failed to update secret demo_token: only updates to Labels are allowed")
-    node("stack", "rm", "demo", check=True)
-    node("volume", "rm", "demo_data", check=True)
+    assert node("stack", "rm", "demo", check=True).stdout.splitlines() == [
+        "Removing service demo_web", "Removing secret demo_token", "Removing network demo_default"]
 
 
 def test_compose_errors_are_one_line_and_change_nothing(tmp_path, node):
@@ -179,3 +165,35 @@ def test_a_root_outside_any_cluster_is_told_to_join(tmp_path, pallet):
     assert result.returncode == 1
     assert result.error_lines == ['Error: this node is not part of a cluster: join one first with '
                                   '"pallet node join --cluster-store etcd://HOST:PORT"']
+
+
+def test_with_an_agent_tasks_run_ps_lists_them_and_rm_takes_them_away(tmp_path):
+    with one_node(tmp_path) as (etcd, solo):
+        stack = write_stack(tmp_path, """
+            services:
+              web:
+                image: busybox
+                command: ["sh", "-c", "echo up; exec sleep 1000"]
+                deploy: {replicas: 2}
+              once:
+                image: busybox
+                command: sleep 1000
+                deploy: {mode: global}
+        """)
+        solo("stack", "deploy", "-c", stack, "live")
+        running = eventually(lambda: [line for line in solo("stack", "ps", "live", "--format",
+                                                             "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}")
+                                      .stdout.splitlines() if " Running Running " in line] if len(
+            [1 for t in etcd.client().range("/pallet/swarm/tasks/")[0].values()
+             if t["Status"]["State"] == "running"]) == 3 else None)
+        assert sorted(line.split()[0] for line in running) == ["live_once." + solo.id, "live_web.1", "live_web.2"]
+        assert all(line.split()[1] == "solo" for line in running)
+        assert solo("stack", "services", "live", "--format", "{{.Name}} {{.Replicas}}").stdout.splitlines() == \
+            ["live_once 1/1", "live_web 2/2"]
+        containers = solo("ps", "--format", "{{.Names}}").stdout.split()
+        assert len(containers) == 3 and all(name.startswith(("live_web.", "live_once.")) for name in containers)
+        removed = solo("stack", "rm", "live")
+        assert removed.stdout.splitlines() == ["Removing service live_once", "Removing service live_web",
+                                               "Removing network live_default"]
+        assert etcd.client().range("/pallet/swarm/tasks/")[0] == {}   # rm waited for the tasks to go
+        assert eventually(lambda: solo("ps", "-aq").stdout == "")
