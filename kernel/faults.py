@@ -35,6 +35,7 @@ POINTS = {
     "rmi.checked": "rmi has checked that no container uses the image, nothing removed yet",
     "commit.layer-staged": "commit has staged its layer blob outside the store lock, the lock not yet taken",
     "commit.before-publish": "commit has written its layer blob, the image not yet published",
+    "save.before-rename": "save -o has written the whole archive beside its target, not yet renamed",
 }
 
 

@@ -191,24 +191,29 @@ def container_pids(record) -> list[int]:
 @click.pass_obj
 def top(engine, name, ps_args):
     """Display the running processes of a container (host ``ps`` filtered to the container's pids)."""
+    for line in top_lines(_running(engine, name), list(ps_args)):
+        click.echo(line)
+
+
+def top_lines(record, ps_args: list[str]) -> list[str]:
+    """Host ``ps`` output (``-ef`` unless ``ps_args``): its header, then the lines of the container's pids."""
     import subprocess
 
-    record = _running(engine, name)
     pids = set(container_pids(record))
-    args = list(ps_args) or ["-ef"]
-    result = subprocess.run(["ps", *args], capture_output=True, text=True)
+    result = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
     if result.returncode != 0:
         raise PalletError(f"ps: {result.stderr.strip()}")
     lines = result.stdout.splitlines()
-    header = lines[0].split()
+    header = lines[0].split() if lines else []
     if "PID" not in header:
         raise PalletError("Couldn't find PID field in ps output")
     column = header.index("PID")
-    click.echo(lines[0])
+    kept = [lines[0]]
     for line in lines[1:]:
         fields = line.split()
         if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
-            click.echo(line)
+            kept.append(line)
+    return kept
 
 
 def cgroup_stats(record) -> dict:
@@ -488,11 +493,22 @@ def diff(engine, name):
 @click.pass_obj
 def export(engine, output, name):
     """Export a container's filesystem as a tar archive."""
-    import tarfile
-
     record = _store(engine).get(name)
     if output is None and sys.stdout.isatty():
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    engine.plugins.load("storage")
+    target = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        export_rootfs(engine, record, target)
+    finally:
+        if output:
+            target.close()
+
+
+def export_rootfs(engine, record, target) -> None:
+    """Write the container's root filesystem to ``target`` as a tar stream; also for the API."""
+    import tarfile
+
     unshift = engine.storage.id_unshift  # a userns-remapped home keeps files ID-shifted: export container IDs
 
     def owners(info):
@@ -500,14 +516,9 @@ def export(engine, output, name):
         return info
 
     with mounted_rootfs(engine, record) as rootfs:
-        target = open(output, "wb") if output else sys.stdout.buffer
-        try:
-            with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for entry in sorted(rootfs.iterdir()):
-                    tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
-        finally:
-            if output:
-                target.close()
+        with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for entry in sorted(rootfs.iterdir()):
+                tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
 
 
 class _IterStream(io.RawIOBase):
@@ -570,7 +581,9 @@ def commit(engine, message, author, change, pause_it, name, repository):
     click.echo(image_id)
 
 
-def prune_containers(engine, filters) -> tuple[list[str], int]:
+def prune_containers(engine, filters, keep=lambda record: False) -> tuple[list[str], int]:
+    """Remove the stopped containers matching ``filters`` (``label`` pairs) but those ``keep`` keeps;
+    their ids and the bytes their read-write layers held."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_list import label_match
 
@@ -579,7 +592,7 @@ def prune_containers(engine, filters) -> tuple[list[str], int]:
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters) or keep(record):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)

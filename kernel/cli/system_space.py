@@ -48,7 +48,20 @@ def disk_usage(engine) -> list[dict]:
     rows.append({"Type": "Local Volumes", "TotalCount": len(volumes), "Active": active, "Size": size,
                  "Reclaimable": reclaimable})
     rows.append(build_cache_row(engine, images))
+    rows.append(debris_row(engine))
     return rows
+
+
+def debris_row(engine) -> dict:
+    """Temp files and half-made objects: those of running commands are active, a killed one's reclaimable."""
+    from pallet.kernel import debris, lifecycle
+
+    try:
+        items = debris.find(engine, lifecycle.image_store(engine))
+    except PalletError:
+        items = []
+    return {"Type": "Debris", "TotalCount": len(items), "Active": sum(i.live for i in items),
+            "Size": sum(i.size for i in items), "Reclaimable": sum(i.size for i in items if not i.live)}
 
 
 def build_cache_row(engine, images) -> dict:
@@ -138,6 +151,13 @@ def verbose_usage(engine) -> None:
     click.echo("\nBuild cache usage: 0B\n")
     emit([], [("CACHE ID", "ID"), ("CACHE TYPE", "Type"), ("SIZE", "Size"), ("CREATED", "Created"),
               ("LAST USED", "LastUsed"), ("USAGE", "Usage"), ("SHARED", "Shared")])
+    from pallet.kernel import debris
+
+    items = debris.find(engine, store) if store is not None else []
+    click.echo("\nDebris space usage:\n")
+    emit([{"Name": i.key, "What": i.what, "Owner": i.owner, "InProgress": "yes" if i.live else "no",
+           "Size": size(i.size)} for i in items],
+         [("NAME", "Name"), ("WHAT", "What"), ("PID", "Owner"), ("IN PROGRESS", "InProgress"), ("SIZE", "Size")])
 
 
 def _ago(created: float) -> str:
@@ -152,26 +172,49 @@ def _ago(created: float) -> str:
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones.")
 @click.option("--volumes", is_flag=True, help="Prune anonymous volumes.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.pass_context
-def prune(ctx, all_, volumes, force):
-    """Remove stopped containers, unused networks, dangling (or, with -a, all unused) images and build cache."""
-    import importlib
+@click.pass_obj
+def prune(engine, all_, volumes, force):
+    """Remove stopped containers, unused networks, dangling (or, with -a, all unused) images, build cache
+    and the debris of interrupted commands."""
+    from pallet.kernel import debris, lifecycle
+    from pallet.kernel.build import executor
+    from pallet.kernel.build.cache import BuildCache
+    from pallet.kernel.cli.container_ops import prune_containers
+    from pallet.kernel.cli.image import prune_images
+    from pallet.kernel.cli.network import prune_networks
+    from pallet.kernel.network.store import NetworkStore
+    from pallet.kernel.humanize import size
 
     if not force:
         items = ["all stopped containers", "all networks not used by at least one container",
                  "all images without at least one container associated to them" if all_ else "all dangling images",
-                 "all build cache" if all_ else "unused build cache"]
+                 "all build cache" if all_ else "unused build cache",
+                 "the debris of interrupted commands (temporary files, half-made layers)"]
         if volumes:
             items.append("all anonymous volumes not used by at least one container")
         text = "WARNING! This will remove:\n" + "".join(f"  - {item}\n" for item in items)
         if not click.confirm(text + "\nAre you sure you want to continue?"):
             return
-    steps = [("pallet.kernel.cli.container", "container", {"force": True, "filters": ()}),
-             ("pallet.kernel.cli.network", "network", {"force": True, "filters": ()}),
-             ("pallet.kernel.cli.image", "image", {"all_": all_, "force": True}),
-             ("pallet.kernel.cli.build", "builder", {"all_": all_, "filters": (), "force": True})]
+    engine.plugins.load("storage", "security", "runtime")
+    # Measured first: the steps below take the image store's lock, which already sweeps some of it.
+    store = lifecycle.image_store(engine)
+    pending = debris.unheld(engine, store)
+    containers, reclaimed = prune_containers(engine, [])
+    sections = [("Deleted Containers:", containers), ("Deleted Networks:", prune_networks(NetworkStore(engine), []))]
     if volumes:
-        steps.append(("pallet.kernel.cli.volume", "volume", {"all_volumes": False, "filters": (), "force": True}))
-    for module_name, group, params in steps:
-        command = getattr(importlib.import_module(module_name), group).get_command(ctx, "prune")
-        ctx.invoke(command, **params)
+        removed, freed = lifecycle.volume_store(engine).prune(False, {})
+        sections.append(("Deleted Volumes:", removed))
+        reclaimed += freed
+    with store.locked():
+        deleted, freed = prune_images(engine, store, all_, before_debris=pending)
+    sections.append(("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in deleted]))
+    reclaimed += freed
+    executor.clean_stale(engine)
+    count, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(keep_used_by_images=not all_)
+    reclaimed += freed
+    for title, lines in sections:
+        if lines:
+            click.echo("\n".join([title, *lines]) + "\n")
+    if count:
+        click.echo(f"Deleted build cache objects: {count}\n")
+    click.echo(f"Total reclaimed space: {size(reclaimed)}")

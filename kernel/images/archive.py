@@ -14,6 +14,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from pallet.kernel import faults
 from pallet.kernel.errors import PalletError
 from pallet.kernel.images import layers as layerlib
 from pallet.kernel.images import layout
@@ -25,21 +26,36 @@ from pallet.kernel.images.blobs import split_digest
 # --- save ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _output_tar(output: str | None):
-    """A streaming tar to ``output`` (renamed into place when complete) or to stdout."""
+def _output_tar(output: str | None, stream=None):
+    """A streaming tar to ``output`` (renamed into place when complete), else to ``stream`` or stdout."""
     if output is None:
-        with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=stream or sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             yield tar
         return
     target = Path(output)
+    _sweep_dead_outputs(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
             yield tar
+        faults.point("save.before-rename")
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _sweep_dead_outputs(target: Path) -> None:
+    """Remove the temp files that killed saves to ``target`` left beside it (named with their pid)."""
+    from pallet.kernel.debris import alive
+
+    prefix = f".{target.name}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(target.parent):
+            pid = name[len(prefix):-len(".tmp")] if name.startswith(prefix) and name.endswith(".tmp") else ""
+            if pid.isdigit() and not alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target.parent / name)
 
 
 def _add_bytes(tar, name: str, data: bytes, mtime: float = 0) -> None:
@@ -64,8 +80,9 @@ def _tags_for(name: str, record) -> list[str]:
     return list(record.repo_tags)
 
 
-def save(store, named_records, output: str | None, fmt: str = "docker-archive") -> None:
-    with _output_tar(output) as tar:
+def save(store, named_records, output: str | None, fmt: str = "docker-archive", stream=None) -> None:
+    """Write ``[(name as asked, ImageRecord)]`` to the file ``output``, else to the binary ``stream`` (stdout)."""
+    with _output_tar(output, stream) as tar:
         if fmt == "oci-archive":
             _save_oci(store, named_records, tar)
         else:
@@ -136,7 +153,7 @@ def _input_file(store, source: str | None):
     if sys.stdin.isatty():
         raise PalletError("requested load from stdin, but stdin is empty (use -i FILE or redirect)")
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.blobs.tmp, prefix="load-")
+    fd, tmp = tempfile.mkstemp(dir=store.blobs.tmp, prefix=f"load-{os.getpid()}-")   # the pid: for sweeping
     try:
         with os.fdopen(fd, "wb") as handle:
             shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
@@ -227,7 +244,7 @@ def _check_entry(index: int, entry) -> None:
 
 def _load_oci_archive(store, tar) -> list[str]:
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix="oci-"))
+    workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix=f"oci-{os.getpid()}-"))
     try:
         for member in tar.getmembers():
             parts = member.name.strip("./").split("/")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -175,13 +175,11 @@ class ImageStore:
         processes. A journal lists the blobs and layers its transaction added: those that no image
         (or lease, or another layer) references now are removed.
         """
-        from pallet.kernel.images.leases import _alive
+        from pallet.kernel.debris import alive, owner_pid
 
-        def dead(name: str, prefix: str = "") -> bool:
-            try:
-                return not _alive(int(name.removeprefix(prefix).split("-", 1)[0]))
-            except ValueError:
-                return False
+        def dead(name: str) -> bool:
+            pid = owner_pid(name)
+            return pid is not None and not alive(pid)
 
         journals = [p for p in self.journal_dir.iterdir() if dead(p.name)] if self.journal_dir.is_dir() else []
         for cid in self.leases.stale():
@@ -190,11 +188,7 @@ class ImageStore:
                 with contextlib.suppress(Exception):
                     if self.driver.exists(cid):
                         self.driver.remove(cid)
-        if self.blobs.tmp.is_dir():
-            for leftover in self.blobs.tmp.iterdir():
-                if leftover.name.startswith("blob-") and dead(leftover.name, "blob-"):
-                    with contextlib.suppress(FileNotFoundError):
-                        leftover.unlink()
+        self.sweep_temp()
         if not journals:
             return
         layers, blobs = [], []
@@ -593,27 +587,35 @@ class ImageStore:
                 live.add(read_layer(path).blob)
         for digest in self.blobs.digests() - live:
             self.blobs.remove(digest)
-        if self.blobs.tmp.is_dir():
-            from pallet.kernel.images.leases import _alive
+        self.sweep_temp()
 
-            for leftover in self.blobs.tmp.iterdir():
-                # A live process may be staging a blob outside the lock (commit): only a dead one's go.
-                with contextlib.suppress(OSError, ValueError):
-                    if leftover.name.startswith("blob-"):
-                        if not _alive(int(leftover.name.split("-")[1])):
-                            os.unlink(leftover)
-                    elif leftover.stat().st_mtime < time.time() - 3600:
-                        os.unlink(leftover)
+    def sweep_temp(self) -> None:
+        """Remove the temp files (and load directories) of dead processes; a live one's may be staging a
+        blob outside the lock (commit), or spooling a load: those stay."""
+        from pallet.kernel.debris import is_dead
+
+        for leftover in self.blobs.tmp.iterdir() if self.blobs.tmp.is_dir() else ():
+            if is_dead(leftover.name):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
 
     def sweep(self, container_ids: set[str]) -> list[str]:
         """Remove what interrupted operations (``kill -9``) left: layers no image uses, their blobs, temp files.
 
         Driver layers named like image layers (64 hex) that are neither an image's chain id
-        nor one of ``container_ids`` are removed too. Returns the removed layer ids.
+        nor a container's read-write layer are removed too: ``container_ids``, every container record
+        on disk (read under the lock: one created since the caller listed them) and every live lease
+        (a create between its read-write layer and its record). Returns the removed layer ids.
         """
         removed = []
         with self.locked():
             live = {c for record in self.all() for c in record.layers} | self.leases.layers()
+            containers = Path(self.engine.root) / "containers"
+            container_ids = set(container_ids) | set(self.leases.entries())
+            container_ids |= set(os.listdir(containers)) if containers.is_dir() else set()
             for path in list(self.layers_dir.iterdir()) if self.layers_dir.is_dir() else []:
                 chain_id = "sha256:" + path.name
                 if chain_id not in live:

@@ -152,8 +152,11 @@ class NetworkStore:
 
     @property
     def cluster_store(self) -> str:
+        """--cluster-store, else the environment, the config, and last the cluster this root joined as a node."""
+        from pallet.kernel.cluster.store import membership
+
         return (self.engine.cluster_store or os.environ.get("PALLET_CLUSTER_STORE")
-                or self.settings.get("cluster_store", ""))
+                or self.settings.get("cluster_store", "") or (membership(self.engine) or {}).get("ClusterStore", ""))
 
     @cached_property
     def cluster(self):

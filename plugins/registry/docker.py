@@ -104,8 +104,12 @@ class DockerTransport(Transport):
         return Availability.ok()
 
     def _client(self, ref):
+        """A client for ``ref``'s registry; ``options["credentials"]`` (host -> (user, password), what an API
+        client sent) wins over the auth files."""
         from pallet.kernel.images.registry import RegistryClient
-        return RegistryClient(self.context.config, ref.domain, tls_verify=self.options.get("tls_verify", True))
+        credentials = (self.options.get("credentials") or {}).get(ref.domain)
+        return RegistryClient(self.context.config, ref.domain, tls_verify=self.options.get("tls_verify", True),
+                              credentials=credentials)
 
     # --- reading ------------------------------------------------------------------------
     def _fetch_manifest(self, client, ref) -> tuple[bytes, str, bytes | None, str | None]:
@@ -147,13 +151,16 @@ class DockerTransport(Transport):
         ref = refs.parse(location)
         if typed.tag is None and typed.digest is None:
             progress.message(f"Using default tag: {ref.tag}")
-        progress.message(f"{ref.reference}: Pulling from {ref.path}")
         client = self._client(ref)
         try:
             with store.transaction() as txn:
                 manifest_bytes, manifest_digest, index_bytes, index_digest = self._fetch_manifest(client, ref)
+                # After the manifest, as Docker: an unknown image or refused credentials fail before any output.
+                progress.message(f"{ref.reference}: Pulling from {ref.path}")
                 manifest = mf.parse_manifest(manifest_bytes)
                 present = store.blobs.has(manifest_digest) and all(store.blobs.has(d.digest) for d in manifest.layers)
+                if ref.tag:   # Docker's "up to date": the tag already named this image, not just its blobs are here
+                    present = present and store.tags().get(str(ref)) == manifest.config.digest
                 if index_bytes is not None:
                     txn.put_bytes(index_bytes, index_digest)
                 txn.put_bytes(manifest_bytes, manifest_digest)

@@ -24,6 +24,10 @@ def _container(bb, tmp_path) -> str:
     return "base"
 
 
+def _output(bb, tmp_path) -> str:
+    return str(tmp_path / "out.tar")
+
+
 # point -> (setup(bb, tmp_path) -> value or None, the command killed there; "{}" is the setup's value)
 CASES = {
     "blob.before-rename": (_archive, ["load", "-i", "{}"]),
@@ -36,6 +40,7 @@ CASES = {
     "rmi.checked": (None, ["rmi", "busybox"]),
     "commit.layer-staged": (_container, ["commit", "{}", "committed:1"]),
     "commit.before-publish": (_container, ["commit", "{}", "committed:1"]),
+    "save.before-rename": (_output, ["save", "-o", "{}", "busybox"]),
 }
 # Points that are exercised by pausing, not killing, in the other tests of this folder: killing the
 # monitor itself (rather than the CLI) right after the runtime started is outside this harness.
