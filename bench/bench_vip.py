@@ -52,7 +52,7 @@ def rate(netns: str | None, address: str, port: int) -> float:
 
 
 def main() -> None:
-    from tests.cluster.conftest import SUBNET, Swarm
+    from tests.cluster.mesh_swarm import SUBNET, Swarm
     from tests.network.test_overlay import UNDERLAY, simulated_cluster
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-vip-"))

@@ -118,7 +118,7 @@ def sync(store, ports: list[dict]) -> None:
     with locked(mesh.state.with_suffix(".lock")):
         previous = mesh.load_state()
         if not ports:
-            if previous or mesh.exists() or _link_exists(mesh.link):
+            if previous or mesh.exists():  # the state is written before anything is made
                 mesh.remove()
             mesh.state.unlink(missing_ok=True)
             return
@@ -161,10 +161,6 @@ def render(mesh: Mesh, store, ports: list[dict]) -> dict:
               + chain("postrouting", "type nat hook postrouting priority 100",
                       [f'oifname != "{SANDBOX_LINK}" masquerade']))
     return {"host": host, "inside": inside}
-
-
-def _link_exists(name: str) -> bool:
-    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
 def _ip(*cmd: str) -> None:
