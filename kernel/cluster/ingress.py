@@ -70,6 +70,7 @@ class Mesh:
     def create(self) -> None:
         from pallet.kernel.sandbox import create_sandbox
 
+        self.store.disconnect(self.id)  # endpoints of a sandbox lost with the run root (a reboot)
         create_sandbox(self.store.engine.run_root, self.id)
         try:
             inside = ["nsenter", f"--net={self.sandbox}"]
