@@ -74,7 +74,10 @@ def reset(engine) -> list[str]:
     if (Path(engine.root) / "networks").exists():
         from pallet.kernel.network.store import NetworkStore
 
+        from pallet.kernel.cluster import mesh
+
         try:
+            mesh.teardown(engine)  # the routing mesh's sandbox is an endpoint of the overlay networks
             NetworkStore(engine).teardown_all()
             done.append("removed every network (bridges, nftables table, network registry record)")
         except PalletError as exc:

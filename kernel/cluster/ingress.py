@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import subprocess
 from pathlib import Path
 
 from pallet.kernel.errors import PalletError
+from pallet.kernel.fsutil import atomic_write_json, locked
 from pallet.kernel.network.nftables import chain, replace_table
 
 SANDBOX_LINK = "mesh0"
@@ -47,6 +49,16 @@ class Mesh:
         self.host_ip, self.sandbox_ip = str(base + 1), str(base + 2)
 
     @property
+    def state(self) -> Path:
+        return Path(self.store.engine.run_root) / "cluster" / "ingress.json"
+
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self.state.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    @property
     def sandbox(self) -> str:
         from pallet.kernel.sandbox import sandbox_path
 
@@ -58,6 +70,7 @@ class Mesh:
     def create(self) -> None:
         from pallet.kernel.sandbox import create_sandbox
 
+        self.store.disconnect(self.id)  # endpoints of a sandbox lost with the run root (a reboot)
         create_sandbox(self.store.engine.run_root, self.id)
         try:
             inside = ["nsenter", f"--net={self.sandbox}"]
@@ -96,22 +109,39 @@ class Mesh:
 
 
 def sync(store, ports: list[dict]) -> None:
-    """Make the mesh match ``ports`` (from :func:`pallet.kernel.cluster.mesh.plan`); none takes it down."""
+    """Make the mesh match ``ports`` (from :func:`pallet.kernel.cluster.mesh.plan`); none takes it down.
+
+    What it applies is recorded first in ``<run_root>/cluster/ingress.json`` (marked done once
+    applied), so an unchanged plan costs no ``nft`` run and a crash midway is redone or undone.
+    """
     mesh = Mesh(store)
-    if not ports:
-        if mesh.exists() or _link_exists(mesh.link):
-            mesh.remove()
-        else:
-            replace_table(mesh.table, None)
-        return
-    if not mesh.exists():
-        mesh.create()
-    wanted = {p["network_id"] for p in ports}
-    joined = mesh.networks()
-    for network_id in sorted(wanted - joined):
-        mesh.join(network_id)
-    for network_id in sorted(joined - wanted):
-        mesh.leave(network_id)
+    mesh.state.parent.mkdir(parents=True, exist_ok=True)
+    with locked(mesh.state.with_suffix(".lock")):
+        previous = mesh.load_state()
+        if not ports:
+            if previous or mesh.exists():  # the state is written before anything is made
+                mesh.remove()
+            mesh.state.unlink(missing_ok=True)
+            return
+        wanted = {"networks": sorted({p["network_id"] for p in ports}), **render(mesh, store, ports)}
+        if previous == dict(wanted, done=True) and mesh.exists():
+            return
+        atomic_write_json(mesh.state, dict(wanted, done=False), durable=False)
+        if not mesh.exists():
+            mesh.create()
+        joined = mesh.networks()
+        for network_id in sorted(set(wanted["networks"]) - joined):
+            mesh.join(network_id)
+        for network_id in sorted(joined - set(wanted["networks"])):
+            mesh.leave(network_id)
+        # Sandbox first: a host rule must never point at a sandbox that does not forward the port yet.
+        replace_table(mesh.table, wanted["inside"], mesh.sandbox)
+        replace_table(mesh.table, wanted["host"])
+        atomic_write_json(mesh.state, dict(wanted, done=True), durable=False)
+
+
+def render(mesh: Mesh, store, ports: list[dict]) -> dict:
+    """The host's and the sandbox's table bodies for ``ports``."""
     local = {ep.address.split("/")[0] for ep in store.endpoints() if ep.container_id != mesh.id}
     host_rules, sandbox_rules = [], []
     for port in sorted(ports, key=lambda p: (p["proto"], p["published"])):
@@ -131,13 +161,7 @@ def sync(store, ports: list[dict]) -> None:
     inside = (chain("prerouting", "type nat hook prerouting priority -100", sandbox_rules)
               + chain("postrouting", "type nat hook postrouting priority 100",
                       [f'oifname != "{SANDBOX_LINK}" masquerade']))
-    # Sandbox first: a host rule must never point at a sandbox that does not forward the port yet.
-    replace_table(mesh.table, inside, mesh.sandbox)
-    replace_table(mesh.table, host)
-
-
-def _link_exists(name: str) -> bool:
-    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+    return {"host": host, "inside": inside}
 
 
 def _ip(*cmd: str) -> None:

@@ -33,7 +33,7 @@ def _store(engine, etcd=None):
 
     store = NetworkStore(engine)
     if etcd is not None and not store.cluster_store:
-        engine.cluster_store = etcd.base.replace("http://", "etcd://", 1)
+        engine.cluster_store = etcd.url
     return store
 
 
@@ -47,11 +47,18 @@ def network_attachments(service: dict) -> list[dict]:
     return list((spec.get("TaskTemplate") or {}).get("Networks") or spec.get("Networks") or [])
 
 
-def _overlays(store, service: dict) -> list[tuple]:
-    """(network record, aliases) for each cluster-wide network of the service, in the order given."""
+def _overlays(store, service: dict, records: list | None = None) -> list[tuple]:
+    """(network record, aliases) for each cluster-wide network of the service, in the order given.
+
+    ``records`` (the store's networks, read once per sync) saves a cluster-store read per service.
+    """
     found = []
     for attachment in network_attachments(service):
-        record = store.get(attachment["Target"])
+        target = attachment["Target"]
+        matches = [r for r in records if target in (r.id, r.name)] if records is not None else [store.get(target)]
+        if not matches:
+            raise NotFound(f"network {target} not found")
+        record = matches[0]
         if record.scope == "global" and record.pools:
             found.append((record, [a.lower() for a in attachment.get("Aliases") or []]))
     return found
@@ -107,6 +114,8 @@ def plan(store, services: list[dict], tasks: list[dict], alive: set[str]) -> tup
 
     Returns ``({network id: {name: [ip]}}, {network id: {vip: [ip]}}, [port dicts for ingress]``).
     """
+    from pallet.kernel.cluster.ingress import published_ports
+
     backends: dict[str, dict[str, set]] = {}
     for task in tasks:
         if serving(task, alive):
@@ -115,13 +124,14 @@ def plan(store, services: list[dict], tasks: list[dict], alive: set[str]) -> tup
     names: dict[str, dict] = {}
     vips: dict[str, dict] = {}
     ports = []
+    records = store.all()
     for service in services:
         spec = service.get("Spec") or {}
         name = (spec.get("Name") or "").lower()
         dnsrr = endpoint_mode(service) == "dnsrr"
         virtual = {v["NetworkID"]: v["Addr"].split("/")[0] for v in (service.get("Endpoint") or {}).get("VirtualIPs") or []}
         try:
-            overlays = _overlays(store, service)
+            overlays = _overlays(store, service, records)
         except NotFound:
             continue  # its network is not known in the cluster (yet): nothing to answer for it
         for record, aliases in overlays:
@@ -134,8 +144,6 @@ def plan(store, services: list[dict], tasks: list[dict], alive: set[str]) -> tup
             if vip:
                 vips.setdefault(record.id, {})[vip] = ips
         if overlays:
-            from pallet.kernel.cluster.ingress import published_ports
-
             first = overlays[0][0].id
             all_ips = sorted(backends.get(service.get("ID"), {}).get(first, ()), key=ipaddress.IPv4Address)
             ports += [dict(port, network_id=first, backends=all_ips) for port in published_ports(service)]

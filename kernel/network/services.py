@@ -83,12 +83,12 @@ def apply_to(networks_dir: Path, network_id: str, sandbox: str) -> None:
 
 def withdraw(networks_dir: Path, network_id: str, sandboxes: list[str]) -> None:
     """Remove the network's service names and rules (from ``sandboxes`` too)."""
-    names_file(networks_dir, network_id).unlink(missing_ok=True)
     rules = rules_file(networks_dir, network_id)
     if rules.exists():
         for sandbox in sandboxes:
             _apply(replace_script(table(network_id), None), sandbox)
         rules.unlink(missing_ok=True)
+    names_file(networks_dir, network_id).unlink(missing_ok=True)  # last: what ``published`` finds
 
 
 def published(networks_dir: Path) -> list[str]:
