@@ -198,6 +198,11 @@ def find(engine, store) -> list[Item]:
     return found
 
 
+def unheld(engine, store) -> list[Item]:
+    """The debris no live process holds: what a prune may remove (measure it before taking the lock)."""
+    return [item for item in find(engine, store) if not item.live]
+
+
 def remove(engine, store, container_ids: set[str], before: list[Item] | None = None) -> tuple[list[Item], int]:
     """Remove the debris (never what a running process holds); return the items gone and their bytes.
 

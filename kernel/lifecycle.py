@@ -57,8 +57,10 @@ def image_store(engine):
     return ImageStore(engine)
 
 
-def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False, platform: str = ""):
-    """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent)."""
+def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False, platform: str = "",
+                  credentials: dict | None = None):
+    """The image for ``ref``, pulled first as Docker's ``--pull`` policy says (missing: only when absent);
+    ``credentials`` (host -> (user, password)) are used for that pull before the auth files."""
     from pallet.kernel.errors import NotFound
 
     engine.storage  # noqa: B018 - opened first: a driver that cannot work here fails before any pull
@@ -80,7 +82,7 @@ def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False
     from pallet.kernel.images import transfer
 
     engine.plugins.load("registry")
-    return check_platform(transfer.pull(engine, ref, platform=platform or None),
+    return check_platform(transfer.pull(engine, ref, platform=platform or None, credentials=credentials),
                           ref, platform)
 
 

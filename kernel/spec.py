@@ -71,7 +71,7 @@ def build_spec(record, rootfs: Path, etc_files: dict[str, Path], netns_path: str
         "rlimits": rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": False,
     }
-    size = _terminal_size() if process["terminal"] else None
+    size = (_console_size(host) or terminal_size()) if process["terminal"] else None
     if size:
         process["consoleSize"] = size  # set before the process starts, so its first `stty size` is right
     if host.get("OomScoreAdj"):
@@ -130,7 +130,15 @@ def group_ids(rootfs: Path, groups: list[str]) -> list[int]:
     return ids
 
 
-def _terminal_size() -> dict | None:
+def _console_size(host: dict) -> dict | None:
+    """HostConfig's ``ConsoleSize`` (``[height, width]``, what an API client gave at create), if set."""
+    size = host.get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return {"height": size[0], "width": size[1]}
+    return None
+
+
+def terminal_size() -> dict | None:
     import fcntl
     import struct
     import termios

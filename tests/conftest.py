@@ -17,6 +17,15 @@ SHARED = REPO.parent / "shared"
 ENGINE_MODE = os.environ.get("PALLET_TEST_ENGINE") == "1"
 LAUNCHER = REPO / "kernel" / "launcher.py"
 _engines: list[Pallet] = []
+# The host's CNI conflists (podman's 87-podman-bridge.conflist, say) are not the tests': the cni driver
+# would list them as networks. The suite looks in an empty directory of its own; tests of conflists
+# point PALLET_CNI_CONFIG_DIR at theirs.
+if "PALLET_CNI_CONFIG_DIR" not in os.environ:
+    import atexit
+    import tempfile
+
+    os.environ["PALLET_CNI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="pallet-test-cni-")
+    atexit.register(os.rmdir, os.environ["PALLET_CNI_CONFIG_DIR"])
 
 
 @dataclass

@@ -119,6 +119,7 @@ def add_routes(app: web.Application, routes) -> None:
 
 def make_app(engine) -> web.Application:
     from pallet.kernel.api import build, containers, exec as exec_api, images, networks, system
+    from pallet.kernel.api import distribution, image_archives
     from pallet.kernel.api.streams import keep_half_closed
 
     keep_half_closed()
@@ -129,6 +130,12 @@ def make_app(engine) -> web.Application:
     app["sessions"] = {}
     app.on_response_prepare.append(_headers)
     for module in (system, containers, exec_api, images, networks, build):
+        add_routes(app, module.ROUTES)
+    from pallet.kernel.api import container_archive, container_ops, space, stats
+
+    for module in (space, container_ops, stats, container_archive):
+        add_routes(app, module.ROUTES)
+    for module in (distribution, image_archives):   # registry and image archive routes (push, auth, save/load, import)
         add_routes(app, module.ROUTES)
     add_routes(app, [("*", f"/{area}{{rest:.*}}", swarm) for area in SWARM_AREAS])
     return app

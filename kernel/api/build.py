@@ -28,7 +28,7 @@ def _event_lines(event: dict) -> list[str]:
     return []
 
 
-def _request(query, context_stream):
+def _request(query, context_stream, credentials: dict):
     from pallet.kernel.build import BuildRequest
     from pallet.kernel.images import reference as refs
 
@@ -41,7 +41,7 @@ def _request(query, context_stream):
         build_args={k: v for k, v in (query_json_dict(query, "buildargs")).items() if v is not None},
         labels=query_json_dict(query, "labels"), target=query.get("target") or "",
         no_cache=query.get("nocache", "") in ("1", "true", "True"),
-        pull=query.get("pull", "") not in ("", "0", "false", "False"),
+        pull=query.get("pull", "") not in ("", "0", "false", "False"), credentials=credentials,
         network="host" if network == "default" else network)
 
 
@@ -77,10 +77,13 @@ async def _spool(request: web.Request):
 async def build(request: web.Request):
     from pallet.kernel.build import build as run_build
 
+    from pallet.kernel.api.distribution import build_credentials
+
     engine = request.app["engine"]
+    credentials = build_credentials(request)   # X-Registry-Config: for the FROM images of private registries
     stream, spool = await _spool(request)
     try:
-        build_request = _request(request.query, stream)
+        build_request = _request(request.query, stream, credentials)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 

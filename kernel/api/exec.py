@@ -8,6 +8,7 @@ the subreaper of processes inside containers. Exec records live as long as the s
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 
@@ -38,6 +39,10 @@ class ExecSession:
         self.started = False
         self.exit_code: int | None = None
         self.pid = 0
+        self.resize_fd: int | None = None   # the pipe to `pallet exec` that carries window sizes (TTY only)
+        size = body.get("ConsoleSize")   # [height, width], API 1.42+
+        self.size = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and v > 0 for v in size) else None
 
     def argv(self, engine) -> list[str]:
         config = engine.config
@@ -98,8 +103,39 @@ async def inspect(request: web.Request):
 
 
 async def resize(request: web.Request):
-    _session(request)
+    """Docker's ``h``/``w``: sent to the session's ``pallet exec``, or kept for its start."""
+    from pallet.kernel.api.container_ops import _dimension
+
+    session = _session(request)
+    session.size = (_dimension(request, "h"), _dimension(request, "w"))
+    _send_size(session)
     return web.Response(status=200)
+
+
+def _send_size(session: ExecSession) -> None:
+    if session.resize_fd is not None and session.size is not None:
+        try:
+            os.write(session.resize_fd, f"{session.size[0]} {session.size[1]}\n".encode())
+        except OSError:
+            _close_resize(session)  # the session ended
+
+
+def _close_resize(session: ExecSession) -> None:
+    if session.resize_fd is not None:
+        os.close(session.resize_fd)
+        session.resize_fd = None
+
+
+def _resize_pipe(session: ExecSession, detach: bool) -> tuple[dict, tuple[int, ...]]:
+    """Environment and fds for a TTY session's ``pallet exec``: the read end of the window-size pipe."""
+    from pallet.kernel.cli.container_ops import RESIZE_FD_ENV
+
+    if not session.tty or detach:
+        return {}, ()
+    read_end, session.resize_fd = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(session.resize_fd, False)  # a stuck child never blocks the server
+    _send_size(session)  # in the pipe before the child starts: it becomes the pty's first size
+    return {"env": {**os.environ, RESIZE_FD_ENV: str(read_end)}}, (read_end,)
 
 
 async def start(request: web.Request):
@@ -111,10 +147,19 @@ async def start(request: web.Request):
     engine = request.app["engine"]
     await blocking(_running_record, engine, session.container_id)
     detach = bool(body.get("Detach"))
-    process = await asyncio.create_subprocess_exec(
-        *session.argv(engine), stdin=asyncio.subprocess.PIPE if session.stdin and not detach else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE)
+    extra, passed = _resize_pipe(session, detach)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *session.argv(engine),
+            stdin=asyncio.subprocess.PIPE if session.stdin and not detach else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL if detach else asyncio.subprocess.PIPE, pass_fds=passed, **extra)
+    except BaseException:
+        _close_resize(session)
+        raise
+    finally:
+        for fd in passed:
+            os.close(fd)
     session.running, session.pid = True, process.pid
     if detach:
         asyncio.ensure_future(_reap(session, process))
@@ -124,6 +169,7 @@ async def start(request: web.Request):
     try:
         await _pump(session, process, hijacked)
     finally:
+        _close_resize(session)
         hijacked.close()
     return hijacked.response
 

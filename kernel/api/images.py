@@ -5,17 +5,14 @@ Pulls go through the CLI's ``pull_image`` (trust policy, transports, hooks); rem
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 from datetime import datetime
 
 from aiohttp import web
 
 from pallet.kernel.api.common import blocking, json_response, query_bool
 from pallet.kernel.api.errors import ApiError
-from pallet.kernel.errors import NotFound, PalletError
-from pallet.kernel.images.progress import Quiet
+from pallet.kernel.api.progress import stream_work
+from pallet.kernel.errors import NotFound
 
 
 def _store(engine):
@@ -31,82 +28,29 @@ def _epoch(stamp: str) -> int:
         return 0
 
 
-class JsonProgress(Quiet):
-    """The pull's progress as Docker's JSON messages, handed from the pulling thread to the response."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
-        self.loop, self.queue = loop, queue
-        self.sizes: dict[str, list[int]] = {}
-        self.lock = threading.Lock()
-
-    def put(self, message: dict) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
-
-    def message(self, text: str) -> None:
-        self.put({"status": text})
-
-    def start(self, key: str, total: int | None, status: str = "Downloading") -> None:
-        with self.lock:
-            self.sizes[key] = [0, total or 0]
-        self.put({"status": status, "progressDetail": {"current": 0, "total": total or 0}, "id": key})
-
-    def advance(self, key: str, amount: int) -> None:
-        with self.lock:
-            current = self.sizes.setdefault(key, [0, 0])
-            current[0] += amount
-            detail = {"current": current[0], "total": current[1]}
-        self.put({"status": "Downloading", "progressDetail": detail, "id": key})
-
-    def finish(self, key: str, status: str) -> None:
-        self.put({"status": status, "progressDetail": {}, "id": key})
-
-
-def _pull(engine, name: str, progress: JsonProgress, platform: str | None) -> list[str]:
+def _pull(progress, engine, name: str, platform: str | None, credentials: dict | None) -> list[dict]:
     from pallet.kernel.cli.image import pull_image
 
-    return list(pull_image(engine, name, lambda: progress, platform or None))
+    list(pull_image(engine, name, lambda: progress, platform or None, credentials=credentials))
+    return []   # the transport's last message already said "Status: Downloaded newer image for …"
 
 
 async def create(request: web.Request):
+    from pallet.kernel.api.distribution import credentials_for
+
     engine = request.app["engine"]
     if request.query.get("fromSrc"):
-        raise ApiError(501, "importing with fromSrc is not supported by pallet serve (use `pallet import`)")
+        from pallet.kernel.api.image_archives import import_image
+
+        return await import_image(request)
     name = request.query.get("fromImage") or ""
     if not name:
         raise ApiError(400, "fromImage is required")
     tag = request.query.get("tag") or ""
     if tag and "@" not in name:
         name = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
-    queue: asyncio.Queue = asyncio.Queue()
-    progress = JsonProgress(asyncio.get_running_loop(), queue)
-    pulling = asyncio.ensure_future(blocking(_pull, engine, name, progress, request.query.get("platform")))
-    waiting = asyncio.ensure_future(queue.get())
-    await asyncio.wait([pulling, waiting], return_when=asyncio.FIRST_COMPLETED)
-    if pulling.done() and pulling.exception() is not None and waiting.done() is False:
-        waiting.cancel()
-        raise pulling.exception()  # failed before any output: a plain error status (404 for unknown images)
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
-    while True:
-        if waiting.done():
-            await response.write(json.dumps(waiting.result()).encode() + b"\r\n")
-            waiting = asyncio.ensure_future(queue.get())
-            continue
-        if pulling.done():
-            break
-        await asyncio.wait([pulling, waiting], return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    while not queue.empty():
-        await response.write(json.dumps(queue.get_nowait()).encode() + b"\r\n")
-    error = pulling.exception()
-    if error is None:
-        for pulled in pulling.result():
-            await response.write(json.dumps({"status": f"Status: Downloaded newer image for {pulled}"}).encode() + b"\r\n")
-    else:
-        message = str(error) if isinstance(error, PalletError) else f"{type(error).__name__}: {error}"
-        await response.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n")
-    await response.write_eof()
-    return response
+    return await stream_work(request, _pull, engine, name, request.query.get("platform"),
+                             credentials_for(request, name))
 
 
 def _summary(record) -> dict:
@@ -182,7 +126,13 @@ async def tag(request: web.Request):
     repo = request.query.get("repo") or ""
     if not repo:
         raise ApiError(400, "repository name must have at least one component")
-    target = f"{repo}:{request.query.get('tag') or 'latest'}"
+    from pallet.kernel.images import reference as refs
+
+    ref = refs.parse(repo)   # as Docker, ``repo`` may carry the tag itself (docker-py's ``image.tag("r:t")``)
+    if ref.digest:
+        raise ApiError(400, "refusing to create a tag with a digest reference")
+    tag = request.query.get("tag") or ""
+    target = ref.with_tag(tag).familiar() if tag else ref.familiar()
     await blocking(lambda: (_resolve(engine, request.match_info["name"]), _store(engine).tag(
         request.match_info["name"], target)))
     return web.Response(status=201)

@@ -67,7 +67,7 @@ def info_data(engine) -> dict:
         "DefaultRuntime": "pallet", "Runtimes": {"pallet": {"path": "pallet"}},
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "RegistryConfig": {**data["RegistryConfig"], "IndexConfigs": {}, "Mirrors": []},
+        "RegistryConfig": {**data["RegistryConfig"], "IndexConfigs": {}},
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
 

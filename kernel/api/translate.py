@@ -51,6 +51,13 @@ def _mount_spec(mount: dict) -> str:
     return ",".join(parts)
 
 
+def _volumes(body: dict, host: dict) -> list[str]:
+    """``-v`` values: the binds, and each ``Config.Volumes`` path no bind covers (an anonymous volume)."""
+    binds = _strings(host.get("Binds"))
+    targets = {bind.split(":")[1] if ":" in bind else bind for bind in binds}
+    return binds + [path for path in body.get("Volumes") or {} if path not in targets]
+
+
 def create_options(body: dict, name: str) -> dict:
     """The CLI's ``create`` option values for an API create body."""
     if not isinstance(body, dict):
@@ -70,7 +77,7 @@ def create_options(body: dict, name: str) -> dict:
         label=tuple(f"{k}={v}" for k, v in (body.get("Labels") or {}).items()),
         expose=tuple(body.get("ExposedPorts") or {}), stop_signal=body.get("StopSignal") or None,
         stop_timeout=body.get("StopTimeout"), mac_address=body.get("MacAddress") or "",
-        volume=tuple(_strings(host.get("Binds"))), mounts=tuple(_mount_spec(m) for m in host.get("Mounts") or []),
+        volume=tuple(_volumes(body, host)), mounts=tuple(_mount_spec(m) for m in host.get("Mounts") or []),
         auto_remove=bool(host.get("AutoRemove")), privileged=bool(host.get("Privileged")),
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(_strings(host.get("CapAdd"))),
         cap_drop=tuple(_strings(host.get("CapDrop"))), security_opt=tuple(_strings(host.get("SecurityOpt"))),
@@ -136,4 +143,7 @@ def create_request(body: dict, name: str):
         request.command = entrypoint[1:] + command
     if body.get("Healthcheck"):
         request.healthcheck = body["Healthcheck"]
+    size = (body.get("HostConfig") or {}).get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        request.host_config["ConsoleSize"] = size  # [height, width]: the pty's size from its start (API 1.42+)
     return request

@@ -31,6 +31,7 @@ class BuildRequest:
     no_cache_filter: list[str] = field(default_factory=list)
     cache_from: list[str] = field(default_factory=list)
     pull: bool = False
+    credentials: dict = field(default_factory=dict)   # registry host -> (user, password) for FROM pulls (the API's)
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)   # id -> ("file", path) | ("env", NAME)
     network: str = "host"                    # RUN's network when a RUN does not say (--network)
     source_date_epoch: int | None = None

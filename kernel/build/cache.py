@@ -81,13 +81,13 @@ class BuildCache:
             total += entry.size
         return total
 
-    def prune(self, keep_used_by_images: bool = True, older_than: float | None = None) -> tuple[int, int]:
-        """Drop entries (all, or those unused since ``older_than``); return (entries removed, bytes freed).
+    def prune(self, keep_used_by_images: bool = True, older_than: float | None = None) -> tuple[list[str], int]:
+        """Drop entries (all, or those unused since ``older_than``); return (keys removed, bytes freed).
 
         With ``keep_used_by_images`` the entries whose layer a stored image still holds stay, as
         ``docker builder prune`` without ``--all`` keeps the cache of tagged images.
         """
-        removed = freed = 0
+        removed, freed = [], 0
         with self.store.locked():
             in_images: set[str] = set()
             if keep_used_by_images:
@@ -103,7 +103,7 @@ class BuildCache:
                 self.store.unpin(PIN_PREFIX + entry.key.split(":", 1)[1])
                 with contextlib.suppress(FileNotFoundError):
                     self._path(entry.key).unlink()
-                removed += 1
+                removed.append(entry.key)
                 freed += entry.size
             self.store.collect_blobs()
         return removed, freed

@@ -203,7 +203,8 @@ class Solver:
         from pallet.kernel import lifecycle
 
         try:
-            return lifecycle.resolve_image(self.engine, ref, "always" if self.request.pull else "missing")
+            return lifecycle.resolve_image(self.engine, ref, "always" if self.request.pull else "missing",
+                                           credentials=self.request.credentials or None)
         except PalletError as exc:
             raise self.error(f"{ref}: {exc}", line) from None
 

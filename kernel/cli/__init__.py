@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pod": ("pallet.kernel.cli.pod", "pod", "Manage pods (containers sharing namespaces)"),
     "kube": ("pallet.kernel.cli.kube", "kube", "Play, take down and generate Kubernetes YAML"),
     "secret": ("pallet.kernel.cli.secret", "secret", "Manage secrets"),
+    "node": ("pallet.kernel.cli.node", "node", "Manage cluster nodes"),
+    "service": ("pallet.kernel.cli.service", "service", "Manage cluster services"),
+    "agent": ("pallet.kernel.cli.node", "agent", "Run this node's cluster agent in the foreground"),
+    "stack": ("pallet.kernel.cli.stack", "stack", "Manage stacks (compose files deployed as cluster services)"),
     "plugins": ("pallet.kernel.cli.plugins", "plugins", "List and check plugins"),
     "storage": ("pallet.kernel.cli.storage", "storage", "Inspect and migrate storage drivers"),
     "security": ("pallet.kernel.cli.security", "security", "Security profiles and checks"),
@@ -128,8 +132,8 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "engine", "image", "network", "secret", "volume", "pod", "kube", "plugins",
-               "storage", "security", "system"}
+GROUP_NAMES = {"builder", "container", "engine", "image", "network", "node", "secret", "service", "stack", "volume",
+               "pod", "kube", "plugins", "storage", "security", "system"}
 
 
 @click.group(

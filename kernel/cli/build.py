@@ -243,5 +243,5 @@ def prune(engine, all_, filters, force):
     removed, freed = BuildCache(engine, store).prune(keep_used_by_images=not all_, older_than=older_than)
     from pallet.kernel.humanize import size as human_size
 
-    click.echo(f"Deleted build cache objects: {removed}")
+    click.echo(f"Deleted build cache objects: {len(removed)}")
     click.echo(f"Total reclaimed space: {human_size(freed)}")

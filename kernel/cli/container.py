@@ -264,22 +264,28 @@ def kill(engine, sig, containers):
     _each(_engine(engine), containers, send)
 
 
-def _freeze(engine, names, pause: bool):
+def freeze(engine, record, pause: bool) -> None:
+    """Pause (cgroup freezer) or unpause a running container, refusing as Docker does; also for the API."""
     from pallet.kernel import lifecycle
 
-    def act(record):
-        record = lifecycle.refresh(engine, record)
-        if not record.running:
-            raise Conflict(f"Container {record.id} is not running")
-        if pause and record.status == "paused":
-            raise Conflict(f"Container {record.id} is already paused")
-        if not pause and record.status != "paused":
-            raise Conflict(f"Container {record.id} is not paused")
-        runtime = lifecycle.runtime_for(engine, record)
-        (runtime.pause if pause else runtime.resume)(record.id)
-        _store(engine).update(record.id, status="paused" if pause else "running")
+    record = lifecycle.refresh(engine, record)
+    if not record.running:
+        raise Conflict(f"Container {record.id} is not running")
+    if pause and record.status == "paused":
+        raise Conflict(f"Container {record.id} is already paused")
+    if not pause and record.status != "paused":
+        raise Conflict(f"Container {record.id} is not paused")
+    from pallet.kernel import events
 
-    _each(_engine(engine), names, act)
+    runtime = lifecycle.runtime_for(engine, record)
+    (runtime.pause if pause else runtime.resume)(record.id)
+    _store(engine).update(record.id, status="paused" if pause else "running")
+    events.container(engine, record, "pause" if pause else "unpause")
+
+
+def _freeze(engine, names, pause: bool):
+    engine = _engine(engine)
+    _each(engine, names, lambda record: freeze(engine, record, pause))
 
 
 @container.command("pause")

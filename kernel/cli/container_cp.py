@@ -140,19 +140,23 @@ def _tar_to_stdout(source: Path, name: str) -> None:
     sys.stdout.buffer.flush()
 
 
-def _untar_into(view, dest_path: str, owner: tuple[int, int], keep_owner: bool) -> None:
-    """Extract stdin's tar into ``dest_path`` in the container: first into a private directory (tarfile's
-    ``tar`` filter refuses members that would land outside it, through links too), then placed by the
-    same in-view copy as ``cp``. Files belong to the container's root unless ``keep_owner`` (-a)."""
+def _untar_into(view, dest_path: str, owner: tuple[int, int], keep_owner: bool, stream=None, check=None,
+                what: str = "on stdin") -> None:
+    """Extract a tar (stdin's, or ``stream``) into ``dest_path`` in the container: first into a private
+    directory (tarfile's ``tar`` filter refuses members that would land outside it, through links too),
+    then, once ``check(staging)`` has raised nothing, placed by the same in-view copy as ``cp``. Files
+    belong to the container's root unless ``keep_owner`` (-a). The Engine API's archive PUT uses it too."""
     import tarfile
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="pallet-cp-") as staging:
         try:
-            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as archive:
+            with tarfile.open(fileobj=stream or sys.stdin.buffer, mode="r|*") as archive:
                 archive.extractall(staging, filter="tar")
-        except tarfile.TarError as exc:
-            raise PalletError(f"invalid tar archive on stdin: {exc}") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UsageError(f"invalid tar archive {what}: {exc}", exit_code=1) from None  # bad input, not usage
+        if check is not None:
+            check(Path(staging))
         for child in sorted(Path(staging).iterdir()):
             _copy_into(view, child, dest_path.rstrip("/") + "/" + child.name, owner, keep_owner)
 

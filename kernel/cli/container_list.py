@@ -287,8 +287,9 @@ def inspect_record(engine, record) -> dict:
         "Driver": record.storage_driver,
         "Platform": "linux",
         "HostConfig": record.host_config,
-        "Mounts": [{"Type": m["Type"], "Source": m.get("Source", ""), "Destination": m["Target"],
-                    "RW": not m.get("ReadOnly")} for m in record.host_config.get("Mounts") or []],
+        "Mounts": [{"Type": m["Type"], **({"Name": m.get("Source", "")} if m["Type"] == "volume" else {}),
+                    "Source": m.get("Source", ""), "Destination": m["Target"], "RW": not m.get("ReadOnly")}
+                   for m in record.host_config.get("Mounts") or []],
         "Config": {**config, "Labels": record.labels},
         "NetworkSettings": network_settings(record),
     }

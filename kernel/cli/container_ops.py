@@ -123,6 +123,7 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
     from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
     engine = ctx.obj
+    resize_fd = _resize_fd()
     record = _running(engine, name)
     if record.status == "paused":
         raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
@@ -133,6 +134,10 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
     process["args"] = list(command)
     process["env"] = runopts.merge_env(process.get("env") or [], runopts.parse_env(env, env_file))
     process["terminal"] = tty
+    process.pop("consoleSize", None)
+    size = (_sizes_sent(resize_fd) if resize_fd is not None else specmod.terminal_size()) if tty else None
+    if size:
+        process["consoleSize"] = size  # before the process starts, so its first `stty size` is right
     if workdir:
         process["cwd"] = workdir
     if user:
@@ -165,6 +170,8 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
             return
         if tty:
             master = console.receive_master()
+            if resize_fd is not None:
+                follow_resizes(resize_fd, master)
             with raw_terminal(master) if interactive else contextlib.nullcontext():
                 pump(pid, {master: "stdout"}, None, {"stdout": 1}, stdin_to=master if interactive else None)
             os.close(master)
@@ -175,6 +182,57 @@ def exec_(ctx, detach, interactive, tty, env, env_file, user, workdir, privilege
         if console:
             console.close()
     ctx.exit(code)
+
+
+RESIZE_FD_ENV = "PALLET_EXEC_RESIZE_FD"
+
+
+def _resize_fd() -> int | None:
+    """The pipe ``pallet serve`` passes to an exec session it runs through this command, for window sizes."""
+    value = os.environ.pop(RESIZE_FD_ENV, "")
+    if not value.isdigit():
+        return None
+    fd = int(value)
+    os.set_inheritable(fd, False)  # the container's process must not get it
+    return fd
+
+
+def _sizes_sent(fd: int) -> dict | None:
+    """The last window size already in the pipe (the server writes one before it starts us), if any."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 4096)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.set_blocking(fd, True)
+    for line in reversed(data.decode(errors="replace").splitlines()):
+        height, _sep, width = line.strip().partition(" ")
+        if height.isdigit() and width.isdigit() and int(height) and int(width):
+            return {"height": int(height), "width": int(width)}
+    return None
+
+
+def follow_resizes(fd: int, master: int) -> None:
+    """Apply each ``HEIGHT WIDTH`` line read from ``fd`` to the exec's pty, until the pipe closes.
+
+    The API's ``POST /exec/{id}/resize`` writes them: the pty master lives in this process, not in
+    the server, and a pipe keeps the sizes in order (one sent before the start is applied first).
+    """
+    import fcntl
+    import struct
+    import termios
+    import threading
+
+    def follow():
+        with open(fd, "rb", buffering=0) as lines:
+            for line in lines:
+                height, _sep, width = line.decode(errors="replace").strip().partition(" ")
+                if height.isdigit() and width.isdigit():
+                    with contextlib.suppress(OSError):
+                        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(height), int(width), 0, 0))
+
+    threading.Thread(target=follow, name="pallet-exec-resize", daemon=True).start()
 
 
 # --- top and stats -------------------------------------------------------------------------
@@ -191,24 +249,29 @@ def container_pids(record) -> list[int]:
 @click.pass_obj
 def top(engine, name, ps_args):
     """Display the running processes of a container (host ``ps`` filtered to the container's pids)."""
+    for line in top_lines(_running(engine, name), list(ps_args)):
+        click.echo(line)
+
+
+def top_lines(record, ps_args: list[str]) -> list[str]:
+    """Host ``ps`` output (``-ef`` unless ``ps_args``): its header, then the lines of the container's pids."""
     import subprocess
 
-    record = _running(engine, name)
     pids = set(container_pids(record))
-    args = list(ps_args) or ["-ef"]
-    result = subprocess.run(["ps", *args], capture_output=True, text=True)
+    result = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
     if result.returncode != 0:
         raise PalletError(f"ps: {result.stderr.strip()}")
     lines = result.stdout.splitlines()
-    header = lines[0].split()
+    header = lines[0].split() if lines else []
     if "PID" not in header:
         raise PalletError("Couldn't find PID field in ps output")
     column = header.index("PID")
-    click.echo(lines[0])
+    kept = [lines[0]]
     for line in lines[1:]:
         fields = line.split()
         if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
-            click.echo(line)
+            kept.append(line)
+    return kept
 
 
 def cgroup_stats(record) -> dict:
@@ -318,11 +381,22 @@ def diff(engine, name):
 @click.pass_obj
 def export(engine, output, name):
     """Export a container's filesystem as a tar archive."""
-    import tarfile
-
     record = _store(engine).get(name)
     if output is None and sys.stdout.isatty():
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    engine.plugins.load("storage")
+    target = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        export_rootfs(engine, record, target)
+    finally:
+        if output:
+            target.close()
+
+
+def export_rootfs(engine, record, target) -> None:
+    """Write the container's root filesystem to ``target`` as a tar stream; also for the API."""
+    import tarfile
+
     unshift = engine.storage.id_unshift  # a userns-remapped home keeps files ID-shifted: export container IDs
 
     def owners(info):
@@ -330,14 +404,9 @@ def export(engine, output, name):
         return info
 
     with mounted_rootfs(engine, record) as rootfs:
-        target = open(output, "wb") if output else sys.stdout.buffer
-        try:
-            with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for entry in sorted(rootfs.iterdir()):
-                    tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
-        finally:
-            if output:
-                target.close()
+        with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for entry in sorted(rootfs.iterdir()):
+                tar.add(entry, arcname=entry.name, recursive=True, filter=owners if unshift else None)
 
 
 class _IterStream(io.RawIOBase):
@@ -400,7 +469,9 @@ def commit(engine, message, author, change, pause_it, name, repository):
     click.echo(image_id)
 
 
-def prune_containers(engine, filters) -> tuple[list[str], int]:
+def prune_containers(engine, filters, keep=lambda record: False) -> tuple[list[str], int]:
+    """Remove the stopped containers matching ``filters`` (``label`` pairs) but those ``keep`` keeps;
+    their ids and the bytes their read-write layers held."""
     from pallet.kernel import lifecycle
     from pallet.kernel.cli.container_list import label_match
 
@@ -409,7 +480,7 @@ def prune_containers(engine, filters) -> tuple[list[str], int]:
         record = lifecycle.refresh(engine, record)
         if record.running:
             continue
-        if any(k == "label" and not label_match(record.labels, v) for k, v in filters):
+        if any(k == "label" and not label_match(record.labels, v) for k, v in filters) or keep(record):
             continue
         with contextlib.suppress(Exception):
             reclaimed += engine.storage.diff_size(record.id, record.image_top_layer)

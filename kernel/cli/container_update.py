@@ -66,7 +66,6 @@ def _options(func):
 @click.pass_obj
 def update(engine, containers, **opts):
     """Update configuration of one or more containers."""
-    from pallet.kernel import lifecycle
     from pallet.kernel.containers import ContainerStore
 
     changes = _changes(opts)
@@ -79,20 +78,28 @@ def update(engine, containers, **opts):
     failed = False
     for name in containers:
         try:
-            record = lifecycle.refresh(engine, store.get(name))
-            if changes.get("RestartPolicy", {}).get("Name") not in (None, "", "no") and \
-                    record.host_config.get("AutoRemove"):
-                raise PalletError("Restart policy cannot be updated because AutoRemove is enabled for the container")
-            host = {**record.host_config, **changes}
-            if record.running:
-                _apply_or_explain(record, host)
-            store.update(record.id, host_config=host)
+            update_container(engine, store.get(name), changes)
             click.echo(name)
         except PalletError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def update_container(engine, record, changes: dict) -> None:
+    """Record the new HostConfig fields and, when the container runs, write them to its cgroup; also for the API."""
+    from pallet.kernel import events, lifecycle
+    from pallet.kernel.containers import ContainerStore
+
+    record = lifecycle.refresh(engine, record)
+    if changes.get("RestartPolicy", {}).get("Name") not in (None, "", "no") and record.host_config.get("AutoRemove"):
+        raise PalletError("Restart policy cannot be updated because AutoRemove is enabled for the container")
+    host = {**record.host_config, **changes}
+    if record.running:
+        _apply_or_explain(record, host)
+    ContainerStore(engine).update(record.id, host_config=host)
+    events.container(engine, record, "update")
 
 
 def _apply_or_explain(record, host: dict) -> None:

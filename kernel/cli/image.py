@@ -268,39 +268,50 @@ def prune(ctx, all_, force):
         what = "images without at least one container associated to them" if all_ else "dangling images"
         if not click.confirm(f"WARNING! This will remove all {what}.\nAre you sure you want to continue?"):
             return
-    deleted, reclaimed = prune_images(ctx.obj, all_)
+    from pallet.kernel import debris
+
+    store = _store(ctx)
+    pending = debris.unheld(ctx.obj, store)  # measured first: taking the lock already sweeps some
+    with store.locked():   # no container is created meanwhile (they lease their image under it)
+        _prune_locked(ctx, store, all_, pending)
+
+
+def _prune_locked(ctx, store, all_: bool, pending) -> None:
+    from pallet.kernel import humanize
+
+    deleted, reclaimed = prune_images(ctx.obj, store, all_, before_debris=pending)
     if deleted:
-        click.echo("Deleted Images:\n" + "\n".join(deleted) + "\n")
+        click.echo("Deleted Images:\n" + "\n".join(f"{kind.lower()}: {what}" for kind, what in deleted) + "\n")
     click.echo(f"Total reclaimed space: {humanize.size(reclaimed)}")
 
 
-def prune_images(engine, all_: bool, before_debris=None) -> tuple[list[str], int]:
-    """Remove unused (``all_``) or dangling images, then the root's debris; Docker's lines and the bytes freed.
+def prune_images(engine, store, all_: bool, keep=lambda record: False,
+                 before_debris=None) -> tuple[list[tuple[str, str]], int]:
+    """Remove dangling images (every unused one with ``all_``) but those ``keep`` keeps, then the root's
+    debris; the ("Untagged"|"Deleted", what) steps and the bytes freed, also for the API. The caller
+    holds the store lock.
 
-    The bytes are every blob the images alone held, and the debris measured before the store
-    lock is taken (taking it already sweeps some: see :mod:`pallet.kernel.debris`), or as the
-    caller measured it before its own earlier steps took the lock (``before_debris``).
+    The bytes are every blob the images alone held, and the debris as measured before the caller took
+    the store lock (``before_debris``: taking it already sweeps some, see :mod:`pallet.kernel.debris`),
+    or as found here.
     """
     from pallet.kernel import debris
-    from pallet.kernel.images import ImageStore
 
-    store = ImageStore(engine)
     if before_debris is None:
-        before_debris = [item for item in debris.find(engine, store) if not item.live]
+        before_debris = debris.unheld(engine, store)
+    used = {**_containers_using(engine), **store.leases.images()}
     reclaimed, deleted = 0, []
-    with store.locked():   # no container is created meanwhile (they lease their image under it)
-        used = {**_containers_using(engine), **store.leases.images()}
-        for record in store.all():
-            if record.id in used or (record.repo_tags and not all_):
-                continue
-            for tagged in record.repo_tags:
-                store.untag(tagged)
-                deleted.append(f"untagged: {tagged}")
-            before = sum(store.blobs.size(d) for d in store.blobs.digests())
-            deleted += [f"deleted: {item}" for item in store.remove(record.id)]
-            reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
-        gone, freed = debris.remove(engine, store, _container_ids(engine), before_debris)
-    deleted += [f"deleted: {item.key} ({item.what})" for item in gone]
+    for record in store.all():
+        if record.id in used or (record.repo_tags and not all_) or keep(record):
+            continue
+        for tagged in record.repo_tags:
+            store.untag(tagged)
+            deleted.append(("Untagged", tagged))
+        before = sum(store.blobs.size(d) for d in store.blobs.digests())
+        deleted += [("Deleted", item) for item in store.remove(record.id)]
+        reclaimed += before - sum(store.blobs.size(d) for d in store.blobs.digests())
+    gone, freed = debris.remove(engine, store, _container_ids(engine), before_debris)
+    deleted += [("Deleted", f"{item.key} ({item.what})") for item in gone]
     return deleted, reclaimed + freed
 
 
@@ -329,11 +340,6 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.pass_context
 def import_(ctx, source, repository, changes, message):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
-    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
-
-    config: dict = {"Env": [DEFAULT_PATH]}
-    for change in changes:
-        parse_change(change, config)
     if source == "-":
         stream, close = sys.stdin.buffer, None
     else:
@@ -342,13 +348,24 @@ def import_(ctx, source, repository, changes, message):
         except OSError as exc:
             raise PalletError(f"cannot open {source}: {exc.strerror}") from None
     try:
-        image_id = _store(ctx).commit(maybe_decompress(stream), None, config, message,
-                                      [repository] if repository else [],
-                                      created_by=f"import {source}")
+        image_id = import_tarball(ctx.obj, stream, repository, changes, message, source)
     finally:
         if close:
             close.close()
     click.echo(image_id)
+
+
+def import_tarball(engine, stream, repository: str | None, changes, message: str, source: str) -> str:
+    """A one-layer image from a rootfs tarball (plain or gzip) with ``--change`` instructions; return its id.
+    The CLI's ``import`` and the API's ``fromSrc`` import here."""
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images.build import DEFAULT_PATH, maybe_decompress, parse_change
+
+    config: dict = {"Env": [DEFAULT_PATH]}
+    for change in changes:
+        parse_change(change, config)
+    return ImageStore(engine).commit(maybe_decompress(stream), None, config, message,
+                                     [repository] if repository else [], created_by=f"import {source}")
 
 
 @image.command("pull")
@@ -368,16 +385,19 @@ def pull(ctx, name, all_tags, platform, quiet, tls_verify):
         click.echo(pulled)
 
 
-def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False):
+def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool = True, all_tags: bool = False,
+               credentials: dict | None = None):
     """Pull ``name`` (every tag with ``all_tags``) under the trust policy; yield what each pull stored
-    (Docker's full reference, or the id for other transports). The CLI and the API both pull here."""
+    (Docker's full reference, or the id for other transports). The CLI and the API both pull here;
+    ``credentials`` (host -> (user, password), an API client's ``X-Registry-Auth``) win over the auth files."""
     from pallet.kernel.images import ImageStore
     from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.trust.enforce import admit
 
     kind, location = transfer.split(engine, name)
-    driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    driver = transfer.transport(engine, kind, {"platform": platform, "tls_verify": tls_verify,
+                                               "credentials": credentials})
     locations = [location]
     if all_tags:
         if kind != "docker":
@@ -418,32 +438,49 @@ def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_
     from pallet.kernel.images.progress import reporter
 
     engine = ctx.obj
-    store = _store(ctx)
-    record = store.resolve(name)
     kind, location = transfer.split(engine, destination or name)
-    driver = transfer.transport(engine, kind, {"tls_verify": tls_verify})
     key = None
     if sign_by or sigstore_key:
         if kind != "docker":
             raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
+        _store(ctx).resolve(name)
         key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
     progress = reporter(quiet)
     try:
-        digest = driver.push(record.id, location, store, progress)
+        digest = push_image(engine, name, destination or name, progress, tls_verify)
     finally:
         progress.close()
-    from pallet.kernel import events
-
-    events.emit(engine, "image", "push", destination or name, {"name": destination or name, "id": record.id})
-    if kind == "docker":   # SBOMs kept as referrers travel with the image
-        from pallet.kernel.trust import referrers
-        referrers.push(engine, refs.parse(location), record.manifest_digest, tls_verify)
     if sign_by or sigstore_key:
         sign_pushed(engine, refs.parse(location), digest, sign_by, key, sign_passphrase_file, tls_verify)
     if quiet:
         click.echo(destination or name)
     elif kind != "docker":
         click.echo(f"Wrote {digest} to {destination or name}")
+
+
+def push_image(engine, name: str, destination: str, progress, tls_verify: bool = True,
+               credentials: dict | None = None) -> str:
+    """Push image ``name`` to ``destination`` (any transport), its kept referrers with it; return the manifest
+    digest. The CLI and the API both push here; ``credentials`` as for :func:`pull_image`."""
+    from pallet.kernel import events
+    from pallet.kernel.images import ImageStore
+    from pallet.kernel.images import reference as refs
+    from pallet.kernel.images import transfer
+
+    store = ImageStore(engine)
+    record = store.resolve(name)
+    kind, location = transfer.split(engine, destination)
+    driver = transfer.transport(engine, kind, {"tls_verify": tls_verify, "credentials": credentials})
+    digest = driver.push(record.id, location, store, progress)
+    events.emit(engine, "image", "push", destination, {"name": destination, "id": record.id})
+    if kind == "docker":   # SBOMs kept as referrers travel with the image
+        from pallet.kernel.images import auth
+        from pallet.kernel.trust import referrers
+
+        ref = refs.parse(location)
+        referrers.push(engine, ref, record.manifest_digest, tls_verify,
+                       (credentials or {}).get(auth.normalise_server(ref.domain)))
+    return digest
 
 
 @image.command("save")

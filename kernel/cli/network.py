@@ -128,19 +128,23 @@ def prune(engine, force, filters):
     if not force and not click.confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue?"):
         return
-    removed = prune_networks(engine, filters)
+    from pallet.kernel.network.store import NetworkStore
+
+    removed = prune_networks(NetworkStore(engine), filters)
     if removed:
         click.echo("Deleted Networks:\n" + "\n".join(removed))
 
 
-def prune_networks(engine, filters=()) -> list[str]:
-    """Remove the custom networks no container uses (and that ``filters`` match); return their names."""
-    from pallet.kernel.network.store import NetworkStore
+def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
+    """Remove the custom networks no container is on that match ``filters`` (``KEY=VALUE``) but those
+    ``keep`` keeps; their names. Networks a driver found outside the store (CNI conflists) are not
+    pallet's to remove: they would be found again at the next listing."""
+    from pallet.kernel.network.store import DISCOVERED_LABEL
 
-    store = NetworkStore(engine)
     removed = []
     for record in store.all():
-        if record.predefined or not _matches(record, filters) or store.endpoints(record.id):
+        if record.predefined or record.labels.get(DISCOVERED_LABEL) or not _matches(record, filters) \
+                or keep(record) or store.endpoints(record.id):
             continue
         store.remove(record.id)
         removed.append(record.name)

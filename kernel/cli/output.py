@@ -90,3 +90,16 @@ def inspect_format_option(func):
 
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def filter_map(pairs) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` options as {key: [values]}, Docker's error for a pair without ``=``."""
+    from pallet.kernel.errors import UsageError
+
+    filters: dict[str, list[str]] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f'bad format of filter (expected name=value): "{pair}"')
+        filters.setdefault(key, []).append(value)
+    return filters

@@ -30,4 +30,11 @@ def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, ti
     from pallet.kernel.boot import boot
 
     boot(engine)   # as dockerd does at start: the always/unless-stopped containers a reboot stopped
+    from pallet.kernel.cluster.store import membership
+
+    if membership(engine) is not None:  # a root that joined a cluster: its agent runs with the server
+        from pallet.kernel.cluster.agent import Agent
+
+        engine.plugins.load("storage", "security", "runtime")
+        Agent(engine).start_thread()
     run_server(engine, options)

@@ -47,6 +47,7 @@ def storage_block(engine) -> dict:
 
 def info_data(engine) -> dict:
     from pallet.kernel import host
+    from pallet.kernel.images.mirrors import docker_mirrors
 
     manager = engine.plugins
     manager.load()
@@ -87,7 +88,8 @@ def info_data(engine) -> dict:
         "Name": os.uname().nodename,
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
-                           "Insecure": list(engine.config.section("registries").get("insecure") or [])},
+                           "Insecure": list(engine.config.section("registries").get("insecure") or []),
+                           "Mirrors": docker_mirrors(engine.config)},
         "Warnings": cgroup_warnings(cgroups),
         "KernelFeatures": host.kernel_features(),
         "Plugins": counts,
@@ -193,6 +195,9 @@ def info(engine, as_json, fmt):
     ]
     for broken in data["BrokenPlugins"]:
         lines.append(f" Broken: {broken['Name']} ({broken['Distribution'] or 'unknown'}): {broken['Error']}")
+    if data["RegistryConfig"]["Mirrors"]:
+        lines.append("Registry Mirrors:")
+        lines += [f" {m}" for m in data["RegistryConfig"]["Mirrors"]]
     if data["RegistryConfig"]["Insecure"]:
         lines.append("Insecure Registries:")
         lines += [f" {r}" for r in data["RegistryConfig"]["InsecureRegistryCIDRs"] + data["RegistryConfig"]["Insecure"]]

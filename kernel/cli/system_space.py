@@ -182,6 +182,7 @@ def prune(engine, all_, volumes, force):
     from pallet.kernel.cli.container_ops import prune_containers
     from pallet.kernel.cli.image import prune_images
     from pallet.kernel.cli.network import prune_networks
+    from pallet.kernel.network.store import NetworkStore
     from pallet.kernel.humanize import size
 
     if not force:
@@ -196,15 +197,17 @@ def prune(engine, all_, volumes, force):
             return
     engine.plugins.load("storage", "security", "runtime")
     # Measured first: the steps below take the image store's lock, which already sweeps some of it.
-    pending = [item for item in debris.find(engine, lifecycle.image_store(engine)) if not item.live]
+    store = lifecycle.image_store(engine)
+    pending = debris.unheld(engine, store)
     containers, reclaimed = prune_containers(engine, [])
-    sections = [("Deleted Containers:", containers), ("Deleted Networks:", prune_networks(engine))]
+    sections = [("Deleted Containers:", containers), ("Deleted Networks:", prune_networks(NetworkStore(engine), []))]
     if volumes:
         removed, freed = lifecycle.volume_store(engine).prune(False, {})
         sections.append(("Deleted Volumes:", removed))
         reclaimed += freed
-    deleted, freed = prune_images(engine, all_, pending)
-    sections.append(("Deleted Images:", deleted))
+    with store.locked():
+        deleted, freed = prune_images(engine, store, all_, before_debris=pending)
+    sections.append(("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in deleted]))
     reclaimed += freed
     executor.clean_stale(engine)
     count, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(keep_used_by_images=not all_)

@@ -26,10 +26,10 @@ from pallet.kernel.images.blobs import split_digest
 # --- save ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _output_tar(output: str | None):
-    """A streaming tar to ``output`` (renamed into place when complete) or to stdout."""
+def _output_tar(output: str | None, stream=None):
+    """A streaming tar to ``output`` (renamed into place when complete), else to ``stream`` or stdout."""
     if output is None:
-        with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=stream or sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             yield tar
         return
     target = Path(output)
@@ -80,8 +80,9 @@ def _tags_for(name: str, record) -> list[str]:
     return list(record.repo_tags)
 
 
-def save(store, named_records, output: str | None, fmt: str = "docker-archive") -> None:
-    with _output_tar(output) as tar:
+def save(store, named_records, output: str | None, fmt: str = "docker-archive", stream=None) -> None:
+    """Write ``[(name as asked, ImageRecord)]`` to the file ``output``, else to the binary ``stream`` (stdout)."""
+    with _output_tar(output, stream) as tar:
         if fmt == "oci-archive":
             _save_oci(store, named_records, tar)
         else:

@@ -13,7 +13,7 @@ import sys
 import threading
 from urllib.parse import urlencode, urljoin
 
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import NotFound, PalletError, Unauthorized
 from pallet.kernel.images import auth
 
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
@@ -42,6 +42,14 @@ def _httpx():
 
 class RegistryError(PalletError):
     """A registry answered with an error or something that is not the protocol."""
+
+
+class RegistryUnauthorized(RegistryError, Unauthorized):
+    """The registry (or its token server) wants credentials, or refused the ones sent."""
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """The registry has no such manifest (an unknown repository or tag)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -122,7 +130,7 @@ class RegistryClient:
         scheme, params = self.challenge
         if scheme == "basic":
             if not self.credentials:
-                raise RegistryError(f"unauthorized: registry {self.host} needs a login (pallet login {self.host})")
+                raise RegistryUnauthorized(f"unauthorized: registry {self.host} needs a login (pallet login {self.host})")
             import base64
             token = base64.b64encode(f"{self.credentials[0]}:{self.credentials[1]}".encode()).decode()
             return {"Authorization": f"Basic {token}"}
@@ -147,9 +155,9 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise RegistryError(f"cannot reach the token server {realm}: {exc}") from None
         if response.status_code in (401, 403) and not self.credentials:
-            raise RegistryError(f"unauthorized: registry {self.host} needs a login (pallet login {self.host})")
+            raise RegistryUnauthorized(f"unauthorized: registry {self.host} needs a login (pallet login {self.host})")
         if response.status_code in (401, 403):
-            raise RegistryError(f"unauthorized: the token server for {self.host} refused the credentials "
+            raise RegistryUnauthorized(f"unauthorized: the token server for {self.host} refused the credentials "
                                 f"(HTTP {response.status_code}; incorrect username or password?)")
         if response.status_code != 200:
             raise self._error(response, "token request")
@@ -223,7 +231,7 @@ class RegistryClient:
             detail = f"non-JSON {kind or 'body'}" if kind != "application/json" else ""
         if status == 401:
             hint = "incorrect username or password" if self.credentials else "authentication required"
-            return RegistryError(f"unauthorized: {what} on {self.host}: {hint}" + (f" ({detail})" if detail else ""))
+            return RegistryUnauthorized(f"unauthorized: {what} on {self.host}: {hint}" + (f" ({detail})" if detail else ""))
         return RegistryError(f"registry {self.host} returned HTTP {status} for {what}" +
                              (f": {detail}" if detail else ""))
 
@@ -233,7 +241,7 @@ class RegistryClient:
                                 headers={"Accept": accept}, stream=True)
         if response.status_code == 404:
             response.close()
-            raise RegistryError(f"manifest unknown: {self.host}/{repo}:{reference} not found")
+            raise RegistryNotFound(f"manifest unknown: {self.host}/{repo}:{reference} not found")
         if response.status_code != 200:
             raise self._error(response, f"manifest {repo}:{reference}")
         return self._read_capped(response, MAX_MANIFEST, f"manifest {repo}:{reference}"), \

@@ -18,15 +18,17 @@ def transport(engine, name: str, options: dict):
     return engine.open_driver("registry", name, options)
 
 
-def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True):
-    """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this)."""
+def pull(engine, name: str, progress=None, platform: str | None = None, tls_verify: bool = True,
+         credentials: dict | None = None):
+    """Pull ``name`` (any transport prefix) into the engine's store; return the ImageRecord (``run`` uses this).
+    ``credentials`` (registry host -> (user, password)) win over the auth files (an API client's)."""
     from pallet.kernel.images import ImageStore
 
     from pallet.kernel.trust.enforce import admit
 
     engine.storage  # noqa: B018 - opened first: a storage driver that cannot work here fails before the download
     kind, location = split(engine, name)
-    driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify})
+    driver = transport(engine, kind, {"platform": platform, "tls_verify": tls_verify, "credentials": credentials})
     store = ImageStore(engine)
     admission = admit(engine, kind, location, driver)   # the trust policy, before anything is stored
     image_id = driver.pull(admission.location, store, progress)

@@ -173,6 +173,12 @@ class Responder:
 
     def lookup(self, name: str) -> list[str] | None:
         name = name.rstrip(".").lower()
+        from pallet.kernel.network import services
+
+        # A cluster service's name (its VIP) wins over a task container that has it as an alias.
+        service = services.lookup(self.endpoints.parent.parent, self.endpoints.name, name)
+        if service is not None:
+            return service
         found = []
         for path in self.endpoints.glob("*.json"):
             with contextlib.suppress(OSError, ValueError):

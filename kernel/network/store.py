@@ -152,8 +152,11 @@ class NetworkStore:
 
     @property
     def cluster_store(self) -> str:
+        """--cluster-store, else the environment, the config, and last the cluster this root joined as a node."""
+        from pallet.kernel.cluster.store import membership
+
         return (self.engine.cluster_store or os.environ.get("PALLET_CLUSTER_STORE")
-                or self.settings.get("cluster_store", ""))
+                or self.settings.get("cluster_store", "") or (membership(self.engine) or {}).get("ClusterStore", ""))
 
     @cached_property
     def cluster(self):
@@ -268,7 +271,7 @@ class NetworkStore:
         return record
 
     def _teardown(self, record: NetworkRecord) -> None:
-        from pallet.kernel.network import dns
+        from pallet.kernel.network import dns, services
 
         dns.stop(self, record)
         network_driver = self.driver(record.driver)
@@ -281,6 +284,7 @@ class NetworkStore:
         with contextlib.suppress(OSError):
             (self.dir / "endpoints" / record.id).rmdir()
         (self.dir / "endpoints" / f"{record.id}.remote").unlink(missing_ok=True)
+        services.withdraw(self.dir, record.id, [])
         self.path(record.id).unlink(missing_ok=True)
 
     def teardown_all(self) -> None:
@@ -343,9 +347,10 @@ class NetworkStore:
                     endpoint.mac_address = joined.extra.get("mac_address", "") or endpoint.mac_address
                 self._save_endpoint(endpoint)
                 if not record.predefined:
-                    from pallet.kernel.network import dns
+                    from pallet.kernel.network import dns, services
 
                     dns.ensure(self, record, endpoint)
+                    services.apply_to(self.dir, record.id, endpoint.sandbox)
             except BaseException:
                 self._detach(record, endpoint)
                 raise

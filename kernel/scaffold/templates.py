@@ -274,6 +274,17 @@ def _alias(network_id: str) -> str:
     return f"pallet-$name:{network_id}"
 
 
+def _delete_link(ipr, index: int) -> None:
+    """Delete a link; one already gone is fine (a veth goes with its peer's namespace, asynchronously)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code != 19:  # ENODEV
+            raise
+
+
 class $Class(NetworkDriver):
     description = "$name: point-to-point veth pairs"
     scope = "local"        # "global" for a multi-host driver sharing state in the cluster store
@@ -303,7 +314,7 @@ class $Class(NetworkDriver):
         with IPRoute() as ipr:
             for link in ipr.get_links():
                 if link.get_attr("IFLA_IFALIAS") == _alias(network_id):
-                    ipr.link("del", index=link["index"])
+                    _delete_link(ipr, link["index"])
 
     def create_endpoint(self, network_id, endpoint_id, data, info, options):
         """Prepare the container's interface for ``info.address``; return the final EndpointInfo."""
@@ -326,7 +337,7 @@ class $Class(NetworkDriver):
 
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=self._host_end(endpoint_id)):
-                ipr.link("del", index=index)
+                _delete_link(ipr, index)
 
     def join(self, network_id, endpoint_id, data, sandbox_key, options):
         """Move the interface into the sandbox (a netns path), name it ``options["interface"]``, configure it."""

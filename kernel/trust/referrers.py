@@ -54,15 +54,17 @@ def kept(engine, subject_digest: str) -> list[tuple[str, bytes]]:
     return [("sha256:" + path.stem, path.read_bytes()) for path in sorted(directory.glob("*.manifest"))]
 
 
-def push(engine, ref, subject_digest: str, tls_verify: bool = True) -> list[str]:
-    """Send every kept referrer of ``subject_digest`` to ``ref``'s repository; update the fallback tag; return digests."""
+def push(engine, ref, subject_digest: str, tls_verify: bool = True, credentials: tuple[str, str] | None = None
+         ) -> list[str]:
+    """Send every kept referrer of ``subject_digest`` to ``ref``'s repository; update the fallback tag; return digests.
+    ``credentials`` (user, password) win over the auth files."""
     from pallet.kernel.images.registry import RegistryClient
 
     referrers = kept(engine, subject_digest)
     if not referrers:
         return []
     scope = f"repository:{ref.path}:pull,push"
-    client = RegistryClient(engine.config, ref.domain, tls_verify=tls_verify)
+    client = RegistryClient(engine.config, ref.domain, tls_verify=tls_verify, credentials=credentials)
     directory = _directory(engine, subject_digest)
     try:
         entries = []

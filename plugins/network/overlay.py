@@ -237,7 +237,7 @@ def start_agent(driver: OverlayNetwork, network_id: str, data: dict) -> int:
     log = Path(data["ns"]).parent / f"ov-{network_id[:12]}.agent.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pallet.plugins.network.overlay", driver.etcd.base, network_id, json.dumps(data),
+            [sys.executable, "-m", "pallet.plugins.network.overlay", driver.etcd.url, network_id, json.dumps(data),
              str(names)],
             cwd=repo, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + 10

@@ -103,24 +103,31 @@ class DockerTransport(Transport):
             return Availability.no("the httpx Python package is not installed")
         return Availability.ok()
 
-    def _client(self, ref):
+    def _client(self, ref, insecure: bool = False):
+        """A client for ``ref``'s registry; ``options["credentials"]`` (host -> (user, password), what an API
+        client sent) wins over the auth files."""
         from pallet.kernel.images.registry import RegistryClient
-        return RegistryClient(self.context.config, ref.domain, tls_verify=self.options.get("tls_verify", True))
+        credentials = (self.options.get("credentials") or {}).get(ref.domain)
+        return RegistryClient(self.context.config, ref.domain,
+                              tls_verify=self.options.get("tls_verify", True) and not insecure,
+                              credentials=credentials)
 
     # --- reading ------------------------------------------------------------------------
     def _fetch_manifest(self, client, ref) -> tuple[bytes, str, bytes | None, str | None]:
         """(manifest bytes, digest, index bytes or None, index digest or None), every digest checked."""
+        from pallet.kernel.images.registry import RegistryError
+
         data, content_type = client.get_manifest(ref.path, ref.reference, mf.ACCEPT)
         digest = sha256_digest(data)
         if ref.digest and digest != ref.digest:
-            raise PalletError(f"manifest digest mismatch: asked for {ref.digest}, registry sent {digest}")
+            raise RegistryError(f"manifest digest mismatch: asked for {ref.digest}, registry sent {digest}")
         media_type = mf.media_type_of(data, content_type)
         if media_type not in mf.INDEXES:
             return data, digest, None, None
         entry = mf.select_platform(mf.parse_index(data), mf.parse_platform(self.options.get("platform")))
         child, child_type = client.get_manifest(ref.path, entry.digest, mf.ACCEPT)
         if sha256_digest(child) != entry.digest:
-            raise PalletError(f"manifest digest mismatch: index lists {entry.digest}, registry sent "
+            raise RegistryError(f"manifest digest mismatch: index lists {entry.digest}, registry sent "
                               f"{sha256_digest(child)}")
         return child, entry.digest, data, digest
 
@@ -147,13 +154,30 @@ class DockerTransport(Transport):
         ref = refs.parse(location)
         if typed.tag is None and typed.digest is None:
             progress.message(f"Using default tag: {ref.tag}")
-        progress.message(f"{ref.reference}: Pulling from {ref.path}")
-        client = self._client(ref)
+        from pallet.kernel.images.mirrors import sources
+        from pallet.kernel.images.registry import RegistryError
+
+        for source in sources(self.context.config, ref):
+            try:
+                return self._pull_from(source, ref, store, progress)
+            except RegistryError:
+                if not source.mirror:
+                    raise
+        raise AssertionError("the registry itself is always the last source")
+
+    def _pull_from(self, source, ref, store, progress) -> str:
+        """Pull ``ref`` reading from ``source`` (a mirror or the registry); it is stored under ``ref``'s name."""
+        client = self._client(source.ref, source.insecure)
         try:
             with store.transaction() as txn:
-                manifest_bytes, manifest_digest, index_bytes, index_digest = self._fetch_manifest(client, ref)
+                manifest_bytes, manifest_digest, index_bytes, index_digest = self._fetch_manifest(client,
+                                                                                                   source.ref)
+                # After the manifest, as Docker: an unknown image or refused credentials fail before any output.
+                progress.message(f"{ref.reference}: Pulling from {ref.path}")
                 manifest = mf.parse_manifest(manifest_bytes)
                 present = store.blobs.has(manifest_digest) and all(store.blobs.has(d.digest) for d in manifest.layers)
+                if ref.tag:   # Docker's "up to date": the tag already named this image, not just its blobs are here
+                    present = present and store.tags().get(str(ref)) == manifest.config.digest
                 if index_bytes is not None:
                     txn.put_bytes(index_bytes, index_digest)
                 txn.put_bytes(manifest_bytes, manifest_digest)
@@ -161,8 +185,8 @@ class DockerTransport(Transport):
                     if manifest.config.size > MAX_CONFIG:   # read into memory later: capped like a manifest
                         raise PalletError(f"image config {manifest.config.digest} is too large: "
                                           f"{manifest.config.size} bytes (limit {MAX_CONFIG})")
-                    self._download(client, ref, txn, manifest.config, None)
-                futures = self._start_downloads(client, ref, txn, manifest.layers, progress)
+                    self._download(client, source.ref, txn, manifest.config, None)
+                futures = self._start_downloads(client, source.ref, txn, manifest.layers, progress)
                 try:
                     record = store.add_image(txn, manifest_digest, [ref] if ref.tag else [], index_digest,
                                              [ref.name], ready=lambda i: self._ready(futures[i], manifest.layers[i]),

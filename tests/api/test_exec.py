@@ -35,3 +35,25 @@ def test_docker_py_exec_run_with_demux_and_inspect(api):
     client.api.exec_start(exec_id)
     assert client.api.exec_inspect(exec_id)["ExitCode"] == 0
     container.remove(force=True)
+
+
+def test_exec_resize_sets_the_window_size_of_the_exec_tty(api):
+    client = api.client()
+    container = client.containers.run("busybox", ["sleep", "100"], detach=True, name="ex-size")
+    before = client.api.exec_create(container.id, ["stty", "size"], tty=True)["Id"]
+    client.api.exec_resize(before, height=20, width=70)  # before the start, as the docker CLI may send it
+    assert client.api.exec_start(before, tty=True) == b"20 70\r\n"
+    looping = client.api.exec_create(container.id, ["sh", "-c", "while true; do stty size; sleep 0.1; done"],
+                                     tty=True)["Id"]
+    output = client.api.exec_start(looping, stream=True, tty=True)
+    client.api.exec_resize(looping, height=33, width=101)
+    seen = b""
+    for chunk in output:
+        seen += chunk
+        if b"33 101" in seen:
+            break
+    assert b"33 101" in seen
+    status, _h, body = api.request("POST", f"/exec/{looping}/resize?h=x&w=1")
+    assert status == 400
+    assert api.request("POST", "/exec/nope/resize?h=1&w=1")[0] == 404
+    container.remove(force=True)

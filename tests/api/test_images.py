@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.registry.conftest import registry  # noqa: F401  (a docker-registry on loopback)
 
 
@@ -17,13 +19,16 @@ def test_docker_pull_from_a_local_registry_then_run_it(api, registry):  # noqa: 
 
 
 def test_docker_py_pull_streams_json_progress_and_errors(api, registry):  # noqa: F811
+    import docker
+
     api.pallet("push", "busybox", f"{registry.host}/lib/bb:2", check=True)
     client = api.client()
     events = list(client.api.pull(f"{registry.host}/lib/bb", tag="2", stream=True, decode=True))
     assert events[-1] == {"status": f"Status: Downloaded newer image for {registry.host}/lib/bb:2"}
     assert any(e.get("id") and e.get("status") for e in events)
-    failed = list(client.api.pull(f"{registry.host}/lib/none", tag="x", stream=True, decode=True))
-    assert "error" in failed[-1] and failed[-1]["errorDetail"]["message"] == failed[-1]["error"]
+    with pytest.raises(docker.errors.NotFound) as failed:   # before any output: an error status, as Docker's
+        client.api.pull(f"{registry.host}/lib/none", tag="x", stream=True, decode=True)
+    assert failed.value.explanation == f"manifest unknown: {registry.host}/lib/none:x not found"
 
 
 def test_images_list_tag_inspect_history_and_remove(api):
@@ -41,3 +46,34 @@ def test_images_list_tag_inspect_history_and_remove(api):
     missing = api.docker("rmi", "nope:x")
     assert (missing.returncode, missing.stderr.strip()) == (1, "Error response from daemon: No such image: nope:x")
     assert api.request("GET", "/images/search?term=x")[0] == 501
+
+
+def test_docker_pull_and_build_of_short_names_go_through_the_configured_mirror(bb, tmp_path):  # noqa: F811
+    from tests.api.conftest import start_server, stop_server
+    from tests.registry.conftest import start_registry, stop_registry
+
+    proc, handle, mirror = start_registry(tmp_path / "mirror")
+    try:
+        bb("push", "busybox", f"{mirror.host}/library/alpine:3.10", check=True)
+        config = bb.root.parent / "pallet.toml"
+        config.write_text(config.read_text() + f'\n[registries]\nmirrors = ["http://{mirror.host}"]\n')
+        server = start_server(bb, tmp_path / "api.sock")
+        try:
+            info = server.docker("info", "--format", "{{json .RegistryConfig.Mirrors}}")
+            assert info.stdout.strip() == f'["http://{mirror.host}"]', info.stderr
+            pulled = server.docker("pull", "alpine:3.10")
+            assert pulled.returncode == 0, pulled.stderr
+            assert "Status: Downloaded newer image for alpine:3.10" in pulled.stdout
+            assert server.docker("rmi", "alpine:3.10").returncode == 0
+            context = tmp_path / "ctx"
+            context.mkdir()
+            (context / "Dockerfile").write_text('FROM alpine:3.10\nCMD ["echo", "built-from-mirror"]\n')
+            built = server.docker("build", "-t", "from-mirror:1", str(context))
+            assert built.returncode == 0, built.stderr
+            assert len(mirror.requests(r"GET /v2/library/alpine/manifests/3.10")) >= 2
+            run = server.docker("run", "--rm", "from-mirror:1")
+            assert (run.returncode, run.stdout) == (0, "built-from-mirror\n"), run.stderr
+        finally:
+            stop_server(server)
+    finally:
+        stop_registry(proc, handle)

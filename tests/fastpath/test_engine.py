@@ -233,3 +233,28 @@ def _client_argv(pallet: Pallet, *args: str) -> list[str]:
 
     return [sys.executable, "-I", "-S", str(LAUNCHER), "--root", str(pallet.root), "--run-root", str(pallet.run_root),
             *args]
+
+
+def test_the_installed_pallet_script_is_the_thin_client_started_without_site(eng, tmp_path):
+    """scripts/pallet as pip installs it (beside the environment's python3): -I -S, then the engine."""
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(REPO / "scripts" / "pallet", bindir / "pallet")
+    (bindir / "python3").symlink_to(sys.executable)
+    options = eng.command("--version", engine=True)[4:-1]  # --root (and --run-root) of this root
+    proc = subprocess.Popen([str(bindir / "pallet"), *options, "run", "--rm", "-i", "busybox", "sh", "-c",
+                             "echo ready; read x; echo got $x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=eng.env, cwd=str(tmp_path))
+    assert proc.stdout.readline() == "ready\n"
+    with open(f"/proc/{proc.pid}/cmdline", "rb") as handle:
+        cmdline = handle.read().split(b"\0")
+    assert cmdline[:4] == [str(bindir / "python3").encode(), b"-I", b"-S", str(bindir / "pallet").encode()]
+    assert children(engine_pid(eng)), "no session process under the engine"
+    out, err = proc.communicate("line\n", timeout=60)
+    assert (proc.returncode, out, err) == (0, "got line\n", "")
+    eng.stop_engine()
+    direct = subprocess.run([str(bindir / "pallet"), *options, "--version"], capture_output=True, text=True,
+                            env=eng.env, timeout=60)
+    assert (direct.returncode, direct.stdout, direct.stderr) == (0, "pallet version 0.1.0\n", "")

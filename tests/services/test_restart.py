@@ -13,6 +13,7 @@ import time
 import pytest
 
 from pallet.kernel import restart
+from tests.conftest import REPO
 from tests.containers.conftest import cgroup_dirs, mounts_under
 from tests.services.conftest import eventually, state
 
@@ -182,8 +183,20 @@ def test_wait_conditions(bb):
     assert bb("wait", "--condition", "next-exit", "w-loop", check=True).stdout == "4\n"
     assert eventually(lambda: state(bb, "w-loop")["RestartCount"] >= 1)
     bb("rm", "-f", "w-loop", check=True)
-    bb("run", "-d", "--rm", "--name", "w-rm", "busybox", "sh", "-c", "sleep 0.5; exit 6", check=True)
-    assert bb("wait", "--condition", "removed", "w-rm", check=True).stdout == "6\n"
+    # It exits once told to, after `wait` has found it (a --rm container gone first is "No such container").
+    bb("run", "-d", "--rm", "--name", "w-rm", "busybox", "sh", "-c",
+       "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 6", check=True)
+    waiter = subprocess.Popen(bb.command("wait", "--condition", "removed", "w-rm"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=bb.env, cwd=str(REPO))
+    try:
+        time.sleep(2)  # not a measurement: room for the waiter to look the container up before it goes
+        bb("exec", "w-rm", "touch", "/tmp/go", check=True)
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert (waiter.returncode, out) == (0, "6\n"), err
     assert bb("ps", "-aq", "--filter", "name=w-rm", check=True).stdout == ""
     bad = bb("wait", "--condition", "gone", "w-done")
     assert bad.returncode == 125 and "Invalid value for '--condition'" in bad.stderr   # wait is run-like (defect 9)

@@ -1,0 +1,173 @@
+"""``pallet agent``: one node's presence in the cluster and its reconcile loop (``pallet serve`` runs it too).
+
+Threads: the *lease* keeper (grants a lease of ``lease_ttl`` seconds, puts ``alive/<node>`` under
+it, refreshes it; a lease that expired is granted anew), the *campaign* (managers only: etcd's
+election API on ``leader`` with this lease, so a leader whose agent dies loses the office when the
+lease expires), and the *watch* on ``/pallet/swarm/`` that wakes the main loop. The main loop
+reads a snapshot and runs, in order, the leader's scheduler (if this node leads), this node's
+executor and the mesh's ``sync``; it also runs every second without a change, so a missed watch
+event costs at most a second.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from pallet.kernel.cluster import PREFIX, mesh, store
+from pallet.kernel.cluster.executor import Executor
+from pallet.kernel.cluster.scheduler import Scheduler
+from pallet.kernel.errors import PalletError
+
+DEFAULT_LEASE_TTL = 10
+
+
+class Agent:
+    def __init__(self, engine, lease_ttl: int = DEFAULT_LEASE_TTL, log=None):
+        joined = store.require_membership(engine)
+        self.engine = engine
+        self.node_id = joined["ID"]
+        self.etcd = store.connect(engine, timeout=max(2.0, lease_ttl / 3))
+        self.lease_ttl = max(2, int(lease_ttl))
+        self.log = log or (lambda message: print(f"pallet agent: {message}", file=sys.stderr, flush=True))
+        self.stopping = threading.Event()
+        self.changed = threading.Event()
+        self.lease: str | None = None
+        self.lease_changed = threading.Event()
+        self.leader_key: dict | None = None
+        self.scheduler = Scheduler(self.etcd)
+        self.executor = Executor(engine, self.etcd, self.node_id, self.log)
+        self.address = ""
+
+    # --- presence -------------------------------------------------------------------------------
+    def _node(self) -> dict:
+        node = self.etcd.get(f"{store.NODES}{self.node_id}")
+        if not isinstance(node, dict):
+            raise PalletError(f"node {self.node_id} is not in the cluster any more (removed with node rm)")
+        return node
+
+    def _announce(self) -> None:
+        node = self._node()
+        self.address = (node.get("Status") or {}).get("Addr", "")
+        lease = self.etcd.grant(self.lease_ttl)
+        self.etcd.put(f"{store.ALIVE}{self.node_id}", self.address, lease=lease)
+        self.lease = lease
+        self.lease_changed.set()
+
+    def keep_lease(self) -> None:
+        interval = max(0.5, self.lease_ttl / 3)
+        while not self.stopping.wait(interval):
+            try:
+                if self.lease is None or self.etcd.keepalive(self.lease) <= 0:
+                    self.log("lease expired: announcing this node again")
+                    self.leader_key = None
+                    self._announce()
+            except PalletError as exc:
+                self.log(f"keeping the lease: {exc}")
+
+    def campaign(self) -> None:
+        while not self.stopping.is_set():
+            lease = self.lease
+            try:
+                key = self.etcd.campaign(store.LEADER, lease, self.node_id)
+            except PalletError as exc:
+                if self.stopping.is_set():
+                    return
+                self.log(f"campaign: {exc}")
+                self.stopping.wait(1)
+                continue
+            if lease != self.lease:
+                continue
+            self.leader_key = key
+            self.log("this node is the leader")
+            self.changed.set()
+            self.lease_changed.clear()
+            while not self.stopping.is_set() and not self.lease_changed.wait(1):
+                pass
+
+    def watch(self) -> None:
+        revision = 0
+        while not self.stopping.is_set():
+            try:
+                if not revision:
+                    revision = self.etcd.range(store.NODES)[1]
+                for _kind, _key, _value in self.etcd.watch(PREFIX, revision + 1):
+                    self.changed.set()
+                    if self.stopping.is_set():
+                        return
+                revision = 0
+            except PalletError:
+                revision = 0
+                self.stopping.wait(0.5)
+
+    def leading(self) -> bool:
+        if self.leader_key is None:
+            return False
+        try:
+            return self.etcd.leader(store.LEADER) == self.node_id
+        except PalletError:
+            return False
+
+    # --- the loop -------------------------------------------------------------------------------
+    def pass_once(self) -> None:
+        snap = store.snapshot(self.etcd)
+        if self.node_id not in snap.nodes:
+            raise PalletError(f"node {self.node_id} is not in the cluster any more (removed with node rm)")
+        if self.leading():
+            self.scheduler.reconcile(snap)
+            snap = store.snapshot(self.etcd)
+        self.executor.reconcile(snap)
+        mesh.sync(self.engine, self.etcd, [s for s in snap.services.values() if isinstance(s, dict)],
+                  [t for t in snap.tasks.values() if isinstance(t, dict)])
+
+    def start_thread(self) -> threading.Thread:
+        """Run the agent beside something else (``pallet serve``): a daemon thread, no signal handlers."""
+        thread = threading.Thread(target=self._run_logged, daemon=True, name="pallet-agent")
+        thread.start()
+        return thread
+
+    def _run_logged(self) -> None:
+        try:
+            self.run(signals=False)
+        except PalletError as exc:
+            self.log(f"stopped: {exc}")
+
+    def run(self, signals: bool = True) -> None:
+        if signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self._announce()
+        role = self._node()["Spec"].get("Role")
+        threads = [threading.Thread(target=self.keep_lease, daemon=True),
+                   threading.Thread(target=self.watch, daemon=True)]
+        if role == "manager":
+            threads.append(threading.Thread(target=self.campaign, daemon=True))
+        for thread in threads:
+            thread.start()
+        self.log(f"node {self.node_id} ({role}) is up, lease TTL {self.lease_ttl}s")
+        try:
+            while not self.stopping.is_set():
+                self.changed.clear()
+                try:
+                    self.pass_once()
+                except PalletError as exc:
+                    if "not in the cluster any more" in str(exc):
+                        raise
+                    self.log(str(exc))
+                self.changed.wait(1.0)
+                time.sleep(0.05)  # gather a burst of watch events into one pass
+        finally:
+            self.stopping.set()
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Step down as leader at once (another manager takes over); the lease itself runs out."""
+        key = self.leader_key
+        self.leader_key = None
+        if key is not None:
+            try:
+                self.etcd.resign(key)
+            except PalletError:
+                pass

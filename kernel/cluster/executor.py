@@ -1,0 +1,232 @@
+"""The agent's half of a task: run a container for each task assigned to this node, report its status.
+
+Only this node's agent writes a task's ``Status`` and ``NetworksAttachments``. Containers are made
+through the kernel's normal lifecycle (the Engine API's create translation, ``lifecycle.prepare``,
+a detached monitor), so ``pallet ps`` shows them and they outlive the agent. A task's container is
+found by its ``com.docker.swarm.task.id`` label; one whose task is gone from the store is removed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pallet.kernel.cluster import store
+from pallet.kernel.errors import PalletError
+
+TASK_LABEL = "com.docker.swarm.task.id"
+ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned")
+SECOND = 10**9
+
+
+def container_name(task: dict) -> str:
+    service = (task.get("ServiceAnnotations") or {}).get("Name") or task["ServiceID"]
+    return f"{service}.{task.get('Slot') or task.get('NodeID')}.{task['ID']}"
+
+
+def create_body(task: dict, networks: dict[str, str]) -> dict:
+    """The Engine API create body for a task's ``ContainerSpec`` (``networks``: cluster id -> local name)."""
+    template = task["Spec"]
+    spec = template.get("ContainerSpec") or {}
+    limits = (template.get("Resources") or {}).get("Limits") or {}
+    labels = dict(spec.get("Labels") or {})
+    labels.update({"com.docker.swarm.service.id": task["ServiceID"],
+                   "com.docker.swarm.service.name": (task.get("ServiceAnnotations") or {}).get("Name", ""),
+                   TASK_LABEL: task["ID"], "com.docker.swarm.task.name": container_name(task),
+                   "com.docker.swarm.node.id": task["NodeID"]})
+    host = {"Mounts": spec.get("Mounts") or [], "ReadonlyRootfs": bool(spec.get("ReadOnly")),
+            "Init": bool(spec.get("Init")), "CapAdd": spec.get("CapabilityAdd") or [],
+            "CapDrop": spec.get("CapabilityDrop") or [], "Sysctls": spec.get("Sysctls") or {},
+            "Dns": (spec.get("DNSConfig") or {}).get("Nameservers") or [],
+            "ExtraHosts": spec.get("Hosts") or []}
+    if limits.get("MemoryBytes"):
+        host["Memory"] = int(limits["MemoryBytes"])
+    if limits.get("NanoCPUs"):
+        host["NanoCpus"] = int(limits["NanoCPUs"])
+    if limits.get("Pids"):
+        host["PidsLimit"] = int(limits["Pids"])
+    bindings = {}
+    for port in task.get("EndpointPorts") or []:
+        if port.get("PublishMode") == "host":
+            bindings.setdefault(f"{port['TargetPort']}/{port.get('Protocol', 'tcp')}", []).append(
+                {"HostPort": str(port.get("PublishedPort") or "")})
+    host["PortBindings"] = bindings
+    body = {"Image": spec["Image"], "Cmd": spec.get("Args") or None, "Env": spec.get("Env") or [],
+            "Labels": labels, "User": spec.get("User") or "", "WorkingDir": spec.get("Dir") or "",
+            "Hostname": spec.get("Hostname") or "", "Tty": bool(spec.get("TTY")),
+            "OpenStdin": bool(spec.get("OpenStdin")), "StopSignal": spec.get("StopSignal") or None,
+            "HostConfig": host}
+    if spec.get("Command"):
+        body["Entrypoint"] = spec["Command"]
+    if spec.get("Healthcheck"):
+        body["Healthcheck"] = spec["Healthcheck"]
+    if spec.get("StopGracePeriod") is not None:
+        body["StopTimeout"] = max(0, int(spec["StopGracePeriod"]) // SECOND)
+    attached = [n for n in template.get("Networks") or [] if n.get("Target")]
+    if attached:
+        first = attached[0]
+        name = networks.get(first["Target"], first["Target"])
+        service_name = (task.get("ServiceAnnotations") or {}).get("Name", "")
+        host["NetworkMode"] = name
+        body["NetworkingConfig"] = {"EndpointsConfig": {name: {"Aliases": [service_name, *(first.get("Aliases") or [])]}}}
+    return body
+
+
+class Executor:
+    def __init__(self, engine, etcd, node_id: str, log=None):
+        self.engine, self.etcd, self.node_id = engine, etcd, node_id
+        self.log = log or (lambda message: print(f"pallet agent: {message}", file=sys.stderr, flush=True))
+
+    # --- containers -------------------------------------------------------------------------
+    def containers(self) -> dict[str, object]:
+        from pallet.kernel.containers import ContainerStore
+
+        found = {}
+        for record in ContainerStore(self.engine).all():
+            task_id = (record.labels or {}).get(TASK_LABEL) or (record.config.get("Labels") or {}).get(TASK_LABEL)
+            if task_id:
+                found[task_id] = record
+        return found
+
+    def _local_networks(self) -> dict[str, str]:
+        from pallet.kernel.network.store import NetworkStore
+
+        try:
+            network_store = NetworkStore(self.engine)
+            cluster = getattr(network_store, "cluster", None)
+            if cluster is not None:
+                cluster.sync()
+            return {r.id: r.name for r in network_store.read_all()}
+        except PalletError:
+            return {}
+
+    def start(self, task: dict, endpoint_ports: list[dict]) -> object:
+        from pallet.kernel import lifecycle, monitor
+        from pallet.kernel.api.translate import create_request
+
+        networks = self._local_networks() if task["Spec"].get("Networks") else {}
+        request = create_request(create_body(dict(task, EndpointPorts=endpoint_ports), networks), container_name(task))
+        request.pull, request.quiet = "missing", True
+        self.engine.plugins.load("storage", "security", "runtime")
+        record = lifecycle.create(self.engine, request)
+        try:
+            bundle = lifecycle.prepare(self.engine, record)
+            monitor.spawn(self.engine, record, bundle)
+        except BaseException:
+            self.remove(record)
+            raise
+        from pallet.kernel.containers import ContainerStore
+
+        return ContainerStore(self.engine).load(record.id)
+
+    def stop(self, record) -> None:
+        from pallet.kernel import lifecycle
+
+        try:
+            lifecycle.stop(self.engine, record)
+        except PalletError as exc:
+            self.log(f"stopping {record.name}: {exc}")
+
+    def remove(self, record) -> None:
+        from pallet.kernel import lifecycle
+
+        try:
+            lifecycle.remove(self.engine, record, force=True)
+        except PalletError as exc:
+            self.log(f"removing {record.name}: {exc}")
+
+    # --- status ------------------------------------------------------------------------------
+    def report(self, snap: store.Snapshot, task: dict, state: str, message: str, err: str = "", record=None,
+               health: str | None = None) -> None:
+        """Write the task's ``Status`` (and attachments) when something in it changed."""
+        old = task.get("Status") or {}
+        status = {"State": state, "Timestamp": old.get("Timestamp", ""), "Message": message, "Err": err}
+        if state != old.get("State"):
+            status["Timestamp"] = store.now()
+        if record is not None:
+            status["ContainerStatus"] = {"ContainerID": record.id, "PID": record.pid if record.running else 0,
+                                         "ExitCode": record.exit_code if not record.running else 0}
+        elif old.get("ContainerStatus"):
+            status["ContainerStatus"] = old["ContainerStatus"]
+        status["Health"] = health if health is not None else old.get("Health", "")
+        attachments = task.get("NetworksAttachments") or []
+        if record is not None and record.network.get("Networks"):
+            attachments = [{"Network": {"ID": n.get("NetworkID", "")},
+                            "Addresses": [f"{n['IPAddress']}/{n.get('IPPrefixLen', 0)}"]}
+                           for n in record.network["Networks"].values() if n.get("IPAddress")]
+        fields = ("State", "Message", "Err", "ContainerStatus", "Health")
+        if all(status.get(k) == old.get(k) for k in fields) and attachments == (task.get("NetworksAttachments") or []):
+            return
+        key = f"{store.TASKS}{task['ID']}"
+        updated = {k: v for k, v in task.items() if k != "Version"}
+        updated.update(Status=status, NetworksAttachments=attachments, UpdatedAt=store.now())
+        revision = self.etcd.txn({key: snap.rev("tasks", task["ID"])}, puts={key: updated})
+        if revision:  # later reports of this pass compare against this write
+            snap.revisions[key] = revision
+            task.update(Status=status, NetworksAttachments=attachments)
+
+    def health_of(self, record) -> str:
+        from pallet.kernel import health
+
+        state = health.inspect_state(self.engine, record)
+        return "" if state is None else state.get("Status", "starting")
+
+    def reconcile(self, snap: store.Snapshot) -> None:
+        """Make this node's containers match its tasks in ``snap``; report each task's status."""
+        from pallet.kernel import lifecycle
+
+        containers = self.containers()
+        for task_id, record in list(containers.items()):
+            if task_id not in snap.tasks:  # the task was deleted (service removed, history trimmed)
+                self.remove(record)
+                containers.pop(task_id)
+        for task in sorted((t for t in snap.tasks.values() if isinstance(t, dict) and t.get("NodeID") == self.node_id),
+                           key=lambda t: t.get("CreatedAt", "")):
+            try:
+                self.reconcile_task(snap, task, containers.get(task["ID"]), lifecycle)
+            except PalletError as exc:
+                self.log(f"task {task['ID']}: {exc}")
+
+    def reconcile_task(self, snap, task: dict, record, lifecycle) -> None:
+        state = task["Status"]["State"]
+        if task.get("DesiredState") != "running":
+            if record is not None:
+                record = lifecycle.refresh(self.engine, record)
+                if record.running:
+                    self.stop(record)
+                    record = lifecycle.refresh(self.engine, record)
+                self.remove(record)
+            if state not in ENDED:
+                self.report(snap, task, "shutdown", "shutdown", record=record)
+            return
+        if record is None:
+            if state in ("new", "pending", "assigned", "accepted", "preparing"):
+                if task["ServiceID"] not in snap.services:
+                    return
+                self.report(snap, task, "preparing", "preparing")
+                service = snap.services[task["ServiceID"]]
+                try:
+                    record = self.start(task, (service.get("Endpoint") or {}).get("Ports") or [])
+                except PalletError as exc:
+                    self.report(snap, task, "rejected", "preparing", err=str(exc))
+                    return
+                self.report(snap, task, "running" if record.running else "starting", "started", record=record,
+                            health=self.health_of(record))
+            elif state not in ENDED:
+                self.report(snap, task, "failed", "task: container removed", err="task: container removed")
+            return
+        record = lifecycle.refresh(self.engine, record)
+        if record.running:
+            health = self.health_of(record)
+            if health == "unhealthy":
+                self.stop(record)
+                record = lifecycle.refresh(self.engine, record)
+                self.report(snap, task, "failed", "unhealthy", err="task: unhealthy container", record=record,
+                            health=health)
+                return
+            self.report(snap, task, "running", "started", record=record, health=health)
+        elif record.status == "exited" and state not in ENDED:
+            code = record.exit_code
+            if code == 0:
+                self.report(snap, task, "complete", "finished", record=record)
+            else:
+                self.report(snap, task, "failed", "started", err=f"task: non-zero exit ({code})", record=record)
