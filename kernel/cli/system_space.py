@@ -154,6 +154,8 @@ def verbose_usage(engine) -> None:
     from pallet.kernel import debris
 
     items = debris.find(engine, store) if store is not None else []
+    if not items:  # a clean root prints Docker's four sections, as scripts reading them expect
+        return
     click.echo("\nDebris space usage:\n")
     emit([{"Name": i.key, "What": i.what, "Owner": i.owner, "InProgress": "yes" if i.live else "no",
            "Size": size(i.size)} for i in items],
