@@ -336,13 +336,22 @@ class _LogReader:
         self.handle = None
         self.pending = b""
 
-    def _open(self) -> bool:
+    def _open(self, create: bool = False) -> bool:
         try:
-            self.handle = open(self.path, "rb")
-        except FileNotFoundError:
+            # The first open creates the log if the monitor has not yet (it opens it O_APPEND|O_CREAT, so
+            # both hold one file): a container that writes, exits and is removed within one poll of
+            # ``logs -f`` is still read from this handle.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o640)
+        except (FileNotFoundError, NotADirectoryError):
             return False
+        self.handle = os.fdopen(fd, "rb")
         self.pending = b""
         return True
+
+    def open_now(self) -> None:
+        """Hold the log from now on, made empty if it does not exist yet (the container's directory does)."""
+        if self.handle is None:
+            self._open(create=True)
 
     def _rotated(self) -> bool:
         try:
@@ -417,6 +426,8 @@ async def logs(request: web.Request):
     stamps = query_bool(request, "timestamps")
     tty = bool(record.config.get("Tty"))
     reader = _LogReader(_store(engine).log_path(record.id))
+    if query_bool(request, "follow") and (record.host_config.get("LogConfig") or {}).get("Type") != "none":
+        await blocking(reader.open_now)
     try:
         entries = await blocking(_log_entries, engine, record, reader, tail, since, until)
     except BaseException:

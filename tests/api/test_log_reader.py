@@ -47,3 +47,19 @@ def test_a_log_that_does_not_exist_yet_is_read_once_it_appears(tmp_path):
     path.write_bytes(_line("late\n"))
     assert [entry[2] for entry in reader.read()] == ["late\n"]
     reader.close()
+
+
+def test_following_a_log_the_monitor_has_not_made_yet_holds_the_file_it_will_write(tmp_path):
+    path = tmp_path / "json.log"
+    reader = _LogReader(path)
+    reader.open_now()
+    # The monitor opens it as kernel/logpump.py's JsonLog does, writes, and the container is removed.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    os.write(fd, _line("quick\n"))
+    os.close(fd)
+    os.unlink(path)
+    assert [entry[2] for entry in reader.read()] == ["quick\n"]
+    reader.close()
+    missing = _LogReader(tmp_path / "gone" / "json.log")
+    missing.open_now()  # a removed container's directory: nothing to hold, no error
+    assert missing.read() == []
