@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install everything (scripts/setup.sh), then run the whole test suite.
 #
-# Three passes run side by side (the first in two halves): the whole suite with every command run
-# directly (daemonless) but tests/cluster; the container and runtime modules again with every command sent through the
+# Three passes run side by side: the whole suite with every command run directly (daemonless) but
+# tests/cluster; the container and runtime modules again with every command sent through the
 # resident engine (PALLET_TEST_ENGINE=1), so both paths are held to the same tests (tests/fastpath
 # starts and kills engines of its own, so it runs in the first pass only); and tests/cluster, whose
 # scenarios mostly wait on leases, elections and health checks (so they overlap well with the
@@ -23,21 +23,7 @@ if (($# == 0)); then
   engine_pass=$!
   python3 -m pytest -q -p no:cacheprovider tests/cluster >"$cluster_log" 2>&1 &
   cluster_pass=$!
-  # The direct pass in two halves side by side (33 min as one on two cores; most tests wait on
-  # processes, registries and timers rather than compute).
-  half_log=$(mktemp -t pallet-direct-half.XXXXXX)
-  python3 -m pytest -q -p no:cacheprovider tests/api tests/build tests/hardening tests/images tests/registry \
-    tests/trust tests/fastpath tests/pods >"$half_log" 2>&1 &
-  half_pass=$!
-  python3 -m pytest -q -p no:cacheprovider --ignore=tests/cluster --ignore=tests/api --ignore=tests/build \
-    --ignore=tests/hardening --ignore=tests/images --ignore=tests/registry --ignore=tests/trust \
-    --ignore=tests/fastpath --ignore=tests/pods || status=$?
-  half_status=0
-  wait "$half_pass" || half_status=$?
-  echo "== api, build, hardening, images, registry, trust, fastpath and pods (direct):"
-  if ((half_status == 0)); then tail -n 3 "$half_log"; else cat "$half_log"; fi
-  rm -f "$half_log"
-  ((status == 0)) && status=$half_status
+  python3 -m pytest -q -p no:cacheprovider --ignore=tests/cluster || status=$?
   for pass in engine cluster; do
     pass_status=0
     if [[ $pass == engine ]]; then
