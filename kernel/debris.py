@@ -40,13 +40,9 @@ class Item:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from pallet.kernel.procs import pid_exists
+
+    return pid_exists(pid)
 
 
 def owner_pid(name: str) -> int | None:

@@ -5,6 +5,17 @@ from __future__ import annotations
 import os
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one we may not signal counts); no check of which process it is."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat (ticks since boot), or 0 if the process is gone or a zombie."""
     try:

@@ -23,13 +23,9 @@ from pallet.kernel.fsutil import atomic_write_json
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from pallet.kernel.procs import pid_exists
+
+    return pid_exists(pid)
 
 
 class Leases:

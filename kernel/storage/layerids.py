@@ -50,10 +50,6 @@ def sweep_leftovers(directory: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from pallet.kernel.procs import pid_exists
+
+    return pid_exists(pid)
