@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pallet.kernel import faults
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import NotFound, PalletError
 from pallet.kernel.images import manifest as mf
 from pallet.kernel.images import reference as refs
 from pallet.kernel.images.records import ImageRecord
@@ -144,9 +144,15 @@ def _parent_layers(store, parent: ImageRecord | None) -> list[mf.Descriptor]:
     """The parent's layer descriptors, read under the lock (it may have been removed while the layer was staged)."""
     if parent is None:
         return []
-    if not store.blobs.has(parent.manifest_digest):
+    # Read the record again: a pull or load of the same image (same config, so the same id) may
+    # have recorded it under another manifest meanwhile, and the blob sweep removed the old one.
+    try:
+        current = store.load(parent.id)
+    except NotFound:
+        raise PalletError(f"image {parent.id[7:19]} was removed during the commit") from None
+    if not store.blobs.has(current.manifest_digest):
         raise PalletError(f"image {parent.id[7:19]} was removed during the commit")
-    return mf.parse_manifest(store.blobs.read(parent.manifest_digest)).layers
+    return mf.parse_manifest(store.blobs.read(current.manifest_digest)).layers
 
 
 class _Peek:

@@ -348,6 +348,7 @@ class ImageStore:
         record = read_image(self.image_path(image_id)) if previous else ImageRecord(
             id=image_id, manifest_digest=manifest_digest, manifest_media_type=manifest.media_type,
             layers=chains, created=str(config.get("created") or ""), size=total, added=now_rfc3339())
+        replaced = previous and record.manifest_digest != manifest_digest
         record.manifest_digest, record.manifest_media_type = manifest_digest, manifest.media_type
         faults.point("image.before-record")
         record.index_digest = index_digest or record.index_digest
@@ -356,6 +357,8 @@ class ImageStore:
             if entry not in record.repo_digests:
                 record.repo_digests.append(entry)
         write_image(self.image_path(image_id), record)
+        if replaced:  # the same image, now under this manifest: the old manifest's blobs may be orphans
+            self.collect_blobs()
         if names:
             tags = self.tags()
             tags.update({str(name): image_id for name in names if name.tag})

@@ -113,3 +113,27 @@ def test_commit_holds_the_store_lock_only_to_publish(bb, hold):
     assert ran.stdout == "committed\n"
     check = bb("system", "check")
     assert (check.returncode, check.stdout) == (0, "no problems found\n"), check.stdout + check.stderr
+
+
+
+def test_commit_survives_its_base_being_recorded_again_under_another_manifest(bb, hold, tmp_path):
+    # Found by the soak test: a load of the image a container was made from (same config, so the
+    # same id) records it under the archive's manifest, and the blob sweep drops the old one while
+    # a commit of that container has staged its layer and not yet read its base's layers.
+    archive = tmp_path / "bb.tar"
+    bb("save", "-o", str(archive), "busybox", check=True)
+    bb("run", "--name", "based", "busybox", "sh", "-c", "echo based > /marker", check=True)
+    held = hold(bb, "commit.layer-staged", "commit", "based", "d10:based")
+    held.wait_paused()
+    bb("load", "-i", str(archive), check=True, timeout=120)
+    assert bb("system", "check").returncode == 0   # the old manifest is no orphan: load removed it
+    bb("create", "--name", "other", "busybox", "true", check=True)
+    bb("commit", "other", "d10:gone", check=True, timeout=60)
+    bb("rm", "other", check=True)
+    bb("rmi", "d10:gone", check=True, timeout=60)   # a removal sweeps the blobs nothing needs
+    code, out, err = held.release()
+    assert code == 0, err
+    ran = bb("run", "--rm", "d10:based", "cat", "/marker", check=True)
+    assert ran.stdout == "based\n"
+    check = bb("system", "check")
+    assert (check.returncode, check.stdout) == (0, "no problems found\n"), check.stdout + check.stderr
