@@ -117,7 +117,7 @@ def open_sink(params: dict, json_log_for, plugins=None, run_root=None):
     with _suppress_missing():
         (home / ERROR_FILE).unlink()
     opened = plugins.open("logging", driver, DriverContext(home=home, options={**config, **params["container"]}))
-    if getattr(opened, "reads_locally", False):
+    if opened.reads_locally:
         return DualLog(_Nothing(), opened)
     size, files = LOCAL_COPY
     return DualLog(json_log_for(path, "json-file", {"max-size": str(size), "max-file": str(files)}), opened)

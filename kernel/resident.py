@@ -49,10 +49,7 @@ def preload(run_root: Path) -> None:
         importlib.import_module(module)
     for module in ("pallet.kernel.lifecycle", "pallet.kernel.monitor", "pallet.kernel.images", "pallet.kernel.plugins",
                    "pallet.kernel.stdio", "pallet.kernel.attach", "pallet.kernel.spec", "pallet.kernel.cgroups"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
+        importlib.import_module(module)
     from pallet.kernel.entrypoints import listing
     from pallet.kernel.plugins import GROUPS
 

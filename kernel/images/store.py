@@ -391,7 +391,7 @@ class ImageStore:
             return source
 
         todo = [(record, index) for record, index in plans if index is not None]
-        if len(todo) > 1 and getattr(self.driver, "parallel_apply", False):
+        if len(todo) > 1 and self.driver.parallel_apply:
             self._unpack_parallel(txn, todo, source_of, progress)
         else:
             for record, index in todo:

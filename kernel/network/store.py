@@ -60,7 +60,7 @@ class NetworkStore:
     def _discover(self, records: list[NetworkRecord]) -> list[NetworkRecord]:
         """Record the networks drivers find outside the store (CNI conflists); forget vanished, unused ones."""
         drivers = [name for name in self.engine.plugins.names("network")
-                   if getattr(self.engine.plugins.driver("network", name).cls, "discovers", False)]
+                   if self.engine.plugins.driver("network", name).cls.discovers]
         if not drivers:
             return records
         found = {}

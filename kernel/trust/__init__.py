@@ -1,6 +1,6 @@
 """Image trust: the containers-policy.json trust policy, GPG simple signing and sigstore signatures, SBOMs, offline scans.
 
-Rooms: ``policy`` (parse and validate the file), ``scopes`` (which rule applies to an image),
+Modules: ``policy`` (parse and validate the file), ``scopes`` (which rule applies to an image),
 ``identity`` (signedIdentity matchers), ``payload`` (the simple-signing JSON both signature
 kinds carry), ``gpg`` and ``sigstore`` (the two mechanisms), ``registriesd`` (where GPG
 signatures live), ``attachments`` (cosign ``sha256-<hex>.sig`` tags), ``evaluate`` (a verdict for

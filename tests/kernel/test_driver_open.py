@@ -44,7 +44,7 @@ def engine(tmp_path):
 
 @pytest.mark.parametrize("kind, name", [
     ("storage", "vfs"), ("volume", "local"), ("network", "bridge"), ("ipam", "default"),
-    ("runtime", "pallet"), ("security", "capabilities"), ("registry", "dir"),
+    ("runtime", "pallet"), ("security", "capabilities"), ("registry", "dir"), ("logging", "none"),
 ])
 def test_every_kind_is_opened_with_the_same_context(engine, kind, name):
     driver = engine.open_driver(kind, name, {"example": "1"})
