@@ -203,3 +203,36 @@ spec:
     assert restarts >= 1, "the probe failed once the file was gone, so the container was restarted"
     assert logs_of(cli, "live", "run\nlive-app run").count("run") >= 2
     cli("kube", "down", "-", input=doc, check=True)
+
+
+def test_security_context_resources_host_path_and_restart_policy_reach_the_container(cli, tmp_path):
+    host_dir = tmp_path / "hostdir"
+    host_dir.mkdir()
+    (host_dir / "f.txt").write_text("from-host\n")
+    doc = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: sec}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: h, hostPath: {{path: {host_dir}}}}}
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "id -u; cat /h/f.txt; touch /x 2>/dev/null && echo writable || echo read-only; exec sleep 300"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    resources: {{limits: {{memory: 64Mi}}}}
+    securityContext: {{runAsUser: 1000, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}}
+"""
+    played = cli("kube", "play", "-", input=doc)
+    assert played.returncode == 0, played.stderr
+    assert logs_of(cli, "sec", "read-only") == "sec-c 1000\nsec-c from-host\nsec-c read-only\n"
+    info = json.loads(cli("inspect", "sec-c", check=True).stdout)[0]
+    assert info["Config"]["User"] == "1000"
+    host_config = info["HostConfig"]
+    assert (host_config["Memory"], host_config["ReadonlyRootfs"]) == (64 * 1024 * 1024, True)
+    assert host_config["RestartPolicy"]["Name"] == "no"
+    assert "no-new-privileges" in " ".join(host_config.get("SecurityOpt") or []), host_config.get("SecurityOpt")
+    cli("kube", "down", "-", input=doc, check=True)
+    assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
