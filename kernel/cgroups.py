@@ -54,14 +54,16 @@ def _device_rule(rule: dict) -> str:
 
 def _fill_cpuset(path: Path) -> None:
     """A new v1 cpuset is empty and no task can join an empty cpuset: inherit the parent's, top-down
-    (another pallet may have just made a parent and not filled it yet)."""
+    (another pallet may have just made a parent and not filled it yet, or filled only its cpus)."""
+    keys = ("cpuset.cpus", "cpuset.mems")
     empty = []
     probe = path
-    while (probe / "cpuset.cpus").exists() and not _read(probe / "cpuset.cpus").strip():
+    # A parent is unfilled until *both* files are: the other pallet writes cpus before mems.
+    while (probe / keys[0]).exists() and not all(_read(probe / key).strip() for key in keys):
         empty.append(probe)
         probe = probe.parent
     for directory in reversed(empty):
-        for key in ("cpuset.cpus", "cpuset.mems"):
+        for key in keys:
             if not _read(directory / key).strip():
                 _write(directory / key, _read(directory.parent / key).strip())
 

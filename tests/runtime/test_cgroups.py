@@ -211,6 +211,29 @@ def test_v1_parents_created_concurrently(tmp_path):
                 Path(mount, parent).rmdir()
 
 
+def test_v1_child_of_a_parent_another_pallet_has_half_filled():
+    """The race the concurrent test once lost: the other pallet wrote the parent's cpus but not yet its
+    mems. The child must still get both (its parent is filled first), not an empty mems."""
+    if not V1 or "cpuset" not in hierarchies()[0]:
+        pytest.skip("this host has no cgroup v1 cpuset")
+    parent = f"pallet-cgt{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    top = Path(hierarchies()[0]["cpuset"])
+    group = Cgroup.for_spec("c0", {"cgroupsPath": f"{parent}/c0"})
+    try:
+        Path(top, parent).mkdir()
+        Path(top, parent, "cpuset.cpus").write_text(Path(top, "cpuset.cpus").read_text().strip())
+        assert not Path(top, parent, "cpuset.mems").read_text().strip()
+        group.create()
+        child = Path(group.dirs()["cpuset"])
+        assert Path(child, "cpuset.mems").read_text().strip() == Path(top, "cpuset.mems").read_text().strip()
+        assert Path(top, parent, "cpuset.mems").read_text().strip() == Path(top, "cpuset.mems").read_text().strip()
+    finally:
+        group.destroy()
+        for mount in hierarchies()[0].values():
+            with contextlib.suppress(FileNotFoundError):
+                Path(mount, parent).rmdir()
+
+
 def test_hierarchies_from_a_hybrid_mount_table(tmp_path):
     table = tmp_path / "mounts"
     table.write_text(
