@@ -9,7 +9,7 @@ import contextlib
 import sys
 import time
 
-from pallet.kernel import lifecycle, monitor, restart
+from pallet.kernel import faults, lifecycle, monitor, restart
 from pallet.kernel.containers import ContainerStore
 from pallet.kernel.errors import PalletError
 
@@ -32,6 +32,7 @@ def policy_restart(engine, cid: str) -> None:
     try:
         record = store.load(cid)
         if not record.stopped_by_user and not lifecycle.refresh(engine, record).running:
+            faults.point("restart.checked")
             start_again(engine, record, count=True)
             from pallet.kernel import events
 

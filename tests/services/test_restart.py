@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -67,6 +68,48 @@ def test_always_backs_off_doubling_and_a_user_stop_ends_it(bb):
     time.sleep(1.5)
     final = state(bb, "svc-bo")
     assert (final["RestartCount"], final["Status"], final["Restarting"]) == (stopped, "exited", False)
+
+
+def test_a_stop_while_a_restart_is_starting_the_container_is_not_restarted(bb, tmp_path):
+    """The race the back-off test once lost: the restarter has looked at the record (not stopped, not
+    running) when the user's stop comes; its start must not clear the stop, so the stop is final."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    env = {"PALLET_FAULT": "restart.checked:pause", "PALLET_FAULT_DIR": str(faults)}
+    go = faults / "restart.checked.go"
+
+    def release():
+        with contextlib.suppress(OSError):   # ENXIO: nobody waits there
+            os.close(os.open(go, os.O_WRONLY | os.O_NONBLOCK))
+
+    bb("run", "-d", "--name", "svc-race", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 1",
+       env=env, check=True)
+    stopper = None
+    try:
+        assert eventually(lambda: (faults / "restart.checked.paused").exists(), timeout=30)
+        (faults / "restart.checked.paused").unlink()
+        stopper = subprocess.Popen(bb.command("stop", "-t", "1", "svc-race", engine=False), env=bb.env,
+                                   cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the stop has marked the record and waits for the restarter to go
+        assert eventually(lambda: _saved(bb, "svc-race")["stopped_by_user"], timeout=30)
+        assert stopper.poll() is None
+        release()
+        out, err = stopper.communicate(timeout=60)
+        assert stopper.returncode == 0, err
+        time.sleep(1.0)   # a restart would be due within 0.2 s of that exit
+        final = state(bb, "svc-race")
+        assert (final["RestartCount"], final["Status"], final["Restarting"]) == (1, "exited", False), final
+        assert not (faults / "restart.checked.paused").exists()   # no restarter reached the point again
+    finally:
+        release()
+        if stopper is not None and stopper.poll() is None:
+            stopper.kill()
+            stopper.wait()
+
+
+def _saved(pallet, name) -> dict:
+    cid = json.loads(pallet("inspect", name, check=True).stdout)[0]["Id"]
+    return json.loads((pallet.root / "containers" / cid / "container.json").read_text())
 
 
 @pytest.mark.parametrize("verb", ["stop", "kill"])
