@@ -31,7 +31,8 @@ CONTAINER = {
     "volumeMounts": [{"name": str, "mountPath": str, "readOnly": bool, "subPath": str}],
     "securityContext": {"runAsUser": int, "runAsGroup": int, "privileged": bool, "readOnlyRootFilesystem": bool,
                         "allowPrivilegeEscalation": bool,
-                        "capabilities": {"add": [str], "drop": [str]}, "seccompProfile": {"type": str}},
+                        "capabilities": {"add": [str], "drop": [str]},
+                        "seccompProfile": {"type": str, "localhostProfile": str}},
     "resources": {"limits": ANY, "requests": ANY},
     "livenessProbe": PROBE, "readinessProbe": PROBE, "tty": bool, "stdin": bool,
 }

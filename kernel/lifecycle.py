@@ -314,12 +314,13 @@ def check_network(engine, network: str) -> str:
 
 
 def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path]]:
-    """``--network container:ID``: the other container's netns path and its hosts/resolv.conf files."""
+    """``--network container:ID``: the other container's netns path and its hosts/resolv.conf files.
+
+    Joining a container that uses the host's network is using the host's network (its netns is the
+    host's, its files copies of the host's): a pod with ``hostNetwork: true`` is made so."""
     other = refresh(engine, ContainerStore(engine).load(record.network_mode.partition(":")[2]))
     if other.status != "running":
         raise Conflict(f"cannot join network of a non running container: {other.id}")
-    if other.network_mode == "host":
-        raise Conflict("cannot join the network of a container that uses the host's network")
     other_dir = ContainerStore(engine).run_dir(other.id)
     return f"/proc/{other.pid}/ns/net", {"/etc/hosts": other_dir / "hosts", "/etc/resolv.conf": other_dir / "resolv.conf"}
 

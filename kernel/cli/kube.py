@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -145,8 +146,7 @@ def _container_args(pod_name: str, container: dict, where: str, spec: dict, volu
         args += ["--cap-add", cap]
     for cap in (sc.get("capabilities") or {}).get("drop") or []:
         args += ["--cap-drop", cap]
-    if (sc.get("seccompProfile") or {}).get("type") == "Unconfined":
-        args += ["--security-opt", "seccomp=unconfined"]
+    args += _seccomp_args(sc.get("seccompProfile"), f"{where}.securityContext.seccompProfile")
     limits = (container.get("resources") or {}).get("limits") or {}
     if "memory" in limits:
         args += ["--memory", str(limits["memory"]).replace("Mi", "m").replace("Gi", "g").replace("Ki", "k")]
@@ -201,6 +201,26 @@ def _set_net_probe(engine, member, container: dict, where: str):
         config["Healthcheck"] = {**(config.get("Healthcheck") or {}), "Test": test}
         return ContainerStore(engine).update(member.id, config=config)
     return member
+
+
+# Where the kubelet looks for a ``Localhost`` profile named by a relative path.
+KUBELET_SECCOMP_ROOT = "/var/lib/kubelet/seccomp"
+
+
+def _seccomp_args(profile: dict | None, where: str) -> list[str]:
+    """``seccompProfile``: RuntimeDefault (pallet's default profile), Unconfined, or Localhost with a
+    ``localhostProfile`` path (Docker's JSON format; relative to the kubelet's seccomp root)."""
+    kind = (profile or {}).get("type")
+    if kind in (None, "RuntimeDefault"):
+        return []
+    if kind == "Unconfined":
+        return ["--security-opt", "seccomp=unconfined"]
+    if kind == "Localhost":
+        path = profile.get("localhostProfile")
+        if not path:
+            raise UsageError(f"{where}.localhostProfile: required with type Localhost")
+        return ["--security-opt", f"seccomp={os.path.join(KUBELET_SECCOMP_ROOT, path)}"]
+    raise UsageError(f"{where}.type: {kind!r} is not one of RuntimeDefault, Unconfined, Localhost")
 
 
 def play_pod(engine, pod_name: str, labels: dict, spec: dict, maps: dict, secrets: dict,

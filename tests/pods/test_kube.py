@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 
 import yaml
@@ -235,4 +236,76 @@ spec:
     assert host_config["RestartPolicy"]["Name"] == "no"
     assert "no-new-privileges" in " ".join(host_config.get("SecurityOpt") or []), host_config.get("SecurityOpt")
     cli("kube", "down", "-", input=doc, check=True)
+    assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
+
+
+def _own_status(key: str) -> str:
+    return next(line.split()[1] for line in open("/proc/self/status") if line.startswith(key))
+
+
+def test_host_network_privileged_and_seccomp_profiles(cli, tmp_path):
+    """hostNetwork: every container sees the host's netns; privileged gets every capability;
+    seccompProfile Unconfined has no filter, RuntimeDefault pallet's, Localhost the file's rules."""
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    show = "readlink /proc/self/ns/net; grep -E '^(Seccomp|CapEff):' /proc/self/status | tr -s '\\t' ' '"
+    doc = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: hn}}
+spec:
+  hostNetwork: true
+  containers:
+  - name: priv
+    image: busybox
+    command: [sh, -c, "{show}; echo done; exec sleep 300"]
+    securityContext: {{privileged: true, seccompProfile: {{type: Unconfined}}}}
+  - name: dflt
+    image: busybox
+    command: [sh, -c, "{show}; echo done; exec sleep 300"]
+    securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
+  - name: local
+    image: busybox
+    command: [sh, -c, "mkdir /made 2>/dev/null && echo made || echo refused; echo done; exec sleep 300"]
+    securityContext: {{seccompProfile: {{type: Localhost, localhostProfile: {profile}}}}}
+"""
+    played = cli("kube", "play", "-", input=doc)
+    assert played.returncode == 0, played.stderr
+    try:
+        host_netns = os.readlink("/proc/self/ns/net")
+        for name in ("priv", "dflt", "local"):
+            for _ in range(100):
+                out = cli("logs", f"hn-{name}", check=True).stdout
+                if "done" in out:
+                    break
+                time.sleep(0.1)
+            lines = out.splitlines()
+            if name == "local":
+                assert lines[0] == "refused", out
+                continue
+            status = dict(line.split(" ", 1) for line in lines[1:3])
+            assert lines[0] == host_netns, (name, out)
+            if name == "priv":
+                assert status["Seccomp:"] == "0" and status["CapEff:"] == _own_status("CapEff:"), out
+            else:
+                assert status["Seccomp:"] == "2" and int(status["CapEff:"], 16) == 0xa80425fb, out
+    finally:
+        cli("kube", "down", "-", input=doc, check=True)
+    assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_an_unknown_seccomp_profile_type_is_an_error_naming_its_path(cli):
+    doc = """
+apiVersion: v1
+kind: Pod
+metadata: {name: badsc}
+spec:
+  containers:
+  - {name: c, image: busybox, command: [sleep, "1"], securityContext: {seccompProfile: {type: Strict}}}
+"""
+    played = cli("kube", "play", "-", input=doc)
+    assert played.returncode != 0
+    assert "spec.containers[0].securityContext.seccompProfile.type: 'Strict' is not one of" in played.stderr
+    assert "Traceback" not in played.stderr
     assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
