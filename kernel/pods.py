@@ -106,8 +106,9 @@ def new_pod(store: PodStore, name: str, share: list[str], hostname: str, labels:
                      hostname=hostname or name)
 
 
-def infra_args(pod: PodRecord, publish: tuple, network: str, image: str) -> list[str]:
-    """The ``create`` command line of the infra container."""
+def infra_args(pod: PodRecord, publish: tuple, network: str, image: str, command: list[str] = ()) -> list[str]:
+    """The ``create`` command line of the infra container: pallet's pause loop in busybox, or the
+    ``--infra-image``'s own entrypoint and command (podman's, e.g. a ``pause`` image), or ``command``."""
     args = ["--name", f"{pod.name}-infra", "--label", f"{POD_LABEL}={pod.id}", "--label", f"{INFRA_LABEL}=true",
             "--hostname", pod.hostname]
     if "ipc" in pod.share:
@@ -116,7 +117,29 @@ def infra_args(pod: PodRecord, publish: tuple, network: str, image: str) -> list
         args += ["--network", network]
     for port in publish:
         args += ["-p", port]
-    return args + [image or INFRA_IMAGE, *INFRA_COMMAND]
+    if command:
+        return args + [image or INFRA_IMAGE, *command]
+    return args + ([image] if image else [INFRA_IMAGE, *INFRA_COMMAND])
+
+
+def parse_infra_command(text: str) -> list[str]:
+    """``--infra-command``: a JSON array (``["/pause"]``) or a shell-quoted line."""
+    import json
+    import shlex
+
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            command = json.loads(text)
+        except ValueError:
+            command = None
+        if not isinstance(command, list) or not all(isinstance(x, str) for x in command) or not command:
+            raise UsageError(f"invalid --infra-command {text!r}: a JSON array of strings or a shell line")
+        return command
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise UsageError(f"invalid --infra-command {text!r}: {err}") from None
 
 
 def member_options(pod: PodRecord, opts: dict) -> dict:

@@ -57,14 +57,22 @@ def _start(engine, record) -> None:
 @click.option("--share", default="", help="Namespaces to share: net,ipc,uts,pid (default net,ipc,uts).")
 @click.option("--hostname", default="", help="Hostname of the pod's containers (default: the pod's name).")
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set metadata on the pod.")
-@click.option("--infra-image", default="", help="Image of the infra container (default: busybox, built in).")
+@click.option("--infra-image", default="", help="Image of the infra container, run with its own command "
+              "(default: pallet's pause loop in busybox, built in).")
+@click.option("--infra-command", default="", metavar="COMMAND",
+              help='Command of the infra container (a shell line or a JSON array: \'["/pause"]\').')
 @click.pass_obj
-def create(engine, name, publish, network, share, hostname, label, infra_image):
+def create(engine, name, publish, network, share, hostname, label, infra_image, infra_command):
     """Create a pod; its infra container is started at once and holds the shared namespaces."""
-    click.echo(create_pod(engine, name, publish, network, share, hostname, _labels(label), infra_image).id)
+    from pallet.kernel import pods
+
+    command = pods.parse_infra_command(infra_command) if infra_command else []
+    click.echo(create_pod(engine, name, publish, network, share, hostname, _labels(label), infra_image,
+                          command).id)
 
 
-def create_pod(engine, name="", publish=(), network="", share="", hostname="", labels=None, infra_image=""):
+def create_pod(engine, name="", publish=(), network="", share="", hostname="", labels=None, infra_image="",
+               infra_command=()):
     from pallet.kernel import lifecycle, pods
 
     store = _stores(engine)
@@ -73,7 +81,8 @@ def create_pod(engine, name="", publish=(), network="", share="", hostname="", l
         record = pods.new_pod(store, name, kinds, hostname, labels or {})
         if not infra_image:
             lifecycle.resolve_image(engine, pods.INFRA_IMAGE, quiet=True)
-        infra = _create_container(engine, pods.infra_args(record, publish, network, infra_image))
+        infra = _create_container(engine, pods.infra_args(record, publish, network, infra_image,
+                                                          list(infra_command)))
         record.infra_id = infra.id
         store.save(record)
     try:
@@ -189,31 +198,59 @@ def _summary(engine, store, record) -> dict:
 
     members = [lifecycle.refresh(engine, m) for m in store.members(record)]
     return {"Id": record.id, "Name": record.name, "Status": pods.status(members),
-            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)), "CreatedUnix": record.created,
             "InfraContainerId": record.infra_id, "Labels": record.labels, "SharedNamespaces": record.share,
             "Hostname": record.hostname, "NumContainers": len(members),
             "Containers": [{"Id": m.id, "Name": m.name, "State": m.status} for m in members]}
 
 
+POD_COLUMNS = [("POD ID", "ID"), ("NAME", "Name"), ("STATUS", "Status"), ("CREATED", "CreatedAgo"),
+               ("INFRA ID", "InfraID"), ("# OF CONTAINERS", "NumberOfContainers")]
+
+
+def _pod_filter(filters: dict, row: dict) -> bool:
+    """podman's ``pod ps --filter``: id, name (substring), status, label (KEY or KEY=VALUE)."""
+    for key, values in filters.items():
+        if key == "id":
+            ok = any(row["Id"].startswith(v) for v in values)
+        elif key == "name":
+            ok = any(v in row["Name"] for v in values)
+        elif key == "status":
+            ok = row["Status"].lower() in {v.lower() for v in values}
+        elif key == "label":
+            ok = all(k in row["Labels"] and (not sep or row["Labels"][k] == v)
+                     for k, sep, v in (value.partition("=") for value in values))
+        else:
+            raise UsageError(f"invalid filter {key!r} (one of id, name, status, label)")
+        if not ok:
+            return False
+    return True
+
+
 @pod.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Print only pod IDs.")
-@click.option("--format", "fmt", default="", help='"json" for a JSON list.')
+@click.option("--no-trunc", is_flag=True, help="Do not truncate pod and infra IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Filter by id, name, status or label.")
+@click.option("--format", "fmt", default="", metavar="TEMPLATE",
+              help="'json' for a JSON list, or a Go template ('{{.Name}} {{.Status}}', 'table …').")
 @click.pass_obj
-def ls(engine, quiet, fmt):
+def ls(engine, quiet, no_trunc, filters, fmt):
     """List pods."""
+    from pallet.kernel.cli.output import emit, filter_map
+    from pallet.kernel.humanize import duration
+
     store = _stores(engine)
-    rows = [_summary(engine, store, r) for r in store.all()]
+    wanted = filter_map(filters)
+    rows = [row for row in (_summary(engine, store, r) for r in store.all()) if _pod_filter(wanted, row)]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    if quiet:
-        for row in rows:
-            click.echo(row["Id"][:12])
-        return
-    click.echo(f"{'POD ID':<14} {'NAME':<20} {'STATUS':<10} {'# OF CONTAINERS':<16} INFRA ID")
-    for row in rows:
-        click.echo(f"{row['Id'][:12]:<14} {row['Name']:<20} {row['Status']:<10} {row['NumContainers']:<16} "
-                   f"{row['InfraContainerId'][:12]}")
+    cut = (lambda text: text) if no_trunc else (lambda text: text[:12])
+    shown = [{**row, "ID": cut(row["Id"]), "InfraID": cut(row["InfraContainerId"]),
+              "NumberOfContainers": row["NumContainers"],
+              "CreatedAgo": duration(max(0.0, time.time() - row["CreatedUnix"])) + " ago"} for row in rows]
+    emit(shown, POD_COLUMNS, fmt or None, quiet_field="ID", quiet=quiet)
 
 
 @pod.command("inspect")

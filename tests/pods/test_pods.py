@@ -124,3 +124,53 @@ def test_bad_input_is_one_clear_line(cli):
     assert clash.returncode != 0 and len(clash.error_lines) == 1 and "set it on the pod" in clash.stderr
     missing = cli("run", "--rm", "--pod", "nope", "busybox", "true")
     assert missing.returncode != 0 and missing.error_lines == ["Error: no such pod: nope"]
+
+
+def test_infra_image_runs_its_own_command_and_pod_restart_rejoins_the_new_namespaces(cli, tmp_path):
+    context = tmp_path / "pause"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        'FROM busybox\nCMD ["sh", "-c", "trap \'exit 0\' TERM; while :; do sleep 1001 & wait; done"]\n')
+    cli("build", "-q", "-t", "mypause:1", str(context), check=True)
+    cli("pod", "create", "--name", "own", "--infra-image", "mypause:1", check=True)
+    cli("run", "-d", "--name", "member", "--pod", "own", "busybox", "sleep", "300", check=True)
+    infra = json.loads(cli("inspect", "own-infra", check=True).stdout)[0]
+    assert infra["Config"]["Image"] == "mypause:1" and infra["State"]["Running"]
+    assert "sleep 1001" in cli("top", "own-infra", check=True).stdout
+
+    def netns(name):
+        return cli("exec", name, "readlink", "/proc/self/ns/net", check=True).stdout.strip()
+
+    def started(name):
+        return json.loads(cli("inspect", name, check=True).stdout)[0]["State"]["StartedAt"]
+
+    before = (netns("own-infra"), netns("member"), started("member"), started("own-infra"))
+    assert before[0] == before[1]
+    cli("pod", "restart", "own", check=True)
+    after = (netns("own-infra"), netns("member"), started("member"), started("own-infra"))
+    assert after[0] == after[1], "the member is in the new infra container's namespace"
+    # (a netns inode number may be reused once the old one is freed: the start times tell the restart)
+    assert after[2] != before[2] and after[3] != before[3], (before, after)
+
+    cli("pod", "pause", "own", check=True)
+    states = {c["Name"]: c["State"] for c in json.loads(cli("pod", "inspect", "own", check=True).stdout)[0]["Containers"]}
+    assert set(states.values()) == {"paused"}, states
+    cli("pod", "unpause", "own", check=True)
+    assert json.loads(cli("inspect", "member", check=True).stdout)[0]["State"]["Status"] == "running"
+
+    # --infra-command overrides the image's command (a JSON array or a shell line)
+    cli("pod", "create", "--name", "cmd", "--infra-command", '["sh", "-c", "exec sleep 1002"]', check=True)
+    assert "sleep 1002" in cli("top", "cmd-infra", check=True).stdout
+    bad = cli("pod", "create", "--name", "bad", "--infra-command", '["sh", 1]')
+    assert bad.returncode == 2 and bad.error_lines == [
+        """Error: invalid --infra-command '["sh", 1]': a JSON array of strings or a shell line"""]
+    assert sorted(cli("pod", "ls", "--format", "{{.Name}}", check=True).stdout.split()) == ["cmd", "own"]
+    table = cli("pod", "ls", check=True).stdout.splitlines()
+    assert table[0].split() == ["POD", "ID", "NAME", "STATUS", "CREATED", "INFRA", "ID", "#", "OF", "CONTAINERS"]
+    assert cli("pod", "ls", "--filter", "name=ow", "--format", "{{.Name}} {{.NumberOfContainers}} {{.Status}}",
+               check=True).stdout == "own 2 Running\n"
+    assert cli("pod", "ls", "-q", "--filter", "label=nope", check=True).stdout == ""
+    wrong = cli("pod", "ls", "--filter", "colour=red")
+    assert wrong.returncode == 2 and wrong.error_lines == ["Error: invalid filter 'colour' (one of id, name, status, label)"]
+    cli("pod", "rm", "-f", "own", "cmd", check=True)
+    cli("rmi", "mypause:1", check=True)
