@@ -164,7 +164,7 @@ class CniNetwork(NetworkDriver):
         if options.get("mac_address"):
             runtime["mac"] = options["mac_address"]
         if options.get("ip"):
-            runtime["ips"] = [options["ip"] if "/" in options["ip"] else options["ip"]]
+            runtime["ips"] = [options["ip"]]   # host-local takes an address with or without its prefix
         if options.get("aliases"):
             runtime["aliases"] = {data["conflist"]["name"]: list(options["aliases"])}
         cached = {"container_id": options.get("container_id", endpoint_id), "runtime": runtime,

@@ -221,3 +221,22 @@ def test_network_ls_lists_the_conflists_of_the_config_dir_and_containers_use_the
     cni("network", "rm", data["name"], check=True)
     path.unlink()
     assert data["name"] not in cni("network", "ls", check=True).stdout, "the network goes with its file"
+
+
+def test_ip_and_mac_reach_the_plugins_that_declare_those_capabilities(cni):
+    """``--ip`` as the ``ips`` capability (host-local gives that address), ``--mac-address`` as
+    ``mac`` (tuning sets it), ``--network-alias`` as ``aliases``: podman's runtimeConfig."""
+    path, data = cni.cni_write("caps")
+    data["plugins"][0]["capabilities"] = {"ips": True}
+    data["plugins"][3]["capabilities"] = {"mac": True}
+    path.write_text(json.dumps(data))
+    name = data["name"]
+    cni("network", "create", "-d", "cni", "--opt", f"config={path}", name, check=True)
+    prefix = data["plugins"][0]["ipam"]["ranges"][0][0]["gateway"].rsplit(".", 1)[0]
+    wanted_ip, wanted_mac = f"{prefix}.77", "02:42:ac:11:00:77"
+    shown = cni("run", "--rm", "--network", name, "--ip", wanted_ip, "--mac-address", wanted_mac,
+                "busybox", "ip", "addr", "show", "eth0", check=True).stdout
+    assert f"inet {wanted_ip}/24" in shown and f"link/ether {wanted_mac}" in shown, shown
+    lease_dir = Path(data["plugins"][0]["ipam"]["dataDir"]) / name
+    assert not (lease_dir / wanted_ip).exists(), "--rm released the chosen address"
+    cni("network", "rm", name, check=True)
