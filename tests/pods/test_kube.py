@@ -309,3 +309,19 @@ spec:
     assert "spec.containers[0].securityContext.seccompProfile.type: 'Strict' is not one of" in played.stderr
     assert "Traceback" not in played.stderr
     assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_generate_of_a_plain_container_plays_back_as_a_pod(cli):
+    cli("run", "-d", "--name", "solo", "-e", "WHO=solo", "busybox", "sh", "-c", "echo who=$WHO; exec sleep 300",
+        check=True)
+    generated = cli("kube", "generate", "solo", check=True).stdout
+    doc = yaml.safe_load(generated)
+    assert doc["kind"] == "Pod" and len(doc["spec"]["containers"]) == 1, doc
+    assert {"name": "WHO", "value": "solo"} in doc["spec"]["containers"][0]["env"]
+    cli("rm", "-f", "solo", check=True)
+    replayed = cli("kube", "play", "-", input=generated)
+    assert replayed.returncode == 0 and not replayed.stderr, replayed.stderr
+    pod = doc["metadata"]["name"]
+    assert "who=solo" in logs_of(cli, pod, "who=solo")
+    cli("kube", "down", "-", input=generated, check=True)
+    assert cli("pod", "ls", "-q").stdout.strip() == "" and cli("ps", "-aq").stdout.strip() == ""
