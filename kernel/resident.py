@@ -33,6 +33,8 @@ from pathlib import Path
 SOCKET_NAME = "engine.sock"
 PID_NAME = "engine.pid"
 MAX_MESSAGE = 1 << 20
+# What the engine does not preload (last name parts): entry scripts, and the Engine API server's package.
+PRELOAD_SKIP = {"__main__", "launcher", "api"}
 
 
 def socket_path(run_root: Path) -> Path:
@@ -42,14 +44,26 @@ def socket_path(run_root: Path) -> Path:
 def preload(run_root: Path) -> None:
     """Import what commands use, so that a worker starts with it all in memory (copy-on-write)."""
     import importlib
+    import pkgutil
 
-    from pallet.kernel.cli import COMMANDS
+    import pallet.kernel
+    import pallet.plugins
 
-    for module, _attr, _help in COMMANDS.values():
-        importlib.import_module(module)
-    for module in ("pallet.kernel.lifecycle", "pallet.kernel.monitor", "pallet.kernel.images", "pallet.kernel.plugins",
-                   "pallet.kernel.stdio", "pallet.kernel.attach", "pallet.kernel.spec", "pallet.kernel.cgroups"):
-        importlib.import_module(module)
+    # All of pallet's own modules, not a list of those a command imports at the top: what `run`
+    # imports inside its functions (the runtime, seccomp, cffi and ctypes, the spec builders) was
+    # imported again by every worker, ~20 modules a run. Not the Engine API server (`pallet serve`
+    # is its own process, and aiohttp alone is ~20 MB).
+    def walk(package) -> None:
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            if info.name.rpartition(".")[2] in PRELOAD_SKIP:
+                continue
+            module = importlib.import_module(info.name)
+            if info.ispkg:
+                walk(module)
+
+    walk(pallet.kernel)
+    walk(pallet.plugins)
+    import ctypes  # noqa: F401  (the built-in runtime's clone, imported where it is called)
     from pallet.kernel.entrypoints import listing
     from pallet.kernel.plugins import GROUPS
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -258,3 +259,18 @@ def test_the_installed_pallet_script_is_the_thin_client_started_without_site(eng
     direct = subprocess.run([str(bindir / "pallet"), *options, "--version"], capture_output=True, text=True,
                             env=eng.env, timeout=60)
     assert (direct.returncode, direct.stdout, direct.stderr) == (0, "pallet version 0.1.0\n", "")
+
+
+def test_preload_imports_every_pallet_module_a_run_needs_but_not_the_api_server(tmp_path):
+    """A worker must not import pallet modules again: what `run` imports inside its functions (the
+    built-in runtime's launch and seccomp, the spec builders, cffi) is in the engine already."""
+    probe = (
+        "import sys; from pathlib import Path; from pallet.kernel import resident; "
+        f"resident.preload(Path({str(tmp_path)!r})); "
+        "need = ['pallet.plugins.runtime.builtin.launch', 'pallet.plugins.runtime.builtin.seccomp', "
+        "'pallet.kernel.spec_linux', 'pallet.kernel.sandbox', 'pallet.kernel.linux', 'ctypes']; "
+        "print([m for m in need if m not in sys.modules]); "
+        "print([m for m in sys.modules if m.startswith(('pallet.kernel.api.', 'aiohttp')) or m == 'pallet.kernel.api'])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(REPO), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "[]"], out.stdout
