@@ -111,3 +111,35 @@ def skopeo(*args: str, env: dict | None = None, check: bool = True) -> subproces
     if check and proc.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed: {proc.stderr}")
     return proc
+
+
+def podman_pull(tmp_path, policy, registries_d, source) -> subprocess.CompletedProcess:
+    """``podman pull`` into a private vfs store under ``tmp_path`` (no containers, nothing outside it)."""
+    home = tmp_path / "podman-home"
+    config = home / ".config" / "containers"
+    config.mkdir(parents=True, exist_ok=True)
+    if not (config / "registries.d").exists():
+        (config / "registries.d").symlink_to(registries_d)
+    state = Path(tempfile.mkdtemp(prefix="pt-podman-", dir="/tmp"))   # podman refuses a run root over 50 chars
+    cmd = ["podman", "--root", str(state / "root"), "--runroot", str(state / "run"), "--tmpdir", str(state / "tmp"),
+           "--storage-driver", "vfs", "--events-backend", "none", "--cgroup-manager", "cgroupfs",
+           "pull", "--tls-verify=false", "--signature-policy", str(policy), source]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(home)})
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_run_of_a_stored_image_follows_the_policy_in_force(tpallet, signed_setup, tmp_path, gnupg):
+    """Signatures kept at pull are re-checked offline at create time; a policy now demanding another key refuses."""
+    registry, _store, flags, policy, _rd = signed_setup
+    name = f"{registry.host}/app:signed"
+    assert tpallet("pull", *flags, name).returncode == 0
+    created = tpallet("create", "--signature-policy", str(policy), "--network", "none", name, "/bin/true")
+    assert created.returncode == 0, created.stderr
+    tpallet("rm", created.stdout.strip())
+    write_policy(policy, {"docker": {registry.host: [
+        {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(gnupg.other.public)}]}})
+    refused = tpallet("create", "--signature-policy", str(policy), "--network", "none", name, "/bin/true")
+    assert refused.returncode != 0 and "rejected by trust policy rule" in refused.stderr
+    assert "No such container" not in refused.stderr

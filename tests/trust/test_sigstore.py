@@ -1,7 +1,7 @@
 """sigstore/cosign signatures: keys pallet generates, signatures as ``sha256-<hex>.sig`` attachments in a real registry.
 
-Debian's skopeo 1.9.3 is built with sigstore disabled ("Debian-local change: sigstore disabled"),
-so the peer checks here are skopeo reading the attachment as a plain OCI manifest and openssl
+Debian's skopeo 1.9.3 and podman 4.3.1 are built with sigstore disabled (both answer a
+sigstoreSigned policy with "Debian-local change: sigstore disabled"), so the peer checks here are skopeo reading the attachment as a plain OCI manifest and openssl
 verifying the ECDSA signature over the payload blob with the public key.
 """
 
@@ -131,3 +131,4 @@ def test_push_with_a_key_that_does_not_decrypt_pushes_nothing(tmp_path, tpallet,
                      str(tmp_path / "wrong"), image_id, f"docker://{registry.host}/never:1")
     assert result.returncode == 1 and len(result.error_lines) == 1 and "wrong passphrase" in result.stderr
     assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/never:1", check=False).returncode != 0
+
