@@ -232,6 +232,7 @@ def import_zip(db: str | Path, source: str) -> int:
     for ident, body in advisories.items():
         atomic_write(db / f"{ident}.json", body, durable=False)
     os.sync()
+    load(db).close()   # index now, so that the first scan after an import is a warm one
     return len(advisories)
 
 

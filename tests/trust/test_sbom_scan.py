@@ -220,9 +220,15 @@ def test_update_from_imports_a_zip_and_refuses_a_bad_one_whole(tmp_path, tpallet
     refused = tpallet("image", "scan", "--db", str(db), "--update-from", str(bad))
     assert refused.returncode == 1 and 'unknown ecosystem "Nope"' in refused.stderr
     assert not db.exists()
-    result = _scan(tpallet, scanned_image, db, "--update-from", str(good), "--format", "json")
+    imported = tpallet("image", "scan", "--db", str(db), "--update-from", str(good))
+    assert imported.returncode == 0 and imported.stdout.strip() == f"Imported 3 advisories into {db}"
+    # the import built the index: the first scan reuses that index file instead of building one
+    index = db / ".pallet-index" / "index.sqlite"
+    built = index.stat().st_ino
+    result = _scan(tpallet, scanned_image, db, "--format", "json")
     assert result.returncode == 0, result.stderr
     assert {row["Vulnerability"] for row in json.loads(result.stdout)} == {"DSA-0001", "ALPINE-0001"}
+    assert index.stat().st_ino == built
 
 
 def test_rpm_packages_match_their_distribution_s_advisories(tmp_path, tpallet):
