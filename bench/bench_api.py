@@ -1,9 +1,11 @@
-"""Benchmark the Engine API: docker-py create + start + wait of a ``true`` container, and
-``docker run --rm busybox true`` through the CLI, against ``pallet serve`` and a private dockerd.
+"""Benchmark the Engine API: docker-py create + start + wait of a ``true`` container, ``docker run
+--rm busybox true`` through the CLI, and requests/s of ``GET /containers/json?all=1`` with 100
+containers, against ``pallet serve``, a private dockerd and ``podman system service``.
 
-Interleaved rounds, medians and ratios; dockerd is measured only when installed (``bench/setup-peers.sh``).
+Interleaved rounds (shuffled order each round), medians and ratios; each peer is measured only when
+installed (``bench/setup-peers.sh``).
 
-    python3 bench/bench_api.py [--rounds 10]
+    python3 bench/bench_api.py [--rounds 10] [--list-requests 200]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -55,12 +58,21 @@ def cli_run(host: str) -> float:
     return time.perf_counter() - start
 
 
+def list_rate(client, requests: int) -> float:
+    """Requests per second of ``GET /containers/json?all=1`` over one connection."""
+    start = time.perf_counter()
+    for _ in range(requests):
+        client.api.containers(all=True)
+    return requests / (time.perf_counter() - start)
+
+
 def main() -> None:
     import docker
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--list-requests", type=int, default=200)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         server, url, base, env = pallet_server(work)
@@ -69,23 +81,46 @@ def main() -> None:
         try:
             with contextlib.ExitStack() as stack:
                 docker_prefix = stack.enter_context(peers.docker(work, image_tar))
+                podman_url = stack.enter_context(peers.podman_service(work, image_tar))
                 hosts = {"pallet": url}
                 if docker_prefix is not None:
                     hosts["dockerd"] = docker_prefix[2]
+                if podman_url is not None:
+                    hosts["podman"] = podman_url
                 clients = {name: docker.DockerClient(base_url=host) for name, host in hosts.items()}
                 times = {f"{name} {kind}": [] for name in hosts for kind in ("api", "cli")}
-                for _ in range(rounds):
-                    for name, host in hosts.items():
+                order = list(hosts)
+                for _ in range(args.rounds):
+                    random.shuffle(order)
+                    for name in order:
                         times[f"{name} api"].append(create_start_wait(clients[name]))
-                        times[f"{name} cli"].append(cli_run(host))
+                        times[f"{name} cli"].append(cli_run(hosts[name]))
                 for label, values in times.items():
                     print(f"{label:14s} median {statistics.median(values) * 1000:7.1f} ms")
-                for kind in ("api", "cli"):
-                    if f"dockerd {kind}" in times:
-                        ratio = statistics.median(times[f"pallet {kind}"]) / statistics.median(times[f"dockerd {kind}"])
-                        print(f"pallet/dockerd {kind}: {ratio:.2f}x")
-                if docker_prefix is None:
-                    print("dockerd: skipped (not installed; bench/setup-peers.sh installs docker.io)")
+                for peer in ("dockerd", "podman"):
+                    for kind in ("api", "cli"):
+                        if f"{peer} {kind}" in times:
+                            ratio = statistics.median(times[f"pallet {kind}"]) / statistics.median(times[f"{peer} {kind}"])
+                            print(f"pallet/{peer} {kind}: {ratio:.2f}x")
+                # GET /containers/json with 100 (created, never started) containers on each engine
+                made = {name: [clients[name].containers.create("busybox", ["true"], network_mode="none")
+                               for _ in range(100)] for name in hosts}
+                rates = {name: [] for name in hosts}
+                for _ in range(3):
+                    random.shuffle(order)
+                    for name in order:
+                        rates[name].append(list_rate(clients[name], args.list_requests))
+                for name in hosts:
+                    print(f"{name:8s} GET /containers/json (100 containers): {statistics.median(rates[name]):7.1f} req/s")
+                for peer in ("dockerd", "podman"):
+                    if peer in rates:
+                        print(f"pallet/{peer} list req/s: {statistics.median(rates['pallet']) / statistics.median(rates[peer]):.2f}x")
+                for name, containers in made.items():
+                    for container in containers:
+                        container.remove()
+                for missing, present in (("dockerd", docker_prefix), ("podman", podman_url)):
+                    if present is None:
+                        print(f"{missing}: skipped (not installed; bench/setup-peers.sh installs it)")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)

@@ -70,3 +70,36 @@ def docker(work: Path, image_tar: Path):
         log.close()
         subprocess.run(["umount", "-R", str(work / "docker-data")], capture_output=True)
         subprocess.run(["umount", "-R", str(work / "docker-exec")], capture_output=True)
+
+
+@contextlib.contextmanager
+def podman_service(work: Path, image_tar: Path):
+    """``podman system service`` (its Docker-compatible API) on private storage; yields its ``unix://`` URL.
+
+    Yields None when podman is not installed. The service is stopped and its storage reset afterwards.
+    """
+    prefix = podman(work, image_tar)
+    if prefix is None:
+        yield None
+        return
+    sock = work / "podman.sock"
+    log = open(work / "podman-service.log", "wb")
+    service = subprocess.Popen([*prefix, "system", "service", "--time", "0", f"unix://{sock}"],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if service.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"podman system service did not start; see {work / 'podman-service.log'}")
+            time.sleep(0.1)
+        yield f"unix://{sock}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGTERM)
+        try:
+            service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(service.pid, signal.SIGKILL)
+            service.wait()
+        log.close()
+        podman_cleanup(prefix)
