@@ -8,6 +8,8 @@ sees the variable; ACTION is
   command at a point, run another command against it, and let the first go on — races are
   reproduced by order, never by sleeps;
 - ``kill``: SIGKILL this process there (what a crash or ``kill -9`` leaves);
+- ``die``: exit as the kernel takes a killed process down, slowly: close every descriptor (a pipe's
+  reader sees EOF), pause as ``pause`` does while the process still exists, then SIGKILL it;
 - ``fail``: raise a :class:`PalletError` there (an error mid-mutation must roll back).
 
 :data:`POINTS` lists every point, so a harness can iterate over them. Unarmed, a point costs
@@ -51,12 +53,16 @@ def point(name: str) -> None:
     action = action or "pause"
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "die":
+        os.closerange(0, os.sysconf("SC_OPEN_MAX"))
+        _pause(name)
+        os.kill(os.getpid(), signal.SIGKILL)
     if action == "fail":
         raise PalletError(f"fault injected at {name}")
     if action == "pause":
         _pause(name)
         return
-    raise PalletError(f"PALLET_FAULT: unknown action {action!r} (pause, kill or fail)")
+    raise PalletError(f"PALLET_FAULT: unknown action {action!r} (pause, kill, die or fail)")
 
 
 def _pause(name: str) -> None:

@@ -180,10 +180,20 @@ def spawn(engine, record, bundle: Path, attach_first: bool = False) -> None:
         # supervises it now; it is stopped and its resources released before this fails.
         settled = None
         with contextlib.suppress(PalletError):
-            settled = lifecycle.settle_unsupervised(engine, ContainerStore(engine).load(record.id))
+            settled = lifecycle.settle_unsupervised(engine, _once_exited(ContainerStore(engine).load(record.id)))
         if settled is not None and settled.error:
             raise PalletError("the container monitor died after starting the container; the container was stopped")
     raise PalletError(message.get("error") or "the container monitor exited before starting the container")
+
+
+def _once_exited(record):
+    """``record`` once its monitor has exited. The pipe closed without a word, so the monitor is exiting,
+    but the kernel closes a dying process's files before it becomes a zombie: until then it still looks
+    alive and would not be settled (a flake under load). Bounded, in case the pipe leaked elsewhere."""
+    deadline = time.monotonic() + 10
+    while record.monitor_pid and lifecycle.monitor_alive(record) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return record
 
 
 def _report(status_w: int, message: dict) -> None:

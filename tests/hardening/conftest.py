@@ -16,13 +16,13 @@ from tests.containers.conftest import bb  # noqa: F401  (the fixture)
 
 
 class Held:
-    """A ``pallet`` command started in the background with ``PALLET_FAULT=POINT:pause``."""
+    """A ``pallet`` command started in the background with ``PALLET_FAULT=POINT:pause`` (or ``:die``)."""
 
-    def __init__(self, pallet, point: str, fault_dir: Path, *args: str):
+    def __init__(self, pallet, point: str, fault_dir: Path, *args: str, action: str = "pause"):
         self.point, self.dir = point, fault_dir
         cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(pallet.root), "--run-root",
                str(pallet.run_root), *args]
-        env = {**pallet.env, "PALLET_FAULT": f"{point}:pause", "PALLET_FAULT_DIR": str(fault_dir)}
+        env = {**pallet.env, "PALLET_FAULT": f"{point}:{action}", "PALLET_FAULT_DIR": str(fault_dir)}
         self.proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True)
 
@@ -56,8 +56,8 @@ def hold(tmp_path):
     fault_dir = tmp_path / "faults"
     fault_dir.mkdir()
 
-    def start(pallet, point: str, *args: str) -> Held:
-        held = Held(pallet, point, fault_dir, *args)
+    def start(pallet, point: str, *args: str, action: str = "pause") -> Held:
+        held = Held(pallet, point, fault_dir, *args, action=action)
         started.append(held)
         return held
 

@@ -70,6 +70,18 @@ def test_monitor_killed_right_after_the_runtime_started_fails_run_and_stops_the_
     _assert_starts_supervised(bb, "lost")
 
 
+def test_run_waits_for_a_monitor_that_closed_its_pipe_but_is_not_yet_gone(bb, hold):
+    """A killed process's files close before it is a zombie: run saw EOF from a monitor that still
+    looked alive, and said it never started the container (a flake under load)."""
+    held = hold(bb, "monitor.started", "run", "-d", "--name", "slow", "busybox", "sh", "-c", LOOP, action="die")
+    held.wait_paused()      # the monitor's descriptors are closed (run read EOF); the monitor still exists
+    code, _, err = held.release()
+    assert code == 125, err
+    assert err.strip().splitlines() == ["Error: the container monitor died after starting the container; "
+                                        "the container was stopped"], err
+    _assert_stopped_and_released(bb, "slow", _record(bb, "slow")["pid"])
+
+
 def test_the_next_command_stops_a_running_container_whose_monitor_was_killed(bb):
     bb("run", "-d", "--name", "orphan", "--network", "bridge", "busybox", "sh", "-c", LOOP, check=True)
     pid = _kill_monitor(bb, "orphan")
