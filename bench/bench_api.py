@@ -41,9 +41,17 @@ def pallet_server(work: Path):
     return server, f"unix://{sock}", base, env
 
 
+def ulimits():
+    """The rlimits every engine is given (podman's runc would set limits above root's hard ones here)."""
+    import docker
+
+    return [docker.types.Ulimit(name=name, soft=int(soft), hard=int(hard)) for name, soft, hard in
+            (flag.replace("=", ":").split(":") for flag in peers.PODMAN_RUN_FLAGS[1::2])]
+
+
 def create_start_wait(client) -> float:
     start = time.perf_counter()
-    container = client.containers.create("busybox", ["true"], network_mode="none")
+    container = client.containers.create("busybox", ["true"], network_mode="none", ulimits=ulimits())
     container.start()
     container.wait()
     elapsed = time.perf_counter() - start
@@ -53,7 +61,7 @@ def create_start_wait(client) -> float:
 
 def cli_run(host: str) -> float:
     start = time.perf_counter()
-    subprocess.run(["docker", "-H", host, "run", "--rm", "--network", "none", "busybox", "true"], check=True,
+    subprocess.run(["docker", "-H", host, "run", "--rm", "--network", "none", *peers.PODMAN_RUN_FLAGS, "busybox", "true"], check=True,
                    capture_output=True)
     return time.perf_counter() - start
 

@@ -7,6 +7,7 @@ Apart from :mod:`pallet.kernel.monitor` (which writes the parameters) and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pallet.kernel import lifecycle
@@ -16,10 +17,12 @@ from pallet.kernel.engine import Engine
 from pallet.kernel.errors import PalletError
 
 
-def after_exit(params_path: str, exit_code: int) -> None:
+def after_exit(params_path: str, exit_code: int, unless_recorded: bool = False) -> None:
     """Called by a detached container's log pump once it has exited: record it, clean up, honour --rm.
 
     ``params_path`` is the JSON file the monitor wrote (root, run root, config, storage driver, id).
+    ``unless_recorded``: nothing to do unless the record still shows the container running under this
+    process as its monitor (an engine's worker that the pump handed the exit to recorded it, then failed).
     """
     params = json.loads(Path(params_path).read_text())
     config_path = params["config_path"] if Path(params["config_path"]).exists() else None
@@ -30,6 +33,8 @@ def after_exit(params_path: str, exit_code: int) -> None:
         record = ContainerStore(engine).load(params["id"])
     except PalletError:
         return  # removed meanwhile (rm -f already cleaned up)
+    if unless_recorded and (not record.running or record.monitor_pid != os.getpid()):
+        return   # recorded already (and perhaps restarted, under a new monitor)
     record = lifecycle.finish(engine, record, exit_code)
     from pallet.kernel import restart
 

@@ -266,6 +266,7 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
             "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
             "log": sink_params(record, store.log_path(record.id)),
+            "sys_path": sys.path, "site": _needs_site(),
         }, durable=False)
         script = Path(__file__).with_name("logpump.py")
         # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump
@@ -282,6 +283,17 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
         lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
         os._exit(1)
+
+
+def _needs_site() -> bool:
+    """Whether this process imports through a hook that its ``sys.path`` does not show: an editable
+    install's finder (``__editable___NAME_finder``) other than pallet's own (the log pump puts pallet's
+    checkout first itself)."""
+    for finder in sys.meta_path:
+        module = (finder if isinstance(finder, type) else type(finder)).__module__
+        if module.startswith("__editable__") and not module.startswith("__editable___pallet_"):
+            return True
+    return False
 
 
 ATTACH_SOCKET = "attach.sock"

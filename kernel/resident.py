@@ -383,9 +383,17 @@ def status(run_root: Path) -> dict:
 
 
 def main() -> None:
-    """``python -m pallet.kernel.resident RUN_ROOT [READY_FD]``: what ``pallet engine start`` runs."""
+    """``python -m pallet.kernel.resident RUN_ROOT [READY_FD [PARENT_PID]]``: what ``pallet engine start``
+    runs; with PARENT_PID (``pallet serve`` runs one beside itself) it ends with that process, even when
+    the process is killed (``PR_SET_PDEATHSIG``; cleared in forks, so sessions and workers go on)."""
     run_root = Path(sys.argv[1])
-    ready_fd = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    ready_fd = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    if len(sys.argv) > 3:
+        from pallet.kernel import linux
+
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != int(sys.argv[3]):
+            return   # the parent died before the death signal was armed
     preload(run_root)
     serve(run_root, ready_fd)
 

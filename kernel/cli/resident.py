@@ -53,6 +53,31 @@ def start():
     click.echo(f"engine started (pid {proc.pid}, socket {run_root / 'engine.sock'})")
 
 
+def start_beside(run_root) -> subprocess.Popen | None:
+    """An engine for ``run_root`` that ends with this process (``pallet serve`` runs one while it runs),
+    unless one runs already; not waited for (it preloads for about a second, and until then commands and
+    log pumps take the direct path)."""
+    from pallet.kernel.resident import status
+
+    if status(run_root)["running"]:
+        return None
+    run_root.mkdir(parents=True, exist_ok=True)
+    with open(run_root / "engine.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident", str(run_root), "-", str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+
+def stop_beside(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @engine.command("stop")
 def stop():
     """Stop the engine; commands it already took finish on their own."""
@@ -88,3 +113,16 @@ def status_cmd(fmt):
         click.echo(f"running (pid {state['pid']}, socket {state['socket']})")
     else:
         click.echo(f"not running (socket {state['socket']})")
+
+
+@engine.command("after-exit", hidden=True)
+@click.argument("params")
+@click.argument("code", type=int)
+def after_exit_cmd(params, code):
+    """(internal) Record a detached container's exit for its log pump, which found this engine running:
+    here pallet is imported already (the pump would spend ~0.1 s importing it; ``kernel/logpump.py``)."""
+    from pallet.kernel import faults
+    from pallet.kernel.exit_handler import after_exit
+
+    faults.point("exit.by-engine")
+    after_exit(params, code)

@@ -16,8 +16,11 @@ import click
 @click.option("--insecure-tcp", is_flag=True, help="Allow tcp:// without TLS (anyone who connects controls the host).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
               help="Exit after this many idle seconds (0: never), for socket activation.")
+@click.option("--engine/--no-engine", "with_engine", default=True, show_default=True,
+              help="Run the resident engine (pallet engine) beside the server, unless one runs: it records "
+                   "detached containers' exits and runs this root's CLI commands fast.")
 @click.pass_obj
-def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout):
+def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, timeout, with_engine):
     """Serve the Docker Engine API (1.24 to 1.44) over this pallet's root."""
     from pathlib import Path
 
@@ -37,4 +40,10 @@ def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, ti
 
         engine.plugins.load("storage", "security", "runtime")
         Agent(engine).start_thread()
-    run_server(engine, options)
+    from pallet.kernel.cli.resident import start_beside, stop_beside
+
+    beside = start_beside(Path(engine.run_root)) if with_engine else None
+    try:
+        run_server(engine, options)
+    finally:
+        stop_beside(beside)

@@ -62,10 +62,12 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def start_server(pallet, socket_path: Path, *extra: str, env: dict | None = None):
+def start_server(pallet, socket_path: Path, *extra: str, env: dict | None = None, engine: bool = False):
+    """``pallet serve`` on ``pallet``'s root; without the resident engine beside it unless ``engine``
+    (an engine per test would preload pallet ~100 times in this module's pass; its own tests use it)."""
     log = socket_path.parent / "serve.log"
     cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(pallet.root), "--run-root", str(pallet.run_root),
-           "serve", "-H", f"unix://{socket_path}", *extra]
+           "serve", "-H", f"unix://{socket_path}", *([] if engine else ["--no-engine"]), *extra]
     process = subprocess.Popen(cmd, cwd=str(REPO), env={**pallet.env, **(env or {})}, stdout=subprocess.DEVNULL,
                                stderr=open(log, "w"))
     while not socket_path.exists():

@@ -125,3 +125,54 @@ def test_events_since_through_docker_cli_and_docker_py(api):
     assert [e["Actor"]["Attributes"]["name"] for e in seen] == ["evented"]
     assert json.dumps(seen[0]["Actor"]["Attributes"]["exitCode"]) == '"0"'
     assert api.request("GET", "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] == 400
+
+
+def _engine_running(bb, timeout: float = 60) -> dict:
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads(bb("engine", "status", "--format", "json", check=True).stdout)
+        if state["running"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def test_serve_runs_the_engine_beside_it_and_it_ends_with_the_server_even_killed(bb, tmp_path):
+    import json
+    import signal
+    import time
+
+    server = start_server(bb, tmp_path / "api.sock", engine=True)
+    try:
+        state = _engine_running(bb)
+        assert state["running"], state
+        with open(f"/proc/{state['pid']}/stat") as handle:
+            assert int(handle.read().rpartition(")")[2].split()[1]) == server.process.pid
+        # A detached container's exit is recorded through it (its log pump hands the exit over).
+        client = server.client()
+        container = client.containers.run("busybox", ["sh", "-c", "exit 5"], detach=True, network_mode="none")
+        assert container.wait()["StatusCode"] == 5
+        container.remove()
+        server.process.send_signal(signal.SIGKILL)   # no clean-up of its own: the engine's death signal
+        server.process.wait()
+        deadline = time.monotonic() + 60
+        while json.loads(bb("engine", "status", "--format", "json", check=True).stdout)["running"] \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not json.loads(bb("engine", "status", "--format", "json", check=True).stdout)["running"]
+        assert not os.path.exists(f"/proc/{state['pid']}/stat") or \
+            open(f"/proc/{state['pid']}/stat").read().rpartition(")")[2].split()[0] == "Z"
+    finally:
+        stop_server(server)
+        (tmp_path / "api.sock").unlink(missing_ok=True)
+
+
+def test_serve_no_engine_runs_none(bb, tmp_path):
+    server = start_server(bb, tmp_path / "api.sock")
+    try:
+        assert server.request("GET", "/_ping")[0] == 200
+        assert not _engine_running(bb, timeout=0)["running"]
+    finally:
+        stop_server(server)

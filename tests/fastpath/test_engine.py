@@ -274,3 +274,42 @@ def test_preload_imports_every_pallet_module_a_run_needs_but_not_the_api_server(
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(REPO), timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[]", "[]"], out.stdout
+
+
+def _record_when(pallet: Pallet, cid: str, done) -> dict:
+    import json
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        record = json.loads((pallet.root / "containers" / cid / "container.json").read_text())
+        if done(record) or time.monotonic() > deadline:
+            return record
+        time.sleep(0.02)
+
+
+def test_a_detached_containers_exit_is_recorded_by_the_engines_worker(eng, tmp_path):
+    """The log pump hands the exit to the engine (pallet imported there) instead of importing it itself."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    cid = eng("run", "-d", "busybox", "sh", "-c", "exit 3", check=True,
+              env={"PALLET_FAULT": "exit.by-engine:pause", "PALLET_FAULT_DIR": str(faults)}).stdout.strip()
+    marker = faults / "exit.by-engine.paused"
+    _record_when(eng, cid, lambda _record: marker.exists())
+    worker = int(marker.read_text())
+    with open(f"/proc/{worker}/stat") as handle:
+        session = int(handle.read().rpartition(")")[2].split()[1])
+    assert session in children(engine_pid(eng))           # engine -> session -> worker
+    assert _record_when(eng, cid, lambda _record: True)["status"] == "running"   # held before recording
+    with open(faults / "exit.by-engine.go", "wb"):
+        pass
+    record = _record_when(eng, cid, lambda r: r["status"] == "exited")
+    assert (record["status"], record["exit_code"], record["monitor_pid"]) == ("exited", 3, 0)
+
+
+def test_a_worker_killed_before_recording_the_exit_leaves_it_to_the_log_pump(eng):
+    cid = eng("run", "-d", "busybox", "sh", "-c", "exit 4", check=True,
+              env={"PALLET_FAULT": "exit.by-engine:kill"}).stdout.strip()
+    record = _record_when(eng, cid, lambda r: r["status"] == "exited")
+    assert (record["status"], record["exit_code"]) == ("exited", 4)
+    assert eng("ps", "-a", "--format", "{{.Status}}", check=True).stdout.startswith("Exited (4)")
