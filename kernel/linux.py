@@ -182,6 +182,20 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(libc.capset(header, data), "capset")
 
 
+_RAW_SYSCALL = []
+
+
+def load_clone():
+    """The GIL-holding ``syscall`` handle :func:`clone` calls (made once; the engine preloads it)."""
+    if not _RAW_SYSCALL:
+        import ctypes
+
+        raw = ctypes.PyDLL(None, use_errno=True).syscall
+        raw.restype = ctypes.c_long
+        _RAW_SYSCALL.append(raw)
+    return _RAW_SYSCALL[0]
+
+
 def clone(flags: int) -> int:
     """fork(2) into new namespaces: like ``os.fork()`` but with ``CLONE_NEW*`` ``flags``.
 
@@ -196,8 +210,7 @@ def clone(flags: int) -> int:
     """
     import ctypes
 
-    raw = ctypes.PyDLL(None, use_errno=True).syscall
-    raw.restype = ctypes.c_long
+    raw = load_clone()
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
     pid = raw(ctypes.c_long(_NR["clone"]), ctypes.c_long(flags | SIGCHLD), ctypes.c_long(0), ctypes.c_long(0),

@@ -47,12 +47,11 @@ def preload(run_root: Path) -> None:
     import pkgutil
 
     import pallet.kernel
-    import pallet.plugins
 
-    # All of pallet's own modules, not a list of those a command imports at the top: what `run`
-    # imports inside its functions (the runtime, seccomp, cffi and ctypes, the spec builders) was
-    # imported again by every worker, ~20 modules a run. Not the Engine API server (`pallet serve`
-    # is its own process, and aiohttp alone is ~20 MB).
+    # All of the kernel's modules and of each plugin's package, not a list of those a command imports at
+    # the top: what `run` imports inside its functions (the built-in runtime's launch and seccomp, cffi
+    # and ctypes, the spec builders) was imported again by every worker, ~20 modules a run. Not the
+    # Engine API server (`pallet serve` is its own process, and aiohttp alone is ~20 MB).
     def walk(package) -> None:
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if info.name.rpartition(".")[2] in PRELOAD_SKIP:
@@ -62,21 +61,22 @@ def preload(run_root: Path) -> None:
                 walk(module)
 
     walk(pallet.kernel)
-    walk(pallet.plugins)
-    import ctypes  # noqa: F401  (the built-in runtime's clone, imported where it is called)
+    from pallet.kernel import linux
     from pallet.kernel.entrypoints import listing
     from pallet.kernel.plugins import GROUPS
 
-    try:  # the plugins' modules (imported, not registered: each worker registers them as a command does)
-        found = listing(list(GROUPS.values()), run_root)
-        for namespace in GROUPS.values():
-            for _name, value in found.entry_points(namespace):
-                try:
-                    importlib.import_module(value.partition(":")[0])
-                except Exception:
-                    pass  # a broken plugin is reported by the command that loads it
-    except Exception:
-        pass
+    linux.load_clone()
+    found = listing(list(GROUPS.values()), run_root)
+    for namespace in GROUPS.values():   # imported, not registered: each worker registers them as a command does
+        for _name, value in found.entry_points(namespace):
+            try:
+                module = importlib.import_module(value.partition(":")[0])
+                home = module if hasattr(module, "__path__") else importlib.import_module(
+                    module.__name__.rpartition(".")[0] or module.__name__)
+                if hasattr(home, "__path__") and home.__name__.count(".") >= 1:
+                    walk(home)   # the plugin's own package: what its driver imports when it works
+            except Exception:
+                pass  # a broken plugin is reported by the command that loads it
     import selectors  # noqa: F401  (each session's relay loop)
 
     # Everything imported so far lives as long as the engine: out of the collector's sight, a forked
