@@ -44,6 +44,8 @@ def parse_cpus(value: str | None) -> int | None:
         return None
     try:
         cpus = float(value)
+        if cpus != cpus or cpus in (float("inf"), float("-inf")):
+            raise ValueError(value)   # NaN and infinity are no rational numbers
     except ValueError:
         raise UsageError(f'invalid argument "{value}" for "--cpus" flag: failed to parse {value} as a rational number') from None
     if cpus < 0:
