@@ -86,6 +86,12 @@ class DualLog:
             for line in lines:
                 self.driver.log(LogMessage(stream, line, now))
 
+    def release(self):
+        """The container exited (called from the pump's watcher thread): see RemoteLogDriver.release."""
+        release = getattr(self.driver, "release", None)
+        if release is not None:
+            release()
+
     def close(self):
         import time
 

@@ -318,3 +318,56 @@ def test_a_stalled_endpoint_never_blocks_the_container(bb):
         assert eventually(lambda: bb("logs", "--tail", "1", "lt-stall", check=True).stdout == "last-line\n")
         assert record(bb, "lt-stall")["State"]["Running"]
         bb("rm", "-f", "lt-stall", check=True, timeout=60)   # and stopping it does not hang on the endpoint
+
+
+# --- mode=blocking | non-blocking ----------------------------------------------------------
+
+MANY = 'i=0; while [ $i -lt 60000 ]; do echo "line-$i"; i=$((i+1)); done; touch /tmp/done; exec sleep 1000'
+
+
+def test_log_modes_are_checked_as_docker_checks_them(bb):
+    for opts, message in ((["mode=sometimes"], "Error: logger: logging mode not supported: sometimes"),
+                          (["mode=blocking", "max-buffer-size=4k"],
+                           "Error: logger: max-buffer-size option is only supported with 'mode=non-blocking'")):
+        flags = [arg for opt in opts for arg in ("--log-opt", opt)]
+        result = bb("run", "--log-driver", "syslog", "--log-opt", "syslog-address=udp://127.0.0.1:9", *flags,
+                    "busybox", "true")
+        assert (result.returncode, result.error_lines) == (125, [message]), result.stderr
+    bb("run", "--name", "lt-nb", "--log-opt", "mode=non-blocking", "--log-opt", "max-buffer-size=4m",
+       "busybox", "echo", "kept", check=True)
+    assert bb("logs", "lt-nb", check=True).stdout == "kept\n"
+
+
+def test_blocking_mode_holds_the_container_and_drops_nothing(bb):
+    port = _free_port()
+    bb("run", "-d", "--name", "lt-block", "--log-driver", "syslog", "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
+       "--log-opt", "mode=blocking", "busybox", "sh", "-c", MANY, check=True)
+    logs = eventually(lambda: (got := bb("logs", "lt-block", check=True)).stderr and got, timeout=60)
+    assert len(logs.error_lines) == 1 and "the container waits when it is full" in logs.stderr, logs.stderr
+    # 60000 lines count some 4.4 MB against the 1 MiB buffer: the writer waits for the endpoint
+    assert eventually(lambda: int(bb("logs", "lt-block", check=True).stdout.count("\n")) > 10000, timeout=60)
+    assert bb("exec", "lt-block", "test", "-e", "/tmp/done").returncode == 1
+    listener = _tcp_listener(port)
+    with listener:
+        conn, _ = listener.accept()
+        conn.settimeout(60)
+        data = b""
+        with conn:
+            while not data.endswith(b"line-59999"):
+                chunk = conn.recv(1 << 20)
+                assert chunk, data[-200:]
+                data += chunk
+    delivered = [m.rsplit(b" ", 1)[-1].decode() for m in _octet_counted(data)]
+    assert delivered == [f"line-{n}" for n in range(60000)]        # every line, in order: none dropped
+    assert eventually(lambda: bb("exec", "lt-block", "test", "-e", "/tmp/done").returncode == 0, timeout=60)
+
+
+def test_a_container_held_by_a_blocking_driver_still_stops(bb):
+    port = _free_port()   # nobody ever listens
+    bb("run", "-d", "--name", "lt-held", "--log-driver", "gelf", "--log-opt", f"gelf-address=tcp://127.0.0.1:{port}",
+       "--log-opt", "mode=blocking", "busybox", "sh", "-c", MANY, check=True)
+    assert eventually(lambda: bb("logs", "lt-held", check=True).stderr, timeout=60)
+    bb("stop", "-t", "1", "lt-held", check=True, timeout=60)
+    final = record(bb, "lt-held")["State"]
+    assert (final["Status"], final["ExitCode"]) == ("exited", 137), final
+    assert bb("exec", "lt-held", "true").returncode != 0
