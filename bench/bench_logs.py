@@ -1,25 +1,35 @@
-"""Log throughput: a container writes 200 MB to stdout through json-file (rotated) and through local.
+"""Log throughput: a container writes 200 MB to stdout through json-file (rotated) and local, pallet vs dockerd.
 
-Runs ``busybox sh -c 'yes LINE | head -c 200M'`` detached (the monitor's log pump writes the log,
-as with dockerd's json-file), waits for its exit and prints MB/s of container output. Each driver
-is run ``--rounds`` times on a private root, removed afterwards. dockerd is compared only where a
-working ``docker`` CLI and daemon are present (``--docker``); otherwise the reason is printed.
+Runs ``busybox sh -c 'yes LINE | head -c 200M'`` detached (pallet's monitor pumps the log; dockerd's
+containerd-shim hands the output to the daemon, which writes it), waits for its exit and prints
+MB/s of container output. Contenders, each on private state: pallet json-file (10m x 3, its
+default), pallet local (20m x 5 compressed, Docker's local defaults), and a private dockerd
+(``peers.docker``, Debian's docker.io) with json-file ``max-size=10m,max-file=3`` and with
+``--log-driver local`` (its defaults: 20m x 5, compressed). Every round runs each contender once,
+in a shuffled order; the medians and the pallet/dockerd ratio per driver are printed.
 
-    python3 bench/bench_logs.py [--mb 200] [--rounds 2] [--docker]
+    python3 bench/bench_logs.py [--mb 200] [--rounds 3] [--no-docker]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
+import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import peers
+
 REPO = Path(__file__).resolve().parent.parent
 LINE = "0123456789abcdef" * 4 + "0123456789abcde"   # 79 characters + newline: 80-byte lines
+DOCKER_OPTS = {"json-file": ["--log-opt", "max-size=10m", "--log-opt", "max-file=3"],
+               "local": ["--log-driver", "local"]}
 
 
 def pallet(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -28,60 +38,74 @@ def pallet(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=str(REPO), env=env, check=True)
 
 
-def run_once(root: Path, driver: str, megabytes: int) -> float:
-    script = f"yes {LINE} | head -c {megabytes * 1024 * 1024}"
+def script(megabytes: int) -> str:
+    return f"yes {LINE} | head -c {megabytes * 1024 * 1024}"
+
+
+def pallet_once(root: Path, driver: str, megabytes: int) -> float:
     started = time.perf_counter()
-    cid = pallet(root, "run", "-d", "--log-driver", driver, "busybox", "sh", "-c", script).stdout.strip()
+    cid = pallet(root, "run", "-d", "--log-driver", driver, "busybox", "sh", "-c", script(megabytes)).stdout.strip()
     pallet(root, "wait", cid)
     elapsed = time.perf_counter() - started
     logs = sorted(p for p in (root / "root" / "containers" / cid).iterdir() if "-json.log" in p.name)
     kept = sum(p.stat().st_size for p in logs)
-    print(f"  {driver:9s} {megabytes / elapsed:8.1f} MB/s  ({elapsed:.2f} s; on disk {kept / 2**20:.1f} MiB in {len(logs)} files)")
+    print(f"  pallet  {driver:9s} {megabytes / elapsed:8.1f} MB/s  ({elapsed:.2f} s; on disk {kept / 2**20:.1f} MiB "
+          f"in {len(logs)} files)", flush=True)
     pallet(root, "rm", "-f", cid)
     return megabytes / elapsed
 
 
-def docker_once(megabytes: int) -> float:
-    script = f"yes {LINE} | head -c {megabytes * 1024 * 1024}"
+def docker_once(prefix: list[str], driver: str, megabytes: int) -> float:
     started = time.perf_counter()
-    cid = subprocess.run(["docker", "run", "-d", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "busybox",
-                          "sh", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["docker", "wait", cid], capture_output=True, check=True)
+    cid = subprocess.run([*prefix, "run", "-d", "--network", "none", *DOCKER_OPTS[driver], "busybox", "sh", "-c",
+                          script(megabytes)], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([*prefix, "wait", cid], capture_output=True, check=True)
     elapsed = time.perf_counter() - started
-    subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
-    print(f"  dockerd   {megabytes / elapsed:8.1f} MB/s  (json-file 10m x 3)")
+    subprocess.run([*prefix, "rm", "-f", cid], capture_output=True)
+    print(f"  dockerd {driver:9s} {megabytes / elapsed:8.1f} MB/s  ({elapsed:.2f} s)", flush=True)
     return megabytes / elapsed
-
-
-def docker_reason() -> str:
-    if not shutil.which("docker"):
-        return "no docker CLI on this host"
-    probe = subprocess.run(["docker", "info"], capture_output=True, text=True)
-    return "" if probe.returncode == 0 else f"docker info failed: {probe.stderr.strip().splitlines()[-1:]}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--docker", action="store_true", help="also measure dockerd (needs a running daemon)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-docker", action="store_true", help="measure pallet alone")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         (root / "pallet.toml").write_text('[containers]\ndefault_network = "none"\n')
         pallet(root, "image", "build-busybox")
-        print(f"container writing {args.mb} MB to stdout, {args.rounds} rounds:")
-        for driver in ("json-file", "local"):
-            best = max(run_once(root, driver, args.mb) for _ in range(args.rounds))
-            print(f"  -> {driver}: best {best:.1f} MB/s")
-    if args.docker:
-        reason = docker_reason()
-        if reason:
-            print(f"dockerd not measured: {reason}")
+        archive = root / "busybox.tar"
+        pallet(root, "save", "-o", str(archive), "busybox")
+        contenders = {("pallet", d): (lambda d=d: pallet_once(root, d, args.mb)) for d in DOCKER_OPTS}
+        skipped = ""
+        if args.no_docker:
+            skipped = "--no-docker"
         else:
-            print(f"  -> dockerd: best {max(docker_once(args.mb) for _ in range(args.rounds)):.1f} MB/s")
-    else:
-        print("dockerd not measured (pass --docker where a daemon runs; starting one here would cost minutes)")
+            docker = stack.enter_context(peers.docker(root, archive))
+            if docker is None:
+                skipped = "dockerd is not installed (bench/setup-peers.sh)"
+            else:
+                contenders.update({("dockerd", d): (lambda d=d: docker_once(docker, d, args.mb)) for d in DOCKER_OPTS})
+        samples = {name: [] for name in contenders}
+        print(f"container writing {args.mb} MB to stdout, {args.rounds} shuffled rounds "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):", flush=True)
+        for number in range(args.rounds):
+            order = list(contenders)
+            random.shuffle(order)
+            print(f" round {number + 1}", flush=True)
+            for name in order:
+                samples[name].append(contenders[name]())
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        for (engine, driver), value in medians.items():
+            print(f"  -> {engine} {driver}: median {value:.1f} MB/s")
+        for driver in DOCKER_OPTS:
+            if ("dockerd", driver) in medians:
+                ratio = medians[("pallet", driver)] / medians[("dockerd", driver)]
+                print(f"  pallet/dockerd {driver} = {ratio:.2f}")
+        if skipped:
+            print(f"  dockerd not measured: {skipped}")
 
 
 if __name__ == "__main__":

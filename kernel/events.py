@@ -186,6 +186,36 @@ def _label(attrs: dict, wanted: str) -> bool:
     return key in attrs and (not sep or attrs[key] == value)
 
 
+_ID = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
+
+
+def _strip_tag(name: str) -> str:
+    """``docker.io/library/busybox:1`` -> ``busybox``: the familiar repository name (Docker's stripTag)."""
+    from pallet.kernel.errors import UsageError
+    from pallet.kernel.images import reference
+
+    if _ID.fullmatch(name):
+        return name   # an id, not a name: "sha256" is no repository
+    try:
+        return reference.parse(name, default_tag=False).familiar_name
+    except (UsageError, ValueError):
+        return name
+
+
+def _image_is(event: dict, wanted: str) -> bool:
+    """Docker's ``image=`` filter: the actor's id or image name (an image event's ``name``, another's
+    ``image``), as given or without its tag, so ``image=busybox`` matches ``busybox:latest``."""
+    actor = event.get("Actor", {})
+    ident = actor.get("ID", "")
+    name = actor.get("Attributes", {}).get("name" if event.get("Type") == "image" else "image", "")
+    if wanted in (ident, name):
+        return True
+    if event.get("Type") == "image" and len(wanted) >= 3 and _ID.fullmatch(ident) \
+            and wanted.removeprefix("sha256:") == ident.removeprefix("sha256:")[:len(wanted.removeprefix("sha256:"))]:
+        return True   # an image id prefix, as pallet's other id arguments take
+    return bool(name) and wanted in (_strip_tag(name), _strip_tag(ident))
+
+
 def matches(event: dict, filters: dict) -> bool:
     """Whether ``event`` passes every filter key (one of each key's values)."""
     attrs = event.get("Actor", {}).get("Attributes", {})
@@ -195,7 +225,7 @@ def matches(event: dict, filters: dict) -> bool:
         "event": lambda w: event.get("Action") == w or event.get("Action", "").split(":")[0] == w,
         "container": lambda w: (kind == "container" and _actor_is(event, w)) or attrs.get("container") == w
         or (len(w) >= 3 and attrs.get("container", "").startswith(w)),
-        "image": lambda w: attrs.get("image") == w or (kind == "image" and _actor_is(event, w)),
+        "image": lambda w: _image_is(event, w),
         "label": lambda w: _label(attrs, w),
         "network": lambda w: kind == "network" and _actor_is(event, w),
         "volume": lambda w: kind == "volume" and _actor_is(event, w),

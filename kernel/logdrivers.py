@@ -31,7 +31,7 @@ def resolve(engine, log_config: dict | None) -> dict:
         if driver == "none" and options:
             from pallet.kernel.errors import UsageError
             raise UsageError(f"unknown log opt '{sorted(options)[0]}' for none log driver")
-        json_log_check(options)
+        json_log_check(driver, options)
         return {"Type": driver, "Config": options}
     record = engine.plugins.driver("logging", driver)
     record.cls.check_options(options)
@@ -39,21 +39,32 @@ def resolve(engine, log_config: dict | None) -> dict:
     if not availability.available:
         raise PalletError(f'log driver "{driver}" is unavailable on this host: {availability.reason}')
     if driver in FILE_DRIVERS:
-        json_log_check(options)
+        json_log_check(driver, options)
     return {"Type": driver, "Config": options}
 
 
-def json_log_check(options: dict) -> None:
-    """max-size, max-file and compress as Docker checks them."""
+def json_log_check(driver: str, options: dict) -> None:
+    """max-size, max-file and compress as Docker's json-file and local check them (tests/services/
+    test_local_vs_docker.py holds the two side by side). Unlike Docker's json-file, ``max-size -1``
+    is taken: rotation is on by default here, and that is the way to turn it off."""
     from pallet.kernel.errors import UsageError
     from pallet.kernel.runopts import parse_size
 
-    if "max-size" in options and options["max-size"] != "-1":
-        parse_size(options["max-size"], "--log-opt max-size")
-    if "max-file" in options and not (options["max-file"].isdigit() and int(options["max-file"]) > 0):
+    size = options.get("max-size")
+    if size is not None and not (size == "-1" and driver == "json-file"):
+        if parse_size(size, "--log-opt max-size") <= 0 and driver == "json-file":
+            raise UsageError("max-size must be a positive number")
+    files = options.get("max-file")
+    if files is not None and not files.isdigit():
+        raise UsageError(f'invalid value for max-file: "{files}"')
+    if files is not None and int(files) < 1:
         raise UsageError("max-file cannot be less than 1")
-    if options.get("compress", "false").lower() not in ("true", "false", "1", "0"):
+    compress = options.get("compress", "true" if driver == "local" else "false").lower()
+    if compress not in ("true", "false", "1", "0"):
         raise UsageError(f'invalid value for compress: "{options["compress"]}"')
+    if compress in ("true", "1") and (files == "1" or size == "-1"):
+        raise UsageError("compress cannot be true when max-file is less than 2 or max-size is not set"
+                         if driver == "json-file" else "compression cannot be enabled when max file count is 1")
 
 
 def container_options(record) -> dict:
@@ -85,6 +96,12 @@ class DualLog:
             now = time.time_ns()
             for line in lines:
                 self.driver.log(LogMessage(stream, line, now))
+
+    def release(self):
+        """The container exited (called from the pump's watcher thread): see RemoteLogDriver.release."""
+        release = getattr(self.driver, "release", None)
+        if release is not None:
+            release()
 
     def close(self):
         import time

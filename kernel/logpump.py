@@ -224,6 +224,21 @@ def pump_to_log(pid, sources, log, server=None):
             return status
 
 
+def _release_at_exit(pid, log):
+    """A driver in ``mode=blocking`` may hold the pump while the container runs; once it exited, the
+    pump must go on to drain the pipes and record the exit: a thread tells the driver so."""
+    import threading
+
+    pidfd = os.pidfd_open(pid)
+
+    def watch():
+        select.select([pidfd], [], [])
+        os.close(pidfd)
+        log.release()
+
+    threading.Thread(target=watch, name="release-at-exit", daemon=True).start()
+
+
 _LOADED = []
 
 
@@ -327,6 +342,8 @@ def main(argv):
         if "attach-first" in items:
             server.accept(timeout=10)  # run -it: its CLI connects right away and must see the first output
     log = open_log(repo, log_path, params)
+    if hasattr(log, "release"):
+        _release_at_exit(pid, log)
     status = pump_to_log(pid, sources, log, server)
     if log is not None:
         log.close()

@@ -254,6 +254,8 @@ def resources(host: dict, privileged: bool) -> dict:
         swap = host.get("MemorySwap")
         if swap is None or swap == 0:
             swap = 2 * host["Memory"]  # Docker: swap defaults to the same again
+        elif 0 < swap < host["Memory"]:
+            raise UsageError("Minimum memoryswap limit should be larger than memory limit, see usage.")
         if _swap_accounting():
             memory["swap"] = swap
     elif host.get("MemorySwap") and host["MemorySwap"] != -1:

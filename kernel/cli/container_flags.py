@@ -332,12 +332,14 @@ def _resources(opts) -> dict:
 
 
 def _blkio_file(name: str) -> bool:
-    """Whether this host's block-IO controller offers a (BFQ) weight file, as Docker's sysinfo probes."""
+    """Whether this host's block-IO controller offers a (BFQ) weight file. Docker's sysinfo looks for it in
+    the hierarchy's root only, but BFQ's weight files are not on the root cgroup (CFTYPE_NOT_ON_ROOT):
+    its statistics there say BFQ is present, so every container's cgroup has the weight."""
     from pallet.kernel.cgroups import hierarchies
 
     v1, v2_mount = hierarchies()
     if "blkio" in v1:
-        return any((v1["blkio"] / f).exists() for f in (f"blkio.{name}", f"blkio.bfq.{name}"))
+        return any((v1["blkio"] / f).exists() for f in (f"blkio.{name}", f"blkio.bfq.{name}", "blkio.bfq.io_serviced"))
     return bool(v2_mount) and any(os.path.exists(os.path.join(v2_mount, f)) for f in ("io.weight", "io.bfq.weight"))
 
 

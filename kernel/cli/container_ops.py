@@ -332,6 +332,7 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
                     ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")], fmt=fmt)
         if no_stream:
             return
+        sys.stdout.flush()   # a pipe would otherwise get the frames in blocks of many
 
 
 def net_io(pid: int) -> tuple[int, int]:

@@ -95,6 +95,10 @@ def update_container(engine, record, changes: dict) -> None:
     record = lifecycle.refresh(engine, record)
     if changes.get("RestartPolicy", {}).get("Name") not in (None, "", "no") and record.host_config.get("AutoRemove"):
         raise PalletError("Restart policy cannot be updated because AutoRemove is enabled for the container")
+    swap = record.host_config.get("MemorySwap") or 0
+    if changes.get("Memory") and "MemorySwap" not in changes and swap > 0 and changes["Memory"] > swap:
+        raise PalletError("Memory limit should be smaller than already set memoryswap limit, update the "
+                          "memoryswap at the same time")
     host = {**record.host_config, **changes}
     if record.running:
         _apply_or_explain(record, host)

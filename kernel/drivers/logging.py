@@ -13,8 +13,11 @@ and :attr:`LogDriver.options` only the user's options.
 
 A driver that sends to a remote endpoint subclasses :class:`RemoteLogDriver`: its ``send`` runs
 in a background thread, behind a buffer bounded by ``max-buffer-size`` (default 1 MiB; the oldest
-lines are dropped past it), so a slow or down endpoint never blocks the container's output. The
-first failure is reported once (:meth:`LogDriver.report`), not once per line.
+lines are dropped past it), so a slow or down endpoint never blocks the container's output. That is
+Docker's ``mode=non-blocking``, and pallet's default for remote drivers (Docker's default is
+``blocking``: a down syslog server stalls the service). ``--log-opt mode=blocking`` asks for Docker's
+default: nothing is dropped, and once the buffer is full the container's writes wait for the
+endpoint. The first failure is reported once (:meth:`LogDriver.report`), not once per line.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ class LogDriver(Driver):
         for key in options:
             if key not in cls.options_known and key not in COMMON_OPTIONS:
                 raise UsageError(f"unknown log opt '{key}' for {cls.driver_name()} log driver")
+        mode = options.get("mode", "")
+        if mode not in ("", "blocking", "non-blocking"):
+            raise UsageError(f"logger: logging mode not supported: {mode}")
+        if "max-buffer-size" in options:
+            if mode == "blocking":
+                raise UsageError("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
+            from pallet.kernel.runopts import parse_size
+
+            parse_size(options["max-buffer-size"], "--log-opt max-buffer-size")
 
     @classmethod
     def driver_name(cls) -> str:
@@ -124,6 +136,7 @@ class RemoteLogDriver(LogDriver):
         from pallet.kernel.runopts import parse_size
 
         self.limit = parse_size(self.options.get("max-buffer-size", "1m"), "--log-opt max-buffer-size")
+        self.blocking = self.options.get("mode") == "blocking"
         self.buffer: collections.deque = collections.deque()
         self.buffered = 0
         self.dropped = 0
@@ -149,6 +162,9 @@ class RemoteLogDriver(LogDriver):
 
     def log(self, message: LogMessage) -> None:
         with self.lock:
+            if self.blocking:   # back-pressure: the pump stops reading, so the container's pipe fills
+                while self.buffer and self.buffered + len(message.line) + 64 > self.limit and not self.closing:
+                    self.lock.wait()
             self.buffer.append(message)
             self.buffered += len(message.line) + 64
             while self.buffered > self.limit and len(self.buffer) > 1:
@@ -175,20 +191,31 @@ class RemoteLogDriver(LogDriver):
                 with contextlib.suppress(OSError):
                     self.disconnect()
                 connected = False
+                full = "the container waits when it is full" if self.blocking else "the oldest dropped"
                 self.report(f"cannot deliver to {self.endpoint()}: {exc.strerror or exc}; "
-                            f"lines are buffered (at most {self.limit} bytes, the oldest dropped)")
-                with self.lock:
+                            f"lines are buffered (at most {self.limit} bytes, {full})")
+                with self.lock:   # new lines notify too: they must not cut the back-off short
+                    deadline = time.monotonic() + delay
+                    while not self.closing and (left := deadline - time.monotonic()) > 0:
+                        self.lock.wait(left)
                     if self.closing:
                         break
-                    self.lock.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             with self.lock:
                 if self.buffer and self.buffer[0] is message:
                     self.buffer.popleft()
                     self.buffered -= len(message.line) + 64
+                    self.lock.notify_all()
         with contextlib.suppress(OSError):
             self.disconnect()
+
+    def release(self) -> None:
+        """The container exited: a ``mode=blocking`` ``log`` waits no more (the rest of its output is
+        buffered within the bound), so a down endpoint cannot keep the exit from being recorded."""
+        with self.lock:
+            self.closing = True
+            self.lock.notify_all()
 
     def endpoint(self) -> str:
         """Where the driver sends, for messages."""
@@ -200,5 +227,5 @@ class RemoteLogDriver(LogDriver):
             while self.buffer and not self._reported and time.monotonic() < deadline and self.thread.is_alive():
                 self.lock.wait(0.05)
             self.closing = True
-            self.lock.notify()
+            self.lock.notify_all()
         self.thread.join(timeout=1)

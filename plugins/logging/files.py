@@ -38,6 +38,15 @@ class LocalLog(JsonFileLog):
     name = "local"
     description = "json-file lines, rotated 20m x 5 and compressed (Docker's local defaults)"
 
+    @classmethod
+    def check_options(cls, options):
+        from pallet.kernel.errors import UsageError
+
+        for key in options:   # Docker's local words it so, unlike its json-file
+            if key not in cls.options_known and key not in ("mode", "max-buffer-size"):
+                raise UsageError(f"unknown log opt '{key}' for log driver local")
+        super().check_options(options)
+
 
 class NoLog(LogDriver):
     name = "none"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 
 import pytest
 
@@ -180,3 +181,48 @@ def test_the_prober_is_the_bare_loop_and_ends_with_the_container(bb):
         assert b"\0-I\0-S\0" in handle.read()  # no site, no pallet until a probe is due
     bb("stop", "-t", "0", "hc-end", check=True)
     assert eventually(lambda: not _probers(cid))
+
+
+def _record_file(pallet, name):
+    cid = json.loads(pallet("inspect", name, check=True).stdout)[0]["Id"]
+    return json.loads((pallet.root / "containers" / cid / "container.json").read_text())
+
+
+def test_the_start_interval_paces_the_probes_of_the_start_period(bb):
+    # The interval is an hour: every probe the log shows ran at the start interval, in the start period.
+    bb("run", "-d", "--name", "hc-si", "--health-cmd", "echo probe >> /tmp/probes; test -e /tmp/ok", *HOUR,
+       "--health-start-period", "1h", "--health-start-interval", "100ms", "--health-retries", "1",
+       "busybox", "sleep", "1000", check=True)
+    assert eventually(lambda: len(state(bb, "hc-si")["Health"]["Log"]) == 5, timeout=120)
+    health = state(bb, "hc-si")["Health"]
+    # failures in the start period do not count: still starting, no streak, five failed probes recorded
+    assert (health["Status"], health["FailingStreak"]) == ("starting", 0)
+    assert [entry["ExitCode"] for entry in health["Log"]] == [1] * 5
+    starts = [datetime.fromisoformat(entry["Start"].replace("Z", "+00:00")).timestamp() for entry in health["Log"]]
+    assert all(0 < later - earlier < 600 for earlier, later in zip(starts, starts[1:])), starts  # not the hour
+    ran = int(bb("exec", "hc-si", "sh", "-c", "wc -l < /tmp/probes", check=True).stdout)
+    assert ran >= 5
+    # a pass ends the start period: from then on the hour's interval applies, so the probes stop
+    bb("exec", "hc-si", "touch", "/tmp/ok", check=True)
+    assert eventually(lambda: state(bb, "hc-si")["Health"]["Status"] == "healthy", timeout=120)
+    after_pass = int(bb("exec", "hc-si", "sh", "-c", "wc -l < /tmp/probes", check=True).stdout)
+    time.sleep(2)   # at the start interval, some 20 more probes would run meanwhile
+    assert int(bb("exec", "hc-si", "sh", "-c", "wc -l < /tmp/probes", check=True).stdout) == after_pass
+
+
+def test_on_failure_restart_backs_off_as_a_restart_policy_does(bb):
+    bb("run", "-d", "--name", "hc-bo", *_unhealthy_soon("restart"), "busybox", "sleep", "1000", check=True)
+    assert eventually(lambda: state(bb, "hc-bo")["RestartCount"] >= 3, timeout=180)
+    saved = _record_file(bb, "hc-bo")
+    k = saved["restart_count"]
+    # 100 ms before the first restart, doubled before each next one (the record's delay is the last one
+    # waited, or the next one once the exit that will be restarted is recorded)
+    assert saved["restart_delay"] in (pytest.approx(0.1 * 2 ** (k - 1)), pytest.approx(0.1 * 2 ** k)), saved
+    shown = bb("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "container=hc-bo",
+               "--format", "{{.Action}}", check=True).stdout.split("\n")
+    assert shown.count("restart") >= 3 and "health_status: unhealthy" in shown
+    bb("stop", "-t", "0", "hc-bo", check=True)
+    stopped = state(bb, "hc-bo")["RestartCount"]
+    time.sleep(1.5)
+    final = state(bb, "hc-bo")
+    assert (final["Status"], final["RestartCount"], final["Restarting"]) == ("exited", stopped, False)

@@ -98,3 +98,58 @@ def test_attach_no_stdin_keeps_the_input_from_the_container(bb):
     client = _attach(bb, "hearing", stdin=subprocess.PIPE)
     out, _err = client.communicate("hello\n", timeout=60)
     assert out == "got:hello\n" and client.returncode == 0
+
+
+class _Frames:
+    """The frames of a live table, read in a thread: each one is a header and the rows up to the next
+    header, so a frame is complete when the next one begins (no guess at the pause between them)."""
+
+    def __init__(self, stream):
+        import queue
+        import threading
+
+        self.lines: queue.Queue = queue.Queue()
+        self.pending: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.put(line.replace("\033[2J\033[H", "").rstrip("\n"))
+        self.lines.put(None)
+
+    def next(self, timeout=60.0) -> list[str]:
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line is None or (line.startswith("CONTAINER ID") and self.pending):
+                frame, self.pending = self.pending, [] if line is None else [line]
+                return frame
+            self.pending.append(line)
+
+
+def test_stats_streams_frames_until_stopped(bb):
+    bb("run", "-d", "--name", "live", "busybox", "sleep", "1000", check=True)
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
+           "stats", "live"]
+    streamer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
+                                text=True, bufsize=1)
+    try:
+        reader = _Frames(streamer.stdout)
+        frames = [reader.next(), reader.next()]
+        for frame in frames:
+            assert [cell.strip() for cell in frame[0].split("  ") if cell.strip()] == DOCKER_HEADER
+            assert len(frame) == 2 and " live " in frame[1], frame
+        assert streamer.poll() is None   # still streaming
+        # a change in the container shows in a later frame of the same stream
+        bb("exec", "-d", "live", "sleep", "1000", check=True)
+        for _ in range(40):
+            if reader.next()[1].split()[-1] == "2":
+                break
+        else:
+            raise AssertionError("the second process never showed in the PIDS column")
+        streamer.send_signal(signal.SIGINT)
+        streamer.wait(timeout=30)
+        err = streamer.stderr.read()
+    finally:
+        streamer.kill()
+        streamer.wait()
+    assert "Traceback" not in err and streamer.returncode in (0, 130, -signal.SIGINT), (streamer.returncode, err)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from tests.services.conftest import eventually, state
 
 
@@ -15,3 +18,65 @@ def test_a_memory_limit_below_the_usage_is_one_line_and_changes_nothing(bb):
     assert state(bb, "upd-mem")["Running"]
     inspected = bb("inspect", "-f", "{{.HostConfig.Memory}}", "upd-mem", check=True)
     assert inspected.stdout.strip() == str(64 * 1024 * 1024)
+
+
+def _cgroup_file(cid, controller, name):
+    return open(f"/sys/fs/cgroup/{controller}/pallet/{cid}/{name}").read().strip()
+
+
+def _blkio_weight(cid):
+    # without BFQ the kernel offers blkio.weight; with BFQ (this host) blkio.bfq.weight
+    for name in ("blkio.weight", "blkio.bfq.weight"):
+        path = f"/sys/fs/cgroup/blkio/pallet/{cid}/{name}"
+        if os.path.exists(path):
+            return open(path).read().split()[-1]
+    raise AssertionError("no blkio weight file")
+
+
+def test_update_writes_cpu_shares_cpuset_blkio_weight_and_memory_swap_to_the_cgroup(bb):
+    bb("run", "-d", "--name", "upd-live", "-m", "32m", "--memory-swap", "64m", "--cpu-shares", "512",
+       "--cpuset-cpus", "0", "--blkio-weight", "300", "busybox", "sleep", "1000", check=True)
+    cid = json.loads(bb("inspect", "upd-live", check=True).stdout)[0]["Id"]
+    assert (_cgroup_file(cid, "cpu", "cpu.shares"), _cgroup_file(cid, "cpuset", "cpuset.cpus"),
+            _blkio_weight(cid), _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")) == \
+        ("512", "0", "300", str(64 << 20))
+    result = bb("update", "--cpu-shares", "256", "--cpuset-cpus", "1", "--blkio-weight", "600",
+                "--memory-swap", "96m", "upd-live")
+    assert (result.returncode, result.stdout) == (0, "upd-live\n"), result.stderr
+    assert (_cgroup_file(cid, "cpu", "cpu.shares"), _cgroup_file(cid, "cpuset", "cpuset.cpus"),
+            _blkio_weight(cid), _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes"),
+            _cgroup_file(cid, "memory", "memory.limit_in_bytes")) == ("256", "1", "600", str(96 << 20), str(32 << 20))
+    # the process sees its new cpuset at once
+    assert bb("exec", "upd-live", "sh", "-c", "grep Cpus_allowed_list /proc/self/status", check=True).stdout.split()[-1] == "1"
+    # raising both limits past the old memory+swap, then cutting both below the old limit: v1 wants
+    # memory <= memory+swap at every step, so the order of the writes differs and both must work
+    bb("update", "-m", "128m", "--memory-swap", "256m", "--cpuset-cpus", "0-1", "upd-live", check=True)
+    assert (_cgroup_file(cid, "memory", "memory.limit_in_bytes"), _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes"),
+            _cgroup_file(cid, "cpuset", "cpuset.cpus")) == (str(128 << 20), str(256 << 20), "0-1")
+    bb("update", "-m", "16m", "--memory-swap", "24m", "upd-live", check=True)
+    assert (_cgroup_file(cid, "memory", "memory.limit_in_bytes"),
+            _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")) == (str(16 << 20), str(24 << 20))
+    host = json.loads(bb("inspect", "upd-live", check=True).stdout)[0]["HostConfig"]
+    assert (host["CpuShares"], host["CpusetCpus"], host["BlkioWeight"], host["Memory"], host["MemorySwap"]) == \
+        (256, "0-1", 600, 16 << 20, 24 << 20)
+    # the recorded values are the ones a restart applies again
+    bb("restart", "-t", "0", "upd-live", check=True)
+    assert (_cgroup_file(cid, "cpu", "cpu.shares"), _blkio_weight(cid),
+            _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")) == ("256", "600", str(24 << 20))
+
+
+def test_update_swap_and_weight_refusals_are_one_line_and_change_nothing(bb):
+    bb("run", "-d", "--name", "upd-swap", "-m", "32m", "--memory-swap", "64m", "busybox", "sleep", "1000", check=True)
+    for flags, message in ((["--memory-swap", "16m"], "Minimum memoryswap limit should be larger than memory limit"),
+                           (["-m", "128m"], "Memory limit should be smaller than already set memoryswap limit, "
+                                            "update the memoryswap at the same time"),
+                           (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000, got 5")):
+        result = bb("update", *flags, "upd-swap")
+        assert result.returncode in (1, 2) and len(result.error_lines) == 1, result.stderr
+        assert message in result.stderr, result.stderr
+    host = json.loads(bb("inspect", "upd-swap", check=True).stdout)[0]["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["BlkioWeight"]) == (32 << 20, 64 << 20, 0)
+    assert state(bb, "upd-swap")["Running"]
+    result = bb("run", "-m", "32m", "--memory-swap", "16m", "busybox", "true")
+    assert result.returncode == 125 and len(result.error_lines) == 1, result.stderr
+    assert "Minimum memoryswap limit should be larger than memory limit" in result.stderr
