@@ -458,7 +458,9 @@ class Solver:
         scoped = {k: v for k, v in state.args.items() if v is not None}
         network = step.network if step.network not in ("", "default") else self.request.network
         mounts = RunMounts(self, stage, state, step)
-        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp)
+        hosts = list(self.request.extra_hosts)  # in the key only when given: older keys stay valid
+        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp,
+                       *([hosts] if hosts else []))
         text = ins.created_by(step, state.shell)
         entry = self.lookup(stage, key)
         if entry is not None:
@@ -482,7 +484,8 @@ class Solver:
                 env=[f"{k}={v}" for k, v in env.items()], workdir=state.config.get("WorkingDir") or "",
                 user=state.config.get("User") or "", network=network or "host",
                 labels={ex.LABEL: self.journal.build_id}, pull="never",
-                host_config={"Mounts": mounts.mounts, "Runtime": self.request.runtime, "AutoRemove": False})
+                host_config={"Mounts": mounts.mounts, "Runtime": self.request.runtime, "AutoRemove": False,
+                             "ExtraHosts": hosts})
             image_config = {k: v for k, v in state.config.items() if k not in ("Cmd", "Entrypoint", "Healthcheck")}
 
             def output(line: str) -> None:

@@ -131,6 +131,8 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--secret", multiple=True, metavar="id=ID,src=FILE|env=VAR", help="Secret to expose to the build.")
 @click.option("--network", default="host", show_default=True, type=click.Choice(["default", "host", "none"]),
               help="Networking mode for the RUN instructions during build.")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
+              help="Add a custom host-to-IP mapping to the /etc/hosts of RUN steps.")
 @click.option("--source-date-epoch", type=int, default=None, envvar="SOURCE_DATE_EPOCH",
               help="Timestamp for reproducible output (env SOURCE_DATE_EPOCH).")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="type=oci|docker|tar|local,dest=PATH",
@@ -149,7 +151,7 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @trust_options
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,
-          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
+          secret, network, add_hosts, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
           sbom_format):
     """Build an image from a Dockerfile (CONTEXT: a directory, a tarball, or - for stdin)."""
     from pallet.kernel.build import BuildRequest, build_result
@@ -157,8 +159,10 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
     from pallet.kernel.build.parser import DockerfileError
     from pallet.kernel.build.solver import StepFailed
     from pallet.kernel.images import manifest as mf
+    from pallet.kernel import hostopts
     from pallet.kernel.images import reference as refs
 
+    extra_hosts = [hostopts.parse_extra_host(h) for h in add_hosts]
     for tag in tags:
         refs.parse(tag)
     if platform and mf.parse_platform(platform) != mf.host_platform():
@@ -170,8 +174,8 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         target=target, labels=_parse_pairs(label, "--label"), no_cache=no_cache,
         no_cache_filter=[s.lower() for s in no_cache_filter], cache_from=list(cache_from), pull=pull,
         secrets=dict(_parse_secret(s) for s in secret), network="host" if network == "default" else network,
-        source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs], runtime=runtime,
-        format=media)
+        extra_hosts=extra_hosts, source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs],
+        runtime=runtime, format=media)
     if quiet:
         progress_mode = "quiet"
     live = progress_mode == "tty" or (progress_mode == "auto" and sys.stderr.isatty())
