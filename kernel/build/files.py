@@ -151,7 +151,17 @@ class Copier:
         self._add(info, data)
 
     def add_member(self, base: str, member: tarfile.TarInfo, data) -> None:
-        """An entry of an archive ADD unpacks: its own owner and mode kept, under ``base``."""
+        """An entry of an archive ADD unpacks: its own owner and mode kept, under ``base``; parents the
+        archive lacks get root-owned 0755 entries (as unpacking makes them), so the layer holds them
+        with a clamped time instead of leaving each extraction to date them."""
+        inner = member.name.strip("/").split("/")[:-1]
+        for depth in range(1, len(inner) + 1):
+            parent = "/".join(inner[:depth])
+            name = f"{base}/{parent}" if base else parent
+            if name not in self.entries and not os.path.lexists(resolve_in_root(self.lower, name, follow_last=False)):
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, self.clamp
+                self._add(info)
         member.name = f"{base}/{member.name}".strip("/") if base else member.name
         if member.islnk():
             member.linkname = f"{base}/{member.linkname}".strip("/") if base else member.linkname
@@ -197,6 +207,9 @@ def extract_archive(copier: Copier, archive: Path, dest: str) -> None:
                     raise PalletError(f'archive {archive.name} has an entry outside its destination: "{member.name}"')
                 if member.isdev() or member.name.strip("/") in ("", "."):
                     continue
+                member.name = os.path.normpath(member.name)  # "./a/b" (tar -C dir .) lands as "a/b"
+                if member.islnk():
+                    member.linkname = os.path.normpath(member.linkname)
                 data = tar.extractfile(member).read() if member.isreg() else None
                 copier.add_member(base, member, data)
     except tarfile.TarError as exc:
