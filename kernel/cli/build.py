@@ -224,7 +224,8 @@ def builder():
 
 @builder.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all build cache, also what images still use.")
-@click.option("--filter", "filters", multiple=True, metavar="until=DURATION", help="Provide filter values (until=24h).")
+@click.option("--filter", "filters", multiple=True, metavar="until=DURATION",
+              help="Provide filter values (until=24h: unused for longer than that).")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @click.pass_obj
 def prune(engine, all_, filters, force):
@@ -237,15 +238,25 @@ def prune(engine, all_, filters, force):
     older_than = None
     for item in filters:
         key, _, value = item.partition("=")
-        if key != "until":
+        if key not in ("until", "unused-for"):  # unused-for: Docker's deprecated synonym
             raise UsageError(f'invalid filter "{item}" (only until=DURATION is supported)')
+        if older_than is not None:
+            raise UsageError(f'filters expect only one value for "{key}"')
         seconds = parse_duration(value, "filter until", lambda m: UsageError(m)) / 1e9
         older_than = time.time() - seconds
+    if not force:
+        what = "all build cache" if all_ else "all dangling build cache"
+        if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+            return
     engine.plugins.load("storage", "runtime")
     executor.clean_stale(engine)
     store = ImageStore(engine)
     removed, freed = BuildCache(engine, store).prune(keep_used_by_images=not all_, older_than=older_than)
     from pallet.kernel.humanize import size as human_size
 
-    click.echo(f"Deleted build cache objects: {len(removed)}")
+    if removed:  # Docker's form: the ids, then the total
+        click.echo("Deleted build cache objects:")
+        for key in removed:
+            click.echo(key.split(":", 1)[1][:25])
+        click.echo()
     click.echo(f"Total reclaimed space: {human_size(freed)}")
