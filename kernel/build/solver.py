@@ -35,11 +35,11 @@ CACHE_ANNOTATION = "org.pallet.build.cache.v0"   # on a layer descriptor: the st
 
 
 class StepFailed(PalletError):
-    """A RUN that exited non-zero; ``tail`` holds its last output lines."""
+    """A RUN that exited non-zero; ``tail`` holds its last output lines, ``step`` its progress id."""
 
-    def __init__(self, message: str, tail: list[str]):
+    def __init__(self, message: str, tail: list[str], step: int = 0, code: int = 0):
         super().__init__(message)
-        self.tail = tail
+        self.tail, self.step, self.code = tail, step, code
 
 
 @dataclass
@@ -496,7 +496,7 @@ class Solver:
                 if code != 0:
                     shown = command[-1] if not isinstance(step.command, list) else json.dumps(command)
                     raise StepFailed(f"{self.name}:{step.line}: RUN {shown.splitlines()[0] if shown else ''} "
-                                     f"returned a non-zero code: {code}", tail)
+                                     f"returned a non-zero code: {code}", tail, number, code)
                 self.store_layer(stage, state, step, key, self.engine.storage.diff(cid, top), text,
                                  mounts.targets | set(DROPPED_STUBS))
             finally:

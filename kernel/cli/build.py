@@ -36,6 +36,8 @@ class PlainProgress:
             self._write(f"#{number} CACHED")
         elif kind == "done":
             self._write(f"#{number} DONE {event['seconds']:.1f}s")
+        elif kind == "error":
+            self._write(f"#{number} ERROR: {event['text']}")
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -65,22 +67,29 @@ class LiveProgress:
             self.rows[number][2] = event["text"][-100:]
         elif kind in ("done", "cached"):
             self.rows[number][3] = "CACHED" if kind == "cached" else f"{event['seconds']:.1f}s"
+        elif kind == "error":  # the failed step; what else was running was cancelled with it
+            for row in self.rows.values():
+                if row[3] is None:
+                    row[3] = "CANCELED"
+            self.rows[number][3] = "ERROR"
         self.live.update(self._render())
 
     def _render(self):
         from rich.text import Text
 
-        text = Text()
+        lines = []
         for number, (name, started, last, state) in self.rows.items():
             shown = state or f"{time.monotonic() - started:.1f}s"
-            text.append(f"=> #{number} {name}", style="blue" if state else "bold")
-            text.append(f"  {shown}\n", style="green" if state else "yellow")
-            if last and not state:
-                text.append(f"   {last}\n", style="dim")
-        return text
+            line = Text(f"=> #{number} {name}", style="red" if state == "ERROR" else "blue" if state else "bold")
+            line.append(f"  {shown}", style="red" if state == "ERROR" else "green" if state else "yellow")
+            lines.append(line)
+            if last and state in (None, "ERROR"):
+                lines.append(Text(f"   {last}", style="dim"))
+        return Text("\n").join(lines)
 
     def close(self) -> None:
-        self.live.stop()
+        if self.live.is_started:
+            self.live.stop()
 
 
 def _parse_pairs(values, flag: str) -> dict[str, str]:
@@ -176,6 +185,8 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         secrets=dict(_parse_secret(s) for s in secret), network="host" if network == "default" else network,
         extra_hosts=extra_hosts, source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs],
         runtime=runtime, format=media)
+    if sum(o.get("dest") == "-" for o in request.outputs) > 1:
+        raise UsageError("only one output can be written to stdout")
     if quiet:
         progress_mode = "quiet"
     live = progress_mode == "tty" or (progress_mode == "auto" and sys.stderr.isatty())
@@ -183,12 +194,14 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
     try:
         result = build_result(engine, request, progress)
     except StepFailed as exc:
+        if exc.step:
+            progress({"type": "error", "id": exc.step, "text": f"exit code: {exc.code}"})
+        if live:
+            progress.close()  # the view ends before the output lines are printed under it
         if not quiet:
             for line in exc.tail:
                 click.echo(f"  > {line}", err=True)
         raise PalletError(str(exc)) from None
-    except DockerfileError:
-        raise
     finally:
         if live:
             progress.close()
@@ -207,13 +220,13 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         from pallet.kernel.fsutil import atomic_write
 
         atomic_write(Path(iidfile), result.image_id.encode())
-    if quiet:
-        click.echo(result.image_id)
-    else:
+    to_stdout = any(o.get("dest") == "-" for o in request.outputs)  # stdout holds the export alone
+    if not quiet:
         short = result.image_id.split(":", 1)[1][:12]
         click.echo(f"Successfully built {short}", err=True)
         for tag in tags:
             click.echo(f"Successfully tagged {refs.parse(tag).familiar()}", err=True)
+    if not to_stdout:
         click.echo(result.image_id)
 
 
