@@ -54,10 +54,13 @@ def lookup_owner(rootfs: Path, spec: str) -> tuple[int, int]:
 class Copier:
     """Builds a COPY/ADD layer as a tar, without writing files: destinations are resolved against the
     stage's filesystem (``lower``, mounted read-only in use) so symlinks and existing directories are
-    honoured; missing parent directories get entries (0755, the copy's owner)."""
+    honoured; missing parent directories get entries (0755, the copy's owner). With ``keep_owners``
+    (COPY --from without --chown, as Docker's builders and buildah) copied entries keep their source's owner."""
 
-    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, clamp: int):
+    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, clamp: int,
+                 keep_owners: bool = False):
         self.lower, self.owner, self.chmod, self.clamp = lower, owner, chmod, clamp
+        self.keep_owners = keep_owners
         self.entries: dict[str, tuple[tarfile.TarInfo, object]] = {}
         self.dirs: set[str] = set()
 
@@ -109,16 +112,18 @@ class Copier:
     def copy_entry(self, source: Path, st: os.stat_result, name: str) -> None:
         mode = self.chmod if self.chmod is not None else stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
-            self._add(self._info(name, tarfile.DIRTYPE, mode, st.st_mtime))
+            info = self._info(name, tarfile.DIRTYPE, mode, st.st_mtime)
         elif stat.S_ISLNK(st.st_mode):
             info = self._info(name, tarfile.SYMTYPE, 0o777, st.st_mtime)
             info.linkname = os.readlink(source)
-            self._add(info)
         elif stat.S_ISREG(st.st_mode):
             info = self._info(name, tarfile.REGTYPE, mode, st.st_mtime)
             info.size = st.st_size
-            self._add(info, source)
-        # devices, fifos and sockets in a context are not copied, as Docker's
+        else:  # devices, fifos and sockets in a context are not copied, as Docker's
+            return
+        if self.keep_owners:
+            info.uid, info.gid = st.st_uid, st.st_gid
+        self._add(info, source if info.type == tarfile.REGTYPE else None)
 
     def copy_tree(self, entries, source_root: Path, strip: str, dest: str) -> None:
         """Copy ``entries`` (``(rel, lstat)``, parents first) from ``source_root``; ``strip`` is the prefix

@@ -69,6 +69,20 @@ def test_no_cache_filter_reruns_one_stage(build):
                                            "COPY --from=first /f /f": False}
 
 
+def test_copy_from_a_stage_is_keyed_by_the_files_it_takes(build):
+    # the stage re-runs for another V, but /out stays the same: the COPY and what follows stay cached
+    dockerfile = ('FROM busybox AS gen\nARG V=1\nARG OUT=same\nRUN echo $OUT > /out && echo $V > /other\n'
+                  'FROM busybox\nCOPY --from=gen /out /out\nRUN cat /out > /copy\n')
+    build(dockerfile, {})
+    steps = cached_steps(build(dockerfile, {}, "--build-arg", "V=2").stderr)
+    assert steps == {"RUN echo $OUT > /out && echo $V > /other": False, "COPY --from=gen /out /out": True,
+                     "RUN cat /out > /copy": True}
+    steps = cached_steps(build(dockerfile, {}, "--build-arg", "OUT=changed", "-t", "changed").stderr)
+    assert steps == {"RUN echo $OUT > /out && echo $V > /other": False, "COPY --from=gen /out /out": False,
+                     "RUN cat /out > /copy": False}
+    assert build.filesystem("changed")["copy"].data == b"changed\n"
+
+
 def test_builder_prune_drops_the_cache_and_system_df_shows_it(build):
     build('FROM busybox\nRUN echo x > /x\n', {})
     df = build.pallet("system", "df", check=True).stdout
