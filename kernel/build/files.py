@@ -11,7 +11,6 @@ import os
 import stat
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from pallet.kernel.errors import PalletError
@@ -223,6 +222,8 @@ def extract_archive(copier: Copier, archive: Path, dest: str) -> None:
 
 def download(url: str, checksum: str, scratch: Path) -> tuple[Path, str]:
     """Fetch ``url`` into ``scratch``; verify ``--checksum``; return (file, sha256 digest)."""
+    import urllib.request  # here: every build imports this module, few ADD a URL
+
     scratch.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=scratch, prefix="add-")
     hasher = hashlib.sha256()
