@@ -30,6 +30,15 @@ APP = ('FROM busybox AS tools\n'
 CGROUP_PARENT = "pallet-test-dockerd"
 
 
+def unmount_under(directory: Path) -> None:
+    """Unmount everything mounted at or below ``directory``, deepest first."""
+    prefix = str(directory)
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4] for line in handle]
+    for point in sorted({p for p in points if p == prefix or p.startswith(prefix + "/")}, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 @pytest.fixture
 def dockerd(tmp_path):
     """Debian's dockerd on private roots (no iptables, no bridge, its containers under a cgroup parent of
@@ -62,8 +71,7 @@ def dockerd(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(daemon.pid, signal.SIGKILL)  # its containerd, if it outlived it
         log.close()
-        for sub in ("exec", "data"):
-            subprocess.run(["umount", "-R", str(work / sub)], capture_output=True)
+        unmount_under(work)  # dockerd does not always unmount its own (exec-root/netns/default)
         shutil.rmtree(work, ignore_errors=True)
         for controller in Path("/sys/fs/cgroup").iterdir():
             with contextlib.suppress(OSError):
