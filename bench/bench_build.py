@@ -4,11 +4,15 @@ Three figures, interleaved rounds (one pallet, one buildah per round), medians a
 
 1. full build (no cache) of a 3-stage, 15-step Dockerfile on busybox with a 2,000-file context;
 2. the fully cached rebuild of it;
-3. a 20,000-file context whose ``.dockerignore`` excludes 90 %: a build that copies the rest.
+3. a 20,000-file context whose ``.dockerignore`` excludes 90 %: a build that copies the rest;
+4. the time to the first step on that context (and on it with nothing ignored): from the command's
+   start to the first RUN's step line and to its output, for pallet, buildah and ``docker build``
+   against a private dockerd (its classic builder: the CLI has no buildx here), which sends the
+   whole context before any step.
 
 buildah runs as the tests run it: its own root, vfs, runc, cgroupfs, ``--layers`` (its layer cache).
 
-    python3 bench/bench_build.py [--rounds 5]
+    python3 bench/bench_build.py [--rounds 5] [--only builds|first-step]
 """
 
 from __future__ import annotations
@@ -76,10 +80,87 @@ def timed(cmd, env=None) -> tuple[float, float]:
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+FIRST_STEP = "FROM busybox\nRUN echo first-step-$((1+1))\nCOPY . /ctx/\n"
+HEADER = ("#2 [", "STEP 2/3: RUN", "Step 2/3 : RUN")   # pallet, buildah, docker's classic builder
+
+
+def first_step(cmd, env=None) -> tuple[float, float]:
+    """(seconds to the first RUN's step line, seconds to its output) of ``cmd``, which then runs to its end."""
+    import selectors
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(REPO), env=env)
+    header = output = None
+    seen = []
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        pending = b""
+        while output is None:
+            sel.select()
+            data = os.read(proc.stdout.fileno(), 65536)
+            if not data:
+                break
+            now = time.perf_counter() - start
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                seen.append(text)
+                if header is None and text.startswith(HEADER):
+                    header = now
+                if "first-step-2" in text and "$((" not in text:
+                    output = now
+                    break
+    proc.stdout.read()
+    if proc.wait() != 0 or header is None or output is None:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed: " + "\n".join(seen[-20:]))
+    proc.stdout.close()
+    return header, output
+
+
+def bench_first_step(work: Path, pallet, env, bud, busybox_tar: Path, rounds: int) -> None:
+    import peers
+
+    contexts = []
+    for name, share in (("90 % ignored", 0.9), ("nothing ignored", 0.0)):
+        root = make_context(work / f"first-{int(share * 100)}", 20000, ignored_share=share)
+        (root / "Dockerfile").write_text(FIRST_STEP)
+        contexts.append((name, root))
+    with peers.docker(work, busybox_tar) as docker:
+        tools = [("pallet", lambda ctx: ([*pallet, "build", "--progress", "plain", "--no-cache", str(ctx)], env)),
+                 ("buildah", lambda ctx: ([*[a for a in bud if a != "-q"], "--no-cache", str(ctx)], None))]
+        if docker is not None:
+            denv = {**os.environ, "DOCKER_BUILDKIT": "0"}
+            tools.append(("docker build", lambda ctx: ([*docker, "build", "--no-cache", "--network", "host",
+                                                         str(ctx)], denv)))
+        print(f"\ntime to the first step, 20,000-file context; load average {os.getloadavg()[0]:.1f}; "
+              f"medians of {rounds}: step line / its output")
+        print(f"{'context':<18} " + " ".join(f"{name:>22}" for name, _ in tools))
+        for label, ctx in contexts:
+            results = {name: [] for name, _ in tools}
+            for name, make in tools:  # warm once: page cache, bytecode, the daemons' image
+                first_step(*make(ctx))
+            for round_ in range(rounds):  # the order rotates: none always runs just after docker's daemon work
+                shift = round_ % len(tools)
+                for name, make in tools[shift:] + tools[:shift]:
+                    results[name].append(first_step(*make(ctx)))
+            cells = []
+            for name, _ in tools:
+                head = statistics.median(h for h, _ in results[name])
+                out = statistics.median(o for _, o in results[name])
+                cells.append(f"{head * 1000:>8.0f} / {out * 1000:>6.0f} ms")
+            print(f"{label:<18} " + " ".join(f"{c:>22}" for c in cells))
+            base = statistics.median(o for _, o in results["pallet"])
+            print(f"{'':<18} " + " ".join(f"{statistics.median(o for _, o in results[n]) / base:>21.2f}x"
+                                         for n, _ in tools))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["builds", "first-step"], default=None)
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "bench"))
     buildah = shutil.which("buildah")
     if buildah is None:
         raise SystemExit("buildah is not installed (scripts/setup.sh installs it)")
@@ -99,6 +180,10 @@ def main() -> None:
         subprocess.run([*bh, "pull", "-q", f"docker-archive:{work / 'busybox.tar'}"], check=True, capture_output=True)
         bud = [*bh, "bud", "--layers", "--format", "docker", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--network", "host",
                "--ulimit", f"nofile={hard}:{hard}", "--ulimit", f"nproc={pid_max}:{pid_max}", "-q"]
+        if args.only != "builds":
+            bench_first_step(work, pallet, env, bud, work / "busybox.tar", args.rounds)
+        if args.only == "first-step":
+            return
         small = make_context(work / "ctx2k", 2000)
         large = make_context(work / "ctx20k", 20000, ignored_share=0.9)
         cases = [

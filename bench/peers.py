@@ -68,8 +68,14 @@ def docker(work: Path, image_tar: Path):
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
         log.close()
-        subprocess.run(["umount", "-R", str(work / "docker-data")], capture_output=True)
-        subprocess.run(["umount", "-R", str(work / "docker-exec")], capture_output=True)
+        # everything under its roots, deepest first: dockerd leaves docker-exec/netns/default mounted at
+        # times, and umount -R of a directory that is not itself a mount point does nothing
+        with open("/proc/self/mountinfo") as handle:
+            points = [line.split()[4] for line in handle]
+        for root in (work / "docker-data", work / "docker-exec"):
+            for point in sorted({p for p in points if p == str(root) or p.startswith(f"{root}/")}, key=len,
+                                reverse=True):
+                subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @contextlib.contextmanager

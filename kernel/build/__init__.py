@@ -34,6 +34,7 @@ class BuildRequest:
     credentials: dict = field(default_factory=dict)   # registry host -> (user, password) for FROM pulls (the API's)
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)   # id -> ("file", path) | ("env", NAME)
     network: str = "host"                    # RUN's network when a RUN does not say (--network)
+    extra_hosts: list[str] = field(default_factory=list)                # --add-host, "name:ip", in RUN's /etc/hosts
     source_date_epoch: int | None = None
     outputs: list[dict] = field(default_factory=list)                    # parsed -o specs
     runtime: str = "pallet"

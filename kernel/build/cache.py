@@ -105,5 +105,11 @@ class BuildCache:
                     self._path(entry.key).unlink()
                 removed.append(entry.key)
                 freed += entry.size
+            # the remembered COPY --from content hashes (kernel/build/copying.py) are recomputed on demand
+            digests = self.dir.parent / "digests"
+            for path in digests.iterdir() if digests.is_dir() else ():
+                with contextlib.suppress(FileNotFoundError):
+                    if older_than is None or path.stat().st_mtime < older_than:
+                        path.unlink()
             self.store.collect_blobs()
         return removed, freed

@@ -44,7 +44,70 @@ def _walk_fs(root: Path, rel: str):
                 yield os.path.relpath(full, root), os.lstat(full)
 
 
+def fs_digest(root: Path, pattern: str) -> str:
+    """A content hash of what ``pattern`` names in a stage's or image's filesystem: names, types, modes,
+    owners (a COPY --from keeps them), symlink targets and contents; ``missing`` when nothing matches
+    (the copy itself then reports it)."""
+    import hashlib
+
+    if any(c in pattern for c in "*?["):
+        rels = [os.path.relpath(p, root) for p in sorted(glob.glob(str(root) + "/" + pattern.lstrip("/")))]
+    else:
+        rels = [pattern] if os.path.lexists(resolve_in_root(root, pattern, follow_last=False)) else []
+    if not rels:
+        return "missing"
+    hasher = hashlib.sha256()
+    for rel in rels:
+        hasher.update(b"\0root\0" + rel.encode())
+        for name, st in _walk_fs(root, rel):
+            hasher.update(f"\0{name}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0"
+                          f"{st.st_uid}:{st.st_gid}\0".encode())
+            path = root / name
+            if stat.S_ISLNK(st.st_mode):
+                hasher.update(os.readlink(path).encode())
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as handle:
+                    hasher.update(hashlib.file_digest(handle, "sha256").digest())
+    return "sha256:" + hasher.hexdigest()
+
+
+class FsDigests:
+    """:func:`fs_digest` results remembered per (layer chain, pattern) under ``<root>/build/digests``: a
+    chain of diff ids fixes the content, so a cached rebuild keys ``COPY --from`` without mounting the source."""
+
+    def __init__(self, engine):
+        self.dir = Path(engine.root) / "build" / "digests"
+
+    def _path(self, layers, pattern: str) -> Path:
+        import hashlib
+        import json
+
+        name = json.dumps([[diff_id for _descriptor, diff_id in layers], pattern])
+        return self.dir / hashlib.sha256(name.encode()).hexdigest()
+
+    def get(self, layers, pattern: str) -> str | None:
+        try:
+            return self._path(layers, pattern).read_text() or None
+        except FileNotFoundError:
+            return None
+
+    def put(self, layers, pattern: str, digest: str) -> None:
+        from pallet.kernel.fsutil import atomic_write
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._path(layers, pattern), digest.encode(), durable=False)
+
+
 def copy_step(solver, stage, state, step: ins.Copy) -> bool:
+    source_ws: list = []   # the source stage's or image's filesystem, mounted once when first needed
+    try:
+        return _copy_step(solver, stage, state, step, source_ws)
+    finally:
+        for workspace in source_ws:
+            workspace.close()
+
+
+def _copy_step(solver, stage, state, step: ins.Copy, source_ws: list) -> bool:
     line = step.line
     is_add = isinstance(step, ins.Add)
     keyword = "ADD" if is_add else "COPY"
@@ -66,14 +129,20 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
     fs_root_layers = None
     ref = solver.expand(step.from_, state, line) if step.from_ else ""
     if ref:
+        # keyed by the content of exactly the files used, not by the source: a rebuilt stage that yields
+        # the same files keeps the COPY (and what follows) cached, as BuildKit's content cache does
         source_stage = solver.plan.stage_by_ref(ref)
         if source_stage is not None:
             fs_root_layers = solver.results[source_stage.index].layers
-            key_parts.append(["stage", solver.results[source_stage.index].key])
         else:
-            image = solver.resolve_source_image(ref, line)
-            fs_root_layers = solver.image_layers(image)
-            key_parts.append(["image", image.id])
+            fs_root_layers = solver.image_layers(solver.resolve_source_image(ref, line))
+    digests = FsDigests(solver.engine)
+
+    def source_root() -> Path:
+        if not source_ws:
+            source_ws.append(Workspace(solver.engine, solver.journal, solver.store.ensure_chain(fs_root_layers)))
+        return source_ws[0].root
+
     for word in words:
         if is_add and word.startswith(("http://", "https://")):
             path, digest = files.download(word, getattr(step, "checksum", ""), Path(solver.journal.scratch_dir()))
@@ -81,7 +150,11 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
             key_parts.append(["url", word, digest])
         elif fs_root_layers is not None:
             sources.append(Source("fs", rel=word))
-            key_parts.append(["fs", word])
+            digest = digests.get(fs_root_layers, word)
+            if digest is None:
+                digest = fs_digest(source_root(), word)
+                digests.put(fs_root_layers, word, digest)
+            key_parts.append(["fs", word, digest])
         else:
             rels = solver.context.matches(word)
             for rel in rels:
@@ -122,27 +195,22 @@ def copy_step(solver, stage, state, step: ins.Copy) -> bool:
     with Workspace(solver.engine, solver.journal, base) as workspace:
         if owner is None:
             owner = files.lookup_owner(workspace.root, chown) if chown else (0, 0)
-        copier = files.Copier(workspace.root, owner, chmod, clamp)
+        copier = files.Copier(workspace.root, owner, chmod, clamp, keep_owners=bool(ref) and not chown)
         into_dir = dest_dir or (not step.link and copier.is_dir(dest))
-        source_ws = Workspace(solver.engine, solver.journal, solver.store.ensure_chain(fs_root_layers)) \
-            if fs_root_layers is not None else None
-        try:
-            for source in sources:
-                _copy_one(solver, copier, source, source_ws, dest, into_dir, step, is_add, excludes)
-            with tempfile.TemporaryFile() as layer:
-                non_empty = copier.write(layer)  # reads the sources: before their mount goes away
-                layer.seek(0)
-                solver.store_tar(stage, state, step, key, layer, non_empty)
-        finally:
-            if source_ws is not None:
-                source_ws.close()
+        root = source_root() if fs_root_layers is not None else None
+        for source in sources:
+            _copy_one(solver, copier, source, root, dest, into_dir, step, is_add, excludes)
+        with tempfile.TemporaryFile() as layer:
+            non_empty = copier.write(layer)  # reads the sources: before their mount goes away
+            layer.seek(0)
+            solver.store_tar(stage, state, step, key, layer, non_empty)
     if step.link:
         state.key = step_key(parent_key, key)  # what follows still depends on the parent
     return False
 
 
-def _copy_one(solver, copier, source: Source, source_ws, dest: str, into_dir: bool, step, is_add: bool,
-              excludes) -> None:
+def _copy_one(solver, copier, source: Source, source_root: Path | None, dest: str, into_dir: bool, step,
+              is_add: bool, excludes) -> None:
     if source.kind == "heredoc":
         copier.write_file(dest, source.data, into_dir, source.name)
         return
@@ -154,7 +222,7 @@ def _copy_one(solver, copier, source: Source, source_ws, dest: str, into_dir: bo
         entries = list(solver.context.tree(source.rel))
         matched = [(source.rel, entries)]
     else:
-        root = source_ws.root
+        root = source_root
         pattern = source.rel
         if any(c in pattern for c in "*?["):
             found = sorted(glob.glob(str(root) + "/" + pattern.lstrip("/")))

@@ -11,7 +11,6 @@ import os
 import stat
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from pallet.kernel.errors import PalletError
@@ -54,10 +53,13 @@ def lookup_owner(rootfs: Path, spec: str) -> tuple[int, int]:
 class Copier:
     """Builds a COPY/ADD layer as a tar, without writing files: destinations are resolved against the
     stage's filesystem (``lower``, mounted read-only in use) so symlinks and existing directories are
-    honoured; missing parent directories get entries (0755, the copy's owner)."""
+    honoured; missing parent directories get entries (0755, the copy's owner). With ``keep_owners``
+    (COPY --from without --chown, as Docker's builders and buildah) copied entries keep their source's owner."""
 
-    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, clamp: int):
+    def __init__(self, lower: Path, owner: tuple[int, int], chmod: int | None, clamp: int,
+                 keep_owners: bool = False):
         self.lower, self.owner, self.chmod, self.clamp = lower, owner, chmod, clamp
+        self.keep_owners = keep_owners
         self.entries: dict[str, tuple[tarfile.TarInfo, object]] = {}
         self.dirs: set[str] = set()
 
@@ -109,16 +111,18 @@ class Copier:
     def copy_entry(self, source: Path, st: os.stat_result, name: str) -> None:
         mode = self.chmod if self.chmod is not None else stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
-            self._add(self._info(name, tarfile.DIRTYPE, mode, st.st_mtime))
+            info = self._info(name, tarfile.DIRTYPE, mode, st.st_mtime)
         elif stat.S_ISLNK(st.st_mode):
             info = self._info(name, tarfile.SYMTYPE, 0o777, st.st_mtime)
             info.linkname = os.readlink(source)
-            self._add(info)
         elif stat.S_ISREG(st.st_mode):
             info = self._info(name, tarfile.REGTYPE, mode, st.st_mtime)
             info.size = st.st_size
-            self._add(info, source)
-        # devices, fifos and sockets in a context are not copied, as Docker's
+        else:  # devices, fifos and sockets in a context are not copied, as Docker's
+            return
+        if self.keep_owners:
+            info.uid, info.gid = st.st_uid, st.st_gid
+        self._add(info, source if info.type == tarfile.REGTYPE else None)
 
     def copy_tree(self, entries, source_root: Path, strip: str, dest: str) -> None:
         """Copy ``entries`` (``(rel, lstat)``, parents first) from ``source_root``; ``strip`` is the prefix
@@ -151,7 +155,17 @@ class Copier:
         self._add(info, data)
 
     def add_member(self, base: str, member: tarfile.TarInfo, data) -> None:
-        """An entry of an archive ADD unpacks: its own owner and mode kept, under ``base``."""
+        """An entry of an archive ADD unpacks: its own owner and mode kept, under ``base``; parents the
+        archive lacks get root-owned 0755 entries (as unpacking makes them), so the layer holds them
+        with a clamped time instead of leaving each extraction to date them."""
+        inner = member.name.strip("/").split("/")[:-1]
+        for depth in range(1, len(inner) + 1):
+            parent = "/".join(inner[:depth])
+            name = f"{base}/{parent}" if base else parent
+            if name not in self.entries and not os.path.lexists(resolve_in_root(self.lower, name, follow_last=False)):
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, self.clamp
+                self._add(info)
         member.name = f"{base}/{member.name}".strip("/") if base else member.name
         if member.islnk():
             member.linkname = f"{base}/{member.linkname}".strip("/") if base else member.linkname
@@ -197,6 +211,9 @@ def extract_archive(copier: Copier, archive: Path, dest: str) -> None:
                     raise PalletError(f'archive {archive.name} has an entry outside its destination: "{member.name}"')
                 if member.isdev() or member.name.strip("/") in ("", "."):
                     continue
+                member.name = os.path.normpath(member.name)  # "./a/b" (tar -C dir .) lands as "a/b"
+                if member.islnk():
+                    member.linkname = os.path.normpath(member.linkname)
                 data = tar.extractfile(member).read() if member.isreg() else None
                 copier.add_member(base, member, data)
     except tarfile.TarError as exc:
@@ -205,6 +222,8 @@ def extract_archive(copier: Copier, archive: Path, dest: str) -> None:
 
 def download(url: str, checksum: str, scratch: Path) -> tuple[Path, str]:
     """Fetch ``url`` into ``scratch``; verify ``--checksum``; return (file, sha256 digest)."""
+    import urllib.request  # here: every build imports this module, few ADD a URL
+
     scratch.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=scratch, prefix="add-")
     hasher = hashlib.sha256()

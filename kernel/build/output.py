@@ -20,7 +20,9 @@ EXPORT_TYPES = ("oci", "docker", "tar", "local", "image")
 
 
 def parse_output(spec: str) -> dict:
-    """``type=oci,dest=out.tar`` (or a bare path: a local directory export, as Docker's ``-o DIR``)."""
+    """``type=oci,dest=out.tar[,name=REF]`` (or a bare path: a local directory export, as Docker's ``-o DIR``)."""
+    if spec == "-":  # Docker's -o -: the filesystem as a tar on stdout
+        return {"type": "tar", "dest": "-"}
     if "=" not in spec:
         return {"type": "local", "dest": spec}
     fields = {}
@@ -33,6 +35,14 @@ def parse_output(spec: str) -> dict:
         raise UsageError(f'invalid output "{spec}": type must be one of {", ".join(EXPORT_TYPES)}')
     if fields["type"] != "image" and not fields.get("dest"):
         raise UsageError(f'invalid output "{spec}": dest= is required for type={fields["type"]}')
+    if fields["type"] == "local" and fields.get("dest") == "-":
+        raise UsageError(f'invalid output "{spec}": type=local writes a directory, not stdout (type=tar does)')
+    if fields.get("name"):
+        from pallet.kernel.images import reference as refs
+
+        if fields["type"] not in ("oci", "docker"):
+            raise UsageError(f'invalid output "{spec}": name= is only for type=oci or type=docker')
+        refs.parse(fields["name"])
     return fields
 
 
@@ -78,7 +88,8 @@ def export(engine, store, record, output: dict) -> None:
     if kind in ("oci", "docker"):
         from pallet.kernel.images import archive
 
-        archive.save(store, [(record.repo_tags[0] if record.repo_tags else record.id, record)],
+        # by id: the archive names the image by all its tags (every -t); name= names it instead, as BuildKit's
+        archive.save(store, [(output.get("name") or record.id, record)],
                      None if dest == "-" else dest, "oci-archive" if kind == "oci" else "docker-archive")
         return
     top = store.ensure_layers(record)
@@ -100,8 +111,18 @@ def export(engine, store, record, output: dict) -> None:
 
 
 def _tar_tree(root: Path, dest: str) -> None:
+    import sys
+
     from pallet.kernel.storage import archive
 
+    if dest == "-":
+        writer, out = archive.TarWriter(), sys.stdout.buffer
+        for name, path, st in archive.walk(str(root)):
+            for chunk in writer.add(name, path, st):
+                out.write(chunk)
+        out.write(writer.end())
+        out.flush()
+        return
     target = Path(dest)
     tmp = target.with_name(f".{target.name}.tmp")
     try:

@@ -35,11 +35,11 @@ CACHE_ANNOTATION = "org.pallet.build.cache.v0"   # on a layer descriptor: the st
 
 
 class StepFailed(PalletError):
-    """A RUN that exited non-zero; ``tail`` holds its last output lines."""
+    """A RUN that exited non-zero; ``tail`` holds its last output lines, ``step`` its progress id."""
 
-    def __init__(self, message: str, tail: list[str]):
+    def __init__(self, message: str, tail: list[str], step: int = 0, code: int = 0):
         super().__init__(message)
-        self.tail = tail
+        self.tail, self.step, self.code = tail, step, code
 
 
 @dataclass
@@ -458,7 +458,9 @@ class Solver:
         scoped = {k: v for k, v in state.args.items() if v is not None}
         network = step.network if step.network not in ("", "default") else self.request.network
         mounts = RunMounts(self, stage, state, step)
-        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp)
+        hosts = list(self.request.extra_hosts)  # in the key only when given: older keys stay valid
+        key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp,
+                       *([hosts] if hosts else []))
         text = ins.created_by(step, state.shell)
         entry = self.lookup(stage, key)
         if entry is not None:
@@ -482,7 +484,8 @@ class Solver:
                 env=[f"{k}={v}" for k, v in env.items()], workdir=state.config.get("WorkingDir") or "",
                 user=state.config.get("User") or "", network=network or "host",
                 labels={ex.LABEL: self.journal.build_id}, pull="never",
-                host_config={"Mounts": mounts.mounts, "Runtime": self.request.runtime, "AutoRemove": False})
+                host_config={"Mounts": mounts.mounts, "Runtime": self.request.runtime, "AutoRemove": False,
+                             "ExtraHosts": hosts})
             image_config = {k: v for k, v in state.config.items() if k not in ("Cmd", "Entrypoint", "Healthcheck")}
 
             def output(line: str) -> None:
@@ -493,7 +496,7 @@ class Solver:
                 if code != 0:
                     shown = command[-1] if not isinstance(step.command, list) else json.dumps(command)
                     raise StepFailed(f"{self.name}:{step.line}: RUN {shown.splitlines()[0] if shown else ''} "
-                                     f"returned a non-zero code: {code}", tail)
+                                     f"returned a non-zero code: {code}", tail, number, code)
                 self.store_layer(stage, state, step, key, self.engine.storage.diff(cid, top), text,
                                  mounts.targets | set(DROPPED_STUBS))
             finally:

@@ -36,6 +36,8 @@ class PlainProgress:
             self._write(f"#{number} CACHED")
         elif kind == "done":
             self._write(f"#{number} DONE {event['seconds']:.1f}s")
+        elif kind == "error":
+            self._write(f"#{number} ERROR: {event['text']}")
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -65,22 +67,29 @@ class LiveProgress:
             self.rows[number][2] = event["text"][-100:]
         elif kind in ("done", "cached"):
             self.rows[number][3] = "CACHED" if kind == "cached" else f"{event['seconds']:.1f}s"
+        elif kind == "error":  # the failed step; what else was running was cancelled with it
+            for row in self.rows.values():
+                if row[3] is None:
+                    row[3] = "CANCELED"
+            self.rows[number][3] = "ERROR"
         self.live.update(self._render())
 
     def _render(self):
         from rich.text import Text
 
-        text = Text()
+        lines = []
         for number, (name, started, last, state) in self.rows.items():
             shown = state or f"{time.monotonic() - started:.1f}s"
-            text.append(f"=> #{number} {name}", style="blue" if state else "bold")
-            text.append(f"  {shown}\n", style="green" if state else "yellow")
-            if last and not state:
-                text.append(f"   {last}\n", style="dim")
-        return text
+            line = Text(f"=> #{number} {name}", style="red" if state == "ERROR" else "blue" if state else "bold")
+            line.append(f"  {shown}", style="red" if state == "ERROR" else "green" if state else "yellow")
+            lines.append(line)
+            if last and state in (None, "ERROR"):
+                lines.append(Text(f"   {last}", style="dim"))
+        return Text("\n").join(lines)
 
     def close(self) -> None:
-        self.live.stop()
+        if self.live.is_started:
+            self.live.stop()
 
 
 def _parse_pairs(values, flag: str) -> dict[str, str]:
@@ -131,6 +140,8 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--secret", multiple=True, metavar="id=ID,src=FILE|env=VAR", help="Secret to expose to the build.")
 @click.option("--network", default="host", show_default=True, type=click.Choice(["default", "host", "none"]),
               help="Networking mode for the RUN instructions during build.")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
+              help="Add a custom host-to-IP mapping to the /etc/hosts of RUN steps.")
 @click.option("--source-date-epoch", type=int, default=None, envvar="SOURCE_DATE_EPOCH",
               help="Timestamp for reproducible output (env SOURCE_DATE_EPOCH).")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="type=oci|docker|tar|local,dest=PATH",
@@ -149,7 +160,7 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @trust_options
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,
-          secret, network, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
+          secret, network, add_hosts, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
           sbom_format):
     """Build an image from a Dockerfile (CONTEXT: a directory, a tarball, or - for stdin)."""
     from pallet.kernel.build import BuildRequest, build_result
@@ -157,8 +168,10 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
     from pallet.kernel.build.parser import DockerfileError
     from pallet.kernel.build.solver import StepFailed
     from pallet.kernel.images import manifest as mf
+    from pallet.kernel import hostopts
     from pallet.kernel.images import reference as refs
 
+    extra_hosts = [hostopts.parse_extra_host(h) for h in add_hosts]
     for tag in tags:
         refs.parse(tag)
     if platform and mf.parse_platform(platform) != mf.host_platform():
@@ -170,8 +183,10 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         target=target, labels=_parse_pairs(label, "--label"), no_cache=no_cache,
         no_cache_filter=[s.lower() for s in no_cache_filter], cache_from=list(cache_from), pull=pull,
         secrets=dict(_parse_secret(s) for s in secret), network="host" if network == "default" else network,
-        source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs], runtime=runtime,
-        format=media)
+        extra_hosts=extra_hosts, source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs],
+        runtime=runtime, format=media)
+    if sum(o.get("dest") == "-" for o in request.outputs) > 1:
+        raise UsageError("only one output can be written to stdout")
     if quiet:
         progress_mode = "quiet"
     live = progress_mode == "tty" or (progress_mode == "auto" and sys.stderr.isatty())
@@ -179,12 +194,14 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
     try:
         result = build_result(engine, request, progress)
     except StepFailed as exc:
+        if exc.step:
+            progress({"type": "error", "id": exc.step, "text": f"exit code: {exc.code}"})
+        if live:
+            progress.close()  # the view ends before the output lines are printed under it
         if not quiet:
             for line in exc.tail:
                 click.echo(f"  > {line}", err=True)
         raise PalletError(str(exc)) from None
-    except DockerfileError:
-        raise
     finally:
         if live:
             progress.close()
@@ -203,13 +220,13 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         from pallet.kernel.fsutil import atomic_write
 
         atomic_write(Path(iidfile), result.image_id.encode())
-    if quiet:
-        click.echo(result.image_id)
-    else:
+    to_stdout = any(o.get("dest") == "-" for o in request.outputs)  # stdout holds the export alone
+    if not quiet:
         short = result.image_id.split(":", 1)[1][:12]
         click.echo(f"Successfully built {short}", err=True)
         for tag in tags:
             click.echo(f"Successfully tagged {refs.parse(tag).familiar()}", err=True)
+    if not to_stdout:
         click.echo(result.image_id)
 
 
@@ -220,7 +237,8 @@ def builder():
 
 @builder.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all build cache, also what images still use.")
-@click.option("--filter", "filters", multiple=True, metavar="until=DURATION", help="Provide filter values (until=24h).")
+@click.option("--filter", "filters", multiple=True, metavar="until=DURATION",
+              help="Provide filter values (until=24h: unused for longer than that).")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @click.pass_obj
 def prune(engine, all_, filters, force):
@@ -233,15 +251,25 @@ def prune(engine, all_, filters, force):
     older_than = None
     for item in filters:
         key, _, value = item.partition("=")
-        if key != "until":
+        if key not in ("until", "unused-for"):  # unused-for: Docker's deprecated synonym
             raise UsageError(f'invalid filter "{item}" (only until=DURATION is supported)')
+        if older_than is not None:
+            raise UsageError(f'filters expect only one value for "{key}"')
         seconds = parse_duration(value, "filter until", lambda m: UsageError(m)) / 1e9
         older_than = time.time() - seconds
+    if not force:
+        what = "all build cache" if all_ else "all dangling build cache"
+        if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+            return
     engine.plugins.load("storage", "runtime")
     executor.clean_stale(engine)
     store = ImageStore(engine)
     removed, freed = BuildCache(engine, store).prune(keep_used_by_images=not all_, older_than=older_than)
     from pallet.kernel.humanize import size as human_size
 
-    click.echo(f"Deleted build cache objects: {len(removed)}")
+    if removed:  # Docker's form: the ids, then the total
+        click.echo("Deleted build cache objects:")
+        for key in removed:
+            click.echo(key.split(":", 1)[1][:25])
+        click.echo()
     click.echo(f"Total reclaimed space: {human_size(freed)}")

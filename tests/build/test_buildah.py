@@ -181,16 +181,22 @@ def test_filesystem_matches_buildah(both):
     files = {"a.txt": "alpha", "tool": ("#!/bin/sh\n", 0o755), "dir/x": "x", "dir/deep/y": ("y", 0o600),
              "pkg.tar": archive.getvalue()}
     ours, theirs, our_fs, their_fs = both(
-        'FROM busybox AS build\nRUN mkdir -p /out && echo built > /out/artefact && chmod 751 /out/artefact\n'
+        'FROM busybox AS build\nRUN mkdir -p /out && echo built > /out/artefact && chmod 751 /out/artefact && '
+        'mkdir /owned && echo o > /owned/file && chown -R 42:43 /owned\n'
         'FROM busybox\n'
         'RUN rm -rf /var/www /bin/vi && mkdir -m 700 /private && echo p > /private/p && ln -s /private/p /plink\n'
         'COPY a.txt tool /copied/\n'
         'COPY dir /tree/\n'
         'COPY --chown=nobody:nobody --chmod=640 a.txt /owned.txt\n'
         'COPY --from=build /out/artefact /artefact\n'
+        'COPY --from=build /owned /kept-owner/\n'
+        'COPY --from=build --chown=7:8 /owned /new-owner/\n'
         'ADD pkg.tar /unpacked/\n'
         'WORKDIR /work\n'
         'RUN echo here > in-workdir\n', files, "files")
     assert ours == theirs
     assert_same_files(our_fs, their_fs)
     assert our_fs["owned.txt"].uid == 65534 and our_fs["unpacked/pkg/data.txt"].uid == 7
+    # COPY --from keeps the source's owners unless --chown says (as Docker's builders do too)
+    assert (our_fs["kept-owner/file"].uid, our_fs["kept-owner/file"].gid) == (42, 43)
+    assert (our_fs["new-owner/file"].uid, our_fs["new-owner/file"].gid) == (7, 8)

@@ -69,16 +69,73 @@ def test_no_cache_filter_reruns_one_stage(build):
                                            "COPY --from=first /f /f": False}
 
 
+def test_copy_from_a_stage_is_keyed_by_the_files_it_takes(build):
+    # the stage re-runs for another V, but /out stays the same: the COPY and what follows stay cached
+    dockerfile = ('FROM busybox AS gen\nARG V=1\nARG OUT=same\nRUN echo $OUT > /out && echo $V > /other\n'
+                  'FROM busybox\nCOPY --from=gen /out /out\nRUN cat /out > /copy\n')
+    build(dockerfile, {})
+    steps = cached_steps(build(dockerfile, {}, "--build-arg", "V=2").stderr)
+    assert steps == {"RUN echo $OUT > /out && echo $V > /other": False, "COPY --from=gen /out /out": True,
+                     "RUN cat /out > /copy": True}
+    steps = cached_steps(build(dockerfile, {}, "--build-arg", "OUT=changed", "-t", "changed").stderr)
+    assert steps == {"RUN echo $OUT > /out && echo $V > /other": False, "COPY --from=gen /out /out": False,
+                     "RUN cat /out > /copy": False}
+    assert build.filesystem("changed")["copy"].data == b"changed\n"
+
+
 def test_builder_prune_drops_the_cache_and_system_df_shows_it(build):
     build('FROM busybox\nRUN echo x > /x\n', {})
     df = build.pallet("system", "df", check=True).stdout
     assert "Build Cache" in df
     pruned = build.pallet("builder", "prune", "-f", "--all", check=True).stdout
-    assert "Deleted build cache objects: 1" in pruned
+    assert re.fullmatch(r"Deleted build cache objects:\n[0-9a-f]{25}\n\nTotal reclaimed space: \S+\n", pruned)
     again = build('FROM busybox\nRUN echo x > /x\n', {})
     assert not any(cached_steps(again.stderr).values())
     kept = build.pallet("builder", "prune", "-f", check=True).stdout  # without --all: an image still uses it
-    assert "Deleted build cache objects: 0" in kept
+    assert kept == "Total reclaimed space: 0B\n"
+
+
+def _entry_file(pallet, text: str):
+    """The cache entry file of the step whose instruction contains ``text``."""
+    import json
+
+    found = [p for p in (pallet.root / "build" / "cache").iterdir() if text in json.loads(p.read_text())["description"]]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_builder_prune_until_drops_only_what_was_unused_for_longer(build):
+    import os
+    import time
+
+    old, new = 'FROM busybox\nRUN echo old > /o\n', 'FROM busybox\nRUN echo new > /n\n'
+    build(old, {})
+    build(new, {})
+    stale = _entry_file(build.pallet, "echo old")
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))  # last used two days ago (a cache hit touches the entry)
+    pruned = build.pallet("builder", "prune", "-f", "--all", "--filter", "until=24h", check=True).stdout
+    assert pruned.splitlines()[:3] == ["Deleted build cache objects:", stale.name[:25], ""]
+    assert not any(cached_steps(build(old, {}).stderr).values())   # its step runs again
+    assert all(cached_steps(build(new, {}).stderr).values())       # the other stayed
+    # a hit counts as a use: the entry just rebuilt survives until=1h30m, the aged one does not
+    os.utime(_entry_file(build.pallet, "echo new"), (two_days_ago, two_days_ago))
+    build(new, {})
+    kept = build.pallet("builder", "prune", "-f", "--all", "--filter", "until=1h30m", check=True).stdout
+    assert kept == "Total reclaimed space: 0B\n"
+
+
+def test_builder_prune_asks_first_and_refuses_bad_filters(build):
+    build('FROM busybox\nRUN echo x > /x\n', {})
+    declined = build.pallet("builder", "prune", "--all", input="n\n")
+    assert declined.returncode == 0
+    assert declined.stdout.startswith("WARNING! This will remove all build cache.\nAre you sure you want to continue?")
+    assert "Deleted" not in declined.stdout and len(list((build.pallet.root / "build" / "cache").iterdir())) == 1
+    for bad, message in (("until=soon", 'Error: invalid duration "soon" for --filter until (e.g. 30s, 1m30s, 500ms)'),
+                         ("label=x", 'Error: invalid filter "label=x" (only until=DURATION is supported)')):
+        result = build.pallet("builder", "prune", "-f", "--filter", bad)
+        assert result.returncode == 2 and result.error_lines == [message]
+    assert len(list((build.pallet.root / "build" / "cache").iterdir())) == 1
 
 
 REPRODUCIBLE = ('FROM busybox AS build\nRUN echo made > /made && mkdir -p /srv && touch /srv/stamp\n'

@@ -241,6 +241,29 @@ def test_private_cache_mount_is_a_fresh_directory_while_the_shared_one_is_held(b
     assert_nothing_left(build.pallet)
 
 
+def test_locked_cache_mount_serialises_two_parallel_stages(build):
+    # Both stages meet first (a shared cache mount), then take the same cache id with sharing=locked.
+    # Inside, each waits up to 3 s for the other's mark: unserialised, both would see it.
+    wait = ('RUN --mount=type=cache,id=rv-locked,target=/rv touch /rv/{me} && i=0; '
+            'until [ -e /rv/{other} ]; do i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done\n')
+    locked = ('RUN --mount=type=cache,id=lk,target=/c,sharing=locked mkdir /c/in-{me} && i=0; '
+              'until [ -e /c/in-{other} ] || [ $i -ge 30 ]; do i=$((i+1)); sleep 0.1; done; '
+              '{{ [ -e /c/in-{other} ] && echo overlap || echo alone; ls /c; }} > /{me}; '
+              'rmdir /c/in-{me} && touch /c/done-{me}\n')
+    dockerfile = ''.join(f'FROM busybox AS {me}\n' + wait.format(me=me, other=other) + locked.format(me=me, other=other)
+                         for me, other in (("left", "right"), ("right", "left")))
+    dockerfile += 'FROM scratch\nCOPY --from=left /left /\nCOPY --from=right /right /\n'
+    build(dockerfile, {}, "-t", "locked")
+    fs = build.filesystem("locked")
+    seen = sorted([fs["left"].data.decode().split(), fs["right"].data.decode().split()], key=len)
+    # the first holder was alone; the second was alone too, and found the first's finished mark
+    assert seen[0] in (["alone", "in-left"], ["alone", "in-right"])
+    first = seen[0][1].partition("-")[2]
+    second = "right" if first == "left" else "left"
+    assert seen[1] == ["alone", f"done-{first}", f"in-{second}"]
+    assert_nothing_left(build.pallet)
+
+
 def test_run_network_none_has_only_loopback(build):
     build('FROM busybox\nRUN --network=none ls /sys/class/net > /nets\n', {}, "-t", "net")
     assert build.filesystem("net")["nets"].data == b"lo\n"
