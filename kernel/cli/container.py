@@ -306,14 +306,27 @@ def unpause(engine, containers):
 
 @container.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-l", "--link", "link", is_flag=True, help="Remove the specified legacy link (PARENT/ALIAS), not a container.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def rm(engine, force, volumes, containers):
+def rm(engine, force, link, volumes, containers):
     """Remove one or more containers."""
     from pallet.kernel import lifecycle
     from pallet.kernel.errors import NotFound
 
+    if link:
+        failed = False
+        for name in containers:
+            try:
+                remove_link(_store(engine), name)
+                click.echo(name)
+            except PalletError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed = True
+        if failed:
+            raise click.exceptions.Exit(1)
+        return
     if force:  # as Docker: -f of a container that is not there is not an error
         store = _store(engine)
         present = []
@@ -325,6 +338,29 @@ def rm(engine, force, volumes, containers):
                 continue
         containers = present
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
+
+
+def remove_link(store, name: str) -> None:
+    """Docker's ``rm --link /PARENT/ALIAS``: drop the link from the parent's record; the parent's next
+    start has no hosts entry or variables for it (the linked container stays)."""
+    from pallet.kernel.errors import NotFound
+
+    full = "/" + name.lstrip("/")
+    parent_name, _sep, alias = full.rpartition("/")
+    if not parent_name:
+        raise Conflict("Conflict, cannot remove the default link name")
+    try:
+        parent = store.get(parent_name)
+    except NotFound:
+        raise NotFound(f"Cannot get parent {parent_name} for link name {full}") from None
+    with store.lock():
+        fresh = store.load(parent.id)
+        links = fresh.host_config.get("Links") or []
+        kept = [entry for entry in links if entry.partition(":")[2] != alias]
+        if len(kept) == len(links):
+            raise NotFound(f"No such container: {full}")
+        fresh.host_config["Links"] = kept
+        store.save(fresh)
 
 
 @container.command("logs")

@@ -186,3 +186,20 @@ def test_format_table_uses_dockers_headers_and_json_is_one_object_a_line(bb):
     assert [json.loads(line)["Repository"] for line in lines] == ["busybox"]
     assert sorted(json.loads(line)["Names"] for line in bb("ps", "-a", "--format", "json").stdout.splitlines()) == [
         "tb", "tb2"]
+
+
+def test_rm_link_drops_the_legacy_link_from_the_parent(bb):
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # links need addresses: the default network
+    bb("run", "-d", "--name", "web", "busybox", "sleep", "60", check=True)
+    bb("create", "--name", "app", "--link", "web:db", "busybox", "sh", "-c", "grep -cw db /etc/hosts", check=True)
+    assert bb("rm", "--link", "/app/db").stdout == "/app/db\n"
+    assert bb("inspect", "-f", "{{.HostConfig.Links}}", "app").stdout == "[]\n"
+    started = bb("start", "-a", "app")
+    assert started.stdout == "0\n", started.stderr   # no hosts entry for db any more
+    assert record(bb, "web")["State"]["Running"]     # the linked container stays
+    again = bb("rm", "-l", "app/db")
+    assert (again.returncode, again.stderr) == (1, "Error: No such container: /app/db\n")
+    plain = bb("rm", "--link", "web")
+    assert (plain.returncode, plain.stderr) == (1, "Error: Conflict, cannot remove the default link name\n")
+    orphan = bb("rm", "-l", "nobody/db")
+    assert "Cannot get parent /nobody for link name /nobody/db" in orphan.stderr
