@@ -173,8 +173,8 @@ def test_refused_flags_say_why_in_one_line(bb):
         (["-d", "-a", "stdout"], 125, "Conflicting options: -a and -d"),
         (["--pid", "bogus"], 125, "--pid: invalid PID mode: bogus"),
         (["--log-driver", "none", "--log-opt", "tag=x"], 125, "unknown log opt 'tag' for none log driver"),
-        (["--platform", "linux/arm64"], 125, "image with reference busybox was found but does not match the specified "
-                                           "platform: wanted linux/arm64, actual: linux/amd64"),
+        (["--platform", "linux/arm64"], 125, "image with reference busybox was found but its platform (linux/amd64) "
+                                           "does not match the specified platform (linux/arm64)"),
         (["--rm=maybe"], 125, 'invalid argument "maybe" for "--rm" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),
         (["--bogus"], 125, "unknown flag: --bogus"),
     ]
