@@ -97,10 +97,11 @@ def inspect(engine, names, fmt):
 
 @network.command("rm")
 @click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist.")
 @click.pass_obj
-def rm(engine, names):
+def rm(engine, names, force):
     """Remove one or more networks."""
-    from pallet.kernel.errors import PalletError
+    from pallet.kernel.errors import NotFound, PalletError
     from pallet.kernel.network.store import NetworkStore
 
     store = NetworkStore(engine)
@@ -110,6 +111,8 @@ def rm(engine, names):
             store.remove(name)
             click.echo(name)
         except PalletError as exc:
+            if force and isinstance(exc, NotFound):
+                continue
             failed = exc
             if len(names) > 1:
                 click.echo(f"Error: {exc}", err=True)
