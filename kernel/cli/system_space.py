@@ -7,7 +7,7 @@ import contextlib
 import click
 
 from pallet.kernel.cli.output import emit, format_option
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import PalletError, UsageError
 
 
 def _container_size(engine, record) -> int:
@@ -174,8 +174,10 @@ def _ago(created: float) -> str:
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones.")
 @click.option("--volumes", is_flag=True, help="Prune anonymous volumes.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="label=KEY[=VALUE]",
+              help="Prune only containers, networks, volumes and images with this label (repeat: all must match).")
 @click.pass_obj
-def prune(engine, all_, volumes, force):
+def prune(engine, all_, volumes, force, filters):
     """Remove stopped containers, unused networks, dangling (or, with -a, all unused) images, build cache
     and the debris of interrupted commands."""
     from pallet.kernel import debris, lifecycle
@@ -187,6 +189,12 @@ def prune(engine, all_, volumes, force):
     from pallet.kernel.network.store import NetworkStore
     from pallet.kernel.humanize import size
 
+    from pallet.kernel.cli.container_list import label_match, parse_filters
+
+    wanted = [value for _key, value in parse_filters(filters)]
+    for key, _value in parse_filters(filters):
+        if key != "label":
+            raise UsageError(f"invalid filter '{key}' (system prune takes label=KEY[=VALUE])")
     if not force:
         items = ["all stopped containers", "all networks not used by at least one container",
                  "all images without at least one container associated to them" if all_ else "all dangling images",
@@ -201,19 +209,24 @@ def prune(engine, all_, volumes, force):
     # Measured first: the steps below take the image store's lock, which already sweeps some of it.
     store = lifecycle.image_store(engine)
     pending = debris.unheld(engine, store)
-    containers, reclaimed = prune_containers(engine, [])
-    sections = [("Deleted Containers:", containers), ("Deleted Networks:", prune_networks(NetworkStore(engine), []))]
+    containers, reclaimed = prune_containers(engine, [("label", value) for value in wanted])
+    sections = [("Deleted Containers:", containers),
+                ("Deleted Networks:", prune_networks(NetworkStore(engine), [], keep=lambda record: not all(
+                    label_match(record.labels, value) for value in wanted)))]
     if volumes:
-        removed, freed = lifecycle.volume_store(engine).prune(False, {})
+        removed, freed = lifecycle.volume_store(engine).prune(False, dict(v.partition("=")[::2] for v in wanted))
         sections.append(("Deleted Volumes:", removed))
         reclaimed += freed
     with store.locked():
-        deleted, freed = prune_images(engine, store, all_, before_debris=pending)
+        deleted, freed = prune_images(engine, store, all_, before_debris=pending, keep=lambda record: not all(
+            label_match(record.runtime_config.get("Labels") or {}, value) for value in wanted))
     sections.append(("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in deleted]))
     reclaimed += freed
     executor.clean_stale(engine)
-    count, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(keep_used_by_images=not all_)
-    reclaimed += freed
+    count = 0
+    if not wanted:   # build cache records carry no labels: a label filter matches none (as BuildKit's)
+        count, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(keep_used_by_images=not all_)
+        reclaimed += freed
     for title, lines in sections:
         if lines:
             click.echo("\n".join([title, *lines]) + "\n")

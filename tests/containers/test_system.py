@@ -51,3 +51,21 @@ def test_the_same_bundle_runs_under_runc(bb):
     bb("run", "-d", "--name", "rd", "--runtime", "runc", "busybox", "sleep", "100", check=True)
     assert bb("exec", "rd", "echo", "via-runc").stdout == "via-runc\n"
     assert bb("rm", "-f", "rd").returncode == 0
+
+
+def test_system_prune_filter_label_removes_only_what_carries_the_label(bb):
+    bb("create", "--name", "tagged", "--label", "env=ci", "busybox", "true", check=True)
+    bb("create", "--name", "other", "--label", "env=prod", "busybox", "true", check=True)
+    bb("network", "create", "--label", "env=ci", "ci-net", check=True)
+    bb("network", "create", "plain-net", check=True)
+    bb("volume", "create", "--label", "env=ci", check=True)   # anonymous: --volumes prunes those
+    bb("volume", "create", check=True)
+    result = bb("system", "prune", "-f", "--volumes", "--filter", "label=env=ci")
+    assert result.returncode == 0, result.stderr
+    assert bb("ps", "-a", "--format", "{{.Names}}").stdout == "other\n"
+    assert bb("network", "ls", "-q", "--filter", "name=ci-net").stdout == ""
+    assert bb("network", "ls", "-q", "--filter", "name=plain-net").stdout != ""
+    assert [json.loads(line)["Labels"] for line in bb("volume", "ls", "--format", "json").stdout.splitlines()] == [""]
+    assert bb("image", "inspect", "busybox").returncode == 0
+    bad = bb("system", "prune", "-f", "--filter", "until=1h")
+    assert (bad.returncode, bad.error_lines) == (2, ["Error: invalid filter 'until' (system prune takes label=KEY[=VALUE])"])
