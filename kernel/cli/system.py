@@ -229,14 +229,25 @@ def version(as_json, fmt):
 
 def docker_version() -> dict:
     """Docker's ``Client`` and ``Server`` sections, so that ``{{.Server.Version}}`` works in scripts: the
-    daemonless CLI is both; the server section is what ``pallet serve`` answers on ``GET /version``."""
-    from pallet.kernel.api.common import API_VERSION
-    from pallet.kernel.api.system import version_data
+    daemonless CLI is both; the server section is also what ``pallet serve`` answers on ``GET /version``."""
+    import platform
 
-    server = version_data()
+    from pallet.kernel import host
+    from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    go_version = "python" + platform.python_version()
+    kernel = host.kernel_release()
+    component = {"Name": "Engine", "Version": __version__,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                             "Arch": arch, "KernelVersion": kernel, "Experimental": "false",
+                             "GitCommit": "", "GoVersion": go_version, "BuildTime": ""}}
+    server = {"Platform": {"Name": "Pallet"}, "Components": [component], "Version": __version__,
+              "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+              "GoVersion": go_version, "Os": "linux", "Arch": arch, "KernelVersion": kernel, "BuildTime": ""}
     client = {"Platform": {"Name": "Pallet"}, "Version": __version__, "ApiVersion": API_VERSION,
-              "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": server["GoVersion"], "Os": "linux",
-              "Arch": server["Arch"], "BuildTime": "", "Context": "default"}
+              "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": go_version, "Os": "linux",
+              "Arch": arch, "BuildTime": "", "Context": "default"}
     return {"Client": client, "Server": server}
 
 
