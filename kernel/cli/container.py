@@ -316,6 +316,8 @@ def rm(engine, force, link, volumes, containers):
     from pallet.kernel.errors import NotFound
 
     if link:
+        from pallet.kernel.runlinks import remove_link
+
         failed = False
         for name in containers:
             try:
@@ -338,29 +340,6 @@ def rm(engine, force, link, volumes, containers):
                 continue
         containers = present
     _each(_engine(engine), containers, lambda r: lifecycle.remove(engine, r, force=force, volumes=volumes))
-
-
-def remove_link(store, name: str) -> None:
-    """Docker's ``rm --link /PARENT/ALIAS``: drop the link from the parent's record; the parent's next
-    start has no hosts entry or variables for it (the linked container stays)."""
-    from pallet.kernel.errors import NotFound
-
-    full = "/" + name.lstrip("/")
-    parent_name, _sep, alias = full.rpartition("/")
-    if not parent_name:
-        raise Conflict("Conflict, cannot remove the default link name")
-    try:
-        parent = store.get(parent_name)
-    except NotFound:
-        raise NotFound(f"Cannot get parent {parent_name} for link name {full}") from None
-    with store.lock():
-        fresh = store.load(parent.id)
-        links = fresh.host_config.get("Links") or []
-        kept = [entry for entry in links if entry.partition(":")[2] != alias]
-        if len(kept) == len(links):
-            raise NotFound(f"No such container: {full}")
-        fresh.host_config["Links"] = kept
-        store.save(fresh)
 
 
 @container.command("logs")
