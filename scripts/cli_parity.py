@@ -89,8 +89,7 @@ NOTES = {
     "import": {"--platform": "same: the image's config gets that OS, architecture and variant"},
     "network create": {"--attachable": "same: accepted; every network is attachable",
                        "--ingress": _SWARM_NETWORK, "--scope": _SWARM_NETWORK,
-                       "--aux-address": "not supported: pallet's IPAM drivers reserve only the gateway; "
-                                        "`--ip-range` keeps addresses out of allocation",
+                       "--aux-address": "same: reserved through the IPAM driver (any driver's request_address)",
                        "--config-from": "not supported: no configuration-only networks",
                        "--config-only": "not supported: no configuration-only networks",
                        "--ipv4": "differs: IPv4 is always on (pallet's drivers assign IPv4 only)",
