@@ -106,8 +106,8 @@ NOTES = {
         "--topology-preferred", "--topology-required", "--type")},
     "volume ls": {"--cluster": _CLUSTER_VOLUME},
     "volume update": {"--availability": _CLUSTER_VOLUME},
-    "system prune": {"--filter": "differs: `label=KEY[=VALUE]` (containers, networks, volumes, images; the build "
-                                 "cache has no labels and stays); `until` is refused"},
+    "system prune": {"--filter": "same: `label=KEY[=VALUE]` and `until=TIME` (not with `--volumes`, as Docker's); "
+                                 "the build cache has no labels, so a label filter keeps it"},
     "completion bash": {"--no-descriptions": "not supported: click's bash script shows none anyway"},
     "completion fish": {"--no-descriptions": "not supported: click's fish script always shows the commands' help"},
     "completion zsh": {"--no-descriptions": "not supported: click's zsh script always shows the commands' help"},
