@@ -87,16 +87,15 @@ def resolve_image(engine, ref: str, policy: str = "missing", quiet: bool = False
 
 
 def check_platform(image, ref: str, platform: str):
-    """``--platform``: refuse an image built for another OS or architecture (Docker's wording)."""
+    """``--platform``: refuse an image built for another OS or architecture (docker 28's wording)."""
+    from pallet.kernel.images import manifest as mf
+
     if not platform:
         return image
-    config = image.config or {}
-    actual = "/".join(p for p in (config.get("os") or "linux", config.get("architecture") or "amd64",
-                                  config.get("variant") or "") if p)
-    wanted = platform.split("/")
-    if actual.split("/")[:len(wanted)] != wanted:
-        raise PalletError(f"image with reference {ref} was found but does not match the specified platform: "
-                          f"wanted {platform}, actual: {actual}")
+    actual = mf.config_platform(image.config or {})
+    if not mf.platform_matches(actual, platform):
+        raise PalletError(f"image with reference {ref} was found but its platform ({mf.platform_text(actual)}) "
+                          f"does not match the specified platform ({platform})")
     return image
 
 

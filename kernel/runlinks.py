@@ -61,6 +61,30 @@ def resolve(engine, record, net: dict, refresh) -> StartLinks:
     return links
 
 
+def remove_link(store, name: str) -> None:
+    """Docker's ``rm --link /PARENT/ALIAS``: drop the link from the parent's record; the parent's next
+    start has no hosts entry or variables for it (the linked container stays). ``store`` is the
+    :class:`pallet.kernel.containers.ContainerStore`."""
+    from pallet.kernel.errors import NotFound
+
+    full = "/" + name.lstrip("/")
+    parent_name, _sep, alias = full.rpartition("/")
+    if not parent_name:
+        raise Conflict("Conflict, cannot remove the default link name")
+    try:
+        parent = store.get(parent_name)
+    except NotFound:
+        raise NotFound(f"Cannot get parent {parent_name} for link name {full}") from None
+    with store.lock():
+        fresh = store.load(parent.id)
+        links = fresh.host_config.get("Links") or []
+        kept = [entry for entry in links if entry.partition(":")[2] != alias]
+        if len(kept) == len(links):
+            raise NotFound(f"No such container: {full}")
+        fresh.host_config["Links"] = kept
+        store.save(fresh)
+
+
 def shm_path(store, cid: str):
     """A --ipc shareable container's /dev/shm: a tmpfs on the host, so that others can bind the same one."""
     return store.run_dir(cid) / "shm"

@@ -204,6 +204,12 @@ async def remove(request: web.Request):
     from pallet.kernel import lifecycle
 
     engine = request.app["engine"]
+    if query_bool(request, "link"):   # docker rm --link PARENT/ALIAS: the link goes, no container does
+        from pallet.kernel.containers import ContainerStore
+        from pallet.kernel.runlinks import remove_link
+
+        await blocking(remove_link, ContainerStore(engine), request.match_info["id"])
+        return web.Response(status=204)
     record = await record_of(request)
     await blocking(lifecycle.remove, engine, record, query_bool(request, "force"), query_bool(request, "v"))
     return web.Response(status=204)
@@ -546,5 +552,5 @@ ROUTES = [
     ("POST", "/containers/{id}/rename", rename),
     ("POST", "/containers/{id}/attach", attach),
     ("GET", "/containers/{id}/logs", logs),
-    ("DELETE", "/containers/{id}", remove),
+    ("DELETE", "/containers/{id:.+}", remove),   # docker rm --link sends PARENT/ALIAS
 ]

@@ -42,7 +42,7 @@ def _create_network(engine, body: dict) -> str:
         name, body.get("Driver") or "bridge", subnet=pool.get("Subnet") or "", gateway=pool.get("Gateway") or "",
         ip_range=pool.get("IPRange") or "", internal=bool(body.get("Internal")), labels=body.get("Labels") or {},
         options=body.get("Options") or {}, ipam_driver=ipam.get("Driver") or "default",
-        ipam_options=ipam.get("Options") or {})
+        ipam_options=ipam.get("Options") or {}, aux_addresses=pool.get("AuxiliaryAddresses") or {})
     return record.id
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import threading
 
 from aiohttp import web
 
-from pallet.kernel import __version__
-from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION, blocking, json_response, normalize_filters, query_json
+from pallet.kernel.api.common import blocking, json_response, normalize_filters, query_json
 from pallet.kernel.api.errors import ApiError
 
 
@@ -24,19 +22,9 @@ async def ping(request: web.Request):
 
 
 def version_data() -> dict:
-    from pallet.kernel import host
+    from pallet.kernel.cli.system import docker_version
 
-    kernel = host.kernel_release()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    component = {"Name": "Engine", "Version": __version__,
-                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-                             "Arch": arch, "KernelVersion": kernel, "Experimental": "false",
-                             "GitCommit": "", "GoVersion": "python" + platform.python_version(),
-                             "BuildTime": ""}}
-    return {"Platform": {"Name": "Pallet"}, "Components": [component], "Version": __version__,
-            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
-            "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": arch,
-            "KernelVersion": kernel, "BuildTime": ""}
+    return docker_version()["Server"]
 
 
 async def version(request: web.Request):

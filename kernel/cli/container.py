@@ -306,14 +306,29 @@ def unpause(engine, containers):
 
 @container.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-l", "--link", "link", is_flag=True, help="Remove the specified legacy link (PARENT/ALIAS), not a container.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def rm(engine, force, volumes, containers):
+def rm(engine, force, link, volumes, containers):
     """Remove one or more containers."""
     from pallet.kernel import lifecycle
     from pallet.kernel.errors import NotFound
 
+    if link:
+        from pallet.kernel.runlinks import remove_link
+
+        failed = False
+        for name in containers:
+            try:
+                remove_link(_store(engine), name)
+                click.echo(name)
+            except PalletError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed = True
+        if failed:
+            raise click.exceptions.Exit(1)
+        return
     if force:  # as Docker: -f of a container that is not there is not an error
         store = _store(engine)
         present = []

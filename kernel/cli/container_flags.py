@@ -218,7 +218,8 @@ def create_options(func):
         _opt("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
              show_default=True, help="Pull the image before running."),
         _opt("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
-        _opt("--disable-content-trust", is_flag=True, help="Skip image verification (accepted, as Docker's default)."),
+        _opt("--disable-content-trust", is_flag=True,
+             help="Accepted (Docker's default): no Notary here; a pull is verified by the trust policy."),
         _opt("--use-api-socket", is_flag=True, help="Bind mount the Engine API socket of `pallet serve` "
                                                     "(<run-root>/pallet.sock) at /var/run/docker.sock."),
     ]

@@ -10,7 +10,8 @@ import click
 
 from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option
 from pallet.kernel.cli.scan import sbom, scan
-from pallet.kernel.cli.trust import prepare_signing, sign, sign_options, sign_pushed, trust, trust_options, verify
+from pallet.kernel.cli.trust import (GoBoolCommand, content_trust_option, prepare_signing, sign, sign_options,
+                                     sign_pushed, trust, trust_options, verify)
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -36,6 +37,22 @@ def _running_users(engine, container_ids: list[str]) -> list[str]:
 
     store = ContainerStore(engine)
     return [cid for cid in container_ids if lifecycle.refresh(engine, store.load(cid)).running]
+
+
+def platform_option(help_text: str, multiple: bool = False):
+    """Docker's ``--platform os[/arch[/variant]]``; pallet keeps one platform per image, so it selects or checks."""
+    def lowered(_ctx, _param, value):
+        from pallet.kernel.policyopts import parse_platform
+
+        return tuple(parse_platform(v) for v in value) if multiple else parse_platform(value or "")
+    return click.option("--platform", "platform", metavar="OS[/ARCH[/VARIANT]]", multiple=multiple,
+                        callback=lowered, help=help_text)
+
+
+def _of_platform(record, name: str, platform: str):
+    from pallet.kernel.lifecycle import check_platform
+
+    return check_platform(record, name, platform)
 
 
 def _container_ids(engine) -> set[str]:
@@ -104,12 +121,22 @@ def _filter(records, filters: tuple[str, ...]):
 @click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", help="dangling=true|false, reference=PATTERN.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--tree", is_flag=True, help="List images as a tree: each image, its platform variants, disk usage.")
 @format_option
 @json_option
 @click.pass_context
-def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, fmt, as_json):
+def ls(ctx, repository, all_, digests, filters, no_trunc, quiet, tree, fmt, as_json):
     """List images."""
     records = _filter(_store(ctx).all(), filters + ((f"reference={repository}",) if repository else ()))
+    if tree:
+        from pallet.kernel.cli.image_tree import print_tree
+
+        for flag, given in (("--quiet", quiet), ("--no-trunc", no_trunc), ("--show-digest", digests),
+                            ("--format", fmt or as_json)):
+            if given:
+                raise UsageError(f"{flag} is not yet supported with --tree")
+        print_tree(_store(ctx), records, _containers_using(ctx.obj), all_)
+        return
     if quiet:
         seen = []
         for record in records:
@@ -147,15 +174,16 @@ def inspect(ctx, images, fmt):
 @click.option("-H", "--human", default=True, type=bool, help="Print sizes and dates in human readable format.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@platform_option("Show history for the given platform (an image of another platform is Docker's error).")
 @format_option
 @json_option
 @click.pass_context
-def history(ctx, name, human, no_trunc, quiet, fmt, as_json):
+def history(ctx, name, human, no_trunc, quiet, platform, fmt, as_json):
     """Show the history of an image."""
     from pallet.kernel import humanize
 
     store = _store(ctx)
-    record = store.resolve(name)
+    record = _of_platform(store.resolve(name), name, platform)
     layer_sizes = [store.layer(chain).size for chain in record.layers]
     rows = []
     for entry in reversed(record.config.get("history") or []):
@@ -196,13 +224,19 @@ def tag(ctx, source, target):
 @click.argument("images", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
 @click.option("--no-prune", is_flag=True, help="Do not delete untagged parents (accepted for compatibility).")
+@platform_option("Remove the image only if it is of this platform (pallet keeps one platform per image).",
+                 multiple=True)
 @click.pass_context
-def rm(ctx, images, force, no_prune):
+def rm(ctx, images, force, no_prune, platform):
     """Remove one or more images."""
+    if len(platform) > 1:
+        raise PalletError("multiple platforms are not supported")
     store = _store(ctx)
     errors = []
     for name in images:
         try:
+            if platform:
+                _of_platform(store.resolve(name), name, platform[0])
             with store.locked():   # containers are created under it too (their image lease)
                 steps = remove_image(ctx.obj, store, name, force)
             for kind, what in steps:
@@ -337,8 +371,9 @@ def build_busybox(ctx, tag_, binary, quiet):
 @click.argument("repository", required=False)
 @click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV …).")
 @click.option("-m", "--message", default="", help="Commit message for the imported image.")
+@platform_option("Set the image's platform (os/architecture/variant in its config) [default: this host's].")
 @click.pass_context
-def import_(ctx, source, repository, changes, message):
+def import_(ctx, source, repository, changes, message, platform):
     """Import the contents from a tarball (file or '-') to create a filesystem image."""
     if source == "-":
         stream, close = sys.stdin.buffer, None
@@ -348,14 +383,15 @@ def import_(ctx, source, repository, changes, message):
         except OSError as exc:
             raise PalletError(f"cannot open {source}: {exc.strerror}") from None
     try:
-        image_id = import_tarball(ctx.obj, stream, repository, changes, message, source)
+        image_id = import_tarball(ctx.obj, stream, repository, changes, message, source, platform)
     finally:
         if close:
             close.close()
     click.echo(image_id)
 
 
-def import_tarball(engine, stream, repository: str | None, changes, message: str, source: str) -> str:
+def import_tarball(engine, stream, repository: str | None, changes, message: str, source: str,
+                   platform: str = "") -> str:
     """A one-layer image from a rootfs tarball (plain or gzip) with ``--change`` instructions; return its id.
     The CLI's ``import`` and the API's ``fromSrc`` import here."""
     from pallet.kernel.images import ImageStore
@@ -365,23 +401,25 @@ def import_tarball(engine, stream, repository: str | None, changes, message: str
     for change in changes:
         parse_change(change, config)
     return ImageStore(engine).commit(maybe_decompress(stream), None, config, message,
-                                     [repository] if repository else [], created_by=f"import {source}")
+                                     [repository] if repository else [], created_by=f"import {source}",
+                                     platform=platform)
 
 
-@image.command("pull")
+@image.command("pull", cls=GoBoolCommand)
 @click.argument("name")
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
-@click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to select from a manifest list.")
+@platform_option("Select this platform from a manifest list [default: this host's].")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 @click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
               help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@content_trust_option("every pull is verified by the trust policy (--signature-policy)")
 @trust_options
 @click.pass_context
 def pull(ctx, name, all_tags, platform, quiet, tls_verify):
     """Download an image from a registry (or an oci:, docker-archive:, dir: location)."""
     from pallet.kernel.images.progress import reporter
 
-    for pulled in pull_image(ctx.obj, name, lambda: reporter(quiet), platform, tls_verify, all_tags):
+    for pulled in pull_image(ctx.obj, name, lambda: reporter(quiet), platform or None, tls_verify, all_tags):
         click.echo(pulled)
 
 
@@ -422,28 +460,56 @@ def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool
         yield str(refs.parse(where)) if kind == "docker" else image_id
 
 
-@image.command("push")
+@image.command("push", cls=GoBoolCommand)
 @click.argument("name")
 @click.argument("destination", required=False)
+@click.option("-a", "--all-tags", is_flag=True, help="Push all tags of an image to the repository.")
+@platform_option("Push only if the image is of this platform: pallet keeps one platform per image and pushes no "
+                 "index, so the image goes as it is.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 @click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
               help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@content_trust_option("sign with --sign-by or --sign-by-sigstore-private-key")
 @sign_options
 @trust_options
 @click.pass_context
-def push(ctx, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file):
+def push(ctx, name, destination, all_tags, platform, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file):
     """Upload an image to a registry (DESTINATION may be docker://, oci:, docker-archive: or dir:)."""
+    from pallet.kernel.images import reference as refs
+    from pallet.kernel.images import transfer
+
+    engine = ctx.obj
+    names = [name]
+    if all_tags:
+        if destination:
+            raise UsageError("--all-tags pushes to the image's own repository: give no DESTINATION")
+        kind, location = transfer.split(engine, name)
+        if kind != "docker":
+            raise UsageError("--all-tags works with registries only")
+        repo = refs.parse(location, default_tag=False)
+        if repo.tag or repo.digest:
+            raise UsageError("tag can't be used with --all-tags/-a")
+        names = sorted(tag for tag in _store(ctx).tags() if refs.parse(tag).name == repo.name)
+        if not names:
+            raise PalletError(f"An image does not exist locally with the tag: {repo.familiar_name}")
+    for each in names:
+        if platform:
+            _of_platform(_store(ctx).resolve(each), each, platform)
+        _push_one(engine, each, destination, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file)
+
+
+def _push_one(engine, name, destination, quiet, tls_verify, sign_by, sigstore_key, sign_passphrase_file) -> None:
+    from pallet.kernel.images import ImageStore
     from pallet.kernel.images import reference as refs
     from pallet.kernel.images import transfer
     from pallet.kernel.images.progress import reporter
 
-    engine = ctx.obj
     kind, location = transfer.split(engine, destination or name)
     key = None
     if sign_by or sigstore_key:
         if kind != "docker":
             raise UsageError("--sign-by and --sign-by-sigstore-private-key sign pushes to a registry (docker://)")
-        _store(ctx).resolve(name)
+        ImageStore(engine).resolve(name)
         key = prepare_signing(engine, refs.parse(location), sign_by, sigstore_key, sign_passphrase_file)
     progress = reporter(quiet)
     try:
@@ -488,8 +554,9 @@ def push_image(engine, name: str, destination: str, progress, tls_verify: bool =
 @click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
 @click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]), default="docker-archive",
               show_default=True, help="Archive format.")
+@platform_option("Save only the given platform variant (an image of another platform is Docker's error).")
 @click.pass_context
-def save(ctx, images, output, fmt):
+def save(ctx, images, output, fmt, platform):
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     from pallet.kernel.images import archive
 
@@ -497,15 +564,25 @@ def save(ctx, images, output, fmt):
         raise PalletError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     store = _store(ctx)
     records = [(name, store.resolve(name)) for name in images]
+    for name, record in records:
+        if platform and not _platform_matches(record, platform):
+            raise PalletError(f"no suitable export target found for platform {platform}")
     archive.save(store, records, output, fmt)
+
+
+def _platform_matches(record, platform: str) -> bool:
+    from pallet.kernel.images import manifest as mf
+
+    return mf.platform_matches(mf.config_platform(record.config), platform)
 
 
 @image.command("load")
 @click.option("-i", "--input", "input_", default=None, help="Read from tar archive file, instead of STDIN.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@platform_option("Load only the given platform variant (others in the archive are skipped, as Docker does).")
 @trust_options
 @click.pass_context
-def load(ctx, input_, quiet):
+def load(ctx, input_, quiet, platform):
     """Load images from a tar archive (docker-archive or oci-archive)."""
     from pallet.kernel.images import archive
 
@@ -514,7 +591,7 @@ def load(ctx, input_, quiet):
     store = _store(ctx)
     ctx.obj.storage
     admit(ctx.obj, "docker-archive", input_ or "/dev/stdin")   # archives carry no signatures: only accept/reject rules pass
-    loaded = archive.load(store, input_)
+    loaded = archive.load(store, input_, platform)
     if not quiet:
         for line in loaded:
             click.echo(line)

@@ -27,15 +27,19 @@ def network():
 @click.option("--opt", "-o", multiple=True, metavar="KEY=VALUE", help="Driver specific options.")
 @click.option("--ipam-driver", default="default", show_default=True, help="IP address management driver.")
 @click.option("--ipam-opt", multiple=True, metavar="KEY=VALUE", help="IPAM driver specific options.")
+@click.option("--aux-address", multiple=True, metavar="NAME=IP", help="Reserve an address of the subnet (never given "
+              "to a container).")
 @click.pass_obj
-def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt):
+def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt,
+           aux_address):
     """Create a network."""
     from pallet.kernel.network.store import NetworkStore
 
     record = NetworkStore(engine).create(
         name, driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
         labels=parse_key_values(label, "--label"), options=parse_key_values(opt, "--opt"),
-        ipam_driver=ipam_driver, ipam_options=parse_key_values(ipam_opt, "--ipam-opt"))
+        ipam_driver=ipam_driver, ipam_options=parse_key_values(ipam_opt, "--ipam-opt"),
+        aux_addresses=parse_key_values(aux_address, "--aux-address"))
     click.echo(record.id)
 
 
@@ -97,10 +101,11 @@ def inspect(engine, names, fmt):
 
 @network.command("rm")
 @click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist.")
 @click.pass_obj
-def rm(engine, names):
+def rm(engine, names, force):
     """Remove one or more networks."""
-    from pallet.kernel.errors import PalletError
+    from pallet.kernel.errors import NotFound, PalletError
     from pallet.kernel.network.store import NetworkStore
 
     store = NetworkStore(engine)
@@ -110,6 +115,8 @@ def rm(engine, names):
             store.remove(name)
             click.echo(name)
         except PalletError as exc:
+            if force and isinstance(exc, NotFound):
+                continue
             failed = exc
             if len(names) > 1:
                 click.echo(f"Error: {exc}", err=True)

@@ -208,12 +208,15 @@ def info(engine, as_json, fmt):
 
 @click.command("version")
 @json_option
-@click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="'json' or a Go template like '{{.Version}}'.")
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE",
+              help="'json' or a Go template like '{{.Version}}' or Docker's '{{.Server.Version}}'.")
 def version(as_json, fmt):
     """Show the pallet version."""
     import platform
 
     data = {"Version": __version__, "Python": platform.python_version(), "Os": "linux", "Arch": platform.machine()}
+    if as_json or fmt:
+        data.update(docker_version())
     if as_json or fmt == "json":
         click.echo(json.dumps(data))
     elif fmt:
@@ -222,6 +225,30 @@ def version(as_json, fmt):
         click.echo(render_template(fmt, data))
     else:
         click.echo("\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def docker_version() -> dict:
+    """Docker's ``Client`` and ``Server`` sections, so that ``{{.Server.Version}}`` works in scripts: the
+    daemonless CLI is both; the server section is also what ``pallet serve`` answers on ``GET /version``."""
+    import platform
+
+    from pallet.kernel import host
+    from pallet.kernel.api.common import API_VERSION, MIN_API_VERSION
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    go_version = "python" + platform.python_version()
+    kernel = host.kernel_release()
+    component = {"Name": "Engine", "Version": __version__,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                             "Arch": arch, "KernelVersion": kernel, "Experimental": "false",
+                             "GitCommit": "", "GoVersion": go_version, "BuildTime": ""}}
+    server = {"Platform": {"Name": "Pallet"}, "Components": [component], "Version": __version__,
+              "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+              "GoVersion": go_version, "Os": "linux", "Arch": arch, "KernelVersion": kernel, "BuildTime": ""}
+    client = {"Platform": {"Name": "Pallet"}, "Version": __version__, "ApiVersion": API_VERSION,
+              "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": go_version, "Os": "linux",
+              "Arch": arch, "BuildTime": "", "Context": "default"}
+    return {"Client": client, "Server": server}
 
 
 system.add_command(info)
@@ -235,6 +262,9 @@ def _add_space_commands() -> None:
     from pallet.kernel.cli.services import boot
 
     system.add_command(boot)
+    from pallet.kernel.cli.events import events_
+
+    system.add_command(events_)   # docker system events = docker events
 
 
 _add_space_commands()

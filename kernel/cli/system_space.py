@@ -7,7 +7,7 @@ import contextlib
 import click
 
 from pallet.kernel.cli.output import emit, format_option
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import PalletError, UsageError
 
 
 def _container_size(engine, record) -> int:
@@ -170,12 +170,54 @@ def _ago(created: float) -> str:
     return f"{duration(time.time() - created)} ago"
 
 
+def _prune_filters(filters) -> tuple[list[str], float | None]:
+    """``--filter`` of system prune: the ``label`` values and the ``until`` time (Unix seconds)."""
+    from pallet.kernel import events
+    from pallet.kernel.cli.container_list import parse_filters
+
+    labels, until = [], None
+    for key, value in parse_filters(filters):
+        if key == "label":
+            labels.append(value)
+        elif key == "until":
+            if until is not None:
+                raise UsageError("more than one until filter specified")
+            try:
+                until = events.parse_time(value)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        else:
+            raise UsageError(f"invalid filter '{key}'")
+    return labels, until
+
+
+def _newer(created, until: float | None) -> bool:
+    """Created after ``until`` (kept by an until filter); ``created`` is Unix seconds or RFC 3339."""
+    if until is None:
+        return False
+    from pallet.kernel import events
+
+    try:
+        return events.parse_time(str(created)) > until if created else False
+    except ValueError:
+        return False
+
+
+def _labelled(labels: dict | None, wanted: list[str]) -> bool:
+    from pallet.kernel.cli.container_list import label_match
+
+    return all(label_match(labels or {}, want) for want in wanted)
+
+
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones.")
 @click.option("--volumes", is_flag=True, help="Prune anonymous volumes.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="label=KEY[=VALUE]|until=TIME",
+              help="Prune only what has this label (repeat: all must match), or what was created before TIME "
+                   "(Unix seconds, RFC 3339 or a duration like 24h; not with --volumes, as Docker's).")
 @click.pass_obj
-def prune(engine, all_, volumes, force):
+def prune(engine, all_, volumes, force, filters):
     """Remove stopped containers, unused networks, dangling (or, with -a, all unused) images, build cache
     and the debris of interrupted commands."""
     from pallet.kernel import debris, lifecycle
@@ -187,6 +229,9 @@ def prune(engine, all_, volumes, force):
     from pallet.kernel.network.store import NetworkStore
     from pallet.kernel.humanize import size
 
+    labels, until = _prune_filters(filters)
+    if until is not None and volumes:
+        raise UsageError("invalid filter 'until' for volumes: prune volumes without it")
     if not force:
         items = ["all stopped containers", "all networks not used by at least one container",
                  "all images without at least one container associated to them" if all_ else "all dangling images",
@@ -201,19 +246,27 @@ def prune(engine, all_, volumes, force):
     # Measured first: the steps below take the image store's lock, which already sweeps some of it.
     store = lifecycle.image_store(engine)
     pending = debris.unheld(engine, store)
-    containers, reclaimed = prune_containers(engine, [])
-    sections = [("Deleted Containers:", containers), ("Deleted Networks:", prune_networks(NetworkStore(engine), []))]
+    containers, reclaimed = prune_containers(engine, [("label", value) for value in labels],
+                                             keep=lambda record: _newer(record.created, until))
+    sections = [("Deleted Containers:", containers),
+                ("Deleted Networks:", prune_networks(NetworkStore(engine), [], keep=lambda record: _newer(
+                    record.created, until) or not _labelled(record.labels, labels)))]
     if volumes:
-        removed, freed = lifecycle.volume_store(engine).prune(False, {})
+        removed, freed = lifecycle.volume_store(engine).prune(False, dict(v.partition("=")[::2] for v in labels))
         sections.append(("Deleted Volumes:", removed))
         reclaimed += freed
     with store.locked():
-        deleted, freed = prune_images(engine, store, all_, before_debris=pending)
+        deleted, freed = prune_images(engine, store, all_, before_debris=pending, keep=lambda record: _newer(
+            record.created, until) or not _labelled(record.runtime_config.get("Labels"), labels))
     sections.append(("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in deleted]))
     reclaimed += freed
     executor.clean_stale(engine)
-    count, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(keep_used_by_images=not all_)
-    reclaimed += freed
+    count = 0
+    if not labels:   # build cache records carry no labels: a label filter matches none (as BuildKit's)
+        removed_keys, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(
+            keep_used_by_images=not all_, older_than=until)
+        count = len(removed_keys)
+        reclaimed += freed
     for title, lines in sections:
         if lines:
             click.echo("\n".join([title, *lines]) + "\n")

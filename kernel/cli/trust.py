@@ -32,6 +32,43 @@ def trust_options(func):
                         help="Trust policy file [default: /etc/pallet/policy.json, else /etc/containers/policy.json].")(func)
 
 
+NOTARY = ("Docker Content Trust (Notary) is not supported: pallet verifies images by its trust policy "
+          "(pallet image trust show), and signs pushes with --sign-by or --sign-by-sigstore-private-key")
+REFUSED_WHEN_FALSE = {"--disable-content-trust": NOTARY}
+
+
+class GoBoolCommand(click.Command):
+    """A command whose boolean flags also take Go's ``--flag=true|false`` (Docker's scripts write
+    ``--disable-content-trust=true``); ``--flag`` alone stays a flag, so it never eats the next argument.
+    ``=false`` of a flag in ``REFUSED_WHEN_FALSE`` asks for what pallet has not: its error."""
+
+    def parse_args(self, ctx, args):
+        flags = {name: (param.secondary_opts or [None])[0] for param in self.get_params(ctx)
+                 if isinstance(param, click.Option) and param.is_flag for name in param.opts if name.startswith("--")}
+        rewritten = []
+        for arg in args:
+            name, eq, value = arg.partition("=")
+            if not eq or name not in flags:
+                rewritten.append(arg)
+            elif value.lower() in ("1", "t", "true"):
+                rewritten.append(name)
+            elif value.lower() in ("0", "f", "false"):
+                if name in REFUSED_WHEN_FALSE:
+                    raise UsageError(REFUSED_WHEN_FALSE[name])
+                rewritten += [flags[name]] if flags[name] else []
+            else:
+                raise UsageError(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: '
+                                 f'parsing "{value}": invalid syntax')
+        return super().parse_args(ctx, rewritten)
+
+
+def content_trust_option(what: str):
+    """Docker's ``--disable-content-trust[=true]`` (the command's class is :class:`GoBoolCommand`): accepted, as
+    it is Docker's default; ``=false`` asks for Notary, which pallet has not: its trust policy verifies, always."""
+    return click.option("--disable-content-trust", is_flag=True, expose_value=False,
+                        help=f"Accepted (Docker's default): no Notary here; {what}.")
+
+
 def sign_options(func):
     for option in reversed([
         click.option("--sign-by", metavar="FINGERPRINT", default=None, help="Sign with this GPG key (simple signing)."),

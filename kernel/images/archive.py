@@ -162,8 +162,9 @@ def _input_file(store, source: str | None):
         os.unlink(tmp)
 
 
-def load(store, source: str | None) -> list[str]:
-    """Load every image in a docker-archive or oci-archive; return Docker's "Loaded image: …" lines."""
+def load(store, source: str | None, platform: str = "") -> list[str]:
+    """Load every image in a docker-archive or oci-archive (only those of ``platform``, as ``os[/arch[/variant]]``,
+    when given); return Docker's "Loaded image: …" lines."""
     with _input_file(store, source) as path:
         try:
             tar = tarfile.open(path, "r:*")
@@ -173,9 +174,9 @@ def load(store, source: str | None) -> list[str]:
             with tar:
                 names = set(tar.getnames())
                 if "manifest.json" in names:
-                    return load_docker_archive(store, tar, None)[0]
+                    return load_docker_archive(store, tar, None, platform)[0]
                 if "index.json" in names and "oci-layout" in names:
-                    return _load_oci_archive(store, tar)
+                    return _load_oci_archive(store, tar, platform)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             # A truncated or corrupt archive: the transaction rolled back what it had added.
             raise PalletError(f"invalid archive: {source or 'stdin'} is truncated or corrupt ({exc})") from None
@@ -192,8 +193,9 @@ def _member(tar, name: str):
     return handle
 
 
-def load_docker_archive(store, tar, wanted: refs.Reference | None) -> tuple[list[str], list[str]]:
-    """Load the images of a docker-archive (only ``wanted`` if given); return (output lines, image ids)."""
+def load_docker_archive(store, tar, wanted: refs.Reference | None, platform: str = "") -> tuple[list[str], list[str]]:
+    """Load the images of a docker-archive (only ``wanted`` if given, only those of ``platform`` if given: Docker
+    skips the others); return (output lines, image ids)."""
     try:
         entries = json.loads(_member(tar, "manifest.json").read())
         assert isinstance(entries, list)
@@ -212,6 +214,9 @@ def load_docker_archive(store, tar, wanted: refs.Reference | None) -> tuple[list
                     continue
                 tags = [wanted]
             config_bytes = _member(tar, entry["Config"]).read()
+            if platform and not mf.platform_matches(mf.config_platform(mf.load_json(config_bytes, "image config")),
+                                                    platform):
+                continue
             config_digest = txn.put_bytes(config_bytes)
             descriptors = []
             for name in entry.get("Layers") or []:
@@ -224,7 +229,7 @@ def load_docker_archive(store, tar, wanted: refs.Reference | None) -> tuple[list
             record = store.add_image(txn, txn.put_bytes(manifest), tags)
             lines += [f"Loaded image: {t.familiar()}" for t in tags] or [f"Loaded image ID: {record.id}"]
             ids.append(record.id)
-    if not ids:
+    if not ids and wanted is not None:
         raise PalletError(f"no image named {wanted} in the archive")
     return lines, ids
 
@@ -242,7 +247,7 @@ def _check_entry(index: int, entry) -> None:
             raise PalletError(f"{where}: {key} must be a list of strings")
 
 
-def _load_oci_archive(store, tar) -> list[str]:
+def _load_oci_archive(store, tar, platform: str = "") -> list[str]:
     store.blobs.tmp.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=store.blobs.tmp, prefix=f"oci-{os.getpid()}-"))
     try:
@@ -268,8 +273,9 @@ def _load_oci_archive(store, tar) -> list[str]:
         with store.transaction() as txn:
             for entry in index.get("manifests", []):
                 tag = (entry.get("annotations") or {}).get(layout.REF_NAME)
+                wanted = mf.parse_platform(platform) if platform else mf.host_platform()
                 manifest_digest, index_digest = layout.read_oci(
-                    txn, workdir, tag if tag else None, mf.host_platform()) if tag else _only(txn, workdir, index)
+                    txn, workdir, tag if tag else None, wanted) if tag else _only(txn, workdir, index, wanted)
                 names = [refs.parse(tag)] if tag and _is_reference(tag) else []
                 record = store.add_image(txn, manifest_digest, names, index_digest)
                 lines += [f"Loaded image: {n.familiar()}" for n in names] or [f"Loaded image ID: {record.id}"]
@@ -278,10 +284,10 @@ def _load_oci_archive(store, tar) -> list[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _only(txn, workdir: Path, index: dict):
+def _only(txn, workdir: Path, index: dict, platform: dict):
     if len(index.get("manifests", [])) != 1:
         raise PalletError("OCI archive entries without a ref.name annotation must be alone in the index")
-    return layout.read_oci(txn, workdir, None, mf.host_platform())
+    return layout.read_oci(txn, workdir, None, platform)
 
 
 def _is_reference(text: str) -> bool:

@@ -74,8 +74,14 @@ def publish_layer(txn, staged: StagedLayer) -> tuple[mf.Descriptor, str]:
     return mf.Descriptor(mf.OCI_LAYER_GZIP, staged.digest, staged.size), staged.diff_id
 
 
-def base_config(created: str) -> dict:
+def base_config(created: str, platform: str = "") -> dict:
+    """A parentless image's config; ``platform`` (``os[/arch[/variant]]``) instead of the host's."""
     plat = mf.host_platform()
+    if platform:
+        parts = platform.split("/")
+        plat = {"os": parts[0], "architecture": parts[1] if len(parts) > 1 else plat["architecture"]}
+        if len(parts) > 2:
+            plat["variant"] = parts[2]
     return {**plat, "created": created, "config": {"Env": [DEFAULT_PATH]},
             "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
 
@@ -103,14 +109,15 @@ def store_image(store, txn, config: dict, layers: list[mf.Descriptor], names: li
 
 
 def commit(store, stream: BinaryIO | None, parent: ImageRecord | None, config: dict | None,
-           history_comment: str = "", tags: list[str] = (), created_by: str = "", author: str = "") -> str:
+           history_comment: str = "", tags: list[str] = (), created_by: str = "", author: str = "",
+           platform: str = "") -> str:
     """A new image: ``parent``'s layers plus ``stream`` (an uncompressed tar, or None for no new layer).
 
     ``config`` replaces the runtime config (``Env``, ``Cmd`` …) when given, else the
     parent's is kept. Returns the new image id.
     """
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    document = copy.deepcopy(parent.config) if parent else base_config(created)
+    document = copy.deepcopy(parent.config) if parent else base_config(created, platform)
     document["created"] = created
     if author:
         document["author"] = author

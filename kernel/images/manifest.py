@@ -143,16 +143,34 @@ def parse_platform(text: str | None) -> dict:
     return result
 
 
+def platform_text(plat: dict) -> str:
+    """``os/arch[/variant]`` as Docker prints a platform."""
+    return "/".join(filter(None, (plat.get("os"), plat.get("architecture"), plat.get("variant"))))
+
+
+def config_platform(config: dict) -> dict:
+    """An image config's platform (Docker assumes linux/amd64 where a config names none)."""
+    result = {"os": config.get("os") or "linux", "architecture": config.get("architecture") or "amd64"}
+    if config.get("variant"):
+        result["variant"] = config["variant"]
+    return result
+
+
+def platform_matches(actual: dict, wanted: str) -> bool:
+    """``wanted`` (``os[/arch[/variant]]``, lower case) names ``actual``: what it gives must be equal."""
+    parts = wanted.split("/")
+    return platform_text(actual).split("/")[:len(parts)] == parts
+
+
 def select_platform(entries: list[Descriptor], wanted: dict) -> Descriptor:
-    """The index entry for ``wanted`` (os/architecture, variant if given)."""
+    """The index entry for ``wanted`` (os/architecture, variant if given); Docker's error when there is none."""
     for entry in entries:
         plat = entry.platform or {}
         if plat.get("os") == wanted["os"] and plat.get("architecture") == wanted["architecture"]:
             if "variant" not in wanted or plat.get("variant") == wanted["variant"]:
                 return entry
-    have = sorted({"/".join(filter(None, ((e.platform or {}).get("os"), (e.platform or {}).get("architecture"),
-                                            (e.platform or {}).get("variant")))) for e in entries})
-    raise PalletError(f"no image for platform {wanted['os']}/{wanted['architecture']} in the manifest list "
+    have = sorted({platform_text(e.platform or {}) for e in entries})
+    raise PalletError(f"no matching manifest for {platform_text(wanted)} in the manifest list entries "
                       f"(available: {', '.join(have) or 'none'})")
 
 

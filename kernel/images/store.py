@@ -501,15 +501,17 @@ class ImageStore:
         return record.top_layer
 
     def commit(self, container_layer_tar_stream, parent: ImageRecord | None, config: dict | None,
-               history_comment: str = "", tags=(), created_by: str = "", author: str = "") -> str:
+               history_comment: str = "", tags=(), created_by: str = "", author: str = "",
+               platform: str = "") -> str:
         """A new image from ``parent`` plus a layer tar stream (uncompressed; None for none); returns its id.
 
         ``config`` is the runtime config (``Env``, ``Cmd`` …, the inner ``config`` of the
-        image config document); None keeps the parent's.
+        image config document); None keeps the parent's. ``platform`` (``os[/arch[/variant]]``)
+        names a parentless image's platform instead of the host's.
         """
         from pallet.kernel.images.build import commit
         return commit(self, container_layer_tar_stream, parent, config, history_comment, list(tags),
-                      created_by, author)
+                      created_by, author, platform)
 
 
     def inspect(self, record: ImageRecord) -> dict:

@@ -170,13 +170,17 @@ class NetworkStore:
     # --- networks -----------------------------------------------------------------------
     def create(self, name: str, driver: str = "bridge", subnet: str = "", gateway: str = "", ip_range: str = "",
                internal: bool = False, labels: dict | None = None, options: dict | None = None,
-               ipam_driver: str = "default", ipam_options: dict | None = None) -> NetworkRecord:
+               ipam_driver: str = "default", ipam_options: dict | None = None,
+               aux_addresses: dict | None = None) -> NetworkRecord:
+        """``aux_addresses`` (Docker's ``--aux-address NAME=IP``) are reserved in the pool, never given to a container."""
         if name in PREDEFINED:
             raise Conflict(f"network with name {name} already exists")
         if gateway and not subnet:
             raise UsageError("a gateway needs a --subnet")
         if ip_range and not subnet:
             raise UsageError("an --ip-range needs a --subnet")
+        if aux_addresses and not subnet:
+            raise UsageError("an --aux-address needs a --subnet")
         network_driver = self.driver(driver)
         if not network_driver.needs_sandbox:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
@@ -186,7 +190,9 @@ class NetworkStore:
                                created=now(), internal=internal, labels=dict(labels or {}),
                                options=dict(options or {}), ipam_driver=ipam_driver,
                                ipam_options=dict(ipam_options or {}),
-                               ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range}] if subnet else [])
+                               ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range,
+                                             **({"AuxiliaryAddresses": dict(aux_addresses)} if aux_addresses else {})}]
+                               if subnet else [])
         self.all()
         with self.lock():
             if any(r.name == name for r in self.read_all()):
@@ -223,8 +229,12 @@ class NetworkStore:
                 if reserved:
                     gw = ipam.request_address(pool_id, config.get("Gateway", ""), GATEWAY_REQUEST)
                     record.pools = [pool_id]
+                    for address in (config.get("AuxiliaryAddresses") or {}).values():
+                        ipam.request_address(pool_id, address)   # released with the pool
                     record.ipam_config = [{"Subnet": cidr, "Gateway": gw.split("/")[0],
-                                           **({"IPRange": config["IPRange"]} if config.get("IPRange") else {})}]
+                                           **({"IPRange": config["IPRange"]} if config.get("IPRange") else {}),
+                                           **({"AuxiliaryAddresses": config["AuxiliaryAddresses"]}
+                                              if config.get("AuxiliaryAddresses") else {})}]
                     self.save(record)
                 gw = record.ipam_config[0]["Gateway"]
                 options = dict(record.options, internal="true" if record.internal else "false")

@@ -52,6 +52,17 @@ def test_a_name_in_use_is_a_409(api):
     assert 'The container name "/twice" is already in use' in result.stderr
 
 
+def test_docker_rm_link_removes_the_link_and_no_container(api):
+    api.pallet("create", "--name", "db", "busybox", "true", check=True)
+    api.pallet("create", "--name", "app", "--link", "db:db", "busybox", "true", check=True)
+    plain = api.docker("rm", "--link", "db")
+    assert plain.returncode == 1 and "Conflict, cannot remove the default link name" in plain.stderr, plain.stderr
+    done = api.docker("rm", "--link", "/app/db")
+    assert (done.returncode, done.stdout) == (0, "/app/db\n"), done.stderr
+    assert api.pallet("inspect", "-f", "{{.HostConfig.Links}}", "app").stdout == "[]\n"
+    assert sorted(api.pallet("ps", "-a", "--format", "{{.Names}}").stdout.split()) == ["app", "db"]
+
+
 def test_docker_py_create_start_wait_logs_rename_kill_restart(api):
     client = api.client()
     container = client.containers.run("busybox", ["sh", "-c", "echo hello; exit 7"], detach=True)

@@ -114,6 +114,37 @@ def test_ctrl_p_ctrl_q_detaches_and_attach_comes_back(bb):
     assert stopped.returncode == 125 and "You cannot attach to a stopped container" in stopped.stderr
 
 
+def test_run_it_detach_keys_override_the_default(bb):
+    from tests.containers.conftest import record
+
+    pid, master = spawn(bb, "run", "-it", "--detach-keys", "ctrl-x,y", "--name", "keys", "busybox", "sh")
+    read_until(master, "#")
+    os.write(master, b"\x10\x11echo still-$((3+3))\r")   # Ctrl-P Ctrl-Q are just keys now
+    read_until(master, "still-6")
+    os.write(master, b"\x18y")
+    assert finish(pid, master) == 0
+    assert record(bb, "keys")["State"]["Running"] is True
+
+
+def test_stats_on_a_terminal_redraws_the_table_in_place(bb):
+    import signal
+
+    bb("run", "-d", "--name", "busy", "busybox", "sleep", "100", check=True)
+    pid, master = spawn(bb, "stats", "busy")
+    frames = read_until(master, "\x1b[2J\x1b[H", timeout=20)
+    frames += read_until(master, "\x1b[2J\x1b[H", timeout=20)
+    frames += read_until(master, "busy")
+    os.kill(pid, signal.SIGINT)
+    assert finish(pid, master) == 130
+    drawn = frames.split("\x1b[2J\x1b[H")
+    assert len(drawn) >= 3 and drawn[0] == ""   # every frame starts on a cleared screen, the first too
+    for frame in drawn[1:-1]:
+        lines = frame.strip().splitlines()
+        assert lines[0].split()[:3] == ["CONTAINER", "ID", "NAME"] and lines[1].split()[1] == "busy"
+    piped = bb("stats", "--no-stream", "busy", check=True)
+    assert "\x1b" not in piped.stdout and piped.stdout.splitlines()[1].split()[1] == "busy"
+
+
 def test_attach_without_a_tty_streams_output_until_the_exit(bb):
     bb("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "sleep 1; echo out; echo err >&2; exit 5",
        check=True)

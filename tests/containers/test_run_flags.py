@@ -145,6 +145,29 @@ def test_relative_bind_source_is_taken_from_the_callers_directory(bb, tmp_path):
     assert result.stdout == "relative\nrelative\n", result.stderr
 
 
+def test_mount_bind_propagation_rshared_is_a_shared_mount_inside(bb, tmp_path):
+    (tmp_path / "src").mkdir()
+    script = "grep ' /m ' /proc/self/mountinfo"
+    shared = bb("run", "--rm", "--mount", f"type=bind,src={tmp_path / 'src'},dst=/m,bind-propagation=rshared",
+                "busybox", "sh", "-c", script)
+    assert shared.returncode == 0, shared.stderr
+    fields = shared.stdout.split(" - ")[0].split()
+    assert any(f.startswith("shared:") for f in fields[6:]), shared.stdout
+    private = bb("run", "--rm", "--mount", f"type=bind,src={tmp_path / 'src'},dst=/m", "busybox", "sh", "-c", script)
+    assert not any(f.startswith(("shared:", "master:")) for f in private.stdout.split(" - ")[0].split()[6:])
+
+
+def test_mount_volume_nocopy_leaves_a_new_volume_empty_over_the_images_files(bb):
+    bb("run", "--name", "maker", "busybox", "sh", "-c", "mkdir /data && echo x > /data/f", check=True)
+    bb("commit", "maker", "withdata", check=True)
+    empty = bb("run", "--rm", "--mount", "type=volume,src=nc,dst=/data,volume-nocopy", "withdata", "ls", "-A", "/data")
+    assert (empty.returncode, empty.stdout) == (0, ""), empty.stderr
+    mountpoint = bb("volume", "inspect", "-f", "{{.Mountpoint}}", "nc").stdout.strip()
+    assert os.listdir(mountpoint) == []
+    copied = bb("run", "--rm", "--mount", "type=volume,src=cp,dst=/data", "withdata", "cat", "/data/f")
+    assert copied.stdout == "x\n", copied.stderr
+
+
 def test_cidfile_attach_expose_labels_and_go_style_booleans(bb, tmp_path):
     cidfile = tmp_path / "cid"
     labels = tmp_path / "labels"
@@ -173,8 +196,8 @@ def test_refused_flags_say_why_in_one_line(bb):
         (["-d", "-a", "stdout"], 125, "Conflicting options: -a and -d"),
         (["--pid", "bogus"], 125, "--pid: invalid PID mode: bogus"),
         (["--log-driver", "none", "--log-opt", "tag=x"], 125, "unknown log opt 'tag' for none log driver"),
-        (["--platform", "linux/arm64"], 125, "image with reference busybox was found but does not match the specified "
-                                           "platform: wanted linux/arm64, actual: linux/amd64"),
+        (["--platform", "linux/arm64"], 125, "image with reference busybox was found but its platform (linux/amd64) "
+                                           "does not match the specified platform (linux/arm64)"),
         (["--rm=maybe"], 125, 'invalid argument "maybe" for "--rm" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),
         (["--bogus"], 125, "unknown flag: --bogus"),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -51,3 +52,32 @@ def test_the_same_bundle_runs_under_runc(bb):
     bb("run", "-d", "--name", "rd", "--runtime", "runc", "busybox", "sleep", "100", check=True)
     assert bb("exec", "rd", "echo", "via-runc").stdout == "via-runc\n"
     assert bb("rm", "-f", "rd").returncode == 0
+
+
+def test_system_prune_filter_label_removes_only_what_carries_the_label(bb):
+    bb("create", "--name", "tagged", "--label", "env=ci", "busybox", "true", check=True)
+    bb("create", "--name", "other", "--label", "env=prod", "busybox", "true", check=True)
+    bb("network", "create", "--label", "env=ci", "ci-net", check=True)
+    bb("network", "create", "plain-net", check=True)
+    bb("volume", "create", "--label", "env=ci", check=True)   # anonymous: --volumes prunes those
+    bb("volume", "create", check=True)
+    result = bb("system", "prune", "-f", "--volumes", "--filter", "label=env=ci")
+    assert result.returncode == 0, result.stderr
+    assert bb("ps", "-a", "--format", "{{.Names}}").stdout == "other\n"
+    assert bb("network", "ls", "-q", "--filter", "name=ci-net").stdout == ""
+    assert bb("network", "ls", "-q", "--filter", "name=plain-net").stdout != ""
+    assert [json.loads(line)["Labels"] for line in bb("volume", "ls", "--format", "json").stdout.splitlines()] == [""]
+    assert bb("image", "inspect", "busybox").returncode == 0
+    bad = bb("system", "prune", "-f", "--filter", "color=red")
+    assert (bad.returncode, bad.error_lines) == (2, ["Error: invalid filter 'color'"])
+    volumes = bb("system", "prune", "-f", "--volumes", "--filter", "until=1h")
+    assert volumes.error_lines == ["Error: invalid filter 'until' for volumes: prune volumes without it"]
+
+
+def test_system_prune_filter_until_keeps_what_is_newer(bb):
+    bb("create", "--name", "fresh", "busybox", "true", check=True)
+    kept = bb("system", "prune", "-f", "--filter", "until=1h")
+    assert kept.returncode == 0, kept.stderr
+    assert bb("ps", "-a", "--format", "{{.Names}}").stdout == "fresh\n"   # created within the hour
+    gone = bb("system", "prune", "-f", "--filter", f"until={time.time() + 5:.0f}")
+    assert gone.returncode == 0 and bb("ps", "-aq").stdout == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from tests.containers.conftest import record
@@ -186,3 +187,51 @@ def test_format_table_uses_dockers_headers_and_json_is_one_object_a_line(bb):
     assert [json.loads(line)["Repository"] for line in lines] == ["busybox"]
     assert sorted(json.loads(line)["Names"] for line in bb("ps", "-a", "--format", "json").stdout.splitlines()) == [
         "tb", "tb2"]
+
+
+def test_rm_link_drops_the_legacy_link_from_the_parent(bb):
+    (bb.root.parent / "pallet.toml").write_text(bb.network_config)  # links need addresses: the default network
+    bb("run", "-d", "--name", "web", "busybox", "sleep", "60", check=True)
+    bb("create", "--name", "app", "--link", "web:db", "busybox", "sh", "-c", "grep -cw db /etc/hosts", check=True)
+    assert bb("rm", "--link", "/app/db").stdout == "/app/db\n"
+    assert bb("inspect", "-f", "{{.HostConfig.Links}}", "app").stdout == "[]\n"
+    started = bb("start", "-a", "app")
+    assert started.stdout == "0\n", started.stderr   # no hosts entry for db any more
+    assert record(bb, "web")["State"]["Running"]     # the linked container stays
+    again = bb("rm", "-l", "app/db")
+    assert (again.returncode, again.stderr) == (1, "Error: No such container: /app/db\n")
+    plain = bb("rm", "--link", "web")
+    assert (plain.returncode, plain.stderr) == (1, "Error: Conflict, cannot remove the default link name\n")
+    orphan = bb("rm", "-l", "nobody/db")
+    assert "Cannot get parent /nobody for link name /nobody/db" in orphan.stderr
+
+
+def test_go_templates_on_volume_inspect_history_version_and_system_df(bb):
+    """Docker's documented --format examples, and template functions over each object's fields."""
+    bb("volume", "create", "--label", "team=a", "--label", "tier=db", "tv", check=True)
+    mountpoint = bb("volume", "inspect", "--format", "{{ .Mountpoint }}", "tv").stdout
+    assert mountpoint == f"{bb.root}/volumes/tv/_data\n"
+    labels = bb("volume", "inspect", "-f", '{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}{{.Driver | upper}} '
+                                           '{{if eq .Scope "local"}}here{{end}} {{printf "%q" .Name}}', "tv")
+    assert labels.stdout == 'team=a;tier=db;LOCAL here "tv"\n'
+    bad = bb("volume", "inspect", "-f", "{{.Name", "tv")
+    assert bad.returncode == 1 and "template parsing error" in bad.stderr
+
+    image_id = record(bb, "busybox")["Id"]
+    history = bb("history", "--format", "{{.ID}}: {{.CreatedSince}}", "busybox").stdout.splitlines()
+    assert history[0].startswith(f"{image_id[7:19]}: ") and history[0].endswith(" ago")
+    sized = bb("history", "--no-trunc", "--format", "{{.ID}}|{{truncate .CreatedBy 20}}|{{json .Comment}}",
+               "busybox").stdout.splitlines()
+    assert sized[0] == f'{image_id}|pallet image build-b|""'
+
+    assert bb("version", "--format", "{{.Server.Version}}").stdout == bb("version", "-f", "{{.Version}}").stdout
+    both = json.loads(bb("version", "--format", "{{json .}}").stdout)
+    assert both["Client"]["ApiVersion"] == both["Server"]["ApiVersion"] and both["Server"]["Os"] == "linux"
+    assert bb("version", "-f", "{{with .Server}}{{.Os}}/{{.Arch}}{{end}}").stdout == f"linux/{both['Server']['Arch']}\n"
+
+    df = bb("system", "df", "--format", "{{.Type}}\\t{{.TotalCount}}").stdout.splitlines()
+    assert df[:3] == ["Images\t1", "Containers\t0", "Local Volumes\t1"]
+    table = bb("system", "df", "--format", "table {{.Type}}\\t{{.Active}}").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "ACTIVE"] and table[1].split() == ["Images", "0"]
+    assert bb("system", "df", "--format", "{{if gt .TotalCount 0}}{{lower .Type}}{{end}}").stdout.split() == [
+        "images", "local", "volumes"]

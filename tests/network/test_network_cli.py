@@ -38,8 +38,14 @@ def test_create_inspect_rm(cli):
     assert view["Labels"] == {"team": "net"}
     assert cli("network", "ls", "-q", "--filter", "label=team=net", check=True).stdout.split() == [network_id[:12]]
     assert cli("network", "inspect", "--format", "{{.Name}}", network_id[:12], check=True).stdout.strip() == name
+    template = ('{{range .IPAM.Config}}{{.Subnet}} via {{.Gateway}}{{end}}|{{index .Labels "team"}}|'
+                '{{json .Options}}|{{upper .Driver}}|{{if .Internal}}internal{{else}}routed{{end}}|{{len .Containers}}')
+    shown = cli("network", "inspect", "-f", template, name, check=True).stdout
+    assert shown == f'{NET}.30.0/24 via {NET}.30.254|net|{{"com.docker.network.driver.mtu":"1450"}}|BRIDGE|routed|0\n'
     assert cli("network", "rm", name, check=True).stdout.strip() == name
     assert name not in cli("network", "ls", check=True).stdout
+    assert cli("network", "rm", name).error_lines == [f"Error: network {name} not found"]
+    assert (cli("network", "rm", "-f", name).returncode, cli("network", "rm", "-f", name).stdout) == (0, "")
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -155,3 +155,18 @@ def test_connect_to_a_user_network_switches_the_resolver_to_the_embedded_dns(cli
     peer_ip = json.loads(cli("inspect", "peer", check=True).stdout)[0]["NetworkSettings"]["Networks"]["named"]["IPAddress"]
     found = cli("exec", "plain", "nslookup", "peer")
     assert peer_ip in found.stdout, found.stdout + found.stderr
+
+
+def test_aux_addresses_are_reserved_and_never_given_to_a_container(cli):
+    net = f"aux{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.92.0/29", "--aux-address", f"router={NET}.92.2",
+        "--aux-address", f"printer={NET}.92.3", net, check=True)
+    config = json.loads(cli("network", "inspect", net, check=True).stdout)[0]["IPAM"]["Config"][0]
+    assert config["AuxiliaryAddresses"] == {"router": f"{NET}.92.2", "printer": f"{NET}.92.3"}
+    seen = cli("run", "--rm", "--network", net, "busybox", "ip", "-o", "-4", "addr", "show", "eth0", check=True)
+    assert f"{NET}.92.4/29" in seen.stdout   # .1 is the gateway, .2 and .3 are reserved
+    taken = cli("network", "create", "--subnet", f"{NET}.93.0/29", "--aux-address", f"gw={NET}.93.1", f"{net}b")
+    assert taken.returncode == 1 and f"Address already in use: {NET}.93.1" in taken.stderr
+    assert f"{net}b" not in cli("network", "ls", check=True).stdout   # nothing half-made stays
+    alone = cli("network", "create", "--aux-address", f"x={NET}.94.2", f"{net}c")
+    assert (alone.returncode, alone.error_lines) == (2, ["Error: an --aux-address needs a --subnet"])

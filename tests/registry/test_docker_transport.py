@@ -105,7 +105,8 @@ def test_manifest_list_resolves_for_host_or_platform(registry, rpallet, tmp_path
     doc = json.loads(rpallet("image", "inspect", name, check=True).stdout)[0]
     assert doc["Architecture"] == "arm64"
     missing = rpallet("pull", "--platform", "linux/s390x", name)
-    assert missing.returncode == 1 and "no image for platform linux/s390x" in missing.stderr
+    assert missing.returncode == 1 and missing.error_lines == [
+        "Error: no matching manifest for linux/s390x in the manifest list entries (available: linux/amd64, linux/arm64)"]
 
 
 def test_all_tags_and_unknown_tag(registry, rpallet, tmp_path):

@@ -293,11 +293,18 @@ def prepare(plan: RootfsPlan) -> None:
     if dev_is_mounted:
         _create_devices(plan)
         _dev_symlinks(secure_join(plan.rootfs, "/dev"))
-    os.chdir(plan.rootfs)
-    linux.pivot_root(".", ".")
-    # The old root now sits under the new one at "."; detach it without telling the host.
-    linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
-    linux.umount2(".", linux.MNT_DETACH)
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(plan.rootfs)
+        linux.pivot_root(".", ".")
+        # The old root now sits on top of the new one. From inside it (as runc does), make it rslave, so that
+        # detaching it tells the host nothing, and detach it. From the new root, "." names the new root
+        # itself: rslave there would turn the container's own shared mounts (bind-propagation=rshared) private.
+        os.fchdir(old_root)
+        linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
+        linux.umount2(".", linux.MNT_DETACH)
+    finally:
+        os.close(old_root)
     os.chdir("/")
     if plan.propagation & linux.MS_SHARED:
         linux.mount(None, "/", None, plan.propagation)  # the bind of the rootfs was made private above
