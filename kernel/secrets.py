@@ -10,6 +10,10 @@ At start the values are decrypted onto a fresh tmpfs in the container's run dire
 is bound read-only at ``/run/secrets`` in the container; once the runtime has built the
 container's mounts the host's view of that tmpfs is detached, so the plaintext lives only in
 the container's mount namespace (memory), never on a disk, in a layer or under the run root.
+
+A root that joined a cluster keeps its secrets in the cluster store instead (``open_store``,
+:mod:`pallet.kernel.cluster.secrets`), sealed with the same key, so a task's container on any
+node gets them the same way.
 """
 
 from __future__ import annotations
@@ -58,6 +62,44 @@ def key_path(engine) -> Path:
     return Path(configured) if configured else Path(engine.config.config_path).parent / "secrets.key"
 
 
+def cipher(engine, create: bool = False):
+    """The AES-GCM of this host's secrets key (made on first use when ``create``)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = key_path(engine)
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            raise PalletError(f"the secrets key {path} is missing: the stored secrets cannot be decrypted "
+                              "(restore the key file, or remove and re-create the secrets)") from None
+        key = AESGCM.generate_key(bit_length=KEY_SIZE * 8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, key, mode=0o600)
+    if len(key) != KEY_SIZE:
+        raise PalletError(f"the secrets key {path} is not a {KEY_SIZE}-byte key")
+    return AESGCM(key)
+
+
+def key_id(engine) -> str:
+    """A fingerprint of this host's secrets key that reveals nothing of it (to tell two keys apart)."""
+    import hashlib
+
+    cipher(engine, create=True)
+    return hashlib.sha256(b"pallet-secrets-key-id\0" + key_path(engine).read_bytes()).hexdigest()[:16]
+
+
+def open_store(engine):
+    """The secrets of this root: its own store, or its cluster's once it joined one (as Docker in swarm mode)."""
+    from pallet.kernel.cluster import store
+
+    if store.membership(engine) is not None:
+        from pallet.kernel.cluster.secrets import ClusterSecrets
+
+        return ClusterSecrets(engine)
+    return SecretStore(engine)
+
+
 class SecretStore:
     """Create, list, find, open and remove the secrets of one pallet root."""
 
@@ -70,21 +112,7 @@ class SecretStore:
         return locked(self.dir / ".lock")
 
     def _cipher(self, create: bool = False):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        path = key_path(self.engine)
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            if not create:
-                raise PalletError(f"the secrets key {path} is missing: the stored secrets cannot be decrypted "
-                                  "(restore the key file, or remove and re-create the secrets)") from None
-            key = AESGCM.generate_key(bit_length=KEY_SIZE * 8)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, key, mode=0o600)
-        if len(key) != KEY_SIZE:
-            raise PalletError(f"the secrets key {path} is not a {KEY_SIZE}-byte key")
-        return AESGCM(key)
+        return cipher(self.engine, create)
 
     def _find_id(self, name_or_id: str) -> str:
         if not self.dir.exists():
@@ -212,7 +240,7 @@ def parse_secret(engine, spec: str) -> dict:
         raise UsageError(f'invalid --secret "{spec}": uid and gid are numbers, mode an octal number') from None
     if uid < 0 or gid < 0 or not 0 <= mode <= 0o777:
         raise UsageError(f'invalid --secret "{spec}": uid/gid out of range or mode not in 0000-0777')
-    record = SecretStore(engine).get(name)
+    record = open_store(engine).get(name)
     return {"SecretID": record.id, "SecretName": record.name,
             "File": {"Name": target, "UID": str(uid), "GID": str(gid), "Mode": mode}}
 
@@ -250,7 +278,7 @@ def materialize(engine, record, run_dir: Path) -> bool:
     refs = (record.host_config or {}).get("Secrets") or []
     if not refs:
         return False
-    store = SecretStore(engine)
+    store = open_store(engine)
     values = []
     for ref in refs:
         try:

@@ -107,6 +107,28 @@ def _healthcheck(opts, current: dict | None) -> dict | None:
     return check or None
 
 
+def _set_files(engine, container: dict, secret_add, secret_rm, config_add, config_rm) -> None:
+    """``--secret``/``--config`` (and their ``-add``/``-rm``) as the ContainerSpec's ``Secrets`` and ``Configs``:
+    an added reference replaces one with the same target, a removed name drops every reference to it."""
+    from pallet.kernel.cluster import configs
+    from pallet.kernel.secrets import parse_secret
+
+    for field, name_key, added, removed, parse in (
+            ("Secrets", "SecretName", secret_add, secret_rm, lambda spec: parse_secret(engine, spec)),
+            ("Configs", "ConfigName", config_add, config_rm, lambda spec: configs.parse_reference(engine, spec))):
+        new = [parse(spec) for spec in added]
+        targets = [ref["File"]["Name"] for ref in new]
+        twice = next((t for t in targets if targets.count(t) > 1), None)
+        if twice:
+            raise UsageError(f"duplicate {field[:-1].lower()} target for {twice} not allowed")
+        kept = [ref for ref in container.get(field) or [] if ref.get(name_key) not in set(removed)
+                and ref["File"]["Name"] not in set(targets)]
+        if kept or new:
+            container[field] = kept + new
+        else:
+            container.pop(field, None)
+
+
 def apply_options(spec: dict, opts: dict) -> dict:
     """The flags shared by create and update, applied to ``spec`` (a copy is returned)."""
     from pallet.kernel.cluster.placement import parse_constraint
@@ -238,12 +260,14 @@ def service_options(func):
 @click.option("--placement-pref", multiple=True, help="Add a placement preference (spread=node.labels.KEY).")
 @click.option("--network", "networks", multiple=True, help="Network attachments.")
 @click.option("--publish", "-p", "publish", multiple=True, help="Publish a port as a node port.")
+@click.option("--secret", "secrets", multiple=True, help="Specify secrets to expose to the service.")
+@click.option("--config", "configs", multiple=True, help="Specify configurations to expose to the service.")
 @service_options
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def create(engine, name, replicas, mode, env, labels, container_label, mounts, constraint, placement_pref,
-           networks, publish, image, args, **opts):
+           networks, publish, secrets, configs, image, args, **opts):
     """Create a new service (IMAGE [COMMAND] [ARG...])."""
     from pallet.kernel.cluster import services
     from pallet.kernel.runopts import parse_mount
@@ -257,6 +281,7 @@ def create(engine, name, replicas, mode, env, labels, container_label, mounts, c
     if mounts:
         container["Mounts"] = [{k: v for k, v in parse_mount(m).items() if k in ("Type", "Source", "Target", "ReadOnly")}
                                for m in mounts]
+    _set_files(engine, container, secrets, (), configs, ())
     spec = {"Name": name or "", "Labels": _key_values(labels, "--label"),
             "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": n} for n in networks]},
             "Mode": {"Global": {}} if mode == "global" else {"Replicated": {"Replicas": 1 if replicas is None else replicas}},
@@ -533,13 +558,18 @@ def scale(engine, pairs, detach):
 @click.option("--placement-pref-add", multiple=True, help="Add a placement preference.")
 @click.option("--publish-add", multiple=True, help="Add or update a published port.")
 @click.option("--publish-rm", multiple=True, help="Remove a published port by its target port.")
+@click.option("--secret-add", multiple=True, help="Add or update a secret on a service.")
+@click.option("--secret-rm", multiple=True, help="Remove a secret.")
+@click.option("--config-add", multiple=True, help="Add or update a config file on a service.")
+@click.option("--config-rm", multiple=True, help="Remove a configuration file.")
 @click.option("--force", is_flag=True, help="Force update even if no changes require it.")
 @click.option("--rollback", is_flag=True, help="Rollback to previous specification.")
 @service_options
 @click.argument("name")
 @click.pass_obj
 def update(engine, image, replicas, args, env_add, env_rm, label_add, label_rm, constraint_add, constraint_rm,
-           placement_pref_add, publish_add, publish_rm, force, rollback, name, **opts):
+           placement_pref_add, publish_add, publish_rm, secret_add, secret_rm, config_add, config_rm, force, rollback,
+           name, **opts):
     """Update a service."""
     import shlex
 
@@ -565,6 +595,7 @@ def update(engine, image, replicas, args, env_add, env_rm, label_add, label_rm, 
     env = [e for e in container.get("Env") or [] if e.partition("=")[0] not in set(env_rm)
            and e.partition("=")[0] not in {a.partition("=")[0] for a in env_add}]
     container["Env"] = env + list(env_add)
+    _set_files(engine, container, secret_add, secret_rm, config_add, config_rm)
     labels = spec.setdefault("Labels", {})
     for key in label_rm:
         labels.pop(key, None)

@@ -30,6 +30,12 @@ shapes of Docker's swarm API objects, so the Engine API serves them as they are:
     ``NetworksAttachments`` [{``Network`` {``ID``}, ``Addresses`` ["10.0.9.7/24"]}].
 ``leader``
     the election name (etcd's v3election API); the campaign value is the leader's node id.
+``secrets/<secret-id>``, ``secret-names/<name>``
+    a Docker ``Secret`` (``ID``, ``Spec`` {``Name``, ``Labels``}) with ``Sealed`` (the value under
+    AES-256-GCM with the secrets key, which never enters the store) and ``KeyID``; the name claimed
+    as for services (:mod:`.secrets`).
+``configs/<config-id>``, ``config-names/<name>``
+    a Docker ``Config`` with its data (not secret) in ``Spec.Data`` (:mod:`.configs`).
 
 Who writes what: the leader alone creates, assigns and retires tasks (``NodeID``,
 ``DesiredState``); the agent of the node a task is assigned to alone writes its ``Status`` and

@@ -71,6 +71,20 @@ def create_body(task: dict, networks: dict[str, str]) -> dict:
     return body
 
 
+def secret_reference(ref: dict) -> dict:
+    """A ContainerSpec's SecretReference as the container's: its target a file name in /run/secrets."""
+    from pallet.kernel.secrets import TARGET_DIR
+
+    name = (ref["File"].get("Name") or ref.get("SecretName", "")).removeprefix(TARGET_DIR + "/")
+    if not name or "/" in name or name in (".", ".."):
+        raise PalletError(f"secret {ref.get('SecretName', '')}: the target {ref['File'].get('Name')!r} is not a "
+                          f"file name in {TARGET_DIR}")
+    file = ref["File"]
+    return {"SecretID": ref["SecretID"], "SecretName": ref.get("SecretName", ""),
+            "File": {"Name": name, "UID": str(file.get("UID") or "0"), "GID": str(file.get("GID") or "0"),
+                     "Mode": int(file.get("Mode", 0o444))}}
+
+
 class Executor:
     def __init__(self, engine, etcd, node_id: str, log=None):
         self.engine, self.etcd, self.node_id = engine, etcd, node_id
@@ -106,6 +120,11 @@ class Executor:
         networks = self._local_networks() if task["Spec"].get("Networks") else {}
         request = create_request(create_body(dict(task, EndpointPorts=endpoint_ports), networks), container_name(task))
         request.pull, request.quiet = "missing", True
+        container = task["Spec"].get("ContainerSpec") or {}
+        if container.get("Secrets"):
+            request.host_config["Secrets"] = [secret_reference(ref) for ref in container["Secrets"]]
+        if container.get("Configs"):
+            request.host_config["Configs"] = [dict(ref) for ref in container["Configs"]]
         self.engine.plugins.load("storage", "security", "runtime")
         record = lifecycle.create(self.engine, request)
         try:
