@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 
 import click
@@ -651,53 +652,36 @@ def rm(engine, names):
 @service.command("logs")
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="Follow log output.")
-@click.option("--tail", default="all", help='Number of lines to show from the end of the logs (default "all").')
+@click.option("--tail", "-n", default="all", help='Number of lines to show from the end of the logs (default "all").')
 @click.option("--timestamps", "-t", is_flag=True, help="Show timestamps.")
 @click.option("--no-task-ids", is_flag=True, help="Do not include task IDs in output.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.option("--raw", is_flag=True, help="Do not neatly format logs.")
 @click.pass_obj
-def logs(engine, name, follow, tail, timestamps, no_task_ids, raw):
-    """Fetch the logs of a service's tasks that run on this node (other nodes' logs stay on those nodes)."""
-    from pallet.kernel.cluster import nodes, services, store
-    from pallet.kernel.cluster.executor import TASK_LABEL
-    from pallet.kernel.containers import ContainerStore
+def logs(engine, name, follow, tail, timestamps, no_task_ids, no_trunc, raw):
+    """Fetch the logs of a service's tasks, on every node (each node's agent serves its own)."""
+    import signal
+    import threading
 
+    from pallet.kernel.cluster import logs as cluster_logs, nodes, services
+
+    if tail != "all" and not tail.isdigit():
+        raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
     view = services.inspect(engine, name)
-    me = store.require_membership(engine)["ID"]
-    tasks = [t for t in services.list_tasks(engine, {"service": view["ID"]})]
     hostnames = {n["ID"]: n["Description"]["Hostname"] for n in nodes.list_nodes(engine)}
-    remote = sorted({hostnames.get(t["NodeID"], t["NodeID"]) for t in tasks if t.get("NodeID") not in (me, "")})
-    if remote:
-        click.echo(f"pallet: logs of tasks on other nodes stay there ({', '.join(remote)}): "
-                   f"run service logs on those nodes", err=True)
-    local = {r.labels.get(TASK_LABEL) or (r.config.get("Labels") or {}).get(TASK_LABEL): r
-             for r in ContainerStore(engine).all()}
-    for task in tasks:
-        record = local.get(task["ID"])
-        if record is None:
-            continue
-        prefix = "" if raw else f"{view['Spec']['Name']}.{task.get('Slot') or task.get('NodeID')}" + \
-            ("" if no_task_ids else f".{task['ID'][:12]}") + f"@{hostnames.get(me, me)}    | "
-        for line in _log_lines(ContainerStore(engine).log_path(record.id), tail, timestamps):
-            click.echo(prefix + line)
-
-
-def _log_lines(path, tail: str, timestamps: bool) -> list[str]:
-    lines = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out = {"stdout": sys.stdout, "stderr": sys.stderr}
     try:
-        with open(path) as handle:
-            for raw in handle:
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    continue
-                text = entry.get("log", "").rstrip("\n")
-                lines.append(f"{entry.get('time', '')} {text}" if timestamps else text)
-    except FileNotFoundError:
-        return []
-    if tail != "all":
-        try:
-            lines = lines[-int(tail):] if int(tail) else []
-        except ValueError:
-            raise UsageError(f'invalid argument "{tail}" for "--tail" flag') from None
-    return lines
+        for task, node, stream, stamp, text in cluster_logs.gather(
+                engine, view["ID"], None if tail == "all" else int(tail), follow,
+                lambda message: click.echo(f"pallet: {message}", err=True), stop):
+            prefix = ""
+            if not raw:
+                prefix = f"{view['Spec']['Name']}.{task.get('Slot') or task.get('NodeID')}" + \
+                    ("" if no_task_ids else "." + (task["ID"] if no_trunc else task["ID"][:12])) + \
+                    f"@{hostnames.get(node, node)}    | "
+            out[stream].write((f"{stamp} " if timestamps else "") + prefix + text)
+            out[stream].flush()
+    except KeyboardInterrupt:
+        stop.set()

@@ -6,7 +6,8 @@ election API on ``leader`` with this lease, so a leader whose agent dies loses t
 lease expires), and the *watch* on ``/pallet/swarm/`` that wakes the main loop. The main loop
 reads a snapshot and runs, in order, the leader's scheduler (if this node leads), this node's
 executor and the mesh's ``sync``; it also runs every second without a change, so a missed watch
-event costs at most a second.
+event costs at most a second. The *log server* (:mod:`.logs`) answers other nodes' ``service logs``
+for this node's tasks; its address is published under the same lease.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 
-from pallet.kernel.cluster import PREFIX, mesh, store
+from pallet.kernel.cluster import PREFIX, logs, mesh, store
 from pallet.kernel.cluster.executor import Executor
 from pallet.kernel.cluster.scheduler import Scheduler
 from pallet.kernel.errors import PalletError
@@ -40,6 +41,7 @@ class Agent:
         self.scheduler = Scheduler(self.etcd)
         self.executor = Executor(engine, self.etcd, self.node_id, self.log)
         self.address = ""
+        self.log_server: logs.LogServer | None = None
 
     # --- presence -------------------------------------------------------------------------------
     def _node(self) -> dict:
@@ -53,6 +55,8 @@ class Agent:
         self.address = (node.get("Status") or {}).get("Addr", "")
         lease = self.etcd.grant(self.lease_ttl)
         self.etcd.put(f"{store.ALIVE}{self.node_id}", self.address, lease=lease)
+        if self.log_server is not None:
+            self.etcd.put(f"{logs.LOG_ENDPOINTS}{self.node_id}", self.log_server.url, lease=lease)
         self.lease = lease
         self.lease_changed.set()
 
@@ -138,6 +142,10 @@ class Agent:
         if signals:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        try:
+            self.log_server = logs.LogServer(self.engine, (self._node().get("Status") or {}).get("Addr", ""))
+        except OSError as exc:
+            self.log(f"serving logs: {exc} (service logs will not reach this node's tasks)")
         self._announce()
         role = self._node()["Spec"].get("Role")
         threads = [threading.Thread(target=self.keep_lease, daemon=True),
@@ -169,5 +177,12 @@ class Agent:
         if key is not None:
             try:
                 self.etcd.resign(key)
+            except PalletError:
+                pass
+        if self.log_server is not None:
+            self.log_server.close()
+            self.log_server = None
+            try:
+                self.etcd.delete(f"{logs.LOG_ENDPOINTS}{self.node_id}")
             except PalletError:
                 pass

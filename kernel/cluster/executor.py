@@ -71,6 +71,18 @@ def create_body(task: dict, networks: dict[str, str]) -> dict:
     return body
 
 
+def task_containers(engine) -> dict[str, object]:
+    """Task id -> this root's container of that task."""
+    from pallet.kernel.containers import ContainerStore
+
+    found = {}
+    for record in ContainerStore(engine).all():
+        task_id = (record.labels or {}).get(TASK_LABEL) or (record.config.get("Labels") or {}).get(TASK_LABEL)
+        if task_id:
+            found[task_id] = record
+    return found
+
+
 def secret_reference(ref: dict) -> dict:
     """A ContainerSpec's SecretReference as the container's: its target a file name in /run/secrets."""
     from pallet.kernel.secrets import TARGET_DIR
@@ -92,14 +104,7 @@ class Executor:
 
     # --- containers -------------------------------------------------------------------------
     def containers(self) -> dict[str, object]:
-        from pallet.kernel.containers import ContainerStore
-
-        found = {}
-        for record in ContainerStore(self.engine).all():
-            task_id = (record.labels or {}).get(TASK_LABEL) or (record.config.get("Labels") or {}).get(TASK_LABEL)
-            if task_id:
-                found[task_id] = record
-        return found
+        return task_containers(self.engine)
 
     def _local_networks(self) -> dict[str, str]:
         from pallet.kernel.network.store import NetworkStore
