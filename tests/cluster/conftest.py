@@ -213,4 +213,5 @@ def cluster(tmp_path, etcd):
         client.delete("/pallet/", prefix=True)
     assert not problems, f"left behind: {problems}"
     assert not [k for k in left if not k.startswith(("/pallet/swarm/nodes/", "/pallet/swarm/alive/",
-                                                     "/pallet/swarm/leader"))], sorted(left)
+                                                     "/pallet/swarm/leader", "/pallet/swarm/log-endpoints/",
+                                                     "/pallet/mesh-synced/"))], sorted(left)
