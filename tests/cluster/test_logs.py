@@ -7,6 +7,7 @@ import selectors
 import subprocess
 import time
 
+from tests.api.conftest import start_server, stop_server
 from tests.cluster.conftest import eventually
 from tests.conftest import REPO
 
@@ -39,7 +40,7 @@ def _read_until(proc, wanted, timeout: float = 60.0) -> str:
     return seen.decode()
 
 
-def test_service_logs_gathers_every_node_with_tail_timestamps_and_follow(cluster):
+def test_service_logs_gathers_every_node_with_tail_timestamps_and_follow(cluster, tmp_path):
     a, b, c = cluster.nodes
     a("service", "create", "-d", "--name", "talk", "--replicas", "3", "--stop-grace-period", "1s", "busybox", *TALKER)
     cluster.wait_running("talk", {"node-a": 1, "node-b": 1, "node-c": 1})
@@ -79,3 +80,19 @@ def test_service_logs_gathers_every_node_with_tail_timestamps_and_follow(cluster
         follower.terminate()
         follower.wait(30)
         follower.stdout.close()
+
+    # The Engine API gathers the same way: the docker CLI against node-a's pallet serve (which runs
+    # node-a's agent in place of the standalone one) prints every node's lines with its own prefix.
+    a.stop_agent()
+    server = start_server(a.pallet, tmp_path / "api.sock")
+    try:
+        def through_api():
+            out = server.docker("service", "logs", "talk").stdout
+            return out if out.count("| one ") == 3 else None
+        shown = eventually(through_api, timeout=60)
+        assert shown, server.docker("service", "logs", "talk")
+        nodes = {line.partition("|")[0].strip().rpartition("@")[2] for line in shown.splitlines()}
+        assert nodes == {"node-a", "node-b", "node-c"}, shown
+    finally:
+        stop_server(server)
+        a.start_agent()
