@@ -46,7 +46,7 @@ class ClusterSecrets:
 
     @staticmethod
     def _record(data: dict):
-        from pallet.kernel.secrets import SecretRecord
+        from pallet.kernel.secretbox import SecretRecord
 
         return SecretRecord(data["ID"], data["Spec"]["Name"], dict(data["Spec"].get("Labels") or {}),
                             store.parse_time(data.get("CreatedAt", "")), store.parse_time(data.get("UpdatedAt", "")))
@@ -65,7 +65,7 @@ class ClusterSecrets:
     def create(self, name: str, value: bytes, labels: dict | None = None):
         import os
 
-        from pallet.kernel.secrets import MAX_SIZE, NAME_RE, cipher, key_id
+        from pallet.kernel.secretbox import MAX_SIZE, NAME_RE, cipher, key_id
 
         if not NAME_RE.match(name or ""):
             raise UsageError(f'invalid secret name "{name}": only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed, '
@@ -89,7 +89,7 @@ class ClusterSecrets:
         """The plaintext, for a container's tmpfs only."""
         from cryptography.exceptions import InvalidTag
 
-        from pallet.kernel.secrets import cipher, key_id, key_path
+        from pallet.kernel.secretbox import cipher, key_id, key_path
 
         record = self._find(name_or_id)
         name = record["Spec"]["Name"]
