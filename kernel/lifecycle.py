@@ -328,7 +328,7 @@ def shared_network(engine, record: ContainerRecord) -> tuple[str, dict[str, Path
 
 def prepare(engine, record: ContainerRecord) -> Path:
     """Mount the rootfs, set up volumes, network and /etc files, write the bundle; return the bundle dir."""
-    from pallet.kernel import sandbox, secrets, spec as specmod
+    from pallet.kernel import configfiles, sandbox, secrets, spec as specmod
 
     store = ContainerStore(engine)
     run_dir = store.run_dir(record.id)
@@ -336,7 +336,8 @@ def prepare(engine, record: ContainerRecord) -> Path:
     hold_starting(run_dir, record.id)
     try:
         rootfs = mount_rootfs(engine, record)
-        mounts = resolve_mounts(engine, record, rootfs) + secrets.spec_mounts(run_dir, record)
+        mounts = resolve_mounts(engine, record, rootfs) + secrets.spec_mounts(run_dir, record) + \
+            configfiles.prepare(engine, record, run_dir)
         netns_path, net, shared_etc = None, {}, {}
         if record.network_mode.startswith("container:"):
             netns_path, shared_etc = shared_network(engine, record)

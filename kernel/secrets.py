@@ -10,52 +10,38 @@ At start the values are decrypted onto a fresh tmpfs in the container's run dire
 is bound read-only at ``/run/secrets`` in the container; once the runtime has built the
 container's mounts the host's view of that tmpfs is detached, so the plaintext lives only in
 the container's mount namespace (memory), never on a disk, in a layer or under the run root.
+
+A root that joined a cluster keeps its secrets in the cluster store instead (``open_store``,
+:mod:`pallet.kernel.cluster.secrets`), sealed with the same key, so a task's container on any
+node gets them the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
-import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked
+from pallet.kernel.secretbox import MAX_SIZE, NAME_RE, SecretRecord, cipher, key_path
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
-MAX_SIZE = 500 * 1024          # Docker's limit for one secret
 MOUNT_DIR = "secrets"          # in the container's run directory
 TARGET_DIR = "/run/secrets"
-KEY_SIZE = 32
 
 
-@dataclass
-class SecretRecord:
-    """What ``secret inspect`` shows: never the value."""
+def open_store(engine):
+    """The secrets of this root: its own store, or its cluster's once it joined one (as Docker in swarm mode)."""
+    from pallet.kernel.cluster import store
 
-    id: str
-    name: str
-    labels: dict = field(default_factory=dict)
-    created: float = 0.0
-    updated: float = 0.0
+    if store.membership(engine) is not None:
+        from pallet.kernel.cluster.secrets import ClusterSecrets
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> SecretRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def key_path(engine) -> Path:
-    configured = engine.config.section("secrets").get("key_file")
-    return Path(configured) if configured else Path(engine.config.config_path).parent / "secrets.key"
+        return ClusterSecrets(engine)
+    return SecretStore(engine)
 
 
 class SecretStore:
@@ -70,21 +56,7 @@ class SecretStore:
         return locked(self.dir / ".lock")
 
     def _cipher(self, create: bool = False):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        path = key_path(self.engine)
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            if not create:
-                raise PalletError(f"the secrets key {path} is missing: the stored secrets cannot be decrypted "
-                                  "(restore the key file, or remove and re-create the secrets)") from None
-            key = AESGCM.generate_key(bit_length=KEY_SIZE * 8)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, key, mode=0o600)
-        if len(key) != KEY_SIZE:
-            raise PalletError(f"the secrets key {path} is not a {KEY_SIZE}-byte key")
-        return AESGCM(key)
+        return cipher(self.engine, create)
 
     def _find_id(self, name_or_id: str) -> str:
         if not self.dir.exists():
@@ -212,7 +184,7 @@ def parse_secret(engine, spec: str) -> dict:
         raise UsageError(f'invalid --secret "{spec}": uid and gid are numbers, mode an octal number') from None
     if uid < 0 or gid < 0 or not 0 <= mode <= 0o777:
         raise UsageError(f'invalid --secret "{spec}": uid/gid out of range or mode not in 0000-0777')
-    record = SecretStore(engine).get(name)
+    record = open_store(engine).get(name)
     return {"SecretID": record.id, "SecretName": record.name,
             "File": {"Name": target, "UID": str(uid), "GID": str(gid), "Mode": mode}}
 
@@ -250,7 +222,7 @@ def materialize(engine, record, run_dir: Path) -> bool:
     refs = (record.host_config or {}).get("Secrets") or []
     if not refs:
         return False
-    store = SecretStore(engine)
+    store = open_store(engine)
     values = []
     for ref in refs:
         try:

@@ -1,4 +1,4 @@
-"""``/secrets`` over this root's secret store (no cluster needed) and ``/configs`` over the cluster store's configs.
+"""``/secrets`` over this root's secrets (its own store, or its cluster's once joined) and ``/configs`` over the cluster's configs.
 
 Docker serves both only in swarm mode; pallet has secrets without swarm (``kernel/secrets.py``),
 so ``docker secret ls/create/inspect/rm`` work against any pallet node. A secret's value never
@@ -55,35 +55,35 @@ def _data(body: dict) -> bytes:
 
 # --- secrets ------------------------------------------------------------------------------
 async def secrets_list(request: web.Request):
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
     wanted = filters_of(request)
-    records = await blocking(lambda: SecretStore(request.app["engine"]).all())
+    records = await blocking(lambda: open_store(request.app["engine"]).all())
     return json_response([secret_object(r) for r in records if _matches(wanted, r.id, r.name, r.labels or {})])
 
 
 async def secret_create(request: web.Request):
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
     body = await json_body(request)
     value = _data(body)
-    record = await blocking(lambda: SecretStore(request.app["engine"]).create(body.get("Name") or "", value,
+    record = await blocking(lambda: open_store(request.app["engine"]).create(body.get("Name") or "", value,
                                                                               body.get("Labels") or {}))
     return json_response({"ID": record.id}, status=201)
 
 
 async def secret_inspect(request: web.Request):
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
-    record = await blocking(lambda: SecretStore(request.app["engine"]).get(request.match_info["id"]))
+    record = await blocking(lambda: open_store(request.app["engine"]).get(request.match_info["id"]))
     return json_response(secret_object(record))
 
 
 async def secret_update(request: web.Request):
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
     body = await json_body(request)
-    store = SecretStore(request.app["engine"])
+    store = open_store(request.app["engine"])
 
     def update():
         record = store.get(request.match_info["id"])
@@ -96,9 +96,9 @@ async def secret_update(request: web.Request):
 
 
 async def secret_delete(request: web.Request):
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
-    await blocking(lambda: SecretStore(request.app["engine"]).remove(request.match_info["id"]))
+    await blocking(lambda: open_store(request.app["engine"]).remove(request.match_info["id"]))
     return web.Response(status=204)
 
 

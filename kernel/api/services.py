@@ -1,23 +1,21 @@
 """Service routes: list, create, inspect, update (and roll back), delete, and the logs of a service's tasks.
 
 A thin translation over ``kernel/cluster/services``, the functions ``pallet service`` and
-``pallet stack`` call. Logs are read from the task containers that run on this node (their
-json-file logs, as ``/containers/{id}/logs`` reads them), each line carrying the details the
-docker CLI parses for its ``service.slot.task@node |`` prefix.
+``pallet stack`` call. Logs are gathered from every node by ``kernel/cluster/logs`` (this node's
+task containers from their files, the others' from their agents), each line carrying the details
+the docker CLI parses for its ``service.slot.task@node |`` prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import sys
 
 from aiohttp import web
 
 from pallet.kernel.api.common import blocking, json_body, json_response, query_bool
 from pallet.kernel.api.errors import ApiError
 from pallet.kernel.api.swarm import canonical, filters_of, managed
-
-TASK_LABEL = "com.docker.swarm.task.id"
 
 
 async def services_list(request: web.Request):
@@ -73,21 +71,6 @@ async def service_delete(request: web.Request):
 
 
 # --- logs -------------------------------------------------------------------------------
-def _task_containers(engine, service_id: str) -> dict[str, tuple[dict, object]]:
-    """Task id -> (task, container record) for the service's tasks whose container is on this node."""
-    from pallet.kernel.cluster import services
-    from pallet.kernel.containers import ContainerStore
-
-    tasks = {t["ID"]: t for t in services.list_tasks(engine, {"service": [service_id]})}
-    found = {}
-    for record in ContainerStore(engine).all():
-        labels = record.labels or record.config.get("Labels") or {}
-        task_id = labels.get(TASK_LABEL)
-        if task_id in tasks:
-            found[task_id] = (tasks[task_id], record)
-    return found
-
-
 def _details(task: dict) -> str:
     from urllib.parse import quote
 
@@ -97,10 +80,11 @@ def _details(task: dict) -> str:
 
 
 async def service_logs(request: web.Request):
-    from pallet.kernel.api.containers import _LogReader, _log_entries, _store
+    import threading
+
     from pallet.kernel.api.streams import STDERR, STDOUT, frame
-    from pallet.kernel.cluster import services
-    from pallet.kernel.errors import NotFound
+    from pallet.kernel.cluster import logs, services
+    from pallet.kernel.policyopts import log_time
 
     engine = request.app["engine"]
     service = await managed(request, services.inspect, request.match_info["id"])
@@ -108,46 +92,34 @@ async def service_logs(request: web.Request):
     tail = None if tail_text in ("all", "") or tail_text.startswith("-") else int(tail_text)
     since = float(request.query["since"]) if request.query.get("since", "0") not in ("0", "") else None
     wanted = {"stdout": query_bool(request, "stdout"), "stderr": query_bool(request, "stderr")}
-    stamps, details = query_bool(request, "timestamps"), query_bool(request, "details")
+    stamps, details, follow = query_bool(request, "timestamps"), query_bool(request, "details"), query_bool(request, "follow")
     tty = bool(service["Spec"]["TaskTemplate"]["ContainerSpec"].get("TTY"))
-    readers: dict[str, tuple[dict, _LogReader]] = {}
+    loop, arrived, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
 
-    def collect() -> list[tuple] | None:
-        """New entries of every task container on this node, in time order (None once the service is gone)."""
+    def produce() -> None:
+        """Every node's entries (``logs.gather``), handed to the response as they come."""
         try:
-            containers = _task_containers(engine, service["ID"])
-        except NotFound:
-            return None
-        lines = []
-        for task_id, (task, record) in containers.items():
-            if task_id not in readers:
-                readers[task_id] = (task, _LogReader(_store(engine).log_path(record.id)))
-                entries = _log_entries(engine, record, readers[task_id][1], tail, since, None)
-            else:
-                entries = readers[task_id][1].read()
-            lines.append([(stamp, stream, text, readers[task_id][0]) for stream, stamp, text in entries])
-        return list(heapq.merge(*lines, key=lambda entry: entry[0]))
+            for item in logs.gather(engine, service["ID"], tail, follow, lambda message: None, stop):
+                loop.call_soon_threadsafe(arrived.put_nowait, item)
+        except Exception as exc:  # the stream ends; the reason goes where the agent's errors go
+            print(f"pallet: service logs: {exc}", file=sys.stderr)
+        finally:
+            loop.call_soon_threadsafe(arrived.put_nowait, None)
 
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
                                            else "application/vnd.docker.multiplexed-stream"})
+    await response.prepare(request)
+    threading.Thread(target=produce, daemon=True, name="service-logs").start()
     try:
-        entries = await blocking(collect) or []
-        await response.prepare(request)
-        while entries is not None:
-            for stamp, stream, text, task in entries:
-                if not wanted.get(stream):
-                    continue
-                line = (f"{_details(task)} {text}" if details else text)
-                line = f"{stamp} {line}" if stamps else line
-                data = line.encode()
-                await response.write(data if tty else frame(STDOUT if stream == "stdout" else STDERR, data))
-            if not query_bool(request, "follow"):
-                break
-            await asyncio.sleep(0.2)
-            entries = await blocking(collect)
+        while (item := await arrived.get()) is not None:
+            task, _node, stream, stamp, text = item
+            if not wanted.get(stream) or (since is not None and log_time(stamp) < since):
+                continue
+            line = (f"{_details(task)} {text}" if details else text)
+            data = (f"{stamp} {line}" if stamps else line).encode()
+            await response.write(data if tty else frame(STDOUT if stream == "stdout" else STDERR, data))
     finally:
-        for _task, reader in readers.values():
-            reader.close()
+        stop.set()
     await response.write_eof()
     return response
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pod": ("pallet.kernel.cli.pod", "pod", "Manage pods (containers sharing namespaces)"),
     "kube": ("pallet.kernel.cli.kube", "kube", "Play, take down and generate Kubernetes YAML"),
     "secret": ("pallet.kernel.cli.secret", "secret", "Manage secrets"),
+    "config": ("pallet.kernel.cli.config", "config", "Manage cluster configs"),
     "node": ("pallet.kernel.cli.node", "node", "Manage cluster nodes"),
     "service": ("pallet.kernel.cli.service", "service", "Manage cluster services"),
     "stack": ("pallet.kernel.cli.stack", "stack", "Manage stacks (compose files deployed as cluster services)"),
@@ -132,7 +133,7 @@ class LazyGroup(click.Group):
                     formatter.write_dl(rows)
 
 
-GROUP_NAMES = {"builder", "container", "engine", "image", "network", "node", "secret", "service", "stack", "volume",
+GROUP_NAMES = {"builder", "config", "container", "engine", "image", "network", "node", "secret", "service", "stack", "volume",
                "pod", "kube", "plugins", "storage", "security", "system"}
 
 

@@ -35,7 +35,7 @@ def inspect_data(record, users: list[str]) -> dict:
 def create(engine, name, file, labels):
     """Create a secret from FILE, or from standard input when FILE is "-"."""
     from pallet.kernel.errors import PalletError
-    from pallet.kernel.secrets import MAX_SIZE, SecretStore
+    from pallet.kernel.secrets import MAX_SIZE, open_store
 
     if file == "-":
         value = sys.stdin.buffer.read(MAX_SIZE + 1)
@@ -49,7 +49,7 @@ def create(engine, name, file, labels):
     for label in labels:
         key, _, val = label.partition("=")
         label_map[key] = val
-    click.echo(SecretStore(engine).create(name, value, label_map).id)
+    click.echo(open_store(engine).create(name, value, label_map).id)
 
 
 @secret.command("ls")
@@ -62,12 +62,12 @@ def ls(engine, quiet, fmt, as_json):
     import time
 
     from pallet.kernel.humanize import duration
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
     ago = lambda t: duration(max(0.0, time.time() - t)) + " ago"  # noqa: E731
     rows = [{"ID": r.id, "Name": r.name, "Driver": "", "CreatedAt": ago(r.created), "UpdatedAt": ago(r.updated),
              "Labels": ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))}
-            for r in SecretStore(engine).all()]
+            for r in open_store(engine).all()]
     emit(rows, [("ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("CREATED", "CreatedAt"),
                 ("UPDATED", "UpdatedAt")], fmt=fmt, as_json=as_json, quiet_field="ID", quiet=quiet)
 
@@ -80,9 +80,9 @@ def ls(engine, quiet, fmt, as_json):
 def inspect(ctx, engine, names, fmt):
     """Display the metadata of one or more secrets; the value is never shown."""
     from pallet.kernel.errors import PalletError
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
-    store = SecretStore(engine)
+    store = open_store(engine)
     found, failed = [], False
     for name in names:
         try:
@@ -107,9 +107,9 @@ def inspect(ctx, engine, names, fmt):
 def rm(ctx, engine, names):
     """Remove one or more secrets no container references."""
     from pallet.kernel.errors import PalletError
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
-    store = SecretStore(engine)
+    store = open_store(engine)
     failed = False
     for name in names:
         try:

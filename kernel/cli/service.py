@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 
 import click
@@ -105,6 +106,28 @@ def _healthcheck(opts, current: dict | None) -> dict | None:
     if opts.get("health_retries") is not None:
         check["Retries"] = opts["health_retries"]
     return check or None
+
+
+def _set_files(engine, container: dict, secret_add, secret_rm, config_add, config_rm) -> None:
+    """``--secret``/``--config`` (and their ``-add``/``-rm``) as the ContainerSpec's ``Secrets`` and ``Configs``:
+    an added reference replaces one with the same target, a removed name drops every reference to it."""
+    from pallet.kernel.cluster import configs
+    from pallet.kernel.secrets import parse_secret
+
+    for field, name_key, added, removed, parse in (
+            ("Secrets", "SecretName", secret_add, secret_rm, lambda spec: parse_secret(engine, spec)),
+            ("Configs", "ConfigName", config_add, config_rm, lambda spec: configs.parse_reference(engine, spec))):
+        new = [parse(spec) for spec in added]
+        targets = [ref["File"]["Name"] for ref in new]
+        twice = next((t for t in targets if targets.count(t) > 1), None)
+        if twice:
+            raise UsageError(f"duplicate {field[:-1].lower()} target for {twice} not allowed")
+        kept = [ref for ref in container.get(field) or [] if ref.get(name_key) not in set(removed)
+                and ref["File"]["Name"] not in set(targets)]
+        if kept or new:
+            container[field] = kept + new
+        else:
+            container.pop(field, None)
 
 
 def apply_options(spec: dict, opts: dict) -> dict:
@@ -238,12 +261,14 @@ def service_options(func):
 @click.option("--placement-pref", multiple=True, help="Add a placement preference (spread=node.labels.KEY).")
 @click.option("--network", "networks", multiple=True, help="Network attachments.")
 @click.option("--publish", "-p", "publish", multiple=True, help="Publish a port as a node port.")
+@click.option("--secret", "secrets", multiple=True, help="Specify secrets to expose to the service.")
+@click.option("--config", "configs", multiple=True, help="Specify configurations to expose to the service.")
 @service_options
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def create(engine, name, replicas, mode, env, labels, container_label, mounts, constraint, placement_pref,
-           networks, publish, image, args, **opts):
+           networks, publish, secrets, configs, image, args, **opts):
     """Create a new service (IMAGE [COMMAND] [ARG...])."""
     from pallet.kernel.cluster import services
     from pallet.kernel.runopts import parse_mount
@@ -257,6 +282,7 @@ def create(engine, name, replicas, mode, env, labels, container_label, mounts, c
     if mounts:
         container["Mounts"] = [{k: v for k, v in parse_mount(m).items() if k in ("Type", "Source", "Target", "ReadOnly")}
                                for m in mounts]
+    _set_files(engine, container, secrets, (), configs, ())
     spec = {"Name": name or "", "Labels": _key_values(labels, "--label"),
             "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": n} for n in networks]},
             "Mode": {"Global": {}} if mode == "global" else {"Replicated": {"Replicas": 1 if replicas is None else replicas}},
@@ -533,13 +559,18 @@ def scale(engine, pairs, detach):
 @click.option("--placement-pref-add", multiple=True, help="Add a placement preference.")
 @click.option("--publish-add", multiple=True, help="Add or update a published port.")
 @click.option("--publish-rm", multiple=True, help="Remove a published port by its target port.")
+@click.option("--secret-add", multiple=True, help="Add or update a secret on a service.")
+@click.option("--secret-rm", multiple=True, help="Remove a secret.")
+@click.option("--config-add", multiple=True, help="Add or update a config file on a service.")
+@click.option("--config-rm", multiple=True, help="Remove a configuration file.")
 @click.option("--force", is_flag=True, help="Force update even if no changes require it.")
 @click.option("--rollback", is_flag=True, help="Rollback to previous specification.")
 @service_options
 @click.argument("name")
 @click.pass_obj
 def update(engine, image, replicas, args, env_add, env_rm, label_add, label_rm, constraint_add, constraint_rm,
-           placement_pref_add, publish_add, publish_rm, force, rollback, name, **opts):
+           placement_pref_add, publish_add, publish_rm, secret_add, secret_rm, config_add, config_rm, force, rollback,
+           name, **opts):
     """Update a service."""
     import shlex
 
@@ -565,6 +596,7 @@ def update(engine, image, replicas, args, env_add, env_rm, label_add, label_rm, 
     env = [e for e in container.get("Env") or [] if e.partition("=")[0] not in set(env_rm)
            and e.partition("=")[0] not in {a.partition("=")[0] for a in env_add}]
     container["Env"] = env + list(env_add)
+    _set_files(engine, container, secret_add, secret_rm, config_add, config_rm)
     labels = spec.setdefault("Labels", {})
     for key in label_rm:
         labels.pop(key, None)
@@ -620,53 +652,36 @@ def rm(engine, names):
 @service.command("logs")
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="Follow log output.")
-@click.option("--tail", default="all", help='Number of lines to show from the end of the logs (default "all").')
+@click.option("--tail", "-n", default="all", help='Number of lines to show from the end of the logs (default "all").')
 @click.option("--timestamps", "-t", is_flag=True, help="Show timestamps.")
 @click.option("--no-task-ids", is_flag=True, help="Do not include task IDs in output.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.option("--raw", is_flag=True, help="Do not neatly format logs.")
 @click.pass_obj
-def logs(engine, name, follow, tail, timestamps, no_task_ids, raw):
-    """Fetch the logs of a service's tasks that run on this node (other nodes' logs stay on those nodes)."""
-    from pallet.kernel.cluster import nodes, services, store
-    from pallet.kernel.cluster.executor import TASK_LABEL
-    from pallet.kernel.containers import ContainerStore
+def logs(engine, name, follow, tail, timestamps, no_task_ids, no_trunc, raw):
+    """Fetch the logs of a service's tasks, on every node (each node's agent serves its own)."""
+    import signal
+    import threading
 
+    from pallet.kernel.cluster import logs as cluster_logs, nodes, services
+
+    if tail != "all" and not tail.isdigit():
+        raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
     view = services.inspect(engine, name)
-    me = store.require_membership(engine)["ID"]
-    tasks = [t for t in services.list_tasks(engine, {"service": view["ID"]})]
     hostnames = {n["ID"]: n["Description"]["Hostname"] for n in nodes.list_nodes(engine)}
-    remote = sorted({hostnames.get(t["NodeID"], t["NodeID"]) for t in tasks if t.get("NodeID") not in (me, "")})
-    if remote:
-        click.echo(f"pallet: logs of tasks on other nodes stay there ({', '.join(remote)}): "
-                   f"run service logs on those nodes", err=True)
-    local = {r.labels.get(TASK_LABEL) or (r.config.get("Labels") or {}).get(TASK_LABEL): r
-             for r in ContainerStore(engine).all()}
-    for task in tasks:
-        record = local.get(task["ID"])
-        if record is None:
-            continue
-        prefix = "" if raw else f"{view['Spec']['Name']}.{task.get('Slot') or task.get('NodeID')}" + \
-            ("" if no_task_ids else f".{task['ID'][:12]}") + f"@{hostnames.get(me, me)}    | "
-        for line in _log_lines(ContainerStore(engine).log_path(record.id), tail, timestamps):
-            click.echo(prefix + line)
-
-
-def _log_lines(path, tail: str, timestamps: bool) -> list[str]:
-    lines = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out = {"stdout": sys.stdout, "stderr": sys.stderr}
     try:
-        with open(path) as handle:
-            for raw in handle:
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    continue
-                text = entry.get("log", "").rstrip("\n")
-                lines.append(f"{entry.get('time', '')} {text}" if timestamps else text)
-    except FileNotFoundError:
-        return []
-    if tail != "all":
-        try:
-            lines = lines[-int(tail):] if int(tail) else []
-        except ValueError:
-            raise UsageError(f'invalid argument "{tail}" for "--tail" flag') from None
-    return lines
+        for task, node, stream, stamp, text in cluster_logs.gather(
+                engine, view["ID"], None if tail == "all" else int(tail), follow,
+                lambda message: click.echo(f"pallet: {message}", err=True), stop):
+            prefix = ""
+            if not raw:
+                prefix = f"{view['Spec']['Name']}.{task.get('Slot') or task.get('NodeID')}" + \
+                    ("" if no_task_ids else "." + (task["ID"] if no_trunc else task["ID"][:12])) + \
+                    f"@{hostnames.get(node, node)}    | "
+            out[stream].write((f"{stamp} " if timestamps else "") + prefix + text)
+            out[stream].flush()
+    except KeyboardInterrupt:
+        stop.set()

@@ -30,6 +30,16 @@ shapes of Docker's swarm API objects, so the Engine API serves them as they are:
     ``NetworksAttachments`` [{``Network`` {``ID``}, ``Addresses`` ["10.0.9.7/24"]}].
 ``leader``
     the election name (etcd's v3election API); the campaign value is the leader's node id.
+``log-endpoints/<node-id>``
+    ``http://ADDR:PORT`` of the node's log server (:mod:`.logs`), under the node's lease.
+``/pallet/mesh-synced/<node-id>`` (outside the prefix, so its writes wake no watch)
+    the store revision the node's mesh last applied, under its lease.
+``secrets/<secret-id>``, ``secret-names/<name>``
+    a Docker ``Secret`` (``ID``, ``Spec`` {``Name``, ``Labels``}) with ``Sealed`` (the value under
+    AES-256-GCM with the secrets key, which never enters the store) and ``KeyID``; the name claimed
+    as for services (:mod:`.secrets`).
+``configs/<config-id>``, ``config-names/<name>``
+    a Docker ``Config`` with its data (not secret) in ``Spec.Data`` (:mod:`.configs`).
 
 Who writes what: the leader alone creates, assigns and retires tasks (``NodeID``,
 ``DesiredState``); the agent of the node a task is assigned to alone writes its ``Status`` and
@@ -39,7 +49,9 @@ compares the record's ``mod_revision``. A task's container is named
 the labels ``com.docker.swarm.service.id``, ``com.docker.swarm.service.name``,
 ``com.docker.swarm.task.id``, ``com.docker.swarm.node.id``.
 
-Modules: ``mesh`` (virtual IPs, service DNS, load balancing and the routing mesh on this node).
+Modules: ``mesh`` (virtual IPs, service DNS, load balancing and the routing mesh on this node),
+``logs`` (each node serves its tasks' logs; ``service logs`` gathers them), ``secrets`` and
+``configs`` (given to tasks on any node).
 """
 
 PREFIX = "/pallet/swarm/"

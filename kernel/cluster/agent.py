@@ -4,9 +4,12 @@ Threads: the *lease* keeper (grants a lease of ``lease_ttl`` seconds, puts ``ali
 it, refreshes it; a lease that expired is granted anew), the *campaign* (managers only: etcd's
 election API on ``leader`` with this lease, so a leader whose agent dies loses the office when the
 lease expires), and the *watch* on ``/pallet/swarm/`` that wakes the main loop. The main loop
-reads a snapshot and runs, in order, the leader's scheduler (if this node leads), this node's
-executor and the mesh's ``sync``; it also runs every second without a change, so a missed watch
-event costs at most a second.
+reads a snapshot and runs, in order, the leader's scheduler (if this node leads), the mesh's
+``sync`` (a retired task leaves this node's VIPs), this node's executor and ``sync`` again (the
+tasks it started join them); it also runs every second without a change, so a missed watch event
+costs at most a second. The revision the mesh applied is published (``MESH_SYNCED``) so that the
+executor of the node that runs a retired task stops it only once no node's VIP can still pick it. The *log server* (:mod:`.logs`) answers other nodes' ``service logs``
+for this node's tasks; its address is published under the same lease.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import sys
 import threading
 import time
 
-from pallet.kernel.cluster import PREFIX, mesh, store
+from pallet.kernel.cluster import PREFIX, logs, mesh, store
 from pallet.kernel.cluster.executor import Executor
 from pallet.kernel.cluster.scheduler import Scheduler
 from pallet.kernel.errors import PalletError
 
 DEFAULT_LEASE_TTL = 10
+# The store revision each node's mesh has applied, under its lease; outside PREFIX, so that these
+# writes wake no agent's watch.
+MESH_SYNCED = "/pallet/mesh-synced/"
 
 
 class Agent:
@@ -38,8 +44,10 @@ class Agent:
         self.lease_changed = threading.Event()
         self.leader_key: dict | None = None
         self.scheduler = Scheduler(self.etcd)
-        self.executor = Executor(engine, self.etcd, self.node_id, self.log)
+        self.executor = Executor(engine, self.etcd, self.node_id, self.log, drained=self.meshes_applied)
+        self.synced_data = -1
         self.address = ""
+        self.log_server: logs.LogServer | None = None
 
     # --- presence -------------------------------------------------------------------------------
     def _node(self) -> dict:
@@ -53,7 +61,10 @@ class Agent:
         self.address = (node.get("Status") or {}).get("Addr", "")
         lease = self.etcd.grant(self.lease_ttl)
         self.etcd.put(f"{store.ALIVE}{self.node_id}", self.address, lease=lease)
+        if self.log_server is not None:
+            self.etcd.put(f"{logs.LOG_ENDPOINTS}{self.node_id}", self.log_server.url, lease=lease)
         self.lease = lease
+        self.synced_data = -1   # the mesh revision is published again under the new lease
         self.lease_changed.set()
 
     def keep_lease(self) -> None:
@@ -118,9 +129,26 @@ class Agent:
         if self.leading():
             self.scheduler.reconcile(snap)
             snap = store.snapshot(self.etcd)
+        try:
+            self.sync_mesh(snap)   # retired tasks leave this node's VIPs before any container stops
+        except PalletError as exc:   # the executor's work goes on; the sync after it says it again
+            self.log(f"mesh: {exc}")
         self.executor.reconcile(snap)
+        self.sync_mesh(snap)   # and the tasks this pass started join them
+
+    def sync_mesh(self, snap: store.Snapshot) -> None:
         mesh.sync(self.engine, self.etcd, [s for s in snap.services.values() if isinstance(s, dict)],
                   [t for t in snap.tasks.values() if isinstance(t, dict)])
+        data = max(snap.revisions.values(), default=0)
+        if data != self.synced_data and self.lease is not None:
+            self.etcd.put(f"{MESH_SYNCED}{self.node_id}", str(snap.revision), lease=self.lease)
+            self.synced_data = data
+
+    def meshes_applied(self, revision: int) -> bool:
+        """Whether every live node's mesh has applied the store at ``revision`` or later."""
+        synced = self.etcd.range(MESH_SYNCED)[0]
+        alive = [key.rsplit("/", 1)[1] for key in self.etcd.range(store.ALIVE)[0]]
+        return all(int(synced.get(f"{MESH_SYNCED}{node}") or 0) >= revision for node in alive)
 
     def start_thread(self) -> threading.Thread:
         """Run the agent beside something else (``pallet serve``): a daemon thread, no signal handlers."""
@@ -138,6 +166,10 @@ class Agent:
         if signals:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        try:
+            self.log_server = logs.LogServer(self.engine, (self._node().get("Status") or {}).get("Addr", ""))
+        except OSError as exc:
+            self.log(f"serving logs: {exc} (service logs will not reach this node's tasks)")
         self._announce()
         role = self._node()["Spec"].get("Role")
         threads = [threading.Thread(target=self.keep_lease, daemon=True),
@@ -169,5 +201,13 @@ class Agent:
         if key is not None:
             try:
                 self.etcd.resign(key)
+            except PalletError:
+                pass
+        if self.log_server is not None:
+            self.log_server.close()
+            self.log_server = None
+        for key in (f"{logs.LOG_ENDPOINTS}{self.node_id}", f"{MESH_SYNCED}{self.node_id}"):
+            try:
+                self.etcd.delete(key)
             except PalletError:
                 pass

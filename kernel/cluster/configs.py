@@ -117,3 +117,30 @@ def remove(engine, id_or_name: str) -> str:
     deletes = [f"{CONFIGS}{record['ID']}"] + ([name_key] if etcd.get(name_key) == record["ID"] else [])
     etcd.txn({f"{CONFIGS}{record['ID']}": record["Version"]["Index"]}, deletes=deletes)
     return record["ID"]
+
+
+def parse_reference(engine, spec: str) -> dict:
+    """``--config NAME[,source=NAME][,target=PATH][,uid=][,gid=][,mode=]`` -> Docker's ConfigReference
+    (the target defaults to ``/NAME``, the mode to 0444)."""
+    fields, name = {}, ""
+    for index, item in enumerate(spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep and index == 0:
+            name = key
+            continue
+        if key not in ("source", "src", "target", "uid", "gid", "mode") or not sep:
+            raise UsageError(f'invalid --config "{spec}": unknown field "{item}" (known: source, target, uid, gid, mode)')
+        fields["source" if key == "src" else key] = value
+    name = fields.get("source", name)
+    if not name:
+        raise UsageError(f'invalid --config "{spec}": no config name')
+    try:
+        uid, gid = int(fields.get("uid", "0")), int(fields.get("gid", "0"))
+        mode = int(fields.get("mode", "0444"), 8)
+    except ValueError:
+        raise UsageError(f'invalid --config "{spec}": uid and gid are numbers, mode an octal number') from None
+    if uid < 0 or gid < 0 or not 0 <= mode <= 0o777:
+        raise UsageError(f'invalid --config "{spec}": uid/gid out of range or mode not in 0000-0777')
+    record = inspect(engine, name)
+    return {"File": {"Name": fields.get("target") or "/" + record["Spec"]["Name"], "UID": str(uid), "GID": str(gid),
+                     "Mode": mode}, "ConfigID": record["ID"], "ConfigName": record["Spec"]["Name"]}

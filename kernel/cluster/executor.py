@@ -4,11 +4,15 @@ Only this node's agent writes a task's ``Status`` and ``NetworksAttachments``. C
 through the kernel's normal lifecycle (the Engine API's create translation, ``lifecycle.prepare``,
 a detached monitor), so ``pallet ps`` shows them and they outlive the agent. A task's container is
 found by its ``com.docker.swarm.task.id`` label; one whose task is gone from the store is removed.
+A retired task's container is stopped only once every live node's mesh has applied the retirement
+(the agents publish the store revision their mesh applied), so no VIP sends it a connection it
+would refuse.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from pallet.kernel.cluster import store
 from pallet.kernel.errors import PalletError
@@ -16,6 +20,7 @@ from pallet.kernel.errors import PalletError
 TASK_LABEL = "com.docker.swarm.task.id"
 ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned")
 SECOND = 10**9
+DRAIN_LIMIT = 5.0   # seconds a retired task's container waits at most for the nodes' meshes to drop it
 
 
 def container_name(task: dict) -> str:
@@ -71,21 +76,43 @@ def create_body(task: dict, networks: dict[str, str]) -> dict:
     return body
 
 
+def task_containers(engine) -> dict[str, object]:
+    """Task id -> this root's container of that task."""
+    from pallet.kernel.containers import ContainerStore
+
+    found = {}
+    for record in ContainerStore(engine).all():
+        task_id = (record.labels or {}).get(TASK_LABEL) or (record.config.get("Labels") or {}).get(TASK_LABEL)
+        if task_id:
+            found[task_id] = record
+    return found
+
+
+def secret_reference(ref: dict) -> dict:
+    """A ContainerSpec's SecretReference as the container's: its target a file name in /run/secrets."""
+    from pallet.kernel.secrets import TARGET_DIR
+
+    name = (ref["File"].get("Name") or ref.get("SecretName", "")).removeprefix(TARGET_DIR + "/")
+    if not name or "/" in name or name in (".", ".."):
+        raise PalletError(f"secret {ref.get('SecretName', '')}: the target {ref['File'].get('Name')!r} is not a "
+                          f"file name in {TARGET_DIR}")
+    file = ref["File"]
+    return {"SecretID": ref["SecretID"], "SecretName": ref.get("SecretName", ""),
+            "File": {"Name": name, "UID": str(file.get("UID") or "0"), "GID": str(file.get("GID") or "0"),
+                     "Mode": int(file.get("Mode", 0o444))}}
+
+
 class Executor:
-    def __init__(self, engine, etcd, node_id: str, log=None):
+    def __init__(self, engine, etcd, node_id: str, log=None, drained=None):
         self.engine, self.etcd, self.node_id = engine, etcd, node_id
         self.log = log or (lambda message: print(f"pallet agent: {message}", file=sys.stderr, flush=True))
+        # drained(revision): every live node's mesh has applied the store at ``revision`` or later
+        self.drained = drained or (lambda revision: True)
+        self.retiring: dict[str, float] = {}   # task id -> when this node first saw it retired (monotonic)
 
     # --- containers -------------------------------------------------------------------------
     def containers(self) -> dict[str, object]:
-        from pallet.kernel.containers import ContainerStore
-
-        found = {}
-        for record in ContainerStore(self.engine).all():
-            task_id = (record.labels or {}).get(TASK_LABEL) or (record.config.get("Labels") or {}).get(TASK_LABEL)
-            if task_id:
-                found[task_id] = record
-        return found
+        return task_containers(self.engine)
 
     def _local_networks(self) -> dict[str, str]:
         from pallet.kernel.network.store import NetworkStore
@@ -106,6 +133,11 @@ class Executor:
         networks = self._local_networks() if task["Spec"].get("Networks") else {}
         request = create_request(create_body(dict(task, EndpointPorts=endpoint_ports), networks), container_name(task))
         request.pull, request.quiet = "missing", True
+        container = task["Spec"].get("ContainerSpec") or {}
+        if container.get("Secrets"):
+            request.host_config["Secrets"] = [secret_reference(ref) for ref in container["Secrets"]]
+        if container.get("Configs"):
+            request.host_config["Configs"] = [dict(ref) for ref in container["Configs"]]
         self.engine.plugins.load("storage", "security", "runtime")
         record = lifecycle.create(self.engine, request)
         try:
@@ -186,11 +218,26 @@ class Executor:
             except PalletError as exc:
                 self.log(f"task {task['ID']}: {exc}")
 
+    def _left_the_vips(self, snap, task: dict) -> bool:
+        """Whether a retired task's running container may stop: once every live node's mesh applied its
+        retirement (no VIP sends it a new connection), or ``DRAIN_LIMIT`` after it was retired
+        (a node that does not answer cannot hold a task forever)."""
+        first = self.retiring.setdefault(task["ID"], time.monotonic())
+        if time.monotonic() - first >= DRAIN_LIMIT:
+            return True
+        try:
+            return self.drained(snap.rev("tasks", task["ID"]))
+        except PalletError:
+            return False
+
     def reconcile_task(self, snap, task: dict, record, lifecycle) -> None:
         state = task["Status"]["State"]
         if task.get("DesiredState") != "running":
             if record is not None:
                 record = lifecycle.refresh(self.engine, record)
+                if record.running and not self._left_the_vips(snap, task):
+                    return
+                self.retiring.pop(task["ID"], None)
                 if record.running:
                     self.stop(record)
                     record = lifecycle.refresh(self.engine, record)

@@ -7,8 +7,8 @@ whole file was validated already by :mod:`~pallet.kernel.cluster.compose`), crea
 missing, and updates only the services whose spec changed, compared as ``services.normalize``
 stores them, so a re-deploy of the same file restarts no task.
 
-Secrets go to this root's secret store (``kernel/secrets.py``: encrypted at rest, never in the
-cluster store); configs, which are not secret, go to the cluster store (:mod:`.configs`).
+Secrets go to the cluster store sealed with the secrets key (:mod:`.secrets`, through
+``kernel/secrets.open_store``); configs, which are not secret, go there as they are (:mod:`.configs`).
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def _read(path: str, what: str) -> bytes:
 
 def deploy(engine, plan: StackPlan, prune: bool = False, say=print) -> None:
     """Make the stack what ``plan`` says; ``say`` gets Docker's progress lines (``Creating service demo_web``)."""
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
     from pallet.kernel.volumes import VolumeStore
 
     etcd = store.connect(engine)
     networks = network_store(engine)
-    secret_store = SecretStore(engine)
+    secret_store = open_store(engine)
     existing_networks = {r.name: r for r in networks.all()}
     existing_secrets = {r.name: r for r in secret_store.all()}
     existing_configs = {c["Spec"]["Name"]: c for c in configs.list_configs(engine)}
@@ -142,7 +142,7 @@ def remove(engine, namespace: str, say=print, timeout: float = TASKS_GONE_TIMEOU
     False when nothing carried the namespace. The tasks must be gone first: their containers hold
     the networks' endpoints and the secrets' mounts.
     """
-    from pallet.kernel.secrets import SecretStore
+    from pallet.kernel.secrets import open_store
 
     etcd = store.connect(engine)
     found = False
@@ -153,7 +153,7 @@ def remove(engine, namespace: str, say=print, timeout: float = TASKS_GONE_TIMEOU
         found = True
     _wait_tasks_gone(etcd, set(removed), timeout)
     errors = []
-    secret_store = SecretStore(engine)
+    secret_store = open_store(engine)
     for record in secret_store.all():
         if record.labels.get(NAMESPACE_LABEL) == namespace:
             say(f"Removing secret {record.name}")

@@ -38,10 +38,13 @@ def eventually(predicate, timeout: float = 90.0, step: float = 0.3):
 class Node:
     """One cluster node: a pallet root holding busybox, joined to the cluster, and its agent process."""
 
-    def __init__(self, name: str, base: Path, url: str):
+    def __init__(self, name: str, base: Path, url: str, secrets_key: Path | None = None):
         self.name, self.url = name, url
         base.mkdir(parents=True)
-        (base / "pallet.toml").write_text('[containers]\ndefault_network = "none"\n')
+        config = '[containers]\ndefault_network = "none"\n'
+        if secrets_key is not None:  # the cluster's secrets key, copied to every node as an operator would
+            config += f'[secrets]\nkey_file = "{secrets_key}"\n'
+        (base / "pallet.toml").write_text(config)
         self.pallet = Pallet(base / "root", base / "run")
         self.agent: subprocess.Popen | None = None
         self.log = base / "agent.log"
@@ -184,7 +187,7 @@ def etcd(tmp_path):
 @pytest.fixture
 def cluster(tmp_path, etcd):
     """Three manager nodes (a, b, c) with agents running, busybox in each root."""
-    nodes = [Node(name, tmp_path / name, etcd.url) for name in ("node-a", "node-b", "node-c")]
+    nodes = [Node(name, tmp_path / name, etcd.url, tmp_path / "secrets.key") for name in ("node-a", "node-b", "node-c")]
     problems = []
     try:
         for node in nodes:
@@ -210,4 +213,5 @@ def cluster(tmp_path, etcd):
         client.delete("/pallet/", prefix=True)
     assert not problems, f"left behind: {problems}"
     assert not [k for k in left if not k.startswith(("/pallet/swarm/nodes/", "/pallet/swarm/alive/",
-                                                     "/pallet/swarm/leader"))], sorted(left)
+                                                     "/pallet/swarm/leader", "/pallet/swarm/log-endpoints/",
+                                                     "/pallet/mesh-synced/"))], sorted(left)

@@ -9,7 +9,9 @@ from tests.cluster.etcd_cluster import etcd_cluster
 from tests.conftest import teardown_networks
 from tests.containers.conftest import cleanup_root
 
-KEPT = ("/pallet/swarm/nodes/", "/pallet/swarm/alive/", "/pallet/swarm/leader")
+KEPT = ("/pallet/swarm/nodes/", "/pallet/swarm/alive/", "/pallet/swarm/leader",   # the node's own, some under
+        "/pallet/swarm/log-endpoints/", "/pallet/mesh-synced/")                    # its lease
+
 
 
 @contextlib.contextmanager

@@ -1,0 +1,57 @@
+"""Cluster configs given to a container: one file each in its run directory, bound read-only at its target.
+
+A config is not secret (Docker stores it unencrypted too), so the files are plain files under the
+container's run directory (``configs/<n>``), written at each start from the cluster store with the
+reference's owner and mode, and removed with the run directory. A reference is Docker's
+``ConfigReference``: ``{"File": {"Name": target, "UID", "GID", "Mode"}, "ConfigID", "ConfigName"}``;
+a target that is not absolute is taken from ``/`` (Docker's default target is ``/<name>``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pallet.kernel.errors import NotFound, PalletError
+
+CONFIG_DIR = "configs"
+
+
+def target(ref: dict) -> str:
+    name = ref["File"]["Name"] or ref.get("ConfigName", "")
+    return os.path.normpath("/" + name.lstrip("/"))
+
+
+def prepare(engine, record, run_dir: Path) -> list[dict]:
+    """Write the container's configs under ``run_dir`` and return their OCI bind mounts (none without configs)."""
+    from pallet.kernel.cluster import configs
+
+    refs = (record.host_config or {}).get("Configs") or []
+    if not refs:
+        return []
+    home = Path(run_dir) / CONFIG_DIR
+    home.mkdir(mode=0o755, exist_ok=True)
+    remap = engine.storage_remap
+    mounts = []
+    for index, ref in enumerate(refs):
+        try:
+            data = configs.data(engine, ref["ConfigID"])
+        except NotFound:
+            raise NotFound(f"config not found: {ref.get('ConfigName') or ref['ConfigID']} "
+                           f"(container {record.name} needs it)") from None
+        path = home / str(index)
+        tmp = home / f".{index}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            uid, gid = int(ref["File"].get("UID") or 0), int(ref["File"].get("GID") or 0)
+            os.fchown(fd, *(remap.shift(uid, gid) if remap is not None else (uid, gid)))
+            os.fchmod(fd, int(ref["File"].get("Mode", 0o444)))
+        except (OSError, ValueError) as exc:
+            raise PalletError(f"config {ref.get('ConfigName', '')}: {exc}") from None
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        mounts.append({"destination": target(ref), "type": "bind", "source": str(path),
+                       "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
+    return mounts
