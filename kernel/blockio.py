@@ -33,7 +33,7 @@ def parse_v2(text: str) -> tuple[int, int]:
     for line in text.splitlines():
         for field in line.split()[1:]:
             key, _sep, value = field.partition("=")
-            if value.isdigit() and key in ("rbytes", "wbytes"):
+            if (value.isascii() and value.isdigit()) and key in ("rbytes", "wbytes"):
                 if key == "rbytes":
                     read += int(value)
                 else:

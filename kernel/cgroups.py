@@ -361,7 +361,7 @@ class Cgroup:
                 text = _read(path / name).strip() if path else ""
             except OSError:
                 continue
-            if text.isdigit():
+            if (text.isascii() and text.isdigit()):
                 out[key] = int(text)
         if self.version == 2 and self._dir("cpu"):
             try:

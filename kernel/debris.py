@@ -55,7 +55,7 @@ def owner_pid(name: str) -> int | None:
     else:
         candidates = parts[:1]
     for text in candidates:
-        if text.isdigit() and int(text) > 0:
+        if (text.isascii() and text.isdigit()) and int(text) > 0:
             return int(text)
     return None
 

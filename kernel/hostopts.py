@@ -90,7 +90,7 @@ def parse_device_cgroup_rule(rule: str) -> str:
 def parse_weight_device(spec: str) -> dict:
     """``--blkio-weight-device /dev/sda:200``."""
     path, sep, weight = spec.rpartition(":")
-    if not sep or not path.startswith("/") or not weight.isdigit() or not 10 <= int(weight) <= 1000:
+    if not sep or not path.startswith("/") or not (weight.isascii() and weight.isdigit()) or not 10 <= int(weight) <= 1000:
         raise UsageError(f'invalid argument "{spec}" for "--blkio-weight-device" flag: invalid weight for device: '
                          f"{spec}")
     return {"Path": path, "Weight": int(weight)}
@@ -103,7 +103,7 @@ def parse_throttle_device(spec: str, flag: str, sizes: bool) -> dict:
         raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: bad format: {spec}')
     if sizes:
         value = parse_size(rate, flag)
-    elif rate.isdigit():
+    elif (rate.isascii() and rate.isdigit()):
         value = int(rate)
     else:
         raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: invalid rate for device: {spec}. '

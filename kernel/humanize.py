@@ -50,7 +50,7 @@ def parse_time(text: str) -> datetime | None:
     cleaned = text.strip().replace("Z", "+00:00")
     if "." in cleaned:
         head, _, rest = cleaned.partition(".")
-        frac = "".join(c for c in rest if c.isdigit())
+        frac = "".join(c for c in rest if (c.isascii() and c.isdigit()))
         zone = rest[len(frac):]
         cleaned = f"{head}.{frac[:6].ljust(6, '0')}{zone}"
     try:

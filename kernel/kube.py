@@ -222,7 +222,7 @@ def _probe_port(port, container: dict, where: str) -> int:
     """A port number, or the ``containerPort`` of the container's port of that name."""
     if port is None:
         raise UsageError(f"{where}: is required")
-    if isinstance(port, str) and not port.isdigit():
+    if isinstance(port, str) and not (port.isascii() and port.isdigit()):
         for entry in container.get("ports") or []:
             if entry.get("name") == port:
                 return int(entry["containerPort"])

@@ -55,7 +55,7 @@ def json_log_check(driver: str, options: dict) -> None:
         if parse_size(size, "--log-opt max-size") <= 0 and driver == "json-file":
             raise UsageError("max-size must be a positive number")
     files = options.get("max-file")
-    if files is not None and not files.isdigit():
+    if files is not None and not (files.isascii() and files.isdigit()):
         raise UsageError(f'invalid value for max-file: "{files}"')
     if files is not None and int(files) < 1:
         raise UsageError("max-file cannot be less than 1")

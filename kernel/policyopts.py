@@ -81,7 +81,7 @@ def parse_restart(value: str) -> dict:
     if name not in RESTART_POLICIES:
         raise UsageError(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
                          "'on-failure', or 'unless-stopped'")
-    if count and (name != "on-failure" or not count.isdigit()):
+    if count and (name != "on-failure" or not (count.isascii() and count.isdigit())):
         raise UsageError("invalid restart policy: maximum retry count can only be used with 'on-failure'"
                          if name != "on-failure" else f"invalid restart policy: invalid count '{count}'")
     return {"Name": name, "MaximumRetryCount": int(count or 0)}

@@ -380,7 +380,7 @@ def parse_signal(value: str | None) -> int | None:
 
     if value is None or value == "":
         return None
-    if value.isdigit():
+    if (value.isascii() and value.isdigit()):
         number = int(value)
         if 0 < number < 65:
             return number

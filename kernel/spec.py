@@ -123,7 +123,7 @@ def group_ids(rootfs: Path, groups: list[str]) -> list[int]:
         row = next((r for r in table if r[0] == group and len(r) >= 3), None)
         if row is not None and row[2].isdigit():
             ids.append(int(row[2]))
-        elif group.isdigit():
+        elif (group.isascii() and group.isdigit()):
             ids.append(int(group))
         else:
             raise PalletError(f"Unable to find group {group}: no matching entries in group file")
@@ -301,10 +301,10 @@ def resolve_user(rootfs: Path, user: str) -> dict:
     groups = _read_table(rootfs, "/etc/group")
     uid, gid, home, username = 0, 0, "/", "root"
     if name:
-        entry = next((row for row in passwd if row[0] == name or (name.isdigit() and row[2:3] == [name])), None)
+        entry = next((row for row in passwd if row[0] == name or ((name.isascii() and name.isdigit()) and row[2:3] == [name])), None)
         if entry is not None and len(entry) >= 6:
             username, uid, gid, home = entry[0], int(entry[2]), int(entry[3]), entry[5]
-        elif name.isdigit():
+        elif (name.isascii() and name.isdigit()):
             uid, gid, username = int(name), 0, ""
         else:
             raise PalletError(f"unable to find user {name}: no matching entries in passwd file")
@@ -313,10 +313,10 @@ def resolve_user(rootfs: Path, user: str) -> dict:
         if root and len(root) >= 6:
             home = root[5]
     if group:
-        match = next((row for row in groups if row[0] == group or (group.isdigit() and row[2:3] == [group])), None)
+        match = next((row for row in groups if row[0] == group or ((group.isascii() and group.isdigit()) and row[2:3] == [group])), None)
         if match is not None and len(match) >= 3:
             gid = int(match[2])
-        elif group.isdigit():
+        elif (group.isascii() and group.isdigit()):
             gid = int(group)
         else:
             raise PalletError(f"unable to find group {group}: no matching entries in group file")

@@ -20,7 +20,7 @@ def log_files(path: Path) -> list[Path]:
     rotated = []
     for candidate in path.parent.glob(path.name + ".*"):
         number = candidate.name[len(path.name) + 1:].removesuffix(".gz")
-        if number.isdigit():
+        if (number.isascii() and number.isdigit()):
             rotated.append((int(number), candidate))
     return [p for _n, p in sorted(rotated, reverse=True)] + [path]
 

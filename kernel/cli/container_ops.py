@@ -190,7 +190,7 @@ RESIZE_FD_ENV = "PALLET_EXEC_RESIZE_FD"
 def _resize_fd() -> int | None:
     """The pipe ``pallet serve`` passes to an exec session it runs through this command, for window sizes."""
     value = os.environ.pop(RESIZE_FD_ENV, "")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return None
     fd = int(value)
     os.set_inheritable(fd, False)  # the container's process must not get it
@@ -208,7 +208,7 @@ def _sizes_sent(fd: int) -> dict | None:
         os.set_blocking(fd, True)
     for line in reversed(data.decode(errors="replace").splitlines()):
         height, _sep, width = line.strip().partition(" ")
-        if height.isdigit() and width.isdigit() and int(height) and int(width):
+        if (height.isascii() and height.isdigit()) and (width.isascii() and width.isdigit()) and int(height) and int(width):
             return {"height": int(height), "width": int(width)}
     return None
 
@@ -228,7 +228,7 @@ def follow_resizes(fd: int, master: int) -> None:
         with open(fd, "rb", buffering=0) as lines:
             for line in lines:
                 height, _sep, width = line.decode(errors="replace").strip().partition(" ")
-                if height.isdigit() and width.isdigit():
+                if (height.isascii() and height.isdigit()) and (width.isascii() and width.isdigit()):
                     with contextlib.suppress(OSError):
                         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(height), int(width), 0, 0))
 

@@ -299,7 +299,7 @@ def logs(engine, timestamps, tail, pod_ref):
     from pallet.kernel.containers import ContainerStore
     from pallet.kernel.stdio import read_log
 
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
     store = _stores(engine)
     containers = ContainerStore(engine)

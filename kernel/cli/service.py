@@ -527,7 +527,7 @@ def scale(engine, pairs, detach):
     failed = None
     for pair in pairs:
         name, sep, count = pair.partition("=")
-        if not sep or not count.isdigit():
+        if not sep or not (count.isascii() and count.isdigit()):
             raise UsageError(f"invalid scale specifier '{pair}'.\nSee 'pallet service scale --help'.")
         try:
             current = services.inspect(engine, name)
@@ -665,7 +665,7 @@ def logs(engine, name, follow, tail, timestamps, no_task_ids, no_trunc, raw):
 
     from pallet.kernel.cluster import logs as cluster_logs, nodes, services
 
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise UsageError(f'invalid argument "{tail}" for "-n, --tail" flag')
     view = services.inspect(engine, name)
     hostnames = {n["ID"]: n["Description"]["Hostname"] for n in nodes.list_nodes(engine)}
