@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, render_template
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, print_inspected, render_template
 
 
 @click.group("config")
@@ -70,22 +70,8 @@ def ls(engine, quiet, filters, fmt, as_json):
 def inspect(ctx, engine, names, fmt):
     """Display detailed information on one or more configs (with their data, base64, as Docker shows it)."""
     from pallet.kernel.cluster import configs
-    from pallet.kernel.errors import PalletError
 
-    found, failed = [], False
-    for name in names:
-        try:
-            found.append(configs.inspect(engine, name))
-        except PalletError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-    if fmt and fmt != "json":
-        for item in found:
-            click.echo(render_template(fmt, item))
-    else:
-        click.echo(json.dumps(found, indent=4))
-    if failed:
-        ctx.exit(1)
+    print_inspected(ctx, names, lambda name: configs.inspect(engine, name), fmt)
 
 
 @config.command("rm")

@@ -103,3 +103,25 @@ def filter_map(pairs) -> dict[str, list[str]]:
             raise UsageError(f'bad format of filter (expected name=value): "{pair}"')
         filters.setdefault(key, []).append(value)
     return filters
+
+
+def print_inspected(ctx, names, lookup, fmt) -> None:
+    """``X inspect NAME…`` as Docker prints it: the objects ``lookup(name)`` gives, as one JSON array or
+    ``FORMAT`` per object; a name it refuses (a ``PalletError``) is one ``Error:`` line, and the command
+    exits 1 after printing the others."""
+    from pallet.kernel.errors import PalletError
+
+    found, failed = [], False
+    for name in names:
+        try:
+            found.append(lookup(name))
+        except PalletError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+    if fmt and fmt != "json":
+        for item in found:
+            click.echo(render_template(fmt, item))
+    else:
+        click.echo(json.dumps(found, indent=4))
+    if failed:
+        ctx.exit(1)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, render_template
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, print_inspected, render_template
 
 
 @click.group("secret")
@@ -79,25 +79,15 @@ def ls(engine, quiet, fmt, as_json):
 @click.pass_context
 def inspect(ctx, engine, names, fmt):
     """Display the metadata of one or more secrets; the value is never shown."""
-    from pallet.kernel.errors import PalletError
     from pallet.kernel.secrets import open_store
 
     store = open_store(engine)
-    found, failed = [], False
-    for name in names:
-        try:
-            record = store.get(name)
-            found.append(inspect_data(record, store.users(record.id)))
-        except PalletError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-    if fmt and fmt != "json":
-        for item in found:
-            click.echo(render_template(fmt, item))
-    else:
-        click.echo(json.dumps(found, indent=4))
-    if failed:
-        ctx.exit(1)
+
+    def one(name):
+        record = store.get(name)
+        return inspect_data(record, store.users(record.id))
+
+    print_inspected(ctx, names, one, fmt)
 
 
 @secret.command("rm")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, render_template
+from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option, print_inspected, render_template
 
 
 @click.group("volume")
@@ -117,24 +117,10 @@ def ls(engine, quiet, filters, fmt, as_json):
 @click.pass_context
 def inspect(ctx, engine, names, fmt):
     """Display detailed information on one or more volumes."""
-    from pallet.kernel.errors import PalletError
     from pallet.kernel.volumes import VolumeStore
 
     store = VolumeStore(engine)
-    found, failed = [], False
-    for name in names:
-        try:
-            found.append(inspect_data(store, store.get(name)))
-        except PalletError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-    if fmt and fmt != "json":
-        for item in found:
-            click.echo(render_template(fmt, item))
-    else:
-        click.echo(json.dumps(found, indent=4))
-    if failed:
-        ctx.exit(1)
+    print_inspected(ctx, names, lambda name: inspect_data(store, store.get(name)), fmt)
 
 
 @volume.command("rm")
