@@ -83,6 +83,10 @@ _NOUNS = ("babbage", "curie", "darwin", "euler", "fermi", "galois", "hopper", "k
           "noether", "pascal", "ritchie", "shannon", "tesla", "turing", "volta", "wozniak", "yalow", "zuse")
 
 
+# ContainerStore.all(shared=True): {store home: {id: ((inode, mtime ns, size), record)}}.
+_SHARED: dict[str, dict[str, tuple[tuple, ContainerRecord]]] = {}
+
+
 class ContainerStore:
     """Find, save and remove container records. Name uniqueness is checked under one store lock."""
 
@@ -106,10 +110,13 @@ class ContainerStore:
 
     # --- reading ------------------------------------------------------------------------
     def ids(self) -> list[str]:
+        home = str(self.home)
         try:
-            return [p.name for p in self.home.iterdir() if len(p.name) == 64 and (p / RECORD_FILE).exists()]
+            with os.scandir(home) as entries:
+                names = [e.name for e in entries if len(e.name) == 64]
         except FileNotFoundError:
             return []
+        return [name for name in names if os.path.exists(f"{home}/{name}/{RECORD_FILE}")]
 
     def load(self, cid: str) -> ContainerRecord:
         try:
@@ -118,7 +125,12 @@ class ContainerStore:
             raise NotFound(f"No such container: {cid}") from None
         return ContainerRecord.from_json(data)
 
-    def all(self) -> list[ContainerRecord]:
+    def all(self, shared: bool = False) -> list[ContainerRecord]:
+        """Every record. ``shared``: for a long-lived reader (the Engine API's list) that only reads them:
+        records are kept between calls and parsed again only when their file was replaced (every write
+        renames a new file in, so inode, mtime and size tell); the caller must not change them."""
+        if shared:
+            return self._all_shared()
         records = []
         for cid in self.ids():
             try:
@@ -126,6 +138,28 @@ class ContainerStore:
             except NotFound:
                 continue  # removed while we listed
         return records
+
+    def _all_shared(self) -> list[ContainerRecord]:
+        home = str(self.home)
+        before = _SHARED.get(home, {})
+        now: dict[str, tuple[tuple, ContainerRecord]] = {}
+        for cid in self.ids():
+            try:
+                fd = os.open(f"{home}/{cid}/{RECORD_FILE}", os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed while we listed
+            try:
+                stat = os.fstat(fd)
+                key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                kept = before.get(cid)
+                if kept is None or kept[0] != key:
+                    with os.fdopen(fd, "rb", closefd=False) as handle:
+                        kept = (key, ContainerRecord.from_json(json.loads(handle.read())))
+            finally:
+                os.close(fd)
+            now[cid] = kept
+        _SHARED[home] = now
+        return [record for _key, record in now.values()]
 
     def get(self, name_or_id: str) -> ContainerRecord:
         """Full id, a unique id prefix, or a name (with or without Docker's leading ``/``)."""

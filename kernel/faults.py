@@ -39,6 +39,7 @@ POINTS = {
     "commit.layer-staged": "commit has staged its layer blob outside the store lock, the lock not yet taken",
     "commit.before-publish": "commit has written its layer blob, the image not yet published",
     "save.before-rename": "save -o has written the whole archive beside its target, not yet renamed",
+    "exit.in-monitor": "a detached container ended before its monitor became the log pump; output not yet drained",
     "exit.by-engine": "an engine's worker took a detached container's exit from its log pump, not yet recorded",
 }
 

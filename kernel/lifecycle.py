@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -403,7 +404,7 @@ def release_abandoned_start(engine, record: ContainerRecord) -> bool:
 
     if record.id in _starting or record.status != "created":
         return False
-    mark = ContainerStore(engine).run_dir(record.id) / STARTING_MARK
+    mark = f"{engine.run_root}/containers/{record.id}/{STARTING_MARK}"   # ContainerStore.run_dir, as text: ps calls this per record
     try:
         fd = os.open(mark, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -419,7 +420,7 @@ def release_abandoned_start(engine, record: ContainerRecord) -> bool:
         with contextlib.suppress(PalletError):
             release(engine, fresh)
         with contextlib.suppress(FileNotFoundError):
-            mark.unlink()
+            os.unlink(mark)
         return True
     finally:
         os.close(fd)
@@ -635,8 +636,9 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     with contextlib.suppress(OSError, ValueError):
         published = int((store.run_dir(record.id) / EXIT_FILE).read_text())
     if monitor_alive(record):
-        record.status, record.exit_code = "exited", published if published is not None else record.exit_code
-        return record
+        # A copy: the Engine API's list passes records it keeps between calls (ContainerStore.all(shared=True)).
+        return dataclasses.replace(record, status="exited",
+                                   exit_code=published if published is not None else record.exit_code)
     return settle_unsupervised(engine, record, published)
 
 
@@ -756,7 +758,10 @@ def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
             if not monitor_alive(fresh):
                 refresh(engine, fresh)
                 return True
-        time.sleep(delay)
+            # The monitor is recording the exit and ends right after: wake when it does, not a poll later.
+            procs.wait_gone(fresh.monitor_pid, min(delay, deadline - time.monotonic()))
+        else:
+            time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return False
 

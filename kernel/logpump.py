@@ -324,16 +324,18 @@ def after_exit_by_engine(params_path, code):
     return status is not None and status.get("exit") == 0
 
 
-def main(argv):
-    """``logpump.py REPO PID LOG PARAMS ITEM…``; PARAMS is the JSON file ``after_exit`` reads; an ITEM is
-    ``FD:stdout|stderr`` (an output), ``FD:attach`` (the attach socket) or ``FD:stdin`` (input for clients)."""
-    import sys
-
-    repo, pid, log_path, params = argv[1], int(argv[2]), argv[3], argv[4]
+def parse_items(args):
+    """``FD:role`` items into {role: [fd, ...]}."""
     items = {}
-    for item in argv[5:]:
+    for item in args:
         fd, _sep, role = item.partition(":")
         items.setdefault(role, []).append(int(fd))
+    return items
+
+
+def pump(repo, pid, log_path, params, items, record_exit=None):
+    """Pump the container's output until it exits, publish its code, then record the exit: through
+    ``record_exit(code)`` when given (a monitor that still has pallet loaded), else by the engine or here."""
     sources = {fd: role for role in ("stdout", "stderr") for fd in items.get(role, [])}
     server = None
     listening = items.get("attach") or items.get("attach-first")
@@ -348,12 +350,14 @@ def main(argv):
     if log is not None:
         log.close()
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    # Published at once for ps/stop/wait; the full record update needs pallet loaded (~0.2 s).
+    # Published at once for ps/stop/wait; the full record update needs pallet loaded.
     fd = os.open(os.path.join(os.path.dirname(params), "exit-code"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, b"%d\n" % code)
     os.close(fd)
     try:
-        if not after_exit_by_engine(params, code):
+        if record_exit is not None:
+            record_exit(code)
+        elif not after_exit_by_engine(params, code):
             load_pallet(repo, params)
             from pallet.kernel.exit_handler import after_exit
 
@@ -361,6 +365,12 @@ def main(argv):
     finally:
         if server is not None:  # after the clean-up, so an attached `run --rm -it` returns with it done
             server.close(code)
+
+
+def main(argv):
+    """``logpump.py REPO PID LOG PARAMS ITEM…``; PARAMS is the JSON file ``after_exit`` reads; an ITEM is
+    ``FD:stdout|stderr`` (an output), ``FD:attach`` (the attach socket) or ``FD:stdin`` (input for clients)."""
+    pump(argv[1], int(argv[2]), argv[3], argv[4], parse_items(argv[5:]))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -268,13 +269,15 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
             "log": sink_params(record, store.log_path(record.id)),
             "sys_path": sys.path, "site": _needs_site(),
         }, durable=False)
-        script = Path(__file__).with_name("logpump.py")
         # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump
         # records the exit with this same pallet and not whichever one site-packages would give.
         home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
+        log_path = os.devnull if _no_log(record) else str(store.log_path(record.id))
+        if not attach_first and _exits_within(pid, quick_exit_window()):
+            _record_quick_exit(engine, home, pid, log_path, params, items)
+        script = Path(__file__).with_name("logpump.py")
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
-                                  os.devnull if _no_log(record) else str(store.log_path(record.id)), str(params),
-                                  *items])
+                                  log_path, str(params), *items])
     except BaseException:
         import traceback
 
@@ -283,6 +286,44 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
         lifecycle.finish(engine, store.load(record.id), exit_code)
     finally:
         os._exit(1)
+
+
+QUICK_EXIT_WINDOW = 0.05
+
+
+def quick_exit_window() -> float:
+    """How long the monitor watches a detached container before it becomes the light log pump:
+    ``PALLET_QUICK_EXIT_MS`` (0 turns it off), else 50 ms."""
+    text = os.environ.get("PALLET_QUICK_EXIT_MS", "")
+    try:
+        return max(0.0, float(text) / 1000) if text else QUICK_EXIT_WINDOW
+    except ValueError:
+        return QUICK_EXIT_WINDOW
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Whether the container's process ends within ``seconds`` (its output waits in the pipes meanwhile)."""
+    if seconds <= 0:
+        return False
+    pidfd = os.pidfd_open(pid)
+    try:
+        return bool(select.select([pidfd], [], [], seconds)[0])
+    finally:
+        os.close(pidfd)
+
+
+def _record_quick_exit(engine, home: Path, pid: int, log_path: str, params: Path, items: list[str]) -> None:
+    """A container that ended before its monitor became the log pump (``true``, ``echo``, a failing
+    command): this process still has pallet imported and its plugins registered, so it drains the output
+    to the log and records the exit itself, without the pump's interpreter start or the hand-over to an
+    engine (the exit's whole cost then sits between the container's end and ``wait`` returning)."""
+    from pallet.kernel import exit_handler, logpump
+
+    faults.point("exit.in-monitor")
+    logpump.pump(str(home), pid, log_path, str(params), logpump.parse_items(items),
+                 record_exit=lambda code: exit_handler.after_exit(str(params), code, unless_recorded=True,
+                                                                  engine=engine))
+    os._exit(0)
 
 
 def _needs_site() -> bool:

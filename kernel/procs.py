@@ -37,6 +37,21 @@ def alive(pid: int, started: int) -> bool:
     return now != 0 and (started == 0 or now == started)
 
 
+def wait_gone(pid: int, timeout: float) -> None:
+    """Block until ``pid`` exits or ``timeout`` seconds pass (a pidfd: any process, not only a child).
+    The caller checks again afterwards, so a pid reused meanwhile only shortens the wait."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:   # gone already
+        return
+    try:
+        select.select([pidfd], [], [], max(0.0, timeout))
+    finally:
+        os.close(pidfd)
+
+
 def set_subreaper() -> None:
     """Become the reaper of orphaned descendants, so a runtime that forks away still hands us the exit status."""
     from pallet.kernel import linux

@@ -105,7 +105,7 @@ def _list(engine, show_all: bool, limit: int, filters: dict) -> list[dict]:
     for key, values in (filters or {}).items():
         for value in (values if isinstance(values, list) else list(values)):
             pairs.append((key, value))
-    records = [lifecycle.refresh(engine, r) for r in _store(engine).all()]
+    records = [lifecycle.refresh(engine, r) for r in _store(engine).all(shared=True)]
     records = [r for r in records if (show_all or r.running) and matches(r, pairs)]
     records.sort(key=lambda r: r.created, reverse=True)
     if limit > 0:

@@ -288,12 +288,17 @@ def _record_when(pallet: Pallet, cid: str, done) -> dict:
         time.sleep(0.02)
 
 
+# The monitor records an exit within its first 50 ms itself (tests/hardening/test_quick_exit.py); these
+# exits must reach the log pump.
+SLOW_EXIT = {"PALLET_QUICK_EXIT_MS": "0"}
+
+
 def test_a_detached_containers_exit_is_recorded_by_the_engines_worker(eng, tmp_path):
     """The log pump hands the exit to the engine (pallet imported there) instead of importing it itself."""
     faults = tmp_path / "faults"
     faults.mkdir()
     cid = eng("run", "-d", "busybox", "sh", "-c", "exit 3", check=True,
-              env={"PALLET_FAULT": "exit.by-engine:pause", "PALLET_FAULT_DIR": str(faults)}).stdout.strip()
+              env={"PALLET_FAULT": "exit.by-engine:pause", "PALLET_FAULT_DIR": str(faults), **SLOW_EXIT}).stdout.strip()
     marker = faults / "exit.by-engine.paused"
     _record_when(eng, cid, lambda _record: marker.exists())
     worker = int(marker.read_text())
@@ -309,7 +314,7 @@ def test_a_detached_containers_exit_is_recorded_by_the_engines_worker(eng, tmp_p
 
 def test_a_worker_killed_before_recording_the_exit_leaves_it_to_the_log_pump(eng):
     cid = eng("run", "-d", "busybox", "sh", "-c", "exit 4", check=True,
-              env={"PALLET_FAULT": "exit.by-engine:kill"}).stdout.strip()
+              env={"PALLET_FAULT": "exit.by-engine:kill", **SLOW_EXIT}).stdout.strip()
     record = _record_when(eng, cid, lambda r: r["status"] == "exited")
     assert (record["status"], record["exit_code"]) == ("exited", 4)
     assert eng("ps", "-a", "--format", "{{.Status}}", check=True).stdout.startswith("Exited (4)")
