@@ -3,8 +3,10 @@
 The monitor forks from the CLI (fast start), starts the container, then ``execve``s this file
 in a bare interpreter (``python -I -S``, stdlib only) so the process that sits beside a
 long-running container holds ~8 MB instead of the CLI's ~23 MB. It stays the container's
-parent and subreaper (both survive ``execve``). When the container exits it loads site and
-pallet again and lets :func:`pallet.kernel.exit_handler.after_exit` record the exit and clean up.
+parent and subreaper (both survive ``execve``). When the container exits it hands the exit to the
+root's engine, or loads pallet again, and :func:`pallet.kernel.exit_handler.after_exit` records the exit
+and cleans up. A container that ends within the monitor's first 50 ms never gets here: the monitor runs
+:func:`pump` itself, pallet still loaded (``monitor._record_quick_exit``).
 
 Importable too, for :class:`JsonLog`.
 """

@@ -273,7 +273,7 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
         # records the exit with this same pallet and not whichever one site-packages would give.
         home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
         log_path = os.devnull if _no_log(record) else str(store.log_path(record.id))
-        if not attach_first and _exits_within(pid, quick_exit_window()):
+        if _exits_within(pid, quick_exit_window()):
             _record_quick_exit(engine, home, pid, log_path, params, items)
         script = Path(__file__).with_name("logpump.py")
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
