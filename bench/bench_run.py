@@ -2,9 +2,10 @@
 
 Interleaved rounds (one of each per round), medians and ratios; podman and docker are
 measured only when their engines are installed (the docker CLI alone does not count).
-Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100 containers.
+Also: RSS of an idle detached container's monitor, and ``pallet ps -a`` with 100 containers; the same
+run on each engine's default bridge network, and N concurrent runs, against podman.
 
-    python3 bench/bench_run.py [--rounds 30] [--baseline DIR]
+    python3 bench/bench_run.py [--rounds 30] [--baseline DIR] [--concurrent 20] [--bridge-rounds 8]
 
 ``pallet-engine`` is the same command through the thin client (``kernel/launcher.py`` under
 ``python3 -I -S``) with the root's resident engine up (``pallet engine start``); crun runs the same
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -136,6 +138,76 @@ def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
     return statistics.median(times)
 
 
+def _works(cmd, env) -> str | None:
+    """None if ``cmd`` runs here, else the last line of its error."""
+    trial = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return None if trial.returncode == 0 else (trial.stderr.strip().splitlines() or ["exit %d" % trial.returncode])[-1]
+
+
+def bridge(rounds: int, client, podman, env, stack) -> None:
+    """``run --rm busybox true`` on each engine's default bridge network (a veth pair, an address, NAT rules).
+    Afterwards pallet's bridge and nft table go (``system reset``, at the end), and podman's bridge and the
+    iptables tables its CNI plugins made, when they did not exist before."""
+    tables = set(subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines())
+    links = set(Path("/sys/class/net").iterdir())
+
+    def podman_gone() -> None:
+        for link in set(Path("/sys/class/net").iterdir()) - links:
+            if link.name.startswith("cni-podman"):
+                subprocess.run(["ip", "link", "del", link.name], capture_output=True)
+        for table in set(subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()) - tables:
+            if table.split()[-1] in ("nat", "filter"):
+                subprocess.run(["nft", "delete", *table.split()], capture_output=True)
+
+    stack.callback(podman_gone)
+    contenders = {"pallet-engine": [*client, "run", "--rm", "--network", "bridge", "busybox", "true"]}
+    if podman:
+        contenders["podman"] = [*podman, "run", "--rm", "--network", "bridge", *peers.PODMAN_RUN_FLAGS, "busybox", "true"]
+    for name, cmd in list(contenders.items()):
+        error = _works(cmd, env)
+        if error:
+            print(f"  bridge: {name} skipped ({error})")
+            del contenders[name]
+    samples = {name: [] for name in contenders}
+    for _ in range(rounds):
+        order = list(contenders)
+        random.shuffle(order)
+        for name in order:
+            samples[name].append(timed(contenders[name], env=env))
+    medians = {name: statistics.median(values) * 1000 for name, values in samples.items() if values}
+    print(f"default bridge network, {rounds} shuffled rounds (median ms):")
+    for name, value in medians.items():
+        print(f"  {name:14s} {value:7.1f}")
+    if len(medians) == 2:
+        print(f"  pallet-engine/podman (bridge) = {medians['pallet-engine'] / medians['podman']:.2f}")
+
+
+def concurrent(count: int, contenders: dict, env, rounds: int = 3) -> None:
+    """Total wall time of ``count`` commands started at once, per engine (shuffled order each round)."""
+    def burst(cmd) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for _ in range(count)]
+        failed = [p for p in procs if p.wait() != 0]
+        elapsed = time.perf_counter() - start
+        if failed:
+            raise SystemExit(f"{' '.join(cmd)}: {len(failed)} of {count} failed: {failed[0].stderr.read().decode().strip()}")
+        return elapsed
+
+    samples = {name: [] for name in contenders}
+    for _ in range(rounds):
+        order = list(contenders)
+        random.shuffle(order)
+        for name in order:
+            samples[name].append(burst(contenders[name]))
+    medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    print(f"{count} concurrent run --rm --network none busybox true, {rounds} shuffled rounds (median total ms):")
+    for name, value in medians.items():
+        print(f"  {name:14s} {value:8.1f}")
+    if "podman" in medians:
+        for name in ("pallet-engine", "pallet"):
+            print(f"  {name}/podman ({count} concurrent) = {medians[name] / medians['podman']:.2f}")
+
+
 def cleanup(work: Path, root: Path) -> None:
     subprocess.run(["umount", "-R", str(root)], capture_output=True)
     for line in Path("/proc/self/mounts").read_text().splitlines():
@@ -154,6 +226,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--baseline", metavar="DIR", help="another pallet checkout to measure alongside")
+    parser.add_argument("--concurrent", type=int, default=20, metavar="N",
+                        help="also time N concurrent run --rm, engine up, against podman (0: skip)")
+    parser.add_argument("--bridge-rounds", type=int, default=8, metavar="R",
+                        help="also time run --rm on the default bridge network, against podman's (0: skip)")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with cached bytecode, as installed pallet runs
     work = Path(tempfile.mkdtemp(prefix="pallet-bench-"))
@@ -166,6 +242,8 @@ def main() -> None:
     podman = None
     with contextlib.ExitStack() as stack:
         stack.callback(cleanup, work, root)
+        # Last before the unmounts: the root's bridge, veths and nft table (the bridge rounds make them).
+        stack.callback(subprocess.run, [*pallet, "system", "reset", "-f"], capture_output=True, cwd=REPO)
         subprocess.run([*pallet, "image", "build-busybox"], check=True, capture_output=True, cwd=REPO)
         os.chdir(REPO)
         make_bundle(root, run_root, bundle)
@@ -224,6 +302,11 @@ def main() -> None:
                       f"pallet-engine/{peer} = {medians['pallet-engine'] / medians[peer]:.2f}")
         for note in skipped:
             print(f"  skipped: {note}")
+        if args.bridge_rounds:
+            bridge(args.bridge_rounds, client, podman, env, stack)
+        if args.concurrent:
+            concurrent(args.concurrent, {"pallet-engine": contenders["pallet-engine"], "pallet": contenders["pallet"],
+                                         **({"podman": contenders["podman"]} if podman else {})}, env)
         rss = monitor_rss(pallet, root)
         print(f"idle monitor: RSS {rss['rss'] / 1024:.1f} MB (anon {rss['anon'] / 1024:.1f} MB, "
               f"PSS {rss['pss'] / 1024:.1f} MB)")
