@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from peers import wait  # noqa: E402 (bench/ is the script's directory)
 from tests.cluster.conftest import Cluster, Node  # noqa: E402
 from tests.cluster.etcd_cluster import etcd_cluster  # noqa: E402
 from tests.containers.conftest import cleanup_root  # noqa: E402
@@ -37,15 +38,6 @@ def healthy(cluster: Cluster, service: str, image: str | None = None) -> int:
                and t["Status"].get("Health") == "healthy"
                and (image is None or t["Spec"]["ContainerSpec"]["Image"] == image)
                for t in cluster.tasks(service) if t.get("NodeID") in cluster.ready_ids())
-
-
-def wait(predicate, timeout: float = 600) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise SystemExit("timed out")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def main() -> None:

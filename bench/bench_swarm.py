@@ -48,15 +48,6 @@ def data_path_port() -> int:
                 return port
 
 
-def wait(predicate, timeout: float = 600) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise SystemExit("timed out")
-        time.sleep(0.1)
-    return time.monotonic() - start
-
-
 def pallet_round(node: Node, etcd, replicas: int) -> tuple[float, float]:
     def running() -> int:
         tasks = etcd.client().range("/pallet/swarm/tasks/")[0].values()
@@ -64,11 +55,11 @@ def pallet_round(node: Node, etcd, replicas: int) -> tuple[float, float]:
     start = time.monotonic()
     node("service", "create", "-d", "--name", "bench", "--replicas", str(replicas), "--stop-grace-period", "1s",
          *SLEEP)
-    wait(lambda: running() == replicas)
+    peers.wait(lambda: running() == replicas)
     up = time.monotonic() - start
     start = time.monotonic()
     node("service", "rm", "bench")
-    wait(lambda: not node("ps", "-aq").stdout.strip())
+    peers.wait(lambda: not node("ps", "-aq").stdout.strip())
     return up, time.monotonic() - start
 
 
@@ -80,11 +71,11 @@ def docker_round(docker: list[str], replicas: int) -> tuple[float, float]:
     start = time.monotonic()
     subprocess.run([*docker, "service", "create", "-d", "--name", "bench", "--replicas", str(replicas),
                     "--stop-grace-period", "1s", *SLEEP], check=True, capture_output=True)
-    wait(lambda: running() == replicas)
+    peers.wait(lambda: running() == replicas)
     up = time.monotonic() - start
     start = time.monotonic()
     subprocess.run([*docker, "service", "rm", "bench"], check=True, capture_output=True)
-    wait(lambda: not subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True).stdout.strip())
+    peers.wait(lambda: not subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True).stdout.strip())
     return up, time.monotonic() - start
 
 
@@ -106,7 +97,7 @@ def main() -> None:
         node.join("manager")
         node.start_agent()
         stack.callback(node.stop_agent)
-        wait(lambda: etcd.client().range("/pallet/swarm/alive/")[0])
+        peers.wait(lambda: etcd.client().range("/pallet/swarm/alive/")[0])
         docker = stack.enter_context(peers.docker(work, archive))
         if docker is None:
             raise SystemExit("dockerd is not installed (bench/setup-peers.sh)")

@@ -20,6 +20,16 @@ PODMAN_FLAGS = ["--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime
 PODMAN_RUN_FLAGS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 
 
+def wait(predicate, timeout: float = 600) -> float:
+    """Seconds until ``predicate()`` holds, polled every 0.1 s (the benchmark ends after ``timeout``)."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise SystemExit("timed out")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
 def podman(work: Path, image_tar: Path) -> list[str] | None:
     """The podman command prefix on private storage with busybox loaded, or None when podman is absent."""
     if shutil.which("podman") is None:

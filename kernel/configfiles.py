@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from pallet.kernel.errors import NotFound, PalletError
+from pallet.kernel.fsutil import write_owned
 
 CONFIG_DIR = "configs"
 
@@ -41,16 +42,12 @@ def prepare(engine, record, run_dir: Path) -> list[dict]:
                            f"(container {record.name} needs it)") from None
         path = home / str(index)
         tmp = home / f".{index}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, data)
             uid, gid = int(ref["File"].get("UID") or 0), int(ref["File"].get("GID") or 0)
-            os.fchown(fd, *(remap.shift(uid, gid) if remap is not None else (uid, gid)))
-            os.fchmod(fd, int(ref["File"].get("Mode", 0o444)))
+            write_owned(tmp, data, remap.shift(uid, gid) if remap is not None else (uid, gid),
+                        int(ref["File"].get("Mode", 0o444)), exclusive=False)
         except (OSError, ValueError) as exc:
             raise PalletError(f"config {ref.get('ConfigName', '')}: {exc}") from None
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
         mounts.append({"destination": target(ref), "type": "bind", "source": str(path),
                        "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})

@@ -35,6 +35,18 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
         fsync_dir(path.parent)
 
 
+def write_owned(path: Path, data: bytes, owner: tuple[int, int], mode: int, exclusive: bool = True) -> None:
+    """Write ``data`` to ``path`` (a new file with ``exclusive``, never through a symlink), then give it
+    ``owner`` and ``mode``: it is 0600 and root's until the content is whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_json(path: Path, value, mode: int = 0o644, durable: bool = True) -> None:
     atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), mode, durable)
 

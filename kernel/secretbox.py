@@ -43,28 +43,41 @@ def key_path(engine) -> Path:
     return Path(configured) if configured else Path(engine.config.config_path).parent / "secrets.key"
 
 
-def cipher(engine, create: bool = False):
-    """The AES-GCM of this host's secrets key (made on first use when ``create``)."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+def read_key(engine, create: bool = False, missing: str | None = None) -> bytes:
+    """This host's secrets key (made on first use when ``create``); ``missing`` is the error without one."""
     path = key_path(engine)
     try:
         key = path.read_bytes()
     except FileNotFoundError:
         if not create:
-            raise PalletError(f"the secrets key {path} is missing: the stored secrets cannot be decrypted "
+            raise PalletError(missing or f"the secrets key {path} is missing: the stored secrets cannot be decrypted "
                               "(restore the key file, or remove and re-create the secrets)") from None
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         key = AESGCM.generate_key(bit_length=KEY_SIZE * 8)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, key, mode=0o600)
+    except OSError as exc:
+        raise PalletError(f"the secrets key {path} cannot be read: {exc.strerror}") from None
     if len(key) != KEY_SIZE:
         raise PalletError(f"the secrets key {path} is not a {KEY_SIZE}-byte key")
-    return AESGCM(key)
+    return key
+
+
+def cipher(engine, create: bool = False):
+    """The AES-GCM of this host's secrets key (made on first use when ``create``)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(read_key(engine, create))
+
+
+def key_id_of(key: bytes) -> str:
+    """A fingerprint of a key that reveals nothing of it (to tell two keys apart)."""
+    import hashlib
+
+    return hashlib.sha256(b"pallet-secrets-key-id\0" + key).hexdigest()[:16]
 
 
 def key_id(engine) -> str:
-    """A fingerprint of this host's secrets key that reveals nothing of it (to tell two keys apart)."""
-    import hashlib
-
-    cipher(engine, create=True)
-    return hashlib.sha256(b"pallet-secrets-key-id\0" + key_path(engine).read_bytes()).hexdigest()[:16]
+    """The fingerprint of this host's secrets key (made on first use)."""
+    return key_id_of(read_key(engine, create=True))

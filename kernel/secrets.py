@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
-from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked
+from pallet.kernel.fsutil import atomic_write, atomic_write_json, locked, write_owned
 from pallet.kernel.secretbox import MAX_SIZE, NAME_RE, SecretRecord, cipher, key_path
 
 MOUNT_DIR = "secrets"          # in the container's run directory
@@ -241,15 +241,9 @@ def materialize(engine, record, run_dir: Path) -> bool:
         linux.mount(None, str(target), None, linux.MS_PRIVATE)
         remap = engine.storage_remap
         for ref, value in values:
-            path = target / ref["File"]["Name"]
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, value)
-                uid, gid = int(ref["File"]["UID"]), int(ref["File"]["GID"])
-                os.fchown(fd, *(remap.shift(uid, gid) if remap is not None else (uid, gid)))
-                os.fchmod(fd, ref["File"]["Mode"])
-            finally:
-                os.close(fd)
+            uid, gid = int(ref["File"]["UID"]), int(ref["File"]["GID"])
+            write_owned(target / ref["File"]["Name"], value, remap.shift(uid, gid) if remap is not None else (uid, gid),
+                        ref["File"]["Mode"])
     except BaseException:
         hide(run_dir)
         raise

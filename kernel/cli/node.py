@@ -25,7 +25,11 @@ def node():
               help="Address other nodes reach this one at [default: the one towards the cluster store].")
 @click.pass_context
 def join(ctx, cluster_store, role, labels, hostname, advertise_addr):
-    """Join this root to a cluster as a node (its ID is kept in the root)."""
+    """Join this root to a cluster as a node (its ID is kept in the root).
+
+    The node must hold the cluster's key, the file named by [secrets] key_file: the first node's key
+    becomes the cluster's, copy it to every other node before it joins.
+    """
     from pallet.kernel.cluster import nodes
     from pallet.kernel.errors import UsageError
 

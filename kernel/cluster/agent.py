@@ -9,7 +9,8 @@ reads a snapshot and runs, in order, the leader's scheduler (if this node leads)
 tasks it started join them); it also runs every second without a change, so a missed watch event
 costs at most a second. The revision the mesh applied is published (``MESH_SYNCED``) so that the
 executor of the node that runs a retired task stops it only once no node's VIP can still pick it. The *log server* (:mod:`.logs`) answers other nodes' ``service logs``
-for this node's tasks; its address is published under the same lease.
+for this node's tasks, over mutual TLS from the cluster key; its address is published under the same lease.
+An agent whose key is not the cluster's (:mod:`.credentials`) does not start.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 
-from pallet.kernel.cluster import PREFIX, logs, mesh, store
+from pallet.kernel.cluster import PREFIX, credentials, logs, mesh, store
 from pallet.kernel.cluster.executor import Executor
 from pallet.kernel.cluster.scheduler import Scheduler
 from pallet.kernel.errors import PalletError
@@ -44,7 +45,8 @@ class Agent:
         self.lease_changed = threading.Event()
         self.leader_key: dict | None = None
         self.scheduler = Scheduler(self.etcd)
-        self.executor = Executor(engine, self.etcd, self.node_id, self.log, drained=self.meshes_applied)
+        self.executor = Executor(engine, self.etcd, self.node_id, self.log, drained=self.meshes_applied,
+                                 wake=self.changed.set)
         self.synced_data = -1
         self.address = ""
         self.log_server: logs.LogServer | None = None
@@ -166,9 +168,11 @@ class Agent:
         if signals:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        node = self._node()
+        credentials.check_member(self.engine, self.etcd)
         try:
-            self.log_server = logs.LogServer(self.engine, (self._node().get("Status") or {}).get("Addr", ""))
-        except OSError as exc:
+            self.log_server = logs.LogServer(self.engine, (node.get("Status") or {}).get("Addr", ""))
+        except (OSError, PalletError) as exc:
             self.log(f"serving logs: {exc} (service logs will not reach this node's tasks)")
         self._announce()
         role = self._node()["Spec"].get("Role")
@@ -206,6 +210,7 @@ class Agent:
         if self.log_server is not None:
             self.log_server.close()
             self.log_server = None
+        self.executor.close()
         for key in (f"{logs.LOG_ENDPOINTS}{self.node_id}", f"{MESH_SYNCED}{self.node_id}"):
             try:
                 self.etcd.delete(key)

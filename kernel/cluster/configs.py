@@ -36,16 +36,6 @@ def create(engine, name: str, data: bytes, labels: dict | None = None) -> str:
     return config_id
 
 
-def _all(etcd) -> list[dict]:
-    items, revisions, _revision = etcd.range_kv(CONFIGS)
-    records = []
-    for key, value in items.items():
-        if isinstance(value, dict):
-            value.setdefault("Version", {})["Index"] = revisions[key]
-            records.append(value)
-    return records
-
-
 def resolve(records: list[dict], id_or_name: str) -> dict:
     for match in ([r for r in records if r["ID"] == id_or_name], [r for r in records if r["Spec"]["Name"] == id_or_name],
                   [r for r in records if r["ID"].startswith(id_or_name)]):
@@ -57,7 +47,7 @@ def resolve(records: list[dict], id_or_name: str) -> dict:
 
 
 def inspect(engine, id_or_name: str) -> dict:
-    return resolve(_all(store.connect(engine)), id_or_name)
+    return resolve(store.records(store.connect(engine), CONFIGS), id_or_name)
 
 
 def data(engine, id_or_name: str) -> bytes:
@@ -68,7 +58,7 @@ def data(engine, id_or_name: str) -> bytes:
 def list_configs(engine, filters: dict | None = None) -> list[dict]:
     """Configs matching ``filters`` (id, name, label), sorted by name."""
     shown = []
-    for record in _all(store.connect(engine)):
+    for record in store.records(store.connect(engine), CONFIGS):
         if _match(filters or {}, record):
             shown.append(record)
     return sorted(shown, key=lambda r: r["Spec"]["Name"])
@@ -93,7 +83,7 @@ def _match(filters: dict, record: dict) -> bool:
 def update(engine, id_or_name: str, spec: dict) -> None:
     """Docker's config update: only ``Labels`` may change."""
     etcd = store.connect(engine)
-    current = resolve(_all(etcd), id_or_name)
+    current = resolve(store.records(etcd, CONFIGS), id_or_name)
 
     def change(record):
         if spec.get("Name", record["Spec"]["Name"]) != record["Spec"]["Name"] or \
@@ -107,7 +97,7 @@ def update(engine, id_or_name: str, spec: dict) -> None:
 def remove(engine, id_or_name: str) -> str:
     """Remove a config no service uses; its id."""
     etcd = store.connect(engine)
-    record = resolve(_all(etcd), id_or_name)
+    record = resolve(store.records(etcd, CONFIGS), id_or_name)
     snap = store.snapshot(etcd)
     users = sorted(s["Spec"]["Name"] for s in snap.services.values() if isinstance(s, dict) and any(
         ref.get("ConfigID") == record["ID"] for ref in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or ()))

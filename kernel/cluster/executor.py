@@ -6,13 +6,18 @@ a detached monitor), so ``pallet ps`` shows them and they outlive the agent. A t
 found by its ``com.docker.swarm.task.id`` label; one whose task is gone from the store is removed.
 A retired task's container is stopped only once every live node's mesh has applied the retirement
 (the agents publish the store revision their mesh applied), so no VIP sends it a connection it
-would refuse.
+would refuse. Containers are taken down (retired tasks stopped and removed, those of deleted
+tasks removed) in the background, ``TAKE_DOWN_WORKERS`` at a time: each mostly waits out its stop
+grace period, so ``service rm`` of N tasks costs about one grace period, not N, and the agent's
+loop (the leader's scheduling, the other tasks' reports) goes on meanwhile; a later pass reports
+the task once its container is gone.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from pallet.kernel.cluster import store
 from pallet.kernel.errors import PalletError
@@ -21,6 +26,7 @@ TASK_LABEL = "com.docker.swarm.task.id"
 ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned")
 SECOND = 10**9
 DRAIN_LIMIT = 5.0   # seconds a retired task's container waits at most for the nodes' meshes to drop it
+TAKE_DOWN_WORKERS = 8
 
 
 def container_name(task: dict) -> str:
@@ -103,12 +109,22 @@ def secret_reference(ref: dict) -> dict:
 
 
 class Executor:
-    def __init__(self, engine, etcd, node_id: str, log=None, drained=None):
+    def __init__(self, engine, etcd, node_id: str, log=None, drained=None, wake=None):
         self.engine, self.etcd, self.node_id = engine, etcd, node_id
         self.log = log or (lambda message: print(f"pallet agent: {message}", file=sys.stderr, flush=True))
         # drained(revision): every live node's mesh has applied the store at ``revision`` or later
         self.drained = drained or (lambda revision: True)
+        self.wake = wake or (lambda: None)   # a take-down finished: run a pass soon (to report it)
         self.retiring: dict[str, float] = {}   # task id -> when this node first saw it retired (monotonic)
+        self.down_pool: ThreadPoolExecutor | None = None
+        # container id -> (task id or None, its take-down), until a pass has seen it end
+        self.going: dict[str, tuple[str | None, Future]] = {}
+
+    def close(self) -> None:
+        """Let the take-downs under way finish (the queued ones are left to the next agent)."""
+        if self.down_pool is not None:
+            self.down_pool.shutdown(wait=True, cancel_futures=True)
+            self.down_pool = None
 
     # --- containers -------------------------------------------------------------------------
     def containers(self) -> dict[str, object]:
@@ -207,16 +223,66 @@ class Executor:
         from pallet.kernel import lifecycle
 
         containers = self.containers()
-        for task_id, record in list(containers.items()):
-            if task_id not in snap.tasks:  # the task was deleted (service removed, history trimmed)
-                self.remove(record)
-                containers.pop(task_id)
+        gone = {}   # task id -> its container's last record, taken down since the last pass
+        for cid, (task_id, future) in list(self.going.items()):
+            if future.done():
+                self.going.pop(cid)
+                if future.exception() is not None:   # not a PalletError (those are logged): tried again
+                    self.log(f"taking down container {cid[:12]}: {future.exception()!r}")
+                elif task_id is not None:
+                    gone[task_id] = future.result()
+        for task_id in [k for k in containers if k not in snap.tasks]:   # deleted (service gone, history trimmed)
+            self.take_down(None, containers.pop(task_id), stop=False)
         for task in sorted((t for t in snap.tasks.values() if isinstance(t, dict) and t.get("NodeID") == self.node_id),
                            key=lambda t: t.get("CreatedAt", "")):
             try:
+                if task.get("DesiredState") != "running":
+                    record = gone.get(task["ID"])
+                    if record is None and task["ID"] in containers:
+                        self.retire(snap, task, containers[task["ID"]])
+                        continue   # a later pass reports it, once its container is gone
+                    if task["Status"]["State"] not in ENDED:
+                        self.report(snap, task, "shutdown", "shutdown", record=record)
+                    continue
                 self.reconcile_task(snap, task, containers.get(task["ID"]), lifecycle)
             except PalletError as exc:
                 self.log(f"task {task['ID']}: {exc}")
+
+    def retire(self, snap, task: dict, record) -> None:
+        """Take a retired task's container down once it has left every VIP (unless that is under way)."""
+        from pallet.kernel import lifecycle
+
+        if record.id in self.going:
+            return
+        record = lifecycle.refresh(self.engine, record)
+        if record.running and not self._left_the_vips(snap, task):
+            return
+        self.retiring.pop(task["ID"], None)
+        self.take_down(task["ID"], record, stop=record.running)
+
+    def take_down(self, task_id: str | None, record, stop: bool) -> None:
+        """Stop (with ``stop``) and remove ``record`` in the background, unless that is under way."""
+        if record.id in self.going:
+            return
+        if self.down_pool is None:
+            self.engine.plugins.load()   # here, once, rather than raced for by the workers
+            self.engine.storage  # noqa: B018 - the same: opened before the workers need it
+            self.down_pool = ThreadPoolExecutor(TAKE_DOWN_WORKERS, thread_name_prefix="pallet-down")
+        future = self.down_pool.submit(self._down, record, stop)
+        future.add_done_callback(lambda _future: self.wake())   # once done, so the pass sees it done
+        self.going[record.id] = (task_id, future)
+
+    def _down(self, record, stop: bool):
+        from pallet.kernel import lifecycle
+
+        try:
+            if stop:
+                self.stop(record)
+                record = lifecycle.refresh(self.engine, record)
+            self.remove(record)
+        except PalletError as exc:
+            self.log(f"taking down {record.name}: {exc}")
+        return record
 
     def _left_the_vips(self, snap, task: dict) -> bool:
         """Whether a retired task's running container may stop: once every live node's mesh applied its
@@ -232,19 +298,6 @@ class Executor:
 
     def reconcile_task(self, snap, task: dict, record, lifecycle) -> None:
         state = task["Status"]["State"]
-        if task.get("DesiredState") != "running":
-            if record is not None:
-                record = lifecycle.refresh(self.engine, record)
-                if record.running and not self._left_the_vips(snap, task):
-                    return
-                self.retiring.pop(task["ID"], None)
-                if record.running:
-                    self.stop(record)
-                    record = lifecycle.refresh(self.engine, record)
-                self.remove(record)
-            if state not in ENDED:
-                self.report(snap, task, "shutdown", "shutdown", record=record)
-            return
         if record is None:
             if state in ("new", "pending", "assigned", "accepted", "preparing"):
                 if task["ServiceID"] not in snap.services:

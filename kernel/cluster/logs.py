@@ -2,8 +2,10 @@
 
 A task's log stays on the node that runs it (in its container's json-file log), as in Docker; what
 travels is a request. Each agent listens on its node's address at a port of its choosing and
-publishes ``http://ADDR:PORT`` at ``log-endpoints/<node-id>`` under its lease, so the endpoint of a
-Down node is gone with the node. ``GET /tasks/<task-id>/logs?tail=N&follow=1`` answers the task
+publishes ``https://ADDR:PORT`` at ``log-endpoints/<node-id>`` under its lease, so the endpoint of a
+Down node is gone with the node. The endpoint speaks only TLS 1.3 with a certificate on both sides
+(:mod:`.credentials`: each from the cluster key), so only a node holding the cluster's key reads a
+task's logs, and a reader makes sure it reached the node it asked for. ``GET /tasks/<task-id>/logs?tail=N&follow=1`` answers the task
 container's entries, one JSON object ``{"stream", "time", "log"}`` a line, and with ``follow`` goes
 on until the container stops or the caller hangs up. ``gather`` reads every task of a service, from
 this node's own files for its own tasks (no agent needed) and from the endpoints for the others,
@@ -15,12 +17,13 @@ from __future__ import annotations
 import http.client
 import json
 import queue
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from pallet.kernel.cluster import PREFIX
+from pallet.kernel.cluster import PREFIX, credentials
 from pallet.kernel.errors import PalletError
 
 LOG_ENDPOINTS = f"{PREFIX}log-endpoints/"
@@ -64,6 +67,13 @@ def entries(engine, record, tail: int | None, follow: bool, stopped: threading.E
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"   # the body ends when the connection closes: no length for a follow
 
+    def setup(self):
+        # the handshake runs here, in the request's thread, so a slow or refused peer holds up no other
+        self.request.settimeout(10)
+        self.request.do_handshake()
+        self.request.settimeout(None)
+        super().setup()
+
     def do_GET(self):  # noqa: N802 (http.server's name)
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
@@ -92,15 +102,26 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _TLSServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def get_request(self):
+        sock, address = super().get_request()
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request, client_address):
+        pass   # a peer without the cluster's certificate, or one that hung up: nothing to report
+
+
 class LogServer:
     """The agent's log endpoint, in daemon threads."""
 
     def __init__(self, engine, host: str):
-        self.httpd = ThreadingHTTPServer((host or "127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _TLSServer((host or "127.0.0.1", 0), _Handler)
+        self.httpd.tls = credentials.node_context(engine, server=True)
         self.httpd.engine, self.httpd.closing = engine, threading.Event()
         address, port = self.httpd.server_address[:2]
-        self.url = f"http://{'[' + address + ']' if ':' in address else address}:{port}"
+        self.url = f"https://{'[' + address + ']' if ':' in address else address}:{port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True, name="pallet-logs").start()
 
     def close(self) -> None:
@@ -109,10 +130,17 @@ class LogServer:
         self.httpd.server_close()
 
 
-def _remote(url: str, task_id: str, tail: int | None, follow: bool):
+def remote(url: str, node_id: str, tls: ssl.SSLContext, task_id: str, tail: int | None, follow: bool):
+    """Yield ``(stream, time, text)`` of a task's log from the endpoint ``url`` of node ``node_id``."""
     parsed = urlparse(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=None if follow else 30)
+    if parsed.scheme != "https":
+        raise PalletError(f"node {node_id} serves logs without TLS (an older agent): restart its agent")
+    connection = http.client.HTTPSConnection(parsed.hostname, parsed.port, timeout=None if follow else 30,
+                                             context=tls)
     try:
+        connection.connect()
+        if not credentials.peer_is(connection.sock, node_id):
+            raise PalletError(f"the log endpoint {url} is not node {node_id}'s")
         connection.request("GET", f"/tasks/{task_id}/logs?tail={'all' if tail is None else tail}"
                                   f"&follow={1 if follow else 0}")
         response = connection.getresponse()
@@ -137,11 +165,13 @@ def gather(engine, service_id: str, tail: int | None, follow: bool, warn, stop: 
 
     etcd = store.connect(engine)
     me = store.require_membership(engine)["ID"]
+    tls = None
     stop = stop or threading.Event()
     arrived: queue.Queue = queue.Queue()
     readers: dict[str, threading.Thread] = {}
 
     def read(task: dict, task_tail: int | None) -> None:
+        nonlocal tls
         try:
             node = task["NodeID"]
             record = task_container(engine, task["ID"]) if node == me else None
@@ -151,7 +181,8 @@ def gather(engine, service_id: str, tail: int | None, follow: bool, warn, stop: 
                 url = etcd.get(f"{LOG_ENDPOINTS}{node}")
                 if not url:
                     raise PalletError(f"node {node} publishes no log endpoint (is it down?)")
-                source = _remote(url, task["ID"], task_tail, follow)
+                tls = tls or credentials.node_context(engine, server=False)
+                source = remote(url, node, tls, task["ID"], task_tail, follow)
             for stream, stamp, text in source:
                 arrived.put((task, node, stream, stamp, text))
                 if stop.is_set():

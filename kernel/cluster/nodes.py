@@ -13,7 +13,7 @@ import socket
 from urllib.parse import urlparse
 
 from pallet.kernel import __version__
-from pallet.kernel.cluster import store
+from pallet.kernel.cluster import credentials, store
 from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 
 ROLES = ("manager", "worker")
@@ -59,6 +59,7 @@ def join(engine, urls: str, role: str = "worker", labels: dict | None = None, ho
         raise Conflict('This node is already part of a cluster. Use "pallet node rm --force self" to leave it '
                        'and join another one.')
     etcd = Etcd(urls)
+    credentials.check_join(engine, etcd)
     node_id = store.new_id()
     stamp = store.now()
     record = {
@@ -191,6 +192,8 @@ def remove_node(engine, id_or_name: str, force: bool = False) -> str:
         raise Conflict(f"node {node_id} is not down and can't be removed (use --force)")
     etcd.delete(f"{store.NODES}{node_id}")
     etcd.delete(f"{store.ALIVE}{node_id}")
+    if not etcd.range(store.NODES)[0]:   # the last node: the cluster's key is no one's any more
+        etcd.delete(credentials.CLUSTER)
     joined = store.membership(engine)
     if joined and joined["ID"] == node_id:
         store.forget_membership(engine)

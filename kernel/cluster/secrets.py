@@ -28,13 +28,7 @@ class ClusterSecrets:
 
     # --- records --------------------------------------------------------------------------------
     def _records(self) -> list[dict]:
-        items, revisions, _revision = self.etcd.range_kv(SECRETS)
-        records = []
-        for key, value in items.items():
-            if isinstance(value, dict):
-                value.setdefault("Version", {})["Index"] = revisions[key]
-                records.append(value)
-        return records
+        return store.records(self.etcd, SECRETS)
 
     def _find(self, name_or_id: str) -> dict:
         records = self._records()

@@ -118,6 +118,17 @@ def snapshot(etcd) -> Snapshot:
     return snap
 
 
+def records(etcd, prefix: str) -> list[dict]:
+    """The JSON records under ``prefix``, each with ``Version.Index`` (its key's ``mod_revision``)."""
+    items, revisions, _revision = etcd.range_kv(prefix)
+    found = []
+    for key, value in items.items():
+        if isinstance(value, dict):
+            value.setdefault("Version", {})["Index"] = revisions[key]
+            found.append(value)
+    return found
+
+
 def update_record(etcd, key: str, change, missing: str, attempts: int = 20) -> dict:
     """Read ``key``, apply ``change(record)`` (which edits it in place), write it back if nobody wrote
     it meanwhile; retry on a lost race. ``missing`` is the NotFound message."""

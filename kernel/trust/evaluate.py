@@ -75,11 +75,13 @@ def _gpg(candidate: Candidate, requirement: Requirement, rule: str, verdict: Ver
     if not signatures:
         return "no GPG signature exists for the image"
     problems = []
-    with gpg.keyring(key_material(requirement, rule)) as home:
+    with gpg.keyring(key_material(requirement, rule)) as checker:
         for index, blob in enumerate(signatures, 1):
             try:
-                signed, fingerprint = gpg.verify(home, blob)
+                signed, fingerprint = checker.check(blob)
                 parsed = _check(candidate, requirement, signed, payloads.GPG_TYPE)
+            except gpg.KeyImportFailed:
+                raise
             except PalletError as exc:
                 problems.append(f"signature {index}: {exc}")
                 continue

@@ -39,11 +39,12 @@ class Node:
     """One cluster node: a pallet root holding busybox, joined to the cluster, and its agent process."""
 
     def __init__(self, name: str, base: Path, url: str, secrets_key: Path | None = None):
+        """``secrets_key``: the node's copy of the cluster key (by default one file beside ``base``, shared by
+        the nodes made in the same directory, as an operator copies it to every node)."""
         self.name, self.url = name, url
         base.mkdir(parents=True)
-        config = '[containers]\ndefault_network = "none"\n'
-        if secrets_key is not None:  # the cluster's secrets key, copied to every node as an operator would
-            config += f'[secrets]\nkey_file = "{secrets_key}"\n'
+        self.secrets_key = secrets_key or base.parent / "secrets.key"
+        config = f'[containers]\ndefault_network = "none"\n[secrets]\nkey_file = "{self.secrets_key}"\n'
         (base / "pallet.toml").write_text(config)
         self.pallet = Pallet(base / "root", base / "run")
         self.agent: subprocess.Popen | None = None
@@ -187,7 +188,7 @@ def etcd(tmp_path):
 @pytest.fixture
 def cluster(tmp_path, etcd):
     """Three manager nodes (a, b, c) with agents running, busybox in each root."""
-    nodes = [Node(name, tmp_path / name, etcd.url, tmp_path / "secrets.key") for name in ("node-a", "node-b", "node-c")]
+    nodes = [Node(name, tmp_path / name, etcd.url) for name in ("node-a", "node-b", "node-c")]
     problems = []
     try:
         for node in nodes:
@@ -214,4 +215,4 @@ def cluster(tmp_path, etcd):
     assert not problems, f"left behind: {problems}"
     assert not [k for k in left if not k.startswith(("/pallet/swarm/nodes/", "/pallet/swarm/alive/",
                                                      "/pallet/swarm/leader", "/pallet/swarm/log-endpoints/",
-                                                     "/pallet/mesh-synced/"))], sorted(left)
+                                                     "/pallet/mesh-synced/", "/pallet/swarm/cluster"))], sorted(left)

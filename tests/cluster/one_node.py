@@ -10,7 +10,8 @@ from tests.conftest import teardown_networks
 from tests.containers.conftest import cleanup_root
 
 KEPT = ("/pallet/swarm/nodes/", "/pallet/swarm/alive/", "/pallet/swarm/leader",   # the node's own, some under
-        "/pallet/swarm/log-endpoints/", "/pallet/mesh-synced/")                    # its lease
+        "/pallet/swarm/log-endpoints/", "/pallet/mesh-synced/",                    # its lease, and the
+        "/pallet/swarm/cluster")                                                   # cluster's key id
 
 
 

@@ -106,3 +106,41 @@ def test_pallet_serve_runs_the_agent_of_a_joined_root(etcd, tmp_path):
         leaks = cleanup_root(node.pallet)
         etcd.client().delete("/pallet/", prefix=True)
     assert not leaks
+
+
+def test_a_node_without_the_cluster_key_is_refused_at_join_and_its_agent_at_start(etcd, tmp_path):
+    import os
+
+    from tests.cluster.conftest import Node
+
+    a = Node("node-a", tmp_path / "a", etcd.url)
+    stranger = Node("node-b", tmp_path / "b", etcd.url, tmp_path / "b.key")
+    keyless = Node("node-c", tmp_path / "c", etcd.url, tmp_path / "c.key")
+    client = etcd.client()
+    try:
+        a.join("worker")   # the first node: its key (made now) becomes the cluster's
+        assert a.secrets_key.exists() and client.get("/pallet/swarm/cluster")["KeyID"]
+        stranger.secrets_key.write_bytes(os.urandom(32))
+        for node, words in ((stranger, "cluster key"), (keyless, "has no cluster key")):
+            refused = node("node", "join", "--cluster-store", etcd.url, "--hostname", node.name, check=False)
+            assert refused.returncode == 1 and len(refused.error_lines) == 1, refused.stderr
+            assert refused.error_lines[0].startswith("Error: cannot join: this node") and words in refused.stderr
+            assert str(node.secrets_key) in refused.stderr and "copy the key file" in refused.stderr
+            assert not node.pallet.root.joinpath("cluster", "node.json").exists(), "no membership kept"
+        assert not keyless.secrets_key.exists(), "a refused join makes no key"
+        assert [n["Description"]["Hostname"] for n in client.range("/pallet/swarm/nodes/")[0].values()] == ["node-a"]
+
+        stranger.secrets_key.write_bytes(a.secrets_key.read_bytes())   # the operator copies the cluster's key
+        stranger.join("worker")
+        assert len(client.range("/pallet/swarm/nodes/")[0]) == 2
+        stranger.secrets_key.write_bytes(os.urandom(32))   # and later replaces it by mistake
+        started = stranger("agent", "--lease-ttl", "3", check=False, timeout=60)
+        assert started.returncode == 1 and len(started.error_lines) == 1, started.stderr
+        assert "is not the cluster's" in started.stderr and f"/pallet/swarm/alive/{stranger.id}" not in \
+            client.range("/pallet/swarm/alive/")[0]
+
+        for node in (stranger, a):
+            node("node", "rm", "--force", "self")
+        assert client.get("/pallet/swarm/cluster") is None, "the last node's removal forgets the cluster's key id"
+    finally:
+        client.delete("/pallet/", prefix=True)

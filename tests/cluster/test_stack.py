@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -197,3 +198,13 @@ def test_with_an_agent_tasks_run_ps_lists_them_and_rm_takes_them_away(tmp_path):
                                                "Removing network live_default"]
         assert etcd.client().range("/pallet/swarm/tasks/")[0] == {}   # rm waited for the tasks to go
         assert eventually(lambda: solo("ps", "-aq").stdout == "")
+        # The agent takes its tasks down side by side: every container had its SIGTERM before any of
+        # them died (`sleep` as PID 1 ignores it, so each waits out its grace period, together).
+        events = [json.loads(line) for line in solo("events", "--since", "1h", "--until", "0s", "--format",
+                                                     "json").stdout.splitlines()]
+        taken = [e for e in events if e["Type"] == "container" and e["Actor"]["Attributes"]["name"].startswith("live_")]
+        terms = [e["timeNano"] for e in taken
+                 if e["Action"] == "kill" and str(e["Actor"]["Attributes"].get("signal")) == "15"]
+        dies = [e["timeNano"] for e in taken if e["Action"] == "die"]
+        assert len(terms) == 3 and len(dies) == 3 and max(terms) < min(dies), [
+            (e["Action"], e["Actor"]["Attributes"].get("signal"), e["timeNano"]) for e in taken]

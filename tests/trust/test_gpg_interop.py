@@ -5,10 +5,13 @@ Signatures travel through a registries.d lookaside store next to a real docker-r
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
 import pytest
 
+from pallet.kernel.errors import PalletError
 from tests.trust.conftest import podman_pull, skopeo, stored_nothing, write_policy, write_registries_d
 
 
@@ -147,3 +150,26 @@ def test_pallet_signs_on_push_and_skopeo_verifies(tpallet, tmp_path, registry, g
     assert accepted.returncode == 0, accepted.stderr
     rejected = podman_pull(tmp_path, bad, registries_d, source)
     assert rejected.returncode != 0 and "signature" in rejected.stderr.lower(), rejected.stderr
+
+
+def test_gpgv_alone_checks_signatures_by_binary_and_armored_keys(gnupg, tmp_path, monkeypatch):
+    """The quick path is gpgv over a keyring of exactly the policy's keys: with gpg itself off PATH
+    it still accepts a signature by the key (exported binary or armored) and refuses another key's."""
+    from pallet.kernel.trust import gpg
+
+    signed = subprocess.run(["gpg", "--batch", "--local-user", gnupg.trusted.fingerprint, "--sign"], input=b"payload",
+                            env={**os.environ, **gnupg.env}, check=True, capture_output=True).stdout
+    armored = subprocess.run(["gpg", "--batch", "--armor", "--export", gnupg.trusted.fingerprint],
+                             env={**os.environ, **gnupg.env}, check=True, capture_output=True).stdout
+    only = tmp_path / "bin"
+    only.mkdir()
+    (only / "gpgv").symlink_to(shutil.which("gpgv"))
+    monkeypatch.setenv("PATH", str(only))
+    for key in (gnupg.trusted.public.read_bytes(), armored):
+        with gpg.keyring([key]) as checker:
+            assert checker.check(signed) == (b"payload", gnupg.trusted.fingerprint)
+    with gpg.keyring([gnupg.other.public.read_bytes()]) as checker, pytest.raises(PalletError):
+        checker.check(signed)   # gpgv refuses it, and the slow path has no gpg here: either way, refused
+    with pytest.raises(PalletError):
+        with gpg.keyring([gnupg.trusted.public.read_bytes()]) as checker:
+            checker.check(b"\x00garbage")
