@@ -539,7 +539,7 @@ def finish(engine, record: ContainerRecord, exit_code: int) -> ContainerRecord:
             return record  # removed meanwhile (rm -f)
     engine.plugins.broadcast("pallet_container_stopped", container=record, exit_code=exit_code)
     if record.host_config.get("AutoRemove"):
-        remove(engine, record, volumes=True)
+        remove(engine, record, volumes=True, just_exited=True)
     return record
 
 
@@ -766,11 +766,14 @@ def wait_stopped(engine, record: ContainerRecord, timeout: float) -> bool:
     return False
 
 
-def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+def remove(engine, record: ContainerRecord, force: bool = False, volumes: bool = False,
+           just_exited: bool = False) -> None:
+    """``just_exited``: ``--rm`` by the exit's own clean-up (``finish``): no restart can be pending (``--rm``
+    excludes ``--restart``), so the record is not first rewritten, and synced, to cancel one."""
     from pallet.kernel import restart
 
     store = ContainerStore(engine)
-    if force or not refresh(engine, record).running:  # a refused rm must not mark it stopped
+    if not just_exited and (force or not refresh(engine, record).running):  # a refused rm must not mark it stopped
         restart.cancel_pending(engine, record)
     record = refresh(engine, record)
     if record.running:
