@@ -29,6 +29,7 @@ def _event_lines(event: dict) -> list[str]:
 
 
 def _request(query, context_stream, credentials: dict):
+    from pallet.kernel import hostopts
     from pallet.kernel.build import BuildRequest
     from pallet.kernel.images import reference as refs
 
@@ -42,7 +43,8 @@ def _request(query, context_stream, credentials: dict):
         labels=query_json_dict(query, "labels"), target=query.get("target") or "",
         no_cache=query.get("nocache", "") in ("1", "true", "True"),
         pull=query.get("pull", "") not in ("", "0", "false", "False"), credentials=credentials,
-        network="host" if network == "default" else network)
+        network="host" if network == "default" else network,
+        extra_hosts=[hostopts.parse_extra_host(h) for h in query.getall("extrahosts", []) if h])
 
 
 def query_json_dict(query, name: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 
 
 def test_docker_build_with_a_tar_context_and_build_args(api, tmp_path):
@@ -29,3 +30,30 @@ def test_docker_py_builds_from_a_file_object_and_reports_the_id(api):
     assert "pybuilt:1" in image.tags
     assert any("Successfully built" in entry.get("stream", "") for entry in logs)
     assert client.containers.run("pybuilt:1", remove=True) == b"from-py\n"
+
+
+def test_extra_hosts_reach_the_run_steps_from_the_cli_and_docker_py(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN grep example /etc/hosts > /seen\nCMD [\"cat\", \"/seen\"]\n")
+    result = api.docker("build", "-t", "hosts:cli", "--add-host", "db.example:10.1.2.3",
+                        "--add-host", "v6.example:[2001:db8::7]", str(context))
+    assert result.returncode == 0, result.stderr
+    run = api.docker("run", "--rm", "hosts:cli")
+    assert run.stdout.splitlines() == ["10.1.2.3\tdb.example", "2001:db8::7\tv6.example"], run.stderr
+    client = api.client()
+    client.images.build(path=str(context), tag="hosts:py", extra_hosts={"py.example": "10.9.8.7"})
+    assert client.containers.run("hosts:py", remove=True) == b"10.9.8.7\tpy.example\n"
+    # the docker CLI checks the flag itself; a raw request with a bad one is a 400 before anything runs
+    status, _headers, body = api.request("POST", "/build?t=hosts:bad&extrahosts=nocolon", body=context_tar(context),
+                                         headers={"Content-Type": "application/x-tar"})
+    assert status == 400
+    assert body == {"message": 'invalid argument "nocolon" for "--add-host" flag: bad format for add-host: "nocolon"'}
+    assert "hosts:bad" not in api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+
+
+def context_tar(directory) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(directory, arcname=".")
+    return buffer.getvalue()
