@@ -217,3 +217,14 @@ def test_copy_link_stays_cached_when_the_base_changes(pallet, tmp_path):
     one, two = (builder.config(ref)["RootFS"]["Layers"] for ref in ("linked:1", "linked:2"))
     base_layers = len(builder.config("base:1")["RootFS"]["Layers"])
     assert one[base_layers] == two[base_layers]
+
+
+def test_system_prune_lists_the_build_cache_it_deleted_as_docker_does(build):
+    build('FROM busybox\nRUN echo x > /x\nRUN echo y > /y\n', {})
+    keys = sorted(p.name[:25] for p in (build.pallet.root / "build" / "cache").iterdir())
+    assert len(keys) == 2
+    pruned = build.pallet("system", "prune", "-f", "--all", check=True).stdout
+    block = re.search(r"Deleted build cache objects:\n((?:[0-9a-f]{25}\n)+)\nTotal reclaimed space: \S+\n\Z", pruned)
+    assert block, pruned
+    assert sorted(block.group(1).split()) == keys
+    assert not list((build.pallet.root / "build" / "cache").iterdir())
