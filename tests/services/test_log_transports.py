@@ -199,8 +199,8 @@ def test_only_a_tls_address_pays_for_importing_ssl(bb):
     must not import it, although the network log drivers are loaded."""
 
     def imported(*args: str) -> set[str]:
-        proc = subprocess.run([sys.executable, "-X", "importtime", *bb.command(*args, engine=False)[1:]], capture_output=True,
-                              text=True, cwd=str(REPO), env=bb.env, timeout=120)
+        argv = [sys.executable, "-X", "importtime", *bb.command(*args, engine=False)[1:]]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO), env=bb.env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
 
