@@ -373,6 +373,14 @@ def test_add_url_with_checksum(build, http_server):
     result = build(f"FROM busybox\nADD --checksum={wrong} {base}/tool.sh /opt/\n", {}, check=False)
     assert result.returncode == 1 and "Dockerfile:2: ADD" in result.stderr and "digest mismatch" in result.stderr
     assert_nothing_left(build.pallet)
+    # the checksum may come from a build variable, as BuildKit expands it; it is checked once expanded
+    by_arg = build(f"FROM busybox\nARG SUM\nADD --checksum=$SUM {base}/tool.sh /arg/\n", {},
+                   "--build-arg", f"SUM={digest}", "-t", "url-arg")
+    assert by_arg.returncode == 0 and build.filesystem("url-arg")["arg/tool.sh"].data == b"echo remote\n"
+    bad = build(f"FROM busybox\nARG SUM=md5:x\nADD --checksum=$SUM {base}/tool.sh /arg/\n", {}, check=False)
+    assert bad.returncode == 1
+    assert bad.error_lines[-1] == 'Error: Dockerfile:3: invalid checksum "md5:x" (sha256:<64 hex>)'
+    assert_nothing_left(build.pallet)
 
 
 def test_copy_parents_and_exclude(build):
