@@ -57,3 +57,38 @@ def context_tar(directory) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(directory, arcname=".")
     return buffer.getvalue()
+
+
+def test_quiet_build_streams_only_the_image_id_and_the_steps_when_it_fails(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo quiet > /q\n")
+    result = api.docker("build", "-q", "-t", "quiet:1", str(context))
+    assert result.returncode == 0, result.stderr
+    image_id = api.docker("image", "inspect", "--format", "{{.Id}}", "quiet:1").stdout.strip()
+    assert result.stdout == image_id + "\n"    # the docker CLI prints what the server streamed: the id alone
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo why-it-failed && exit 4\n")
+    failed = api.docker("build", "-q", str(context))
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "why-it-failed" in failed.stderr and "returned a non-zero code: 4" in failed.stderr
+
+
+def test_cache_from_platform_and_their_bad_values(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo once > /once\nLABEL done=yes\n")
+    assert api.docker("build", "-t", "origin:1", str(context)).returncode == 0
+    assert api.docker("builder", "prune", "-af").returncode == 0          # the image alone holds the steps now
+    again = api.docker("build", "--cache-from", "origin:1", "--platform", "linux/amd64", str(context))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count(" ---> Using cache") == 1                   # the RUN, from the image's layers
+    foreign = api.docker("build", "--platform", "linux/riscv64", str(context))
+    assert foreign.returncode == 1
+    assert foreign.stderr.strip().splitlines()[-1] == ("Error response from daemon: platform linux/riscv64: only the "
+                                                       "host's platform can be built here")
+    for query, message in (("platform=linux", 'invalid platform "linux": expected OS/ARCH[/VARIANT]'),
+                           ("cachefrom=%7B%7D", "invalid cachefrom: expected a JSON array"),
+                           ("cachefrom=%5B1%5D", "invalid cachefrom: expected a JSON array of image references")):
+        status, _headers, body = api.request("POST", f"/build?{query}", body=context_tar(context),
+                                             headers={"Content-Type": "application/x-tar"})
+        assert (status, body) == (400, {"message": message})
