@@ -468,10 +468,16 @@ _MAKERS = {
 }
 
 
-def created_by(instruction: Instruction, shell: list[str]) -> str:
-    """The history ``created_by`` string in Docker's form (``/bin/sh -c #(nop) ...`` for metadata)."""
+def created_by(instruction: Instruction, shell: list[str], args: dict[str, str] | None = None) -> str:
+    """The history ``created_by`` string in Docker's form (``/bin/sh -c #(nop) ...`` for metadata).
+
+    A shell-form RUN with build args in scope (``args``: declared, with a value, not shadowed by an
+    ENV) starts with them as the classic builder writes them: ``|2 A=1 B=2 /bin/sh -c …``.
+    """
     if isinstance(instruction, Run):
         if isinstance(instruction.command, list):
             return "RUN " + json.dumps(instruction.command)
-        return " ".join(shell) + " " + instruction.command
+        pairs = sorted(f"{key}={value}" for key, value in (args or {}).items())
+        prefix = f"|{len(pairs)} " + "".join(pair + " " for pair in pairs) if pairs else ""
+        return prefix + " ".join(shell) + " " + instruction.command
     return " ".join(shell) + " #(nop)  " + instruction.original.replace("\n", " ").strip()

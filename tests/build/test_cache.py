@@ -144,12 +144,14 @@ REPRODUCIBLE = ('FROM busybox AS build\nRUN echo made > /made && mkdir -p /srv &
 
 def test_two_roots_give_the_same_digest_with_source_date_epoch(tmp_path):
     ids = []
-    for name in ("one", "two"):
+    # the first from the environment, the second from the flag: the same epoch either way
+    for name, flag, env in (("one", [], {"SOURCE_DATE_EPOCH": "1700000000"}),
+                            ("two", ["--source-date-epoch", "1700000000"], {})):
         (tmp_path / name).mkdir()
         runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
         runner("image", "build-busybox", "-q", check=True)
         context = write_context(tmp_path / name / "ctx", {"Dockerfile": REPRODUCIBLE, "a.txt": "same"})
-        result = runner("build", "-q", "--no-cache", str(context), env={"SOURCE_DATE_EPOCH": "1700000000"})
+        result = runner("build", "-q", "--no-cache", *flag, str(context), env=env)
         assert result.returncode == 0, result.stderr
         ids.append(result.stdout.strip())
         doc = Builder(runner, tmp_path).document(ids[-1])
