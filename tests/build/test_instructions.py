@@ -314,6 +314,10 @@ def test_dockerignore_exceptions_and_per_dockerfile_ignore(build):
     result = build.pallet("build", "-q", "-t", "per-file", "-f", str(context / "app.Dockerfile"), str(context))
     assert result.returncode == 0, result.stderr
     assert {n for n in build.filesystem("per-file") if n.startswith("ctx/")} == {"ctx/skip.log"}
+    # an ignored Dockerfile and .dockerignore still serve the build; only COPY leaves them out (Docker's rule)
+    build('FROM scratch\nCOPY . /ctx/\n', {"a.txt": "a", ".dockerignore": "Dockerfile\n.dockerignore\n"},
+          "-t", "self-ignored")
+    assert {n for n in build.filesystem("self-ignored") if n.startswith("ctx/")} == {"ctx/a.txt"}
 
 
 def test_outputs_oci_local_iidfile_and_quiet(build, tmp_path):
