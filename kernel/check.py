@@ -5,7 +5,8 @@ Checked, under the image store's lock (so no pull, rmi or create changes things 
 - every blob's content against its digest (a corrupt blob);
 - every image record: its config and manifest blobs, a layer record and a driver layer for each
   of its layers; every tag names an existing image;
-- every layer record: its driver layer exists; a record no image (or lease) needs is an orphan;
+- every layer record: its driver layer exists; a record no image, lease or build cache pin needs is
+  an orphan;
 - every 64-hex driver layer: an image's layer or a container's read-write layer, else an orphan;
 - every blob no image, layer record or pin needs (an orphan blob);
 - every container record of the current driver: its read-write layer and its image's top layer;
@@ -119,6 +120,7 @@ def check(engine) -> list[Finding]:
             if image_id not in images:
                 findings.append(Finding("tag", name, f"names image {image_id}, which does not exist", 0, True))
         leased_layers = {c for e in live_leases.values() for c in e.get("layers") or []}
+        leased_layers |= store.pinned_layers()   # the build cache's unpacked layers
         recorded = set()
         for path in sorted(store.layers_dir.iterdir()) if store.layers_dir.is_dir() else []:
             chain_id = "sha256:" + path.name

@@ -148,6 +148,7 @@ def find(engine, store) -> list[Item]:
     for path in store.layers_dir.iterdir() if store.layers_dir.is_dir() else ():
         with contextlib.suppress(OSError, ValueError, TypeError):
             recorded["sha256:" + path.name] = read_layer(path)
+    used_layers |= store.pinned_layers(recorded)   # the build cache's unpacked layers are not debris
     for chain_id, layer in recorded.items():
         if chain_id in used_layers or chain_id in in_progress:
             live_blobs.add(layer.blob)

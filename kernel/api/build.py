@@ -29,32 +29,50 @@ def _event_lines(event: dict) -> list[str]:
 
 
 def _request(query, context_stream, credentials: dict):
+    from pallet.kernel import hostopts
     from pallet.kernel.build import BuildRequest
+    from pallet.kernel.images import manifest as mf
     from pallet.kernel.images import reference as refs
 
     tags = query.getall("t", [])
     for tag in tags:
         refs.parse(tag)
+    platform = query.get("platform") or ""
+    try:
+        foreign = bool(platform) and mf.parse_platform(platform) != mf.host_platform()
+    except PalletError as exc:
+        raise ApiError(400, str(exc)) from None
+    if foreign:
+        raise ApiError(400, f"platform {platform}: only the host's platform can be built here")
+    cache_from = query_json(query, "cachefrom", list)
+    if not all(isinstance(ref, str) for ref in cache_from):
+        raise ApiError(400, "invalid cachefrom: expected a JSON array of image references")
     network = query.get("networkmode") or "default"
     return BuildRequest(
         context="-", dockerfile=query.get("dockerfile") or "", context_stream=context_stream, tags=tags,
-        build_args={k: v for k, v in (query_json_dict(query, "buildargs")).items() if v is not None},
-        labels=query_json_dict(query, "labels"), target=query.get("target") or "",
-        no_cache=query.get("nocache", "") in ("1", "true", "True"),
+        build_args={k: v for k, v in (query_json(query, "buildargs", dict)).items() if v is not None},
+        labels=query_json(query, "labels", dict), target=query.get("target") or "",
+        no_cache=_flag(query, "nocache"), cache_from=cache_from,
         pull=query.get("pull", "") not in ("", "0", "false", "False"), credentials=credentials,
-        network="host" if network == "default" else network)
+        network="host" if network == "default" else network,
+        extra_hosts=[hostopts.parse_extra_host(h) for h in query.getall("extrahosts", []) if h])
 
 
-def query_json_dict(query, name: str) -> dict:
+def _flag(query, name: str) -> bool:
+    return query.get(name, "") in ("1", "true", "True")
+
+
+def query_json(query, name: str, kind: type):
+    """The JSON object (``kind`` dict) or array (list) in query parameter ``name``; empty when absent."""
     raw = query.get(name)
     if not raw:
-        return {}
+        return kind()
     try:
         value = json.loads(raw)
     except ValueError:
         raise ApiError(400, f"invalid {name}: {raw}") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, f"invalid {name}: expected a JSON object")
+    if not isinstance(value, kind):
+        raise ApiError(400, f"invalid {name}: expected a JSON {'object' if kind is dict else 'array'}")
     return value
 
 
@@ -84,12 +102,19 @@ async def build(request: web.Request):
     stream, spool = await _spool(request)
     try:
         build_request = _request(request.query, stream, credentials)
+        # q=1 (docker build -q): the steps' output is held back and sent only if the build fails;
+        # success streams just the image id, as dockerd does
+        quiet = _flag(request.query, "q")
+        held: list[str] = []
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
         def progress(event):
             for line in _event_lines(event):
-                loop.call_soon_threadsafe(queue.put_nowait, {"stream": line})
+                if quiet:
+                    held.append(line)
+                else:
+                    loop.call_soon_threadsafe(queue.put_nowait, {"stream": line})
 
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
@@ -102,13 +127,17 @@ async def build(request: web.Request):
             else:
                 getting.cancel()
         error = building.exception()
-        if error is None:
+        if error is None and quiet:
+            image_id = building.result()
+            messages = [{"aux": {"ID": image_id}}, {"stream": image_id + "\n"}]
+        elif error is None:
             image_id = building.result()
             messages = [{"aux": {"ID": image_id}}, {"stream": f"Successfully built {image_id.split(':')[-1][:12]}\n"}]
             messages += [{"stream": f"Successfully tagged {tag}\n"} for tag in build_request.tags]
         else:
             message = str(error) if isinstance(error, PalletError) else f"{type(error).__name__}: {error}"
-            messages = [{"errorDetail": {"message": message}, "error": message}]
+            messages = [{"stream": "".join(held)}] if held else []
+            messages.append({"errorDetail": {"message": message}, "error": message})
         for message in messages:
             await response.write(json.dumps(message).encode() + b"\r\n")
         await response.write_eof()

@@ -89,6 +89,7 @@ class BuildCache:
         """
         removed, freed = [], 0
         with self.store.locked():
+            held_before = self.store.pinned_layers()
             in_images: set[str] = set()
             if keep_used_by_images:
                 for record in self.store.all():
@@ -105,6 +106,9 @@ class BuildCache:
                     self._path(entry.key).unlink()
                 removed.append(entry.key)
                 freed += entry.size
+            # the layers unpacked for the dropped entries go too, unless an image or a container needs them
+            needed = {c for record in self.store.all() for c in record.layers} | self.store.leases.layers()
+            freed += self.store.remove_layers(held_before - self.store.pinned_layers() - needed)
             # the remembered COPY --from content hashes (kernel/build/copying.py) are recomputed on demand
             digests = self.dir.parent / "digests"
             for path in digests.iterdir() if digests.is_dir() else ():

@@ -119,12 +119,16 @@ def _copy_step(solver, stage, state, step: ins.Copy, source_ws: list) -> bool:
     dest = os.path.normpath(dest) if dest != "/" else "/"
     words = [w for source in step.sources for w in solver.expand_words(source, state, line)]
     chown = solver.expand(step.chown, state, line) if step.chown else ""
-    chmod = int(step.chmod, 8) if step.chmod else None
+    mode = solver.expand(step.chmod, state, line) if step.chmod else ""
+    ins.check_chmod(mode, lambda message: solver.error(message, line))
+    chmod = int(mode, 8) if mode else None
+    checksum = solver.expand(step.checksum, state, line) if getattr(step, "checksum", "") else ""
+    ins.check_checksum(checksum, lambda message: solver.error(message, line))
     excludes = Ignore(parse_ignore("\n".join(step.exclude))) if step.exclude else None
     sources: list[Source] = []
     # a --link layer owes nothing to its base, not even the timestamp clamp taken from the base's date
     clamp = (solver.epoch if solver.epoch is not None else 0) if step.link else state.clamp
-    key_parts: list = [keyword, dest, dest_dir, chown, step.chmod, step.exclude, step.parents, clamp]
+    key_parts: list = [keyword, dest, dest_dir, chown, mode, step.exclude, step.parents, clamp]
     parent_key = state.key
     fs_root_layers = None
     ref = solver.expand(step.from_, state, line) if step.from_ else ""
@@ -145,7 +149,7 @@ def _copy_step(solver, stage, state, step: ins.Copy, source_ws: list) -> bool:
 
     for word in words:
         if is_add and word.startswith(("http://", "https://")):
-            path, digest = files.download(word, getattr(step, "checksum", ""), Path(solver.journal.scratch_dir()))
+            path, digest = files.download(word, checksum, Path(solver.journal.scratch_dir()))
             sources.append(Source("url", path=path, name=files.url_basename(word)))
             key_parts.append(["url", word, digest])
         elif fs_root_layers is not None:
@@ -164,7 +168,7 @@ def _copy_step(solver, stage, state, step: ins.Copy, source_ws: list) -> bool:
         text = process_word(doc.content, state.env(), "\x00") if doc.expand and "$" in doc.content else doc.content
         sources.append(Source("heredoc", data=text.encode(), name=doc.name))
         key_parts.append(["heredoc", doc.name, text])
-    if getattr(step, "checksum", "") and not any(s.kind == "url" for s in sources):
+    if checksum and not any(s.kind == "url" for s in sources):
         raise PalletError("ADD --checksum needs an http(s) URL source")
     if not sources:
         raise PalletError(f"{keyword} has no source")

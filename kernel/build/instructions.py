@@ -404,19 +404,31 @@ def _make_copy(cls):
         extra = {}
         if cls is Add:
             extra = {"checksum": flags.get("checksum", ""), "keep_git_dir": flags.get("keep-git-dir", False)}
-            if extra["checksum"] and not re.fullmatch(r"sha256:[0-9a-f]{64}", extra["checksum"]):
-                raise fail(f'invalid checksum "{extra["checksum"]}" (sha256:<64 hex>)')
+            if "$" not in extra["checksum"]:   # one with a variable is checked once expanded
+                check_checksum(extra["checksum"], fail)
         elif "from" in flags:
             extra = {"from_": flags["from"]}
         if cls is Copy:
             extra["parents"] = flags.get("parents", False)
         chmod = flags.get("chmod", "")
-        if chmod and not re.fullmatch(r"[0-7]{3,4}", chmod):
-            raise fail(f'invalid --chmod "{chmod}" (octal like 755; symbolic modes are not supported)')
+        if "$" not in chmod:
+            check_chmod(chmod, fail)
         return cls(**base, sources=sources, dest=words[-1], chown=flags.get("chown", ""), chmod=chmod,
                    link=flags.get("link", False), exclude=flags.get("exclude", []), heredocs=node.heredocs,
                    **extra)
     return make
+
+
+def check_chmod(value: str, fail) -> None:
+    """``--chmod`` of COPY/ADD (as written, or after expansion when it holds a variable)."""
+    if value and not re.fullmatch(r"[0-7]{3,4}", value):
+        raise fail(f'invalid --chmod "{value}" (octal like 755; symbolic modes are not supported)')
+
+
+def check_checksum(value: str, fail) -> None:
+    """``--checksum`` of ADD (as written, or after expansion when it holds a variable)."""
+    if value and not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise fail(f'invalid checksum "{value}" (sha256:<64 hex>)')
 
 
 def _is_heredoc_word(word: str, names: set[str]) -> bool:
@@ -456,10 +468,16 @@ _MAKERS = {
 }
 
 
-def created_by(instruction: Instruction, shell: list[str]) -> str:
-    """The history ``created_by`` string in Docker's form (``/bin/sh -c #(nop) ...`` for metadata)."""
+def created_by(instruction: Instruction, shell: list[str], args: dict[str, str] | None = None) -> str:
+    """The history ``created_by`` string in Docker's form (``/bin/sh -c #(nop) ...`` for metadata).
+
+    A shell-form RUN with build args in scope (``args``: declared, with a value, not shadowed by an
+    ENV) starts with them as the classic builder writes them: ``|2 A=1 B=2 /bin/sh -c …``.
+    """
     if isinstance(instruction, Run):
         if isinstance(instruction.command, list):
             return "RUN " + json.dumps(instruction.command)
-        return " ".join(shell) + " " + instruction.command
+        pairs = sorted(f"{key}={value}" for key, value in (args or {}).items())
+        prefix = f"|{len(pairs)} " + "".join(pair + " " for pair in pairs) if pairs else ""
+        return prefix + " ".join(shell) + " " + instruction.command
     return " ".join(shell) + " #(nop)  " + instruction.original.replace("\n", " ").strip()

@@ -290,17 +290,21 @@ class Solver:
         return self.meta(state, step, "MAINTAINER " + step.name)
 
     def do_arg(self, stage, state, step: ins.Arg, number) -> bool:
-        shown = []
+        shown, declared = [], []
         for key, default in step.pairs:
+            written = None if default is None else self.expand(default, state, step.line)
             if key in self.request.build_args:
                 value = self.request.build_args[key]
             elif default is not None:
-                value = self.expand(default, state, step.line)
+                value = written
             else:
                 value = self.plan.global_args.get(key)
             state.args[key] = value
             shown.append(key if value is None else f"{key}={value}")
+            declared.append(key if written is None else f"{key}={written}")
         state.key = step_key(state.key, "ARG " + " ".join(shown))
+        # history names the declaration, as Docker's builders do; the values given reach the RUNs' lines
+        self.history(state, step, True, f"{' '.join(state.shell)} #(nop)  ARG {' '.join(declared)}")
         return False
 
     def _command(self, state: State, command) -> list[str]:
@@ -461,7 +465,8 @@ class Solver:
         hosts = list(self.request.extra_hosts)  # in the key only when given: older keys stay valid
         key = step_key(state.key, "RUN", command, sorted(scoped.items()), network, mounts.key(), state.clamp,
                        *([hosts] if hosts else []))
-        text = ins.created_by(step, state.shell)
+        env_keys = {item.partition("=")[0] for item in state.config.get("Env") or []}
+        text = ins.created_by(step, state.shell, {k: v for k, v in scoped.items() if k not in env_keys})
         entry = self.lookup(stage, key)
         if entry is not None:
             self.apply_entry(state, step, entry, text)

@@ -267,9 +267,12 @@ def prune(engine, all_, filters, force):
     removed, freed = BuildCache(engine, store).prune(keep_used_by_images=not all_, older_than=older_than)
     from pallet.kernel.humanize import size as human_size
 
-    if removed:  # Docker's form: the ids, then the total
-        click.echo("Deleted build cache objects:")
-        for key in removed:
-            click.echo(key.split(":", 1)[1][:25])
-        click.echo()
+    if removed:
+        click.echo(deleted_cache_text(removed))
     click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+def deleted_cache_text(removed: list[str]) -> str:
+    """Docker's block for pruned build cache (``builder prune`` and ``system prune``): a title, the ids
+    (BuildKit's are 25 characters), and a blank line before what follows."""
+    return "\n".join(["Deleted build cache objects:", *(key.split(":", 1)[1][:25] for key in removed)]) + "\n"

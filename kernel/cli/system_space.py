@@ -261,15 +261,16 @@ def prune(engine, all_, volumes, force, filters):
     sections.append(("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in deleted]))
     reclaimed += freed
     executor.clean_stale(engine)
-    count = 0
+    removed_keys: list[str] = []
     if not labels:   # build cache records carry no labels: a label filter matches none (as BuildKit's)
         removed_keys, freed = BuildCache(engine, lifecycle.image_store(engine)).prune(
             keep_used_by_images=not all_, older_than=until)
-        count = len(removed_keys)
         reclaimed += freed
     for title, lines in sections:
         if lines:
             click.echo("\n".join([title, *lines]) + "\n")
-    if count:
-        click.echo(f"Deleted build cache objects: {count}\n")
+    if removed_keys:
+        from pallet.kernel.cli.build import deleted_cache_text
+
+        click.echo(deleted_cache_text(removed_keys))
     click.echo(f"Total reclaimed space: {size(reclaimed)}")

@@ -297,6 +297,43 @@ class ImageStore:
                 result.update(json.loads(path.read_text()))
         return result
 
+    def layer_records(self) -> dict[str, LayerRecord]:
+        """Every layer record of the store, by chain id."""
+        records = {}
+        for path in self.layers_dir.iterdir() if self.layers_dir.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+                records["sha256:" + path.name] = read_layer(path)
+        return records
+
+    def pinned_layers(self, records: dict[str, LayerRecord] | None = None) -> set[str]:
+        """The layers a pin holds, with their parents: the build cache's unpacked layers (a RUN over a
+        cached step's layer unpacks it; it stays for the next build until ``builder prune`` unpins it).
+        They are neither debris nor removed with an image that shares their parents."""
+        records = self.layer_records() if records is None else records
+        pinned = self.pinned()
+        held: set[str] = set()
+        for chain_id, record in records.items():
+            if record.blob not in pinned:
+                continue
+            while chain_id and chain_id not in held:
+                held.add(chain_id)
+                chain_id = records[chain_id].parent if chain_id in records else None
+        return held
+
+    def remove_layers(self, chain_ids: set[str]) -> int:
+        """Remove these layers (children first) and the blobs nothing needs then; return their unpacked
+        bytes. The caller holds the lock and knows that no image, lease or pin needs them."""
+        records = self.layer_records()
+        freed = 0
+        for chain_id in sorted(chain_ids & set(records), key=lambda c: -_depth(records, c)):
+            with contextlib.suppress(PalletError):
+                self.driver.remove(layerlib.layer_id(chain_id))
+            with contextlib.suppress(FileNotFoundError):
+                self.layer_path(chain_id).unlink()
+            freed += records[chain_id].size
+        self.collect_blobs()
+        return freed
+
     def ensure_chain(self, layers: list[tuple[mf.Descriptor, str]]) -> str | None:
         """Unpack the layer chain ``[(blob descriptor, diff id)]`` (stored blobs, no image needed) through the
         storage driver; return the driver id of its top layer."""
@@ -572,7 +609,8 @@ class ImageStore:
             tags = {k: v for k, v in self.tags().items() if v != record.id}
             self._write_tags(tags)
             self.image_path(record.id).unlink()
-            live_layers = {c for other in self.all() for c in other.layers} | self.leases.layers()
+            live_layers = {c for other in self.all() for c in other.layers} | self.leases.layers() | \
+                self.pinned_layers()
             deleted = [record.id]
             for chain_id in reversed(record.layers):
                 if chain_id in live_layers:
@@ -617,7 +655,7 @@ class ImageStore:
         """
         removed = []
         with self.locked():
-            live = {c for record in self.all() for c in record.layers} | self.leases.layers()
+            live = {c for record in self.all() for c in record.layers} | self.leases.layers() | self.pinned_layers()
             containers = Path(self.engine.root) / "containers"
             container_ids = set(container_ids) | set(self.leases.entries())
             container_ids |= set(os.listdir(containers)) if containers.is_dir() else set()
@@ -634,3 +672,12 @@ class ImageStore:
                     removed.append("sha256:" + lid)
             self.collect_blobs()
         return removed
+
+
+def _depth(records: dict[str, LayerRecord], chain_id: str) -> int:
+    """How many layers lie below ``chain_id`` (children are removed before their parents)."""
+    depth = 0
+    while chain_id in records and records[chain_id].parent:
+        chain_id = records[chain_id].parent
+        depth += 1
+    return depth

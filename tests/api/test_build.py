@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 
 
 def test_docker_build_with_a_tar_context_and_build_args(api, tmp_path):
@@ -29,3 +30,65 @@ def test_docker_py_builds_from_a_file_object_and_reports_the_id(api):
     assert "pybuilt:1" in image.tags
     assert any("Successfully built" in entry.get("stream", "") for entry in logs)
     assert client.containers.run("pybuilt:1", remove=True) == b"from-py\n"
+
+
+def test_extra_hosts_reach_the_run_steps_from_the_cli_and_docker_py(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN grep example /etc/hosts > /seen\nCMD [\"cat\", \"/seen\"]\n")
+    result = api.docker("build", "-t", "hosts:cli", "--add-host", "db.example:10.1.2.3",
+                        "--add-host", "v6.example:[2001:db8::7]", str(context))
+    assert result.returncode == 0, result.stderr
+    run = api.docker("run", "--rm", "hosts:cli")
+    assert run.stdout.splitlines() == ["10.1.2.3\tdb.example", "2001:db8::7\tv6.example"], run.stderr
+    client = api.client()
+    client.images.build(path=str(context), tag="hosts:py", extra_hosts={"py.example": "10.9.8.7"})
+    assert client.containers.run("hosts:py", remove=True) == b"10.9.8.7\tpy.example\n"
+    # the docker CLI checks the flag itself; a raw request with a bad one is a 400 before anything runs
+    status, _headers, body = api.request("POST", "/build?t=hosts:bad&extrahosts=nocolon", body=context_tar(context),
+                                         headers={"Content-Type": "application/x-tar"})
+    assert status == 400
+    assert body == {"message": 'invalid argument "nocolon" for "--add-host" flag: bad format for add-host: "nocolon"'}
+    assert "hosts:bad" not in api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+
+
+def context_tar(directory) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(directory, arcname=".")
+    return buffer.getvalue()
+
+
+def test_quiet_build_streams_only_the_image_id_and_the_steps_when_it_fails(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo quiet > /q\n")
+    result = api.docker("build", "-q", "-t", "quiet:1", str(context))
+    assert result.returncode == 0, result.stderr
+    image_id = api.docker("image", "inspect", "--format", "{{.Id}}", "quiet:1").stdout.strip()
+    assert result.stdout == image_id + "\n"    # the docker CLI prints what the server streamed: the id alone
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo why-it-failed && exit 4\n")
+    failed = api.docker("build", "-q", str(context))
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "why-it-failed" in failed.stderr and "returned a non-zero code: 4" in failed.stderr
+
+
+def test_cache_from_platform_and_their_bad_values(api, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo once > /once\nLABEL done=yes\n")
+    assert api.docker("build", "-t", "origin:1", str(context)).returncode == 0
+    assert api.docker("builder", "prune", "-af").returncode == 0          # the image alone holds the steps now
+    again = api.docker("build", "--cache-from", "origin:1", "--platform", "linux/amd64", str(context))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count(" ---> Using cache") == 1                   # the RUN, from the image's layers
+    foreign = api.docker("build", "--platform", "linux/riscv64", str(context))
+    assert foreign.returncode == 1
+    assert foreign.stderr.strip().splitlines()[-1] == ("Error response from daemon: platform linux/riscv64: only the "
+                                                       "host's platform can be built here")
+    for query, message in (("platform=linux", 'invalid platform "linux": expected OS/ARCH[/VARIANT]'),
+                           ("cachefrom=%7B%7D", "invalid cachefrom: expected a JSON array"),
+                           ("cachefrom=%5B1%5D", "invalid cachefrom: expected a JSON array of image references")):
+        status, _headers, body = api.request("POST", f"/build?{query}", body=context_tar(context),
+                                             headers={"Content-Type": "application/x-tar"})
+        assert (status, body) == (400, {"message": message})

@@ -144,12 +144,14 @@ REPRODUCIBLE = ('FROM busybox AS build\nRUN echo made > /made && mkdir -p /srv &
 
 def test_two_roots_give_the_same_digest_with_source_date_epoch(tmp_path):
     ids = []
-    for name in ("one", "two"):
+    # the first from the environment, the second from the flag: the same epoch either way
+    for name, flag, env in (("one", [], {"SOURCE_DATE_EPOCH": "1700000000"}),
+                            ("two", ["--source-date-epoch", "1700000000"], {})):
         (tmp_path / name).mkdir()
         runner = Pallet(tmp_path / name / "root", tmp_path / name / "run")
         runner("image", "build-busybox", "-q", check=True)
         context = write_context(tmp_path / name / "ctx", {"Dockerfile": REPRODUCIBLE, "a.txt": "same"})
-        result = runner("build", "-q", "--no-cache", str(context), env={"SOURCE_DATE_EPOCH": "1700000000"})
+        result = runner("build", "-q", "--no-cache", *flag, str(context), env=env)
         assert result.returncode == 0, result.stderr
         ids.append(result.stdout.strip())
         doc = Builder(runner, tmp_path).document(ids[-1])
@@ -217,3 +219,50 @@ def test_copy_link_stays_cached_when_the_base_changes(pallet, tmp_path):
     one, two = (builder.config(ref)["RootFS"]["Layers"] for ref in ("linked:1", "linked:2"))
     base_layers = len(builder.config("base:1")["RootFS"]["Layers"])
     assert one[base_layers] == two[base_layers]
+
+
+def test_system_prune_lists_the_build_cache_it_deleted_as_docker_does(build):
+    build('FROM busybox\nRUN echo x > /x\nRUN echo y > /y\n', {})
+    keys = sorted(p.name[:25] for p in (build.pallet.root / "build" / "cache").iterdir())
+    assert len(keys) == 2
+    pruned = build.pallet("system", "prune", "-f", "--all", check=True).stdout
+    block = re.search(r"Deleted build cache objects:\n((?:[0-9a-f]{25}\n)+)\nTotal reclaimed space: \S+\n\Z", pruned)
+    assert block, pruned
+    assert sorted(block.group(1).split()) == keys
+    assert not list((build.pallet.root / "build" / "cache").iterdir())
+
+
+def _layer_records(pallet) -> set[str]:
+    layers = pallet.root / "images" / "records" / "layers"
+    return {p.name for p in layers.iterdir()} if layers.is_dir() else set()
+
+
+def _driver_layers(pallet) -> set[str]:
+    home = pallet.root / "overlay2"
+    return {p.name for p in home.iterdir() if len(p.name) == 64} if home.is_dir() else set()
+
+
+def test_the_unpacked_layers_of_cached_steps_are_build_cache_not_debris(build):
+    """A RUN over a cached stage unpacks its layers: they are the build cache's (kept for the next
+    build, not shown or swept as debris) until ``builder prune`` drops their entries."""
+    build.pallet("system", "prune", "-f", check=True)      # debris of the busybox import, if any
+    images_only, driver_before = _layer_records(build.pallet), _driver_layers(build.pallet)
+    dockerfile = ("FROM busybox AS stage\nRUN echo staged > /s\nRUN cat /s > /t\n"
+                  "FROM busybox\nCOPY --from=stage /t /t\n")
+    first = build(dockerfile, {}, "-t", "final").image_id
+    stage_layers = _layer_records(build.pallet) - images_only
+    assert len(stage_layers) == 3   # the stage's two RUN layers, the final COPY's
+    df = {line.split()[0]: line.split() for line in build.pallet("system", "df", check=True).stdout.splitlines()}
+    assert df["Debris"][1:3] == ["0", "0"]
+    assert "no problems found" in build.pallet("system", "check", check=True).stdout
+    build.pallet("system", "check", "--repair", check=True)
+    assert _layer_records(build.pallet) - images_only == stage_layers   # --repair keeps them too
+    again = build(dockerfile, {}, "-t", "final")
+    assert all(cached_steps(again.stderr).values())
+    assert again.image_id != first   # its config's date: the first is now dangling
+    build.pallet("rmi", "final", first, check=True)   # the COPY layer is a cache entry's as well: it stays
+    assert _layer_records(build.pallet) - images_only == stage_layers
+    pruned = build.pallet("builder", "prune", "-f", "--all", check=True).stdout
+    assert pruned.startswith("Deleted build cache objects:\n")
+    assert _layer_records(build.pallet) == images_only   # their unpacked layers went with the entries
+    assert _driver_layers(build.pallet) == driver_before

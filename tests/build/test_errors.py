@@ -27,6 +27,8 @@ def error_line(result) -> str:
 BAD = [
     ("FROM busybox\nFOO bar\n", {}, "Error: Dockerfile:2: unknown instruction: foo"),
     ("FROM busybox\nCOPY --bogus=1 a /b\n", {"a": "a"}, "Error: Dockerfile:2: unknown flag: --bogus"),
+    ("FROM busybox\nRUN --chown=1 true\n", {}, "Error: Dockerfile:2: unknown flag: --chown (RUN takes --mount, "
+                                               "--network, --security)"),   # COPY's flag, not RUN's
     ("FROM busybox\nRUN --mount=type=cache true\n", {}, "Error: Dockerfile:2: --mount=type=cache needs a target"),
     ("FROM busybox\n\nRUN <<EOF\necho hi\n", {}, "Error: Dockerfile:3: unterminated heredoc EOF"),
     ('FROM busybox\nENV A="open\n', {}, "Error: Dockerfile:2: unterminated quote"),

@@ -204,6 +204,35 @@ def test_run_mounts_cache_bind_tmpfs_secret(build, tmp_path):
     assert_nothing_left(build.pallet)
 
 
+def test_run_mount_owner_mode_and_target_options(build, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("tok")
+    build("FROM busybox\n"
+          "RUN --mount=type=cache,target=/c,id=owned,uid=1234,gid=5678,mode=0750 stat -c '%u %g %a' /c > /cache\n"
+          "RUN --mount=type=secret,id=s,uid=42,gid=43,mode=0440 stat -c '%u %g %a' /run/secrets/s > /secret\n"
+          "RUN --mount=type=secret,id=s,target=/etc/tok cat /etc/tok > /secret-target\n"
+          "RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' > /tmpfs-size\n",
+          {}, "-t", "mount-opts", "--secret", f"id=s,src={secret}")
+    fs = build.filesystem("mount-opts")
+    assert fs["cache"].data == b"1234 5678 750\n" and fs["secret"].data == b"42 43 440\n"
+    assert fs["secret-target"].data == b"tok" and "etc/tok" not in fs
+    assert fs["tmpfs-size"].data == b"1024\n"
+
+
+def test_platform_and_proxy_args(build):
+    dockerfile = ("FROM busybox\nARG TARGETPLATFORM\nARG BUILDPLATFORM\nARG TARGETARCH\n"
+                  'RUN echo "$TARGETPLATFORM $BUILDPLATFORM $TARGETARCH ${HTTP_PROXY:-none}" > /seen\n')
+    result = build(dockerfile, {}, "-t", "proxied", "--build-arg", "HTTP_PROXY=http://proxy.example:3128")
+    host = build.config("busybox")["Architecture"]
+    assert build.filesystem("proxied")["seen"].data == f"linux/{host} linux/{host} {host} " \
+        "http://proxy.example:3128\n".encode()
+    # a proxy arg reaches RUN without an ARG, and stays out of the history and the step key (Docker's rule)
+    history = build.document(result.image_id)["history"]
+    assert not any("proxy.example" in h["created_by"] for h in history)
+    again = build(dockerfile, {}, "--build-arg", "HTTP_PROXY=http://other.example:3128")
+    assert "#5 CACHED" in again.stderr
+
+
 def test_cache_mount_seeded_from_a_stage_once(build):
     dockerfile = ('FROM busybox AS seed\nRUN mkdir -p /s && echo seeded > /s/file\n'
                   'FROM busybox\n'
@@ -285,6 +314,10 @@ def test_dockerignore_exceptions_and_per_dockerfile_ignore(build):
     result = build.pallet("build", "-q", "-t", "per-file", "-f", str(context / "app.Dockerfile"), str(context))
     assert result.returncode == 0, result.stderr
     assert {n for n in build.filesystem("per-file") if n.startswith("ctx/")} == {"ctx/skip.log"}
+    # an ignored Dockerfile and .dockerignore still serve the build; only COPY leaves them out (Docker's rule)
+    build('FROM scratch\nCOPY . /ctx/\n', {"a.txt": "a", ".dockerignore": "Dockerfile\n.dockerignore\n"},
+          "-t", "self-ignored")
+    assert {n for n in build.filesystem("self-ignored") if n.startswith("ctx/")} == {"ctx/a.txt"}
 
 
 def test_outputs_oci_local_iidfile_and_quiet(build, tmp_path):
@@ -372,6 +405,14 @@ def test_add_url_with_checksum(build, http_server):
     wrong = "sha256:" + "0" * 64
     result = build(f"FROM busybox\nADD --checksum={wrong} {base}/tool.sh /opt/\n", {}, check=False)
     assert result.returncode == 1 and "Dockerfile:2: ADD" in result.stderr and "digest mismatch" in result.stderr
+    assert_nothing_left(build.pallet)
+    # the checksum may come from a build variable, as BuildKit expands it; it is checked once expanded
+    by_arg = build(f"FROM busybox\nARG SUM\nADD --checksum=$SUM {base}/tool.sh /arg/\n", {},
+                   "--build-arg", f"SUM={digest}", "-t", "url-arg")
+    assert by_arg.returncode == 0 and build.filesystem("url-arg")["arg/tool.sh"].data == b"echo remote\n"
+    bad = build(f"FROM busybox\nARG SUM=md5:x\nADD --checksum=$SUM {base}/tool.sh /arg/\n", {}, check=False)
+    assert bad.returncode == 1
+    assert bad.error_lines[-1] == 'Error: Dockerfile:3: invalid checksum "md5:x" (sha256:<64 hex>)'
     assert_nothing_left(build.pallet)
 
 

@@ -7,6 +7,7 @@ import io
 import stat
 import tarfile
 
+from tests.build.conftest import assert_nothing_left
 from tests.build.test_cache import cached_steps
 from tests.build.test_instructions import http_server  # noqa: F401  (a loopback HTTP server)
 
@@ -40,6 +41,54 @@ def test_copy_chown_of_an_unknown_variable_name_fails_on_its_line(build):
     result = build("FROM busybox\nARG WHO=ghost\nCOPY --chown=$WHO a.txt /a\n", {"a.txt": ""}, check=False)
     assert result.returncode == 1
     assert result.error_lines[-1] == "Error: Dockerfile:3: unable to find user ghost: no matching entries in passwd file"
+
+
+def test_copy_and_add_chmod_expand_build_variables_in_every_form(build):
+    dockerfile = ("FROM busybox AS src\n"
+                  "RUN echo made > /made\n"
+                  "FROM busybox\n"
+                  "ARG MODE=0755\n"
+                  "ARG UID=1234\n"
+                  "ENV EMODE=600 OWNER=nobody\n"
+                  "COPY --chmod=${EMODE} --chown=${OWNER} a.txt /by-env\n"
+                  "ADD --chmod=${MISSING:-0640} --chown=$UID:$UID a.txt /by-default\n"
+                  "COPY --chmod=$MODE a.txt /by-arg\n"
+                  "COPY --link --chmod=$MODE --chown=$UID a.txt /linked\n"
+                  "COPY --from=src --chmod=$EMODE --chown=${UID}:7 /made /from-stage\n"
+                  "COPY --chmod=$MODE <<EOF /heredoc\nhello\nEOF\n")
+    build(dockerfile, {"a.txt": ("a\n", 0o644)}, "-t", "modes")
+    fs = build.filesystem("modes")
+    assert owner(fs["by-arg"]) == (0, 0, 0o755)
+    assert owner(fs["by-env"]) == (65534, 65534, 0o600)
+    assert owner(fs["by-default"]) == (1234, 1234, 0o640)
+    assert owner(fs["linked"]) == (1234, 1234, 0o755)
+    assert owner(fs["from-stage"]) == (1234, 7, 0o600) and fs["from-stage"].data == b"made\n"
+    assert owner(fs["heredoc"]) == (0, 0, 0o755) and fs["heredoc"].data == b"hello\n"
+    # another MODE is not served the first build's layers (a --link COPY is keyed without its parent)
+    again = build(dockerfile, {"a.txt": ("a\n", 0o644)}, "-t", "modes2", "--build-arg", "MODE=0700")
+    assert cached_steps(again.stderr)["COPY --link --chmod=$MODE --chown=$UID a.txt /linked"] is False
+    fs = build.filesystem("modes2")
+    assert owner(fs["by-arg"]) == (0, 0, 0o700) and owner(fs["linked"]) == (1234, 1234, 0o700)
+
+
+def test_onbuild_copy_expands_chmod_and_chown_in_the_child(build):
+    build("FROM busybox\nENV MODE=0700 WHO=nobody\nONBUILD COPY --chmod=$MODE --chown=$WHO a.txt /triggered\n",
+          {}, "-t", "onbuild-parent")
+    build("FROM onbuild-parent\n", {"a.txt": "t\n"}, "-t", "onbuild-child")
+    assert owner(build.filesystem("onbuild-child")["triggered"]) == (65534, 65534, 0o700)
+
+
+def test_chmod_that_expands_to_no_octal_mode_fails_on_its_line(build, pallet):
+    result = build("FROM busybox\nARG MODE=u+x\nCOPY --chmod=$MODE a.txt /a\n", {"a.txt": ""}, "-t", "badmode",
+                   check=False)
+    assert result.returncode == 1
+    assert result.error_lines[-1] == ('Error: Dockerfile:3: invalid --chmod "u+x" (octal like 755; symbolic modes '
+                                      'are not supported)')
+    assert pallet("image", "inspect", "badmode").returncode == 1
+    assert_nothing_left(pallet)
+    written = build("FROM busybox\nCOPY --chmod=u+x a.txt /a\n", {"a.txt": ""}, check=False)  # caught at parse
+    assert written.error_lines[-1] == ('Error: Dockerfile:2: invalid --chmod "u+x" (octal like 755; symbolic '
+                                       'modes are not supported)')
 
 
 def test_add_chown_and_chmod_on_files_directories_and_urls(build, http_server):  # noqa: F811

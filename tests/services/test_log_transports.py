@@ -10,11 +10,14 @@ import ipaddress
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tests.containers.conftest import record
 from tests.services.conftest import eventually
 
@@ -189,6 +192,21 @@ def test_syslog_over_tls_refuses_a_server_it_cannot_verify(bb, tls_server):
     assert len(logs.error_lines) == 1 and "certificate verify failed" in logs.stderr, logs.stderr
     assert record(bb, "lt-untrusted")["State"]["Running"]
     assert tls_server.received == [] or b"secret-line" not in b"".join(tls_server.received)
+
+
+def test_only_a_tls_address_pays_for_importing_ssl(bb):
+    """``ssl`` takes ~9 ms to import: a container (and every build RUN step) with no TLS log address
+    must not import it, although the network log drivers are loaded."""
+
+    def imported(*args: str) -> set[str]:
+        argv = [sys.executable, "-X", "importtime", *bb.command(*args, engine=False)[1:]]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO), env=bb.env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+
+    plain = imported("run", "--rm", "busybox", "true")
+    assert "pallet.plugins.logging.remote" in plain and "ssl" not in plain
+    # (the TLS tests above show that a tcp+tls:// address still gets its context, in the log pump)
 
 
 # --- GELF over TCP -------------------------------------------------------------------------
