@@ -125,6 +125,19 @@ class _Frames:
                 return frame
             self.pending.append(line)
 
+    def fresh(self, timeout=60.0) -> list[str]:
+        """The next frame begun after this call: the ones queued meanwhile are old news."""
+        import queue
+
+        with __import__("contextlib").suppress(queue.Empty):
+            while True:
+                if self.lines.get_nowait() is None:
+                    self.lines.put(None)
+                    break
+        self.pending = []
+        self.next(timeout)   # the rest of a frame begun before the call
+        return self.next(timeout)
+
 
 def test_stats_streams_frames_until_stopped(bb):
     bb("run", "-d", "--name", "live", "busybox", "sleep", "1000", check=True)
@@ -153,3 +166,48 @@ def test_stats_streams_frames_until_stopped(bb):
         streamer.kill()
         streamer.wait()
     assert "Traceback" not in err and streamer.returncode in (0, 130, -signal.SIGINT), (streamer.returncode, err)
+
+
+# Traffic on eth0 at every start (a ping to the bridge's gateway), then an exit the policy restarts.
+PINGS_THEN_FAILS = "ping -c 2 -W 1 $(ip route | awk '/default/ {print $3}'); sleep 4; exit 1"
+
+
+def _net_io_bytes(cell: str) -> int:
+    """``1.2kB / 980B`` → the bytes received plus sent (Docker's decimal units)."""
+    units = {"B": 1, "kB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3}
+    total = 0
+    for part in cell.split("/"):
+        number = part.strip().rstrip("kMGB")
+        total += int(float(number) * units[part.strip()[len(number):]])
+    return total
+
+
+def test_stats_streaming_follows_a_container_its_restart_policy_started_again(bb):
+    from tests.services.conftest import eventually, state
+
+    bb("run", "-d", "--name", "st-restart", "--network", "bridge", "--restart", "always", "busybox", "sh", "-c",
+       PINGS_THEN_FAILS, check=True)
+    first_pid = state(bb, "st-restart")["Pid"]
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
+           "stats", "st-restart"]
+    streamer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
+                                text=True, bufsize=1)
+    try:
+        reader = _Frames(streamer.stdout)
+        column = DOCKER_HEADER.index("NET I/O")
+
+        def net_io(frame) -> int:
+            return _net_io_bytes([cell for cell in frame[1].split("  ") if cell.strip()][column]) if len(frame) == 2 else 0
+
+        assert any(net_io(reader.next()) for _ in range(20)), "no traffic shown before the restart"
+        assert eventually(lambda: (s := state(bb, "st-restart"))["RestartCount"] >= 1 and s["Running"]
+                          and s["Pid"] != first_pid, timeout=60)
+        # the same stream reads the new process: its traffic shows (the first pid's counters are gone)
+        assert net_io(reader.fresh()) or net_io(reader.next()), "the stream kept the first pid"
+        streamer.send_signal(signal.SIGINT)
+        streamer.wait(timeout=30)
+        err = streamer.stderr.read()
+    finally:
+        streamer.kill()
+        streamer.wait()
+    assert "Traceback" not in err, err
