@@ -82,6 +82,20 @@ def test_update_swap_and_weight_refusals_are_one_line_and_change_nothing(bb):
     assert "Minimum memoryswap limit should be larger than memory limit" in result.stderr
 
 
+def test_update_sets_cpus_and_pids_limit_and_minus_one_lifts_the_pids_limit(bb):
+    bb("run", "-d", "--name", "upd-pids", "--cpus", "0.5", "--pids-limit", "20", "busybox", "sleep", "1000",
+       check=True)
+    cid = json.loads(bb("inspect", "upd-pids", check=True).stdout)[0]["Id"]
+    assert (_cgroup_file(cid, "cpu", "cpu.cfs_quota_us"), _cgroup_file(cid, "pids", "pids.max")) == ("50000", "20")
+    bb("update", "--cpus", "1.5", "--pids-limit", "40", "upd-pids", check=True)
+    assert (_cgroup_file(cid, "cpu", "cpu.cfs_quota_us"), _cgroup_file(cid, "cpu", "cpu.cfs_period_us"),
+            _cgroup_file(cid, "pids", "pids.max")) == ("150000", "100000", "40")
+    bb("update", "--pids-limit", "-1", "upd-pids", check=True)
+    assert _cgroup_file(cid, "pids", "pids.max") == "max"
+    host = json.loads(bb("inspect", "upd-pids", check=True).stdout)[0]["HostConfig"]
+    assert (host["NanoCpus"], host["PidsLimit"]) == (1_500_000_000, None)
+
+
 def _v2_root(tmp_path, controllers="cpu io memory pids", children=(), root_files=()):
     mount = tmp_path / "unified"
     mount.mkdir(parents=True)
