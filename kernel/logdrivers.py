@@ -76,7 +76,7 @@ def container_options(record) -> dict:
 def sink_params(record, log_path: Path, plugins=None) -> dict:
     """What the monitor needs to open the sink (written into ``monitor.json``). With ``plugins``, a
     plugin driver's class is named too (``module:qualname``): the log pump then imports that module
-    alone, not the plugin manager and every logging plugin (~9 MB less beside each container)."""
+    alone, not the plugin manager, stevedore and every logging plugin (1.2 MB RSS less per container)."""
     log = record.host_config.get("LogConfig") or {}
     params = {"driver": log.get("Type") or "json-file", "config": dict(log.get("Config") or {}),
               "container": container_options(record), "path": str(log_path)}
