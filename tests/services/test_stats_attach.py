@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.containers.conftest import bb, record  # noqa: F401  (the fixture)
@@ -216,11 +217,19 @@ def test_stats_streaming_follows_a_container_its_restart_policy_started_again(bb
         def net_io(frame) -> int:
             return _net_io_bytes([cell for cell in frame[1].split("  ") if cell.strip()][column]) if len(frame) == 2 else 0
 
-        assert any(net_io(reader.next()) for _ in range(20)), "no traffic shown before the restart"
+        def traffic_shown(frame, timeout=120.0) -> bool:
+            deadline = time.monotonic() + timeout
+            while not net_io(frame):
+                if time.monotonic() > deadline:
+                    return False
+                frame = reader.next()
+            return True
+
+        assert traffic_shown(reader.next()), "no traffic shown before the restart"
         assert eventually(lambda: (s := state(bb, "st-restart"))["RestartCount"] >= 1 and s["Running"]
                           and s["Pid"] != first_pid, timeout=60)
         # the same stream reads the new process: its traffic shows (the first pid's counters are gone)
-        assert net_io(reader.fresh()) or net_io(reader.next()), "the stream kept the first pid"
+        assert traffic_shown(reader.fresh()), "the stream kept the first pid"
         streamer.send_signal(signal.SIGINT)
         streamer.wait(timeout=30)
         err = streamer.stderr.read()
