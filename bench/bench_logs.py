@@ -7,8 +7,11 @@ default), pallet local (20m x 5 compressed, Docker's local defaults), and a priv
 (``peers.docker``, Debian's docker.io) with json-file ``max-size=10m,max-file=3`` and with
 ``--log-driver local`` (its defaults: 20m x 5, compressed). Every round runs each contender once,
 in a shuffled order; the medians and the pallet/dockerd ratio per driver are printed.
+``--mode non-blocking`` gives both engines ``--log-opt mode=non-blocking`` (the ring buffer, default
+max-buffer-size): the figure is then the container's output rate, and the line shows what reached
+the disk.
 
-    python3 bench/bench_logs.py [--mb 200] [--rounds 3] [--no-docker]
+    python3 bench/bench_logs.py [--mb 200] [--rounds 3] [--mode blocking|non-blocking] [--no-docker]
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def script(megabytes: int) -> str:
     return f"yes {LINE} | head -c {megabytes * 1024 * 1024}"
 
 
-def pallet_once(root: Path, driver: str, megabytes: int) -> float:
+def pallet_once(root: Path, driver: str, megabytes: int, mode: list[str]) -> float:
     started = time.perf_counter()
-    cid = pallet(root, "run", "-d", "--log-driver", driver, "busybox", "sh", "-c", script(megabytes)).stdout.strip()
+    cid = pallet(root, "run", "-d", "--log-driver", driver, *mode, "busybox", "sh", "-c", script(megabytes)).stdout.strip()
     pallet(root, "wait", cid)
     elapsed = time.perf_counter() - started
     logs = sorted(p for p in (root / "root" / "containers" / cid).iterdir() if "-json.log" in p.name)
@@ -55,9 +58,9 @@ def pallet_once(root: Path, driver: str, megabytes: int) -> float:
     return megabytes / elapsed
 
 
-def docker_once(prefix: list[str], driver: str, megabytes: int) -> float:
+def docker_once(prefix: list[str], driver: str, megabytes: int, mode: list[str]) -> float:
     started = time.perf_counter()
-    cid = subprocess.run([*prefix, "run", "-d", "--network", "none", *DOCKER_OPTS[driver], "busybox", "sh", "-c",
+    cid = subprocess.run([*prefix, "run", "-d", "--network", "none", *DOCKER_OPTS[driver], *mode, "busybox", "sh", "-c",
                           script(megabytes)], capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run([*prefix, "wait", cid], capture_output=True, check=True)
     elapsed = time.perf_counter() - started
@@ -71,14 +74,17 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-docker", action="store_true", help="measure pallet alone")
+    parser.add_argument("--mode", choices=("blocking", "non-blocking"), default="blocking",
+                        help="--log-opt mode= for both engines (blocking: Docker's default and pallet's for files)")
     args = parser.parse_args()
+    mode = [] if args.mode == "blocking" else ["--log-opt", f"mode={args.mode}"]
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         (root / "pallet.toml").write_text('[containers]\ndefault_network = "none"\n')
         pallet(root, "image", "build-busybox")
         archive = root / "busybox.tar"
         pallet(root, "save", "-o", str(archive), "busybox")
-        contenders = {("pallet", d): (lambda d=d: pallet_once(root, d, args.mb)) for d in DOCKER_OPTS}
+        contenders = {("pallet", d): (lambda d=d: pallet_once(root, d, args.mb, mode)) for d in DOCKER_OPTS}
         skipped = ""
         if args.no_docker:
             skipped = "--no-docker"
@@ -87,9 +93,9 @@ def main() -> None:
             if docker is None:
                 skipped = "dockerd is not installed (bench/setup-peers.sh)"
             else:
-                contenders.update({("dockerd", d): (lambda d=d: docker_once(docker, d, args.mb)) for d in DOCKER_OPTS})
+                contenders.update({("dockerd", d): (lambda d=d: docker_once(docker, d, args.mb, mode)) for d in DOCKER_OPTS})
         samples = {name: [] for name in contenders}
-        print(f"container writing {args.mb} MB to stdout, {args.rounds} shuffled rounds "
+        print(f"container writing {args.mb} MB to stdout, mode={args.mode}, {args.rounds} shuffled rounds "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):", flush=True)
         for number in range(args.rounds):
             order = list(contenders)

@@ -399,6 +399,57 @@ def hierarchies(mounts_file: str = "/proc/self/mounts") -> tuple[dict[str, Path]
     return v1, v2_mount
 
 
+def blkio_weight_supported(v1: dict[str, Path], v2_mount: str, name: str = "weight",
+                           sys_block: Path = Path("/sys/block")) -> bool:
+    """Whether a container's cgroup gets a block-IO weight file (``--blkio-weight``; ``name`` is
+    ``weight`` or ``weight_device``).
+
+    Docker's sysinfo looks in the hierarchy's root, but the weight files are not on a root cgroup
+    (``CFTYPE_NOT_ON_ROOT``: v1's ``blkio.bfq.weight``, v2's ``io.bfq.weight`` and iocost's
+    ``io.weight``). v1: CFQ's ``blkio.<name>`` is on the root, and BFQ's statistics there say BFQ is
+    present. v2 (:func:`io_weight_supported`): the ``io`` controller, and a child group that has the
+    file, or on the root the evidence of either weight's provider.
+    """
+    if "blkio" in v1:
+        return any((v1["blkio"] / f).exists() for f in (f"blkio.{name}", f"blkio.bfq.{name}", "blkio.bfq.io_serviced"))
+    return bool(v2_mount) and io_weight_supported(Path(v2_mount), block_schedulers(sys_block))
+
+
+def io_weight_supported(mount: Path, schedulers: list[str]) -> bool:
+    """cgroup v2's weight (both ``--blkio-weight`` and ``--blkio-weight-device``: one file takes
+    ``default W`` and ``MAJ:MIN W``). False without ``io`` in the root's ``cgroup.controllers``; true
+    when a child group where ``io`` is enabled has ``io.weight`` or ``io.bfq.weight``; else (``io`` not
+    enabled below the root yet: a fresh host) true when iocost shows on the root (``io.cost.qos`` is
+    only there) or a block device offers the ``bfq`` scheduler (``schedulers``: the text of each
+    ``/sys/block/*/queue/scheduler``, ``none [mq-deadline] kyber bfq``); pallet's parent group
+    enables ``io`` for its containers as it makes them."""
+    try:
+        if "io" not in _read(mount / "cgroup.controllers").split():
+            return False
+        children = [entry for entry in mount.iterdir() if entry.is_dir()]
+    except OSError:
+        return False
+    if any((child / f).exists() for child in children for f in ("io.weight", "io.bfq.weight")):
+        return True
+    offered = {word.strip("[]") for text in schedulers for word in text.split()}
+    return (mount / "io.cost.qos").exists() or "bfq" in offered
+
+
+def block_schedulers(sys_block: Path = Path("/sys/block")) -> list[str]:
+    """The I/O schedulers each block device offers (``/sys/block/*/queue/scheduler``)."""
+    texts = []
+    try:
+        devices = list(sys_block.iterdir())
+    except OSError:
+        return texts
+    for device in devices:
+        try:
+            texts.append(_read(device / "queue" / "scheduler"))
+        except OSError:
+            continue
+    return texts
+
+
 V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
                   "net_prio", "hugetlb", "pids", "rdma", "misc"}
 

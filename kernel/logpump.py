@@ -78,7 +78,9 @@ class JsonLog:
             self.fd = self._open(os.O_TRUNC)
         self.size = 0
 
-    def write(self, stream, data):
+    def write(self, stream, data, read_ns=None):
+        """Log ``data`` read from ``stream`` (at ``read_ns``, else now): whole lines; a line's start waits
+        for its end."""
         data = self.partial.pop(stream, b"") + data
         cut = data.rfind(b"\n") + 1
         self.partial[stream] = data[cut:]
@@ -87,7 +89,7 @@ class JsonLog:
         # One decode and one C-level quote per line: the pump's cost is per line, so keep it small.
         lines = data[:cut].decode("utf-8", "replace").split("\n")
         lines.pop()
-        tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, rfc3339_nano())
+        tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, rfc3339_nano(read_ns))
         entries = ['{"log":' + quoted[:-1] + tail for quoted in map(_quote, lines)]
         out = "".join(entries).encode()
         if not self.max_size or self.size + len(out) <= self.max_size:
@@ -112,7 +114,97 @@ class JsonLog:
         os.close(self.fd)
 
 
+class RingLog:
+    """``--log-opt mode=non-blocking`` for json-file and local: the pump never waits for the file.
+
+    The pump's loop only queues what it read, within ``max-buffer-size`` bytes (1 MiB by default); a
+    writer thread moves the queue to the log. When the file cannot keep up (a slow or frozen disk), the
+    oldest lines are dropped to make room, as Docker's ring logger does, so the container's writes to
+    stdout never block on the log. Only whole lines are queued (a line's start waits in ``partial`` for
+    its end), so a drop never splices two lines; each chunk keeps the time it was read at.
+    """
+
+    def __init__(self, log, limit):
+        import collections
+        import threading
+
+        self.log, self.limit = log, max(1, limit)
+        self.queue = collections.deque()   # (stream, whole lines, read time in ns)
+        self.size = self.dropped = 0
+        self.partial = {}
+        self.closing = False
+        self.failed = None
+        self.ready = threading.Condition()
+        self.writer = threading.Thread(target=self._drain, name="log-ring", daemon=True)
+        self.writer.start()
+
+    def write(self, stream, data):
+        data = self.partial.pop(stream, b"") + data
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):
+            self.partial[stream] = data[cut:]
+            data = data[:cut]
+        if data:
+            self._queue(stream, data)
+
+    def _queue(self, stream, data):
+        with self.ready:
+            self.queue.append((stream, data, time.time_ns()))
+            self.size += len(data)
+            while self.size > self.limit and len(self.queue) > 1:
+                self._drop_oldest(self.size - self.limit)
+            self.ready.notify()
+
+    def _drop_oldest(self, excess):
+        """Drop lines from the oldest chunk: the whole chunk, or its first lines past ``excess`` bytes."""
+        stream, data, read_ns = self.queue[0]
+        cut = data.find(b"\n", excess - 1) + 1
+        if 0 < cut < len(data):
+            self.queue[0] = (stream, data[cut:], read_ns)
+            data = data[:cut]
+        else:
+            self.queue.popleft()
+        self.size -= len(data)
+        self.dropped += data.count(b"\n")
+
+    def _drain(self):
+        while True:
+            with self.ready:
+                while not self.queue and not self.closing:
+                    self.ready.wait()
+                if not self.queue:
+                    return
+                stream, data, read_ns = self.queue.popleft()
+                self.size -= len(data)
+            try:
+                self.log.write(stream, data, read_ns)
+            except OSError as exc:   # a full disk: these lines are lost, the container runs on
+                if self.failed is None:
+                    self.failed = exc
+                    os.write(2, b"pallet: warning: log file: %s\n" % str(exc).encode())
+
+    def close(self):
+        for stream, rest in self.partial.items():
+            self._queue(stream, rest)   # the inner log closes it as a line, as without the ring
+        self.partial.clear()
+        with self.ready:
+            self.closing = True
+            self.ready.notify()
+        self.writer.join()
+        if self.dropped:
+            os.write(2, b"pallet: warning: mode=non-blocking: %d log lines dropped, the log file was slower "
+                        b"than the output (max-buffer-size %d)\n" % (self.dropped, self.limit))
+        self.log.close()
+
+
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_bytes(text):
+    """``10m``, ``512k``, ``1.5g``, ``4096``: Docker's binary sizes, as ``--log-opt`` takes them."""
+    text = str(text).strip().lower()
+    number, unit = text.rstrip("bkmg"), text[len(text.rstrip("bkmg")):][:1]
+    return int(float(number) * _UNITS[unit])
 
 
 def json_log_for(path, driver, config):
@@ -124,13 +216,12 @@ def json_log_for(path, driver, config):
     """
     size, files, compress = ("20m", "5", "true") if driver == "local" else ("10m", "3", "false")
     text = str(config.get("max-size", size)).strip().lower()
-    if text == "-1":
-        max_size = 0
-    else:
-        number, unit = text.rstrip("bkmg"), text[len(text.rstrip("bkmg")):][:1]
-        max_size = int(float(number) * _UNITS[unit])
-    return JsonLog(path, max_size, int(config.get("max-file", files)),
-                   str(config.get("compress", compress)).lower() in ("true", "1", "yes"))
+    max_size = 0 if text == "-1" else parse_bytes(text)
+    log = JsonLog(path, max_size, int(config.get("max-file", files)),
+                  str(config.get("compress", compress)).lower() in ("true", "1", "yes"))
+    if config.get("mode") == "non-blocking":
+        return RingLog(log, parse_bytes(config.get("max-buffer-size", "1m")))
+    return log
 
 
 class AttachServer:

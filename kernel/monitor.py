@@ -266,7 +266,7 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
             "id": record.id, "root": str(config.root), "run_root": str(config.run_root),
             "config_path": str(config.config_path), "storage_driver": config.storage_driver_flag,
             "storage_opts": [f"{k}={v}" for k, v in config.storage_opt_flags.items()],
-            "log": sink_params(record, store.log_path(record.id)),
+            "log": sink_params(record, store.log_path(record.id), engine.plugins),
             "sys_path": sys.path, "site": _needs_site(),
         }, durable=False)
         # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump

@@ -17,6 +17,7 @@ import pluggy
 
 from pallet.kernel import hookspecs
 from pallet.kernel.drivers import Availability, Driver, DriverContext
+from pallet.kernel.drivers.base import KIND_LABELS, open_driver  # noqa: F401  (the old home of open_driver)
 from pallet.kernel.entrypoints import disabled_names
 from pallet.kernel.errors import PalletError, Unavailable, UsageError
 
@@ -42,7 +43,6 @@ DRIVER_KINDS = {
 }
 
 # How messages name a driver of each kind ("storage driver "zfs" is unavailable …").
-KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile", "logging": "log driver"}
 
 BUILTIN_DISTRIBUTION = "pallet"
 
@@ -88,21 +88,6 @@ class DriverRecord:
             except Exception as exc:  # a vendor's probe must not take the listing down
                 self._probed[key] = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
         return self._probed[key]
-
-
-def open_driver(cls: type[Driver], kind: str, name: str, context: DriverContext,
-                availability: Availability | None = None) -> Driver:
-    """``cls(context)`` once the driver's probe (``availability``, else asked now) says it works here.
-
-    The one place a driver object is made; an unavailable driver raises
-    :class:`pallet.kernel.errors.Unavailable` naming it and the probe's reason.
-    """
-    if availability is None:
-        availability = cls.probe(context.home, dict(context.options))
-    if not availability.available:
-        label = KIND_LABELS.get(kind, f"{kind} driver")
-        raise Unavailable(f'{label} "{name}" is unavailable on this host: {availability.reason}')
-    return cls(context)
 
 
 class PluginManager:

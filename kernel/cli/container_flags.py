@@ -333,15 +333,11 @@ def _resources(opts) -> dict:
 
 
 def _blkio_file(name: str) -> bool:
-    """Whether this host's block-IO controller offers a (BFQ) weight file. Docker's sysinfo looks for it in
-    the hierarchy's root only, but BFQ's weight files are not on the root cgroup (CFTYPE_NOT_ON_ROOT):
-    its statistics there say BFQ is present, so every container's cgroup has the weight."""
-    from pallet.kernel.cgroups import hierarchies
+    """Whether this host's block-IO controller gives a container a weight file (``weight`` or ``weight_device``)."""
+    from pallet.kernel.cgroups import blkio_weight_supported, hierarchies
 
     v1, v2_mount = hierarchies()
-    if "blkio" in v1:
-        return any((v1["blkio"] / f).exists() for f in (f"blkio.{name}", f"blkio.bfq.{name}", "blkio.bfq.io_serviced"))
-    return bool(v2_mount) and any(os.path.exists(os.path.join(v2_mount, f)) for f in ("io.weight", "io.bfq.weight"))
+    return blkio_weight_supported(v1, v2_mount, name)
 
 
 def build_request(image, command, opts, detach: bool = False):

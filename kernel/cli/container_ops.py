@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from pallet.kernel.cli.container_flags import EngineCommand
-from pallet.kernel.errors import Conflict, PalletError, UsageError
+from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
 from pallet.kernel.humanize import binary_size, size as human_size
 
 
@@ -300,20 +300,29 @@ def stats(engine, show_all, no_stream, no_trunc, fmt, names):
     from pallet.kernel.cli.output import emit
 
     store = _store(engine)
-    records = [store.get(n) for n in names] if names else store.all()
-    records = [lifecycle.refresh(engine, r) for r in records]
-    if not names and not show_all:
-        records = [r for r in records if r.running]
+    ids = [store.get(n).id for n in names]
+
+    def current() -> list:
+        """The containers as they are now, read again for every frame: one that restarted has a new
+        pid (its network counters are read through it); without names, one started meanwhile shows and
+        one that stopped goes, as in Docker's live table; a removed one goes."""
+        records = []
+        for cid in ids or store.ids():
+            with contextlib.suppress(NotFound):
+                records.append(lifecycle.refresh(engine, store.load(cid)))
+        return records if names or show_all else [r for r in records if r.running]
+
     memtotal = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     while True:
-        first = {r.id: (cgroup_stats(r), time.monotonic()) for r in records}
+        first = {r.id: (cgroup_stats(r), time.monotonic()) for r in current()}
         time.sleep(0.5)
         rows = []
-        for record in records:
-            before, t0 = first[record.id]
+        for record in current():
+            before, t0 = first.get(record.id) or (cgroup_stats(record), time.monotonic())
             now = cgroup_stats(record)
             elapsed = (time.monotonic() - t0) * 1e9
-            cpu = 100.0 * (now["cpu_usage"] - before["cpu_usage"]) / elapsed if record.running else 0.0
+            # a restart between the two reads may start the counters again from a new cgroup
+            cpu = max(0.0, 100.0 * (now["cpu_usage"] - before["cpu_usage"]) / elapsed) if record.running else 0.0
             limit = now["memory_limit"] if 0 < now["memory_limit"] < memtotal else memtotal
             rows.append({
                 "Container": record.id if no_trunc else record.short_id, "ID": record.id, "Name": record.name,

@@ -130,6 +130,8 @@ def apply_live(record, host: dict) -> None:
 
     resources = spec.resources(host, bool(host.get("Privileged")))
     resources.pop("devices", None)
+    if not host.get("PidsLimit"):   # --pids-limit -1 or 0: unlimited again, as Docker's update
+        resources["pids"] = {"limit": -1}
     cgroup = lifecycle.container_cgroup(record)
     memory = resources.get("memory") or {}
     if "swap" in memory:

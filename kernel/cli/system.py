@@ -122,9 +122,12 @@ def cgroup_warnings(cgroups) -> list[str]:
     memory = Path(cgroups.v1["memory"]) if "memory" in cgroups.v1 else None
     if memory and not (memory / "memory.memsw.limit_in_bytes").exists():
         warnings.append("WARNING: No swap limit support")
-    blkio = Path(cgroups.v1["blkio"]) if "blkio" in cgroups.v1 else None
-    if blkio and not any((blkio / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
+    from pallet.kernel.cgroups import blkio_weight_supported
+
+    v1 = {name: Path(path) for name, path in cgroups.v1.items()}
+    if ("blkio" in v1 or cgroups.v2_mount) and not blkio_weight_supported(v1, cgroups.v2_mount):
         warnings.append("WARNING: No blkio weight support")
+    if ("blkio" in v1 or cgroups.v2_mount) and not blkio_weight_supported(v1, cgroups.v2_mount, "weight_device"):
         warnings.append("WARNING: No blkio weight_device support")
     return warnings
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pallet.kernel.config import DEFAULT_ROOT, DEFAULT_RUN_ROOT, Config
+from pallet.kernel.errors import Unavailable
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,21 @@ class Change:
 
     kind: str
     path: str
+
+
+KIND_LABELS = {"registry": "transport", "runtime": "runtime", "security": "security profile", "logging": "log driver"}
+
+
+def open_driver(cls: type[Driver], kind: str, name: str, context: DriverContext,
+                availability: Availability | None = None) -> Driver:
+    """``cls(context)`` once the driver's probe (``availability``, else asked now) says it works here.
+
+    The one place a driver object is made; an unavailable driver raises
+    :class:`pallet.kernel.errors.Unavailable` naming it and the probe's reason.
+    """
+    if availability is None:
+        availability = cls.probe(context.home, dict(context.options))
+    if not availability.available:
+        label = KIND_LABELS.get(kind, f"{kind} driver")
+        raise Unavailable(f'{label} "{name}" is unavailable on this host: {availability.reason}')
+    return cls(context)

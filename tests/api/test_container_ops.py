@@ -86,6 +86,34 @@ def test_stats_no_stream_prints_a_row_and_docker_py_gets_docker_json(api):
         pass
 
 
+def test_a_stats_stream_follows_a_container_its_restart_policy_started_again(api):
+    """One ``stats?stream=1`` across a restart: samples read after the new start count the new process's
+    network traffic and pids (not the first pid's, gone, nor zeros)."""
+    from datetime import datetime
+
+    script = "ping -c 2 -W 1 $(ip route | awk '/default/ {print $3}'); sleep 4; exit 1"
+    _run(api, "ops-st-rs", "--network", "bridge", "--restart", "always", "busybox", "sh", "-c", script)
+    client = api.client()
+    container = client.containers.get("ops-st-rs")
+    first_pid = container.attrs["State"]["Pid"]
+    stream = container.stats(stream=True, decode=True)
+
+    def stamp(text: str) -> float:
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+
+    for sample in stream:
+        container.reload()
+        state = container.attrs["State"]
+        if state["Pid"] != first_pid and state["Running"] and stamp(sample["read"]) > stamp(state["StartedAt"]) + 1:
+            break   # a sample read a second after the restarted process began
+    assert sample["pids_stats"]["current"] >= 1, sample
+    assert sample["networks"]["eth0"]["tx_packets"] >= 2, sample.get("networks")
+    assert container.attrs["RestartCount"] >= 1
+    assert api.docker("rm", "-f", "ops-st-rs").returncode == 0
+    for _rest in stream:
+        pass
+
+
 def test_stats_of_a_stopped_container_are_zeros(api):
     client = api.client()
     container = client.containers.create("busybox", ["true"], name="ops-zero")

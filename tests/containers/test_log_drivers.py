@@ -68,6 +68,24 @@ def test_syslog_udp_rfc5424_with_facility_and_tag_template(bb):
     _both_lines_in_logs(bb, "lg-sys")
 
 
+def test_the_log_pump_opens_a_remote_driver_from_its_own_module_alone(bb):
+    """The pump of a detached syslog container imports the syslog plugin, not the plugin manager and
+    every logging plugin: gelf's gzip (zlib's extension module) is not mapped in it."""
+    listener = _udp()
+    port = listener.getsockname()[1]
+    with listener:
+        bb("run", "-d", "--name", "lg-lean", "--log-driver", "syslog", "--log-opt",
+           f"syslog-address=udp://127.0.0.1:{port}", "busybox", "sh", "-c", "echo lean-line; exec sleep 1000",
+           check=True)
+        assert listener.recv(65536).decode().endswith(" lean-line")
+    pid = record(bb, "lg-lean")["State"]["Pid"]
+    pump = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert "logpump.py" in Path(f"/proc/{pump}/cmdline").read_text()
+    maps = Path(f"/proc/{pump}/maps").read_text()
+    assert "zlib" not in maps
+    bb("rm", "-f", "lg-lean", check=True)
+
+
 def test_syslog_tcp_is_octet_counted(bb):
     listener = _tcp()
     port = listener.getsockname()[1]

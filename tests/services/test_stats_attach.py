@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from tests.containers.conftest import bb, record  # noqa: F401  (the fixture)
 from tests.conftest import REPO
@@ -12,8 +14,24 @@ from tests.conftest import REPO
 DOCKER_HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
 
 
+def _disk_of(path) -> str:
+    """The whole disk under ``path`` (a partition's parent): throttle rules name whole disks only."""
+    import os
+
+    device = os.stat(path).st_dev
+    sys_dir = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve()
+    if (sys_dir / "partition").exists():
+        sys_dir = sys_dir.parent
+    return f"/dev/{sys_dir.name}"
+
+
 def test_block_io_counts_the_containers_direct_reads_and_writes(bb):
-    bb("run", "-d", "--name", "disk", "busybox", "sleep", "120", check=True)
+    # On cgroup v1 the kernel counts a group's block I/O through BFQ, when the disk's scheduler is
+    # bfq, or through blk-throttle, when the group has a rule for the disk; dockerd reads the same
+    # files. This host's disk runs mq-deadline, so a rule far above any rate here turns counting on.
+    disk = _disk_of(bb.root)
+    bb("run", "-d", "--name", "disk", "--device-read-bps", f"{disk}:100gb", "--device-write-bps", f"{disk}:100gb",
+       "busybox", "sleep", "120", check=True)
     before = bb("stats", "--no-stream", "--format", "{{.BlockIO}}", "disk", check=True).stdout.strip()
     bb("exec", "disk", "sh", "-c", "dd if=/dev/zero of=/blob bs=1M count=8 oflag=direct && "
        "dd if=/blob of=/dev/null bs=1M iflag=direct", check=True)
@@ -125,6 +143,19 @@ class _Frames:
                 return frame
             self.pending.append(line)
 
+    def fresh(self, timeout=60.0) -> list[str]:
+        """The next frame begun after this call: the ones queued meanwhile are old news."""
+        import queue
+
+        with __import__("contextlib").suppress(queue.Empty):
+            while True:
+                if self.lines.get_nowait() is None:
+                    self.lines.put(None)
+                    break
+        self.pending = []
+        self.next(timeout)   # the rest of a frame begun before the call
+        return self.next(timeout)
+
 
 def test_stats_streams_frames_until_stopped(bb):
     bb("run", "-d", "--name", "live", "busybox", "sleep", "1000", check=True)
@@ -153,3 +184,56 @@ def test_stats_streams_frames_until_stopped(bb):
         streamer.kill()
         streamer.wait()
     assert "Traceback" not in err and streamer.returncode in (0, 130, -signal.SIGINT), (streamer.returncode, err)
+
+
+# Traffic on eth0 at every start (a ping to the bridge's gateway), then an exit the policy restarts.
+PINGS_THEN_FAILS = "ping -c 2 -W 1 $(ip route | awk '/default/ {print $3}'); sleep 4; exit 1"
+
+
+def _net_io_bytes(cell: str) -> int:
+    """``1.2kB / 980B`` → the bytes received plus sent (Docker's decimal units)."""
+    units = {"B": 1, "kB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3}
+    total = 0
+    for part in cell.split("/"):
+        number = part.strip().rstrip("kMGB")
+        total += int(float(number) * units[part.strip()[len(number):]])
+    return total
+
+
+def test_stats_streaming_follows_a_container_its_restart_policy_started_again(bb):
+    from tests.services.conftest import eventually, state
+
+    bb("run", "-d", "--name", "st-restart", "--network", "bridge", "--restart", "always", "busybox", "sh", "-c",
+       PINGS_THEN_FAILS, check=True)
+    first_pid = state(bb, "st-restart")["Pid"]
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
+           "stats", "st-restart"]
+    streamer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
+                                text=True, bufsize=1)
+    try:
+        reader = _Frames(streamer.stdout)
+        column = DOCKER_HEADER.index("NET I/O")
+
+        def net_io(frame) -> int:
+            return _net_io_bytes([cell for cell in frame[1].split("  ") if cell.strip()][column]) if len(frame) == 2 else 0
+
+        def traffic_shown(frame, timeout=120.0) -> bool:
+            deadline = time.monotonic() + timeout
+            while not net_io(frame):
+                if time.monotonic() > deadline:
+                    return False
+                frame = reader.next()
+            return True
+
+        assert traffic_shown(reader.next()), "no traffic shown before the restart"
+        assert eventually(lambda: (s := state(bb, "st-restart"))["RestartCount"] >= 1 and s["Running"]
+                          and s["Pid"] != first_pid, timeout=60)
+        # the same stream reads the new process: its traffic shows (the first pid's counters are gone)
+        assert traffic_shown(reader.fresh()), "the stream kept the first pid"
+        streamer.send_signal(signal.SIGINT)
+        streamer.wait(timeout=30)
+        err = streamer.stderr.read()
+    finally:
+        streamer.kill()
+        streamer.wait()
+    assert "Traceback" not in err, err

@@ -80,3 +80,65 @@ def test_update_swap_and_weight_refusals_are_one_line_and_change_nothing(bb):
     result = bb("run", "-m", "32m", "--memory-swap", "16m", "busybox", "true")
     assert result.returncode == 125 and len(result.error_lines) == 1, result.stderr
     assert "Minimum memoryswap limit should be larger than memory limit" in result.stderr
+
+
+def test_update_sets_cpus_and_pids_limit_and_minus_one_lifts_the_pids_limit(bb):
+    bb("run", "-d", "--name", "upd-pids", "--cpus", "0.5", "--pids-limit", "20", "busybox", "sleep", "1000",
+       check=True)
+    cid = json.loads(bb("inspect", "upd-pids", check=True).stdout)[0]["Id"]
+    assert (_cgroup_file(cid, "cpu", "cpu.cfs_quota_us"), _cgroup_file(cid, "pids", "pids.max")) == ("50000", "20")
+    bb("update", "--cpus", "1.5", "--pids-limit", "40", "upd-pids", check=True)
+    assert (_cgroup_file(cid, "cpu", "cpu.cfs_quota_us"), _cgroup_file(cid, "cpu", "cpu.cfs_period_us"),
+            _cgroup_file(cid, "pids", "pids.max")) == ("150000", "100000", "40")
+    bb("update", "--pids-limit", "-1", "upd-pids", check=True)
+    assert _cgroup_file(cid, "pids", "pids.max") == "max"
+    host = json.loads(bb("inspect", "upd-pids", check=True).stdout)[0]["HostConfig"]
+    assert (host["NanoCpus"], host["PidsLimit"]) == (1_500_000_000, None)
+
+
+def _v2_root(tmp_path, controllers="cpu io memory pids", children=(), root_files=()):
+    mount = tmp_path / "unified"
+    mount.mkdir(parents=True)
+    (mount / "cgroup.controllers").write_text(controllers + "\n")
+    for name in root_files:
+        (mount / name).write_text("")
+    for child, files in children:
+        (mount / child).mkdir()
+        for name in files:
+            (mount / child / name).write_text("default 100\n")
+    return mount
+
+
+def test_the_v2_weight_probe_looks_below_the_root_where_the_weight_files_are(tmp_path):
+    from pallet.kernel.cgroups import io_weight_supported
+
+    # iocost's io.weight and BFQ's io.bfq.weight are never on the root group
+    assert io_weight_supported(_v2_root(tmp_path / "a", children=[("pallet", ["io.weight"])]), [])
+    assert io_weight_supported(_v2_root(tmp_path / "b", children=[("system.slice", ["io.bfq.weight"])]), [])
+    # no io controller: no weight, whatever the files say
+    assert not io_weight_supported(_v2_root(tmp_path / "c", "cpu memory", children=[("pallet", ["io.weight"])]), [])
+    # io not enabled below the root yet: the root's evidence of a provider
+    assert io_weight_supported(_v2_root(tmp_path / "d", root_files=["io.cost.qos"]), ["[none] mq-deadline"])
+    assert io_weight_supported(_v2_root(tmp_path / "e", children=[("init.scope", [])]),
+                               ["[none] mq-deadline kyber bfq\n", "none [mq-deadline]\n"])
+    assert not io_weight_supported(_v2_root(tmp_path / "f", children=[("init.scope", ["io.max"])]),
+                                   ["[none] mq-deadline kyber\n"])
+    assert not io_weight_supported(tmp_path / "absent", ["bfq"])
+
+
+def test_the_weight_probe_reads_v1_first_then_v2_and_the_devices_schedulers(tmp_path):
+    from pallet.kernel.cgroups import blkio_weight_supported
+
+    blkio = tmp_path / "blkio"
+    blkio.mkdir()
+    mount = _v2_root(tmp_path)
+    assert not blkio_weight_supported({"blkio": blkio}, str(mount))   # hybrid: v1's blkio decides
+    (blkio / "blkio.bfq.io_serviced").write_text("")
+    assert blkio_weight_supported({"blkio": blkio}, str(mount), "weight_device")
+    sys_block = tmp_path / "block"
+    (sys_block / "vda" / "queue").mkdir(parents=True)
+    (sys_block / "vda" / "queue" / "scheduler").write_text("[mq-deadline] kyber none\n")
+    assert not blkio_weight_supported({}, str(mount), sys_block=sys_block)
+    (sys_block / "vda" / "queue" / "scheduler").write_text("[mq-deadline] kyber bfq none\n")
+    assert blkio_weight_supported({}, str(mount), "weight_device", sys_block=sys_block)
+    assert not blkio_weight_supported({}, "", sys_block=sys_block)
