@@ -105,7 +105,8 @@ NOTES = {
         "--availability", "--group", "--limit-bytes", "--required-bytes", "--scope", "--secret", "--sharing",
         "--topology-preferred", "--topology-required", "--type")},
     "volume ls": {"--cluster": _CLUSTER_VOLUME},
-    "volume update": {"--availability": _CLUSTER_VOLUME},
+    "volume update": {"--availability": "differs: accepted; every pallet volume is local, so the command is Docker's "
+                                        "`can only update cluster volumes` (`PUT /volumes/NAME` its 503)"},
     "system prune": {"--filter": "same: `label=KEY[=VALUE]` and `until=TIME` (not with `--volumes`, as Docker's); "
                                  "the build cache has no labels, so a label filter keeps it"},
     "completion bash": {"--no-descriptions": "not supported: click's bash script shows none anyway"},
@@ -114,7 +115,6 @@ NOTES = {
 }
 # Commands pallet has not, with the reason; a command found here gets no flag table.
 MISSING = {
-    "volume update": "not supported: it updates cluster (CSI) volumes only, which are swarm's",
     "completion powershell": "not supported: click's shell completion writes bash, zsh and fish scripts",
 }
 # Prose after a command's table.

@@ -222,6 +222,11 @@ async def remove_volume(request: web.Request):
     return web.Response(status=204)
 
 
+async def update_volume(request: web.Request):
+    """Docker's ``PUT /volumes/{name}`` updates cluster (CSI) volumes, which pallet has not: Docker's 503 off swarm."""
+    raise ApiError(503, "volume update only valid for cluster volumes, but swarm is unavailable")
+
+
 ROUTES = [
     ("POST", "/networks/create", create_network),
     ("GET", "/networks", list_networks),
@@ -233,4 +238,5 @@ ROUTES = [
     ("GET", "/volumes", list_volumes),
     ("GET", "/volumes/{name}", inspect_volume),
     ("DELETE", "/volumes/{name}", remove_volume),
+    ("PUT", "/volumes/{name}", update_volume),
 ]

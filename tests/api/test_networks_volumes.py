@@ -38,3 +38,17 @@ def test_docker_py_networks_create_list_remove(api):
     assert client.networks.get("pynet").id == network.id
     network.remove()
     assert client.networks.list(names=["pynet"]) == []
+
+
+def test_volume_update_is_docker_s_refusal_for_local_volumes(api):
+    """``volume update`` is for swarm's cluster (CSI) volumes: docker's CLI and pallet's say so, the route is a 503."""
+    assert api.docker("volume", "create", "upd").returncode == 0
+    ours, theirs = api.pallet("volume", "update", "--availability", "drain", "upd"), api.docker("volume", "update", "upd")
+    assert (ours.returncode, ours.error_lines) == (1, ["Error: can only update cluster volumes"])
+    assert (theirs.returncode, theirs.stderr.strip()) == (1, "can only update cluster volumes")
+    missing = api.pallet("volume", "update", "nope")
+    assert (missing.returncode, missing.error_lines) == (1, ["Error: No such volume: nope"])
+    assert "No such volume: nope" in api.docker("volume", "update", "nope").stderr
+    status, _h, body = api.request("PUT", "/volumes/upd?version=1", {"Spec": {"Availability": "drain"}})
+    assert (status, body) == (503, {"message": "volume update only valid for cluster volumes, but swarm is unavailable"})
+    assert api.docker("volume", "rm", "upd").returncode == 0
