@@ -7,6 +7,7 @@ import json
 import click
 
 from pallet.kernel.cli.output import emit, format_option, inspect_format_option
+from pallet.kernel.cli.trust import GoBoolCommand
 from pallet.kernel.config import parse_key_values
 
 
@@ -15,7 +16,12 @@ def network():
     """Manage networks."""
 
 
-@network.command("create")
+INGRESS = ("--ingress: pallet's routing mesh joins each service's own overlay network (docs/network.md); "
+           "there is no ingress network to create")
+NO_IPV6 = "pallet's network drivers and IPAM assign IPv4 addresses only"
+
+
+@network.command("create", cls=GoBoolCommand)
 @click.argument("name")
 @click.option("--driver", "-d", default="bridge", show_default=True, help="Driver to manage the network.")
 @click.option("--subnet", default="", help="Subnet in CIDR format.")
@@ -29,17 +35,35 @@ def network():
 @click.option("--ipam-opt", multiple=True, metavar="KEY=VALUE", help="IPAM driver specific options.")
 @click.option("--aux-address", multiple=True, metavar="NAME=IP", help="Reserve an address of the subnet (never given "
               "to a container).")
+@click.option("--config-only", is_flag=True, help="Create a configuration only network (for --config-from).")
+@click.option("--config-from", default="", metavar="NETWORK", help="The network from which to copy the configuration.")
+@click.option("--scope", default="", metavar="SCOPE", help="The network's scope: the driver's own (local, or global "
+              "for overlay).")
+@click.option("--ingress", is_flag=True, help="Refused: the routing mesh joins each service's overlay network.")
+@click.option("--ipv4", is_flag=True, default=True, help="IPv4 address assignment (always on). [default: true]")
+@click.option("--ipv6", is_flag=True, help=f"Refused: {NO_IPV6}.")
 @click.pass_obj
 def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt,
-           aux_address):
+           aux_address, config_only, config_from, scope, ingress, ipv4, ipv6):
     """Create a network."""
+    from pallet.kernel.errors import UsageError
     from pallet.kernel.network.store import NetworkStore
 
+    if ingress:
+        raise UsageError(INGRESS)
+    if ipv6:
+        raise UsageError(f"--ipv6: {NO_IPV6}")
+    if not ipv4:
+        raise UsageError(f"--ipv4=false: {NO_IPV6}, so a network without IPv4 would have no addresses")
+    if config_only and attachable:
+        raise UsageError("configuration network can only contain network specific fields. Network operator "
+                         "fields like [ ingress | internal | attachable | scope ] are not supported.")
     record = NetworkStore(engine).create(
-        name, driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
+        name, "null" if config_only else driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
         labels=parse_key_values(label, "--label"), options=parse_key_values(opt, "--opt"),
         ipam_driver=ipam_driver, ipam_options=parse_key_values(ipam_opt, "--ipam-opt"),
-        aux_addresses=parse_key_values(aux_address, "--aux-address"))
+        aux_addresses=parse_key_values(aux_address, "--aux-address"), scope=scope, config_only=config_only,
+        config_from=config_from)
     click.echo(record.id)
 
 
@@ -149,9 +173,10 @@ def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
     from pallet.kernel.network.store import DISCOVERED_LABEL
 
     removed = []
+    depended_on = {r.config_from for r in store.all() if r.config_from}  # a --config-from network's source stays
     for record in store.all():
         if record.predefined or record.labels.get(DISCOVERED_LABEL) or not _matches(record, filters) \
-                or keep(record) or store.endpoints(record.id):
+                or keep(record) or store.endpoints(record.id) or record.name in depended_on:
             continue
         store.remove(record.id)
         removed.append(record.name)
@@ -163,21 +188,55 @@ def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
 @click.argument("container")
 @click.option("--alias", multiple=True, help="Add network-scoped alias for the container.")
 @click.option("--ip", default="", help="IPv4 address (e.g. 172.30.100.104).")
+@click.option("--ip6", default="", metavar="IPV6", help=f"Refused: {NO_IPV6}.")
+@click.option("--link", "links", multiple=True, metavar="CONTAINER[:ALIAS]",
+              help="Add link to another container (ALIAS resolves to it for this container only).")
+@click.option("--driver-opt", "driver_opts", multiple=True, metavar="KEY=VALUE",
+              help="Endpoint options: com.docker.network.endpoint.ifname=NAME, "
+                   "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.KEY=VALUE[,…].")
 @click.pass_obj
-def connect(engine, network_name, container, alias, ip):
+def connect(engine, network_name, container, alias, ip, ip6, links, driver_opts):
     """Connect a running container to a network."""
     from pallet.kernel.network.attach import connect as net_connect, sandbox_of
-    from pallet.kernel.errors import PalletError
+    from pallet.kernel.errors import PalletError, UsageError
 
+    if ip6:
+        raise UsageError(f"--ip6: {NO_IPV6}")
     record, sandbox = sandbox_of(engine, container)
     if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
         raise PalletError(f"container {record.name} uses network mode {record.network_mode} "
                           "and cannot be connected to other networks")
     if sandbox is None:
         raise PalletError(f"container {record.name} is not running")
-    result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip)
+    result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip,
+                         links=resolve_links(engine, links), driver_opts=_driver_opts(driver_opts))
     _record_attachment(engine, record, result)
     _use_embedded_dns(engine, record, result)
+
+
+def resolve_links(engine, links) -> list[str]:
+    """Docker's ``CONTAINER[:ALIAS]`` as ``NAME:ALIAS`` with the container's own name (it must exist)."""
+    from pallet.kernel.containers import ContainerStore
+
+    store, resolved = ContainerStore(engine), []
+    for link in links:
+        target, _sep, alias = link.partition(":")
+        if not target:
+            raise click.UsageError(f"invalid link {link!r}: expected CONTAINER[:ALIAS]")
+        other = store.get(target)
+        resolved.append(f"{other.name}:{alias or other.name}")
+    return resolved
+
+
+def _driver_opts(values) -> dict:
+    """``KEY=VALUE`` each; a value may hold commas and ``=`` (the sysctls option's list)."""
+    options = {}
+    for value in values:
+        key, eq, rest = value.partition("=")
+        if not eq or not key:
+            raise click.UsageError(f"invalid --driver-opt {value!r}: expected KEY=VALUE")
+        options[key] = rest
+    return options
 
 
 def _use_embedded_dns(engine, record, result) -> None:

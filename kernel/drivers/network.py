@@ -91,8 +91,10 @@ class NetworkDriver(Driver):
         """Move the endpoint into the network namespace at ``sandbox_key`` (a path) and configure it.
 
         ``options``: ``address`` (CIDR), ``mac_address``, ``interface`` (``eth0``, ``eth1`` … in
-        the order the container joined its networks) and ``gateway`` (the default route, set on
-        the first network only, "" otherwise).
+        the order the container joined its networks), ``gateway`` (the default route, set on
+        the first network only, "" otherwise) and ``interface_name`` (the name the user asked for
+        with Docker's ``com.docker.network.endpoint.ifname`` driver option, "" for none; a driver
+        that moves a link into the sandbox gives it that name).
         """
         raise NotImplementedError
 

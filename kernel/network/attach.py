@@ -14,7 +14,8 @@ def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container
     """Docker's ``NetworkSettings.Networks[name]`` for one attachment."""
     ip, _, prefix = endpoint.address.partition("/")
     return {
-        "IPAMConfig": None, "Links": None, "Aliases": endpoint.aliases or None, "MacAddress": endpoint.mac_address,
+        "IPAMConfig": None, "Links": endpoint.links or None, "Aliases": endpoint.aliases or None,
+        "DriverOpts": endpoint.driver_opts or None, "MacAddress": endpoint.mac_address,
         "NetworkID": record.id, "EndpointID": endpoint.id, "Gateway": endpoint.gateway, "IPAddress": ip,
         "IPPrefixLen": int(prefix or 0), "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "DNSNames": [container.name, container.id[:12], *endpoint.aliases] if not record.predefined else None,
@@ -22,7 +23,7 @@ def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container
 
 
 def connect(engine, record, sandbox_path, network: str | None = None, aliases=None, ip: str | None = None,
-            mac: str | None = None) -> dict:
+            mac: str | None = None, links=(), driver_opts: dict | None = None) -> dict:
     """Attach container ``record``'s sandbox to its network; return what its files and record need.
 
     Defaults come from the record: ``network_mode``, ``host_config["NetworkAliases"]``,
@@ -39,7 +40,7 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
     net, endpoint = store.connect(record, sandbox_path, network, aliases=aliases,
                                   ip=ip if ip is not None else host_config.get("IPv4Address", ""),
                                   mac=mac if mac is not None else config.get("MacAddress", ""),
-                                  port_bindings=ports)
+                                  port_bindings=ports, links=links, driver_opts=driver_opts)
     ip_address, _, prefix = endpoint.address.partition("/")
     if net.predefined:
         dns_servers, options = host_nameservers(), []
@@ -72,7 +73,9 @@ def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) ->
         if name == primary:
             continue
         try:
-            net, endpoint = store.connect(record, sandbox_path, name, aliases=(settings or {}).get("Aliases") or [])
+            settings = settings or {}
+            net, endpoint = store.connect(record, sandbox_path, name, aliases=settings.get("Aliases") or [],
+                                          links=settings.get("Links") or [], driver_opts=settings.get("DriverOpts"))
         except NotFound:
             continue
         joined[net.name] = endpoint_settings(net, endpoint, record)

@@ -165,16 +165,22 @@ class Responder:
             name, qtype, question_end = parse_question(packet)
         except ValueError:
             return
-        addresses = self.lookup(name)
+        addresses = self.lookup(name, self.owners.get(sock, ""))
         if addresses is not None:
             sock.sendto(build_answer(packet, question_end, addresses if qtype == 1 else []), peer)
         else:
             threading.Thread(target=self._forward, args=(sock, packet, peer), daemon=True).start()
 
-    def lookup(self, name: str) -> list[str] | None:
+    def lookup(self, name: str, asker: str = "") -> list[str] | None:
+        """Addresses for ``name`` as container ``asker`` sees them: its own links' aliases first."""
         name = name.rstrip(".").lower()
         from pallet.kernel.network import services
 
+        for link in self._links(asker):
+            target, _sep, alias = link.rpartition(":")
+            if alias.lower() == name:
+                name = target.lower()
+                break
         # A cluster service's name (its VIP) wins over a task container that has it as an alias.
         service = services.lookup(self.endpoints.parent.parent, self.endpoints.name, name)
         if service is not None:
@@ -189,6 +195,15 @@ class Responder:
         with contextlib.suppress(OSError, ValueError):  # remote endpoints of an overlay, kept by its agent
             found += json.loads(self.endpoints.with_name(f"{self.endpoints.name}.remote").read_text()).get(name, [])
         return found or None
+
+    def _links(self, container_id: str) -> list[str]:
+        """The ``CONTAINER:ALIAS`` links of the container's endpoint on this network (``network connect --link``)."""
+        if not container_id:
+            return []
+        try:
+            return json.loads((self.endpoints / f"{container_id}.json").read_text()).get("links") or []
+        except (OSError, ValueError):
+            return []
 
     def _forward(self, sock, packet: bytes, peer) -> None:
         for server in self.upstream:

@@ -26,6 +26,8 @@ class NetworkRecord:
     pools: list = field(default_factory=list)         # IPAM pool ids, parallel to ipam_config
     driver_data: dict = field(default_factory=dict)   # what the driver's create_network returned
     predefined: bool = False
+    config_only: bool = False   # Docker's --config-only: IPAM and options for --config-from, never built
+    config_from: str = ""       # the configuration-only network this one took its configuration from
 
     @property
     def materialized(self) -> bool:
@@ -46,6 +48,8 @@ class EndpointRecord:
     aliases: list = field(default_factory=list)
     interface: str = ""
     ports: dict = field(default_factory=dict)
+    links: list = field(default_factory=list)        # Docker's "CONTAINER:ALIAS": the alias resolves for this one
+    driver_opts: dict = field(default_factory=dict)  # Docker's per-endpoint DriverOpts
 
 
 def from_fields(cls, data: dict):

@@ -149,7 +149,7 @@ class BridgeNetwork(NetworkDriver):
         network = ipaddress.IPv4Network(state["subnet"])
         ifname, routed = netlink.move_and_configure(
             endpoint["peer"], sandbox_key, endpoint["mac"], endpoint["address"].split("/")[0], network.prefixlen,
-            None if state["internal"] else state["gateway"], state["mtu"])
+            None if state["internal"] else state["gateway"], state["mtu"], options.get("interface_name") or None)
         return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:

@@ -7,6 +7,8 @@ import errno
 import os
 import socket
 
+from pallet.kernel.errors import PalletError
+
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
@@ -89,8 +91,8 @@ def create_veth_pair(host_name: str, peer_name: str, mtu: int | None) -> None:
 
 
 def move_and_configure(peer_name: str, sandbox: str, mac: str, address: str, prefixlen: int,
-                       gateway: str | None, mtu: int | None) -> tuple[str, bool]:
-    """Move ``peer_name`` into the sandbox as the next free ``ethN`` with its MAC and address, up.
+                       gateway: str | None, mtu: int | None, ifname: str | None = None) -> tuple[str, bool]:
+    """Move ``peer_name`` into the sandbox as ``ifname`` (else the next free ``ethN``) with its MAC and address, up.
 
     The default route via ``gateway`` is added only if the sandbox has none yet (the first
     network a container joins gives it). Returns ``(interface name, default route added)``.
@@ -103,7 +105,9 @@ def move_and_configure(peer_name: str, sandbox: str, mac: str, address: str, pre
         os.close(fd)
     with iproute(sandbox) as ipr:
         names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
+        if ifname in names:
+            raise PalletError(f"interface {ifname} already exists in the container")
+        ifname = ifname or next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
         index = link_index(ipr, peer_name)
         kwargs = {"mtu": mtu} if mtu else {}
         ipr.link("set", index=index, ifname=ifname, address=mac, **kwargs)

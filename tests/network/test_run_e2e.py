@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -170,3 +171,110 @@ def test_aux_addresses_are_reserved_and_never_given_to_a_container(cli):
     assert f"{net}b" not in cli("network", "ls", check=True).stdout   # nothing half-made stays
     alone = cli("network", "create", "--aux-address", f"x={NET}.94.2", f"{net}c")
     assert (alone.returncode, alone.error_lines) == (2, ["Error: an --aux-address needs a --subnet"])
+
+
+def test_connect_link_alias_resolves_for_that_container_only(cli):
+    net = f"lk{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.95.0/24", net, check=True)
+    cli("run", "-d", "--name", "db", "--network", net, "busybox", "sleep", "60", check=True)
+    cli("run", "-d", "--name", "app", "busybox", "sleep", "60", check=True)
+    cli("run", "-d", "--name", "other", "--network", net, "busybox", "sleep", "60", check=True)
+    cli("network", "connect", "--link", "db:database", net, "app", check=True)
+    db_ip = json.loads(cli("inspect", "db", check=True).stdout)[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+    found = cli("exec", "app", "nslookup", "database")
+    assert found.returncode == 0 and db_ip in found.stdout, found.stdout + found.stderr
+    assert cli("exec", "other", "nslookup", "database").returncode != 0   # container-scoped, as Docker's links
+    settings = json.loads(cli("inspect", "app", check=True).stdout)[0]["NetworkSettings"]["Networks"][net]
+    assert settings["Links"] == ["db:database"]
+    missing = cli("network", "connect", "--link", "nosuch:x", net, "other")
+    assert (missing.returncode, missing.error_lines) == (1, ["Error: No such container: nosuch"])
+    on_default = cli("network", "connect", "--link", "db:d", "bridge", "other")
+    assert on_default.returncode == 2 and "user defined networks only" in on_default.stderr
+    assert "bridge" not in json.loads(cli("inspect", "other", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+
+
+def test_connect_driver_opts_name_the_interface_and_set_its_sysctls(cli):
+    net = f"do{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.96.0/24", net, check=True)
+    cli("run", "-d", "--name", "box", "busybox", "sleep", "60", check=True)
+    cli("network", "connect", "--driver-opt", "com.docker.network.endpoint.ifname=data0",
+        "--driver-opt", "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1,"
+                        "net.ipv4.conf.IFNAME.accept_redirects=0", net, "box", check=True)
+    shown = cli("exec", "box", "ip", "-o", "-4", "addr", "show", "data0", check=True).stdout
+    assert f"{NET}.96." in shown
+    sysctls = cli("exec", "box", "cat", "/proc/sys/net/ipv4/conf/data0/log_martians",
+                  "/proc/sys/net/ipv4/conf/data0/accept_redirects", check=True).stdout.split()
+    assert sysctls == ["1", "0"]
+    assert cli("exec", "box", "cat", "/proc/sys/net/ipv4/conf/eth0/log_martians", check=True).stdout.strip() == "0"
+    settings = json.loads(cli("inspect", "box", check=True).stdout)[0]["NetworkSettings"]["Networks"][net]
+    assert settings["DriverOpts"]["com.docker.network.endpoint.ifname"] == "data0"
+    cli("network", "disconnect", net, "box", check=True)
+    unknown = cli("network", "connect", "--driver-opt", "com.example.color=blue", net, "box")
+    assert unknown.returncode == 2 and unknown.error_lines[0].startswith("Error: --driver-opt com.example.color: ")
+    bad = cli("network", "connect", "--driver-opt", "com.docker.network.endpoint.sysctls=kernel.pid_max=9", net, "box")
+    assert bad.returncode == 2 and 'invalid endpoint sysctl "kernel.pid_max=9"' in bad.stderr
+    taken = cli("network", "connect", "--driver-opt", "com.docker.network.endpoint.ifname=eth0", net, "box")
+    assert (taken.returncode, taken.error_lines) == (1, ["Error: interface eth0 already exists in the container"])
+    assert net not in json.loads(cli("inspect", "box", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+    ip6 = cli("network", "connect", "--ip6", "fd00:1::5", net, "box")
+    assert (ip6.returncode, ip6.error_lines) == (2, ["Error: --ip6: pallet's network drivers and IPAM assign IPv4 "
+                                                     "addresses only"])
+
+
+def test_config_only_network_lends_its_configuration_and_takes_no_endpoint(cli):
+    cfg, net = f"cf{uuid.uuid4().hex[:6]}", f"fr{uuid.uuid4().hex[:6]}"
+    bridge = f"pt{uuid.uuid4().hex[:6]}c"
+    cli("network", "create", "--config-only", "--subnet", f"{NET}.97.0/24", "--gateway", f"{NET}.97.254",
+        "-o", f"com.docker.network.bridge.name={bridge}", "--label", "tier=cfg", cfg, check=True)
+    view = json.loads(cli("network", "inspect", cfg, check=True).stdout)[0]
+    assert (view["Driver"], view["ConfigOnly"], view["Scope"]) == ("null", True, "local")
+    assert not (Path("/sys/class/net") / bridge).exists()      # nothing is built for a configuration
+    used = cli("run", "--rm", "--network", cfg, "busybox", "true")
+    assert (used.returncode, used.error_lines) == (125, ["Error: cannot create endpoint on configuration-only network"])
+    for extra, message in ((["--subnet", f"{NET}.98.0/24"], "user specified configurations are not supported"),
+                           (["-o", "com.docker.network.driver.mtu=1400"], "network driver options are not supported")):
+        refused = cli("network", "create", "--config-from", cfg, *extra, net)
+        assert refused.returncode == 1 and message in refused.stderr
+    nested = cli("network", "create", "--config-only", "--config-from", cfg, net)
+    assert nested.returncode == 1 and "cannot depend on another configuration network" in nested.stderr
+    absent = cli("network", "create", "--config-from", "nosuchcfg", net)
+    assert (absent.returncode, absent.error_lines) == (1, ['Error: configuration network "nosuchcfg" does not exist'])
+    cli("network", "create", "--config-from", cfg, net, check=True)
+    view = json.loads(cli("network", "inspect", net, check=True).stdout)[0]
+    assert view["ConfigFrom"] == {"Network": cfg} and view["Labels"] == {"tier": "cfg"}
+    assert view["IPAM"]["Config"] == [{"Subnet": f"{NET}.97.0/24", "Gateway": f"{NET}.97.254"}]
+    assert (Path("/sys/class/net") / bridge).exists()
+    seen = cli("run", "--rm", "--network", net, "busybox", "ip", "-o", "-4", "route", check=True).stdout
+    assert f"default via {NET}.97.254" in seen
+    in_use = cli("network", "rm", cfg)
+    assert (in_use.returncode, in_use.error_lines) == (1, [f'Error: configuration network "{cfg}" is in use'])
+    cli("network", "prune", "-f", "--filter", f"label=tier=cfg", check=True)
+    assert cfg in cli("network", "ls", check=True).stdout     # still lent to a network when prune looked
+    cli("network", "rm", cfg, check=True)
+    assert not (Path("/sys/class/net") / bridge).exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scope", "global"], "Error: --scope global: the bridge driver's networks are local-scoped "
+                            "(pallet does not re-scope a driver's networks)"),
+    (["--scope", "planet"], 'Error: invalid scope "planet": expected local, swarm or global'),
+    (["--ingress", "-d", "overlay"], "Error: --ingress: pallet's routing mesh joins each service's own overlay "
+                                     "network (docs/network.md); there is no ingress network to create"),
+    (["--ipv6"], "Error: --ipv6: pallet's network drivers and IPAM assign IPv4 addresses only"),
+    (["--ipv4=false"], "Error: --ipv4=false: pallet's network drivers and IPAM assign IPv4 addresses only, so a "
+                       "network without IPv4 would have no addresses"),
+    (["--config-only", "--internal"], "Error: configuration network can only contain network specific fields. "
+                                      "Network operator fields like [ ingress | internal | attachable | scope ] "
+                                      "are not supported."),
+])
+def test_network_create_flags_pallet_cannot_honour_are_one_line_refusals(cli, args, message):
+    name = f"rf{uuid.uuid4().hex[:6]}"
+    result = cli("network", "create", *args, name)
+    assert (result.returncode, result.error_lines) == (2 if "--config-only" not in args else 1, [message])
+    assert name not in cli("network", "ls", check=True).stdout
+
+
+def test_network_create_scope_local_and_ipv4_are_accepted(cli):
+    name = f"sc{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--scope", "local", "--ipv4", "--subnet", f"{NET}.99.0/24", name, check=True)
+    assert cli("network", "inspect", "-f", "{{.Scope}}", name, check=True).stdout == "local\n"
