@@ -80,24 +80,35 @@ NOTES = {
     "rm": {"--link": "same: the link leaves the parent's record (its next start has no hosts entry or variables)"},
     "pull": {**_TRUST, "--platform": "same: Docker's `no matching manifest` error for a platform the index lacks"},
     "push": {**_TRUST, "--platform": "differs: pallet keeps one platform per image, so the image is pushed as it is "
-                                     "when it is of that platform, else Docker's error"},
-    "images": {"--tree": "same: the platforms of the index an image came from; those not pulled show 0B"},
+                                     "when it is of that platform, else Docker's error (also through `pallet serve`, "
+                                     "API 1.46+)"},
+    "images": {"--tree": "same: the platforms of the index an image came from; those not pulled show 0B (also "
+                         "docker's own `--tree` through `pallet serve`: `manifests=1`, API 1.47)"},
     "rmi": {"--platform": "differs: the image is removed only when it is of that platform (one platform per image)"},
     "save": {"--platform": "same: an image of another platform is Docker's `no suitable export target` error"},
     "load": {"--platform": "same: other platforms in the archive are skipped; an OCI index gives that platform"},
     "history": {"--platform": "same: an image of another platform is Docker's error"},
     "import": {"--platform": "same: the image's config gets that OS, architecture and variant"},
     "network create": {"--attachable": "same: accepted; every network is attachable",
-                       "--ingress": _SWARM_NETWORK, "--scope": _SWARM_NETWORK,
+                       "--ingress": "not supported: pallet's routing mesh joins each service's own overlay network "
+                                    "(`docs/network.md`); there is no ingress network to create (refused in one line)",
+                       "--scope": "differs: only the driver's own scope (`local`, `global`/`swarm` for overlay); "
+                                  "another is refused in one line",
                        "--aux-address": "same: reserved through the IPAM driver (any driver's request_address)",
-                       "--config-from": "not supported: no configuration-only networks",
-                       "--config-only": "not supported: no configuration-only networks",
-                       "--ipv4": "differs: IPv4 is always on (pallet's drivers assign IPv4 only)",
-                       "--ipv6": "not supported: pallet's network drivers assign IPv4 addresses only"},
-    "network connect": {"--link": "not supported: on a user-defined network the embedded DNS resolves every "
-                                  "container by name; give the other container an `--alias` instead",
-                        "--driver-opt": "not supported: pallet's network drivers take no per-endpoint options",
-                        "--ip6": "not supported: pallet's network drivers assign IPv4 addresses only",
+                       "--config-from": "same: the configuration network's IPAM, options and labels; Docker's refusals "
+                                        "of own settings, wording and 403s",
+                       "--config-only": "same: driver `null`, nothing built; `cannot create endpoint on "
+                                        "configuration-only network`; removal refused while a network uses it",
+                       "--ipv4": "differs: IPv4 is always on; `--ipv4=false` is refused in one line",
+                       "--ipv6": "not supported: pallet's network drivers and IPAM assign IPv4 addresses only "
+                                 "(refused in one line)"},
+    "network connect": {"--link": "same: on a user-defined network ALIAS resolves to the container for the connected "
+                                  "container only (the embedded DNS asks whose query it is)",
+                        "--driver-opt": "differs: `com.docker.network.endpoint.ifname` and "
+                                        "`com.docker.network.endpoint.sysctls` (IFNAME for the interface); other keys "
+                                        "are refused, never ignored",
+                        "--ip6": "not supported: pallet's network drivers and IPAM assign IPv4 addresses only "
+                                 "(refused in one line)",
                         "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
                         "--gw-priority": "not supported: a container has one default gateway, its first network's"},
     "network inspect": {"--verbose": "not supported: its extra detail is swarm's (service and task endpoints)"},
