@@ -68,6 +68,18 @@ def parse_ipv4(value: str) -> str:
         raise UsageError(f'invalid IPv4 address: "{value}"') from None
 
 
+def parse_ipv6(value: str) -> str:
+    """``--ip6``: an IPv6 address, or "" when not given."""
+    if not value:
+        return ""
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv6Address(value))
+    except ValueError:
+        raise UsageError(f'invalid IPv6 address: "{value}"') from None
+
+
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 

@@ -35,7 +35,7 @@ _RUN = {
     "--io-maxiops": "not supported: Windows only; refused as Docker's daemon refuses it on Linux",
     "--cpu-count": "differs: Windows only; discarded with Docker's warning",
     "--cpu-percent": "differs: Windows only; discarded with Docker's warning",
-    "--ip6": "not supported: pallet's network drivers assign IPv4 addresses only",
+    "--ip6": "same: on a network created with `--ipv6` (bridge driver)",
     "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
     "--use-api-socket": "differs: binds `pallet serve`'s socket at /var/run/docker.sock; credentials are not copied",
     "--isolation": "differs: only `default` (as on Linux Docker)",
@@ -100,15 +100,17 @@ NOTES = {
                        "--config-only": "same: driver `null`, nothing built; `cannot create endpoint on "
                                         "configuration-only network`; removal refused while a network uses it",
                        "--ipv4": "differs: IPv4 is always on; `--ipv4=false` is refused in one line",
-                       "--ipv6": "not supported: pallet's network drivers and IPAM assign IPv4 addresses only "
-                                 "(refused in one line)"},
+                       "--ipv6": "differs: bridge driver (others refuse it in one line); without an IPv6 `--subnet` "
+                                 "a /64 of a ULA /48 of the root's own; NAT66 out; `-p` publishes on IPv4 only",
+                       "--subnet": "differs: one IPv4 and (with `--ipv6`) one IPv6 subnet",
+                       "--gateway": "same: each gateway goes with the subnet of its family",
+                       "--ip-range": "same: each range goes with the subnet of its family"},
     "network connect": {"--link": "same: on a user-defined network ALIAS resolves to the container for the connected "
                                   "container only (the embedded DNS asks whose query it is)",
                         "--driver-opt": "differs: `com.docker.network.endpoint.ifname` and "
                                         "`com.docker.network.endpoint.sysctls` (IFNAME for the interface); other keys "
                                         "are refused, never ignored",
-                        "--ip6": "not supported: pallet's network drivers and IPAM assign IPv4 addresses only "
-                                 "(refused in one line)",
+                        "--ip6": "same: on a network created with `--ipv6`",
                         "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
                         "--gw-priority": "not supported: a container has one default gateway, its first network's"},
     "network inspect": {"--verbose": "not supported: its extra detail is swarm's (service and task endpoints)"},

@@ -123,6 +123,7 @@ def create_options(body: dict, name: str) -> dict:
         endpoint = endpoint or {}
         opts["network_alias"] = tuple(_strings(endpoint.get("Aliases")))
         opts["ip"] = ((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or ""
+        opts["ip6"] = ((endpoint.get("IPAMConfig") or {}).get("IPv6Address")) or ""
         break
     attach = [s for s in ("stdin", "stdout", "stderr") if body.get(f"Attach{s.title()}")]
     opts["attach"] = tuple(attach) if attach and attach != ["stdout", "stderr"] else ()

@@ -16,17 +16,38 @@ def network():
     """Manage networks."""
 
 
+def split_families(subnets, gateways, ranges) -> dict:
+    """Docker's repeatable ``--subnet``/``--gateway``/``--ip-range`` as one IPv4 and one IPv6 set (each value
+    goes with its family: pallet networks have at most one subnet of each)."""
+    import ipaddress
+
+    from pallet.kernel.errors import UsageError
+
+    pools = {"subnet": "", "gateway": "", "ip_range": "", "subnet6": "", "gateway6": "", "ip_range6": ""}
+    for values, key in ((subnets, "subnet"), (gateways, "gateway"), (ranges, "ip_range")):
+        for value in values:
+            try:
+                family = (ipaddress.ip_address(value) if key == "gateway"
+                          else ipaddress.ip_network(value, strict=False)).version
+            except ValueError as exc:
+                raise UsageError(f'invalid {key.replace("_", "-")} "{value}": {exc}') from None
+            slot = key if family == 4 else key + "6"
+            if pools[slot]:
+                raise UsageError(f"pallet networks take one IPv4 and one IPv6 --{key.replace('_', '-')}")
+            pools[slot] = value
+    return pools
+
+
 INGRESS = ("--ingress: pallet's routing mesh joins each service's own overlay network (docs/network.md); "
            "there is no ingress network to create")
-NO_IPV6 = "pallet's network drivers and IPAM assign IPv4 addresses only"
 
 
 @network.command("create", cls=GoBoolCommand)
 @click.argument("name")
 @click.option("--driver", "-d", default="bridge", show_default=True, help="Driver to manage the network.")
-@click.option("--subnet", default="", help="Subnet in CIDR format.")
-@click.option("--gateway", default="", help="IPv4 gateway for the subnet.")
-@click.option("--ip-range", default="", help="Allocate container addresses from a sub-range.")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format (one IPv4, one IPv6 with --ipv6).")
+@click.option("--gateway", multiple=True, help="IPv4 or IPv6 gateway for the subnet of its family.")
+@click.option("--ip-range", multiple=True, help="Allocate container addresses from a sub-range.")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network.")
 @click.option("--attachable", is_flag=True, help="Accepted for compatibility (every network is attachable).")
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Set metadata on the network.")
@@ -41,7 +62,8 @@ NO_IPV6 = "pallet's network drivers and IPAM assign IPv4 addresses only"
               "for overlay).")
 @click.option("--ingress", is_flag=True, help="Refused: the routing mesh joins each service's overlay network.")
 @click.option("--ipv4", is_flag=True, default=True, help="IPv4 address assignment (always on). [default: true]")
-@click.option("--ipv6", is_flag=True, help=f"Refused: {NO_IPV6}.")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 address assignment (bridge driver; a /64 of a ULA prefix "
+              "unless an IPv6 --subnet is given).")
 @click.pass_obj
 def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipam_driver, ipam_opt,
            aux_address, config_only, config_from, scope, ingress, ipv4, ipv6):
@@ -51,15 +73,14 @@ def create(engine, name, driver, subnet, gateway, ip_range, internal, attachable
 
     if ingress:
         raise UsageError(INGRESS)
-    if ipv6:
-        raise UsageError(f"--ipv6: {NO_IPV6}")
     if not ipv4:
-        raise UsageError(f"--ipv4=false: {NO_IPV6}, so a network without IPv4 would have no addresses")
+        raise UsageError("--ipv4=false: pallet's network drivers need an IPv4 subnet on every network")
     if config_only and attachable:
         raise UsageError("configuration network can only contain network specific fields. Network operator "
                          "fields like [ ingress | internal | attachable | scope ] are not supported.")
+    pools = split_families(subnet, gateway, ip_range)
     record = NetworkStore(engine).create(
-        name, "null" if config_only else driver, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
+        name, "null" if config_only else driver, **pools, ipv6=ipv6, internal=internal,
         labels=parse_key_values(label, "--label"), options=parse_key_values(opt, "--opt"),
         ipam_driver=ipam_driver, ipam_options=parse_key_values(ipam_opt, "--ipam-opt"),
         aux_addresses=parse_key_values(aux_address, "--aux-address"), scope=scope, config_only=config_only,
@@ -188,7 +209,7 @@ def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
 @click.argument("container")
 @click.option("--alias", multiple=True, help="Add network-scoped alias for the container.")
 @click.option("--ip", default="", help="IPv4 address (e.g. 172.30.100.104).")
-@click.option("--ip6", default="", metavar="IPV6", help=f"Refused: {NO_IPV6}.")
+@click.option("--ip6", default="", metavar="IPV6", help="IPv6 address (e.g. 2001:db8::33), on a network made with --ipv6.")
 @click.option("--link", "links", multiple=True, metavar="CONTAINER[:ALIAS]",
               help="Add link to another container (ALIAS resolves to it for this container only).")
 @click.option("--driver-opt", "driver_opts", multiple=True, metavar="KEY=VALUE",
@@ -200,15 +221,16 @@ def connect(engine, network_name, container, alias, ip, ip6, links, driver_opts)
     from pallet.kernel.network.attach import connect as net_connect, sandbox_of
     from pallet.kernel.errors import PalletError, UsageError
 
-    if ip6:
-        raise UsageError(f"--ip6: {NO_IPV6}")
     record, sandbox = sandbox_of(engine, container)
     if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
         raise PalletError(f"container {record.name} uses network mode {record.network_mode} "
                           "and cannot be connected to other networks")
     if sandbox is None:
         raise PalletError(f"container {record.name} is not running")
-    result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=ip,
+    from pallet.kernel.runopts import parse_ipv4, parse_ipv6
+
+    result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=parse_ipv4(ip),
+                         ip6=parse_ipv6(ip6),
                          links=resolve_links(engine, links), driver_opts=_driver_opts(driver_opts))
     _record_attachment(engine, record, result)
     _use_embedded_dns(engine, record, result)

@@ -210,8 +210,12 @@ class NetworkStore:
                internal: bool = False, labels: dict | None = None, options: dict | None = None,
                ipam_driver: str = "default", ipam_options: dict | None = None,
                aux_addresses: dict | None = None, scope: str = "", config_only: bool = False,
-               config_from: str = "") -> NetworkRecord:
+               config_from: str = "", ipv6: bool = False, subnet6: str = "", gateway6: str = "",
+               ip_range6: str = "") -> NetworkRecord:
         """``aux_addresses`` (Docker's ``--aux-address NAME=IP``) are reserved in the pool, never given to a container.
+
+        ``ipv6`` (Docker's ``--ipv6``) adds an IPv6 pool: ``subnet6`` (else a /64 of the IPAM's ULA
+        prefix), ``gateway6``, ``ip_range6``; the driver must take IPv6 (``NetworkDriver.ipv6``).
 
         ``config_only`` records the configuration (IPAM, options, labels) for networks created with
         ``config_from``, as Docker's ``--config-only``: it has driver ``null`` and is never built, so it
@@ -224,17 +228,23 @@ class NetworkStore:
             raise UsageError("an --ip-range needs a --subnet")
         if aux_addresses and not subnet:
             raise UsageError("an --aux-address needs a --subnet")
+        if (subnet6 or gateway6 or ip_range6) and not ipv6:
+            raise UsageError("an IPv6 --subnet, --gateway or --ip-range needs --ipv6")
+        if (gateway6 or ip_range6) and not subnet6:
+            raise UsageError("an IPv6 gateway or ip-range needs an IPv6 --subnet")
+        config6 = {k: v for k, v in (("Subnet", subnet6), ("Gateway", gateway6), ("IPRange", ip_range6)) if v}
         if config_only and config_from:
             raise Forbidden("a configuration network cannot depend on another configuration network")
         if config_only:
             if internal or scope:
                 raise Forbidden("configuration network can only contain network specific fields. Network operator "
                                 "fields like [ ingress | internal | attachable | scope ] are not supported.")
-            return self._create_config_only(name, subnet, gateway, ip_range, labels, options, ipam_driver,
-                                            ipam_options, aux_addresses)
+            record = self._create_config_only(name, subnet, gateway, ip_range, labels, options, ipam_driver,
+                                              ipam_options, aux_addresses, ipv6, config6)
+            return record
         if config_from:
             source = self._config_source(config_from)
-            if subnet or ipam_driver != "default" or labels or ipam_options:
+            if subnet or ipv6 or ipam_driver != "default" or labels or ipam_options:
                 raise Forbidden("user specified configurations are not supported if the network depends on a "
                                 "configuration network")
             if options:
@@ -244,9 +254,12 @@ class NetworkStore:
             subnet, gateway, ip_range = config.get("Subnet", ""), config.get("Gateway", ""), config.get("IPRange", "")
             aux_addresses, labels, options = config.get("AuxiliaryAddresses") or {}, source.labels, source.options
             ipam_driver, ipam_options = source.ipam_driver, source.ipam_options
+            ipv6, config6 = source.enable_ipv6, dict(source.ipam_config6)
         network_driver = self.driver(driver)
         if not network_driver.needs_sandbox:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if ipv6 and not network_driver.ipv6:
+            raise UsageError(f"--ipv6: the {driver} driver assigns IPv4 addresses only")
         if scope and scope not in ("local", "swarm", "global"):
             raise UsageError(f'invalid scope "{scope}": expected local, swarm or global')
         if scope and {"swarm": "global"}.get(scope, scope) != network_driver.scope:
@@ -260,7 +273,8 @@ class NetworkStore:
                                ipam_options=dict(ipam_options or {}),
                                ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range,
                                              **({"AuxiliaryAddresses": dict(aux_addresses)} if aux_addresses else {})}]
-                               if subnet else [], config_from=config_from and source.name)
+                               if subnet else [], config_from=config_from and source.name, enable_ipv6=ipv6,
+                               ipam_config6=config6)
         self.all()
         with self.lock():
             if any(r.name == name for r in self.read_all()):
@@ -277,10 +291,11 @@ class NetworkStore:
         return record
 
     def _create_config_only(self, name, subnet, gateway, ip_range, labels, options, ipam_driver, ipam_options,
-                            aux_addresses) -> NetworkRecord:
+                            aux_addresses, ipv6, config6) -> NetworkRecord:
         import ipaddress
 
-        for text, what in ((subnet, "subnet"), (ip_range, "ip-range")):
+        for text, what in ((subnet, "subnet"), (ip_range, "ip-range"), (config6.get("Subnet"), "subnet"),
+                           (config6.get("IPRange"), "ip-range")):
             if text:
                 try:
                     ipaddress.ip_network(text)
@@ -291,7 +306,7 @@ class NetworkStore:
                                ipam_driver=ipam_driver, ipam_options=dict(ipam_options or {}),
                                ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range,
                                              **({"AuxiliaryAddresses": dict(aux_addresses)} if aux_addresses else {})}]
-                               if subnet else [])
+                               if subnet else [], enable_ipv6=ipv6, ipam_config6=dict(config6))
         self.all()
         with self.lock():
             if any(r.name == name for r in self.read_all()):
@@ -318,6 +333,7 @@ class NetworkStore:
             return
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
+        config6_asked = dict(record.ipam_config6)
         reserved = not record.pools  # a global network adopted from the cluster has its pool already
         # Host-wide: choosing a subnet "not routed yet" and routing it must not interleave with another root.
         with host_lock():
@@ -339,8 +355,15 @@ class NetworkStore:
                     self.save(record)
                 gw = record.ipam_config[0]["Gateway"]
                 options = dict(record.options, internal="true" if record.internal else "false")
-                record.driver_data = network_driver.create_network(record.id, options,
-                                                                   [{"pool": cidr, "gateway": gw}])
+                if record.enable_ipv6:
+                    if reserved or not record.pool6:
+                        self._reserve_ipv6(record, ipam)
+                    v6 = [{"pool": record.ipam_config6["Subnet"], "gateway": record.ipam_config6["Gateway"]}]
+                    record.driver_data = network_driver.create_network(record.id, options,
+                                                                       [{"pool": cidr, "gateway": gw}], ipv6=v6)
+                else:
+                    record.driver_data = network_driver.create_network(record.id, options,
+                                                                       [{"pool": cidr, "gateway": gw}])
                 if record.scope == "global":
                     self.cluster.join(record)
                 self.save(record)
@@ -351,11 +374,25 @@ class NetworkStore:
                 if reserved:
                     ipam.release_pool(pool_id)
                     record.pools, record.ipam_config = [], [config] if config else []
+                    if record.pool6:
+                        ipam.release_pool(record.pool6)
+                        record.pool6, record.ipam_config6 = "", config6_asked
                 if record.predefined or not reserved:
                     self.save(record)
                 else:
                     self.path(record.id).unlink(missing_ok=True)
                 raise
+
+    def _reserve_ipv6(self, record: NetworkRecord, ipam) -> None:
+        """The IPv6 pool and gateway of ``record`` (its asked-for subnet, else one the IPAM picks)."""
+        asked = record.ipam_config6
+        pool_id, cidr = ipam.request_pool(asked.get("Subnet", ""), asked.get("IPRange", ""),
+                                          {**record.ipam_options, "v6": "true"})
+        record.pool6 = pool_id
+        gw = ipam.request_address(pool_id, asked.get("Gateway", ""), GATEWAY_REQUEST)
+        record.ipam_config6 = {"Subnet": cidr, "Gateway": gw.split("/")[0],
+                               **({"IPRange": asked["IPRange"]} if asked.get("IPRange") else {})}
+        self.save(record)
 
     def _materialize_own_ipam(self, record: NetworkRecord, network_driver) -> None:
         """A driver that assigns addresses itself (CNI): no pool, no gateway reservation."""
@@ -395,7 +432,7 @@ class NetworkStore:
             network_driver.delete_network(record.id, record.driver_data)
         if record.scope != "global" or self.cluster.leave(record, network_driver):
             ipam = self.ipam(record.ipam_driver)
-            for pool_id in record.pools:
+            for pool_id in record.pools + ([record.pool6] if record.pool6 else []):
                 ipam.release_pool(pool_id)
         with contextlib.suppress(OSError):
             (self.dir / "endpoints" / record.id).rmdir()
@@ -419,7 +456,7 @@ class NetworkStore:
 
     # --- endpoints ----------------------------------------------------------------------
     def connect(self, container, sandbox: str, network: str, aliases=(), ip: str = "", mac: str = "",
-                port_bindings: dict | None = None, links=(), driver_opts: dict | None = None
+                port_bindings: dict | None = None, links=(), driver_opts: dict | None = None, ip6: str = ""
                 ) -> tuple[NetworkRecord, EndpointRecord]:
         """``links`` are Docker's ``CONTAINER:ALIAS`` of a user network: ALIAS resolves, for this container
         only, to CONTAINER's address on the network. ``driver_opts`` are Docker's endpoint options
@@ -442,6 +479,8 @@ class NetworkStore:
             raise Forbidden("cannot create endpoint on configuration-only network")
         if ip and record.predefined:
             raise UsageError("user specified IP address is supported on user defined networks only")
+        if ip6 and not record.enable_ipv6:
+            raise UsageError(f"an IPv6 address ({ip6}) needs a network created with --ipv6; {record.name} has none")
         if links and record.predefined:
             raise UsageError("links on a network connect are supported on user defined networks only (on the "
                              "default bridge, give --link to pallet run)")
@@ -452,33 +491,43 @@ class NetworkStore:
                 raise Conflict(f"endpoint with name {container.name} already exists in network {record.name}")
             if not record.materialized:
                 self._materialize(record, network_driver)
+            address6 = ""
             if network_driver.own_ipam:
                 address = ""  # the driver reports it from join
             else:
                 address = self.ipam(record.ipam_driver).request_address(record.pools[0], ip)
+                if record.pool6:
+                    try:
+                        address6 = self.ipam(record.ipam_driver).request_address(record.pool6, ip6)
+                    except BaseException:
+                        self.ipam(record.ipam_driver).release_address(record.pools[0], address)
+                        raise
             # The container's interfaces are eth0, eth1 … in the order it joined networks.
             position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
-                                      aliases=[a for a in aliases if a], links=list(links), driver_opts=driver_opts)
+                                      aliases=[a for a in aliases if a], links=list(links), driver_opts=driver_opts,
+                                      address6=address6)
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
                            "container_name": container.name, "aliases": endpoint.aliases, "ip": ip}
                 gateway = "" if record.internal or not record.ipam_config else record.ipam_config[0].get("Gateway", "")
+                gateway6 = "" if record.internal else record.ipam_config6.get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
-                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac),
-                                                      options)
+                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac,
+                                                                   address6=address6, gateway6=gateway6), options)
                 endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
                 # What a driver without state of its own needs to configure the sandbox (libnetwork's JoinInfo).
                 join_options = {"address": address, "mac_address": info.mac_address,
                                 "interface": ifname or f"eth{position}", "interface_name": ifname,
-                                "gateway": gateway if position == 0 else ""}
+                                "gateway": gateway if position == 0 else "", "address6": address6,
+                                "gateway6": gateway6 if position == 0 else ""}
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 if sysctls:
                     apply_sysctls(str(sandbox), joined.interface, sysctls)
-                endpoint.gateway = joined.gateway
+                endpoint.gateway, endpoint.gateway6 = joined.gateway, joined.gateway6
                 if network_driver.own_ipam:
                     endpoint.address = joined.extra.get("address", "")
                     endpoint.mac_address = joined.extra.get("mac_address", "") or endpoint.mac_address
@@ -538,20 +587,23 @@ class NetworkStore:
         network_driver.delete_endpoint(record.id, endpoint.id, record.driver_data)
         if record.pools and endpoint.address:
             self.ipam(record.ipam_driver).release_address(record.pools[0], endpoint.address)
+        if record.pool6 and endpoint.address6:
+            self.ipam(record.ipam_driver).release_address(record.pool6, endpoint.address6)
         self._endpoint_path(record.id, endpoint.container_id).unlink(missing_ok=True)
 
     # --- views --------------------------------------------------------------------------
     def inspect(self, record: NetworkRecord) -> dict:
         containers = {
             ep.container_id: {"Name": ep.container_name, "EndpointID": ep.id, "MacAddress": ep.mac_address,
-                              "IPv4Address": ep.address, "IPv6Address": ""}
+                              "IPv4Address": ep.address, "IPv6Address": ep.address6}
             for ep in self.endpoints(record.id)
         }
         return {
             "Name": record.name, "Id": record.id, "Created": record.created, "Scope": record.scope,
-            "Driver": record.driver, "EnableIPv6": False,
+            "Driver": record.driver, "EnableIPv4": True, "EnableIPv6": record.enable_ipv6,
             "IPAM": {"Driver": record.ipam_driver, "Options": record.ipam_options,
-                     "Config": [{k: v for k, v in c.items() if v} for c in record.ipam_config]},
+                     "Config": [{k: v for k, v in c.items() if v}
+                                for c in record.ipam_config + ([record.ipam_config6] if record.ipam_config6 else [])]},
             "Internal": record.internal, "Attachable": record.attachable, "Ingress": False,
             "ConfigFrom": {"Network": record.config_from}, "ConfigOnly": record.config_only, "Containers": containers,
             "Options": {k: v for k, v in record.options.items()}, "Labels": record.labels,

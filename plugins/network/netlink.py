@@ -54,6 +54,27 @@ def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None) -> N
         ipr.link("set", index=index, state="up")
 
 
+IFA_F_NODAD = 0x02
+
+
+def add_ipv6(name: str, address: str, prefixlen: int, netns: str | None = None,
+             gateway: str | None = None) -> bool:
+    """Give link ``name`` (in ``netns``, else the host) an IPv6 address, usable at once (no DAD: the
+    addresses come from IPAM, never twice); with ``gateway``, the default IPv6 route too, unless the
+    namespace has one. Returns whether the route was added."""
+    with iproute(netns) as ipr:
+        index = link_index(ipr, name)
+        with _ignore_exists():
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen, family=socket.AF_INET6,
+                     flags=IFA_F_NODAD)
+        ipr.link("set", index=index, state="up")
+        if not gateway or any(r.get_attr("RTA_DST") is None for r in ipr.get_routes(family=socket.AF_INET6, table=254)
+                              if r.get("dst_len") == 0):
+            return False
+        ipr.route("add", dst="::/0", gateway=gateway, oif=index, family=socket.AF_INET6)
+        return True
+
+
 def delete_link(name: str, netns: str | None = None) -> bool:
     """Delete a link if it exists; True when something was removed."""
     from pyroute2 import NetlinkError

@@ -52,3 +52,39 @@ def test_volume_update_is_docker_s_refusal_for_local_volumes(api):
     status, _h, body = api.request("PUT", "/volumes/upd?version=1", {"Spec": {"Availability": "drain"}})
     assert (status, body) == (503, {"message": "volume update only valid for cluster volumes, but swarm is unavailable"})
     assert api.docker("volume", "rm", "upd").returncode == 0
+
+
+def test_docker_cli_ipv6_config_only_and_link_networks(api):
+    import json
+    import uuid
+
+    from tests.network.conftest import NET
+
+    prefix = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:2"
+    made = api.docker("network", "create", "--ipv6", "--subnet", f"{NET}.86.0/24", "--subnet", f"{prefix}::/64", "six")
+    assert made.returncode == 0, made.stderr
+    run = api.docker("run", "-d", "--name", "s", "--network", "six", "--ip6", f"{prefix}::9", "busybox", "sleep", "60")
+    assert run.returncode == 0, run.stderr
+    shown = api.docker("inspect", "-f", "{{.NetworkSettings.Networks.six.GlobalIPv6Address}}", "s")
+    assert shown.stdout == f"{prefix}::9\n"
+    assert api.docker("run", "-d", "--name", "c", "--network", "six", "busybox", "sleep", "60").returncode == 0
+    assert api.docker("network", "create", "--subnet", f"{NET}.87.0/24", "other").returncode == 0
+    linked = api.docker("network", "connect", "--link", "s:store", "--driver-opt",
+                        "com.docker.network.endpoint.ifname=side0", "other", "c")
+    assert linked.returncode == 0, linked.stderr
+    # the link's alias is answered on the network it was given for, to "c" only
+    assert api.docker("network", "connect", "other", "s").returncode == 0
+    found = api.docker("exec", "c", "nslookup", "store")
+    s_other = json.loads(api.docker("inspect", "s").stdout)[0]["NetworkSettings"]["Networks"]["other"]["IPAddress"]
+    assert s_other in found.stdout, found.stdout + found.stderr
+    assert "side0" in api.docker("exec", "c", "ip", "-o", "link").stdout
+    cfg = api.docker("network", "create", "--config-only", "--subnet", f"{NET}.85.0/24", "cfg")
+    assert cfg.returncode == 0, cfg.stderr
+    refused = api.docker("run", "--rm", "--network", "cfg", "busybox", "true")
+    assert refused.returncode == 125 and "cannot create endpoint on configuration-only network" in refused.stderr
+    assert api.docker("network", "create", "--config-from", "cfg", "fromcfg").returncode == 0
+    assert api.docker("network", "inspect", "-f", "{{.ConfigFrom.Network}}", "fromcfg").stdout == "cfg\n"
+    in_use = api.docker("network", "rm", "cfg")
+    assert in_use.returncode == 1 and 'configuration network "cfg" is in use' in in_use.stderr
+    assert api.docker("rm", "-f", "s", "c").returncode == 0
+    assert api.docker("network", "rm", "six", "other", "fromcfg", "cfg").returncode == 0

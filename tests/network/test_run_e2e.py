@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -217,8 +218,8 @@ def test_connect_driver_opts_name_the_interface_and_set_its_sysctls(cli):
     assert (taken.returncode, taken.error_lines) == (1, ["Error: interface eth0 already exists in the container"])
     assert net not in json.loads(cli("inspect", "box", check=True).stdout)[0]["NetworkSettings"]["Networks"]
     ip6 = cli("network", "connect", "--ip6", "fd00:1::5", net, "box")
-    assert (ip6.returncode, ip6.error_lines) == (2, ["Error: --ip6: pallet's network drivers and IPAM assign IPv4 "
-                                                     "addresses only"])
+    assert (ip6.returncode, ip6.error_lines) == (2, [f"Error: an IPv6 address (fd00:1::5) needs a network created "
+                                                     f"with --ipv6; {net} has none"])
 
 
 def test_config_only_network_lends_its_configuration_and_takes_no_endpoint(cli):
@@ -260,9 +261,9 @@ def test_config_only_network_lends_its_configuration_and_takes_no_endpoint(cli):
     (["--scope", "planet"], 'Error: invalid scope "planet": expected local, swarm or global'),
     (["--ingress", "-d", "overlay"], "Error: --ingress: pallet's routing mesh joins each service's own overlay "
                                      "network (docs/network.md); there is no ingress network to create"),
-    (["--ipv6"], "Error: --ipv6: pallet's network drivers and IPAM assign IPv4 addresses only"),
-    (["--ipv4=false"], "Error: --ipv4=false: pallet's network drivers and IPAM assign IPv4 addresses only, so a "
-                       "network without IPv4 would have no addresses"),
+    (["--ipv4=false"], "Error: --ipv4=false: pallet's network drivers need an IPv4 subnet on every network"),
+    (["--subnet", "fd00:5::/64"], "Error: an IPv6 --subnet, --gateway or --ip-range needs --ipv6"),
+    (["--ipv6", "-d", "none"], "Error: --ipv6: the none driver assigns IPv4 addresses only"),
     (["--config-only", "--internal"], "Error: configuration network can only contain network specific fields. "
                                       "Network operator fields like [ ingress | internal | attachable | scope ] "
                                       "are not supported."),
@@ -278,3 +279,45 @@ def test_network_create_scope_local_and_ipv4_are_accepted(cli):
     name = f"sc{uuid.uuid4().hex[:6]}"
     cli("network", "create", "--scope", "local", "--ipv4", "--subnet", f"{NET}.99.0/24", name, check=True)
     assert cli("network", "inspect", "-f", "{{.Scope}}", name, check=True).stdout == "local\n"
+
+
+def test_ipv6_network_gives_containers_addresses_routes_names_and_nat66(cli):
+    from pallet.plugins.network.nft import table_name
+
+    net, auto, internal = (f"{p}{uuid.uuid4().hex[:6]}" for p in ("six", "sxa", "sxi"))
+    prefix = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:1"
+    cli("network", "create", "--ipv6", "--subnet", f"{NET}.88.0/24", "--subnet", f"{prefix}::/64", net, check=True)
+    view = json.loads(cli("network", "inspect", net, check=True).stdout)[0]
+    assert view["EnableIPv6"] is True
+    assert view["IPAM"]["Config"] == [{"Subnet": f"{NET}.88.0/24", "Gateway": f"{NET}.88.1"},
+                                      {"Subnet": f"{prefix}::/64", "Gateway": f"{prefix}::1"}]
+    cli("run", "-d", "--name", "v6srv", "--network", net, "--ip6", f"{prefix}::55", "busybox", "sleep", "60", check=True)
+    settings = json.loads(cli("inspect", "v6srv", check=True).stdout)[0]["NetworkSettings"]
+    assert (settings["GlobalIPv6Address"], settings["GlobalIPv6PrefixLen"], settings["IPv6Gateway"]) == \
+        (f"{prefix}::55", 64, f"{prefix}::1")
+    assert settings["Networks"][net]["GlobalIPv6Address"] == f"{prefix}::55"
+    seen = cli("run", "--rm", "--network", net, "busybox", "sh", "-c",
+               "ip -6 addr show eth0; ip -6 route; ping6 -c1 -W3 v6srv; nslookup v6srv 127.0.0.11", check=True).stdout
+    assert f"inet6 {prefix}::2/64" in seen and f"default via {prefix}::1" in seen
+    assert "1 packets received" in seen and f"Address: {prefix}::55" in seen and f"Address: {NET}.88." in seen
+    rules = subprocess.run(["nft", "list", "table", "ip6", table_name(cli.root)], capture_output=True, text=True)
+    assert f"ip6 saddr {prefix}::/64 oifname != " in rules.stdout and "masquerade" in rules.stdout
+    taken = cli("run", "--rm", "--network", net, "--ip6", f"{prefix}::55", "busybox", "true")
+    assert (taken.returncode, taken.error_lines) == (125, [f"Error: Address already in use: {prefix}::55"])
+    bad = cli("run", "--rm", "--network", net, "--ip6", "10.0.0.1", "busybox", "true")
+    assert (bad.returncode, bad.error_lines) == (125, ['Error: invalid IPv6 address: "10.0.0.1"'])
+    # Without a subnet, a /64 of a ULA prefix of this root's own; an internal network gets no IPv6 route out.
+    cli("network", "create", "--ipv6", "--subnet", f"{NET}.89.0/24", auto, check=True)
+    subnet6 = json.loads(cli("network", "inspect", auto, check=True).stdout)[0]["IPAM"]["Config"][1]["Subnet"]
+    assert subnet6.startswith("fd") and subnet6.endswith("::/64")
+    cli("network", "create", "--ipv6", "--internal", "--subnet", f"{NET}.90.0/24", internal, check=True)
+    cli("network", "connect", "--ip6", subnet6.replace("::/64", "::77"), auto, "v6srv", check=True)
+    inside = cli("exec", "v6srv", "ip", "-6", "addr", check=True).stdout
+    assert subnet6.replace("::/64", "::77/64") in inside
+    routes = cli("run", "--rm", "--network", internal, "busybox", "ip", "-6", "route", check=True).stdout
+    assert "default" not in routes
+    cli("rm", "-f", "v6srv", check=True)
+    for name in (net, auto, internal):
+        cli("network", "rm", name, check=True)
+    gone = subprocess.run(["nft", "list", "table", "ip6", table_name(cli.root)], capture_output=True, text=True)
+    assert gone.returncode != 0     # the last IPv6 network took the ip6 table with it
