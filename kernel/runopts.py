@@ -80,6 +80,22 @@ def parse_ipv6(value: str) -> str:
         raise UsageError(f'invalid IPv6 address: "{value}"') from None
 
 
+def parse_link_local(values) -> list[str]:
+    """``--link-local-ip`` (repeatable): addresses as Docker takes them (any that parses, v4 or v6)."""
+    import ipaddress
+
+    parsed = []
+    for value in values:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise UsageError(f"invalid link-local IP address: {value}") from None
+        if address.is_unspecified:
+            raise UsageError(f"invalid link-local IP address: {value}")
+        parsed.append(str(address))
+    return parsed
+
+
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 

@@ -36,7 +36,7 @@ _RUN = {
     "--cpu-count": "differs: Windows only; discarded with Docker's warning",
     "--cpu-percent": "differs: Windows only; discarded with Docker's warning",
     "--ip6": "same: on a network created with `--ipv6` (bridge driver)",
-    "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
+    "--link-local-ip": "same: added to the container's interface (IPv4 /16, IPv6 /64; bridge driver)",
     "--use-api-socket": "differs: binds `pallet serve`'s socket at /var/run/docker.sock; credentials are not copied",
     "--isolation": "differs: only `default` (as on Linux Docker)",
     "--uts": "differs: also `container:NAME` (podman's), which pod members use",
@@ -111,7 +111,7 @@ NOTES = {
                                         "`com.docker.network.endpoint.sysctls` (IFNAME for the interface); other keys "
                                         "are refused, never ignored",
                         "--ip6": "same: on a network created with `--ipv6`",
-                        "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
+                        "--link-local-ip": "same: added to the container's interface (bridge driver)",
                         "--gw-priority": "not supported: a container has one default gateway, its first network's"},
     "network inspect": {"--verbose": "not supported: its extra detail is swarm's (service and task endpoints)"},
     "volume create": {name: _CLUSTER_VOLUME for name in (

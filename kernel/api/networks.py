@@ -129,6 +129,9 @@ def _connect(engine, network_name: str, body: dict) -> None:
     aliases = list(endpoint.get("Aliases") or [])
     ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""
     ip6 = (endpoint.get("IPAMConfig") or {}).get("IPv6Address") or ""
+    from pallet.kernel.runopts import parse_link_local
+
+    link_local_ips = parse_link_local((endpoint.get("IPAMConfig") or {}).get("LinkLocalIPs") or [])
     record = _get(engine, body.get("Container") or "")
     if _primary(engine, record, network_name):
         # Not started yet: it joins this network at start; the aliases are kept for then (docker-compose).
@@ -146,6 +149,7 @@ def _connect(engine, network_name: str, body: dict) -> None:
                             "and cannot be connected to other networks")
     record, sandbox = sandbox_of(engine, record.id)
     result = connect(engine, record, sandbox, network=network_name, aliases=aliases, ip=ip, ip6=ip6,
+                     link_local_ips=link_local_ips,
                      links=resolve_links(engine, endpoint.get("Links") or []),
                      driver_opts=endpoint.get("DriverOpts") or {})
     _record_attachment(engine, record, result)

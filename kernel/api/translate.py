@@ -124,6 +124,7 @@ def create_options(body: dict, name: str) -> dict:
         opts["network_alias"] = tuple(_strings(endpoint.get("Aliases")))
         opts["ip"] = ((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or ""
         opts["ip6"] = ((endpoint.get("IPAMConfig") or {}).get("IPv6Address")) or ""
+        opts["link_local_ip"] = tuple(_strings((endpoint.get("IPAMConfig") or {}).get("LinkLocalIPs")))
         break
     attach = [s for s in ("stdin", "stdout", "stderr") if body.get(f"Attach{s.title()}")]
     opts["attach"] = tuple(attach) if attach and attach != ["stdout", "stderr"] else ()

@@ -143,7 +143,7 @@ def create_options(func):
                   'bridge driver, else "none".'),
         _opt("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
         _opt("--ip6", default="", metavar="IPV6", help="IPv6 address (e.g. 2001:db8::33), on a network made with --ipv6."),
-        _many("--link-local-ip", metavar="IP", help="Link-local addresses (refused: pallet's drivers assign none)."),
+        _many("--link-local-ip", metavar="IP", help="Container IPv4/IPv6 link-local addresses (bridge networks)."),
         _opt("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
         _many("--network-alias", metavar="ALIAS", help="Add a network-scoped alias for the container."),
         _many("--add-host", metavar="HOST:IP", help="Add a custom host-to-IP mapping (IP may be host-gateway)."),
@@ -246,8 +246,6 @@ def _refuse_unsupported(opts) -> None:
         raise UsageError("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
     if opts["isolation"] not in ("", "default"):
         raise UsageError(f"Invalid isolation: {opts['isolation']!r} - linux only supports 'default'")
-    if opts["link_local_ip"]:
-        raise UsageError("--link-local-ip: pallet's network drivers do not assign link-local addresses")
 
 
 def _warn(message: str) -> None:
@@ -435,6 +433,7 @@ def build_request(image, command, opts, detach: bool = False):
         "StopTimeout": opts["stop_timeout"],
         "IPv4Address": runopts.parse_ipv4(opts["ip"]),
         "IPv6Address": runopts.parse_ipv6(opts["ip6"]),
+        "LinkLocalIPs": runopts.parse_link_local(opts["link_local_ip"]),
         "MacAddress": runopts.parse_mac(opts["mac_address"]),
         "NetworkAliases": list(opts["network_alias"]),
     }

@@ -212,11 +212,13 @@ def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
 @click.option("--ip6", default="", metavar="IPV6", help="IPv6 address (e.g. 2001:db8::33), on a network made with --ipv6.")
 @click.option("--link", "links", multiple=True, metavar="CONTAINER[:ALIAS]",
               help="Add link to another container (ALIAS resolves to it for this container only).")
+@click.option("--link-local-ip", "link_local_ips", multiple=True, metavar="IP",
+              help="Add a link-local address for the container (IPv4 /16, IPv6 /64).")
 @click.option("--driver-opt", "driver_opts", multiple=True, metavar="KEY=VALUE",
               help="Endpoint options: com.docker.network.endpoint.ifname=NAME, "
                    "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.KEY=VALUE[,…].")
 @click.pass_obj
-def connect(engine, network_name, container, alias, ip, ip6, links, driver_opts):
+def connect(engine, network_name, container, alias, ip, ip6, links, link_local_ips, driver_opts):
     """Connect a running container to a network."""
     from pallet.kernel.network.attach import connect as net_connect, sandbox_of
     from pallet.kernel.errors import PalletError, UsageError
@@ -227,10 +229,10 @@ def connect(engine, network_name, container, alias, ip, ip6, links, driver_opts)
                           "and cannot be connected to other networks")
     if sandbox is None:
         raise PalletError(f"container {record.name} is not running")
-    from pallet.kernel.runopts import parse_ipv4, parse_ipv6
+    from pallet.kernel.runopts import parse_ipv4, parse_ipv6, parse_link_local
 
     result = net_connect(engine, record, sandbox, network=network_name, aliases=list(alias), ip=parse_ipv4(ip),
-                         ip6=parse_ipv6(ip6),
+                         ip6=parse_ipv6(ip6), link_local_ips=parse_link_local(link_local_ips),
                          links=resolve_links(engine, links), driver_opts=_driver_opts(driver_opts))
     _record_attachment(engine, record, result)
     _use_embedded_dns(engine, record, result)

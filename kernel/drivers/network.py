@@ -67,6 +67,9 @@ class NetworkDriver(Driver):
     # with ``ipv6=[{"pool", "gateway"}]``, the endpoint's ``EndpointInfo.address6``/``gateway6`` are set,
     # and ``join`` gets ``address6`` and ``gateway6``. A network with IPv6 on another driver is refused.
     ipv6 = False
+    # True for a driver whose ``join`` adds ``options["link_local_ips"]`` (Docker's ``--link-local-ip``)
+    # to the container's interface; others refuse the flag.
+    link_local = False
 
     def create_network(self, network_id: str, options: dict, ipv4: list[dict], ipv6: list[dict] | None = None) -> dict:
         """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``), ``ipv6`` the
@@ -100,7 +103,8 @@ class NetworkDriver(Driver):
 
         ``options``: ``address`` (CIDR), ``mac_address``, ``interface`` (``eth0``, ``eth1`` … in
         the order the container joined its networks), ``gateway`` (the default route, set on
-        the first network only, "" otherwise), ``address6`` and ``gateway6`` (IPv6, "" for none) and ``interface_name`` (the name the user asked for
+        the first network only, "" otherwise), ``address6`` and ``gateway6`` (IPv6, "" for none),
+        ``link_local_ips`` (extra addresses, for a ``link_local`` driver) and ``interface_name`` (the name the user asked for
         with Docker's ``com.docker.network.endpoint.ifname`` driver option, "" for none; a driver
         that moves a link into the sandbox gives it that name).
         """

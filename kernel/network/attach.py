@@ -15,7 +15,8 @@ def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container
     ip, _, prefix = endpoint.address.partition("/")
     ip6, _, prefix6 = endpoint.address6.partition("/")
     return {
-        "IPAMConfig": None, "Links": endpoint.links or None, "Aliases": endpoint.aliases or None,
+        "IPAMConfig": {"LinkLocalIPs": endpoint.link_local_ips} if endpoint.link_local_ips else None,
+        "Links": endpoint.links or None, "Aliases": endpoint.aliases or None,
         "DriverOpts": endpoint.driver_opts or None, "MacAddress": endpoint.mac_address,
         "NetworkID": record.id, "EndpointID": endpoint.id, "Gateway": endpoint.gateway, "IPAddress": ip,
         "IPPrefixLen": int(prefix or 0), "IPv6Gateway": endpoint.gateway6, "GlobalIPv6Address": ip6,
@@ -25,7 +26,8 @@ def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container
 
 
 def connect(engine, record, sandbox_path, network: str | None = None, aliases=None, ip: str | None = None,
-            mac: str | None = None, links=(), driver_opts: dict | None = None, ip6: str | None = None) -> dict:
+            mac: str | None = None, links=(), driver_opts: dict | None = None, ip6: str | None = None,
+            link_local_ips=None) -> dict:
     """Attach container ``record``'s sandbox to its network; return what its files and record need.
 
     Defaults come from the record: ``network_mode``, ``host_config["NetworkAliases"]``,
@@ -41,11 +43,13 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
     ports = record.port_bindings if network == primary else {}
     if ip6 is None:
         ip6 = host_config.get("IPv6Address", "") if network == primary else ""
+    if link_local_ips is None:
+        link_local_ips = host_config.get("LinkLocalIPs") or [] if network == primary else []
     net, endpoint = store.connect(record, sandbox_path, network, aliases=aliases,
                                   ip=ip if ip is not None else host_config.get("IPv4Address", ""),
                                   mac=mac if mac is not None else config.get("MacAddress", ""),
                                   port_bindings=ports, links=links, driver_opts=driver_opts,
-                                  ip6=ip6)
+                                  ip6=ip6, link_local_ips=link_local_ips)
     ip_address, _, prefix = endpoint.address.partition("/")
     if net.predefined:
         dns_servers, options = host_nameservers(), []
@@ -81,7 +85,8 @@ def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) ->
         try:
             settings = settings or {}
             net, endpoint = store.connect(record, sandbox_path, name, aliases=settings.get("Aliases") or [],
-                                          links=settings.get("Links") or [], driver_opts=settings.get("DriverOpts"))
+                                          links=settings.get("Links") or [], driver_opts=settings.get("DriverOpts"),
+                                          link_local_ips=(settings.get("IPAMConfig") or {}).get("LinkLocalIPs") or [])
         except NotFound:
             continue
         joined[net.name] = endpoint_settings(net, endpoint, record)

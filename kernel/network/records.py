@@ -55,6 +55,7 @@ class EndpointRecord:
     gateway6: str = ""
     links: list = field(default_factory=list)        # Docker's "CONTAINER:ALIAS": the alias resolves for this one
     driver_opts: dict = field(default_factory=dict)  # Docker's per-endpoint DriverOpts
+    link_local_ips: list = field(default_factory=list)
 
 
 def from_fields(cls, data: dict):

@@ -456,8 +456,8 @@ class NetworkStore:
 
     # --- endpoints ----------------------------------------------------------------------
     def connect(self, container, sandbox: str, network: str, aliases=(), ip: str = "", mac: str = "",
-                port_bindings: dict | None = None, links=(), driver_opts: dict | None = None, ip6: str = ""
-                ) -> tuple[NetworkRecord, EndpointRecord]:
+                port_bindings: dict | None = None, links=(), driver_opts: dict | None = None, ip6: str = "",
+                link_local_ips=()) -> tuple[NetworkRecord, EndpointRecord]:
         """``links`` are Docker's ``CONTAINER:ALIAS`` of a user network: ALIAS resolves, for this container
         only, to CONTAINER's address on the network. ``driver_opts`` are Docker's endpoint options
         (:data:`ENDPOINT_OPTIONS`)."""
@@ -485,6 +485,8 @@ class NetworkStore:
             raise UsageError("links on a network connect are supported on user defined networks only (on the "
                              "default bridge, give --link to pallet run)")
         network_driver = self.driver(record.driver)
+        if link_local_ips and not network_driver.link_local:
+            raise UsageError(f"--link-local-ip: the {record.driver} driver assigns no link-local addresses")
         with self.lock():
             record = load(NetworkRecord, self.path(record.id))
             if self._endpoint_path(record.id, container.id).exists():
@@ -507,7 +509,7 @@ class NetworkStore:
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
                                       aliases=[a for a in aliases if a], links=list(links), driver_opts=driver_opts,
-                                      address6=address6)
+                                      address6=address6, link_local_ips=list(link_local_ips))
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
@@ -522,7 +524,7 @@ class NetworkStore:
                 join_options = {"address": address, "mac_address": info.mac_address,
                                 "interface": ifname or f"eth{position}", "interface_name": ifname,
                                 "gateway": gateway if position == 0 else "", "address6": address6,
-                                "gateway6": gateway6 if position == 0 else ""}
+                                "gateway6": gateway6 if position == 0 else "", "link_local_ips": endpoint.link_local_ips}
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
                 if sysctls:

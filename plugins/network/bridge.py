@@ -26,6 +26,7 @@ class BridgeNetwork(NetworkDriver):
 
     description = "Linux bridge with veth pairs and NAT"
     ipv6 = True
+    link_local = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -163,8 +164,10 @@ class BridgeNetwork(NetworkDriver):
             address6, _sep, prefix6 = endpoint["address6"].partition("/")
             routed6 = netlink.add_ipv6(ifname, address6, int(prefix6), netns=sandbox_key,
                                        gateway=None if state["internal"] else state["gateway6"])
+        for address in options.get("link_local_ips") or []:
+            netlink.add_address(ifname, address, 16 if ":" not in address else 64, netns=sandbox_key)
         return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "",
-                        gateway6=state["gateway6"] if routed6 else "")
+                        gateway6=state.get("gateway6", "") if routed6 else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
         from pallet.plugins.network import netlink

@@ -75,6 +75,15 @@ def add_ipv6(name: str, address: str, prefixlen: int, netns: str | None = None,
         return True
 
 
+def add_address(name: str, address: str, prefixlen: int, netns: str | None = None) -> None:
+    """One more address on link ``name`` (Docker's link-local IPs: /16 for IPv4, /64 for IPv6, no DAD)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with iproute(netns) as ipr:
+        with _ignore_exists():
+            ipr.addr("add", index=link_index(ipr, name), address=address, prefixlen=prefixlen, family=family,
+                     **({"flags": IFA_F_NODAD} if family == socket.AF_INET6 else {}))
+
+
 def delete_link(name: str, netns: str | None = None) -> bool:
     """Delete a link if it exists; True when something was removed."""
     from pyroute2 import NetlinkError

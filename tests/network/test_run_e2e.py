@@ -321,3 +321,21 @@ def test_ipv6_network_gives_containers_addresses_routes_names_and_nat66(cli):
         cli("network", "rm", name, check=True)
     gone = subprocess.run(["nft", "list", "table", "ip6", table_name(cli.root)], capture_output=True, text=True)
     assert gone.returncode != 0     # the last IPv6 network took the ip6 table with it
+
+
+def test_link_local_ips_are_added_to_the_container_interface(cli):
+    net = f"ll{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.84.0/24", net, check=True)
+    cli("run", "-d", "--name", "llbox", "--link-local-ip", "169.254.7.7", "--link-local-ip", "fe80::77",
+        "busybox", "sleep", "60", check=True)
+    addresses = cli("exec", "llbox", "ip", "addr", "show", "eth0", check=True).stdout
+    assert "inet 169.254.7.7/16" in addresses and "inet6 fe80::77/64" in addresses
+    settings = json.loads(cli("inspect", "llbox", check=True).stdout)[0]["NetworkSettings"]["Networks"]["bridge"]
+    assert settings["IPAMConfig"] == {"LinkLocalIPs": ["169.254.7.7", "fe80::77"]}
+    cli("network", "connect", "--link-local-ip", "169.254.9.9", net, "llbox", check=True)
+    assert "inet 169.254.9.9/16" in cli("exec", "llbox", "ip", "-4", "addr", "show", "eth1", check=True).stdout
+    cli("restart", "-t", "0", "llbox", check=True)      # kept for the next start, on both networks
+    again = cli("exec", "llbox", "ip", "-4", "addr", check=True).stdout
+    assert "169.254.7.7/16" in again and "169.254.9.9/16" in again
+    bad = cli("run", "--rm", "--link-local-ip", "nope", "busybox", "true")
+    assert (bad.returncode, bad.error_lines) == (125, ["Error: invalid link-local IP address: nope"])
