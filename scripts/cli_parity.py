@@ -63,6 +63,8 @@ _RUN = {
     "--no-healthcheck": "same: recorded as Docker's `{\"Test\": [\"NONE\"]}`",
     "--ulimit": "differs: a limit above this host's hard limit is capped to it, with a warning (no CAP_SYS_RESOURCE)",
     "--sig-proxy": "same (also `--no-sig-proxy`)",
+    "--network": "same: repeatable for user networks, with Docker's `name=…,alias=…,ip=…,ip6=…,mac-address=…,"
+                 "link-local-ip=…,driver-opt=…`; a `gw-priority` other than 0 is refused in one line",
 }
 for _name in ("--health-retries", "--health-start-interval", "--health-start-period", "--health-timeout"):
     _RUN[_name] = "same: Docker's defaults (30s, 30s, 3 retries, 5s start interval)"
@@ -112,7 +114,8 @@ NOTES = {
                                         "are refused, never ignored",
                         "--ip6": "same: on a network created with `--ipv6`",
                         "--link-local-ip": "same: added to the container's interface (bridge driver)",
-                        "--gw-priority": "not supported: a container has one default gateway, its first network's"},
+                        "--gw-priority": "differs: 0 (the default) only; another is refused in one line: a "
+                                         "container's default gateway is its first network's"},
     "network inspect": {"--verbose": "not supported: its extra detail is swarm's (service and task endpoints)"},
     "volume create": {name: _CLUSTER_VOLUME for name in (
         "--availability", "--group", "--limit-bytes", "--required-bytes", "--scope", "--secret", "--sharing",

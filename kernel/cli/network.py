@@ -214,15 +214,20 @@ def prune_networks(store, filters, keep=lambda record: False) -> list[str]:
               help="Add link to another container (ALIAS resolves to it for this container only).")
 @click.option("--link-local-ip", "link_local_ips", multiple=True, metavar="IP",
               help="Add a link-local address for the container (IPv4 /16, IPv6 /64).")
+@click.option("--gw-priority", type=int, default=0, show_default=True, metavar="INT",
+              help="Accepted as 0 only: a container's default gateway is its first network's.")
 @click.option("--driver-opt", "driver_opts", multiple=True, metavar="KEY=VALUE",
               help="Endpoint options: com.docker.network.endpoint.ifname=NAME, "
                    "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.KEY=VALUE[,…].")
 @click.pass_obj
-def connect(engine, network_name, container, alias, ip, ip6, links, link_local_ips, driver_opts):
+def connect(engine, network_name, container, alias, ip, ip6, links, link_local_ips, gw_priority, driver_opts):
     """Connect a running container to a network."""
     from pallet.kernel.network.attach import connect as net_connect, sandbox_of
     from pallet.kernel.errors import PalletError, UsageError
 
+    if gw_priority:
+        raise UsageError("--gw-priority: a container's default gateway is its first network's (pallet does not "
+                         "choose gateways by priority)")
     record, sandbox = sandbox_of(engine, container)
     if record.network_mode in ("none", "host") or record.network_mode.startswith("container:"):
         raise PalletError(f"container {record.name} uses network mode {record.network_mode} "

@@ -15,7 +15,7 @@ def endpoint_settings(record: NetworkRecord, endpoint: EndpointRecord, container
     ip, _, prefix = endpoint.address.partition("/")
     ip6, _, prefix6 = endpoint.address6.partition("/")
     return {
-        "IPAMConfig": {"LinkLocalIPs": endpoint.link_local_ips} if endpoint.link_local_ips else None,
+        "IPAMConfig": endpoint.ipam_config or None,
         "Links": endpoint.links or None, "Aliases": endpoint.aliases or None,
         "DriverOpts": endpoint.driver_opts or None, "MacAddress": endpoint.mac_address,
         "NetworkID": record.id, "EndpointID": endpoint.id, "Gateway": endpoint.gateway, "IPAddress": ip,
@@ -43,6 +43,8 @@ def connect(engine, record, sandbox_path, network: str | None = None, aliases=No
     ports = record.port_bindings if network == primary else {}
     if ip6 is None:
         ip6 = host_config.get("IPv6Address", "") if network == primary else ""
+    if driver_opts is None and network == primary:
+        driver_opts = host_config.get("EndpointDriverOpts") or {}
     if link_local_ips is None:
         link_local_ips = host_config.get("LinkLocalIPs") or [] if network == primary else []
     net, endpoint = store.connect(record, sandbox_path, network, aliases=aliases,
@@ -84,9 +86,12 @@ def _reconnect_extra(store: NetworkStore, record, sandbox_path, primary: str) ->
             continue
         try:
             settings = settings or {}
+            ipam = settings.get("IPAMConfig") or {}
             net, endpoint = store.connect(record, sandbox_path, name, aliases=settings.get("Aliases") or [],
                                           links=settings.get("Links") or [], driver_opts=settings.get("DriverOpts"),
-                                          link_local_ips=(settings.get("IPAMConfig") or {}).get("LinkLocalIPs") or [])
+                                          ip=ipam.get("IPv4Address") or "", ip6=ipam.get("IPv6Address") or "",
+                                          mac=settings.get("MacAddress") or "",
+                                          link_local_ips=ipam.get("LinkLocalIPs") or [])
         except NotFound:
             continue
         joined[net.name] = endpoint_settings(net, endpoint, record)

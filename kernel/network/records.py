@@ -56,6 +56,7 @@ class EndpointRecord:
     links: list = field(default_factory=list)        # Docker's "CONTAINER:ALIAS": the alias resolves for this one
     driver_opts: dict = field(default_factory=dict)  # Docker's per-endpoint DriverOpts
     link_local_ips: list = field(default_factory=list)
+    ipam_config: dict = field(default_factory=dict)  # Docker's IPAMConfig: the addresses the user asked for
 
 
 def from_fields(cls, data: dict):

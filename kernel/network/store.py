@@ -509,7 +509,9 @@ class NetworkStore:
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
                                       aliases=[a for a in aliases if a], links=list(links), driver_opts=driver_opts,
-                                      address6=address6, link_local_ips=list(link_local_ips))
+                                      address6=address6, link_local_ips=list(link_local_ips),
+                                      ipam_config={k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6),
+                                                                     ("LinkLocalIPs", list(link_local_ips))) if v})
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,

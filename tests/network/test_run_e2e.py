@@ -339,3 +339,40 @@ def test_link_local_ips_are_added_to_the_container_interface(cli):
     assert "169.254.7.7/16" in again and "169.254.9.9/16" in again
     bad = cli("run", "--rm", "--link-local-ip", "nope", "busybox", "true")
     assert (bad.returncode, bad.error_lines) == (125, ["Error: invalid link-local IP address: nope"])
+
+
+def test_run_on_several_networks_with_docker_s_per_network_settings(cli):
+    a, b = f"ma{uuid.uuid4().hex[:6]}", f"mb{uuid.uuid4().hex[:6]}"
+    cli("network", "create", "--subnet", f"{NET}.83.0/24", a, check=True)
+    cli("network", "create", "--subnet", f"{NET}.82.0/24", b, check=True)
+    cli("create", "--name", "multi", "--network", f"name={a},alias=front,ip={NET}.83.50",
+        "--network", f"name={b},alias=back,driver-opt=com.docker.network.endpoint.ifname=back0",
+        "busybox", "sleep", "60", check=True)
+    created = json.loads(cli("inspect", "multi", check=True).stdout)[0]
+    assert set(created["NetworkSettings"]["Networks"]) == {a, b}     # before the start, as Docker shows them
+    cli("start", "multi", check=True)
+    shown = cli("exec", "multi", "ip", "-o", "-4", "addr", check=True).stdout
+    assert f"inet {NET}.83.50/24" in shown
+    assert "back0" in shown and f"{NET}.82." in shown
+    networks = json.loads(cli("inspect", "multi", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+    assert networks[a]["IPAddress"] == f"{NET}.83.50" and networks[a]["IPAMConfig"] == {"IPv4Address": f"{NET}.83.50"}
+    on_b = cli("run", "--rm", "--network", b, "busybox", "nslookup", "back")
+    assert networks[b]["IPAddress"] in on_b.stdout, on_b.stdout + on_b.stderr
+    cli("restart", "-t", "0", "multi", check=True)      # both again, the asked address kept
+    again = json.loads(cli("inspect", "multi", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+    assert set(again) == {a, b} and again[a]["IPAddress"] == f"{NET}.83.50"
+    for args, message in (
+            (["--network", a, "--network", a], f'network "{a}" is specified multiple times'),
+            (["--network", "bridge", "--network", a],
+             "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),
+            (["--ip", f"{NET}.83.9", "--network", f"name={a},ip={NET}.83.8"],
+             "conflicting options: cannot specify both --ip and per-network IPv4 address"),
+            (["--network", f"name={a},colour=red"], "invalid field key colour"),
+            (["--network", f"name={a},gw-priority=5"], "gw-priority: a container's default gateway is its first "
+                                                       "network's (pallet does not choose gateways by priority)")):
+        refused = cli("run", "--rm", *args, "busybox", "true")
+        assert (refused.returncode, refused.error_lines) == (125, [f"Error: {message}"]), refused.stderr
+    zero = cli("network", "connect", "--gw-priority", "0", "bridge", "multi")
+    assert zero.returncode == 0, zero.stderr
+    other = cli("network", "connect", "--gw-priority", "3", b, "multi")
+    assert other.returncode == 2 and "--gw-priority: a container's default gateway" in other.stderr
