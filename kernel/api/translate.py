@@ -117,10 +117,13 @@ def create_options(body: dict, name: str) -> dict:
         opts["cpuset_cpus"] = host["CpusetCpus"]
     opts["ulimit"] = tuple(f"{u['Name']}={u['Soft']}:{u['Hard']}" for u in host.get("Ulimits") or [])
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
-    for index, (network, endpoint) in enumerate(endpoints.items()):
+    mode = opts["network"] if isinstance(opts["network"], str) else ""
+    # The primary is HostConfig.NetworkMode's entry (else the first); Docker 1.44+ creates on the others too.
+    primary = mode if mode in endpoints else next(iter(endpoints), "")
+    for network, endpoint in endpoints.items():
         endpoint = endpoint or {}
         ipam = endpoint.get("IPAMConfig") or {}
-        if index:   # Docker 1.44+: a container may be created on several networks
+        if network != primary:
             opts.setdefault("extra_networks", {})[network] = {
                 key: value for key, value in (("Aliases", list(_strings(endpoint.get("Aliases")))),
                                               ("IPAMConfig", {k: ipam[k] for k in ("IPv4Address", "IPv6Address",
@@ -128,7 +131,7 @@ def create_options(body: dict, name: str) -> dict:
                                               ("MacAddress", endpoint.get("MacAddress") or ""),
                                               ("DriverOpts", dict(endpoint.get("DriverOpts") or {}))) if value}
             continue
-        if not opts["network"] and network != "default":
+        if not mode and network != "default":
             opts["network"] = network
         opts["network_alias"] = tuple(_strings(endpoint.get("Aliases")))
         opts["ip"] = ipam.get("IPv4Address") or ""

@@ -88,3 +88,21 @@ def test_docker_cli_ipv6_config_only_and_link_networks(api):
     assert in_use.returncode == 1 and 'configuration network "cfg" is in use' in in_use.stderr
     assert api.docker("rm", "-f", "s", "c").returncode == 0
     assert api.docker("network", "rm", "six", "other", "fromcfg", "cfg").returncode == 0
+
+
+def test_docker_run_on_two_networks_joins_both_with_their_own_settings(api):
+    import json
+
+    from tests.network.conftest import NET
+
+    assert api.docker("network", "create", "--subnet", f"{NET}.81.0/24", "front").returncode == 0
+    assert api.docker("network", "create", "--subnet", f"{NET}.80.0/24", "back").returncode == 0
+    run = api.docker("run", "-d", "--name", "two", "--network", f"name=front,ip={NET}.81.40",
+                     "--network", "name=back,alias=db", "busybox", "sleep", "60")
+    assert run.returncode == 0, run.stderr
+    networks = json.loads(api.docker("inspect", "two").stdout)[0]["NetworkSettings"]["Networks"]
+    assert networks["front"]["IPAddress"] == f"{NET}.81.40" and networks["back"]["IPAddress"].startswith(f"{NET}.80.")
+    found = api.docker("run", "--rm", "--network", "back", "busybox", "nslookup", "db")
+    assert networks["back"]["IPAddress"] in found.stdout, found.stdout + found.stderr
+    assert api.docker("rm", "-f", "two").returncode == 0
+    assert api.docker("network", "rm", "front", "back").returncode == 0
