@@ -1,6 +1,6 @@
 """Errors a user can cause: each one becomes one line on stderr and an exit code, never a traceback."""
 
-__all__ = ["Conflict", "NotFound", "PalletError", "Unauthorized", "Unavailable", "UsageError"]
+__all__ = ["Conflict", "Forbidden", "NotFound", "PalletError", "Unauthorized", "Unavailable", "UsageError"]
 
 
 class PalletError(Exception):
@@ -26,6 +26,10 @@ class NotFound(PalletError):
 
 class Conflict(PalletError):
     """The request contradicts existing state (name in use, container running, data of another driver)."""
+
+
+class Forbidden(PalletError):
+    """The request is well formed but the object does not allow it (Docker's 403: a configuration-only network)."""
 
 
 class Unauthorized(PalletError):

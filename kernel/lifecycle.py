@@ -50,6 +50,7 @@ class CreateRequest:
     platform: str = ""               # --platform os[/arch[/variant]]: the image must match
     healthcheck: dict | None = None  # Docker's HealthConfig; {"Test": ["NONE"]} disables the image's
     host_config: dict = field(default_factory=dict)
+    extra_networks: dict = field(default_factory=dict)  # further networks: name -> Docker's EndpointSettings
 
 
 def image_store(engine):
@@ -193,6 +194,9 @@ def create_on(engine, request: CreateRequest, image_id: str, image_config: dict,
         network_mode=network, port_bindings=ports, labels=config["Labels"], config=config,
         host_config=host_config, runtime=host_config.get("Runtime") or "pallet",
     )
+    if request.extra_networks:   # joined at start, as networks added by `network connect` are at a restart
+        record.network = {"Networks": {network: {"NetworkID": "", "IPAddress": "", "Gateway": ""},
+                                       **{name: dict(settings) for name, settings in request.extra_networks.items()}}}
     record.image_top_layer = top_layer()
     record.storage_driver = engine.storage_driver_name
     store = ContainerStore(engine)

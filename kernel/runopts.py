@@ -68,6 +68,85 @@ def parse_ipv4(value: str) -> str:
         raise UsageError(f'invalid IPv4 address: "{value}"') from None
 
 
+def parse_ipv6(value: str) -> str:
+    """``--ip6``: an IPv6 address, or "" when not given."""
+    if not value:
+        return ""
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv6Address(value))
+    except ValueError:
+        raise UsageError(f'invalid IPv6 address: "{value}"') from None
+
+
+def parse_link_local(values) -> list[str]:
+    """``--link-local-ip`` (repeatable): addresses as Docker takes them (any that parses, v4 or v6)."""
+    import ipaddress
+
+    parsed = []
+    for value in values:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise UsageError(f"invalid link-local IP address: {value}") from None
+        if address.is_unspecified:
+            raise UsageError(f"invalid link-local IP address: {value}")
+        parsed.append(str(address))
+    return parsed
+
+
+NETWORK_KEYS = ("name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "driver-opt", "gw-priority")
+
+
+def parse_network_spec(value: str) -> tuple[str, dict]:
+    """One ``--network``: a name, or Docker's ``name=NET[,alias=A][,ip=…][,ip6=…][,mac-address=…]
+    [,link-local-ip=…][,driver-opt=K=V][,gw-priority=N]`` (CSV, repeatable keys): (name, settings)
+    with Docker's ``EndpointSettings`` keys (``Aliases``, ``IPAMConfig``, ``MacAddress``, ``DriverOpts``)."""
+    if "=" not in value:
+        return value, {}
+    import csv
+
+    settings: dict = {}
+    name = ""
+    ipam: dict = {}
+    for field in next(csv.reader([value])):
+        key, eq, item = field.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise UsageError(f"invalid field {field}")
+        if key not in NETWORK_KEYS:
+            raise UsageError(f"invalid field key {key}")
+        if key == "name":
+            name = item
+        elif key == "alias":
+            settings.setdefault("Aliases", []).append(item)
+        elif key == "ip":
+            ipam["IPv4Address"] = parse_ipv4(item)
+        elif key == "ip6":
+            ipam["IPv6Address"] = parse_ipv6(item)
+        elif key == "link-local-ip":
+            ipam.setdefault("LinkLocalIPs", []).extend(parse_link_local([item]))
+        elif key == "mac-address":
+            settings["MacAddress"] = parse_mac(item)
+        elif key == "driver-opt":
+            option, eq2, option_value = item.partition("=")
+            if not eq2 or not option:
+                raise UsageError(f"invalid driver-opt {item!r}: expected KEY=VALUE")
+            settings.setdefault("DriverOpts", {})[option] = option_value
+        elif key == "gw-priority":
+            if not item.lstrip("-").isascii() or not item.lstrip("-").isdigit():
+                raise UsageError(f'invalid gw-priority "{item}": strconv.Atoi: parsing "{item}": invalid syntax')
+            if int(item) != 0:
+                raise UsageError("gw-priority: a container's default gateway is its first network's (pallet "
+                                 "does not choose gateways by priority)")
+    if not name:
+        raise UsageError("network name/id is not specified")
+    if ipam:
+        settings["IPAMConfig"] = ipam
+    return name, settings
+
+
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 

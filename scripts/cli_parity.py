@@ -35,8 +35,8 @@ _RUN = {
     "--io-maxiops": "not supported: Windows only; refused as Docker's daemon refuses it on Linux",
     "--cpu-count": "differs: Windows only; discarded with Docker's warning",
     "--cpu-percent": "differs: Windows only; discarded with Docker's warning",
-    "--ip6": "not supported: pallet's network drivers assign IPv4 addresses only",
-    "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
+    "--ip6": "same: on a network created with `--ipv6` (bridge driver)",
+    "--link-local-ip": "same: added to the container's interface (IPv4 /16, IPv6 /64; bridge driver)",
     "--use-api-socket": "differs: binds `pallet serve`'s socket at /var/run/docker.sock; credentials are not copied",
     "--isolation": "differs: only `default` (as on Linux Docker)",
     "--uts": "differs: also `container:NAME` (podman's), which pod members use",
@@ -63,6 +63,8 @@ _RUN = {
     "--no-healthcheck": "same: recorded as Docker's `{\"Test\": [\"NONE\"]}`",
     "--ulimit": "differs: a limit above this host's hard limit is capped to it, with a warning (no CAP_SYS_RESOURCE)",
     "--sig-proxy": "same (also `--no-sig-proxy`)",
+    "--network": "same: repeatable for user networks, with Docker's `name=…,alias=…,ip=…,ip6=…,mac-address=…,"
+                 "link-local-ip=…,driver-opt=…`; a `gw-priority` other than 0 is refused in one line",
 }
 for _name in ("--health-retries", "--health-start-interval", "--health-start-period", "--health-timeout"):
     _RUN[_name] = "same: Docker's defaults (30s, 30s, 3 retries, 5s start interval)"
@@ -80,32 +82,47 @@ NOTES = {
     "rm": {"--link": "same: the link leaves the parent's record (its next start has no hosts entry or variables)"},
     "pull": {**_TRUST, "--platform": "same: Docker's `no matching manifest` error for a platform the index lacks"},
     "push": {**_TRUST, "--platform": "differs: pallet keeps one platform per image, so the image is pushed as it is "
-                                     "when it is of that platform, else Docker's error"},
-    "images": {"--tree": "same: the platforms of the index an image came from; those not pulled show 0B"},
+                                     "when it is of that platform, else Docker's error (also through `pallet serve`, "
+                                     "API 1.46+)"},
+    "images": {"--tree": "same: the platforms of the index an image came from; those not pulled show 0B (also "
+                         "docker's own `--tree` through `pallet serve`: `manifests=1`, API 1.47)"},
     "rmi": {"--platform": "differs: the image is removed only when it is of that platform (one platform per image)"},
     "save": {"--platform": "same: an image of another platform is Docker's `no suitable export target` error"},
     "load": {"--platform": "same: other platforms in the archive are skipped; an OCI index gives that platform"},
     "history": {"--platform": "same: an image of another platform is Docker's error"},
     "import": {"--platform": "same: the image's config gets that OS, architecture and variant"},
     "network create": {"--attachable": "same: accepted; every network is attachable",
-                       "--ingress": _SWARM_NETWORK, "--scope": _SWARM_NETWORK,
+                       "--ingress": "not supported: pallet's routing mesh joins each service's own overlay network "
+                                    "(`docs/network.md`); there is no ingress network to create (refused in one line)",
+                       "--scope": "differs: only the driver's own scope (`local`, `global`/`swarm` for overlay); "
+                                  "another is refused in one line",
                        "--aux-address": "same: reserved through the IPAM driver (any driver's request_address)",
-                       "--config-from": "not supported: no configuration-only networks",
-                       "--config-only": "not supported: no configuration-only networks",
-                       "--ipv4": "differs: IPv4 is always on (pallet's drivers assign IPv4 only)",
-                       "--ipv6": "not supported: pallet's network drivers assign IPv4 addresses only"},
-    "network connect": {"--link": "not supported: on a user-defined network the embedded DNS resolves every "
-                                  "container by name; give the other container an `--alias` instead",
-                        "--driver-opt": "not supported: pallet's network drivers take no per-endpoint options",
-                        "--ip6": "not supported: pallet's network drivers assign IPv4 addresses only",
-                        "--link-local-ip": "not supported: pallet's network drivers assign no link-local addresses",
-                        "--gw-priority": "not supported: a container has one default gateway, its first network's"},
+                       "--config-from": "same: the configuration network's IPAM, options and labels; Docker's refusals "
+                                        "of own settings, wording and 403s",
+                       "--config-only": "same: driver `null`, nothing built; `cannot create endpoint on "
+                                        "configuration-only network`; removal refused while a network uses it",
+                       "--ipv4": "differs: IPv4 is always on; `--ipv4=false` is refused in one line",
+                       "--ipv6": "differs: bridge driver (others refuse it in one line); without an IPv6 `--subnet` "
+                                 "a /64 of a ULA /48 of the root's own; NAT66 out; `-p` publishes on IPv4 only",
+                       "--subnet": "differs: one IPv4 and (with `--ipv6`) one IPv6 subnet",
+                       "--gateway": "same: each gateway goes with the subnet of its family",
+                       "--ip-range": "same: each range goes with the subnet of its family"},
+    "network connect": {"--link": "same: on a user-defined network ALIAS resolves to the container for the connected "
+                                  "container only (the embedded DNS asks whose query it is)",
+                        "--driver-opt": "differs: `com.docker.network.endpoint.ifname` and "
+                                        "`com.docker.network.endpoint.sysctls` (IFNAME for the interface); other keys "
+                                        "are refused, never ignored",
+                        "--ip6": "same: on a network created with `--ipv6`",
+                        "--link-local-ip": "same: added to the container's interface (bridge driver)",
+                        "--gw-priority": "differs: 0 (the default) only; another is refused in one line: a "
+                                         "container's default gateway is its first network's"},
     "network inspect": {"--verbose": "not supported: its extra detail is swarm's (service and task endpoints)"},
     "volume create": {name: _CLUSTER_VOLUME for name in (
         "--availability", "--group", "--limit-bytes", "--required-bytes", "--scope", "--secret", "--sharing",
         "--topology-preferred", "--topology-required", "--type")},
     "volume ls": {"--cluster": _CLUSTER_VOLUME},
-    "volume update": {"--availability": _CLUSTER_VOLUME},
+    "volume update": {"--availability": "differs: accepted; every pallet volume is local, so the command is Docker's "
+                                        "`can only update cluster volumes` (`PUT /volumes/NAME` its 503)"},
     "system prune": {"--filter": "same: `label=KEY[=VALUE]` and `until=TIME` (not with `--volumes`, as Docker's); "
                                  "the build cache has no labels, so a label filter keeps it"},
     "completion bash": {"--no-descriptions": "not supported: click's bash script shows none anyway"},
@@ -114,7 +131,6 @@ NOTES = {
 }
 # Commands pallet has not, with the reason; a command found here gets no flag table.
 MISSING = {
-    "volume update": "not supported: it updates cluster (CSI) volumes only, which are swarm's",
     "completion powershell": "not supported: click's shell completion writes bash, zsh and fish scripts",
 }
 # Prose after a command's table.

@@ -146,6 +146,7 @@ def teardown_networks(pallet: Pallet) -> None:
     from pallet.plugins.network.nft import table_exists, table_name
 
     table = table_name(pallet.root)
-    if table_exists(table):  # the root's own port-mapping table, as the network tests remove theirs
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    for family in ("ip", "ip6"):   # the root's own tables (ip6 for IPv6 networks), as the network tests remove theirs
+        if table_exists(table, family):
+            subprocess.run(["nft", "delete", "table", family, table], capture_output=True)
 

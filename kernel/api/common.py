@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pallet.kernel.api.errors import ApiError
 
-API_VERSION = "1.44"
+API_VERSION = "1.47"
 MIN_API_VERSION = "1.24"
 
 
@@ -19,7 +19,7 @@ def _version_tuple(text: str) -> tuple[int, int]:
 
 
 def check_version(version: str | None) -> None:
-    """A path version outside 1.24…1.44 is refused with Docker's wording."""
+    """A path version outside MIN_API_VERSION…API_VERSION is refused with Docker's wording."""
     if version is None:
         return
     if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
@@ -27,6 +27,16 @@ def check_version(version: str | None) -> None:
                             f"{MIN_API_VERSION}, please upgrade your client to a newer version")
     if _version_tuple(version) > _version_tuple(API_VERSION):
         raise ApiError(400, f"client version {version} is too new. Maximum supported API version is {API_VERSION}")
+
+
+def request_version(request) -> tuple[int, int]:
+    """The API version the client speaks: its path's ``/vX.Y``, else (unversioned) this server's, as Docker."""
+    return _version_tuple(request.match_info.get("api_version") or API_VERSION)
+
+
+def at_least(request, version: str) -> bool:
+    """Whether the request's API version has what ``version`` brought (Docker ignores newer parameters below it)."""
+    return request_version(request) >= _version_tuple(version)
 
 
 async def blocking(function, *args, **kwargs):

@@ -131,10 +131,18 @@ async def inspect(request: web.Request):
 # --- start, stop, kill, restart ----------------------------------------------------------
 
 def _start(engine, record, attach_first: bool) -> None:
+    """Prepare and start; a start that fails removes an ``AutoRemove`` container, as Docker's daemon does
+    (``docker run --rm`` waits for ``removed``, which would never come)."""
     from pallet.kernel import lifecycle, monitor
 
-    bundle = lifecycle.prepare(engine, record)
-    monitor.spawn(engine, record, bundle, attach_first=attach_first)
+    try:
+        bundle = lifecycle.prepare(engine, record)
+        monitor.spawn(engine, record, bundle, attach_first=attach_first)
+    except PalletError:
+        if record.host_config.get("AutoRemove"):
+            with contextlib.suppress(PalletError):
+                lifecycle.remove(engine, lifecycle.ContainerStore(engine).get(record.id), volumes=True, force=True)
+        raise
 
 
 async def start(request: web.Request):

@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-from pallet.kernel.api.common import blocking, json_body, json_response
+from pallet.kernel.api.common import at_least, blocking, json_body, json_response
 from pallet.kernel.api.errors import ApiError
 from pallet.kernel.api.progress import stream_work
 from pallet.kernel.errors import PalletError
@@ -127,10 +127,44 @@ def _push(progress, engine, targets: list[str], credentials: dict | None) -> lis
     return []
 
 
+def _platform_query(request: web.Request) -> str:
+    """``platform`` (API 1.46: a JSON OCI platform) as ``os/arch[/variant]``; "" when absent or the client is older."""
+    import json
+
+    raw = request.query.get("platform") or ""
+    if not raw or not at_least(request, "1.46"):
+        return ""
+    try:
+        platform = json.loads(raw)
+        if not isinstance(platform, dict) or not platform.get("os") or not platform.get("architecture"):
+            raise ValueError("os and architecture are required")
+    except ValueError as exc:
+        raise ApiError(400, f"failed to parse platform: {exc}") from None
+    from pallet.kernel.images import manifest as mf
+
+    return mf.platform_text(platform)
+
+
+def _of_platform(engine, targets: list[str], platform: str) -> None:
+    """pallet keeps one platform per image: each target is pushed as it is if it is of ``platform``, else Docker's error."""
+    from pallet.kernel.cli.image import _of_platform as check
+    from pallet.kernel.images import ImageStore
+
+    store = ImageStore(engine)
+    for target in targets:
+        try:
+            check(store.resolve(target), target, platform)
+        except PalletError as exc:
+            raise ApiError(404, str(exc)) from None
+
+
 async def push(request: web.Request):
     engine = request.app["engine"]
     name = request.match_info["name"]
     targets = await blocking(_targets, engine, name, request.query.get("tag") or "")
+    platform = _platform_query(request)
+    if platform:
+        await blocking(_of_platform, engine, targets, platform)
     return await stream_work(request, _push, engine, targets, credentials_for(request, name))
 
 

@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from pallet.kernel.errors import Conflict, NotFound, PalletError, Unauthorized, Unavailable, UsageError
+from pallet.kernel.errors import Conflict, Forbidden, NotFound, PalletError, Unauthorized, Unavailable, UsageError
 
 
 class ApiError(PalletError):
@@ -18,14 +18,16 @@ class ApiError(PalletError):
 
 
 def status_for(exc: PalletError) -> int:
-    """Docker's codes: 404 for a missing object, 409 for a conflict, 400 for bad parameters,
-    401 for missing or refused registry credentials, else 500."""
+    """Docker's codes: 404 for a missing object, 409 for a conflict, 403 for what the object forbids,
+    400 for bad parameters, 401 for missing or refused registry credentials, else 500."""
     if isinstance(exc, ApiError):
         return exc.status
     if isinstance(exc, NotFound) or str(exc).startswith(("No such ", "no such ")):
         return 404
     if isinstance(exc, Conflict):
         return 409
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, UsageError):
         return 400
     if isinstance(exc, Unauthorized):

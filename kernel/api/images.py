@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from pallet.kernel.api.common import blocking, json_response, query_bool
+from pallet.kernel.api.common import at_least, blocking, json_response, query_bool
 from pallet.kernel.api.errors import ApiError
 from pallet.kernel.api.progress import stream_work
 from pallet.kernel.errors import NotFound
@@ -60,8 +60,10 @@ def _summary(record) -> dict:
             "Labels": labels, "Containers": -1}
 
 
-def _list(engine, show_all: bool, filters: dict) -> list[dict]:
-    records = _store(engine).all()
+def _list(engine, show_all: bool, filters: dict, manifests: bool = False) -> list[dict]:
+    """``manifests`` (API 1.47, ``?manifests=1``): each summary's ``Manifests``, its platform variants."""
+    store = _store(engine)
+    records = store.all()
     wanted = (filters or {}).get("reference") or []
     if wanted:
         import fnmatch
@@ -71,14 +73,22 @@ def _list(engine, show_all: bool, filters: dict) -> list[dict]:
     if "dangling" in (filters or {}):
         dangling = [v in ("true", "1") for v in filters["dangling"]][0]
         records = [r for r in records if (not r.repo_tags) == dangling]
-    return [_summary(r) for r in records]
+    if not manifests:
+        return [_summary(r) for r in records]
+    from pallet.kernel.cli.image import _containers_using
+    from pallet.kernel.cli.image_tree import manifest_summaries
+
+    used = _containers_using(engine)
+    return [{**_summary(r), "Manifests": manifest_summaries(store, r, used)} for r in records]
 
 
 async def list_(request: web.Request):
     from pallet.kernel.api.common import query_json
 
+    # As Docker: ``manifests`` is read from API 1.47 on, ignored for older clients.
+    manifests = at_least(request, "1.47") and query_bool(request, "manifests")
     return json_response(await blocking(_list, request.app["engine"], query_bool(request, "all"),
-                                        query_json(request, "filters", {})))
+                                        query_json(request, "filters", {}), manifests))
 
 
 def _resolve(engine, name: str):

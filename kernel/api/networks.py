@@ -34,15 +34,31 @@ def _create_network(engine, body: dict) -> str:
     if not name or not isinstance(name, str):
         raise ApiError(400, "network name must not be empty")
     ipam = body.get("IPAM") or {}
-    pools = ipam.get("Config") or [{}]
-    if len(pools) > 1:
-        raise ApiError(400, "pallet networks take one IPAM pool (one subnet)")
-    pool = pools[0] or {}
+    pools = [p or {} for p in ipam.get("Config") or []]
+    from pallet.kernel.cli.network import INGRESS, split_families
+    from pallet.kernel.errors import UsageError
+
+    try:
+        split = split_families([p["Subnet"] for p in pools if p.get("Subnet")],
+                               [p["Gateway"] for p in pools if p.get("Gateway")],
+                               [p["IPRange"] for p in pools if p.get("IPRange")])
+    except UsageError as exc:
+        raise ApiError(400, str(exc).replace(" --", " ")) from None
+    if len(pools) > 2:
+        raise ApiError(400, "pallet networks take one IPAM pool of each family (one IPv4, one IPv6 subnet)")
+    aux = {k: v for p in pools for k, v in (p.get("AuxiliaryAddresses") or {}).items()}
+    if body.get("Ingress"):
+        raise ApiError(400, INGRESS.removeprefix("--ingress: "))
+    if body.get("EnableIPv4") is False:
+        raise ApiError(400, "EnableIPv4 false: pallet's network drivers need an IPv4 subnet on every network")
+    config_only = bool(body.get("ConfigOnly"))
     record = _networks(engine).create(
-        name, body.get("Driver") or "bridge", subnet=pool.get("Subnet") or "", gateway=pool.get("Gateway") or "",
-        ip_range=pool.get("IPRange") or "", internal=bool(body.get("Internal")), labels=body.get("Labels") or {},
+        name, "null" if config_only else body.get("Driver") or "bridge", **split,
+        ipv6=bool(body.get("EnableIPv6")), internal=bool(body.get("Internal")), labels=body.get("Labels") or {},
         options=body.get("Options") or {}, ipam_driver=ipam.get("Driver") or "default",
-        ipam_options=ipam.get("Options") or {}, aux_addresses=pool.get("AuxiliaryAddresses") or {})
+        ipam_options=ipam.get("Options") or {}, aux_addresses=aux,
+        scope=body.get("Scope") or "", config_only=config_only,
+        config_from=(body.get("ConfigFrom") or {}).get("Network") or "")
     return record.id
 
 
@@ -106,12 +122,16 @@ def _primary(engine, record, network_name: str) -> bool:
 
 def _connect(engine, network_name: str, body: dict) -> None:
     from pallet.kernel.api.containers import _get, _store
-    from pallet.kernel.cli.network import _record_attachment, _use_embedded_dns
+    from pallet.kernel.cli.network import _record_attachment, _use_embedded_dns, resolve_links
     from pallet.kernel.network.attach import connect, sandbox_of
 
     endpoint = body.get("EndpointConfig") or {}
     aliases = list(endpoint.get("Aliases") or [])
     ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""
+    ip6 = (endpoint.get("IPAMConfig") or {}).get("IPv6Address") or ""
+    from pallet.kernel.runopts import parse_link_local
+
+    link_local_ips = parse_link_local((endpoint.get("IPAMConfig") or {}).get("LinkLocalIPs") or [])
     record = _get(engine, body.get("Container") or "")
     if _primary(engine, record, network_name):
         # Not started yet: it joins this network at start; the aliases are kept for then (docker-compose).
@@ -128,7 +148,10 @@ def _connect(engine, network_name: str, body: dict) -> None:
         raise ApiError(400, f"container {record.name} uses network mode {record.network_mode} "
                             "and cannot be connected to other networks")
     record, sandbox = sandbox_of(engine, record.id)
-    result = connect(engine, record, sandbox, network=network_name, aliases=aliases, ip=ip)
+    result = connect(engine, record, sandbox, network=network_name, aliases=aliases, ip=ip, ip6=ip6,
+                     link_local_ips=link_local_ips,
+                     links=resolve_links(engine, endpoint.get("Links") or []),
+                     driver_opts=endpoint.get("DriverOpts") or {})
     _record_attachment(engine, record, result)
     _use_embedded_dns(engine, record, result)
 
@@ -222,6 +245,11 @@ async def remove_volume(request: web.Request):
     return web.Response(status=204)
 
 
+async def update_volume(request: web.Request):
+    """Docker's ``PUT /volumes/{name}`` updates cluster (CSI) volumes, which pallet has not: Docker's 503 off swarm."""
+    raise ApiError(503, "volume update only valid for cluster volumes, but swarm is unavailable")
+
+
 ROUTES = [
     ("POST", "/networks/create", create_network),
     ("GET", "/networks", list_networks),
@@ -233,4 +261,5 @@ ROUTES = [
     ("GET", "/volumes", list_volumes),
     ("GET", "/volumes/{name}", inspect_volume),
     ("DELETE", "/volumes/{name}", remove_volume),
+    ("PUT", "/volumes/{name}", update_volume),
 ]

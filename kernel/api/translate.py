@@ -117,13 +117,28 @@ def create_options(body: dict, name: str) -> dict:
         opts["cpuset_cpus"] = host["CpusetCpus"]
     opts["ulimit"] = tuple(f"{u['Name']}={u['Soft']}:{u['Hard']}" for u in host.get("Ulimits") or [])
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    mode = opts["network"] if isinstance(opts["network"], str) else ""
+    # The primary is HostConfig.NetworkMode's entry (else the first); Docker 1.44+ creates on the others too.
+    primary = mode if mode in endpoints else next(iter(endpoints), "")
     for network, endpoint in endpoints.items():
-        if not opts["network"] and network != "default":
-            opts["network"] = network
         endpoint = endpoint or {}
+        ipam = endpoint.get("IPAMConfig") or {}
+        if network != primary:
+            opts.setdefault("extra_networks", {})[network] = {
+                key: value for key, value in (("Aliases", list(_strings(endpoint.get("Aliases")))),
+                                              ("IPAMConfig", {k: ipam[k] for k in ("IPv4Address", "IPv6Address",
+                                                                                    "LinkLocalIPs") if ipam.get(k)}),
+                                              ("MacAddress", endpoint.get("MacAddress") or ""),
+                                              ("DriverOpts", dict(endpoint.get("DriverOpts") or {}))) if value}
+            continue
+        if not mode and network != "default":
+            opts["network"] = network
         opts["network_alias"] = tuple(_strings(endpoint.get("Aliases")))
-        opts["ip"] = ((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or ""
-        break
+        opts["ip"] = ipam.get("IPv4Address") or ""
+        opts["ip6"] = ipam.get("IPv6Address") or ""
+        opts["link_local_ip"] = tuple(_strings(ipam.get("LinkLocalIPs")))
+        if endpoint.get("DriverOpts"):
+            opts["primary_driver_opts"] = dict(endpoint["DriverOpts"])
     attach = [s for s in ("stdin", "stdout", "stderr") if body.get(f"Attach{s.title()}")]
     opts["attach"] = tuple(attach) if attach and attach != ["stdout", "stderr"] else ()
     return opts

@@ -137,13 +137,14 @@ def create_options(func):
         _many("--annotation", metavar="KEY=VALUE", help="Add an annotation to the container (passed to the OCI runtime)."),
         _opt("--stop-signal", default=None, help="Signal to stop the container (default SIGTERM)."),
         _opt("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
-        _opt("--network", "--net", "network", default="",
-             help='Connect to a network: none, host, bridge, container:NAME or a network name. Default: '
-                  '[containers] default_network in the config, else "bridge" when a plugin registers a '
-                  'bridge driver, else "none".'),
+        _many("--network", "--net", "network", metavar="NETWORK",
+              help='Connect to a network: none, host, bridge, container:NAME or a network name, or Docker\'s '
+                   'name=NET[,alias=A][,ip=IP][,ip6=IP][,mac-address=MAC][,link-local-ip=IP][,driver-opt=K=V]; '
+                   'repeat it for more user networks. Default: [containers] default_network in the config, else '
+                   '"bridge" when a plugin registers a bridge driver, else "none".'),
         _opt("--ip", default="", metavar="IPV4", help="IPv4 address on the (user-defined) network."),
-        _opt("--ip6", default="", metavar="IPV6", help="IPv6 address (pallet's networks are IPv4: refused)."),
-        _many("--link-local-ip", metavar="IP", help="Link-local addresses (refused: pallet's drivers assign none)."),
+        _opt("--ip6", default="", metavar="IPV6", help="IPv6 address (e.g. 2001:db8::33), on a network made with --ipv6."),
+        _many("--link-local-ip", metavar="IP", help="Container IPv4/IPv6 link-local addresses (bridge networks)."),
         _opt("--mac-address", default="", metavar="MAC", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
         _many("--network-alias", metavar="ALIAS", help="Add a network-scoped alias for the container."),
         _many("--add-host", metavar="HOST:IP", help="Add a custom host-to-IP mapping (IP may be host-gateway)."),
@@ -246,10 +247,6 @@ def _refuse_unsupported(opts) -> None:
         raise UsageError("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
     if opts["isolation"] not in ("", "default"):
         raise UsageError(f"Invalid isolation: {opts['isolation']!r} - linux only supports 'default'")
-    if opts["ip6"]:
-        raise UsageError("--ip6: pallet's network drivers assign IPv4 addresses only")
-    if opts["link_local_ip"]:
-        raise UsageError("--link-local-ip: pallet's network drivers do not assign link-local addresses")
 
 
 def _warn(message: str) -> None:
@@ -372,7 +369,7 @@ def build_request(image, command, opts, detach: bool = False):
         ("CgroupnsMode", "cgroupns", "--cgroupns"))}
     if (namespaces["UTSMode"] == "host" or namespaces["UTSMode"].startswith("container:")) and opts["hostname"]:
         raise UsageError("Conflicting options: hostname and the UTS mode")
-    network = opts["network"]
+    network, primary, extra_networks = networks_of(opts)
     if network.startswith("container:"):
         for flag, name in (("--add-host", "add_host"), ("--dns", "dns"), ("--dns-search", "dns_search"),
                            ("--dns-option", "dns_option"), ("-h, --hostname", "hostname"), ("--link", "link"),
@@ -431,9 +428,13 @@ def build_request(image, command, opts, detach: bool = False):
         "ContainerIDFile": opts["cidfile"],
         "StopSignal": opts["stop_signal"],
         "StopTimeout": opts["stop_timeout"],
-        "IPv4Address": runopts.parse_ipv4(opts["ip"]),
-        "MacAddress": runopts.parse_mac(opts["mac_address"]),
-        "NetworkAliases": list(opts["network_alias"]),
+        "IPv4Address": runopts.parse_ipv4(opts["ip"]) or primary.get("IPAMConfig", {}).get("IPv4Address", ""),
+        "IPv6Address": runopts.parse_ipv6(opts["ip6"]) or primary.get("IPAMConfig", {}).get("IPv6Address", ""),
+        "LinkLocalIPs": runopts.parse_link_local(opts["link_local_ip"])
+                        or primary.get("IPAMConfig", {}).get("LinkLocalIPs", []),
+        "MacAddress": runopts.parse_mac(opts["mac_address"]) or primary.get("MacAddress", ""),
+        "NetworkAliases": list(opts["network_alias"]) or primary.get("Aliases", []),
+        **({"EndpointDriverOpts": primary["DriverOpts"]} if primary.get("DriverOpts") else {}),
     }
     from pallet.kernel.spec import capped_ulimits
 
@@ -450,8 +451,47 @@ def build_request(image, command, opts, detach: bool = False):
         attach=attach, labels=labels, network=network, port_specs=list(opts["publish"]),
         publish_all=opts["publish_all"], exposed=policyopts.parse_expose(opts["expose"]), pull=opts["pull"],
         quiet=opts["quiet"], platform=policyopts.parse_platform(opts["platform"]), healthcheck=healthcheck,
-        host_config=host_config,
+        host_config=host_config, extra_networks=extra_networks,
     )
+
+
+PER_NETWORK = (("network_alias", "Aliases", "--network-alias", "per-network alias"),
+               ("ip", "IPv4Address", "--ip", "per-network IPv4 address"),
+               ("ip6", "IPv6Address", "--ip6", "per-network IPv6 address"),
+               ("mac_address", "MacAddress", "--mac-address", "per-network MAC address"),
+               ("link_local_ip", "LinkLocalIPs", "--link-local-ip", "per-network link-local IP addresses"))
+
+
+def networks_of(opts) -> tuple[str, dict, dict]:
+    """``--network`` (repeatable, Docker's advanced syntax too; the API gives ``extra_networks``): the primary
+    network's name, its own settings, and the further networks' ``EndpointSettings`` (joined at start)."""
+    from pallet.kernel import runopts
+
+    values = opts["network"]
+    values = [values] if isinstance(values, str) else list(values)
+    specs = [runopts.parse_network_spec(v) for v in values if v]
+    extra = dict(opts.get("extra_networks") or {})
+    if not specs:
+        return "", {}, extra
+    name, primary = specs[0]
+    if opts.get("primary_driver_opts"):
+        primary = {**primary, "DriverOpts": {**opts["primary_driver_opts"], **primary.get("DriverOpts", {})}}
+    for option, key, flag, what in PER_NETWORK:
+        if opts[option] and (primary.get(key) or primary.get("IPAMConfig", {}).get(key)):
+            raise UsageError(f"conflicting options: cannot specify both {flag} and {what}")
+    seen = {name}
+    for other, settings in specs[1:]:
+        if other in seen:
+            raise UsageError(f'network "{other}" is specified multiple times')
+        seen.add(other)
+        extra[other] = settings
+    if extra:
+        builtin = [n for n in [name, *extra] if n in ("bridge", "host", "none", "default") or n.startswith("container:")]
+        if builtin and len(builtin) < len(extra) + 1:
+            raise UsageError("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+        if builtin:
+            raise UsageError(f"Container cannot be connected to network endpoints: {', '.join(builtin)}")
+    return name, primary, extra
 
 
 API_SOCKET = "pallet.sock"   # where `pallet serve` listens by default, in the run root

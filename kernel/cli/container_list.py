@@ -302,5 +302,7 @@ def network_settings(record) -> dict:
         "Bridge": "", "SandboxKey": net.get("sandbox", ""), "Ports": net.get("ports") or record.port_bindings,
         "Gateway": net.get("Gateway", ""), "IPAddress": net.get("IPAddress", ""),
         "IPPrefixLen": net.get("IPPrefixLen", 0), "MacAddress": net.get("MacAddress", ""),
+        "GlobalIPv6Address": net.get("GlobalIPv6Address", ""), "GlobalIPv6PrefixLen": net.get("GlobalIPv6PrefixLen", 0),
+        "IPv6Gateway": net.get("IPv6Gateway", ""),
         "Networks": net.get("Networks") or {record.network_mode: {"NetworkID": "", "IPAddress": "", "Gateway": ""}},
     }

@@ -11,7 +11,7 @@ import click
 from pallet.kernel.cli.output import emit, format_option, inspect_format_option, json_option
 from pallet.kernel.cli.scan import sbom, scan
 from pallet.kernel.cli.trust import (GoBoolCommand, content_trust_option, prepare_signing, sign, sign_options,
-                                     sign_pushed, trust, trust_options, verify)
+                                     sign_pushed, tls_verify_option, trust, trust_options, verify)
 from pallet.kernel.errors import Conflict, PalletError, UsageError
 
 
@@ -410,8 +410,7 @@ def import_tarball(engine, stream, repository: str | None, changes, message: str
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
 @platform_option("Select this platform from a manifest list [default: this host's].")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
-              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@tls_verify_option()
 @content_trust_option("every pull is verified by the trust policy (--signature-policy)")
 @trust_options
 @click.pass_context
@@ -467,8 +466,7 @@ def pull_image(engine, name: str, make_progress, platform=None, tls_verify: bool
 @platform_option("Push only if the image is of this platform: pallet keeps one platform per image and pushes no "
                  "index, so the image goes as it is.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
-              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@tls_verify_option()
 @content_trust_option("sign with --sign-by or --sign-by-sigstore-private-key")
 @sign_options
 @trust_options
@@ -599,13 +597,12 @@ def load(ctx, input_, quiet, platform):
 
 # --- credentials ------------------------------------------------------------------------
 
-@image.command("login")
+@image.command("login", cls=GoBoolCommand)
 @click.argument("server", required=False)
 @click.option("-u", "--username", default=None, help="Username.")
 @click.option("-p", "--password", default=None, help="Password.")
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
-@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
-              help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).")
+@tls_verify_option()
 @click.pass_context
 def login(ctx, server, username, password, password_stdin, tls_verify):
     """Log in to a registry (credentials are checked, then stored in the auth file)."""

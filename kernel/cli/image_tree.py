@@ -96,6 +96,35 @@ def build_rows(store, records, used: dict[str, list[str]], all_: bool) -> list[R
     return rows
 
 
+def manifest_summaries(store, record, used: dict[str, list[str]]) -> list[dict]:
+    """Docker's ``Manifests`` of ``GET /images/json?manifests=1`` (API 1.47) for one image: its platform
+    variants as the tree shows them, each an ``ImageManifestSummary`` of kind ``image``."""
+    from pallet.kernel.images import manifest as mf
+
+    by_manifest = {r.manifest_digest: r for r in store.all()}
+    entries = _index_entries(store, record)
+    if not entries:
+        platform = mf.config_platform(record.config)
+        media_type = mf.parse_manifest(store.blobs.read(record.manifest_digest)).media_type \
+            if store.blobs.has(record.manifest_digest) else ""
+        entries = [mf.Descriptor(media_type=media_type, digest=record.manifest_digest,
+                                 size=store.blobs.size(record.manifest_digest), platform=platform)]
+    summaries = []
+    for entry in entries:
+        held = by_manifest.get(entry.digest)
+        row = _variant(store, held, used, "", entry.digest) if held else Row(id=entry.digest, available=False)
+        platform = dict(entry.platform or {})
+        summaries.append({
+            "ID": entry.digest,
+            "Descriptor": {"mediaType": entry.media_type, "digest": entry.digest, "size": entry.size,
+                           **({"platform": platform} if platform else {})},
+            "Available": row.available, "Size": {"Total": row.disk, "Content": row.content}, "Kind": "image",
+            "ImageData": {"Platform": platform, "Containers": list(used.get(held.id, [])) if held else [],
+                          "Size": {"Unpacked": held.size if held else 0}},
+            "AttestationData": None})
+    return summaries
+
+
 def _cell(text: str, width: int, align: str) -> str:
     if len(text) > width:
         return text[:max(width - 1, 0)] + "…"

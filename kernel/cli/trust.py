@@ -39,27 +39,48 @@ REFUSED_WHEN_FALSE = {"--disable-content-trust": NOTARY}
 
 class GoBoolCommand(click.Command):
     """A command whose boolean flags also take Go's ``--flag=true|false`` (Docker's scripts write
-    ``--disable-content-trust=true``); ``--flag`` alone stays a flag, so it never eats the next argument.
-    ``=false`` of a flag in ``REFUSED_WHEN_FALSE`` asks for what pallet has not: its error."""
+    ``--disable-content-trust=true``, podman's ``--tls-verify=false``); ``--flag`` alone stays a flag, so it
+    never eats the next argument. ``=false`` of a flag in ``REFUSED_WHEN_FALSE`` asks for what pallet has not:
+    its error. A flag that is on by default and has no ``--no-`` twin (``--tls-verify``) is turned off by
+    ``=false`` alone; the last occurrence wins."""
 
     def parse_args(self, ctx, args):
-        flags = {name: (param.secondary_opts or [None])[0] for param in self.get_params(ctx)
+        flags = {name: param for param in self.get_params(ctx)
                  if isinstance(param, click.Option) and param.is_flag for name in param.opts if name.startswith("--")}
-        rewritten = []
-        for arg in args:
+        rewritten, explicit = [], {}
+        for index, arg in enumerate(args):
+            if arg == "--":
+                rewritten += args[index:]
+                break
             name, eq, value = arg.partition("=")
-            if not eq or name not in flags:
+            param = flags.get(name)
+            if param is None:
                 rewritten.append(arg)
-            elif value.lower() in ("1", "t", "true"):
+                continue
+            if not eq:
+                value = "true"
+            if value.lower() in ("1", "t", "true"):
+                explicit[param.name] = True
                 rewritten.append(name)
             elif value.lower() in ("0", "f", "false"):
                 if name in REFUSED_WHEN_FALSE:
                     raise UsageError(REFUSED_WHEN_FALSE[name])
-                rewritten += [flags[name]] if flags[name] else []
+                explicit[param.name] = False
+                rewritten += param.secondary_opts[:1]
             else:
                 raise UsageError(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: '
                                  f'parsing "{value}": invalid syntax')
-        return super().parse_args(ctx, rewritten)
+        rest = super().parse_args(ctx, rewritten)
+        for param in self.get_params(ctx):
+            if param.name in explicit and param.expose_value and not param.secondary_opts:
+                ctx.params[param.name] = explicit[param.name]
+        return rest
+
+
+def tls_verify_option(help_text: str = "Require HTTPS and verify certificates (--tls-verify=false allows "
+                                       "plain HTTP)."):
+    """podman's ``--tls-verify[=BOOL]`` (the command's class is :class:`GoBoolCommand`): a flag, on by default."""
+    return click.option("--tls-verify", is_flag=True, default=True, help=help_text + " [default: true]")
 
 
 def content_trust_option(what: str):
@@ -223,13 +244,12 @@ def _stored_digest(ctx, name):
     return record.index_digest or record.manifest_digest
 
 
-@click.command("sign")
+@click.command("sign", cls=GoBoolCommand)
 @click.argument("name")
 @sign_options
 @click.option("--sign-identity", metavar="REFERENCE", default=None, help="Identity to sign (default: NAME).")
 @click.option("-d", "--directory", metavar="DIR", default=None, help="Write GPG signatures under DIR (a lookaside layout).")
-@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
-              help="Require HTTPS for the registry holding sigstore attachments.")
+@tls_verify_option("Require HTTPS for the registry holding sigstore attachments.")
 @trust_options
 @click.pass_context
 def sign(ctx, name, sign_by, sigstore_key, sign_passphrase_file, sign_identity, directory, tls_verify):
@@ -245,10 +265,9 @@ def sign(ctx, name, sign_by, sigstore_key, sign_passphrase_file, sign_identity, 
         click.echo(f"Signed {identity}@{digest}: {where}")
 
 
-@click.command("verify")
+@click.command("verify", cls=GoBoolCommand)
 @click.argument("name")
-@click.option("--tls-verify", type=click.BOOL, default=True, is_flag=False, flag_value=True, metavar="BOOL",
-              help="Require HTTPS and verify certificates.")
+@tls_verify_option("Require HTTPS and verify certificates.")
 @trust_options
 @click.pass_context
 def verify(ctx, name, tls_verify):

@@ -123,6 +123,23 @@ def inspect(ctx, engine, names, fmt):
     print_inspected(ctx, names, lambda name: inspect_data(store, store.get(name)), fmt)
 
 
+CLUSTER_ONLY = "can only update cluster volumes"
+
+
+@volume.command("update")
+@click.argument("name", metavar="VOLUME")
+@click.option("--availability", default="active", show_default=True, metavar="STRING",
+              help='Cluster Volume availability ("active", "pause", "drain").')
+@click.pass_obj
+def update(engine, name, availability):
+    """Update a volume (cluster volumes only): as Docker's, refused for the local volumes pallet has."""
+    from pallet.kernel.errors import PalletError
+    from pallet.kernel.volumes import VolumeStore
+
+    VolumeStore(engine).get(name)   # a missing volume is its own error first, as Docker's CLI inspects it first
+    raise PalletError(CLUSTER_ONLY)
+
+
 @volume.command("rm")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--force", "-f", is_flag=True, help="Do not fail on volumes that do not exist.")

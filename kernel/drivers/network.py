@@ -15,6 +15,8 @@ class EndpointInfo:
     gateway: str = ""
     mac_address: str = ""
     extra: dict = field(default_factory=dict)
+    address6: str = ""         # CIDR on an IPv6 network (``ipv6`` drivers), e.g. "fd12:3456:789a::2/64"
+    gateway6: str = ""
 
 
 @dataclass
@@ -25,6 +27,7 @@ class JoinInfo:
     gateway: str = ""
     dns_servers: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    gateway6: str = ""
 
 
 class NetworkDriver(Driver):
@@ -60,9 +63,17 @@ class NetworkDriver(Driver):
     # True for a driver whose networks may also be defined outside pallet (CNI conflists in
     # /etc/cni/net.d): ``network ls`` asks it for them through :meth:`discover`.
     discovers = False
+    # True for a driver that takes IPv6 pools (Docker's ``--ipv6``): ``create_network`` is then called
+    # with ``ipv6=[{"pool", "gateway"}]``, the endpoint's ``EndpointInfo.address6``/``gateway6`` are set,
+    # and ``join`` gets ``address6`` and ``gateway6``. A network with IPv6 on another driver is refused.
+    ipv6 = False
+    # True for a driver whose ``join`` adds ``options["link_local_ips"]`` (Docker's ``--link-local-ip``)
+    # to the container's interface; others refuse the flag.
+    link_local = False
 
-    def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
-        """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``).
+    def create_network(self, network_id: str, options: dict, ipv4: list[dict], ipv6: list[dict] | None = None) -> dict:
+        """Create the network. ``ipv4`` holds the pools IPAM gave (``{"pool", "gateway"}``), ``ipv6`` the
+        IPv6 ones (only for a driver with ``ipv6 = True``, on a network created with ``--ipv6``).
 
         ``options`` are the user's ``-o KEY=VALUE`` plus ``internal`` (``"true"``/``"false"``,
         ``--internal``: no route out). Return driver-specific data to store with the network (e.g. the bridge name).
@@ -91,8 +102,11 @@ class NetworkDriver(Driver):
         """Move the endpoint into the network namespace at ``sandbox_key`` (a path) and configure it.
 
         ``options``: ``address`` (CIDR), ``mac_address``, ``interface`` (``eth0``, ``eth1`` … in
-        the order the container joined its networks) and ``gateway`` (the default route, set on
-        the first network only, "" otherwise).
+        the order the container joined its networks), ``gateway`` (the default route, set on
+        the first network only, "" otherwise), ``address6`` and ``gateway6`` (IPv6, "" for none),
+        ``link_local_ips`` (extra addresses, for a ``link_local`` driver) and ``interface_name`` (the name the user asked for
+        with Docker's ``com.docker.network.endpoint.ifname`` driver option, "" for none; a driver
+        that moves a link into the sandbox gives it that name).
         """
         raise NotImplementedError
 

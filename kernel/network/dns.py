@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 DNS_ADDRESS = ("127.0.0.11", 53)
+A, AAAA = 1, 28
 
 
 # --- the engine side ------------------------------------------------------------------------
@@ -165,30 +166,53 @@ class Responder:
             name, qtype, question_end = parse_question(packet)
         except ValueError:
             return
-        addresses = self.lookup(name)
-        if addresses is not None:
-            sock.sendto(build_answer(packet, question_end, addresses if qtype == 1 else []), peer)
+        asker = self.owners.get(sock, "")
+        addresses = self.lookup(name, asker)
+        if addresses is not None:   # a name of this network: answered here, also when it has no address of the type
+            if qtype == AAAA:
+                answer = build_answer(packet, question_end, self.lookup(name, asker, "address6") or [], AAAA)
+            else:
+                answer = build_answer(packet, question_end, addresses if qtype == A else [])
+            sock.sendto(answer, peer)
         else:
             threading.Thread(target=self._forward, args=(sock, packet, peer), daemon=True).start()
 
-    def lookup(self, name: str) -> list[str] | None:
+    def lookup(self, name: str, asker: str = "", field: str = "address") -> list[str] | None:
+        """Addresses for ``name`` as container ``asker`` sees them: its own links' aliases first.
+        ``field`` ``address6`` gives the IPv6 ones (of endpoints on an IPv6 network; services have none)."""
         name = name.rstrip(".").lower()
         from pallet.kernel.network import services
 
+        for link in self._links(asker):
+            target, _sep, alias = link.rpartition(":")
+            if alias.lower() == name:
+                name = target.lower()
+                break
         # A cluster service's name (its VIP) wins over a task container that has it as an alias.
         service = services.lookup(self.endpoints.parent.parent, self.endpoints.name, name)
         if service is not None:
-            return service
+            return service if field == "address" else []
         found = []
         for path in self.endpoints.glob("*.json"):
             with contextlib.suppress(OSError, ValueError):
                 ep = json.loads(path.read_text())
                 names = {ep["container_name"].lower(), ep["container_id"][:12], *(a.lower() for a in ep["aliases"])}
-                if name in names and ep.get("address"):
-                    found.append(ep["address"].split("/")[0])
+                if name in names and ep.get(field):
+                    found.append(ep[field].split("/")[0])
+        if field != "address":
+            return found or None
         with contextlib.suppress(OSError, ValueError):  # remote endpoints of an overlay, kept by its agent
             found += json.loads(self.endpoints.with_name(f"{self.endpoints.name}.remote").read_text()).get(name, [])
         return found or None
+
+    def _links(self, container_id: str) -> list[str]:
+        """The ``CONTAINER:ALIAS`` links of the container's endpoint on this network (``network connect --link``)."""
+        if not container_id:
+            return []
+        try:
+            return json.loads((self.endpoints / f"{container_id}.json").read_text()).get("links") or []
+        except (OSError, ValueError):
+            return []
 
     def _forward(self, sock, packet: bytes, peer) -> None:
         for server in self.upstream:
@@ -226,11 +250,14 @@ def parse_question(packet: bytes) -> tuple[str, int, int]:
     return ".".join(labels), qtype, pos + 4
 
 
-def build_answer(query: bytes, question_end: int, addresses: list[str], rcode: int = 0) -> bytes:
-    """A response to ``query`` with one A record per address (TTL 600, Docker's); empty means NOERROR/no data."""
+def build_answer(query: bytes, question_end: int, addresses: list[str], rtype: int = 1, rcode: int = 0) -> bytes:
+    """A response to ``query`` with one A (``rtype`` 1) or AAAA (28) record per address (TTL 600, Docker's);
+    empty means NOERROR/no data."""
     flags = 0x8000 | (struct.unpack("!H", query[2:4])[0] & 0x0100) | 0x0080 | rcode  # QR, RD copied, RA
     header = query[:2] + struct.pack("!HHHHH", flags, 1, len(addresses), 0, 0)
-    answers = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 600, 4) + socket.inet_aton(a) for a in addresses)
+    family, size = (socket.AF_INET6, 16) if rtype == AAAA else (socket.AF_INET, 4)
+    answers = b"".join(struct.pack("!HHHIH", 0xC00C, rtype, 1, 600, size) + socket.inet_pton(family, a)
+                       for a in addresses)
     return header + query[12:question_end] + answers
 
 

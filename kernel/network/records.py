@@ -26,6 +26,11 @@ class NetworkRecord:
     pools: list = field(default_factory=list)         # IPAM pool ids, parallel to ipam_config
     driver_data: dict = field(default_factory=dict)   # what the driver's create_network returned
     predefined: bool = False
+    config_only: bool = False   # Docker's --config-only: IPAM and options for --config-from, never built
+    config_from: str = ""       # the configuration-only network this one took its configuration from
+    enable_ipv6: bool = False
+    ipam_config6: dict = field(default_factory=dict)  # the IPv6 pool's {"Subnet", "Gateway", "IPRange"}
+    pool6: str = ""                                   # its IPAM pool id
 
     @property
     def materialized(self) -> bool:
@@ -46,6 +51,12 @@ class EndpointRecord:
     aliases: list = field(default_factory=list)
     interface: str = ""
     ports: dict = field(default_factory=dict)
+    address6: str = ""         # CIDR on an IPv6 network
+    gateway6: str = ""
+    links: list = field(default_factory=list)        # Docker's "CONTAINER:ALIAS": the alias resolves for this one
+    driver_opts: dict = field(default_factory=dict)  # Docker's per-endpoint DriverOpts
+    link_local_ips: list = field(default_factory=list)
+    ipam_config: dict = field(default_factory=dict)  # Docker's IPAMConfig: the addresses the user asked for
 
 
 def from_fields(cls, data: dict):

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from pallet.kernel import events
-from pallet.kernel.errors import Conflict, NotFound, PalletError, UsageError
+from pallet.kernel.errors import Conflict, Forbidden, NotFound, PalletError, UsageError
 from pallet.kernel.fsutil import atomic_write_json, locked
 from pallet.kernel.network.records import EndpointRecord, NetworkRecord, load, now
 
@@ -24,6 +24,44 @@ PREDEFINED = ("bridge", "host", "none")
 DEFAULT_BRIDGE_DEVICE = "pallet0"
 DISCOVERED_LABEL = "pallet.discovered"  # a network a driver found outside the store (a CNI conflist)
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+IFNAME_OPTION = "com.docker.network.endpoint.ifname"
+SYSCTLS_OPTION = "com.docker.network.endpoint.sysctls"
+ENDPOINT_OPTIONS = (IFNAME_OPTION, SYSCTLS_OPTION)
+
+
+def endpoint_sysctls(text: str) -> list[tuple[str, str]]:
+    """Docker's ``com.docker.network.endpoint.sysctls`` value: ``net.X.conf.IFNAME.KEY=VALUE,…``, where
+    IFNAME stands for the endpoint's interface (its name is known only once it joined)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        parts = key.split(".")
+        if not eq or len(parts) < 5 or parts[0] != "net" or parts[2] != "conf" or parts[3] != "IFNAME":
+            raise UsageError(f'invalid endpoint sysctl "{item}": expected net.<ipv4|ipv6|mpls>.conf.IFNAME.<key>=<value>')
+        if parts[1] not in ("ipv4", "ipv6", "mpls") or any(not p or "/" in p for p in parts):
+            raise UsageError(f'invalid endpoint sysctl "{item}": expected net.<ipv4|ipv6|mpls>.conf.IFNAME.<key>=<value>')
+        pairs.append((key, value))
+    return pairs
+
+
+def apply_sysctls(sandbox: str, interface: str, sysctls: list[tuple[str, str]]) -> None:
+    """Write each sysctl for ``interface`` inside the sandbox's network namespace (/proc/sys/net is per namespace)."""
+    from pallet.kernel.sandbox import in_netns
+
+    def write():
+        for key, value in sysctls:
+            parts = key.split(".")
+            path = "/proc/sys/" + "/".join(parts[:3] + [interface] + parts[4:])
+            try:
+                with open(path, "w") as handle:
+                    handle.write(value)
+            except OSError as exc:
+                raise PalletError(f"cannot set endpoint sysctl {key.replace('IFNAME', interface)}={value}: "
+                                  f"{exc.strerror}") from None
+
+    in_netns(sandbox, write)
 
 
 class NetworkStore:
@@ -171,8 +209,17 @@ class NetworkStore:
     def create(self, name: str, driver: str = "bridge", subnet: str = "", gateway: str = "", ip_range: str = "",
                internal: bool = False, labels: dict | None = None, options: dict | None = None,
                ipam_driver: str = "default", ipam_options: dict | None = None,
-               aux_addresses: dict | None = None) -> NetworkRecord:
-        """``aux_addresses`` (Docker's ``--aux-address NAME=IP``) are reserved in the pool, never given to a container."""
+               aux_addresses: dict | None = None, scope: str = "", config_only: bool = False,
+               config_from: str = "", ipv6: bool = False, subnet6: str = "", gateway6: str = "",
+               ip_range6: str = "") -> NetworkRecord:
+        """``aux_addresses`` (Docker's ``--aux-address NAME=IP``) are reserved in the pool, never given to a container.
+
+        ``ipv6`` (Docker's ``--ipv6``) adds an IPv6 pool: ``subnet6`` (else a /64 of the IPAM's ULA
+        prefix), ``gateway6``, ``ip_range6``; the driver must take IPv6 (``NetworkDriver.ipv6``).
+
+        ``config_only`` records the configuration (IPAM, options, labels) for networks created with
+        ``config_from``, as Docker's ``--config-only``: it has driver ``null`` and is never built, so it
+        reserves no pool. ``scope`` must be the driver's (pallet does not re-scope a driver's networks)."""
         if name in PREDEFINED:
             raise Conflict(f"network with name {name} already exists")
         if gateway and not subnet:
@@ -181,9 +228,43 @@ class NetworkStore:
             raise UsageError("an --ip-range needs a --subnet")
         if aux_addresses and not subnet:
             raise UsageError("an --aux-address needs a --subnet")
+        if (subnet6 or gateway6 or ip_range6) and not ipv6:
+            raise UsageError("an IPv6 --subnet, --gateway or --ip-range needs --ipv6")
+        if (gateway6 or ip_range6) and not subnet6:
+            raise UsageError("an IPv6 gateway or ip-range needs an IPv6 --subnet")
+        config6 = {k: v for k, v in (("Subnet", subnet6), ("Gateway", gateway6), ("IPRange", ip_range6)) if v}
+        if config_only and config_from:
+            raise Forbidden("a configuration network cannot depend on another configuration network")
+        if config_only:
+            if internal or scope:
+                raise Forbidden("configuration network can only contain network specific fields. Network operator "
+                                "fields like [ ingress | internal | attachable | scope ] are not supported.")
+            record = self._create_config_only(name, subnet, gateway, ip_range, labels, options, ipam_driver,
+                                              ipam_options, aux_addresses, ipv6, config6)
+            return record
+        if config_from:
+            source = self._config_source(config_from)
+            if subnet or ipv6 or ipam_driver != "default" or labels or ipam_options:
+                raise Forbidden("user specified configurations are not supported if the network depends on a "
+                                "configuration network")
+            if options:
+                raise Forbidden("network driver options are not supported if the network depends on a "
+                                "configuration network")
+            config = source.ipam_config[0] if source.ipam_config else {}
+            subnet, gateway, ip_range = config.get("Subnet", ""), config.get("Gateway", ""), config.get("IPRange", "")
+            aux_addresses, labels, options = config.get("AuxiliaryAddresses") or {}, source.labels, source.options
+            ipam_driver, ipam_options = source.ipam_driver, source.ipam_options
+            ipv6, config6 = source.enable_ipv6, dict(source.ipam_config6)
         network_driver = self.driver(driver)
         if not network_driver.needs_sandbox:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if ipv6 and not network_driver.ipv6:
+            raise UsageError(f"--ipv6: the {driver} driver assigns IPv4 addresses only")
+        if scope and scope not in ("local", "swarm", "global"):
+            raise UsageError(f'invalid scope "{scope}": expected local, swarm or global')
+        if scope and {"swarm": "global"}.get(scope, scope) != network_driver.scope:
+            raise UsageError(f'--scope {scope}: the {driver} driver\'s networks are {network_driver.scope}-scoped '
+                             "(pallet does not re-scope a driver's networks)")
         if network_driver.scope == "global" and ipam_driver == "default":
             ipam_driver = "cluster"  # addresses must be unique across hosts
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=driver, scope=network_driver.scope,
@@ -192,7 +273,8 @@ class NetworkStore:
                                ipam_options=dict(ipam_options or {}),
                                ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range,
                                              **({"AuxiliaryAddresses": dict(aux_addresses)} if aux_addresses else {})}]
-                               if subnet else [])
+                               if subnet else [], config_from=config_from and source.name, enable_ipv6=ipv6,
+                               ipam_config6=config6)
         self.all()
         with self.lock():
             if any(r.name == name for r in self.read_all()):
@@ -208,6 +290,40 @@ class NetworkStore:
         events.emit(self.engine, "network", "create", record.id, {"name": record.name, "type": record.driver})
         return record
 
+    def _create_config_only(self, name, subnet, gateway, ip_range, labels, options, ipam_driver, ipam_options,
+                            aux_addresses, ipv6, config6) -> NetworkRecord:
+        import ipaddress
+
+        for text, what in ((subnet, "subnet"), (ip_range, "ip-range"), (config6.get("Subnet"), "subnet"),
+                           (config6.get("IPRange"), "ip-range")):
+            if text:
+                try:
+                    ipaddress.ip_network(text)
+                except ValueError as exc:
+                    raise UsageError(f'invalid {what} "{text}": {exc}') from None
+        record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver="null", created=now(), config_only=True,
+                               attachable=False, labels=dict(labels or {}), options=dict(options or {}),
+                               ipam_driver=ipam_driver, ipam_options=dict(ipam_options or {}),
+                               ipam_config=[{"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range,
+                                             **({"AuxiliaryAddresses": dict(aux_addresses)} if aux_addresses else {})}]
+                               if subnet else [], enable_ipv6=ipv6, ipam_config6=dict(config6))
+        self.all()
+        with self.lock():
+            if any(r.name == name for r in self.read_all()):
+                raise Conflict(f"network with name {name} already exists")
+            self.save(record)
+        events.emit(self.engine, "network", "create", record.id, {"name": record.name, "type": record.driver})
+        return record
+
+    def _config_source(self, ref: str) -> NetworkRecord:
+        try:
+            source = self.get(ref)
+        except NotFound:
+            source = None
+        if source is None or not source.config_only:
+            raise NotFound(f'configuration network "{ref}" does not exist')
+        return source
+
     def _materialize(self, record: NetworkRecord, network_driver) -> None:
         """Reserve the pool and gateway, then have the driver build the network. Store lock held."""
         from pallet.kernel.network.ports import host_lock
@@ -217,6 +333,7 @@ class NetworkStore:
             return
         ipam = self.ipam(record.ipam_driver)
         config = record.ipam_config[0] if record.ipam_config else {}
+        config6_asked = dict(record.ipam_config6)
         reserved = not record.pools  # a global network adopted from the cluster has its pool already
         # Host-wide: choosing a subnet "not routed yet" and routing it must not interleave with another root.
         with host_lock():
@@ -238,8 +355,15 @@ class NetworkStore:
                     self.save(record)
                 gw = record.ipam_config[0]["Gateway"]
                 options = dict(record.options, internal="true" if record.internal else "false")
-                record.driver_data = network_driver.create_network(record.id, options,
-                                                                   [{"pool": cidr, "gateway": gw}])
+                if record.enable_ipv6:
+                    if reserved or not record.pool6:
+                        self._reserve_ipv6(record, ipam)
+                    v6 = [{"pool": record.ipam_config6["Subnet"], "gateway": record.ipam_config6["Gateway"]}]
+                    record.driver_data = network_driver.create_network(record.id, options,
+                                                                       [{"pool": cidr, "gateway": gw}], ipv6=v6)
+                else:
+                    record.driver_data = network_driver.create_network(record.id, options,
+                                                                       [{"pool": cidr, "gateway": gw}])
                 if record.scope == "global":
                     self.cluster.join(record)
                 self.save(record)
@@ -250,11 +374,25 @@ class NetworkStore:
                 if reserved:
                     ipam.release_pool(pool_id)
                     record.pools, record.ipam_config = [], [config] if config else []
+                    if record.pool6:
+                        ipam.release_pool(record.pool6)
+                        record.pool6, record.ipam_config6 = "", config6_asked
                 if record.predefined or not reserved:
                     self.save(record)
                 else:
                     self.path(record.id).unlink(missing_ok=True)
                 raise
+
+    def _reserve_ipv6(self, record: NetworkRecord, ipam) -> None:
+        """The IPv6 pool and gateway of ``record`` (its asked-for subnet, else one the IPAM picks)."""
+        asked = record.ipam_config6
+        pool_id, cidr = ipam.request_pool(asked.get("Subnet", ""), asked.get("IPRange", ""),
+                                          {**record.ipam_options, "v6": "true"})
+        record.pool6 = pool_id
+        gw = ipam.request_address(pool_id, asked.get("Gateway", ""), GATEWAY_REQUEST)
+        record.ipam_config6 = {"Subnet": cidr, "Gateway": gw.split("/")[0],
+                               **({"IPRange": asked["IPRange"]} if asked.get("IPRange") else {})}
+        self.save(record)
 
     def _materialize_own_ipam(self, record: NetworkRecord, network_driver) -> None:
         """A driver that assigns addresses itself (CNI): no pool, no gateway reservation."""
@@ -271,6 +409,8 @@ class NetworkStore:
         record = self.get(ref)
         if record.predefined:
             raise PalletError(f"{record.name} is a pre-defined network and cannot be removed")
+        if record.config_only and any(r.config_from == record.name for r in self.read_all()):
+            raise Forbidden(f'configuration network "{record.name}" is in use')
         with self.lock():
             if any(Path(ep.sandbox).exists() for ep in self.endpoints(record.id)):
                 raise Conflict(f"error while removing network: network {record.name} id {record.id} has active endpoints")
@@ -283,13 +423,16 @@ class NetworkStore:
     def _teardown(self, record: NetworkRecord) -> None:
         from pallet.kernel.network import dns, services
 
+        if record.config_only:
+            self.path(record.id).unlink(missing_ok=True)
+            return
         dns.stop(self, record)
         network_driver = self.driver(record.driver)
         if record.materialized:
             network_driver.delete_network(record.id, record.driver_data)
         if record.scope != "global" or self.cluster.leave(record, network_driver):
             ipam = self.ipam(record.ipam_driver)
-            for pool_id in record.pools:
+            for pool_id in record.pools + ([record.pool6] if record.pool6 else []):
                 ipam.release_pool(pool_id)
         with contextlib.suppress(OSError):
             (self.dir / "endpoints" / record.id).rmdir()
@@ -313,45 +456,82 @@ class NetworkStore:
 
     # --- endpoints ----------------------------------------------------------------------
     def connect(self, container, sandbox: str, network: str, aliases=(), ip: str = "", mac: str = "",
-                port_bindings: dict | None = None) -> tuple[NetworkRecord, EndpointRecord]:
+                port_bindings: dict | None = None, links=(), driver_opts: dict | None = None, ip6: str = "",
+                link_local_ips=()) -> tuple[NetworkRecord, EndpointRecord]:
+        """``links`` are Docker's ``CONTAINER:ALIAS`` of a user network: ALIAS resolves, for this container
+        only, to CONTAINER's address on the network. ``driver_opts`` are Docker's endpoint options
+        (:data:`ENDPOINT_OPTIONS`)."""
         from pallet.kernel.drivers import EndpointInfo
 
+        driver_opts = dict(driver_opts or {})
+        unknown = sorted(set(driver_opts) - set(ENDPOINT_OPTIONS))
+        if unknown:
+            raise UsageError(f"--driver-opt {unknown[0]}: pallet's network drivers take only "
+                             + " and ".join(ENDPOINT_OPTIONS))
+        ifname = driver_opts.get(IFNAME_OPTION, "")
+        if ifname and (len(ifname) > 15 or "/" in ifname or not ifname.isprintable() or " " in ifname):
+            raise UsageError(f'invalid interface name "{ifname}" (at most 15 characters, no "/" or space)')
+        sysctls = endpoint_sysctls(driver_opts.get(SYSCTLS_OPTION, ""))
         record = self.get(network)
         if record.driver in ("host", "none"):
             raise PalletError(f"container cannot be connected to network {record.name} (driver {record.driver})")
+        if record.config_only:
+            raise Forbidden("cannot create endpoint on configuration-only network")
         if ip and record.predefined:
             raise UsageError("user specified IP address is supported on user defined networks only")
+        if ip6 and not record.enable_ipv6:
+            raise UsageError(f"an IPv6 address ({ip6}) needs a network created with --ipv6; {record.name} has none")
+        if links and record.predefined:
+            raise UsageError("links on a network connect are supported on user defined networks only (on the "
+                             "default bridge, give --link to pallet run)")
         network_driver = self.driver(record.driver)
+        if link_local_ips and not network_driver.link_local:
+            raise UsageError(f"--link-local-ip: the {record.driver} driver assigns no link-local addresses")
         with self.lock():
             record = load(NetworkRecord, self.path(record.id))
             if self._endpoint_path(record.id, container.id).exists():
                 raise Conflict(f"endpoint with name {container.name} already exists in network {record.name}")
             if not record.materialized:
                 self._materialize(record, network_driver)
+            address6 = ""
             if network_driver.own_ipam:
                 address = ""  # the driver reports it from join
             else:
                 address = self.ipam(record.ipam_driver).request_address(record.pools[0], ip)
+                if record.pool6:
+                    try:
+                        address6 = self.ipam(record.ipam_driver).request_address(record.pool6, ip6)
+                    except BaseException:
+                        self.ipam(record.ipam_driver).release_address(record.pools[0], address)
+                        raise
             # The container's interfaces are eth0, eth1 … in the order it joined networks.
             position = sum(1 for ep in self.endpoints() if ep.container_id == container.id)
             endpoint = EndpointRecord(id=os.urandom(32).hex(), network_id=record.id, container_id=container.id,
                                       container_name=container.name, sandbox=str(sandbox), address=address,
-                                      aliases=[a for a in aliases if a])
+                                      aliases=[a for a in aliases if a], links=list(links), driver_opts=driver_opts,
+                                      address6=address6, link_local_ips=list(link_local_ips),
+                                      ipam_config={k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6),
+                                                                     ("LinkLocalIPs", list(link_local_ips))) if v})
             self._save_endpoint(endpoint)
             try:
                 options = {"mac_address": mac, "port_bindings": port_bindings or {}, "container_id": container.id,
                            "container_name": container.name, "aliases": endpoint.aliases, "ip": ip}
                 gateway = "" if record.internal or not record.ipam_config else record.ipam_config[0].get("Gateway", "")
+                gateway6 = "" if record.internal else record.ipam_config6.get("Gateway", "")
                 info = network_driver.create_endpoint(record.id, endpoint.id, record.driver_data,
-                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac),
-                                                      options)
+                                                      EndpointInfo(address=address, gateway=gateway, mac_address=mac,
+                                                                   address6=address6, gateway6=gateway6), options)
                 endpoint.mac_address, endpoint.ports = info.mac_address, info.extra.get("ports", {})
                 # What a driver without state of its own needs to configure the sandbox (libnetwork's JoinInfo).
-                join_options = {"address": address, "mac_address": info.mac_address, "interface": f"eth{position}",
-                                "gateway": gateway if position == 0 else ""}
+                join_options = {"address": address, "mac_address": info.mac_address,
+                                "interface": ifname or f"eth{position}", "interface_name": ifname,
+                                "gateway": gateway if position == 0 else "", "address6": address6,
+                                "gateway6": gateway6 if position == 0 else "", "link_local_ips": endpoint.link_local_ips}
                 joined = network_driver.join(record.id, endpoint.id, record.driver_data, str(sandbox), join_options)
                 endpoint.interface = joined.interface
-                endpoint.gateway = joined.gateway
+                if sysctls:
+                    apply_sysctls(str(sandbox), joined.interface, sysctls)
+                endpoint.gateway, endpoint.gateway6 = joined.gateway, joined.gateway6
                 if network_driver.own_ipam:
                     endpoint.address = joined.extra.get("address", "")
                     endpoint.mac_address = joined.extra.get("mac_address", "") or endpoint.mac_address
@@ -411,22 +591,25 @@ class NetworkStore:
         network_driver.delete_endpoint(record.id, endpoint.id, record.driver_data)
         if record.pools and endpoint.address:
             self.ipam(record.ipam_driver).release_address(record.pools[0], endpoint.address)
+        if record.pool6 and endpoint.address6:
+            self.ipam(record.ipam_driver).release_address(record.pool6, endpoint.address6)
         self._endpoint_path(record.id, endpoint.container_id).unlink(missing_ok=True)
 
     # --- views --------------------------------------------------------------------------
     def inspect(self, record: NetworkRecord) -> dict:
         containers = {
             ep.container_id: {"Name": ep.container_name, "EndpointID": ep.id, "MacAddress": ep.mac_address,
-                              "IPv4Address": ep.address, "IPv6Address": ""}
+                              "IPv4Address": ep.address, "IPv6Address": ep.address6}
             for ep in self.endpoints(record.id)
         }
         return {
             "Name": record.name, "Id": record.id, "Created": record.created, "Scope": record.scope,
-            "Driver": record.driver, "EnableIPv6": False,
+            "Driver": record.driver, "EnableIPv4": True, "EnableIPv6": record.enable_ipv6,
             "IPAM": {"Driver": record.ipam_driver, "Options": record.ipam_options,
-                     "Config": [{k: v for k, v in c.items() if v} for c in record.ipam_config]},
+                     "Config": [{k: v for k, v in c.items() if v}
+                                for c in record.ipam_config + ([record.ipam_config6] if record.ipam_config6 else [])]},
             "Internal": record.internal, "Attachable": record.attachable, "Ingress": False,
-            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+            "ConfigFrom": {"Network": record.config_from}, "ConfigOnly": record.config_only, "Containers": containers,
             "Options": {k: v for k, v in record.options.items()}, "Labels": record.labels,
         }
 

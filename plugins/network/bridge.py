@@ -25,6 +25,8 @@ class BridgeNetwork(NetworkDriver):
     """
 
     description = "Linux bridge with veth pairs and NAT"
+    ipv6 = True
+    link_local = True
 
     @classmethod
     def probe(cls, home=None, options=None):
@@ -58,7 +60,7 @@ class BridgeNetwork(NetworkDriver):
         return Path(self.home).parent.parent
 
     # --- networks ---------------------------------------------------------------------------
-    def create_network(self, network_id: str, options: dict, ipv4: list[dict]) -> dict:
+    def create_network(self, network_id: str, options: dict, ipv4: list[dict], ipv6: list[dict] | None = None) -> dict:
         from pallet.plugins.network import netlink
 
         if len(ipv4) != 1:
@@ -72,6 +74,9 @@ class BridgeNetwork(NetworkDriver):
         collect_orphans()
         state = {"id": network_id, "bridge": bridge, "subnet": str(subnet), "gateway": gateway, "mtu": mtu,
                  "internal": options.get("internal") == "true", "endpoints": {}}
+        if ipv6:
+            state["subnet6"] = str(ipaddress.IPv6Network(ipv6[0]["pool"]))
+            state["gateway6"] = ipv6[0]["gateway"].split("/")[0]
         self._save(network_id, state)  # first, so a crash below leaves something delete_network can find
         try:
             netlink.ensure_bridge(bridge, gateway, subnet.prefixlen, mtu)
@@ -79,6 +84,10 @@ class BridgeNetwork(NetworkDriver):
             netlink.sysctl(f"net.ipv4.conf.{bridge}.route_localnet", "1")
             if not state["internal"]:
                 netlink.sysctl("net.ipv4.ip_forward", "1")
+            if ipv6:
+                netlink.add_ipv6(bridge, state["gateway6"], ipaddress.IPv6Network(state["subnet6"]).prefixlen)
+                if not state["internal"]:
+                    netlink.sysctl("net.ipv6.conf.all.forwarding", "1")
             self._apply_rules()
         except BaseException:
             self.delete_network(network_id, state)
@@ -109,7 +118,7 @@ class BridgeNetwork(NetworkDriver):
         ip = info.address.split("/")[0]
         mac = options.get("mac_address") or mac_from_ip(ip)
         endpoint = {"veth": f"pv{endpoint_id[:11]}", "peer": f"pc{endpoint_id[:11]}", "address": info.address,
-                    "mac": mac, "ports": []}
+                    "mac": mac, "ports": [], **({"address6": info.address6} if info.address6 else {})}
         state["endpoints"][endpoint_id] = endpoint
         self._save(network_id, state)
         try:
@@ -149,8 +158,16 @@ class BridgeNetwork(NetworkDriver):
         network = ipaddress.IPv4Network(state["subnet"])
         ifname, routed = netlink.move_and_configure(
             endpoint["peer"], sandbox_key, endpoint["mac"], endpoint["address"].split("/")[0], network.prefixlen,
-            None if state["internal"] else state["gateway"], state["mtu"])
-        return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "")
+            None if state["internal"] else state["gateway"], state["mtu"], options.get("interface_name") or None)
+        routed6 = False
+        if endpoint.get("address6"):
+            address6, _sep, prefix6 = endpoint["address6"].partition("/")
+            routed6 = netlink.add_ipv6(ifname, address6, int(prefix6), netns=sandbox_key,
+                                       gateway=None if state["internal"] else state["gateway6"])
+        for address in options.get("link_local_ips") or []:
+            netlink.add_address(ifname, address, 16 if ":" not in address else 64, netns=sandbox_key)
+        return JoinInfo(interface=ifname, gateway=state["gateway"] if routed else "",
+                        gateway6=state.get("gateway6", "") if routed6 else "")
 
     def leave(self, network_id, endpoint_id, data, sandbox_key) -> None:
         from pallet.plugins.network import netlink
@@ -173,15 +190,20 @@ class BridgeNetwork(NetworkDriver):
 
         nets = self._all()
         table = nft.table_name(self.root)
-        nft.replace_table(table, render_rules(nets) if nets else None)
         record = REGISTRY / f"{table}.json"
+        try:
+            previous = json.loads(record.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        nft.replace_table(table, render_rules(nets) if nets else None)
+        has6 = any(n.get("subnet6") for n in nets)
+        if has6:
+            nft.replace_table(table, render_rules6(nets), "ip6")
+        elif previous.get("ip6") and nft.table_exists(table, "ip6"):  # the registry says whether one was made
+            nft.replace_table(table, None, "ip6")
         if nets:
-            entry = {"root": str(self.root), "bridges": [n["bridge"] for n in nets]}
-            try:
-                unchanged = json.loads(record.read_text()) == entry
-            except (OSError, ValueError):
-                unchanged = False
-            if not unchanged:
+            entry = {"root": str(self.root), "bridges": [n["bridge"] for n in nets], **({"ip6": True} if has6 else {})}
+            if previous != entry:
                 atomic_write_json(record, entry)
         else:
             record.unlink(missing_ok=True)
@@ -206,8 +228,9 @@ def collect_orphans() -> list[str]:
             continue
         for bridge in data.get("bridges", []):
             netlink.delete_link(bridge)
-        if nft.table_exists(record.stem):
-            nft.replace_table(record.stem, None)
+        for family in ("ip", "ip6"):
+            if nft.table_exists(record.stem, family):
+                nft.replace_table(record.stem, None, family)
         record.unlink(missing_ok=True)
         removed.append(record.stem)
     return removed
@@ -247,6 +270,25 @@ def render_rules(nets: list[dict]) -> str:
         _chain("postrouting", ["type nat hook postrouting priority srcnat; policy accept;"], post),
         _chain("forward", ["type filter hook forward priority filter; policy accept;"], forward),
         _chain("input", ["type filter hook input priority filter; policy accept;"], local_guard),
+    ])
+
+
+def render_rules6(nets: list[dict]) -> str:
+    """The root's ``ip6`` table: NAT66 out of IPv6 networks (as Docker 28 does by default), isolation
+    between bridges and internal networks, for IPv6 packets (the ``ip`` table sees IPv4 only)."""
+    post, forward = [], []
+    bridges = [n["bridge"] for n in nets]
+    for net in nets:
+        br = net["bridge"]
+        if net["internal"]:
+            forward.append(f'iifname "{br}" oifname != "{br}" drop')
+            forward.append(f'oifname "{br}" iifname != "{br}" drop')
+        elif net.get("subnet6"):
+            post.append(f'ip6 saddr {net["subnet6"]} oifname != "{br}" masquerade')
+        forward += [f'iifname "{br}" oifname "{other}" drop' for other in bridges if other != br]
+    return "".join([
+        _chain("postrouting", ["type nat hook postrouting priority srcnat; policy accept;"], post),
+        _chain("forward", ["type filter hook forward priority filter; policy accept;"], forward),
     ])
 
 

@@ -1,4 +1,9 @@
-"""default IPAM: subnets from a configurable pool list, addresses allocated under a lock on disk."""
+"""default IPAM: subnets from a configurable pool list, addresses allocated under a lock on disk.
+
+IPv4 pools come from Docker's default-address-pools; an IPv6 pool asked for without a subnet
+(``request_pool(options={"v6": "true"})``) is a /64 of a ULA /48 derived from this IPAM's home, as
+Docker 27+ derives its default IPv6 pool from the host.
+"""
 
 from __future__ import annotations
 
@@ -56,16 +61,18 @@ class DefaultIpam(IpamDriver):
     def request_pool(self, pool: str = "", sub_pool: str = "", options: dict | None = None) -> tuple[str, str]:
         with self._lock():
             state = self._load()
-            taken = [ipaddress.IPv4Network(cidr) for cidr in state["pools"]]
+            taken = [ipaddress.ip_network(cidr) for cidr in state["pools"]]
             if pool:
                 network = _network(pool, "subnet")
-                if any(network.overlaps(other) for other in taken):
+                if any(network.version == other.version and network.overlaps(other) for other in taken):
                     raise Conflict(f"Pool overlaps with other one on this address space: {network}")
+            elif (options or {}).get("v6") == "true":
+                network = self._free_pool6(taken)
             else:
-                network = self._free_pool(taken)
+                network = self._free_pool([t for t in taken if t.version == 4])
             if sub_pool:
                 sub = _network(sub_pool, "ip-range")
-                if not sub.subnet_of(network):
+                if sub.version != network.version or not sub.subnet_of(network):
                     raise UsageError(f"ip-range {sub} is not inside subnet {network}")
             state["pools"][str(network)] = {"range": sub_pool, "allocated": []}
             self._save(state)
@@ -82,6 +89,17 @@ class DefaultIpam(IpamDriver):
         raise PalletError("could not find an available, non-overlapping IPv4 address pool among the defaults "
                           "to assign to the network")
 
+    def _free_pool6(self, taken) -> ipaddress.IPv6Network:
+        import hashlib
+
+        seed = hashlib.sha256(str(Path(self.home).resolve()).encode()).digest()
+        base = ipaddress.IPv6Network((b"\xfd" + seed[:5] + b"\x00" * 10, 48))
+        busy = [t for t in taken if t.version == 6]
+        for candidate in base.subnets(new_prefix=64):
+            if not any(candidate.overlaps(other) for other in busy):
+                return candidate
+        raise PalletError("could not find an available IPv6 /64 in this host's ULA pool")  # pragma: no cover
+
     def release_pool(self, pool_id: str) -> None:
         with self._lock():
             state = self._load()
@@ -95,7 +113,7 @@ class DefaultIpam(IpamDriver):
     # --- addresses ----------------------------------------------------------------------
     def request_address(self, pool_id: str, address: str = "", options: dict | None = None) -> str:
         options = options or {}
-        network = ipaddress.IPv4Network(pool_id)
+        network = ipaddress.ip_network(pool_id)
         with self._lock():
             state = self._load()
             pool = state["pools"].get(pool_id)
@@ -103,7 +121,10 @@ class DefaultIpam(IpamDriver):
                 raise NotFound(f"address pool {pool_id} is not known to IPAM")
             allocated = set(pool["allocated"])
             if address:
-                ip = ipaddress.IPv4Address(address.split("/")[0])
+                try:
+                    ip = ipaddress.ip_address(address.split("/")[0])
+                except ValueError:
+                    raise UsageError(f'invalid IP address: "{address}"') from None
                 if ip not in network or ip in (network.network_address, network.broadcast_address):
                     raise UsageError(f"address {ip} is not a usable address of {network}")
                 if str(ip) in allocated:
@@ -117,11 +138,11 @@ class DefaultIpam(IpamDriver):
     @staticmethod
     def _next_free(network, pool, allocated, gateway: bool):
         # The gateway takes the first address of the subnet, containers come from --ip-range if given.
-        scope = network if gateway or not pool["range"] else ipaddress.IPv4Network(pool["range"])
+        scope = network if gateway or not pool["range"] else ipaddress.ip_network(pool["range"])
         for ip in scope.hosts():
             if str(ip) not in allocated:
                 return ip
-        raise PalletError(f"no available IPv4 addresses on this network's address pool {network}")
+        raise PalletError(f"no available IPv{network.version} addresses on this network's address pool {network}")
 
     def release_address(self, pool_id: str, address: str) -> None:
         ip = address.split("/")[0]
@@ -133,9 +154,9 @@ class DefaultIpam(IpamDriver):
                 self._save(state)
 
 
-def _network(text: str, what: str) -> ipaddress.IPv4Network:
+def _network(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.IPv4Network(text, strict=True)
+        return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         raise UsageError(f'invalid {what} "{text}": {exc}') from None
 

@@ -7,6 +7,8 @@ import errno
 import os
 import socket
 
+from pallet.kernel.errors import PalletError
+
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
@@ -52,6 +54,36 @@ def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None) -> N
         ipr.link("set", index=index, state="up")
 
 
+IFA_F_NODAD = 0x02
+
+
+def add_ipv6(name: str, address: str, prefixlen: int, netns: str | None = None,
+             gateway: str | None = None) -> bool:
+    """Give link ``name`` (in ``netns``, else the host) an IPv6 address, usable at once (no DAD: the
+    addresses come from IPAM, never twice); with ``gateway``, the default IPv6 route too, unless the
+    namespace has one. Returns whether the route was added."""
+    with iproute(netns) as ipr:
+        index = link_index(ipr, name)
+        with _ignore_exists():
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen, family=socket.AF_INET6,
+                     flags=IFA_F_NODAD)
+        ipr.link("set", index=index, state="up")
+        if not gateway or any(r.get_attr("RTA_DST") is None for r in ipr.get_routes(family=socket.AF_INET6, table=254)
+                              if r.get("dst_len") == 0):
+            return False
+        ipr.route("add", dst="::/0", gateway=gateway, oif=index, family=socket.AF_INET6)
+        return True
+
+
+def add_address(name: str, address: str, prefixlen: int, netns: str | None = None) -> None:
+    """One more address on link ``name`` (Docker's link-local IPs: /16 for IPv4, /64 for IPv6, no DAD)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with iproute(netns) as ipr:
+        with _ignore_exists():
+            ipr.addr("add", index=link_index(ipr, name), address=address, prefixlen=prefixlen, family=family,
+                     **({"flags": IFA_F_NODAD} if family == socket.AF_INET6 else {}))
+
+
 def delete_link(name: str, netns: str | None = None) -> bool:
     """Delete a link if it exists; True when something was removed."""
     from pyroute2 import NetlinkError
@@ -89,8 +121,8 @@ def create_veth_pair(host_name: str, peer_name: str, mtu: int | None) -> None:
 
 
 def move_and_configure(peer_name: str, sandbox: str, mac: str, address: str, prefixlen: int,
-                       gateway: str | None, mtu: int | None) -> tuple[str, bool]:
-    """Move ``peer_name`` into the sandbox as the next free ``ethN`` with its MAC and address, up.
+                       gateway: str | None, mtu: int | None, ifname: str | None = None) -> tuple[str, bool]:
+    """Move ``peer_name`` into the sandbox as ``ifname`` (else the next free ``ethN``) with its MAC and address, up.
 
     The default route via ``gateway`` is added only if the sandbox has none yet (the first
     network a container joins gives it). Returns ``(interface name, default route added)``.
@@ -103,7 +135,9 @@ def move_and_configure(peer_name: str, sandbox: str, mac: str, address: str, pre
         os.close(fd)
     with iproute(sandbox) as ipr:
         names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
+        if ifname in names:
+            raise PalletError(f"interface {ifname} already exists in the container")
+        ifname = ifname or next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
         index = link_index(ipr, peer_name)
         kwargs = {"mtu": mtu} if mtu else {}
         ipr.link("set", index=index, ifname=ifname, address=mac, **kwargs)

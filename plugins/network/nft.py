@@ -1,4 +1,5 @@
-"""nftables for pallet: one ``ip`` table per root, replaced atomically from the drivers' state on disk."""
+"""nftables for pallet: one ``ip`` table per root (and an ``ip6`` one while it has IPv6 networks), replaced
+atomically from the drivers' state on disk."""
 
 from __future__ import annotations
 
@@ -23,16 +24,17 @@ def run_nft(script: str) -> None:
         raise PalletError(f"nft failed: {proc.stderr.strip()}")
 
 
-def replace_table(name: str, body: str | None) -> None:
-    """Swap the whole table for ``body`` in one transaction; ``None`` deletes it."""
-    script = f"table ip {name}\ndelete table ip {name}\n"
+def replace_table(name: str, body: str | None, family: str = "ip") -> None:
+    """Swap the whole table for ``body`` in one transaction; ``None`` deletes it. ``family`` ``ip6``
+    is the root's table for its IPv6 networks (the same name)."""
+    script = f"table {family} {name}\ndelete table {family} {name}\n"
     if body is not None:
-        script += f"table ip {name} {{\n{body}}}\n"
+        script += f"table {family} {name} {{\n{body}}}\n"
     run_nft(script)
 
 
-def table_exists(name: str) -> bool:
-    proc = subprocess.run(["nft", "list", "table", "ip", name], capture_output=True, text=True)
+def table_exists(name: str, family: str = "ip") -> bool:
+    proc = subprocess.run(["nft", "list", "table", family, name], capture_output=True, text=True)
     return proc.returncode == 0
 
 

@@ -152,7 +152,7 @@ class OverlayNetwork(NetworkDriver):
         endpoint = self.etcd.get(f"{PREFIX}endpoints/{network_id}/{endpoint_id}")
         prefixlen = ipaddress.IPv4Network(data["subnet"]).prefixlen
         ifname, _ = netlink.move_and_configure(f"pc{endpoint_id[:11]}", sandbox_key, endpoint["mac"], endpoint["ip"],
-                                               prefixlen, None, OVERLAY_MTU)
+                                               prefixlen, None, OVERLAY_MTU, options.get("interface_name") or None)
         # Do not wait for the agent: peers and their names must be known before the container starts.
         from pallet.kernel.fsutil import atomic_write_json
 

@@ -77,3 +77,39 @@ def test_docker_pull_and_build_of_short_names_go_through_the_configured_mirror(b
             stop_server(server)
     finally:
         stop_registry(proc, handle)
+
+
+def test_docker_images_tree_and_manifests_from_api_1_47_only(api):
+    tree = api.docker("images", "--tree")
+    assert tree.returncode == 0, tree.stderr
+    lines = [line.split() for line in tree.stdout.splitlines()]
+    assert ["busybox:latest"] == [row[0] for row in lines if row and row[0].startswith("busybox")]
+    ours = api.pallet("image", "inspect", "-f", "{{.Descriptor.digest}}", "busybox", check=True).stdout.strip()
+    variant = next(row for row in lines if row and row[0] == "└─")
+    assert variant[1:3] == ["linux/amd64", ours.split(":")[1][:12]], tree.stdout
+    status, _h, images = api.request("GET", "/v1.47/images/json?manifests=1")
+    assert status == 200
+    manifests = images[0]["Manifests"]
+    assert [(m["ID"], m["Kind"], m["Available"], m["ImageData"]["Platform"]) for m in manifests] == [
+        (ours, "image", True, {"os": "linux", "architecture": "amd64"})]
+    assert manifests[0]["Size"]["Content"] > 0 and manifests[0]["ImageData"]["Size"]["Unpacked"] == images[0]["Size"]
+    status, _h, older = api.request("GET", "/v1.44/images/json?manifests=1")   # ignored below 1.47, as Docker
+    assert status == 200 and "Manifests" not in older[0]
+
+
+def test_push_platform_is_checked_from_api_1_46_and_ignored_before(api, registry):  # noqa: F811
+    api.pallet("tag", "busybox", f"{registry.host}/plat/bb:1", check=True)
+    refused = api.docker("push", "--platform", "linux/arm64", f"{registry.host}/plat/bb:1")
+    assert refused.returncode == 1
+    assert "its platform (linux/amd64) does not match the specified platform (linux/arm64)" in refused.stderr
+    assert not registry.requests("PUT /v2/plat/bb/manifests/")
+    pushed = api.docker("push", "--platform", "linux/amd64", f"{registry.host}/plat/bb:1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert registry.requests("PUT /v2/plat/bb/manifests/1")
+    arm = '{"os":"linux","architecture":"arm64"}'
+    status, _h, _body = api.request("POST", f"/v1.44/images/{registry.host}/plat/bb/push?tag=1&platform={arm}",
+                                    headers={"X-Registry-Auth": "e30="})
+    assert status == 200     # a 1.44 client's platform is ignored, as Docker's daemon ignores it
+    status, _h, body = api.request("POST", f"/v1.47/images/{registry.host}/plat/bb/push?tag=1&platform=nonsense",
+                                   headers={"X-Registry-Auth": "e30="})
+    assert status == 400 and body["message"].startswith("failed to parse platform: ")

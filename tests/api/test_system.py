@@ -9,24 +9,24 @@ import stat
 from tests.api.conftest import start_server, stop_server
 
 
-def test_docker_cli_sees_a_1_44_server(api):
+def test_docker_cli_sees_a_1_47_server(api):
     result = api.docker("version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}")
-    assert (result.returncode, result.stdout.strip()) == (0, "1.44 1.24 linux"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, "1.47 1.24 linux"), result.stderr
     result = api.docker("info", "--format", "{{.OSType}} {{.ServerVersion}} {{.Containers}}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "linux" and result.stdout.split()[2] == "0"
 
 
 def test_every_response_carries_dockers_headers_on_every_version(api):
-    for path in ("/_ping", "/v1.24/_ping", "/v1.44/_ping"):
+    for path in ("/_ping", "/v1.24/_ping", "/v1.44/_ping", "/v1.47/_ping"):
         status, headers, body = api.request("GET", path)
         assert (status, body) == (200, "OK")
-        assert headers["Api-Version"] == "1.44" and headers["Ostype"] == "linux"
+        assert headers["Api-Version"] == "1.47" and headers["Ostype"] == "linux"
         assert headers["Server"].startswith("Pallet/")
     status, headers, body = api.request("HEAD", "/_ping")
-    assert status == 200 and headers["Api-Version"] == "1.44"
+    assert status == 200 and headers["Api-Version"] == "1.47"
     status, _headers, body = api.request("GET", "/version")
-    assert (status, body["ApiVersion"], body["MinAPIVersion"]) == (200, "1.44", "1.24")
+    assert (status, body["ApiVersion"], body["MinAPIVersion"]) == (200, "1.47", "1.24")
 
 
 def test_a_path_version_out_of_range_is_a_400_in_dockers_words(api):
@@ -35,7 +35,7 @@ def test_a_path_version_out_of_range_is_a_400_in_dockers_words(api):
     assert body == {"message": "client version 1.12 is too old. Minimum supported API version is 1.24, "
                                "please upgrade your client to a newer version"}
     status, _h, body = api.request("GET", "/v1.99/info")
-    assert (status, body["message"]) == (400, "client version 1.99 is too new. Maximum supported API version is 1.44")
+    assert (status, body["message"]) == (400, "client version 1.99 is too new. Maximum supported API version is 1.47")
 
 
 def test_errors_are_json_messages_with_dockers_codes(api):

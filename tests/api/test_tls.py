@@ -60,7 +60,7 @@ def test_tls_tcp_accepts_the_cas_clients_and_refuses_others(bb, tmp_path):
                "DOCKER_CERT_PATH": str(certs), "DOCKER_CONFIG": str(tmp_path / "docker-config")}
         result = subprocess.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], capture_output=True,
                                 text=True, env=env, timeout=60)
-        assert (result.returncode, result.stdout) == (0, "1.44\n"), result.stderr
+        assert (result.returncode, result.stdout) == (0, "1.47\n"), result.stderr
         for cert, key in (("stranger.pem", "stranger-key.pem"), (None, None)):
             context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
             if cert:

@@ -67,9 +67,10 @@ def teardown_root(engine) -> list[str]:
     for name in leaked:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
     table = table_name(engine.root)
-    if table_exists(table):
-        subprocess.run(["nft", "delete", "table", "ip", table])
-        leaked.append(f"nft table {table}")
+    for family in ("ip", "ip6"):
+        if table_exists(table, family):
+            subprocess.run(["nft", "delete", "table", family, table])
+            leaked.append(f"nft table {family} {table}")
     return leaked
 
 
