@@ -237,6 +237,11 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
     # Only now: an ignored signal stays ignored across exec, and the container must get its SIGINT.
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
+    log_path = os.devnull if _no_log(record) else str(store.log_path(record.id))
+    # The log file exists once `run -d` returns (the quick-exit window below must not leave its creation
+    # to a moment when its file system may be frozen or full: the log pump opens it then).
+    with contextlib.suppress(OSError):
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640))
     faults.point("monitor.started")
     _report(status_w, {"pid": pid})
     try:
@@ -272,8 +277,7 @@ def _monitor(engine, record, bundle: Path, status_w: int, attach_first: bool = F
         # The folder holding the ``pallet`` package (a checkout or site-packages), so that the log pump
         # records the exit with this same pallet and not whichever one site-packages would give.
         home = Path(sys.modules["pallet"].__file__).resolve().parent.parent
-        log_path = os.devnull if _no_log(record) else str(store.log_path(record.id))
-        if _exits_within(pid, quick_exit_window()):
+        if _exits_within(pid, quick_exit_window(), list(sources)):
             _record_quick_exit(engine, home, pid, log_path, params, items)
         script = Path(__file__).with_name("logpump.py")
         os.execv(sys.executable, [sys.executable, "-I", "-S", str(script), str(home), str(pid),
@@ -301,13 +305,32 @@ def quick_exit_window() -> float:
         return QUICK_EXIT_WINDOW
 
 
-def _exits_within(pid: int, seconds: float) -> bool:
-    """Whether the container's process ends within ``seconds`` (its output waits in the pipes meanwhile)."""
+# Once the container has written something, how much longer the monitor waits for it to end before it
+# hands over to the log pump: `echo …` ends within microseconds of its output, while a service's first
+# lines must reach the log (and `pallet logs`) about as soon as they did without the window.
+AFTER_OUTPUT = 0.005
+
+
+def _exits_within(pid: int, seconds: float, outputs: list[int]) -> bool:
+    """Whether the container's process ends within ``seconds`` (its output waits in the pipes meanwhile),
+    or within :data:`AFTER_OUTPUT` of its first output."""
     if seconds <= 0:
         return False
     pidfd = os.pidfd_open(pid)
     try:
-        return bool(select.select([pidfd], [], [], seconds)[0])
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        for fd in outputs:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            events = poller.poll(remaining * 1000)
+            if any(fd == pidfd for fd, _mask in events):
+                return True
+            for fd, _mask in events:   # output (or its end): not long now, either way
+                poller.unregister(fd)
+                deadline = min(deadline, time.monotonic() + AFTER_OUTPUT)
+        return False
     finally:
         os.close(pidfd)
 

@@ -157,12 +157,17 @@ class _Frames:
         return self.next(timeout)
 
 
+def _stats_stream(bb, name: str) -> subprocess.Popen:
+    """``pallet stats NAME`` running in the background, its frames on a line-buffered text pipe."""
+    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
+           "stats", name]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
+                            text=True, bufsize=1)
+
+
 def test_stats_streams_frames_until_stopped(bb):
     bb("run", "-d", "--name", "live", "busybox", "sleep", "1000", check=True)
-    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
-           "stats", "live"]
-    streamer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
-                                text=True, bufsize=1)
+    streamer = _stats_stream(bb, "live")
     try:
         reader = _Frames(streamer.stdout)
         frames = [reader.next(), reader.next()]
@@ -206,10 +211,7 @@ def test_stats_streaming_follows_a_container_its_restart_policy_started_again(bb
     bb("run", "-d", "--name", "st-restart", "--network", "bridge", "--restart", "always", "busybox", "sh", "-c",
        PINGS_THEN_FAILS, check=True)
     first_pid = state(bb, "st-restart")["Pid"]
-    cmd = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(bb.root), "--run-root", str(bb.run_root),
-           "stats", "st-restart"]
-    streamer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bb.env, cwd=str(REPO),
-                                text=True, bufsize=1)
+    streamer = _stats_stream(bb, "st-restart")
     try:
         reader = _Frames(streamer.stdout)
         column = DOCKER_HEADER.index("NET I/O")
