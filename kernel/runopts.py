@@ -56,28 +56,26 @@ def parse_cpus(value: str | None) -> int | None:
     return int(cpus * 1e9)
 
 
-def parse_ipv4(value: str) -> str:
-    """``--ip``: an IPv4 address, or "" when not given."""
+def _parse_ip(value: str, family: str) -> str:
+    """An address of ``family`` (``IPv4`` or ``IPv6``) in its canonical form, or "" when not given."""
     if not value:
         return ""
     import ipaddress
 
     try:
-        return str(ipaddress.IPv4Address(value))
+        return str(getattr(ipaddress, f"{family}Address")(value))
     except ValueError:
-        raise UsageError(f'invalid IPv4 address: "{value}"') from None
+        raise UsageError(f'invalid {family} address: "{value}"') from None
+
+
+def parse_ipv4(value: str) -> str:
+    """``--ip``: an IPv4 address, or "" when not given."""
+    return _parse_ip(value, "IPv4")
 
 
 def parse_ipv6(value: str) -> str:
     """``--ip6``: an IPv6 address, or "" when not given."""
-    if not value:
-        return ""
-    import ipaddress
-
-    try:
-        return str(ipaddress.IPv6Address(value))
-    except ValueError:
-        raise UsageError(f'invalid IPv6 address: "{value}"') from None
+    return _parse_ip(value, "IPv6")
 
 
 def parse_link_local(values) -> list[str]:

@@ -165,6 +165,13 @@ def _stats_stream(bb, name: str) -> subprocess.Popen:
                             text=True, bufsize=1)
 
 
+def _interrupt(streamer: subprocess.Popen) -> str:
+    """Ctrl-C to a running ``pallet stats``; its stderr once it ended."""
+    streamer.send_signal(signal.SIGINT)
+    streamer.wait(timeout=30)
+    return streamer.stderr.read()
+
+
 def test_stats_streams_frames_until_stopped(bb):
     bb("run", "-d", "--name", "live", "busybox", "sleep", "1000", check=True)
     streamer = _stats_stream(bb, "live")
@@ -182,9 +189,7 @@ def test_stats_streams_frames_until_stopped(bb):
                 break
         else:
             raise AssertionError("the second process never showed in the PIDS column")
-        streamer.send_signal(signal.SIGINT)
-        streamer.wait(timeout=30)
-        err = streamer.stderr.read()
+        err = _interrupt(streamer)
     finally:
         streamer.kill()
         streamer.wait()
@@ -232,9 +237,7 @@ def test_stats_streaming_follows_a_container_its_restart_policy_started_again(bb
                           and s["Pid"] != first_pid, timeout=60)
         # the same stream reads the new process: its traffic shows (the first pid's counters are gone)
         assert traffic_shown(reader.fresh()), "the stream kept the first pid"
-        streamer.send_signal(signal.SIGINT)
-        streamer.wait(timeout=30)
-        err = streamer.stderr.read()
+        err = _interrupt(streamer)
     finally:
         streamer.kill()
         streamer.wait()
