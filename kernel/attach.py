@@ -72,17 +72,33 @@ def connect(run_dir: Path, timeout: float = 5.0) -> socket.socket:
         os.close(directory)
 
 
+def open_session(run_dir: Path, timeout: float = 5.0) -> tuple[socket.socket, int | None, bool]:
+    """Connect and read the monitor's hello: the socket, the container's input fd (if it keeps one), and
+    whether it has a terminal. A monitor that ends (its container exited) while our connection still waits
+    in its backlog resets it: that is the same "gone" as no socket at all, a PalletError."""
+    sock = connect(run_dir, timeout)
+    try:
+        hello, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
+    except ConnectionError:
+        sock.close()
+        raise PalletError("cannot attach: the container's monitor ended") from None
+    except BaseException:
+        sock.close()
+        raise
+    if not hello.startswith(b"H"):
+        sock.close()
+        for fd in fds:
+            os.close(fd)
+        raise PalletError("cannot attach: unexpected answer from the container's monitor")
+    return sock, (fds[0] if fds else None), hello[1:2] == b"t"
+
+
 def attach(run_dir: Path, interactive: bool, detach_keys: str | None = None, streams=("stdout", "stderr")):
     """Stream the container's output here and our input there; return its exit code, or None on detach."""
     from pallet.kernel.stdio import raw_terminal
 
-    sock = connect(run_dir)
+    sock, stdin_fd, tty = open_session(run_dir)
     with sock:
-        hello, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
-        if not hello.startswith(b"H"):
-            raise PalletError("cannot attach: unexpected answer from the container's monitor")
-        tty = hello[1:2] == b"t"
-        stdin_fd = fds[0] if fds else None
         if not interactive and stdin_fd is not None:
             os.close(stdin_fd)
             stdin_fd = None

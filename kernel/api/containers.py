@@ -238,18 +238,20 @@ async def rename(request: web.Request):
 def _observe_exit(engine, cid: str) -> int | None:
     """Connect to the running container's monitor as one more attach client; its last message is the
     exit code, sent once the exit is recorded (and, with ``--rm``, the container removed)."""
-    from pallet.kernel.attach import connect
+    from pallet.kernel.attach import open_session
 
     try:
-        sock = connect(_store(engine).run_dir(cid), timeout=1)
+        sock, stdin_fd, _tty = open_session(_store(engine).run_dir(cid), timeout=1)
     except PalletError:
-        return None
+        return None   # it ended meanwhile: the caller reads the exit from the record
+    if stdin_fd is not None:
+        os.close(stdin_fd)
     with sock:
-        _hello, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
-        for fd in fds:
-            os.close(fd)
         while True:
-            message = sock.recv(1 << 17)
+            try:
+                message = sock.recv(1 << 17)
+            except ConnectionError:
+                return None
             if not message:
                 return None
             if message[:1] == b"x":
@@ -315,8 +317,11 @@ async def wait(request: web.Request):
     record = await record_of(request)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)  # headers now: `docker run` starts the container only after this
-    code = await _wait_exit(request, record, condition)
-    await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    try:
+        answer = {"StatusCode": await _wait_exit(request, record, condition), "Error": None}
+    except PalletError as exc:   # the status is sent already: Docker's in-body error, not a cut stream
+        answer = {"StatusCode": -1, "Error": {"Message": str(exc)}}
+    await response.write(json.dumps(answer).encode() + b"\n")
     await response.write_eof()
     return response
 
@@ -462,14 +467,10 @@ async def logs(request: web.Request):
 
 def _connect_monitor(engine, cid: str):
     """The monitor's attach socket and the container's input fd (if it keeps one)."""
-    from pallet.kernel.attach import connect
+    from pallet.kernel.attach import open_session
 
-    sock = connect(_store(engine).run_dir(cid))
-    hello, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
-    if not hello.startswith(b"H"):
-        sock.close()
-        raise PalletError("cannot attach: unexpected answer from the container's monitor")
-    return sock, (fds[0] if fds else None)
+    sock, stdin_fd, _tty = open_session(_store(engine).run_dir(cid))
+    return sock, stdin_fd
 
 
 async def attach(request: web.Request):
