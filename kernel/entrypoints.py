@@ -148,7 +148,11 @@ def _discover(groups: list[str]) -> Listing:
         found[group] = [(ep.name, ep.value) for ep in manager.list_entry_points()]
     distributions: dict[tuple[str, str], tuple[str, str]] = {}
     for dist in md.distributions():
-        for ep in dist.entry_points:
-            if ep.group in found:
-                distributions.setdefault((ep.group, ep.name), (dist.metadata["Name"], dist.version))
+        ours = [ep for ep in dist.entry_points if ep.group in found]
+        if not ours:
+            continue
+        # Parsed once per distribution that has some (each parse is an email-header parse of METADATA).
+        origin = (dist.metadata["Name"], dist.version)
+        for ep in ours:
+            distributions.setdefault((ep.group, ep.name), origin)
     return Listing(found, distributions)
