@@ -87,6 +87,34 @@ def systemd_sockets() -> list:
     return [socket.socket(fileno=3 + n) for n in range(int(os.environ["LISTEN_FDS"]))]
 
 
+def _unix_listener(address: str):
+    """A listening unix socket at ``address``: bound and owned under a temporary name, then renamed in, so
+    a client that sees the path can connect (no window between bind and listen, when it would be refused)."""
+    import socket
+
+    Path(address).parent.mkdir(parents=True, exist_ok=True)
+    temp = f"{address}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        previous = os.umask(0o117)  # born 0660: never open to others, not even for a moment
+        try:
+            sock.bind(temp)
+        finally:
+            os.umask(previous)
+        sock.listen(128)
+        _own_socket(temp)
+        os.rename(temp, address)  # replaces a previous server's; a live one would hold a lock in the run root
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, int]) -> list[str]:
     listening = []
     for host in options.hosts:
@@ -95,16 +123,8 @@ async def _sites(runner: web.AppRunner, options: ServeOptions, owned: dict[str, 
             for sock in systemd_sockets():
                 await web.SockSite(runner, sock).start()
         elif kind == "unix":
-            Path(address).parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)  # a previous server's; a live one would hold a lock in the run root
-            site = web.UnixSite(runner, address)
-            previous = os.umask(0o117)  # born 0660: never open to others, not even for a moment
-            try:
-                await site.start()
-            finally:
-                os.umask(previous)
-            _own_socket(address)
+            sock = _unix_listener(address)
+            await web.SockSite(runner, sock).start()
             owned[address] = os.stat(address).st_ino
         else:
             addr, _sep, port = address.rpartition(":")

@@ -69,6 +69,28 @@ def test_the_socket_is_0660_and_sigterm_removes_it(bb, tmp_path):
     assert not server.socket.exists()
 
 
+def test_the_socket_path_appears_only_once_it_accepts_and_replaces_a_stale_one(tmp_path):
+    """CI once connected in the moment between bind and listen (ECONNREFUSED): the path is now renamed in
+    after listen(), so whoever sees it can connect; a stale socket file from a killed server is replaced."""
+    import socket
+
+    from pallet.kernel.api.server import _unix_listener
+
+    path = tmp_path / "api.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()   # a dead server's file: connecting to it is refused
+    listener = _unix_listener(str(path))
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))   # no accept() yet: the backlog takes it
+        client.close()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        assert sorted(os.listdir(tmp_path)) == ["api.sock"]   # no temporary name left beside it
+    finally:
+        listener.close()
+
+
 def test_plain_tcp_is_refused_without_tls(bb, tmp_path):
     result = bb("serve", "-H", "tcp://127.0.0.1:23750")
     assert result.returncode == 2
