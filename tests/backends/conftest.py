@@ -7,6 +7,7 @@ even when the tests fail; other helpers run tests on this machine at the same ti
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,12 +76,25 @@ def _remove_tree_with_subvolumes(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _other_sessions_pools() -> list[str]:
+    """Pools of other live test sessions (``pallet<pid>-…``). A pool in zfs-fuse's cache from a session
+    that was killed (its vdev gone, the pool UNAVAIL) is nobody's to wait for: it used to hold every
+    session's teardown for the whole 120 s."""
+    names = _run("zpool", "list", "-H", "-o", "name", check=False, timeout=10).stdout.split()
+    live = []
+    for name in names:
+        match = re.fullmatch(r"pallet(\d+)-[0-9a-f]+", name)
+        if match and int(match.group(1)) != os.getpid() and os.path.exists(f"/proc/{match.group(1)}"):
+            live.append(name)
+    return live
+
+
 class ZfsPool:
     """A zfs-fuse daemon (ours, or one already running) and a pool on a file vdev."""
 
     def __init__(self, base: Path):
         self.base = base
-        self.name = f"pallet{os.getpid()}{uuid.uuid4().hex[:6]}"
+        self.name = f"pallet{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.daemon: subprocess.Popen | None = None
         self.pidfile = base / "zfs-fuse.pid"
 
@@ -116,8 +130,7 @@ class ZfsPool:
         if self.daemon is not None:
             # Another test session may have found our daemon and made its own pool: let it finish.
             deadline = time.monotonic() + 120
-            while _run("zpool", "list", "-H", "-o", "name", check=False, timeout=10).stdout.split() and \
-                    time.monotonic() < deadline:
+            while _other_sessions_pools() and time.monotonic() < deadline:
                 time.sleep(0.5)
             self.daemon.send_signal(signal.SIGTERM)
             try:
