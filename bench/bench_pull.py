@@ -158,6 +158,22 @@ def main() -> None:
                                   {**env, "PYTHONPATH": str(checkout), **(extra_env or {})}, checkout),
                             rm_tree(root))[0]
 
+        def pallet_engine(root, extra_env=None):
+            """The thin client with the root's resident engine up (started and stopped outside the timing,
+            as on a host that runs it), into an empty store."""
+            run_env = {**env, "PYTHONPATH": str(REPO), **(extra_env or {})}
+            direct = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(root)]
+            client = [sys.executable, "-I", "-S", str(REPO / "kernel" / "launcher.py"), "--root", str(root)]
+
+            def run():
+                subprocess.run([*direct, "engine", "start"], check=True, capture_output=True, env=run_env, cwd=REPO)
+                try:
+                    return timed([*client, "pull", "-q", name], run_env)
+                finally:
+                    subprocess.run([*direct, "engine", "stop"], capture_output=True, env=run_env, cwd=REPO)
+                    rm_tree(root)
+            return run
+
         def skopeo(target, unpack=False):
             def run():
                 start = time.perf_counter()
@@ -175,6 +191,7 @@ def main() -> None:
 
         tools = {
             "pallet pull": lambda r: pallet(work / f"pallet-{r}"),
+            "pallet pull, engine up": lambda r: pallet_engine(work / f"pallet-engine-{r}"),
             "pallet pull, PALLET_GZIP=zlib": lambda r: pallet(work / f"pallet-zlib-{r}", extra_env={"PALLET_GZIP": "zlib"}),
             "pallet pull, fsync off (diag.)": lambda r: pallet(work / f"pallet-nofsync-{r}",
                                                               [sys.executable, "-c", no_fsync]),
@@ -225,6 +242,9 @@ def main() -> None:
         ratio = medians["skopeo copy docker:// oci:"] / base
         print(f"\nratio skopeo time / pallet time = {ratio:.2f} (>= 1.0: pallet at least as fast; pallet also "
               f"unpacks every layer into {args.driver}, skopeo only stores blobs)")
+        engine = medians["pallet pull, engine up"]
+        print(f"ratio skopeo time / pallet time with the engine up = {medians['skopeo copy docker:// oci:'] / engine:.2f}"
+              + (f", podman pull / pallet with the engine up = {medians['podman pull'] / engine:.2f}" if podman else ""))
         ratio = medians["skopeo copy + umoci unpack"] / base
         print(f"ratio (skopeo copy + umoci unpack) time / pallet time = {ratio:.2f} (the same work: download, "
               "verify, decompress, extract)")

@@ -98,8 +98,8 @@ def test_truncated_blob(registry, populated):
     _fails_cleanly(populated, f"{registry.host}/bad/short:t", "truncated")
 
 
-# One layer is unpacked in the pulling process; two on overlay2 are unpacked at once, each in a forked
-# child (``unpackfork``), whose failure must read the same.
+# One layer is unpacked alone; two on overlay2 are unpacked at once (the parallel path), whose failure
+# must read the same.
 LEAD = pytest.mark.parametrize("lead", [[], [(GOOD, GOOD, TAR)]], ids=["one-layer", "second-layer"])
 
 
