@@ -258,7 +258,9 @@ class DockerTransport(Transport):
         stop = getattr(self, "_stop", None)
 
         def chunks():
-            for chunk in response.iter_raw(1 << 20):
+            # As the socket delivers them (~64 KiB): httpx re-chunking to 1 MiB joins pieces over and over,
+            # 169 -> 81 ms for one 25 MB blob here.
+            for chunk in response.iter_raw():
                 if stop is not None and stop.is_set():
                     raise PalletError("pull interrupted")
                 yield chunk
