@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Install everything (scripts/setup.sh), then run the whole test suite.
 #
-# Three passes run side by side: the whole suite with every command run directly (daemonless) but
-# tests/cluster; the container and runtime modules again with every command sent through the
-# resident engine (PALLET_TEST_ENGINE=1), so both paths are held to the same tests (tests/fastpath
-# starts and kills engines of its own, so it runs in the first pass only); and tests/cluster, whose
-# scenarios mostly wait on leases, elections and health checks (so they overlap well with the
-# others on two cores). The passes share no host resource a test names: every test has its own
-# root, run root, name prefixes and etcd members; the cluster nodes' overlays live in simulated
-# hosts' namespaces. Arguments go to the first pass only (e.g. scripts/test.sh tests/kernel -x).
+# Four passes run side by side: the whole suite with every command run directly (daemonless) but
+# tests/cluster, in two halves (SECOND_HALF below, and everything else: a new directory lands in the
+# first); the container and runtime modules again with every command sent through the resident
+# engine (PALLET_TEST_ENGINE=1), so both paths are held to the same tests (tests/fastpath starts and
+# kills engines of its own, so it runs in the direct pass only); and tests/cluster, whose scenarios
+# mostly wait on leases, elections and health checks (so they overlap well with the others on two
+# cores). Most tests wait on processes, the disk and timers rather than a core, which is why the
+# halves still gain on two cores. The passes share
+# no host resource a test names: every test has its own root, run root, name prefixes and etcd
+# members; the cluster nodes' overlays live in simulated hosts' namespaces. Arguments replace all of
+# this with one pass (e.g. scripts/test.sh tests/kernel -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
+SECOND_HALF=(tests/services tests/hardening tests/trust tests/pods tests/backends tests/security tests/build)
 log=$(mktemp -t pallet-engine-pass.XXXXXX)
 cluster_log=$(mktemp -t pallet-cluster-pass.XXXXXX)
-trap 'rm -f "$log" "$cluster_log"' EXIT
+half_log=$(mktemp -t pallet-second-half.XXXXXX)
+trap 'rm -f "$log" "$cluster_log" "$half_log"' EXIT
 status=0
 if (($# == 0)); then
   PALLET_TEST_ENGINE=1 python3 -m pytest -q -p no:cacheprovider tests/containers tests/runtime \
@@ -23,10 +28,19 @@ if (($# == 0)); then
   engine_pass=$!
   python3 -m pytest -q -p no:cacheprovider tests/cluster >"$cluster_log" 2>&1 &
   cluster_pass=$!
-  python3 -m pytest -q -p no:cacheprovider --ignore=tests/cluster || status=$?
-  for pass in engine cluster; do
+  python3 -m pytest -q -p no:cacheprovider "${SECOND_HALF[@]}" >"$half_log" 2>&1 &
+  half_pass=$!
+  ignore=(--ignore=tests/cluster)
+  for dir in "${SECOND_HALF[@]}"; do ignore+=("--ignore=$dir"); done
+  echo "== the direct pass, first half (all of tests/ but tests/cluster and ${SECOND_HALF[*]}):"
+  python3 -m pytest -q -p no:cacheprovider "${ignore[@]}" || status=$?
+  for pass in half engine cluster; do
     pass_status=0
-    if [[ $pass == engine ]]; then
+    if [[ $pass == half ]]; then
+      wait "$half_pass" || pass_status=$?
+      echo "== the direct pass, second half (${SECOND_HALF[*]}):"
+      output=$half_log
+    elif [[ $pass == engine ]]; then
       wait "$engine_pass" || pass_status=$?
       echo "== the same container and runtime tests through the resident engine (PALLET_TEST_ENGINE=1):"
       output=$log
