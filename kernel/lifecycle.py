@@ -624,7 +624,7 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
 
     While a live monitor is still recording the exit, the code it published is shown without
-    writing. With no monitor left the container is settled here (:func:`settle_unsupervised`):
+    writing (before it is published, the record stays running). With no monitor left the container is settled here (:func:`settle_unsupervised`):
     one still running is stopped, and the exit is recorded (code 255 if none was published).
     """
     if record.status == "created" and release_abandoned_start(engine, record):
@@ -640,9 +640,12 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     with contextlib.suppress(OSError, ValueError):
         published = int((store.run_dir(record.id) / EXIT_FILE).read_text())
     if monitor_alive(record):
+        if published is None:
+            # It ended a moment ago and its monitor has not published the code yet: still "running" for
+            # a few milliseconds, not "exited 0" (a running record's exit code is 0: `wait` printed it).
+            return record
         # A copy: the Engine API's list passes records it keeps between calls (ContainerStore.all(shared=True)).
-        return dataclasses.replace(record, status="exited",
-                                   exit_code=published if published is not None else record.exit_code)
+        return dataclasses.replace(record, status="exited", exit_code=published)
     return settle_unsupervised(engine, record, published)
 
 

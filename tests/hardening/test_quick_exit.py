@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
+from tests.conftest import REPO
 from tests.containers.conftest import mounts_under
 
 
@@ -70,3 +73,30 @@ def test_with_the_window_off_the_log_pump_records_a_quick_exit(bb):
     assert bb("wait", cid, check=True).stdout == "6\n"       # the fault point was never reached
     assert bb("logs", cid, check=True).stdout == "late\n"
     assert _record(bb, cid)["status"] == "exited"
+
+
+def test_between_the_exit_and_its_code_the_container_is_still_running_not_exited_0(bb, tmp_path):
+    """The container has ended (a zombie, not yet reaped) and its monitor, held here, has not published the
+    code: commands must not report "exited 0" (a running record's code), and a ``wait`` started in this
+    window prints the real code. CI caught ``wait`` printing 0 for ``exit 7`` in that window, under load."""
+    import subprocess
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    bb("run", "-d", "--name", "window", "busybox", "sh", "-c", "exit 3", check=True,
+       env={"PALLET_FAULT": "exit.in-monitor:pause", "PALLET_FAULT_DIR": str(faults)})
+    _paused_at(faults, "exit.in-monitor")
+    waiter = None
+    try:
+        state = bb("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "window", check=True).stdout
+        assert state == "running 0\n", state
+        assert bb("ps", "-a", "--format", "{{.Status}}", check=True).stdout.startswith("Up "), "not Up"
+        waiter = subprocess.Popen(bb.command("wait", "window"), cwd=str(REPO), env=bb.env, stdout=subprocess.PIPE,
+                                  text=True)
+        with pytest.raises(subprocess.TimeoutExpired):   # it blocks (it printed "0" at once before)
+            waiter.wait(timeout=3)
+    finally:
+        with open(faults / "exit.in-monitor.go", "wb"):
+            pass
+    out, _ = waiter.communicate(timeout=60)
+    assert (waiter.returncode, out) == (0, "3\n")
