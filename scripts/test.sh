@@ -22,13 +22,16 @@ cluster_log=$(mktemp -t pallet-cluster-pass.XXXXXX)
 half_log=$(mktemp -t pallet-second-half.XXXXXX)
 trap 'rm -f "$log" "$cluster_log" "$half_log"' EXIT
 status=0
+# A non-interactive shell starts `&` jobs with SIGINT and SIGQUIT ignored, and its children inherit that:
+# the tests that Ctrl-C a `pallet stats`, `build` or `attach` found it deaf in a background pass.
+bg="env --default-signal=INT,QUIT"
 if (($# == 0)); then
-  PALLET_TEST_ENGINE=1 python3 -m pytest -q -p no:cacheprovider tests/containers tests/runtime \
+  PALLET_TEST_ENGINE=1 $bg python3 -m pytest -q -p no:cacheprovider tests/containers tests/runtime \
     >"$log" 2>&1 &
   engine_pass=$!
-  python3 -m pytest -q -p no:cacheprovider tests/cluster >"$cluster_log" 2>&1 &
+  $bg python3 -m pytest -q -p no:cacheprovider tests/cluster >"$cluster_log" 2>&1 &
   cluster_pass=$!
-  python3 -m pytest -q -p no:cacheprovider "${SECOND_HALF[@]}" >"$half_log" 2>&1 &
+  $bg python3 -m pytest -q -p no:cacheprovider "${SECOND_HALF[@]}" >"$half_log" 2>&1 &
   half_pass=$!
   ignore=(--ignore=tests/cluster)
   for dir in "${SECOND_HALF[@]}"; do ignore+=("--ignore=$dir"); done

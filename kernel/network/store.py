@@ -132,7 +132,7 @@ class NetworkStore:
     def read_all(self) -> list[NetworkRecord]:
         if not self.dir.is_dir():
             return []
-        return [load(NetworkRecord, p) for p in self.dir.glob("*.json")]
+        return _load_present(NetworkRecord, self.dir.glob("*.json"))
 
     def _predefined(self, name: str) -> NetworkRecord:
         record = NetworkRecord(id=os.urandom(32).hex(), name=name, driver=name, created=now(), predefined=True,
@@ -165,7 +165,7 @@ class NetworkStore:
     def endpoints(self, network_id: str | None = None) -> list[EndpointRecord]:
         base = self.dir / "endpoints"
         pattern = f"{network_id}/*.json" if network_id else "*/*.json"
-        return [load(EndpointRecord, p) for p in sorted(base.glob(pattern))] if base.is_dir() else []
+        return _load_present(EndpointRecord, sorted(base.glob(pattern))) if base.is_dir() else []
 
     def _endpoint_path(self, network_id: str, container_id: str) -> Path:
         return self.dir / "endpoints" / network_id / f"{container_id}.json"
@@ -613,3 +613,14 @@ class NetworkStore:
             "Options": {k: v for k, v in record.options.items()}, "Labels": record.labels,
         }
 
+
+def _load_present(cls, paths) -> list:
+    """The records of ``paths`` that still exist: a concurrent ``network rm`` (or disconnect) may remove one
+    between the listing and the read (the soak test's four workers caught an internal error there)."""
+    records = []
+    for path in paths:
+        try:
+            records.append(load(cls, path))
+        except FileNotFoundError:
+            continue
+    return records
