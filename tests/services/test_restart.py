@@ -171,7 +171,7 @@ def test_system_boot_after_a_simulated_reboot(bb):
     bb("create", "--name", "svc-never", "--restart", "always", "busybox", "sleep", "1000", check=True)
     _simulate_reboot(bb)
     booted = bb("system", "boot", check=True)
-    assert sorted(booted.stdout.split()) == ["svc-always", "svc-always-stopped", "svc-unless"]
+    assert sorted(booted.stdout.split()) == ["svc-always", "svc-always-stopped", "svc-unless"], booted.stderr
     running = {name: state(bb, name)["Running"] for name in
                ("svc-always", "svc-unless", "svc-unless-stopped", "svc-none", "svc-always-stopped", "svc-never")}
     assert running == {"svc-always": True, "svc-unless": True, "svc-unless-stopped": False, "svc-none": False,
