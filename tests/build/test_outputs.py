@@ -140,10 +140,16 @@ def test_docker_export_to_stdout_loads_into_pallet(build, tmp_path):
     archive.write_bytes(piped.stdout)
     from tests.conftest import Pallet
 
+    from tests.conftest import teardown_networks
+
     other = Pallet(tmp_path / "other-root", tmp_path / "other-run")
-    assert other("load", "-i", str(archive), check=True).stdout.strip() == "Loaded image: piped:1"
-    assert other("run", "--rm", "piped:1", check=True).stdout == "hello from the app\n"
-    assert_nothing_left(other)
+    try:
+        assert other("load", "-i", str(archive), check=True).stdout.strip() == "Loaded image: piped:1"
+        # --network none: the default bridge would be this second root's own (left behind before this)
+        assert other("run", "--rm", "--network", "none", "piped:1", check=True).stdout == "hello from the app\n"
+        assert_nothing_left(other)
+    finally:
+        teardown_networks(other)
 
 
 def _context(build, dockerfile: str) -> Path:
