@@ -624,8 +624,9 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
 
     While a live monitor is still recording the exit, the code it published is shown without
-    writing (before it is published, the record stays running). With no monitor left the container is settled here (:func:`settle_unsupervised`):
-    one still running is stopped, and the exit is recorded (code 255 if none was published).
+    writing (before it is published, the record stays running). With no monitor left the container
+    is settled here (:func:`settle_unsupervised`): one still running is stopped, and the exit is
+    recorded (code 255 if none was published).
     """
     if record.status == "created" and release_abandoned_start(engine, record):
         return ContainerStore(engine).load(record.id)
