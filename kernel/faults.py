@@ -34,6 +34,7 @@ POINTS = {
     "start.prepared": "start has mounted the rootfs, made the netns and bundle; no monitor yet",
     "run.forked": "run -d has forked the monitor and waits for its report (the CLI side)",
     "monitor.started": "the monitor started the container, its report to the CLI not yet written",
+    "restart.forked": "a restart policy's restarter is forked, its pending marker not yet written",
     "restart.checked": "a policy restart found the container neither stopped by the user nor running, not yet started",
     "rmi.checked": "rmi has checked that no container uses the image, nothing removed yet",
     "commit.layer-staged": "commit has staged its layer blob outside the store lock, the lock not yet taken",

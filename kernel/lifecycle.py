@@ -620,13 +620,14 @@ def monitor_alive(record: ContainerRecord) -> bool:
     return record.monitor_pid != os.getpid() and procs.alive(record.monitor_pid, record.monitor_start_time)
 
 
-def refresh(engine, record: ContainerRecord) -> ContainerRecord:
+def refresh(engine, record: ContainerRecord, restart_policy: bool = True) -> ContainerRecord:
     """The truth about a record: a dead pid means exited, even when the monitor died (kill -9, reboot).
 
     While a live monitor is still recording the exit, the code it published is shown without
     writing (before it is published, the record stays running). With no monitor left the container
     is settled here (:func:`settle_unsupervised`): one still running is stopped, and the exit is
-    recorded (code 255 if none was published).
+    recorded (code 255 if none was published); ``restart_policy=False`` settles it without applying
+    its restart policy (``system boot`` starts it itself).
     """
     if record.status == "created" and release_abandoned_start(engine, record):
         return ContainerStore(engine).load(record.id)
@@ -635,7 +636,7 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
     if procs.alive(record.pid, record.pid_start_time):
         if record.monitor_pid == os.getpid() or monitor_alive(record):
             return record
-        return settle_unsupervised(engine, record)
+        return settle_unsupervised(engine, record, restart_policy=restart_policy)
     store = ContainerStore(engine)
     published = None
     with contextlib.suppress(OSError, ValueError):
@@ -647,7 +648,7 @@ def refresh(engine, record: ContainerRecord) -> ContainerRecord:
             return record
         # A copy: the Engine API's list passes records it keeps between calls (ContainerStore.all(shared=True)).
         return dataclasses.replace(record, status="exited", exit_code=published)
-    return settle_unsupervised(engine, record, published)
+    return settle_unsupervised(engine, record, published, restart_policy)
 
 
 UNSUPERVISED = "its monitor died: pallet stopped the unsupervised container"
@@ -659,14 +660,15 @@ def unsupervised(record: ContainerRecord) -> bool:
             and not monitor_alive(record))
 
 
-def settle_unsupervised(engine, record: ContainerRecord, published: int | None = None) -> ContainerRecord:
+def settle_unsupervised(engine, record: ContainerRecord, published: int | None = None,
+                        restart_policy: bool = True) -> ContainerRecord:
     """A running container whose monitor is gone (killed, or the machine's processes were): settle it.
 
     A process cannot be re-parented to a new monitor (its exit status would be lost), so one that
     still runs is killed (its exit is 137, ``State.Error`` says why); one that already exited gets
     the code its monitor published, else 255. Then, as the monitor would have: its resources are
-    released, ``die`` is emitted, ``--rm`` is honoured and the restart policy applies (a restarted
-    container gets a new monitor). One process settles a container (a lock in its run dir); others
+    released, ``die`` is emitted, ``--rm`` is honoured and the restart policy applies unless
+    ``restart_policy`` is false (a restarted container gets a new monitor). One process settles a container (a lock in its run dir); others
     meanwhile see the record as it is.
     """
     import fcntl
@@ -705,8 +707,9 @@ def settle_unsupervised(engine, record: ContainerRecord, published: int | None =
         done = finish(engine, fresh, code)
     finally:
         os.close(fd)   # before a restarter is forked: it must not hold the lock
-    with contextlib.suppress(Exception):
-        restart.after_exit(engine, done, code)
+    if restart_policy:
+        with contextlib.suppress(Exception):
+            restart.after_exit(engine, done, code)
     return done
 
 

@@ -138,9 +138,12 @@ def _restarter(engine, record, delay: float) -> None:
     The start is ``pallet system boot --policy-restart ID`` exec'd in this process (so the marker's
     pid stays true): the monitor's code is reached through the CLI, which keeps this module below
     the lifecycle and the monitor (no import circle)."""
+    from pallet.kernel import faults
+    from pallet.kernel.fsutil import atomic_write
+
+    faults.point("restart.forked")
     store = ContainerStore(engine)
     marker = store.run_dir(record.id) / PENDING
-    from pallet.kernel.fsutil import atomic_write
 
     store.run_dir(record.id).mkdir(parents=True, exist_ok=True)
     atomic_write(marker, f"{os.getpid()} {procs.start_time(os.getpid())}\n".encode(), durable=False)

@@ -38,7 +38,10 @@ def host_links() -> set[str]:
 
 @pytest.fixture
 def network_driver(request, network_driver_name, network_home):
-    """A fresh driver in ``<root>/network/NAME``; the host's links are the same before and after the test."""
+    """A fresh driver in ``<root>/network/NAME``; the host's links are the same before and after the test.
+
+    The check sees every link of the network namespace: run the kit where nothing else adds links
+    meanwhile (alone, or under ``unshare --net``)."""
     root = os.path.join(network_home, "root")
     home = os.path.join(root, "network", network_driver_name.replace(":", "_"))
     before = host_links()

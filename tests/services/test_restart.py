@@ -161,7 +161,7 @@ def _simulate_reboot(pallet) -> None:
     shutil.rmtree(pallet.run_root)
 
 
-def test_system_boot_after_a_simulated_reboot(bb):
+def test_system_boot_after_a_simulated_reboot(bb, tmp_path):
     for name, policy in (("svc-always", "always"), ("svc-unless", "unless-stopped"),
                          ("svc-unless-stopped", "unless-stopped"), ("svc-none", "no")):
         bb("run", "-d", "--name", name, "--restart", policy, "busybox", "sleep", "1000", check=True)
@@ -170,8 +170,20 @@ def test_system_boot_after_a_simulated_reboot(bb):
     bb("stop", "-t", "0", "svc-always-stopped", check=True)
     bb("create", "--name", "svc-never", "--restart", "always", "busybox", "sleep", "1000", check=True)
     _simulate_reboot(bb)
-    booted = bb("system", "boot", check=True)
-    assert sorted(booted.stdout.split()) == ["svc-always", "svc-always-stopped", "svc-unless"], booted.stderr
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    try:
+        # boot settles each dead record without its restart policy: a restarter forked beside it would
+        # start the container behind boot's back (boot then skipped it, unnamed: CI saw that twice)
+        booted = bb("system", "boot", env={"PALLET_FAULT": "restart.forked:pause", "PALLET_FAULT_DIR": str(faults)},
+                    check=True)
+        assert sorted(booted.stdout.split()) == ["svc-always", "svc-always-stopped", "svc-unless"], booted.stderr
+        time.sleep(0.5)   # a restarter forked by boot reaches the point within milliseconds
+        assert not (faults / "restart.forked.paused").exists()
+    finally:
+        with contextlib.suppress(OSError):   # ENXIO: nobody waits there
+            os.close(os.open(faults / "restart.forked.go", os.O_WRONLY | os.O_NONBLOCK))
+    assert [state(bb, name)["RestartCount"] for name in ("svc-always", "svc-unless")] == [0, 0]
     running = {name: state(bb, name)["Running"] for name in
                ("svc-always", "svc-unless", "svc-unless-stopped", "svc-none", "svc-always-stopped", "svc-never")}
     assert running == {"svc-always": True, "svc-unless": True, "svc-unless-stopped": False, "svc-none": False,
