@@ -111,15 +111,22 @@ class DualLog:
         self.local, self.driver, self.partial = local, driver, {}
 
     def write(self, stream, data):
+        from pallet.kernel.logpump import long_line_pieces
+
         self.local.write(stream, data)
         lines = (self.partial.pop(stream, b"") + data).split(b"\n")
-        self.partial[stream] = lines.pop()
-        if lines:
+        pieces, self.partial[stream] = long_line_pieces(lines.pop())
+        if lines or pieces:
             import time
 
             now = time.time_ns()
             for line in lines:
+                head, line = long_line_pieces(line)   # a line past 16 KiB: in pieces, as Docker's partial messages
+                for piece in head:
+                    self.driver.log(LogMessage(stream, piece, now, partial=True))
                 self.driver.log(LogMessage(stream, line, now))
+            for piece in pieces:
+                self.driver.log(LogMessage(stream, piece, now, partial=True))
 
     def release(self):
         """The container exited (called from the pump's watcher thread): see RemoteLogDriver.release."""

@@ -17,6 +17,23 @@ import time
 from _json import encode_basestring as _quote
 
 
+LINE_MAX = 16 * 1024   # Docker's copier: a longer line is logged as several entries, all but the last partial
+
+
+def long_line_pieces(rest):
+    """``(pieces, left)``: ``rest`` (output with no newline) cut into pieces of at most LINE_MAX bytes while
+    it is that long, each cut moved back to the start of a UTF-8 character; ``left`` is shorter than LINE_MAX.
+    A program that prints without newlines (a progress bar) so never grows the pump's memory."""
+    pieces = []
+    while len(rest) >= LINE_MAX:
+        cut = LINE_MAX
+        while cut > LINE_MAX - 4 and rest[cut] & 0xC0 == 0x80:   # a continuation byte: not a character start
+            cut -= 1
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    return pieces, rest
+
+
 def rfc3339_nano(ns=None):
     ns = time.time_ns() if ns is None else ns
     seconds, frac = divmod(ns, 1_000_000_000)
@@ -80,17 +97,28 @@ class JsonLog:
 
     def write(self, stream, data, read_ns=None):
         """Log ``data`` read from ``stream`` (at ``read_ns``, else now): whole lines; a line's start waits
-        for its end."""
+        for its end, up to LINE_MAX bytes of it (a longer line goes in pieces)."""
         data = self.partial.pop(stream, b"") + data
         cut = data.rfind(b"\n") + 1
-        self.partial[stream] = data[cut:]
-        if not cut:
+        pieces, self.partial[stream] = long_line_pieces(data[cut:])
+        if not cut and not pieces:
             return
-        # One decode and one C-level quote per line: the pump's cost is per line, so keep it small.
-        lines = data[:cut].decode("utf-8", "replace").split("\n")
-        lines.pop()
-        tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, rfc3339_nano(read_ns))
-        entries = ['{"log":' + quoted[:-1] + tail for quoted in map(_quote, lines)]
+        now = rfc3339_nano(read_ns)
+        whole = data[:cut]
+        if cut > LINE_MAX and max(map(len, whole.split(b"\n"))) >= LINE_MAX:
+            entries = []
+            for line in whole.split(b"\n")[:-1]:
+                head, line = long_line_pieces(line)
+                entries += [self._entry(piece.decode("utf-8", "replace"), stream, now).decode() for piece in head]
+                entries.append(self._entry(line.decode("utf-8", "replace") + "\n", stream, now).decode())
+        else:
+            # One decode and one C-level quote per line: the pump's cost is per line, so keep it small.
+            lines = whole.decode("utf-8", "replace").split("\n")
+            lines.pop()
+            tail = '\\n","stream":"%s","time":"%s"}\n' % (stream, now)
+            entries = ['{"log":' + quoted[:-1] + tail for quoted in map(_quote, lines)]
+        # the pieces of a long line: no newline in "log", so `logs` prints them back as the one line
+        entries += [self._entry(piece.decode("utf-8", "replace"), stream, now).decode() for piece in pieces]
         out = "".join(entries).encode()
         if not self.max_size or self.size + len(out) <= self.max_size:
             self._put(out)
@@ -141,6 +169,8 @@ class RingLog:
     def write(self, stream, data):
         data = self.partial.pop(stream, b"") + data
         cut = data.rfind(b"\n") + 1
+        if len(data) - cut >= LINE_MAX:
+            cut = len(data)   # a line this long goes on in pieces (the inner log cuts them)
         if cut < len(data):
             self.partial[stream] = data[cut:]
             data = data[:cut]

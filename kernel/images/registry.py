@@ -2,16 +2,23 @@
 
 Plain HTTP is used for loopback registries, ``[registries] insecure = [...]`` in the config
 and ``--tls-verify=false`` (HTTPS without verification is tried first, as Docker does).
+
+A blob's body is read with the standard library's ``http.client`` where it can be (a plain GET that
+answers 200, after redirects; no proxy configured), not through httpx's stream: httpcore and h11 parse
+and copy every 64 KiB piece in Python, 81 ms of CPU for one 25 MB blob here against 28 ms for
+``http.client`` reading megabytes at a time — and a pull is CPU-bound on two cores. Anything else (a 401
+challenge, an error, a proxy) goes through httpx as before, which words the errors.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import sys
 import threading
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from pallet.kernel.errors import NotFound, PalletError, Unauthorized
 from pallet.kernel.images import auth
@@ -22,6 +29,8 @@ UPLOAD_CHUNK = 16 << 20
 MAX_MANIFEST = 4 << 20    # the distribution spec's limit for manifests and indexes
 MAX_SMALL = 1 << 20       # token, error and tag-list bodies read into memory
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^,\s]+)')
+_REDIRECTS = (301, 302, 303, 307, 308)
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
 def _httpx():
@@ -71,6 +80,33 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+class DirectBody:
+    """A blob's body read by ``http.client`` a megabyte at a time; the interface of the httpx response that
+    callers use (``iter_raw``, ``iter_bytes``, ``close``). A body shorter than announced ends early: the
+    size and digest checks of the blob store refuse it."""
+
+    def __init__(self, connection, response, host: str):
+        self.connection, self.response, self.host = connection, response, host
+
+    def iter_raw(self):
+        import http.client
+
+        read = self.response.read
+        while True:
+            try:
+                chunk = read(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                raise RegistryError(f"reading a blob from {self.host} failed: {exc or type(exc).__name__}") from None
+            if not chunk:
+                return
+            yield chunk
+
+    iter_bytes = iter_raw
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 class RegistryClient:
     """One registry host. ``scopes`` are requested for Bearer tokens (``repository:NAME:pull,push``).
 
@@ -87,6 +123,7 @@ class RegistryClient:
         self.client = None
         self.tokens: dict[str, str] = {}
         self.challenge: tuple[str, dict] | None = None
+        self.ssl_context = None   # the one httpx uses, shared by the direct blob reads
         self.lock = threading.Lock()
 
     # --- connection ---------------------------------------------------------------------
@@ -100,7 +137,8 @@ class RegistryClient:
         attempts = [("https", not self.insecure)] + ([("https", False), ("http", False)] if self.insecure else [])
         errors = []
         for scheme, verify in dict.fromkeys(attempts):
-            client = httpx.Client(verify=verify, timeout=timeout, limits=limits, follow_redirects=True,
+            context = httpx.create_ssl_context(verify=verify)
+            client = httpx.Client(verify=context, timeout=timeout, limits=limits, follow_redirects=True,
                                   headers={"User-Agent": "pallet"})
             try:
                 response = client.get(f"{scheme}://{self.api_host}/v2/")
@@ -108,7 +146,7 @@ class RegistryClient:
                 client.close()
                 errors.append(f"{scheme}: {exc}")
                 continue
-            self.client, self.base = client, f"{scheme}://{self.api_host}"
+            self.client, self.base, self.ssl_context = client, f"{scheme}://{self.api_host}", context
             if response.status_code == 401:
                 self.challenge = parse_challenge(response.headers.get("www-authenticate", ""))
             elif response.status_code != 200:
@@ -249,6 +287,11 @@ class RegistryClient:
 
     def download_blob(self, repo: str, digest: str):
         """An open streaming response for the blob; the caller iterates ``iter_raw`` and closes it."""
+        path, scope = f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull"
+        self._connect()
+        direct = self._direct_get(self.base + path, {"User-Agent": "pallet", **self._auth_header(scope)})
+        if direct is not None:
+            return direct
         response = self.request("GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", stream=True)
         if response.status_code != 200:
             response.read()
@@ -257,6 +300,44 @@ class RegistryClient:
                 raise RegistryError(f"blob unknown: {digest} is missing from {self.host}/{repo}")
             raise self._error(response, f"blob {digest}")
         return response
+
+    def _direct_get(self, url: str, headers: dict) -> DirectBody | None:
+        """A GET answered 200 (after at most 10 redirects), its body to read with ``http.client``; None
+        for anything else — the caller then asks again through httpx, which handles the rest."""
+        import http.client
+
+        if any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES):
+            return None   # httpx applies the proxy settings; this path has none
+        for _hop in range(10):
+            parts = urlsplit(url)
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=10.0,
+                                                         context=self.ssl_context)
+            elif parts.scheme == "http":
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10.0)
+            else:
+                return None
+            try:
+                connection.connect()
+                connection.sock.settimeout(60.0)   # connect within 10 s, then 60 s per read, as httpx's
+                connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                return None
+            location = response.getheader("location")
+            if response.status in _REDIRECTS and location:
+                connection.close()
+                target = urljoin(url, location)
+                if urlsplit(target).netloc != parts.netloc:   # credentials stay with the registry (httpx's rule)
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = target
+                continue
+            if response.status == 200:
+                return DirectBody(connection, response, self.host)
+            connection.close()
+            return None
+        return None
 
     def has_blob(self, repo: str, digest: str, scope: str) -> bool:
         response = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)

@@ -217,6 +217,47 @@ def test_rotation_bounds_a_50mb_burst_by_default(bb):
     assert bb("logs", "--tail", "1", "lg-burst", check=True).stdout == "last-line\n"
 
 
+def test_a_line_past_16_kib_is_logged_in_partial_pieces_and_read_back_whole(bb):
+    """Docker's json-file: pieces of 16 KiB without a newline in "log", the last one with it. A program
+    printing with no newline at all (a progress bar) is logged piece by piece too, never held whole."""
+    bb("run", "--name", "lg-long", "busybox", "sh", "-c",
+       "head -c 40000 /dev/zero | tr '\\0' a; echo; head -c 20000 /dev/zero | tr '\\0' b", check=True)
+    entries = [json.loads(line) for line in Path(record(bb, "lg-long")["LogPath"]).read_text().splitlines()]
+    assert [len(e["log"]) for e in entries] == [16384, 16384, 40000 - 2 * 16384 + 1, 16384, 20000 - 16384]
+    assert [e["log"].endswith("\n") for e in entries] == [False, False, True, False, False]
+    assert bb("logs", "lg-long", check=True).stdout == "a" * 40000 + "\n" + "b" * 20000
+
+
+def test_a_remote_driver_gets_a_long_line_in_16_kib_messages(bb):
+    listener = _tcp()
+    port = listener.getsockname()[1]
+    with listener:
+        bb("run", "--name", "lg-tcp-long", "--log-driver", "syslog", "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
+           "busybox", "sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo", check=True)
+        data = _read_all(listener)
+    messages = []
+    while data:
+        length, _sp, rest = data.partition(b" ")
+        messages.append(rest[:int(length)])
+        data = rest[int(length):]
+    assert [len(m.rsplit(b" ", 1)[-1]) for m in messages] == [16384, 20000 - 16384]
+
+
+def test_a_long_line_is_cut_at_a_character_boundary(tmp_path):
+    from pallet.kernel.logpump import LINE_MAX, JsonLog
+
+    log = JsonLog(tmp_path / "json.log")
+    text = ("x" * (LINE_MAX - 1) + "\u00e9\u20ac" * 6000).encode()   # the first cut falls inside the "é"
+    for start in range(0, len(text), 1000):
+        log.write("stdout", text[start:start + 1000])
+    assert len(log.partial["stdout"]) < LINE_MAX   # held back: less than one piece
+    log.close()
+    pieces = [json.loads(line)["log"] for line in (tmp_path / "json.log").read_text().splitlines()]
+    assert "".join(pieces) == text.decode() and "\ufffd" not in "".join(pieces)
+    assert [len(piece.encode()) for piece in pieces][:1] == [LINE_MAX - 1]
+    assert all(len(piece.encode()) <= LINE_MAX for piece in pieces) and len(pieces) == 3
+
+
 def test_config_default_driver_and_bad_options(bb):
     listener = _udp()
     port = listener.getsockname()[1]
