@@ -32,8 +32,8 @@ class Engine:
 
     @cached_property
     def plugins(self):
-        from pallet.kernel.plugins import PluginManager
-        return PluginManager(cache_dir=self.run_root)
+        from pallet.kernel.plugins import for_command
+        return for_command(self.run_root)
 
     # --- drivers ------------------------------------------------------------------------
     def driver_home(self, kind: str, name: str) -> Path:

@@ -79,6 +79,10 @@ def preload(run_root: Path) -> None:
                 pass  # a broken plugin is reported by the command that loads it
     import selectors  # noqa: F401  (each session's relay loop)
 
+    from pallet.kernel import plugins
+
+    plugins.preload(run_root)   # registered once here; a worker's command adopts it (plugins.for_command)
+
     # Everything imported so far lives as long as the engine: out of the collector's sight, a forked
     # worker's collections do not touch (and so copy) those pages; ~3 ms less per command here.
     gc.collect()

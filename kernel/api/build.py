@@ -30,7 +30,8 @@ def _event_lines(event: dict) -> list[str]:
 
 def _request(query, context_stream, credentials: dict):
     from pallet.kernel import hostopts
-    from pallet.kernel.build import BuildRequest
+    from pallet.kernel.build import BuildRequest, run_resources
+    from pallet.kernel.errors import UsageError
     from pallet.kernel.images import manifest as mf
     from pallet.kernel.images import reference as refs
 
@@ -48,7 +49,15 @@ def _request(query, context_stream, credentials: dict):
     if not all(isinstance(ref, str) for ref in cache_from):
         raise ApiError(400, "invalid cachefrom: expected a JSON array of image references")
     network = query.get("networkmode") or "default"
-    return BuildRequest(
+    if _flag(query, "squash"):
+        raise ApiError(400, "squash is only supported with experimental mode")   # dockerd's wording, without it
+    try:
+        resources = run_resources(**{name: _integer(query, key) for name, key in RESOURCE_PARAMS},
+                                  cpuset_cpus=query.get("cpusetcpus") or None)
+    except UsageError as exc:
+        raise ApiError(400, str(exc)) from None
+    # rm / forcerm: RUN containers are always removed (a failed step's too), so both are Docker's default here
+    return BuildRequest(resources=resources, 
         context="-", dockerfile=query.get("dockerfile") or "", context_stream=context_stream, tags=tags,
         build_args={k: v for k, v in (query_json(query, "buildargs", dict)).items() if v is not None},
         labels=query_json(query, "labels", dict), target=query.get("target") or "",
@@ -56,6 +65,20 @@ def _request(query, context_stream, credentials: dict):
         pull=query.get("pull", "") not in ("", "0", "false", "False"), credentials=credentials,
         network="host" if network == "default" else network,
         extra_hosts=[hostopts.parse_extra_host(h) for h in query.getall("extrahosts", []) if h])
+
+
+RESOURCE_PARAMS = (("shm_size", "shmsize"), ("memory", "memory"), ("memory_swap", "memswap"),
+                   ("cpu_shares", "cpushares"), ("cpu_period", "cpuperiod"), ("cpu_quota", "cpuquota"))
+
+
+def _integer(query, name: str) -> int | None:
+    raw = query.get(name, "")
+    if raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: {raw} is not an integer") from None
 
 
 def _flag(query, name: str) -> bool:

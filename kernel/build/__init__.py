@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pallet.kernel.errors import PalletError
+from pallet.kernel.errors import PalletError, UsageError
 
 
 @dataclass
@@ -40,6 +40,7 @@ class BuildRequest:
     runtime: str = "pallet"
     format: str = "oci"                      # media types: oci, or docker (schema 2)
     jobs: int = 2                            # stages built at once
+    resources: dict = field(default_factory=dict)   # RUN containers' HostConfig limits: ShmSize, Memory, CpuShares…
 
     def secret_value(self, secret_id: str) -> bytes | None:
         source = self.secrets.get(secret_id)
@@ -53,6 +54,29 @@ class BuildRequest:
             return Path(where).read_bytes()
         except OSError as exc:
             raise PalletError(f"secret {secret_id}: cannot read {where}: {exc.strerror}") from None
+
+
+def run_resources(shm_size=None, memory=None, memory_swap=None, cpu_shares=None, cpuset_cpus=None, cpu_period=None,
+                  cpu_quota=None) -> dict:
+    """The limits of a build's RUN containers as HostConfig fields (``docker build``'s flags, the API's
+    ``shmsize``, ``memory``, ``memswap``, ``cpushares``, ``cpusetcpus``, ``cpuperiod``, ``cpuquota``)."""
+    from pallet.kernel.runopts import parse_memory, parse_memory_swap, parse_size
+
+    found = {}
+    if shm_size not in (None, "", "0", 0):
+        found["ShmSize"] = shm_size if isinstance(shm_size, int) else parse_size(str(shm_size), "--shm-size")
+        if found["ShmSize"] <= 0:
+            raise UsageError(f'invalid argument "{shm_size}" for "--shm-size" flag: must be positive')
+    if memory not in (None, "", "0", 0):
+        found["Memory"] = memory if isinstance(memory, int) else parse_memory(str(memory))
+    if memory_swap not in (None, "", "0", 0):
+        found["MemorySwap"] = memory_swap if isinstance(memory_swap, int) else parse_memory_swap(str(memory_swap))
+    for key, value in (("CpuShares", cpu_shares), ("CpuPeriod", cpu_period), ("CpuQuota", cpu_quota)):
+        if value:
+            found[key] = int(value)
+    if cpuset_cpus:
+        found["CpusetCpus"] = cpuset_cpus
+    return found
 
 
 def build(engine, request: BuildRequest, progress=None) -> str:

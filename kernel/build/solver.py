@@ -489,8 +489,8 @@ class Solver:
                 env=[f"{k}={v}" for k, v in env.items()], workdir=state.config.get("WorkingDir") or "",
                 user=state.config.get("User") or "", network=network or "host",
                 labels={ex.LABEL: self.journal.build_id}, pull="never",
-                host_config={"Mounts": mounts.mounts, "Runtime": self.request.runtime, "AutoRemove": False,
-                             "ExtraHosts": hosts})
+                host_config={**self.request.resources, "Mounts": mounts.mounts, "Runtime": self.request.runtime,
+                             "AutoRemove": False, "ExtraHosts": hosts})
             image_config = {k: v for k, v in state.config.items() if k not in ("Cmd", "Entrypoint", "Healthcheck")}
 
             def output(line: str) -> None:

@@ -157,13 +157,24 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--sbom", "sbom_format", is_flag=False, flag_value="spdx-json", default=None,
               type=click.Choice(["spdx-json", "cyclonedx-json"]), metavar="[spdx-json|cyclonedx-json]",
               help="Keep an SBOM of the built image as an OCI referrer (push sends it) [default format: spdx-json].")
+@click.option("--shm-size", default=None, metavar="BYTES", help="Size of /dev/shm in RUN steps (default 64m).")
+@click.option("-m", "--memory", default=None, metavar="BYTES", help="Memory limit of RUN steps.")
+@click.option("--memory-swap", default=None, metavar="BYTES", help="Memory plus swap of RUN steps; -1: unlimited swap.")
+@click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight) of RUN steps.")
+@click.option("--cpuset-cpus", default=None, metavar="CPUS", help="CPUs RUN steps may use (0-3, 0,1).")
+@click.option("--cpu-period", type=int, default=None, help="CFS period of RUN steps (microseconds).")
+@click.option("--cpu-quota", type=int, default=None, help="CFS quota of RUN steps (microseconds).")
+@click.option("--rm/--no-rm", "remove_intermediate", default=True, hidden=True,
+              help="Accepted for Docker: RUN steps' containers are always removed.")
+@click.option("--force-rm", is_flag=True, hidden=True, help="Accepted for Docker: RUN steps' containers are always removed.")
 @trust_options
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,
           secret, network, add_hosts, source_date_epoch, outputs, iidfile, quiet, progress_mode, platform, media, runtime,
-          sbom_format):
+          sbom_format, shm_size, memory, memory_swap, cpu_shares, cpuset_cpus, cpu_period, cpu_quota,
+          remove_intermediate, force_rm):
     """Build an image from a Dockerfile (CONTEXT: a directory, a tarball, or - for stdin)."""
-    from pallet.kernel.build import BuildRequest, build_result
+    from pallet.kernel.build import BuildRequest, build_result, run_resources
     from pallet.kernel.build.output import parse_output
     from pallet.kernel.build.parser import DockerfileError
     from pallet.kernel.build.solver import StepFailed
@@ -184,7 +195,9 @@ def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache,
         no_cache_filter=[s.lower() for s in no_cache_filter], cache_from=list(cache_from), pull=pull,
         secrets=dict(_parse_secret(s) for s in secret), network="host" if network == "default" else network,
         extra_hosts=extra_hosts, source_date_epoch=source_date_epoch, outputs=[parse_output(o) for o in outputs],
-        runtime=runtime, format=media)
+        runtime=runtime, format=media,
+        resources=run_resources(shm_size=shm_size, memory=memory, memory_swap=memory_swap, cpu_shares=cpu_shares,
+                                cpuset_cpus=cpuset_cpus, cpu_period=cpu_period, cpu_quota=cpu_quota))
     if sum(o.get("dest") == "-" for o in request.outputs) > 1:
         raise UsageError("only one output can be written to stdout")
     if quiet:

@@ -92,3 +92,26 @@ def test_cache_from_platform_and_their_bad_values(api, tmp_path):
         status, _headers, body = api.request("POST", f"/build?{query}", body=context_tar(context),
                                              headers={"Content-Type": "application/x-tar"})
         assert (status, body) == (400, {"message": message})
+
+
+def test_run_steps_get_the_builds_shm_size_and_limits_and_squash_is_refused(api):
+    client = api.client()
+    dockerfile = io.BytesIO(b"FROM busybox\n"
+                            b"RUN df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && "
+                            b"cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem && "
+                            b"cat /sys/fs/cgroup/cpu/cpu.shares > /shares\n"
+                            b'CMD ["cat", "/shm", "/mem", "/shares"]\n')
+    client.images.build(fileobj=dockerfile, tag="limited:1", shmsize=128 << 20,
+                        container_limits={"memory": 64 << 20, "cpushares": 512})
+    assert client.containers.run("limited:1", remove=True).decode().split() == ["131072", str(64 << 20), "512"]
+    import docker
+
+    dockerfile.seek(0)
+    try:
+        client.images.build(fileobj=dockerfile, tag="squashed:1", squash=True)
+        raise AssertionError("a squash build was accepted")
+    except docker.errors.APIError as exc:
+        assert exc.status_code == 400 and exc.explanation == "squash is only supported with experimental mode"
+    status, _headers, body = api.request("POST", "/build?shmsize=lots", body=b"",
+                                         headers={"Content-Type": "application/x-tar"})
+    assert (status, body) == (400, {"message": "invalid shmsize: lots is not an integer"})

@@ -121,3 +121,16 @@ def test_add_host_gateway(build):
 def test_bad_add_host_is_a_usage_error(build, spec, message):
     result = build("FROM busybox\n", {}, "--add-host", spec, check=False)
     assert result.returncode == 2 and result.error_lines == [message]
+
+
+def test_run_steps_get_shm_size_memory_and_cpu_limits_and_bad_sizes_are_refused(build):
+    dockerfile = ("FROM busybox\n"
+                  "RUN df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && "
+                  "cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem && cat /sys/fs/cgroup/cpu/cpu.shares > /shares\n")
+    build(dockerfile, {}, "-t", "limits", "--shm-size", "96m", "-m", "64m", "--cpu-shares", "256")
+    fs = build.filesystem("limits")
+    assert (fs["shm"].data, fs["mem"].data, fs["shares"].data) == (b"98304\n", b"%d\n" % (64 << 20), b"256\n")
+    bad = build(dockerfile, {}, "--shm-size", "lots", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == ('Error: invalid argument "lots" for "--shm-size" flag: '
+                                                    "invalid size: 'lots'")

@@ -276,6 +276,29 @@ def test_preload_imports_every_pallet_module_a_run_needs_but_not_the_api_server(
     assert out.stdout.splitlines() == ["[]", "[]"], out.stdout
 
 
+def test_the_engine_registers_the_plugins_once_and_one_command_adopts_them(tmp_path):
+    probe = (
+        "import os; from pathlib import Path; from pallet.kernel import plugins, resident; "
+        f"resident.preload(Path({str(tmp_path)!r})); "
+        "first = plugins.for_command(Path('/elsewhere')); "   # another run root: its own, the preloaded one stays
+        f"adopted = plugins.for_command(Path({str(tmp_path)!r})); "
+        f"again = plugins.for_command(Path({str(tmp_path)!r})); "
+        "print(sorted(adopted._loaded_groups) == sorted(plugins.GROUPS), first._loaded_groups, again._loaded_groups, "
+        "'overlay2' in adopted.drivers['storage']); "
+        f"resident.preload(Path({str(tmp_path)!r})); os.environ['PALLET_DISABLE_PLUGINS'] = 'vfs'; "
+        f"print(plugins.for_command(Path({str(tmp_path)!r}))._loaded_groups)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(REPO), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["True set() set() True", "set()"], out.stdout
+
+
+def test_a_command_with_other_disabled_plugins_than_the_engine_loads_its_own(eng):
+    row = lambda out: next(line for line in out.splitlines() if line.startswith("vfs "))  # noqa: E731
+    assert row(eng("plugins", "ls", check=True).stdout).endswith("available")
+    disabled = eng("plugins", "ls", env={"PALLET_DISABLE_PLUGINS": "vfs"}, check=True).stdout
+    assert row(disabled).endswith("disabled: disabled by PALLET_DISABLE_PLUGINS")
+
+
 def _record_when(pallet: Pallet, cid: str, done) -> dict:
     import json
     import time
