@@ -59,7 +59,7 @@ def declares(cache_dir: Path, group: str, kind: str, name: str) -> bool:
     Imports no plugin (nor pluggy). False means "not known without loading the group", which
     :meth:`pallet.kernel.plugins.PluginManager.driver` then does; it also fills the cache.
     """
-    found = _read(Path(cache_dir) / CACHE_FILE, _stamp(), None)
+    found = _read(Path(cache_dir) / CACHE_FILE, install_stamp(), None)
     if found is None:
         return False
     disabled = disabled_names()
@@ -72,7 +72,7 @@ def listing(groups: list[str], cache_dir: Path | None) -> Listing:
     if cache_dir is None:
         return _discover(groups)
     path = Path(cache_dir) / CACHE_FILE
-    stamp = _stamp()
+    stamp = install_stamp()
     found = _read(path, stamp, groups)
     if found is None:
         found = _discover(groups)
@@ -81,7 +81,7 @@ def listing(groups: list[str], cache_dir: Path | None) -> Listing:
     return found
 
 
-def _stamp() -> list:
+def install_stamp() -> list:
     """What the cache's validity depends on (stevedore hashes the same facts for its own cache)."""
     stamp: list = [sys.executable, sys.prefix]
     for entry in sys.path:

@@ -105,14 +105,15 @@ def _driver_class(name: str):
 
 
 class DualLog:
-    """A log driver plus the bounded local json-file copy: the pump's ``write``/``close`` for both."""
+    """A log driver plus the bounded local json-file copy: the pump's ``write``/``close`` for both.
+    ``long_line_pieces`` cuts a line past 16 KiB (the pump's)."""
 
-    def __init__(self, local, driver):
+    def __init__(self, local, driver, long_line_pieces):
         self.local, self.driver, self.partial = local, driver, {}
+        self.long_line_pieces = long_line_pieces
 
     def write(self, stream, data):
-        from pallet.kernel.logpump import long_line_pieces
-
+        long_line_pieces = self.long_line_pieces
         self.local.write(stream, data)
         lines = (self.partial.pop(stream, b"") + data).split(b"\n")
         pieces, self.partial[stream] = long_line_pieces(lines.pop())
@@ -144,11 +145,11 @@ class DualLog:
         self.driver.close()
 
 
-def open_sink(params: dict, json_log_for, plugins=None, run_root=None):
+def open_sink(params: dict, json_log_for, long_line_pieces, plugins=None, run_root=None):
     """The object the monitor writes output to (``write(stream, bytes)``, ``close()``), or None for ``none``.
 
-    ``json_log_for`` is :func:`pallet.kernel.logpump.json_log_for`, passed in by the monitor: the log pump
-    imports this module, so this one does not import it back.
+    ``json_log_for`` and ``long_line_pieces`` are :mod:`pallet.kernel.logpump`'s, passed in by the monitor:
+    the log pump imports this module, so this one does not import it back.
     """
     driver, config, path = params["driver"], params["config"], params["path"]
     if driver == "none":
@@ -171,9 +172,10 @@ def open_sink(params: dict, json_log_for, plugins=None, run_root=None):
             plugins = PluginManager(cache_dir=run_root)
         opened = plugins.open("logging", driver, context)
     if opened.reads_locally:
-        return DualLog(_Nothing(), opened)
+        return DualLog(_Nothing(), opened, long_line_pieces)
     size, files = LOCAL_COPY
-    return DualLog(json_log_for(path, "json-file", {"max-size": str(size), "max-file": str(files)}), opened)
+    return DualLog(json_log_for(path, "json-file", {"max-size": str(size), "max-file": str(files)}), opened,
+                   long_line_pieces)
 
 
 class _Nothing:

@@ -404,7 +404,7 @@ def open_log(repo, log_path, params_path):
 
         with open(params_path) as handle:
             run_root = json.load(handle).get("run_root")
-        return open_sink(log, json_log_for, run_root=run_root)
+        return open_sink(log, json_log_for, long_line_pieces, run_root=run_root)
     except Exception as exc:  # the container runs on; `pallet logs` says why nothing was shipped
         tmp = os.path.join(os.path.dirname(log["path"]), "log-driver-error")
         with open(tmp + ".tmp", "w") as handle:

@@ -24,7 +24,7 @@ from pallet.kernel.containers import ContainerStore
 from pallet.kernel.errors import PalletError
 from pallet.kernel.fsutil import atomic_write_json
 from pallet.kernel.logdrivers import open_sink, sink_params
-from pallet.kernel.logpump import json_log_for
+from pallet.kernel.logpump import json_log_for, long_line_pieces
 from pallet.kernel.stdio import ConsoleSocket, pump, raw_terminal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -100,7 +100,8 @@ def run_attached(engine, record, bundle: Path, interactive: bool, streams: dict 
         health.spawn_prober(engine, record, pid)
         for fd in (stdio[1], stdio[2]) if pipes else ():
             os.close(fd)
-        log = open_sink(sink_params(record, store.log_path(record.id)), json_log_for, engine.plugins) if keep_log else None
+        log = (open_sink(sink_params(record, store.log_path(record.id)), json_log_for, long_line_pieces, engine.plugins)
+               if keep_log else None)
         if tty_mode:
             master = console.receive_master()
             with raw_terminal(master) if interactive else contextlib.nullcontext():

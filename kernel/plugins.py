@@ -307,19 +307,25 @@ def preload(cache_dir) -> None:
         manager.load()
     except Exception:
         return
-    if not warnings:
+    saved = getattr(manager._entry_points(), "saved_as", None)
+    if not warnings and saved is not None:
         manager._warn = _warn_stderr
-        _preloaded.update(manager=manager, cache_dir=str(cache_dir), disabled=disabled_names())
+        _preloaded.update(manager=manager, cache_dir=str(cache_dir), disabled=disabled_names(), stamp=saved[1])
 
 
 def for_command(cache_dir) -> PluginManager:
     """The plugin manager of a command's engine: the resident engine's preloaded one when this process is
     its worker for the same run root and ``PALLET_DISABLE_PLUGINS`` is what the engine had (taken once:
-    a second engine in the process gets its own), else a new one that loads groups as they are needed."""
+    a second engine in the process gets its own) and no distribution was installed or removed since the
+    engine started, else a new one that loads groups as they are needed."""
     manager = _preloaded.get("manager")
     if manager is not None and _preloaded["cache_dir"] == str(cache_dir) and _preloaded["disabled"] == disabled_names():
+        from pallet.kernel.entrypoints import install_stamp
+
+        stamp = _preloaded["stamp"]
         _preloaded.clear()
-        return manager
+        if install_stamp() == stamp:   # else a distribution was installed or removed since: list them again
+            return manager
     return PluginManager(cache_dir=cache_dir)
 
 
