@@ -399,6 +399,18 @@ def hierarchies(mounts_file: str = "/proc/self/mounts") -> tuple[dict[str, Path]
     return v1, v2_mount
 
 
+WEIGHT_DISCARDED = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+
+
+def discard_unsupported_weight(changes: dict) -> list[str]:
+    """``update``'s HostConfig ``changes`` without a ``BlkioWeight`` this host cannot apply (dockerd's
+    update drops it the same way); returns the warnings to show."""
+    if not changes.get("BlkioWeight") or blkio_weight_supported(*hierarchies()):
+        return []
+    del changes["BlkioWeight"]
+    return [WEIGHT_DISCARDED]
+
+
 def blkio_weight_supported(v1: dict[str, Path], v2_mount: str, name: str = "weight",
                            sys_block: Path = Path("/sys/block")) -> bool:
     """Whether a container's cgroup gets a block-IO weight file (``--blkio-weight``; ``name`` is

@@ -121,10 +121,13 @@ def update_changes(body: dict) -> dict:
 async def update(request: web.Request):
     from pallet.kernel.cli.container_update import update_container
 
+    from pallet.kernel.cgroups import discard_unsupported_weight
+
     changes = update_changes(await json_body(request))
     record = await record_of(request)
+    warnings = discard_unsupported_weight(changes)
     await blocking(update_container, request.app["engine"], record, changes)
-    return json_response({"Warnings": []})
+    return json_response({"Warnings": warnings})
 
 
 def _dimension(request: web.Request, name: str) -> int:

@@ -69,9 +69,13 @@ def _create(engine, body: dict, name: str):
 
 
 async def create(request: web.Request):
+    from pallet.kernel.cgroups import discard_unsupported_weight
+
     body = await json_body(request)
+    host = body.get("HostConfig") if isinstance(body, dict) else None
+    warnings = discard_unsupported_weight(host) if isinstance(host, dict) else []
     record = await blocking(_create, request.app["engine"], body, request.query.get("name", ""))
-    return json_response({"Id": record.id, "Warnings": []}, status=201)
+    return json_response({"Id": record.id, "Warnings": warnings}, status=201)
 
 
 def _summary(engine, record) -> dict:

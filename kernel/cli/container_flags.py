@@ -297,7 +297,9 @@ def _resources(opts) -> dict:
     weight = runopts.parse_blkio_weight(opts["blkio_weight"]) or 0
     weight_devices = [hostopts.parse_weight_device(w) for w in opts["blkio_weight_device"]]
     if weight and not _blkio_file("weight"):
-        _warn("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+        from pallet.kernel.cgroups import WEIGHT_DISCARDED
+
+        _warn(WEIGHT_DISCARDED)
         weight = 0
     if weight_devices and not _blkio_file("weight_device"):
         _warn("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "

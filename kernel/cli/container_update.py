@@ -73,6 +73,10 @@ def update(engine, containers, **opts):
         raise UsageError("you must provide one or more flags when using this command")
     if changes.get("NanoCpus") and (changes.get("CpuPeriod") or changes.get("CpuQuota")):
         raise UsageError("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    from pallet.kernel.cgroups import discard_unsupported_weight
+
+    for warning in discard_unsupported_weight(changes):   # as create does
+        click.echo(f"WARNING: {warning}", err=True)
     engine.plugins.load("storage", "security", "runtime")
     store = ContainerStore(engine)
     failed = False

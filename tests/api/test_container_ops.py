@@ -163,7 +163,18 @@ def test_docker_update_changes_limits_live_and_the_restart_policy(api):
     bad = api.request("POST", "/containers/ops-up/update", {"NanoCpus": 10**9, "CpuQuota": 50000})
     assert bad[0] == 400 and "Conflicting options" in bad[2]["message"]
     assert api.request("POST", "/containers/ops-up/update", {"Memory": "lots"})[0] == 400
-    assert api.docker("rm", "-f", "ops-up").returncode == 0
+    # a weight this host cannot apply is dropped with dockerd's warning, not recorded as if it held
+    from pallet.kernel.cgroups import WEIGHT_DISCARDED, blkio_weight_supported, hierarchies
+
+    status, _headers, body = api.request("POST", "/containers/ops-up/update", {"BlkioWeight": 300})
+    weighted = blkio_weight_supported(*hierarchies())
+    assert (status, body["Warnings"]) == (200, [] if weighted else [WEIGHT_DISCARDED])
+    assert api.client().containers.get("ops-up").attrs["HostConfig"]["BlkioWeight"] == (300 if weighted else 0)
+    created = api.request("POST", "/containers/create?name=ops-weight", {"Image": "busybox", "Cmd": ["true"],
+                                                                        "HostConfig": {"BlkioWeight": 200}})
+    assert (created[0], created[2]["Warnings"]) == (201, [] if weighted else [WEIGHT_DISCARDED])
+    assert api.client().containers.get("ops-weight").attrs["HostConfig"]["BlkioWeight"] == (200 if weighted else 0)
+    assert api.docker("rm", "-f", "ops-up", "ops-weight").returncode == 0
 
 
 def test_resize_sets_the_window_size_of_a_tty_container(api):
