@@ -668,8 +668,8 @@ def settle_unsupervised(engine, record: ContainerRecord, published: int | None =
     still runs is killed (its exit is 137, ``State.Error`` says why); one that already exited gets
     the code its monitor published, else 255. Then, as the monitor would have: its resources are
     released, ``die`` is emitted, ``--rm`` is honoured and the restart policy applies unless
-    ``restart_policy`` is false (a restarted container gets a new monitor). One process settles a container (a lock in its run dir); others
-    meanwhile see the record as it is.
+    ``restart_policy`` is false (a restarted container gets a new monitor). One process settles a
+    container (a lock in its run dir); others meanwhile see the record as it is.
     """
     import fcntl
 

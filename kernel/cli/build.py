@@ -166,7 +166,8 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--cpu-quota", type=int, default=None, help="CFS quota of RUN steps (microseconds).")
 @click.option("--rm/--no-rm", "remove_intermediate", default=True, hidden=True,
               help="Accepted for Docker: RUN steps' containers are always removed.")
-@click.option("--force-rm", is_flag=True, hidden=True, help="Accepted for Docker: RUN steps' containers are always removed.")
+@click.option("--force-rm", is_flag=True, hidden=True,
+              help="Accepted for Docker: RUN steps' containers are always removed.")
 @trust_options
 @click.pass_obj
 def build(engine, context, dockerfile, tags, build_arg, target, label, no_cache, no_cache_filter, cache_from, pull,

@@ -126,7 +126,8 @@ def test_bad_add_host_is_a_usage_error(build, spec, message):
 def test_run_steps_get_shm_size_memory_and_cpu_limits_and_bad_sizes_are_refused(build):
     dockerfile = ("FROM busybox\n"
                   "RUN df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && "
-                  "cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem && cat /sys/fs/cgroup/cpu/cpu.shares > /shares\n")
+                  "cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem && "
+                  "cat /sys/fs/cgroup/cpu/cpu.shares > /shares\n")
     build(dockerfile, {}, "-t", "limits", "--shm-size", "96m", "-m", "64m", "--cpu-shares", "256")
     fs = build.filesystem("limits")
     assert (fs["shm"].data, fs["mem"].data, fs["shares"].data) == (b"98304\n", b"%d\n" % (64 << 20), b"256\n")

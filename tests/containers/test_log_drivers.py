@@ -43,6 +43,16 @@ def _read_all(listener) -> bytes:
     return data
 
 
+def _octet_counted(data: bytes) -> list[bytes]:
+    """The messages of an RFC 6587 octet-counted syslog stream (``LEN SP MSG``…)."""
+    messages = []
+    while data:
+        length, _sp, rest = data.partition(b" ")
+        messages.append(rest[:int(length)])
+        data = rest[int(length):]
+    return messages
+
+
 def _both_lines_in_logs(bb, name):
     logs = bb("logs", name, check=True)
     assert logs.stdout == "out-line\n" and logs.stderr == "err-line\n"
@@ -93,11 +103,7 @@ def test_syslog_tcp_is_octet_counted(bb):
         bb("run", "--name", "lg-tcp", "--log-driver", "syslog", "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
            "busybox", "sh", "-c", SCRIPT, check=True)
         data = _read_all(listener)
-    messages = []
-    while data:
-        length, _sp, rest = data.partition(b" ")
-        messages.append(rest[:int(length)])
-        data = rest[int(length):]
+    messages = _octet_counted(data)
     assert sorted(m.rsplit(b" ", 1)[-1] for m in messages) == [b"err-line", b"out-line"]
     assert all(m.startswith(b"<30>1 ") or m.startswith(b"<27>1 ") for m in messages)  # daemon.info / daemon.err
 
@@ -232,14 +238,10 @@ def test_a_remote_driver_gets_a_long_line_in_16_kib_messages(bb):
     listener = _tcp()
     port = listener.getsockname()[1]
     with listener:
-        bb("run", "--name", "lg-tcp-long", "--log-driver", "syslog", "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
-           "busybox", "sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo", check=True)
+        bb("run", "--name", "lg-tcp-long", "--log-driver", "syslog",
+           "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}", "busybox", "sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo", check=True)
         data = _read_all(listener)
-    messages = []
-    while data:
-        length, _sp, rest = data.partition(b" ")
-        messages.append(rest[:int(length)])
-        data = rest[int(length):]
+    messages = _octet_counted(data)
     assert [len(m.rsplit(b" ", 1)[-1]) for m in messages] == [16384, 20000 - 16384]
 
 
