@@ -239,7 +239,8 @@ def test_a_remote_driver_gets_a_long_line_in_16_kib_messages(bb):
     port = listener.getsockname()[1]
     with listener:
         bb("run", "--name", "lg-tcp-long", "--log-driver", "syslog",
-           "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}", "busybox", "sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo", check=True)
+           "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}", "busybox",
+           "sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo", check=True)
         data = _read_all(listener)
     messages = _octet_counted(data)
     assert [len(m.rsplit(b" ", 1)[-1]) for m in messages] == [16384, 20000 - 16384]
