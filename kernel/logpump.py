@@ -22,10 +22,11 @@ LINE_MAX = 16 * 1024   # Docker's copier: a longer line is logged as several ent
 
 def long_line_pieces(rest):
     """``(pieces, left)``: ``rest`` (output with no newline) cut into pieces of at most LINE_MAX bytes while
-    it is that long, each cut moved back to the start of a UTF-8 character; ``left`` is shorter than LINE_MAX.
-    A program that prints without newlines (a progress bar) so never grows the pump's memory."""
+    it is longer, each cut moved back to the start of a UTF-8 character (the byte after the cut tells, so
+    ``left`` keeps up to LINE_MAX bytes). A program that prints without newlines (a progress bar) so never
+    grows the pump's memory."""
     pieces = []
-    while len(rest) >= LINE_MAX:
+    while len(rest) > LINE_MAX:
         cut = LINE_MAX
         while cut > LINE_MAX - 4 and rest[cut] & 0xC0 == 0x80:   # a continuation byte: not a character start
             cut -= 1
@@ -105,7 +106,7 @@ class JsonLog:
             return
         now = rfc3339_nano(read_ns)
         whole = data[:cut]
-        if cut > LINE_MAX and max(map(len, whole.split(b"\n"))) >= LINE_MAX:
+        if cut > LINE_MAX and max(map(len, whole.split(b"\n"))) > LINE_MAX:
             entries = []
             for line in whole.split(b"\n")[:-1]:
                 head, line = long_line_pieces(line)
@@ -169,7 +170,7 @@ class RingLog:
     def write(self, stream, data):
         data = self.partial.pop(stream, b"") + data
         cut = data.rfind(b"\n") + 1
-        if len(data) - cut >= LINE_MAX:
+        if len(data) - cut > LINE_MAX:
             cut = len(data)   # a line this long goes on in pieces (the inner log cuts them)
         if cut < len(data):
             self.partial[stream] = data[cut:]

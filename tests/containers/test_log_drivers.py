@@ -253,12 +253,24 @@ def test_a_long_line_is_cut_at_a_character_boundary(tmp_path):
     text = ("x" * (LINE_MAX - 1) + "\u00e9\u20ac" * 6000).encode()   # the first cut falls inside the "é"
     for start in range(0, len(text), 1000):
         log.write("stdout", text[start:start + 1000])
-    assert len(log.partial["stdout"]) < LINE_MAX   # held back: less than one piece
+    assert len(log.partial["stdout"]) <= LINE_MAX   # held back: at most one piece
     log.close()
     pieces = [json.loads(line)["log"] for line in (tmp_path / "json.log").read_text().splitlines()]
     assert "".join(pieces) == text.decode() and "\ufffd" not in "".join(pieces)
     assert [len(piece.encode()) for piece in pieces][:1] == [LINE_MAX - 1]
     assert all(len(piece.encode()) <= LINE_MAX for piece in pieces) and len(pieces) == 3
+
+
+def test_a_read_of_exactly_16_kib_is_held_and_a_line_of_exactly_16_kib_is_one_entry(tmp_path):
+    """The engine pass of CI once read exactly LINE_MAX bytes of a long line: the cut looked one byte past."""
+    from pallet.kernel.logpump import LINE_MAX, JsonLog
+
+    log = JsonLog(tmp_path / "json.log")
+    log.write("stdout", b"a" * LINE_MAX)
+    log.write("stdout", b"a" * 10 + b"\n" + b"b" * LINE_MAX + b"\n")
+    log.close()
+    entries = [json.loads(line)["log"] for line in (tmp_path / "json.log").read_text().splitlines()]
+    assert entries == ["a" * LINE_MAX, "a" * 10 + "\n", "b" * LINE_MAX + "\n"]
 
 
 def test_config_default_driver_and_bad_options(bb):
