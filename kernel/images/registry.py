@@ -292,7 +292,7 @@ class RegistryClient:
         direct = self._direct_get(self.base + path, {"User-Agent": "pallet", **self._auth_header(scope)})
         if direct is not None:
             return direct
-        response = self.request("GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", stream=True)
+        response = self.request("GET", path, scope, stream=True)
         if response.status_code != 200:
             response.read()
             response.close()
