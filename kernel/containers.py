@@ -109,14 +109,17 @@ class ContainerStore:
         return locked(self.home / ".lock")
 
     # --- reading ------------------------------------------------------------------------
-    def ids(self) -> list[str]:
-        home = str(self.home)
+    def _names(self) -> list[str]:
+        """The container directories' names (a record may not be written in one yet)."""
         try:
-            with os.scandir(home) as entries:
-                names = [e.name for e in entries if len(e.name) == 64]
+            with os.scandir(self.home) as entries:
+                return [e.name for e in entries if len(e.name) == 64]
         except FileNotFoundError:
             return []
-        return [name for name in names if os.path.exists(f"{home}/{name}/{RECORD_FILE}")]
+
+    def ids(self) -> list[str]:
+        home = str(self.home)
+        return [name for name in self._names() if os.path.exists(f"{home}/{name}/{RECORD_FILE}")]
 
     def load(self, cid: str) -> ContainerRecord:
         try:
@@ -131,12 +134,14 @@ class ContainerStore:
         renames a new file in, so inode, mtime and size tell); the caller must not change them."""
         if shared:
             return self._all_shared()
-        records = []
-        for cid in self.ids():
+        home, records = str(self.home), []
+        for cid in self._names():   # plain paths and one open each: `ps -a` reads every record this way
             try:
-                records.append(self.load(cid))
-            except NotFound:
-                continue  # removed while we listed
+                with open(f"{home}/{cid}/{RECORD_FILE}", "rb") as handle:
+                    data = handle.read()
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not written yet, or removed while we listed
+            records.append(ContainerRecord.from_json(json.loads(data)))
         return records
 
     def _all_shared(self) -> list[ContainerRecord]:

@@ -76,8 +76,9 @@ def note_user_stop(engine, record, sig: int | None = None) -> None:
 
 def pending(engine, record) -> int:
     """The pid of the restarter waiting to start this container again, or 0."""
-    try:
-        pid, start = (int(x) for x in (ContainerStore(engine).run_dir(record.id) / PENDING).read_text().split())
+    try:   # a plain path, not pathlib: `ps -a` asks this of every container
+        with open(f"{engine.run_root}/containers/{record.id}/{PENDING}", "rb") as handle:
+            pid, start = (int(x) for x in handle.read().split())
     except (OSError, ValueError):
         return 0
     return pid if procs.alive(pid, start) else 0
