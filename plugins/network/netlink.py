@@ -9,6 +9,10 @@ import socket
 
 from pallet.kernel.errors import PalletError
 
+# Imported inside the functions (a command that makes no link never pays for it); a resident engine
+# imports it ahead (pallet.kernel.resident.preload reads this).
+PALLET_PRELOAD = ("pyroute2",)
+
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80

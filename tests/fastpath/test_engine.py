@@ -268,7 +268,8 @@ def test_preload_imports_every_pallet_module_a_run_needs_but_not_the_api_server(
         "import sys; from pathlib import Path; from pallet.kernel import resident; "
         f"resident.preload(Path({str(tmp_path)!r})); "
         "need = ['pallet.plugins.runtime.builtin.launch', 'pallet.plugins.runtime.builtin.seccomp', "
-        "'pallet.kernel.spec_linux', 'pallet.kernel.sandbox', 'pallet.kernel.linux', 'ctypes']; "
+        "'pallet.kernel.spec_linux', 'pallet.kernel.sandbox', 'pallet.kernel.linux', 'ctypes', "
+        "'pyroute2']; "   # named by plugins/network/netlink.py's PALLET_PRELOAD
         "print([m for m in need if m not in sys.modules]); "
         "print([m for m in sys.modules if m.startswith(('pallet.kernel.api.', 'aiohttp')) or m == 'pallet.kernel.api'])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(REPO), timeout=120)
