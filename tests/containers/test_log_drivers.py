@@ -14,6 +14,7 @@ import msgpack
 import pytest
 
 from tests.containers.conftest import record
+from tests.services.test_log_transports import _octet_counted
 
 SCRIPT = "echo out-line; echo err-line >&2"
 
@@ -41,16 +42,6 @@ def _read_all(listener) -> bytes:
         while chunk := conn.recv(65536):
             data += chunk
     return data
-
-
-def _octet_counted(data: bytes) -> list[bytes]:
-    """The messages of an RFC 6587 octet-counted syslog stream (``LEN SP MSG``…)."""
-    messages = []
-    while data:
-        length, _sp, rest = data.partition(b" ")
-        messages.append(rest[:int(length)])
-        data = rest[int(length):]
-    return messages
 
 
 def _both_lines_in_logs(bb, name):
