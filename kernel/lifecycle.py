@@ -724,11 +724,14 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None, sig: int
     if timeout is None:
         timeout = record.config.get("StopTimeout")
         timeout = 10 if timeout is None else timeout
-    kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
+    # Gone already (Conflict): it ended before the signal and its monitor has not published the code yet,
+    # so the record still says running; the wait below sees the exit recorded.
+    with contextlib.suppress(Conflict):
+        kill(engine, record, sig or parse_signal(record.config.get("StopSignal") or "SIGTERM"))
     if wait_stopped(engine, record, timeout):
         events.container(engine, record, "stop")
         return ContainerStore(engine).load(record.id) if ContainerStore(engine).dir(record.id).exists() else record
-    if procs.alive(record.pid, record.pid_start_time):  # else it is gone and its monitor still recording
+    with contextlib.suppress(Conflict):   # else it is gone and its monitor still recording
         kill(engine, record, 9)
     wait_stopped(engine, record, 30)
     try:
