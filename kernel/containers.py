@@ -94,6 +94,13 @@ class ContainerStore:
         self.engine = engine
         self.home = Path(engine.root) / "containers"
 
+    @classmethod
+    def of_root(cls, root) -> "ContainerStore":
+        """A reader of ``root``'s records without an engine (the resident engine keeps them parsed)."""
+        store = cls.__new__(cls)
+        store.engine, store.home = None, Path(root) / "containers"
+        return store
+
     # --- paths --------------------------------------------------------------------------
     def dir(self, cid: str) -> Path:
         return self.home / cid
@@ -129,9 +136,10 @@ class ContainerStore:
         return ContainerRecord.from_json(data)
 
     def all(self, shared: bool = False) -> list[ContainerRecord]:
-        """Every record. ``shared``: for a long-lived reader (the Engine API's list) that only reads them:
+        """Every record. ``shared``: for a reader that only reads them (the Engine API's list, ``ps``):
         records are kept between calls and parsed again only when their file was replaced (every write
-        renames a new file in, so inode, mtime and size tell); the caller must not change them."""
+        renames a new file in, so inode, mtime and size tell); the caller must not change them. The
+        resident engine parses its root's records while idle, so its workers inherit them parsed."""
         if shared:
             return self._all_shared()
         home, records = str(self.home), []
@@ -148,11 +156,11 @@ class ContainerStore:
         home = str(self.home)
         before = _SHARED.get(home, {})
         now: dict[str, tuple[tuple, ContainerRecord]] = {}
-        for cid in self.ids():
+        for cid in self._names():
             try:
                 fd = os.open(f"{home}/{cid}/{RECORD_FILE}", os.O_RDONLY | os.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
-                continue  # removed while we listed
+                continue  # not written yet, or removed while we listed
             try:
                 stat = os.fstat(fd)
                 key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)

@@ -42,6 +42,7 @@ POINTS = {
     "save.before-rename": "save -o has written the whole archive beside its target, not yet renamed",
     "exit.in-monitor": "a detached container ended before its monitor became the log pump; output not yet drained",
     "exit.by-engine": "an engine's worker took a detached container's exit from its log pump, not yet recorded",
+    "engine.records-kept": "an idle engine parsed its root's container records again, not yet back to accept",
 }
 
 

@@ -6,11 +6,13 @@ client. Per connection:
 
 1. the engine checks the peer's credentials (``SO_PEERCRED``): uid 0, or the uid the engine runs as,
    which are the users who could use the root directly; anyone else gets one refusal line;
-2. it reads the request (argv, environment, cwd, umask, and fds 0, 1, 2 as ``SCM_RIGHTS``) and forks a
-   *session* process, then goes back to ``accept`` at once;
-3. the session forks the *worker*, which puts the received fds on 0, 1, 2, takes the cwd, environment
-   and umask, and runs the normal CLI ``main``; the session relays the client's signals to the worker
-   and sends back its exit status (or the signal it died of).
+2. it reads the request (argv, environment, cwd, umask, and fds 0, 1, 2 as ``SCM_RIGHTS``) and hands it,
+   with the connection, to the *spare*: a session process forked before the request came, whose own
+   *worker* is forked too (:func:`make_spare`), so that no fork of this big process lies between a
+   request and its command; then it forks the next spare and goes back to ``accept``;
+3. the session passes the request to its worker, which puts the received fds on 0, 1, 2, takes the cwd,
+   environment and umask, and runs the normal CLI ``main``; the session relays the client's signals to
+   the worker and sends back its exit status (or the signal it died of).
 
 The engine keeps no state about commands in flight, so killing it (even with ``kill -9``) affects no
 command already taken: each session finishes on its own. A client whose connection is dropped before
@@ -26,16 +28,20 @@ import gc
 import io
 import marshal
 import os
+import select
 import signal
 import socket
 import sys
 from pathlib import Path
+
+from pallet.kernel import faults
 
 SOCKET_NAME = "engine.sock"
 PID_NAME = "engine.pid"
 MAX_MESSAGE = 1 << 20
 # What the engine does not preload (last name parts): entry scripts, and the Engine API server's package.
 PRELOAD_SKIP = {"__main__", "launcher", "api"}
+IDLE_WARM = 0.05  # seconds without a command before the records are parsed again (keep_records)
 
 
 def socket_path(run_root: Path) -> Path:
@@ -100,8 +106,23 @@ def allowed(uid: int) -> bool:
     return uid == 0 or uid == os.geteuid()
 
 
-def serve(run_root: Path, ready_fd: int | None = None) -> None:
-    """Listen on the run root's socket until SIGTERM; each accepted connection is served in a fork."""
+def keep_records(root: Path | None) -> None:
+    """Parse ``root``'s container records into the shared cache (``ContainerStore.all(shared=True)``):
+    done while the engine is idle, so a worker's ``ps`` inherits them parsed and only stats each file."""
+    if root is None:
+        return
+    from pallet.kernel.containers import ContainerStore
+
+    try:
+        ContainerStore.of_root(root).all(shared=True)
+    except Exception:  # a damaged record is the command's to report, not the engine's
+        pass
+
+
+def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None) -> None:
+    """Listen on the run root's socket until SIGTERM; each accepted connection is served in a fork.
+    With ``root`` (the data root of ``pallet engine start``), its container records are parsed again
+    once the engine has been idle for ``IDLE_WARM`` seconds after a command."""
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True)
     path = socket_path(run_root)
@@ -125,20 +146,35 @@ def serve(run_root: Path, ready_fd: int | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # sessions are reaped by the kernel
+    keep_records(root)
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
+    stale = False  # a command ran since the records were last parsed
+    spare: Spare | None = None
     try:
         while True:
+            if spare is None:
+                spare = make_spare(listener)
+            if stale and not select.select([listener], [], [], IDLE_WARM)[0]:
+                keep_records(root)  # idle: only between commands, never while one waits to be taken
+                stale = False
+                spare.close()       # forked before the records were parsed: its worker would parse them
+                spare = None
+                faults.point("engine.records-kept")
+                continue
             try:
                 conn, _ = listener.accept()
             except InterruptedError:
                 continue
             try:
-                take(conn, listener)
+                spare = take(conn, listener, spare)
             finally:
                 conn.close()
+            stale = root is not None
     finally:
+        if spare is not None:
+            spare.close()
         try:
             if os.stat(path).st_ino == bound:  # not a newer engine's socket
                 path.unlink()
@@ -155,8 +191,9 @@ def peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
-def take(conn: socket.socket, listener: socket.socket) -> None:
-    """Check and read one request, then hand it to a forked session; never blocks on a slow client for long."""
+def take(conn: socket.socket, listener: socket.socket, spare: Spare) -> Spare | None:
+    """Check and read one request, then hand it to the spare session; never blocks on a slow client for
+    long. Returns the spare if it was not used (the request was refused or sent back)."""
     uid = peer_uid(conn)
     if not allowed(uid):  # told in a fork of its own: a refused user cannot hold the engine up
         if os.fork() == 0:
@@ -166,40 +203,156 @@ def take(conn: socket.socket, listener: socket.socket) -> None:
                              f"of uid {os.geteuid()}); run the command as that user or as root")
             finally:
                 os._exit(0)
-        return
+        return spare
     conn.settimeout(10)
     try:
         data, ancdata, _flags, _addr = conn.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(3 * array.array("i").itemsize))
     except OSError:
-        return
+        return spare
     fds = received_fds(ancdata)
     try:
         if not data:
-            return  # a probe (``pallet engine status``) or a client that died at once
+            return spare  # a probe (``pallet engine status``) or a client that died at once
         try:
             request = marshal.loads(data)
-            argv, env, cwd = list(request["argv"]), dict(request["env"]), str(request["cwd"])
+            _parse(request)
         except (ValueError, KeyError, TypeError, EOFError):
             refuse(conn, "malformed request to the pallet engine")
-            return
+            return spare
         if len(fds) != 3:
             refuse(conn, "the request did not carry fds 0, 1 and 2")
-            return
+            return spare
+        env = request["env"]
         differs = [key for key in CODE_ENV if env.get(key) != os.environ.get(key)]
         if differs:   # this engine imported other code and plugins than the client's would load
             redirect(conn, f"{', '.join(differs)} differ from the engine's")
-            return
-        if os.fork() == 0:
-            code = 1
-            try:
-                listener.close()
-                conn.settimeout(None)
-                code = session(conn, fds, argv, env, cwd, int(request.get("umask", 0o022)))
-            finally:
-                os._exit(code)
+            return spare
+        conn.settimeout(None)
+        if not spare.hand(data, [conn.fileno(), *fds]):   # it died (killed): a new one, now
+            spare.close()
+            spare = make_spare(listener, close=[conn.fileno(), *fds])
+            if not spare.hand(data, [conn.fileno(), *fds]):
+                refuse(conn, "the pallet engine could not start a session for the command")
+                return spare
+        spare.close()
+        return None
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _parse(request: dict) -> tuple[list[str], dict, str, int]:
+    return (list(request["argv"]), dict(request["env"]), str(request["cwd"]), int(request.get("umask", 0o022)))
+
+
+SPARE_NAME = b"pallet-spare"   # the comm (``ps``, /proc/PID/comm) of a spare session and its worker
+
+
+class Spare:
+    """A session forked before its request, with its worker forked and waiting too. ``hand`` gives it
+    a request and its fds (the connection first); the engine then closes its end. A spare whose engine
+    end is closed unused (the engine stopped or died, or it was replaced) exits, and so does its worker."""
+
+    def __init__(self, pid: int, sock: socket.socket):
+        self.pid, self.sock = pid, sock
+
+    def hand(self, data: bytes, fds: list[int]) -> bool:
+        try:
+            self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def make_spare(listener: socket.socket, close: list[int] = ()) -> Spare:
+    """Fork a spare session (``close``: fds of the engine's that it must not keep)."""
+    engine_end, spare_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            listener.close()
+            engine_end.close()
+            for fd in close:
+                os.close(fd)
+            code = spare_session(spare_end)
+        finally:
+            os._exit(code)
+    spare_end.close()
+    return Spare(pid, engine_end)
+
+
+def _receive(sock: socket.socket, nfds: int) -> tuple[bytes, list[int]] | None:
+    try:
+        data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(nfds * array.array("i").itemsize))
+    except OSError:
+        return None
+    fds = received_fds(ancdata)
+    if not data or len(fds) != nfds:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return data, fds
+
+
+def _own_name() -> bytes:
+    with open("/proc/self/comm", "rb") as handle:
+        return handle.read().rstrip(b"\n")
+
+
+def _name(name: bytes) -> None:
+    """Set this process's comm, what ``ps`` and /proc/PID/comm show (a spare is told apart so)."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "wb") as handle:
+        handle.write(name)
+
+
+def spare_session(engine_end: socket.socket) -> int:
+    """Fork the worker, wait for a request from the engine, pass it on, then be its session."""
+    own_name = _own_name()
+    _name(SPARE_NAME)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a signal for the worker comes as a message, not to us
+    session_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)  # the worker's "set up" mark: only then is it told "started"
+    worker = os.fork()
+    if worker == 0:
+        code = 0
+        try:
+            engine_end.close()
+            session_end.close()
+            os.close(read_end)
+            got = _receive(worker_end, 3)
+            worker_end.close()
+            if got is not None:   # else the session went away unused
+                _name(own_name)
+                code = 125
+                code = work(got[1], *_parse(marshal.loads(got[0])), write_end)
+        finally:
+            os._exit(code)
+    worker_end.close()
+    os.close(write_end)
+    got = _receive(engine_end, 4)
+    engine_end.close()
+    if got is None:   # the engine stopped, died or replaced this spare: the worker sees EOF and exits
+        session_end.close()
+        return 0
+    _name(own_name)
+    data, (conn_fd, *fds) = got
+    conn = socket.socket(fileno=conn_fd)
+    try:
+        session_end.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    except OSError:   # the waiting worker was killed: fork one now, as a session without a spare would
+        os.close(read_end)
+        session_end.close()
+        return session(conn, fds, *_parse(marshal.loads(data)))
+    session_end.close()
+    for fd in fds:
+        os.close(fd)
+    return relay(conn, worker, read_end)
 
 
 def received_fds(ancdata) -> list[int]:
@@ -257,8 +410,13 @@ def session(conn: socket.socket, fds: list[int], argv: list[str], env: dict, cwd
     for fd in fds:
         os.close(fd)
     fds.clear()
+    return relay(conn, worker, read_end)
+
+
+def relay(conn: socket.socket, worker: int, read_end: int) -> int:
+    """The session's part once its worker has the command: "started", signals, and how it ended (as the
+    worker reports it on ``read_end`` when done, or as its exit says when it died without a report)."""
     os.read(read_end, 1)
-    os.close(read_end)
     try:
         conn.send(marshal.dumps({"started": worker}))
     except OSError:
@@ -269,9 +427,19 @@ def session(conn: socket.socket, fds: list[int], argv: list[str], env: dict, cwd
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ, "conn")
     selector.register(pidfd, selectors.EVENT_READ, "worker")
+    selector.register(read_end, selectors.EVENT_READ, "report")
     client_gone = False
     while True:
         for key, _events in selector.select():
+            if key.data == "report":
+                report = os.read(read_end, 64)
+                selector.unregister(read_end)
+                if report.startswith(b"e") and not client_gone:   # else EOF: its exit will tell
+                    with contextlib.suppress(OSError):
+                        conn.send(marshal.dumps({"exit": int(report[1:])}))
+                    selector.unregister(conn)   # told: nothing more to relay; the worker is still reaped
+                    client_gone = True
+                continue
             if key.data == "worker":
                 _pid, status = os.waitpid(worker, 0)
                 if os.WIFSIGNALED(status):
@@ -308,7 +476,12 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def work(fds: list[int], argv: list[str], env: dict, cwd: str, umask: int, ready_fd: int) -> int:
-    """The worker: become the command's process (fds, cwd, env, umask, fresh stdio), run the CLI, exit."""
+    """The worker: become the command's process (fds, cwd, env, umask, fresh stdio), run the CLI, exit.
+
+    On ``ready_fd`` (a pipe to its session) it writes ``x`` once set up, and ``e<code>`` when the command
+    is done, once fds 0, 1 and 2 are closed: the session tells the client at once, instead of waiting
+    for this big process to be torn down (a death by a signal it still learns from the exit). Processes
+    the command forks do not keep that pipe."""
     try:
         for target, fd in enumerate(fds):
             if fd != target:
@@ -333,7 +506,7 @@ def work(fds: list[int], argv: list[str], env: dict, cwd: str, umask: int, ready
         os.write(ready_fd, b"x")
         return 125
     os.write(ready_fd, b"x")
-    os.close(ready_fd)
+    os.register_at_fork(after_in_child=lambda: _close(ready_fd))   # a monitor the command forks, say
     sys.argv = ["pallet", *argv]
     code = 0
     try:
@@ -354,7 +527,16 @@ def work(fds: list[int], argv: list[str], env: dict, cwd: str, umask: int, ready
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        with contextlib.suppress(OSError):
+            for fd in (0, 1, 2):   # the client's pipes see EOF before it exits (no lingering holder)
+                os.close(fd)
+            os.write(ready_fd, b"e%d" % code)
     return code
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def fresh_stdio() -> None:
@@ -393,19 +575,23 @@ def status(run_root: Path) -> dict:
 
 
 def main() -> None:
-    """``python -m pallet.kernel.resident RUN_ROOT [READY_FD [PARENT_PID]]``: what ``pallet engine start``
+    """``python -m pallet.kernel.resident [--root=ROOT] RUN_ROOT [READY_FD [PARENT_PID]]``: what ``pallet engine start``
     runs; with PARENT_PID (``pallet serve`` runs one beside itself) it ends with that process, even when
     the process is killed (``PR_SET_PDEATHSIG``; cleared in forks, so sessions and workers go on)."""
-    run_root = Path(sys.argv[1])
-    ready_fd = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "-" else None
-    if len(sys.argv) > 3:
+    args = sys.argv[1:]
+    root = None
+    if args and args[0].startswith("--root="):  # the data root whose records it keeps parsed
+        root, args = Path(args[0].partition("=")[2]), args[1:]
+    run_root = Path(args[0])
+    ready_fd = int(args[1]) if len(args) > 1 and args[1] != "-" else None
+    if len(args) > 2:
         from pallet.kernel import linux
 
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != int(sys.argv[3]):
+        if os.getppid() != int(args[2]):
             return   # the parent died before the death signal was armed
     preload(run_root)
-    serve(run_root, ready_fd)
+    serve(run_root, ready_fd, root)
 
 
 if __name__ == "__main__":

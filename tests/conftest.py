@@ -67,14 +67,15 @@ class Pallet:
             cmd += ["--run-root", str(self.run_root)]
         return cmd + list(args)
 
-    def start_engine(self) -> None:
-        """Start this root's resident engine once; the ``engines_stopped`` fixture stops it after the test."""
+    def start_engine(self, env: dict | None = None) -> None:
+        """Start this root's resident engine once (``env``: more variables for the engine's process);
+        the ``engines_stopped`` fixture stops it after the test."""
         if self.engine_started:
             return
         self.engine_started = True
         _engines.append(self)
         proc = subprocess.run(self.command("engine", "start", engine=False), capture_output=True, text=True,
-                              timeout=120, env=self.env, cwd=str(REPO))
+                              timeout=120, env={**self.env, **(env or {})}, cwd=str(REPO))
         assert proc.returncode == 0, f"pallet engine start failed: {proc.stderr}"
 
     def stop_engine(self) -> None:

@@ -143,7 +143,9 @@ def ls(engine, show_all, quiet, filters, no_trunc, last, latest, size, fmt):
         if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
             raise UsageError(f"Unrecognised filter value for health: {value}")
     now = time.time()
-    records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all()), key=lambda r: -r.created)
+    # Shared: kept parsed between calls (refresh and the rows only read them); a resident engine's worker
+    # inherits them parsed, so 100 records cost a stat each instead of a parse.
+    records = sorted((lifecycle.refresh(engine, r) for r in _store(engine).all(shared=True)), key=lambda r: -r.created)
     if latest:
         last = 1
     if not show_all and last < 0 and not any(k in ("status", "exited") for k, _ in wanted):

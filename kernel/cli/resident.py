@@ -27,7 +27,8 @@ def start():
     """Start the engine for this run root (nothing to do if one is running)."""
     from pallet.kernel.resident import status
 
-    run_root = click.get_current_context().obj.run_root
+    config = click.get_current_context().obj
+    run_root = config.run_root
     state = status(run_root)
     if state["running"]:
         click.echo(f"engine already running (pid {state['pid']}, socket {state['socket']})")
@@ -36,7 +37,8 @@ def start():
     read_end, write_end = os.pipe()
     with open(run_root / "engine.log", "ab") as log:
         # A session of its own and the cwd of this command: sys.path (``-m``) then matches the direct path's.
-        proc = subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident", str(run_root), str(write_end)],
+        proc = subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident", f"--root={config.root}",
+                                 str(run_root), str(write_end)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_end,),
                                 start_new_session=True)
     os.close(write_end)
@@ -53,7 +55,7 @@ def start():
     click.echo(f"engine started (pid {proc.pid}, socket {run_root / 'engine.sock'})")
 
 
-def start_beside(run_root) -> subprocess.Popen | None:
+def start_beside(run_root, root=None) -> subprocess.Popen | None:
     """An engine for ``run_root`` that ends with this process (``pallet serve`` runs one while it runs),
     unless one runs already; not waited for (it preloads for about a second, and until then commands and
     log pumps take the direct path)."""
@@ -63,7 +65,8 @@ def start_beside(run_root) -> subprocess.Popen | None:
         return None
     run_root.mkdir(parents=True, exist_ok=True)
     with open(run_root / "engine.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident", str(run_root), "-", str(os.getpid())],
+        return subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident",
+                                 *([f"--root={root}"] if root else []), str(run_root), "-", str(os.getpid())],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
 
 

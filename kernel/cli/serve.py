@@ -42,7 +42,7 @@ def serve(engine, hosts, tlsverify, tlscacert, tlscert, tlskey, insecure_tcp, ti
         Agent(engine).start_thread()
     from pallet.kernel.cli.resident import start_beside, stop_beside
 
-    beside = start_beside(Path(engine.run_root)) if with_engine else None
+    beside = start_beside(Path(engine.run_root), engine.root) if with_engine else None
     try:
         run_server(engine, options)
     finally:

@@ -32,16 +32,18 @@ def engine_pid(pallet: Pallet) -> int:
     return int((pallet.run_root / "engine.pid").read_text())
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int, spares: bool = False) -> list[int]:
+    """The processes whose parent is ``pid``: an engine's sessions (its spare too, with ``spares``)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rpartition(")")[2].split()
+                    comm, _, rest = handle.read().partition(" (")[2].rpartition(")")
+                fields = rest.split()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
+            if int(fields[1]) == pid and (spares or comm != "pallet-spare"):
                 found.append(int(entry))
     return found
 
@@ -342,3 +344,138 @@ def test_a_worker_killed_before_recording_the_exit_leaves_it_to_the_log_pump(eng
     record = _record_when(eng, cid, lambda r: r["status"] == "exited")
     assert (record["status"], record["exit_code"]) == ("exited", 4)
     assert eng("ps", "-a", "--format", "{{.Status}}", check=True).stdout.startswith("Exited (4)")
+
+
+def _rewrite_in_place(record_file: Path, old: str, new: str) -> None:
+    """Change a record's bytes in the same inode, size and mtime (pallet itself always renames a new file
+    in): a reader that kept the parsed record sees no change, one that parses the file sees ``new``."""
+    data = record_file.read_bytes()
+    assert len(old) == len(new) and old.encode() in data
+    stat = record_file.stat()
+    with open(record_file, "r+b") as handle:
+        handle.write(data.replace(old.encode(), new.encode()))
+    os.utime(record_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = record_file.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def test_ps_through_the_engine_reads_the_records_the_idle_engine_parsed(bb, tmp_path):
+    """The engine parses its root's records when it starts and when idle after a command; a worker's
+    `ps` inherits them and parses only files replaced since (every write renames a new file in)."""
+    cid = bb("create", "--name", "fp-keep-aa", "busybox", "true", check=True).stdout.strip()
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    bb.start_engine(env={"PALLET_FAULT": "engine.records-kept:pause", "PALLET_FAULT_DIR": str(faults)})
+    assert f"--root={bb.root}".encode() in Path(f"/proc/{engine_pid(bb)}/cmdline").read_bytes()
+    marker, go = faults / "engine.records-kept.paused", faults / "engine.records-kept.go"
+
+    def idle_parse_done() -> None:   # the engine is held right after its idle parse: let it go on
+        _wait_for(marker)
+        marker.unlink()
+        with open(go, "wb"):
+            pass
+
+    names = lambda: set(bb("ps", "-a", "--format", "{{.Names}}", check=True).stdout.split())  # noqa: E731
+    # Parsed at start: a change in place is invisible through the engine, and visible directly.
+    _rewrite_in_place(bb.root / "containers" / cid / "container.json", "fp-keep-aa", "fp-keep-bb")
+    assert "fp-keep-aa" in names()
+    idle_parse_done()
+    assert "fp-keep-bb" in _direct(bb, "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    # A command, then idle: the engine parsed the new record before it was changed in place.
+    other = bb("create", "--name", "fp-keep-cc", "busybox", "true", check=True).stdout.strip()
+    _wait_for(marker)
+    _rewrite_in_place(bb.root / "containers" / other / "container.json", "fp-keep-cc", "fp-keep-ee")
+    marker.unlink()
+    with open(go, "wb"):
+        pass
+    # A replaced record (rename writes a new file) is parsed again, whoever sees it first.
+    bb("rename", "fp-keep-bb", "fp-keep-dd", check=True)
+    idle_parse_done()
+    assert names() & {"fp-keep-cc", "fp-keep-dd", "fp-keep-ee"} == {"fp-keep-cc", "fp-keep-dd"}
+    _wait_for(marker)
+    bb.stop_engine()   # SIGTERM ends it where it is held
+    _direct(bb, "rm", cid, other)
+
+
+def _direct(pallet: Pallet, *args: str):
+    proc = subprocess.run(pallet.command(*args, engine=False), capture_output=True, text=True, env=pallet.env,
+                          cwd=str(REPO), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rpartition(")")[2].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _spare(pallet: Pallet) -> tuple[int, int]:
+    """The engine's spare session and the worker it forked ahead of a request (once a replaced spare is
+    gone: the idle engine replaces its spare after it parsed the records again)."""
+    import time
+
+    engine = engine_pid(pallet)
+    deadline = time.monotonic() + 30
+    while True:
+        spares = sorted(set(children(engine, spares=True)) - set(children(engine)))
+        workers = children(spares[0], spares=True) if len(spares) == 1 else []
+        if len(workers) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(spares) == 1, spares
+    assert len(workers) == 1, workers
+    for pid in (*spares, *workers):
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "pallet-spare"
+    return spares[0], workers[0]
+
+
+def test_the_spare_session_and_worker_wait_ready_and_a_killed_one_is_replaced(bb, tmp_path):
+    """No fork of the engine between a request and its command: a spare session and its worker wait for
+    it. Either killed, the next command still runs through the engine, and stopping the engine ends them.
+    The engine is held after each idle parse (which replaces the spare), so the spare seen is the one used."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    bb.start_engine(env={"PALLET_FAULT": "engine.records-kept:pause", "PALLET_FAULT_DIR": str(faults)})
+    marker, go = faults / "engine.records-kept.paused", faults / "engine.records-kept.go"
+
+    def settled() -> tuple[int, int]:   # after a command: the idle parse, then the spare that stays
+        _wait_for(marker)
+        marker.unlink()
+        with open(go, "wb"):
+            pass
+        return _spare(bb)
+
+    assert bb("--version", check=True).stdout == "pallet version 0.1.0\n"
+    session, worker = settled()
+    os.kill(worker, signal.SIGKILL)          # the waiting worker: the session forks one when its request comes
+    assert _gone(worker)
+    result = bb("run", "--rm", "--network", "none", "busybox", "echo", "one")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "one\n", "")
+    assert _gone(session)                     # that spare became the command's session, and ended with it
+    session, worker = settled()
+    os.kill(session, signal.SIGKILL)          # the spare itself: the engine forks another for the request
+    assert _gone(session) and _gone(worker)   # its worker saw the session's end of their socket close
+    result = bb("run", "--rm", "--network", "none", "busybox", "echo", "two")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "two\n", "")
+    session, worker = settled()
+    bb.stop_engine()
+    assert _gone(session) and _gone(worker)

@@ -48,3 +48,16 @@ def test_wrongly_typed_config_value_is_a_one_line_error(pallet, tmp_path):
     assert result.returncode in (1, 2)
     assert "Traceback" not in result.stderr
     assert len(result.error_lines) == 1
+
+
+def test_blank_config_file_is_an_empty_table_and_broken_toml_still_an_error(pallet, tmp_path):
+    """A blank file skips the TOML parser (kernel/config.py); anything else is still parsed and checked."""
+    config = tmp_path / "cfg.toml"
+    for text in ("", "\n  \n"):
+        config.write_text(text)
+        result = pallet("--config", str(config), "ps", "-a")
+        assert result.returncode == 0, result.stderr
+    config.write_text("[storage\n")
+    result = pallet("--config", str(config), "ps", "-a")
+    assert result.returncode == 2
+    assert "is not valid TOML" in result.stderr
