@@ -54,6 +54,9 @@ def preload(run_root: Path) -> None:
     import pkgutil
 
     import pallet.kernel
+    from pallet.kernel import codecache
+
+    codecache.install()
 
     # All of the kernel's modules and of each plugin's package, not a list of those a command imports at
     # the top: what `run` imports inside its functions (the built-in runtime's launch and seccomp, cffi

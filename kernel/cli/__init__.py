@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from pallet.kernel import __version__
+from pallet.kernel import __version__, codecache
 
 # name -> (module, attribute, short help). Top-level shortcuts point at the same objects as
 # the group subcommands, as Docker's do.
@@ -95,6 +95,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module_name, attr, _help = self.lazy[name]
+            codecache.install()   # before the command's modules define their dataclasses
             command = getattr(importlib.import_module(module_name), attr)
             if COMPLETE_VAR in os.environ:  # only a shell asking for completions pays for the completers
                 from pallet.kernel.cli.completion import attach
@@ -103,6 +104,8 @@ class LazyGroup(click.Group):
             return command
         if name not in self.commands and ctx is not None:
             from pallet.kernel.cli.extend import register_plugin_commands
+
+            codecache.install()
 
             register_plugin_commands(ctx)  # a plugin's command: every plugin group is loaded
         return super().get_command(ctx, name)

@@ -10,6 +10,9 @@ PLUGIN_GROUPS = {"security": "security"}
 
 def make_engine(params: dict):
     """The engine for the root command's parsed global options."""
+    from pallet.kernel import codecache
+
+    codecache.install()
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
 
