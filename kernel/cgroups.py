@@ -475,3 +475,80 @@ def relative_path(cgroups_path: str) -> str:
     if not parts:
         raise CgroupError(f"invalid cgroupsPath {cgroups_path!r}")
     return "/".join(parts)
+
+
+# --- the first migration's grace period ---------------------------------------------------------
+
+WARM_INTERVAL = 0.003  # seconds between two no-op migrations: well inside one RCU grace period
+_warmer: dict = {}
+
+
+def own_procs_file(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/self/mounts") -> str | None:
+    """This process's own ``cgroup.procs`` in one hierarchy (the first v1 one, else the v2 one)."""
+    v1, v2_mount = hierarchies(mounts_file)
+    try:
+        with open(proc_cgroup) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _hid, controllers, path = line.split(":", 2)
+        for name in controllers.split(","):
+            name = name.removeprefix("name=")
+            if name in v1:
+                return f"{v1[name]}{path.rstrip('/')}/cgroup.procs"
+    for line in lines:
+        _hid, controllers, path = line.split(":", 2)
+        if not controllers and v2_mount and not v1:
+            return f"{v2_mount}{path.rstrip('/')}/cgroup.procs"
+    return None
+
+
+def keep_migrations_warm() -> None:
+    """Start moving this process into the cgroup it is in, every few ms, until :func:`stop_warming`.
+
+    Joining a cgroup takes the kernel's ``cgroup_threadgroup_rwsem`` for writing, whose ``rcu_sync``
+    makes the first writer after a quiet moment wait for an RCU grace period (~9 ms here; the next
+    writers within about one grace period of the last one do not). A ``run`` starts this when it
+    begins, so that the wait overlaps its create and prepare instead of the container's start; the
+    runtime stops it before it clones (``stop_warming``), and its own move of the container then
+    comes within the window. A move into the cgroup a process is already in changes nothing. Any
+    error (no permission, no cgroup fs) just ends the warming.
+    """
+    if _warmer:
+        return
+    path = own_procs_file()
+    if path is None:
+        return
+    import threading
+
+    stop = threading.Event()
+    pid = str(os.getpid()).encode()
+
+    def loop() -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            while True:
+                os.write(fd, pid)
+                if stop.wait(WARM_INTERVAL):
+                    return
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=loop, name="pallet-cgroup-warm", daemon=True)
+    _warmer.update(thread=thread, stop=stop)
+    thread.start()
+
+
+def stop_warming() -> None:
+    """End :func:`keep_migrations_warm`'s thread (before a fork or clone: a child is single-threaded)."""
+    if not _warmer:
+        return
+    _warmer["stop"].set()
+    _warmer["thread"].join()
+    _warmer.clear()

@@ -212,7 +212,8 @@ class ContainerStore:
     def add(self, record: ContainerRecord) -> ContainerRecord:
         """Save a new record; pick a random name when empty; refuse a name already in use."""
         with self.lock():
-            taken = {r.name: r.id for r in self.all()}
+            # Shared (only names and ids are read): a file replaced since it was parsed is parsed again.
+            taken = {r.name: r.id for r in self.all(shared=True)}
             if record.name:
                 validate_name(record.name)
                 record.name = record.name.lstrip("/")
@@ -230,7 +231,7 @@ class ContainerStore:
         validate_name(new_name)
         new_name = new_name.lstrip("/")
         with self.lock():
-            for other in self.all():
+            for other in self.all(shared=True):
                 if other.name == new_name and other.id != record.id:
                     raise Conflict(f'Error when allocating new name: Conflict. The container name "/{new_name}" '
                                    f'is already in use by container "{other.id}".')

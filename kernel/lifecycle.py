@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pallet.kernel import events, faults, procs
+from pallet.kernel import cgroups, events, faults, procs
 from pallet.kernel.containers import ContainerRecord, ContainerStore, new_container_id
 from pallet.kernel.errors import Conflict, NotFound, PalletError
 from pallet.kernel.fsutil import atomic_write_json
@@ -492,6 +492,7 @@ def start_process(engine, record: ContainerRecord, bundle: Path, stdio, console_
     try:
         pid = runtime.run(record.id, bundle, stdio, console_socket)
     finally:
+        cgroups.stop_warming()   # whatever runtime ran it (the built-in one stops it before it clones)
         secrets.hide(run_dir)
     record = ContainerStore(engine).update(
         record.id, durable=False, status="running", pid=pid, pid_start_time=procs.start_time(pid), started_at=time.time(),

@@ -83,6 +83,10 @@ def run(ctx, image, command, detach, detach_keys, sig_proxy, **opts):
     engine = _engine(ctx.obj)
     if opts["tty"] and opts["interactive"] and not detach and not sys.stdin.isatty():
         raise PalletError("the input device is not a TTY")
+    if not detach and not (opts["tty"] and opts["interactive"]):   # this process starts the container
+        from pallet.kernel import cgroups
+
+        cgroups.keep_migrations_warm()   # its first cgroup move's wait overlaps create and prepare
     opts["detach_keys"] = detach_keys
     record = _create(engine, image, command, opts, detach)
     try:

@@ -204,3 +204,26 @@ def test_logs_follow_of_a_container_that_never_started_returns(bb):
     assert follow.returncode == 0
     status = bb("ps", "-a", "--format", "{{.Status}}").stdout.strip()
     assert status.startswith("Exited (127) ") and "years" not in status
+
+
+def test_a_run_leaves_no_warming_thread_behind_its_start(bb):
+    """The attached run's warming ends when the runtime starts the container: the CLI that waits for
+    the container beside it is single-threaded again."""
+    import os
+    import subprocess
+    import time
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen(bb.command("run", "--rm", "--name", "warm-probe", "--network", "none", "busybox",
+                                       "sleep", "60", engine=False),
+                            env=bb.env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while bb("inspect", "-f", "{{.State.Running}}", "warm-probe").stdout.strip() != "true":
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.05)
+        assert os.listdir(f"/proc/{proc.pid}/task") == [str(proc.pid)]
+    finally:
+        bb("kill", "warm-probe")
+        proc.wait(timeout=60)

@@ -247,3 +247,41 @@ def test_hierarchies_from_a_hybrid_mount_table(tmp_path):
         "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
         "memory": "/sys/fs/cgroup/memory", "systemd": "/sys/fs/cgroup/systemd"}
     assert v2 == "/sys/fs/cgroup/unified"
+
+
+def test_own_procs_file_on_hybrid_and_v2_hosts(tmp_path):
+    from pallet.kernel.cgroups import own_procs_file
+
+    hybrid, pure = tmp_path / "hybrid", tmp_path / "pure"
+    hybrid.write_text("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+                      "cgroup /sys/fs/cgroup/systemd cgroup rw,xattr,name=systemd 0 0\n"
+                      "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
+    pure.write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n")
+    own = tmp_path / "cgroup"
+    own.write_text("2:name=systemd:/user.slice/a\n1:memory:/box/\n0::/user.slice/a\n")
+    assert own_procs_file(str(own), str(hybrid)) == "/sys/fs/cgroup/systemd/user.slice/a/cgroup.procs"
+    own.write_text("0::/user.slice/b\n")
+    assert own_procs_file(str(own), str(pure)) == "/sys/fs/cgroup/user.slice/b/cgroup.procs"
+    assert own_procs_file(str(tmp_path / "missing"), str(pure)) is None
+
+
+def test_migrations_kept_warm_leave_the_process_where_it_is_and_stop(tmp_path):
+    """keep_migrations_warm moves this process into its own cgroup every few ms (the runtime stops it
+    before it clones); the process's cgroups do not change and the thread ends on stop_warming."""
+    import sys
+
+    probe = (
+        "import threading, time\n"
+        "from pallet.kernel import cgroups\n"
+        "before = open('/proc/self/cgroup').read()\n"
+        "cgroups.keep_migrations_warm(); cgroups.keep_migrations_warm()   # once\n"
+        "names = [t.name for t in threading.enumerate()]\n"
+        "time.sleep(0.05)\n"
+        "alive = cgroups._warmer['thread'].is_alive()\n"
+        "cgroups.stop_warming(); cgroups.stop_warming()\n"
+        "print(names.count('pallet-cgroup-warm'), alive, threading.active_count(),\n"
+        "      open('/proc/self/cgroup').read() == before)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "True", "1", "True"]
+

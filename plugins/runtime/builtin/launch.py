@@ -112,6 +112,9 @@ def _preload(plan: init.InitPlan) -> None:
 
 def _launch(plan: init.InitPlan, new_flags: int, joins, cgroup, console_socket, before_release) -> int:
     """Clone the child (with path-joined namespaces entered around the clone), release it, wait for exec."""
+    from pallet.kernel.cgroups import stop_warming
+
+    stop_warming()   # a raw clone wants a single-threaded process; its last move was a moment ago
     opened: list[int] = []
     here: list[tuple[int, int]] = []
     try:
