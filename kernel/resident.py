@@ -125,7 +125,8 @@ def keep_records(root: Path | None) -> None:
 def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None) -> None:
     """Listen on the run root's socket until SIGTERM; each accepted connection is served in a fork.
     With ``root`` (the data root of ``pallet engine start``), its container records are parsed again
-    once the engine has been idle for ``IDLE_WARM`` seconds after a command."""
+    after each command is handed over (unless another one waits) and once the engine has been idle for
+    ``IDLE_WARM`` seconds after a command, so that spares inherit them parsed."""
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True)
     path = socket_path(run_root)
@@ -175,6 +176,9 @@ def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None)
             finally:
                 conn.close()
             stale = root is not None
+            if spare is None and stale and not select.select([listener], [], [], 0)[0]:
+                keep_records(root)   # before the next spare forks: what others changed meanwhile (cheap:
+                #                      only replaced files are parsed); the command's own changes come later
     finally:
         if spare is not None:
             spare.close()
