@@ -334,7 +334,7 @@ def spawn_prober(engine, record, pid: int) -> None:
     reset(engine, record)
     argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("healthloop.py")), cli_env()["PYTHONPATH"],
             str(pid), str(_path(engine, record)), *(f"{check[k]:g}" for k in ("Interval", "StartInterval", "StartPeriod")),
-            repr(record.started_at), sys.executable, "-m", "pallet.kernel.cli", *cli_globals(engine),
+            repr(record.started_at), sys.executable, "-P", "-m", "pallet.kernel.cli", *cli_globals(engine),
             "healthcheck", "run", record.id]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -95,7 +95,8 @@ def run_direct(argv):
 
         cli_main(argv)
         return
-    os.execv(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", *argv])
+    # -P: the cwd is not put on sys.path, so a ``json.py`` (say) where the user runs ``pallet`` is not imported.
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "pallet.kernel.cli", *argv])
 
 
 def say(message):

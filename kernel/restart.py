@@ -162,7 +162,7 @@ def _restarter(engine, record, delay: float) -> None:
         if left <= 0:
             break
         time.sleep(min(left, 0.05))
-    os.execve(sys.executable, [sys.executable, "-m", "pallet.kernel.cli", *cli_globals(engine),
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "pallet.kernel.cli", *cli_globals(engine),
                                "system", "boot", "--policy-restart", record.id], cli_env())
 
 

@@ -46,7 +46,7 @@ class ExecSession:
 
     def argv(self, engine) -> list[str]:
         config = engine.config
-        argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(config.root), "--run-root",
+        argv = [sys.executable, "-P", "-m", "pallet.kernel.cli", "--root", str(config.root), "--run-root",
                 str(config.run_root), "--config", str(config.config_path)]
         if config.storage_driver_flag:
             argv += ["--storage-driver", config.storage_driver_flag]

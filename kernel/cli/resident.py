@@ -36,8 +36,8 @@ def start():
     run_root.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
     with open(run_root / "engine.log", "ab") as log:
-        # A session of its own and the cwd of this command: sys.path (``-m``) then matches the direct path's.
-        proc = subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident", f"--root={config.root}",
+        # A session of its own, and -P as the direct path's (kernel/launcher.py): nothing imported from the cwd.
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "pallet.kernel.resident", f"--root={config.root}",
                                  str(run_root), str(write_end)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_end,),
                                 start_new_session=True)
@@ -65,7 +65,7 @@ def start_beside(run_root, root=None) -> subprocess.Popen | None:
         return None
     run_root.mkdir(parents=True, exist_ok=True)
     with open(run_root / "engine.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "pallet.kernel.resident",
+        return subprocess.Popen([sys.executable, "-P", "-m", "pallet.kernel.resident",
                                  *([f"--root={root}"] if root else []), str(run_root), "-", str(os.getpid())],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
 

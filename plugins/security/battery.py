@@ -126,7 +126,7 @@ def check(engine, privileged, image, security_opt, cap_add, cap_drop, as_json):
     """
     from pallet.kernel.cli.output import emit
 
-    argv = [sys.executable, "-m", "pallet.kernel.cli", "--root", str(engine.root), "--run-root", str(engine.run_root)]
+    argv = [sys.executable, "-P", "-m", "pallet.kernel.cli", "--root", str(engine.root), "--run-root", str(engine.run_root)]
     if engine.config.config_path.exists():
         argv += ["--config", str(engine.config.config_path)]
     if engine.config.storage_driver_flag:

@@ -479,3 +479,28 @@ def test_the_spare_session_and_worker_wait_ready_and_a_killed_one_is_replaced(bb
     session, worker = settled()
     bb.stop_engine()
     assert _gone(session) and _gone(worker)
+
+
+def test_modules_in_the_cwd_are_not_imported_by_the_client_the_cli_or_the_engine(pallet, tmp_path):
+    """A ``json.py`` where root happens to run ``pallet`` must not be imported: the direct path the client
+    execs, and the engine ``pallet engine start`` spawns, run with ``-P`` (no cwd on ``sys.path``)."""
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    marker = tmp_path / "imported"
+    for name in ("json", "grp", "signal", "socket"):
+        (cwd / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r} + ' ')\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_client_argv(pallet, *args), capture_output=True, text=True, env=pallet.env,
+                              cwd=str(cwd), timeout=120)
+
+    direct = run("ps", "-a")
+    assert (direct.returncode, direct.stdout.split()[:2], direct.stderr) == (0, ["CONTAINER", "ID"], "")
+    started = run("engine", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        through = run("ps", "-a")
+        assert (through.returncode, through.stdout.split()[:2], through.stderr) == (0, ["CONTAINER", "ID"], "")
+    finally:
+        run("engine", "stop")
+    assert not marker.exists(), f"imported from the cwd: {marker.read_text()}"
