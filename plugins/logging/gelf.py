@@ -9,11 +9,8 @@ gzip|zlib|none) and, when bigger than one datagram (1420 bytes), sent as GELF ch
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import socket
-import zlib
 
 from pallet.kernel import hookimpl
 from pallet.kernel.drivers import Availability, RemoteLogDriver
@@ -57,7 +54,7 @@ class GelfLog(RemoteLogDriver):
         self.extra = {"_container_id": info.get("id", ""), "_container_name": info.get("name", ""),
                       "_image_id": info.get("image-id", ""), "_image_name": info.get("image", ""),
                       "_created": info.get("created", ""), "_tag": self.tag()}
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename
         self.sock = None
 
     def endpoint(self):
@@ -78,8 +75,12 @@ class GelfLog(RemoteLogDriver):
             self.sock.sendall(data + b"\0")
             return
         if self.compression == "gzip":
+            import gzip
+
             data = gzip.compress(data, compresslevel=self.level if self.level >= 0 else 6)
         elif self.compression == "zlib":
+            import zlib
+
             data = zlib.compress(data, self.level)
         for datagram in chunks(data):
             self.sock.send(datagram)

@@ -11,7 +11,6 @@ another socket (a journald of a chroot, or a test's listener).
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import struct
 
@@ -53,6 +52,8 @@ class JournaldLog(RemoteLogDriver):
         return socket_path()
 
     def connect(self):
+        import socket
+
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.sock.connect(socket_path())
 

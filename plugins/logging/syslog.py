@@ -8,7 +8,6 @@ stderr lines err; the facility is ``syslog-facility`` (default daemon), APP-NAME
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 from pallet.kernel import hookimpl
@@ -49,7 +48,7 @@ class SyslogLog(RemoteLogDriver):
             self.options.get("syslog-address", "unix:///dev/log"), SCHEMES, 514, "syslog-address")
         self.facility = FACILITIES[self.options.get("syslog-facility", "daemon")]
         self.app = self.tag()[:48] or "-"
-        self.host = socket.gethostname() or "-"
+        self.host = os.uname().nodename or "-"
         self.micro = self.options.get("syslog-format") == "rfc5424micro"
         self.sock = None
 
@@ -70,6 +69,8 @@ class SyslogLog(RemoteLogDriver):
         return head.encode() + message.line
 
     def send(self, message):
+        import socket
+
         data = self.format(message)
         if self.sock.type == socket.SOCK_STREAM and self.scheme not in ("unix",):
             self.sock.sendall(b"%d " % len(data) + data)
