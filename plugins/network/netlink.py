@@ -16,6 +16,7 @@ PALLET_PRELOAD = ("pyroute2",)
 NETLINK_ROUTE = 0
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
+LOOPBACK_INDEX = 1   # every network namespace registers its lo first, as index 1 (LOOPBACK_IFINDEX)
 
 
 @contextlib.contextmanager
@@ -143,12 +144,12 @@ def create_veth_into(host_name: str, bridge: str, sandbox: str, mac: str, addres
         fd = os.open(sandbox, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with iproute() as ipr:
-                ipr.link("add", ifname=host_name, kind="veth",
-                         peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, **kwargs}, **kwargs)
                 master = link_index(ipr, bridge)
                 if master is None:
                     raise RuntimeError(f"bridge {bridge} does not exist")
-                ipr.link("set", index=link_index(ipr, host_name), master=master, state="up")
+                # Enslaved and up as it is made: one request, not three.
+                ipr.link("add", ifname=host_name, kind="veth", master=master, state="up",
+                         peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, **kwargs}, **kwargs)
         finally:
             os.close(fd)
         return ifname, _configure(inside, link_index(inside, ifname), address, prefixlen, gateway)
@@ -159,9 +160,7 @@ def _configure(ipr, index: int, address: str, prefixlen: int, gateway: str | Non
     if the sandbox has none yet (the first network a container joins gives it). Whether it was added."""
     ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
     ipr.link("set", index=index, state="up")
-    lo = link_index(ipr, "lo")
-    if lo is not None:
-        ipr.link("set", index=lo, state="up")
+    ipr.link("set", index=LOOPBACK_INDEX, state="up")
     if gateway and not any(r.get_attr("RTA_DST") is None for r in ipr.get_routes(family=socket.AF_INET, table=254)):
         ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
         return True
