@@ -7,9 +7,11 @@ run on each engine's default bridge network, and N concurrent runs, against podm
 
     python3 bench/bench_run.py [--rounds 30] [--baseline DIR] [--concurrent 20] [--bridge-rounds 8]
 
-``pallet-engine`` is the same command through the thin client (``kernel/launcher.py`` under
-``python3 -I -S``) with the root's resident engine up (``pallet engine start``); crun runs the same
-bundle as runc when it is installed.
+``pallet-engine`` is the same command through the native thin client (``kernel/client.c``, built here as
+``scripts/setup.sh`` builds it) with the root's resident engine up (``pallet engine start``);
+``pallet-engine-py`` through the stdlib-only Python client (``kernel/launcher.py`` under ``python3 -I -S``),
+which the ``pallet`` script runs where no C compiler built the native one; crun runs the same bundle as
+runc when it is installed.
 
 ``--baseline DIR`` adds another checkout of pallet (say, ``git worktree add DIR main``) as a
 contender in the same interleaved rounds, for before/after figures under the same load.
@@ -122,7 +124,8 @@ def shim_rss(docker: list[str]) -> int:
         subprocess.run([*docker, "rm", "-f", cid], capture_output=True)
 
 
-def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
+def ps_times(commands: dict, root: Path, run_root: Path, count: int = 100) -> dict:
+    """Median time of ``pallet ps -a`` with ``count`` containers, per command prefix (shuffled rounds)."""
     from pallet.kernel import lifecycle
     from pallet.kernel.config import Config
     from pallet.kernel.engine import Engine
@@ -132,10 +135,15 @@ def ps_time(pallet, root: Path, run_root: Path, count: int = 100) -> float:
     for i in range(count):
         lifecycle.create(engine, lifecycle.CreateRequest(image="busybox", command=["true"], network="none",
                                                          name=f"ps{i}"))
-    times = [timed([*pallet, "ps", "-a"]) for _ in range(7)]
+    times = {name: [] for name in commands}
+    for _ in range(9):
+        order = list(commands.items())
+        random.shuffle(order)
+        for name, cmd in order:
+            times[name].append(timed([*cmd, "ps", "-a"]))
     for i in range(count):
-        subprocess.run([*pallet, "rm", f"ps{i}"], capture_output=True)
-    return statistics.median(times)
+        subprocess.run([*commands["direct"], "rm", f"ps{i}"], capture_output=True)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _works(cmd, env) -> str | None:
@@ -250,13 +258,17 @@ def main() -> None:
         archive = work / "busybox.tar"
         subprocess.run([*pallet, "save", "-o", str(archive), "busybox"], check=True, capture_output=True)
         skipped = []
-        client = [sys.executable, "-I", "-S", str(REPO / "kernel" / "launcher.py"), "--root", str(root),
+        py_client = [sys.executable, "-I", "-S", str(REPO / "kernel" / "launcher.py"), "--root", str(root),
+                     "--run-root", str(run_root)]
+        subprocess.run(["cc", "-O2", "-o", str(work / "pallet-client"), str(REPO / "kernel" / "client.c")], check=True)
+        client = [str(work / "pallet-client"), sys.executable, str(REPO / "kernel" / "launcher.py"), "--root", str(root),
                   "--run-root", str(run_root)]
         subprocess.run([*pallet, "engine", "start"], check=True, capture_output=True, cwd=REPO)
         stack.callback(subprocess.run, [*pallet, "engine", "stop"], capture_output=True, cwd=REPO)
         contenders = {
             "pallet": [*pallet, "run", "--rm", "--network", "none", "busybox", "true"],
             "pallet-engine": [*client, "run", "--rm", "--network", "none", "busybox", "true"],
+            "pallet-engine-py": [*py_client, "run", "--rm", "--network", "none", "busybox", "true"],
             "runc": ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), f"bench-{os.getpid()}"],
         }
         crun = ["crun", "--root", str(work / "crun-state"), "run", "-b", str(bundle), f"bench-crun-{os.getpid()}"]
@@ -299,7 +311,8 @@ def main() -> None:
         for peer in ("baseline", "podman", "docker", "runc", "crun"):
             if peer in medians:
                 print(f"  pallet/{peer} = {medians['pallet'] / medians[peer]:.2f}   "
-                      f"pallet-engine/{peer} = {medians['pallet-engine'] / medians[peer]:.2f}")
+                      f"pallet-engine/{peer} = {medians['pallet-engine'] / medians[peer]:.2f}   "
+                      f"pallet-engine-py/{peer} = {medians['pallet-engine-py'] / medians[peer]:.2f}")
         for note in skipped:
             print(f"  skipped: {note}")
         if args.bridge_rounds:
@@ -314,10 +327,17 @@ def main() -> None:
             print(f"  conmon (podman): RSS {conmon_rss(podman) / 1024:.1f} MB")
         if docker:
             print(f"  containerd-shim-runc-v2 (docker): RSS {shim_rss(docker) / 1024:.1f} MB")
-        print(f"pallet ps -a with 100 containers: {ps_time(pallet, root, run_root) * 1000:.0f} ms (median of 7); "
-              f"through the engine: {ps_time(client, root, run_root) * 1000:.0f} ms")
-        version = [statistics.median(timed([*cmd, "--version"]) for _ in range(15)) * 1000 for cmd in (pallet, client)]
-        print(f"pallet --version: {version[0]:.0f} ms; through the engine: {version[1]:.0f} ms (median of 15)")
+        ps = ps_times({"direct": pallet, "engine": client, "engine, Python client": py_client}, root, run_root)
+        print("pallet ps -a with 100 containers (median of 9, shuffled): "
+              + "; ".join(f"{name} {value * 1000:.0f} ms" for name, value in ps.items()))
+        version = {name: [] for name in ("direct", "engine", "engine, Python client")}
+        for _ in range(15):
+            order = list(zip(version, (pallet, client, py_client)))
+            random.shuffle(order)
+            for name, cmd in order:
+                version[name].append(timed([*cmd, "--version"]))
+        print("pallet --version (median of 15, shuffled): "
+              + "; ".join(f"{name} {statistics.median(values) * 1000:.0f} ms" for name, values in version.items()))
         engine_pid = int((run_root / "engine.pid").read_text())
         print(f"idle engine: RSS {vm_rss_kb(engine_pid) / 1024:.1f} MB")
 

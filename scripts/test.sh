@@ -4,7 +4,8 @@
 # Four passes run side by side: the whole suite with every command run directly (daemonless) but
 # tests/cluster, in two halves (SECOND_HALF below, and everything else: a new directory lands in the
 # first); the container and runtime modules again with every command sent through the resident
-# engine (PALLET_TEST_ENGINE=1), so both paths are held to the same tests (tests/fastpath starts and
+# engine through the native thin client (PALLET_TEST_ENGINE=1), so both paths are held to the same
+# tests (tests/fastpath runs its client tests with both clients; it starts and
 # kills engines of its own, so it runs in the direct pass only); and tests/cluster, whose scenarios
 # mostly wait on leases, elections and health checks (so they overlap well with the others on two
 # cores). Most tests wait on processes, the disk and timers rather than a core, which is why the

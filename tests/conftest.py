@@ -12,10 +12,37 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-# PALLET_TEST_ENGINE=1: every command of a test goes through the thin client (kernel/launcher.py) to a
-# resident engine started for the test's root, so the same tests check both paths (tests/fastpath/).
+# PALLET_TEST_ENGINE=1: every command of a test goes through the thin client to a resident engine started
+# for the test's root, so the same tests check both paths (tests/fastpath/). The client is the native one
+# users get from scripts/setup.sh (kernel/client.c, built once per test session from this checkout), or
+# with PALLET_TEST_CLIENT=python the stdlib-only kernel/launcher.py; tests/fastpath runs both.
 ENGINE_MODE = os.environ.get("PALLET_TEST_ENGINE") == "1"
+CLIENT = os.environ.get("PALLET_TEST_CLIENT", "native")
 LAUNCHER = REPO / "kernel" / "launcher.py"
+NATIVE_SOURCE = REPO / "kernel" / "client.c"
+_native: list[Path] = []
+
+
+def native_client() -> Path:
+    """kernel/client.c compiled as scripts/setup.sh compiles it, once per test session."""
+    if not _native:
+        import atexit
+        import shutil
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="pallet-test-client-"))
+        atexit.register(shutil.rmtree, out, True)
+        subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(out / "pallet-client"), str(NATIVE_SOURCE)],
+                       check=True, capture_output=True)
+        _native.append(out / "pallet-client")
+    return _native[0]
+
+
+def client_argv(kind: str) -> list[str]:
+    """The thin client's argv prefix: ``native`` (PYTHON and LAUNCHER are its fallbacks) or ``python``."""
+    if kind == "native":
+        return [str(native_client()), sys.executable, str(LAUNCHER)]
+    return [sys.executable, "-I", "-S", str(LAUNCHER)]
 _engines: list[Pallet] = []
 # The host's CNI conflists (podman's 87-podman-bridge.conflist, say) are not the tests': the cni driver
 # would list them as networks. The suite looks in an empty directory of its own; tests of conflists
@@ -53,13 +80,14 @@ class Pallet:
         (root.parent / "pallet.toml").touch()
 
     engine_started = False
+    client = CLIENT   # which thin client ``command`` uses for the engine: "native" or "python"
 
     def command(self, *args: str, engine: bool | None = None) -> list[str]:
         """The argv that runs ``pallet ARGS`` on this root: the direct CLI, or (engine mode) the thin client."""
         use_engine = (ENGINE_MODE or self.engine_started) if engine is None else engine
         if use_engine:
             self.start_engine()
-            cmd = [sys.executable, "-I", "-S", str(LAUNCHER)]
+            cmd = client_argv(self.client)
         else:
             cmd = [sys.executable, "-m", "pallet.kernel.cli"]
         cmd += ["--root", str(self.root)]

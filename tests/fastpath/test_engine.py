@@ -14,18 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LAUNCHER, REPO, Pallet
+from tests.conftest import LAUNCHER, REPO, Pallet, client_argv, native_client
 from tests.containers.conftest import container_ids
 from tests.containers.test_interactive import finish, read_until, spawn
 
 STALE = "is not running (stale socket removed); running the command directly"
 
 
-@pytest.fixture
-def eng(bb):
-    """``bb`` with its engine started; commands of ``eng.client`` go through the thin client."""
+CLIENTS = ["python", "native"]   # kernel/launcher.py, and kernel/client.c (what scripts/setup.sh installs)
+
+
+@pytest.fixture(params=CLIENTS)
+def eng(request, bb):
+    """``bb`` with its engine started; its commands go through the thin client, each test once per client."""
+    bb.client = request.param
     bb.start_engine()
     return bb
+
+
+@pytest.fixture(params=CLIENTS)
+def kind(request):
+    return request.param
 
 
 def engine_pid(pallet: Pallet) -> int:
@@ -102,9 +111,10 @@ def test_bad_input_keeps_its_one_line_and_exit_code(eng):
     assert result.returncode == 1 and len(result.error_lines) == 1
 
 
-@pytest.mark.parametrize("through_engine", [True, False])
+@pytest.mark.parametrize("through_engine", [*CLIENTS, None])
 def test_a_signal_that_kills_the_command_kills_the_client_the_same_way(bb, through_engine):
     if through_engine:
+        bb.client = through_engine
         bb.start_engine()
     bb("create", "--name", "fp-w", "busybox", "true", check=True)
     proc = subprocess.Popen(bb.command("wait", "fp-w"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -204,12 +214,17 @@ def open_run_root(bb):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_uid_that_may_not_use_the_root_is_refused(open_run_root):
+def test_a_uid_that_may_not_use_the_root_is_refused(open_run_root, kind):
     pallet = open_run_root
     pallet.start_engine()
     pallet.run_root.chmod(0o755)  # as a root whose run root others may search: only SO_PEERCRED stands in the way
     python = shutil.which("python3", path="/usr/bin:/bin")
-    base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S", str(LAUNCHER),
+    if kind == "native":   # where nobody may run it
+        shutil.copy(native_client(), pallet.run_root.parent / "pallet-client")
+        client = [str(pallet.run_root.parent / "pallet-client"), python, str(LAUNCHER)]
+    else:
+        client = [python, "-I", "-S", str(LAUNCHER)]
+    base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *client,
             "--root", str(pallet.root), "--run-root", str(pallet.run_root)]
     for args, code in ((["run", "--rm", "busybox", "true"], 125), (["ps", "-a"], 1)):
         proc = subprocess.run(base + args, capture_output=True, text=True, env=pallet.env, cwd="/", timeout=60)
@@ -221,7 +236,8 @@ def test_a_uid_that_may_not_use_the_root_is_refused(open_run_root):
     assert pallet("ps", "-a", "-q", check=True).stdout == ""  # root still may
 
 
-def test_a_file_that_is_not_a_socket_is_left_alone_and_the_command_runs_directly(pallet):
+def test_a_file_that_is_not_a_socket_is_left_alone_and_the_command_runs_directly(pallet, kind):
+    pallet.client = kind
     pallet.run_root.mkdir(parents=True)
     (pallet.run_root / "engine.sock").write_text("not a socket\n")
     result = subprocess.run(_client_argv(pallet, "--version"), capture_output=True, text=True, env=pallet.env, cwd=str(REPO), timeout=60)
@@ -232,28 +248,32 @@ def test_a_file_that_is_not_a_socket_is_left_alone_and_the_command_runs_directly
 
 def _client_argv(pallet: Pallet, *args: str) -> list[str]:
     """The thin client's argv without starting an engine (``Pallet.command`` starts one)."""
-    import sys
-
-    return [sys.executable, "-I", "-S", str(LAUNCHER), "--root", str(pallet.root), "--run-root", str(pallet.run_root),
-            *args]
+    return [*client_argv(pallet.client), "--root", str(pallet.root), "--run-root", str(pallet.run_root), *args]
 
 
 def test_the_installed_pallet_script_is_the_thin_client_started_without_site(eng, tmp_path):
-    """scripts/pallet as pip installs it (beside the environment's python3): -I -S, then the engine."""
+    """scripts/pallet as pip installs it (beside the environment's python3): the native client that
+    scripts/setup.sh builds beside it, or without one the Python client under -I -S; then the engine."""
     import sys
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
     shutil.copy(REPO / "scripts" / "pallet", bindir / "pallet")
     (bindir / "python3").symlink_to(sys.executable)
-    options = eng.command("--version", engine=True)[4:-1]  # --root (and --run-root) of this root
+    if eng.client == "native":
+        shutil.copy(native_client(), bindir / "pallet-client")
+    options = ["--root", str(eng.root), "--run-root", str(eng.run_root)]
     proc = subprocess.Popen([str(bindir / "pallet"), *options, "run", "--rm", "-i", "busybox", "sh", "-c",
                              "echo ready; read x; echo got $x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=eng.env, cwd=str(tmp_path))
     assert proc.stdout.readline() == "ready\n"
     with open(f"/proc/{proc.pid}/cmdline", "rb") as handle:
         cmdline = handle.read().split(b"\0")
-    assert cmdline[:4] == [str(bindir / "python3").encode(), b"-I", b"-S", str(bindir / "pallet").encode()]
+    if eng.client == "native":
+        assert cmdline[:3] == [str(bindir / "pallet-client").encode(), str(bindir / "python3").encode(),
+                               str(bindir / "pallet").encode()]
+    else:
+        assert cmdline[:4] == [str(bindir / "python3").encode(), b"-I", b"-S", str(bindir / "pallet").encode()]
     assert children(engine_pid(eng)), "no session process under the engine"
     out, err = proc.communicate("line\n", timeout=60)
     assert (proc.returncode, out, err) == (0, "got line\n", "")
@@ -481,9 +501,10 @@ def test_the_spare_session_and_worker_wait_ready_and_a_killed_one_is_replaced(bb
     assert _gone(session) and _gone(worker)
 
 
-def test_modules_in_the_cwd_are_not_imported_by_the_client_the_cli_or_the_engine(pallet, tmp_path):
+def test_modules_in_the_cwd_are_not_imported_by_the_client_the_cli_or_the_engine(pallet, tmp_path, kind):
     """A ``json.py`` where root happens to run ``pallet`` must not be imported: the direct path the client
     execs, and the engine ``pallet engine start`` spawns, run with ``-P`` (no cwd on ``sys.path``)."""
+    pallet.client = kind
     cwd = tmp_path / "work"
     cwd.mkdir()
     marker = tmp_path / "imported"
@@ -504,3 +525,41 @@ def test_modules_in_the_cwd_are_not_imported_by_the_client_the_cli_or_the_engine
     finally:
         run("engine", "stop")
     assert not marker.exists(), f"imported from the cwd: {marker.read_text()}"
+
+
+def test_the_cwd_environment_and_umask_of_the_client_reach_the_command(eng, tmp_path):
+    """The worker takes them from the request: a relative ``--env-file`` and ``-o`` (the cwd), ``-e NAME``
+    (the environment, a UTF-8 value beyond ASCII), the mode of the file ``save`` writes (the umask). A
+    variable that is not UTF-8 sends the native client to the Python one, which carries it too."""
+    (tmp_path / "vars").write_text("FROM_FILE=yes\n")
+    run = eng.command("run", "--rm", "--env-file", "vars", "-e", "FROM_ENV", "busybox", "sh", "-c",
+                      'echo "$FROM_FILE $FROM_ENV"', engine=True)
+    result = subprocess.run(run, capture_output=True, text=True, env={**eng.env, "FROM_ENV": "héllo wörld"},
+                            cwd=str(tmp_path), timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "yes héllo wörld\n", "")
+    odd = eng.command("run", "--rm", "-e", "ODD", "busybox", "sh", "-c", 'printf %s "$ODD" | od -An -tx1', engine=True)
+    result = subprocess.run(odd, capture_output=True, text=True, env={**eng.env, "ODD": "caf\udcff"}, timeout=60)
+    assert (result.returncode, result.stdout.split(), result.stderr) == (0, ["63", "61", "66", "ff"], "")
+    save = eng.command("save", "-o", "img.tar", "busybox", engine=True)
+    subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "sh", *save], env=eng.env, cwd=str(tmp_path), check=True,
+                   timeout=120)
+    assert (tmp_path / "img.tar").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_client_looks_for_the_engine_where_the_config_files_engine_table_says(pallet, kind, tmp_path):
+    """``[engine] run_root`` of the config file (TOML: the native client hands such a file to the Python
+    one), shown by the stale socket it finds and removes there."""
+    import socket
+
+    run_root = tmp_path / "elsewhere"
+    run_root.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stale.bind(str(run_root / "engine.sock"))
+    stale.close()
+    Path(pallet.env["PALLET_CONFIG"]).write_text(f'[engine]\nrun_root = "{run_root}"\n')
+    result = subprocess.run([*client_argv(kind), "--root", str(pallet.root), "--version"], capture_output=True,
+                            text=True, env=pallet.env, cwd=str(tmp_path), timeout=60)
+    assert (result.returncode, result.stdout) == (0, "pallet version 0.1.0\n")
+    assert result.stderr == (f"pallet: the engine at {run_root / 'engine.sock'} is not running (stale socket removed); "
+                             "running the command directly\n")
+    assert not (run_root / "engine.sock").exists()
