@@ -108,17 +108,6 @@ def delete_link(name: str, netns: str | None = None) -> bool:
         raise
 
 
-def create_veth(host_name: str, peer_name: str, bridge: str, mtu: int | None) -> None:
-    """A veth pair with the host end enslaved to ``bridge`` and up; the peer waits to be moved."""
-    with iproute() as ipr:
-        kwargs = {"mtu": mtu} if mtu else {}
-        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, **kwargs}, **kwargs)
-        master = link_index(ipr, bridge)
-        if master is None:
-            raise RuntimeError(f"bridge {bridge} does not exist")
-        ipr.link("set", index=link_index(ipr, host_name), master=master, state="up")
-
-
 def create_veth_pair(host_name: str, peer_name: str, mtu: int | None) -> None:
     with iproute() as ipr:
         kwargs = {"mtu": mtu} if mtu else {}
