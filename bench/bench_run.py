@@ -327,10 +327,11 @@ def main() -> None:
             print(f"  conmon (podman): RSS {conmon_rss(podman) / 1024:.1f} MB")
         if docker:
             print(f"  containerd-shim-runc-v2 (docker): RSS {shim_rss(docker) / 1024:.1f} MB")
-        ps = ps_times({"direct": pallet, "engine": client, "engine, Python client": py_client}, root, run_root)
+        ps = ps_times({"direct": pallet, "through the engine": client, "the same, Python client": py_client},
+                      root, run_root)
         print("pallet ps -a with 100 containers (median of 9, shuffled): "
               + "; ".join(f"{name} {value * 1000:.0f} ms" for name, value in ps.items()))
-        version = {name: [] for name in ("direct", "engine", "engine, Python client")}
+        version = {name: [] for name in ("direct", "through the engine", "the same, Python client")}
         for _ in range(15):
             order = list(zip(version, (pallet, client, py_client)))
             random.shuffle(order)
