@@ -70,10 +70,13 @@ def test_service_logs_gathers_every_node_with_tail_timestamps_and_follow(cluster
     follower = subprocess.Popen(a.pallet.command("service", "logs", "-f", "--tail", "0", "talk"), cwd=str(REPO),
                                 env=a.pallet.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)  # the follower has opened every node's stream (a line written before would be missed)
+        # A line written before the follower opened node-c's stream is not shown (--tail 0): ask again
+        # until one comes through, on a loaded machine the streams open late.
         remote = next(row for row in cluster.containers(c) if row["Names"].startswith("talk."))
-        c("exec", remote["Names"], "touch", "/tmp/go")
-        seen = _read_until(follower, lambda text: "| go " in text)
+        seen, deadline = "", time.monotonic() + 60
+        while "| go " not in seen and time.monotonic() < deadline:
+            c("exec", remote["Names"], "touch", "/tmp/go")
+            seen += _read_until(follower, lambda text: "| go " in text, timeout=2)
         assert re.search(r"^talk\.\d\.[a-z0-9]{12}@node-c    \| go \S+$", seen, re.M), seen
         assert "| one " not in seen, "--tail 0 shows only what comes after"
     finally:

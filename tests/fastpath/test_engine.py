@@ -161,6 +161,9 @@ def test_engine_killed_before_taking_the_command_falls_back_to_the_direct_path(e
     pid = engine_pid(eng)
     os.kill(pid, signal.SIGSTOP)
     try:
+        # Stopped for real before the client starts: woken in accept() by the signal, the engine would
+        # still take a connection that came first (the native client connects ~1 ms after its start).
+        wait_stopped(pid)
         proc = client(eng, "run", "--rm", "busybox", "echo", "hi")
         wait_queued(eng.run_root / f".engine.sock.{pid}")
     finally:
@@ -169,6 +172,19 @@ def test_engine_killed_before_taking_the_command_falls_back_to_the_direct_path(e
     assert (proc.returncode, out) == (0, "hi\n")
     assert err == "pallet: the engine went away before taking the command; running it directly\n"
     assert container_ids(eng.root) == []
+
+
+def wait_stopped(pid: int, timeout: float = 30) -> None:
+    """Until ``pid`` is in the stopped state (``T`` in /proc/PID/stat) after a SIGSTOP."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as handle:
+            if handle.read().rpartition(")")[2].split()[0] == "T":
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop")
 
 
 def wait_queued(bound: Path, timeout: float = 30) -> None:
