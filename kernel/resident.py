@@ -144,11 +144,20 @@ def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None)
     pid_file = run_root / PID_NAME
     pid_file.write_text(f"{os.getpid()}\n")
 
-    def stop(_signum, _frame):
+    # SIGTERM/SIGINT raise SystemExit where the engine is (in accept, select, or a fault pause), and also mark
+    # it stopping and wake its loop (the wakeup pipe): a SystemExit raised inside os.fork's at-fork callbacks
+    # or a destructor is printed and dropped, and the engine ran on after `engine stop` (CI left one so).
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _WAKE_FDS[:] = [wake_r, wake_w]
+    stopping: list[int] = []
+
+    def stop(signum, _frame):
+        stopping.append(signum)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # sessions are reaped by the kernel
     keep_records(root)
     if ready_fd is not None:
@@ -157,10 +166,16 @@ def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None)
     stale = False  # a command ran since the records were last parsed
     spare: Spare | None = None
     try:
-        while True:
+        while not stopping:
             if spare is None:
                 spare = make_spare(listener)
-            if stale and not select.select([listener], [], [], IDLE_WARM)[0]:
+                continue   # (stopping may have been set while it forked)
+            ready = select.select([listener, wake_r], [], [], IDLE_WARM if stale else None)[0]
+            if wake_r in ready:
+                with contextlib.suppress(OSError):
+                    os.read(wake_r, 64)
+                continue
+            if not ready:
                 keep_records(root)  # idle: only between commands, never while one waits to be taken
                 stale = False
                 spare.close()       # forked before the records were parsed: its worker would parse them
@@ -180,6 +195,10 @@ def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None)
                 keep_records(root)   # before the next spare forks: what others changed meanwhile (cheap:
                 #                      only replaced files are parsed); the command's own changes come later
     finally:
+        signal.set_wakeup_fd(-1)
+        for fd in _WAKE_FDS:
+            _close(fd)
+        _WAKE_FDS.clear()
         if spare is not None:
             spare.close()
         try:
@@ -206,6 +225,7 @@ def take(conn: socket.socket, listener: socket.socket, spare: Spare) -> Spare | 
         if os.fork() == 0:
             try:
                 listener.close()
+                _forget_engine_signals()
                 refuse(conn, f"permission denied: uid {uid} may not use this pallet engine (it serves the root "
                              f"of uid {os.geteuid()}); run the command as that user or as root")
             finally:
@@ -282,6 +302,7 @@ def make_spare(listener: socket.socket, close: list[int] = ()) -> Spare:
         code = 1
         try:
             listener.close()
+            _forget_engine_signals()
             engine_end.close()
             for fd in close:
                 os.close(fd)
@@ -290,6 +311,19 @@ def make_spare(listener: socket.socket, close: list[int] = ()) -> Spare:
             os._exit(code)
     spare_end.close()
     return Spare(pid, engine_end)
+
+
+_WAKE_FDS: list[int] = []   # the engine's wakeup pipe (serve): not its children's
+
+
+def _forget_engine_signals() -> None:
+    """In a child of the engine: default SIGTERM/SIGINT, no wakeup fd, not the engine's pipe."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for fd in _WAKE_FDS:
+        _close(fd)
+    _WAKE_FDS.clear()
 
 
 def _receive(sock: socket.socket, nfds: int) -> tuple[bytes, list[int]] | None:

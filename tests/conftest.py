@@ -109,8 +109,9 @@ class Pallet:
     def stop_engine(self) -> None:
         if self.engine_started:
             self.engine_started = False
-            subprocess.run(self.command("engine", "stop", engine=False), capture_output=True, timeout=120,
-                           env=self.env, cwd=str(REPO))
+            proc = subprocess.run(self.command("engine", "stop", engine=False), capture_output=True, text=True,
+                                  timeout=120, env=self.env, cwd=str(REPO))
+            assert proc.returncode == 0, f"pallet engine stop failed (a leaked engine): {proc.stderr}"
 
     def __call__(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
                  check: bool = False) -> Result:
