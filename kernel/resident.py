@@ -195,10 +195,7 @@ def serve(run_root: Path, ready_fd: int | None = None, root: Path | None = None)
                 keep_records(root)   # before the next spare forks: what others changed meanwhile (cheap:
                 #                      only replaced files are parsed); the command's own changes come later
     finally:
-        signal.set_wakeup_fd(-1)
-        for fd in _WAKE_FDS:
-            _close(fd)
-        _WAKE_FDS.clear()
+        _drop_wakeup()
         if spare is not None:
             spare.close()
         try:
@@ -316,14 +313,19 @@ def make_spare(listener: socket.socket, close: list[int] = ()) -> Spare:
 _WAKE_FDS: list[int] = []   # the engine's wakeup pipe (serve): not its children's
 
 
-def _forget_engine_signals() -> None:
-    """In a child of the engine: default SIGTERM/SIGINT, no wakeup fd, not the engine's pipe."""
+def _drop_wakeup() -> None:
+    """No wakeup fd any more, and the engine's wakeup pipe closed (in the engine as it ends, or a child)."""
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     for fd in _WAKE_FDS:
         _close(fd)
     _WAKE_FDS.clear()
+
+
+def _forget_engine_signals() -> None:
+    """In a child of the engine: default SIGTERM/SIGINT, no wakeup fd, not the engine's pipe."""
+    _drop_wakeup()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _receive(sock: socket.socket, nfds: int) -> tuple[bytes, list[int]] | None:
