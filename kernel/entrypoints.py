@@ -9,8 +9,10 @@ one of them). Anything else rebuilds it through stevedore. It lives under the ru
 ``--root`` keeps a pallet self-contained and a reboot clears it.
 
 Once a group has been loaded, the cache also remembers which drivers each entry point
-registered, so that checking a driver name (``pallet --storage-driver NAME images``) needs no
-plugin import. That part is a hint: a name it does not know is looked up by loading the group.
+registered and which of the other hooks (``pallet_container_started``, …) it implements, so that
+checking a driver name (``pallet --storage-driver NAME images``) needs no plugin import, and a
+command imports only the plugins it uses (``PluginManager.engage``). That part is a hint: a name it
+does not know is looked up by loading the group.
 """
 
 from __future__ import annotations
@@ -21,28 +23,31 @@ import sys
 from pathlib import Path
 
 CACHE_FILE = "plugin-entrypoints.json"
-FORMAT = 1
+FORMAT = 2
 
 
 class Listing:
     """Entry points per group and the distribution of each, as one ``sys.path`` shows them."""
 
     def __init__(self, groups: dict[str, list[tuple[str, str]]], distributions: dict[tuple[str, str], tuple[str, str]],
-                 registered: dict[str, dict[str, list[str]]] | None = None):
+                 registered: dict[str, dict[str, list[str]]] | None = None,
+                 hooks: dict[str, list[str]] | None = None):
         self.groups = groups                # group -> [(name, value)] in discovery order
         self.distributions = distributions  # (group, name) -> (distribution, version)
         self.registered = registered or {}  # "group:name" -> {driver kind: [driver names]}, once loaded
+        self.hooks = hooks or {}            # "group:name" -> [hooks it implements but pallet_register_*]
         self.saved_as: tuple[Path, list] | None = None  # (cache file, stamp) when it came from or went to one
 
     def entry_points(self, group: str) -> list[tuple[str, str]]:
         return self.groups.get(group, [])
 
-    def remember(self, registered: dict[str, dict[str, list[str]]]) -> None:
-        """Record the drivers entry points registered; rewrite the cache file when that changed it."""
-        merged = {**self.registered, **registered}
-        if merged == self.registered:
+    def remember(self, registered: dict[str, dict[str, list[str]]], hooks: dict[str, list[str]]) -> None:
+        """Record the drivers entry points registered and the hooks they implement; rewrite the cache
+        file when that changed it."""
+        merged, merged_hooks = {**self.registered, **registered}, {**self.hooks, **hooks}
+        if merged == self.registered and merged_hooks == self.hooks:
             return
-        self.registered = merged
+        self.registered, self.hooks = merged, merged_hooks
         if self.saved_as is not None:
             _write(*self.saved_as, self)
 
@@ -117,6 +122,7 @@ def _read(path: Path, stamp: list, groups: list[str] | None) -> Listing | None:
         {group: [tuple(ep) for ep in eps] for group, eps in data["groups"].items()},
         {(group, name): (dist, version) for group, name, dist, version in data["distributions"]},
         data.get("registered") if isinstance(data.get("registered"), dict) else None,
+        data.get("hooks") if isinstance(data.get("hooks"), dict) else None,
     )
 
 
@@ -129,6 +135,7 @@ def _write(path: Path, stamp: list, found: Listing) -> None:
         "groups": found.groups,
         "distributions": [[*key, *value] for key, value in found.distributions.items()],
         "registered": found.registered,
+        "hooks": found.hooks,
     }
     try:  # durable=False: losing the cache only costs one rebuild
         atomic_write(path, json.dumps(data).encode(), durable=False)

@@ -31,7 +31,7 @@ def after_exit(params_path: str, exit_code: int, unless_recorded: bool = False, 
         config_path = params["config_path"] if Path(params["config_path"]).exists() else None
         engine = Engine(Config.load(params["root"], params["run_root"], config_path,
                                     params["storage_driver"], params["storage_opts"]))
-    engine.plugins.load("storage", "security", "runtime")
+    engine.plugins.engage("storage", "security", "runtime")
     try:
         record = ContainerStore(engine).load(params["id"])
     except PalletError:

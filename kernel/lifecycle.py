@@ -111,7 +111,7 @@ def default_network(engine) -> str:
     configured = engine.config.section("containers").get("default_network")
     if configured:
         return configured
-    return "bridge" if "bridge" in engine.plugins.drivers["network"] else "none"
+    return "bridge" if "bridge" in engine.plugins.names("network") else "none"
 
 
 def create(engine, request: CreateRequest) -> ContainerRecord:

@@ -26,7 +26,7 @@ def resolve(engine, log_config: dict | None) -> dict:
     options = dict(log_config.get("Config") or {})
     if not log_config.get("Type") or log_config.get("Type") == section.get("driver"):
         options = {**{str(k): str(v) for k, v in (section.get("opts") or {}).items()}, **options}
-    if driver in (*FILE_DRIVERS, "none") and not engine.plugins.names("logging"):
+    if driver in (*FILE_DRIVERS, "none") and not engine.plugins.declared("logging"):
         # An install whose metadata predates the pallet.logging group: the monitor writes these itself.
         if driver == "none" and options:
             from pallet.kernel.errors import UsageError

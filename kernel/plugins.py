@@ -54,7 +54,7 @@ class PluginRecord:
     name: str
     group: str
     target: str
-    state: str = "loaded"          # loaded | broken | disabled
+    state: str = "loaded"          # loaded | broken | disabled, or pending (listed, not imported yet)
     error: str = ""
     module: object = None
     distribution: str = ""
@@ -99,6 +99,7 @@ class PluginManager:
         self.plugins: dict[tuple[str, str], PluginRecord] = {}
         self.drivers: dict[str, dict[str, DriverRecord]] = {kind: {} for kind in DRIVER_KINDS}
         self._loaded_groups: set[str] = set()
+        self._engaged: set[str] = set()       # groups whose plugins import as they are used (engage)
         self._warn = warn or _warn_stderr
         self._cache_dir = cache_dir  # where the entry-point listing is cached; None: ask stevedore
         self._listing = None
@@ -109,22 +110,40 @@ class PluginManager:
         """Import and register every enabled plugin of ``groups`` (default: all), then collect drivers."""
         for group in groups or tuple(GROUPS):
             if group not in self._loaded_groups:
-                self._load_group(group)
+                self._import([record for record in self._records(group) if record.state == "pending"])
                 self._loaded_groups.add(group)
 
-    def _load_group(self, group: str) -> None:
+    def engage(self, *groups: str) -> None:
+        """Let ``groups`` take part in this command, importing only the plugins it uses.
+
+        Like :meth:`load` for what the command sees: a driver of these groups is found by name, and a
+        broadcast hook reaches every plugin of them that implements it. But a plugin is imported only
+        when its driver is asked for by name or a hook it implements is broadcast, as far as the
+        listing's cache knows which entry point does what (it learns that whenever a group is loaded).
+        An entry point it knows nothing of — new, or broken the last time — makes the group load whole,
+        with the warnings that gives. ``names``, ``load`` and :attr:`drivers` of a kind not yet listed
+        by ``names`` see only what was imported.
+        """
+        self._engaged.update(group for group in groups or tuple(GROUPS) if group not in self._loaded_groups)
+
+    def _records(self, group: str) -> list[PluginRecord]:
+        """The entry points of ``group`` as records, made once each (``pending`` until imported)."""
         namespace = GROUPS[group]
         disabled = disabled_names()
-        wanted = []
+        records = []
         for name, value in self._entry_points().entry_points(namespace):
-            record = PluginRecord(name, namespace, value)
-            self.plugins[(namespace, name)] = record
-            if name in disabled:
-                record.state, record.error = "disabled", "disabled by PALLET_DISABLE_PLUGINS"
-            else:
-                wanted.append(record)
+            record = self.plugins.get((namespace, name))
+            if record is None:
+                record = self.plugins[(namespace, name)] = PluginRecord(name, namespace, value, state="pending")
+                if name in disabled:
+                    record.state, record.error = "disabled", "disabled by PALLET_DISABLE_PLUGINS"
+            records.append(record)
+        return records
+
+    def _import(self, records: list[PluginRecord]) -> None:
         new = []
-        for record in wanted:
+        for record in records:
+            record.state = "loaded"
             try:
                 record.module = _import_target(record.target)
             except (KeyboardInterrupt, AssertionError):  # what stevedore lets through, too
@@ -136,9 +155,46 @@ class PluginManager:
                 new.append(record)
         for record in new:
             self._collect_drivers(record)
-        # So that a later process can check a driver name without importing (entrypoints.declares).
-        self._entry_points().remember({f"{namespace}:{record.name}": self._registered_by(record)
-                                       for record in new if record.state == "loaded"})
+        # So that a later process can check a driver name, or import only what it uses, without importing.
+        loaded = [record for record in new if record.state == "loaded"]
+        self._entry_points().remember({f"{r.group}:{r.name}": self._registered_by(r) for r in loaded},
+                                      {f"{r.group}:{r.name}": self._hooks_of(r) for r in loaded})
+
+    def _hooks_of(self, record: PluginRecord) -> list[str]:
+        return sorted(caller.name for caller in self.pm.get_hookcallers(record.module) or ()
+                      if not caller.name.startswith("pallet_register_"))
+
+    def _known(self, group: str) -> list[PluginRecord] | None:
+        """The pending entry points of engaged ``group`` when the cache knows what each does, else None."""
+        listing = self._entry_points()
+        pending = [record for record in self._records(group) if record.state == "pending"]
+        for record in pending:
+            key = f"{record.group}:{record.name}"
+            if key not in listing.registered or key not in listing.hooks:
+                return None
+        return pending
+
+    def _import_declaring(self, group: str, kind: str, name: str) -> None:
+        """Import the one pending entry point of engaged ``group`` that the cache says registers ``name``,
+        or load the group whole when the cache cannot tell."""
+        pending = self._known(group)
+        registered = self._entry_points().registered
+        claims = [record for record in pending or ()
+                  if name in registered[f"{record.group}:{record.name}"].get(kind, ())]
+        if pending is None or len(claims) > 1:  # unknown entry points, or a clash only the load reports
+            self.load(group)
+        elif claims:
+            self._import(claims)
+
+    def _import_implementers(self, hook_name: str) -> None:
+        """Before a broadcast: import the engaged groups' pending plugins that implement ``hook_name``."""
+        for group in sorted(self._engaged - self._loaded_groups):
+            pending = self._known(group)
+            if pending is None:
+                self.load(group)
+                continue
+            hooks = self._entry_points().hooks
+            self._import([record for record in pending if hook_name in hooks[f"{record.group}:{record.name}"]])
 
     def _entry_points(self):
         if self._listing is None:
@@ -227,11 +283,15 @@ class PluginManager:
     # --- lookup -------------------------------------------------------------------------
     def driver(self, kind: str, name: str) -> DriverRecord:
         """The driver ``name`` of ``kind``, or a clear error: unknown (exit 2), broken, disabled."""
-        self.load(DRIVER_KINDS[kind][0])
+        group = DRIVER_KINDS[kind][0]
+        if name not in self.drivers[kind] and group in self._engaged and group not in self._loaded_groups:
+            self._import_declaring(group, kind, name)
+        if name not in self.drivers[kind]:  # not engaged, or the cache's hint was stale
+            self.load(group)
         found = self.drivers[kind].get(name)
         if found is not None:
             return found
-        group = GROUPS[DRIVER_KINDS[kind][0]]
+        group = GROUPS[group]
         record = self.plugins.get((group, name))
         if record is not None and record.state != "loaded":
             self._fill_distribution(record)
@@ -244,6 +304,11 @@ class PluginManager:
         record = self.driver(kind, name)
         return open_driver(record.cls, kind, name, context, record.availability(context.home, context.options))
 
+    def declared(self, group: str) -> bool:
+        """Whether an enabled entry point of ``group`` is installed (nothing is imported to tell)."""
+        disabled = disabled_names()
+        return any(name not in disabled for name, _value in self._entry_points().entry_points(GROUPS[group]))
+
     def names(self, kind: str) -> list[str]:
         self.load(DRIVER_KINDS[kind][0])
         return list(self.drivers[kind])
@@ -255,6 +320,7 @@ class PluginManager:
         see the call. An implementation's exception is reported as one warning naming its
         plugin, and the others still run.
         """
+        self._import_implementers(hook_name)
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             if not (impl.wrapper or impl.hookwrapper or getattr(impl.function, "_pallet_isolated", False)):

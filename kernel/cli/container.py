@@ -17,13 +17,14 @@ def container():
     """Manage containers."""
 
 
-def _engine(ctx_obj, groups=("storage", "security", "runtime")):
-    """Load the plugin groups every container command uses, so their lifecycle hooks observe it.
+def _engine(ctx_obj, groups=("storage", "security", "runtime", "logging")):
+    """Engage the plugin groups every container command uses, so their lifecycle hooks observe it
+    (a plugin is imported when its driver or a hook it implements is used: ``PluginManager.engage``).
 
     Network plugins load only for containers on a network that needs them (not none/host),
     which keeps ``run --network none`` start-up short.
     """
-    ctx_obj.plugins.load(*groups)
+    ctx_obj.plugins.engage(*groups)
     return ctx_obj
 
 

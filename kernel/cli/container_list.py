@@ -181,7 +181,7 @@ def container_sizes(engine, record) -> tuple[int, int]:
     from pallet.kernel import lifecycle
     from pallet.kernel.errors import PalletError
 
-    engine.plugins.load("storage", "runtime")
+    engine.plugins.engage("storage", "runtime")
     try:
         rw = engine.storage.diff_size(record.id, record.image_top_layer)
     except Exception:  # noqa: BLE001 - a driver that cannot measure reports 0, as Docker's does

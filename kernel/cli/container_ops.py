@@ -25,7 +25,7 @@ def _store(engine):
 def _running(engine, name):
     from pallet.kernel import lifecycle
 
-    engine.plugins.load("storage", "runtime")
+    engine.plugins.engage("storage", "runtime")
     record = lifecycle.refresh(engine, _store(engine).get(name))
     if not record.running:
         raise Conflict(f"Container {record.id} is not running")

@@ -3,7 +3,7 @@
 import json
 import os
 
-from pallet.kernel.entrypoints import CACHE_FILE
+from pallet.kernel.entrypoints import CACHE_FILE, FORMAT
 from tests.kernel.conftest import REPO, pip_install_target
 
 
@@ -54,7 +54,7 @@ def test_a_damaged_cache_is_rebuilt(pallet):
     cache.write_text("{not json")
     rows, _ = plugins_ls(pallet)
     assert rows == expected
-    assert json.loads(cache.read_text())["format"] == 1
+    assert json.loads(cache.read_text())["format"] == FORMAT
 
 
 def test_an_entry_point_added_in_place_is_noticed(pallet, tmp_path):
