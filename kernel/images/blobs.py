@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ class DigestMismatch(PalletError):
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # here, not at the top: OpenSSL's load is ~3 ms of every command
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -99,6 +99,7 @@ class BlobStore:
         fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix=f"blob-{os.getpid()}-")   # the pid: for sweeping
         if on_open:
             on_open(tmp)
+        import hashlib  # here, not at the top: OpenSSL's load is ~3 ms of every command
         try:
             hasher = hashlib.sha256()
             written = 0

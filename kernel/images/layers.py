@@ -12,7 +12,6 @@ extra of pyproject.toml.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import os
 import shutil
@@ -26,6 +25,7 @@ from pallet.kernel.errors import PalletError
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """OCI image-spec ChainID: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    import hashlib  # here, not at the top: OpenSSL's load is ~3 ms of every command
     result: list[str] = []
     for diff_id in diff_ids:
         if not result:
@@ -45,6 +45,7 @@ class HashingReader:
 
     def __init__(self, source: BinaryIO, stop=None):
         self.source = source
+        import hashlib  # here, not at the top: OpenSSL's load is ~3 ms of every command
         self.hasher = hashlib.sha256()
         self.count = 0
         self.stop = stop   # a threading.Event: set, the next read raises (a parallel pull failed elsewhere)

@@ -76,10 +76,16 @@ def test_compiled_programs_are_cached_by_content(tmp_path):
               "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO"}]}
     first = seccomp.compile_oci(config, tmp_path)
     cached = list(tmp_path.iterdir())
-    assert len(cached) == 1 and cached[0].read_bytes() == first.code
+    assert len(cached) == 1 and cached[0].read_bytes().endswith(b"\0" + first.code)
     assert first.code == seccomp.Filter.from_oci(config).export() and first.flags == 2
-    cached[0].write_bytes(b"garbage")  # not a multiple of 8 bytes: recompiled, not loaded
+    profile = cached[0].read_bytes().partition(b"\0")[0]
+    cached[0].write_bytes(profile + b"\0garbage")  # not a multiple of 8 bytes: recompiled, not loaded
     assert seccomp.compile_oci(config, tmp_path).code == first.code
+    # a file of that name holding another profile's program (a CRC collision) is not used either
+    allow_all = seccomp.Filter.from_oci({"defaultAction": "SCMP_ACT_ALLOW"}).export()
+    cached[0].write_bytes(profile.replace(b"unshare", b"unshard") + b"\0" + allow_all)
+    assert seccomp.compile_oci(config, tmp_path).code == first.code
+    assert cached[0].read_bytes() == profile + b"\0" + first.code
     other = seccomp.compile_oci(dict(config, defaultErrnoRet=38), tmp_path)
     assert len(list(tmp_path.iterdir())) == 2 and other.code != first.code
 

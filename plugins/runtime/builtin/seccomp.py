@@ -175,10 +175,13 @@ def compile_oci(config: dict, cache_dir=None) -> Program:
 
     libseccomp's BPF generation costs tens of milliseconds for Docker-sized profiles (most of a
     container's start); the same profile compiles to the same program for a given libseccomp and
-    architecture, so later starts only read it back.
+    architecture, so later starts only read it back. A cache file is named by a CRC of the profile
+    and holds the profile's text before its program, which must match exactly to be used: no
+    collision can give a container another profile's filter, and no ``hashlib`` (OpenSSL's load,
+    ~3 ms) is needed to start one.
     """
-    import hashlib
     import json
+    import zlib
     from pathlib import Path
 
     flags = 0
@@ -187,16 +190,18 @@ def compile_oci(config: dict, cache_dir=None) -> Program:
             raise SeccompError(f"unknown seccomp flag {flag!r}")
         flags |= _KERNEL_FLAGS[flag]
     version = lib().seccomp_version()
-    key = hashlib.sha256(json.dumps([config, os.uname().machine, version.major, version.minor, version.micro],
-                                    sort_keys=True).encode()).hexdigest()
-    cached = Path(cache_dir, f"{key}.bpf") if cache_dir is not None else None
+    text = json.dumps([config, os.uname().machine, version.major, version.minor, version.micro],
+                      sort_keys=True).encode()  # ASCII, no NUL: json.dumps escapes both
+    cached = Path(cache_dir, f"{zlib.crc32(text):08x}-{len(text)}.bpf") if cache_dir is not None else None
     if cached is not None:
         try:
-            return Program(cached.read_bytes(), flags)
+            profile, _nul, code = cached.read_bytes().partition(b"\0")
+            if profile == text:
+                return Program(code, flags)
         except (OSError, SeccompError):
             pass
     code = Filter.from_oci(config).export()
     if cached is not None:
         # a unique temp name: the builder runs several containers from threads of one process
-        atomic_write(cached, code, durable=False)
+        atomic_write(cached, text + b"\0" + code, durable=False)
     return Program(code, flags)
