@@ -1,6 +1,7 @@
 """Find plugins with stevedore, validate and call them with pluggy, and keep the table of drivers.
 
-Only the entry-point groups a command needs are loaded. The listing comes from
+Only the entry-point groups a command needs are loaded, and a container command imports of them only
+the plugins it uses (:meth:`PluginManager.engage`). The listing comes from
 ``pallet.kernel.entrypoints`` (stevedore's discovery, cached under the run root); each entry point is
 imported here, as stevedore would, so a plugin that fails to import, or whose hooks do not match
 ``kernel/hookspecs.py``, becomes a *broken* row with the reason: one warning on stderr, and the
@@ -121,8 +122,10 @@ class PluginManager:
         when its driver is asked for by name or a hook it implements is broadcast, as far as the
         listing's cache knows which entry point does what (it learns that whenever a group is loaded).
         An entry point it knows nothing of — new, or broken the last time — makes the group load whole,
-        with the warnings that gives. ``names``, ``load`` and :attr:`drivers` of a kind not yet listed
-        by ``names`` see only what was imported.
+        with the warnings that gives. Until ``names`` or ``load`` lists such a group (both import it
+        whole), :attr:`drivers` holds only what was imported of it. For single-threaded commands: a
+        process whose threads share the manager loads its groups first (``pallet serve``, the cluster
+        executor).
         """
         self._engaged.update(group for group in groups or tuple(GROUPS) if group not in self._loaded_groups)
 
@@ -291,8 +294,8 @@ class PluginManager:
         found = self.drivers[kind].get(name)
         if found is not None:
             return found
-        group = GROUPS[group]
-        record = self.plugins.get((group, name))
+        namespace = GROUPS[group]
+        record = self.plugins.get((namespace, name))
         if record is not None and record.state != "loaded":
             self._fill_distribution(record)
             raise PalletError(f'{kind} driver "{name}" cannot be used: {record.describe()} is {record.state}: {record.error}')
