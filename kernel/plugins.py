@@ -10,6 +10,7 @@ rest of the engine keeps working.
 
 from __future__ import annotations
 
+import _thread
 import importlib
 import sys
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ class PluginManager:
         self.drivers: dict[str, dict[str, DriverRecord]] = {kind: {} for kind in DRIVER_KINDS}
         self._loaded_groups: set[str] = set()
         self._engaged: set[str] = set()       # groups whose plugins import as they are used (engage)
+        # Held while plugins are imported and registered: the builder's parallel stages open drivers from
+        # threads, and a second thread must not see a group half imported (CI: "unknown logging driver").
+        # ``_thread``'s lock: ``threading`` is not imported by a command that does not need it.
+        self._loading = _thread.RLock()
         self._warn = warn or _warn_stderr
         self._cache_dir = cache_dir  # where the entry-point listing is cached; None: ask stevedore
         self._listing = None
@@ -111,8 +116,10 @@ class PluginManager:
         """Import and register every enabled plugin of ``groups`` (default: all), then collect drivers."""
         for group in groups or tuple(GROUPS):
             if group not in self._loaded_groups:
-                self._import([record for record in self._records(group) if record.state == "pending"])
-                self._loaded_groups.add(group)
+                with self._loading:
+                    if group not in self._loaded_groups:
+                        self._import([record for record in self._records(group) if record.state == "pending"])
+                        self._loaded_groups.add(group)
 
     def engage(self, *groups: str) -> None:
         """Let ``groups`` take part in this command, importing only the plugins it uses.
@@ -123,9 +130,7 @@ class PluginManager:
         listing's cache knows which entry point does what (it learns that whenever a group is loaded).
         An entry point it knows nothing of — new, or broken the last time — makes the group load whole,
         with the warnings that gives. Until ``names`` or ``load`` lists such a group (both import it
-        whole), :attr:`drivers` holds only what was imported of it. For single-threaded commands: a
-        process whose threads share the manager loads its groups first (``pallet serve``, the cluster
-        executor).
+        whole), :attr:`drivers` holds only what was imported of it.
         """
         self._engaged.update(group for group in groups or tuple(GROUPS) if group not in self._loaded_groups)
 
@@ -191,13 +196,16 @@ class PluginManager:
 
     def _import_implementers(self, hook_name: str) -> None:
         """Before a broadcast: import the engaged groups' pending plugins that implement ``hook_name``."""
-        for group in sorted(self._engaged - self._loaded_groups):
-            pending = self._known(group)
-            if pending is None:
-                self.load(group)
-                continue
-            hooks = self._entry_points().hooks
-            self._import([record for record in pending if hook_name in hooks[f"{record.group}:{record.name}"]])
+        if not self._engaged - self._loaded_groups:
+            return
+        with self._loading:
+            for group in sorted(self._engaged - self._loaded_groups):
+                pending = self._known(group)
+                if pending is None:
+                    self.load(group)
+                    continue
+                hooks = self._entry_points().hooks
+                self._import([record for record in pending if hook_name in hooks[f"{record.group}:{record.name}"]])
 
     def _entry_points(self):
         if self._listing is None:
@@ -288,7 +296,9 @@ class PluginManager:
         """The driver ``name`` of ``kind``, or a clear error: unknown (exit 2), broken, disabled."""
         group = DRIVER_KINDS[kind][0]
         if name not in self.drivers[kind] and group in self._engaged and group not in self._loaded_groups:
-            self._import_declaring(group, kind, name)
+            with self._loading:
+                if name not in self.drivers[kind] and group not in self._loaded_groups:
+                    self._import_declaring(group, kind, name)
         if name not in self.drivers[kind]:  # not engaged, or the cache's hint was stale
             self.load(group)
         found = self.drivers[kind].get(name)

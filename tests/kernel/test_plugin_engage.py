@@ -7,6 +7,9 @@ import of their module, so the test reads what each process imported."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -126,3 +129,69 @@ def test_an_observer_the_cache_does_not_know_yet_is_reached(pallet, engage_site,
     assert result.returncode == 0, result.stderr
     assert [line for line in events.read_text().splitlines() if not line.startswith("imported")] == \
         ["created late", "removed late"]
+
+
+SLOWFS = '''
+import time
+from pallet import hookimpl
+from pallet.drivers import Availability, StorageDriver
+
+time.sleep(0.3)   # a plugin whose import takes a while: another thread asks meanwhile
+
+
+class SlowFS(StorageDriver):
+    @classmethod
+    def probe(cls, home=None, options=None):
+        return Availability.no("a test driver")
+
+
+@hookimpl
+def pallet_register_storage_drivers(register):
+    register("slowfs", SlowFS)
+'''
+
+THREADS = '''
+import json, sys, threading
+from pallet.kernel.plugins import PluginManager
+
+warnings = []
+manager = PluginManager(warn=warnings.append, cache_dir=sys.argv[1])
+if sys.argv[2] == "engaged":
+    manager.engage("storage")
+barrier, found, failed = threading.Barrier(6), [], []
+
+def ask(name):
+    barrier.wait()
+    try:
+        found.append(manager.driver("storage", name).name)
+    except Exception as exc:
+        failed.append(f"{name}: {exc}")
+
+threads = [threading.Thread(target=ask, args=(name,)) for name in ["slowfs", "overlay2", "vfs"] * 2]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps([sorted(found), failed, warnings]))
+'''
+
+
+@pytest.mark.parametrize("mode", ["loaded", "engaged"])
+def test_threads_asking_for_drivers_at_once_all_find_them(tmp_path, mode):
+    """The builder's parallel stages open drivers from threads: one thread must not see the group half
+    imported by another (CI: "unknown logging driver", and a plugin registered twice, "broken")."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "pallet_engage_test_slowfs.py").write_text(SLOWFS)
+    dist = site / "pallet_engage_test_slowfs-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pallet-engage-test-slowfs\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pallet.storage]\nslowfs = pallet_engage_test_slowfs\n")
+    cache = tmp_path / "run"
+    cache.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    for _ in range(2):   # the second time, from the cache the first one filled (engage imports by name)
+        proc = subprocess.run([sys.executable, "-P", "-c", THREADS, str(cache), mode], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == [["overlay2", "overlay2", "slowfs", "slowfs", "vfs", "vfs"], [], []]
