@@ -607,12 +607,21 @@ def release(engine, record: ContainerRecord) -> None:
         except PalletError as exc:
             errors.append(str(exc))
     mark = store.run_dir(record.id) / MOUNTED_MARK
-    if mark.exists():
+    claimed = mark.with_name(f"{MOUNTED_MARK}.{os.getpid()}")
+    try:
+        # Claimed by a rename, so that one release puts the mount back: a monitor that finishes and an
+        # `rm -f` can both get here at once (CI: the loser's unlink failed, after a second put).
+        os.rename(mark, claimed)
+    except FileNotFoundError:
+        pass   # not mounted, or released by the other one
+    else:
         try:
             engine.storage.put(record.id)
-            mark.unlink()
         except Exception as exc:
+            os.rename(claimed, mark)   # still held: the next clean-up tries again
             errors.append(f"rootfs: {exc}")
+        else:
+            claimed.unlink()
     if errors:
         raise PalletError(f"cleaning up container {record.short_id}: " + "; ".join(errors))
 
