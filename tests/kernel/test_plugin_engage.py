@@ -17,16 +17,22 @@ import pytest
 from pallet.kernel.entrypoints import CACHE_FILE, FORMAT
 from tests.kernel.conftest import pip_install_target
 
-MARKERFS = '''
+def storage_plugin(driver: str, import_takes: float = 0.0) -> str:
+    """A storage plugin module registering an unavailable driver ``driver``; its import logs itself to
+    $PALLET_TEST_EVENTS when that is set, and sleeps ``import_takes`` seconds."""
+    return f'''
 import os
+import time
 from pallet import hookimpl
 from pallet.drivers import Availability, StorageDriver
 
-with open(os.environ["PALLET_TEST_EVENTS"], "a") as handle:
-    handle.write("imported markerfs\\n")
+if "PALLET_TEST_EVENTS" in os.environ:
+    with open(os.environ["PALLET_TEST_EVENTS"], "a") as handle:
+        handle.write("imported {driver}\\n")
+time.sleep({import_takes})
 
 
-class MarkerFS(StorageDriver):
+class TestDriver(StorageDriver):
     @classmethod
     def probe(cls, home=None, options=None):
         return Availability.no("a test driver")
@@ -34,7 +40,7 @@ class MarkerFS(StorageDriver):
 
 @hookimpl
 def pallet_register_storage_drivers(register):
-    register("markerfs", MarkerFS)
+    register("{driver}", TestDriver)
 '''
 
 WATCHER = '''
@@ -64,7 +70,7 @@ def pallet_container_removed(container):
 @pytest.fixture(scope="module")
 def engage_site(tmp_path_factory):
     source = tmp_path_factory.mktemp("engage-src")
-    (source / "pallet_engage_test_markerfs.py").write_text(MARKERFS)
+    (source / "pallet_engage_test_markerfs.py").write_text(storage_plugin("markerfs"))
     (source / "pallet_engage_test_watcher.py").write_text(WATCHER)
     (source / "pyproject.toml").write_text(textwrap.dedent('''
         [build-system]
@@ -131,25 +137,6 @@ def test_an_observer_the_cache_does_not_know_yet_is_reached(pallet, engage_site,
         ["created late", "removed late"]
 
 
-SLOWFS = '''
-import time
-from pallet import hookimpl
-from pallet.drivers import Availability, StorageDriver
-
-time.sleep(0.3)   # a plugin whose import takes a while: another thread asks meanwhile
-
-
-class SlowFS(StorageDriver):
-    @classmethod
-    def probe(cls, home=None, options=None):
-        return Availability.no("a test driver")
-
-
-@hookimpl
-def pallet_register_storage_drivers(register):
-    register("slowfs", SlowFS)
-'''
-
 THREADS = '''
 import json, sys, threading
 from pallet.kernel.plugins import PluginManager
@@ -182,7 +169,7 @@ def test_threads_asking_for_drivers_at_once_all_find_them(tmp_path, mode):
     imported by another (CI: "unknown logging driver", and a plugin registered twice, "broken")."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "pallet_engage_test_slowfs.py").write_text(SLOWFS)
+    (site / "pallet_engage_test_slowfs.py").write_text(storage_plugin("slowfs", import_takes=0.3))  # another thread asks meanwhile
     dist = site / "pallet_engage_test_slowfs-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pallet-engage-test-slowfs\nVersion: 0.1\n")
